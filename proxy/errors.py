@@ -1,0 +1,55 @@
+"""Postgres-shaped errors raised inside the proxy.
+
+Every failure the proxy itself detects (bad protocol input, a malformed ML statement,
+a training failure) is reported to the client as an ErrorResponse with a real
+SQLSTATE, so drivers map it to their usual exception classes and the session stays
+in sync. This module holds the one exception type for that and the SQLSTATE codes
+the proxy uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# SQLSTATE codes used by the proxy (names follow Postgres' errcodes.txt).
+PROTOCOL_VIOLATION = "08P01"
+CONNECTION_FAILURE = "08006"
+CONNECTION_EXCEPTION = "08000"
+SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION = "08001"
+FEATURE_NOT_SUPPORTED = "0A000"
+SYNTAX_ERROR = "42601"
+INVALID_PARAMETER_VALUE = "22023"
+DUPLICATE_OBJECT = "42710"
+UNDEFINED_OBJECT = "42704"
+UNDEFINED_FUNCTION = "42883"
+INSUFFICIENT_PRIVILEGE = "42501"
+ACTIVE_SQL_TRANSACTION = "25001"
+OBJECT_NOT_IN_PREREQUISITE_STATE = "55000"
+QUERY_CANCELED = "57014"
+ADMIN_SHUTDOWN = "57P01"
+CANNOT_CONNECT_NOW = "57P03"
+TOO_MANY_CONNECTIONS = "53300"
+INTERNAL_ERROR = "XX000"
+
+
+@dataclass
+class PgError(Exception):
+    """An error to send to the client as an ErrorResponse.
+
+    `position` is a 1-based character offset into the client's statement text, as
+    Postgres reports it (psql draws the caret from it).
+    """
+
+    sqlstate: str
+    message: str
+    position: int | None = None
+    hint: str | None = None
+    detail: str | None = None
+    severity: str = "ERROR"
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.message} (SQLSTATE {self.sqlstate})"
