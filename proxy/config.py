@@ -1,0 +1,75 @@
+"""Proxy configuration: where to listen, which upstream to relay to, TLS, limits.
+
+One dataclass, filled from the command line (proxy.cli) or built directly by tests
+and embedders. The upstream is parsed from a libpq-style URL once, at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Address of the upstream server: a TCP host/port or a unix socket directory."""
+
+    host: str = "127.0.0.1"
+    port: int = 5432
+    sslmode: str = "disable"  # disable | prefer | require
+    url: str = ""
+
+    @property
+    def is_unix(self) -> bool:
+        return self.host.startswith("/")
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.host, f".s.PGSQL.{self.port}")
+
+    def describe(self) -> str:
+        return self.socket_path if self.is_unix else f"{self.host}:{self.port}"
+
+    @classmethod
+    def from_url(cls, url: str) -> "Upstream":
+        """Parse postgresql://[user@]host[:port][/db][?host=/sock/dir&port=N&sslmode=M].
+
+        Only the address and sslmode matter: user, password and database come from
+        each client's own StartupMessage, so the upstream decides who gets in.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError(f"upstream URL must start with postgresql://, got {url!r}")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        host = query.get("host") or unquote(parts.hostname or "") or "127.0.0.1"
+        try:
+            port = int(query.get("port") or parts.port or 5432)
+        except ValueError as exc:
+            raise ValueError(f"bad port in upstream URL {url!r}") from exc
+        sslmode = query.get("sslmode", "disable" if host.startswith("/") else "prefer")
+        if sslmode in ("allow",):
+            sslmode = "prefer"
+        if sslmode in ("verify-ca", "verify-full"):
+            sslmode = "require"
+        if sslmode not in ("disable", "prefer", "require"):
+            raise ValueError(f"unsupported sslmode {sslmode!r}")
+        return cls(host=host, port=port, sslmode=sslmode, url=url)
+
+
+@dataclass
+class Config:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 6543
+    upstream: Upstream | None = None  # None: start the embedded Postgres
+    data_dir: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    shutdown_grace: float = 10.0
+    connect_timeout: float = 10.0
+    # Largest Query/Parse message the proxy examines for ML statements; larger ones
+    # are streamed to the upstream unexamined, so memory stays bounded.
+    intercept_limit: int = 16 << 20
+    log_level: str = "info"
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,101 @@
+"""The hook point where statements are intercepted on the client->server path.
+
+An `Interceptor` sees each Query and Parse message that the relay frames. Its
+`wants()` must be cheap (a text prefilter: most traffic never gets past it) and
+decides whether the statement is taken over; everything it declines is forwarded
+as the original bytes. A taken-over statement is handled by `handle()`, which gets
+a `Takeover`: exclusive, message-level use of the session's two streams until it
+returns. The session waits until every earlier request has been answered before
+handing over, and replays the client messages that arrived meanwhile afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+
+from .framing import Frame
+
+if TYPE_CHECKING:
+    from .session import Session
+
+
+class Interceptor(Protocol):
+    def wants(self, frame: Frame, session: "Session") -> bool:
+        """Cheap test on a Query/Parse frame: take this statement over?"""
+        ...
+
+    async def handle(self, frame: Frame, takeover: "Takeover") -> None:
+        """Answer the statement. On return the upstream must be idle (its last
+        message a ReadyForQuery) and the client must have been answered."""
+        ...
+
+
+class Takeover:
+    """Message-level access to both sides of a session, for one interception."""
+
+    def __init__(self, session: "Session") -> None:
+        self.session = session
+        self._client: deque[Frame] = deque()
+        self._server: deque[Frame] = deque()
+        self._client_ready = asyncio.Event()
+        self._server_ready = asyncio.Event()
+        self.client_closed = False
+        self.server_closed = False
+
+    # -- fed by the session ------------------------------------------------------
+    def _push_client(self, frame: Frame) -> None:
+        self._client.append(frame)
+        self._client_ready.set()
+
+    def _push_server(self, frame: Frame) -> None:
+        self._server.append(frame)
+        self._server_ready.set()
+
+    def _close(self, client: bool) -> None:
+        if client:
+            self.client_closed = True
+            self._client_ready.set()
+        else:
+            self.server_closed = True
+            self._server_ready.set()
+
+    @property
+    def queued_client_bytes(self) -> int:
+        return sum(len(f.raw) for f in self._client)
+
+    def _drain_client(self) -> list[Frame]:
+        frames = list(self._client)
+        self._client.clear()
+        return frames
+
+    # -- used by interceptors ----------------------------------------------------
+    async def server_message(self) -> Frame:
+        """Next complete message from the upstream."""
+        while not self._server:
+            if self.server_closed:
+                raise ConnectionResetError("upstream connection closed")
+            self._server_ready.clear()
+            await self._server_ready.wait()
+        return self._server.popleft()
+
+    async def client_message(self) -> Frame:
+        """Next complete message from the client (e.g. Bind after an intercepted Parse)."""
+        while not self._client:
+            if self.client_closed:
+                raise ConnectionResetError("client connection closed")
+            self._client_ready.clear()
+            self.session._resume_client_reading()
+            await self._client_ready.wait()
+        return self._client.popleft()
+
+    def unread_client(self, frame: Frame) -> None:
+        """Give a client message back: it will be relayed after the takeover."""
+        self._client.appendleft(frame)
+
+    def send_server(self, data: bytes) -> None:
+        self.session._write_upstream(data)
+
+    def send_client(self, data: bytes) -> None:
+        self.session._write_client(data)

@@ -1,0 +1,85 @@
+"""The listening server: accepts clients, owns the sessions, shuts down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import ssl
+from collections.abc import Sequence
+
+from .config import Config
+from .intercept import Interceptor
+from .session import Session
+
+log = logging.getLogger("mlproxy.server")
+
+
+class ProxyServer:
+    def __init__(self, config: Config, interceptors: Sequence[Interceptor] = ()) -> None:
+        if config.upstream is None:
+            raise ValueError("ProxyServer needs a resolved upstream")
+        self.config = config
+        self.interceptors = list(interceptors)
+        self.sessions: set[Session] = set()
+        self.ssl_context = _server_ssl_context(config)
+        self._ids = itertools.count(1)
+        self._server: asyncio.base_events.Server | None = None
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def next_session_id(self) -> int:
+        return next(self._ids)
+
+    def register(self, session: Session) -> None:
+        self.sessions.add(session)
+        self._empty.clear()
+
+    def unregister(self, session: Session) -> None:
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._empty.set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Session(self), self.config.listen_host, self.config.listen_port,
+            backlog=1024, reuse_address=True)
+        for sock in self._server.sockets:
+            import socket
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        log.info("listening on %s:%d upstream=%s tls=%s", self.config.listen_host, self.port,
+                 self.config.upstream.describe(), "on" if self.ssl_context else "off")
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting; let requests in flight finish within `grace` seconds; close."""
+        grace = self.config.shutdown_grace if grace is None else grace
+        if self._server is not None:
+            self._server.close()
+        busy = [s for s in self.sessions if not s.is_idle()]
+        log.info("shutting down: %d sessions (%d busy), grace %.1fs",
+                 len(self.sessions), len(busy), grace)
+        for session in list(self.sessions):
+            session.begin_shutdown()
+        try:
+            await asyncio.wait_for(self._empty.wait(), grace)
+        except TimeoutError:
+            log.warning("grace period over: closing %d busy sessions", len(self.sessions))
+            for session in list(self.sessions):
+                session.terminate()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+def _server_ssl_context(config: Config) -> ssl.SSLContext | None:
+    if not config.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(config.tls_cert), str(config.tls_key or config.tls_cert))
+    return ctx

@@ -1,0 +1,516 @@
+"""One client connection and the upstream connection it owns.
+
+The session is the asyncio Protocol of the client socket; `_UpstreamSide` is the
+Protocol of its upstream socket. In the relay state every chunk is framed (headers
+only, see framing.Framer) and forwarded as the original bytes; the few message types
+the session watches (Query/Parse for interception, Sync/Query/ReadyForQuery to know
+when a request is in flight, ErrorResponse for logging) cost a header test each.
+Back-pressure: when one side's socket buffer fills, the other side stops reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from enum import Enum, auto
+from typing import TYPE_CHECKING
+
+from . import errors, protocol
+from .errors import PgError
+from .framing import ALL, Frame, Framer, ProtocolViolation
+from .intercept import Takeover
+from .protocol import (B_ERROR, B_READY_FOR_QUERY, F_FUNCTION_CALL, F_PARSE, F_QUERY,
+                       F_SYNC, F_TERMINATE, FRONTEND_TYPES, frontend_length_limit)
+from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
+                      parse_first_packet)
+from .upstream import UpstreamUnavailable, open_upstream
+
+if TYPE_CHECKING:
+    from .server import ProxyServer
+
+log = logging.getLogger("mlproxy.session")
+
+_CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINATE))
+_SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR))
+_TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
+
+
+class State(Enum):
+    STARTUP = auto()      # reading the first packet(s)
+    CONNECTING = auto()   # opening the upstream connection
+    RELAY = auto()        # forwarding bytes both ways
+    HANDOVER = auto()     # waiting for in-flight requests before a takeover
+    TAKEOVER = auto()     # an interceptor owns the streams
+    CLOSED = auto()
+
+
+def _frontend_type_ok(msg_type: int) -> bool:
+    return msg_type in FRONTEND_TYPES
+
+
+class _UpstreamSide(asyncio.Protocol):
+    """Protocol of the upstream socket: hands everything to the session."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: "Session") -> None:
+        self.session = session
+
+    def data_received(self, data: bytes) -> None:
+        self.session._server_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session._server_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.session._pause_client_reading("upstream-buffer")
+
+    def resume_writing(self) -> None:
+        self.session._resume_client_reading("upstream-buffer")
+
+
+class Session(asyncio.Protocol):
+    """Protocol of a client socket, and the relay between it and the upstream."""
+
+    def __init__(self, server: "ProxyServer") -> None:
+        self.server = server
+        self.config = server.config
+        self.id = server.next_session_id()
+        self.state = State.STARTUP
+        self.client: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        self.peer = "?"
+        self.startup: StartupMessage | None = None
+        self.parameters: dict[str, str] = {}
+        self.txstatus = b"I"
+        self.pending = 0  # requests sent upstream whose ReadyForQuery has not come back
+        self.opened = time.monotonic()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.closed = asyncio.get_running_loop().create_future()
+        self._buf = bytearray()  # startup packets, before the relay starts
+        self._ssl_answered = False
+        self._cframer = Framer(_CLIENT_WATCH, limit=frontend_length_limit,
+                               type_ok=_frontend_type_ok,
+                               assemble_limit=self.config.intercept_limit)
+        self._sframer = Framer(_SERVER_WATCH)
+        self._client_pauses: set[str] = set()
+        self._upstream_paused = False
+        self._interceptors = server.interceptors
+        self._takeover: Takeover | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._terminating = False
+        self._draining = False
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- asyncio Protocol callbacks (client socket) ----------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.client = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "local")
+        self.server.register(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        state = self.state
+        if state is State.RELAY:
+            self._client_relay(data)
+        elif state is State.STARTUP:
+            self._buf += data
+            self._startup_step()
+        elif state is State.HANDOVER or state is State.TAKEOVER:
+            self._client_takeover_data(data)
+        elif state is State.CONNECTING:
+            self._buf += data  # reading is paused; this is what was already read
+        # CLOSED: drop
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state is State.CLOSED:
+            return
+        if not self._terminating:
+            log.info("client disconnected session=%s peer=%s%s", self.id, self.peer,
+                     f" error={exc}" if exc else "")
+        if self._takeover is not None:
+            self._takeover._close(client=True)
+        self._finish()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None and not self._upstream_paused:
+            self._upstream_paused = True
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None and self._upstream_paused:
+            self._upstream_paused = False
+            self.upstream.resume_reading()
+
+    # -- start-up -----------------------------------------------------------------------
+    def _startup_step(self) -> None:
+        while self.state is State.STARTUP:
+            try:
+                packet, used = parse_first_packet(self._buf)
+            except ProtocolViolation as err:
+                self._fatal(err)
+                return
+            if packet is None:
+                return
+            del self._buf[:used]
+            if isinstance(packet, SSLRequest):
+                if self._ssl_answered:
+                    self._fatal(ProtocolViolation("duplicate SSLRequest"))
+                    return
+                self._ssl_answered = True
+                if self.server.ssl_context is None:
+                    self.client.write(b"N")
+                    continue
+                if self._buf:
+                    # Bytes sent before the TLS handshake could be injected by a man
+                    # in the middle (CVE-2021-23214): refuse them.
+                    self._fatal(ProtocolViolation(
+                        "received unencrypted data after SSL request"))
+                    return
+                self.client.write(b"S")
+                self._pause_client_reading("tls")
+                self._spawn(self._start_tls())
+                return
+            if isinstance(packet, GSSENCRequest):
+                self.client.write(b"N")
+                continue
+            if isinstance(packet, CancelRequest):
+                self._spawn(self._forward_cancel(packet))
+                self.state = State.CLOSED
+                return
+            self.startup = packet
+            self.parameters = dict(packet.parameters)
+            self.state = State.CONNECTING
+            self._pause_client_reading("connecting")
+            self._spawn(self._connect_upstream(packet))
+            return
+
+    async def _start_tls(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(self.client, self, self.server.ssl_context,
+                                       server_side=True)
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            log.info("TLS handshake failed session=%s peer=%s error=%s", self.id, self.peer, exc)
+            self._finish()
+            return
+        if tls is None:
+            self._finish()
+            return
+        self.client = tls
+        self._resume_client_reading("tls")
+
+    async def _forward_cancel(self, packet: CancelRequest) -> None:
+        """Deliver a CancelRequest to the upstream: the key is the backend's own,
+        which the client learned from the relayed BackendKeyData."""
+        try:
+            transport, proto = await open_upstream(
+                self.config.upstream, _CancelSink, self.config.connect_timeout)
+            transport.write(packet.raw)
+            await proto.wait_closed(5.0)
+            transport.close()
+            log.info("cancel request forwarded peer=%s", self.peer)
+        except (UpstreamUnavailable, OSError) as exc:
+            log.warning("cancel request not delivered peer=%s error=%s", self.peer, exc)
+        finally:
+            self._finish()
+
+    async def _connect_upstream(self, startup: StartupMessage) -> None:
+        try:
+            transport, _ = await open_upstream(
+                self.config.upstream, lambda: _UpstreamSide(self), self.config.connect_timeout)
+        except UpstreamUnavailable as exc:
+            log.warning("upstream unavailable session=%s error=%s", self.id, exc)
+            self._fatal(PgError(errors.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+                                str(exc), severity="FATAL"))
+            return
+        if self.state is State.CLOSED:
+            transport.close()
+            return
+        self.upstream = transport
+        log.info("connection opened session=%s peer=%s user=%s database=%s",
+                 self.id, self.peer, startup.user, startup.database)
+        transport.write(startup.raw)
+        self.pending = 1  # the startup exchange ends with a ReadyForQuery
+        self.state = State.RELAY
+        leftover = bytes(self._buf)
+        self._buf.clear()
+        self._resume_client_reading("connecting")
+        if leftover:
+            self._client_relay(leftover)
+
+    # -- relay --------------------------------------------------------------------------
+    def _client_relay(self, data: bytes) -> None:
+        framer = self._cframer
+        held_before = not framer.at_boundary
+        try:
+            items = framer.feed(data)
+        except ProtocolViolation as err:
+            self._fatal(err)
+            return
+        if items is None:
+            self.upstream.write(data)
+            return
+        out: list = []
+        for index, item in enumerate(items):
+            if type(item) is not Frame:
+                out.append(item)
+                continue
+            msg_type = item.type
+            if (msg_type == F_QUERY or msg_type == F_PARSE) and self._interceptors:
+                interceptor = self._intercepting(item)
+                if interceptor is not None:
+                    if out:
+                        self.upstream.writelines(out)
+                    self._begin_handover(interceptor, item, items[index + 1:])
+                    return
+            if msg_type == F_QUERY or msg_type == F_SYNC or msg_type == F_FUNCTION_CALL:
+                self.pending += 1
+            elif msg_type == F_TERMINATE:
+                self._terminating = True
+            out.append(item.raw)
+        if not held_before and framer.at_boundary and len(out) == len(items):
+            self.upstream.write(data)
+        else:
+            self.upstream.writelines(out)
+
+    def _intercepting(self, frame: Frame):
+        for interceptor in self._interceptors:
+            if interceptor.wants(frame, self):
+                return interceptor
+        return None
+
+    def _server_data(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        if self.state is State.TAKEOVER:
+            self._server_takeover_data(data)
+            return
+        framer = self._sframer
+        held_before = not framer.at_boundary
+        items = framer.feed(data)
+        if items is None:
+            self.client.write(data)
+            return
+        for item in items:
+            if type(item) is Frame:
+                if item.type == B_READY_FOR_QUERY:
+                    self.txstatus = bytes(item.raw[5:6])
+                    if self.pending:
+                        self.pending -= 1
+                        if not self.pending:
+                            self._became_idle()
+                elif item.type == B_ERROR:
+                    self._log_server_error(item)
+        if not held_before and framer.at_boundary:
+            self.client.write(data)
+        else:
+            self.client.writelines([i.raw if type(i) is Frame else i for i in items])
+
+    def _log_server_error(self, frame: Frame) -> None:
+        fields = protocol.parse_fields(frame.body)
+        severity = fields.get("V", fields.get("S", ""))
+        if severity in ("FATAL", "PANIC"):
+            log.info("upstream fatal session=%s sqlstate=%s message=%s", self.id,
+                     fields.get("C"), fields.get("M"))
+            self._upstream_said_fatal = True
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("upstream error session=%s sqlstate=%s message=%s", self.id,
+                      fields.get("C"), fields.get("M"))
+
+    _upstream_said_fatal = False
+
+    def _became_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+        if self._draining:
+            self.terminate()
+
+    def is_idle(self) -> bool:
+        return self.state is State.RELAY and self.pending == 0
+
+    def _server_lost(self, exc: Exception | None) -> None:
+        if self.state is State.CLOSED:
+            return
+        if self._takeover is not None:
+            self._takeover._close(client=False)
+        if not self._terminating and self.client is not None and not self.client.is_closing():
+            if self._sframer.at_boundary and not self._upstream_said_fatal:
+                self._write_client(protocol.error_response(PgError(
+                    errors.CONNECTION_FAILURE,
+                    "upstream server closed the connection unexpectedly",
+                    detail="The server terminated abnormally before or while processing the request.",
+                    severity="FATAL")))
+            log.warning("upstream connection lost session=%s%s", self.id,
+                        f" error={exc}" if exc else "")
+        self._finish()
+
+    # -- takeover (interception) ----------------------------------------------------
+    def _begin_handover(self, interceptor, frame: Frame, rest: list) -> None:
+        """Stop relaying client messages; once the upstream has answered everything
+        sent before `frame`, let the interceptor own the session."""
+        held = bytes(self._cframer._carry)
+        tail = b"".join(bytes(i.raw) if type(i) is Frame else bytes(i) for i in rest) + held
+        self._cframer = Framer(ALL, limit=frontend_length_limit, type_ok=_frontend_type_ok,
+                               assemble_limit=protocol.LARGE_MESSAGE_LIMIT + 1)
+        self._takeover = Takeover(self)
+        self.state = State.HANDOVER
+        if tail:
+            self._client_takeover_data(tail)
+        self._spawn(self._run_takeover(interceptor, frame))
+
+    async def _run_takeover(self, interceptor, frame: Frame) -> None:
+        takeover = self._takeover
+        try:
+            if self.pending:
+                fut = asyncio.get_running_loop().create_future()
+                self._idle_waiters.append(fut)
+                await fut
+            if self.state is State.CLOSED:
+                return
+            self.state = State.TAKEOVER
+            self._sframer.set_wanted(ALL)
+            await interceptor.handle(frame, takeover)
+        except ConnectionResetError:
+            self._finish()
+            return
+        except Exception:  # an interceptor bug must not take the proxy down
+            log.exception("interceptor failed session=%s", self.id)
+            self._fatal(PgError(errors.INTERNAL_ERROR, "internal error in mlproxy"))
+            return
+        if self.state is State.CLOSED:
+            return
+        self._end_takeover(takeover)
+
+    def _end_takeover(self, takeover: Takeover) -> None:
+        self._sframer.set_wanted(_SERVER_WATCH)
+        backlog = b"".join(bytes(f.raw) for f in takeover._drain_client())
+        backlog += bytes(self._cframer._carry)
+        self._cframer = Framer(_CLIENT_WATCH, limit=frontend_length_limit,
+                               type_ok=_frontend_type_ok,
+                               assemble_limit=self.config.intercept_limit)
+        self._takeover = None
+        self.state = State.RELAY
+        self._resume_client_reading("takeover")
+        if self.pending == 0 and self._draining:
+            self.terminate()
+            return
+        if backlog:
+            self._client_relay(backlog)
+
+    def _client_takeover_data(self, data: bytes) -> None:
+        try:
+            items = self._cframer.feed(data)
+        except ProtocolViolation as err:
+            self._fatal(err)
+            return
+        takeover = self._takeover
+        for item in items or ():
+            takeover._push_client(item)  # ALL framer: every item is a Frame
+        if takeover.queued_client_bytes > _TAKEOVER_QUEUE_LIMIT:
+            self._pause_client_reading("takeover")
+
+    def _server_takeover_data(self, data: bytes) -> None:
+        for item in self._sframer.feed(data) or ():
+            if item.type == B_READY_FOR_QUERY:
+                self.txstatus = bytes(item.raw[5:6])
+            self._takeover._push_server(item)
+
+    # -- writing and flow control ------------------------------------------------------
+    def _write_upstream(self, data: bytes) -> None:
+        if self.upstream is not None and not self.upstream.is_closing():
+            self.upstream.write(data)
+
+    def _write_client(self, data: bytes) -> None:
+        if self.client is not None and not self.client.is_closing():
+            self.client.write(data)
+
+    def _pause_client_reading(self, reason: str) -> None:
+        if not self._client_pauses and self.client is not None and not self.client.is_closing():
+            self.client.pause_reading()
+        self._client_pauses.add(reason)
+
+    def _resume_client_reading(self, reason: str | None = None) -> None:
+        if reason is None:
+            reason = "takeover"
+        if reason in self._client_pauses:
+            self._client_pauses.discard(reason)
+            if not self._client_pauses and self.client is not None and not self.client.is_closing():
+                self.client.resume_reading()
+
+    # -- ending -----------------------------------------------------------------------
+    def _fatal(self, err: PgError) -> None:
+        """Report an error the session cannot survive, then close it."""
+        log.info("closing session=%s peer=%s sqlstate=%s reason=%s", self.id, self.peer,
+                 err.sqlstate, err.message)
+        if self._sframer.at_boundary:
+            self._write_client(protocol.error_response(err))
+        self._finish()
+
+    def begin_shutdown(self) -> None:
+        """Proxy shutdown: close now if idle, else as soon as the request in flight ends."""
+        self._draining = True
+        if self.state in (State.STARTUP, State.CONNECTING) or self.is_idle():
+            self.terminate()
+
+    def terminate(self) -> None:
+        """Close both sides, telling the client why (like a server shutdown does)."""
+        if self.state is State.CLOSED:
+            return
+        self._terminating = True
+        if self.state not in (State.STARTUP,) and self._sframer.at_boundary:
+            self._write_client(protocol.error_response(PgError(
+                errors.ADMIN_SHUTDOWN, "terminating connection due to administrator command",
+                severity="FATAL")))
+        if self.upstream is not None and self._cframer.at_boundary:
+            self._write_upstream(protocol.message(b"X"))
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.state is State.CLOSED and self.closed.done():
+            return
+        self.state = State.CLOSED
+        if self.client is not None:
+            self.client.close()
+        if self.upstream is not None:
+            self.upstream.close()
+        for fut in self._idle_waiters:
+            if not fut.done():
+                fut.cancel()
+        if not self.closed.done():
+            self.closed.set_result(None)
+            if self.startup is not None:
+                log.info("connection closed session=%s peer=%s seconds=%.3f bytes_in=%d bytes_out=%d",
+                         self.id, self.peer, time.monotonic() - self.opened,
+                         self.bytes_in, self.bytes_out)
+        self.server.unregister(self)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class _CancelSink(asyncio.Protocol):
+    """Upstream side of a forwarded cancel: the server answers by closing."""
+
+    def __init__(self) -> None:
+        self._closed = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+        except TimeoutError:
+            pass
