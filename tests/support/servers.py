@@ -1,0 +1,125 @@
+"""Real servers for the tests: the embedded Postgres and mlproxy processes.
+
+Tests talk to a real Postgres (pgserver's build, on a unix socket in a temp dir)
+through a real `mlproxy serve` process, exactly as users run it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from proxy.embedded import EmbeddedPostgres, bin_dir
+
+READY = re.compile(rb"mlproxy ready: psql \"postgresql://[^@]+@([^:]+):(\d+)/")
+
+# Roles for the authentication tests, each bound to one method in pg_hba.conf.
+AUTH_ROLES = {
+    "scram_user": ("scram-sha-256", "scram-pass"),
+    "md5_user": ("md5", "md5-pass"),
+    "clear_user": ("password", "clear-pass"),
+}
+
+
+def start_embedded(data_dir: Path) -> EmbeddedPostgres:
+    """Start an embedded Postgres with roles for every auth method the proxy relays."""
+    pg = EmbeddedPostgres(data_dir)
+    upstream = pg.start()
+    hba = pg.pgdata / "pg_hba.conf"
+    lines = [f"local all {role} {method}" for role, (method, _) in AUTH_ROLES.items()]
+    original = hba.read_text()
+    if "scram_user" not in original:
+        hba.write_text("\n".join(lines) + "\n" + original)
+    sql = ["SET password_encryption = 'md5';"]
+    for role, (method, password) in AUTH_ROLES.items():
+        enc = "scram-sha-256" if method == "scram-sha-256" else "md5"
+        sql.append(f"SET password_encryption = '{enc}';")
+        sql.append(f"DO $$BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$;")
+        sql.append(f"ALTER ROLE {role} PASSWORD '{password}';")
+        sql.append(f"GRANT ALL ON SCHEMA public TO {role};")
+    sql.append("SELECT pg_reload_conf();")
+    psql(upstream.host, upstream.port, "\n".join(sql))
+    return pg
+
+
+def psql(host: str, port: int, sql: str, user: str = "postgres", db: str = "postgres",
+         env: dict | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the embedded psql (ON_ERROR_STOP) and return the completed process."""
+    return subprocess.run(
+        [str(bin_dir() / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", str(port),
+         "-U", user, "-d", db, "-At"],
+        input=sql, capture_output=True, text=True, check=check, timeout=timeout,
+        env={**os.environ, **(env or {})})
+
+
+@dataclass
+class ProxyProcess:
+    """A running `mlproxy serve` process."""
+
+    proc: subprocess.Popen
+    host: str
+    port: int
+    log: list[bytes] = field(default_factory=list)
+
+    def dsn(self, user: str = "postgres", db: str = "postgres", **params: str) -> str:
+        extra = "".join(f"&{k}={v}" for k, v in params.items())
+        return f"postgresql://{user}@{self.host}:{self.port}/{db}?sslmode=disable{extra}"
+
+    def read_log(self) -> str:
+        self._drain(0)
+        return b"".join(self.log).decode(errors="replace")
+
+    def _drain(self, timeout: float) -> None:
+        stream = self.proc.stderr
+        while True:
+            ready, _, _ = select.select([stream], [], [], timeout)
+            if not ready:
+                return
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                return
+            self.log.append(chunk)
+            timeout = 0
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._drain(0)
+
+
+def start_proxy(upstream_url: str, *args: str, env: dict | None = None,
+                timeout: float = 30) -> ProxyProcess:
+    """Start `mlproxy serve` on a free port and wait for its ready line."""
+    cmd = [sys.executable, "-m", "proxy", "serve", "--upstream", upstream_url,
+           "--listen", "127.0.0.1:0", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})},
+                            cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + timeout
+    out = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            out += line
+            match = READY.search(line)
+            if match:
+                return ProxyProcess(proc, match.group(1).decode(), int(match.group(2)))
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    err = proc.stderr.read().decode(errors="replace")
+    raise RuntimeError(f"mlproxy did not start: {out.decode()} {err}")
