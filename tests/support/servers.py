@@ -28,6 +28,9 @@ AUTH_ROLES = {
 }
 
 
+MAX_CONNECTIONS = 300
+
+
 def start_embedded(data_dir: Path) -> EmbeddedPostgres:
     """Start an embedded Postgres with roles for every auth method the proxy relays."""
     pg = EmbeddedPostgres(data_dir)
@@ -46,6 +49,11 @@ def start_embedded(data_dir: Path) -> EmbeddedPostgres:
         sql.append(f"GRANT ALL ON SCHEMA public TO {role};")
     sql.append("SELECT pg_reload_conf();")
     psql(upstream.host, upstream.port, "\n".join(sql))
+    # Room for the 200-connection and 100-cancel tests (the default is 100).
+    if int(psql(upstream.host, upstream.port, "SHOW max_connections;").stdout) < MAX_CONNECTIONS:
+        psql(upstream.host, upstream.port, f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+        pg.stop()
+        pg.start()
     return pg
 
 
