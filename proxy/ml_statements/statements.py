@@ -1,0 +1,107 @@
+"""The parsed ML statements: plain, immutable data for the proxy to act on.
+
+Identifiers are stored as Postgres stores them (folded unless quoted, truncated to
+63 bytes); type names in Postgres' canonical spelling (`integer`, `character
+varying(20)`, `timestamp with time zone`).  Fields that only say *how* a statement
+was written (its text, offset, clause positions) are excluded from equality, so two
+spellings of the same statement compare equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from .literals import quote_identifier
+
+
+@dataclass(frozen=True)
+class QualifiedName:
+    """An optionally schema-qualified object name."""
+
+    schema: str | None
+    name: str
+
+    def __str__(self) -> str:
+        """The name as SQL text, quoted where needed."""
+        if self.schema is None:
+            return quote_identifier(self.name)
+        return f"{quote_identifier(self.schema)}.{quote_identifier(self.name)}"
+
+
+@dataclass(frozen=True)
+class ModelName(QualifiedName):
+    """The name of a model (`[schema.]name`)."""
+
+
+@dataclass(frozen=True)
+class TableName(QualifiedName):
+    """A training table or view named in `FROM table`."""
+
+
+@dataclass(frozen=True)
+class SourceQuery:
+    """`FROM ( select )`: the query text exactly as written between the parentheses."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ModelFunction:
+    """The SQL function a model is called through.
+
+    `arg_types` is None when the statement gives no argument list (the columns of
+    the training data decide); `returns` is None without RETURNS.
+    """
+
+    name: QualifiedName
+    arg_types: tuple[str, ...] | None
+    returns: str | None
+
+
+@dataclass(frozen=True)
+class CreateModel:
+    """CREATE MODEL.
+
+    `options` is canonical (see options.build_options): keys `iam_role`, `auto`,
+    `model_type`, `problem_type`, `objective`, `preprocessors`, `hyperparameters`,
+    `settings`, always all present.  `positions` maps clause names ("name",
+    "source", "target", "function", "settings", ...) to 1-based cursor positions in
+    the client's full query string, for errors found later (unknown table, missing
+    target column).
+    """
+
+    name: ModelName
+    source: TableName | SourceQuery
+    target: str | None
+    function: ModelFunction
+    options: dict[str, Any]
+    text: str = field(compare=False, repr=False)
+    offset: int = field(default=0, compare=False, repr=False)
+    positions: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ShowModel:
+    """SHOW MODEL name, or SHOW MODEL ALL (`name` is None)."""
+
+    name: ModelName | None
+    text: str = field(compare=False, repr=False)
+    offset: int = field(default=0, compare=False, repr=False)
+
+    @property
+    def is_all(self) -> bool:
+        return self.name is None
+
+
+@dataclass(frozen=True)
+class DropModel:
+    """DROP MODEL [IF EXISTS] name."""
+
+    name: ModelName
+    if_exists: bool
+    text: str = field(compare=False, repr=False)
+    offset: int = field(default=0, compare=False, repr=False)
+
+
+MLStatement = Union[CreateModel, ShowModel, DropModel]
