@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.handlers
 import os
+import queue
 import signal
 import sys
 from pathlib import Path
@@ -67,10 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # chatty at INFO
+    listener = _setup_logging(args.log_level)
     if args.tls_key and not args.tls_cert:
         print("mlproxy: --tls-key needs --tls-cert", file=sys.stderr)
         return 2
@@ -84,7 +83,25 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"mlproxy: {exc}", file=sys.stderr)
             return 2
-    return _run(serve(config, upstream_url=args.upstream))
+    try:
+        return _run(serve(config, upstream_url=args.upstream))
+    finally:
+        listener.stop()
+
+
+def _setup_logging(level: str) -> logging.handlers.QueueListener:
+    """Log records go through a queue to a thread that writes them, so a slow
+    stderr (a full pipe, a stalled terminal) never blocks the event loop."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    records: queue.SimpleQueue = queue.SimpleQueue()
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.setLevel(getattr(logging, level.upper()))
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # chatty at INFO
+    listener = logging.handlers.QueueListener(records, handler)
+    listener.start()
+    return listener
 
 
 def _run(coro) -> int:

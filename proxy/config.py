@@ -68,6 +68,9 @@ class Config:
     tls_key: Path | None = None
     shutdown_grace: float = 10.0
     connect_timeout: float = 10.0
+    # A client must complete its first packet(s) within this time, like the
+    # server's authentication_timeout; the upstream times out the auth exchange.
+    startup_timeout: float = 60.0
     # Largest Query/Parse message the proxy examines for ML statements; larger ones
     # are streamed to the upstream unexamined, so memory stays bounded.
     intercept_limit: int = 16 << 20

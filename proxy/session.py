@@ -104,6 +104,7 @@ class Session(asyncio.Protocol):
         self._terminating = False
         self._draining = False
         self._tasks: set[asyncio.Task] = set()
+        self._startup_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio Protocol callbacks (client socket) ----------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -111,6 +112,13 @@ class Session(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "local")
         self.server.register(self)
+        self._startup_timer = asyncio.get_running_loop().call_later(
+            self.config.startup_timeout, self._startup_timed_out)
+
+    def _startup_timed_out(self) -> None:
+        if self.state is State.STARTUP:
+            log.info("startup timeout session=%s peer=%s", self.id, self.peer)
+            self._finish()
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
@@ -186,6 +194,7 @@ class Session(asyncio.Protocol):
                 self.state = State.CLOSED
                 return
             self.startup = packet
+            self._startup_timer.cancel()
             self.parameters = dict(packet.parameters)
             self.state = State.CONNECTING
             self._pause_client_reading("connecting")
@@ -478,6 +487,8 @@ class Session(asyncio.Protocol):
         if self.state is State.CLOSED and self.closed.done():
             return
         self.state = State.CLOSED
+        if self._startup_timer is not None:
+            self._startup_timer.cancel()
         if self.client is not None:
             self.client.close()
         if self.upstream is not None:

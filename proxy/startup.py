@@ -99,10 +99,13 @@ def _parameters(body: bytes) -> dict[str, str]:
     if not body.endswith(b"\x00"):
         raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
     # name\0value\0 ... \0: after dropping the final terminator every string
-    # still ends in a NUL, so the split leaves one empty piece at the end.
-    parts = body[:-1].split(b"\x00")[:-1] if len(body) > 1 else []
+    # still ends in a NUL, so a valid layout splits into pairs plus one empty piece.
+    parts = body[:-1].split(b"\x00")
+    if parts[-1] != b"":
+        raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
+    parts.pop()
     if len(parts) % 2:
-        raise ProtocolViolation("invalid startup packet layout: odd number of strings")
+        raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
     try:
         return {parts[i].decode(): parts[i + 1].decode() for i in range(0, len(parts), 2)}
     except UnicodeDecodeError as exc:

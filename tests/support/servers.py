@@ -12,8 +12,9 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.embedded import EmbeddedPostgres, bin_dir
@@ -74,27 +75,16 @@ class ProxyProcess:
     proc: subprocess.Popen
     host: str
     port: int
-    log: list[bytes] = field(default_factory=list)
+    log_path: Path
 
     def dsn(self, user: str = "postgres", db: str = "postgres", **params: str) -> str:
         extra = "".join(f"&{k}={v}" for k, v in params.items())
         return f"postgresql://{user}@{self.host}:{self.port}/{db}?sslmode=disable{extra}"
 
     def read_log(self) -> str:
-        self._drain(0)
-        return b"".join(self.log).decode(errors="replace")
-
-    def _drain(self, timeout: float) -> None:
-        stream = self.proc.stderr
-        while True:
-            ready, _, _ = select.select([stream], [], [], timeout)
-            if not ready:
-                return
-            chunk = os.read(stream.fileno(), 65536)
-            if not chunk:
-                return
-            self.log.append(chunk)
-            timeout = 0
+        """Everything the proxy logged so far (stderr goes to a file, never a pipe
+        that could fill up)."""
+        return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -102,10 +92,7 @@ class ProxyProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._drain(0)
+        return self.proc.wait(timeout)
 
 
 def start_proxy(upstream_url: str, *args: str, env: dict | None = None,
@@ -113,9 +100,11 @@ def start_proxy(upstream_url: str, *args: str, env: dict | None = None,
     """Start `mlproxy serve` on a free port and wait for its ready line."""
     cmd = [sys.executable, "-m", "proxy", "serve", "--upstream", upstream_url,
            "--listen", "127.0.0.1:0", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})},
-                            cwd=Path(__file__).resolve().parents[2])
+    log_path = Path(tempfile.mkstemp(prefix="mlproxy-", suffix=".log")[1])
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file,
+                                env={**os.environ, **(env or {})},
+                                cwd=Path(__file__).resolve().parents[2])
     deadline = time.monotonic() + timeout
     out = b""
     while time.monotonic() < deadline:
@@ -125,9 +114,9 @@ def start_proxy(upstream_url: str, *args: str, env: dict | None = None,
             out += line
             match = READY.search(line)
             if match:
-                return ProxyProcess(proc, match.group(1).decode(), int(match.group(2)))
+                return ProxyProcess(proc, match.group(1).decode(), int(match.group(2)), log_path)
         if proc.poll() is not None:
             break
     proc.kill()
-    err = proc.stderr.read().decode(errors="replace")
+    err = log_path.read_text(errors="replace")
     raise RuntimeError(f"mlproxy did not start: {out.decode()} {err}")
