@@ -21,8 +21,9 @@ from . import errors, protocol
 from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
-from .protocol import (B_ERROR, B_READY_FOR_QUERY, F_FUNCTION_CALL, F_PARSE, F_QUERY,
-                       F_SYNC, F_TERMINATE, FRONTEND_TYPES, frontend_length_limit)
+from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_COPY_DONE, F_COPY_FAIL,
+                       F_FUNCTION_CALL, F_PARSE, F_QUERY, F_SYNC, F_TERMINATE,
+                       FRONTEND_TYPES, frontend_length_limit)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet)
 from .upstream import UpstreamUnavailable, open_upstream
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlproxy.session")
 
-_CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINATE))
-_SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR))
+_CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINATE,
+                           F_COPY_DONE, F_COPY_FAIL))
+_SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
 
 
@@ -86,6 +88,10 @@ class Session(asyncio.Protocol):
         self.parameters: dict[str, str] = {}
         self.txstatus = b"I"
         self.pending = 0  # requests sent upstream whose ReadyForQuery has not come back
+        # The server ignores Sync while in COPY IN (from CopyInResponse until the
+        # client's CopyDone/CopyFail, or until it gives up with an error): such a
+        # Sync gets no ReadyForQuery, so it must not count as a request.
+        self.copy_in = False
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
@@ -280,8 +286,13 @@ class Session(asyncio.Protocol):
                         self.upstream.writelines(out)
                     self._begin_handover(interceptor, item, items[index + 1:])
                     return
-            if msg_type == F_QUERY or msg_type == F_SYNC or msg_type == F_FUNCTION_CALL:
+            if msg_type == F_QUERY or msg_type == F_FUNCTION_CALL:
                 self.pending += 1
+            elif msg_type == F_SYNC:
+                if not self.copy_in:
+                    self.pending += 1
+            elif msg_type == F_COPY_DONE or msg_type == F_COPY_FAIL:
+                self.copy_in = False
             elif msg_type == F_TERMINATE:
                 self._terminating = True
             out.append(item.raw)
@@ -307,20 +318,26 @@ class Session(asyncio.Protocol):
         if items is None:
             self.client.write(data)
             return
+        idle = False
         for item in items:
             if type(item) is Frame:
                 if item.type == B_READY_FOR_QUERY:
                     self.txstatus = bytes(item.raw[5:6])
+                    self.copy_in = False
                     if self.pending:
                         self.pending -= 1
-                        if not self.pending:
-                            self._became_idle()
+                        idle = not self.pending
+                elif item.type == B_COPY_IN:
+                    self.copy_in = True
                 elif item.type == B_ERROR:
+                    self.copy_in = False
                     self._log_server_error(item)
         if not held_before and framer.at_boundary:
             self.client.write(data)
         else:
             self.client.writelines([i.raw if type(i) is Frame else i for i in items])
+        if idle:
+            self._became_idle()
 
     def _log_server_error(self, frame: Frame) -> None:
         fields = protocol.parse_fields(frame.body)
