@@ -15,7 +15,7 @@ Redshift feature) with a cursor position into the client's whole query string.
 from __future__ import annotations
 
 from .grammar import parse_ml_statement
-from .options import DEFAULT_MAX_CELLS, DEFAULT_MAX_RUNTIME, MODEL_TYPES, OBJECTIVES, PROBLEM_TYPES
+from .options import MODEL_TYPES, OBJECTIVES, PROBLEM_TYPES
 from .prefilter import might_be_ml_statement
 from .splitter import StatementText, split_statements
 from .statements import (
@@ -49,8 +49,6 @@ def parse_statements(
 
 __all__ = [
     "CreateModel",
-    "DEFAULT_MAX_CELLS",
-    "DEFAULT_MAX_RUNTIME",
     "DropModel",
     "MLStatement",
     "MODEL_TYPES",

@@ -120,28 +120,32 @@ def tokenize(
 
         if c == "'":
             end = _scan_quoted(sql, i + 1, not standard_conforming_strings)
-            yield _finish(sql, i, end, STRING, "quoted string", strict, offset)
-            i = end
+            token = _finish(sql, i, end, STRING, "quoted string", strict, offset)
+            yield token
+            i = token.end
             continue
         if c == '"':
             end = _scan_quoted(sql, i + 1, False, '"')
-            yield _finish(sql, i, end, QUOTED_IDENT, "quoted identifier", strict, offset)
-            i = end
+            token = _finish(sql, i, end, QUOTED_IDENT, "quoted identifier", strict, offset)
+            yield token
+            i = token.end
             continue
 
         lower = c.lower()
         if lower in _STRING_PREFIXES and nxt == "'":
             backslashes = lower == "e" or (lower == "n" and not standard_conforming_strings)
             end = _scan_quoted(sql, i + 2, backslashes)
-            yield _finish(sql, i, end, STRING, _STRING_PREFIXES[lower], strict, offset)
-            i = end
+            token = _finish(sql, i, end, STRING, _STRING_PREFIXES[lower], strict, offset)
+            yield token
+            i = token.end
             continue
         if lower == "u" and nxt == "&" and i + 2 < n and sql[i + 2] in "'\"":
             quote = sql[i + 2]
             end = _scan_quoted(sql, i + 3, False, quote)
             kind, what = (STRING, "quoted string") if quote == "'" else (QUOTED_IDENT, "quoted identifier")
-            yield _finish(sql, i, end, kind, what, strict, offset)
-            i = end
+            token = _finish(sql, i, end, kind, what, strict, offset)
+            yield token
+            i = token.end
             continue
 
         m = _IDENT.match(sql, i)

@@ -22,10 +22,10 @@ Canonical form (every key always present):
   "Transformers": [...]}), the string 'none' (Redshift's "no preprocessing"), or
   None (automatic).
 - `hyperparameters`: {lowercase key: int | float | str}; {} for DEFAULT or absent.
-- `settings`: {lowercase key: value}; `max_cells` and `max_runtime` are always
-  present (Redshift's defaults when not given).  S3_BUCKET, KMS_KEY_ID, TAGS,
-  S3_GARBAGE_COLLECT, MAX_BATCH_ROWS and the forecast settings are accepted and
-  recorded but have no effect here.
+- `settings`: {lowercase key: value} for the keys given; `max_cells` and
+  `max_runtime` are positive ints.  Absent keys stay absent: defaults belong to the
+  training engine.  S3_BUCKET, KMS_KEY_ID, TAGS, S3_GARBAGE_COLLECT, MAX_BATCH_ROWS
+  and the forecast settings are accepted and recorded but have no effect here.
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ from proxy.errors import INVALID_PARAMETER_VALUE, SYNTAX_ERROR, PgError
 MODEL_TYPES = ("XGBOOST", "MLP", "LINEAR_LEARNER", "KMEANS")
 PROBLEM_TYPES = ("REGRESSION", "BINARY_CLASSIFICATION", "MULTICLASS_CLASSIFICATION")
 OBJECTIVES = ("MSE", "MAE", "Accuracy", "F1", "F1Macro", "AUC")
-DEFAULT_MAX_CELLS = 1_000_000
-DEFAULT_MAX_RUNTIME = 5400  # seconds
 
 _REGRESSION, _BINARY, _MULTICLASS = PROBLEM_TYPES
 # Which problem types an objective can rank models for.
@@ -298,7 +296,7 @@ _positive_int = _int_at_least(1)
 
 # Known hyperparameters with a checked value; others pass through typed.
 _HYPERPARAMETER_CHECKS: dict[str, Callable[[RawValue], Any]] = {
-    "k": _positive_int,
+    "k": _int_at_least(2),  # fewer than two clusters is no clustering
     "num_round": _positive_int,
     "num_class": _int_at_least(2),
     "max_depth": _int_at_least(0),
@@ -355,6 +353,4 @@ def _settings(pairs: list[tuple[RawValue, RawValue]]) -> dict[str, Any]:
         if name in result:
             raise _redundant(key)
         result[name] = _checked(key, value, check)
-    result.setdefault("max_cells", DEFAULT_MAX_CELLS)
-    result.setdefault("max_runtime", DEFAULT_MAX_RUNTIME)
     return result
