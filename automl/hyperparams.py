@@ -1,0 +1,135 @@
+"""HYPERPARAMETERS DEFAULT EXCEPT (...): Redshift names -> estimator parameters.
+
+Redshift's XGBoost names are used where they apply; each maps onto the equivalent
+scikit-learn parameter of the family that implements the model type. Keys that are
+unknown, or that the implementing estimator has no equivalent for, are an
+InvalidOption naming the keys that are allowed. Fixed keys are left out of the
+search space; everything else is still tuned unless AUTO OFF.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import InvalidOption
+
+
+def _int(lo: int, hi: int | None = None, zero_none: bool = False) -> Callable[[str, Any], Any]:
+    def conv(key: str, value: Any) -> Any:
+        try:
+            f = float(value)
+            if f != int(f):
+                raise ValueError
+            v = int(f)
+        except (TypeError, ValueError):
+            raise InvalidOption(f"hyperparameter {key} must be an integer, not {value!r}") from None
+        if zero_none and v == 0:
+            return None
+        if v < lo or (hi is not None and v > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+            raise InvalidOption(f"hyperparameter {key} must be {bound}, not {v}")
+        return v
+    return conv
+
+
+def _float(lo: float, hi: float | None = None, lo_open: bool = False) -> Callable[[str, Any], Any]:
+    def conv(key: str, value: Any) -> Any:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise InvalidOption(f"hyperparameter {key} must be a number, not {value!r}") from None
+        if v != v or v < lo or (lo_open and v == lo) or (hi is not None and v > hi):
+            low = f"> {lo}" if lo_open else f">= {lo}"
+            raise InvalidOption(f"hyperparameter {key} must be {low}" + (f" and <= {hi}" if hi is not None else "")
+                                + f", not {value!r}")
+        return v
+    return conv
+
+
+def _choice(mapping: Mapping[str, Any]) -> Callable[[str, Any], Any]:
+    def conv(key: str, value: Any) -> Any:
+        text = str(value).strip().lower()
+        if text not in mapping:
+            raise InvalidOption(f"hyperparameter {key} must be one of {', '.join(mapping)}, not {value!r}")
+        return mapping[text]
+    return conv
+
+
+def _ceil_int(key: str, value: Any) -> int:
+    v = _float(0.0)(key, value)
+    return max(1, int(-(-v // 1)))
+
+
+# model type -> Redshift name -> (estimator parameter, converter)
+_TREES = {
+    "NUM_ROUND": ("n_estimators", _int(1, 5000)),
+    "MAX_DEPTH": ("max_depth", _int(0, zero_none=True)),
+    "MAX_LEAVES": ("max_leaf_nodes", _int(2)),
+    "MIN_CHILD_WEIGHT": ("min_samples_leaf", _ceil_int),
+    "COLSAMPLE_BYTREE": ("max_features", _float(0.0, 1.0, lo_open=True)),
+    "COLSAMPLE_BYNODE": ("max_features", _float(0.0, 1.0, lo_open=True)),
+}
+MAPPINGS: dict[str, dict[str, tuple[str, Callable[[str, Any], Any]]]] = {
+    "XGBOOST": {
+        "NUM_ROUND": ("max_iter", _int(1, 10000)),
+        "ETA": ("learning_rate", _float(0.0, 1.0, lo_open=True)),
+        "MAX_DEPTH": ("max_depth", _int(0, zero_none=True)),
+        "MAX_LEAVES": ("max_leaf_nodes", _int(2)),
+        "MIN_CHILD_WEIGHT": ("min_samples_leaf", _ceil_int),
+        "LAMBDA": ("l2_regularization", _float(0.0)),
+        "MAX_BIN": ("max_bins", _int(2, 255)),
+        "COLSAMPLE_BYTREE": ("max_features", _float(0.0, 1.0, lo_open=True)),
+        "COLSAMPLE_BYNODE": ("max_features", _float(0.0, 1.0, lo_open=True)),
+        "EARLY_STOPPING_ROUNDS": ("n_iter_no_change", _int(1)),
+        "SCALE_POS_WEIGHT": ("scale_pos_weight", _float(0.0, lo_open=True)),
+    },
+    "RANDOM_FOREST": {**_TREES, "SUBSAMPLE": ("max_samples", _float(0.0, 1.0, lo_open=True))},
+    "EXTRA_TREES": dict(_TREES),
+    "LINEAR_LEARNER": {
+        "WD": ("wd", _float(0.0, lo_open=True)),
+        "L1": ("l1", _float(0.0)),
+        "EPOCHS": ("epochs", _int(1, 100000)),
+    },
+    "MLP": {
+        "HIDDEN_UNITS": ("hidden_units", _int(1, 4096)),
+        "NUM_HIDDEN_LAYERS": ("num_hidden_layers", _int(1, 8)),
+        "ACTIVATION": ("activation", _choice({"relu": "relu", "tanh": "tanh", "sigmoid": "logistic",
+                                               "logistic": "logistic"})),
+        "LEARNING_RATE": ("learning_rate_init", _float(0.0, 1.0, lo_open=True)),
+        "WD": ("alpha", _float(0.0)),
+        "EPOCHS": ("max_iter", _int(1, 10000)),
+        "MINI_BATCH_SIZE": ("batch_size", _int(1)),
+    },
+    "KMEANS": {
+        "K": ("n_clusters", _int(2, 10000)),
+        "EPOCHS": ("max_iter", _int(1, 10000)),
+        "LOCAL_LLOYD_MAX_ITER": ("max_iter", _int(1, 10000)),
+        "LOCAL_LLOYD_TOL": ("tol", _float(0.0)),
+        "INIT_METHOD": ("init", _choice({"kmeans++": "k-means++", "k-means++": "k-means++", "random": "random"})),
+    },
+}
+
+
+def map_hyperparameters(model_type: str, given: Mapping[str, Any], problem_type: str | None) -> dict[str, Any]:
+    """Redshift-named hyperparameters -> fixed estimator parameters for `model_type`."""
+    allowed = MAPPINGS[model_type]
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        name = str(key).strip().upper()
+        if name not in allowed:
+            raise InvalidOption(
+                f"unknown hyperparameter {name!r} for MODEL_TYPE {model_type}; allowed: {', '.join(sorted(allowed))}")
+        param, conv = allowed[name]
+        out[param] = conv(name, value)
+    if "scale_pos_weight" in out:
+        if problem_type not in (None, "BINARY_CLASSIFICATION"):
+            raise InvalidOption("hyperparameter SCALE_POS_WEIGHT applies only to BINARY_CLASSIFICATION")
+        out["class_weight"] = {0: 1.0, 1: out.pop("scale_pos_weight")}
+    if "n_iter_no_change" in out:
+        out["early_stopping"] = True
+    if "hidden_units" in out or "num_hidden_layers" in out:
+        units = out.pop("hidden_units", 64)
+        layers = out.pop("num_hidden_layers", 1)
+        out["hidden_layer_sizes"] = (units,) * layers
+    return out

@@ -1,0 +1,111 @@
+"""Validation metrics, computed from predictions on rows the model never saw.
+
+All functions take encoded targets (class indices 0..k-1, or floats) and return
+plain floats so the result is JSON as it stands.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+from .problem import BINARY, CLUSTERING, REGRESSION, Objective
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    mse = float(skm.mean_squared_error(y, pred))
+    return {
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(skm.mean_absolute_error(y, pred)),
+        "r2": float(skm.r2_score(y, pred)) if len(y) > 1 else 0.0,
+    }
+
+
+def labels_from_proba(proba: np.ndarray, problem_type: str, threshold: float | None) -> np.ndarray:
+    if problem_type == BINARY:
+        return (proba[:, 1] >= (0.5 if threshold is None else threshold)).astype(np.int64)
+    return np.argmax(proba, axis=1)
+
+
+def classification_metrics(y: np.ndarray, proba: np.ndarray, problem_type: str,
+                           threshold: float | None = None) -> dict[str, float]:
+    k = proba.shape[1]
+    labels = np.arange(k)
+    pred = labels_from_proba(proba, problem_type, threshold)
+    clipped = np.clip(proba, 1e-15, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    out = {
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "balanced_accuracy": float(_balanced_accuracy(y, pred, labels)),
+        "f1_macro": float(skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "precision_macro": float(skm.precision_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "recall_macro": float(skm.recall_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "log_loss": float(skm.log_loss(y, clipped, labels=labels)),
+    }
+    if problem_type == BINARY:
+        out["f1"] = float(skm.f1_score(y, pred, pos_label=1, zero_division=0))
+        out["precision"] = float(skm.precision_score(y, pred, pos_label=1, zero_division=0))
+        out["recall"] = float(skm.recall_score(y, pred, pos_label=1, zero_division=0))
+        out["auc"] = float(skm.roc_auc_score(y, proba[:, 1])) if len(np.unique(y)) == 2 else 0.5
+    else:
+        present = np.unique(y)
+        if len(present) == k:
+            out["auc"] = float(skm.roc_auc_score(y, clipped, multi_class="ovr", labels=labels))
+    return out
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, labels: np.ndarray) -> float:
+    recalls = [np.mean(pred[y == c] == c) for c in labels if np.any(y == c)]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+def clustering_metrics(X: np.ndarray, labels: np.ndarray, centroids: np.ndarray, seed: int) -> dict[str, float]:
+    d2 = ((X - centroids[labels]) ** 2).sum(axis=1)
+    out = {"msd": float(d2.mean())}
+    if 1 < len(np.unique(labels)) < len(X):
+        size = min(len(X), 2000)
+        out["silhouette"] = float(skm.silhouette_score(X, labels, sample_size=size, random_state=seed))
+    return out
+
+
+def evaluate(y: np.ndarray, output: np.ndarray, problem_type: str, threshold: float | None = None) -> dict[str, float]:
+    """All metrics for predictions `output` (probabilities for classification)."""
+    if problem_type == REGRESSION:
+        return regression_metrics(y, output)
+    if problem_type == CLUSTERING:
+        raise ValueError("use clustering_metrics for clustering")
+    return classification_metrics(y, output, problem_type, threshold)
+
+
+def score(objective: Objective, y: np.ndarray, output: np.ndarray, problem_type: str,
+          threshold: float | None = None) -> float:
+    """The objective's value (natural direction, e.g. MSE is lower-better)."""
+    return evaluate(y, output, problem_type, threshold)[objective.metric]
+
+
+#: objectives for which the binary decision threshold is tuned on validation data
+THRESHOLD_TUNED = ("f1", "balanced_accuracy", "f1_macro")
+
+
+def tune_threshold(objective: Objective, y: np.ndarray, proba: np.ndarray) -> float | None:
+    """Best cut on P(class 1) for threshold-dependent objectives, else None (0.5).
+
+    Candidates are a fixed grid, so the choice is deterministic and does not chase
+    single validation rows."""
+    if objective.metric not in THRESHOLD_TUNED:
+        return None
+    p = proba[:, 1]
+    best_t, best = 0.5, -np.inf
+    for t in np.round(np.arange(0.05, 0.951, 0.025), 3):
+        pred = (p >= t).astype(np.int64)
+        if objective.metric == "f1":
+            value = skm.f1_score(y, pred, zero_division=0)
+        elif objective.metric == "f1_macro":
+            value = skm.f1_score(y, pred, average="macro", zero_division=0)
+        else:
+            value = _balanced_accuracy(y, pred, np.arange(2))
+        # ties go to the threshold nearest 0.5
+        if value > best + 1e-12 or (abs(value - best) <= 1e-12 and abs(t - 0.5) < abs(best_t - 0.5)):
+            best_t, best = float(t), float(value)
+    return best_t

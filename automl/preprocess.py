@@ -1,0 +1,158 @@
+"""Fit the preprocessing spec (docs/model-contract.md) from training columns.
+
+Two encodings, chosen per estimator family, both expressed in the contract's JSON ops:
+
+* `tree`: tree ensembles are invariant to scaling, so numbers pass through unscaled;
+  NULL becomes a sentinel just below the column's minimum (trees can then split
+  missing values off on their own); a categorical column becomes one `ordinal`
+  feature whose category order follows the smoothed target mean (or frequency for
+  multiclass), so a single threshold separates high-target from low-target
+  categories, and unseen/NULL values land where the overall mean would.
+* `dense`: linear models, MLPs and k-means need comparable scales: numbers are
+  median-filled and standardised; categoricals become `one_hot` indicators for the
+  frequent categories (unseen, rare and NULL values give all zeros).
+
+Every learned number is plain JSON; applying it is `spec.transform`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .columns import ColumnInfo
+from .spec import as_datetime, as_float, as_keys, datetime_part
+
+SPEC_VERSION = 1
+MAX_ORDINAL_CATEGORIES = 1000
+MAX_ONE_HOT = 30
+#: smoothing weight (in rows) pulling a rare category's target mean to the prior
+TARGET_SMOOTHING = 10.0
+DATETIME_CANDIDATES = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "epoch_days")
+
+
+def fit_spec(
+    infos: Sequence[ColumnInfo],
+    raw: Mapping[str, np.ndarray],
+    y: np.ndarray | None,
+    encoding: str,
+    target_kind: str = "none",
+) -> dict[str, Any]:
+    """Fit a spec for all used columns. `y` is the encoded training target (class
+    index or float) aligned with `raw`; `target_kind` is 'regression', 'binary',
+    'multiclass' or 'none' (it decides how categories are ordered)."""
+    features: list[dict[str, Any]] = []
+    for info in infos:
+        if info.used:
+            features.extend(fit_column(info, raw[info.name], y, encoding, target_kind))
+    return make_spec(infos, features)
+
+
+def make_spec(infos: Sequence[ColumnInfo], features: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "version": SPEC_VERSION,
+        "inputs": [{"name": i.name, "type": i.pg_type} for i in infos],
+        "features": features,
+    }
+
+
+def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
+               encoding: str, target_kind: str) -> list[dict[str, Any]]:
+    if info.role in ("numeric", "boolean"):
+        x = as_float(values)
+        return [numeric_feature(info.name, "numeric", x, encoding)]
+    if info.role == "datetime":
+        t = as_datetime(values)
+        out = []
+        for part in DATETIME_CANDIDATES:
+            if part == "hour" and info.pg_type == "date":
+                continue
+            x = datetime_part(t, part)
+            finite = x[~np.isnan(x)]
+            if len(np.unique(finite)) > 1:
+                feat = numeric_feature(info.name, "datetime_part", x, encoding)
+                feat["part"] = part
+                out.append(feat)
+        return out
+    if info.role == "categorical":
+        keys = as_keys(values)
+        if encoding == "tree":
+            return [ordinal_feature(info.name, keys, y, target_kind)]
+        return one_hot_features(info.name, keys, MAX_ONE_HOT)
+    raise ValueError(f"cannot encode role {info.role!r}")
+
+
+def numeric_feature(name: str, op: str, x: np.ndarray, encoding: str,
+                    scale: bool | None = None, fill: str | None = None) -> dict[str, Any]:
+    """A numeric/datetime_part feature: fill value for NULL plus optional standardisation.
+
+    `fill` is 'sentinel' (below the minimum, for trees) or 'median'; `scale`
+    standardises. Both default from the encoding."""
+    finite = x[~np.isnan(x)]
+    fill = fill or ("sentinel" if encoding == "tree" else "median")
+    scale = (encoding != "tree") if scale is None else scale
+    if len(finite) == 0:
+        fill_value = 0.0
+    elif fill == "sentinel":
+        lo, hi = float(finite.min()), float(finite.max())
+        fill_value = lo - max(1.0, 0.1 * (hi - lo)) if len(finite) < len(x) else float(np.median(finite))
+    elif fill == "mean":
+        fill_value = float(finite.mean())
+    else:
+        fill_value = float(np.median(finite))
+    center, spread = 0.0, 1.0
+    if scale and len(finite):
+        filled = np.where(np.isnan(x), fill_value, x)
+        center = float(filled.mean())
+        std = float(filled.std())
+        spread = std if std > 1e-12 else 1.0
+    feat = {"input": name, "op": op, "fill": fill_value, "center": center, "scale": spread}
+    return feat
+
+
+def category_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    present = keys[~np.equal(keys, None)].astype(str)
+    cats, counts = np.unique(present, return_counts=True)
+    # most frequent first, ties by name: deterministic regardless of row order
+    order = np.lexsort((cats, -counts))
+    return cats[order], counts[order]
+
+
+def ordinal_feature(name: str, keys: np.ndarray, y: np.ndarray | None, target_kind: str,
+                    order: str = "auto") -> dict[str, Any]:
+    cats, counts = category_counts(keys)
+    cats, counts = cats[:MAX_ORDINAL_CATEGORIES], counts[:MAX_ORDINAL_CATEGORIES]
+    unknown = float(len(cats))
+    if order == "auto" and y is not None and target_kind in ("regression", "binary") and len(cats):
+        yf = np.asarray(y, dtype=np.float64)
+        prior = float(yf.mean())
+        present = ~np.equal(keys, None)
+        k = keys[present].astype(str)
+        yk = yf[present]
+        sorter = np.argsort(cats)
+        pos = np.searchsorted(cats[sorter], k)
+        pos = np.clip(pos, 0, len(cats) - 1)
+        hit = cats[sorter][pos] == k
+        idx = sorter[pos[hit]]
+        sums = np.bincount(idx, weights=yk[hit], minlength=len(cats))
+        n = np.bincount(idx, minlength=len(cats)).astype(np.float64)
+        smoothed = (sums + TARGET_SMOOTHING * prior) / (n + TARGET_SMOOTHING)
+        rank = np.lexsort((cats, smoothed))
+        cats, smoothed = cats[rank], smoothed[rank]
+        # unseen/NULL sit where the prior falls in the ordering
+        unknown = float(np.searchsorted(smoothed, prior)) - 0.5
+    elif order == "lexical":
+        cats = np.sort(cats)
+        unknown = -1.0
+    return {"input": name, "op": "ordinal", "categories": [str(c) for c in cats], "unknown": unknown}
+
+
+def one_hot_features(name: str, keys: np.ndarray, limit: int | None) -> list[dict[str, Any]]:
+    cats, counts = category_counts(keys)
+    if limit is not None:
+        # a category seen once or twice gives a coefficient fitted to noise
+        keep = counts >= min(3, max(1, int(counts.max()) // 2)) if len(counts) else counts.astype(bool)
+        cats = cats[keep][:limit]
+    return [{"input": name, "op": "one_hot", "category": str(c)} for c in cats]

@@ -1,0 +1,323 @@
+"""The trial scheduler: a fixed schedule that the time budget can only truncate.
+
+Determinism under a time budget: which trial runs next depends only on the seed and
+on the scores of earlier trials, never on the clock. Time is consulted in one place
+(`Budget.allows`) and only to *stop*: when the next trial is predicted not to fit
+before the search deadline, or a fit passes it, the search ends there. With an
+ample budget the schedule runs to its own end (convergence), so the same data and
+seed give the same leaderboard and winner on any normal machine.
+
+Schedule:
+1. Screening bracket (successive halving): for each family its strong, cheap start
+   configuration plus a few seeded random ones. On large data they are first fitted
+   on a small share of the training rows (low fidelity) and only the best third go
+   on to the next rung (x3 rows), up to all rows; small data has a single rung.
+2. Local search (cost-frugal, in the spirit of FLAML's CFO): from the best
+   configuration of the three leading families, seeded random directions in the
+   normalised hyperparameter cube; a move is kept when it improves, the step halves
+   after repeated failures. The search stops when the best score has not improved
+   for PATIENCE trials, when every family's step has shrunk away, or at MAX_TRIALS.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .families import Context, Family, Param, TrialInterrupted
+from .problem import Objective
+from .validation import Evaluator, TrialResult
+
+RANDOM_PER_FAMILY = 1
+ETA = 3
+MIN_RUNG_ROWS = 1000
+PATIENCE = 12
+LOCAL_FAMILIES = 3
+MAX_TRIALS = 80
+MAX_LOCAL_TRIALS_PER_FAMILY = 30
+INITIAL_STEP = 0.3
+MIN_STEP = 0.02
+REL_TOL = 1e-4
+
+
+@dataclass
+class Trial:
+    index: int
+    family: str
+    params: dict[str, Any]
+    fidelity: float
+    phase: str
+    result: TrialResult
+
+    @property
+    def score(self) -> float:
+        return self.result.score
+
+    def entry(self) -> dict[str, Any]:
+        return {
+            "trial": self.index,
+            "family": self.family,
+            "params": jsonable(self.params),
+            "score": float(self.result.score),
+            "seconds": round(float(self.result.seconds), 4),
+            "fidelity": float(self.fidelity),
+            "phase": self.phase,
+        }
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@dataclass
+class Budget:
+    """Wall-clock limits for the search. `search_deadline()` moves earlier as the
+    reserve for refitting the current best grows."""
+
+    hard_deadline: float
+    reserve: Callable[[], float]
+
+    def search_deadline(self) -> float:
+        return self.hard_deadline - self.reserve()
+
+    def allows(self, predicted_seconds: float) -> bool:
+        return time.monotonic() + predicted_seconds <= self.search_deadline()
+
+
+@dataclass
+class _Local:
+    """Local-search state of one family."""
+
+    family: Family
+    ctx: Context
+    space: list[Param]
+    incumbent: dict[str, Any]
+    best: float
+    step: float = INITIAL_STEP
+    failures: int = 0
+    trials: int = 0
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+    @property
+    def active(self) -> bool:
+        return self.step >= MIN_STEP and self.trials < MAX_LOCAL_TRIALS_PER_FAMILY
+
+
+class Search:
+    def __init__(self, families: list[Family], contexts: dict[str, Context], evaluator: Evaluator,
+                 objective: Objective, budget: Budget, seed: int,
+                 on_trial: Callable[[Trial, Trial], None] | None = None,
+                 n_train_rows: int = 0, tune: bool = True) -> None:
+        self.families = families
+        self.contexts = contexts
+        self.evaluator = evaluator
+        self.objective = objective
+        self.budget = budget
+        self.seed = seed
+        self.on_trial = on_trial
+        self.n_train_rows = n_train_rows
+        self.tune = tune
+        self.trials: list[Trial] = []
+        self.best: Trial | None = None
+        self.best_full: Trial | None = None  # best trial at fidelity 1
+        self._seen: set[tuple] = set()
+        self._rate: dict[str, float] = {}  # seconds per cost unit, per family
+        self.stopped_by_budget = False
+        self.stop_reason = ""
+        self.skipped = 0
+
+    # -- public ----------------------------------------------------------------------
+
+    def run(self) -> list[Trial]:
+        try:
+            finalists = self._screen()
+            if self.tune:
+                self._local_search(finalists)
+            if not self.stop_reason:
+                self.stop_reason = "search converged"
+            if self.skipped:
+                self.stopped_by_budget = True
+                self.stop_reason += f"; {self.skipped} trials skipped as too slow for the time left"
+        except _OutOfTime:
+            self.stopped_by_budget = True
+            self.stop_reason = "time budget reached"
+        return self.trials
+
+    def rungs(self) -> list[float]:
+        if not self.tune:
+            return [1.0]
+        fids = [1.0]
+        while self.n_train_rows * fids[0] / ETA >= MIN_RUNG_ROWS and len(fids) < 3:
+            fids.insert(0, fids[0] / ETA)
+        return fids
+
+    # -- phases ----------------------------------------------------------------------
+
+    def _screen(self) -> list[tuple[Family, dict[str, Any]]]:
+        configs: list[tuple[Family, dict[str, Any]]] = []
+        for fam in self.families:
+            configs.append((fam, fam.initial(self.contexts[fam.model_type])))
+        if self.tune:
+            for i, fam in enumerate(self.families):
+                ctx = self.contexts[fam.model_type]
+                rng = np.random.default_rng([self.seed, 101, i])
+                space = [p for p in fam.space(ctx) if p.name not in ctx.fixed]
+                for _ in range(RANDOM_PER_FAMILY if space else 0):
+                    params = {p.name: _sample(p, rng) for p in space}
+                    params.update(ctx.fixed)
+                    configs.append((fam, params))
+        rungs = self.rungs()
+        survivors = configs
+        for r, fidelity in enumerate(rungs):
+            scored = []
+            for fam, params in survivors:
+                trial = self._evaluate(fam, params, fidelity, "screen")
+                if trial is not None:
+                    scored.append((trial, fam, params))
+            if r < len(rungs) - 1:
+                scored.sort(key=lambda t: (-self.objective.utility(t[0].score), t[0].index))
+                keep = max(2, math.ceil(len(scored) / ETA))
+                survivors = [(fam, params) for _, fam, params in scored[:keep]]
+        # best full-fidelity configuration of each family, best families first
+        per_family: dict[str, Trial] = {}
+        for t in self.trials:
+            if t.fidelity == 1.0:
+                cur = per_family.get(t.family)
+                if cur is None or self.objective.better(t.score, cur.score):
+                    per_family[t.family] = t
+        ranked = sorted(per_family.values(), key=lambda t: (-self.objective.utility(t.score), t.index))
+        fams = {f.model_type: f for f in self.families}
+        return [(fams[t.family], dict(t.params)) for t in ranked[:LOCAL_FAMILIES]]
+
+    def _local_search(self, finalists: list[tuple[Family, dict[str, Any]]]) -> None:
+        states = []
+        for i, (fam, params) in enumerate(finalists):
+            ctx = self.contexts[fam.model_type]
+            space = [p for p in fam.space(ctx) if p.name not in ctx.fixed]
+            if not space:
+                continue
+            best = self._best_score(fam.model_type, params)
+            states.append(_Local(fam, ctx, space, params, best, rng=np.random.default_rng([self.seed, 202, i])))
+        since_improvement = 0
+        while states and any(s.active for s in states):
+            for state in states:
+                if not state.active:
+                    continue
+                before = self.best_full.score if self.best_full else None
+                self._local_step(state)
+                after = self.best_full.score if self.best_full else None
+                if before is None or (after is not None and self._improved(after, before)):
+                    since_improvement = 0
+                else:
+                    since_improvement += 1
+                if since_improvement >= PATIENCE:
+                    self.stop_reason = f"no improvement in {PATIENCE} trials"
+                    return
+                if len(self.trials) >= MAX_TRIALS:
+                    self.stop_reason = f"trial limit ({MAX_TRIALS}) reached"
+                    return
+        self.stop_reason = "local search converged"
+
+    def _local_step(self, state: _Local) -> None:
+        num = [p for p in state.space if p.choices is None]
+        cat = [p for p in state.space if p.choices is not None]
+        x = np.array([p.to_unit(state.incumbent[p.name]) for p in num])
+        u = state.rng.standard_normal(len(num))
+        u /= np.linalg.norm(u) or 1.0
+        flip = {}
+        if cat and state.rng.random() < 0.25:
+            p = cat[int(state.rng.integers(len(cat)))]
+            others = [c for c in p.choices if c != state.incumbent.get(p.name)]
+            flip = {p.name: others[int(state.rng.integers(len(others)))]}
+        improved = False
+        for sign in (1.0, -1.0):
+            params = dict(state.incumbent)
+            params.update({p.name: p.from_unit(v) for p, v in zip(num, x + sign * state.step * u)})
+            params.update(flip)
+            state.trials += 1
+            trial = self._evaluate(state.family, params, 1.0, "tune")
+            if trial is None:
+                continue
+            if self._improved(trial.score, state.best):
+                state.incumbent, state.best, improved = params, trial.score, True
+                break
+        if improved:
+            state.failures = 0
+        else:
+            state.failures += 1
+            if state.failures >= 2:
+                state.step *= 0.5
+                state.failures = 0
+
+    # -- trials ----------------------------------------------------------------------
+
+    def _evaluate(self, fam: Family, params: dict[str, Any], fidelity: float, phase: str) -> Trial | None:
+        key = (fam.model_type, _freeze(params), fidelity)
+        if key in self._seen:
+            return None
+        self._seen.add(key)
+        rate = self._rate.get(fam.model_type)
+        from .validation import cost_units
+
+        predicted = rate * cost_units(fam, params, fidelity) if rate is not None else 0.0
+        if not self.budget.allows(0.0):
+            raise _OutOfTime()
+        if not self.budget.allows(predicted):
+            # only when the budget binds: a trial predicted not to fit is skipped and
+            # cheaper ones still run
+            self.skipped += 1
+            return None
+        try:
+            result = self.evaluator.run(fam, params, self.contexts[fam.model_type], fidelity,
+                                        self.budget.search_deadline())
+        except TrialInterrupted:
+            raise _OutOfTime() from None
+        units = result.cost_units
+        self._rate[fam.model_type] = max(self._rate.get(fam.model_type, 0.0) * 0.5, result.seconds / units)
+        trial = Trial(len(self.trials), fam.model_type, dict(params), fidelity, phase, result)
+        self.trials.append(trial)
+        if self.best is None or self._improved(trial.score, self.best.score):
+            self.best = trial
+        if fidelity == 1.0 and (self.best_full is None or self._improved(trial.score, self.best_full.score)):
+            self.best_full = trial
+        if self.on_trial is not None:
+            self.on_trial(trial, self.winner())
+        return trial
+
+    def winner(self) -> Trial | None:
+        """The best full-fidelity trial (the best low-fidelity one if none is full)."""
+        return self.best_full or self.best
+
+    def _improved(self, new: float, old: float) -> bool:
+        margin = REL_TOL * max(1e-12, abs(old))
+        return (new - old > margin) if self.objective.greater_is_better else (old - new > margin)
+
+    def _best_score(self, family: str, params: dict[str, Any]) -> float:
+        scores = [t.score for t in self.trials if t.family == family and t.fidelity == 1.0
+                  and _freeze(t.params) == _freeze(params)]
+        return scores[0]
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def _sample(p: Param, rng: np.random.Generator) -> Any:
+    if p.choices is not None:
+        return p.choices[int(rng.integers(len(p.choices)))]
+    return p.from_unit(float(rng.random()))
+
+
+def _freeze(params: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))

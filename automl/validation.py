@@ -1,0 +1,150 @@
+"""Splits and trial evaluation.
+
+The data is split once into a *selection* part and a *test* part (stratified for
+classification). The test part is never seen by the search: it only measures the
+final model. Inside the selection part, trials are scored by k-fold
+cross-validation on small data (a single split is too noisy to rank models) or by a
+single holdout split on larger data. All splits are seeded permutations, so the same
+data and seed give the same rows everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .families import Context, Family
+from .metrics import score, tune_threshold
+from .problem import BINARY, REGRESSION, Objective
+
+TEST_FRACTION = 0.2
+MAX_TEST_ROWS = 50_000
+#: at most this many selection rows -> cross-validation instead of one holdout split
+CV_MAX_ROWS = 5_000
+HOLDOUT_FRACTION = 0.2
+MIN_ROWS = 20
+
+
+def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int,
+                     cap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, split-off) index arrays; per class when `y` (class codes) is given.
+    A class with one row stays in `kept` (it cannot be in both parts)."""
+    rng = np.random.default_rng(seed)
+    share = fraction if cap is None else min(fraction, cap / max(1, n))
+    groups = [np.arange(n)] if y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
+    kept, off = [], []
+    for idx in groups:
+        idx = rng.permutation(idx)
+        k = int(round(share * len(idx))) if len(idx) > 1 else 0
+        k = min(k, len(idx) - 1) if len(idx) > 1 else 0
+        if len(idx) > 1 and k == 0 and y is not None:
+            k = 1 if len(idx) >= 3 else 0
+        off.append(idx[:k])
+        kept.append(idx[k:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(off))
+
+
+def make_folds(y: np.ndarray | None, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k-fold CV (k=5 up to 1000 rows, 3 up to CV_MAX_ROWS) or one holdout split."""
+    if n > CV_MAX_ROWS:
+        train, val = stratified_split(y, n, HOLDOUT_FRACTION, seed + 1)
+        return [(train, val)]
+    k = 5 if n <= 1000 else 3
+    rng = np.random.default_rng(seed + 1)
+    fold_of = np.empty(n, dtype=np.int64)
+    groups = [np.arange(n)] if y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
+    offset = 0
+    for idx in groups:
+        idx = rng.permutation(idx)
+        fold_of[idx] = (np.arange(len(idx)) + offset) % k
+        offset += len(idx)
+    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
+
+
+@dataclass
+class TrialResult:
+    score: float
+    seconds: float
+    threshold: float | None
+    model: Any          # fitted on the first fold's training rows
+    cost_units: float
+
+
+class Evaluator:
+    """Scores one configuration of one family on the selection part."""
+
+    def __init__(self, matrices: dict[str, np.ndarray], y: np.ndarray,
+                 folds: list[tuple[np.ndarray, np.ndarray]], objective: Objective,
+                 problem_type: str, n_classes: int, seed: int) -> None:
+        self.matrices = matrices
+        self.y = y
+        self.folds = folds
+        self.objective = objective
+        self.problem_type = problem_type
+        self.n_classes = n_classes
+        rng = np.random.default_rng(seed + 2)
+        # fixed row order per fold, so a fidelity-f trial uses a prefix of it
+        self.orders = [rng.permutation(tr) for tr, _ in folds]
+
+    @property
+    def is_cv(self) -> bool:
+        return len(self.folds) > 1
+
+    def subset(self, fold: int, fidelity: float) -> np.ndarray:
+        order = self.orders[fold]
+        m = max(1, int(math.ceil(fidelity * len(order))))
+        rows = order[:m]
+        if self.problem_type != REGRESSION:
+            # every class must be present for predict_proba to have k columns
+            missing = np.setdiff1d(np.unique(self.y[order]), np.unique(self.y[rows]))
+            if len(missing):
+                extra = [order[np.flatnonzero(self.y[order] == c)[0]] for c in missing]
+                rows = np.concatenate([rows, extra])
+        return np.sort(rows)
+
+    def run(self, family: Family, params: dict[str, Any], ctx: Context, fidelity: float,
+            deadline: float) -> TrialResult:
+        start = time.monotonic()
+        X = self.matrices[family.encoding]
+        n = len(self.y)
+        out = np.zeros((n, self.n_classes)) if self.problem_type != REGRESSION else np.zeros(n)
+        seen = np.zeros(n, dtype=bool)
+        first = None
+        for f, (_, val) in enumerate(self.folds):
+            rows = self.subset(f, fidelity)
+            est = family.fit(family.build(params, ctx), X[rows], self.y[rows], deadline)
+            out[val] = self.predict(est, X[val])
+            seen[val] = True
+            if first is None:
+                first = est
+        y, pred = self.y[seen], out[seen]
+        threshold = tune_threshold(self.objective, y, pred) if self.problem_type == BINARY else None
+        value = score(self.objective, y, pred, self.problem_type, threshold)
+        seconds = time.monotonic() - start
+        return TrialResult(value, seconds, threshold, first, cost_units(family, params, fidelity))
+
+    def predict(self, est: Any, X: np.ndarray) -> np.ndarray:
+        if self.problem_type == REGRESSION:
+            return np.asarray(est.predict(X), dtype=np.float64)
+        return predict_proba(est, X, self.n_classes)
+
+
+def predict_proba(est: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
+    """predict_proba with one column per class code 0..k-1, even when the estimator
+    was fitted on rows missing some class."""
+    proba = np.asarray(est.predict_proba(X), dtype=np.float64)
+    if proba.shape[1] == n_classes:
+        return proba
+    full = np.zeros((len(X), n_classes))
+    full[:, np.asarray(est.classes_, dtype=np.int64)] = proba
+    return full
+
+
+def cost_units(family: Family, params: dict[str, Any], fidelity: float) -> float:
+    """Relative cost of a trial: rows used times the ensemble size / epochs."""
+    size = params.get(family.grow_attr, 100) if family.grow_attr else 100
+    return max(1e-6, fidelity * float(size))
