@@ -13,14 +13,18 @@ from .errors import (
     UnsupportedColumnType,
     UnusableData,
 )
+from .options import TrainOptions
 from .trained import TrainedModel
+from .train import train
 
 __all__ = [
     "AutoMLError",
     "InvalidOption",
     "MissingColumn",
     "TimeBudgetExceeded",
+    "TrainOptions",
     "TrainedModel",
     "UnsupportedColumnType",
     "UnusableData",
+    "train",
 ]

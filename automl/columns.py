@@ -22,6 +22,8 @@ from .errors import UnsupportedColumnType
 ID_DISTINCT_SHARE = 0.9
 #: ID detection needs enough rows to be meaningful.
 ID_MIN_ROWS = 30
+#: unique integers spanning at most this multiple of their count look like a serial key
+ID_SPAN_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,11 @@ def describe(name: str, t: pa.DataType, raw: np.ndarray) -> ColumnInfo:
     if kind == "datetime":
         return info("datetime", "date/time, expanded into calendar parts")
     if pa.types.is_integer(t) and len(present) >= ID_MIN_ROWS and distinct == len(present):
+        # unique integers packed densely (a sample of 1..N, as training rows of a
+        # serial key are): a row number, not a measurement
         span = float(np.max(present) - np.min(present)) + 1.0
-        if span == distinct:
-            return info("dropped", "ID-like: consecutive unique integers")
+        if span <= ID_SPAN_FACTOR * distinct:
+            return info("dropped", "ID-like: unique integers forming a dense sequence")
     if pa.types.is_integer(t) and distinct <= 10:
         return info("numeric", f"integer with {distinct} distinct values (ordered categories, used by value)")
     return info("numeric", "numeric")
