@@ -119,7 +119,8 @@ def check_select(text: str, position: int) -> None:
         if location is None:  # Postgres would have met our closing parenthesis here
             raise syntax_error(f"syntax error {near(')')}", position + len(text),
                                hint="The query in FROM ( ... ) is incomplete.") from None
-        raise syntax_error(str(e.args[0]), position + location) from None
+        raise syntax_error(str(e.args[0]), position + location,
+                           hint="This is in the query inside FROM ( ... ), parsed as ordinary Postgres SQL.") from None
     hint = "FROM ( ... ) takes one SELECT query (SELECT, VALUES or WITH ... SELECT)."
     if not stmts:
         raise syntax_error(f"syntax error {near(')')}", position + len(text), hint=hint)
