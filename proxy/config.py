@@ -20,6 +20,10 @@ class Upstream:
     port: int = 5432
     sslmode: str = "disable"  # disable | prefer | require
     url: str = ""
+    # The proxy's own (service) identity, for the model catalog and training jobs;
+    # clients always log in as themselves.
+    user: str = "postgres"
+    password: str | None = None
 
     @property
     def is_unix(self) -> bool:
@@ -34,10 +38,11 @@ class Upstream:
 
     @classmethod
     def from_url(cls, url: str) -> "Upstream":
-        """Parse postgresql://[user@]host[:port][/db][?host=/sock/dir&port=N&sslmode=M].
+        """Parse postgresql://[user[:password]@]host[:port][/db][?host=/sock/dir&port=N&sslmode=M].
 
-        Only the address and sslmode matter: user, password and database come from
-        each client's own StartupMessage, so the upstream decides who gets in.
+        Clients' user, password and database come from their own StartupMessage, so
+        the upstream decides who gets in; the URL's user/password (or PGUSER and
+        PGPASSWORD) are the proxy's service identity for the model catalog.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("postgres", "postgresql"):
@@ -55,7 +60,12 @@ class Upstream:
             sslmode = "require"
         if sslmode not in ("disable", "prefer", "require"):
             raise ValueError(f"unsupported sslmode {sslmode!r}")
-        return cls(host=host, port=port, sslmode=sslmode, url=url)
+        user = unquote(parts.username) if parts.username else (
+            query.get("user") or os.environ.get("PGUSER") or "postgres")
+        password = unquote(parts.password) if parts.password else (
+            query.get("password") or os.environ.get("PGPASSWORD"))
+        return cls(host=host, port=port, sslmode=sslmode, url=url, user=user,
+                   password=password or None)
 
 
 @dataclass

@@ -1,0 +1,219 @@
+"""Running training jobs in worker processes, and recording their outcome.
+
+The event loop never trains: each job runs `python -m proxy.training.worker` in its
+own process (at most `workers` at once), so a job can be killed when its model is
+dropped, and a crash in native code cannot take the proxy down. The runner polls the
+job's progress file, writes progress and a heartbeat to the catalog, and stores the
+result (READY) or the reason (FAILED) when the process ends.
+
+Jobs survive restarts: the job directory keeps the snapshot until the outcome is
+stored; `recover()` resumes interrupted jobs whose snapshot this proxy has, stores
+finished ones, and fails (with the reason) jobs that no proxy has heartbeated for
+`orphan_after` seconds, so no model stays TRAINING forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..catalog.store import CatalogStore
+from .snapshot import JobDir
+
+log = logging.getLogger("mlproxy.training")
+
+ProgressListener = Callable[[str, dict[str, Any]], None]
+
+
+class JobRunner:
+    def __init__(self, catalog: CatalogStore, data_dir: Path, cache_dir: Path, *,
+                 workers: int = 1, poll_interval: float = 1.0, orphan_after: float = 300.0,
+                 worker_threads: int | None = None) -> None:
+        self.catalog = catalog
+        self.data_dir = Path(data_dir)
+        self.cache_dir = Path(cache_dir)
+        self.workers = max(1, workers)
+        self.poll_interval = poll_interval
+        self.orphan_after = orphan_after
+        self.worker_threads = worker_threads
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self._slots = asyncio.Semaphore(self.workers)
+        self._tasks: dict[tuple[str, int], asyncio.Task] = {}
+        self._procs: dict[tuple[str, int], asyncio.subprocess.Process] = {}
+        self._listeners: dict[tuple[str, int], list[ProgressListener]] = {}
+        catalog.subscribe(self._on_catalog_event)
+
+    # -- public ---------------------------------------------------------------------
+    def job_dir(self, database: str, model_id: int) -> JobDir:
+        return JobDir.for_model(self.data_dir, database, model_id)
+
+    def submit(self, database: str, model_id: int) -> None:
+        key = (database, model_id)
+        if key in self._tasks:
+            return
+        task = asyncio.ensure_future(self._run(database, model_id))
+        self._tasks[key] = task
+        task.add_done_callback(lambda _t, key=key: self._tasks.pop(key, None))
+
+    def listen(self, database: str, model_id: int, listener: ProgressListener) -> None:
+        """Tell `listener(kind, info)` about progress ("progress") and the outcome
+        ("ready" / "failed") of one job (for NOTICEs to the creating session)."""
+        self._listeners.setdefault((database, model_id), []).append(listener)
+
+    def cancel(self, database: str, model_id: int) -> None:
+        proc = self._procs.get((database, model_id))
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+        task = self._tasks.get((database, model_id))
+        if task is not None and proc is None:
+            task.cancel()
+
+    async def recover(self) -> None:
+        """Resume, store or fail the TRAINING models of every database with a catalog."""
+        try:
+            databases = await self.catalog.databases_with_catalog()
+        except Exception as exc:  # noqa: BLE001 - recovery retries on the next sweep
+            log.warning("job recovery could not list databases: %s", exc)
+            return
+        for database in databases:
+            await self.recover_database(database)
+
+    async def recover_database(self, database: str) -> None:
+        rows = await self.catalog.fetch(
+            database,
+            "SELECT id, model_name, job_owner, extract(epoch FROM now() - heartbeat) AS idle"
+            " FROM mlproxy.models WHERE state = 'TRAINING'")
+        for row in rows:
+            key = (database, row["id"])
+            if key in self._tasks:
+                continue
+            job = self.job_dir(database, row["id"])
+            idle = float(row["idle"] or 0.0)
+            mine = row["job_owner"] == self.instance
+            if job.result_file.exists() or job.error_file.exists() or job.has_snapshot():
+                if mine or idle > max(5 * self.poll_interval, 10.0) or row["job_owner"] is None:
+                    log.info("resuming training job model=%s id=%s", row["model_name"], row["id"])
+                    self.submit(database, row["id"])
+            elif idle > self.orphan_after:
+                await self.catalog.mark_failed(
+                    database, row["id"],
+                    f"training was interrupted and its data snapshot is not available "
+                    f"(last heard of {int(idle)} s ago from {row['job_owner']}); "
+                    f"drop the model and create it again")
+
+    async def sweep_forever(self, interval: float = 30.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.recover()
+
+    async def close(self) -> None:
+        for key, proc in list(self._procs.items()):
+            if proc.returncode is None:
+                proc.terminate()  # the snapshot stays: the job resumes on next start
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    # -- the job lifecycle ---------------------------------------------------------------
+    async def _run(self, database: str, model_id: int) -> None:
+        key = (database, model_id)
+        job = self.job_dir(database, model_id)
+        try:
+            await self.catalog.set_progress(database, model_id, {"phase": "queued"}, self.instance)
+            async with self._slots:
+                if not (job.result_file.exists() or job.error_file.exists()):
+                    if not await self._train(database, model_id, job):
+                        return
+                await self._store_outcome(database, model_id, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - record, never lose the job silently
+            log.exception("training job failed model_id=%s", model_id)
+            await self.catalog.mark_failed(database, model_id, f"internal error: {exc}")
+            self._tell(key, "failed", {"message": str(exc)})
+            job.remove()
+
+    async def _train(self, database: str, model_id: int, job: JobDir) -> bool:
+        """Run the worker process; False if the model went away meanwhile."""
+        key = (database, model_id)
+        if not job.has_snapshot():
+            await self.catalog.mark_failed(database, model_id, "training data snapshot is missing")
+            return False
+        spec = job.read_json(job.spec_file) or {}
+        spec["cache_dir"] = str(self.cache_dir)
+        spec["n_jobs"] = self.worker_threads
+        job.write_json(job.spec_file, spec)
+        log_path = job.path / "worker.log"
+        with open(log_path, "ab") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "proxy.training.worker", str(job.path),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                cwd=str(Path(__file__).resolve().parents[2]))
+        self._procs[key] = proc
+        log.info("training started model_id=%s database=%s pid=%s", model_id, database, proc.pid)
+        last_progress = None
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(proc.wait(), self.poll_interval)
+                    break
+                except TimeoutError:
+                    pass
+                progress = await asyncio.to_thread(job.read_json, job.progress_file)
+                progress = progress or {"phase": "starting"}
+                alive = await self.catalog.set_progress(database, model_id, progress, self.instance)
+                if not alive:  # dropped (or finished elsewhere): stop working on it
+                    proc.kill()
+                    await proc.wait()
+                    job.remove()
+                    return False
+                if progress != last_progress:
+                    self._tell(key, "progress", progress)
+                    last_progress = progress
+        finally:
+            self._procs.pop(key, None)
+        if proc.returncode != 0 and not job.error_file.exists():
+            job.write_json(job.error_file, {
+                "sqlstate": "XX000",
+                "message": f"training process ended unexpectedly (exit code {proc.returncode})"})
+        return True
+
+    async def _store_outcome(self, database: str, model_id: int, job: JobDir) -> None:
+        key = (database, model_id)
+        error = await asyncio.to_thread(job.read_json, job.error_file)
+        if error is not None:
+            reason = error.get("message") or "training failed"
+            if error.get("hint"):
+                reason += f" (hint: {error['hint']})"
+            await self.catalog.mark_failed(database, model_id, reason)
+            log.info("training failed model_id=%s reason=%s", model_id, reason)
+            self._tell(key, "failed", {"message": reason})
+            job.remove()
+            return
+        result = await asyncio.to_thread(job.read_json, job.result_file)
+        artifact = await asyncio.to_thread(job.artifact_file.read_bytes)
+        stored = await self.catalog.mark_ready(database, model_id, result, artifact)
+        log.info("training done model_id=%s stored=%s seconds=%.1f", model_id, stored,
+                 result.get("training_seconds", 0.0))
+        self._tell(key, "ready", result)
+        job.remove()
+
+    def _tell(self, key: tuple[str, int], kind: str, info: dict[str, Any]) -> None:
+        for listener in self._listeners.get(key, []):
+            try:
+                listener(kind, info)
+            except Exception:  # noqa: BLE001 - a gone session must not break the job
+                log.debug("progress listener failed", exc_info=True)
+        if kind in ("ready", "failed"):
+            self._listeners.pop(key, None)
+
+    def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:
+        if event.get("event") == "dropped" and isinstance(event.get("id"), int):
+            self.cancel(database, event["id"])
+            self._listeners.pop((database, event["id"]), None)

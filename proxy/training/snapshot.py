@@ -1,0 +1,149 @@
+"""A training job's directory: the exported data snapshot and the job's state files.
+
+A job is a directory under `<data dir>/jobs/<database>/<model id>` holding:
+
+- `job.json`     what to train (options, column names and types, catalog ids)
+- `data.csv`     the training data as exported with COPY (CSV), then
+- `data.arrow`   the same data as an Arrow IPC file (the worker converts it once)
+- `progress.json` the latest progress report of the worker (atomically replaced)
+- `result.json` + `artifact.bin`  the outcome, or `error.json` on failure
+
+Everything is plain files, so a job outlives the proxy process that started it: a
+restarted proxy finds the directory and resumes (or stores a finished result).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+# Postgres type name (format_type output, without modifiers) -> Arrow type of the
+# exported column. Anything else is exported as text and left to automl to judge.
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "smallint": pa.int16(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "real": pa.float32(),
+    "double precision": pa.float64(),
+    "numeric": pa.float64(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp without time zone": pa.timestamp("us"),
+    "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+}
+
+
+def base_type(type_name: str) -> str:
+    """`numeric(10,2)` -> `numeric`, `character varying(20)` -> `character varying`."""
+    return re.sub(r"\(.*\)", "", type_name).strip()
+
+
+def arrow_type(type_name: str) -> pa.DataType:
+    return _ARROW_TYPES.get(base_type(type_name), pa.string())
+
+
+def export_expression(column_sql: str, type_name: str) -> str:
+    """SQL that renders one column for CSV export in a form Arrow parses exactly,
+    whatever DateStyle, TimeZone or extra_float_digits the client's session has."""
+    kind = base_type(type_name)
+    if kind == "date":
+        return f"to_char({column_sql}, 'YYYY-MM-DD')"
+    if kind == "timestamp without time zone":
+        return f"to_char({column_sql}, 'YYYY-MM-DD HH24:MI:SS.US')"
+    if kind == "timestamp with time zone":
+        return f"to_char({column_sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US\"Z\"')"
+    if kind in ("real", "double precision", "numeric"):
+        return f"CASE WHEN {column_sql}::float8 = 'NaN'::float8 THEN NULL ELSE {column_sql}::float8 END"
+    if kind in ("smallint", "integer", "bigint"):
+        return column_sql
+    if kind == "boolean":
+        return f"{column_sql}::int"
+    return f"{column_sql}::text"
+
+
+class JobDir:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def for_model(cls, data_dir: Path, database: str, model_id: int) -> "JobDir":
+        safe_db = re.sub(r"[^A-Za-z0-9_.-]", "_", database)
+        return cls(Path(data_dir) / "jobs" / safe_db / str(model_id))
+
+    @property
+    def spec_file(self) -> Path:
+        return self.path / "job.json"
+
+    @property
+    def csv_file(self) -> Path:
+        return self.path / "data.csv"
+
+    @property
+    def arrow_file(self) -> Path:
+        return self.path / "data.arrow"
+
+    @property
+    def progress_file(self) -> Path:
+        return self.path / "progress.json"
+
+    @property
+    def result_file(self) -> Path:
+        return self.path / "result.json"
+
+    @property
+    def artifact_file(self) -> Path:
+        return self.path / "artifact.bin"
+
+    @property
+    def error_file(self) -> Path:
+        return self.path / "error.json"
+
+    def has_snapshot(self) -> bool:
+        return self.spec_file.exists() and (self.arrow_file.exists() or self.csv_file.exists())
+
+    def read_json(self, path: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_json(self, path: Path, value: dict[str, Any]) -> None:
+        """Write atomically: readers see the old or the new file, never half of one."""
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(value, default=str))
+        os.replace(tmp, path)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def load_table(job: JobDir) -> pa.Table:
+    """The snapshot as an Arrow table: converts data.csv to data.arrow once."""
+    import pyarrow.csv as pacsv
+    import pyarrow.ipc as ipc
+
+    if not job.arrow_file.exists():
+        spec = job.read_json(job.spec_file) or {}
+        names = spec["column_names"]
+        types = {n: arrow_type(t) for n, t in zip(names, spec["column_types"])}
+        # COPY's CSV: NULL is an empty unquoted field, "" an empty string.
+        table = pacsv.read_csv(
+            job.csv_file,
+            read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
+                null_values=[""], true_values=["1", "t"], false_values=["0", "f"]))
+        tmp = job.arrow_file.with_suffix(".arrow.tmp")
+        with ipc.new_file(tmp, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, job.arrow_file)
+        job.csv_file.unlink(missing_ok=True)
+    with ipc.open_file(job.arrow_file) as reader:
+        return reader.read_all()

@@ -1,0 +1,85 @@
+"""The training worker: runs in its own process, one job directory at a time.
+
+`python -m proxy.training.worker JOB_DIR` (what the job runner starts) loads the
+snapshot, trains with automl, turns the winner into a portable artifact and builds
+its native library into the local cache with compiler, and leaves the outcome in
+the job directory (result.json + artifact.bin, or error.json). Progress goes to
+progress.json. Nothing here talks to the database: the proxy stores the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .snapshot import JobDir, load_table
+
+
+def run_job(job: JobDir) -> int:
+    """Train, compile and record the outcome; returns a process exit code."""
+    spec = job.read_json(job.spec_file)
+    if spec is None:
+        job.write_json(job.error_file, {"sqlstate": "58030", "message": "training job spec is missing"})
+        return 1
+    started = time.monotonic()
+
+    def progress(info: dict[str, Any]) -> None:
+        job.write_json(job.progress_file, {**info, "updated": time.time()})
+
+    try:
+        import automl
+        import compiler
+
+        progress({"phase": "loading data", "elapsed": 0.0})
+        table = load_table(job)
+        trained = automl.train(table, spec["options"], progress=progress,
+                               n_jobs=spec.get("n_jobs"))
+        progress({"phase": "compiling", "elapsed": round(time.monotonic() - started, 3),
+                  "trials": len(trained.leaderboard)})
+        artifact = compiler.dump(trained)
+        build_info = compiler.ensure_built(artifact, Path(spec["cache_dir"]))
+        job.artifact_file.write_bytes(artifact.data)
+        best = max(trained.leaderboard, key=lambda t: t.get("score", float("-inf")), default={})
+        result = {
+            "problem_type": trained.problem_type,
+            "model_type": trained.model_type,
+            "objective": trained.objective,
+            "metrics": trained.metrics,
+            "leaderboard": trained.leaderboard,
+            "feature_importances": trained.feature_importances,
+            "rows_used": trained.rows_used,
+            "training_seconds": trained.training_seconds,
+            "artifact_sha256": artifact.sha256,
+            "report": trained.report,
+            "build": build_info,
+            "progress": {"phase": "done", "trials": len(trained.leaderboard),
+                         "best_score": best.get("score"),
+                         "elapsed": round(time.monotonic() - started, 3)},
+        }
+        job.write_json(job.result_file, result)
+        return 0
+    except Exception as exc:  # every failure becomes the model's FAILED reason
+        sqlstate = getattr(exc, "sqlstate", None) or "XX000"
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        if sqlstate == "XX000":
+            message = f"internal error during training: {message}"
+        job.write_json(job.error_file, {"sqlstate": sqlstate, "message": message,
+                                        "hint": getattr(exc, "hint", None),
+                                        "traceback": traceback.format_exc()})
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m proxy.training.worker JOB_DIR", file=sys.stderr)
+        return 2
+    return run_job(JobDir(Path(args[0])))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
