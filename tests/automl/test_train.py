@@ -1,0 +1,168 @@
+"""End-to-end training on bundled and generated data (small budgets)."""
+
+import json
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import automl
+from automl import TrainedModel
+
+from .data import bundled, churn, columns_of
+
+BUDGET = 12
+
+
+@pytest.fixture(scope="module")
+def breast_cancer_model():
+    events = []
+    table = bundled("breast_cancer")
+    model = automl.train(table, {"target": "target", "max_runtime": BUDGET}, progress=events.append)
+    return table, model, events
+
+
+@pytest.fixture(scope="module")
+def churn_model():
+    table = churn()
+    return table, automl.train(table, {"target": "churned", "max_runtime": BUDGET, "seed": 3})
+
+
+def _baseline_accuracy(y):
+    _, counts = np.unique(y, return_counts=True)
+    return counts.max() / counts.sum()
+
+
+def test_binary_model_on_breast_cancer(breast_cancer_model):
+    table, model, events = breast_cancer_model
+    assert isinstance(model, TrainedModel)
+    assert model.problem_type == "BINARY_CLASSIFICATION" and model.objective == "F1"
+    assert model.classes == [0, 1] and model.label_type == "bigint"
+    assert model.metrics["accuracy"] > _baseline_accuracy(table.column("target").to_numpy()) + 0.2
+    assert model.metrics["auc"] > 0.95 and {"f1", "log_loss", "precision", "recall"} <= set(model.metrics)
+    assert model.training_seconds <= BUDGET + 2
+    assert model.rows_used == table.num_rows
+    assert any("inferred" in line for line in model.report)
+    # the leaderboard holds every trial and the winner is its best full-fidelity entry
+    assert len(model.leaderboard) >= 2
+    full = [e for e in model.leaderboard if e["fidelity"] == 1.0]
+    assert max(e["score"] for e in full) == pytest.approx(
+        max(e["score"] for e in full if e["family"] == model.model_type))
+    for entry in model.leaderboard:
+        assert {"family", "params", "score", "seconds", "fidelity"} <= set(entry)
+    json.dumps(model.leaderboard)
+    assert sum(model.feature_importances.values()) == pytest.approx(1.0)
+    assert set(model.feature_importances) == set(table.column_names) - {"target"}
+    # progress reports trials, best score and elapsed time
+    searching = [e for e in events if e["phase"] == "searching"]
+    assert searching and searching[-1]["trials"] == len(model.leaderboard)
+    assert all("elapsed" in e and "best_score" in e for e in searching)
+    assert events[-1]["phase"] == "done"
+
+
+def test_reference_predict_uses_raw_columns(breast_cancer_model):
+    table, model, _ = breast_cancer_model
+    cols = columns_of(table, drop="target")
+    proba = model.reference_predict_proba(cols)
+    labels = model.reference_predict(cols)
+    assert proba.shape == (table.num_rows, 2) and np.allclose(proba.sum(axis=1), 1)
+    cut = 0.5 if model.threshold is None else model.threshold
+    np.testing.assert_array_equal(labels, np.where(proba[:, 1] >= cut, 1, 0))
+
+
+@pytest.mark.parametrize("name, problem, objective, metric", [
+    ("iris", "MULTICLASS_CLASSIFICATION", "Accuracy", "accuracy"),
+    ("wine", "MULTICLASS_CLASSIFICATION", "F1Macro", "f1_macro"),
+])
+def test_multiclass_beats_majority_class(name, problem, objective, metric):
+    table = bundled(name)
+    model = automl.train(table, {"target": "target", "max_runtime": 8, "objective": objective})
+    assert model.problem_type == problem and model.objective == objective
+    assert model.classes == sorted(set(table.column("target").to_pylist()))
+    assert model.metrics[metric] > _baseline_accuracy(table.column("target").to_numpy()) + 0.3
+    assert model.reference_predict_proba(columns_of(table, "target")).shape[1] == len(model.classes)
+
+
+def test_regression_beats_the_mean_on_diabetes():
+    table = bundled("diabetes")
+    model = automl.train(table, {"target": "target", "max_runtime": 8})
+    assert model.problem_type == "REGRESSION" and model.objective == "MSE" and model.classes is None
+    y = table.column("target").to_numpy()
+    assert model.metrics["mse"] < 0.8 * y.var()
+    assert model.metrics["rmse"] == pytest.approx(model.metrics["mse"] ** 0.5)
+    assert 0.2 < model.metrics["r2"] < 1
+    assert model.reference_predict(columns_of(table, "target")).dtype == np.float64
+
+
+def test_mixed_types_nulls_unseen_categories_and_skewed_target(churn_model):
+    table, model = churn_model
+    assert model.problem_type == "BINARY_CLASSIFICATION" and model.classes == [False, True]
+    assert model.label_type == "boolean"
+    dropped = " ".join(line for line in model.report if "dropped" in line)
+    assert "customer_id" in dropped and "region" in dropped
+    assert any("imbalance" in line for line in model.report)
+    assert model.feature_importances["customer_id"] == 0 and model.feature_importances["region"] == 0
+    assert model.feature_importances["plan"] > 0.05
+    # F1 on the rare class well above what always predicting it gives (2p/(1+p))
+    share = np.mean(table.column("churned").to_numpy(zero_copy_only=False))
+    assert model.metrics["f1"] > 2 * share / (1 + share) + 0.2
+    json.dumps(model.preprocessing)
+    cols = columns_of(table.slice(0, 4), drop="churned")
+    cols["plan"] = np.array(["enterprise", None, "pro", "basic"], dtype=object)
+    cols["age"] = np.array([np.nan, 30.0, np.nan, 70.0])
+    cols["price"] = np.array([None, None, 3.5, None], dtype=object)
+    out = model.reference_predict(cols)
+    assert out.dtype == bool and len(out) == 4
+
+
+def test_metrics_are_measured_on_rows_the_model_never_saw():
+    # pure noise: a forest fits its training rows perfectly, so near-chance accuracy
+    # proves the reported metrics come from held-out rows
+    rng = np.random.default_rng(0)
+    n = 300
+    table = pa.table({**{f"x{i}": rng.normal(size=n) for i in range(5)},
+                      "y": rng.integers(0, 2, n)})
+    model = automl.train(table, {"target": "y", "model_type": "random_forest", "auto": "off",
+                                 "max_runtime": 10, "objective": "accuracy",
+                                 "hyperparameters": {"num_round": "30"}})
+    train_acc = np.mean(model.reference_predict(columns_of(table, "y")) == table.column("y").to_numpy())
+    assert train_acc > 0.85
+    assert model.metrics["accuracy"] < 0.7
+
+
+def test_max_cells_samples_reproducibly_and_reports_it():
+    table = bundled("digits")  # 1797 rows x 65 columns
+    opts = {"target": "target", "max_cells": 65 * 400, "model_type": "linear_learner", "auto": "off",
+            "max_runtime": 10}
+    a = automl.train(table, opts)
+    b = automl.train(table, opts)
+    assert a.rows_used == b.rows_used == 400
+    assert any("MAX_CELLS" in line and "sampled 400 rows" in line for line in a.report)
+    assert a.estimator == b.estimator
+
+
+def test_max_runtime_is_a_hard_budget_for_the_whole_call():
+    rng = np.random.default_rng(0)
+    n = 30_000
+    X = rng.normal(size=(n, 12))
+    table = pa.table({**{f"x{i}": X[:, i] for i in range(12)},
+                      "y": X[:, 0] * 2 + np.sin(X[:, 1] * 3) + rng.normal(size=n)})
+    budget = 6
+    start = time.monotonic()
+    model = automl.train(table, {"target": "y", "max_runtime": budget})
+    took = time.monotonic() - start
+    assert took < budget + 2.5, took
+    assert model.training_seconds <= budget + 0.5
+
+
+def test_same_seed_same_leaderboard_and_winner():
+    table = bundled("iris")
+    opts = {"target": "target", "model_type": "xgboost", "max_runtime": 60, "seed": 11,
+            "hyperparameters": {"NUM_ROUND": "15"}}
+    a = automl.train(table, opts)
+    b = automl.train(table, opts)
+    strip = lambda lb: [(e["family"], e["params"], e["score"], e["fidelity"]) for e in lb]  # noqa: E731
+    assert strip(a.leaderboard) == strip(b.leaderboard)
+    assert a.model_type == b.model_type and a.metrics == b.metrics
+    assert not any("skipped" in line or "time budget" in line for line in a.report)
