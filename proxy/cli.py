@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .config import Config, Upstream
 from .embedded import EmbeddedPostgres, default_data_dir
+from .ml_runtime import MLRuntime
 from .server import ProxyServer
 
 log = logging.getLogger("mlproxy")
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="SECONDS",
                        help="on SIGINT/SIGTERM, how long in-flight queries may run (default 10)")
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("MLPROXY_WORKERS", "1")),
+                       metavar="N", help="training jobs that run at once, each in its own "
+                                         "process (default 1; env MLPROXY_WORKERS)")
     serve.add_argument("--log-level", default=os.environ.get("MLPROXY_LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"],
                        help="log verbosity (default info; env MLPROXY_LOG_LEVEL)")
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     config = Config(listen_host=args.listen[0], listen_port=args.listen[1],
                     data_dir=args.data_dir or default_data_dir(),
                     tls_cert=args.tls_cert, tls_key=args.tls_key,
-                    shutdown_grace=args.shutdown_grace, log_level=args.log_level)
+                    shutdown_grace=args.shutdown_grace, log_level=args.log_level,
+                    training_workers=max(1, args.workers))
     if args.upstream:
         try:
             config.upstream = Upstream.from_url(args.upstream)
@@ -122,7 +127,8 @@ async def serve(config: Config, upstream_url: str | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - report and exit, whatever failed
             log.error("could not start the embedded postgres: %s", exc)
             return 1
-    server = ProxyServer(config)
+    ml = MLRuntime(config)
+    server = ProxyServer(config, [ml.interceptor])
     try:
         await server.start()
     except OSError as exc:
@@ -130,6 +136,7 @@ async def serve(config: Config, upstream_url: str | None = None) -> int:
         if embedded:
             await asyncio.to_thread(embedded.stop)
         return 1
+    ml.start()
     user, dbname = _connect_identity(upstream_url, embedded is not None)
     host = config.listen_host if config.listen_host not in ("0.0.0.0", "::") else "127.0.0.1"
     print(f"mlproxy ready: psql \"postgresql://{user}@{host}:{server.port}/{dbname}\"",
@@ -140,6 +147,7 @@ async def serve(config: Config, upstream_url: str | None = None) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.shutdown()
+    await ml.close()
     if embedded:
         await asyncio.to_thread(embedded.stop)
     log.info("stopped")

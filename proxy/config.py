@@ -85,4 +85,8 @@ class Config:
     # are streamed to the upstream unexamined, so memory stays bounded.
     intercept_limit: int = 16 << 20
     log_level: str = "info"
+    # Training jobs run in this many worker processes at once (CREATE MODEL).
+    training_workers: int = 1
+    # Threads each training job may use (None: all cores).
+    training_threads: int | None = None
     extra: dict[str, str] = field(default_factory=dict)

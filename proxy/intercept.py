@@ -43,6 +43,7 @@ class Takeover:
         self._server_ready = asyncio.Event()
         self.client_closed = False
         self.server_closed = False
+        self._server_bytes = 0
 
     # -- fed by the session ------------------------------------------------------
     def _push_client(self, frame: Frame) -> None:
@@ -51,6 +52,7 @@ class Takeover:
 
     def _push_server(self, frame: Frame) -> None:
         self._server.append(frame)
+        self._server_bytes += len(frame.raw)
         self._server_ready.set()
 
     def _close(self, client: bool) -> None:
@@ -65,6 +67,16 @@ class Takeover:
     def queued_client_bytes(self) -> int:
         return sum(len(f.raw) for f in self._client)
 
+    @property
+    def queued_server_bytes(self) -> int:
+        return self._server_bytes
+
+    def _drain_server(self) -> list[Frame]:
+        frames = list(self._server)
+        self._server.clear()
+        self._server_bytes = 0
+        return frames
+
     def _drain_client(self) -> list[Frame]:
         frames = list(self._client)
         self._client.clear()
@@ -78,7 +90,11 @@ class Takeover:
                 raise ConnectionResetError("upstream connection closed")
             self._server_ready.clear()
             await self._server_ready.wait()
-        return self._server.popleft()
+        frame = self._server.popleft()
+        self._server_bytes -= len(frame.raw)
+        if not self._server:
+            self.session._takeover_drained()
+        return frame
 
     async def client_message(self) -> Frame:
         """Next complete message from the client (e.g. Bind after an intercepted Parse)."""

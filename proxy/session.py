@@ -111,6 +111,7 @@ class Session(asyncio.Protocol):
         self._draining = False
         self._tasks: set[asyncio.Task] = set()
         self._startup_timer: asyncio.TimerHandle | None = None
+        self._async_out: list[bytes] = []
 
     # -- asyncio Protocol callbacks (client socket) ----------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -353,12 +354,29 @@ class Session(asyncio.Protocol):
     _upstream_said_fatal = False
 
     def _became_idle(self) -> None:
+        if self._async_out and self._sframer.at_boundary:
+            self._flush_async()
         waiters, self._idle_waiters = self._idle_waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
         if self._draining:
             self.terminate()
+
+    def send_async(self, data: bytes) -> None:
+        """Send an asynchronous message (a NOTICE about a training job) to the client.
+        It goes out only between requests, when the client's stream is at a message
+        boundary and nothing is in flight; otherwise it waits for that moment."""
+        if self.state is State.CLOSED:
+            return
+        self._async_out.append(data)
+        if self.is_idle() and self._sframer.at_boundary:
+            self._flush_async()
+
+    def _flush_async(self) -> None:
+        out, self._async_out = self._async_out, []
+        if out:
+            self._write_client(b"".join(out))
 
     def is_idle(self) -> bool:
         return self.state is State.RELAY and self.pending == 0
@@ -418,6 +436,10 @@ class Session(asyncio.Protocol):
 
     def _end_takeover(self, takeover: Takeover) -> None:
         self._sframer.set_wanted(_SERVER_WATCH)
+        leftover = takeover._drain_server()
+        if leftover:  # replies the interceptor let through (e.g. to a rewritten Parse)
+            self._write_client(b"".join(bytes(f.raw) for f in leftover))
+        self._takeover_drained()
         backlog = b"".join(bytes(f.raw) for f in takeover._drain_client())
         backlog += bytes(self._cframer._carry)
         self._cframer = Framer(_CLIENT_WATCH, limit=frontend_length_limit,
@@ -445,10 +467,19 @@ class Session(asyncio.Protocol):
             self._pause_client_reading("takeover")
 
     def _server_takeover_data(self, data: bytes) -> None:
+        takeover = self._takeover
         for item in self._sframer.feed(data) or ():
             if item.type == B_READY_FOR_QUERY:
                 self.txstatus = bytes(item.raw[5:6])
-            self._takeover._push_server(item)
+            takeover._push_server(item)
+        if takeover.queued_server_bytes > _TAKEOVER_QUEUE_LIMIT and not self._upstream_paused:
+            self._upstream_paused = True  # a slow consumer (e.g. writing an export to disk)
+            self.upstream.pause_reading()
+
+    def _takeover_drained(self) -> None:
+        if self._upstream_paused and self.upstream is not None:
+            self._upstream_paused = False
+            self.upstream.resume_reading()
 
     # -- writing and flow control ------------------------------------------------------
     def _write_upstream(self, data: bytes) -> None:

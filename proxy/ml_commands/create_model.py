@@ -1,0 +1,339 @@
+"""CREATE MODEL: describe and export the training data on the client's own session,
+register the model (stub function + catalog row, atomically, as the client), and
+hand the job to the training runner. Answers once the data is exported; training
+goes on in the background, as in Redshift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import errors, protocol as p
+from ..catalog.store import CatalogStore
+from ..errors import PgError
+from ..intercept import Takeover
+from ..ml_statements import CreateModel, SourceQuery
+from ..ml_statements.literals import quote_identifier
+from ..training.jobs import JobRunner
+from ..training.snapshot import JobDir, export_expression
+from .upstream_ops import collect, error_from_fields, sql_literal, sql_text_array
+
+log = logging.getLogger("mlproxy.ml")
+
+# Redshift ML's defaults for the SETTINGS a statement leaves out.
+DEFAULT_MAX_CELLS = 1_000_000
+DEFAULT_MAX_RUNTIME = 5400  # seconds; the search stops earlier once scores stop improving
+
+_WRAP_PREFIX = "SELECT * FROM ("
+_WRITE_BATCH = 4 << 20
+
+
+@dataclass
+class MLServices:
+    """What ML statements need besides the session: the catalog and the job runner."""
+
+    catalog: CatalogStore
+    jobs: JobRunner
+    data_dir: Path
+
+
+class _Abort(Exception):
+    """Stop the statement; the error has been (or is) reported to the client."""
+
+    def __init__(self, error: PgError | None) -> None:
+        super().__init__(error.message if error else "aborted")
+        self.error = error
+
+
+async def create_model(services: MLServices, takeover: Takeover, stmt: CreateModel) -> bool:
+    """Carry out CREATE MODEL; returns False after reporting an error to the client."""
+    try:
+        await _create(services, takeover, stmt)
+        return True
+    except _Abort as abort:
+        if abort.error is not None:
+            takeover.send_client(p.error_response(abort.error))
+        return False
+
+
+async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -> None:
+    session = takeover.session
+    if session.txstatus != b"I":
+        raise _Abort(PgError(errors.ACTIVE_SQL_TRANSACTION,
+                             "CREATE MODEL cannot run inside a transaction block"))
+    database = session.startup.database
+    try:
+        await services.catalog.pool(database)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the catalog
+        raise _Abort(PgError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                             f"the model catalog of database \"{database}\" is not available: {exc}",
+                             hint="The proxy's service user needs CREATE on the database "
+                                  "to create schema mlproxy.")) from exc
+
+    source = _Source(stmt)
+    columns, current_schema = await _describe(takeover, source)
+    names = [c[0] for c in columns]
+    types = [c[1] for c in columns]
+    _check_unique(names, stmt)
+    target = stmt.target
+    if target is not None and target not in names:
+        raise _Abort(PgError(errors.UNDEFINED_COLUMN,
+                             f'column "{target}" does not exist in the training data',
+                             position=stmt.positions.get("target"),
+                             hint="Training data columns: " + ", ".join(names)))
+    features = [n for n in names if n != target]
+    feature_types = [t for n, t in zip(names, types) if n != target]
+    if not features:
+        raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
+                             "the training data has no feature columns besides the target",
+                             position=stmt.positions.get("source")))
+    arg_types = list(stmt.function.arg_types) if stmt.function.arg_types is not None else feature_types
+    if len(arg_types) != len(features):
+        raise _Abort(PgError(
+            errors.INVALID_PARAMETER_VALUE,
+            f"FUNCTION {stmt.function.name.name} lists {len(arg_types)} argument types, but the "
+            f"training data has {len(features)} feature columns ({', '.join(features)})",
+            position=stmt.positions.get("function")))
+    if stmt.function.returns is not None:
+        return_type = stmt.function.returns
+    elif target is None:
+        return_type = "integer"  # KMEANS: the cluster id
+    else:
+        return_type = types[names.index(target)]
+
+    model_schema = stmt.name.schema or current_schema
+    if model_schema is None:
+        raise _Abort(PgError(errors.INVALID_SCHEMA_NAME, "no schema has been selected to create in"))
+    exists = await services.catalog.fetchrow(
+        database, "SELECT 1 FROM mlproxy.models WHERE schema_name = $1 AND model_name = $2",
+        model_schema, stmt.name.name)
+    if exists:
+        raise _Abort(PgError(errors.DUPLICATE_OBJECT, f'model "{stmt.name.name}" already exists',
+                             position=stmt.positions.get("name")))
+
+    staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
+    try:
+        rows, sampled = await _export(takeover, source, stmt, names, types, staging)
+        model_id = await _register(services, takeover, stmt, source, model_schema, features,
+                                   arg_types, return_type)
+        job = services.jobs.job_dir(database, model_id)
+        await asyncio.to_thread(_promote, staging, job)
+    except BaseException:
+        await asyncio.to_thread(staging.remove)
+        raise
+    options = _train_options(stmt)
+    job.write_json(job.spec_file, {
+        "database": database, "model_id": model_id, "model": stmt.name.name,
+        "schema": model_schema, "options": options, "column_names": names,
+        "column_types": types, "rows_exported": rows, "sampled": sampled,
+    })
+    _notify_progress(services, takeover, database, model_id, stmt.name.name)
+    services.jobs.submit(database, model_id)
+    log.info("model created model=%s.%s id=%s rows=%s sampled=%s", model_schema,
+             stmt.name.name, model_id, rows, sampled)
+    note = f"model \"{stmt.name.name}\" is training in the background on {rows} rows"
+    if sampled:
+        note += f" (a sample within MAX_CELLS {options['max_cells']})"
+    takeover.send_client(p.notice_response(note + f"; SHOW MODEL {stmt.name} reports its state"))
+    takeover.send_client(p.command_complete("CREATE MODEL"))
+
+
+class _Source:
+    """The training query, and how error positions in it map to the client's text."""
+
+    def __init__(self, stmt: CreateModel) -> None:
+        self.is_query = isinstance(stmt.source, SourceQuery)
+        self.sql = stmt.source.text if self.is_query else f"SELECT * FROM {stmt.source}"
+        self.position = stmt.positions.get("source", 1)
+
+    def wrapped(self, suffix: str = "") -> str:
+        return f"{_WRAP_PREFIX}{self.sql}\n) AS mlproxy_source{suffix}"
+
+    def map_position(self, pos: int, prefix_len: int = len(_WRAP_PREFIX)) -> int:
+        index = pos - prefix_len - 1
+        if self.is_query and 0 <= index < len(self.sql):
+            return self.position + index
+        return self.position
+
+    def upstream_error(self, err: PgError | None, prefix_len: int = len(_WRAP_PREFIX)) -> _Abort:
+        if err is not None and err.position is not None:
+            err.position = self.map_position(err.position, prefix_len)
+        return _Abort(err)
+
+
+async def _describe(takeover: Takeover, source: _Source) -> tuple[list[tuple[str, str]], str | None]:
+    """Column names and Postgres type names of the training query, and the
+    session's current schema (where an unqualified model goes)."""
+    result = await collect(takeover, source.wrapped(" LIMIT 0"))
+    _relay_notices(takeover, result.notices)
+    if result.error is not None:
+        raise source.upstream_error(result.error)
+    cols = result.columns
+    oids = ", ".join(str(c[1]) for c in cols) or "0"
+    mods = ", ".join(str(c[2]) for c in cols) or "0"
+    info = await collect(
+        takeover,
+        "SELECT 0, current_schema()::text UNION ALL "
+        "SELECT n, format_type(o, nullif(m, -1)) FROM unnest("
+        f"ARRAY[{oids}]::oid[], ARRAY[{mods}]::int[]) WITH ORDINALITY AS u(o, m, n) ORDER BY 1")
+    if info.error is not None:
+        raise _Abort(info.error)
+    schema = info.rows[0][1]
+    type_names = [row[1] for row in info.rows[1:len(cols) + 1]]
+    return [(c[0], t) for c, t in zip(cols, type_names)], schema
+
+
+def _check_unique(names: list[str], stmt: CreateModel) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise _Abort(PgError(errors.DUPLICATE_COLUMN, f'column "{name}" specified more than once in the training data',
+                                 position=stmt.positions.get("source"),
+                                 hint="Give every column of the FROM query a distinct name."))
+        seen.add(name)
+
+
+async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names: list[str],
+                  types: list[str], staging: JobDir) -> tuple[int, bool]:
+    """COPY the training data into the staging directory; returns (rows, sampled)."""
+    settings = stmt.options.get("settings", {})
+    max_cells = int(settings.get("max_cells", DEFAULT_MAX_CELLS))
+    count_sql = f"SELECT count(*) FROM ({source.sql}\n) AS mlproxy_source"
+    counted = await collect(takeover, count_sql)
+    if counted.error is not None:
+        raise source.upstream_error(counted.error, len("SELECT count(*) FROM ("))
+    total = int(counted.rows[0][0])
+    limit = max(1, max_cells // max(1, len(names)))
+    sampled = total > limit
+    exprs = ", ".join(export_expression(f"mlproxy_source.{quote_identifier(n)}", t)
+                      for n, t in zip(names, types))
+    # A reproducible sample: rows ordered by a hash of their content.
+    tail = f" ORDER BY md5(mlproxy_source::text) LIMIT {limit}" if sampled else ""
+    copy_prefix = f"COPY (SELECT {exprs} FROM ("
+    copy_sql = f"{copy_prefix}{source.sql}\n) AS mlproxy_source{tail}) TO STDOUT WITH (FORMAT csv)"
+    await asyncio.to_thread(staging.path.mkdir, parents=True, exist_ok=True)
+    takeover.send_server(p.message(b"Q", p.cstr(copy_sql)))
+    handle = await asyncio.to_thread(open, staging.csv_file, "wb")
+    error: PgError | None = None
+    rows = 0
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await takeover.server_message()
+            t = msg.type
+            if t == p.B_COPY_DATA:
+                chunks.append(bytes(msg.body))
+                size += len(msg.raw) - 5
+                if size >= _WRITE_BATCH:
+                    await asyncio.to_thread(handle.write, b"".join(chunks))
+                    chunks, size = [], 0
+            elif t == p.B_COMMAND_COMPLETE:
+                rows = int(bytes(msg.body).rstrip(b"\x00").split()[-1])
+            elif t == p.B_ERROR:
+                error = error_from_fields(p.parse_fields(msg.body))
+            elif t == p.B_NOTICE:
+                takeover.send_client(msg.raw)
+            elif t == p.B_READY_FOR_QUERY:
+                break
+        if chunks:
+            await asyncio.to_thread(handle.write, b"".join(chunks))
+    finally:
+        await asyncio.to_thread(handle.close)
+    if error is not None:
+        raise source.upstream_error(error, len(copy_prefix))
+    return rows, sampled
+
+
+async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel, source: _Source,
+                    model_schema: str, features: list[str], arg_types: list[str],
+                    return_type: str) -> int:
+    fn = stmt.function.name
+    options = stmt.options
+    max_runtime = int(options.get("settings", {}).get("max_runtime", DEFAULT_MAX_RUNTIME))
+    sql = ("SELECT mlproxy.register_model("
+           f"{sql_literal(model_schema)}, {sql_literal(stmt.name.name)}, "
+           f"{sql_literal(fn.schema)}, {sql_literal(fn.name)}, "
+           f"{sql_text_array(features)}, {sql_text_array(arg_types)}, {sql_literal(return_type)}, "
+           f"{sql_literal(stmt.text)}, {sql_literal(json.dumps(options, default=str))}::jsonb, "
+           f"{sql_literal(source.sql)}, {sql_literal(stmt.target)}, {max_runtime}, "
+           f"{sql_literal(services.jobs.instance)})")
+    result = await collect(takeover, sql)
+    _relay_notices(takeover, result.notices)
+    if result.error is not None:
+        if result.error.sqlstate == errors.DUPLICATE_OBJECT:
+            result.error.position = stmt.positions.get("name")
+        elif result.error.sqlstate == "42723":  # the function already exists
+            result.error.position = stmt.positions.get("function")
+        else:
+            result.error.position = None
+        raise _Abort(result.error)
+    return int(result.rows[0][0])
+
+
+def _promote(staging: JobDir, job: JobDir) -> None:
+    job.path.parent.mkdir(parents=True, exist_ok=True)
+    if job.path.exists():  # a leftover of a dropped model with a reused id
+        job.remove()
+    os.replace(staging.path, job.path)
+
+
+def _train_options(stmt: CreateModel) -> dict[str, Any]:
+    """CREATE MODEL's canonical options -> automl.train's option mapping."""
+    o = stmt.options
+    settings = o.get("settings", {})
+    preprocessors = o.get("preprocessors")
+    return {
+        "target": stmt.target,
+        "problem_type": o.get("problem_type"),
+        "objective": o.get("objective"),
+        "model_type": o.get("model_type"),
+        "auto": o.get("auto", True),
+        "hyperparameters": o.get("hyperparameters") or {},
+        "preprocessors": preprocessors if isinstance(preprocessors, list) else None,
+        "max_runtime": int(settings.get("max_runtime", DEFAULT_MAX_RUNTIME)),
+        "max_cells": int(settings.get("max_cells", DEFAULT_MAX_CELLS)),
+    }
+
+
+def _relay_notices(takeover: Takeover, notices: list[bytes]) -> None:
+    for notice in notices:
+        takeover.send_client(notice)
+
+
+def _notify_progress(services: MLServices, takeover: Takeover, database: str, model_id: int,
+                     name: str) -> None:
+    """Send training progress and the outcome as NOTICEs to the creating session,
+    for as long as it stays connected."""
+    session = takeover.session
+    last: list[Any] = [None]
+
+    def listener(kind: str, info: dict[str, Any]) -> None:
+        if kind == "progress":
+            trials = info.get("trials")
+            key = (info.get("phase"), trials)
+            if key == last[0]:
+                return
+            last[0] = key
+            text = f"model \"{name}\": {info.get('phase', 'training')}"
+            if trials:
+                text += f", {trials} trials"
+            if info.get("best_score") is not None:
+                text += f", best score {float(info['best_score']):.4f}"
+        elif kind == "ready":
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in (info.get("metrics") or {}).items()
+                                if isinstance(v, (int, float)))
+            text = (f"model \"{name}\" is READY: {info.get('model_type')} "
+                    f"({info.get('problem_type')}); {metrics}")
+        else:
+            text = f"model \"{name}\" FAILED: {info.get('message')}"
+        session.send_async(p.notice_response(text))
+
+    services.jobs.listen(database, model_id, listener)
