@@ -1,0 +1,1 @@
+"""Benchmark: mlproxy's automl vs FLAML vs an untuned HistGradientBoosting model."""

@@ -1,0 +1,172 @@
+"""automl benchmark: mlproxy vs FLAML vs an untuned HistGradientBoosting model.
+
+Every bundled scikit-learn dataset is split once (75/25, stratified for
+classification, fixed seed); all three contestants train on the same 75% and are
+scored on the same 25%, with the same objective and, for the two AutoML systems,
+the same time budget and cores. Prints a table and writes JSON under
+benchmarks/results/.
+
+    python -m benchmarks.automl                 # budgets 30 s and 120 s
+    python -m benchmarks.automl --quick         # 10 s budget, for a smoke run
+    python -m benchmarks.automl --budgets 30 --datasets iris wine
+
+FLAML comes with the `bench` extra (pip install '.[bench]'); its LightGBM/XGBoost
+learners are used when installed, otherwise its scikit-learn ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sklearn import datasets
+from sklearn import metrics as skm
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.model_selection import train_test_split
+
+import automl
+
+DATASETS = {
+    "breast_cancer": (datasets.load_breast_cancer, "BINARY_CLASSIFICATION", "F1"),
+    "wine": (datasets.load_wine, "MULTICLASS_CLASSIFICATION", "Accuracy"),
+    "digits": (datasets.load_digits, "MULTICLASS_CLASSIFICATION", "Accuracy"),
+    "diabetes": (datasets.load_diabetes, "REGRESSION", "MSE"),
+    "iris": (datasets.load_iris, "MULTICLASS_CLASSIFICATION", "Accuracy"),
+}
+_FLAML_METRIC = {"F1": "f1", "Accuracy": "accuracy", "MSE": "mse"}
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def score(objective: str, y: np.ndarray, pred: np.ndarray) -> float:
+    if objective == "F1":
+        return float(skm.f1_score(y, pred))
+    if objective == "Accuracy":
+        return float(skm.accuracy_score(y, pred))
+    return float(skm.mean_squared_error(y, pred))
+
+
+def split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, str]:
+    loader, problem, objective = DATASETS[name]
+    X, y = loader(return_X_y=True)
+    strat = y if problem != "REGRESSION" else None
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=seed, stratify=strat)
+    return X_tr, X_te, y_tr, y_te, problem, objective
+
+
+def run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs) -> tuple[np.ndarray, float, str]:
+    cols = {f"f{i}": X_tr[:, i] for i in range(X_tr.shape[1])}
+    table = pa.table({**cols, "target": y_tr})
+    start = time.monotonic()
+    model = automl.train(table, {"target": "target", "problem_type": problem, "objective": objective,
+                                 "max_runtime": budget, "seed": seed}, n_jobs=n_jobs)
+    seconds = time.monotonic() - start
+    pred = model.reference_predict({f"f{i}": X_te[:, i] for i in range(X_te.shape[1])})
+    return pred, seconds, model.model_type
+
+
+def run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs) -> tuple[np.ndarray, float, str]:
+    from flaml import AutoML
+
+    task = "regression" if problem == "REGRESSION" else "classification"
+    settings: dict[str, Any] = dict(task=task, metric=_FLAML_METRIC[objective], time_budget=budget, seed=seed,
+                                    n_jobs=n_jobs, verbose=0)
+    try:
+        import lightgbm  # noqa: F401
+        import xgboost  # noqa: F401
+    except ImportError:
+        settings["estimator_list"] = ["rf", "extra_tree", "lrl1"] if task == "classification" else ["rf", "extra_tree"]
+    start = time.monotonic()
+    model = AutoML()
+    model.fit(X_tr, y_tr, **settings)
+    seconds = time.monotonic() - start
+    return np.asarray(model.predict(X_te)), seconds, str(model.best_estimator)
+
+
+def run_baseline(X_tr, y_tr, X_te, problem, seed) -> tuple[np.ndarray, float]:
+    cls = HistGradientBoostingRegressor if problem == "REGRESSION" else HistGradientBoostingClassifier
+    start = time.monotonic()
+    est = cls(random_state=seed).fit(X_tr, y_tr)
+    return est.predict(X_te), time.monotonic() - start
+
+
+def bench(names: list[str], budgets: list[float], seed: int, n_jobs: int, with_flaml: bool) -> list[dict[str, Any]]:
+    rows = []
+    for budget in budgets:
+        for name in names:
+            X_tr, X_te, y_tr, y_te, problem, objective = split(name, seed)
+            row: dict[str, Any] = {"dataset": name, "budget": budget, "objective": objective,
+                                   "lower_is_better": objective == "MSE", "train_rows": len(y_tr),
+                                   "test_rows": len(y_te)}
+            pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
+            row.update(mlproxy=score(objective, y_te, pred), mlproxy_seconds=secs, mlproxy_model=winner)
+            if with_flaml:
+                pred, secs, winner = run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
+                row.update(flaml=score(objective, y_te, pred), flaml_seconds=secs, flaml_model=winner)
+            pred, secs = run_baseline(X_tr, y_tr, X_te, problem, seed)
+            row.update(baseline=score(objective, y_te, pred), baseline_seconds=secs)
+            rows.append(row)
+            print(_line(row), flush=True)
+    return rows
+
+
+_HEAD = (f"{'dataset':<14}{'budget':>7}  {'objective':<10}{'mlproxy':>10}{'FLAML':>10}{'baseline':>10}"
+         f"{'mlproxy s':>11}{'FLAML s':>9}  mlproxy model / FLAML model")
+
+
+def _line(r: dict[str, Any]) -> str:
+    fl = f"{r['flaml']:>10.4f}" if "flaml" in r else f"{'-':>10}"
+    fs = f"{r['flaml_seconds']:>9.1f}" if "flaml" in r else f"{'-':>9}"
+    obj = r["objective"] + (" (low)" if r["lower_is_better"] else "")
+    return (f"{r['dataset']:<14}{r['budget']:>7g}  {obj:<10}{r['mlproxy']:>10.4f}{fl}{r['baseline']:>10.4f}"
+            f"{r['mlproxy_seconds']:>11.1f}{fs}  {r['mlproxy_model']} / {r.get('flaml_model', '-')}")
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Wins/ties/losses of mlproxy vs FLAML and the baseline (tie: within 1% relative)."""
+    out = {"vs_flaml_not_worse": 0, "vs_flaml_worse": 0, "vs_baseline_not_worse": 0, "vs_baseline_worse": 0}
+    for r in rows:
+        for other in ("flaml", "baseline"):
+            if other not in r:
+                continue
+            sign = -1 if r["lower_is_better"] else 1
+            gap = sign * (r["mlproxy"] - r[other]) / max(1e-12, abs(r[other]))
+            out[f"vs_{other}_{'not_worse' if gap >= -0.01 else 'worse'}"] += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budgets", type=float, nargs="+", default=[30.0, 120.0])
+    ap.add_argument("--quick", action="store_true", help="one 10 s budget")
+    ap.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-flaml", action="store_true", help="skip FLAML (e.g. when it is not installed)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/results/automl-*.json)")
+    args = ap.parse_args(argv)
+    budgets = [10.0] if args.quick else args.budgets
+    with_flaml = not args.no_flaml
+    if with_flaml:
+        try:
+            import flaml  # noqa: F401
+        except ImportError:
+            print("FLAML is not installed: pip install '.[bench]' (or pass --no-flaml)", file=sys.stderr)
+            return 2
+    print(_HEAD, flush=True)
+    rows = bench(args.datasets, budgets, args.seed, args.n_jobs, with_flaml)
+    result = {"benchmark": "automl", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "n_jobs": args.n_jobs},
+              "seed": args.seed, "budgets": budgets, "rows": rows, "summary": summary(rows)}
+    out = args.out or RESULTS / f"automl-{'quick' if args.quick else '-'.join(f'{b:g}' for b in budgets)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nsummary: {result['summary']}\nwritten: {out}")
+    return 0
