@@ -95,9 +95,9 @@ class JobRunner:
                 continue
             job = self.job_dir(database, row["id"])
             idle = float(row["idle"] or 0.0)
-            mine = row["job_owner"] == self.instance
+            owner_gone = row["job_owner"] is None or self._owner_is_dead(row["job_owner"])
             if job.result_file.exists() or job.error_file.exists() or job.has_snapshot():
-                if mine or idle > max(5 * self.poll_interval, 10.0) or row["job_owner"] is None:
+                if owner_gone or idle > max(5 * self.poll_interval, 10.0):
                     log.info("resuming training job model=%s id=%s", row["model_name"], row["id"])
                     self.submit(database, row["id"])
             elif idle > self.orphan_after:
@@ -106,6 +106,22 @@ class JobRunner:
                     f"training was interrupted and its data snapshot is not available "
                     f"(last heard of {int(idle)} s ago from {row['job_owner']}); "
                     f"drop the model and create it again")
+
+    def _owner_is_dead(self, owner: str) -> bool:
+        """True when `owner` is this instance or a proxy process on this host that no
+        longer runs (a crashed or killed predecessor): its jobs can be taken at once."""
+        if owner == self.instance:
+            return True
+        host, _, pid = owner.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     async def sweep_forever(self, interval: float = 30.0) -> None:
         while True:

@@ -9,8 +9,9 @@ progress.json. Nothing here talks to the database: the proxy stores the outcome.
 
 from __future__ import annotations
 
-import json
+import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -73,8 +74,23 @@ def run_job(job: JobDir) -> int:
         return 1
 
 
+def _exit_with_parent() -> None:
+    """A worker whose proxy died (killed, crashed) stops too: the restarted proxy
+    resumes the job from its snapshot, and two workers must never share a job."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    _exit_with_parent()
     if len(args) != 1:
         print("usage: python -m proxy.training.worker JOB_DIR", file=sys.stderr)
         return 2
