@@ -163,7 +163,7 @@ class GradientBoosting(Family):
 
     model_type = "XGBOOST"
     grow_attr = "max_iter"
-    grow_chunk = 50
+    grow_chunk = 20
 
     def space(self, ctx: Context) -> list[Param]:
         leaf_hi = max(4, min(200, ctx.n_rows // 8))
@@ -189,7 +189,7 @@ class GradientBoosting(Family):
 
 class _Forest(Family):
     grow_attr = "n_estimators"
-    grow_chunk = 25
+    grow_chunk = 10
     classes: tuple[type, type] = (RandomForestClassifier, RandomForestRegressor)
 
     def space(self, ctx: Context) -> list[Param]:
