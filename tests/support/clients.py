@@ -1,0 +1,30 @@
+"""Running the embedded build's client programs (psql, pgbench) against a server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from proxy.embedded import bin_dir
+
+
+def program(name: str) -> str:
+    return str(bin_dir() / name)
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    """Environment for a client program: no user psqlrc, no stray PG* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    return {**env, "PSQLRC": os.devnull, **extra}
+
+
+def run_psql(server, *args: str, input: str | None = None, timeout: float = 60,
+             db: str = "postgres", check: bool = False) -> subprocess.CompletedProcess:
+    """psql -X against `server` (anything with .host and .port), unaligned tuples-only.
+
+    ON_ERROR_STOP is left at psql's default (off) so tests can set it themselves.
+    """
+    cmd = [program("psql"), "-X", "-At", "-h", server.host, "-p", str(server.port),
+           "-U", "postgres", "-d", db, *args]
+    return subprocess.run(cmd, input=input, capture_output=True, text=True,
+                          timeout=timeout, check=check, env=client_env())
