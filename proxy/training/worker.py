@@ -33,7 +33,7 @@ def run_job(job: JobDir) -> int:
 
     try:
         import automl
-        import compiler
+        from compiler.artifact import dump
 
         progress({"phase": "loading data", "elapsed": 0.0})
         table = load_table(job)
@@ -41,8 +41,8 @@ def run_job(job: JobDir) -> int:
                                n_jobs=spec.get("n_jobs"))
         progress({"phase": "compiling", "elapsed": round(time.monotonic() - started, 3),
                   "trials": len(trained.leaderboard)})
-        artifact = compiler.dump(trained)
-        build_info = compiler.ensure_built(artifact, Path(spec["cache_dir"]))
+        artifact = dump(trained)
+        build_info = _prebuild(artifact, Path(spec["cache_dir"]))
         job.artifact_file.write_bytes(artifact.data)
         best = max(trained.leaderboard, key=lambda t: t.get("score", float("-inf")), default={})
         result = {
@@ -72,6 +72,24 @@ def run_job(job: JobDir) -> int:
                                         "hint": getattr(exc, "hint", None),
                                         "traceback": traceback.format_exc()})
         return 1
+
+
+def _prebuild(artifact: Any, cache_dir: Path) -> dict[str, Any]:
+    """Compile a tree model's native library into the local cache now, so the first
+    query using the model does not wait for it. A failed build is not a failed job:
+    the predictor then falls back to Treelite's interpreter (and says so)."""
+    if artifact.kind != "tree":
+        return {"backend": "numpy"}
+    from compiler.build import build_library
+    from compiler.errors import BuildError
+
+    started = time.monotonic()
+    try:
+        library = build_library(artifact, cache_dir)
+    except BuildError as exc:
+        return {"backend": "gtil", "build_error": str(exc)}
+    return {"backend": "native", "library": str(library),
+            "build_seconds": round(time.monotonic() - started, 3)}
 
 
 def _exit_with_parent() -> None:
