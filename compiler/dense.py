@@ -1,0 +1,141 @@
+"""Non-tree models from their JSON form: linear, MLP and k-means.
+
+These are a few matrix products each, so numpy (and its BLAS, which releases the GIL)
+is already as fast as generated code would be; there is nothing to compile. Each
+class validates its JSON on construction, because the JSON comes from an artifact
+that may have been written by a different version or damaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .links import apply_link, sigmoid
+
+LINKS = ("identity", "logistic", "softmax")
+ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
+
+
+class ModelFormatError(ValueError):
+    """The estimator JSON does not describe a usable model."""
+
+
+def _matrix(value: Any, what: str, ndim: int) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{what} must be numbers: {exc}") from exc
+    if arr.ndim != ndim or 0 in arr.shape:
+        raise ModelFormatError(f"{what} must be a non-empty {ndim}-D array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ModelFormatError(f"{what} contains NaN or Infinity")
+    return arr
+
+
+class LinearModel:
+    """scores = X @ coef.T + intercept, then the link."""
+
+    kind = "linear"
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.coef = _matrix(spec.get("coef"), "linear coef", 2)
+        self.intercept = _matrix(spec.get("intercept"), "linear intercept", 1)
+        self.link = spec.get("link")
+        if self.link not in LINKS:
+            raise ModelFormatError(f"linear link must be one of {LINKS}, got {self.link!r}")
+        if len(self.intercept) != self.coef.shape[0]:
+            raise ModelFormatError("linear intercept must have one entry per row of coef")
+        self.coef_t = np.ascontiguousarray(self.coef.T)
+        self.n_features = self.coef.shape[1]
+        self.n_outputs = self.coef.shape[0]
+
+    def outputs(self, X: np.ndarray, nthread: int = 1) -> np.ndarray:
+        return apply_link(X @ self.coef_t + self.intercept, self.link)
+
+
+class MLPModel:
+    """Dense layers with one hidden activation, then the output function."""
+
+    kind = "mlp"
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        layers = spec.get("layers")
+        if not isinstance(layers, list) or not layers:
+            raise ModelFormatError("mlp needs a non-empty 'layers' list")
+        self.weights: list[np.ndarray] = []
+        self.biases: list[np.ndarray] = []
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Mapping):
+                raise ModelFormatError(f"mlp layer {i} must be an object")
+            w = _matrix(layer.get("weights"), f"mlp layer {i} weights", 2)
+            b = _matrix(layer.get("bias"), f"mlp layer {i} bias", 1)
+            if len(b) != w.shape[1]:
+                raise ModelFormatError(f"mlp layer {i}: bias must have one entry per output")
+            if self.weights and self.weights[-1].shape[1] != w.shape[0]:
+                raise ModelFormatError(f"mlp layer {i}: input size does not match the previous layer")
+            self.weights.append(w)
+            self.biases.append(b)
+        self.activation = spec.get("activation")
+        if self.activation not in ACTIVATIONS:
+            raise ModelFormatError(f"mlp activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        self.link = spec.get("out")
+        if self.link not in LINKS:
+            raise ModelFormatError(f"mlp out must be one of {LINKS}, got {self.link!r}")
+        self.n_features = self.weights[0].shape[0]
+        self.n_outputs = self.weights[-1].shape[1]
+
+    def outputs(self, X: np.ndarray, nthread: int = 1) -> np.ndarray:
+        h = X
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = h @ w
+            h += b
+            if i < last:
+                _activate(h, self.activation)
+        return apply_link(h, self.link)
+
+
+def _activate(h: np.ndarray, activation: str) -> None:
+    """In place, as scikit-learn's MLP does."""
+    if activation == "relu":
+        np.maximum(h, 0.0, out=h)
+    elif activation == "tanh":
+        np.tanh(h, out=h)
+    elif activation == "logistic":
+        h[...] = sigmoid(h)
+
+
+class KMeansModel:
+    """Index of the nearest centroid (squared Euclidean; ties go to the lower index).
+
+    Distances use scikit-learn's expansion ||c||^2 - 2 x.c (||x||^2 is the same for
+    every centroid), so near-ties break the same way as KMeans.predict."""
+
+    kind = "kmeans"
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.centroids = _matrix(spec.get("centroids"), "kmeans centroids", 2)
+        self.centroids_t = np.ascontiguousarray(self.centroids.T)
+        self.sq_norms = (self.centroids ** 2).sum(axis=1)
+        self.n_features = self.centroids.shape[1]
+        self.n_outputs = 1
+
+    def outputs(self, X: np.ndarray, nthread: int = 1) -> np.ndarray:
+        dist = X @ self.centroids_t
+        dist *= -2.0
+        dist += self.sq_norms
+        return np.argmin(dist, axis=1).astype(np.int64)
+
+
+def dense_model(spec: Mapping[str, Any]) -> LinearModel | MLPModel | KMeansModel:
+    """The model object for an estimator JSON dict (contract: `kind` selects it)."""
+    if not isinstance(spec, Mapping):
+        raise ModelFormatError("estimator must be a JSON object")
+    kinds = {"linear": LinearModel, "mlp": MLPModel, "kmeans": KMeansModel}
+    cls = kinds.get(spec.get("kind"))
+    if cls is None:
+        raise ModelFormatError(f"unknown estimator kind {spec.get('kind')!r}; expected one of {sorted(kinds)}")
+    return cls(spec)

@@ -1,0 +1,168 @@
+"""C source of the batch driver linked into every compiled model library.
+
+Kept as a Python string (rather than a .c file) so it ships inside the wheel with no
+package-data configuration. compiler/native.py fills in the @NAME@ placeholders.
+"""
+
+DRIVER_C = r"""/*
+ * mlproxy batch driver, compiled into every model library next to the code
+ * TL2cgen generates (header.h, main.c, quantize.c, tu*.c).
+ *
+ * Why not TL2cgen's own runtime: its Predictor copies the batch into a DMatrix, may
+ * be used by one thread at a time, and walks every tree for one row before the next
+ * row. This driver instead
+ *   - reads the caller's row-major float64 matrix in place (NaN = missing),
+ *   - quantizes each value with a branch-free binary search over the same per-feature
+ *     threshold table TL2cgen's quantize() uses (the build self-test checks they agree),
+ *   - runs one translation unit's trees over a block of rows before the next unit,
+ *     so that unit's code stays hot in the instruction cache,
+ *   - is reentrant (no globals written) and splits large batches over pthreads.
+ * It returns per-output sums of leaf values; averaging, base scores and the link
+ * function are applied by the caller (compiler/trees.py).
+ *
+ * The @NAME@ placeholders are filled in by compiler/native.py.
+ */
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "header.h"
+
+#define MLPX_ABI 1
+#define MLPX_N_FEATURE @N_FEATURE@
+#define MLPX_N_OUT (N_TARGET * MAX_N_CLASS)
+#define MLPX_N_UNIT @N_UNIT@
+#define MLPX_BLOCK @BLOCK@
+#define MLPX_MIN_ROWS_PER_THREAD @MIN_ROWS_PER_THREAD@
+#define MLPX_MAX_THREADS 64
+
+/* Defined (with external linkage) in TL2cgen's main.c. */
+extern const unsigned char is_categorical[];
+
+static const double mlpx_threshold[] = { @THRESHOLDS@ };
+static const int32_t mlpx_th_begin[MLPX_N_FEATURE] = { @TH_BEGIN@ };
+static const int32_t mlpx_th_len[MLPX_N_FEATURE] = { @TH_LEN@ };
+
+typedef void (*mlpx_unit_fn)(union Entry*, double*);
+static const mlpx_unit_fn mlpx_units[MLPX_N_UNIT] = { @UNITS@ };
+
+/*
+ * Bin code of v for feature j with thresholds t[0..n) (each table ends with an
+ * +inf sentinel): 2k when v == t[k], 2k-1 when t[k-1] < v < t[k]. The generated
+ * tests read "qvalue <= 2k" for "v <= t[k]". Below every threshold gives -3 rather
+ * than -1, because -1 in the Entry union means "missing".
+ */
+static inline int mlpx_quantize(double v, int j) {
+  const double* t = mlpx_threshold + mlpx_th_begin[j];
+  const double* base = t;
+  int n = mlpx_th_len[j];
+  while (n > 1) {
+    int half = n >> 1;
+    base = (base[half] < v) ? base + half : base;
+    n -= half;
+  }
+  int idx = (int)(base - t) + (mlpx_th_len[j] > 0 && *base < v);
+  int q = 2 * idx - 1 + (t[idx] == v);
+  return q - 2 * (q == -1);
+}
+
+static void mlpx_fill(const double* x, union Entry* e, int round32) {
+  for (int j = 0; j < MLPX_N_FEATURE; ++j) {
+    double v = x[j];
+    if (isnan(v)) {
+      e[j].missing = -1;
+      continue;
+    }
+    if (round32) {
+      /* scikit-learn's tree module compares float32 inputs; thresholds lie inside the
+         float32 range, so clamping keeps every branch of an out-of-range value. */
+      if (v > FLT_MAX) v = FLT_MAX;
+      else if (v < -FLT_MAX) v = -FLT_MAX;
+      v = (double)(float)v;
+    }
+    if (is_categorical[j]) e[j].fvalue = v;
+    else e[j].qvalue = mlpx_quantize(v, j);
+  }
+}
+
+static int mlpx_range(const double* X, int64_t begin, int64_t end, int round32, double* out) {
+  union Entry* e = (union Entry*)malloc(sizeof(union Entry) * MLPX_BLOCK * MLPX_N_FEATURE);
+  if (e == NULL) return -2;
+  memset(out + begin * MLPX_N_OUT, 0, sizeof(double) * (size_t)(end - begin) * MLPX_N_OUT);
+  for (int64_t b = begin; b < end; b += MLPX_BLOCK) {
+    int64_t n = end - b < MLPX_BLOCK ? end - b : MLPX_BLOCK;
+    for (int64_t r = 0; r < n; ++r) {
+      mlpx_fill(X + (b + r) * MLPX_N_FEATURE, e + r * MLPX_N_FEATURE, round32);
+    }
+    for (int u = 0; u < MLPX_N_UNIT; ++u) {
+      const mlpx_unit_fn unit = mlpx_units[u];
+      for (int64_t r = 0; r < n; ++r) {
+        unit(e + r * MLPX_N_FEATURE, out + (b + r) * MLPX_N_OUT);
+      }
+    }
+  }
+  free(e);
+  return 0;
+}
+
+typedef struct {
+  const double* X;
+  int64_t begin, end;
+  int round32;
+  double* out;
+  int rc;
+} mlpx_job;
+
+static void* mlpx_thread_main(void* arg) {
+  mlpx_job* job = (mlpx_job*)arg;
+  job->rc = mlpx_range(job->X, job->begin, job->end, job->round32, job->out);
+  return NULL;
+}
+
+int32_t mlpx_abi_version(void) { return MLPX_ABI; }
+int32_t mlpx_num_feature(void) { return MLPX_N_FEATURE; }
+int32_t mlpx_num_output(void) { return MLPX_N_OUT; }
+
+/*
+ * out[nrow][MLPX_N_OUT] = per-output sums of leaf values for X[nrow][ncol].
+ * Returns 0, -1 on a shape mismatch, -2 when memory runs out.
+ */
+int32_t mlpx_predict_sums(const double* X, int64_t nrow, int64_t ncol, int32_t round32,
+                          int32_t nthread, double* out) {
+  if (ncol != MLPX_N_FEATURE || nrow < 0) return -1;
+  if (nrow == 0) return 0;
+  int64_t most = (nrow + MLPX_MIN_ROWS_PER_THREAD - 1) / MLPX_MIN_ROWS_PER_THREAD;
+  if (nthread > most) nthread = (int32_t)most;
+  if (nthread > MLPX_MAX_THREADS) nthread = MLPX_MAX_THREADS;
+  if (nthread <= 1) return mlpx_range(X, 0, nrow, round32, out);
+
+  mlpx_job jobs[MLPX_MAX_THREADS];
+  pthread_t tids[MLPX_MAX_THREADS];
+  int started[MLPX_MAX_THREADS];
+  int64_t per = (nrow + nthread - 1) / nthread;
+  for (int t = 0; t < nthread; ++t) {
+    int64_t begin = t * per, end = (t + 1) * per;
+    jobs[t].X = X;
+    jobs[t].begin = begin < nrow ? begin : nrow;
+    jobs[t].end = end < nrow ? end : nrow;
+    jobs[t].round32 = round32;
+    jobs[t].out = out;
+    jobs[t].rc = 0;
+    started[t] = 0;
+  }
+  for (int t = 1; t < nthread; ++t) {
+    started[t] = pthread_create(&tids[t], NULL, mlpx_thread_main, &jobs[t]) == 0;
+  }
+  mlpx_thread_main(&jobs[0]);
+  int rc = jobs[0].rc;
+  for (int t = 1; t < nthread; ++t) {
+    if (started[t]) pthread_join(tids[t], NULL);
+    else mlpx_thread_main(&jobs[t]); /* could not start a thread: do its share here */
+    if (jobs[t].rc != 0) rc = jobs[t].rc;
+  }
+  return rc;
+}
+"""

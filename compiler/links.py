@@ -1,0 +1,41 @@
+"""Output functions shared by every model kind: raw scores -> probabilities/values.
+
+They follow scikit-learn's formulas (expit as 1/(1+exp(-x)), softmax after
+subtracting the row maximum) so the compiled predictor agrees with the reference to
+rounding, and they are applied here in float64 numpy rather than inside Treelite
+(whose GTIL softmax works in float32 and would drift by ~1e-7).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-alpha * x))
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of a 2-D array (a new array)."""
+    z = x - x.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def binary_columns(p1: np.ndarray) -> np.ndarray:
+    """P(classes[1]) -> the (n, 2) matrix [1 - p, p], as scikit-learn returns it."""
+    p1 = p1.reshape(-1)
+    return np.column_stack((1.0 - p1, p1))
+
+
+def apply_link(scores: np.ndarray, link: str) -> np.ndarray:
+    """`identity` -> values (n,); `logistic` -> (n, 2) probabilities; `softmax` -> (n, k)."""
+    if link == "identity":
+        return scores.reshape(-1) if scores.ndim == 2 and scores.shape[1] == 1 else scores
+    if link == "logistic":
+        return binary_columns(sigmoid(scores))
+    if link == "softmax":
+        return softmax(scores)
+    raise ValueError(f"unknown link {link!r}")

@@ -1,0 +1,112 @@
+"""The compiled model library: generating its driver source and calling it.
+
+A library is TL2cgen's generated tree code plus the batch driver in
+`driver_source.py`. It is called through ctypes, which releases the GIL for the whole
+native call, so a large batch on one thread never stalls the proxy's event loop
+thread, and the driver is reentrant, so any number of threads may call at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from pathlib import Path
+
+import numpy as np
+import treelite
+
+from .driver_source import DRIVER_C
+from .trees import split_thresholds
+
+ABI_VERSION = 1
+#: rows per block: one translation unit runs over a block before the next unit
+BLOCK_ROWS = 64
+#: below this many rows per thread, extra threads cost more than they save
+MIN_ROWS_PER_THREAD = 2048
+_UNIT_DECL = re.compile(r"void\s+predict_unit(\d+)\s*\(")
+
+
+class NativeLoadError(RuntimeError):
+    """A library file does not load or does not match the model it claims to be."""
+
+
+def unit_count(header_h: str) -> int:
+    """Number of predict_unitN functions TL2cgen declared in header.h."""
+    units = sorted(int(m) for m in _UNIT_DECL.findall(header_h))
+    if not units or units != list(range(len(units))):
+        raise ValueError("header.h does not declare predict_unit0..N (was parallel_comp set?)")
+    return len(units)
+
+
+def render_driver(model: treelite.Model, n_units: int) -> str:
+    """The driver's C source for this model: its threshold table and unit list."""
+    tables, _ = split_thresholds(model)
+    flat: list[str] = []
+    begin: list[int] = []
+    for table in tables:
+        begin.append(len(flat))
+        flat.extend(_c_double(v) for v in table)
+        flat.append("INFINITY")  # sentinel read by mlpx_quantize
+    fields = {
+        "N_FEATURE": str(int(model.num_feature)),
+        "N_UNIT": str(n_units),
+        "BLOCK": str(BLOCK_ROWS),
+        "MIN_ROWS_PER_THREAD": str(MIN_ROWS_PER_THREAD),
+        "THRESHOLDS": ",\n  ".join(", ".join(flat[i:i + 4]) for i in range(0, len(flat), 4)),
+        "TH_BEGIN": ", ".join(map(str, begin)),
+        "TH_LEN": ", ".join(str(len(t)) for t in tables),
+        "UNITS": ", ".join(f"predict_unit{i}" for i in range(n_units)),
+    }
+    source = DRIVER_C
+    for key, value in fields.items():
+        source = source.replace(f"@{key}@", value)
+    return source
+
+
+def _c_double(v: float) -> str:
+    """Exact C literal for a double (hex float, so no decimal rounding is involved)."""
+    v = float(v)
+    if np.isinf(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    return v.hex()
+
+
+class NativeLibrary:
+    """A loaded model library; `sums` is the one native call per batch."""
+
+    def __init__(self, path: Path | str, *, n_features: int, n_outputs: int) -> None:
+        self.path = Path(path)
+        try:
+            lib = ctypes.CDLL(str(self.path), mode=getattr(ctypes, "RTLD_LOCAL", 0))
+            abi = lib.mlpx_abi_version
+            num_feature = lib.mlpx_num_feature
+            num_output = lib.mlpx_num_output
+            fn = lib.mlpx_predict_sums
+        except (OSError, AttributeError) as exc:
+            raise NativeLoadError(f"cannot load model library {self.path}: {exc}") from exc
+        for f in (abi, num_feature, num_output):
+            f.restype = ctypes.c_int32
+            f.argtypes = []
+        got = (abi(), num_feature(), num_output())
+        if got != (ABI_VERSION, n_features, n_outputs):
+            raise NativeLoadError(
+                f"model library {self.path} has (abi, features, outputs) = {got}, "
+                f"expected {(ABI_VERSION, n_features, n_outputs)}")
+        fn.restype = ctypes.c_int32
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int32,
+                       ctypes.c_int32, ctypes.c_void_p]
+        self._lib = lib  # keeps the library mapped as long as this object lives
+        self._fn = fn
+        self.n_features = n_features
+        self.n_outputs = n_outputs
+
+    def sums(self, X: np.ndarray, *, round32: bool, nthread: int = 1) -> np.ndarray:
+        """Per-output sums of leaf values for the rows of X (float64, C order)."""
+        if X.dtype != np.float64 or not X.flags.c_contiguous or X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected a C-contiguous float64 matrix with {self.n_features} columns")
+        out = np.empty((X.shape[0], self.n_outputs), dtype=np.float64)
+        rc = self._fn(X.ctypes.data, X.shape[0], X.shape[1], int(round32), max(1, int(nthread)), out.ctypes.data)
+        if rc != 0:
+            raise MemoryError("model library could not allocate its work buffer") if rc == -2 else \
+                RuntimeError(f"model library refused the batch (code {rc})")
+        return out

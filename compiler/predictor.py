@@ -1,0 +1,177 @@
+"""The batch predictor the proxy calls: columns in, predictions out.
+
+`load_predictor` turns an artifact into a `Predictor`: tree ensembles run in the
+compiled library (built or found in the cache) or, when there is no compiler or the
+build failed, in treelite.gtil, which is slower but gives the same answers; `info`
+says which and why. Linear, MLP and k-means models are numpy matrix products.
+
+A call validates the batch (names, dtypes, lengths, finiteness) before any native
+code runs, preprocesses it with whole-array numpy, then makes one native call for
+all rows. Predictors hold no per-call state: any number of threads may share one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import treelite
+
+from . import build as build_mod
+from . import cache, dense, native, trees
+from .artifact import Artifact, load
+from .errors import BuildError, NotAClassifier, ValueOutOfRange
+from .preprocess import Preprocessor
+
+
+class TreeScorer:
+    """Tree ensemble outputs from the native library or, as a fallback, from GTIL."""
+
+    kind = "tree"
+
+    def __init__(self, model: treelite.Model, layout: trees.TreeLayout, problem_type: str, precision: str,
+                 library: native.NativeLibrary | None) -> None:
+        self.model = model
+        self.layout = layout
+        self.problem_type = problem_type
+        self.precision = precision
+        self.library = library
+        self.n_features = layout.n_features
+        # GTIL is only documented for one caller at a time per model; the native
+        # driver needs no lock (it writes nothing but its own buffers)
+        self._gtil_lock = threading.Lock()
+
+    @property
+    def backend(self) -> str:
+        return "native" if self.library is not None else "gtil"
+
+    def outputs(self, X: np.ndarray, nthread: int = 1) -> np.ndarray:
+        if self.library is not None:
+            sums = self.library.sums(X, round32=self.precision == "float32", nthread=nthread)
+            margins = self.layout.margins_from_sums(sums)
+        else:
+            with self._gtil_lock:
+                margins = trees.gtil_margins(self.model, X, self.precision, nthread)
+        return self.layout.outputs(margins, self.problem_type)
+
+
+class Predictor:
+    """Predictions for one model; see the module docstring."""
+
+    def __init__(self, artifact: Artifact, scorer: Any, info: dict[str, Any], *, nthread: int = 1) -> None:
+        m = artifact.manifest
+        self.artifact = artifact
+        self.problem_type: str = m["problem_type"]
+        self.classes: list[Any] | None = m.get("classes")
+        self.threshold: float = 0.5 if m.get("threshold") is None else float(m["threshold"])
+        self.preprocessor = Preprocessor(m["preprocessing"])
+        self.scorer = scorer
+        self.nthread = max(1, int(nthread))
+        self._labels = np.asarray(self.classes) if self.classes is not None else None
+        self.info: dict[str, Any] = {
+            "sha256": artifact.sha256,
+            "kind": artifact.kind,
+            "problem_type": self.problem_type,
+            "model_type": m.get("model_type"),
+            "inputs": [{"name": i.name, "type": i.pg_type} for i in self.preprocessor.inputs],
+            "n_features": self.preprocessor.n_features,
+            "classes": self.classes,
+            "threshold": self.threshold if self.is_classifier else None,
+            "nthread": self.nthread,
+            **info,
+        }
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.problem_type.endswith("CLASSIFICATION")
+
+    def predict(self, columns: Mapping[str, np.ndarray], *, nthread: int | None = None) -> np.ndarray:
+        """Labels (in the target's own type) for classifiers, float64 values for
+        regression, int64 cluster ids for k-means; one entry per row."""
+        out = self._outputs(columns, nthread)
+        if self.is_classifier:
+            assert self._labels is not None
+            if self.problem_type == "BINARY_CLASSIFICATION":
+                idx = (out[:, 1] >= self.threshold).astype(np.intp)
+            else:
+                idx = np.argmax(out, axis=1)
+            return self._labels[idx]
+        if self.problem_type == "CLUSTERING":
+            return out.astype(np.int64, copy=False)
+        return out
+
+    def predict_proba(self, columns: Mapping[str, np.ndarray], *, nthread: int | None = None) -> np.ndarray:
+        """Class probabilities, shape (rows, len(classes)), columns in `classes` order."""
+        if not self.is_classifier:
+            raise NotAClassifier(f"a {self.problem_type.lower()} model has no class probabilities")
+        return self._outputs(columns, nthread)
+
+    def _outputs(self, columns: Mapping[str, np.ndarray], nthread: int | None) -> np.ndarray:
+        X = self.preprocessor.transform(columns)
+        if X.shape[0] == 0:
+            return self._empty()
+        self.preprocessor.check_finite(X)
+        out = self.scorer.outputs(X, self.nthread if nthread is None else max(1, int(nthread)))
+        if out.dtype.kind == "f" and not np.isfinite(out).all():
+            row = int(np.argwhere(~np.isfinite(out.reshape(len(out), -1)))[0][0])
+            raise ValueOutOfRange(f"the model's output overflows at row {row + 1}; its inputs are too large")
+        return out
+
+    def _empty(self) -> np.ndarray:
+        if self.is_classifier:
+            return np.empty((0, len(self.classes or ())), dtype=np.float64)
+        return np.empty(0, dtype=np.int64 if self.problem_type == "CLUSTERING" else np.float64)
+
+    def __repr__(self) -> str:
+        return (f"<Predictor {self.info.get('model_type')} {self.problem_type} "
+                f"backend={self.info.get('backend')} sha256={self.artifact.sha256[:12]}>")
+
+
+def load_predictor(artifact: Artifact | bytes, cache_dir: Path | str | None = None, *,
+                   expected_sha256: str | None = None, build: bool = True, nthread: int = 1,
+                   toolchain: str | None = None, timeout: float = build_mod.DEFAULT_TIMEOUT) -> Predictor:
+    """A ready predictor. For tree models the cached library is used; on a miss it is
+    built first when `build` is true (blocking: call from a worker thread, or use
+    `build=False` to get a GTIL predictor now and `submit_build` in the background).
+    Raises CorruptArtifact/UnsupportedArtifact for bad bytes; build problems never
+    raise, they select the GTIL backend and are reported in `info`."""
+    if not isinstance(artifact, Artifact):
+        artifact = load(artifact, expected_sha256)
+    elif expected_sha256 is not None and artifact.sha256 != expected_sha256.lower():
+        artifact = load(artifact.data, expected_sha256)  # raises the hash-mismatch error
+    m = artifact.manifest
+    if artifact.kind != "tree":
+        scorer = dense.dense_model(m["estimator"])
+        return Predictor(artifact, scorer, {"backend": "numpy"}, nthread=nthread)
+
+    model = artifact.treelite_model()
+    layout = trees.TreeLayout.of(model)
+    precision = m["estimator"]["input_precision"]
+    cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
+    info: dict[str, Any] = {"n_trees": layout.n_trees, "input_precision": precision, "cache_dir": str(cache_dir)}
+    library, reason = None, None
+    hit = cache.lookup(cache_dir, artifact.sha256)
+    info["cache"] = "hit" if hit is not None else "miss"
+    if hit is None and build:
+        try:
+            build_mod.build_library(artifact, cache_dir, toolchain=toolchain, timeout=timeout)
+            hit = cache.lookup(cache_dir, artifact.sha256)
+        except BuildError as exc:
+            reason = str(exc)
+    elif hit is None:
+        reason = "not built yet (build=False)"
+    if hit is not None:
+        try:
+            library = native.NativeLibrary(hit.library, n_features=layout.n_features, n_outputs=layout.n_outputs)
+            info.update(library=str(hit.library), build_seconds=hit.info.get("build_seconds"),
+                        translation_units=hit.info.get("translation_units"), toolchain=hit.info.get("toolchain"))
+        except native.NativeLoadError as exc:
+            reason = str(exc)
+    info["backend"] = "native" if library is not None else "gtil"
+    if library is None:
+        info["fallback_reason"] = reason or "library missing after build"
+    scorer = TreeScorer(model, layout, m["problem_type"], precision, library)
+    return Predictor(artifact, scorer, info, nthread=nthread)

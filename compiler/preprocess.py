@@ -1,0 +1,357 @@
+"""The preprocessing spec (docs/model-contract.md) applied with vectorized numpy.
+
+`Preprocessor` is compiled once per model from the JSON spec: features are grouped by
+op so a batch costs a handful of whole-array numpy operations however many features
+there are (numeric and datetime features share one fill/centre/scale pass, each
+categorical input is looked up once with `searchsorted`). There is no per-row Python;
+the only per-element work is numpy's own C loops (`astype(str)` for category keys).
+
+This is an independent implementation of the spec; automl has its own, and the two
+meet only in the equivalence tests.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentMismatch, InvalidInputValue
+
+SPEC_VERSION = 1
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "epoch_days")
+_US_PER_DAY = 86_400_000_000
+_US_PER_HOUR = 3_600_000_000
+
+#: numpy dtype kinds accepted per role (b=bool, i/u=int, f=float, O=object, U=str, M=datetime)
+_NUMERIC_KINDS = "biufO"
+_KEY_KINDS = "biufOU"
+_DATETIME_KINDS = "MO"
+
+
+class SpecError(ValueError):
+    """The spec itself is malformed; artifact/dump turn this into their own error."""
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    pg_type: str
+    #: "numeric", "key" (ordinal/one_hot), "datetime", or "unused" (feeds no feature)
+    role: str
+
+
+class Preprocessor:
+    """Raw input columns -> the float64 matrix the estimator was fitted on."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.spec = spec
+        inputs, features = _check_spec(spec)
+        self.n_features = len(features)
+        roles = _roles(inputs, features)
+        self.inputs = tuple(Input(i["name"], str(i.get("type", "")), roles[i["name"]]) for i in inputs)
+        self._by_name = {i.name: i for i in self.inputs}
+        self.feature_inputs = tuple(f["input"] for f in features)
+
+        # numeric + datetime_part: one matrix, one fill/centre/scale pass
+        scaled = [(j, f) for j, f in enumerate(features) if f["op"] in ("numeric", "datetime_part")]
+        self._scaled_cols = np.array([j for j, _ in scaled], dtype=np.intp)
+        self._scaled_src = [(f["input"], f.get("part")) for _, f in scaled]
+        self._fill = np.array([float(f.get("fill", 0.0)) for _, f in scaled])
+        self._center = np.array([float(f.get("center", 0.0)) for _, f in scaled])
+        self._scale = np.array([float(f.get("scale", 1.0)) for _, f in scaled])
+        # ordinal: per feature a sorted key table; one_hot: per input one table of its categories
+        self._ordinal = [(j, f["input"], _KeyTable(f["categories"]), float(f["unknown"]))
+                         for j, f in enumerate(features) if f["op"] == "ordinal"]
+        onehot: dict[str, list[tuple[int, str]]] = {}
+        for j, f in enumerate(features):
+            if f["op"] == "one_hot":
+                onehot.setdefault(f["input"], []).append((j, str(f["category"])))
+        self._onehot = [(name, np.array([j for j, _ in cols], dtype=np.intp), _KeyTable([c for _, c in cols]))
+                        for name, cols in onehot.items()]
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs)
+
+    def check_columns(self, columns: Mapping[str, Any]) -> int:
+        """Validate names, shapes and dtypes of a batch; return its row count.
+
+        Done before anything else so a bad batch fails with a message naming the
+        column, never inside numpy or native code."""
+        extra = [name for name in columns if name not in self._by_name]
+        if extra:
+            raise ArgumentMismatch(
+                f"model takes {len(self.inputs)} argument(s) ({', '.join(self.input_names)}); "
+                f"got unexpected column(s) {', '.join(repr(e) for e in extra)}",
+                column=str(extra[0]))
+        n: int | None = None
+        first = ""
+        for inp in self.inputs:
+            if inp.name not in columns:
+                raise ArgumentMismatch(
+                    f"column {inp.name!r} ({inp.pg_type or 'any type'}) is missing from the batch",
+                    column=inp.name)
+            arr = np.asarray(columns[inp.name])
+            if arr.ndim != 1:
+                raise ArgumentMismatch(
+                    f"column {inp.name!r} must be a one-dimensional array, got shape {arr.shape}",
+                    column=inp.name)
+            kinds = {"numeric": _NUMERIC_KINDS, "key": _KEY_KINDS, "datetime": _DATETIME_KINDS}.get(inp.role)
+            if kinds is not None and arr.dtype.kind not in kinds:
+                raise ArgumentMismatch(
+                    f"column {inp.name!r} must be {_expectation(inp)}, got an array of dtype {arr.dtype}",
+                    column=inp.name)
+            if n is None:
+                n, first = len(arr), inp.name
+            elif len(arr) != n:
+                raise InvalidInputValue(
+                    f"column {inp.name!r} has {len(arr)} rows but column {first!r} has {n}",
+                    column=inp.name)
+        return n or 0
+
+    def transform(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """The estimator matrix, C-contiguous float64 of shape (rows, n_features)."""
+        n = self.check_columns(columns)
+        out = np.empty((n, self.n_features), dtype=np.float64)
+        if n == 0:
+            return out
+        floats: dict[str, np.ndarray] = {}
+        stamps: dict[str, np.ndarray] = {}
+        keys: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+        if len(self._scaled_cols):
+            raw = np.empty((n, len(self._scaled_cols)), dtype=np.float64)
+            for k, (name, part) in enumerate(self._scaled_src):
+                if part is None:
+                    if name not in floats:
+                        floats[name] = _as_float(name, columns[name], self._by_name[name])
+                    raw[:, k] = floats[name]
+                else:
+                    if name not in stamps:
+                        stamps[name] = _as_datetime_us(name, columns[name], self._by_name[name])
+                    raw[:, k] = datetime_part(stamps[name], part)
+            np.copyto(raw, self._fill, where=np.isnan(raw))
+            raw -= self._center
+            raw /= self._scale
+            out[:, self._scaled_cols] = raw
+
+        for j, name, table, unknown in self._ordinal:
+            if name not in keys:
+                keys[name] = _as_keys(name, columns[name])
+            idx = table.lookup(*keys[name])
+            out[:, j] = np.where(idx >= 0, idx, unknown)
+        for name, cols, table in self._onehot:
+            if name not in keys:
+                keys[name] = _as_keys(name, columns[name])
+            idx = table.lookup(*keys[name])
+            out[:, cols] = idx[:, None] == np.arange(len(cols))
+        return out
+
+    def check_finite(self, matrix: np.ndarray) -> None:
+        """Refuse Infinity (and overflow from scaling) the way scikit-learn does, but
+        with a message naming the input column and the row."""
+        if matrix.size == 0:
+            return
+        bad = ~np.isfinite(matrix)
+        if not bad.any():
+            return
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        name = self.feature_inputs[col]
+        raise InvalidInputValue(
+            f"column {name!r} has a value the model cannot take at row {row + 1} "
+            f"(Infinity, or too large once scaled); the model accepts finite numbers or NULL",
+            column=name)
+
+
+def _expectation(inp: Input) -> str:
+    what = {"numeric": "numbers or booleans", "key": "text, numbers or booleans",
+            "datetime": "dates or timestamps"}[inp.role]
+    return f"{inp.pg_type} ({what})" if inp.pg_type else what
+
+
+class _KeyTable:
+    """Category strings -> index in the spec's list, via a sorted copy and searchsorted.
+    Duplicates resolve to their first position, as a Python dict built in order would."""
+
+    def __init__(self, categories: Sequence[str]) -> None:
+        cats = np.array([str(c) for c in categories], dtype=str)
+        self._order = np.argsort(cats, kind="stable")
+        self._sorted = cats[self._order]
+
+    def lookup(self, keys: np.ndarray, null: np.ndarray) -> np.ndarray:
+        """Index per key; -1 for NULL or unseen."""
+        out = np.full(len(keys), -1, dtype=np.intp)
+        if len(self._sorted) == 0:
+            return out
+        pos = np.searchsorted(self._sorted, keys)
+        np.minimum(pos, len(self._sorted) - 1, out=pos)
+        hit = (self._sorted[pos] == keys) & ~null
+        out[hit] = self._order[pos[hit]]
+        return out
+
+
+def _null_mask(arr: np.ndarray) -> np.ndarray:
+    """None in object arrays; NaN anywhere (x != x is the vectorized NaN test that also
+    works on object arrays); NaT in datetimes."""
+    if arr.dtype.kind == "O":
+        return np.equal(arr, None) | np.not_equal(arr, arr)
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
+    if arr.dtype.kind == "M":
+        return np.isnat(arr)
+    return np.zeros(arr.shape, dtype=bool)
+
+
+def _as_float(name: str, values: Any, inp: Input) -> np.ndarray:
+    """Numbers, booleans and Decimals -> float64, NULL -> NaN."""
+    arr = np.asarray(values)
+    if arr.dtype == np.float64:
+        return arr
+    if arr.dtype.kind in "biuf":
+        return arr.astype(np.float64)
+    null = _null_mask(arr)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.where(null, np.nan, arr).astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        bad = _first_unconvertible(arr, null)
+        raise ArgumentMismatch(
+            f"column {name!r} must be {_expectation(inp)}; got {bad!r}", column=name) from exc
+
+
+def _first_unconvertible(arr: np.ndarray, null: np.ndarray) -> Any:
+    # error path only: find the value to quote in the message
+    for value, is_null in zip(arr, null):
+        if is_null:
+            continue
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return value
+    return None
+
+
+def _as_keys(name: str, values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Values -> (str keys, NULL mask) with the contract's comparison rule: str(value),
+    booleans as "true"/"false", floats as Python prints them."""
+    arr = np.asarray(values)
+    null = _null_mask(arr)
+    kind = arr.dtype.kind
+    if kind == "b":
+        return np.where(arr, "true", "false"), null
+    if kind == "U":
+        return arr, null
+    if kind == "f":
+        # numpy's float64 -> str is the shortest round-trip repr, as Python's str()
+        return arr.astype(np.float64).astype(str), null
+    if kind in "iu":
+        return arr.astype(str), null
+    keys = np.where(null, "", arr).astype(str)
+    # Python bools inside object arrays: str() gives "True"; the contract says "true".
+    # A key "True" from a real string stays, since "True" == True is False.
+    for word, flag in (("True", True), ("False", False)):
+        is_word = keys == word
+        if is_word.any():
+            keys[is_word & np.equal(arr, flag).astype(bool)] = word.lower()
+    return keys, null
+
+
+def _as_datetime_us(name: str, values: Any, inp: Input) -> np.ndarray:
+    """datetime64 or date/datetime objects (aware ones taken in UTC) -> datetime64[us]."""
+    arr = np.asarray(values)
+    try:
+        with warnings.catch_warnings():
+            # numpy converts aware datetimes to UTC and warns that it did
+            warnings.simplefilter("ignore")
+            if arr.dtype.kind == "O":
+                arr = np.where(_null_mask(arr), None, arr)
+            return arr.astype("datetime64[us]")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ArgumentMismatch(f"column {name!r} must be {_expectation(inp)}: {exc}", column=name) from exc
+
+
+def datetime_part(t: np.ndarray, part: str) -> np.ndarray:
+    """One calendar part of datetime64[us] values as float64; NaT -> NaN."""
+    us = t.view(np.int64)
+    days = us // _US_PER_DAY
+    if part == "epoch_days":
+        val = us / _US_PER_DAY
+    elif part == "dayofweek":
+        val = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+    elif part == "hour":
+        val = (us - days * _US_PER_DAY) // _US_PER_HOUR
+    else:
+        d = t.astype("datetime64[D]")
+        year = d.astype("datetime64[Y]")
+        if part == "year":
+            val = year.view(np.int64) + 1970
+        elif part == "month":
+            val = d.astype("datetime64[M]").view(np.int64) % 12 + 1
+        elif part == "day":
+            val = (d - d.astype("datetime64[M]")).view(np.int64) + 1
+        else:  # dayofyear
+            val = (d - year.astype("datetime64[D]")).view(np.int64) + 1
+    out = np.asarray(val, dtype=np.float64)
+    out[np.isnat(t)] = np.nan
+    return out
+
+
+def _check_spec(spec: Any) -> tuple[list[dict], list[dict]]:
+    """Structural validation: anything loaded from an artifact goes through here."""
+    if not isinstance(spec, Mapping):
+        raise SpecError("preprocessing spec must be a JSON object")
+    if spec.get("version", SPEC_VERSION) != SPEC_VERSION:
+        raise SpecError(f"preprocessing spec version {spec.get('version')!r} is not supported")
+    inputs, features = spec.get("inputs"), spec.get("features")
+    if not isinstance(inputs, list) or not isinstance(features, list):
+        raise SpecError("preprocessing spec needs 'inputs' and 'features' lists")
+    names = []
+    for inp in inputs:
+        if not isinstance(inp, Mapping) or not isinstance(inp.get("name"), str):
+            raise SpecError(f"bad input entry {inp!r}")
+        names.append(inp["name"])
+    if len(set(names)) != len(names):
+        raise SpecError("input names must be unique")
+    for j, f in enumerate(features):
+        if not isinstance(f, Mapping) or f.get("input") not in names:
+            raise SpecError(f"feature {j} does not name one of the inputs: {f!r}")
+        op = f.get("op")
+        if op in ("numeric", "datetime_part"):
+            for key in ("fill", "center", "scale"):
+                value = f.get(key, 1.0 if key == "scale" else 0.0)
+                if not _finite_number(value):
+                    raise SpecError(f"feature {j}: {key} must be a finite number, got {value!r}")
+            if float(f.get("scale", 1.0)) == 0.0:
+                raise SpecError(f"feature {j}: scale must not be 0")
+            if op == "datetime_part" and f.get("part") not in DATETIME_PARTS:
+                raise SpecError(f"feature {j}: unknown datetime part {f.get('part')!r}")
+        elif op == "ordinal":
+            if not isinstance(f.get("categories"), list) or not _finite_number(f.get("unknown")):
+                raise SpecError(f"feature {j}: ordinal needs 'categories' and a finite 'unknown'")
+        elif op == "one_hot":
+            if "category" not in f:
+                raise SpecError(f"feature {j}: one_hot needs 'category'")
+        else:
+            raise SpecError(f"feature {j}: unknown op {op!r}")
+    return inputs, features
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _roles(inputs: list[dict], features: list[dict]) -> dict[str, str]:
+    roles = {i["name"]: "unused" for i in inputs}
+    for f in features:
+        role = {"numeric": "numeric", "datetime_part": "datetime"}.get(f["op"], "key")
+        previous = roles[f["input"]]
+        if previous not in ("unused", role):
+            # one input read two ways (e.g. numeric and one_hot): only check it is 1-D
+            role = "any"
+        roles[f["input"]] = role
+    return roles

@@ -1,0 +1,154 @@
+"""Tree ensembles through Treelite: import, output layout, and margins -> outputs.
+
+Both tree backends (the compiled library and treelite.gtil) produce raw margins; the
+step from margins to probabilities/values is done once, here, in float64 numpy, with
+the constants read from the Treelite model header. That keeps the two backends
+identical and avoids GTIL's float32 softmax.
+
+Input precision matters for exact equivalence: scikit-learn's `tree` module
+(RandomForest, ExtraTrees, GradientBoosting) casts X to float32 before comparing with
+its float64 thresholds, while HistGradientBoosting compares float64 values. The
+predictor rounds inputs the same way (see `round_inputs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import treelite
+
+from .links import binary_columns, sigmoid, softmax
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Treelite postprocessors whose formula is reproduced here
+POSTPROCESSORS = ("identity", "identity_multiclass", "sigmoid", "softmax", "exponential")
+#: scikit-learn classes whose trees are evaluated on float32 inputs
+_FLOAT32_TREE_CLASSES = ("RandomForest", "ExtraTrees", "GradientBoosting")
+
+
+def import_sklearn(estimator: Any) -> tuple[treelite.Model, str]:
+    """Treelite model plus input precision ('float32' | 'float64') for a fitted
+    scikit-learn tree ensemble. Raises whatever Treelite raises for other objects."""
+    import treelite.sklearn  # imported lazily: it pulls in scikit-learn
+
+    name = type(estimator).__name__
+    model = treelite.sklearn.import_model(estimator)
+    hist = name.startswith("HistGradientBoosting")
+    precision = "float32" if not hist and name.startswith(_FLOAT32_TREE_CLASSES) else "float64"
+    return model, precision
+
+
+def round_inputs(X: np.ndarray, precision: str) -> np.ndarray:
+    """X as the trees see it: float32-rounded (clamped to the float32 range, where every
+    threshold lies, so huge values take the same branch as in float64) or unchanged."""
+    if precision != "float32":
+        return X
+    return np.clip(X, -FLOAT32_MAX, FLOAT32_MAX).astype(np.float32).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class TreeLayout:
+    """What the margins of a Treelite model mean, read from its header."""
+
+    n_features: int
+    n_trees: int
+    n_outputs: int
+    postprocessor: str
+    sigmoid_alpha: float
+    #: per output: trees summed into it when the model averages (random forests), else 1
+    divisor: np.ndarray
+    base_scores: np.ndarray
+
+    @classmethod
+    def of(cls, model: treelite.Model) -> TreeLayout:
+        header = model.get_header_accessor()
+        num_target = int(header.get_field("num_target")[0])
+        num_class = header.get_field("num_class")
+        if num_target != 1:
+            raise ValueError(f"multi-target tree models are not supported (num_target={num_target})")
+        n_out = int(num_class[0])
+        post = header.get_field("postprocessor")
+        if post not in POSTPROCESSORS:
+            raise ValueError(f"Treelite postprocessor {post!r} is not supported; expected one of {POSTPROCESSORS}")
+        class_id = np.asarray(header.get_field("class_id"), dtype=np.int64)
+        if bool(header.get_field("average_tree_output")[0]):
+            # a tree feeds every output (class_id -1) or just its own class
+            divisor = np.array([np.sum((class_id == -1) | (class_id == k)) for k in range(n_out)], dtype=np.float64)
+            divisor[divisor == 0] = 1.0
+        else:
+            divisor = np.ones(n_out)
+        base = np.asarray(header.get_field("base_scores"), dtype=np.float64).reshape(-1)[:n_out]
+        return cls(
+            n_features=int(model.num_feature),
+            n_trees=int(model.num_tree),
+            n_outputs=n_out,
+            postprocessor=post,
+            sigmoid_alpha=float(header.get_field("sigmoid_alpha")[0]),
+            divisor=divisor,
+            base_scores=base,
+        )
+
+    def margins_from_sums(self, sums: np.ndarray) -> np.ndarray:
+        """Native library output (per-output sums of leaf values) -> Treelite margins."""
+        sums /= self.divisor
+        sums += self.base_scores
+        return sums
+
+    def outputs(self, margins: np.ndarray, problem_type: str) -> np.ndarray:
+        """Margins (n, n_outputs) -> probabilities (n, n_classes) or values (n,)."""
+        post = self.postprocessor
+        if post == "sigmoid":
+            p = sigmoid(margins, self.sigmoid_alpha)
+            return binary_columns(p) if problem_type.endswith("CLASSIFICATION") else p.reshape(-1)
+        if post == "softmax":
+            return softmax(margins)
+        if post == "exponential":
+            return np.exp(margins).reshape(-1)
+        if post == "identity" and self.n_outputs == 1:
+            return margins.reshape(-1)
+        return margins
+
+    def check_problem(self, problem_type: str, n_classes: int) -> None:
+        """Raise ValueError unless this layout yields what the problem type needs."""
+        post, n_out = self.postprocessor, self.n_outputs
+        if problem_type == "REGRESSION":
+            ok = n_out == 1 and post in ("identity", "exponential")
+        elif problem_type == "BINARY_CLASSIFICATION":
+            ok = n_classes == 2 and ((n_out == 1 and post == "sigmoid")
+                                     or (n_out == 2 and post in ("identity_multiclass", "softmax")))
+        elif problem_type == "MULTICLASS_CLASSIFICATION":
+            ok = n_out == n_classes and post in ("identity_multiclass", "softmax")
+        else:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"a tree model with {n_out} output(s) and postprocessor {post!r} cannot serve "
+                f"{problem_type} with {n_classes} class(es)")
+
+
+def gtil_margins(model: treelite.Model, X: np.ndarray, precision: str, nthread: int) -> np.ndarray:
+    """Margins from Treelite's own interpreter (the fallback backend)."""
+    out = treelite.gtil.predict(model, round_inputs(X, precision), nthread=nthread, pred_margin=True)
+    return np.asarray(out, dtype=np.float64).reshape(len(X), -1)
+
+
+def split_thresholds(model: treelite.Model) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per feature, the sorted distinct thresholds of its numerical splits; plus a
+    mask of features used in categorical splits. This is the quantization table the
+    native driver searches (TL2cgen builds the same one for its own `quantize`)."""
+    n = int(model.num_feature)
+    per_feature: list[list[np.ndarray]] = [[] for _ in range(n)]
+    categorical = np.zeros(n, dtype=bool)
+    for t in range(int(model.num_tree)):
+        tree = model.get_tree_accessor(t)
+        node_type = tree.get_field("node_type")
+        split = tree.get_field("split_index")
+        numerical = node_type == 1
+        thresholds = tree.get_field("threshold")
+        for f in np.unique(split[numerical]):
+            per_feature[f].append(thresholds[numerical & (split == f)])
+        categorical[np.unique(split[node_type == 2])] = True
+    tables = [np.unique(np.concatenate(parts)) if parts else np.empty(0) for parts in per_feature]
+    return tables, categorical
