@@ -130,14 +130,15 @@ class _Renderer:
         return "'" + value.replace("'", "''") + "'"
 
     def join(self, tokens: list[str]) -> str:
-        return "".join(token + self.data.draw(st.sampled_from(_SEPARATORS)) for token in tokens)
+        separators = self.data.draw(st.lists(st.sampled_from(_SEPARATORS), min_size=len(tokens), max_size=len(tokens)))
+        return "".join(token + separator for token, separator in zip(tokens, separators))
 
 
 def _qualified(r: _Renderer, schema: str | None, name: str) -> list[str]:
     return [r.name(name)] if schema is None else [r.name(schema) + "." + r.name(name)]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_generated_create_model_parses_to_its_ast(data):
     draw = data.draw

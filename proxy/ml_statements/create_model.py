@@ -1,0 +1,174 @@
+"""CREATE MODEL: which clauses exist, what each one holds, and their assembly.
+
+After the model name the clauses may come in any order (Redshift's own examples do
+not agree on one), each at most once.  FROM and FUNCTION are required; TARGET is
+required unless MODEL_TYPE is KMEANS (checked with the options, which know the
+model type); SETTINGS is optional because its one Redshift-required key,
+S3_BUCKET, means nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from proxy.errors import FEATURE_NOT_SUPPORTED, PgError
+
+from . import options as opts
+from .lexer import IDENT, PUNCT, STRING, Token
+from .pg_parse import check_select
+from .reader import TokenReader
+from .statements import CreateModel, ModelFunction, ModelName, QualifiedName, SourceQuery, TableName
+
+CLAUSES = (
+    "from", "target", "function", "iam_role", "auto", "model_type", "problem_type",
+    "objective", "preprocessors", "hyperparameters", "settings",
+)
+# Words that end a RETURNS type (the type itself may be several words).
+_CLAUSE_WORDS = frozenset(CLAUSES) | {"returns", "sagemaker"}
+
+
+def parse_create_model(reader: TokenReader) -> CreateModel:
+    """The rest of a CREATE MODEL statement, after its first two words."""
+    return _CreateModelParser(reader).parse()
+
+
+class _CreateModelParser:
+    def __init__(self, reader: TokenReader) -> None:
+        self.r = reader
+        self.seen: dict[str, Token] = {}
+        self.positions: dict[str, int] = {}
+        self.raw = opts.RawOptions()
+        self.source: TableName | SourceQuery | None = None
+        self.target: opts.RawValue | None = None
+        self.function: ModelFunction | None = None
+        self.handlers: dict[str, Callable[[], None]] = {
+            "from": self.from_clause,
+            "target": self.target_clause,
+            "function": self.function_clause,
+            "iam_role": self.iam_role_clause,
+            "auto": self.auto_clause,
+            "model_type": lambda: self.word_clause("model_type", opts.MODEL_TYPES),
+            "problem_type": lambda: self.word_clause("problem_type", opts.PROBLEM_TYPES),
+            "objective": lambda: self.string_clause("objective", "a quoted objective such as 'MSE'"),
+            "preprocessors": lambda: self.string_clause("preprocessors", "a quoted JSON array or 'none'"),
+            "hyperparameters": self.hyperparameters_clause,
+            "settings": self.settings_clause,
+        }
+
+    def parse(self) -> CreateModel:
+        r = self.r
+        name, name_token = r.qualified_name(ModelName, "a model name")
+        self.positions["name"] = r.position(name_token)
+        while not r.at_end():
+            token = r.peek()
+            word = token.text.lower() if token.kind == IDENT else ""
+            if word == "sagemaker":
+                raise PgError(FEATURE_NOT_SUPPORTED, "CREATE MODEL ... SAGEMAKER is not supported",
+                              position=r.position(token),
+                              hint="Only models trained by CREATE MODEL itself are supported.")
+            if word not in self.handlers:
+                raise r.error(token, self.expected_clauses())
+            if word in self.seen:
+                raise r.error(token, self.expected_clauses(), f"{word.upper()} is given more than once.")
+            self.seen[word] = r.take()
+            self.positions.setdefault(word, r.position(token))
+            self.handlers[word]()
+        missing = [c.upper() for c in ("from", "function") if c not in self.seen]
+        if missing:
+            raise r.error(r.peek(), f"CREATE MODEL requires {' and '.join(missing)}.")
+        r.finish()
+        assert self.source is not None and self.function is not None
+        options = opts.build_options(self.raw, target=self.target,
+                                     function_position=r.position(self.seen["function"]))
+        return CreateModel(
+            name=name,
+            source=self.source,
+            target=None if self.target is None else self.target.value,
+            function=self.function,
+            options=options,
+            text=r.sql,
+            offset=r.offset,
+            positions=self.positions,
+        )
+
+    def expected_clauses(self) -> str:
+        left = [c.upper() for c in CLAUSES if c not in self.seen]
+        return f"Expected one of {', '.join(left)}, or the end of the statement."
+
+    # -- clauses ------------------------------------------------------------------
+
+    def from_clause(self) -> None:
+        r = self.r
+        token = r.peek()
+        if token.kind == STRING:
+            raise PgError(FEATURE_NOT_SUPPORTED,
+                          "CREATE MODEL FROM 'job_name' (bring your own model) is not supported",
+                          position=r.position(token), hint="Train from a table or a ( SELECT ... ) query.")
+        opening = r.punct("(")
+        if opening is None:
+            self.source, name_token = r.qualified_name(TableName, "a table name or ( SELECT ... )")
+            self.positions["source"] = r.position(name_token)
+            return
+        text, position = r.parenthesized_text(opening, "FROM ( ... )")
+        check_select(text, position)
+        self.source = SourceQuery(text)
+        self.positions["source"] = position
+
+    def target_clause(self) -> None:
+        token = self.r.peek()
+        column = self.r.name_part("a target column name")
+        self.target = opts.RawValue("word", column, token.text, self.r.position(token))
+        self.positions["target"] = self.target.position
+
+    def function_clause(self) -> None:
+        r = self.r
+        name, name_token = r.qualified_name(QualifiedName, "a function name")
+        self.positions["function"] = r.position(name_token)
+        arg_types: tuple[str, ...] | None = None
+        if r.punct("("):
+            def comma(t: Token) -> bool:
+                return t.kind == PUNCT and t.text == ","
+
+            types = [r.type_name(comma, "then , or )")]
+            while r.punct(","):
+                types.append(r.type_name(comma, "then , or )"))
+            r.expect_punct(")", "Expected , or ) in the FUNCTION argument type list.")
+            arg_types = tuple(types)
+        returns = None
+        if r.keyword("returns"):
+            def clause_word(t: Token) -> bool:
+                return t.kind == IDENT and t.text.lower() in _CLAUSE_WORDS
+
+            after = self.expected_clauses().replace("Expected one of", "then one of").rstrip(".")
+            returns = r.type_name(clause_word, after)
+        self.function = ModelFunction(name, arg_types, returns)
+
+    def iam_role_clause(self) -> None:
+        token = self.r.peek()
+        if not (token.is_keyword("default") or token.kind == STRING):
+            raise self.r.error(token, "Expected DEFAULT or a quoted IAM role ARN.")
+        self.raw.iam_role = self.r.value()
+
+    def auto_clause(self) -> None:
+        token = self.r.peek()
+        if not (token.is_keyword("on") or token.is_keyword("off")):
+            raise self.r.error(token, "Expected ON or OFF.")
+        self.raw.auto = self.r.value()
+
+    def word_clause(self, attribute: str, allowed: tuple[str, ...]) -> None:
+        if self.r.peek().kind != IDENT:
+            raise self.r.error(self.r.peek(), f"Expected one of {', '.join(allowed)}.")
+        setattr(self.raw, attribute, self.r.value())
+
+    def string_clause(self, attribute: str, expected: str) -> None:
+        if self.r.peek().kind != STRING:
+            raise self.r.error(self.r.peek(), f"Expected {expected}.")
+        setattr(self.raw, attribute, self.r.value())
+
+    def hyperparameters_clause(self) -> None:
+        self.r.expect_keyword("default", "Expected DEFAULT [ EXCEPT ( key 'value' [, ...] ) ].")
+        if self.r.keyword("except"):
+            self.raw.hyperparameters = self.r.key_value_list("HYPERPARAMETERS DEFAULT EXCEPT", allow_words=False)
+
+    def settings_clause(self) -> None:
+        self.raw.settings = self.r.key_value_list("SETTINGS", allow_words=True, allow_empty=True)
