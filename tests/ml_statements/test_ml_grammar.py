@@ -423,3 +423,18 @@ def test_from_query_errors_point_into_the_query():
 def test_unsupported_redshift_features():
     assert error("CREATE MODEL m FROM 'sagemaker-job-1' FUNCTION f").sqlstate == FEATURE_NOT_SUPPORTED
     assert error(BASE + " SAGEMAKER 'endpoint'").sqlstate == FEATURE_NOT_SUPPORTED
+
+
+def test_string_literal_forms():
+    stmt = create(BASE + " IAM_ROLE E'arn:\\x41' PREPROCESSORS $json$[{\"ColumnSet\": [\"a's\"], "
+                  "\"Transformers\": [\"OneHotEncoder\"]}]$json$ SETTINGS (KMS_KEY_ID U&'k\\0065y')")
+    assert stmt.options["iam_role"] == "arn:A"
+    assert stmt.options["preprocessors"] == [{"ColumnSet": ["a's"], "Transformers": ["OneHotEncoder"]}]
+    assert stmt.options["settings"] == {"kms_key_id": "key"}
+
+
+def test_backslash_strings_follow_standard_conforming_strings():
+    sql = BASE + r" IAM_ROLE 'a\'b'"
+    stmt = parse_ml_statement(sql, standard_conforming_strings=False)
+    assert stmt.options["iam_role"] == "a'b"
+    assert error(sql).message == "unterminated bit string literal at or near \"b'\""  # as Postgres reads it

@@ -30,16 +30,22 @@ def test_type_names_are_canonical(written, canonical):
 
 
 @pytest.mark.parametrize(
-    ("written", "message", "at"),
-    [("x y", 'syntax error at or near "y"', 2), ("int from t", 'syntax error at or near "from"', 4),
-     ("setof int", 'invalid type name at or near "setof int"', 0),
-     ("timestamp with", 'syntax error at or near "with"', 10),
-     ("numeric(1", 'invalid type name at or near "numeric(1"', 0),
-     ("varchar(n)", 'syntax error at or near "n"', 8)],
+    ("check", "text", "message", "at"),
+    [(normalize_type_name, "x y", 'syntax error at or near "y"', 2),
+     (normalize_type_name, "int from t", 'syntax error at or near "from"', 4),
+     (normalize_type_name, "setof int", 'invalid type name at or near "setof int"', 0),
+     (normalize_type_name, "timestamp with", 'syntax error at or near "with"', 10),
+     (normalize_type_name, "numeric(1", 'invalid type name at or near "numeric(1"', 0),
+     (normalize_type_name, "varchar(n)", 'syntax error at or near "n"', 8),
+     (check_select, "UPDATE t SET a = 1", 'syntax error at or near "UPDATE"', 0),
+     (check_select, "  SELECT 1 UNION SELECT 2 INTO x", 'syntax error at or near "INTO"', 26),
+     (check_select, "SELECT 'é' FROM", 'syntax error at or near ")"', 15),
+     (check_select, "SELECT 'é' FORM t", 'syntax error at or near "t"', 16),
+     (check_select, "", 'syntax error at or near ")"', 0)],
 )
-def test_bad_type_names(written, message, at):
+def test_errors_point_into_the_text(check, text, message, at):
     with pytest.raises(PgError) as info:
-        normalize_type_name(written, 50)
+        check(text, 50)
     assert (info.value.sqlstate, info.value.message, info.value.position) == (SYNTAX_ERROR, message, 50 + at)
     assert info.value.hint
 
@@ -48,17 +54,3 @@ def test_bad_type_names(written, message, at):
                                    "SELECT 1 UNION SELECT 2", "SELECT * FROM t FOR UPDATE"])
 def test_select_forms(query):
     check_select(query, 1)
-
-
-@pytest.mark.parametrize(
-    ("query", "message", "at"),
-    [("UPDATE t SET a = 1", 'syntax error at or near "UPDATE"', 0),
-     ("  SELECT 1 UNION SELECT 2 INTO x", 'syntax error at or near "INTO"', 26),
-     ("SELECT 'é' FROM", 'syntax error at or near ")"', 15),
-     ("SELECT 'é' FORM t", 'syntax error at or near "t"', 16),
-     ("", 'syntax error at or near ")"', 0)],
-)
-def test_bad_queries(query, message, at):
-    with pytest.raises(PgError) as info:
-        check_select(query, 7)
-    assert (info.value.sqlstate, info.value.message, info.value.position) == (SYNTAX_ERROR, message, 7 + at)
