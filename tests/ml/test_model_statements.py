@@ -29,7 +29,7 @@ def test_create_model_from_table_trains_to_ready(dataset_tables):
             TARGET diagnosis
             FUNCTION predict_cancer
             IAM_ROLE default
-            SETTINGS (S3_BUCKET 'ignored-bucket', MAX_RUNTIME 20)""")
+            SETTINGS (S3_BUCKET 'ignored-bucket', MAX_RUNTIME 8)""")
         assert cur.statusmessage == "CREATE MODEL"
         assert any("training in the background" in n for n in notices)
         info = wait_for_state(conn, "cancer_model")
@@ -48,7 +48,7 @@ def test_show_model_all_and_keys(dataset_tables):
     with connect(dataset_tables) as conn:
         conn.execute("DROP MODEL IF EXISTS iris_model")
         conn.execute("CREATE MODEL iris_model FROM (SELECT f0, f1, f2, f3, species FROM iris) "
-                     "TARGET species FUNCTION predict_iris SETTINGS (MAX_RUNTIME 15)")
+                     "TARGET species FUNCTION predict_iris SETTINGS (MAX_RUNTIME 6)")
         rows = conn.execute("SHOW MODEL ALL").fetchall()
         assert ("public", "iris_model", "TRAINING") in rows or ("public", "iris_model", "READY") in rows
         keys = [k for k, _ in conn.execute("SHOW MODEL iris_model").fetchall()]
@@ -74,7 +74,7 @@ def test_from_query_with_join_and_where(dataset_tables):
             FUNCTION predict_churn(int, text, numeric, date)
             PROBLEM_TYPE BINARY_CLASSIFICATION
             OBJECTIVE 'F1'
-            SETTINGS (MAX_RUNTIME 15)""")
+            SETTINGS (MAX_RUNTIME 6)""")
         info = wait_for_state(conn, "churn_model")
         assert info["Model State"] == "READY", info
         assert info["Function Parameter Types"] == "integer text numeric date"

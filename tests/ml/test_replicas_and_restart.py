@@ -19,7 +19,7 @@ def test_model_created_on_one_proxy_is_ready_on_another(pg, dataset_tables, tmp_
         with psycopg.connect(dataset_tables.dsn(), autocommit=True) as first:
             first.execute("DROP MODEL IF EXISTS shared_model")
             first.execute("CREATE MODEL shared_model FROM (SELECT f0, f1, f2, f3, species FROM iris) "
-                          "TARGET species FUNCTION predict_shared SETTINGS (MAX_RUNTIME 10)")
+                          "TARGET species FUNCTION predict_shared SETTINGS (MAX_RUNTIME 6)")
         with psycopg.connect(other.dsn(), autocommit=True) as second:
             info = wait_for_state(second, "shared_model")
             assert info["Model State"] == "READY", info
@@ -64,7 +64,7 @@ def test_training_job_resumes_after_proxy_restart(pg, dataset_tables, tmp_path):
     with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
         conn.execute("DROP MODEL IF EXISTS resumed_model")
         conn.execute("CREATE MODEL resumed_model FROM (SELECT f0, f1, f2, f3, species FROM iris) "
-                     "TARGET species FUNCTION predict_resumed SETTINGS (MAX_RUNTIME 10)")
+                     "TARGET species FUNCTION predict_resumed SETTINGS (MAX_RUNTIME 6)")
     proxy.stop(signal.SIGKILL)  # no goodbye: the job's worker is orphaned mid-training
     restarted = start_proxy(pg.uri, "--data-dir", str(data_dir))
     try:
