@@ -12,9 +12,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-
-def run(coro, timeout: float = 60):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+from tests.support.clients import run_async as run
 
 
 async def _connect(proxy) -> asyncpg.Connection:

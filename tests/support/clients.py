@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 
@@ -28,3 +29,8 @@ def run_psql(server, *args: str, input: str | None = None, timeout: float = 60,
            "-U", "postgres", "-d", db, *args]
     return subprocess.run(cmd, input=input, capture_output=True, text=True,
                           timeout=timeout, check=check, env=client_env())
+
+
+def run_async(coro, timeout: float = 60):
+    """Run an async test body to completion on a fresh loop, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
