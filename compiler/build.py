@@ -12,6 +12,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -79,16 +80,31 @@ def _run_worker(artifact: Artifact, cache_dir: Path, toolchain: str, jobs: int, 
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "compiler.worker", "--cache-dir", str(cache_dir), "--toolchain", toolchain,
            "--jobs", str(jobs), "--expected-sha256", artifact.sha256]
+    # its own session, so a timeout can stop the compiler processes it started too
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, start_new_session=True)
     try:
-        proc = subprocess.run(cmd, input=artifact.data, capture_output=True, timeout=timeout, env=env)
+        stdout, stderr = proc.communicate(artifact.data, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        _kill_group(proc)
         raise BuildError(f"native build of {artifact.sha256[:12]} took longer than {timeout:g}s and was stopped") from exc
-    result = _last_json_line(proc.stdout)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    result = _last_json_line(stdout)
     if proc.returncode != 0 or result is None or "library" not in result:
-        reason = (result or {}).get("error") or proc.stderr.decode(errors="replace").strip()[-2000:] \
+        reason = (result or {}).get("error") or stderr.decode(errors="replace").strip()[-2000:] \
             or f"worker exited with status {proc.returncode}"
         raise BuildError(f"native build of {artifact.sha256[:12]} failed: {reason}")
     return Path(result["library"])
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (OSError, AttributeError):  # already gone, or no process groups (Windows)
+        proc.kill()
+    proc.communicate()
 
 
 def _last_json_line(stdout: bytes) -> dict | None:
