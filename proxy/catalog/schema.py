@@ -224,6 +224,87 @@ GRANT EXECUTE ON FUNCTION mlproxy.register_model(text, text, text, text, text[],
     text, jsonb, text, text, integer, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION mlproxy.drop_model(text, text, boolean) TO PUBLIC;
 """,
+    # 2: a `<function>_prob` stub for classifier-capable targets; explain_model().
+    f"""
+ALTER TABLE mlproxy.models ADD COLUMN prob_signature text;
+GRANT SELECT (prob_signature) ON mlproxy.models TO PUBLIC;
+
+CREATE FUNCTION mlproxy.create_stub(p_sig text, p_return_type text, p_fn_name text)
+RETURNS void LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+BEGIN
+    EXECUTE format(
+        'CREATE FUNCTION %s RETURNS %s LANGUAGE plpgsql AS %L',
+        p_sig, format_type(p_return_type::regtype, NULL),
+        format('BEGIN RAISE EXCEPTION %L USING ERRCODE = %L, HINT = %L; END',
+               format('model function %s can only be evaluated through mlproxy', p_fn_name),
+               '0A000', 'Connect through the mlproxy port to use model functions.'));
+END
+$fn$;
+
+-- Redshift creates <function>_prob for classification models; the problem type is
+-- only known after training, so the stub is made for every target that is not a
+-- floating-point or numeric column (and never for KMEANS, which has no target).
+CREATE OR REPLACE FUNCTION mlproxy.after_register() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+DECLARE
+    v_sig text;
+BEGIN
+    IF NEW.target IS NOT NULL
+       AND NEW.return_type NOT IN ('double precision', 'real', 'numeric') THEN
+        v_sig := format('%I.%I(%s)', NEW.function_schema, NEW.function_name || '_prob',
+                        array_to_string(NEW.arg_types, ', '));
+        PERFORM mlproxy.create_stub(v_sig, 'jsonb', NEW.function_name || '_prob');
+        EXECUTE format('COMMENT ON FUNCTION %s IS %L', v_sig,
+                       format('mlproxy model %I.%I (probabilities)', NEW.schema_name, NEW.model_name));
+        NEW.prob_signature := v_sig;
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER models_prob_stub BEFORE INSERT ON mlproxy.models
+    FOR EACH ROW EXECUTE FUNCTION mlproxy.after_register();
+
+-- Dropping a model drops its _prob stub too (as its owner, like the main stub).
+CREATE OR REPLACE FUNCTION mlproxy.before_drop() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+BEGIN
+    IF OLD.prob_signature IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS %s', OLD.prob_signature);
+    END IF;
+    RETURN OLD;
+END
+$fn$;
+CREATE TRIGGER models_drop_prob_stub BEFORE DELETE ON mlproxy.models
+    FOR EACH ROW EXECUTE FUNCTION mlproxy.before_drop();
+
+-- explain_model('name'): the feature importances (Redshift's Shapley summary).
+CREATE FUNCTION mlproxy.explain_model(p_name text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v_schema text;
+    v_name text := p_name;
+    m record;
+BEGIN
+    IF position('.' in p_name) > 0 THEN
+        v_schema := split_part(p_name, '.', 1);
+        v_name := split_part(p_name, '.', 2);
+    END IF;
+    SELECT state, feature_importances, model_type INTO m
+      FROM mlproxy.models WHERE id = mlproxy.find_model(v_schema, v_name);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    IF m.state <> 'READY' THEN
+        RAISE EXCEPTION 'model "%" is not ready (state %)', p_name, m.state
+            USING ERRCODE = '55000';
+    END IF;
+    RETURN jsonb_build_object('version', '1.0', 'explanations', jsonb_build_object(
+        'kernel_shap', jsonb_build_object('label0', jsonb_build_object(
+            'global_shap_values', m.feature_importances))));
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION mlproxy.explain_model(text) TO PUBLIC;
+""",
 ]
 
 

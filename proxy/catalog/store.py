@@ -30,6 +30,7 @@ class CatalogStore:
         self._listeners: dict[str, asyncpg.Connection] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._subscribers: list[Listener] = []
+        self._migrated: set[str] = set()
 
     def subscribe(self, callback: Listener) -> None:
         """Call `callback(database, event)` for every catalog change notification."""
@@ -43,25 +44,37 @@ class CatalogStore:
             kwargs["ssl"] = up.sslmode
         return kwargs
 
-    async def pool(self, database: str) -> asyncpg.Pool:
-        """The pool for `database`, created (and the catalog migrated) on first use."""
-        pool = self._pools.get(database)
-        if pool is not None:
-            return pool
+    async def pool(self, database: str, *, migrate_catalog: bool = True) -> asyncpg.Pool:
+        """The pool for `database`, created on first use, with the catalog created or
+        migrated unless `migrate_catalog` is false (reading a database that may have
+        no models must not create a schema in it)."""
         lock = self._opening.setdefault(database, asyncio.Lock())
         async with lock:
-            if database in self._pools:
-                return self._pools[database]
-            kwargs = self._connect_kwargs(database)
-            pool = await asyncpg.create_pool(min_size=1, max_size=3, **kwargs)
-            async with pool.acquire() as conn:
-                await migrate(conn)
-            listener = await asyncpg.connect(**kwargs)
-            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
-            self._pools[database] = pool
-            self._listeners[database] = listener
-            log.info("catalog ready database=%s", database)
+            pool = self._pools.get(database)
+            if pool is None:
+                kwargs = self._connect_kwargs(database)
+                pool = await asyncpg.create_pool(min_size=1, max_size=3, **kwargs)
+                listener = await asyncpg.connect(**kwargs)
+                await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self._pools[database] = pool
+                self._listeners[database] = listener
+            if migrate_catalog and database not in self._migrated:
+                async with pool.acquire() as conn:
+                    await migrate(conn)
+                self._migrated.add(database)
+                log.info("catalog ready database=%s", database)
             return pool
+
+    async def fetch_models(self, database: str) -> list[asyncpg.Record]:
+        """Every model of `database` (no artifacts); empty if it has no catalog."""
+        pool = await self.pool(database, migrate_catalog=False)
+        async with pool.acquire() as conn:
+            if not await conn.fetchval("SELECT to_regclass('mlproxy.models') IS NOT NULL"):
+                return []
+            return await conn.fetch(
+                "SELECT id, schema_name, model_name, function_schema, function_name,"
+                " function_signature, arg_names, arg_types, return_type, state, failure_reason,"
+                " problem_type, artifact_sha256 FROM mlproxy.models")
 
     def _on_notify(self, conn, pid, channel, payload) -> None:
         try:

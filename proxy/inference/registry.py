@@ -1,0 +1,154 @@
+"""Which model functions exist, per database, and their loaded predictors.
+
+Every session consults the registry on every Query/Parse, so the hot part is a
+precompiled bytes regex of the database's model function names: text that names no
+model function is forwarded without further thought. The registry is filled from the
+catalog on first use of a database (without creating the catalog: a database with
+no models costs one cheap query) and refreshed whenever any proxy replica changes a
+model (LISTEN/NOTIFY through the catalog store).
+
+Predictors are loaded on demand: the artifact comes from the catalog (verified
+against its sha256), the native library from the local build cache (built in a
+worker process if missing), and the result is kept in memory per artifact hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..catalog.store import CatalogStore
+
+log = logging.getLogger("mlproxy.inference")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model as the proxy needs it to recognise and evaluate its functions."""
+
+    model_id: int
+    schema: str
+    model_name: str
+    function_schema: str
+    function_name: str
+    function_signature: str
+    arg_names: tuple[str, ...]
+    arg_types: tuple[str, ...]
+    return_type: str
+    state: str
+    failure_reason: str | None
+    problem_type: str | None
+    artifact_sha256: str | None
+
+
+@dataclass
+class DatabaseModels:
+    """The models of one database, with the prefilter for their function names."""
+
+    entries: dict[int, ModelEntry]
+    by_function: dict[str, list[ModelEntry]]
+    pattern: re.Pattern[bytes] | None
+
+    @classmethod
+    def build(cls, entries: list[ModelEntry]) -> "DatabaseModels":
+        by_function: dict[str, list[ModelEntry]] = {}
+        for entry in entries:
+            by_function.setdefault(entry.function_name, []).append(entry)
+            by_function.setdefault(entry.function_name + "_prob", []).append(entry)
+        names = sorted({*by_function, "explain_model"}, key=len, reverse=True)
+        # Case-insensitive, at identifier boundaries, followed by "(" (after optional
+        # blanks or a closing quote): cheap, no false negatives for calls.
+        alternatives = b"|".join(re.escape(n.encode()) for n in names)
+        pattern = re.compile(
+            rb"(?<![A-Za-z0-9_$\x80-\xff])(?:" + alternatives + rb")\"?\s*\(", re.IGNORECASE)
+        return cls({e.model_id: e for e in entries}, by_function, pattern)
+
+
+class ModelRegistry:
+    def __init__(self, catalog: CatalogStore, cache_dir: Path) -> None:
+        self.catalog = catalog
+        self.cache_dir = Path(cache_dir)
+        self._databases: dict[str, DatabaseModels] = {}
+        self._loading: dict[str, asyncio.Task] = {}
+        self._predictors: dict[str, Any] = {}
+        self._predictor_locks: dict[str, asyncio.Lock] = {}
+        catalog.subscribe(self._on_catalog_event)
+
+    # -- the per-query part -----------------------------------------------------------
+    def models(self, database: str) -> DatabaseModels | None:
+        """The loaded models of `database`, or None while they are being loaded."""
+        models = self._databases.get(database)
+        if models is None:
+            self.load_soon(database)
+        return models
+
+    def load_soon(self, database: str) -> None:
+        if database not in self._loading:
+            self._loading[database] = asyncio.ensure_future(self._load(database))
+
+    async def wait_loaded(self, database: str) -> DatabaseModels:
+        self.load_soon(database)
+        task = self._loading[database]
+        await asyncio.shield(task)
+        return self._databases.get(database) or DatabaseModels.build([])
+
+    # -- loading --------------------------------------------------------------------------
+    async def _load(self, database: str) -> None:
+        try:
+            rows = await self.catalog.fetch_models(database)
+            entries = [ModelEntry(
+                model_id=r["id"], schema=r["schema_name"], model_name=r["model_name"],
+                function_schema=r["function_schema"], function_name=r["function_name"],
+                function_signature=r["function_signature"], arg_names=tuple(r["arg_names"]),
+                arg_types=tuple(r["arg_types"]), return_type=r["return_type"], state=r["state"],
+                failure_reason=r["failure_reason"], problem_type=r["problem_type"],
+                artifact_sha256=r["artifact_sha256"]) for r in rows]
+            self._databases[database] = DatabaseModels.build(entries)
+            log.debug("model registry loaded database=%s models=%d", database, len(entries))
+        except Exception as exc:  # noqa: BLE001 - no models is the safe reading
+            log.warning("model registry could not load database=%s error=%s", database, exc)
+            self._databases.setdefault(database, DatabaseModels.build([]))
+        finally:
+            self._loading.pop(database, None)
+
+    def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:
+        if database in self._databases or database in self._loading:
+            self._loading.pop(database, None)
+            self.load_soon(database)
+
+    # -- predictors -------------------------------------------------------------------
+    async def predictor(self, database: str, entry: ModelEntry) -> Any:
+        """The loaded predictor of a READY model (cached per artifact hash)."""
+        sha = entry.artifact_sha256
+        assert sha is not None, "only READY models have predictors"
+        cached = self._predictors.get(sha)
+        if cached is not None:
+            return cached
+        lock = self._predictor_locks.setdefault(sha, asyncio.Lock())
+        async with lock:
+            if sha in self._predictors:
+                return self._predictors[sha]
+            row = await self.catalog.fetchrow(
+                database, "SELECT artifact FROM mlproxy.models WHERE id = $1 AND artifact_sha256 = $2",
+                entry.model_id, sha)
+            if row is None:
+                raise LookupError(f"model {entry.model_name} has no stored artifact")
+            predictor = await asyncio.to_thread(_load_predictor, bytes(row["artifact"]), sha,
+                                                self.cache_dir)
+            self._predictors[sha] = predictor
+            log.info("predictor loaded model=%s sha=%s info=%s", entry.model_name, sha[:12],
+                     getattr(predictor, "info", None))
+            return predictor
+
+
+def _load_predictor(data: bytes, sha256: str, cache_dir: Path) -> Any:
+    """Verify the artifact and load its predictor (blocking: runs in a thread; the
+    native build, if still needed, runs in a compiler worker process)."""
+    from compiler.artifact import load
+    from compiler.predictor import load_predictor
+
+    return load_predictor(load(data, expected_sha256=sha256), cache_dir)
