@@ -70,8 +70,11 @@ class Preprocessor:
         for j, f in enumerate(features):
             if f["op"] == "one_hot":
                 onehot.setdefault(f["input"], []).append((j, str(f["category"])))
-        self._onehot = [(name, np.array([j for j, _ in cols], dtype=np.intp), _KeyTable([c for _, c in cols]))
-                        for name, cols in onehot.items()]
+        self._onehot = []
+        for name, cols in onehot.items():
+            distinct = list(dict.fromkeys(c for _, c in cols))  # a category may repeat
+            self._onehot.append((name, np.array([j for j, _ in cols], dtype=np.intp),
+                                 np.array([distinct.index(c) for _, c in cols], dtype=np.intp), _KeyTable(distinct)))
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -135,8 +138,9 @@ class Preprocessor:
                         stamps[name] = _as_datetime_us(name, columns[name], self._by_name[name])
                     raw[:, k] = datetime_part(stamps[name], part)
             np.copyto(raw, self._fill, where=np.isnan(raw))
-            raw -= self._center
-            raw /= self._scale
+            with np.errstate(over="ignore", invalid="ignore"):  # check_finite reports these
+                raw -= self._center
+                raw /= self._scale
             out[:, self._scaled_cols] = raw
 
         for j, name, table, unknown in self._ordinal:
@@ -144,11 +148,11 @@ class Preprocessor:
                 keys[name] = _as_keys(name, columns[name])
             idx = table.lookup(*keys[name])
             out[:, j] = np.where(idx >= 0, idx, unknown)
-        for name, cols, table in self._onehot:
+        for name, cols, which, table in self._onehot:
             if name not in keys:
                 keys[name] = _as_keys(name, columns[name])
             idx = table.lookup(*keys[name])
-            out[:, cols] = idx[:, None] == np.arange(len(cols))
+            out[:, cols] = idx[:, None] == which
         return out
 
     def check_finite(self, matrix: np.ndarray) -> None:

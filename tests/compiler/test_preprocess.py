@@ -188,3 +188,12 @@ def test_infinity_is_refused_with_column_and_row(pre):
 def test_malformed_spec_is_rejected(spec, match):
     with pytest.raises(SpecError, match=match):
         Preprocessor(spec)
+
+
+def test_repeated_one_hot_category_sets_every_copy():
+    spec = {"inputs": [{"name": "k", "type": "text"}],
+            "features": [{"input": "k", "op": "one_hot", "category": "a"},
+                         {"input": "k", "op": "one_hot", "category": "b"},
+                         {"input": "k", "op": "one_hot", "category": "a"}]}
+    X = Preprocessor(spec).transform({"k": np.array(["a", "b", None, "c"], dtype=object)})
+    np.testing.assert_array_equal(X, [[1, 0, 1], [0, 1, 0], [0, 0, 0], [0, 0, 0]])
