@@ -4,6 +4,7 @@ pipelined executemany, portals with row limits, COPY both ways, a pool."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import io
 import json
@@ -15,14 +16,18 @@ import pytest
 from tests.support.clients import run_async as run
 
 
-async def _connect(proxy) -> asyncpg.Connection:
-    return await asyncpg.connect(proxy.dsn(), timeout=10)
+@contextlib.asynccontextmanager
+async def connected(proxy):
+    conn = await asyncpg.connect(proxy.dsn(), timeout=10)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 def test_prepared_statements(proxy):
     async def body():
-        conn = await _connect(proxy)
-        try:
+        async with connected(proxy) as conn:
             stmt = await conn.prepare("SELECT $1::int + $2::int AS total, $3::text AS label")
             assert [p.name for p in stmt.get_parameters()] == ["int4", "int4", "text"]
             assert [a.name for a in stmt.get_attributes()] == ["total", "label"]
@@ -34,8 +39,6 @@ def test_prepared_statements(proxy):
             count = await conn.fetchval(
                 "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '__asyncpg%'")
             assert count >= 2
-        finally:
-            await conn.close()
     run(body())
 
 
@@ -51,8 +54,7 @@ def test_binary_round_trip_of_typed_values(proxy):
     )
 
     async def body():
-        conn = await _connect(proxy)
-        try:
+        async with connected(proxy) as conn:
             row = await conn.fetchrow(
                 "SELECT $1::numeric, $2::timestamptz, $3::int[], $4::jsonb, $5::bytea, "
                 "$6::text[], $7::date", *values)
@@ -64,21 +66,16 @@ def test_binary_round_trip_of_typed_values(proxy):
                 "array_agg(i) FROM generate_series(1, 1000) i")
             assert made[0] == Decimal(10) ** 30
             assert made[2] == list(range(1, 1001))
-        finally:
-            await conn.close()
     run(body())
 
 
 def test_executemany(proxy, table):
     async def body():
-        conn = await _connect(proxy)
-        try:
+        async with connected(proxy) as conn:
             await conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
             await conn.executemany(f"INSERT INTO {table} VALUES ($1, $2)",
                                    [(i, f"v{i}") for i in range(2000)])
             assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 2000
-        finally:
-            await conn.close()
     run(body())
 
 
@@ -86,8 +83,7 @@ def test_error_in_middle_of_pipeline_then_recovery(proxy, table):
     """executemany pipelines every Bind/Execute before one Sync: a row failing in
     the middle must abort the whole batch and leave the session usable."""
     async def body():
-        conn = await _connect(proxy)
-        try:
+        async with connected(proxy) as conn:
             await conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY)")
             rows = [(i,) for i in range(500)] + [(7,)] + [(i,) for i in range(500, 1000)]
             with pytest.raises(asyncpg.UniqueViolationError) as failed:
@@ -99,8 +95,6 @@ def test_error_in_middle_of_pipeline_then_recovery(proxy, table):
             with pytest.raises(asyncpg.UndefinedTableError):
                 await conn.fetch("SELECT * FROM drv_not_there")
             assert await conn.fetchval("SELECT 'usable'") == "usable"
-        finally:
-            await conn.close()
     run(body())
 
 
@@ -110,8 +104,7 @@ def test_cursor_with_prefetch_in_transaction(proxy):
     query = "SELECT i, md5(i::text) FROM generate_series(1, 5000) i"
 
     async def body():
-        conn = await _connect(proxy)
-        try:
+        async with connected(proxy) as conn:
             async with conn.transaction():
                 ids = [r[0] async for r in conn.cursor(query, prefetch=137)]
                 assert ids == list(range(1, 5001))
@@ -120,15 +113,12 @@ def test_cursor_with_prefetch_in_transaction(proxy):
                 assert await cur.forward(100) == 100
                 assert (await cur.fetchrow())[0] == 111
             assert await conn.fetchval("SELECT 'after'") == "after"
-        finally:
-            await conn.close()
     run(body())
 
 
 def test_copy_to_table_from_query_and_records(proxy, table):
     async def body():
-        conn = await _connect(proxy)
-        try:
+        async with connected(proxy) as conn:
             await conn.execute(f"CREATE TABLE {table} (id int, name text, score float8)")
             csv = "".join(f"{i},name {i},{i}.5\n" for i in range(20_000)).encode()
             status = await conn.copy_to_table(table, source=io.BytesIO(csv), format="csv")
@@ -142,8 +132,6 @@ def test_copy_to_table_from_query_and_records(proxy, table):
             assert status == "COPY 20000"
             assert out.getvalue() == csv
             assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE score IS NULL") == 5000
-        finally:
-            await conn.close()
     run(body())
 
 
@@ -165,14 +153,11 @@ def test_pool_of_twenty(proxy):
 
 def test_timeout_cancels_and_connection_stays_usable(proxy):
     async def body():
-        conn = await _connect(proxy)
-        try:
+        async with connected(proxy) as conn:
             loop = asyncio.get_running_loop()
             started = loop.time()
             with pytest.raises(asyncio.TimeoutError):
                 await conn.fetchval("SELECT pg_sleep(30)", timeout=0.5)
             assert await conn.fetchval("SELECT 'usable'") == "usable"
             assert loop.time() - started < 3
-        finally:
-            await conn.close()
     run(body())
