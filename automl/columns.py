@@ -100,7 +100,10 @@ def to_raw(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
         return np.full(len(col), None, dtype=object)
     kind = kind_of(t)
     if kind in ("numeric", "boolean"):
-        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        x = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        # float8 'Infinity' carries no usable magnitude: train on it as missing
+        inf = np.isinf(x)
+        return np.where(inf, np.nan, x) if inf.any() else x
     if kind == "datetime":
         if pa.types.is_date(t):
             col = pc.cast(col, pa.date32())

@@ -22,14 +22,14 @@ import numpy as np
 from .columns import ColumnInfo
 from .errors import InvalidOption, MissingColumn
 from .preprocess import (
-    DATETIME_CANDIDATES,
+    datetime_series,
     fit_column,
     make_spec,
     numeric_feature,
     one_hot_features,
     ordinal_feature,
 )
-from .spec import as_datetime, as_float, as_keys, datetime_part
+from .spec import as_float, as_keys
 
 ENCODERS = ("OneHotEncoder", "OrdinalEncoder", "NumericPassthrough", "DateTimeVectorizer")
 IMPUTERS = ("NumericImputer", "Imputer", "MeanImputer")
@@ -101,11 +101,8 @@ def _fit_planned(info: ColumnInfo, values: np.ndarray, steps: list[str]) -> list
         return [ordinal_feature(info.name, as_keys(values), None, "none", order="lexical")]
     fill = "mean" if "MeanImputer" in steps else "median"
     if info.kind == "datetime":
-        t = as_datetime(values)
-        series = [(part, datetime_part(t, part)) for part in DATETIME_CANDIDATES
-                  if not (part == "hour" and info.pg_type == "date")]
         out = []
-        for part, x in series:
+        for part, x in datetime_series(info, values):
             feat = _numeric(info.name, "datetime_part", x, steps, fill)
             feat["part"] = part
             out.append(feat)

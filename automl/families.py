@@ -31,7 +31,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 
-from .problem import BINARY, CLUSTERING, REGRESSION
+from .problem import CLUSTERING, REGRESSION
 
 #: Compile-size guard: Treelite/TL2cgen turn every node into C code, so forests are
 #: capped in trees and leaves (no effect on small data, where trees are smaller).
@@ -130,18 +130,36 @@ class Family:
                 return est
             total = int(getattr(est, self.grow_attr))
             done = 0
+            per_unit: float | None = None
             est.set_params(warm_start=True)
             while done < total:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     raise TrialInterrupted()
-                step = min(self.grow_chunk, total - done)
+                step = self._next_step(total - done, per_unit, deadline - now)
                 done += step
                 est.set_params(**{self.grow_attr: done if self.cumulative else step})
                 est.fit(X, y, **self.fit_kwargs(est, y))
+                per_unit = (time.monotonic() - now) / step
                 if self.stopped_early(est, done):
                     break
             est.set_params(warm_start=False, **{self.grow_attr: done})
             return est
+
+    def _next_step(self, remaining: int, per_unit: float | None, time_left: float) -> int:
+        """How many trees/rounds/epochs to add in the next warm-started fit.
+
+        Ensembles grown by warm start come out identical however the growth is
+        chunked, so their chunks are sized by time: at most a quarter of the time
+        left, which keeps a deadline overrun to a fraction of a second. MLP epochs
+        are not chunk-invariant (each fit call reshuffles), so they keep a fixed size
+        and stay deterministic."""
+        if not self.cumulative:
+            return min(self.grow_chunk, remaining)
+        if per_unit is None:
+            return min(remaining, max(1, self.grow_chunk // 4))
+        seconds = max(0.05, min(2.0, 0.25 * time_left))
+        return int(min(remaining, max(1, seconds / max(per_unit, 1e-9))))
 
     def fit_kwargs(self, est: Any, y: np.ndarray) -> dict[str, Any]:
         return {}
@@ -329,7 +347,8 @@ FAMILIES: dict[str, Family] = {
 AUTO_FAMILIES = ("LINEAR_LEARNER", "XGBOOST", "EXTRA_TREES", "RANDOM_FOREST")
 
 
-def family_for(problem_type: str, model_type: str | None, binary_ok: bool = True) -> list[Family]:
+def families_for(model_type: str | None) -> list[Family]:
+    """The families a job searches: AUTO's list, or the one MODEL_TYPE names."""
     if model_type is None:
         return [FAMILIES[m] for m in AUTO_FAMILIES]
     return [FAMILIES[model_type]]

@@ -64,12 +64,8 @@ def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
         x = as_float(values)
         return [numeric_feature(info.name, "numeric", x, encoding)]
     if info.role == "datetime":
-        t = as_datetime(values)
         out = []
-        for part in DATETIME_CANDIDATES:
-            if part == "hour" and info.pg_type == "date":
-                continue
-            x = datetime_part(t, part)
+        for part, x in datetime_series(info, values):
             finite = x[~np.isnan(x)]
             if len(np.unique(finite)) > 1:
                 feat = numeric_feature(info.name, "datetime_part", x, encoding)
@@ -82,6 +78,13 @@ def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
             return [ordinal_feature(info.name, keys, y, target_kind)]
         return one_hot_features(info.name, keys, MAX_ONE_HOT)
     raise ValueError(f"cannot encode role {info.role!r}")
+
+
+def datetime_series(info: ColumnInfo, values: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(part, float values) for every calendar part that applies to the column's type."""
+    t = as_datetime(values)
+    return [(part, datetime_part(t, part)) for part in DATETIME_CANDIDATES
+            if not (part == "hour" and info.pg_type == "date")]
 
 
 def numeric_feature(name: str, op: str, x: np.ndarray, encoding: str,

@@ -35,9 +35,8 @@ def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int,
     A class with one row stays in `kept` (it cannot be in both parts)."""
     rng = np.random.default_rng(seed)
     share = fraction if cap is None else min(fraction, cap / max(1, n))
-    groups = [np.arange(n)] if y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
     kept, off = [], []
-    for idx in groups:
+    for idx in _class_groups(y, n):
         idx = rng.permutation(idx)
         k = int(round(share * len(idx))) if len(idx) > 1 else 0
         k = min(k, len(idx) - 1) if len(idx) > 1 else 0
@@ -48,6 +47,11 @@ def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int,
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(off))
 
 
+def _class_groups(y: np.ndarray | None, n: int) -> list[np.ndarray]:
+    """Row indices per class (all rows as one group without classes)."""
+    return [np.arange(n)] if y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
+
+
 def make_folds(y: np.ndarray | None, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """k-fold CV (k=5 up to 1000 rows, 3 up to CV_MAX_ROWS) or one holdout split."""
     if n > CV_MAX_ROWS:
@@ -56,9 +60,8 @@ def make_folds(y: np.ndarray | None, n: int, seed: int) -> list[tuple[np.ndarray
     k = 5 if n <= 1000 else 3
     rng = np.random.default_rng(seed + 1)
     fold_of = np.empty(n, dtype=np.int64)
-    groups = [np.arange(n)] if y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
     offset = 0
-    for idx in groups:
+    for idx in _class_groups(y, n):
         idx = rng.permutation(idx)
         fold_of[idx] = (np.arange(len(idx)) + offset) % k
         offset += len(idx)

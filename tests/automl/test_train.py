@@ -168,3 +168,28 @@ def test_same_seed_same_leaderboard_and_winner():
     assert strip(a.leaderboard) == strip(b.leaderboard)
     assert a.model_type == b.model_type and a.metrics == b.metrics
     assert not any("skipped" in line or "time budget" in line for line in a.report)
+
+
+def test_text_target_with_nulls_timestamptz_and_infinity():
+    import datetime as dt
+
+    rng = np.random.default_rng(5)
+    n = 300
+    kind = rng.choice(["cat", "dog", "eel"], n)
+    weight = np.where(kind == "cat", 4.0, np.where(kind == "dog", 20.0, 1.0)) + rng.normal(0, 1, n)
+    weight[:5] = np.inf
+    seen = [dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=int(h))
+            for h in rng.integers(0, 5000, n)]
+    target = kind.astype(object)
+    target[rng.random(n) < 0.05] = None
+    table = pa.table({"weight": pa.array(weight), "seen": pa.array(seen, type=pa.timestamp("us", tz="UTC")),
+                      "kind": pa.array(list(target), type=pa.string())})
+    model = automl.train(table, {"target": "kind", "max_runtime": 8})
+    assert model.problem_type == "MULTICLASS_CLASSIFICATION" and model.classes == ["cat", "dog", "eel"]
+    assert model.label_type == "text" and model.metrics["accuracy"] > 0.8
+    assert any("NULL target" in line for line in model.report)
+    assert {i["name"]: i["type"] for i in model.preprocessing["inputs"]} == {
+        "weight": "double precision", "seen": "timestamp with time zone"}
+    out = model.reference_predict({"weight": np.array([4.0, 20.0, np.nan]),
+                                   "seen": np.array([seen[0], None, seen[2]], dtype=object)})
+    assert list(out[:2]) == ["cat", "dog"]
