@@ -21,9 +21,10 @@ from . import errors, protocol
 from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
-from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_COPY_DONE, F_COPY_FAIL,
-                       F_FUNCTION_CALL, F_PARSE, F_QUERY, F_SYNC, F_TERMINATE,
-                       FRONTEND_TYPES, frontend_length_limit)
+from .inference.tracker import ResponseTracker
+from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
+                       F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
+                       F_SYNC, F_TERMINATE, FRONTEND_TYPES, frontend_length_limit)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet)
 from .upstream import UpstreamUnavailable, open_upstream
@@ -36,7 +37,14 @@ log = logging.getLogger("mlproxy.session")
 _CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINATE,
                            F_COPY_DONE, F_COPY_FAIL))
 _SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
+# While results are rewritten, every request and reply is matched (see tracker.py).
+_CLIENT_TRACKED = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINATE,
+                             F_COPY_DONE, F_COPY_FAIL, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
+# Rewritten DataRows are held for one predictor call per batch, up to this many; a
+# smaller batch goes out at the end of a short read (the server is not streaming).
+_ROW_BATCH = 4096
+_SHORT_READ = 32768
 
 
 class State(Enum):
@@ -112,6 +120,7 @@ class Session(asyncio.Protocol):
         self._tasks: set[asyncio.Task] = set()
         self._startup_timer: asyncio.TimerHandle | None = None
         self._async_out: list[bytes] = []
+        self.tracker: ResponseTracker | None = None  # set while results are rewritten
 
     # -- asyncio Protocol callbacks (client socket) ----------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -287,6 +296,10 @@ class Session(asyncio.Protocol):
                         self.upstream.writelines(out)
                     self._begin_handover(interceptor, item, items[index + 1:])
                     return
+            if self.tracker is not None:
+                raw = self.tracker.client_message(msg_type, bytes(item.raw))
+                if raw is not item.raw:
+                    item = Frame(msg_type, raw)
             if msg_type == F_QUERY or msg_type == F_FUNCTION_CALL:
                 self.pending += 1
             elif msg_type == F_SYNC:
@@ -297,10 +310,10 @@ class Session(asyncio.Protocol):
             elif msg_type == F_TERMINATE:
                 self._terminating = True
             out.append(item.raw)
-        if not held_before and framer.at_boundary and len(out) == len(items):
-            self.upstream.write(data)
-        else:
+        if self.tracker is not None or held_before or not framer.at_boundary:
             self.upstream.writelines(out)
+        else:
+            self.upstream.write(data)
 
     def _intercepting(self, frame: Frame):
         for interceptor in self._interceptors:
@@ -312,6 +325,9 @@ class Session(asyncio.Protocol):
         self.bytes_out += len(data)
         if self.state is State.TAKEOVER:
             self._server_takeover_data(data)
+            return
+        if self.tracker is not None:
+            self._server_tracked(data)
             return
         framer = self._sframer
         held_before = not framer.at_boundary
@@ -339,6 +355,66 @@ class Session(asyncio.Protocol):
             self.client.writelines([i.raw if type(i) is Frame else i for i in items])
         if idle:
             self._became_idle()
+
+    def _server_tracked(self, data: bytes) -> None:
+        """Relay with request/reply matching, rewriting the results of statements
+        with model calls (the framer assembles every message in this mode)."""
+        self._server_frames(self._sframer.feed(data) or (), short_read=len(data) < _SHORT_READ)
+
+    def _server_frames(self, frames, short_read: bool = True) -> None:
+        """Bookkeeping and output for complete server messages (tracking mode, or the
+        leftovers of a takeover, which precede anything the framer still holds)."""
+        tracker = self.tracker
+        out: list[bytes] = []
+        idle = False
+        for item in frames:
+            raw = bytes(item.raw)
+            msg_type = item.type
+            if msg_type == B_READY_FOR_QUERY:
+                self.txstatus = raw[5:6]
+                self.copy_in = False
+                if self.pending:
+                    self.pending -= 1
+                    idle = not self.pending
+            elif msg_type == B_COPY_IN:
+                self.copy_in = True
+            elif msg_type == B_ERROR:
+                self.copy_in = False
+                self._log_server_error(item)
+            if tracker is None:
+                out.append(raw)
+                continue
+            try:
+                out.extend(tracker.server_message(msg_type, raw))
+            except Exception as exc:  # noqa: BLE001 - a failed prediction ends the session
+                log.exception("rewriting results failed session=%s", self.id)
+                self._fatal(PgError(errors.INTERNAL_ERROR,
+                                    f"mlproxy could not evaluate a model: {exc}", severity="FATAL"))
+                return
+        if tracker is not None:
+            held = tracker.holding_rows
+            if held >= _ROW_BATCH or (held and short_read):
+                out.extend(tracker.flush())
+        if out:
+            self.client.writelines(out)
+        if tracker is not None and not tracker.active and not tracker.holding_rows:
+            self._stop_tracking()
+        if idle:
+            self._became_idle()
+
+    def start_tracking(self) -> ResponseTracker:
+        """Match requests and replies from now on (results are about to be rewritten)."""
+        if self.tracker is None:
+            self.tracker = ResponseTracker()
+            self._cframer.set_wanted(_CLIENT_TRACKED)
+            self._sframer.set_wanted(ALL)
+            self._sframer.assemble_limit = protocol.LARGE_MESSAGE_LIMIT + 1
+        return self.tracker
+
+    def _stop_tracking(self) -> None:
+        self.tracker = None
+        self._cframer.set_wanted(_CLIENT_WATCH)
+        self._sframer.set_wanted(_SERVER_WATCH)
 
     def _log_server_error(self, frame: Frame) -> None:
         fields = protocol.parse_fields(frame.body)
@@ -435,18 +511,19 @@ class Session(asyncio.Protocol):
         self._end_takeover(takeover)
 
     def _end_takeover(self, takeover: Takeover) -> None:
-        self._sframer.set_wanted(_SERVER_WATCH)
-        leftover = takeover._drain_server()
-        if leftover:  # replies the interceptor let through (e.g. to a rewritten Parse)
-            self._write_client(b"".join(bytes(f.raw) for f in leftover))
-        self._takeover_drained()
+        tracking = self.tracker is not None
+        self._sframer.set_wanted(ALL if tracking else _SERVER_WATCH)
         backlog = b"".join(bytes(f.raw) for f in takeover._drain_client())
         backlog += bytes(self._cframer._carry)
-        self._cframer = Framer(_CLIENT_WATCH, limit=frontend_length_limit,
-                               type_ok=_frontend_type_ok,
+        self._cframer = Framer(_CLIENT_TRACKED if tracking else _CLIENT_WATCH,
+                               limit=frontend_length_limit, type_ok=_frontend_type_ok,
                                assemble_limit=self.config.intercept_limit)
         self._takeover = None
         self.state = State.RELAY
+        leftover = takeover._drain_server()
+        if leftover:  # replies to what the interceptor sent on and left to the relay
+            self._server_frames(leftover)
+        self._takeover_drained()
         self._resume_client_reading("takeover")
         if self.pending == 0 and self._draining:
             self.terminate()
@@ -482,6 +559,13 @@ class Session(asyncio.Protocol):
             self.upstream.resume_reading()
 
     # -- writing and flow control ------------------------------------------------------
+    def forward_request(self, raw: bytes) -> None:
+        """Send a (possibly rewritten) client request upstream as the relay would:
+        a Query or Sync counts as in flight until its ReadyForQuery."""
+        if raw[:1] in (b"Q", b"S", b"F"):
+            self.pending += 1
+        self._write_upstream(raw)
+
     def _write_upstream(self, data: bytes) -> None:
         if self.upstream is not None and not self.upstream.is_closing():
             self.upstream.write(data)

@@ -1,0 +1,216 @@
+"""Sans-IO tracking of which server reply answers which client request.
+
+While a session has statements whose results the proxy rewrites (a model call in
+the select list), the server's replies must be matched to the client's requests:
+the RowDescription of a Describe of such a statement loses its extra columns, and
+the DataRows of an Execute of its portal get their predictions. The protocol
+answers requests strictly in order, so a FIFO of expectations suffices — with the
+two rules that make it exact: after an ErrorResponse in the extended protocol the
+server skips everything up to Sync, and asynchronous messages (NoticeResponse,
+NotificationResponse, ParameterStatus) answer nothing.
+
+`RowRewriter` is what the rewriting needs per statement/portal; DataRows are handed
+over in batches so the predictor runs once per batch.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from .. import protocol as p
+
+_ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
+
+# Expectation kinds
+PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION = range(9)
+
+
+class RowRewriter(Protocol):
+    """Rewrites the result of one statement: drops the appended argument columns
+    from its RowDescription and puts predictions into its DataRows."""
+
+    def row_description(self, raw: bytes) -> bytes: ...
+
+    def data_rows(self, raws: list[bytes]) -> bytes: ...
+
+
+class StatementPlan(Protocol):
+    """A prepared statement the proxy rewrites; `bind()` makes the portal's rewriter
+    from the client's Bind and returns the Bind to forward (result formats changed
+    so the appended columns come as text)."""
+
+    def bind(self, bind_body: bytes) -> tuple[bytes, RowRewriter]: ...
+
+    def describe(self) -> RowRewriter: ...
+
+
+@dataclass(slots=True)
+class Expectation:
+    kind: int
+    rewriter: RowRewriter | None = None
+
+
+def _cstring(body: bytes | memoryview, start: int = 0) -> tuple[bytes, int]:
+    raw = bytes(body)
+    end = raw.index(b"\x00", start)
+    return raw[start:end], end + 1
+
+
+class ResponseTracker:
+    """Matches replies to requests for a session with rewritten statements."""
+
+    def __init__(self) -> None:
+        self.statements: dict[bytes, StatementPlan] = {}
+        self.portals: dict[bytes, RowRewriter] = {}
+        self.queue: deque[Expectation] = deque()
+        self._rows: list[bytes] = []
+        self._rows_for: RowRewriter | None = None
+
+    @property
+    def active(self) -> bool:
+        """False once nothing rewritten is prepared, open or awaited: the session can
+        go back to plain relaying."""
+        return bool(self.statements or self.portals or
+                    any(e.rewriter is not None for e in self.queue))
+
+    # -- client -> server ----------------------------------------------------------
+    def add_statement(self, name: bytes, plan: StatementPlan) -> None:
+        self.statements[name] = plan
+        self.queue.append(Expectation(PARSE))
+
+    def add_query(self, rewriter: RowRewriter | None) -> None:
+        """A simple Query is sent (rewritten, if `rewriter`)."""
+        self.queue.append(Expectation(QUERY, rewriter))
+
+    def client_message(self, msg_type: int, raw: bytes) -> bytes:
+        """Note a client message on its way upstream; returns the bytes to forward."""
+        body = memoryview(raw)[5:]
+        if msg_type == p.F_PARSE:
+            name, _ = _cstring(body)
+            self.statements.pop(name, None)  # re-preparing a name replaces it
+            self.queue.append(Expectation(PARSE))
+        elif msg_type == p.F_BIND:
+            portal, pos = _cstring(body)
+            statement, _ = _cstring(body, pos)
+            plan = self.statements.get(statement)
+            if plan is None:
+                self.portals.pop(portal, None)
+                self.queue.append(Expectation(BIND))
+            else:
+                new_body, rewriter = plan.bind(bytes(body))
+                self.portals[portal] = rewriter
+                self.queue.append(Expectation(BIND))
+                raw = p.message(b"B", new_body)
+        elif msg_type == p.F_DESCRIBE:
+            kind = bytes(body[:1])
+            name, _ = _cstring(body, 1)
+            if kind == b"S":
+                plan = self.statements.get(name)
+                self.queue.append(Expectation(DESCRIBE_STATEMENT,
+                                              plan.describe() if plan is not None else None))
+            else:
+                self.queue.append(Expectation(DESCRIBE_PORTAL, self.portals.get(name)))
+        elif msg_type == p.F_EXECUTE:
+            portal, _ = _cstring(body)
+            self.queue.append(Expectation(EXECUTE, self.portals.get(portal)))
+        elif msg_type == p.F_CLOSE:
+            kind = bytes(body[:1])
+            name, _ = _cstring(body, 1)
+            (self.statements if kind == b"S" else self.portals).pop(name, None)
+            self.queue.append(Expectation(CLOSE))
+        elif msg_type == p.F_SYNC:
+            self.queue.append(Expectation(SYNC))
+        elif msg_type == p.F_QUERY:
+            self.portals.pop(b"", None)
+            self.queue.append(Expectation(QUERY))
+        elif msg_type == p.F_FUNCTION_CALL:
+            self.queue.append(Expectation(FUNCTION))
+        return raw
+
+    # -- server -> client ----------------------------------------------------------
+    def server_message(self, msg_type: int, raw: bytes) -> list[bytes]:
+        """Process one server message; returns the bytes to send to the client now
+        (DataRows of a rewritten result are held until the batch is flushed)."""
+        if msg_type == p.B_DATA_ROW:
+            head = self.queue[0] if self.queue else None
+            if head is not None and head.rewriter is not None and head.kind in (EXECUTE, QUERY):
+                if self._rows_for is not head.rewriter:
+                    out = self.flush()
+                    self._rows_for = head.rewriter
+                    self._rows.append(raw)
+                    return out
+                self._rows.append(raw)
+                return []
+            return self.flush() + [raw]
+        out = self.flush()
+        if msg_type in _ASYNC or not self.queue:
+            out.append(raw)
+            return out
+        head = self.queue[0]
+        kind = head.kind
+        if msg_type == p.B_ERROR:
+            out.append(raw)
+            if kind == QUERY:
+                return out  # the query goes on to its ReadyForQuery
+            while self.queue and self.queue[0].kind != SYNC:
+                self.queue.popleft()  # the server skips to Sync
+            return out
+        if kind == QUERY or kind == FUNCTION:
+            if msg_type == p.B_ROW_DESCRIPTION and head.rewriter is not None:
+                raw = head.rewriter.row_description(raw)
+            if msg_type == p.B_READY_FOR_QUERY:
+                self.queue.popleft()
+        elif kind == DESCRIBE_STATEMENT:
+            if msg_type != p.B_PARAMETER_DESCRIPTION:
+                if msg_type == p.B_ROW_DESCRIPTION and head.rewriter is not None:
+                    raw = head.rewriter.row_description(raw)
+                self.queue.popleft()
+        elif kind == DESCRIBE_PORTAL:
+            if msg_type == p.B_ROW_DESCRIPTION and head.rewriter is not None:
+                raw = head.rewriter.row_description(raw)
+            self.queue.popleft()
+        elif kind == EXECUTE:
+            if msg_type in (p.B_COMMAND_COMPLETE, p.B_PORTAL_SUSPENDED, p.B_EMPTY_QUERY):
+                self.queue.popleft()
+        else:  # PARSE, BIND, CLOSE, SYNC: exactly one reply each
+            self.queue.popleft()
+        out.append(raw)
+        return out
+
+    def flush(self) -> list[bytes]:
+        """Rewrite and release the DataRows held so far (one predictor call)."""
+        if not self._rows:
+            return []
+        rows, rewriter = self._rows, self._rows_for
+        self._rows, self._rows_for = [], None
+        return [rewriter.data_rows(rows)]
+
+    @property
+    def holding_rows(self) -> int:
+        return len(self._rows)
+
+
+def result_formats(bind_body: bytes) -> tuple[int, list[int], int]:
+    """(offset of the result-format section, the client's result format codes, end)."""
+    raw = bind_body
+    _, pos = _cstring(raw)
+    _, pos = _cstring(raw, pos)
+    (nfmt,) = struct.unpack_from("!h", raw, pos)
+    pos += 2 + 2 * nfmt
+    (nparams,) = struct.unpack_from("!h", raw, pos)
+    pos += 2
+    for _ in range(nparams):
+        (size,) = struct.unpack_from("!i", raw, pos)
+        pos += 4 + max(size, 0)
+    (nres,) = struct.unpack_from("!h", raw, pos)
+    codes = list(struct.unpack_from(f"!{nres}h", raw, pos + 2))
+    return pos, codes, pos + 2 + 2 * nres
+
+
+def with_result_formats(bind_body: bytes, codes: list[int]) -> bytes:
+    """The Bind body with its result-format codes replaced."""
+    start, _, end = result_formats(bind_body)
+    return bind_body[:start] + struct.pack(f"!h{len(codes)}h", len(codes), *codes) + bind_body[end:]
