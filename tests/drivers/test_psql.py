@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from tests.support.clients import client_env, program, run_psql
+from tests.support.clients import client_env, program, run_psql, wait_until_running
 
 
 def test_queries_and_multi_statement_string(proxy):
@@ -73,15 +73,15 @@ def test_on_error_stop(proxy):
     assert "division by zero" in done.stderr
 
 
-def test_sigint_cancels_running_query(proxy):
+def test_sigint_cancels_running_query(proxy, direct_dsn):
     """psql turns Ctrl-C into a CancelRequest on a new connection, which the proxy
     must deliver to the right backend."""
     psql = subprocess.Popen(
         [program("psql"), "-X", "-At", "-h", proxy.host, "-p", str(proxy.port),
-         "-U", "postgres", "-c", "SELECT pg_sleep(30)"],
+         "-U", "postgres", "-c", "SELECT pg_sleep(30), 'drv-psql-cancel'"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=client_env())
     try:
-        time.sleep(1.0)  # let the query start
+        wait_until_running(direct_dsn, "drv-psql-cancel")
         sent = time.monotonic()
         psql.send_signal(signal.SIGINT)
         _, err = psql.communicate(timeout=10)

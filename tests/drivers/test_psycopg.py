@@ -12,6 +12,8 @@ import psycopg
 import pytest
 from psycopg import errors, pq
 
+from tests.support.clients import wait_until_running
+
 
 @pytest.fixture
 def conn(proxy):
@@ -144,16 +146,24 @@ def test_errors_keep_sqlstate_and_session(table, conn):
 
 
 @pytest.mark.parametrize("method", ["cancel", "cancel_safe"])
-def test_cancel_from_another_thread(conn, method):
-    timer = threading.Timer(0.5, getattr(conn, method))
-    started = time.monotonic()
-    timer.start()
+def test_cancel_from_another_thread(conn, direct_dsn, method):
+    marker = f"drv-psycopg-{method}"
+
+    def cancel_once_running() -> None:
+        wait_until_running(direct_dsn, marker)
+        outcome["sent"] = time.monotonic()
+        getattr(conn, method)()
+
+    outcome: dict = {}
+    canceller = threading.Thread(target=cancel_once_running)
+    canceller.start()
     try:
         with pytest.raises(errors.QueryCanceled) as cancelled:
-            conn.execute("SELECT pg_sleep(30)")
+            conn.execute(f"SELECT pg_sleep(30), '{marker}'")
+        returned = time.monotonic()
     finally:
-        timer.cancel()
-    assert time.monotonic() - started < 2.5
+        canceller.join(20)
+    assert returned - outcome["sent"] < 2
     assert cancelled.value.sqlstate == "57014"
     conn.rollback()
     assert conn.execute("SELECT 'still usable'").fetchone() == ("still usable",)

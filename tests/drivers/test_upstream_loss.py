@@ -10,6 +10,8 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from tests.support.clients import wait_until_running
+
 
 @pytest.mark.timeout(60)
 def test_backend_terminated_mid_query(fresh_proxy, direct_dsn):
@@ -22,20 +24,15 @@ def test_backend_terminated_mid_query(fresh_proxy, direct_dsn):
     def sleep() -> None:
         started = time.monotonic()
         try:
-            victim.execute("SELECT pg_sleep(10)")
+            victim.execute("SELECT pg_sleep(10), 'drv-terminated'")
         except psycopg.Error as exc:
             outcome["error"] = exc
         outcome["seconds"] = time.monotonic() - started
 
     worker = threading.Thread(target=sleep)
     worker.start()
+    assert wait_until_running(direct_dsn, "drv-terminated") == pid
     with psycopg.connect(direct_dsn, autocommit=True) as admin:
-        for _ in range(100):  # wait until the sleep is running
-            state = admin.execute("SELECT query FROM pg_stat_activity WHERE pid = %s",
-                                  (pid,)).fetchone()
-            if state and "pg_sleep" in state[0]:
-                break
-            time.sleep(0.05)
         assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
     worker.join(15)
     assert not worker.is_alive()
