@@ -128,7 +128,8 @@ def test_preprocessors_json_for_auto_off():
         {"ColumnSet": ["signup"], "Transformers": ["DateTimeVectorizer"]},
     ])
     model = automl.train(table, {"target": "churned", "model_type": "xgboost", "auto": "off",
-                                 "preprocessors": pre, "max_runtime": 10})
+                                 "preprocessors": pre, "max_runtime": 10,
+                                 "hyperparameters": {"NUM_ROUND": "20"}})
     feats = model.preprocessing["features"]
     assert [f["category"] for f in feats if f["input"] == "plan"] == ["basic", "pro", "team"]
     age = next(f for f in feats if f["input"] == "age")

@@ -193,3 +193,17 @@ def test_text_target_with_nulls_timestamptz_and_infinity():
     out = model.reference_predict({"weight": np.array([4.0, 20.0, np.nan]),
                                    "seen": np.array([seen[0], None, seen[2]], dtype=object)})
     assert list(out[:2]) == ["cat", "dog"]
+
+
+def test_auto_search_is_deterministic_when_the_budget_is_ample(monkeypatch):
+    # a short schedule (trial limit) so the test is quick; the budget never binds
+    monkeypatch.setattr("automl.search.MAX_TRIALS", 10)
+    table = bundled("iris")
+    opts = {"target": "target", "max_runtime": 300, "seed": 5}
+    a = automl.train(table, opts)
+    b = automl.train(table, opts)
+    strip = lambda lb: [(e["family"], e["params"], e["score"], e["fidelity"], e["phase"]) for e in lb]  # noqa: E731
+    assert strip(a.leaderboard) == strip(b.leaderboard)
+    assert len({e["family"] for e in a.leaderboard}) == 4
+    assert (a.model_type, a.metrics, a.feature_importances) == (b.model_type, b.metrics, b.feature_importances)
+    assert any("trial limit" in line for line in a.report)
