@@ -1,0 +1,67 @@
+"""float4/float8 text exactly as Postgres (12+, extra_float_digits = 1) prints it.
+
+Postgres prints the shortest digits that read back to the same value (Ryu), in fixed
+notation when the decimal exponent E of the first digit is in [-4, 15) for float8 or
+[-4, 6) for float4, else as d.ddde[+-]XX with at least two exponent digits; plus
+'NaN', 'Infinity', '-Infinity' and '-0'.
+
+Arrow's float-to-string cast prints the same shortest digits, and in the same fixed
+notation when E is in [-4, 9) (it switches to exponents at other thresholds). So
+every value in that band -- nearly all model outputs -- is formatted by one Arrow
+cast; only the rare others (tiny or huge magnitudes, NaN, infinities) go through a
+per-value Python formatter and are put in place with one `replace_with_mask`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Postgres' fixed-notation upper bound on the decimal exponent, by float width.
+_FIXED_BELOW = {64: 15, 32: 6}
+# |x| in [1e-4, 1e9) has E in [-4, 8] (the decimal 1e-4 and 1e9 are each inside
+# their own double's rounding interval, so nothing on the inside can print as them).
+_ARROW_SAFE = (1e-4, 1e9)
+
+
+def _layout(sign: str, digits: str, exp: int, fixed_below: int) -> str:
+    """Postgres' layout of shortest `digits` with decimal exponent `exp`."""
+    if -4 <= exp < fixed_below:
+        if exp < 0:
+            return f"{sign}0.{'0' * (-exp - 1)}{digits}"
+        if len(digits) <= exp + 1:
+            return sign + digits + "0" * (exp + 1 - len(digits))
+        return f"{sign}{digits[:exp + 1]}.{digits[exp + 1:]}"
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+
+
+def pg_float_text(value: float, bits: int = 64) -> str:
+    """One value as Postgres prints a float8 (bits=64) or float4 (bits=32)."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "-0" if np.signbit(value) else "0"
+    scalar = np.float64(value) if bits == 64 else np.float32(value)
+    text = np.format_float_scientific(scalar, unique=True, trim="-")
+    mantissa, _, exp_text = text.partition("e")
+    sign = "-" if mantissa.startswith("-") else ""
+    digits = mantissa.lstrip("-").replace(".", "")
+    return _layout(sign, digits, int(exp_text), _FIXED_BELOW[bits])
+
+
+def float_text_array(values: np.ndarray, bits: int = 64) -> pa.StringArray:
+    """Postgres text of every value (no nulls: the caller leaves NULLs out)."""
+    typed = np.asarray(values, dtype=np.float64 if bits == 64 else np.float32)
+    text = pc.cast(pa.array(typed), pa.string())
+    magnitude = np.abs(typed)
+    low = typed.dtype.type(_ARROW_SAFE[0])
+    high = typed.dtype.type(min(_ARROW_SAFE[1], 10.0 ** _FIXED_BELOW[bits]))
+    odd = ~(((magnitude >= low) & (magnitude < high)) | (typed == 0))
+    if not odd.any():
+        return text
+    fixed = [pg_float_text(float(v), bits) for v in typed[odd]]
+    return pc.replace_with_mask(text, pa.array(odd), pa.array(fixed, type=pa.string()))
