@@ -39,6 +39,7 @@ class LinearModel:
     """scores = X @ coef.T + intercept, then the link."""
 
     kind = "linear"
+    can_overflow = True
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self.coef = _matrix(spec.get("coef"), "linear coef", 2)
@@ -60,6 +61,7 @@ class MLPModel:
     """Dense layers with one hidden activation, then the output function."""
 
     kind = "mlp"
+    can_overflow = True
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         layers = spec.get("layers")
@@ -115,6 +117,7 @@ class KMeansModel:
     every centroid), so near-ties break the same way as KMeans.predict."""
 
     kind = "kmeans"
+    can_overflow = False
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self.centroids = _matrix(spec.get("centroids"), "kmeans centroids", 2)

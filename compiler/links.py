@@ -12,8 +12,12 @@ import numpy as np
 
 
 def sigmoid(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-alpha * x))
+    """1/(1+exp(-alpha x)); exp overflows to inf for very negative x, giving exactly 0
+    as scipy's expit does (callers run under np.errstate to keep that quiet)."""
+    z = np.multiply(x, -alpha) if alpha != 1.0 else np.negative(x)
+    np.exp(z, out=z)
+    z += 1.0
+    return np.divide(1.0, z, out=z)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -27,7 +31,10 @@ def softmax(x: np.ndarray) -> np.ndarray:
 def binary_columns(p1: np.ndarray) -> np.ndarray:
     """P(classes[1]) -> the (n, 2) matrix [1 - p, p], as scikit-learn returns it."""
     p1 = p1.reshape(-1)
-    return np.column_stack((1.0 - p1, p1))
+    out = np.empty((len(p1), 2))
+    out[:, 1] = p1
+    np.subtract(1.0, p1, out=out[:, 0])
+    return out
 
 
 def apply_link(scores: np.ndarray, link: str) -> np.ndarray:

@@ -45,6 +45,10 @@ class TreeScorer:
         self._gtil_lock = threading.Lock()
 
     @property
+    def can_overflow(self) -> bool:
+        return self.layout.can_overflow
+
+    @property
     def backend(self) -> str:
         return "native" if self.library is not None else "gtil"
 
@@ -95,7 +99,7 @@ class Predictor:
         if self.is_classifier:
             assert self._labels is not None
             if self.problem_type == "BINARY_CLASSIFICATION":
-                idx = (out[:, 1] >= self.threshold).astype(np.intp)
+                idx = (out[:, 1] >= self.threshold).view(np.uint8)
             else:
                 idx = np.argmax(out, axis=1)
             return self._labels[idx]
@@ -116,7 +120,7 @@ class Predictor:
         self.preprocessor.check_finite(X)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
             out = self.scorer.outputs(X, self.nthread if nthread is None else max(1, int(nthread)))
-        if out.dtype.kind == "f" and not np.isfinite(out).all():
+        if self.scorer.can_overflow and out.dtype.kind == "f" and not np.isfinite(out).all():
             row = int(np.argwhere(~np.isfinite(out.reshape(len(out), -1)))[0][0])
             raise ValueOutOfRange(f"the model's output overflows at row {row + 1}; its inputs are too large")
         return out

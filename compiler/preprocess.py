@@ -30,6 +30,11 @@ _US_PER_HOUR = 3_600_000_000
 _NUMERIC_KINDS = "biufO"
 _KEY_KINDS = "biufOU"
 _DATETIME_KINDS = "MO"
+_ANY_KIND = "biufcmMOSUV"
+_ROLE_KINDS = {"numeric": _NUMERIC_KINDS, "key": _KEY_KINDS, "datetime": _DATETIME_KINDS}
+_F64 = np.dtype(np.float64)
+#: at most this many rows are gathered with concatenate (fewer numpy calls)
+_SMALL_BATCH = 64
 
 
 class SpecError(ValueError):
@@ -54,6 +59,7 @@ class Preprocessor:
         roles = _roles(inputs, features)
         self.inputs = tuple(Input(i["name"], str(i.get("type", "")), roles[i["name"]]) for i in inputs)
         self._by_name = {i.name: i for i in self.inputs}
+        self._checks = tuple((i, _ROLE_KINDS.get(i.role, _ANY_KIND)) for i in self.inputs)
         self.feature_inputs = tuple(f["input"] for f in features)
 
         # numeric + datetime_part: one matrix, one fill/centre/scale pass
@@ -63,6 +69,8 @@ class Preprocessor:
         self._fill = np.array([float(f.get("fill", 0.0)) for _, f in scaled])
         self._center = np.array([float(f.get("center", 0.0)) for _, f in scaled])
         self._scale = np.array([float(f.get("scale", 1.0)) for _, f in scaled])
+        self._unscaled = bool(np.all(self._center == 0.0) and np.all(self._scale == 1.0))
+        self._only_scaled = len(scaled) == len(features)  # then _scaled_cols is 0..k-1
         # ordinal: per feature a sorted key table; one_hot: per input one table of its categories
         self._ordinal = [(j, f["input"], _KeyTable(f["categories"]), float(f["unknown"]))
                          for j, f in enumerate(features) if f["op"] == "ordinal"]
@@ -81,79 +89,106 @@ class Preprocessor:
         return tuple(i.name for i in self.inputs)
 
     def check_columns(self, columns: Mapping[str, Any]) -> int:
-        """Validate names, shapes and dtypes of a batch; return its row count.
+        """Validate names, shapes and dtypes of a batch; return its row count."""
+        return self._validated(columns)[1]
 
-        Done before anything else so a bad batch fails with a message naming the
-        column, never inside numpy or native code."""
-        extra = [name for name in columns if name not in self._by_name]
-        if extra:
-            raise ArgumentMismatch(
-                f"model takes {len(self.inputs)} argument(s) ({', '.join(self.input_names)}); "
-                f"got unexpected column(s) {', '.join(repr(e) for e in extra)}",
-                column=str(extra[0]))
-        n: int | None = None
-        first = ""
-        for inp in self.inputs:
-            if inp.name not in columns:
+    def _validated(self, columns: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
+        """(arrays by input name, row count), after checking names, shapes, dtypes and
+        lengths. Done before anything else so a bad batch fails with a message naming
+        the column, never inside numpy or native code. Kept lean: it runs per call."""
+        arrays: dict[str, np.ndarray] = {}
+        n = -1
+        for inp, kinds in self._checks:
+            try:
+                arr = columns[inp.name]
+            except KeyError:
                 raise ArgumentMismatch(
                     f"column {inp.name!r} ({inp.pg_type or 'any type'}) is missing from the batch",
-                    column=inp.name)
-            arr = np.asarray(columns[inp.name])
+                    column=inp.name) from None
+            if type(arr) is not np.ndarray:
+                arr = np.asarray(arr)
             if arr.ndim != 1:
                 raise ArgumentMismatch(
                     f"column {inp.name!r} must be a one-dimensional array, got shape {arr.shape}",
                     column=inp.name)
-            kinds = {"numeric": _NUMERIC_KINDS, "key": _KEY_KINDS, "datetime": _DATETIME_KINDS}.get(inp.role)
-            if kinds is not None and arr.dtype.kind not in kinds:
+            if arr.dtype.kind not in kinds:
                 raise ArgumentMismatch(
                     f"column {inp.name!r} must be {_expectation(inp)}, got an array of dtype {arr.dtype}",
                     column=inp.name)
-            if n is None:
-                n, first = len(arr), inp.name
+            if n < 0:
+                n = len(arr)
             elif len(arr) != n:
                 raise InvalidInputValue(
-                    f"column {inp.name!r} has {len(arr)} rows but column {first!r} has {n}",
+                    f"column {inp.name!r} has {len(arr)} rows but column {self.inputs[0].name!r} has {n}",
                     column=inp.name)
-        return n or 0
+            arrays[inp.name] = arr
+        if len(columns) != len(arrays):
+            extra = [name for name in columns if name not in self._by_name]
+            raise ArgumentMismatch(
+                f"model takes {len(self.inputs)} argument(s) ({', '.join(self.input_names)}); "
+                f"got unexpected column(s) {', '.join(repr(e) for e in extra)}",
+                column=str(extra[0]))
+        return arrays, max(n, 0)
 
     def transform(self, columns: Mapping[str, Any]) -> np.ndarray:
         """The estimator matrix, C-contiguous float64 of shape (rows, n_features)."""
-        n = self.check_columns(columns)
+        arrays, n = self._validated(columns)
+        if self._only_scaled:
+            out = self._scaled(arrays, n)  # every feature numeric/datetime, in matrix order
+            return out if out is not None else np.empty((0, self.n_features))
         out = np.empty((n, self.n_features), dtype=np.float64)
         if n == 0:
             return out
-        floats: dict[str, np.ndarray] = {}
-        stamps: dict[str, np.ndarray] = {}
-        keys: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
         if len(self._scaled_cols):
-            raw = np.empty((n, len(self._scaled_cols)), dtype=np.float64)
-            for k, (name, part) in enumerate(self._scaled_src):
-                if part is None:
-                    if name not in floats:
-                        floats[name] = _as_float(name, columns[name], self._by_name[name])
-                    raw[:, k] = floats[name]
-                else:
-                    if name not in stamps:
-                        stamps[name] = _as_datetime_us(name, columns[name], self._by_name[name])
-                    raw[:, k] = datetime_part(stamps[name], part)
-            np.copyto(raw, self._fill, where=np.isnan(raw))
-            with np.errstate(over="ignore", invalid="ignore"):  # check_finite reports these
-                raw -= self._center
-                raw /= self._scale
-            out[:, self._scaled_cols] = raw
-
+            out[:, self._scaled_cols] = self._scaled(arrays, n)
+        keys: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for j, name, table, unknown in self._ordinal:
             if name not in keys:
-                keys[name] = _as_keys(name, columns[name])
+                keys[name] = _as_keys(arrays[name])
             idx = table.lookup(*keys[name])
             out[:, j] = np.where(idx >= 0, idx, unknown)
         for name, cols, which, table in self._onehot:
             if name not in keys:
-                keys[name] = _as_keys(name, columns[name])
+                keys[name] = _as_keys(arrays[name])
             idx = table.lookup(*keys[name])
             out[:, cols] = idx[:, None] == which
         return out
+
+    def _scaled(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray | None:
+        """The numeric and datetime-part features, filled and scaled, (n, k) C order."""
+        if n == 0:
+            return None
+        parts: list[np.ndarray] = []
+        floats: dict[str, np.ndarray] = {}
+        stamps: dict[str, np.ndarray] = {}
+        for name, part in self._scaled_src:
+            if part is None:
+                arr = arrays[name]
+                if arr.dtype != _F64:
+                    if name not in floats:
+                        floats[name] = _as_float(name, arr, self._by_name[name])
+                    arr = floats[name]
+                parts.append(arr)
+            else:
+                if name not in stamps:
+                    stamps[name] = _as_datetime_us(name, arrays[name], self._by_name[name])
+                parts.append(datetime_part(stamps[name], part))
+        k = len(parts)
+        if k == 0:
+            return np.empty((n, 0))
+        if n <= _SMALL_BATCH:
+            # few rows: one concatenate + one transposing copy beats k column writes
+            raw = np.concatenate(parts).reshape(k, n).T.copy()
+        else:
+            raw = np.empty((n, k), dtype=np.float64)
+            for col, values in enumerate(parts):
+                raw[:, col] = values
+        np.copyto(raw, self._fill, where=np.isnan(raw))
+        if not self._unscaled:
+            with np.errstate(over="ignore", invalid="ignore"):  # check_finite reports these
+                raw -= self._center
+                raw /= self._scale
+        return raw
 
     def check_finite(self, matrix: np.ndarray) -> None:
         """Refuse Infinity (and overflow from scaling) the way scikit-learn does, but
@@ -240,7 +275,7 @@ def _first_unconvertible(arr: np.ndarray, null: np.ndarray) -> Any:
     return None
 
 
-def _as_keys(name: str, values: Any) -> tuple[np.ndarray, np.ndarray]:
+def _as_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """Values -> (str keys, NULL mask) with the contract's comparison rule: str(value),
     booleans as "true"/"false", floats as Python prints them."""
     arr = np.asarray(values)

@@ -60,6 +60,9 @@ class TreeLayout:
     #: per output: trees summed into it when the model averages (random forests), else 1
     divisor: np.ndarray
     base_scores: np.ndarray
+    #: precomputed so a one-row call skips no-op array operations
+    averaged: bool = False
+    has_base_scores: bool = False
 
     @classmethod
     def of(cls, model: treelite.Model) -> TreeLayout:
@@ -88,13 +91,22 @@ class TreeLayout:
             sigmoid_alpha=float(header.get_field("sigmoid_alpha")[0]),
             divisor=divisor,
             base_scores=base,
+            averaged=bool(np.any(divisor != 1.0)),
+            has_base_scores=bool(np.any(base != 0.0)),
         )
 
     def margins_from_sums(self, sums: np.ndarray) -> np.ndarray:
         """Native library output (per-output sums of leaf values) -> Treelite margins."""
-        sums /= self.divisor
-        sums += self.base_scores
+        if self.averaged:
+            sums /= self.divisor
+        if self.has_base_scores:
+            sums += self.base_scores
         return sums
+
+    @property
+    def can_overflow(self) -> bool:
+        """Only exp() of a margin can leave the finite range; sums of finite leaves cannot."""
+        return self.postprocessor == "exponential"
 
     def outputs(self, margins: np.ndarray, problem_type: str) -> np.ndarray:
         """Margins (n, n_outputs) -> probabilities (n, n_classes) or values (n,)."""

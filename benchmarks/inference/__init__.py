@@ -1,0 +1,1 @@
+"""Inference benchmark: compiled predictor vs treelite.gtil vs scikit-learn (see run.py)."""

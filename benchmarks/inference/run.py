@@ -1,0 +1,240 @@
+"""Inference benchmark: compiled predictor vs treelite.gtil vs the scikit-learn pipeline.
+
+Two models on 20 numeric features (5% NULLs): a 100-tree depth-8 random forest and a
+200-iteration gradient-boosted classifier (HistGradientBoosting, what automl's XGBOOST
+model type trains). Each is a scikit-learn Pipeline (median imputation + estimator);
+the compiled predictor gets the same model through the automl->compiler contract
+(preprocessing spec + estimator). For batches of 1e3..1e6 rows it measures
+rows/second of predict_proba (and predict) for:
+
+    compiled    compiler.load_predictor(...) with the native library, 1 thread and all cores
+    gtil        the same predictor on the treelite.gtil fallback backend, all cores
+    sklearn     Pipeline.predict_proba / predict on the stacked columns, library defaults
+                (RandomForest: n_jobs=None, one thread; HistGradientBoosting: OpenMP, all cores)
+
+plus seconds to build each native library (cold cache) and the latency of a 1-row
+call. Answers are checked for equivalence on every batch. Prints a table and writes
+JSON to benchmarks/results/inference.json.
+
+    python -m benchmarks.inference              # full run (1e3 .. 1e6 rows)
+    python -m benchmarks.inference --quick      # up to 1e5 rows, fewer repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+
+import compiler
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+N_FEATURES = 20
+TRAIN_ROWS = 20_000
+ROW_COUNTS = (1_000, 10_000, 100_000, 1_000_000)
+TARGET_SPEEDUP = 5.0
+TARGET_P50_US = 50.0
+
+
+@dataclass
+class Contract:
+    """The TrainedModel attributes compiler.dump reads (docs/model-contract.md)."""
+
+    problem_type: str
+    model_type: str
+    preprocessing: dict[str, Any]
+    estimator: Any
+    classes: list[Any]
+    objective: str = "Accuracy"
+    target: str = "label"
+    label_type: str = "integer"
+    threshold: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    X, y = make_classification(n_samples=n, n_features=N_FEATURES, n_informative=12, n_redundant=4,
+                               n_clusters_per_class=3, flip_y=0.02, random_state=seed)
+    rng = np.random.default_rng(seed)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    return X, y
+
+
+def models() -> dict[str, tuple[str, Any]]:
+    return {
+        "random_forest_100x8": ("RANDOM_FOREST", RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0)),
+        "gradient_boosting_200": ("XGBOOST", HistGradientBoostingClassifier(max_iter=200, early_stopping=False,
+                                                                           random_state=0)),
+    }
+
+
+def fit(name: str, model_type: str, estimator: Any) -> tuple[Pipeline, Contract]:
+    X, y = make_data(TRAIN_ROWS, seed=1)
+    pipe = Pipeline([("impute", SimpleImputer(strategy="median")), ("model", estimator)]).fit(X, y)
+    fills = pipe.named_steps["impute"].statistics_
+    spec = {
+        "version": 1,
+        "inputs": [{"name": f"f{j}", "type": "double precision"} for j in range(N_FEATURES)],
+        "features": [{"input": f"f{j}", "op": "numeric", "fill": float(fills[j]), "center": 0.0, "scale": 1.0}
+                     for j in range(N_FEATURES)],
+    }
+    return pipe, Contract("BINARY_CLASSIFICATION", model_type, spec, pipe.named_steps["model"],
+                          [int(c) for c in pipe.classes_])
+
+
+def rate(fn: Callable[[], Any], rows: int, budget: float) -> tuple[float, Any]:
+    """Rows/second (median over repeats within `budget` seconds, at least one run)."""
+    out = fn()  # warm-up, and the answer to check
+    times: list[float] = []
+    spent = 0.0
+    while not times or (spent < budget and len(times) < 50):
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        spent += dt
+    return rows / statistics.median(times), out
+
+
+def latency(fn: Callable[[], Any], calls: int) -> dict[str, float]:
+    for _ in range(min(200, calls)):
+        fn()
+    samples = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    us = np.array(samples) * 1e6
+    return {"p50_us": float(np.percentile(us, 50)), "p90_us": float(np.percentile(us, 90)),
+            "p99_us": float(np.percentile(us, 99))}
+
+
+def check_equal(pred: compiler.Predictor, pipe: Pipeline, cols: dict[str, np.ndarray], X: np.ndarray,
+                proba: np.ndarray) -> dict[str, Any]:
+    want = pipe.predict_proba(X)
+    labels_equal = bool(np.array_equal(pred.predict(cols), pipe.predict(X)))
+    err = float(np.max(np.abs(proba - want) / np.maximum(np.abs(want), 1e-12))) if len(want) else 0.0
+    return {"labels_identical": labels_equal, "max_rel_proba_error": err}
+
+
+def bench_model(name: str, model_type: str, estimator: Any, rows: tuple[int, ...], cache_dir: Path,
+                threads: int, budget: float, latency_calls: int) -> dict[str, Any]:
+    print(f"\n== {name}: fitting on {TRAIN_ROWS} rows x {N_FEATURES} features", flush=True)
+    pipe, contract = fit(name, model_type, estimator)
+    artifact = compiler.dump(contract)
+    t0 = time.perf_counter()
+    compiler.build_library(artifact, cache_dir)
+    build_wall = time.perf_counter() - t0
+    native = compiler.load_predictor(artifact, cache_dir)
+    gtil = compiler.load_predictor(artifact, cache_dir / "no-build", build=False)
+    assert native.info["backend"] == "native", native.info.get("fallback_reason")
+    print(f"   build: {build_wall:.1f}s wall ({native.info['translation_units']} translation units, "
+          f"{native.info['n_trees']} trees)", flush=True)
+    result: dict[str, Any] = {
+        "model": name, "estimator": type(estimator).__name__, "n_trees": native.info["n_trees"],
+        "build_seconds": round(build_wall, 2), "build_info_seconds": native.info["build_seconds"],
+        "translation_units": native.info["translation_units"], "artifact_bytes": len(artifact.data),
+        "batches": [],
+    }
+    X_all, _ = make_data(max(rows), seed=2)
+    for n in rows:
+        X = np.ascontiguousarray(X_all[:n])
+        cols = {f"f{j}": X[:, j].copy() for j in range(N_FEATURES)}
+        stacked = lambda: np.column_stack([cols[f"f{j}"] for j in range(N_FEATURES)])  # noqa: E731
+        entry: dict[str, Any] = {"rows": n}
+        entry["compiled_1t"], proba = rate(lambda: native.predict_proba(cols, nthread=1), n, budget)
+        entry[f"compiled_{threads}t"], _ = rate(lambda: native.predict_proba(cols, nthread=threads), n, budget)
+        entry["compiled_predict_1t"], _ = rate(lambda: native.predict(cols, nthread=1), n, budget)
+        entry["gtil"], gtil_proba = rate(lambda: gtil.predict_proba(cols, nthread=threads), n, budget)
+        entry["sklearn"], _ = rate(lambda: pipe.predict_proba(stacked()), n, budget)
+        entry["sklearn_predict"], _ = rate(lambda: pipe.predict(stacked()), n, budget)
+        entry["check"] = check_equal(native, pipe, cols, X, proba)
+        entry["check"]["gtil_matches_compiled"] = bool(np.allclose(gtil_proba, proba, rtol=1e-9, atol=1e-12))
+        best = max(entry["compiled_1t"], entry[f"compiled_{threads}t"])
+        entry["speedup_vs_sklearn"] = best / entry["sklearn"]
+        entry["speedup_same_threads"] = entry["compiled_1t"] / entry["sklearn"] if name.startswith("random") \
+            else entry[f"compiled_{threads}t"] / entry["sklearn"]
+        result["batches"].append(entry)
+        print(f"   {n:>9,} rows  compiled {entry['compiled_1t']:>12,.0f}/s (1t) {best:>12,.0f}/s (best)"
+              f"  gtil {entry['gtil']:>11,.0f}/s  sklearn {entry['sklearn']:>11,.0f}/s"
+              f"  x{entry['speedup_vs_sklearn']:.1f}", flush=True)
+    one = {f"f{j}": X_all[:1, j].copy() for j in range(N_FEATURES)}
+    result["latency_1row_compiled"] = latency(lambda: native.predict(one, nthread=1), latency_calls)
+    result["latency_1row_compiled_proba"] = latency(lambda: native.predict_proba(one, nthread=1), latency_calls)
+    result["latency_1row_sklearn"] = latency(lambda: pipe.predict(X_all[:1]), max(200, latency_calls // 10))
+    print(f"   1-row latency p50: compiled {result['latency_1row_compiled']['p50_us']:.1f} us, "
+          f"sklearn {result['latency_1row_sklearn']['p50_us']:.1f} us", flush=True)
+    return result
+
+
+def table(results: list[dict[str, Any]], threads: int) -> str:
+    lines = [f"{'model':<22} {'rows':>9} {'compiled 1t':>13} {f'compiled {threads}t':>13} {'gtil':>12} "
+             f"{'sklearn':>12} {'speedup':>8} {'labels':>7}"]
+    for r in results:
+        for b in r["batches"]:
+            lines.append(f"{r['model']:<22} {b['rows']:>9,} {b['compiled_1t']:>13,.0f} {b[f'compiled_{threads}t']:>13,.0f} "
+                         f"{b['gtil']:>12,.0f} {b['sklearn']:>12,.0f} {b['speedup_vs_sklearn']:>7.1f}x "
+                         f"{'same' if b['check']['labels_identical'] else 'DIFF':>7}")
+    lines.append("(rows/second of predict_proba; speedup = best compiled / sklearn)")
+    lines.append("")
+    lines.append(f"{'model':<22} {'build s':>8} {'units':>6} {'1-row p50 us':>13} {'p99 us':>8} {'sklearn 1-row us':>17}")
+    for r in results:
+        lat = r["latency_1row_compiled"]
+        lines.append(f"{r['model']:<22} {r['build_seconds']:>8.1f} {r['translation_units']:>6} {lat['p50_us']:>13.1f} "
+                     f"{lat['p99_us']:>8.1f} {r['latency_1row_sklearn']['p50_us']:>17.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inference", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="batches up to 1e5 rows, short timing budget")
+    parser.add_argument("--rows", type=int, nargs="+", help="batch sizes (default 1e3 1e4 1e5 1e6)")
+    parser.add_argument("--models", nargs="+", choices=sorted(models()), help="subset of models")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for the parallel runs")
+    parser.add_argument("--cache-dir", type=Path, help="library cache (default: a fresh temporary directory, "
+                                                       "so build time is a cold build)")
+    parser.add_argument("--output", type=Path, help="JSON output (default benchmarks/results/inference[-quick].json)")
+    args = parser.parse_args(argv)
+    rows = tuple(args.rows or (ROW_COUNTS[:3] if args.quick else ROW_COUNTS))
+    budget = 0.3 if args.quick else 1.0
+    chosen = {k: v for k, v in models().items() if not args.models or k in args.models}
+    with tempfile.TemporaryDirectory(prefix="mlproxy-bench-") as tmp:
+        cache_dir = args.cache_dir or Path(tmp)
+        results = [bench_model(name, mt, est, rows, cache_dir, args.threads, budget,
+                               latency_calls=2000 if args.quick else 20000)
+                   for name, (mt, est) in chosen.items()]
+    text = table(results, args.threads)
+    print("\n" + text)
+    ok_speed = all(b["speedup_vs_sklearn"] >= TARGET_SPEEDUP for r in results for b in r["batches"] if b["rows"] >= 100_000)
+    ok_latency = all(r["latency_1row_compiled"]["p50_us"] < TARGET_P50_US for r in results)
+    print(f"\ntargets: compiled >= {TARGET_SPEEDUP:g}x sklearn at >= 1e5 rows: {'met' if ok_speed else 'NOT met'}; "
+          f"1-row p50 < {TARGET_P50_US:g} us: {'met' if ok_latency else 'NOT met'}")
+    out = args.output or RESULTS / ("inference-quick.json" if args.quick else "inference.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "benchmark": "inference", "quick": args.quick, "threads": args.threads,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+                    "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+                    "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")},
+        "targets": {"speedup": TARGET_SPEEDUP, "p50_us": TARGET_P50_US, "speedup_met": ok_speed,
+                    "latency_met": ok_latency},
+        "results": results, "table": text,
+    }, indent=1))
+    print(f"wrote {out}")
+    return 0
