@@ -274,6 +274,14 @@ class Session(asyncio.Protocol):
     # -- relay --------------------------------------------------------------------------
     def _client_relay(self, data: bytes) -> None:
         framer = self._cframer
+        if self.tracker is None:
+            try:
+                offsets = framer.scan_whole(data)
+            except ProtocolViolation as err:
+                self._fatal(err)
+                return
+            if offsets is not None and self._relay_whole(data, offsets):
+                return
         held_before = not framer.at_boundary
         try:
             items = framer.feed(data)
@@ -315,6 +323,31 @@ class Session(asyncio.Protocol):
         else:
             self.upstream.write(data)
 
+    def _relay_whole(self, data: bytes, offsets: list[int]) -> bool:
+        """The fast path of `_client_relay` for a chunk of whole messages: account for
+        the watched ones and forward the chunk as it came. False (nothing done) when
+        an interceptor takes one of its statements: then the general path runs."""
+        if self._interceptors:
+            for pos in offsets:
+                msg_type = data[pos]
+                if msg_type == F_QUERY or msg_type == F_PARSE:
+                    end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
+                    if self._intercepting(Frame(msg_type, data[pos:end])) is not None:
+                        return False
+        for pos in offsets:
+            msg_type = data[pos]
+            if msg_type == F_QUERY or msg_type == F_FUNCTION_CALL:
+                self.pending += 1
+            elif msg_type == F_SYNC:
+                if not self.copy_in:
+                    self.pending += 1
+            elif msg_type == F_COPY_DONE or msg_type == F_COPY_FAIL:
+                self.copy_in = False
+            elif msg_type == F_TERMINATE:
+                self._terminating = True
+        self.upstream.write(data)
+        return True
+
     def _intercepting(self, frame: Frame):
         for interceptor in self._interceptors:
             if interceptor.wants(frame, self):
@@ -330,6 +363,12 @@ class Session(asyncio.Protocol):
             self._server_tracked(data)
             return
         framer = self._sframer
+        offsets = framer.scan_whole(data)
+        if offsets is not None:
+            self.client.write(data)
+            if offsets:
+                self._server_watched(data, offsets)
+            return
         held_before = not framer.at_boundary
         items = framer.feed(data)
         if items is None:
@@ -353,6 +392,26 @@ class Session(asyncio.Protocol):
             self.client.write(data)
         else:
             self.client.writelines([i.raw if type(i) is Frame else i for i in items])
+        if idle:
+            self._became_idle()
+
+    def _server_watched(self, data: bytes, offsets: list[int]) -> None:
+        """Bookkeeping for the watched messages of a whole chunk already forwarded."""
+        idle = False
+        for pos in offsets:
+            msg_type = data[pos]
+            if msg_type == B_READY_FOR_QUERY:
+                self.txstatus = data[pos + 5:pos + 6]
+                self.copy_in = False
+                if self.pending:
+                    self.pending -= 1
+                    idle = not self.pending
+            elif msg_type == B_COPY_IN:
+                self.copy_in = True
+            elif msg_type == B_ERROR:
+                self.copy_in = False
+                end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
+                self._log_server_error(Frame(msg_type, data[pos:end]))
         if idle:
             self._became_idle()
 
