@@ -128,7 +128,7 @@ async def serve(config: Config, upstream_url: str | None = None) -> int:
             log.error("could not start the embedded postgres: %s", exc)
             return 1
     ml = MLRuntime(config)
-    server = ProxyServer(config, [ml.interceptor])
+    server = ProxyServer(config, ml.interceptors)
     try:
         await server.start()
     except OSError as exc:

@@ -1,8 +1,9 @@
 """The ML side of a running proxy: model catalog, training jobs, statement interceptor.
 
 Built once per `serve`, from the config: the catalog store (service connections per
-database), the job runner (worker processes, recovery of interrupted jobs), and the
-interceptor that the sessions consult for every Query and Parse.
+database), the job runner (worker processes, recovery of interrupted jobs), the model
+registry (known model functions, loaded predictors), and the interceptors that the
+sessions consult for every Query and Parse.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 from .catalog.store import CatalogStore
 from .config import Config
 from .ml_commands.create_model import MLServices
+from .inference.interceptor import InferenceInterceptor
+from .inference.registry import ModelRegistry
 from .ml_commands.interceptor import MLInterceptor
 from .training.jobs import JobRunner
 
@@ -27,7 +30,9 @@ class MLRuntime:
                               workers=config.training_workers,
                               worker_threads=config.training_threads)
         self.services = MLServices(self.catalog, self.jobs, config.data_dir)
-        self.interceptor = MLInterceptor(self.services)
+        self.registry = ModelRegistry(self.catalog, config.data_dir / "cache" / "models")
+        # ML statements first: a CREATE MODEL's query may mention a model function.
+        self.interceptors = [MLInterceptor(self.services), InferenceInterceptor(self.registry)]
         self._sweeper: asyncio.Task | None = None
 
     def start(self) -> None:

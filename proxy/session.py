@@ -618,6 +618,13 @@ class Session(asyncio.Protocol):
             self.upstream.resume_reading()
 
     # -- writing and flow control ------------------------------------------------------
+    def relay_frame(self, frame: Frame) -> None:
+        """Send on a client message that an interceptor examined and left alone."""
+        raw = bytes(frame.raw)
+        if self.tracker is not None:
+            raw = self.tracker.client_message(frame.type, raw)
+        self.forward_request(raw)
+
     def forward_request(self, raw: bytes) -> None:
         """Send a (possibly rewritten) client request upstream as the relay would:
         a Query or Sync counts as in flight until its ReadyForQuery."""

@@ -132,11 +132,24 @@ def _integers(width: int) -> Callable[[np.ndarray, int], Encoded]:
 def _floats(bits: int) -> Callable[[np.ndarray, int], Encoded]:
     def encode(present: np.ndarray, fmt: int) -> Encoded:
         floats = _as_float(present)
+        if bits == 32:
+            floats = _to_float4(floats)
         if fmt == BINARY:
             return _fixed(floats.astype(f">f{bits // 8}"))
         return _from_strings(float_text_array(floats, bits))
 
     return encode
+
+
+def _to_float4(floats: np.ndarray) -> np.ndarray:
+    """float8 -> float4 rounding to nearest, with Postgres' range errors."""
+    with np.errstate(over="ignore"):
+        singles = floats.astype(np.float32)
+    if np.any(np.isinf(singles) & np.isfinite(floats)):
+        raise ValueOutOfRange("value out of range: overflow")
+    if np.any((singles == 0) & (floats != 0)):
+        raise ValueOutOfRange("value out of range: underflow")
+    return singles
 
 
 def _numeric(present: np.ndarray, fmt: int) -> Encoded:

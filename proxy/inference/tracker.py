@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from .. import protocol as p
 
@@ -51,6 +51,9 @@ class StatementPlan(Protocol):
 class Expectation:
     kind: int
     rewriter: RowRewriter | None = None
+    # maps an error position in the rewritten text back to the client's text
+    map_position: Callable[[int], int] | None = None
+    statement: bytes | None = None  # the rewritten statement a Parse creates
 
 
 def _cstring(body: bytes | memoryview, start: int = 0) -> tuple[bytes, int]:
@@ -77,13 +80,16 @@ class ResponseTracker:
                     any(e.rewriter is not None for e in self.queue))
 
     # -- client -> server ----------------------------------------------------------
-    def add_statement(self, name: bytes, plan: StatementPlan) -> None:
+    def add_statement(self, name: bytes, plan: StatementPlan,
+                      map_position: Callable[[int], int] | None = None) -> None:
+        """A rewritten Parse is sent for statement `name`."""
         self.statements[name] = plan
-        self.queue.append(Expectation(PARSE))
+        self.queue.append(Expectation(PARSE, map_position=map_position, statement=name))
 
-    def add_query(self, rewriter: RowRewriter | None) -> None:
+    def add_query(self, rewriter: RowRewriter | None,
+                  map_position: Callable[[int], int] | None = None) -> None:
         """A simple Query is sent (rewritten, if `rewriter`)."""
-        self.queue.append(Expectation(QUERY, rewriter))
+        self.queue.append(Expectation(QUERY, rewriter, map_position))
 
     def client_message(self, msg_type: int, raw: bytes) -> bytes:
         """Note a client message on its way upstream; returns the bytes to forward."""
@@ -152,6 +158,10 @@ class ResponseTracker:
         head = self.queue[0]
         kind = head.kind
         if msg_type == p.B_ERROR:
+            if head.map_position is not None:
+                raw = _map_error(raw, head.map_position)
+            if kind == PARSE and head.statement is not None:
+                self.statements.pop(head.statement, None)  # the failed Parse made nothing
             out.append(raw)
             if kind == QUERY:
                 return out  # the query goes on to its ReadyForQuery
@@ -191,6 +201,16 @@ class ResponseTracker:
     @property
     def holding_rows(self) -> int:
         return len(self._rows)
+
+
+def _map_error(raw: bytes, map_position: Callable[[int], int]) -> bytes:
+    """The ErrorResponse with its position moved into the client's own text."""
+    fields = p.parse_fields(memoryview(raw)[5:])
+    if "P" not in fields:
+        return raw
+    fields["P"] = str(map_position(int(fields["P"])))
+    body = b"".join(k.encode() + p.cstr(v) for k, v in fields.items()) + b"\x00"
+    return p.message(b"E", body)
 
 
 def result_formats(bind_body: bytes) -> tuple[int, list[int], int]:

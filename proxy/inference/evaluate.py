@@ -1,0 +1,154 @@
+"""Evaluating model calls on batches of rows.
+
+Turns the argument columns of a DataRow batch into the predictor's input (one numpy
+array per function argument, typed as the model was trained on them), calls the
+predictor once per batch, and encodes the results as Postgres values. Used by the
+streaming path (predictions spliced into result rows) and by the general path
+(predictions loaded into a temporary table with COPY).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .pgvalues import encode_values
+from .registry import ModelEntry
+from .rowdesc import parse_row_description, rewrite_row_description
+from .rows import DataRowBatch
+
+_INTEGER_TYPES = ("smallint", "integer", "bigint")
+
+
+@dataclass
+class BoundModel:
+    """A model function ready to evaluate: its catalog entry, predictor and kind."""
+
+    entry: ModelEntry
+    predictor: Any
+    kind: str  # "predict" or "prob"
+
+
+def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry) -> dict[str, np.ndarray]:
+    """The predictor's input from the batch's argument columns.
+
+    Integers and booleans are given back their own type, not the float8 they
+    travelled as: a categorical feature compares values as text ("3", "true"), and
+    the model learned them from integer and boolean columns.
+    """
+    columns: dict[str, np.ndarray] = {}
+    for arg, name in zip(args, entry.arg_names):
+        values = batch.column(arg.index, arg.kind)
+        declared = arg.declared_type
+        if arg.kind == "epoch":
+            nat = np.isnan(values)
+            micros = np.where(nat, 0, np.round(values * 1e6)).astype(np.int64)
+            values = micros.astype("datetime64[us]")
+            values[nat] = np.datetime64("NaT")
+        elif declared == "boolean" or declared.startswith(_INTEGER_TYPES):
+            missing = np.isnan(values)
+            if declared == "boolean":
+                typed = values != 0
+            else:
+                typed = np.where(missing, 0, values).astype(np.int64)
+            if missing.any():
+                typed = typed.astype(object)
+                typed[missing] = None
+            values = typed
+        columns[name] = values
+    return columns
+
+
+def predict(bound: BoundModel, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Labels/values (kind "predict") or jsonb texts of probabilities (kind "prob")."""
+    if bound.kind == "predict":
+        return np.asarray(bound.predictor.predict(columns))
+    proba = np.asarray(bound.predictor.predict_proba(columns), dtype=np.float64)
+    labels = list(bound.predictor.classes)
+    best = np.argmax(proba, axis=1) if len(proba) else np.empty(0, dtype=np.int64)
+    label_json = [json.dumps(_plain(label)) for label in labels]
+    out = np.empty(len(proba), dtype=object)
+    for i in range(len(proba)):  # jsonb assembly is per row; prob calls are the rare kind
+        out[i] = ('{"predicted_label": ' + label_json[best[i]] + ', "probabilities": ['
+                  + ", ".join(repr(float(x)) for x in proba[i]) + '], "labels": ['
+                  + ", ".join(label_json) + "]}")
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class StreamingRewriter:
+    """Rewrites the result of a streaming plan: RowDescription without the appended
+    argument columns, DataRows with predictions (see tracker.RowRewriter)."""
+
+    def __init__(self, plan: Any, models: Mapping[tuple[int, str], BoundModel],
+                 formats: Sequence[int] | None = None) -> None:
+        self.plan = plan
+        self.models = models
+        self.formats = list(formats) if formats else None  # client's codes per user column
+
+    def row_description(self, raw: bytes) -> bytes:
+        if self.plan.has_star:
+            self.plan = self.plan.resolve(len(parse_row_description(raw)))
+        return rewrite_row_description(raw, self.plan.user_columns)
+
+    def _format(self, column: int) -> int:
+        if not self.formats:
+            return 0
+        return self.formats[0] if len(self.formats) == 1 else self.formats[column]
+
+    def data_rows(self, raws: list[bytes]) -> bytes:
+        batch = DataRowBatch.from_frames(raws)
+        plan = self.plan
+        if plan.has_star:
+            plan = self.plan = plan.resolve(batch.n_columns)
+        placeholders = {}
+        for call in plan.calls:
+            bound = self.models[(call.function.model_id, call.function.kind)]
+            values = predict(bound, argument_columns(batch, call.args, bound.entry))
+            placeholders[call.column] = encode_values(values, call.function.return_type,
+                                                      self._format(call.column))
+        return batch.splice(placeholders, plan.user_columns)
+
+
+def copy_rows(batch: DataRowBatch, args: Sequence[Any], predictions: np.ndarray,
+              return_type: str) -> bytes:
+    """COPY text-format rows (arguments as received, then the prediction) for one
+    batch of an input query's rows: vectorized with Arrow, escaping included."""
+    columns = [_copy_escape(batch.text_column(arg.index)) for arg in args]
+    lengths, payload = encode_values(predictions, return_type, 0)
+    offsets = np.concatenate([[0], np.cumsum(np.maximum(lengths, 0))]).astype(np.int32)
+    validity = pa.py_buffer(np.packbits(lengths >= 0, bitorder="little"))
+    strings = pa.Array.from_buffers(pa.string(), len(lengths),
+                                    [validity, pa.py_buffer(offsets.tobytes()), pa.py_buffer(payload)])
+    columns.append(_copy_escape(strings))
+    if not len(predictions):
+        return b""
+    joined = pc.binary_join_element_wise(*columns, "\t")
+    body = pc.binary_join(pa.ListArray.from_arrays([0, len(joined)], joined), "\n")
+    return body[0].as_py().encode() + b"\n"
+
+
+def _copy_escape(strings: pa.Array) -> pa.Array:
+    """COPY text format: backslash, tab, newline, carriage return escaped; NULL as \\N."""
+    for plain, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+        strings = pc.replace_substring(strings, plain, escaped)
+    return pc.fill_null(strings, "\\N")
+
+
+def copy_data_messages(data: bytes, chunk: int = 1 << 20) -> list[bytes]:
+    """CopyData messages carrying `data`."""
+    out = []
+    for start in range(0, len(data), chunk):
+        piece = data[start:start + chunk]
+        out.append(b"d" + struct.pack("!I", len(piece) + 4) + piece)
+    return out

@@ -1,0 +1,383 @@
+"""The interceptor for queries that call model functions.
+
+`wants()` is a regex over the statement bytes, built from the database's model
+function names (most traffic stops there). A hit is taken over: the statement is
+planned (pglast), the session's privilege on each called function is checked on its
+own upstream session (like Postgres, EXECUTE is required), the predictors are loaded,
+and then
+
+- streaming plan: the rewritten statement goes upstream and the session's response
+  tracker rewrites its results as they stream by (simple and extended protocol);
+- general plan (simple protocol): predictions are computed into temporary tables on
+  the same session, inside one transaction, then the rewritten statement runs and
+  the tables are dropped, also on error;
+- EXPLAIN: the upstream plan of the rewritten statement, plus a notice that says
+  which path mlproxy takes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .. import errors, protocol as p
+from ..errors import PgError
+from ..framing import Frame
+from ..intercept import Takeover
+from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
+from ..ml_statements.literals import quote_identifier
+from .evaluate import BoundModel, StreamingRewriter, argument_columns, copy_data_messages, copy_rows, predict
+from .registry import DatabaseModels, ModelEntry, ModelRegistry
+from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
+from .rowdesc import parse_row_description
+from .rows import DataRowBatch
+from .tracker import with_result_formats, result_formats
+
+log = logging.getLogger("mlproxy.inference")
+
+_BATCH = 4096
+# Statements that may change what a session may execute or which functions a name
+# resolves to: cached privileges and search path are dropped when one is seen.
+_INVALIDATING = (b"role", b"authorization", b"grant", b"revoke", b"search_path")
+
+
+class PreparedStreaming:
+    """A prepared statement with streaming model calls (tracker.StatementPlan)."""
+
+    def __init__(self, plan: StreamingPlan, models: dict[tuple[int, str], BoundModel]) -> None:
+        self.plan = plan
+        self.models = models
+
+    def bind(self, bind_body: bytes) -> tuple[bytes, StreamingRewriter]:
+        _, codes, _ = result_formats(bind_body)
+        users = self.plan.user_columns
+        if len(codes) == 1:
+            codes = codes * users
+        elif len(codes) not in (0, users):
+            codes = codes[:users]  # the server reports the count mismatch itself
+        new_codes = (codes + [0] * self.plan.appended_columns) if codes and any(codes) else []
+        rewriter = StreamingRewriter(self.plan, self.models, codes)
+        return with_result_formats(bind_body, new_codes), rewriter
+
+    def describe(self) -> StreamingRewriter:
+        return StreamingRewriter(self.plan, self.models)
+
+
+class InferenceInterceptor:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    # -- on every Query/Parse ---------------------------------------------------------
+    def wants(self, frame: Frame, session) -> bool:
+        sql = _statement_text(frame)
+        state = _session_state(session)
+        if state["privileges"] or state["search_path"] is not None:
+            lowered = sql.lower()
+            if any(word in lowered for word in _INVALIDATING):
+                state["privileges"].clear()
+                state["search_path"] = None
+        models = self.registry.models(session.startup.database)
+        if models is None:  # still loading: decide once loaded
+            return b"(" in sql
+        return models.pattern is not None and models.pattern.search(sql) is not None
+
+    # -- with the session to ourselves ----------------------------------------------
+    async def handle(self, frame: Frame, takeover: Takeover) -> None:
+        session = takeover.session
+        try:
+            outcome = await self._prepare(frame, takeover)
+        except PgError as err:
+            takeover.send_client(p.error_response(err))
+            await self._after_error(frame, takeover)
+            return
+        if outcome is None:  # no model call after all: the statement goes on unchanged
+            session.relay_frame(frame)
+            return
+        plan, models = outcome
+        if frame.type == p.F_QUERY:
+            await self._run_query(plan, models, takeover)
+        else:
+            await self._prepare_statement(frame, plan, models, takeover)
+
+    async def _prepare(self, frame: Frame, takeover: Takeover):
+        session = takeover.session
+        database = session.startup.database
+        models = await self.registry.wait_loaded(database)
+        if models.pattern is None:
+            return None
+        sql = _statement_text(frame).decode()
+        search_path = await self._search_path(takeover)
+        plan = plan_query(sql, _functions(models), search_path=search_path)
+        if plan is None:
+            return None
+        calls = _called(plan)
+        entries = {}
+        for function in calls:
+            entry = models.entries.get(function.model_id)
+            if entry is None:
+                raise PgError(errors.UNDEFINED_FUNCTION, f"model function {function.name} no longer exists")
+            if entry.state != "READY":
+                detail = f"SHOW MODEL {entry.model_name} reports its progress."
+                if entry.state == "FAILED":
+                    detail = f"Training failed: {entry.failure_reason}"
+                raise PgError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                              f'model "{entry.model_name}" is not ready: its state is {entry.state}',
+                              detail=detail)
+            if function.kind == "prob" and entry.problem_type not in (
+                    "BINARY_CLASSIFICATION", "MULTICLASS_CLASSIFICATION"):
+                raise PgError(errors.FEATURE_NOT_SUPPORTED,
+                              f"{function.name} is only defined for classification models; "
+                              f'model "{entry.model_name}" is {entry.problem_type}')
+            entries[function] = entry
+        await self._check_privileges(takeover, entries)
+        bound: dict[tuple[int, str], BoundModel] = {}
+        for function, entry in entries.items():
+            try:
+                predictor = await self.registry.predictor(database, entry)
+            except Exception as exc:  # noqa: BLE001 - a model that cannot load is an error for this query
+                log.exception("predictor load failed model=%s", entry.model_name)
+                raise PgError(errors.INTERNAL_ERROR,
+                              f'model "{entry.model_name}" could not be loaded: {exc}') from exc
+            bound[(function.model_id, function.kind)] = BoundModel(entry, predictor, function.kind)
+        return plan, bound
+
+    async def _search_path(self, takeover: Takeover) -> list[str]:
+        state = _session_state(takeover.session)
+        if state["search_path"] is None:
+            result = await collect(takeover, "SELECT unnest(current_schemas(false))::text")
+            if result.error is not None:
+                raise result.error
+            state["search_path"] = [row[0] for row in result.rows]
+        return state["search_path"]
+
+    async def _check_privileges(self, takeover: Takeover, entries: dict[ModelFunction, ModelEntry]) -> None:
+        state = _session_state(takeover.session)
+        cache: dict[str, bool] = state["privileges"]
+        needed = {_signature(f, e): f for f, e in entries.items()}
+        unknown = [sig for sig in needed if sig not in cache]
+        if unknown:
+            checks = ", ".join(f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')" for sig in unknown)
+            result = await collect(takeover, f"SELECT {checks}")
+            if result.error is not None:
+                raise result.error
+            for sig, allowed in zip(unknown, result.rows[0]):
+                cache[sig] = allowed == "t"
+        for sig, function in needed.items():
+            if not cache[sig]:
+                raise PgError(errors.INSUFFICIENT_PRIVILEGE, f"permission denied for function {function.name}")
+
+    # -- simple protocol ----------------------------------------------------------------
+    async def _run_query(self, plan, models, takeover: Takeover) -> None:
+        session = takeover.session
+        if isinstance(plan, StreamingPlan):
+            tracker = session.start_tracking()
+            tracker.add_query(StreamingRewriter(plan, models), map_position=plan.map_position)
+            session.forward_request(p.message(b"Q", p.cstr(str(plan.sql))))
+            return
+        if isinstance(plan, ExplainPlan):
+            await self._explain(plan, models, takeover)
+        else:
+            await self._general(plan, models, takeover)
+        takeover.send_client(p.ready_for_query(session.txstatus))
+
+    async def _explain(self, plan: ExplainPlan, models, takeover: Takeover) -> None:
+        takeover.send_client(p.notice_response(plan.description))
+        inner = plan.inner
+        if isinstance(inner, GeneralPlan):
+            await self._general(inner, models, takeover, final=plan, fill=plan.analyze)
+        else:
+            await relay(takeover, str(plan.sql), position=plan.map_position)
+
+    async def _general(self, plan: GeneralPlan, models, takeover: Takeover, *,
+                       final: Any = None, fill: bool = True) -> None:
+        """Predictions into temporary tables, then the rewritten statement, in one
+        transaction of our own unless the client already has one open."""
+        session = takeover.session
+        final = final or plan
+        own_transaction = session.txstatus == b"I"
+        if own_transaction and not await self._quiet(takeover, "BEGIN"):
+            return
+        created = []
+        ok = True
+        try:
+            for index, step in enumerate(plan.steps):
+                if not await self._quiet(takeover, step.create):
+                    ok = False
+                    break
+                created.append(step)
+                if fill:
+                    ok = await self._fill(takeover, plan, index, step, models)
+                else:  # EXPLAIN without ANALYZE: check the call, compute nothing
+                    probe = await collect(takeover, str(step.probe))
+                    if probe.error is not None:
+                        if probe.error.position is not None:
+                            probe.error.position = plan.map_position(probe.error.position, index)
+                        takeover.send_client(p.error_response(probe.error))
+                        ok = False
+                if not ok:
+                    break
+                for sql in step.finish:
+                    await self._quiet(takeover, sql)
+            if ok:
+                ok = await relay(takeover, str(final.sql), position=final.map_position)
+        finally:
+            if session.txstatus == b"T":
+                for step in reversed(created):
+                    await self._quiet(takeover, step.drop)
+            if own_transaction:
+                await self._quiet(takeover, "COMMIT" if ok and session.txstatus == b"T" else "ROLLBACK")
+
+    async def _fill(self, takeover: Takeover, plan: GeneralPlan, index: int, step, models) -> bool:
+        """Run a step's input query, predict its rows batch by batch, COPY them in."""
+        bound = models[(step.function.model_id, step.function.kind)]
+        takeover.send_server(p.message(b"Q", p.cstr(str(step.input))))
+        copy: list[bytes] = []
+        rows: list[bytes] = []
+        error = None
+
+        def flush() -> None:
+            if rows:
+                batch = DataRowBatch.from_frames(rows)
+                values = predict(bound, argument_columns(batch, step.args, bound.entry))
+                copy.append(copy_rows(batch, step.args, values, step.function.return_type))
+                rows.clear()
+
+        while True:
+            msg = await takeover.server_message()
+            if msg.type == p.B_DATA_ROW:
+                rows.append(bytes(msg.raw))
+                if len(rows) >= _BATCH:
+                    flush()
+            elif msg.type == p.B_ERROR:
+                error = error_from_fields(p.parse_fields(msg.body))
+            elif msg.type == p.B_READY_FOR_QUERY:
+                break
+        if error is not None:
+            if error.position is not None:
+                error.position = plan.map_position(error.position, index)
+            error.fields.pop("W", None)
+            takeover.send_client(p.error_response(error))
+            return False
+        flush()
+        takeover.send_server(p.message(b"Q", p.cstr(step.copy)))
+        started = False
+        while True:
+            msg = await takeover.server_message()
+            if msg.type == p.B_COPY_IN and not started:
+                started = True
+                for message in copy_data_messages(b"".join(copy)):
+                    takeover.send_server(message)
+                takeover.send_server(p.message(b"c"))
+            elif msg.type == p.B_ERROR:
+                error = error_from_fields(p.parse_fields(msg.body))
+            elif msg.type == p.B_READY_FOR_QUERY:
+                break
+        if error is not None:
+            takeover.send_client(p.error_response(PgError(
+                errors.INTERNAL_ERROR, f"mlproxy could not store predictions: {error.message}")))
+            return False
+        return True
+
+    async def _quiet(self, takeover: Takeover, sql: str) -> bool:
+        """Run one of mlproxy's own statements; its errors go to the client."""
+        result = await collect(takeover, sql)
+        if result.error is not None:
+            result.error.position = None
+            takeover.send_client(p.error_response(result.error))
+            return False
+        return True
+
+    # -- extended protocol ----------------------------------------------------------
+    async def _prepare_statement(self, frame: Frame, plan, models, takeover: Takeover) -> None:
+        session = takeover.session
+        if not isinstance(plan, StreamingPlan):
+            takeover.send_client(p.error_response(PgError(
+                errors.FEATURE_NOT_SUPPORTED,
+                "mlproxy: in a prepared statement, model functions can only be called in the "
+                "select list of a SELECT",
+                hint="Send the statement with the simple query protocol, or move the call "
+                     "into the select list of a subquery.")))
+            await self._discard_until_sync(takeover)
+            return
+        name, _sql, tail = p.parse_message_parts(frame.body)
+        if plan.has_star:
+            plan = await self._resolve_star(plan, name, tail, takeover)
+            if plan is None:
+                return
+        tracker = session.start_tracking()
+        tracker.add_statement(name, PreparedStreaming(plan, models), map_position=plan.map_position)
+        session.forward_request(p.message(b"P", name + b"\x00" + p.cstr(str(plan.sql)) + tail))
+
+    async def _resolve_star(self, plan: StreamingPlan, name: bytes, tail: bytes, takeover: Takeover):
+        """Learn how many columns `*` expands to: Parse + Describe + Flush of the
+        rewritten text under a scratch name (no Sync: the client's pipeline and
+        implicit transaction stay as they are)."""
+        probe = b"__mlproxy_probe"
+        takeover.send_server(p.message(b"P", probe + b"\x00" + p.cstr(str(plan.sql)) + tail)
+                             + p.message(b"D", b"S" + probe + b"\x00")
+                             + p.message(b"C", b"S" + probe + b"\x00") + p.message(b"H"))
+        total = None
+        while True:
+            msg = await takeover.server_message()
+            if msg.type == p.B_ERROR:
+                err = error_from_fields(p.parse_fields(msg.body))
+                if err.position is not None:
+                    err.position = plan.map_position(err.position)
+                takeover.send_client(p.error_response(err))
+                return None  # the server now skips to the client's Sync, as it would have
+            if msg.type == p.B_ROW_DESCRIPTION:
+                total = len(parse_row_description(msg.raw))
+            if msg.type == p.B_CLOSE_COMPLETE:
+                break
+        return plan.resolve(total) if total is not None else plan
+
+    async def _after_error(self, frame: Frame, takeover: Takeover) -> None:
+        if frame.type == p.F_QUERY:
+            takeover.send_client(p.ready_for_query(takeover.session.txstatus))
+        else:
+            await self._discard_until_sync(takeover)
+
+    async def _discard_until_sync(self, takeover: Takeover) -> None:
+        while True:
+            msg = await takeover.client_message()
+            if msg.type == p.F_SYNC:
+                takeover.send_client(p.ready_for_query(takeover.session.txstatus))
+                return
+
+
+def _statement_text(frame: Frame) -> bytes:
+    if frame.type == p.F_QUERY:
+        return p.query_text(frame.body)
+    return p.parse_message_parts(frame.body)[1]
+
+
+def _session_state(session) -> dict[str, Any]:
+    state = getattr(session, "inference_state", None)
+    if state is None:
+        state = session.inference_state = {"privileges": {}, "search_path": None}
+    return state
+
+
+def _functions(models: DatabaseModels) -> dict[str, list[ModelFunction]]:
+    out: dict[str, list[ModelFunction]] = {}
+    for entry in models.entries.values():
+        for kind, name, returns in (("predict", entry.function_name, entry.return_type),
+                                    ("prob", entry.function_name + "_prob", "jsonb")):
+            out.setdefault(name, []).append(ModelFunction(
+                schema=entry.function_schema, name=name, arg_types=entry.arg_types,
+                return_type=returns, model_id=entry.model_id, kind=kind))
+    return out
+
+
+def _called(plan) -> list[ModelFunction]:
+    inner = plan.inner if isinstance(plan, ExplainPlan) else plan
+    if isinstance(inner, StreamingPlan):
+        functions = [call.function for call in inner.calls]
+    else:
+        functions = [step.function for step in inner.steps]
+    return list(dict.fromkeys(functions))
+
+
+def _signature(function: ModelFunction, entry: ModelEntry) -> str:
+    return (f"{quote_identifier(function.schema)}.{quote_identifier(function.name)}"
+            f"({', '.join(entry.arg_types)})")
