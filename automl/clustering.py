@@ -60,8 +60,8 @@ def train_kmeans(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: int) -
         key = fit_m.get("silhouette", -1.0)
         m = clustering_metrics(X_test, est.predict(X_test), est.cluster_centers_, opts.seed)
         entry = {"trial": len(leaderboard), "family": "KMEANS", "params": {"n_clusters": k},
-                 "score": fit_m["msd"], "silhouette": float(key), "seconds": round(time.monotonic() - start, 4), "fidelity": 1.0,
-                 "phase": "screen"}
+                 "score": fit_m["msd"], "silhouette": float(key), "fidelity": 1.0, "phase": "screen",
+                 "seconds": round(time.monotonic() - start, 4)}
         leaderboard.append(entry)
         if best is None or key > best[0]:
             best = (key, est, m)
@@ -74,6 +74,8 @@ def train_kmeans(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: int) -
         report.append(f"K={est.n_clusters} chosen by silhouette among K=2..{candidates[-1]}")
     importances = feature_importances(fam, est, spec, infos, X_test, None, P.CLUSTERING, 0, opts.seed,
                                       clock.hard_deadline)
+    clock.report(phase="done", trials=len(leaderboard), best_score=metrics["msd"], best_model_type="KMEANS",
+                 objective="MSD")
     return TrainedModel(
         problem_type=P.CLUSTERING, model_type="KMEANS", objective="MSD", target=None,
         preprocessing=spec, estimator=fam.export(est), classes=None, label_type="integer",

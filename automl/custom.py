@@ -75,7 +75,8 @@ def _check_applicable(info: ColumnInfo, steps: list[str]) -> None:
                 f"{s} applies to text or boolean columns; {info.name!r} is {info.pg_type}",
                 hint=f"cast {info.name} to varchar in the FROM query to treat it as a category")
         if s == "DateTimeVectorizer" and info.kind != "datetime":
-            raise InvalidOption(f"DateTimeVectorizer applies to date/timestamp columns; {info.name!r} is {info.pg_type}")
+            raise InvalidOption(
+                f"DateTimeVectorizer applies to date/timestamp columns; {info.name!r} is {info.pg_type}")
         if (s in IMPUTERS or s in SCALERS or s == "NumericPassthrough") and info.kind not in (
                 "numeric", "boolean", "datetime"):
             raise InvalidOption(f"{s} applies to numeric columns; {info.name!r} is {info.pg_type}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,17 @@ MAX_FOREST_TREES = 300
 MAX_FOREST_LEAVES = 8192
 #: matrices smaller than this are fitted single-threaded (see Family.fit)
 PARALLEL_MIN_CELLS = 500_000
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the convergence/fit warnings of trial fits (the leaderboard says how
+    a trial did). Warning filters are process-wide: code that fits in threads enters
+    this once around the threads too, so no thread restores a filter list without it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 class TrialInterrupted(Exception):
@@ -122,9 +135,7 @@ class Family:
         # OpenMP/BLAS threads cost more than they give on small matrices, and on a
         # busy machine their spin-waiting makes small fits ~10x slower
         threads = 1 if X.size < PARALLEL_MIN_CELLS else None
-        with warnings.catch_warnings(), threadpool_limits(limits=threads):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", UserWarning)
+        with quiet(), threadpool_limits(limits=threads):
             if self.grow_attr is None:
                 est.fit(X, y, **self.fit_kwargs(est, y))
                 return est

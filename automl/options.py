@@ -157,7 +157,8 @@ def _number(name: str, value: Any, kind: type) -> Any:
             return int(number)
         return number
     except (TypeError, ValueError):
-        raise InvalidOption(f"{name.upper()} must be {'an integer' if kind is int else 'a number'}, not {value!r}") from None
+        wanted = "an integer" if kind is int else "a number"
+        raise InvalidOption(f"{name.upper()} must be {wanted}, not {value!r}") from None
 
 
 def _parse_preprocessors(text: str) -> list[dict[str, Any]]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .families import Context, Family
+from .families import PARALLEL_MIN_CELLS, Context, Family, quiet
 from .metrics import score, tune_threshold
 from .problem import BINARY, REGRESSION, Objective
 
@@ -116,14 +117,24 @@ class Evaluator:
         n = len(self.y)
         out = np.zeros((n, self.n_classes)) if self.problem_type != REGRESSION else np.zeros(n)
         seen = np.zeros(n, dtype=bool)
-        first = None
-        for f, (_, val) in enumerate(self.folds):
+
+        def fold(f: int) -> Any:
             rows = self.subset(f, fidelity)
-            est = family.fit(family.build(params, ctx), X[rows], self.y[rows], deadline)
+            return family.fit(family.build(params, ctx), X[rows], self.y[rows], deadline)
+
+        workers = min(len(self.folds), ctx.n_jobs) if X.size < PARALLEL_MIN_CELLS else 1
+        if workers > 1:
+            # small single-threaded fits: the folds themselves run side by side (the
+            # estimators release the GIL while growing trees); each fold's model is
+            # independent of scheduling, so results do not depend on the threads
+            with quiet(), ThreadPoolExecutor(max_workers=workers) as pool:
+                models = list(pool.map(fold, range(len(self.folds))))
+        else:
+            models = [fold(f) for f in range(len(self.folds))]
+        for est, (_, val) in zip(models, self.folds):
             out[val] = self.predict(est, X[val])
             seen[val] = True
-            if first is None:
-                first = est
+        first = models[0]
         y, pred = self.y[seen], out[seen]
         threshold = tune_threshold(self.objective, y, pred) if self.problem_type == BINARY else None
         value = score(self.objective, y, pred, self.problem_type, threshold)
