@@ -26,6 +26,7 @@ from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
 from ..ml_statements.literals import quote_identifier
+from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, argument_columns, copy_data_messages, copy_rows, predict
 from .registry import DatabaseModels, ModelEntry, ModelRegistry
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
@@ -90,14 +91,31 @@ class InferenceInterceptor:
             takeover.send_client(p.error_response(err))
             await self._after_error(frame, takeover)
             return
-        if outcome is None:  # no model call after all: the statement goes on unchanged
-            session.relay_frame(frame)
+        if outcome is None:  # no model call after all
+            await self._plain(frame, takeover)
             return
         plan, models = outcome
         if frame.type == p.F_QUERY:
             await self._run_query(plan, models, takeover)
         else:
             await self._prepare_statement(frame, plan, models, takeover)
+
+    async def _plain(self, frame: Frame, takeover: Takeover) -> None:
+        """A statement without model calls goes on unchanged, except that Redshift's
+        unqualified explain_model() is pointed at mlproxy's."""
+        session = takeover.session
+        sql = _statement_text(frame).decode()
+        qualified = qualify_explain_model(sql)
+        if qualified is None:
+            session.relay_frame(frame)
+            return
+        text, inserted = qualified
+        if frame.type == p.F_QUERY:
+            await relay(takeover, text, position=lambda pos: original_position(pos, inserted))
+            takeover.send_client(p.ready_for_query(session.txstatus))
+            return
+        name, _sql, tail = p.parse_message_parts(frame.body)
+        session.relay_frame(Frame(p.F_PARSE, p.message(b"P", name + b"\x00" + p.cstr(text) + tail)))
 
     async def _prepare(self, frame: Frame, takeover: Takeover):
         session = takeover.session
