@@ -43,6 +43,8 @@ MAX_LOCAL_TRIALS_PER_FAMILY = 30
 INITIAL_STEP = 0.3
 MIN_STEP = 0.02
 REL_TOL = 1e-4
+#: exceptions a fit may raise on awkward data or parameters; other errors are bugs
+FIT_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
 @dataclass
@@ -136,6 +138,7 @@ class Search:
         self.stopped_by_budget = False
         self.stop_reason = ""
         self.skipped = 0
+        self.failures: list[str] = []
 
     # -- public ----------------------------------------------------------------------
 
@@ -283,6 +286,11 @@ class Search:
                                         self.budget.search_deadline())
         except TrialInterrupted:
             raise _OutOfTime() from None
+        except FIT_ERRORS as exc:
+            # a configuration the estimator rejects on this data (e.g. a solver that
+            # cannot converge numerically) is a failed trial, not a failed job
+            self.failures.append(f"{fam.model_type} {params}: {exc}")
+            return None
         units = result.cost_units
         self._rate[fam.model_type] = max(self._rate.get(fam.model_type, 0.0) * 0.5, result.seconds / units)
         trial = Trial(len(self.trials), fam.model_type, dict(params), fidelity, phase, result)

@@ -28,7 +28,7 @@ from .importance import feature_importances
 from .metrics import classification_metrics, regression_metrics
 from .options import TrainOptions
 from .preprocess import fit_spec
-from .search import Budget, Search, Trial
+from .search import FIT_ERRORS, Budget, Search, Trial
 from .columns import to_raw
 from .spec import transform
 from .trained import TrainedModel
@@ -194,6 +194,10 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
                     on_trial=on_trial, n_train_rows=fold_rows, tune=opts.auto)
     holder["search"] = search
     search.run()
+    if search.failures:
+        search.stop_reason += f"; {len(search.failures)} trials failed (first: {search.failures[0]})"
+    if search.winner() is None and search.failures and not search.stopped_by_budget:
+        raise UnusableData(f"no candidate model could be trained on this data: {search.failures[0]}")
     if search.winner() is None:
         raise TimeBudgetExceeded(
             f"MAX_RUNTIME {opts.max_runtime:g} s was not enough to train even one candidate model",
@@ -213,4 +217,7 @@ def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarra
         return est
     except TrialInterrupted:
         report.append("time budget reached during the refit: kept the winning trial's model")
+        return winner.result.model
+    except FIT_ERRORS as exc:
+        report.append(f"refit failed ({exc}): kept the winning trial's model")
         return winner.result.model

@@ -54,3 +54,25 @@ def test_max_runtime_too_small_for_one_trial():
 def test_not_a_table():
     with pytest.raises(automl.InvalidOption, match="pyarrow Table"):
         automl.train({"x": [1]}, {"target": "y"})
+
+
+def test_a_fit_that_fails_is_a_failed_trial_not_a_crash(monkeypatch):
+    from automl.families import FAMILIES
+
+    linear = FAMILIES["LINEAR_LEARNER"]
+    real_build = type(linear).build
+
+    def fragile(self, params, ctx):
+        if params.get("wd", 1.0) != 1.0:
+            raise ValueError("solver diverged")
+        return real_build(self, params, ctx)
+
+    monkeypatch.setattr(type(linear), "build", fragile)
+    table = bundled("iris")
+    model = automl.train(table, {"target": "target", "model_type": "linear_learner", "max_runtime": 10})
+    assert model.model_type == "LINEAR_LEARNER" and model.leaderboard[0]["params"]["wd"] == 1.0
+    assert any("trials failed" in line and "solver diverged" in line for line in model.report)
+
+    monkeypatch.setattr(type(linear), "build", lambda self, params, ctx: (_ for _ in ()).throw(ValueError("nope")))
+    with pytest.raises(automl.UnusableData, match="no candidate model could be trained.*nope"):
+        automl.train(table, {"target": "target", "model_type": "linear_learner", "max_runtime": 10})
