@@ -1,0 +1,125 @@
+"""Unit tests (no sockets) of the request/reply matching used while results are
+rewritten: which reply belongs to which request, in every protocol situation."""
+
+from __future__ import annotations
+
+import struct
+
+from proxy import protocol as p
+from proxy.errors import PgError
+from proxy.inference.tracker import ResponseTracker, result_formats, with_result_formats
+
+
+class Recorder:
+    """A RowRewriter that marks what it rewrote."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def row_description(self, raw: bytes) -> bytes:
+        return p.message(b"T", b"rewritten")
+
+    def data_rows(self, raws: list[bytes]) -> bytes:
+        self.batches.append(len(raws))
+        return b"".join(p.message(b"D", b"X" + r[5:]) for r in raws)
+
+
+class Statement:
+    def __init__(self) -> None:
+        self.rewriter = Recorder()
+        self.binds: list[bytes] = []
+
+    def bind(self, body: bytes):
+        self.binds.append(body)
+        return with_result_formats(body, [1, 0]), self.rewriter
+
+    def describe(self):
+        return self.rewriter
+
+
+def bind(portal: bytes, stmt: bytes, formats=(1,)) -> bytes:
+    body = portal + b"\0" + stmt + b"\0" + struct.pack("!hh", 0, 0)
+    body += struct.pack(f"!h{len(formats)}h", len(formats), *formats)
+    return p.message(b"B", body)
+
+
+def execute(portal: bytes = b"") -> bytes:
+    return p.message(b"E", portal + b"\0" + struct.pack("!i", 0))
+
+
+def describe(kind: bytes, name: bytes) -> bytes:
+    return p.message(b"D", kind + name + b"\0")
+
+
+SYNC, ROW = p.message(b"S"), p.data_row(["1"])
+
+
+def send(tracker: ResponseTracker, *messages: bytes) -> list[bytes]:
+    return [tracker.client_message(m[0], m) for m in messages]
+
+
+def replies(tracker: ResponseTracker, *messages: bytes) -> list[bytes]:
+    out = []
+    for m in messages:
+        out.extend(tracker.server_message(m[0], m))
+    return out + tracker.flush()
+
+
+def test_prepared_statement_results_are_rewritten():
+    tracker, stmt = ResponseTracker(), Statement()
+    tracker.add_statement(b"s1", stmt)
+    sent = send(tracker, describe(b"S", b"s1"), bind(b"", b"s1"), execute(), SYNC)
+    assert result_formats(sent[1][5:])[1] == [1, 0]  # the Bind went out with new formats
+    out = replies(tracker, p.parse_complete(), p.message(b"t", b"\0\0"), p.message(b"T", b"orig"),
+                  p.bind_complete(), ROW, ROW, p.command_complete("SELECT 2"), p.ready_for_query())
+    assert out[2] == p.message(b"T", b"rewritten")
+    assert stmt.rewriter.batches == [2]  # both rows in one predictor call
+    assert out[4].startswith(b"D") and b"X" in out[4]
+    assert out[-1] == p.ready_for_query() and not tracker.queue
+    assert tracker.active  # the statement stays prepared
+
+
+def test_error_skips_to_sync_and_async_messages_answer_nothing():
+    tracker, stmt = ResponseTracker(), Statement()
+    tracker.add_statement(b"s1", stmt)
+    send(tracker, bind(b"", b"s1"), execute(), SYNC, execute(), SYNC)
+    err = p.error_response(PgError("22012", "division by zero"))
+    out = replies(tracker, p.parse_complete(), p.notice_response("hi"), p.bind_complete(), err,
+                  p.ready_for_query(), ROW, p.command_complete("SELECT 1"), p.ready_for_query())
+    assert out[3] == err and out[4] == p.ready_for_query()
+    assert stmt.rewriter.batches == [1]  # the second Execute's row was still rewritten
+    assert not tracker.queue
+
+
+def test_plain_statements_and_closing_end_tracking():
+    tracker, stmt = ResponseTracker(), Statement()
+    tracker.add_statement(b"s1", stmt)
+    replies(tracker, p.parse_complete())
+    send(tracker, p.message(b"P", b"s1\0SELECT 1\0\0\0"))  # the name is re-prepared plainly
+    assert not tracker.active
+    tracker.add_statement(b"s2", stmt)
+    send(tracker, bind(b"p", b"s2"), p.message(b"C", b"Pp\0"), p.message(b"C", b"Ss2\0"), SYNC)
+    replies(tracker, p.parse_complete(), p.parse_complete(), p.bind_complete(), p.message(b"3"),
+            p.message(b"3"), p.ready_for_query())
+    assert not tracker.active and not tracker.queue
+
+
+def test_simple_query_rewriter_and_error_position_mapping():
+    tracker, rec = ResponseTracker(), Recorder()
+    tracker.add_query(rec, map_position=lambda pos: pos - 10)
+
+    err = p.error_response(PgError("42883", "function f(integer) does not exist", position=25))
+    out = replies(tracker, err, p.ready_for_query())
+    assert p.parse_fields(out[0][5:])["P"] == "15"
+    tracker.add_query(rec)
+    out = replies(tracker, p.message(b"T", b"x"), ROW, p.command_complete("SELECT 1"),
+                  p.ready_for_query())
+    assert out[0] == p.message(b"T", b"rewritten") and rec.batches == [1]
+    assert not tracker.active
+
+
+def test_result_format_rewrite_keeps_the_rest_of_bind():
+    body = bind(b"portal", b"stmt", formats=(1,))[5:]
+    new = with_result_formats(body, [1, 1, 0])
+    assert result_formats(new)[1] == [1, 1, 0]
+    assert new[:result_formats(new)[0]] == body[:result_formats(body)[0]]
