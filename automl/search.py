@@ -2,10 +2,11 @@
 
 Determinism under a time budget: which trial runs next depends only on the seed and
 on the scores of earlier trials, never on the clock. Time is consulted in one place
-(`Budget.allows`) and only to *stop*: when the next trial is predicted not to fit
-before the search deadline, or a fit passes it, the search ends there. With an
-ample budget the schedule runs to its own end (convergence), so the same data and
-seed give the same leaderboard and winner on any normal machine.
+(`Budget.allows`) and only to cut the schedule short: a trial predicted not to fit
+before the search deadline is skipped, and once the deadline has passed (or a fit
+runs into it) the search ends. With an ample budget neither happens and the schedule
+runs to its own end (convergence), so the same data and seed give the same
+leaderboard and winner on any normal machine.
 
 Schedule:
 1. Screening bracket (successive halving): for each family its strong, cheap start
@@ -218,12 +219,13 @@ class Search:
                 if not state.active:
                     continue
                 before = self.best_full.score if self.best_full else None
+                ran = len(self.trials)
                 self._local_step(state)
                 after = self.best_full.score if self.best_full else None
                 if before is None or (after is not None and self._improved(after, before)):
                     since_improvement = 0
                 else:
-                    since_improvement += 1
+                    since_improvement += len(self.trials) - ran
                 if since_improvement >= PATIENCE:
                     self.stop_reason = f"no improvement in {PATIENCE} trials"
                     return
