@@ -152,7 +152,7 @@ class Search:
                 self.stop_reason = "search converged"
             if self.skipped:
                 self.stopped_by_budget = True
-                self.stop_reason += f"; {self.skipped} trials skipped as too slow for the time left"
+                self.stop_reason = f"time budget reached: {self.skipped} trials skipped as too slow for the time left"
         except _OutOfTime:
             self.stopped_by_budget = True
             self.stop_reason = "time budget reached"
