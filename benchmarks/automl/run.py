@@ -33,7 +33,10 @@ from sklearn import metrics as skm
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.model_selection import train_test_split
 
-import automl
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import automl  # noqa: E402
 
 DATASETS = {
     "breast_cancer": (datasets.load_breast_cancer, "BINARY_CLASSIFICATION", "F1"),
@@ -174,3 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nsummary: {result['summary']}\nwritten: {out}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
