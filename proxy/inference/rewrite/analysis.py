@@ -24,6 +24,14 @@ from .syntax import Span, SpanError, TokenList, children, extent
 TOP, SUBLINK, FROM, LATERAL, CTE, SETOP, INSERT = "top", "sublink", "from", "lateral", "cte", "setop", "insert"
 
 
+def returning(node: ast.Node) -> tuple[ast.Node, ...]:
+    """RETURNING entries (pglast 8 wraps them in a ReturningClause)."""
+    clause = getattr(node, "returningClause", None)
+    if clause is not None:
+        return tuple(clause.exprs or ())
+    return tuple(getattr(node, "returningList", None) or ())
+
+
 @dataclass(eq=False)
 class Block:
     """One query level: its node, its parent and how it hangs from it."""
@@ -138,16 +146,16 @@ class Analysis:
             self._targets(node.targetList, replace(ctx, clause="set"))
             self._from_list(node.fromClause, ctx)
             self._expr(node.whereClause, replace(ctx, clause="where"))
-            self._targets(node.returningList, replace(ctx, clause="returning"))
+            self._targets(returning(node), replace(ctx, clause="returning"))
         elif isinstance(node, ast.DeleteStmt):
             self._from_list(node.usingClause, ctx)
             self._expr(node.whereClause, replace(ctx, clause="where"))
-            self._targets(node.returningList, replace(ctx, clause="returning"))
+            self._targets(returning(node), replace(ctx, clause="returning"))
         elif isinstance(node, ast.InsertStmt):
             if node.selectStmt is not None:
                 self._statement(node.selectStmt, block, INSERT, in_from_function=block.in_from_function)
             self._expr(node.onConflictClause, replace(ctx, clause="on_conflict"))
-            self._targets(node.returningList, replace(ctx, clause="returning"))
+            self._targets(returning(node), replace(ctx, clause="returning"))
         else:  # MERGE and anything else that may hold a call: walk it, the planner refuses
             for _, child in children(node):
                 self._expr(child, replace(ctx, clause="other"))

@@ -70,7 +70,7 @@ class ArgType:
         typed = f"({arg_sql})::{self.cast}"
         if self.kind == EPOCH:
             return f"extract(epoch FROM {typed})::double precision"
-        if self.kind == TEXT and self.cast == "text":
+        if self.cast == self.sql_type:  # already the transport type
             return typed
         return f"({typed})::{self.sql_type}"
 

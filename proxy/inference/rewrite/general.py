@@ -98,6 +98,37 @@ class GeneralPlanner:
         self.prefix = prefix
         self._tables: dict[int, str] = {}
         self._volatile = [fc for fc, _ in analysis.other_calls if is_volatile(fc)]
+        self._by_function = {c.ordinal for c in analysis.calls if self._needs_function(c)}
+        renderer.insertions = [self._alias(c) for c in analysis.calls if c.ordinal in self._by_function
+                               and self._names_target(c)]
+
+    def _needs_function(self, call: Call) -> bool:
+        """Aggregates or window functions in the arguments must be evaluated in the
+        call's own query level, so the key cannot sit inside a lookup sub-query
+        (count(*) there would count the sub-query's rows): such calls look up
+        through a temporary SQL function taking the key as its argument."""
+        return any((fc.over is not None or is_aggregate(fc)) and any(fc.location in a for a in call.args)
+                   for fc, block in self.analysis.other_calls if block is call.block)
+
+    def _names_target(self, call: Call) -> bool:
+        """Does the call give an unaliased select-list entry its column name?"""
+        if call.clause != "target" or call.block.kind != "select":
+            return False
+        target = call.block.node.targetList[call.target_index]
+        node = target.val
+        while not target.name and isinstance(node, ast.TypeCast | ast.CollateClause) and \
+                isinstance(node.arg, ast.FuncCall | ast.TypeCast | ast.CollateClause):
+            node = node.arg
+        return not target.name and node is call.node
+
+    def _alias(self, call: Call) -> tuple[int, list[Piece]]:
+        """` AS name` after the select-list entry the call names (a function lookup
+        would otherwise name the column after the lookup function)."""
+        items = self.seg.split(self.analysis.clauses(call.block).get("targets"))
+        if len(items) != len(call.block.node.targetList):
+            raise refuse("cannot find the select-list entries of this query", call)
+        end = self.seg.span(items[call.target_index]).end
+        return end, [Insert(f" AS {quote_identifier(call.name)}", call.span.start)]
 
     # -- the plan --------------------------------------------------------------------
 
@@ -151,8 +182,14 @@ class GeneralPlanner:
         probe = [Insert("SELECT * FROM (", anchor), *pieces, Insert(") AS __mlproxy_probe LIMIT 0", anchor)]
         types = [arg_type(t) for t in function.arg_types]
         columns = [f"a{i} {t.sql_type}" for i, t in enumerate(types)] + [f"p {function.return_type}"]
-        key = ", ".join(f"a{i}::text" for i in range(len(types)))
-        finish = (f"CREATE INDEX ON {table} ((ARRAY[{key}]))",) if types else ()
+        key = f"ARRAY[{', '.join(f'a{i}::text' for i in range(len(types)))}]" if types else "ARRAY[]::text[]"
+        finish = (f"CREATE INDEX ON {table} (({key}))",) if types else ()
+        create = (f"CREATE TEMPORARY TABLE {table} ({', '.join(columns)})",)
+        drop = (f"DROP TABLE IF EXISTS {table}",)
+        if any(c.ordinal in self._by_function for c in members):
+            create += (f"CREATE FUNCTION {table}_lookup(text[]) RETURNS {function.return_type} LANGUAGE sql STABLE "
+                       f"PARALLEL RESTRICTED AS $mlproxy$SELECT p FROM {table} WHERE {key} = $1 LIMIT 1$mlproxy$",)
+            drop += (f"DROP FUNCTION IF EXISTS {table}_lookup(text[])",)
         depends = sorted({step_of[d] for c in members for d in deps[c.ordinal]})
         return InferenceStep(
             function=function,
@@ -160,10 +197,10 @@ class GeneralPlanner:
             input=assemble(self.analysis.sql, pieces, expand=self.lookup, renumber=True),
             probe=assemble(self.analysis.sql, probe, expand=self.lookup, renumber=True),
             args=tuple(ArgColumn(i, t.kind, t.declared) for i, t in enumerate(types)),
-            create=f"CREATE TEMPORARY TABLE {table} ({', '.join(columns)})",
+            create=create,
             copy=f"COPY {table} ({', '.join([f'a{i}' for i in range(len(types))] + ['p'])}) FROM STDIN",
             finish=finish + (f"ANALYZE {table}",),
-            drop=f"DROP TABLE IF EXISTS {table}",
+            drop=drop,
             depends_on=tuple(depends),
             calls=tuple(c.ordinal for c in members),
             hint=HINT,
@@ -182,6 +219,8 @@ class GeneralPlanner:
             right = [Insert("ARRAY[", anchor), *joined(keys, ", ", anchor), Insert("]", anchor)]
         else:
             left, right = "ARRAY[]::text[]", [Insert("ARRAY[]::text[]", anchor)]
+        if ordinal in self._by_function:
+            return [Insert(f"{table}_lookup(", anchor), *right, Insert(")", anchor)]
         head = (f"(SELECT __mlproxy_m.p AS {quote_identifier(call.name)} FROM {table} AS __mlproxy_m "
                 f"WHERE {left} = ")
         return [Insert(head, anchor), *right, Insert(" LIMIT 1)", anchor)]

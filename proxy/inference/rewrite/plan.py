@@ -95,9 +95,9 @@ class StreamingPlan:
 class InferenceStep:
     """Predictions for one model function into one temporary table.
 
-    Run `create`, then `input` (binding the client's parameters `input.params`),
-    predict each row, COPY rows (a0, ..., p) in with `copy`, then `finish`
-    (index + ANALYZE).  `probe` is `input` with LIMIT 0: it checks the call
+    Run the `create` statements, then `input` (binding the client's parameters
+    `input.params`), predict each row, COPY rows (a0, ..., p) in with `copy`, then
+    `finish` (index + ANALYZE); after the statement, the `drop` statements.  `probe` is `input` with LIMIT 0: it checks the call
     (Postgres reports a wrong argument count or type as 42883 on it) without
     computing anything, for EXPLAIN without ANALYZE.
     """
@@ -107,10 +107,10 @@ class InferenceStep:
     input: SqlText
     probe: SqlText
     args: tuple[ArgColumn, ...]  # input's columns, in order (index = column number)
-    create: str
+    create: tuple[str, ...]
     copy: str
     finish: tuple[str, ...]
-    drop: str
+    drop: tuple[str, ...]
     depends_on: tuple[int, ...]
     calls: tuple[int, ...]  # ordinals of the client's calls this step serves
     hint: str

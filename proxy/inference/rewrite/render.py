@@ -23,6 +23,8 @@ class Renderer:
 
     def __init__(self, analysis: Analysis) -> None:
         self.analysis = analysis
+        # Text added wherever the client's text at that offset is rendered (aliases).
+        self.insertions: list[tuple[int, list[Piece]]] = []
 
     def span(self, span: Span, *, replace: Sequence[Replacement] = (), on_call: CallHook | None = None) -> list[Piece]:
         """The client's `span` as pieces.
@@ -40,10 +42,14 @@ class Renderer:
         for call in calls:
             pieces = on_call(call) if on_call is not None else None
             events.append((call.span, pieces if pieces is not None else [CallRef(call.ordinal)]))
+        for offset, pieces in self.insertions:
+            if span.start < offset <= span.end and not any(r.start < offset < r.end for r in replaced) \
+                    and not any(c.span.start < offset < c.span.end for c in calls):
+                events.append((Span(offset, offset), pieces))
         for number, where in self.analysis.params:
             if span.covers(where) and free(where) and not any(c.span.covers(where) for c in calls):
                 events.append((where, [Param(number, where.start, where.end)]))
-        events.sort(key=lambda e: e[0].start)
+        events.sort(key=lambda e: (e[0].start, e[0].end))
         out: list[Piece] = []
         position = span.start
         for where, pieces in events:
