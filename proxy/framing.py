@@ -78,6 +78,18 @@ class Framer:
         """True when no message is partly passed or held: a safe point to inject."""
         return self._skip == 0 and not self._carry
 
+    @property
+    def bytes_to_boundary(self) -> int | None:
+        """How many more bytes complete the message in progress (0 at a boundary),
+        or None while its header is still incomplete."""
+        if self._skip:
+            return self._skip
+        if not self._carry:
+            return 0
+        if not self._carry_total:
+            return None
+        return self._carry_total - len(self._carry)
+
     def set_wanted(self, wanted: Container[int] | None) -> None:
         self.wanted = wanted
 

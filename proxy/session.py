@@ -21,8 +21,9 @@ from . import errors, protocol
 from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
+from .inference.rows import scan_data_rows
 from .inference.tracker import ResponseTracker
-from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
+from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
                        F_SYNC, F_TERMINATE, FRONTEND_TYPES, frontend_length_limit)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
@@ -417,8 +418,41 @@ class Session(asyncio.Protocol):
 
     def _server_tracked(self, data: bytes) -> None:
         """Relay with request/reply matching, rewriting the results of statements
-        with model calls (the framer assembles every message in this mode)."""
-        self._server_frames(self._sframer.feed(data) or (), short_read=len(data) < _SHORT_READ)
+        with model calls. Runs of DataRows of a rewritten result are handed over as
+        slices of the chunk (no object per row); other messages one by one."""
+        framer, tracker = self._sframer, self.tracker
+        short = len(data) < _SHORT_READ
+        n = len(data)
+        pos = 0
+        need = framer.bytes_to_boundary
+        if need:  # finish the message the last chunk ended in
+            if need > n:
+                self._server_frames(framer.feed(data) or (), short_read=short)
+                return
+            self._server_frames(framer.feed(data[:need]) or (), short_read=False)
+            pos = need
+        elif need is None:
+            self._server_frames(framer.feed(data) or (), short_read=short)
+            return
+        while pos < n and self.tracker is tracker:
+            if data[pos] == B_DATA_ROW and tracker.wants_rows():
+                offsets, stop = scan_data_rows(data, pos)
+                if stop > pos:
+                    self.client.writelines(tracker.add_rows(data[pos:stop], len(offsets)))
+                    pos = stop
+                    continue
+            if n - pos >= 5:
+                end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
+                if end <= n:
+                    self._server_frames((Frame(data[pos], data[pos:end]),), short_read=False)
+                    pos = end
+                    continue
+            self._server_frames(framer.feed(data[pos:]) or (), short_read=short)
+            return
+        if pos < n:  # tracking ended mid-chunk: the rest is plain relay
+            self._server_data(data[pos:])
+            return
+        self._server_frames((), short_read=short)
 
     def _server_frames(self, frames, short_read: bool = True) -> None:
         """Bookkeeping and output for complete server messages (tracking mode, or the

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from .pgvalues import encode_values
 from .registry import ModelEntry
 from .rowdesc import parse_row_description, rewrite_row_description
-from .rows import DataRowBatch
+from .rows import DataRowBatch, scan_data_rows
 
 _INTEGER_TYPES = ("smallint", "integer", "bigint")
 
@@ -106,8 +106,9 @@ class StreamingRewriter:
             return 0
         return self.formats[0] if len(self.formats) == 1 else self.formats[column]
 
-    def data_rows(self, raws: list[bytes]) -> bytes:
-        batch = DataRowBatch.from_frames(raws)
+    def data_rows(self, rows: bytes, count: int) -> bytes:
+        offsets, _ = scan_data_rows(rows)
+        batch = DataRowBatch.from_buffer(rows, offsets)
         plan = self.plan
         if plan.has_star:
             plan = self.plan = plan.resolve(batch.n_columns)

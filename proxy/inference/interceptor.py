@@ -219,8 +219,11 @@ class InferenceInterceptor:
         ok = True
         try:
             for index, step in enumerate(plan.steps):
-                if not await self._quiet(takeover, step.create):
-                    ok = False
+                for sql in step.create:
+                    ok = await self._quiet(takeover, sql)
+                    if not ok:
+                        break
+                if not ok:
                     break
                 created.append(step)
                 if fill:
@@ -241,7 +244,8 @@ class InferenceInterceptor:
         finally:
             if session.txstatus == b"T":
                 for step in reversed(created):
-                    await self._quiet(takeover, step.drop)
+                    for sql in step.drop:
+                        await self._quiet(takeover, sql)
             if own_transaction:
                 await self._quiet(takeover, "COMMIT" if ok and session.txstatus == b"T" else "ROLLBACK")
 

@@ -14,6 +14,8 @@ per-value Python formatter and are put in place with one `replace_with_mask`.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +39,29 @@ def _layout(sign: str, digits: str, exp: int, fixed_below: int) -> str:
     return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
 
 
+def _strictly_inside(scalar: np.floating, shortest: str) -> str:
+    """Postgres' Ryu never picks a decimal lying exactly on the boundary of the
+    value's rounding interval (a midpoint to a neighbour), which round-half-even
+    readers like numpy's and Python's do accept; there, take the shortest correctly
+    rounded decimal that is strictly inside. Only magnitudes above 2**(mantissa
+    bits) can have such short midpoints, and those never come from the Arrow band."""
+    exact = Decimal(float(scalar))
+    below = (exact - Decimal(float(np.nextafter(scalar, -np.inf, dtype=scalar.dtype)))) / 2
+    above = (Decimal(float(np.nextafter(scalar, np.inf, dtype=scalar.dtype))) - exact) / 2
+
+    def inside(text: str) -> bool:
+        return -below < Decimal(text) - exact < above
+
+    if inside(shortest):
+        return shortest
+    digits = len(shortest.partition("e")[0].lstrip("-").replace(".", ""))
+    for precision in range(digits + 1, 18):
+        candidate = f"{float(scalar):.{precision - 1}e}"
+        if inside(candidate):
+            return candidate
+    return f"{float(scalar):.16e}"
+
+
 def pg_float_text(value: float, bits: int = 64) -> str:
     """One value as Postgres prints a float8 (bits=64) or float4 (bits=32)."""
     if value != value:
@@ -46,7 +71,7 @@ def pg_float_text(value: float, bits: int = 64) -> str:
     if value == 0:
         return "-0" if np.signbit(value) else "0"
     scalar = np.float64(value) if bits == 64 else np.float32(value)
-    text = np.format_float_scientific(scalar, unique=True, trim="-")
+    text = _strictly_inside(scalar, np.format_float_scientific(scalar, unique=True, trim="-"))
     mantissa, _, exp_text = text.partition("e")
     sign = "-" if mantissa.startswith("-") else ""
     digits = mantissa.lstrip("-").replace(".", "")

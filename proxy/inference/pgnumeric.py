@@ -15,6 +15,9 @@ from decimal import Decimal
 
 _NAN, _PINF, _NINF, _NEG = 0xC000, 0xD000, 0xF000, 0x4000
 _HEAD = struct.Struct("!hhHh")
+# numeric_send of an infinity reports dscale 32: Postgres reads it out of the
+# special value's header bits. Clients ignore it; matching it keeps bytes identical.
+_INF_DSCALE = 32
 
 
 def _decimal(value: float) -> Decimal:
@@ -37,7 +40,7 @@ def numeric_binary(value: float) -> bytes:
     if math.isnan(value):
         return _HEAD.pack(0, 0, _NAN, 0)
     if math.isinf(value):
-        return _HEAD.pack(0, 0, _PINF if value > 0 else _NINF, 0)
+        return _HEAD.pack(0, 0, _PINF if value > 0 else _NINF, _INF_DSCALE)
     sign, digits, exp = _decimal(value).as_tuple()
     dscale = max(0, -exp)
     frac_groups = -(-dscale // 4)

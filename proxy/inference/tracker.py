@@ -34,7 +34,9 @@ class RowRewriter(Protocol):
 
     def row_description(self, raw: bytes) -> bytes: ...
 
-    def data_rows(self, raws: list[bytes]) -> bytes: ...
+    def data_rows(self, rows: bytes, count: int) -> bytes:
+        """Rewrite `count` complete DataRow messages, contiguous in `rows`."""
+        ...
 
 
 class StatementPlan(Protocol):
@@ -69,7 +71,8 @@ class ResponseTracker:
         self.statements: dict[bytes, StatementPlan] = {}
         self.portals: dict[bytes, RowRewriter] = {}
         self.queue: deque[Expectation] = deque()
-        self._rows: list[bytes] = []
+        self._rows: list[bytes] = []  # runs of complete DataRows awaiting their batch
+        self._row_count = 0
         self._rows_for: RowRewriter | None = None
 
     @property
@@ -141,15 +144,8 @@ class ResponseTracker:
         """Process one server message; returns the bytes to send to the client now
         (DataRows of a rewritten result are held until the batch is flushed)."""
         if msg_type == p.B_DATA_ROW:
-            head = self.queue[0] if self.queue else None
-            if head is not None and head.rewriter is not None and head.kind in (EXECUTE, QUERY):
-                if self._rows_for is not head.rewriter:
-                    out = self.flush()
-                    self._rows_for = head.rewriter
-                    self._rows.append(raw)
-                    return out
-                self._rows.append(raw)
-                return []
+            if self.wants_rows():
+                return self.add_rows(raw, 1)
             return self.flush() + [raw]
         out = self.flush()
         if msg_type in _ASYNC or not self.queue:
@@ -190,17 +186,32 @@ class ResponseTracker:
         out.append(raw)
         return out
 
+    def wants_rows(self) -> bool:
+        """Are DataRows arriving now results to rewrite?"""
+        head = self.queue[0] if self.queue else None
+        return head is not None and head.rewriter is not None and head.kind in (EXECUTE, QUERY)
+
+    def add_rows(self, rows: bytes, count: int) -> list[bytes]:
+        """Hold a run of `count` complete DataRows of the current rewritten result
+        (call only when `wants_rows()`); returns what must go out first, if anything."""
+        rewriter = self.queue[0].rewriter
+        out = self.flush() if self._rows_for is not rewriter else []
+        self._rows_for = rewriter
+        self._rows.append(rows)
+        self._row_count += count
+        return out
+
     def flush(self) -> list[bytes]:
         """Rewrite and release the DataRows held so far (one predictor call)."""
         if not self._rows:
             return []
-        rows, rewriter = self._rows, self._rows_for
-        self._rows, self._rows_for = [], None
-        return [rewriter.data_rows(rows)]
+        rows, count, rewriter = self._rows, self._row_count, self._rows_for
+        self._rows, self._row_count, self._rows_for = [], 0, None
+        return [rewriter.data_rows(rows[0] if len(rows) == 1 else b"".join(rows), count)]
 
     @property
     def holding_rows(self) -> int:
-        return len(self._rows)
+        return self._row_count
 
 
 def _map_error(raw: bytes, map_position: Callable[[int], int]) -> bytes:

@@ -19,9 +19,9 @@ class Recorder:
     def row_description(self, raw: bytes) -> bytes:
         return p.message(b"T", b"rewritten")
 
-    def data_rows(self, raws: list[bytes]) -> bytes:
-        self.batches.append(len(raws))
-        return b"".join(p.message(b"D", b"X" + r[5:]) for r in raws)
+    def data_rows(self, rows: bytes, count: int) -> bytes:
+        self.batches.append(count)
+        return rows.replace(b"D", b"X", 1)
 
 
 class Statement:
@@ -74,7 +74,7 @@ def test_prepared_statement_results_are_rewritten():
                   p.bind_complete(), ROW, ROW, p.command_complete("SELECT 2"), p.ready_for_query())
     assert out[2] == p.message(b"T", b"rewritten")
     assert stmt.rewriter.batches == [2]  # both rows in one predictor call
-    assert out[4].startswith(b"D") and b"X" in out[4]
+    assert out[4].startswith(b"X")  # the rows came back rewritten
     assert out[-1] == p.ready_for_query() and not tracker.queue
     assert tracker.active  # the statement stays prepared
 

@@ -258,7 +258,7 @@ class Analysis:
         if close is None:
             raise SpanError("call without argument list")
         args: list[Span] = []
-        if close > i + 1:
+        if close > i + 1 and node.args:
             for lo, hi in self.segmenter.split((i + 1, close)):
                 args.append(self.segmenter.span((lo, hi)))
         if len(args) != len(node.args or ()):
