@@ -86,8 +86,7 @@ class SqlText:
             return src + (index - out) + 1
         if not copied and out <= index < out + length:
             return src + 1
-        # Past the end of the text: the end of the client's text.
-        return min(src + (length if copied else 0), self.source_length) + 1
+        return self.source_length + 1  # past the end of the text: the end of the client's
 
 
 def assemble(source: str, pieces: Iterable[Piece], *, expand: Expander | None = None,
