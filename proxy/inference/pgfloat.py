@@ -46,8 +46,11 @@ def _strictly_inside(scalar: np.floating, shortest: str) -> str:
     rounded decimal that is strictly inside. Only magnitudes above 2**(mantissa
     bits) can have such short midpoints, and those never come from the Arrow band."""
     exact = Decimal(float(scalar))
-    below = (exact - Decimal(float(np.nextafter(scalar, -np.inf, dtype=scalar.dtype)))) / 2
-    above = (Decimal(float(np.nextafter(scalar, np.inf, dtype=scalar.dtype))) - exact) / 2
+    with np.errstate(over="ignore"):  # the largest finite value's neighbour is inf
+        lower, upper = (np.nextafter(scalar, direction, dtype=scalar.dtype)
+                        for direction in (-np.inf, np.inf))
+    below = (exact - Decimal(float(lower))) / 2
+    above = (Decimal(float(upper)) - exact) / 2
 
     def inside(text: str) -> bool:
         return -below < Decimal(text) - exact < above
