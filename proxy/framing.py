@@ -11,7 +11,7 @@ types are assembled whole and handed over as `Frame`s.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Container
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
 from . import errors
@@ -51,22 +51,20 @@ class Framer:
     `Frame` (a complete wanted message) or a bytes-like slice to pass through, in
     stream order. Concatenating the items' bytes gives back the stream.
 
-    `limit(type)` gives the largest valid length field for a type; `type_ok(type)`
-    says whether the type may appear at all. A wanted message longer than
+    `limits` maps every message type that may appear to its largest valid length
+    field (None: any type, any length >= 4). A wanted message longer than
     `assemble_limit` is passed through like an unwanted one (flagged by
     `oversized_frames`), so memory stays bounded whatever the peer sends.
     """
 
-    __slots__ = ("wanted", "_limit", "_type_ok", "assemble_limit", "_skip", "_carry",
+    __slots__ = ("wanted", "_limits", "assemble_limit", "_skip", "_carry",
                  "_carry_total", "oversized_frames")
 
     def __init__(self, wanted: Container[int] | None, *,
-                 limit: Callable[[int], int] = lambda t: 0x7FFFFFFF,
-                 type_ok: Callable[[int], bool] | None = None,
+                 limits: Mapping[int, int] | None = None,
                  assemble_limit: int = 16 << 20) -> None:
         self.wanted = wanted
-        self._limit = limit
-        self._type_ok = type_ok
+        self._limits = limits
         self.assemble_limit = assemble_limit
         self._skip = 0  # bytes still to pass through of an unwanted message
         self._carry = bytearray()  # a held partial header or partial wanted message
@@ -103,11 +101,19 @@ class Framer:
         return True
 
     def _check(self, msg_type: int, length: int) -> None:
-        if self._type_ok is not None and not self._type_ok(msg_type):
-            raise ProtocolViolation(f"invalid frontend message type {msg_type}")
-        if length < 4 or length > self._limit(msg_type):
-            raise ProtocolViolation(
-                f"invalid message length {length} for message type {chr(msg_type)!r}")
+        limits = self._limits
+        if limits is None:
+            if length >= 4:
+                return
+            limit = 0x7FFFFFFF
+        else:
+            limit = limits.get(msg_type, -1)
+            if limit < 0:
+                raise ProtocolViolation(f"invalid frontend message type {msg_type}")
+            if 4 <= length <= limit:
+                return
+        raise ProtocolViolation(
+            f"invalid message length {length} for message type {chr(msg_type)!r}")
 
     def scan_whole(self, data: bytes) -> list[int] | None:
         """Fast path for the common small chunk that starts and ends on message
@@ -117,6 +123,7 @@ class Framer:
         if self._skip or self._carry or len(data) > 16384:
             return None
         wanted = self.wanted
+        limits = self._limits
         n = len(data)
         pos = 0
         found: list[int] = []
@@ -125,7 +132,8 @@ class Framer:
                 return None
             msg_type = data[pos]
             length = _unpack_len(data, pos + 1)[0]
-            self._check(msg_type, length)
+            if length < 4 or (limits is not None and length > limits.get(msg_type, -1)):
+                self._check(msg_type, length)  # raises the precise error
             end = pos + 1 + length
             if end > n:
                 return None

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 
 class Interceptor(Protocol):
-    def wants(self, frame: Frame, session: "Session") -> bool:
-        """Cheap test on a Query/Parse frame: take this statement over?"""
+    def wants(self, frame: Frame, sql: bytes, session: "Session") -> bool:
+        """Cheap test on a Query/Parse frame (`sql` is its statement text): take
+        this statement over?"""
         ...
 
     async def handle(self, frame: Frame, takeover: "Takeover") -> None:

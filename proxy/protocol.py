@@ -82,6 +82,9 @@ def frontend_length_limit(msg_type: int) -> int:
     return SMALL_MESSAGE_LIMIT
 
 
+#: Frontend message type -> largest valid length field (types not here are invalid).
+FRONTEND_LIMITS: dict[int, int] = {t: frontend_length_limit(t) for t in FRONTEND_TYPES}
+
 _HEADER = struct.Struct("!cI")
 
 
@@ -186,6 +189,13 @@ def query_text(body: bytes | memoryview) -> bytes:
     raw = bytes(body)
     end = raw.find(b"\x00")
     return raw if end < 0 else raw[:end]
+
+
+def statement_text(frame_type: int, raw: bytes | memoryview) -> bytes:
+    """The SQL text of a whole Query or Parse message (header included)."""
+    if frame_type == F_QUERY:
+        return query_text(memoryview(raw)[5:])
+    return parse_message_parts(memoryview(raw)[5:])[1]
 
 
 def parse_message_parts(body: bytes | memoryview) -> tuple[bytes, bytes, bytes]:

@@ -25,7 +25,7 @@ from .inference.rows import scan_data_rows
 from .inference.tracker import ResponseTracker
 from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
-                       F_SYNC, F_TERMINATE, FRONTEND_TYPES, frontend_length_limit)
+                       F_SYNC, F_TERMINATE, FRONTEND_LIMITS)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet)
 from .upstream import UpstreamUnavailable, open_upstream
@@ -55,10 +55,6 @@ class State(Enum):
     HANDOVER = auto()     # waiting for in-flight requests before a takeover
     TAKEOVER = auto()     # an interceptor owns the streams
     CLOSED = auto()
-
-
-def _frontend_type_ok(msg_type: int) -> bool:
-    return msg_type in FRONTEND_TYPES
 
 
 class _UpstreamSide(asyncio.Protocol):
@@ -107,8 +103,7 @@ class Session(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
         self._buf = bytearray()  # startup packets, before the relay starts
         self._ssl_answered = False
-        self._cframer = Framer(_CLIENT_WATCH, limit=frontend_length_limit,
-                               type_ok=_frontend_type_ok,
+        self._cframer = Framer(_CLIENT_WATCH, limits=FRONTEND_LIMITS,
                                assemble_limit=self.config.intercept_limit)
         self._sframer = Framer(_SERVER_WATCH)
         self._client_pauses: set[str] = set()
@@ -122,6 +117,7 @@ class Session(asyncio.Protocol):
         self._startup_timer: asyncio.TimerHandle | None = None
         self._async_out: list[bytes] = []
         self.tracker: ResponseTracker | None = None  # set while results are rewritten
+        self.inference_state: dict | None = None  # per-session caches of the inference interceptor
 
     # -- asyncio Protocol callbacks (client socket) ----------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -350,8 +346,9 @@ class Session(asyncio.Protocol):
         return True
 
     def _intercepting(self, frame: Frame):
+        sql = protocol.statement_text(frame.type, frame.raw)
         for interceptor in self._interceptors:
-            if interceptor.wants(frame, self):
+            if interceptor.wants(frame, sql, self):
                 return interceptor
         return None
 
@@ -572,7 +569,7 @@ class Session(asyncio.Protocol):
         sent before `frame`, let the interceptor own the session."""
         held = bytes(self._cframer._carry)
         tail = b"".join(bytes(i.raw) if type(i) is Frame else bytes(i) for i in rest) + held
-        self._cframer = Framer(ALL, limit=frontend_length_limit, type_ok=_frontend_type_ok,
+        self._cframer = Framer(ALL, limits=FRONTEND_LIMITS,
                                assemble_limit=protocol.LARGE_MESSAGE_LIMIT + 1)
         self._takeover = Takeover(self)
         self.state = State.HANDOVER
@@ -609,7 +606,7 @@ class Session(asyncio.Protocol):
         backlog = b"".join(bytes(f.raw) for f in takeover._drain_client())
         backlog += bytes(self._cframer._carry)
         self._cframer = Framer(_CLIENT_TRACKED if tracking else _CLIENT_WATCH,
-                               limit=frontend_length_limit, type_ok=_frontend_type_ok,
+                               limits=FRONTEND_LIMITS,
                                assemble_limit=self.config.intercept_limit)
         self._takeover = None
         self.state = State.RELAY

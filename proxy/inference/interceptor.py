@@ -69,10 +69,9 @@ class InferenceInterceptor:
         self.registry = registry
 
     # -- on every Query/Parse ---------------------------------------------------------
-    def wants(self, frame: Frame, session) -> bool:
-        sql = _statement_text(frame)
-        state = _session_state(session)
-        if state["privileges"] or state["search_path"] is not None:
+    def wants(self, frame: Frame, sql: bytes, session) -> bool:
+        state = session.inference_state
+        if state is not None and (state["privileges"] or state["search_path"] is not None):
             lowered = sql.lower()
             if any(word in lowered for word in _INVALIDATING):
                 state["privileges"].clear()
@@ -368,16 +367,13 @@ class InferenceInterceptor:
 
 
 def _statement_text(frame: Frame) -> bytes:
-    if frame.type == p.F_QUERY:
-        return p.query_text(frame.body)
-    return p.parse_message_parts(frame.body)[1]
+    return p.statement_text(frame.type, frame.raw)
 
 
 def _session_state(session) -> dict[str, Any]:
-    state = getattr(session, "inference_state", None)
-    if state is None:
-        state = session.inference_state = {"privileges": {}, "search_path": None}
-    return state
+    if session.inference_state is None:
+        session.inference_state = {"privileges": {}, "search_path": None}
+    return session.inference_state
 
 
 def _functions(models: DatabaseModels) -> dict[str, list[ModelFunction]]:

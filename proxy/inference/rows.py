@@ -38,29 +38,19 @@ class RowFormatError(ValueError):
     """The bytes are not a run of well-formed DataRows with one column count."""
 
 
-def _be_int32_view(u8: np.ndarray) -> np.ndarray:
-    """Big-endian int32 readable at *every* byte offset of `u8` (an unaligned,
-    stride-1 view), so `view.take(positions)` reads length words in one gather."""
-    n = max(len(u8) - 3, 0)
-    return np.ndarray((n,), dtype=">i4", buffer=u8, offset=0, strides=(1,))
+_BYTE_LANES = np.arange(4, dtype=np.int64)
+_VECTOR_SCAN_MIN = 4096  # below this many bytes the plain header walk is quicker
+_MAX_REPAIRS = 16  # false candidates tolerated before the header walk takes over
 
 
-def _be_int16_view(u8: np.ndarray) -> np.ndarray:
-    n = max(len(u8) - 1, 0)
-    return np.ndarray((n,), dtype=">i2", buffer=u8, offset=0, strides=(1,))
+def read_be32(u8: np.ndarray, positions: np.ndarray, dtype: str = ">i4") -> np.ndarray:
+    """The big-endian 32-bit words at `positions` (any alignment), as int64: one
+    gather of four bytes per position."""
+    quads = u8.take(positions[:, None] + _BYTE_LANES)
+    return quads.view(dtype).reshape(len(positions)).astype(np.int64)
 
 
-def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
-                   end: int | None = None) -> tuple[np.ndarray, int]:
-    """Offsets of the consecutive complete DataRow messages from `start` on, and the
-    position where the run stops (a message of another type, an incomplete message,
-    or `end`).
-
-    Message boundaries form a chain (each header says where the next one starts), so
-    this is one cheap header read per message; nothing is sliced or copied.
-    """
-    stop = len(buf) if end is None else end
-    pos = start
+def _walk_headers(buf: bytes | bytearray | memoryview, pos: int, stop: int) -> tuple[list[int], int]:
     offsets: list[int] = []
     append = offsets.append
     while pos + 5 <= stop and buf[pos] == B_DATA_ROW:
@@ -69,7 +59,52 @@ def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
             break
         append(pos)
         pos = nxt
-    return np.array(offsets, dtype=np.int64), pos
+    return offsets, pos
+
+
+def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
+                   end: int | None = None) -> tuple[np.ndarray, int]:
+    """Offsets of the consecutive complete DataRow messages from `start` on, and the
+    position where the run stops (a message of another type, an incomplete message,
+    or `end`). Nothing is sliced or copied.
+
+    Each header says where the next message starts, a chain that a loop would walk
+    one message at a time. Instead, every position that *could* start a DataRow of
+    this run (a 'D' byte followed, four bytes on, by the run's column count) is a
+    candidate; in the common case consecutive candidates chain exactly (each one's
+    end is the next one's start) and one comparison over all of them finds where the
+    run ends. A candidate that lies inside a field (a 'D' byte in the data) breaks
+    the chain once and is stepped over; many such break-ups hand over to the walk.
+    """
+    stop = len(buf) if end is None else end
+    if stop - start < _VECTOR_SCAN_MIN:
+        offsets, pos = _walk_headers(buf, start, stop)
+        return np.array(offsets, dtype=np.int64), pos
+    u8 = np.frombuffer(buf, dtype=np.uint8)
+    if u8[start] != B_DATA_ROW:
+        return np.empty(0, dtype=np.int64), start
+    count_hi, count_lo = u8[start + 5], u8[start + 6]
+    maybe = u8[start:stop - 6] == B_DATA_ROW
+    maybe &= u8[start + 5:stop - 1] == count_hi
+    maybe &= u8[start + 6:stop] == count_lo
+    cand = np.flatnonzero(maybe) + start
+    nxt = cand + 1 + read_be32(u8, cand + 1, ">u4")
+    pieces = []
+    i, m = 0, len(cand)
+    for _ in range(_MAX_REPAIRS):
+        breaks = np.flatnonzero(nxt[i:m - 1] != cand[i + 1:m])
+        j = i + int(breaks[0]) if len(breaks) else m - 1  # cand[i..j] chain
+        if nxt[j] > stop:  # the last message is incomplete
+            pieces.append(cand[i:j])
+            return np.concatenate(pieces), int(cand[j])
+        pieces.append(cand[i:j + 1])
+        pos = int(nxt[j])
+        k = int(np.searchsorted(cand, pos))
+        if k == m or cand[k] != pos:  # the run ends here
+            return np.concatenate(pieces), pos
+        i = k
+    rest, pos = _walk_headers(buf, int(cand[i]), stop)
+    return np.concatenate(pieces + [np.array(rest, dtype=np.int64)]), pos
 
 
 class DataRowBatch:
@@ -118,21 +153,21 @@ class DataRowBatch:
         u8, starts = self.u8, self.starts
         if np.any(u8[starts] != B_DATA_ROW):
             raise RowFormatError("not a DataRow message")
-        be32 = _be_int32_view(u8)
-        self.ends = starts + 1 + be32.take(starts + 1).astype(np.int64)
-        counts = _be_int16_view(u8).take(starts + 5)
+        self.ends = starts + 1 + read_be32(u8, starts + 1, ">u4")
+        counts = (u8[starts + 5].astype(np.int32) << 8) | u8[starts + 6]
         n_columns = int(counts[0])
-        if n_columns < 0 or np.any(counts != n_columns):
+        if np.any(counts != n_columns):
             raise RowFormatError("DataRows of one batch must have one column count")
         self.n_columns = n_columns
         pos = np.empty((n_columns + 1, self.n_rows), dtype=np.int64)
         lens = np.empty((n_columns, self.n_rows), dtype=np.int32)
         pos[0] = starts + _HEADER_SIZE
-        for c in range(n_columns):
-            length = be32.take(pos[c])
+        for c in range(n_columns):  # one gather per column, over all rows
+            length = read_be32(u8, pos[c])
             lens[c] = length
-            np.add(pos[c], 4, out=pos[c + 1])
-            pos[c + 1] += np.maximum(length, 0)
+            np.maximum(length, 0, out=length)
+            length += 4
+            np.add(pos[c], length, out=pos[c + 1])
         if np.any(lens < -1):
             raise RowFormatError("negative DataRow field length")
         if np.any(pos[n_columns] != self.ends):
@@ -185,8 +220,21 @@ class DataRowBatch:
                 raise RowFormatError(f"column {index}: {exc}") from None
             return np.ascontiguousarray(parsed.to_numpy(zero_copy_only=False)[0::2])
         if kind == TEXT_KIND:
-            return self.text_column(index).to_numpy(zero_copy_only=False)
+            return self._text_objects(index)
         raise ValueError(f"unknown column kind {kind!r}")
+
+    def _text_objects(self, index: int) -> np.ndarray:
+        """Object array of str through a dictionary: features are mostly categories
+        with few distinct values, so each distinct string becomes one Python object
+        and the rows share them (a str per row costs far more than the hashing)."""
+        if self.n_rows == 0:
+            return np.empty(0, dtype=object)
+        encoded = self._field_strings(index).dictionary_encode()
+        distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+        lookup = np.empty(len(distinct) + 1, dtype=object)
+        lookup[:-1] = distinct  # and None at the end, for NULLs and the gaps
+        codes = pc.fill_null(encoded.indices, len(distinct)).to_numpy()
+        return lookup[codes[0::2]]
 
     def text_column(self, index: int) -> pa.StringArray:
         """Column `index` as a compact Arrow string array (no Python objects)."""

@@ -48,11 +48,7 @@ class MLInterceptor:
         self._parsed: dict[int, tuple[Frame, object]] = {}  # session id -> (frame, parse)
 
     # -- the cheap part, on every Query/Parse -----------------------------------------
-    def wants(self, frame: Frame, session) -> bool:
-        if frame.type == p.F_QUERY:
-            sql = p.query_text(frame.body)
-        else:
-            sql = p.parse_message_parts(frame.body)[1]
+    def wants(self, frame: Frame, sql: bytes, session) -> bool:
         if not might_be_ml_statement(sql):
             return False
         try:

@@ -62,8 +62,7 @@ def feed_all(framer: Framer, stream: bytes, cuts: list[int]) -> tuple[bytes, lis
 
 
 def client_framer(wanted=WATCH, assemble_limit: int = 1 << 20) -> Framer:
-    return Framer(wanted, limit=p.frontend_length_limit,
-                  type_ok=lambda t: t in p.FRONTEND_TYPES, assemble_limit=assemble_limit)
+    return Framer(wanted, limits=p.FRONTEND_LIMITS, assemble_limit=assemble_limit)
 
 
 @settings(max_examples=300, deadline=None)

@@ -28,8 +28,8 @@ class EchoUpper:
     def __init__(self) -> None:
         self.handled = 0
 
-    def wants(self, frame: Frame, session) -> bool:
-        return frame.type == p.F_QUERY and self.MARK in bytes(frame.raw[5:5 + 64])
+    def wants(self, frame: Frame, sql: bytes, session) -> bool:
+        return frame.type == p.F_QUERY and self.MARK in sql[:64]
 
     async def handle(self, frame: Frame, takeover: Takeover) -> None:
         self.handled += 1

@@ -19,7 +19,7 @@ from pglast.enums import SetOperation
 from .builtins import is_aggregate
 from .clauses import Clauses, Range, Segmenter
 from .functions import ModelFunction, resolve
-from .syntax import Span, SpanError, TokenList, children, extent
+from .syntax import Span, SpanError, children, extent
 
 TOP, SUBLINK, FROM, LATERAL, CTE, SETOP, INSERT = "top", "sublink", "from", "lateral", "cte", "setop", "insert"
 
@@ -40,7 +40,8 @@ class Block:
     parent: Block | None
     edge: str
     from_item: ast.Node | None = None  # the RangeSubselect, for FROM/LATERAL edges
-    item_index: int | None = None  # its index in the parent's FROM list (None: inside a JOIN)
+    item_index: int | None = None  # index of the parent's top-level FROM item holding it
+    join: ast.JoinExpr | None = None  # the JOIN it is the right-hand side of, if any
     cte: ast.CommonTableExpr | None = None  # for CTE edges
     in_from_function: bool = False  # a sub-query inside a FROM-clause function call
     calls: list[Call] = field(default_factory=list)
@@ -110,11 +111,11 @@ class _Ctx:
 class Analysis:
     """The blocks and model calls of one statement, with text spans."""
 
-    def __init__(self, sql: str, root: ast.Node, root_range: Range, tokens: TokenList,
+    def __init__(self, sql: str, root: ast.Node, root_range: Range, segmenter: Segmenter,
                  functions: Mapping[str, Sequence[ModelFunction]], search_path: Sequence[str]) -> None:
         self.sql = sql
-        self.tokens = tokens
-        self.segmenter = Segmenter(tokens)
+        self.tokens = segmenter.tokens
+        self.segmenter = segmenter
         self._functions = functions
         self._search_path = search_path
         self.blocks: list[Block] = []
@@ -194,16 +195,16 @@ class Analysis:
         for index, item in enumerate(items or ()):
             self._from_item(item, ctx, index)
 
-    def _from_item(self, item: ast.Node, ctx: _Ctx, index: int | None) -> None:
+    def _from_item(self, item: ast.Node, ctx: _Ctx, index: int, join: ast.JoinExpr | None = None) -> None:
         block = ctx.block
         if isinstance(item, ast.RangeVar):
             self.range_vars.append((item, block))
         elif isinstance(item, ast.RangeSubselect):
             self._statement(item.subquery, block, LATERAL if item.lateral else FROM,
-                            from_item=item, item_index=index, in_from_function=ctx.in_from_function)
+                            from_item=item, item_index=index, join=join, in_from_function=ctx.in_from_function)
         elif isinstance(item, ast.JoinExpr):
-            self._from_item(item.larg, ctx, None)
-            self._from_item(item.rarg, ctx, None)
+            self._from_item(item.larg, ctx, index)
+            self._from_item(item.rarg, ctx, index, item)
             self._expr(item.quals, replace(ctx, clause="on", join=item))
         else:  # functions, TABLESAMPLE, XMLTABLE, JSON_TABLE: expressions evaluated in FROM
             if isinstance(item, ast.RangeTableSample):
@@ -264,7 +265,7 @@ class Analysis:
         if len(args) != len(node.args or ()):
             raise SpanError("argument count differs from the tree")
         for arg, span in zip(node.args or (), args):
-            ext = extent(arg)
+            ext = extent(arg, self.segmenter.constants)
             if ext is not None and not (span.start <= ext.first and ext.last < span.end):
                 raise SpanError("argument outside its span")
         return Span(t[t.index_at(node.location)].start, t[close].end), tuple(args)
@@ -287,7 +288,7 @@ class Analysis:
         elif block.edge == INSERT:
             block.range = seg.insert_query(parent.node, *self.block_range(parent))
         else:
-            ext = extent(block.node)
+            ext = extent(block.node, self.segmenter.constants)
             if ext is None:
                 raise SpanError("sub-query without locations")
             first, last = self.tokens.index_at(ext.first), self.tokens.index_at(ext.last)

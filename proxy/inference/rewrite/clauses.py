@@ -65,8 +65,9 @@ class Clauses:
 class Segmenter:
     """Clause analysis over one statement's tokens."""
 
-    def __init__(self, tokens: TokenList) -> None:
+    def __init__(self, tokens: TokenList, constants: dict[int, int] | None = None) -> None:
         self.tokens = tokens
+        self.constants = constants or {}
 
     # -- small helpers ---------------------------------------------------------------
 
@@ -246,7 +247,7 @@ class Segmenter:
 
     def arm(self, arm: ast.SelectStmt, pieces: list[Range]) -> Range:
         """Tokens of one arm of a set operation: the pieces its locations fall in."""
-        ext = extent(arm)
+        ext = extent(arm, self.constants)
         if ext is None:
             raise SpanError("set operation arm without locations")
         inside = [p for p in pieces if self.tokens[p[0]].start <= ext.last and ext.first < self.tokens[p[1] - 1].end]
@@ -302,7 +303,7 @@ class Segmenter:
         level = t.level(lo)
         bounds = [lo]
         for arg in node.args[1:]:
-            ext = extent(arg)
+            ext = extent(arg, self.constants)
             if ext is None:
                 raise SpanError("conjunct without locations")
             j = t.index_at(ext.first) - 1
@@ -321,7 +322,7 @@ class Segmenter:
     def quals(self, join: ast.JoinExpr, limit: int) -> Range:
         """Tokens of a JOIN's ON condition (without ON)."""
         t = self.tokens
-        ext = extent(join.quals)
+        ext = extent(join.quals, self.constants)
         if ext is None:
             raise SpanError("ON condition without locations")
         q = t.index_at(ext.first)

@@ -57,6 +57,7 @@ from .scopes import (
     Level,
     from_items,
     has_grouping_sets,
+    has_outer_scope,
     has_unqualified_ref,
     is_correlated,
     is_grouped,
@@ -70,6 +71,7 @@ from .text import CallRef, Copy, Insert, Param, Piece, SqlText, assemble
 
 ROW, BLOCK, NO_FROM = "row", "block", "no_from"
 _POST_AGGREGATE = ("target", "having", "order", "window", "distinct_on")
+_JOIN_KEYWORDS = frozenset({"JOIN", "LEFT", "RIGHT", "FULL", "INNER", "CROSS", "NATURAL", "OUTER"})
 HINT = ("mlproxy evaluates a model call in a sub-query over that sub-query's own FROM clause; "
         "in a correlated sub-query, qualify outer columns with their table (t.column).")
 
@@ -268,12 +270,12 @@ class GeneralPlanner:
     def input_query(self, call: Call) -> list[Piece]:
         block = call.block
         form = self.form(call)
-        levels = outer_levels(block) if block.parent is not None else []
-        correlated = bool(levels) and is_correlated(block)
+        outer = has_outer_scope(block)
+        correlated = outer and is_correlated(block)
         a = call.span.start
-        body = [Insert("(", a), *self._core(call, form, confined=bool(levels) and not correlated), Insert(")", a)]
+        body = [Insert("(", a), *self._core(call, form, confined=outer and not correlated), Insert(")", a)]
         if correlated:
-            for level in reversed(levels):
+            for level in reversed(outer_levels(block)):
                 where = self._level_where(level)
                 body = [Insert("(SELECT __mlproxy_i.* FROM ", a), *self._level_from(level),
                         Insert(", LATERAL ", a), *body, Insert(" AS __mlproxy_i", a),
@@ -361,8 +363,9 @@ class GeneralPlanner:
         drop_calls = call is None or (call.clause == "on" and call.block is block)
         out = []
         span = self.seg.span(r)
+        interesting = {id(c.node) for c in self.analysis.calls} | {id(fc) for fc in self._volatile}
         for join in (j for item in from_items(block) for j in _joins(item)):
-            if join.quals is None:
+            if join.quals is None or not any(id(n) in interesting for n in descendants(join.quals)):
                 continue
             qr = self.seg.quals(join, r[1])
             if not span.covers(self.seg.span(qr)):
@@ -406,7 +409,22 @@ class GeneralPlanner:
         return self._conjunction(kept, self.seg.span(r).start) if kept else []
 
     def _level_from(self, level: Level) -> list[Piece]:
-        return self._from(level.block, None, self.analysis.clauses(level.block), level.items)
+        clauses = self.analysis.clauses(level.block)
+        visible = self._from(level.block, None, clauses, level.items)
+        if level.join is None:
+            return visible
+        # `a JOIN b ON .. LEFT JOIN LATERAL (...)`: the LATERAL sub-query also sees
+        # the left-hand side, the item's text up to the JOIN keywords before LATERAL.
+        t = self.seg.tokens
+        item = self.seg.split(clauses.get("from"))[level.items]
+        keyword = self.analysis.block_range(level.via)[0] - 2
+        if t[keyword].word != "LATERAL":
+            raise refuse("cannot find the LATERAL keyword of a correlated sub-query")
+        while t[keyword - 1].word in _JOIN_KEYWORDS:
+            keyword -= 1
+        left = (item[0], keyword)
+        pieces = self.render.span(self.seg.span(left), replace=self._quals_replacements(level.block, None, left))
+        return joined([p for p in (visible, pieces) if p], ", ", 0)
 
     def _level_where(self, level: Level) -> list[Piece]:
         block = level.block

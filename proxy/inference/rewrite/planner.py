@@ -25,7 +25,7 @@ from .plan import ExplainPlan, GeneralPlan, QueryPlan
 from .render import Renderer
 from .streaming import build as build_streaming
 from .streaming import streamable
-from .syntax import Span, SpanError, TokenList, descendants, extent, parse
+from .syntax import Span, SpanError, TokenList, descendants, extent, parse, parse_located
 
 WRONG_OBJECT_TYPE = "42809"
 _QUERY_STATEMENTS = (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
@@ -84,9 +84,10 @@ def plan_query(sql: str, functions: Mapping[str, Sequence[ModelFunction]], *,
 
 def _plan(sql: str, functions: Mapping[str, Sequence[ModelFunction]], search_path: tuple[str, ...],
           temp_prefix: str | None) -> QueryPlan | None:
-    statements = parse(sql)
-    if not statements:
+    parsed = parse_located(sql)
+    if not parsed or not parsed[0]:
         return None
+    statements, constants = parsed
     with_calls = [raw for raw in statements if any(
         isinstance(n, ast.FuncCall) and resolve(n, functions, search_path) is not None for n in descendants(raw.stmt))]
     if not with_calls:
@@ -97,13 +98,13 @@ def _plan(sql: str, functions: Mapping[str, Sequence[ModelFunction]], search_pat
                       "not in a query string with other statements")
     raw = statements[0]
     tokens = TokenList(sql)
-    seg = Segmenter(tokens)
+    seg = Segmenter(tokens, constants)
     stmt_end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql)
     lo, hi = tokens.index_from(raw.stmt_location), tokens.index_from(stmt_end)
     while hi > lo and tokens[hi - 1].text == ";":
         hi -= 1
     node, (lo, hi), explain = _unwrap(raw.stmt, seg, lo, hi)
-    analysis = Analysis(sql, node, (lo, hi), tokens, functions, search_path)
+    analysis = Analysis(sql, node, (lo, hi), seg, functions, search_path)
     _check_calls(analysis)
     renderer = Renderer(analysis)
     inner_span = seg.span((lo, hi))
@@ -158,9 +159,9 @@ def _unwrap(stmt: ast.Node, seg: Segmenter, lo: int, hi: int) -> tuple[ast.Node,
             stmt, lo = stmt.query, i
         elif isinstance(stmt, ast.CreateTableAsStmt) and stmt.objtype == ObjectType.OBJECT_TABLE \
                 and isinstance(stmt.query, _QUERY_STATEMENTS):
-            first = t.index_at(extent(stmt.query).first)
             level = t.level(lo)
-            start = next(i for i in range(first - 1, lo, -1) if t[i].word == "AS" and t.level(i) == level)
+            relation = t.index_at(stmt.into.rel.location)
+            start = next(i for i in range(relation + 1, hi) if t[i].word == "AS" and t.level(i) == level)
             words = [t[i].word for i in range(max(lo, hi - 3), hi)]
             if words[-2:] == ["WITH", "DATA"]:
                 hi -= 2
@@ -168,7 +169,7 @@ def _unwrap(stmt: ast.Node, seg: Segmenter, lo: int, hi: int) -> tuple[ast.Node,
                 hi -= 3
             stmt, lo = stmt.query, start + 1
         elif isinstance(stmt, ast.CopyStmt) and stmt.query is not None and not stmt.is_from:
-            ext = extent(stmt.query)
+            ext = extent(stmt.query, seg.constants)
             group = t.enclosing_group(t.index_at(ext.first), t.index_at(ext.last))
             while group is not None and not seg.starts_statement(group[0] + 1, group[1]):
                 group = t.enclosing_group(group[0], group[1])

@@ -173,11 +173,25 @@ class Level:
     """An enclosing block whose FROM items a correlated block can see.
 
     `items` is how many of its top-level FROM items are visible (None: all), which
-    is less than all for a LATERAL sub-query (it sees only the items before it).
+    is less than all for a LATERAL sub-query (it sees only the items before it);
+    `via` is that LATERAL sub-query when it is the right-hand side of `join` (it
+    then also sees the join's left-hand side).
     """
 
     block: Block
     items: int | None
+    via: Block | None = None
+    join: ast.JoinExpr | None = None
+
+
+def has_outer_scope(block: Block) -> bool:
+    """Can the block see columns of an enclosing query (is it a SubLink or LATERAL inside one)?"""
+    current = block
+    while current.parent is not None and current.edge != INSERT:
+        if current.edge in (SUBLINK, LATERAL):
+            return True
+        current = current.parent
+    return False
 
 
 def outer_levels(block: Block) -> list[Level]:
@@ -189,14 +203,24 @@ def outer_levels(block: Block) -> list[Level]:
         if current.edge == SUBLINK:
             levels.append(Level(parent, None))
         elif current.edge == LATERAL:
-            if current.item_index is None:
+            if current.join is not None and not _left_deep(from_items(parent)[current.item_index], current.join):
                 raise PgError(FEATURE_NOT_SUPPORTED,
-                              "mlproxy: a correlated model call in a LATERAL sub-query inside a JOIN is not supported",
+                              "mlproxy: a correlated model call in a LATERAL sub-query nested inside a "
+                              "parenthesized JOIN is not supported",
                               hint="Put the LATERAL sub-query in the FROM list (FROM t, LATERAL (...) s).")
-            levels.append(Level(parent, current.item_index))
+            levels.append(Level(parent, current.item_index, current, current.join))
         elif current.edge == INSERT:
             break
         elif current.edge not in (FROM, CTE, SETOP):  # pragma: no cover - every edge is listed
             raise AssertionError(current.edge)
         current = parent
     return [lv for lv in reversed(levels) if from_items(lv.block) or lv.block.kind in ("update", "delete")]
+
+
+def _left_deep(item: ast.Node, join: ast.JoinExpr) -> bool:
+    """Is `join` reached from `item` through left-hand sides only (a JOIN b JOIN c ...)?"""
+    while isinstance(item, ast.JoinExpr):
+        if item is join:
+            return True
+        item = item.larg
+    return False

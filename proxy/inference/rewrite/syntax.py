@@ -6,17 +6,21 @@ and token offsets as *character* offsets into the str it was given (checked by t
 tests with non-ASCII text before a call), which is what Postgres reports back in an
 error's position field too, so no byte/char conversion is needed anywhere.
 
+One gap: pglast's A_Const objects carry no location, so constant_locations()
+recovers them from the JSON form of the same parse (whose offsets are UTF-8 bytes).
+
 The scanner gives what the tree lacks: where a call's closing parenthesis is, where
 a clause ends, which `AND` separates two conjuncts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pglast import ast, parse_sql
-from pglast.parser import ParseError, scan
+from pglast.parser import ParseError, parse_sql_json, scan
 
 OPEN = {"(": ")", "[": "]"}
 CLOSE = {")", "]"}
@@ -136,6 +140,14 @@ def parse(sql: str) -> list[ast.RawStmt] | None:
         return None
 
 
+def parse_located(sql: str) -> tuple[list[ast.RawStmt], dict[int, int]] | None:
+    """parse(), plus the locations of the constants in the trees (see constant_locations)."""
+    try:
+        return constant_locations(sql)
+    except ParseError:
+        return None
+
+
 def children(node: ast.Node) -> Iterator[tuple[str, ast.Node]]:
     """(field name, child node) for every node directly below `node`."""
     for name in type(node).__slots__:
@@ -169,11 +181,58 @@ class Extent:
     last: int
 
 
-def extent(node: ast.Node) -> Extent | None:
-    """The range of locations found in `node`'s subtree (None if it has none)."""
+def constant_locations(sql: str) -> tuple[list[ast.RawStmt], dict[int, int]]:
+    """The statements of `sql` and, for their A_Const nodes, id -> character offset."""
+    statements = parse_sql(sql)
+    data = json.loads(parse_sql_json(sql))["stmts"]
+    if sql.isascii():
+        def to_char(offset: int) -> int:
+            return offset
+    else:
+        chars = [i for i, ch in enumerate(sql) for _ in range(len(ch.encode("utf-8")))] + [len(sql)]
+
+        def to_char(offset: int) -> int:
+            return chars[min(offset, len(chars) - 1)]
+
+    found: dict[int, int] = {}
+    for raw, item in zip(statements, data):
+        _pair(raw.stmt, item.get("stmt"), found, to_char)
+    return list(statements), found
+
+
+def _pair(node: ast.Node, data: object, found: dict[int, int], to_char: Callable[[int], int]) -> None:
+    if not isinstance(data, dict):
+        return
+    if len(data) == 1 and type(node).__name__ in data:
+        data = data[type(node).__name__]
+    if isinstance(node, ast.A_Const):
+        if isinstance(data.get("location"), int):
+            found[id(node)] = to_char(data["location"])
+        return
+    for name in type(node).__slots__:
+        value, sub = getattr(node, name, None), data.get(name)
+        if isinstance(value, ast.Node):
+            _pair(value, sub, found, to_char)
+        elif isinstance(value, tuple) and isinstance(sub, list):
+            for item, item_data in zip(value, sub):
+                if isinstance(item, tuple) and isinstance(item_data, dict) and "List" in item_data:
+                    for inner, inner_data in zip(item, item_data["List"].get("items", ())):
+                        if isinstance(inner, ast.Node):
+                            _pair(inner, inner_data, found, to_char)
+                elif isinstance(item, ast.Node):
+                    _pair(item, item_data, found, to_char)
+
+
+def extent(node: ast.Node, constants: Mapping[int, int] | None = None) -> Extent | None:
+    """The range of locations found in `node`'s subtree (None if it has none).
+
+    `constants` supplies the locations of A_Const nodes (see constant_locations).
+    """
     first = last = None
     for current in descendants(node):
         location = getattr(current, "location", None)
+        if location is None and constants is not None:
+            location = constants.get(id(current))
         if isinstance(location, int) and location >= 0:
             first = location if first is None else min(first, location)
             last = location if last is None else max(last, location)
