@@ -76,8 +76,8 @@ REFUSED = [
     ("SELECT id FROM customers TABLESAMPLE BERNOULLI (50) WHERE predict_score(score) > 1", "TABLESAMPLE"),
     ("WITH u AS (UPDATE customers SET age = age RETURNING *) SELECT id FROM u WHERE predict_score(score) > 1",
      "modifies data"),
-    ("SELECT id FROM customers WHERE EXISTS "
-     "(SELECT 1 FROM orders JOIN LATERAL (SELECT predict_score(customers.score) p) s ON true)", "LATERAL"),
+    ("SELECT c.id FROM customers c JOIN (orders o JOIN LATERAL (SELECT predict_score(o.amount) p) s ON true) "
+     "ON o.customer_id = c.id", "LATERAL"),
     ("SELECT count(*) FROM customers; SELECT predict_score(1)", "on its own"),
     ("SELECT predict_score(x => 1)", "named"),
     ("SELECT predict_score(generate_series(1, 3))", "set-returning"),

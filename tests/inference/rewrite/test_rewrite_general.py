@@ -64,6 +64,22 @@ CASES = [
     ("SELECT c.id, s.p FROM customers c, LATERAL (SELECT predict_score(c.score) AS p) s", ()),
     ("SELECT s.p FROM customers c, LATERAL (SELECT predict_score(c.score + o.amount) AS p FROM orders o "
      "WHERE o.customer_id = c.id) s", ()),
+    ("SELECT c.id, s.p FROM customers c LEFT JOIN LATERAL (SELECT predict_score(o.amount) p FROM orders o "
+     "WHERE o.customer_id = c.id) s ON true", ()),
+    ("SELECT c.id, x.p FROM customers c CROSS JOIN LATERAL (SELECT predict_score(max(o.amount)) + 0 AS p "
+     "FROM orders o WHERE o.customer_id = c.id) x", ()),
+    ("SELECT c.id, x.p FROM orders o2, customers c JOIN orders o ON o.customer_id = c.id LEFT JOIN LATERAL "
+     "(SELECT predict_score(o.amount + o2.amount) AS p WHERE c.age > 20) x ON true WHERE o2.id = 10", ()),
+    ("SELECT id FROM customers WHERE EXISTS "
+     "(SELECT 1 FROM orders JOIN LATERAL (SELECT predict_score(customers.score) p) s ON s.p > 10)", ()),
+    ("SELECT c.id, (SELECT string_agg(o.id::text, ',') FROM orders o WHERE o.customer_id = c.id "
+     "AND predict_churn(c.age, o.region)) FROM customers c", ()),
+    ("SELECT id, score FROM customers WHERE score > "
+     "(SELECT avg(predict_score(amount)) FROM orders WHERE region = customers.region)", ()),
+    ("SELECT ARRAY(SELECT predict_score(o.amount) FROM orders o WHERE o.customer_id = c.id ORDER BY 1) "
+     "FROM customers c", ()),
+    ("SELECT id, predict_score(score) FROM customers WHERE id = "
+     "(SELECT min(customer_id) FROM orders WHERE predict_score(amount) > 10)", ()),
     # CTEs and set operations
     ("WITH s AS (SELECT id, predict_score(score) AS p FROM customers) SELECT id, p FROM s WHERE p > 2", ()),
     ("WITH s AS (SELECT id, age, plan FROM customers WHERE id < 6) SELECT id FROM s WHERE predict_churn(age, plan)", ()),
@@ -74,6 +90,20 @@ CASES = [
     ("SELECT id, predict_churn(age, plan) FROM customers WHERE id < 4 "
      "UNION SELECT id, predict_churn(age, 'gold') FROM customers WHERE id > 5", ()),
     ("VALUES (predict_score(1.5)), (predict_score($1))", (4.0,)),
+    ("SELECT * FROM (VALUES (predict_score(1)), (predict_score(2))) v(x)", ()),
+    ("SELECT id FROM customers WHERE age IN (VALUES (predict_score(14)::int), (30))", ()),
+    ("SELECT 1 UNION SELECT predict_score(2)::int", ()),
+    ("WITH RECURSIVE r AS (SELECT predict_score(1)::int n UNION ALL SELECT n + 1 FROM r WHERE n < 5) "
+     "SELECT * FROM r", ()),
+    ("WITH a AS (SELECT id, score FROM customers), b AS (SELECT id, predict_score(score) p FROM a) "
+     "SELECT * FROM b WHERE p > 2", ()),
+    ("SELECT id FROM customers WHERE true AND predict_churn(age, plan) AND 1 = 1", ()),
+    ("SELECT c.id, o.id FROM customers c JOIN orders o ON true AND predict_score(o.amount) > 5", ()),
+    ("SELECT 'é€' AS e, id FROM customers WHERE 'ü' <> 'x' AND predict_score(score) > 2 AND NULL IS NULL", ()),
+    ("SELECT region, string_agg(plan, ',' ORDER BY predict_score(score), plan) FROM customers GROUP BY region", ()),
+    ("SELECT sum(predict_score(score)) OVER (PARTITION BY region) FROM customers", ()),
+    ("SELECT DISTINCT ON (predict_churn(age, plan)) predict_churn(age, plan), id FROM customers "
+     "ORDER BY predict_churn(age, plan), id", ()),
     # nesting, several models, parameters
     ("SELECT id, predict_score(predict_score(score)) FROM customers", ()),
     ("SELECT id FROM customers WHERE predict_churn(age, predict_churn(age, plan)::text)", ()),
@@ -94,6 +124,8 @@ def test_select_placements(conn, sql, params):
 
 
 ORDERED = [
+    "SELECT * FROM customers ORDER BY id LIMIT predict_score(1)::int",
+    "SELECT id, predict_churn(age, plan) FROM customers GROUP BY ROLLUP (id, age, plan) ORDER BY 1, 2",
     "SELECT id FROM customers ORDER BY predict_score(score) DESC, id",
     "SELECT id, predict_churn(age, plan) AS p FROM customers ORDER BY p, id",
     "SELECT region, predict_score(count(*)) FROM customers GROUP BY region ORDER BY 2",
@@ -123,6 +155,11 @@ DML = [
     ("DELETE FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE predict_score(amount) > 20)",
      (), "customers"),
     ("DELETE FROM orders WHERE amount > $1 RETURNING id, predict_score(amount)", (10,), "orders"),
+    ("CREATE TABLE x AS SELECT 1 AS a, predict_score(score) FROM customers", (), "x"),
+    ("WITH s AS (SELECT id, age, plan FROM customers) INSERT INTO audit (customer_id, churn) "
+     "SELECT id, predict_churn(age, plan) FROM s WHERE predict_score(age) > 40", (), "audit"),
+    ("WITH s AS (SELECT id FROM customers WHERE id < 4) UPDATE customers SET score = predict_score(score) "
+     "WHERE id IN (SELECT id FROM s) AND predict_churn(age, plan)", (), "customers"),
 ]
 
 

@@ -25,12 +25,19 @@ CASES = [
     ("SELECT 'é€😀' AS \"ü\", predict_churn(age, plan) FROM customers", ()),
     ("SELECT id, predict_score(score) FROM customers FOR UPDATE", ()),
     ("SELECT id, predict_churn(3, $1::text) FROM customers", ("gold",)),
+    ("SELECT predict_churn(age, plan) FROM customers GROUP BY ROLLUP (age, plan)", ()),
 ]
 
 
 @pytest.mark.parametrize(("sql", "params"), CASES, ids=[c[0][:70] for c in CASES])
 def test_streaming_matches_the_oracle(conn, sql, params):
     assert isinstance(check(conn, sql, params), StreamingPlan)
+
+
+def test_streaming_with_a_data_modifying_cte(conn):
+    sql = ("WITH ins AS (INSERT INTO audit (customer_id) SELECT id FROM customers RETURNING customer_id) "
+           "SELECT predict_score(count(*)) FROM ins")
+    assert isinstance(check(conn, sql, table="audit"), StreamingPlan)
 
 
 ORDERED = [
