@@ -194,6 +194,9 @@ def query_text(body: bytes | memoryview) -> bytes:
 def statement_text(frame_type: int, raw: bytes | memoryview) -> bytes:
     """The SQL text of a whole Query or Parse message (header included)."""
     if frame_type == F_QUERY:
+        if isinstance(raw, bytes):
+            end = raw.find(b"\x00", 5)
+            return raw[5:end] if end >= 0 else raw[5:]
         return query_text(memoryview(raw)[5:])
     return parse_message_parts(memoryview(raw)[5:])[1]
 

@@ -90,6 +90,7 @@ class Session(asyncio.Protocol):
         self.upstream: asyncio.Transport | None = None
         self.peer = "?"
         self.startup: StartupMessage | None = None
+        self.database = ""
         self.parameters: dict[str, str] = {}
         self.txstatus = b"I"
         self.pending = 0  # requests sent upstream whose ReadyForQuery has not come back
@@ -207,6 +208,7 @@ class Session(asyncio.Protocol):
                 self.state = State.CLOSED
                 return
             self.startup = packet
+            self.database = packet.database
             self._startup_timer.cancel()
             self.parameters = dict(packet.parameters)
             self.state = State.CONNECTING

@@ -76,7 +76,7 @@ class InferenceInterceptor:
             if any(word in lowered for word in _INVALIDATING):
                 state["privileges"].clear()
                 state["search_path"] = None
-        models = self.registry.models(session.startup.database)
+        models = self.registry.models(session.database)
         if models is None:  # still loading: decide once loaded
             return b"(" in sql
         return models.pattern is not None and models.pattern.search(sql) is not None

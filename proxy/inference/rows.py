@@ -40,7 +40,6 @@ class RowFormatError(ValueError):
 
 _BYTE_LANES = np.arange(4, dtype=np.int64)
 _VECTOR_SCAN_MIN = 4096  # below this many bytes the plain header walk is quicker
-_MAX_REPAIRS = 16  # false candidates tolerated before the header walk takes over
 
 
 def read_be32(u8: np.ndarray, positions: np.ndarray, dtype: str = ">i4") -> np.ndarray:
@@ -73,11 +72,12 @@ def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
     this run (a 'D' byte followed, four bytes on, by the run's column count) is a
     candidate; in the common case consecutive candidates chain exactly (each one's
     end is the next one's start) and one comparison over all of them finds where the
-    run ends. A candidate that lies inside a field (a 'D' byte in the data) breaks
-    the chain once and is stepped over; many such break-ups hand over to the walk.
+    run ends. A false candidate (those bytes inside a message) breaks the chain
+    there, and one scalar step per break jumps over it; when most candidates are
+    false (binary data), the plain walk is used instead.
     """
     stop = len(buf) if end is None else end
-    if stop - start < _VECTOR_SCAN_MIN:
+    if stop - start < max(_VECTOR_SCAN_MIN, 7):
         offsets, pos = _walk_headers(buf, start, stop)
         return np.array(offsets, dtype=np.int64), pos
     u8 = np.frombuffer(buf, dtype=np.uint8)
@@ -88,23 +88,28 @@ def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
     maybe &= u8[start + 5:stop - 1] == count_hi
     maybe &= u8[start + 6:stop] == count_lo
     cand = np.flatnonzero(maybe) + start
+    m = len(cand)
     nxt = cand + 1 + read_be32(u8, cand + 1, ">u4")
+    # link[i]: the candidate starting where candidate i ends, or -1 if none does
+    link = np.searchsorted(cand, nxt)
+    hit = link < m
+    hit[hit] = cand[link[hit]] == nxt[hit]
+    link[~hit] = -1
+    breaks = np.flatnonzero(link != np.arange(1, m + 1))  # always holds m - 1
+    if len(breaks) > m // 4 + 8:  # mostly false candidates (binary data): walk
+        offsets, pos = _walk_headers(buf, start, stop)
+        return np.array(offsets, dtype=np.int64), pos
     pieces = []
-    i, m = 0, len(cand)
-    for _ in range(_MAX_REPAIRS):
-        breaks = np.flatnonzero(nxt[i:m - 1] != cand[i + 1:m])
-        j = i + int(breaks[0]) if len(breaks) else m - 1  # cand[i..j] chain
-        if nxt[j] > stop:  # the last message is incomplete
-            pieces.append(cand[i:j])
-            return np.concatenate(pieces), int(cand[j])
-        pieces.append(cand[i:j + 1])
-        pos = int(nxt[j])
-        k = int(np.searchsorted(cand, pos))
-        if k == m or cand[k] != pos:  # the run ends here
-            return np.concatenate(pieces), pos
-        i = k
-    rest, pos = _walk_headers(buf, int(cand[i]), stop)
-    return np.concatenate(pieces + [np.array(rest, dtype=np.int64)]), pos
+    i = 0
+    while True:
+        b = int(breaks[np.searchsorted(breaks, i)])  # candidates i..b chain
+        if nxt[b] > stop:  # the last message is incomplete
+            pieces.append(cand[i:b])
+            return np.concatenate(pieces), int(cand[b])
+        pieces.append(cand[i:b + 1])
+        if link[b] < 0:  # the run ends where message b does
+            return np.concatenate(pieces), int(nxt[b])
+        i = int(link[b])  # step over the false candidates inside message b
 
 
 class DataRowBatch:
