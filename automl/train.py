@@ -29,7 +29,7 @@ from .metrics import classification_metrics, regression_metrics
 from .options import TrainOptions
 from .preprocess import fit_spec
 from .search import FIT_ERRORS, Budget, Search, Trial
-from .columns import to_raw
+from .columns import ColumnInfo, to_raw
 from .spec import transform
 from .trained import TrainedModel
 from .validation import MAX_TEST_ROWS, TEST_FRACTION, Evaluator, make_folds, predict_proba, stratified_split
@@ -70,9 +70,6 @@ def _available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-# -- data preparation -------------------------------------------------------------------
-
-
 # -- supervised -------------------------------------------------------------------------
 
 
@@ -101,13 +98,7 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
 
     target_kind = {P.REGRESSION: "regression", P.BINARY: "binary"}.get(problem_type, "multiclass")
     families = [FAMILIES[m] for m in model_types]
-    plan = parse(opts.preprocessors, infos) if opts.preprocessors else None
-    specs: dict[str, dict[str, Any]] = {}
-    for enc in sorted({f.encoding for f in families}):
-        if plan is not None:
-            specs[enc] = fit_custom_spec(plan, infos, raw_sel, y_sel, enc, target_kind)
-        else:
-            specs[enc] = fit_spec(infos, raw_sel, y_sel, enc, target_kind)
+    specs = _fit_specs(families, opts, infos, raw_sel, y_sel, target_kind)
     matrices = {enc: transform(spec, raw_sel) for enc, spec in specs.items()}
 
     folds = make_folds(y_sel if is_class else None, len(y_sel), opts.seed)
@@ -118,12 +109,11 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         report.append(f"class imbalance: smallest class {int(counts.min())} rows vs largest {int(counts.max())}; "
                       "balanced class weights are searched")
     fold_rows = len(folds[0][0])
-    contexts = {}
-    for fam in families:
-        ctx = Context(problem_type, fold_rows, matrices[fam.encoding].shape[1], n_classes, opts.seed, jobs,
-                      imbalanced=imbalanced, balance_by_default=imbalanced and objective.metric in _BALANCE_OBJECTIVES,
-                      fixed=dict(fixed))
-        contexts[fam.model_type] = ctx
+    balance = imbalanced and objective.metric in _BALANCE_OBJECTIVES
+    contexts = {fam.model_type: Context(problem_type, fold_rows, matrices[fam.encoding].shape[1], n_classes,
+                                        opts.seed, jobs, imbalanced=imbalanced, balance_by_default=balance,
+                                        fixed=dict(fixed))
+                for fam in families}
     evaluator = Evaluator(matrices, y_sel, folds, objective, problem_type, n_classes, opts.seed)
     validation = (f"{len(folds)}-fold cross-validation" if len(folds) > 1 else "one holdout split")
     report.append(f"rows: {len(sel)} for training/selection ({validation}), {len(test)} held out for the metrics")
@@ -167,6 +157,19 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     clock.report(phase="done", trials=len(search.trials), best_score=winner.score,
                  best_model_type=winner.family, objective=objective.name)
     return result
+
+
+def _fit_specs(families: list[Family], opts: TrainOptions, infos: list[ColumnInfo], raw: dict[str, np.ndarray],
+               y: np.ndarray, target_kind: str) -> dict[str, dict[str, Any]]:
+    """One fitted preprocessing spec per encoding the searched families need."""
+    plan = parse(opts.preprocessors, infos) if opts.preprocessors else None
+    specs = {}
+    for enc in sorted({f.encoding for f in families}):
+        if plan is not None:
+            specs[enc] = fit_custom_spec(plan, infos, raw, y, enc, target_kind)
+        else:
+            specs[enc] = fit_spec(infos, raw, y, enc, target_kind)
+    return specs
 
 
 def _run_search(families: list[Family], contexts: dict[str, Context], evaluator: Evaluator,
