@@ -20,7 +20,8 @@ from .analysis import Analysis
 from .builtins import is_set_returning
 from .clauses import Range, Segmenter
 from .functions import ModelFunction, is_model_call, resolve
-from .general import GeneralPlanner, refuse
+from .general import GeneralPlanner
+from .inputs import refuse
 from .plan import ExplainPlan, GeneralPlan, QueryPlan
 from .render import Renderer
 from .streaming import build as build_streaming

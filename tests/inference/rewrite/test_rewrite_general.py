@@ -179,10 +179,19 @@ def test_steps_follow_dependencies():
     assert order[0] > order[1] and order[2] > order[3] and order[1] == order[3]
 
 
-def test_calls_of_one_model_share_a_step():
-    p = plan("SELECT predict_score(score), predict_score(age) + 1 FROM customers")
-    assert len(p.steps) == 1 and p.steps[0].calls == (0, 1)
-    assert " UNION " in p.steps[0].input.text
+def test_calls_of_one_model_and_block_share_a_step_and_a_scan():
+    p = plan("SELECT predict_score(score), predict_score(age) + 1 FROM customers WHERE predict_score(score) > 1")
+    assert len(p.steps) == 1 and p.steps[0].calls == (0, 1, 2)
+    text = p.steps[0].input.text
+    assert text.count("FROM customers") == 1 and "CROSS JOIN LATERAL (VALUES" in text
+
+
+def test_a_call_in_an_on_condition_is_resolved_first():
+    """The select-list call is evaluated only on the pairs the ON call lets through."""
+    p = plan("SELECT predict_score(o.amount) + 1 FROM customers c JOIN orders o ON predict_churn(c.age, o.region)")
+    assert [(s.function.name, s.calls, s.depends_on) for s in p.steps] == [
+        ("predict_churn", (1,), ()), ("predict_score", (0,), (0,))]
+    assert "ON (true)" not in p.steps[1].input.text and "pg_temp.t_1" in p.steps[1].input.text
 
 
 def test_parameters_are_renumbered_in_input_queries():
@@ -191,12 +200,6 @@ def test_parameters_are_renumbered_in_input_queries():
     assert step.input.params == (2, 3)
     assert "$1" in step.input.text and "$2" in step.input.text and "$3" not in step.input.text
     assert p.sql.params == (1, 2, 3)
-
-
-def test_a_call_after_a_filtering_call_waits_for_it():
-    """The ORDER BY call is evaluated only on rows the WHERE call lets through."""
-    p = plan("SELECT id FROM customers WHERE predict_score(score) > 1 ORDER BY predict_score(age)")
-    assert [s.calls for s in p.steps] == [(0,), (1,)] and p.steps[1].depends_on == (0,)
 
 
 def test_input_query_keeps_the_where_clause():
