@@ -20,11 +20,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .strings import payload_of
+
 # Postgres' fixed-notation upper bound on the decimal exponent, by float width.
 _FIXED_BELOW = {64: 15, 32: 6}
 # |x| in [1e-4, 1e9) has E in [-4, 8] (the decimal 1e-4 and 1e9 are each inside
 # their own double's rounding interval, so nothing on the inside can print as them).
 _ARROW_SAFE = (1e-4, 1e9)
+# Below these magnitudes no decimal short enough to be a shortest repr can be the
+# midpoint between two neighbouring floats (see _strictly_inside).
+_BOUNDARY_FROM = {64: 2.0**52, 32: 2.0**22}
 
 
 def _layout(sign: str, digits: str, exp: int, fixed_below: int) -> str:
@@ -43,8 +48,8 @@ def _strictly_inside(scalar: np.floating, shortest: str) -> str:
     """Postgres' Ryu never picks a decimal lying exactly on the boundary of the
     value's rounding interval (a midpoint to a neighbour), which round-half-even
     readers like numpy's and Python's do accept; there, take the shortest correctly
-    rounded decimal that is strictly inside. Only magnitudes above 2**(mantissa
-    bits) can have such short midpoints, and those never come from the Arrow band."""
+    rounded decimal that is strictly inside. Only magnitudes from _BOUNDARY_FROM
+    up have midpoints that short, and those never come from the Arrow band."""
     exact = Decimal(float(scalar))
     with np.errstate(over="ignore"):  # the largest finite value's neighbour is inf
         lower, upper = (np.nextafter(scalar, direction, dtype=scalar.dtype)
@@ -65,6 +70,16 @@ def _strictly_inside(scalar: np.floating, shortest: str) -> str:
     return f"{float(scalar):.16e}"
 
 
+def _to_scientific(fixed: str) -> str:
+    """'-123.45' or '0.00012' (Python's repr in fixed notation) as d.ddde+X."""
+    sign = "-" if fixed.startswith("-") else ""
+    whole, _, frac = fixed.lstrip("-").partition(".")
+    digits = (whole + frac).lstrip("0")
+    exp = len(whole) - 1 if whole != "0" else -(len(frac) - len(frac.lstrip("0")) + 1)
+    digits = digits.rstrip("0") or "0"
+    return f"{sign}{digits[0]}{'.' + digits[1:] if len(digits) > 1 else ''}e{exp:+d}"
+
+
 def pg_float_text(value: float, bits: int = 64) -> str:
     """One value as Postgres prints a float8 (bits=64) or float4 (bits=32)."""
     if value != value:
@@ -73,23 +88,40 @@ def pg_float_text(value: float, bits: int = 64) -> str:
         return "Infinity" if value > 0 else "-Infinity"
     if value == 0:
         return "-0" if np.signbit(value) else "0"
-    scalar = np.float64(value) if bits == 64 else np.float32(value)
-    text = _strictly_inside(scalar, np.format_float_scientific(scalar, unique=True, trim="-"))
+    if bits == 64:
+        text = repr(value)
+        if "e" not in text:  # repr's fixed notation
+            text = _to_scientific(text)
+        scalar: np.floating = np.float64(value)
+    else:
+        scalar = np.float32(value)
+        text = np.format_float_scientific(scalar, unique=True, trim="-")
+    if abs(value) >= _BOUNDARY_FROM[bits]:
+        text = _strictly_inside(scalar, text)
     mantissa, _, exp_text = text.partition("e")
     sign = "-" if mantissa.startswith("-") else ""
     digits = mantissa.lstrip("-").replace(".", "")
     return _layout(sign, digits, int(exp_text), _FIXED_BELOW[bits])
 
 
-def float_text_array(values: np.ndarray, bits: int = 64) -> pa.StringArray:
-    """Postgres text of every value (no nulls: the caller leaves NULLs out)."""
+def float_texts(values: np.ndarray, bits: int = 64) -> tuple[np.ndarray, bytes]:
+    """Sizes and concatenated Postgres texts of every value (no NULLs here)."""
     typed = np.asarray(values, dtype=np.float64 if bits == 64 else np.float32)
-    text = pc.cast(pa.array(typed), pa.string())
+    sizes, payload = payload_of(pc.cast(pa.array(typed), pa.string()))
     magnitude = np.abs(typed)
     low = typed.dtype.type(_ARROW_SAFE[0])
     high = typed.dtype.type(min(_ARROW_SAFE[1], 10.0 ** _FIXED_BELOW[bits]))
-    odd = ~(((magnitude >= low) & (magnitude < high)) | (typed == 0))
-    if not odd.any():
-        return text
-    fixed = [pg_float_text(float(v), bits) for v in typed[odd]]
-    return pc.replace_with_mask(text, pa.array(odd), pa.array(fixed, type=pa.string()))
+    odd = np.flatnonzero(~(((magnitude >= low) & (magnitude < high)) | (typed == 0)))
+    if not len(odd):
+        return sizes, payload
+    # Put the few re-formatted values in place: O(odd values) slices, one join.
+    ends = np.cumsum(sizes)
+    fixed = [pg_float_text(v, bits).encode() for v in typed[odd].tolist()]
+    view = memoryview(payload)
+    parts, prev = [], 0
+    for i, text in zip(odd.tolist(), fixed):
+        parts += (view[prev:ends[i] - sizes[i]], text)
+        prev = ends[i]
+    parts.append(view[prev:])
+    sizes[odd] = [len(text) for text in fixed]
+    return sizes, b"".join(parts)

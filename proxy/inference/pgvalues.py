@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .pgfloat import float_text_array
+from .pgfloat import float_texts
 from .pgnumeric import numeric_binary, numeric_text
+from .strings import payload_of
 
 TEXT, BINARY = 0, 1
 
@@ -82,17 +83,6 @@ def encode_values(values: np.ndarray, pg_type: str, fmt: int,
     return lengths, payload
 
 
-def _from_strings(strings: pa.Array) -> Encoded:
-    """Sizes and payload of a null-free Arrow string array, taken from its buffers."""
-    strings = strings.cast(pa.large_string())
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64,
-                            count=len(strings) + 1, offset=strings.offset * 8)
-    data = strings.buffers()[2]
-    start, end = int(offsets[0]), int(offsets[-1])
-    payload = b"" if data is None else data.slice(start, end - start).to_pybytes()
-    return np.diff(offsets).astype(np.int32), payload
-
-
 def _fixed(array: np.ndarray) -> Encoded:
     return np.full(len(array), array.dtype.itemsize, dtype=np.int32), array.tobytes()
 
@@ -124,7 +114,7 @@ def _integers(width: int) -> Callable[[np.ndarray, int], Encoded]:
             raise ValueOutOfRange(f"{8 * width}-bit integer out of range")
         if fmt == BINARY:
             return _fixed(ints.astype(f">i{width}"))
-        return _from_strings(pc.cast(pa.array(ints), pa.string()))
+        return payload_of(pc.cast(pa.array(ints), pa.string()))
 
     return encode
 
@@ -136,7 +126,7 @@ def _floats(bits: int) -> Callable[[np.ndarray, int], Encoded]:
             floats = _to_float4(floats)
         if fmt == BINARY:
             return _fixed(floats.astype(f">f{bits // 8}"))
-        return _from_strings(float_text_array(floats, bits))
+        return float_texts(floats, bits)
 
     return encode
 
@@ -157,18 +147,18 @@ def _numeric(present: np.ndarray, fmt: int) -> Encoded:
     if fmt == BINARY:
         parts = [numeric_binary(v) for v in floats]
         return np.fromiter(map(len, parts), np.int32, len(parts)), b"".join(parts)
-    return _from_strings(pa.array([numeric_text(v) for v in floats], type=pa.string()))
+    return payload_of(pa.array([numeric_text(v) for v in floats], type=pa.string()))
 
 
 def _text(present: np.ndarray, fmt: int) -> Encoded:
     kind = present.dtype.kind
     if kind == "f":
-        return _from_strings(float_text_array(present, 64))
+        return float_texts(present, 64)
     if kind == "b":
-        return _from_strings(pa.array(np.where(present, "true", "false"), type=pa.string()))
+        return payload_of(pa.array(np.where(present, "true", "false"), type=pa.string()))
     if kind in "iu":
-        return _from_strings(pc.cast(pa.array(present.astype(np.int64)), pa.string()))
-    return _from_strings(pa.array(present, type=pa.string()))
+        return payload_of(pc.cast(pa.array(present.astype(np.int64)), pa.string()))
+    return payload_of(pa.array(present, type=pa.string()))
 
 
 def _jsonb(present: np.ndarray, fmt: int) -> Encoded:

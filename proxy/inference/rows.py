@@ -40,6 +40,7 @@ class RowFormatError(ValueError):
 
 _BYTE_LANES = np.arange(4, dtype=np.int64)
 _VECTOR_SCAN_MIN = 4096  # below this many bytes the plain header walk is quicker
+_SCAN_BLOCK = 1 << 16
 
 
 def read_be32(u8: np.ndarray, positions: np.ndarray, dtype: str = ">i4") -> np.ndarray:
@@ -47,6 +48,22 @@ def read_be32(u8: np.ndarray, positions: np.ndarray, dtype: str = ">i4") -> np.n
     gather of four bytes per position."""
     quads = u8.take(positions[:, None] + _BYTE_LANES)
     return quads.view(dtype).reshape(len(positions)).astype(np.int64)
+
+
+def _pool_array(count: int, dtype: type) -> tuple[pa.Buffer, np.ndarray]:
+    """A writable array in Arrow's memory pool. The pool keeps freed pages, where
+    a fresh numpy array of a batch's size is new pages from the kernel every time,
+    and those page faults cost more than the copying done in them."""
+    itemsize = np.dtype(dtype).itemsize
+    buffer = pa.allocate_buffer(count * itemsize)
+    return buffer, np.frombuffer(buffer, dtype=dtype, count=count)
+
+
+def _unaligned(u8: np.ndarray, dtype: str) -> np.ndarray:
+    """`u8` seen as `dtype` words starting at *every* byte offset (stride 1), so a
+    fancy index reads or writes words at arbitrary positions in one go."""
+    width = np.dtype(dtype).itemsize
+    return np.ndarray((max(len(u8) - width + 1, 0),), dtype=dtype, buffer=u8, strides=(1,))
 
 
 def _walk_headers(buf: bytes | bytearray | memoryview, pos: int, stop: int) -> tuple[list[int], int]:
@@ -59,6 +76,27 @@ def _walk_headers(buf: bytes | bytearray | memoryview, pos: int, stop: int) -> t
         append(pos)
         pos = nxt
     return offsets, pos
+
+
+def _candidates(u8: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Positions in [start, stop) of a 'D' byte with the column count of the message
+    at `start` five bytes on, found a cache-sized block at a time (into reused
+    scratch masks: full-size temporaries would cost more in page faults)."""
+    count_hi, count_lo = int(u8[start + 5]), int(u8[start + 6])
+    last = stop - 6  # a complete DataRow has at least 7 bytes
+    mask = np.empty(min(_SCAN_BLOCK, last - start), dtype=bool)
+    other = np.empty_like(mask)
+    found = []
+    for lo in range(start, last, _SCAN_BLOCK):
+        hi = min(lo + _SCAN_BLOCK, last)
+        m, o = mask[:hi - lo], other[:hi - lo]
+        np.equal(u8[lo:hi], B_DATA_ROW, out=m)
+        np.equal(u8[lo + 5:hi + 5], count_hi, out=o)
+        m &= o
+        np.equal(u8[lo + 6:hi + 6], count_lo, out=o)
+        m &= o
+        found.append(np.flatnonzero(m) + lo)
+    return np.concatenate(found)
 
 
 def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
@@ -83,11 +121,7 @@ def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
     u8 = np.frombuffer(buf, dtype=np.uint8)
     if u8[start] != B_DATA_ROW:
         return np.empty(0, dtype=np.int64), start
-    count_hi, count_lo = u8[start + 5], u8[start + 6]
-    maybe = u8[start:stop - 6] == B_DATA_ROW
-    maybe &= u8[start + 5:stop - 1] == count_hi
-    maybe &= u8[start + 6:stop] == count_lo
-    cand = np.flatnonzero(maybe) + start
+    cand = _candidates(u8, start, stop)
     m = len(cand)
     nxt = cand + 1 + read_be32(u8, cand + 1, ">u4")
     # link[i]: the candidate starting where candidate i ends, or -1 if none does
@@ -282,50 +316,54 @@ class DataRowBatch:
         for c, lens in zip(cols, new_lens):
             out_len += (4 + np.maximum(lens, 0)) - (pos[c + 1] - pos[c])
 
-        # One source buffer: the input span (headers patched in place), then every
-        # placeholder's length words, then every placeholder's payload.
+        # One source buffer: the input span with its headers patched in place,
+        # then every placeholder's length words, then every placeholder's payload.
+        k = len(cols)
         span = span_end - first
         lenword_base = span
-        payload_base = lenword_base + 4 * n * len(cols)
-        total = payload_base + sum(len(p) for p in payloads)
-        src = np.empty(total, dtype=np.uint8)
+        payload_base = lenword_base + 4 * n * k
+        src_buffer, src = _pool_array(payload_base + sum(len(p) for p in payloads), np.uint8)
         src[:span] = self.u8[first:span_end]
         rel = self.starts - first
-        header = np.empty((n, 6), dtype=np.uint8)
-        header[:, :4] = out_len.astype(">i4").view(np.uint8).reshape(n, 4)
-        header[:, 4:] = np.frombuffer(struct.pack("!h", keep_columns), dtype=np.uint8)
-        src[(rel + 1)[:, None] + np.arange(6)] = header
+        _unaligned(src, ">i4")[rel + 1] = out_len
+        _unaligned(src, ">i2")[rel + 5] = keep_columns
         at = payload_base
         for j, (lens, payload) in enumerate(zip(new_lens, payloads)):
-            words = src[lenword_base + 4 * n * j: lenword_base + 4 * n * (j + 1)]
-            words[:] = lens.astype(">i4").view(np.uint8)
+            src[lenword_base + 4 * n * j:lenword_base + 4 * n * (j + 1)].view(">i4")[:] = lens
             src[at:at + len(payload)] = np.frombuffer(payload, dtype=np.uint8)
             at += len(payload)
 
-        # Source elements: per row, the 2k+2 input ranges between consecutive
-        # cuts (kept, old field, kept, ..., kept, dropped tail up to the next row);
+        # Source elements: per row, the 2k+2 input ranges between consecutive cuts
+        # (kept, old field, kept, ..., kept, dropped rest up to the next row);
         # then the k*n length words; then the k*n payloads.
-        k = len(cols)
-        cuts = [rel]
-        for c in cols:
-            cuts += [pos[c] - first, pos[c + 1] - first]
-        cuts.append(pos[keep_columns] - first)
         in_count = n * (2 * k + 2)
-        pay_sizes = [np.maximum(lens, 0) for lens in new_lens]
-        offsets = np.concatenate(
-            [np.stack(cuts, axis=1).ravel(), [span],
-             lenword_base + 4 * np.arange(1, k * n + 1, dtype=np.int64),
-             payload_base + np.cumsum(np.concatenate(pay_sizes or [[]]), dtype=np.int64)])
-        # Output order per row: kept, (length word, payload, kept) per placeholder.
-        order = np.empty((n, 3 * k + 1), dtype=np.int64)
+        offsets_buffer, offsets = _pool_array(in_count + 2 * k * n + 1, np.int64)
+        cuts = offsets[:in_count].reshape(n, 2 * k + 2)
+        cuts[:, 0] = rel
+        for j, c in enumerate(cols):
+            np.subtract(pos[c], first, out=cuts[:, 2 * j + 1])
+            np.subtract(pos[c + 1], first, out=cuts[:, 2 * j + 2])
+        np.subtract(pos[keep_columns], first, out=cuts[:, 2 * k + 1])
+        offsets[in_count] = span
+        words = offsets[in_count + 1:in_count + 1 + k * n]
+        words[:] = np.arange(lenword_base + 4, payload_base + 1, 4, dtype=np.int64)
+        sizes = offsets[in_count + 1 + k * n:]
+        for j, lens in enumerate(new_lens):
+            np.maximum(lens, 0, out=sizes[j * n:(j + 1) * n])
+        np.cumsum(sizes, out=sizes)
+        sizes += payload_base
+
+        # Output order per row: kept, then (length word, payload, kept) per placeholder.
+        order_buffer, order = _pool_array(n * (3 * k + 1), np.int64)
+        order = order.reshape(n, 3 * k + 1)
         row = np.arange(n, dtype=np.int64)
-        order[:, 0] = row * (2 * k + 2)
+        np.multiply(row, 2 * k + 2, out=order[:, 0])
         for j in range(k):
-            order[:, 3 * j + 1] = in_count + j * n + row
-            order[:, 3 * j + 2] = in_count + (k + j) * n + row
-            order[:, 3 * j + 3] = order[:, 0] + 2 * j + 2
+            np.add(row, in_count + j * n, out=order[:, 3 * j + 1])
+            np.add(row, in_count + (k + j) * n, out=order[:, 3 * j + 2])
+            np.add(order[:, 0], 2 * j + 2, out=order[:, 3 * j + 3])
         pieces = pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1,
-                                       [None, pa.py_buffer(offsets), pa.py_buffer(src)])
-        out = pieces.take(pa.array(order.ravel()))
+                                       [None, offsets_buffer, src_buffer])
+        out = pieces.take(pa.Array.from_buffers(pa.int64(), order.size, [None, order_buffer]))
         size = int(out_len.sum()) + n
         return out.buffers()[2].slice(0, size).to_pybytes()

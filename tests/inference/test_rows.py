@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy import protocol as p
+from proxy.inference import rows as rows_module
 from proxy.inference.rows import DataRowBatch, RowFormatError, scan_data_rows
 
 
@@ -107,6 +109,35 @@ def test_scan_finds_the_run_inside_a_chunk(rows, before, after_tail):
     cut = len(prefix) + sum(map(len, run)) - 1
     offsets, stop = scan_data_rows(memoryview(chunk)[:cut], len(prefix))
     assert len(offsets) == len(run) - 1 and stop == len(prefix) + sum(map(len, run[:-1]))
+
+
+tricky_field = field | st.sampled_from([b"D\x00\x00\x00\x0e\x00\x03", b"DD\x00\x03", b"D"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(tricky_field, min_size=3, max_size=3), min_size=1, max_size=30),
+       st.integers(0, 40), st.binary(max_size=12))
+def test_vectorized_scan_matches_the_header_walk(rows, cut, tail):
+    """Fields that look like DataRow headers (false candidates), message lengths
+    ending in 'D', incomplete last messages: the vectorized scan agrees with the
+    plain walk of the headers."""
+    stream = p.command_complete("X") + b"".join(ref_row(r) for r in rows) + tail
+    stream = stream[:len(stream) - cut] if cut < len(stream) - 12 else stream
+    start = len(p.command_complete("X"))
+    with mock.patch.object(rows_module, "_VECTOR_SCAN_MIN", 0):
+        offsets, stop = scan_data_rows(stream, start)
+    walked, walk_stop = rows_module._walk_headers(stream, start, len(stream))
+    assert offsets.tolist() == walked and stop == walk_stop
+
+
+def test_scan_of_a_large_run_with_false_candidates():
+    raws = [ref_row([str(i).encode(), b"xD\x00\x00\x00\x10\x00\x03" * (i % 3), None])
+            for i in range(3000)]
+    stream = b"".join(raws) + p.ready_for_query()
+    offsets, stop = scan_data_rows(stream)
+    assert len(offsets) == 3000 and stop == len(stream) - 6
+    offsets, stop = scan_data_rows(stream[:-10])
+    assert len(offsets) == 2999 and stop == len(stream) - 6 - len(raws[-1])
 
 
 # -- edge cases ----------------------------------------------------------------
