@@ -10,6 +10,7 @@ to the closing parenthesis and one span per argument.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -244,10 +245,15 @@ class Analysis:
             call.ordinal = ordinal
             call.span, call.args = self._call_text(call.node)
             call.block.calls.append(call)
+        open_calls: list[Call] = []  # calls are nested or disjoint: a stack finds the enclosing one
         for call in self.calls:
-            containing = [c for c in self.calls if c is not call and c.span.covers(call.span)]
-            if containing:
-                call.enclosing = min(containing, key=lambda c: c.span.end - c.span.start)
+            while open_calls and open_calls[-1].span.end <= call.span.start:
+                open_calls.pop()
+            call.enclosing = open_calls[-1] if open_calls else None
+            open_calls.append(call)
+        self._starts = [c.span.start for c in self.calls]
+        self.params.sort(key=lambda p: p[1].start)
+        self._param_starts = [where.start for _, where in self.params]
 
     def _call_text(self, node: ast.FuncCall) -> tuple[Span, tuple[Span, ...]]:
         """The call's span (name to closing parenthesis) and its arguments' spans."""
@@ -321,8 +327,19 @@ class Analysis:
 
     def calls_in(self, span: Span) -> list[Call]:
         """The outermost model calls whose text lies inside `span`."""
-        inside = [c for c in self.calls if span.covers(c.span)]
+        inside = self._inside(span)
         return [c for c in inside if c.enclosing is None or not span.covers(c.enclosing.span)]
 
     def has_call(self, span: Span) -> bool:
-        return any(span.covers(c.span) for c in self.calls)
+        return bool(self._inside(span))
+
+    def _inside(self, span: Span) -> list[Call]:
+        first = bisect.bisect_left(self._starts, span.start)
+        last = bisect.bisect_left(self._starts, span.end)
+        return [c for c in self.calls[first:last] if c.span.end <= span.end]
+
+    def params_in(self, span: Span) -> list[tuple[int, Span]]:
+        """The $n parameters inside `span`."""
+        first = bisect.bisect_left(self._param_starts, span.start)
+        last = bisect.bisect_left(self._param_starts, span.end)
+        return [p for p in self.params[first:last] if p[1].end <= span.end]

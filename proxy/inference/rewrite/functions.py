@@ -120,8 +120,12 @@ def call_name(node: ast.FuncCall) -> tuple[str | None, str]:
 
 
 def candidates(name: str, functions: Mapping[str, Sequence[ModelFunction]]) -> list[ModelFunction]:
-    """Model functions named exactly `name` (the mapping is keyed by lower-cased name)."""
-    return [f for f in functions.get(name.lower(), ()) if f.name == name]
+    """Model functions named exactly `name` (the mapping is keyed by lower-cased name,
+    or by the stored name: both are looked at)."""
+    found = list(functions.get(name.lower(), ()))
+    if name != name.lower():
+        found += [f for f in functions.get(name, ()) if f not in found]
+    return [f for f in found if f.name == name]
 
 
 def is_model_call(node: ast.FuncCall, functions: Mapping[str, Sequence[ModelFunction]]) -> bool:

@@ -46,8 +46,8 @@ class Renderer:
             if span.start < offset <= span.end and not any(r.start < offset < r.end for r in replaced) \
                     and not any(c.span.start < offset < c.span.end for c in calls):
                 events.append((Span(offset, offset), pieces))
-        for number, where in self.analysis.params:
-            if span.covers(where) and free(where) and not any(c.span.covers(where) for c in calls):
+        for number, where in self.analysis.params_in(span):
+            if free(where) and not any(c.span.covers(where) for c in calls):
                 events.append((where, [Param(number, where.start, where.end)]))
         events.sort(key=lambda e: (e[0].start, e[0].end))
         out: list[Piece] = []

@@ -8,6 +8,8 @@ The stubs raise if executed, so any stub call fails the test.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from proxy.inference.rewrite import GeneralPlan
@@ -124,6 +126,9 @@ def test_select_placements(conn, sql, params):
 
 
 ORDERED = [
+    "SELECT * FROM (SELECT region, predict_score(count(*)) FROM customers GROUP BY region) s ORDER BY 1",
+    "SELECT region FROM customers GROUP BY region ORDER BY predict_score(count(*)), region",
+    "/* leading */ SELECT id FROM customers WHERE predict_score(score) > 2 ORDER BY id ; /* trailing */",
     "SELECT * FROM customers ORDER BY id LIMIT predict_score(1)::int",
     "SELECT id, predict_churn(age, plan) FROM customers GROUP BY ROLLUP (id, age, plan) ORDER BY 1, 2",
     "SELECT id FROM customers ORDER BY predict_score(score) DESC, id",
@@ -200,6 +205,14 @@ def test_parameters_are_renumbered_in_input_queries():
     assert step.input.params == (2, 3)
     assert "$1" in step.input.text and "$2" in step.input.text and "$3" not in step.input.text
     assert p.sql.params == (1, 2, 3)
+
+
+def test_many_calls_plan_quickly():
+    values = ", ".join(f"({i}, predict_churn({i}, 'x'), predict_score({i}.5))" for i in range(200))
+    started = time.perf_counter()
+    p = plan(f"INSERT INTO audit VALUES {values}")
+    assert time.perf_counter() - started < 2
+    assert [len(s.calls) for s in p.steps] == [200, 200]
 
 
 def test_input_query_keeps_the_where_clause():

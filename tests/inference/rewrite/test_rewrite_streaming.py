@@ -26,6 +26,8 @@ CASES = [
     ("SELECT id, predict_score(score) FROM customers FOR UPDATE", ()),
     ("SELECT id, predict_churn(3, $1::text) FROM customers", ("gold",)),
     ("SELECT predict_churn(age, plan) FROM customers GROUP BY ROLLUP (age, plan)", ()),
+    ("/* leading */ SELECT id, predict_score(score) FROM customers; -- trailing", ()),
+    ("SELECT generate_series(1, 2) AS g, predict_score(score) FROM customers", ()),
 ]
 
 
