@@ -52,11 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address to accept clients on (default 127.0.0.1:6543; env MLPROXY_LISTEN)")
     serve.add_argument("--upstream", default=os.environ.get("MLPROXY_UPSTREAM"),
                        metavar="URL",
-                       help="upstream server, e.g. postgresql://db.example:5432 or "
-                            "postgresql:///?host=/var/run/postgresql (env MLPROXY_UPSTREAM); "
-                            "default: the embedded Postgres")
+                       help="upstream server, e.g. postgresql://mlproxy:secret@db.example:5432 "
+                            "or postgresql:///?host=/var/run/postgresql (env MLPROXY_UPSTREAM); "
+                            "clients log in as themselves, the URL's user and password are the "
+                            "proxy's own identity for the model catalog; default: the embedded "
+                            "Postgres")
     serve.add_argument("--data-dir", type=Path, default=None,
-                       help=f"state directory: embedded Postgres data, model caches "
+                       help=f"state directory: embedded Postgres data, training snapshots, "
+                            f"compiled model cache "
                             f"(default {default_data_dir()}; env MLPROXY_DATA_DIR)")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate: terminate TLS at the proxy")
     serve.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
