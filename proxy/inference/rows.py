@@ -316,52 +316,54 @@ class DataRowBatch:
         for c, lens in zip(cols, new_lens):
             out_len += (4 + np.maximum(lens, 0)) - (pos[c + 1] - pos[c])
 
-        # One source buffer: the input span with its headers patched in place,
-        # then every placeholder's length words, then every placeholder's payload.
+        # One source buffer: the input span, with each row's header and each
+        # placeholder's length word rewritten in place, then the new payloads.
         k = len(cols)
         span = span_end - first
-        lenword_base = span
-        payload_base = lenword_base + 4 * n * k
-        src_buffer, src = _pool_array(payload_base + sum(len(p) for p in payloads), np.uint8)
+        src_buffer, src = _pool_array(span + sum(len(p) for p in payloads), np.uint8)
         src[:span] = self.u8[first:span_end]
         rel = self.starts - first
-        _unaligned(src, ">i4")[rel + 1] = out_len
+        words = _unaligned(src, ">i4")
+        words[rel + 1] = out_len
         _unaligned(src, ">i2")[rel + 5] = keep_columns
-        at = payload_base
-        for j, (lens, payload) in enumerate(zip(new_lens, payloads)):
-            src[lenword_base + 4 * n * j:lenword_base + 4 * n * (j + 1)].view(">i4")[:] = lens
+        at = span
+        for c, lens, payload in zip(cols, new_lens, payloads):
+            words[pos[c] - first] = lens
             src[at:at + len(payload)] = np.frombuffer(payload, dtype=np.uint8)
             at += len(payload)
 
         # Source elements: per row, the 2k+2 input ranges between consecutive cuts
-        # (kept, old field, kept, ..., kept, dropped rest up to the next row);
-        # then the k*n length words; then the k*n payloads.
-        in_count = n * (2 * k + 2)
-        offsets_buffer, offsets = _pool_array(in_count + 2 * k * n + 1, np.int64)
-        cuts = offsets[:in_count].reshape(n, 2 * k + 2)
+        # (kept up to and including a new length word, old value, kept, ..., kept,
+        # dropped rest up to the next row); then the k*n payloads.
+        per_row = 2 * k + 2
+        in_count = n * per_row
+        offsets_buffer, offsets = _pool_array(in_count + k * n + 1, np.int64)
+        cuts = offsets[:in_count].reshape(n, per_row)
         cuts[:, 0] = rel
         for j, c in enumerate(cols):
-            np.subtract(pos[c], first, out=cuts[:, 2 * j + 1])
+            np.subtract(pos[c], first - 4, out=cuts[:, 2 * j + 1])
             np.subtract(pos[c + 1], first, out=cuts[:, 2 * j + 2])
         np.subtract(pos[keep_columns], first, out=cuts[:, 2 * k + 1])
         offsets[in_count] = span
-        words = offsets[in_count + 1:in_count + 1 + k * n]
-        words[:] = np.arange(lenword_base + 4, payload_base + 1, 4, dtype=np.int64)
-        sizes = offsets[in_count + 1 + k * n:]
+        sizes = offsets[in_count + 1:]
         for j, lens in enumerate(new_lens):
             np.maximum(lens, 0, out=sizes[j * n:(j + 1) * n])
         np.cumsum(sizes, out=sizes)
-        sizes += payload_base
+        sizes += span
 
-        # Output order per row: kept, then (length word, payload, kept) per placeholder.
-        order_buffer, order = _pool_array(n * (3 * k + 1), np.int64)
-        order = order.reshape(n, 3 * k + 1)
+        # Output order per row: kept, then (payload, kept) per placeholder; a kept
+        # range that is empty in every row (a placeholder is the last kept column,
+        # or two are adjacent) is left out.
         row = np.arange(n, dtype=np.int64)
-        np.multiply(row, 2 * k + 2, out=order[:, 0])
+        columns = [row * per_row]
         for j in range(k):
-            np.add(row, in_count + j * n, out=order[:, 3 * j + 1])
-            np.add(row, in_count + (k + j) * n, out=order[:, 3 * j + 2])
-            np.add(order[:, 0], 2 * j + 2, out=order[:, 3 * j + 3])
+            columns.append(row + (in_count + j * n))
+            if np.any(cuts[:, 2 * j + 3] != cuts[:, 2 * j + 2]):
+                columns.append(columns[0] + (2 * j + 2))
+        order_buffer, order = _pool_array(n * len(columns), np.int64)
+        order = order.reshape(n, len(columns))
+        for i, column in enumerate(columns):
+            order[:, i] = column
         pieces = pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1,
                                        [None, offsets_buffer, src_buffer])
         out = pieces.take(pa.Array.from_buffers(pa.int64(), order.size, [None, order_buffer]))
