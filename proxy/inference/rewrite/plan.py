@@ -9,8 +9,11 @@ Three shapes:
 - GeneralPlan: for each step in order, run `input` (DISTINCT argument tuples),
   predict, load (arguments, prediction) into the step's temporary table; then run
   `sql`, whose calls read those tables; drop the tables afterwards (also on error).
-  Run everything in one transaction when the client is not in one, so that
-  now()-like values are the same in every pass.
+  Every row that reaches the result finds its prediction only if the input
+  queries and `sql` see the same data: when the client has no transaction open,
+  run everything in one REPEATABLE READ transaction (which also keeps now() and
+  friends equal in every pass); inside a client's READ COMMITTED transaction, rows
+  committed by others in between get NULL from their lookups.
 - ExplainPlan: EXPLAIN of either; `sql` is the EXPLAIN of the rewritten statement.
 
 Positions: Postgres reports error positions in the text it ran; map them back with

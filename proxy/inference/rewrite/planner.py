@@ -111,7 +111,7 @@ def _plan(sql: str, functions: Mapping[str, Sequence[ModelFunction]], search_pat
     inner_span = seg.span((lo, hi))
     whole = Span(0, len(sql))
     if isinstance(node, ast.SelectStmt) and streamable(analysis) and not _wrapped(raw.stmt, explain):
-        plan, pieces = build_streaming(analysis, renderer, whole)
+        plan, _ = build_streaming(analysis, renderer, whole)
         if explain is None:
             return plan
         inner_plan, _ = build_streaming(analysis, renderer, inner_span)
