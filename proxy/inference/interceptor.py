@@ -276,6 +276,8 @@ class InferenceInterceptor:
         if error is not None:
             if error.position is not None:
                 error.position = plan.map_position(error.position, index)
+            if error.sqlstate == errors.UNDEFINED_COLUMN and step.hint and not error.hint:
+                error.hint = step.hint
             error.fields.pop("W", None)
             takeover.send_client(p.error_response(error))
             return False
