@@ -32,7 +32,7 @@ import tl2cgen
 import treelite
 
 from .driver_source import DRIVER_C
-from .native import ABI_VERSION
+from . import native
 
 try:  # POSIX advisory locks; without them concurrent builds still end correctly
     import fcntl
@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - Windows
 
 LIBRARY_NAME = "model" + (".dll" if sys.platform == "win32" else ".dylib" if sys.platform == "darwin" else ".so")
 BUILD_INFO = "build.json"
-#: bump when the code generation recipe (parameters, unit heuristic, flags) changes
+#: bump when the build recipe changes in a way the constants in native.py do not show
 RECIPE_VERSION = 1
 #: temporary build directories older than this are debris from killed builds
 STALE_SECONDS = 6 * 3600
@@ -59,8 +59,10 @@ def default_cache_dir() -> Path:
 
 def build_tag() -> str:
     ident = {
-        "abi": ABI_VERSION,
+        "abi": native.ABI_VERSION,
         "recipe": RECIPE_VERSION,
+        "layout": [native.BLOCK_ROWS, native.MIN_ROWS_PER_THREAD, native.NODES_PER_UNIT, native.MAX_UNITS,
+                   native.COMPILE_OPTIONS],
         "driver": hashlib.sha256(DRIVER_C.encode()).hexdigest(),
         "tl2cgen": tl2cgen.__version__,
         "treelite": treelite.__version__,

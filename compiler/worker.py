@@ -28,13 +28,6 @@ from . import cache, native, trees
 from .artifact import Artifact, load
 from .errors import BuildError
 
-#: nodes per translation unit: small enough that a unit's code stays in the
-#: instruction cache while it runs over a block of rows, large enough that the
-#: compiler is not started hundreds of times
-NODES_PER_UNIT = 4096
-MAX_UNITS = 256
-#: extra flags after TL2cgen's own "-O3 -fPIC -std=c99"
-COMPILE_OPTIONS = ["-pthread"]
 PROBE_ROWS = 4096
 
 
@@ -42,8 +35,8 @@ def choose_units(model: treelite.Model, jobs: int) -> int:
     """TL2cgen's parallel_comp: enough units to keep every compile job busy and to
     bound each unit's size; never more than there are trees."""
     nodes = sum(int(model.get_tree_accessor(t).get_field("num_nodes")[0]) for t in range(model.num_tree))
-    wanted = max(jobs, math.ceil(nodes / NODES_PER_UNIT))
-    return int(max(1, min(wanted, model.num_tree, MAX_UNITS)))
+    wanted = max(jobs, math.ceil(nodes / native.NODES_PER_UNIT))
+    return int(max(1, min(wanted, model.num_tree, native.MAX_UNITS)))
 
 
 def build(artifact: Artifact, cache_dir: Path, *, toolchain: str, jobs: int) -> dict[str, Any]:
@@ -79,7 +72,7 @@ def _compile(artifact: Artifact, out: Path, *, toolchain: str, jobs: int) -> dic
         recipe["sources"].append({"name": "mlpx_driver", "length": 0})
         recipe_path.write_text(json.dumps(recipe))
         generated = time.perf_counter()
-        built = tl2cgen.create_shared(toolchain, src, nthread=jobs, options=list(COMPILE_OPTIONS),
+        built = tl2cgen.create_shared(toolchain, src, nthread=jobs, options=list(native.COMPILE_OPTIONS),
                                       long_build_time_warning=False)
     except (tl2cgen.TL2cgenError, treelite.TreeliteError, ValueError, OSError) as exc:
         raise BuildError(f"native build with {toolchain!r} failed: {_tail(str(exc))}") from exc
@@ -95,7 +88,7 @@ def _compile(artifact: Artifact, out: Path, *, toolchain: str, jobs: int) -> dic
         "codegen_seconds": round(generated - start, 3),
         "compile_seconds": round(compiled - generated, 3),
         "toolchain": toolchain,
-        "options": ["-O3", *COMPILE_OPTIONS],
+        "options": native.COMPILE_OPTIONS,
         "params": {"quantize": 1, "parallel_comp": units},
         "translation_units": n_units,
         "jobs": jobs,
