@@ -140,6 +140,28 @@ def test_scan_of_a_large_run_with_false_candidates():
     assert len(offsets) == 2999 and stop == len(stream) - 6 - len(raws[-1])
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.none() | st.floats(allow_nan=False) | st.text(max_size=8), min_size=5, max_size=5),
+                min_size=1, max_size=20),
+       st.lists(st.integers(0, 4), min_size=1, max_size=6))
+def test_columns_at_once_equal_one_at_a_time(rows, picks):
+    """`columns` (one pass per kind, any order, repeats) gives what `column` does."""
+    def text(v):
+        return None if v is None else (repr(v) if isinstance(v, float) else v)
+    raws = [p.data_row([text(r[0]), text(r[1]), *map(text, r[2:])]) for r in rows]
+    batch = DataRowBatch.from_frames(raws)
+    numeric = [c for c in picks if all(isinstance(r[c], float) or r[c] is None for r in rows)]
+    kinds = ["float" if c in numeric else "text" for c in picks]
+    got = batch.columns(picks, kinds)
+    for c, kind, values in zip(picks, kinds, got):
+        assert np.array_equal(values, batch.column(c, kind), equal_nan=kind == "float")
+    if numeric:
+        matrix = batch.numeric_matrix(numeric)
+        assert matrix.shape == (len(rows), len(numeric))
+        for j, c in enumerate(numeric):
+            assert np.array_equal(matrix[:, j], batch.column(c, "float"), equal_nan=True)
+
+
 # -- edge cases ----------------------------------------------------------------
 
 def test_empty_batch():
