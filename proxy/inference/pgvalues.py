@@ -158,7 +158,10 @@ def _text(present: np.ndarray, fmt: int) -> Encoded:
         return payload_of(pa.array(np.where(present, "true", "false"), type=pa.string()))
     if kind in "iu":
         return payload_of(pc.cast(pa.array(present.astype(np.int64)), pa.string()))
-    return payload_of(pa.array(present, type=pa.string()))
+    try:
+        return payload_of(pa.array(present, type=pa.string()))
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # labels of mixed Python types
+        return payload_of(pa.array([str(v) for v in present], type=pa.string()))
 
 
 def _jsonb(present: np.ndarray, fmt: int) -> Encoded:

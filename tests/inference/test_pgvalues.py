@@ -121,6 +121,16 @@ def test_all_null_and_empty():
     assert lengths.size == 0 and payload == b""
 
 
+def test_text_of_labels():
+    labels = np.array(["yes", 3, None, 2.5], dtype=object)
+    lengths, payload = encode_values(labels, "varchar", 0)
+    assert lengths.tolist() == [3, 1, -1, 3] and payload == b"yes32.5"
+    lengths, payload = encode_values(np.array([1, -20]), "text", 1)
+    assert lengths.tolist() == [1, 3] and payload == b"1-20"
+    lengths, payload = encode_values(np.array([True, False]), "text", 0)
+    assert payload == b"truefalse"
+
+
 def test_type_names():
     assert canonical_type("INT4") == "integer"
     assert canonical_type("character  varying(20)") == "text"

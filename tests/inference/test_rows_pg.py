@@ -70,6 +70,8 @@ def query(upstream):
 
 FLOATS = [0.0, -0.0, 1.0, -2.5, 0.1, 1e-300, 5e-324, 1.7976931348623157e308, 1e15,
           123456789.125, 3.141592653589793, math.nan, math.inf, -math.inf, None]
+NUMERICS = ["12345678901234567890.123456789012345", "-0.000000000000000000001234567891",
+            "99999999999999999999999999999999999999", "-42", "0.1"]
 TEXTS = ["", "plain", "é ü 中文 🎉", "quote ' and \\ backslash", "x" * 100_000, None]
 
 
@@ -95,12 +97,13 @@ def test_decode_float_int_epoch_and_text_columns(query):
     table = values_table([float_literal(v) for v in FLOATS],
                          ["NULL" if v is None else f"{v}::bigint" for v in ints],
                          stamps, [text_literal(t) for t in texts],
-                         [("NULL", "true", "false")[i % 3] for i in range(n)])
+                         [("NULL", "true", "false")[i % 3] for i in range(n)],
+                         ["NULL" if i % 6 == 5 else f"'{NUMERICS[i % 5]}'::numeric" for i in range(n)])
     reply = query(
         "SELECT f::float8, (i::bigint)::float8, extract(epoch FROM s)::float8, t::text, "
-        f"(b::boolean)::integer FROM {table} AS v(f, i, s, t, b)")
+        f"(b::boolean)::integer, (d::numeric)::float8 FROM {table} AS v(f, i, s, t, b, d)")
     batch = reply.batch()
-    assert (batch.n_rows, batch.n_columns) == (n, 5)
+    assert (batch.n_rows, batch.n_columns) == (n, 6)
     got = batch.column(0, "float")
     for g, want in zip(got.tolist(), FLOATS):
         assert (math.isnan(g) and (want is None or math.isnan(want))) or g == want
@@ -111,6 +114,8 @@ def test_decode_float_int_epoch_and_text_columns(query):
               for i, s in enumerate(stamps)]
     assert np.array_equal(epoch, np.array(expect), equal_nan=True)
     assert batch.column(3, "text").tolist() == texts
+    numerics = [math.nan if i % 6 == 5 else float(NUMERICS[i % 5]) for i in range(n)]
+    assert np.array_equal(batch.column(5, "float"), np.array(numerics), equal_nan=True)
     flags = batch.column(4, "int")
     assert np.array_equal(flags, np.array([(math.nan, 1.0, 0.0)[i % 3] for i in range(n)]),
                           equal_nan=True)
