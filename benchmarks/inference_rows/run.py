@@ -13,9 +13,9 @@ batch size it times, in rows/second (best of --repeat runs):
   copy    moving the batch's bytes unchanged (the pass-through floor, one memcpy)
 
 Rates are rows per CPU-second of this process (best of --repeat rounds), so they
-say what one core does even on a busy machine. The per-row column is a straightforward Python codec (struct per field, float() per
-value, bytes joined per row) doing the same work. Prints a table and writes JSON
-under benchmarks/results/.
+say what one core does even on a busy machine. The per-row column is a
+straightforward Python codec (struct per field, float() per value, bytes joined per
+row) doing the same work. Prints a table and writes JSON under benchmarks/results/.
 
     python -m benchmarks.inference_rows               # 1e3, 1e4, 1e5 rows; 2 float + 1 text
     python -m benchmarks.inference_rows --wide        # 10 float + 2 text features too

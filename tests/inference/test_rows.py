@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy import protocol as p
-from proxy.inference import rows as rows_module
+from proxy.inference import rowscan
 from proxy.inference.rows import DataRowBatch, RowFormatError, scan_data_rows
 
 
@@ -124,9 +124,9 @@ def test_vectorized_scan_matches_the_header_walk(rows, cut, tail):
     stream = p.command_complete("X") + b"".join(ref_row(r) for r in rows) + tail
     stream = stream[:len(stream) - cut] if cut < len(stream) - 12 else stream
     start = len(p.command_complete("X"))
-    with mock.patch.object(rows_module, "_VECTOR_SCAN_MIN", 0):
+    with mock.patch.object(rowscan, "_VECTOR_SCAN_MIN", 0):
         offsets, stop = scan_data_rows(stream, start)
-    walked, walk_stop = rows_module._walk_headers(stream, start, len(stream))
+    walked, walk_stop = rowscan._walk_headers(stream, start, len(stream))
     assert offsets.tolist() == walked and stop == walk_stop
 
 
@@ -141,8 +141,8 @@ def test_scan_of_a_large_run_with_false_candidates():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.lists(st.none() | st.floats(allow_nan=False) | st.text(max_size=8), min_size=5, max_size=5),
-                min_size=1, max_size=20),
+@given(st.lists(st.lists(st.none() | st.floats(allow_nan=False) | st.text(max_size=8),
+                         min_size=5, max_size=5), min_size=1, max_size=20),
        st.lists(st.integers(0, 4), min_size=1, max_size=6))
 def test_columns_at_once_equal_one_at_a_time(rows, picks):
     """`columns` (one pass per kind, any order, repeats) gives what `column` does."""
