@@ -82,7 +82,7 @@ def test_from_query_with_join_and_where(dataset_tables):
         assert info["Objective"] == "F1"
         assert int(info["Rows Used"]) <= 480
         sig = conn.execute("SELECT oid::regprocedure::text, pg_get_userbyid(proowner) FROM pg_proc "
-                           "WHERE proname = 'predict_churn'").fetchone()
+                           "WHERE proname = 'predict_churn' AND pronamespace = 'public'::regnamespace").fetchone()
         assert sig == ("predict_churn(integer,text,numeric,date)", "postgres")
 
 
@@ -179,7 +179,8 @@ def test_drop_during_training_stops_the_job(dataset_tables):
                      "FUNCTION predict_long SETTINGS (MAX_RUNTIME 600)")
         assert wait_for_state(conn, "long_model", timeout=2)["Model State"] == "TRAINING"
         conn.execute("DROP MODEL long_model")
-        assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'predict_long'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'predict_long' "
+                            "AND pronamespace = 'public'::regnamespace").fetchone() == (0,)
         assert "long_model" not in [r[1] for r in conn.execute("SHOW MODEL ALL").fetchall()]
 
 
