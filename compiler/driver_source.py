@@ -17,8 +17,8 @@ DRIVER_C = r"""/*
  *   - runs one translation unit's trees over a block of rows before the next unit,
  *     so that unit's code stays hot in the instruction cache,
  *   - is reentrant (no globals written) and splits large batches over pthreads.
- * It returns per-output sums of leaf values; averaging, base scores and the link
- * function are applied by the caller (compiler/trees.py).
+ * It returns Treelite margins (sums of leaf values, averaged for forests, plus base
+ * scores); the link function is applied by the caller (compiler/trees.py).
  *
  * The @NAME@ placeholders are filled in by compiler/native.py.
  */
@@ -31,7 +31,7 @@ DRIVER_C = r"""/*
 
 #include "header.h"
 
-#define MLPX_ABI 1
+#define MLPX_ABI 2
 #define MLPX_N_FEATURE @N_FEATURE@
 #define MLPX_N_OUT (N_TARGET * MAX_N_CLASS)
 #define MLPX_N_UNIT @N_UNIT@
@@ -45,6 +45,11 @@ extern const unsigned char is_categorical[];
 static const double mlpx_threshold[] = { @THRESHOLDS@ };
 static const int32_t mlpx_th_begin[MLPX_N_FEATURE] = { @TH_BEGIN@ };
 static const int32_t mlpx_th_len[MLPX_N_FEATURE] = { @TH_LEN@ };
+
+/* Margin = sum / divisor (forests average their trees) + base score, per output. */
+#define MLPX_AVERAGED @AVERAGED@
+static const double mlpx_divisor[MLPX_N_OUT] = { @DIVISOR@ };
+static const double mlpx_base_score[MLPX_N_OUT] = { @BASE_SCORE@ };
 
 typedef void (*mlpx_unit_fn)(union Entry*, double*);
 static const mlpx_unit_fn mlpx_units[MLPX_N_UNIT] = { @UNITS@ };
@@ -89,7 +94,8 @@ static void mlpx_fill(const double* x, union Entry* e, int round32) {
 }
 
 static int mlpx_range(const double* X, int64_t begin, int64_t end, int round32, double* out) {
-  union Entry* e = (union Entry*)malloc(sizeof(union Entry) * MLPX_BLOCK * MLPX_N_FEATURE);
+  int64_t rows = end - begin < MLPX_BLOCK ? end - begin : MLPX_BLOCK;
+  union Entry* e = (union Entry*)malloc(sizeof(union Entry) * (size_t)(rows * MLPX_N_FEATURE));
   if (e == NULL) return -2;
   memset(out + begin * MLPX_N_OUT, 0, sizeof(double) * (size_t)(end - begin) * MLPX_N_OUT);
   for (int64_t b = begin; b < end; b += MLPX_BLOCK) {
@@ -101,6 +107,16 @@ static int mlpx_range(const double* X, int64_t begin, int64_t end, int round32, 
       const mlpx_unit_fn unit = mlpx_units[u];
       for (int64_t r = 0; r < n; ++r) {
         unit(e + r * MLPX_N_FEATURE, out + (b + r) * MLPX_N_OUT);
+      }
+    }
+    /* sums -> margins, as TL2cgen's predict() does after its trees */
+    for (int64_t r = 0; r < n; ++r) {
+      double* o = out + (b + r) * MLPX_N_OUT;
+      for (int k = 0; k < MLPX_N_OUT; ++k) {
+#if MLPX_AVERAGED
+        o[k] /= mlpx_divisor[k];
+#endif
+        o[k] += mlpx_base_score[k];
       }
     }
   }
@@ -127,10 +143,10 @@ int32_t mlpx_num_feature(void) { return MLPX_N_FEATURE; }
 int32_t mlpx_num_output(void) { return MLPX_N_OUT; }
 
 /*
- * out[nrow][MLPX_N_OUT] = per-output sums of leaf values for X[nrow][ncol].
+ * out[nrow][MLPX_N_OUT] = per-output margins for X[nrow][ncol].
  * Returns 0, -1 on a shape mismatch, -2 when memory runs out.
  */
-int32_t mlpx_predict_sums(const double* X, int64_t nrow, int64_t ncol, int32_t round32,
+int32_t mlpx_predict_margins(const double* X, int64_t nrow, int64_t ncol, int32_t round32,
                           int32_t nthread, double* out) {
   if (ncol != MLPX_N_FEATURE || nrow < 0) return -1;
   if (nrow == 0) return 0;

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def sigmoid(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+def sigmoid(x: np.ndarray, alpha: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
     """1/(1+exp(-alpha x)); exp overflows to inf for very negative x, giving exactly 0
     as scipy's expit does (callers run under np.errstate to keep that quiet)."""
-    z = np.multiply(x, -alpha) if alpha != 1.0 else np.negative(x)
+    z = np.multiply(x, -alpha, out=out) if alpha != 1.0 else np.negative(x, out=out)
     np.exp(z, out=z)
     z += 1.0
     return np.divide(1.0, z, out=z)
@@ -28,12 +28,12 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def binary_columns(p1: np.ndarray) -> np.ndarray:
-    """P(classes[1]) -> the (n, 2) matrix [1 - p, p], as scikit-learn returns it."""
-    p1 = p1.reshape(-1)
-    out = np.empty((len(p1), 2))
-    out[:, 1] = p1
-    np.subtract(1.0, p1, out=out[:, 0])
+def binary_proba(score: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """One logit per row -> the (n, 2) matrix [1 - p, p] that scikit-learn returns,
+    written in place (a one-row call is dominated by the number of numpy calls)."""
+    out = np.empty((len(score), 2))
+    sigmoid(score.reshape(-1), alpha, out=out[:, 1])
+    np.subtract(1.0, out[:, 1], out=out[:, 0])
     return out
 
 
@@ -42,7 +42,7 @@ def apply_link(scores: np.ndarray, link: str) -> np.ndarray:
     if link == "identity":
         return scores.reshape(-1) if scores.ndim == 2 and scores.shape[1] == 1 else scores
     if link == "logistic":
-        return binary_columns(sigmoid(scores))
+        return binary_proba(scores)
     if link == "softmax":
         return softmax(scores)
     raise ValueError(f"unknown link {link!r}")

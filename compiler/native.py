@@ -16,9 +16,9 @@ import numpy as np
 import treelite
 
 from .driver_source import DRIVER_C
-from .trees import split_thresholds
+from .trees import TreeLayout, split_thresholds
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 #: Rows per block: one translation unit runs over a whole block before the next
 #: unit. Measured: 1 row (TL2cgen's own order) 200-280k rows/s, 64 rows 400k,
 #: 512 rows 480-500k on a 200-iteration boosted model; little gain beyond 512.
@@ -51,8 +51,10 @@ def unit_count(header_h: str) -> int:
 
 
 def render_driver(model: treelite.Model, n_units: int) -> str:
-    """The driver's C source for this model: its threshold table and unit list."""
+    """The driver's C source for this model: its threshold table, unit list and the
+    constants that turn sums into margins."""
     tables, _ = split_thresholds(model)
+    layout = TreeLayout.of(model)
     flat: list[str] = []
     begin: list[int] = []
     for table in tables:
@@ -68,6 +70,9 @@ def render_driver(model: treelite.Model, n_units: int) -> str:
         "TH_BEGIN": ", ".join(map(str, begin)),
         "TH_LEN": ", ".join(str(len(t)) for t in tables),
         "UNITS": ", ".join(f"predict_unit{i}" for i in range(n_units)),
+        "AVERAGED": "1" if layout.averaged else "0",
+        "DIVISOR": ", ".join(_c_double(v) for v in layout.divisor),
+        "BASE_SCORE": ", ".join(_c_double(v) for v in layout.base_scores),
     }
     source = DRIVER_C
     for key, value in fields.items():
@@ -84,7 +89,7 @@ def _c_double(v: float) -> str:
 
 
 class NativeLibrary:
-    """A loaded model library; `sums` is the one native call per batch."""
+    """A loaded model library; `margins` is the one native call per batch."""
 
     def __init__(self, path: Path | str, *, n_features: int, n_outputs: int) -> None:
         self.path = Path(path)
@@ -93,7 +98,7 @@ class NativeLibrary:
             abi = lib.mlpx_abi_version
             num_feature = lib.mlpx_num_feature
             num_output = lib.mlpx_num_output
-            fn = lib.mlpx_predict_sums
+            fn = lib.mlpx_predict_margins
         except (OSError, AttributeError) as exc:
             raise NativeLoadError(f"cannot load model library {self.path}: {exc}") from exc
         for f in (abi, num_feature, num_output):
@@ -112,8 +117,8 @@ class NativeLibrary:
         self.n_features = n_features
         self.n_outputs = n_outputs
 
-    def sums(self, X: np.ndarray, *, round32: bool, nthread: int = 1) -> np.ndarray:
-        """Per-output sums of leaf values for the rows of X (float64, C order)."""
+    def margins(self, X: np.ndarray, *, round32: bool, nthread: int = 1) -> np.ndarray:
+        """Treelite margins, shape (rows, outputs), for the rows of X (float64, C order)."""
         if X.dtype != np.float64 or not X.flags.c_contiguous or X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"expected a C-contiguous float64 matrix with {self.n_features} columns")
         out = np.empty((X.shape[0], self.n_outputs), dtype=np.float64)

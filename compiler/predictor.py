@@ -39,6 +39,7 @@ class TreeScorer:
         self.problem_type = problem_type
         self.precision = precision
         self.library = library
+        self.round32 = precision == "float32"
         self.n_features = layout.n_features
         # GTIL is only documented for one caller at a time per model; the native
         # driver needs no lock (it writes nothing but its own buffers)
@@ -54,8 +55,7 @@ class TreeScorer:
 
     def outputs(self, X: np.ndarray, nthread: int = 1) -> np.ndarray:
         if self.library is not None:
-            sums = self.library.sums(X, round32=self.precision == "float32", nthread=nthread)
-            margins = self.layout.margins_from_sums(sums)
+            margins = self.library.margins(X, round32=self.round32, nthread=nthread)
         else:
             with self._gtil_lock:
                 margins = trees.gtil_margins(self.model, X, self.precision, nthread)

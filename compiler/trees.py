@@ -1,7 +1,7 @@
 """Tree ensembles through Treelite: import, output layout, and margins -> outputs.
 
-Both tree backends (the compiled library and treelite.gtil) produce raw margins; the
-step from margins to probabilities/values is done once, here, in float64 numpy, with
+Both tree backends (the compiled library and treelite.gtil) produce Treelite margins;
+the step from margins to probabilities/values is done once, here, in float64 numpy, with
 the constants read from the Treelite model header. That keeps the two backends
 identical and avoids GTIL's float32 softmax.
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import treelite
 
-from .links import binary_columns, sigmoid, softmax
+from .links import binary_proba, sigmoid, softmax
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Treelite postprocessors whose formula is reproduced here
@@ -60,9 +60,8 @@ class TreeLayout:
     #: per output: trees summed into it when the model averages (random forests), else 1
     divisor: np.ndarray
     base_scores: np.ndarray
-    #: precomputed so a one-row call skips no-op array operations
+    #: whether any divisor differs from 1 (forests), so the driver can skip the division
     averaged: bool = False
-    has_base_scores: bool = False
 
     @classmethod
     def of(cls, model: treelite.Model) -> TreeLayout:
@@ -92,16 +91,7 @@ class TreeLayout:
             divisor=divisor,
             base_scores=base,
             averaged=bool(np.any(divisor != 1.0)),
-            has_base_scores=bool(np.any(base != 0.0)),
         )
-
-    def margins_from_sums(self, sums: np.ndarray) -> np.ndarray:
-        """Native library output (per-output sums of leaf values) -> Treelite margins."""
-        if self.averaged:
-            sums /= self.divisor
-        if self.has_base_scores:
-            sums += self.base_scores
-        return sums
 
     @property
     def can_overflow(self) -> bool:
@@ -112,8 +102,9 @@ class TreeLayout:
         """Margins (n, n_outputs) -> probabilities (n, n_classes) or values (n,)."""
         post = self.postprocessor
         if post == "sigmoid":
-            p = sigmoid(margins, self.sigmoid_alpha)
-            return binary_columns(p) if problem_type.endswith("CLASSIFICATION") else p.reshape(-1)
+            if problem_type.endswith("CLASSIFICATION"):
+                return binary_proba(margins, self.sigmoid_alpha)
+            return sigmoid(margins, self.sigmoid_alpha).reshape(-1)
         if post == "softmax":
             return softmax(margins)
         if post == "exponential":

@@ -126,7 +126,7 @@ def self_test(model: treelite.Model, layout: trees.TreeLayout, library: Path, pr
     """Compare the library with treelite.gtil; raise BuildError on any disagreement."""
     lib = native.NativeLibrary(library, n_features=layout.n_features, n_outputs=layout.n_outputs)
     X = probe_matrix(model, precision)
-    got = layout.margins_from_sums(lib.sums(X, round32=precision == "float32", nthread=2))
+    got = lib.margins(X, round32=precision == "float32", nthread=2)
     want = trees.gtil_margins(model, X, precision, nthread=1)
     diff = np.abs(got - want)
     if not np.all(diff <= 1e-9 * np.maximum(1.0, np.abs(want))):

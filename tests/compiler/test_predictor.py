@@ -142,7 +142,7 @@ def test_native_call_releases_the_gil(registry):
     t.start()
     time.sleep(0.02)
     began = time.perf_counter()
-    lib.sums(X, round32=True, nthread=1)
+    lib.margins(X, round32=True, nthread=1)
     ended = time.perf_counter()
     stop.set()
     t.join()
