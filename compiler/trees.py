@@ -34,7 +34,16 @@ def import_sklearn(estimator: Any) -> tuple[treelite.Model, str]:
     import treelite.sklearn  # imported lazily: it pulls in scikit-learn
 
     name = type(estimator).__name__
+    categorical = getattr(estimator, "is_categorical_", None)
+    if categorical is not None and np.any(categorical):
+        # Treelite sends categories unseen in training right; scikit-learn treats them
+        # as missing. Not equivalent, so refused (automl encodes categories itself).
+        raise ValueError(f"{name} with native categorical features is not supported")
     model = treelite.sklearn.import_model(estimator)
+    if name == "GradientBoostingClassifier" and getattr(estimator, "loss", None) == "exponential":
+        # scikit-learn's exponential (AdaBoost) loss gives P = expit(2 * raw); Treelite
+        # records the plain sigmoid, so fix the checkpoint's header here.
+        model.get_header_accessor().set_field("sigmoid_alpha", np.array([2.0], dtype=np.float32))
     hist = name.startswith("HistGradientBoosting")
     precision = "float32" if not hist and name.startswith(_FLOAT32_TREE_CLASSES) else "float64"
     return model, precision

@@ -2,8 +2,8 @@
 
 Most are trained by automl itself (AUTO OFF with small hyperparameters, so each
 trains in about a second). A few scikit-learn estimators that the contract allows
-but automl does not currently pick (GradientBoosting*, a Poisson
-HistGradientBoostingRegressor) are fitted here directly, with a preprocessing spec
+but automl does not currently pick (GradientBoosting* including the exponential
+loss, a Poisson HistGradientBoostingRegressor) are fitted here directly, with a preprocessing spec
 written by the contract; `SklearnTrained` gives them the TrainedModel attributes
 and reference methods, built from the real fitted estimator.
 """
@@ -134,6 +134,8 @@ CASES: dict[str, AutomlCase | SklearnCase] = {
     "kmeans": AutomlCase("KMEANS", "none"),
     "sk_gradient_boosting_binary": SklearnCase("GradientBoostingClassifier", "BINARY_CLASSIFICATION",
                                                {"n_estimators": 15, "max_depth": 3}),
+    "sk_gradient_boosting_exponential": SklearnCase("GradientBoostingClassifier", "BINARY_CLASSIFICATION",
+                                                    {"n_estimators": 10, "max_depth": 2, "loss": "exponential"}),
     "sk_gradient_boosting_multiclass": SklearnCase("GradientBoostingClassifier", "MULTICLASS_CLASSIFICATION",
                                                    {"n_estimators": 8, "max_depth": 3}),
     "sk_gradient_boosting_regression": SklearnCase("GradientBoostingRegressor", "REGRESSION",

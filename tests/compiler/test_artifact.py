@@ -142,6 +142,16 @@ def test_model_treelite_cannot_import_is_refused_with_a_clear_error(registry):
         compiler.dump(_trained_with(object(), registry))
 
 
+def test_native_categorical_splits_are_refused(registry):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.integers(0, 6, 200), rng.normal(size=(200, 4))]
+    est = HistGradientBoostingClassifier(max_iter=3, categorical_features=[0]).fit(X, X[:, 0] % 2)
+    with pytest.raises(UnsupportedModel, match="categorical"):
+        compiler.dump(_trained_with(est, registry))
+
+
 def test_estimator_with_wrong_feature_count_is_refused(registry):
     from sklearn.ensemble import RandomForestClassifier
 
