@@ -119,6 +119,7 @@ class Session(asyncio.Protocol):
         self._async_out: list[bytes] = []
         self.tracker: ResponseTracker | None = None  # set while results are rewritten
         self.inference_state: dict | None = None  # per-session caches of the inference interceptor
+        self.ml_parse: tuple | None = None  # the ML statement interceptor's parse, wants() -> handle()
 
     # -- asyncio Protocol callbacks (client socket) ----------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -45,7 +45,6 @@ def drop_sql(stmt: DropModel) -> str:
 class MLInterceptor:
     def __init__(self, services: MLServices) -> None:
         self.services = services
-        self._parsed: dict[int, tuple[Frame, object]] = {}  # session id -> (frame, parse)
 
     # -- the cheap part, on every Query/Parse -----------------------------------------
     def wants(self, frame: Frame, sql: bytes, session) -> bool:
@@ -59,12 +58,12 @@ class MLInterceptor:
             return False  # not valid UTF-8: let the server say so
         if isinstance(parsed, list) and all(stmt is None for _, stmt in parsed):
             return False
-        self._parsed[session.id] = (frame, parsed)
+        session.ml_parse = (frame, parsed)  # handed to handle(); dies with the session
         return True
 
     # -- the work, with the session to ourselves ----------------------------------------
     async def handle(self, frame: Frame, takeover: Takeover) -> None:
-        cached = self._parsed.pop(takeover.session.id, None)
+        cached, takeover.session.ml_parse = takeover.session.ml_parse, None
         parsed = cached[1] if cached and cached[0] is frame else None
         if parsed is None:
             parsed = parse_statements((p.query_text(frame.body) if frame.type == p.F_QUERY
