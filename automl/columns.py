@@ -68,16 +68,15 @@ def pg_type_name(t: pa.DataType) -> str:
     raise UnsupportedColumnType(f"unsupported type {t}")
 
 
+_KINDS = {
+    "boolean": "boolean", "text": "text", "date": "datetime", "timestamp": "datetime",
+    "timestamp with time zone": "datetime",
+}
+
+
 def kind_of(t: pa.DataType) -> str:
-    if pa.types.is_dictionary(t):
-        return kind_of(t.value_type)
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return "numeric"
-    if pa.types.is_date(t) or pa.types.is_timestamp(t):
-        return "datetime"
-    return "text"
+    """numeric | boolean | text | datetime (raises UnsupportedColumnType)."""
+    return _KINDS.get(pg_type_name(t), "numeric")
 
 
 def check_supported(name: str, t: pa.DataType) -> None:

@@ -121,7 +121,7 @@ def find_target(table: pa.Table, opts: TrainOptions) -> str:
     name = find_column(table, opts.target or "")
     ttype = table.schema.field(name).type
     try:
-        kind = kind_of(ttype) if pg_type_name(ttype) else ""
+        kind = kind_of(ttype)
     except UnsupportedColumnType:
         kind = "unsupported"
     if kind in ("datetime", "unsupported"):

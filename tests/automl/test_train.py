@@ -12,7 +12,7 @@ from automl import TrainedModel
 
 from .data import bundled, churn, columns_of
 
-BUDGET = 12
+BUDGET = 8
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_max_runtime_is_a_hard_budget_for_the_whole_call():
 def test_same_seed_same_leaderboard_and_winner():
     table = bundled("iris")
     opts = {"target": "target", "model_type": "xgboost", "max_runtime": 60, "seed": 11,
-            "hyperparameters": {"NUM_ROUND": "15"}}
+            "hyperparameters": {"NUM_ROUND": "10", "MAX_DEPTH": "2"}}
     a = automl.train(table, opts)
     b = automl.train(table, opts)
     strip = lambda lb: [(e["family"], e["params"], e["score"], e["fidelity"]) for e in lb]  # noqa: E731
