@@ -118,9 +118,12 @@ class Predictor:
         if X.shape[0] == 0:
             return self._empty()
         self.preprocessor.check_finite(X)
+        threads = self.nthread if nthread is None else max(1, int(nthread))
+        if not self.scorer.can_overflow:
+            return self.scorer.outputs(X, threads)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
-            out = self.scorer.outputs(X, self.nthread if nthread is None else max(1, int(nthread)))
-        if self.scorer.can_overflow and out.dtype.kind == "f" and not np.isfinite(out).all():
+            out = self.scorer.outputs(X, threads)
+        if out.dtype.kind == "f" and not np.isfinite(out).all():
             row = int(np.argwhere(~np.isfinite(out.reshape(len(out), -1)))[0][0])
             raise ValueOutOfRange(f"the model's output overflows at row {row + 1}; its inputs are too large")
         return out
