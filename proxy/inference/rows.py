@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..protocol import B_DATA_ROW
+from .buffers import pool_array, unaligned
 from .rowscan import RowFormatError, read_be32, scan_data_rows
 
 __all__ = ["DataRowBatch", "RowFormatError", "scan_data_rows", "NUMERIC_KINDS", "TEXT_KIND"]
@@ -37,22 +38,6 @@ TEXT_KIND = "text"
 _HEADER_SIZE = 7  # type byte, int32 length, int16 column count
 
 
-
-
-def _pool_array(count: int, dtype: type) -> tuple[pa.Buffer, np.ndarray]:
-    """A writable array in Arrow's memory pool. The pool keeps freed pages, where
-    a fresh numpy array of a batch's size is new pages from the kernel every time,
-    and those page faults cost more than the copying done in them."""
-    itemsize = np.dtype(dtype).itemsize
-    buffer = pa.allocate_buffer(count * itemsize)
-    return buffer, np.frombuffer(buffer, dtype=dtype, count=count)
-
-
-def _unaligned(u8: np.ndarray, dtype: str) -> np.ndarray:
-    """`u8` seen as `dtype` words starting at *every* byte offset (stride 1), so a
-    fancy index reads or writes words at arbitrary positions in one go."""
-    width = np.dtype(dtype).itemsize
-    return np.ndarray((max(len(u8) - width + 1, 0),), dtype=dtype, buffer=u8, strides=(1,))
 
 
 class DataRowBatch:
@@ -101,15 +86,17 @@ class DataRowBatch:
         u8, starts = self.u8, self.starts
         if np.any(u8[starts] != B_DATA_ROW):
             raise RowFormatError("not a DataRow message")
-        scratch = np.empty((self.n_rows, 4), dtype=np.int64)
+        # batch-sized work arrays come from Arrow's pool (see buffers.pool_array)
+        scratch = pool_array(self.n_rows * 4, np.int64)[1].reshape(self.n_rows, 4)
         self.ends = starts + 1 + read_be32(u8, starts + 1, ">u4", scratch)
         counts = (u8[starts + 5].astype(np.int32) << 8) | u8[starts + 6]
         n_columns = int(counts[0])
         if np.any(counts != n_columns):
             raise RowFormatError("DataRows of one batch must have one column count")
         self.n_columns = n_columns
-        pos = np.empty((n_columns + 1, self.n_rows), dtype=np.int64)
-        lens = np.empty((n_columns, self.n_rows), dtype=np.int32)
+        n = self.n_rows
+        pos = pool_array((n_columns + 1) * n, np.int64)[1].reshape(n_columns + 1, n)
+        lens = pool_array(n_columns * n, np.int32)[1].reshape(n_columns, n)
         pos[0] = starts + _HEADER_SIZE
         for c in range(n_columns):  # one gather per column, over all rows
             length = read_be32(u8, pos[c], scratch=scratch)
@@ -136,23 +123,22 @@ class DataRowBatch:
         """The fields of the given (ascending) columns as one Arrow string array over
         the buffer itself, in buffer order (row by row, column by column): even
         slots are the fields, odd slots the (null) gaps up to the next field."""
-        count = self.n_rows * len(indices)
-        lens = self.field_len[list(indices)].T.ravel()
-        begin = self.field_pos[list(indices)].T.ravel() + 4
-        bounds = np.empty(2 * count + 1, dtype=np.int64)
-        bounds[0:2 * count:2] = begin
-        bounds[1:2 * count:2] = begin + np.maximum(lens, 0)
-        bounds[2 * count] = bounds[2 * count - 1] if count else 0
-        valid = np.zeros(2 * count, dtype=bool)
-        valid[0::2] = lens >= 0
-        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
-        if bounds[-1] < 2**31 - 1:
-            typ, bounds = pa.string(), bounds.astype(np.int32)
-        else:
-            typ = pa.large_string()
-        data = pa.py_buffer(self.buffer)
-        return pa.Array.from_buffers(typ, 2 * count, [bitmap, pa.py_buffer(bounds), data],
-                                     null_count=2 * count - int(valid.sum()))
+        n, k = self.n_rows, len(indices)
+        count = n * k
+        large = int(self.ends[-1]) >= 2**31 - 1 if n else False
+        bounds = pool_array(2 * count + 1, np.int64 if large else np.int32)[1]
+        pairs = bounds[:-1].reshape(n, k, 2)  # [row, column, (start, end)]
+        lens = self.field_len[list(indices)].T
+        np.add(self.field_pos[list(indices)].T, 4, out=pairs[:, :, 0], casting="unsafe")
+        np.add(pairs[:, :, 0], np.maximum(lens, 0), out=pairs[:, :, 1], casting="unsafe")
+        bounds[-1] = bounds[-2] if count else 0
+        valid = pool_array(2 * count, np.bool_)[1].reshape(n, k, 2)
+        np.greater_equal(lens, 0, out=valid[:, :, 0])
+        valid[:, :, 1] = False
+        bitmap = pa.py_buffer(np.packbits(valid.reshape(-1), bitorder="little"))
+        return pa.Array.from_buffers(pa.large_string() if large else pa.string(), 2 * count,
+                                     [bitmap, pa.py_buffer(bounds), pa.py_buffer(self.buffer)],
+                                     null_count=2 * count - int(np.count_nonzero(valid)))
 
     def column(self, index: int, kind: str) -> np.ndarray:
         """Decode column `index` of every row.
@@ -193,6 +179,8 @@ class DataRowBatch:
         except pa.ArrowInvalid as exc:
             raise RowFormatError(f"columns {order}: {exc}") from None
         values = parsed.to_numpy(zero_copy_only=False)[0::2].reshape(self.n_rows, len(order))
+        if order == list(indices):
+            return values
         return values[:, [order.index(i) for i in indices]]
 
     def text_columns(self, indices: Sequence[int]) -> list[np.ndarray]:
@@ -261,12 +249,12 @@ class DataRowBatch:
         # placeholder's length word rewritten in place, then the new payloads.
         k = len(cols)
         span = span_end - first
-        src_buffer, src = _pool_array(span + sum(len(p) for p in payloads), np.uint8)
+        src_buffer, src = pool_array(span + sum(len(p) for p in payloads), np.uint8)
         src[:span] = self.u8[first:span_end]
         rel = self.starts - first
-        words = _unaligned(src, ">i4")
+        words = unaligned(src, ">i4")
         words[rel + 1] = out_len
-        _unaligned(src, ">i2")[rel + 5] = keep_columns
+        unaligned(src, ">i2")[rel + 5] = keep_columns
         at = span
         for c, lens, payload in zip(cols, new_lens, payloads):
             words[pos[c] - first] = lens
@@ -278,7 +266,7 @@ class DataRowBatch:
         # dropped rest up to the next row); then the k*n payloads.
         per_row = 2 * k + 2
         in_count = n * per_row
-        offsets_buffer, offsets = _pool_array(in_count + k * n + 1, np.int64)
+        offsets_buffer, offsets = pool_array(in_count + k * n + 1, np.int64)
         cuts = offsets[:in_count].reshape(n, per_row)
         cuts[:, 0] = rel
         for j, c in enumerate(cols):
@@ -301,7 +289,7 @@ class DataRowBatch:
             columns.append(row + (in_count + j * n))
             if np.any(cuts[:, 2 * j + 3] != cuts[:, 2 * j + 2]):
                 columns.append(columns[0] + (2 * j + 2))
-        order_buffer, order = _pool_array(n * len(columns), np.int64)
+        order_buffer, order = pool_array(n * len(columns), np.int64)
         order = order.reshape(n, len(columns))
         for i, column in enumerate(columns):
             order[:, i] = column
