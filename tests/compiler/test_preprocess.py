@@ -17,6 +17,8 @@ from compiler.preprocess import DATETIME_PARTS, Preprocessor, SpecError
 
 UTC_PLUS_2 = dt.timezone(dt.timedelta(hours=2))
 
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in _key:RuntimeWarning")
+
 numbers = st.one_of(
     st.none(),
     st.floats(allow_infinity=False, width=64),
