@@ -14,7 +14,8 @@ import numpy as np
 from ..protocol import B_DATA_ROW
 
 _unpack_len = struct.Struct("!I").unpack_from
-_VECTOR_SCAN_MIN = 4096  # below this many bytes the plain header walk is quicker
+_PROBE_ROWS = 32  # messages walked to estimate the row size of a chunk
+_VECTOR_MIN_ROWS = 800  # fewer rows left than this: walking them is quicker
 _SCAN_BLOCK = 1 << 16
 
 
@@ -35,10 +36,13 @@ def read_be32(u8: np.ndarray, positions: np.ndarray, dtype: str = ">i4",
     return u8.take(index).view(dtype).reshape(n).astype(np.int64)
 
 
-def _walk_headers(buf: bytes | bytearray | memoryview, pos: int, stop: int) -> tuple[list[int], int]:
+def _walk_headers(buf: bytes | bytearray | memoryview, pos: int, stop: int,
+                  limit: int = -1) -> tuple[list[int], int]:
+    """The plain walk: one header read per message (at most `limit` messages)."""
     offsets: list[int] = []
     append = offsets.append
-    while pos + 5 <= stop and buf[pos] == B_DATA_ROW:
+    while pos + 5 <= stop and buf[pos] == B_DATA_ROW and limit:
+        limit -= 1
         nxt = pos + 1 + _unpack_len(buf, pos + 1)[0]
         if nxt > stop:
             break
@@ -81,15 +85,25 @@ def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
     end is the next one's start) and one comparison over all of them finds where the
     run ends. A false candidate (those bytes inside a message) breaks the chain
     there, and one scalar step per break jumps over it; when most candidates are
-    false (binary data), the plain walk is used instead.
+    false (binary data), and for short runs, the plain walk is used instead.
     """
     stop = len(buf) if end is None else end
-    if stop - start < max(_VECTOR_SCAN_MIN, 7):
+    # The vectorized scan costs a fixed ~50 numpy calls; walk a few messages first
+    # and use it only when the rest of the chunk holds enough rows to pay for them.
+    first, pos = _walk_headers(buf, start, stop, _PROBE_ROWS)
+    if len(first) < _PROBE_ROWS or (stop - pos) * len(first) < _VECTOR_MIN_ROWS * (pos - start):
+        rest, pos = _walk_headers(buf, pos, stop)
+        return np.array(first + rest, dtype=np.int64), pos
+    offsets, pos = _scan_vectorized(buf, pos, stop)
+    return np.concatenate([np.array(first, dtype=np.int64), offsets]), pos
+
+
+def _scan_vectorized(buf: bytes | bytearray | memoryview, start: int,
+                     stop: int) -> tuple[np.ndarray, int]:
+    u8 = np.frombuffer(buf, dtype=np.uint8)
+    if stop - start < 7 or u8[start] != B_DATA_ROW:
         offsets, pos = _walk_headers(buf, start, stop)
         return np.array(offsets, dtype=np.int64), pos
-    u8 = np.frombuffer(buf, dtype=np.uint8)
-    if u8[start] != B_DATA_ROW:
-        return np.empty(0, dtype=np.int64), start
     cand = _candidates(u8, start, stop)
     m = len(cand)
     nxt = cand + 1 + read_be32(u8, cand + 1, ">u4")

@@ -124,7 +124,7 @@ def test_vectorized_scan_matches_the_header_walk(rows, cut, tail):
     stream = p.command_complete("X") + b"".join(ref_row(r) for r in rows) + tail
     stream = stream[:len(stream) - cut] if cut < len(stream) - 12 else stream
     start = len(p.command_complete("X"))
-    with mock.patch.object(rowscan, "_VECTOR_SCAN_MIN", 0):
+    with mock.patch.multiple(rowscan, _PROBE_ROWS=1, _VECTOR_MIN_ROWS=0):
         offsets, stop = scan_data_rows(stream, start)
     walked, walk_stop = rowscan._walk_headers(stream, start, len(stream))
     assert offsets.tolist() == walked and stop == walk_stop
