@@ -54,7 +54,7 @@ class Artifact:
     @property
     def payload(self) -> bytes:
         """The Treelite checkpoint (empty for non-tree models)."""
-        _, start, end = _layout(self.data)
+        start, end = _payload_span(self.data)
         return self.data[start:end]
 
     def treelite_model(self) -> treelite.Model:
@@ -146,17 +146,22 @@ def _layout(data: bytes) -> tuple[bytes, int, int]:
     magic, _, manifest_len = _HEAD.unpack_from(data)
     if magic != MAGIC:
         raise ValueError("not an mlproxy model artifact (bad magic bytes)")
-    body_end = _HEAD.size + manifest_len
-    if body_end + _PAYLOAD_LEN.size + _DIGEST_LEN > len(data):
+    if _HEAD.size + manifest_len + _PAYLOAD_LEN.size + _DIGEST_LEN > len(data):
         raise ValueError("truncated (manifest runs past the end)")
-    (payload_len,) = _PAYLOAD_LEN.unpack_from(data, body_end)
-    start = body_end + _PAYLOAD_LEN.size
-    end = start + payload_len
+    start, end = _payload_span(data)
     if end + _DIGEST_LEN != len(data):
         raise ValueError("truncated or padded (section lengths do not add up)")
     if hashlib.sha256(data[:end]).digest() != data[end:]:
         raise ValueError("checksum mismatch (the bytes were altered)")
-    return data[_HEAD.size:body_end], start, end
+    return data[_HEAD.size:_HEAD.size + manifest_len], start, end
+
+
+def _payload_span(data: bytes) -> tuple[int, int]:
+    """Where the payload lies, from the length fields alone (no verification)."""
+    body_end = _HEAD.size + _HEAD.unpack_from(data)[2]
+    (payload_len,) = _PAYLOAD_LEN.unpack_from(data, body_end)
+    start = body_end + _PAYLOAD_LEN.size
+    return start, start + payload_len
 
 
 def _check_manifest(m: Any, payload: bytes) -> None:
