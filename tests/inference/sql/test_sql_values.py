@@ -1,0 +1,312 @@
+"""What goes into a model call and what comes out: NULL, NaN, unseen categories,
+argument types that need casts, `_prob` results, calls that resolve to no function,
+and models that are not READY.
+
+Function resolution is checked against Postgres itself: each model's SQL function
+exists upstream as a stub, so a call sent straight to Postgres either resolves (and
+the stub raises 0A000 "can only be evaluated through mlproxy") or fails as the proxy
+must fail, with the same SQLSTATE, message and cursor position.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import psycopg
+import pytest
+
+from tests.ml.conftest import wait_for_state
+
+from .clients import assert_usable, fetch
+from .oracle import parse_prob
+
+ODD_CUSTOMERS = """
+CREATE TABLE customers_odd (id int PRIMARY KEY, age int, plan text, usage numeric(6,2),
+                            signup date, promo boolean);
+INSERT INTO customers_odd VALUES
+  (1, NULL, 'pro', 5.5, '2020-03-01', true),
+  (2, 40, NULL, 5.5, '2020-03-01', true),
+  (3, 40, 'pro', NULL, '2020-03-01', true),
+  (4, 40, 'pro', 'NaN', '2020-03-01', true),
+  (5, 40, 'pro', 5.5, NULL, true),
+  (6, 40, 'pro', 5.5, '2020-03-01', NULL),
+  (7, NULL, NULL, NULL, NULL, NULL),
+  (8, 40, 'enterprise', 5.5, '2020-03-01', false),
+  (9, 40, '', 5.5, '1999-12-31', false),
+  (10, 40, 'Pro', 5.5, '2031-06-30', false),
+  (11, 2000000000, 'basic', 999.99, '2020-01-01', true),
+  (12, -5, E'tab\\there', -1, '2020-01-01', false);
+CREATE TABLE houses_odd (id int PRIMARY KEY, rooms int, area double precision, city text);
+INSERT INTO houses_odd VALUES
+  (1, NULL, 80, 'paris'), (2, 3, 'NaN', 'lyon'), (3, 3, NULL, 'nice'),
+  (4, 3, 80, 'tokyo'), (5, 3, 80, NULL), (6, NULL, NULL, NULL),
+  (7, 300, 1e6, 'lille'), (8, 3, '-0', 'paris');
+"""
+
+ODD = [("customers_odd", "churn", "age, plan, usage, signup, promo"),
+       ("houses_odd", "price", "rooms, area, city")]
+
+
+@pytest.fixture(scope="module")
+def odd_tables(suite):
+    with suite.direct() as d:
+        d.execute("DROP TABLE IF EXISTS customers_odd, houses_odd")
+        d.execute(ODD_CUSTOMERS)
+    yield
+    with suite.direct() as d:
+        d.execute("DROP TABLE IF EXISTS customers_odd, houses_odd")
+
+
+def _model(suite, attr):
+    return getattr(suite, attr)
+
+
+@pytest.mark.parametrize("table,model,args", ODD, ids=[t for t, _, _ in ODD])
+@pytest.mark.parametrize("mode", ["simple-text", "extended-binary", "general"])
+def test_null_nan_and_unseen_values_predict_from_imputation(suite, odd_tables, table, model, args, mode):
+    """NULL, NaN, empty and unseen categories, far out-of-range numbers: every row
+    gets the offline predictor's answer, none is an error or a NULL."""
+    m = _model(suite, model)
+    with suite.direct() as d:
+        expected = sorted(m.by_id(d, f"SELECT id, {args} FROM {table}").items())
+    call = f"{m.function}({args})"
+    if mode == "general":  # the call in a CTE: temporary-table path
+        sql = f"WITH s AS (SELECT id, {call} AS p FROM {table}) SELECT id, p FROM s ORDER BY id"
+        mode = "simple-text"
+    else:
+        sql = f"SELECT id, {call} FROM {table} ORDER BY id"
+    with suite.connect() as conn:
+        got = fetch(conn, sql, mode)
+    assert all(v is not None for _, v in got)
+    assert got == expected
+
+
+# Calls whose resolution Postgres decides: (FROM clause, call). Postgres's answer for
+# the stub says whether the proxy must evaluate the call or fail like Postgres.
+CALLS = [
+    ("houses", "predict_price(rooms, area, city)"),
+    ("houses", "predict_price(rooms::smallint, round(area)::int, city::varchar(12))"),
+    ("houses", "predict_price(rooms, area::numeric, city)"),
+    ("houses", "predict_price(rooms, area::real, city)"),
+    ("houses", "predict_price(rooms, area, city::char(10))"),
+    ("houses", "PREDICT_PRICE(rooms, area, city)"),
+    ("houses", 'public."predict_price"(rooms, area, city)'),
+    ("houses", "predict_price(rooms::bigint, area, city)"),
+    ("houses", "predict_price(rooms::numeric, area, city)"),
+    ("houses", "predict_price(rooms, area)"),
+    ("houses", "predict_price(rooms, area, city, 1)"),
+    ("houses", "predict_price(city, area, rooms)"),
+    ("houses", "nosuch.predict_price(rooms, area, city)"),
+    (None, "predict_price('3', '42.5', 'paris')"),
+    (None, "predict_price(3, 42, 'paris')"),
+    (None, "predict_price(NULL, NULL, NULL)"),
+    ("customers", "predict_churn(age::smallint, plan::varchar, usage::numeric(10,4), signup, promo)"),
+    ("customers", "predict_churn(age, plan, 5, '2020-03-01', 'yes')"),
+    ("customers", "predict_churn(age, plan, usage::float8, signup, promo)"),
+    ("customers", "predict_churn(age, plan, usage, signup::timestamp, promo)"),
+    ("customers", "predict_churn(age, plan, usage, signup, promo::int)"),
+    ("iris", "predict_species(f0, f1, f2, f3)"),
+    ("iris", "predict_species(f0::numeric(4,1), f1::real, f2::int, 1)"),
+]
+
+
+def _direct_outcome(suite, sql: str) -> psycopg.Error:
+    with suite.direct() as d, pytest.raises(psycopg.Error) as err:
+        d.execute(sql)
+    return err.value
+
+
+def _arguments_as_postgres_passes_them(suite, m, call: str, source: str | None):
+    """The ids and offline predictions for the call's arguments, each cast to its
+    parameter's type (for a call that resolves, the same values its implicit
+    coercions give)."""
+    inner = call[call.index("(") + 1:call.rindex(")")]
+    select = ", ".join(f"({a.strip()})::{t}" for a, t in zip(_split_args(inner), m.arg_types))
+    sql = f"SELECT id, {select} FROM {source} ORDER BY id" if source else f"SELECT 0, {select}"
+    with suite.direct() as d:
+        rows = d.execute(sql).fetchall()
+    return [r[0] for r in rows], m.predict([r[1:] for r in rows])
+
+
+def _split_args(inner: str) -> list[str]:
+    """Top-level comma split of an argument list (no nested commas in CALLS but
+    the varchar(12)/numeric(10,4) modifiers)."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(inner):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            out.append(inner[start:i])
+            start = i + 1
+    out.append(inner[start:])
+    return out
+
+
+@pytest.mark.parametrize("mode", ["simple-text", "extended-binary"])
+@pytest.mark.parametrize("source,call", CALLS, ids=[c for _, c in CALLS])
+def test_calls_resolve_like_postgres(suite, source, call, mode):
+    sql = f"SELECT id, {call} FROM {source} ORDER BY id" if source else f"SELECT 0, {call}"
+    direct = _direct_outcome(suite, sql)
+    resolves = direct.sqlstate == "0A000" and "through mlproxy" in direct.diag.message_primary
+    with suite.connect() as conn:
+        if resolves:
+            name = call.split("(")[0].replace('"', "").lower().rsplit(".", 1)[-1]
+            m = next(m for m in suite.models.values() if m.function == name)
+            ids, expected = _arguments_as_postgres_passes_them(suite, m, call, source)
+            assert fetch(conn, sql, mode) == list(zip(ids, expected))
+        else:
+            with pytest.raises(psycopg.Error) as err:
+                fetch(conn, sql, mode)
+            got = err.value
+            assert (got.sqlstate, got.diag.message_primary, got.diag.statement_position) == (
+                direct.sqlstate, direct.diag.message_primary, direct.diag.statement_position)
+        assert_usable(conn)
+
+
+def test_wrong_arity_in_where_points_at_the_call(suite):
+    """General path (simple protocol): the cursor is on the user's call."""
+    sql = "SELECT id FROM houses WHERE id < 5 AND predict_price(rooms, area) > 0"
+    direct = _direct_outcome(suite, sql)
+    assert direct.sqlstate == "42883"
+    with suite.connect() as conn:
+        with pytest.raises(psycopg.errors.UndefinedFunction) as err:
+            conn.execute(sql)
+        assert err.value.diag.statement_position == direct.diag.statement_position
+        assert sql[int(err.value.diag.statement_position) - 1:].startswith("predict_price(")
+        assert_usable(conn)
+
+
+@pytest.mark.parametrize("mode", ["simple-text", "extended-binary", "general"])
+@pytest.mark.parametrize("model,table,args", [("churn", "customers", "age, plan, usage, signup, promo"),
+                                              ("species", "iris", "f0, f1, f2, f3")])
+def test_prob_returns_labels_and_probabilities(suite, model, table, args, mode):
+    m = _model(suite, model)
+    with suite.direct() as d:
+        rows = d.execute(f"SELECT id, {args} FROM {table} ORDER BY id").fetchall()
+    proba = m.proba([r[1:] for r in rows])
+    labels = m.predict([r[1:] for r in rows])
+    call = f"{m.function}_prob({args})"
+    if mode == "general":
+        sql = f"SELECT id, p FROM (SELECT id, {call} AS p FROM {table}) s ORDER BY id"
+        mode = "simple-text"
+    else:
+        sql = f"SELECT id, {call} FROM {table} ORDER BY id"
+    with suite.connect() as conn:
+        got = fetch(conn, sql, mode)
+    assert [i for i, _ in got] == [r[0] for r in rows]
+    values = [parse_prob(v) for _, v in got]
+    classes = [c.item() if isinstance(c, np.generic) else c for c in m.predictor.classes]
+    assert all(v["labels"] == classes for v in values)
+    np.testing.assert_allclose([v["probabilities"] for v in values], proba, rtol=0, atol=1e-12)
+    # the label the _prob function names is the one the model function returns
+    assert [v["predicted_label"] for v in values] == labels
+
+
+def test_named_arguments_are_refused_at_the_call(suite):
+    """Postgres: 42883 (the stubs have no parameter names); mlproxy refuses named
+    notation outright, with the cursor on the call."""
+    sql = "SELECT id, predict_price(rooms => rooms, area => area, city => city) FROM houses"
+    assert _direct_outcome(suite, sql).sqlstate == "42883"
+    with suite.connect() as conn:
+        for mode in ("simple-text", "extended-binary"):
+            with pytest.raises(psycopg.Error) as err:
+                fetch(conn, sql, mode)
+            assert err.value.sqlstate in ("0A000", "42883")
+            assert err.value.diag.statement_position == str(sql.index("predict_price") + 1)
+            assert_usable(conn)
+
+
+def test_prob_of_a_regression_model_does_not_exist(suite):
+    """No predict_price_prob stub exists: Postgres says 42883; mlproxy may instead
+    say why (0A000, only classifiers have one)."""
+    sql = "SELECT predict_price_prob(rooms, area, city) FROM houses"
+    assert _direct_outcome(suite, sql).sqlstate == "42883"
+    with suite.connect() as conn:
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute(sql)
+        assert err.value.sqlstate == "42883" or (
+            err.value.sqlstate == "0A000" and "classification" in err.value.diag.message_primary)
+        assert_usable(conn)
+
+
+USER_FUNCTIONS = [
+    # (signature, body, call, Postgres's answer): functions of the user's own that
+    # share a name with a model function; Postgres picks them, so the proxy must
+    # leave these calls to Postgres
+    ("predict_price_prob(int, float8, text)", "RETURNS float8 LANGUAGE sql AS 'SELECT $2 * 10'",
+     "SELECT predict_price_prob(3, 1.5, 'x')", [(15.0,)]),
+    ("predict_price(text)", "RETURNS text LANGUAGE sql AS 'SELECT upper($1)'",
+     "SELECT predict_price('abc'::text)", [("ABC",)]),
+    ("predict_churn(int, text)", "RETURNS boolean LANGUAGE sql AS 'SELECT $1 > 40'",
+     "SELECT id, predict_churn(age, plan) FROM customers WHERE id <= 3 ORDER BY id",
+     "SELECT id, age > 40 FROM customers WHERE id <= 3 ORDER BY id"),
+]
+
+
+@pytest.mark.parametrize("signature,body,sql,answer", USER_FUNCTIONS,
+                         ids=["prob_name_of_regression", "overload_other_type", "overload_other_arity"])
+def test_user_functions_sharing_a_model_function_name_run_in_postgres(suite, signature, body, sql, answer):
+    with suite.direct() as d:
+        d.execute(f"CREATE FUNCTION {signature} {body}")
+        try:
+            expected = d.execute(answer).fetchall() if isinstance(answer, str) else answer
+            assert d.execute(sql).fetchall() == expected
+            with suite.connect() as conn:
+                for mode in ("simple-text", "extended-binary"):
+                    try:
+                        got = fetch(conn, sql, mode)
+                    except psycopg.Error as exc:
+                        got = f"{exc.sqlstate}: {exc.diag.message_primary}"
+                    assert got == expected, mode
+                    if not conn.closed:
+                        assert_usable(conn, "SELECT predict_price(3, 42.5, 'paris')")
+        finally:
+            d.execute(f"DROP FUNCTION {signature}")
+
+
+def _assert_not_ready(conn, sql: str, state: str, model: str) -> None:
+    for mode in ("simple-text", "extended-binary", "prepared-text"):
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err:
+            fetch(conn, sql, mode)
+        assert err.value.sqlstate == "55000"
+        assert state in err.value.diag.message_primary and model in err.value.diag.message_primary
+        assert_usable(conn)
+
+
+def test_training_model_function_is_not_ready(suite):
+    with suite.connect() as conn:
+        conn.execute("CREATE MODEL busy_model FROM (SELECT rooms, area, city, price FROM houses) "
+                     "TARGET price FUNCTION predict_busy SETTINGS (MAX_RUNTIME 120)")
+        try:
+            info = dict(conn.execute("SHOW MODEL busy_model").fetchall())
+            assert info["Model State"] == "TRAINING"
+            for sql in ("SELECT id, predict_busy(rooms, area, city) FROM houses",
+                        "SELECT id FROM houses WHERE predict_busy(rooms, area, city) > 0"):
+                _assert_not_ready(conn, sql, "TRAINING", "busy_model")
+        finally:
+            conn.execute("DROP MODEL busy_model")
+
+
+def test_failed_model_function_names_state_and_reason(suite):
+    with suite.connect() as conn:
+        conn.execute("CREATE MODEL failed_model FROM (SELECT rooms, area, 'same'::text AS y FROM houses) "
+                     "TARGET y FUNCTION predict_failed SETTINGS (MAX_RUNTIME 5)")
+        try:
+            info = wait_for_state(conn, "failed_model", timeout=90)
+            assert info["Model State"] == "FAILED", info
+            deadline = time.monotonic() + 10  # the registry learns of it by NOTIFY
+            while True:
+                try:
+                    _assert_not_ready(conn, "SELECT predict_failed(rooms, area) FROM houses", "FAILED",
+                                      "failed_model")
+                    break
+                except AssertionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err:
+                conn.execute("SELECT id FROM houses WHERE predict_failed(rooms, area) = 'same'")
+            assert "single distinct value" in (err.value.diag.message_detail or "")
+        finally:
+            conn.execute("DROP MODEL failed_model")
