@@ -44,7 +44,7 @@ _CLIENT_TRACKED = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMIN
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
 # Rewritten DataRows are held for one predictor call per batch, up to this many; a
 # smaller batch goes out at the end of a short read (the server is not streaming).
-_ROW_BATCH = 4096
+_ROW_BATCH = 16384
 _SHORT_READ = 32768
 
 

@@ -44,8 +44,8 @@ def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry
     the model learned them from integer and boolean columns.
     """
     columns: dict[str, np.ndarray] = {}
-    for arg, name in zip(args, entry.arg_names):
-        values = batch.column(arg.index, arg.kind)
+    decoded = batch.columns([a.index for a in args], [a.kind for a in args])
+    for arg, name, values in zip(args, entry.arg_names, decoded):
         declared = arg.declared_type
         if arg.kind == "epoch":
             nat = np.isnan(values)
