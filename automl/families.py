@@ -104,6 +104,10 @@ class Context:
 
 
 class Family:
+    """One estimator type: its search space, construction, deadline-aware fit and
+    export. Subclasses set `model_type` (the contract's name) and `encoding` (which
+    preprocessing spec its matrix comes from: 'tree' or 'dense')."""
+
     model_type = ""
     encoding = "tree"
     #: the attribute that grows in chunks under a deadline (None: one-shot fit)
