@@ -1,0 +1,213 @@
+"""Model calls at volume and under stress: a million rows streamed with bounded proxy
+memory, cancellation of a running prediction query, a model dropped under a
+prepared statement, and pgbench."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import threading
+import time
+
+import asyncpg
+import psycopg
+import pytest
+
+from tests.support.clients import client_env, program, run_async, wait_until_running
+
+from .clients import assert_usable, rss_mb, run
+
+BIG_ROWS = 1_000_000
+# customers' formulas: every feature repeats with period lcm(60, 3, 100, 700, 4) = 2100
+PERIOD = 2100
+FEATURES = """(18 + (g::bigint * 7919) % 60)::int AS age, (ARRAY['basic', 'pro', 'team'])[1 + g % 3] AS plan,
+              ((g * 31) % 100 / 10.0)::numeric(6,2) AS usage, date '2020-01-01' + (g % 700) AS signup,
+              g % 4 = 0 AS promo"""
+CALL = "predict_churn(age, plan, usage, signup, promo)"
+
+
+@pytest.fixture(scope="module")
+def big(suite):
+    """`big` (1M rows, generated server-side) and the expected prediction of each id
+    (from one period of the features)."""
+    with suite.direct() as d:
+        d.execute("DROP TABLE IF EXISTS big")
+        d.execute(f"CREATE TABLE big AS SELECT g AS id, {FEATURES} FROM generate_series(1, {BIG_ROWS}) g")
+        rows = d.execute(f"SELECT g, {FEATURES} FROM generate_series(0, {PERIOD - 1}) g").fetchall()
+    expected = suite.churn.predict([r[1:] for r in rows])
+    yield [expected[i % PERIOD] for i in range(BIG_ROWS + 1)]
+    with suite.direct() as d:
+        d.execute("DROP TABLE IF EXISTS big")
+
+
+class RssSampler:
+    """Peak resident memory of the proxy process while a block runs."""
+
+    def __init__(self, proxy) -> None:
+        self.proxy = proxy
+        self.base = self.peak = rss_mb(proxy)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, rss_mb(self.proxy))
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.timeout(120)
+def test_million_rows_stream_with_bounded_proxy_memory(suite, big, record_property):
+    with suite.connect() as conn:
+        conn.execute(f"SELECT {CALL} FROM big LIMIT 1")  # predictor loaded, buffers warm
+        with RssSampler(suite.proxy) as rss:
+            started = time.monotonic()
+            count = mismatches = 0
+            for row_id, value in conn.cursor().stream(f"SELECT id, {CALL} FROM big", size=10_000):
+                count += 1
+                mismatches += value != big[row_id]
+            seconds = time.monotonic() - started
+        growth = rss.peak - rss.base
+        record_property("million_rows_seconds", round(seconds, 2))
+        record_property("proxy_rss_growth_mb", round(growth, 1))
+        print(f"\n1M rows streamed in {seconds:.1f}s; proxy RSS {rss.base:.0f} -> peak {rss.peak:.0f} MB")
+        assert count == BIG_ROWS and mismatches == 0
+        assert growth < 200, f"proxy memory grew by {growth:.0f} MB"
+        assert_usable(conn)
+
+
+@pytest.mark.timeout(120)
+def test_asyncpg_cursor_portal_with_row_limit(suite, big):
+    """A cursor fetches through a portal in slices (Execute with a row limit,
+    PortalSuspended between slices): binary rows, every prediction right."""
+    limit = 200_000
+
+    async def body():
+        conn = await asyncpg.connect(suite.asyncpg_dsn())
+        try:
+            seen = 0
+            async with conn.transaction():
+                async for row in conn.cursor(f"SELECT id, {CALL} FROM big WHERE id <= $1", limit,
+                                             prefetch=5000):
+                    assert row[1] == big[row[0]]
+                    seen += 1
+            assert seen == limit
+        finally:
+            await conn.close()
+
+    run_async(body(), timeout=100)
+
+
+def test_declare_cursor_is_refused_clearly(suite):
+    """psycopg's named (server-side) cursors use DECLARE, which mlproxy does not serve."""
+    with suite.connect() as conn:
+        with conn.transaction():
+            cur = conn.cursor(name="c")
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
+                cur.execute(f"SELECT id, {CALL} FROM customers")
+            assert "DECLARE" in err.value.diag.message_primary
+        assert_usable(conn, f"SELECT {CALL} FROM customers LIMIT 2")
+
+
+SLOW = {
+    # each row waits 50 ms upstream; rows stream out as they are made
+    "streaming": "SELECT '{tag}' AS tag, id, predict_price(rooms, area, city) FROM houses "
+                 "WHERE pg_sleep(0.05) IS NOT NULL",
+    "general": "SELECT '{tag}' AS tag, id FROM houses "
+               "WHERE predict_price(rooms, area, city) > 0 AND pg_sleep(0.05) IS NOT NULL",
+}
+
+
+@pytest.mark.parametrize("path,mode", [("streaming", "simple-text"), ("streaming", "extended-binary"),
+                                       ("general", "simple-text")])
+def test_cancel_running_prediction_query(suite, path, mode):
+    tag = f"cancel_{path}_{mode}".replace("-", "_")
+    sql = SLOW[path].format(tag=tag)
+    with suite.connect() as conn:
+        outcome: list[BaseException] = []
+
+        def query():
+            try:
+                run(conn, sql, mode).fetchall()
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=query)
+        started = time.monotonic()
+        worker.start()
+        wait_until_running(suite.direct_dsn, tag)
+        time.sleep(0.3)
+        conn.cancel_safe()
+        worker.join(30)
+        assert not worker.is_alive()
+        assert time.monotonic() - started < 15, "the query ran on: the cancel did not reach it"
+        assert outcome and isinstance(outcome[0], psycopg.errors.QueryCanceled), outcome
+        assert_usable(conn, "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id = 1")
+        # the general path's own transaction and temporary tables are gone
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relpersistence = 't' "
+                            "AND pg_table_is_visible(oid)").fetchone() == (0,)
+
+
+def test_model_dropped_under_a_prepared_statement(suite):
+    """After DROP MODEL, a statement prepared before it either answers a clear error
+    at its next Execute or still answers what the model said; never a broken session."""
+    sql = "SELECT id, predict_doomed(rooms, area) FROM houses WHERE id = $1"
+    with suite.direct() as d:
+        rows = d.execute("SELECT id, rooms, area FROM houses WHERE id IN (5, 6) ORDER BY id").fetchall()
+    expected = dict(zip((r[0] for r in rows), suite.models["doomed_model"].predict([r[1:] for r in rows])))
+
+    async def body():
+        conn = await asyncpg.connect(suite.asyncpg_dsn())
+        try:
+            stmt = await conn.prepare(sql)
+            assert tuple(await stmt.fetchrow(5)) == (5, expected[5])
+            with suite.connect() as other:
+                other.execute("DROP MODEL doomed_model")
+            await asyncio.sleep(1)  # the registry hears of it by NOTIFY
+            try:
+                after = ("rows", tuple(await stmt.fetchrow(6)))
+            except asyncpg.PostgresError as exc:
+                after = ("error", exc.sqlstate, str(exc))
+            assert await conn.fetchval("SELECT 41 + 1") == 42
+            with pytest.raises(asyncpg.PostgresError) as fresh:  # a new statement knows it is gone
+                await conn.fetch(sql, 6)
+            assert fresh.value.sqlstate == "42883"
+            return after
+        finally:
+            await conn.close()
+
+    after = run_async(body())
+    print(f"\nprepared statement after DROP MODEL: {after}")
+    if after[0] == "rows":
+        assert after[1] == (6, expected[6])
+    else:
+        assert after[1] in ("42883", "55000", "26000", "0A000"), after
+
+
+PGBENCH_SCRIPT = """\\set id random(1, 500)
+SELECT id, predict_price(rooms, area, city) FROM houses WHERE id = :id;
+"""
+
+
+@pytest.mark.parametrize("mode", ["prepared", "extended", "simple"])
+def test_pgbench_custom_script(suite, tmp_path, mode):
+    script = tmp_path / "predict.sql"
+    script.write_text(PGBENCH_SCRIPT)
+    done = subprocess.run(
+        [program("pgbench"), "-h", suite.proxy.host, "-p", str(suite.proxy.port), "-U", "postgres",
+         "-n", "-M", mode, "-c", "4", "-j", "2", "-T", "3", "-f", str(script), "mlsql"],
+        capture_output=True, text=True, timeout=60, env=client_env())
+    assert done.returncode == 0, done.stderr
+    processed = re.search(r"number of transactions actually processed: (\d+)", done.stdout)
+    assert processed and int(processed.group(1)) > 0, done.stdout
+    assert re.search(r"number of failed transactions: 0\b", done.stdout), done.stdout
+    tps = re.search(r"tps = ([\d.]+)", done.stdout)
+    print(f"\npgbench -M {mode}: {processed.group(1)} transactions, tps {tps.group(1) if tps else '?'}")
