@@ -35,6 +35,7 @@ MAX_UNITS = 512
 COMPILE_OPTIONS = ["-pthread", "-O1"]
 #: below this many rows per thread, extra threads cost more than they save
 MIN_ROWS_PER_THREAD = 2048
+_F64 = np.dtype(np.float64)
 _UNIT_DECL = re.compile(r"void\s+predict_unit(\d+)\s*\(")
 
 
@@ -119,11 +120,20 @@ class NativeLibrary:
 
     def margins(self, X: np.ndarray, *, round32: bool, nthread: int = 1) -> np.ndarray:
         """Treelite margins, shape (rows, outputs), for the rows of X (float64, C order)."""
-        if X.dtype != np.float64 or not X.flags.c_contiguous or X.ndim != 2 or X.shape[1] != self.n_features:
+        if X.dtype != _F64 or X.ndim != 2 or X.shape[1] != self.n_features or not X.flags.c_contiguous:
             raise ValueError(f"expected a C-contiguous float64 matrix with {self.n_features} columns")
         out = np.empty((X.shape[0], self.n_outputs), dtype=np.float64)
-        rc = self._fn(X.ctypes.data, X.shape[0], X.shape[1], int(round32), max(1, int(nthread)), out.ctypes.data)
+        rc = self._fn(_address(X), X.shape[0], X.shape[1], int(round32), max(1, int(nthread)), _address(out))
         if rc != 0:
             raise MemoryError("model library could not allocate its work buffer") if rc == -2 else \
                 RuntimeError(f"model library refused the batch (code {rc})")
         return out
+
+
+def _address(arr: np.ndarray) -> int:
+    """Data pointer of a C-contiguous array. `arr.ctypes.data` builds a helper object
+    and costs ~2.5 us, a third of a one-row call; a ctypes view of a writable buffer
+    costs ~0.8 us."""
+    if arr.flags.writeable and arr.size:
+        return ctypes.addressof(ctypes.c_char.from_buffer(arr))
+    return arr.ctypes.data

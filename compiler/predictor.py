@@ -41,8 +41,9 @@ class TreeScorer:
         self.library = library
         self.round32 = precision == "float32"
         self.n_features = layout.n_features
-        # GTIL is only documented for one caller at a time per model; the native
-        # driver needs no lock (it writes nothing but its own buffers)
+        # Treelite does not document concurrent GTIL calls on one model, so the
+        # fallback serializes them; the native driver needs no lock (it writes
+        # nothing but its own buffers)
         self._gtil_lock = threading.Lock()
 
     @property
@@ -101,8 +102,8 @@ class Predictor:
             if self.problem_type == "BINARY_CLASSIFICATION":
                 idx = (out[:, 1] >= self.threshold).view(np.uint8)
             else:
-                idx = np.argmax(out, axis=1)
-            return self._labels[idx]
+                idx = out.argmax(axis=1)
+            return self._labels.take(idx)
         if self.problem_type == "CLUSTERING":
             return out.astype(np.int64, copy=False)
         return out

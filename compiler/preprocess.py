@@ -66,6 +66,8 @@ class Preprocessor:
         scaled = [(j, f) for j, f in enumerate(features) if f["op"] in ("numeric", "datetime_part")]
         self._scaled_cols = np.array([j for j, _ in scaled], dtype=np.intp)
         self._scaled_src = [(f["input"], f.get("part")) for _, f in scaled]
+        plain = all(part is None for _, part in self._scaled_src)
+        self._scaled_names = [name for name, _ in self._scaled_src] if plain else None
         self._fill = np.array([float(f.get("fill", 0.0)) for _, f in scaled])
         self._center = np.array([float(f.get("center", 0.0)) for _, f in scaled])
         self._scale = np.array([float(f.get("scale", 1.0)) for _, f in scaled])
@@ -158,25 +160,18 @@ class Preprocessor:
         """The numeric and datetime-part features, filled and scaled, (n, k) C order."""
         if n == 0:
             return None
-        parts: list[np.ndarray] = []
-        floats: dict[str, np.ndarray] = {}
-        stamps: dict[str, np.ndarray] = {}
-        for name, part in self._scaled_src:
-            if part is None:
-                arr = arrays[name]
-                if arr.dtype != _F64:
-                    if name not in floats:
-                        floats[name] = _as_float(name, arr, self._by_name[name])
-                    arr = floats[name]
-                parts.append(arr)
-            else:
-                if name not in stamps:
-                    stamps[name] = _as_datetime_us(name, arrays[name], self._by_name[name])
-                parts.append(datetime_part(stamps[name], part))
+        if self._scaled_names is not None:  # numeric inputs only: the common case
+            parts = [arrays[name] for name in self._scaled_names]
+            if not all(a.dtype == _F64 for a in parts):
+                parts = [self._float(name, arrays) for name in self._scaled_names]
+        else:
+            parts = self._scaled_parts(arrays)
         k = len(parts)
         if k == 0:
             return np.empty((n, 0))
-        if n <= _SMALL_BATCH:
+        if n == 1:
+            raw = np.concatenate(parts).reshape(1, k)
+        elif n <= _SMALL_BATCH:
             # few rows: one concatenate + one transposing copy beats k column writes
             raw = np.concatenate(parts).reshape(k, n).T.copy()
         else:
@@ -190,10 +185,31 @@ class Preprocessor:
                 raw /= self._scale
         return raw
 
+    def _float(self, name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        return _as_float(name, arrays[name], self._by_name[name])
+
+    def _scaled_parts(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One float64 column per numeric/datetime feature (each input converted once)."""
+        parts: list[np.ndarray] = []
+        floats: dict[str, np.ndarray] = {}
+        stamps: dict[str, np.ndarray] = {}
+        for name, part in self._scaled_src:
+            if part is None:
+                if name not in floats:
+                    floats[name] = self._float(name, arrays)
+                parts.append(floats[name])
+            else:
+                if name not in stamps:
+                    stamps[name] = _as_datetime_us(name, arrays[name], self._by_name[name])
+                parts.append(datetime_part(stamps[name], part))
+        return parts
+
     def check_finite(self, matrix: np.ndarray) -> None:
         """Refuse Infinity (and overflow from scaling) the way scikit-learn does, but
         with a message naming the input column and the row."""
-        if matrix.size == 0:
+        # One reduction: the sum is finite when every value is (a sum that overflows
+        # merely sends us to the exact check below)
+        if matrix.size == 0 or np.isfinite(matrix.sum()):
             return
         bad = ~np.isfinite(matrix)
         if not bad.any():
