@@ -36,11 +36,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlproxy.session")
 
 _CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINATE,
-                           F_COPY_DONE, F_COPY_FAIL))
+                           F_COPY_DONE, F_COPY_FAIL, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
+_EXTENDED = frozenset((F_PARSE, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
 # While results are rewritten, every request and reply is matched (see tracker.py).
-_CLIENT_TRACKED = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINATE,
-                             F_COPY_DONE, F_COPY_FAIL, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
+_CLIENT_TRACKED = _CLIENT_WATCH
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
 # Rewritten DataRows are held for one predictor call per batch, up to this many; a
 # smaller batch goes out at the end of a short read (the server is not streaming).
@@ -98,6 +98,9 @@ class Session(asyncio.Protocol):
         # client's CopyDone/CopyFail, or until it gives up with an error): such a
         # Sync gets no ReadyForQuery, so it must not count as a request.
         self.copy_in = False
+        # Extended-protocol messages were sent since the last Sync: their replies may
+        # be held by the server until that Sync, so no round trip of our own fits in.
+        self.unsynced = False
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
@@ -308,15 +311,7 @@ class Session(asyncio.Protocol):
                 raw = self.tracker.client_message(msg_type, bytes(item.raw))
                 if raw is not item.raw:
                     item = Frame(msg_type, raw)
-            if msg_type == F_QUERY or msg_type == F_FUNCTION_CALL:
-                self.pending += 1
-            elif msg_type == F_SYNC:
-                if not self.copy_in:
-                    self.pending += 1
-            elif msg_type == F_COPY_DONE or msg_type == F_COPY_FAIL:
-                self.copy_in = False
-            elif msg_type == F_TERMINATE:
-                self._terminating = True
+            self._account(msg_type)
             out.append(item.raw)
         if self.tracker is not None or held_before or not framer.at_boundary:
             self.upstream.writelines(out)
@@ -334,19 +329,31 @@ class Session(asyncio.Protocol):
                     end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
                     if self._intercepting(Frame(msg_type, data[pos:end])) is not None:
                         return False
+        account = self._account
         for pos in offsets:
-            msg_type = data[pos]
-            if msg_type == F_QUERY or msg_type == F_FUNCTION_CALL:
-                self.pending += 1
-            elif msg_type == F_SYNC:
-                if not self.copy_in:
-                    self.pending += 1
-            elif msg_type == F_COPY_DONE or msg_type == F_COPY_FAIL:
-                self.copy_in = False
-            elif msg_type == F_TERMINATE:
-                self._terminating = True
+            account(data[pos])
         self.upstream.write(data)
         return True
+
+    def _account(self, msg_type: int) -> None:
+        """Bookkeeping for a client message on its way upstream: requests in flight
+        (each Query, FunctionCall and Sync gets a ReadyForQuery), COPY state, and
+        whether extended-protocol messages await their Sync (`unsynced`)."""
+        if msg_type in _EXTENDED:
+            self.unsynced = True
+        elif msg_type == F_SYNC:
+            self.unsynced = False
+            if not self.copy_in:
+                self.pending += 1
+        elif msg_type == F_QUERY:
+            self.unsynced = False
+            self.pending += 1
+        elif msg_type == F_FUNCTION_CALL:
+            self.pending += 1
+        elif msg_type == F_COPY_DONE or msg_type == F_COPY_FAIL:
+            self.copy_in = False
+        elif msg_type == F_TERMINATE:
+            self._terminating = True
 
     def _intercepting(self, frame: Frame):
         sql = protocol.statement_text(frame.type, frame.raw)
@@ -662,8 +669,7 @@ class Session(asyncio.Protocol):
     def forward_request(self, raw: bytes) -> None:
         """Send a (possibly rewritten) client request upstream as the relay would:
         a Query or Sync counts as in flight until its ReadyForQuery."""
-        if raw[:1] in (b"Q", b"S", b"F"):
-            self.pending += 1
+        self._account(raw[0])
         self._write_upstream(raw)
 
     def _write_upstream(self, data: bytes) -> None:

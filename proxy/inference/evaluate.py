@@ -71,14 +71,17 @@ def predict(bound: BoundModel, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     if bound.kind == "predict":
         return np.asarray(bound.predictor.predict(columns))
     proba = np.asarray(bound.predictor.predict_proba(columns), dtype=np.float64)
+    predicted = bound.predictor.predict(columns)  # the label fn() gives (threshold included)
     labels = list(bound.predictor.classes)
-    best = np.argmax(proba, axis=1) if len(proba) else np.empty(0, dtype=np.int64)
-    label_json = [json.dumps(_plain(label)) for label in labels]
+    label_json = {repr(label): json.dumps(_plain(label)) for label in labels}
+    labels_text = ", ".join(label_json.values())
     out = np.empty(len(proba), dtype=object)
-    for i in range(len(proba)):  # jsonb assembly is per row; prob calls are the rare kind
-        out[i] = ('{"predicted_label": ' + label_json[best[i]] + ', "probabilities": ['
-                  + ", ".join(repr(float(x)) for x in proba[i]) + '], "labels": ['
-                  + ", ".join(label_json) + "]}")
+    # jsonb assembly is per row (prob calls are the rare kind); keys in jsonb's own
+    # output order (shorter keys first), as Postgres would print the value
+    for i in range(len(proba)):
+        out[i] = ('{"labels": [' + labels_text + '], "probabilities": ['
+                  + ", ".join(repr(float(x)) for x in proba[i]) + '], "predicted_label": '
+                  + label_json[repr(_plain(predicted[i]))] + "}")
     return out
 
 

@@ -71,11 +71,12 @@ class InferenceInterceptor:
     # -- on every Query/Parse ---------------------------------------------------------
     def wants(self, frame: Frame, sql: bytes, session) -> bool:
         state = session.inference_state
-        if state is not None and (state["privileges"] or state["search_path"] is not None):
+        if state is not None:
             lowered = sql.lower()
             if any(word in lowered for word in _INVALIDATING):
                 state["privileges"].clear()
                 state["search_path"] = None
+                state["identity_changed"] = True
         models = self.registry.models(session.database)
         if models is None:  # still loading: decide once loaded
             return b"(" in sql
@@ -123,7 +124,7 @@ class InferenceInterceptor:
         if models.pattern is None:
             return None
         sql = _statement_text(frame).decode()
-        search_path = await self._search_path(takeover)
+        search_path = await self._search_path(takeover, models)
         plan = plan_query(sql, _functions(models), search_path=search_path)
         if plan is None:
             return None
@@ -140,8 +141,7 @@ class InferenceInterceptor:
                 raise PgError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                               f'model "{entry.model_name}" is not ready: its state is {entry.state}',
                               detail=detail)
-            if function.kind == "prob" and entry.problem_type not in (
-                    "BINARY_CLASSIFICATION", "MULTICLASS_CLASSIFICATION"):
+            if function.kind == "prob" and entry.problem_type not in _CLASSIFICATION:
                 raise PgError(errors.FEATURE_NOT_SUPPORTED,
                               f"{function.name} is only defined for classification models; "
                               f'model "{entry.model_name}" is {entry.problem_type}')
@@ -158,8 +158,14 @@ class InferenceInterceptor:
             bound[(function.model_id, function.kind)] = BoundModel(entry, predictor, function.kind)
         return plan, bound
 
-    async def _search_path(self, takeover: Takeover) -> list[str]:
+    async def _search_path(self, takeover: Takeover, models: DatabaseModels) -> list[str]:
         state = _session_state(takeover.session)
+        if state["search_path"] is None and takeover.session.unsynced:
+            # Mid-pipeline no query of ours fits in (see Session.unsynced): resolve
+            # names as the default search path would, then any schema with models.
+            schemas = ["pg_catalog", takeover.session.startup.user, "public"]
+            schemas += sorted({e.function_schema for e in models.entries.values()})
+            return list(dict.fromkeys(schemas))
         if state["search_path"] is None:
             result = await collect(takeover, "SELECT unnest(current_schemas(false))::text")
             if result.error is not None:
@@ -172,6 +178,20 @@ class InferenceInterceptor:
         cache: dict[str, bool] = state["privileges"]
         needed = {_signature(f, e): f for f, e in entries.items()}
         unknown = [sig for sig in needed if sig not in cache]
+        if unknown and takeover.session.unsynced:
+            # Mid-pipeline: ask as the login role through the service connection,
+            # unless the session may have changed its role (then refuse plainly).
+            if state.get("identity_changed"):
+                raise PgError(errors.FEATURE_NOT_SUPPORTED,
+                              "mlproxy: after SET ROLE, send a statement calling a model "
+                              "function at the start of a pipeline (after a Sync)")
+            user = takeover.session.startup.user
+            for sig in unknown:
+                row = await self.registry.catalog.fetchrow(
+                    takeover.session.database,
+                    "SELECT has_function_privilege($1, $2, 'EXECUTE')", user, sig)
+                cache[sig] = bool(row[0])
+            unknown = []
         if unknown:
             checks = ", ".join(f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')" for sig in unknown)
             result = await collect(takeover, f"SELECT {checks}")
@@ -324,12 +344,32 @@ class InferenceInterceptor:
             return
         name, _sql, tail = p.parse_message_parts(frame.body)
         if plan.has_star:
-            plan = await self._resolve_star(plan, name, tail, takeover)
+            if session.unsynced:
+                plan = await self._resolve_star_aside(plan, takeover)
+            else:
+                plan = await self._resolve_star(plan, name, tail, takeover)
             if plan is None:
                 return
         tracker = session.start_tracking()
         tracker.add_statement(name, PreparedStreaming(plan, models), map_position=plan.map_position)
         session.forward_request(p.message(b"P", name + b"\x00" + p.cstr(str(plan.sql)) + tail))
+
+    async def _resolve_star_aside(self, plan: StreamingPlan, takeover: Takeover):
+        """Mid-pipeline, learn the width of `*` from a prepare on the service
+        connection (nothing is executed); if that cannot see what the client sees,
+        refuse rather than guess."""
+        pool = await self.registry.catalog.pool(takeover.session.database, migrate_catalog=False)
+        try:
+            async with pool.acquire() as conn:
+                total = len((await conn.prepare(str(plan.sql))).get_attributes())
+        except Exception as exc:  # noqa: BLE001 - any failure means we cannot know
+            takeover.send_client(p.error_response(PgError(
+                errors.FEATURE_NOT_SUPPORTED,
+                "mlproxy: SELECT * with a model call cannot be prepared in the middle of a "
+                f"pipeline here ({exc})", hint="Name the columns instead of *.")))
+            await self._discard_until_sync(takeover)
+            return None
+        return plan.resolve(total)
 
     async def _resolve_star(self, plan: StreamingPlan, name: bytes, tail: bytes, takeover: Takeover):
         """Learn how many columns `*` expands to: Parse + Describe + Flush of the
@@ -374,15 +414,29 @@ def _statement_text(frame: Frame) -> bytes:
 
 def _session_state(session) -> dict[str, Any]:
     if session.inference_state is None:
-        session.inference_state = {"privileges": {}, "search_path": None}
+        session.inference_state = {"privileges": {}, "search_path": None, "identity_changed": False}
     return session.inference_state
+
+
+_CLASSIFICATION = ("BINARY_CLASSIFICATION", "MULTICLASS_CLASSIFICATION")
+_FLOAT_TYPES = ("double precision", "real", "numeric")
+
+
+def _has_prob(entry: ModelEntry) -> bool:
+    """Whether `<fn>_prob` is the model's: the catalog makes its stub for targets
+    that may be classes (not float); once trained, only classifiers have it."""
+    if entry.problem_type is not None:
+        return entry.problem_type in _CLASSIFICATION
+    return entry.return_type not in _FLOAT_TYPES
 
 
 def _functions(models: DatabaseModels) -> dict[str, list[ModelFunction]]:
     out: dict[str, list[ModelFunction]] = {}
     for entry in models.entries.values():
-        for kind, name, returns in (("predict", entry.function_name, entry.return_type),
-                                    ("prob", entry.function_name + "_prob", "jsonb")):
+        kinds = [("predict", entry.function_name, entry.return_type)]
+        if _has_prob(entry):
+            kinds.append(("prob", entry.function_name + "_prob", "jsonb"))
+        for kind, name, returns in kinds:
             out.setdefault(name, []).append(ModelFunction(
                 schema=entry.function_schema, name=name, arg_types=entry.arg_types,
                 return_type=returns, model_id=entry.model_id, kind=kind))
