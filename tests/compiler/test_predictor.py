@@ -148,8 +148,9 @@ def test_native_call_releases_the_gil(registry):
     t.join()
     inside = [x for x in ticks if began < x < ended]
     assert ended - began > 0.05, "batch too small to observe"
-    # with the GIL held the ticker could not run at all during the call
-    assert len(inside) >= 0.3 * (ended - began) / 0.002, (len(inside), ended - began)
+    # with the GIL held the ticker could not run a single line during the call; a few
+    # ticks are proof enough (a busy machine may not give the ticker a core often)
+    assert len(inside) >= 5, (len(inside), ended - began)
 
 
 def test_one_row_latency_is_small(tree, columns):
