@@ -142,8 +142,9 @@ def resolve(node: ast.FuncCall, functions: Mapping[str, Sequence[ModelFunction]]
     Postgres resolves an unqualified name in the first search_path schema that has a
     function of that name; the proxy knows only model functions, so it does the same
     over them.  Among same-named functions of one schema the arity decides; when it
-    matches none, the first is returned and Postgres reports the mismatch (42883) on
-    the call, which the rewrite keeps verbatim for that purpose.
+    matches none, the call is not a model call: forwarded unchanged, it either
+    reaches a function of the user's own with that arity, or gets Postgres's own
+    42883 for the stub's arity, exactly as without the proxy.
     """
     schema, name = call_name(node)
     found = candidates(name, functions)
@@ -168,4 +169,4 @@ def resolve(node: ast.FuncCall, functions: Mapping[str, Sequence[ModelFunction]]
                       f"mlproxy: model function {name} has several overloads with {arity} arguments",
                       position=node.location + 1,
                       hint="Call one model per function name, or qualify the call with its schema.")
-    return matching[0] if matching else found[0]
+    return matching[0] if matching else None
