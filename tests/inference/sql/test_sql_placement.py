@@ -179,3 +179,22 @@ def test_asyncpg(suite, expected, scratch_table, placement):
             await conn.close()
 
     run_async(body())
+
+
+def test_pipeline_of_plain_and_model_statements(suite, expected):
+    """Several statements in one pipeline (one Sync), model calls among plain ones,
+    as pgjdbc sends BEGIN + query when autocommit is off."""
+    ids = [3, 4, 5]
+    with suite.connect(autocommit=False) as conn:
+        with conn.pipeline():
+            plain = conn.cursor().execute("SELECT 1")
+            first = conn.cursor().execute(f"SELECT id, {C} FROM customers WHERE id = ANY(%s) ORDER BY id",
+                                          (ids,))
+            middle = conn.cursor().execute("SELECT 2")
+            second = conn.cursor().execute(f"SELECT id, {P} FROM houses WHERE id = ANY(%s) ORDER BY id",
+                                           (ids,), binary=True)
+        assert plain.fetchall() == [(1,)] and middle.fetchall() == [(2,)]
+        assert first.fetchall() == [(i, expected.churn[i]) for i in ids]
+        assert second.fetchall() == [(i, expected.price[i]) for i in ids]
+        conn.rollback()
+        assert_usable(conn, PROBE)

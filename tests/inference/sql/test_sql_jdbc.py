@@ -1,0 +1,73 @@
+"""pgjdbc through mlproxy: model calls under the extended protocol (unnamed and
+named server-side statements, text and binary results, a fetch-size portal) and
+under preferQueryMode=simple, compared with the offline predictor."""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.support import toolchain
+
+from .conftest import DATABASE
+
+PROGRAM = Path(__file__).parent / "jdbc" / "PredictCheck.java"
+
+MODES = {
+    # no server-side statement (unnamed), text results
+    "extended-text": "prepareThreshold=0&binaryTransfer=false",
+    # named server-side statements from the first execution, binary results
+    "extended-binary": "prepareThreshold=1&binaryTransfer=true",
+    "simple": "preferQueryMode=simple",
+}
+
+
+@pytest.fixture(scope="module")
+def jdbc() -> toolchain.Jdbc:
+    try:
+        return toolchain.jdbc()
+    except toolchain.ToolMissing as exc:
+        message = f"pgjdbc model-function tests NOT RUN: {exc}"
+        toolchain.NOT_RUN.append(message)
+        warnings.warn(pytest.PytestWarning(message), stacklevel=1)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def expected(suite):
+    with suite.direct() as d:
+        return {
+            "select": suite.price.by_id(d, "SELECT id, rooms, area, city FROM houses"),
+            "prepared": suite.churn.by_id(d, "SELECT id, age, plan, usage, signup, promo FROM customers "
+                                             "WHERE id <= 12"),
+            "fetch": suite.species.by_id(d, "SELECT id, f0, f1, f2, f3 FROM iris"),
+            "where": suite.churn.by_id(d, "SELECT id, age, plan, usage, signup, promo FROM customers"),
+        }
+
+
+@pytest.mark.timeout(600)  # the jdbc fixture may first have to apt-get install java
+@pytest.mark.parametrize("mode", MODES)
+def test_pgjdbc(suite, jdbc, expected, mode):
+    url = (f"jdbc:postgresql://{suite.proxy.host}:{suite.proxy.port}/{DATABASE}"
+           f"?user=postgres&sslmode=disable&{MODES[mode]}")
+    done = subprocess.run([jdbc.java, "-cp", str(jdbc.jar), str(PROGRAM), url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out: dict[str, list[list[str]]] = defaultdict(list)
+    for line in done.stdout.splitlines():
+        key, *rest = line.split()
+        out[key].append(rest)
+    assert {int(i): float.fromhex(v) for i, v in out["select"]} == expected["select"]
+    assert {int(i): v == "true" for i, v in out["prepared"]} == expected["prepared"]
+    assert {int(i): v for i, v in out["fetch"]} == expected["fetch"]
+    if mode == "simple":
+        assert [int(i) for i, in out["where"]] == sorted(i for i, v in expected["where"].items() if v)
+    else:  # the general path is not served to prepared statements
+        assert out["where_error"] == [["0A000"]]
+    if mode == "extended-binary":
+        assert out["server_prepared"] == [["true"]]
+    assert out["after"] == [["42"]]
