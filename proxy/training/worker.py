@@ -28,7 +28,10 @@ def run_job(job: JobDir) -> int:
         return 1
     started = time.monotonic()
 
+    last: dict[str, Any] = {}
+
     def progress(info: dict[str, Any]) -> None:
+        last.update(info)
         job.write_json(job.progress_file, {**info, "updated": time.time()})
 
     try:
@@ -44,7 +47,6 @@ def run_job(job: JobDir) -> int:
         artifact = dump(trained)
         build_info = _prebuild(artifact, Path(spec["cache_dir"]))
         job.artifact_file.write_bytes(artifact.data)
-        best = max(trained.leaderboard, key=lambda t: t.get("score", float("-inf")), default={})
         result = {
             "problem_type": trained.problem_type,
             "model_type": trained.model_type,
@@ -58,7 +60,7 @@ def run_job(job: JobDir) -> int:
             "report": trained.report,
             "build": build_info,
             "progress": {"phase": "done", "trials": len(trained.leaderboard),
-                         "best_score": best.get("score"),
+                         "best_score": last.get("best_score"),  # as automl ranks them
                          "elapsed": round(time.monotonic() - started, 3)},
         }
         job.write_json(job.result_file, result)
