@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__" and __package__ in (None, ""):  # `python benchmarks/inference/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -249,3 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     }, indent=1))
     print(f"wrote {out}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
