@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from .pgvalues import encode_values
 from .registry import ModelEntry
 from .rowdesc import parse_row_description, rewrite_row_description
+from . import small_batch
 from .rows import DataRowBatch, scan_data_rows
 
 _INTEGER_TYPES = ("smallint", "integer", "bigint")
@@ -43,8 +44,14 @@ def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry
     travelled as: a categorical feature compares values as text ("3", "true"), and
     the model learned them from integer and boolean columns.
     """
-    columns: dict[str, np.ndarray] = {}
     decoded = batch.columns([a.index for a in args], [a.kind for a in args])
+    return typed_arguments(decoded, args, entry)
+
+
+def typed_arguments(decoded: Sequence[np.ndarray], args: Sequence[Any],
+                    entry: ModelEntry) -> dict[str, np.ndarray]:
+    """Decoded argument columns typed as the model was trained on them."""
+    columns: dict[str, np.ndarray] = {}
     for arg, name, values in zip(args, entry.arg_names, decoded):
         declared = arg.declared_type
         if arg.kind == "epoch":
@@ -110,6 +117,8 @@ class StreamingRewriter:
         return self.formats[0] if len(self.formats) == 1 else self.formats[column]
 
     def data_rows(self, rows: bytes, count: int) -> bytes:
+        if count <= small_batch.SMALL_BATCH:
+            return self._small(rows)
         offsets, _ = scan_data_rows(rows)
         batch = DataRowBatch.from_buffer(rows, offsets)
         plan = self.plan
@@ -122,6 +131,22 @@ class StreamingRewriter:
             placeholders[call.column] = encode_values(values, call.function.return_type,
                                                       self._format(call.column))
         return batch.splice(placeholders, plan.user_columns)
+
+
+    def _small(self, rows: bytes) -> bytes:
+        """The same rewrite for a few rows, per row in Python (no fixed array costs)."""
+        split = small_batch.split_rows(rows)
+        plan = self.plan
+        if plan.has_star and split:
+            plan = self.plan = plan.resolve(len(split[0]))
+        replaced = {}
+        for call in plan.calls:
+            bound = self.models[(call.function.model_id, call.function.kind)]
+            decoded = [small_batch.column(split, a.index, a.kind) for a in call.args]
+            values = predict(bound, typed_arguments(decoded, call.args, bound.entry))
+            replaced[call.column] = small_batch.encode(np.asarray(values), call.function.return_type,
+                                                       self._format(call.column))
+        return small_batch.join_rows(split, replaced, plan.user_columns)
 
 
 def copy_rows(batch: DataRowBatch, args: Sequence[Any], predictions: np.ndarray,

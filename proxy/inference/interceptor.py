@@ -37,6 +37,8 @@ from .tracker import with_result_formats, result_formats
 log = logging.getLogger("mlproxy.inference")
 
 _BATCH = 4096
+_PLAN_CACHE_SIZE = 512
+_UNPLANNED = object()
 # Statements that may change what a session may execute or which functions a name
 # resolves to: cached privileges and search path are dropped when one is seen.
 _INVALIDATING = (b"role", b"authorization", b"grant", b"revoke", b"search_path")
@@ -125,7 +127,13 @@ class InferenceInterceptor:
             return None
         sql = _statement_text(frame).decode()
         search_path = await self._search_path(takeover, models)
-        plan = plan_query(sql, _functions(models), search_path=search_path)
+        key = (sql, tuple(search_path))
+        plan = models.plans.get(key, _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = plan_query(sql, _functions(models), search_path=search_path)
+            if len(models.plans) >= _PLAN_CACHE_SIZE:
+                models.plans.pop(next(iter(models.plans)))
+            models.plans[key] = plan
         if plan is None:
             return None
         calls = _called(plan)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,10 @@ class DatabaseModels:
     entries: dict[int, ModelEntry]
     by_function: dict[str, list[ModelEntry]]
     pattern: re.Pattern[bytes] | None
+    # Plans of statements seen, keyed by (text, search path): planning parses with
+    # pglast and costs milliseconds, and drivers send the same statements again and
+    # again. A reload of the models starts an empty cache.
+    plans: dict[tuple[str, tuple[str, ...]], object] = field(default_factory=dict)
 
     @classmethod
     def build(cls, entries: list[ModelEntry]) -> "DatabaseModels":
