@@ -9,7 +9,8 @@ seen the last row of:
   (b) floor     SELECT id, <features> FROM bench                  straight to Postgres
   (c) diy       the same fetch straight to Postgres, and a scikit-learn pipeline of
                 the same kind (one-hot + histogram gradient boosting, as many trees)
-                predicting each chunk in the client
+                predicting each chunk in the client on one thread (as mlproxy does;
+                OpenMP threads on a shared machine made this case erratic)
 
 and the single-row latency (prepared `... WHERE id = $1`, through mlproxy, p50/p99
 over interleaved iterations) with and without the model call. Targets: (a) <= 1.3 x
@@ -45,7 +46,7 @@ import psycopg
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.passthrough.servers import Target, embedded_postgres, mlproxy  # noqa: E402
+from benchmarks.passthrough.servers import embedded_postgres, mlproxy  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 NUMERIC = [f"x{i}" for i in range(10)]
@@ -142,12 +143,14 @@ def stream(dsn: str, sql: str, binary: bool, on_chunk: Callable[[list], Any] | N
 
 def scan_benchmarks(direct_dsn: str, proxy_dsn: str, pipeline, binary: bool, repeat: int) -> dict[str, Any]:
     import pandas as pd
+    from threadpoolctl import threadpool_limits
 
     predict_seconds: list[float] = []
 
     def predict_chunk(rows: list) -> None:
         started = time.perf_counter()
-        pipeline.predict(pd.DataFrame(rows, columns=["id", *FEATURES])[FEATURES])
+        with threadpool_limits(1):  # one core, as mlproxy predicts a batch on one
+            pipeline.predict(pd.DataFrame(rows, columns=["id", *FEATURES])[FEATURES])
         predict_seconds.append(time.perf_counter() - started)
 
     cases = {

@@ -10,11 +10,7 @@ a simple Query.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import psycopg
-
-from tests.support.servers import ProxyProcess
 
 # (protocol, result format) cells reachable with psycopg; the simple protocol has
 # only the text format (Postgres sends binary only for a portal bound that way).
@@ -49,10 +45,3 @@ def assert_usable(conn: psycopg.Connection, probe: str | None = None) -> None:
     if probe is not None:
         assert conn.execute(probe).fetchall()
 
-
-def rss_mb(proxy: ProxyProcess) -> float:
-    """The proxy process's resident memory in MB (Linux /proc)."""
-    for line in Path(f"/proc/{proxy.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS line")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +86,6 @@ def typed(values: list[Any], pg_type: str) -> np.ndarray:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def as_float(value: Any) -> float:
-    return float(value) if isinstance(value, (Decimal, int, float)) else value
 
 
 def parse_prob(value: Any) -> dict[str, Any]:

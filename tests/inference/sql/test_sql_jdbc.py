@@ -5,13 +5,12 @@ under preferQueryMode=simple, compared with the offline predictor."""
 from __future__ import annotations
 
 import subprocess
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from tests.support import toolchain
+from tests.drivers.conftest import jdbc  # noqa: F401 - the fixture: java + pgjdbc, installed if missing
 
 from .conftest import DATABASE
 
@@ -24,17 +23,6 @@ MODES = {
     "extended-binary": "prepareThreshold=1&binaryTransfer=true",
     "simple": "preferQueryMode=simple",
 }
-
-
-@pytest.fixture(scope="module")
-def jdbc() -> toolchain.Jdbc:
-    try:
-        return toolchain.jdbc()
-    except toolchain.ToolMissing as exc:
-        message = f"pgjdbc model-function tests NOT RUN: {exc}"
-        toolchain.NOT_RUN.append(message)
-        warnings.warn(pytest.PytestWarning(message), stacklevel=1)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

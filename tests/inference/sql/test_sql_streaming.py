@@ -14,9 +14,10 @@ import asyncpg
 import psycopg
 import pytest
 
+from tests.drivers.test_copy_volume import PeakRss
 from tests.support.clients import client_env, program, run_async, wait_until_running
 
-from .clients import assert_usable, rss_mb, run
+from .clients import assert_usable, run
 
 BIG_ROWS = 1_000_000
 # customers' formulas: every feature repeats with period lcm(60, 3, 100, 700, 4) = 2100
@@ -41,43 +42,22 @@ def big(suite):
         d.execute("DROP TABLE IF EXISTS big")
 
 
-class RssSampler:
-    """Peak resident memory of the proxy process while a block runs."""
-
-    def __init__(self, proxy) -> None:
-        self.proxy = proxy
-        self.base = self.peak = rss_mb(proxy)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, rss_mb(self.proxy))
-
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 @pytest.mark.timeout(120)
 def test_million_rows_stream_with_bounded_proxy_memory(suite, big, record_property):
     with suite.connect() as conn:
         conn.execute(f"SELECT {CALL} FROM big LIMIT 1")  # predictor loaded, buffers warm
-        with RssSampler(suite.proxy) as rss:
+        with PeakRss(suite.proxy.proc.pid) as rss:
             started = time.monotonic()
             count = mismatches = 0
             for row_id, value in conn.cursor().stream(f"SELECT id, {CALL} FROM big", size=10_000):
                 count += 1
                 mismatches += value != big[row_id]
             seconds = time.monotonic() - started
-        growth = rss.peak - rss.base
+        growth = rss.growth / 2**20
         record_property("million_rows_seconds", round(seconds, 2))
         record_property("proxy_rss_growth_mb", round(growth, 1))
-        print(f"\n1M rows streamed in {seconds:.1f}s; proxy RSS {rss.base:.0f} -> peak {rss.peak:.0f} MB")
+        print(f"\n1M rows streamed in {seconds:.1f}s; proxy RSS {rss.baseline / 2**20:.0f} -> "
+              f"peak {rss.peak / 2**20:.0f} MB")
         assert count == BIG_ROWS and mismatches == 0
         assert growth < 200, f"proxy memory grew by {growth:.0f} MB"
         assert_usable(conn)

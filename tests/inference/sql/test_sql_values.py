@@ -58,8 +58,13 @@ def odd_tables(suite):
         d.execute("DROP TABLE IF EXISTS customers_odd, houses_odd")
 
 
-def _model(suite, attr):
-    return getattr(suite, attr)
+def _query(call: str, table: str, mode: str) -> tuple[str, str]:
+    """`SELECT id, <call>` over `table` in id order, and the protocol mode to run it
+    in; mode "general" puts the call in a subquery (temporary-table path, simple
+    protocol)."""
+    if mode == "general":
+        return f"SELECT id, p FROM (SELECT id, {call} AS p FROM {table}) s ORDER BY id", "simple-text"
+    return f"SELECT id, {call} FROM {table} ORDER BY id", mode
 
 
 @pytest.mark.parametrize("table,model,args", ODD, ids=[t for t, _, _ in ODD])
@@ -67,15 +72,10 @@ def _model(suite, attr):
 def test_null_nan_and_unseen_values_predict_from_imputation(suite, odd_tables, table, model, args, mode):
     """NULL, NaN, empty and unseen categories, far out-of-range numbers: every row
     gets the offline predictor's answer, none is an error or a NULL."""
-    m = _model(suite, model)
+    m = getattr(suite, model)
     with suite.direct() as d:
         expected = sorted(m.by_id(d, f"SELECT id, {args} FROM {table}").items())
-    call = f"{m.function}({args})"
-    if mode == "general":  # the call in a CTE: temporary-table path
-        sql = f"WITH s AS (SELECT id, {call} AS p FROM {table}) SELECT id, p FROM s ORDER BY id"
-        mode = "simple-text"
-    else:
-        sql = f"SELECT id, {call} FROM {table} ORDER BY id"
+    sql, mode = _query(f"{m.function}({args})", table, mode)
     with suite.connect() as conn:
         got = fetch(conn, sql, mode)
     assert all(v is not None for _, v in got)
@@ -181,17 +181,12 @@ def test_wrong_arity_in_where_points_at_the_call(suite):
 @pytest.mark.parametrize("model,table,args", [("churn", "customers", "age, plan, usage, signup, promo"),
                                               ("species", "iris", "f0, f1, f2, f3")])
 def test_prob_returns_labels_and_probabilities(suite, model, table, args, mode):
-    m = _model(suite, model)
+    m = getattr(suite, model)
     with suite.direct() as d:
         rows = d.execute(f"SELECT id, {args} FROM {table} ORDER BY id").fetchall()
     proba = m.proba([r[1:] for r in rows])
     labels = m.predict([r[1:] for r in rows])
-    call = f"{m.function}_prob({args})"
-    if mode == "general":
-        sql = f"SELECT id, p FROM (SELECT id, {call} AS p FROM {table}) s ORDER BY id"
-        mode = "simple-text"
-    else:
-        sql = f"SELECT id, {call} FROM {table} ORDER BY id"
+    sql, mode = _query(f"{m.function}_prob({args})", table, mode)
     with suite.connect() as conn:
         got = fetch(conn, sql, mode)
     assert [i for i, _ in got] == [r[0] for r in rows]
@@ -310,3 +305,58 @@ def test_failed_model_function_names_state_and_reason(suite):
             assert "single distinct value" in (err.value.diag.message_detail or "")
         finally:
             conn.execute("DROP MODEL failed_model")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT id, predict_price(rooms, 'Infinity'::float8, city) FROM houses WHERE id <= 3",
+    "SELECT id FROM houses WHERE id <= 3 AND predict_price(rooms, 'Infinity'::float8, city) > 0",
+], ids=["streaming", "general"])
+def test_value_the_model_cannot_take_is_an_error_not_a_lost_session(suite, sql):
+    """Infinity cannot be scaled into the model: an ERROR for this statement (as
+    Postgres reports a bad value mid-query), and the session goes on."""
+    with suite.connect() as conn:
+        for mode in ("simple-text", "extended-binary") if "WHERE id <= 3 AND" not in sql else ("simple-text",):
+            with pytest.raises(psycopg.Error) as err:
+                fetch(conn, sql, mode)
+            assert err.value.sqlstate.startswith("22"), (err.value.sqlstate, str(err.value))
+            assert "area" in err.value.diag.message_primary
+            assert not conn.closed
+            assert_usable(conn, "SELECT predict_price(3, 42.5, 'paris')")
+
+
+def test_explain_names_the_path(suite):
+    notices: list[str] = []
+    with suite.connect() as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        plan = conn.execute("EXPLAIN SELECT id, predict_price(rooms, area, city) FROM houses").fetchall()
+        assert any("Scan on houses" in line for line, in plan)
+        assert len(notices) == 1 and "stream" in notices[0].lower(), notices
+        notices.clear()
+        plan = conn.execute("EXPLAIN ANALYZE SELECT id FROM houses "
+                            "WHERE predict_price(rooms, area, city) > 500").fetchall()
+        assert any("actual time" in line for line, in plan)
+        assert len(notices) == 1 and "temporary" in notices[0].lower(), notices
+        assert_usable(conn)
+
+
+def test_general_path_inside_the_clients_transaction(suite):
+    """In the client's own transaction the predictions' tables live and die within
+    it; an error aborts the client's transaction as Postgres would."""
+    with suite.direct() as d:
+        expected = [(i,) for i, v in sorted(suite.price.by_id(
+            d, "SELECT id, rooms, area, city FROM houses WHERE id <= 50").items()) if v > 500]
+    sql = "SELECT id FROM houses WHERE id <= 50 AND predict_price(rooms, area, city) > 500 ORDER BY id"
+    with suite.connect(autocommit=False) as conn:
+        conn.execute("SELECT 1")
+        assert conn.execute(sql).fetchall() == expected
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert conn.execute(sql).fetchall() == expected  # twice in one transaction
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute("SELECT id FROM houses WHERE predict_price(rooms, nosuch, city) > 0")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute(sql)
+        conn.rollback()
+        assert conn.execute(sql).fetchall() == expected
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relpersistence = 't' "
+                            "AND pg_table_is_visible(oid)").fetchone() == (0,)
