@@ -305,6 +305,22 @@ END
 $fn$;
 GRANT EXECUTE ON FUNCTION mlproxy.explain_model(text) TO PUBLIC;
 """,
+    # 3: the privilege check that rewritten statements run on every execution.
+    """
+CREATE FUNCTION mlproxy.check_execute(p_signatures text[], p_names text[]) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_signatures, 1), 0) LOOP
+        IF NOT has_function_privilege(p_signatures[i], 'EXECUTE') THEN
+            RAISE EXCEPTION 'permission denied for function %', p_names[i]
+                USING ERRCODE = '42501';
+        END IF;
+    END LOOP;
+    RETURN true;
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION mlproxy.check_execute(text[], text[]) TO PUBLIC;
+""",
 ]
 
 

@@ -18,6 +18,7 @@ and then
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from .. import errors, protocol as p
@@ -125,6 +126,8 @@ class InferenceInterceptor:
         models = await self.registry.wait_loaded(database)
         if models.pattern is None:
             return None
+        if models.entries:  # rewritten statements use the catalog's current functions
+            await self.registry.catalog.pool(database)
         sql = _statement_text(frame).decode()
         search_path = await self._search_path(takeover, models)
         key = (sql, tuple(search_path))
@@ -154,7 +157,8 @@ class InferenceInterceptor:
                               f"{function.name} is only defined for classification models; "
                               f'model "{entry.model_name}" is {entry.problem_type}')
             entries[function] = entry
-        await self._check_privileges(takeover, entries)
+        if not isinstance(plan, StreamingPlan):
+            await self._check_privileges(takeover, entries)
         bound: dict[tuple[int, str], BoundModel] = {}
         for function, entry in entries.items():
             try:
@@ -164,6 +168,8 @@ class InferenceInterceptor:
                 raise PgError(errors.INTERNAL_ERROR,
                               f'model "{entry.model_name}" could not be loaded: {exc}') from exc
             bound[(function.model_id, function.kind)] = BoundModel(entry, predictor, function.kind)
+        if isinstance(plan, StreamingPlan):
+            plan = _guarded(plan, entries)
         return plan, bound
 
     async def _search_path(self, takeover: Takeover, models: DatabaseModels) -> list[str]:
@@ -182,34 +188,16 @@ class InferenceInterceptor:
         return state["search_path"]
 
     async def _check_privileges(self, takeover: Takeover, entries: dict[ModelFunction, ModelEntry]) -> None:
-        state = _session_state(takeover.session)
-        cache: dict[str, bool] = state["privileges"]
-        needed = {_signature(f, e): f for f, e in entries.items()}
-        unknown = [sig for sig in needed if sig not in cache]
-        if unknown and takeover.session.unsynced:
-            # Mid-pipeline: ask as the login role through the service connection,
-            # unless the session may have changed its role (then refuse plainly).
-            if state.get("identity_changed"):
-                raise PgError(errors.FEATURE_NOT_SUPPORTED,
-                              "mlproxy: after SET ROLE, send a statement calling a model "
-                              "function at the start of a pipeline (after a Sync)")
-            user = takeover.session.startup.user
-            for sig in unknown:
-                row = await self.registry.catalog.fetchrow(
-                    takeover.session.database,
-                    "SELECT has_function_privilege($1, $2, 'EXECUTE')", user, sig)
-                cache[sig] = bool(row[0])
-            unknown = []
-        if unknown:
-            checks = ", ".join(f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')" for sig in unknown)
-            result = await collect(takeover, f"SELECT {checks}")
-            if result.error is not None:
-                raise result.error
-            for sig, allowed in zip(unknown, result.rows[0]):
-                cache[sig] = allowed == "t"
-        for sig, function in needed.items():
-            if not cache[sig]:
-                raise PgError(errors.INSUFFICIENT_PRIVILEGE, f"permission denied for function {function.name}")
+        """EXECUTE on each called function, asked on the session itself (its current
+        role) for every statement: a GRANT or REVOKE anywhere applies at once."""
+        sigs = [_signature(f, e) for f, e in entries.items()]
+        names = [f.name for f in entries]
+        result = await collect(takeover, f"SELECT mlproxy.check_execute({_text_array(sigs)}, "
+                                         f"{_text_array(names)})")
+        if result.error is not None:
+            result.error.position = None
+            result.error.fields.pop("W", None)
+            raise result.error
 
     # -- simple protocol ----------------------------------------------------------------
     async def _run_query(self, plan, models, takeover: Takeover) -> None:
@@ -458,6 +446,29 @@ def _called(plan) -> list[ModelFunction]:
     else:
         functions = [step.function for step in inner.steps]
     return list(dict.fromkeys(functions))
+
+
+def _text_array(values: list[str]) -> str:
+    return "ARRAY[" + ", ".join(sql_literal(v) for v in values) + "]::text[]"
+
+
+def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry]) -> StreamingPlan:
+    """The plan with Postgres checking EXECUTE on the model functions at every
+    execution: the rewritten SELECT becomes a subquery with one more column, a
+    scalar subquery (an InitPlan, run once per execution) that raises 42501 as a
+    call of the function itself would. Prepared statements, SET ROLE and a REVOKE
+    in another session are all covered, with no round trip of the proxy's own."""
+    sigs = [_signature(f, e) for f, e in entries.items()]
+    names = [f.name for f in entries]
+    prefix = (f"SELECT *, (SELECT mlproxy.check_execute({_text_array(sigs)}, {_text_array(names)})) "
+              f"AS \"__mlproxy_check\" FROM (\n")
+    suffix = "\n) AS __mlproxy_rewritten"
+    sql = plan.sql
+    shift = len(prefix)
+    guarded = replace(sql, text=prefix + sql.text + suffix,
+                      segments=tuple((out + shift, length, src, copied)
+                                     for out, length, src, copied in sql.segments))
+    return replace(plan, sql=guarded, appended_columns=plan.appended_columns + 1)
 
 
 def _signature(function: ModelFunction, entry: ModelEntry) -> str:

@@ -154,7 +154,7 @@ class ResponseTracker:
         head = self.queue[0]
         kind = head.kind
         if msg_type == p.B_ERROR:
-            if head.map_position is not None:
+            if head.map_position is not None or head.rewriter is not None:
                 raw = _map_error(raw, head.map_position)
             if kind == PARSE and head.statement is not None:
                 self.statements.pop(head.statement, None)  # the failed Parse made nothing
@@ -214,12 +214,17 @@ class ResponseTracker:
         return self._row_count
 
 
-def _map_error(raw: bytes, map_position: Callable[[int], int]) -> bytes:
-    """The ErrorResponse with its position moved into the client's own text."""
+def _map_error(raw: bytes, map_position: Callable[[int], int] | None) -> bytes:
+    """The ErrorResponse with its position moved into the client's own text, and
+    without the context lines of mlproxy's own catalog functions."""
     fields = p.parse_fields(memoryview(raw)[5:])
-    if "P" not in fields:
+    internal = "mlproxy." in fields.get("W", "")
+    if ("P" not in fields or map_position is None) and not internal:
         return raw
-    fields["P"] = str(map_position(int(fields["P"])))
+    if internal:
+        del fields["W"]
+    if "P" in fields and map_position is not None:
+        fields["P"] = str(map_position(int(fields["P"])))
     body = b"".join(k.encode() + p.cstr(v) for k, v in fields.items()) + b"\x00"
     return p.message(b"E", body)
 
