@@ -22,7 +22,7 @@ from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
 from .inference.rows import scan_data_rows
-from .inference.tracker import ResponseTracker
+from .inference.tracker import ResponseTracker, expectation_kind
 from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
                        F_SYNC, F_TERMINATE, FRONTEND_LIMITS)
@@ -101,6 +101,7 @@ class Session(asyncio.Protocol):
         # Extended-protocol messages were sent since the last Sync: their replies may
         # be held by the server until that Sync, so no round trip of our own fits in.
         self.unsynced = False
+        self.unsynced_kinds: list[int] = []
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
@@ -311,7 +312,7 @@ class Session(asyncio.Protocol):
                 raw = self.tracker.client_message(msg_type, bytes(item.raw))
                 if raw is not item.raw:
                     item = Frame(msg_type, raw)
-            self._account(msg_type)
+            self._account(msg_type, item.raw[5] if len(item.raw) > 5 else 0)
             out.append(item.raw)
         if self.tracker is not None or held_before or not framer.at_boundary:
             self.upstream.writelines(out)
@@ -331,22 +332,27 @@ class Session(asyncio.Protocol):
                         return False
         account = self._account
         for pos in offsets:
-            account(data[pos])
+            msg_type = data[pos]
+            account(msg_type, data[pos + 5] if msg_type == F_DESCRIBE else 0)
         self.upstream.write(data)
         return True
 
-    def _account(self, msg_type: int) -> None:
+    def _account(self, msg_type: int, first_byte: int = 0) -> None:
         """Bookkeeping for a client message on its way upstream: requests in flight
-        (each Query, FunctionCall and Sync gets a ReadyForQuery), COPY state, and
-        whether extended-protocol messages await their Sync (`unsynced`)."""
+        (each Query, FunctionCall and Sync gets a ReadyForQuery), COPY state, and the
+        extended-protocol messages that await their Sync (`unsynced`; their kinds,
+        so that tracking started mid-pipeline knows whose replies come first)."""
         if msg_type in _EXTENDED:
             self.unsynced = True
+            self.unsynced_kinds.append(expectation_kind(msg_type, first_byte))
         elif msg_type == F_SYNC:
             self.unsynced = False
+            self.unsynced_kinds.clear()
             if not self.copy_in:
                 self.pending += 1
         elif msg_type == F_QUERY:
             self.unsynced = False
+            self.unsynced_kinds.clear()
             self.pending += 1
         elif msg_type == F_FUNCTION_CALL:
             self.pending += 1
@@ -506,6 +512,8 @@ class Session(asyncio.Protocol):
         """Match requests and replies from now on (results are about to be rewritten)."""
         if self.tracker is None:
             self.tracker = ResponseTracker()
+            # replies to the pipeline sent before tracking began come first
+            self.tracker.expect_plain(self.unsynced_kinds)
             self._cframer.set_wanted(_CLIENT_TRACKED)
             self._sframer.set_wanted(ALL)
             self._sframer.assemble_limit = protocol.LARGE_MESSAGE_LIMIT + 1
@@ -669,7 +677,7 @@ class Session(asyncio.Protocol):
     def forward_request(self, raw: bytes) -> None:
         """Send a (possibly rewritten) client request upstream as the relay would:
         a Query or Sync counts as in flight until its ReadyForQuery."""
-        self._account(raw[0])
+        self._account(raw[0], raw[5] if len(raw) > 5 else 0)
         self._write_upstream(raw)
 
     def _write_upstream(self, data: bytes) -> None:

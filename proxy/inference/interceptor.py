@@ -33,7 +33,7 @@ from .registry import DatabaseModels, ModelEntry, ModelRegistry
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
 from .rows import DataRowBatch
-from .tracker import with_result_formats, result_formats
+from .tracker import result_formats, statement_error, with_result_formats
 
 log = logging.getLogger("mlproxy.inference")
 
@@ -272,12 +272,18 @@ class InferenceInterceptor:
         rows: list[bytes] = []
         error = None
 
+        failure: list[BaseException] = []
+
         def flush() -> None:
-            if rows:
+            if rows and not failure:
                 batch = DataRowBatch.from_frames(rows)
-                values = predict(bound, argument_columns(batch, step.args, bound.entry))
-                copy.append(copy_rows(batch, step.args, values, step.function.return_type))
-                rows.clear()
+                try:
+                    values = predict(bound, argument_columns(batch, step.args, bound.entry))
+                except Exception as exc:  # noqa: BLE001 - reported as this statement's error
+                    failure.append(exc)
+                else:
+                    copy.append(copy_rows(batch, step.args, values, step.function.return_type))
+            rows.clear()
 
         while True:
             msg = await takeover.server_message()
@@ -298,6 +304,9 @@ class InferenceInterceptor:
             takeover.send_client(p.error_response(error))
             return False
         flush()
+        if failure:
+            takeover.send_client(p.error_response(statement_error(failure[0])))
+            return False
         takeover.send_server(p.message(b"Q", p.cstr(step.copy)))
         started = False
         while True:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from .. import protocol as p
+from ..errors import PgError
 
 _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
 
@@ -58,6 +59,29 @@ class Expectation:
     statement: bytes | None = None  # the rewritten statement a Parse creates
 
 
+def statement_error(exc: BaseException) -> PgError:
+    """An exception of model evaluation as the statement's ErrorResponse (predictor
+    errors carry their SQLSTATE, e.g. 22023 for a value the model cannot take)."""
+    if isinstance(exc, PgError):
+        return exc
+    return PgError(getattr(exc, "sqlstate", None) or "XX000",
+                   getattr(exc, "message", None) or str(exc) or type(exc).__name__,
+                   hint=getattr(exc, "hint", None))
+
+
+def expectation_kind(msg_type: int, first_byte: int = 0) -> int:
+    """What a client's extended-protocol message is answered with (its kind)."""
+    if msg_type == p.F_PARSE:
+        return PARSE
+    if msg_type == p.F_BIND:
+        return BIND
+    if msg_type == p.F_DESCRIBE:
+        return DESCRIBE_STATEMENT if first_byte == ord("S") else DESCRIBE_PORTAL
+    if msg_type == p.F_EXECUTE:
+        return EXECUTE
+    return CLOSE
+
+
 def _cstring(body: bytes | memoryview, start: int = 0) -> tuple[bytes, int]:
     raw = bytes(body)
     end = raw.index(b"\x00", start)
@@ -74,6 +98,9 @@ class ResponseTracker:
         self._rows: list[bytes] = []  # runs of complete DataRows awaiting their batch
         self._row_count = 0
         self._rows_for: RowRewriter | None = None
+        # After a result could not be rewritten (a value the model cannot take), the
+        # client has its ErrorResponse: the rest up to the ReadyForQuery is dropped.
+        self._failed = False
 
     @property
     def active(self) -> bool:
@@ -83,6 +110,10 @@ class ResponseTracker:
                     any(e.rewriter is not None for e in self.queue))
 
     # -- client -> server ----------------------------------------------------------
+    def expect_plain(self, kinds: list[int]) -> None:
+        """Replies to requests already sent, that need no rewriting, come first."""
+        self.queue.extend(Expectation(kind) for kind in kinds)
+
     def add_statement(self, name: bytes, plan: StatementPlan,
                       map_position: Callable[[int], int] | None = None) -> None:
         """A rewritten Parse is sent for statement `name`."""
@@ -143,6 +174,15 @@ class ResponseTracker:
     def server_message(self, msg_type: int, raw: bytes) -> list[bytes]:
         """Process one server message; returns the bytes to send to the client now
         (DataRows of a rewritten result are held until the batch is flushed)."""
+        if self._failed:
+            if msg_type != p.B_READY_FOR_QUERY:
+                return []
+            self._failed = False
+            while self.queue and self.queue[0].kind not in (SYNC, QUERY):
+                self.queue.popleft()
+            if self.queue:
+                self.queue.popleft()
+            return [raw]
         if msg_type == p.B_DATA_ROW:
             if self.wants_rows():
                 return self.add_rows(raw, 1)
@@ -207,7 +247,11 @@ class ResponseTracker:
             return []
         rows, count, rewriter = self._rows, self._row_count, self._rows_for
         self._rows, self._row_count, self._rows_for = [], 0, None
-        return [rewriter.data_rows(rows[0] if len(rows) == 1 else b"".join(rows), count)]
+        try:
+            return [rewriter.data_rows(rows[0] if len(rows) == 1 else b"".join(rows), count)]
+        except Exception as exc:  # noqa: BLE001 - any failure is this statement's error
+            self._failed = True
+            return [p.error_response(statement_error(exc))]
 
     @property
     def holding_rows(self) -> int:
