@@ -12,10 +12,6 @@ from .clients import assert_usable, fetch
 
 READER = "mlsql_reader"
 SIGNATURE = "predict_price(integer, double precision, text)"
-# mlproxy checks EXECUTE once per session and signature and caches the answer until
-# the session's own statement text names a role or a grant: what other sessions grant
-# or revoke, an already prepared statement, set_config('role', $1) and the end of a
-# SET LOCAL ROLE go unseen.
 STREAMING = "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id"
 GENERAL = "SELECT id FROM houses WHERE id <= 3 AND predict_price(rooms, area, city) > 0 ORDER BY id"
 

@@ -360,3 +360,26 @@ def test_general_path_inside_the_clients_transaction(suite):
         conn.commit()
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relpersistence = 't' "
                             "AND pg_table_is_visible(oid)").fetchone() == (0,)
+
+
+TEXT_FORMS = [
+    "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id;",
+    "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id ;  \n",
+    "/* lead */ SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id",
+    "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id -- trailing",
+    "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id; -- trailing",
+    "SELECT id FROM houses WHERE id <= 3 AND predict_price(rooms, area, city) > 0 ORDER BY id;",
+    "SELECT id FROM houses WHERE id <= 3 AND predict_price(rooms, area, city) > 0 ORDER BY id -- c",
+]
+
+
+@pytest.mark.parametrize("mode", ["simple-text", "extended-binary"])
+@pytest.mark.parametrize("sql", TEXT_FORMS, ids=range(len(TEXT_FORMS)))
+def test_statement_text_forms(suite, sql, mode):
+    """Trailing semicolons, comments and blanks, as psql, pgbench and ORMs send them."""
+    if "WHERE id <= 3 AND" in sql and mode != "simple-text":
+        pytest.skip("general path: simple protocol only")
+    with suite.connect() as conn:
+        rows = fetch(conn, sql, mode)
+        assert [r[0] for r in rows] == [1, 2, 3]
+        assert_usable(conn)
