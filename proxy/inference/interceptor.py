@@ -21,6 +21,8 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from pglast.parser import ParseError, scan
+
 from .. import errors, protocol as p
 from ..errors import PgError
 from ..framing import Frame
@@ -343,8 +345,8 @@ class InferenceInterceptor:
                 errors.FEATURE_NOT_SUPPORTED,
                 "mlproxy: in a prepared statement, model functions can only be called in the "
                 "select list of a SELECT",
-                hint="Send the statement with the simple query protocol, or move the call "
-                     "into the select list of a subquery.")))
+                hint="Send the statement with the simple query protocol, or call the model "
+                     "in the top-level select list of a SELECT.")))
             await self._discard_until_sync(takeover)
             return
         name, _sql, tail = p.parse_message_parts(frame.body)
@@ -474,10 +476,26 @@ def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry]) -> S
     suffix = "\n) AS __mlproxy_rewritten"
     sql = plan.sql
     shift = len(prefix)
-    guarded = replace(sql, text=prefix + sql.text + suffix,
+    guarded = replace(sql, text=prefix + _without_final_semicolon(sql.text) + suffix,
                       segments=tuple((out + shift, length, src, copied)
                                      for out, length, src, copied in sql.segments))
     return replace(plan, sql=guarded, appended_columns=plan.appended_columns + 1)
+
+
+def _without_final_semicolon(sql: str) -> str:
+    """The statement without the `;` that may end it (it cannot stand inside a
+    subquery); comments after it are kept, the closing text starts on a new line."""
+    try:
+        tokens = scan(sql)
+    except ParseError:
+        return sql
+    for token in reversed(tokens):
+        if token.name in ("SQL_COMMENT", "C_COMMENT"):
+            continue
+        if sql[token.start:token.end + 1] == ";":
+            return sql[:token.start] + sql[token.end + 1:]
+        break
+    return sql
 
 
 def _signature(function: ModelFunction, entry: ModelEntry) -> str:

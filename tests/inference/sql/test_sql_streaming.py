@@ -177,8 +177,6 @@ SELECT id, predict_price(rooms, area, city) FROM houses WHERE id = :id;
 """
 
 
-@pytest.mark.xfail(strict=True, reason="proxy bug: pgbench keeps the script's trailing ';', which the "
-                          "streaming rewrite puts inside its wrapping subquery (42601)")
 @pytest.mark.parametrize("mode", ["prepared", "extended", "simple"])
 def test_pgbench_custom_script(suite, tmp_path, mode):
     script = tmp_path / "predict.sql"

@@ -363,18 +363,13 @@ def test_general_path_inside_the_clients_transaction(suite):
 
 
 # The streaming rewrite wraps the statement's text in a subquery (the EXECUTE check):
-# a trailing semicolon ends up inside the parentheses.
-SEMICOLON_BUG = pytest.mark.xfail(strict=True, reason="proxy bug: trailing ';' kept inside the "
-                                  "__mlproxy_rewritten subquery -> 42601 syntax error")
+# a trailing semicolon (and comments around it) must not end up inside it.
 TEXT_FORMS = [
-    pytest.param("SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id;",
-                 marks=SEMICOLON_BUG),
-    pytest.param("SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id ;  \n",
-                 marks=SEMICOLON_BUG),
+    "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id;",
+    "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id ;  \n",
     "/* lead */ SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id",
     "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id -- trailing",
-    pytest.param("SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id; -- trailing",
-                 marks=SEMICOLON_BUG),
+    "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 3 ORDER BY id; -- trailing",
     "SELECT id FROM houses WHERE id <= 3 AND predict_price(rooms, area, city) > 0 ORDER BY id;",
     "SELECT id FROM houses WHERE id <= 3 AND predict_price(rooms, area, city) > 0 ORDER BY id -- c",
 ]
