@@ -16,6 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from .framing import Frame
+from .protocol import F_SYNC, ready_for_query
 
 if TYPE_CHECKING:
     from .session import Session
@@ -110,6 +111,16 @@ class Takeover:
     def unread_client(self, frame: Frame) -> None:
         """Give a client message back: it will be relayed after the takeover."""
         self._client.appendleft(frame)
+
+    async def discard_until_sync(self) -> None:
+        """After an error in the extended protocol the server skips the client's
+        messages up to Sync; an interceptor that answered the error does the same,
+        then says ReadyForQuery with the session's real transaction status."""
+        while True:
+            msg = await self.client_message()
+            if msg.type == F_SYNC:
+                self.send_client(ready_for_query(self.session.txstatus))
+                return
 
     def send_server(self, data: bytes) -> None:
         self.session._write_upstream(data)

@@ -347,7 +347,7 @@ class InferenceInterceptor:
                 "select list of a SELECT",
                 hint="Send the statement with the simple query protocol, or call the model "
                      "in the top-level select list of a SELECT.")))
-            await self._discard_until_sync(takeover)
+            await takeover.discard_until_sync()
             return
         name, _sql, tail = p.parse_message_parts(frame.body)
         if plan.has_star:
@@ -374,7 +374,7 @@ class InferenceInterceptor:
                 errors.FEATURE_NOT_SUPPORTED,
                 "mlproxy: SELECT * with a model call cannot be prepared in the middle of a "
                 f"pipeline here ({exc})", hint="Name the columns instead of *.")))
-            await self._discard_until_sync(takeover)
+            await takeover.discard_until_sync()
             return None
         return plan.resolve(total)
 
@@ -405,14 +405,7 @@ class InferenceInterceptor:
         if frame.type == p.F_QUERY:
             takeover.send_client(p.ready_for_query(takeover.session.txstatus))
         else:
-            await self._discard_until_sync(takeover)
-
-    async def _discard_until_sync(self, takeover: Takeover) -> None:
-        while True:
-            msg = await takeover.client_message()
-            if msg.type == p.F_SYNC:
-                takeover.send_client(p.ready_for_query(takeover.session.txstatus))
-                return
+            await takeover.discard_until_sync()
 
 
 def _statement_text(frame: Frame) -> bytes:

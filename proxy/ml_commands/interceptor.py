@@ -113,11 +113,11 @@ class MLInterceptor:
                              "cannot insert multiple commands into a prepared statement")
         if isinstance(parsed, PgError):
             takeover.send_client(p.error_response(parsed))
-            await self._discard_until_sync(takeover)
+            await takeover.discard_until_sync()
             return
         stmt = parsed[0][1]
         if not await self._catalog_ready(takeover):
-            await self._discard_until_sync(takeover)
+            await takeover.discard_until_sync()
             return
         name, _sql, tail = p.parse_message_parts(frame.body)
         if isinstance(stmt, ShowModel):
@@ -146,7 +146,7 @@ class MLInterceptor:
                     ok = await relay(takeover, drop_sql(stmt), tag="DROP MODEL", rows=False,
                                      hide_context=True)
                 if not ok:
-                    await self._discard_until_sync(takeover)
+                    await takeover.discard_until_sync()
                     return
             elif t == p.F_CLOSE:
                 takeover.send_client(p.message(b"3"))
@@ -157,12 +157,4 @@ class MLInterceptor:
                 return
             else:  # another statement in the same pipeline: the server handles it
                 takeover.unread_client(msg)
-                return
-
-    async def _discard_until_sync(self, takeover: Takeover) -> None:
-        """After an error the server skips to Sync; so do we, then say ReadyForQuery."""
-        while True:
-            msg = await takeover.client_message()
-            if msg.type == p.F_SYNC:
-                takeover.send_client(p.ready_for_query(takeover.session.txstatus))
                 return
