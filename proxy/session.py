@@ -391,17 +391,7 @@ class Session(asyncio.Protocol):
         idle = False
         for item in items:
             if type(item) is Frame:
-                if item.type == B_READY_FOR_QUERY:
-                    self.txstatus = bytes(item.raw[5:6])
-                    self.copy_in = False
-                    if self.pending:
-                        self.pending -= 1
-                        idle = not self.pending
-                elif item.type == B_COPY_IN:
-                    self.copy_in = True
-                elif item.type == B_ERROR:
-                    self.copy_in = False
-                    self._log_server_error(item)
+                idle |= self._note_server(item.type, item.raw)
         if not held_before and framer.at_boundary:
             self.client.write(data)
         else:
@@ -413,21 +403,27 @@ class Session(asyncio.Protocol):
         """Bookkeeping for the watched messages of a whole chunk already forwarded."""
         idle = False
         for pos in offsets:
-            msg_type = data[pos]
-            if msg_type == B_READY_FOR_QUERY:
-                self.txstatus = data[pos + 5:pos + 6]
-                self.copy_in = False
-                if self.pending:
-                    self.pending -= 1
-                    idle = not self.pending
-            elif msg_type == B_COPY_IN:
-                self.copy_in = True
-            elif msg_type == B_ERROR:
-                self.copy_in = False
-                end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
-                self._log_server_error(Frame(msg_type, data[pos:end]))
+            end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
+            idle |= self._note_server(data[pos], data[pos:end])
         if idle:
             self._became_idle()
+
+    def _note_server(self, msg_type: int, raw: bytes | memoryview) -> bool:
+        """Bookkeeping for one watched server message (`raw` is the whole message):
+        transaction status, requests in flight, COPY IN state, error logging.
+        True when this ReadyForQuery ended the last request in flight."""
+        if msg_type == B_READY_FOR_QUERY:
+            self.txstatus = bytes(raw[5:6])
+            self.copy_in = False
+            if self.pending:
+                self.pending -= 1
+                return not self.pending
+        elif msg_type == B_COPY_IN:
+            self.copy_in = True
+        elif msg_type == B_ERROR:
+            self.copy_in = False
+            self._log_server_error(Frame(msg_type, raw))
+        return False
 
     def _server_tracked(self, data: bytes) -> None:
         """Relay with request/reply matching, rewriting the results of statements
@@ -476,17 +472,7 @@ class Session(asyncio.Protocol):
         for item in frames:
             raw = bytes(item.raw)
             msg_type = item.type
-            if msg_type == B_READY_FOR_QUERY:
-                self.txstatus = raw[5:6]
-                self.copy_in = False
-                if self.pending:
-                    self.pending -= 1
-                    idle = not self.pending
-            elif msg_type == B_COPY_IN:
-                self.copy_in = True
-            elif msg_type == B_ERROR:
-                self.copy_in = False
-                self._log_server_error(item)
+            idle |= self._note_server(msg_type, raw)
             if tracker is None:
                 out.append(raw)
                 continue
