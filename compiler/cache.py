@@ -63,6 +63,8 @@ def build_tag() -> str:
         "recipe": RECIPE_VERSION,
         "layout": [native.BLOCK_ROWS, native.MIN_ROWS_PER_THREAD, native.NODES_PER_UNIT, native.MAX_UNITS,
                    native.COMPILE_OPTIONS],
+        "node_arrays": [native.LANES, native.NODE_BLOCK_ROWS, native.NODE_ARRAYS_COMPILE_OPTIONS,
+                        native.NODE_ARRAYS_MAX_WASTE],
         "driver": hashlib.sha256(DRIVER_C.encode()).hexdigest(),
         "tl2cgen": tl2cgen.__version__,
         "treelite": treelite.__version__,

@@ -29,15 +29,37 @@ DRIVER_C = r"""/*
 #include <stdlib.h>
 #include <string.h>
 
-#include "header.h"
-
-#define MLPX_ABI 2
+#define MLPX_ABI 3
 #define MLPX_N_FEATURE @N_FEATURE@
-#define MLPX_N_OUT (N_TARGET * MAX_N_CLASS)
-#define MLPX_N_UNIT @N_UNIT@
+#define MLPX_N_OUT @N_OUT@
 #define MLPX_BLOCK @BLOCK@
 #define MLPX_MIN_ROWS_PER_THREAD @MIN_ROWS_PER_THREAD@
 #define MLPX_MAX_THREADS 64
+/* 1: TL2cgen's generated if/else code; 2: node arrays walked without branches */
+#define MLPX_EVALUATOR @EVALUATOR@
+
+/* Margin = sum / divisor (forests average their trees) + base score, per output. */
+#define MLPX_AVERAGED @AVERAGED@
+static const double mlpx_divisor[MLPX_N_OUT] = { @DIVISOR@ };
+static const double mlpx_base_score[MLPX_N_OUT] = { @BASE_SCORE@ };
+
+/* The value the trees compare: float32-rounded for scikit-learn's tree module, which
+   compares float32 inputs; thresholds lie inside the float32 range, so clamping keeps
+   every branch of an out-of-range value. */
+static inline double mlpx_input(double v, int round32) {
+  if (round32) {
+    if (v > FLT_MAX) v = FLT_MAX;
+    else if (v < -FLT_MAX) v = -FLT_MAX;
+    v = (double)(float)v;
+  }
+  return v;
+}
+
+#if MLPX_EVALUATOR == 1
+/* ---- TL2cgen's generated code, one translation unit at a time over a block ---- */
+#include "header.h"
+#define MLPX_N_UNIT @N_UNIT@
+#define MLPX_SCRATCH (sizeof(union Entry) * MLPX_BLOCK * MLPX_N_FEATURE)
 
 /* Defined (with external linkage) in TL2cgen's main.c. */
 extern const unsigned char is_categorical[];
@@ -45,11 +67,6 @@ extern const unsigned char is_categorical[];
 static const double mlpx_threshold[] = { @THRESHOLDS@ };
 static const int32_t mlpx_th_begin[MLPX_N_FEATURE] = { @TH_BEGIN@ };
 static const int32_t mlpx_th_len[MLPX_N_FEATURE] = { @TH_LEN@ };
-
-/* Margin = sum / divisor (forests average their trees) + base score, per output. */
-#define MLPX_AVERAGED @AVERAGED@
-static const double mlpx_divisor[MLPX_N_OUT] = { @DIVISOR@ };
-static const double mlpx_base_score[MLPX_N_OUT] = { @BASE_SCORE@ };
 
 typedef void (*mlpx_unit_fn)(union Entry*, double*);
 static const mlpx_unit_fn mlpx_units[MLPX_N_UNIT] = { @UNITS@ };
@@ -81,34 +98,116 @@ static void mlpx_fill(const double* x, union Entry* e, int round32) {
       e[j].missing = -1;
       continue;
     }
-    if (round32) {
-      /* scikit-learn's tree module compares float32 inputs; thresholds lie inside the
-         float32 range, so clamping keeps every branch of an out-of-range value. */
-      if (v > FLT_MAX) v = FLT_MAX;
-      else if (v < -FLT_MAX) v = -FLT_MAX;
-      v = (double)(float)v;
-    }
+    v = mlpx_input(v, round32);
     if (is_categorical[j]) e[j].fvalue = v;
     else e[j].qvalue = mlpx_quantize(v, j);
   }
 }
 
+/* Adds the trees' sums for rows X[0..n) to out[0..n). */
+static void mlpx_block(const double* X, int64_t n, int round32, void* scratch, double* out) {
+  union Entry* e = (union Entry*)scratch;
+  for (int64_t r = 0; r < n; ++r) mlpx_fill(X + r * MLPX_N_FEATURE, e + r * MLPX_N_FEATURE, round32);
+  for (int u = 0; u < MLPX_N_UNIT; ++u) {
+    const mlpx_unit_fn unit = mlpx_units[u];
+    for (int64_t r = 0; r < n; ++r) unit(e + r * MLPX_N_FEATURE, out + r * MLPX_N_OUT);
+  }
+}
+
+#else
+/* ---- node arrays (compiler/node_tables.py), walked with selects, not branches ----
+ * Each node: threshold, column, and the index of its first child; the second child
+ * follows it. A step is   i = left + (x[column] > threshold)   -- no branch, so no
+ * mispredictions however the rows go. The row buffer holds every feature twice,
+ * column 2j with NaN as -inf and column 2j+1 with NaN as +inf, so a node whose
+ * missing values go to its first child reads column 2j and one whose missing values
+ * go to the second reads 2j+1. A leaf has threshold +inf and itself as first child
+ * (a fixed point), so every tree is walked a fixed number of steps (its depth),
+ * MLPX_LANES rows at a time so the load chains of those rows overlap. A whole block
+ * of rows goes through one tree before the next, so that tree stays in L1. */
+#define MLPX_N_TREE @N_TREE@
+#define MLPX_LANES @LANES@
+#define MLPX_LEAF_WIDTH @LEAF_WIDTH@ /* 1: scalar leaves added to one output; else N_OUT */
+#define MLPX_SCRATCH (sizeof(uint64_t) * 2 * MLPX_N_FEATURE * MLPX_BLOCK)
+
+/* Order-preserving unsigned image of a double (-0.0 taken as +0.0), so a node's test
+   is one unsigned compare whose carry is added to the child index (cmp + adc). */
+static inline uint64_t mlpx_key(double v) {
+  uint64_t b;
+  v += 0.0;
+  memcpy(&b, &v, sizeof b);
+  return b ^ ((uint64_t)((int64_t)b >> 63) | UINT64_C(0x8000000000000000));
+}
+#define MLPX_LOW UINT64_C(0)
+#define MLPX_HIGH UINT64_MAX
+
+/* Node i, as parallel arrays: thr[i] (key; UINT64_MAX for leaves), col[i] (byte
+   offset of the column it reads in the row buffer) and first[i] (index of its first
+   child; itself for leaves). Leaf values are indexed by node too. */
+static const uint64_t mlpx_thr[] = { @THR@ };
+static const uint32_t mlpx_col[] = { @COL@ };
+static const uint32_t mlpx_first[] = { @FIRST@ };
+static const double mlpx_leaf[] = { @LEAVES@ };
+static const uint32_t mlpx_root[MLPX_N_TREE] = { @ROOTS@ };
+static const int32_t mlpx_depth[MLPX_N_TREE] = { @DEPTHS@ };
+static const int32_t mlpx_out[MLPX_N_TREE] = { @OUTS@ };
+
+#define MLPX_STEP(i, x) \
+  (mlpx_first[i] + (mlpx_thr[i] < *(const uint64_t*)((const char*)(x) + mlpx_col[i])))
+
+static inline void mlpx_add_leaf(uint32_t i, int32_t o, double* out) {
+  const double* v = mlpx_leaf + (size_t)i * MLPX_LEAF_WIDTH;
+#if MLPX_LEAF_WIDTH == 1
+  out[o] += v[0];
+#else
+  (void)o;
+  for (int k = 0; k < MLPX_LEAF_WIDTH; ++k) out[k] += v[k];
+#endif
+}
+
+static void mlpx_block(const double* X, int64_t n, int round32, void* scratch, double* out) {
+  uint64_t* xb = (uint64_t*)scratch;
+  for (int64_t r = 0; r < n; ++r) {
+    const double* x = X + r * MLPX_N_FEATURE;
+    for (int j = 0; j < MLPX_N_FEATURE; ++j) {
+      double v = x[j];
+      int miss = isnan(v);
+      uint64_t k = mlpx_key(mlpx_input(v, round32));
+      xb[(2 * j) * MLPX_BLOCK + r] = miss ? MLPX_LOW : k;
+      xb[(2 * j + 1) * MLPX_BLOCK + r] = miss ? MLPX_HIGH : k;
+    }
+  }
+  for (int t = 0; t < MLPX_N_TREE; ++t) {
+    const uint32_t root = mlpx_root[t];
+    const int32_t depth = mlpx_depth[t], o = mlpx_out[t];
+    int64_t r = 0;
+    for (; r + MLPX_LANES <= n; r += MLPX_LANES) {
+      const uint64_t* x = xb + r;
+      uint32_t i[MLPX_LANES];
+#pragma GCC unroll 32
+      for (int k = 0; k < MLPX_LANES; ++k) i[k] = root;
+      for (int d = 0; d < depth; ++d) {
+#pragma GCC unroll 32
+        for (int k = 0; k < MLPX_LANES; ++k) i[k] = MLPX_STEP(i[k], x + k);
+      }
+      for (int k = 0; k < MLPX_LANES; ++k) mlpx_add_leaf(i[k], o, out + (r + k) * MLPX_N_OUT);
+    }
+    for (; r < n; ++r) {
+      uint32_t i = root;
+      for (int d = 0; d < depth; ++d) i = MLPX_STEP(i, xb + r);
+      mlpx_add_leaf(i, o, out + r * MLPX_N_OUT);
+    }
+  }
+}
+#endif
+
 static int mlpx_range(const double* X, int64_t begin, int64_t end, int round32, double* out) {
-  int64_t rows = end - begin < MLPX_BLOCK ? end - begin : MLPX_BLOCK;
-  union Entry* e = (union Entry*)malloc(sizeof(union Entry) * (size_t)(rows * MLPX_N_FEATURE));
-  if (e == NULL) return -2;
+  void* scratch = malloc(MLPX_SCRATCH);
+  if (scratch == NULL) return -2;
   memset(out + begin * MLPX_N_OUT, 0, sizeof(double) * (size_t)(end - begin) * MLPX_N_OUT);
   for (int64_t b = begin; b < end; b += MLPX_BLOCK) {
     int64_t n = end - b < MLPX_BLOCK ? end - b : MLPX_BLOCK;
-    for (int64_t r = 0; r < n; ++r) {
-      mlpx_fill(X + (b + r) * MLPX_N_FEATURE, e + r * MLPX_N_FEATURE, round32);
-    }
-    for (int u = 0; u < MLPX_N_UNIT; ++u) {
-      const mlpx_unit_fn unit = mlpx_units[u];
-      for (int64_t r = 0; r < n; ++r) {
-        unit(e + r * MLPX_N_FEATURE, out + (b + r) * MLPX_N_OUT);
-      }
-    }
+    mlpx_block(X + b * MLPX_N_FEATURE, n, round32, scratch, out + b * MLPX_N_OUT);
     /* sums -> margins, as TL2cgen's predict() does after its trees */
     for (int64_t r = 0; r < n; ++r) {
       double* o = out + (b + r) * MLPX_N_OUT;
@@ -120,7 +219,7 @@ static int mlpx_range(const double* X, int64_t begin, int64_t end, int round32, 
       }
     }
   }
-  free(e);
+  free(scratch);
   return 0;
 }
 

@@ -16,9 +16,27 @@ import numpy as np
 import treelite
 
 from .driver_source import DRIVER_C
+from .node_tables import NodeTables
 from .trees import TreeLayout, split_thresholds
 
-ABI_VERSION = 2
+ABI_VERSION = 3
+EVALUATOR_TL2CGEN = 1
+EVALUATOR_NODE_ARRAYS = 2
+EVALUATOR_NAMES = {EVALUATOR_TL2CGEN: "tl2cgen", EVALUATOR_NODE_ARRAYS: "node_arrays"}
+#: rows walking one tree together in the node-array evaluator
+LANES = 8
+#: rows per block in the node-array evaluator (its row buffer, 2 doubles per feature
+#: per row, should stay in L1 while a tree is walked)
+NODE_BLOCK_ROWS = 128
+#: the node-array walk is tiny code; -O2 for the unrolled lanes
+NODE_ARRAYS_COMPILE_OPTIONS = ["-pthread", "-O2"]
+#: Node arrays are chosen unless their fixed-depth walks (every row takes each tree's
+#: full depth) take more than this many times the trees' mean leaf depth, which
+#: approximates the nodes an if/else walk visits. Measured (CPU time, 1 thread): a
+#: node-array step costs 0.7-1.2 ns, an if/else node 1.7-3.6 ns on held-out rows
+#: (mispredictions), so node arrays stay ahead up to a ratio of about 2.4; see
+#: docs/compiler.md.
+NODE_ARRAYS_MAX_WASTE = 2.0
 #: Rows per block: one translation unit runs over a whole block before the next
 #: unit. Measured: 1 row (TL2cgen's own order) 200-280k rows/s, 64 rows 400k,
 #: 512 rows 480-500k on a 200-iteration boosted model; little gain beyond 512.
@@ -52,33 +70,77 @@ def unit_count(header_h: str) -> int:
 
 
 def render_driver(model: treelite.Model, n_units: int) -> str:
-    """The driver's C source for this model: its threshold table, unit list and the
-    constants that turn sums into margins."""
+    """The driver's C source for TL2cgen's generated code (evaluator 1): its threshold
+    table, unit list and the constants that turn sums into margins."""
     tables, _ = split_thresholds(model)
-    layout = TreeLayout.of(model)
     flat: list[str] = []
     begin: list[int] = []
     for table in tables:
         begin.append(len(flat))
         flat.extend(_c_double(v) for v in table)
         flat.append("INFINITY")  # sentinel read by mlpx_quantize
-    fields = {
-        "N_FEATURE": str(int(model.num_feature)),
+    return _render(model, EVALUATOR_TL2CGEN, BLOCK_ROWS, {
         "N_UNIT": str(n_units),
-        "BLOCK": str(BLOCK_ROWS),
-        "MIN_ROWS_PER_THREAD": str(MIN_ROWS_PER_THREAD),
-        "THRESHOLDS": ",\n  ".join(", ".join(flat[i:i + 4]) for i in range(0, len(flat), 4)),
+        "THRESHOLDS": _c_list(flat),
         "TH_BEGIN": ", ".join(map(str, begin)),
         "TH_LEN": ", ".join(str(len(t)) for t in tables),
         "UNITS": ", ".join(f"predict_unit{i}" for i in range(n_units)),
+    })
+
+
+def render_node_driver(model: treelite.Model, tables: NodeTables) -> str:
+    """The whole library source for the node-array evaluator (evaluator 2): the
+    driver plus the model's node tables."""
+    column = (2 * tables.feature.astype(np.int64) + tables.missing_second) * NODE_BLOCK_ROWS * 8
+    is_leaf = tables.first == np.arange(len(tables.first))
+    leaves = np.zeros((len(tables.first), tables.leaf_width))
+    leaves[is_leaf] = tables.leaves[tables.leaf_of[is_leaf]]
+    return _render(model, EVALUATOR_NODE_ARRAYS, NODE_BLOCK_ROWS, {
+        "N_TREE": str(len(tables.roots)),
+        "LANES": str(LANES),
+        "LEAF_WIDTH": str(tables.leaf_width),
+        "THR": _c_list([f"UINT64_C({k})" for k in order_keys(tables.threshold)], per_line=3),
+        "COL": _c_list([f"{c}u" for c in column], per_line=8),
+        "FIRST": _c_list([f"{f}u" for f in tables.first], per_line=8),
+        "LEAVES": _c_list([_c_double(v) for v in leaves.reshape(-1)]),
+        "ROOTS": _c_list([f"{v}u" for v in tables.roots], per_line=8),
+        "DEPTHS": _c_list([str(v) for v in tables.depths], per_line=16),
+        "OUTS": _c_list([str(v) for v in tables.outputs], per_line=16),
+    })
+
+
+def order_keys(values: np.ndarray) -> np.ndarray:
+    """The driver's mlpx_key: uint64 images of doubles that order like the doubles
+    (-0.0 as +0.0); +inf, a leaf's threshold, becomes UINT64_MAX, which no input
+    exceeds."""
+    v = np.asarray(values, dtype=np.float64) + 0.0
+    bits = v.view(np.uint64)
+    negative = (bits >> np.uint64(63)).astype(bool)
+    keys = np.where(negative, ~bits, bits | np.uint64(1 << 63))
+    keys[np.isposinf(v)] = np.uint64(2**64 - 1)
+    return keys
+
+
+def _render(model: treelite.Model, evaluator: int, block: int, fields: dict[str, str]) -> str:
+    layout = TreeLayout.of(model)
+    common = {
+        "N_FEATURE": str(int(model.num_feature)),
+        "N_OUT": str(layout.n_outputs),
+        "EVALUATOR": str(evaluator),
+        "BLOCK": str(block),
+        "MIN_ROWS_PER_THREAD": str(MIN_ROWS_PER_THREAD),
         "AVERAGED": "1" if layout.averaged else "0",
         "DIVISOR": ", ".join(_c_double(v) for v in layout.divisor),
         "BASE_SCORE": ", ".join(_c_double(v) for v in layout.base_scores),
     }
     source = DRIVER_C
-    for key, value in fields.items():
+    for key, value in {**common, **fields}.items():
         source = source.replace(f"@{key}@", value)
     return source
+
+
+def _c_list(items: list[str], per_line: int = 4) -> str:
+    return ",\n  ".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
 
 
 def _c_double(v: float) -> str:

@@ -27,6 +27,7 @@ import treelite
 from . import cache, native, trees
 from .artifact import Artifact, load
 from .errors import BuildError
+from .node_tables import NodeTables, Unsuitable
 
 PROBE_ROWS = 4096
 
@@ -56,23 +57,46 @@ def build(artifact: Artifact, cache_dir: Path, *, toolchain: str, jobs: int) -> 
     return {**info, "library": str(entry / cache.LIBRARY_NAME), "cached": False}
 
 
+def choose_evaluator(model: treelite.Model) -> tuple[int, NodeTables | None, str]:
+    """(evaluator, its node tables or None, why). See native.NODE_ARRAYS_MAX_WASTE."""
+    try:
+        tables = NodeTables.of(model)
+    except Unsuitable as exc:
+        return native.EVALUATOR_TL2CGEN, None, f"node arrays cannot express it: {exc}"
+    waste = float(tables.depths.sum() / max(tables.mean_leaf_depths.sum(), 1e-9))
+    if waste > native.NODE_ARRAYS_MAX_WASTE:
+        return (native.EVALUATOR_TL2CGEN, None,
+                f"unbalanced trees: fixed-depth walks take {waste:.2f}x the mean leaf depth")
+    return native.EVALUATOR_NODE_ARRAYS, tables, f"fixed-depth walks take {waste:.2f}x the mean leaf depth"
+
+
 def _compile(artifact: Artifact, out: Path, *, toolchain: str, jobs: int) -> dict[str, Any]:
     start = time.perf_counter()
     model = artifact.treelite_model()
     layout = trees.TreeLayout.of(model)
     precision = artifact.manifest["estimator"]["input_precision"]
     src = out / "src"
-    units = choose_units(model, jobs)
+    evaluator, tables, why = choose_evaluator(model)
+    units = choose_units(model, jobs) if evaluator == native.EVALUATOR_TL2CGEN else 1
     try:
-        tl2cgen.generate_c_code(model, src, params={"quantize": 1, "parallel_comp": units})
-        n_units = native.unit_count((src / "header.h").read_text())
-        (src / "mlpx_driver.c").write_text(native.render_driver(model, n_units))
-        recipe_path = src / "recipe.json"
-        recipe = json.loads(recipe_path.read_text())
-        recipe["sources"].append({"name": "mlpx_driver", "length": 0})
-        recipe_path.write_text(json.dumps(recipe))
+        if tables is not None:
+            src.mkdir()
+            (src / "mlpx_driver.c").write_text(native.render_node_driver(model, tables))
+            recipe = {"target": "predictor", "sources": [{"name": "mlpx_driver", "length": 0}]}
+            (src / "recipe.json").write_text(json.dumps(recipe))
+            options = native.NODE_ARRAYS_COMPILE_OPTIONS
+            n_units = 1
+        else:
+            tl2cgen.generate_c_code(model, src, params={"quantize": 1, "parallel_comp": units})
+            n_units = native.unit_count((src / "header.h").read_text())
+            (src / "mlpx_driver.c").write_text(native.render_driver(model, n_units))
+            recipe_path = src / "recipe.json"
+            recipe = json.loads(recipe_path.read_text())
+            recipe["sources"].append({"name": "mlpx_driver", "length": 0})
+            recipe_path.write_text(json.dumps(recipe))
+            options = native.COMPILE_OPTIONS
         generated = time.perf_counter()
-        built = tl2cgen.create_shared(toolchain, src, nthread=jobs, options=list(native.COMPILE_OPTIONS),
+        built = tl2cgen.create_shared(toolchain, src, nthread=jobs, options=list(options),
                                       long_build_time_warning=False)
     except (tl2cgen.TL2cgenError, treelite.TreeliteError, ValueError, OSError) as exc:
         raise BuildError(f"native build with {toolchain!r} failed: {_tail(str(exc))}") from exc
@@ -88,8 +112,10 @@ def _compile(artifact: Artifact, out: Path, *, toolchain: str, jobs: int) -> dic
         "codegen_seconds": round(generated - start, 3),
         "compile_seconds": round(compiled - generated, 3),
         "toolchain": toolchain,
-        "options": native.COMPILE_OPTIONS,
-        "params": {"quantize": 1, "parallel_comp": units},
+        "options": options,
+        "evaluator": native.EVALUATOR_NAMES[evaluator],
+        "evaluator_reason": why,
+        "params": {"quantize": 1, "parallel_comp": units} if tables is None else {"lanes": native.LANES},
         "translation_units": n_units,
         "jobs": jobs,
         "n_trees": layout.n_trees,
