@@ -176,7 +176,8 @@ def load_predictor(artifact: Artifact | bytes, cache_dir: Path | str | None = No
         try:
             library = native.NativeLibrary(hit.library, n_features=layout.n_features, n_outputs=layout.n_outputs)
             info.update(library=str(hit.library), build_seconds=hit.info.get("build_seconds"),
-                        translation_units=hit.info.get("translation_units"), toolchain=hit.info.get("toolchain"))
+                        translation_units=hit.info.get("translation_units"), toolchain=hit.info.get("toolchain"),
+                        evaluator=hit.info.get("evaluator"), evaluator_reason=hit.info.get("evaluator_reason"))
         except native.NativeLoadError as exc:
             reason = str(exc)
     info["backend"] = "native" if library is not None else "gtil"

@@ -71,12 +71,25 @@ def choose_evaluator(model: treelite.Model) -> tuple[int, NodeTables | None, str
 
 
 def _compile(artifact: Artifact, out: Path, *, toolchain: str, jobs: int) -> dict[str, Any]:
+    info = compile_model(artifact.treelite_model(), artifact.manifest["estimator"]["input_precision"], out,
+                         toolchain=toolchain, jobs=jobs)
+    info = {"artifact_sha256": artifact.sha256, **info}
+    (out / cache.BUILD_INFO).write_text(json.dumps(info, indent=1, sort_keys=True))
+    return info
+
+
+def compile_model(model: treelite.Model, precision: str, out: Path, *, toolchain: str, jobs: int,
+                  evaluator: int | None = None) -> dict[str, Any]:
+    """Compile `model` into out/model.so and self-test it against GTIL; returns the
+    build facts. `evaluator` overrides choose_evaluator (tests compare the two)."""
     start = time.perf_counter()
-    model = artifact.treelite_model()
     layout = trees.TreeLayout.of(model)
-    precision = artifact.manifest["estimator"]["input_precision"]
     src = out / "src"
-    evaluator, tables, why = choose_evaluator(model)
+    chosen, tables, why = choose_evaluator(model)
+    if evaluator is not None and evaluator != chosen:
+        why = "requested"
+        tables = NodeTables.of(model) if evaluator == native.EVALUATOR_NODE_ARRAYS else None
+    evaluator = native.EVALUATOR_NODE_ARRAYS if tables is not None else native.EVALUATOR_TL2CGEN
     units = choose_units(model, jobs) if evaluator == native.EVALUATOR_TL2CGEN else 1
     try:
         if tables is not None:
@@ -105,8 +118,7 @@ def _compile(artifact: Artifact, out: Path, *, toolchain: str, jobs: int) -> dic
     os.replace(built, library)
     shutil.rmtree(src, ignore_errors=True)
     worst = self_test(model, layout, library, precision)
-    info = {
-        "artifact_sha256": artifact.sha256,
+    return {
         "library_sha256": cache.file_sha256(library),
         "build_seconds": round(time.perf_counter() - start, 3),
         "codegen_seconds": round(generated - start, 3),
@@ -124,8 +136,6 @@ def _compile(artifact: Artifact, out: Path, *, toolchain: str, jobs: int) -> dic
         "treelite": treelite.__version__,
         "built_at": time.time(),
     }
-    (out / cache.BUILD_INFO).write_text(json.dumps(info, indent=1, sort_keys=True))
-    return info
 
 
 def probe_matrix(model: treelite.Model, precision: str, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:

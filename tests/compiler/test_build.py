@@ -156,17 +156,32 @@ def test_non_tree_artifact_is_not_built(registry, tmp_path):
         compiler.build_library(registry.artifact("linear_binary"), tmp_path)
 
 
-def test_self_test_rejects_a_library_that_disagrees_with_gtil(small, tmp_path, monkeypatch):
-    """A driver whose quantizer is off by one bin (values equal to a threshold go the
-    wrong way) must never reach the cache."""
-    render = worker.native.render_driver
+#: per evaluator: the renderer, and a one-character bug that sends values equal to a
+#: threshold the wrong way
+_BREAKAGE = {
+    "tl2cgen": ("render_driver", [("(base[half] < v)", "(base[half] <= v)"), ("&& *base < v", "&& *base <= v")]),
+    "node_arrays": ("render_node_driver", [("(mlpx_thr[i] < *", "(mlpx_thr[i] <= *")]),
+}
 
-    def broken(model, n_units):
-        source = render(model, n_units)
-        assert "(base[half] < v)" in source
-        return source.replace("(base[half] < v)", "(base[half] <= v)").replace("&& *base < v", "&& *base <= v")
 
-    monkeypatch.setattr(worker.native, "render_driver", broken)
+@pytest.mark.parametrize("evaluator", sorted(_BREAKAGE))
+def test_self_test_rejects_a_library_that_disagrees_with_gtil(small, tmp_path, monkeypatch, evaluator):
+    """A driver whose comparison is off by one (values equal to a threshold go the
+    wrong way) must never reach the cache, whichever evaluator the model gets."""
+    renderer, edits = _BREAKAGE[evaluator]
+    render = getattr(worker.native, renderer)
+
+    def broken(*args):
+        source = render(*args)
+        for old, new in edits:
+            assert old in source
+            source = source.replace(old, new)
+        return source
+
+    monkeypatch.setattr(worker.native, renderer, broken)
+    if evaluator == "tl2cgen":
+        monkeypatch.setattr(worker.native, "NODE_ARRAYS_MAX_WASTE", 0.0)
+    assert worker.native.EVALUATOR_NAMES[worker.choose_evaluator(small.treelite_model())[0]] == evaluator
     with pytest.raises(BuildError, match="disagrees with treelite.gtil"):
         worker.build(small, tmp_path, toolchain=compiler.find_toolchain(), jobs=1)
     assert cache.lookup(tmp_path, small.sha256) is None

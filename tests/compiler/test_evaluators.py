@@ -1,0 +1,242 @@
+"""The two native evaluators (TL2cgen's if/else code and the branch-free node
+arrays, see compiler/node_tables.py) against treelite.gtil and scikit-learn, on rows
+built to catch a wrong comparison: every split threshold and its float64 and float32
+neighbours, -0.0, NaN, huge and tiny values.
+
+Hand-built Treelite models cover what scikit-learn never produces (the <, >, >=
+operators, missing values going either way at any operator, vector and per-class
+scalar leaves, base scores); scikit-learn models are built with each evaluator and
+compared with the estimator itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import treelite
+from treelite.model_builder import Metadata, ModelBuilder, PostProcessorFunc, TreeAnnotation
+
+import compiler
+from compiler import native, trees, worker
+from compiler.node_tables import NodeTables, Unsuitable
+
+from .conftest import assert_equivalent
+
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in reduce:RuntimeWarning")
+
+EVALUATORS = {"tl2cgen": native.EVALUATOR_TL2CGEN, "node_arrays": native.EVALUATOR_NODE_ARRAYS}
+#: thresholds chosen to sit on awkward doubles
+THRESHOLDS = (0.0, -0.0, 1.5, -2.25, 1e-300, 5e-324, -1e300, 3.0000000000000004, 0.1)
+OPS = ("<", "<=", ">", ">=")
+
+
+def _build(n_out: int, vector_leaves: bool, *, n_trees: int = 6, n_features: int = 3, seed: int = 0,
+           average: bool = False) -> treelite.Model:
+    """Trees of depth 2-3 whose every split draws its operator, default direction,
+    feature and threshold from the lists above."""
+    rng = np.random.default_rng(seed)
+    if vector_leaves:
+        class_id, post = [-1] * n_trees, "identity_multiclass"
+    elif n_out > 1:
+        class_id, post = [t % n_out for t in range(n_trees)], "softmax"
+    else:
+        class_id, post = [0] * n_trees, "identity"
+    builder = ModelBuilder(
+        threshold_type="float64", leaf_output_type="float64",
+        metadata=Metadata(num_feature=n_features, task_type="kMultiClf" if n_out > 1 else "kRegressor",
+                          average_tree_output=average, num_target=1, num_class=[n_out],
+                          leaf_vector_shape=(1, n_out if vector_leaves else 1)),
+        tree_annotation=TreeAnnotation(num_tree=n_trees, target_id=[0] * n_trees, class_id=class_id),
+        postprocessor=PostProcessorFunc(name=post),
+        base_scores=[0.25 * (k + 1) for k in range(n_out)])
+
+    def leaf() -> list[float] | float:
+        values = rng.normal(size=n_out if vector_leaves else 1).round(3)
+        return values.tolist() if vector_leaves else float(values[0])
+
+    for _ in range(n_trees):
+        nodes: list[tuple] = []  # pre-order: Treelite takes the first node as the root
+
+        def grow(depth: int) -> int:
+            me = len(nodes)
+            nodes.append(())
+            if depth == 0 or (depth < 3 and rng.random() < 0.3):  # unbalanced on purpose
+                nodes[me] = ("leaf", leaf())
+            else:
+                test = (int(rng.integers(n_features)), float(rng.choice(THRESHOLDS)), bool(rng.integers(2)),
+                        str(rng.choice(OPS)))
+                left = grow(depth - 1)
+                nodes[me] = ("split", *test, left, grow(depth - 1))
+            return me
+
+        grow(3)
+        _emit(builder, nodes)
+    return builder.commit()
+
+
+def _emit(builder: ModelBuilder, nodes: list[tuple]) -> None:
+    builder.start_tree()
+    for key, node in enumerate(nodes):
+        builder.start_node(key)
+        if node[0] == "leaf":
+            builder.leaf(node[1])
+        else:
+            _, feature, threshold, default_left, op, left, right = node
+            builder.numerical_test(feature, threshold, default_left=default_left, opname=op,
+                                   left_child_key=left, right_child_key=right)
+        builder.end_node()
+    builder.end_tree()
+
+
+def _regressor(n_trees: int, n_features: int = 1) -> ModelBuilder:
+    return ModelBuilder(
+        threshold_type="float64", leaf_output_type="float64",
+        metadata=Metadata(num_feature=n_features, task_type="kRegressor", average_tree_output=False, num_target=1,
+                          num_class=[1], leaf_vector_shape=(1, 1)),
+        tree_annotation=TreeAnnotation(num_tree=n_trees, target_id=[0] * n_trees, class_id=[0] * n_trees),
+        postprocessor=PostProcessorFunc(name="identity"), base_scores=[0.0])
+
+
+def _adversarial(model: treelite.Model) -> np.ndarray:
+    """All combinations are too many; a permuted mix of every awkward value per column."""
+    X = worker.probe_matrix(model, "float32", rows=2048, seed=11)
+    special = np.array([-0.0, 0.0, np.nan, 5e-324, -5e-324, 1.7e308, -1.7e308, 3.5e38, -3.5e38])
+    X[:len(special) * 3] = np.resize(special, (len(special) * 3, X.shape[1]))
+    return X
+
+
+def _library(model, precision, tmp_path, evaluator):
+    out = tmp_path / f"build-{evaluator}"
+    out.mkdir()
+    info = worker.compile_model(model, precision, out, toolchain=compiler.find_toolchain(), jobs=1,
+                                evaluator=evaluator)
+    layout = trees.TreeLayout.of(model)
+    lib = native.NativeLibrary(out / compiler.cache.LIBRARY_NAME, n_features=layout.n_features,
+                               n_outputs=layout.n_outputs)
+    return info, lib
+
+
+HAND_BUILT = {
+    "regression": dict(n_out=1, vector_leaves=False),
+    "vector_leaves_averaged": dict(n_out=3, vector_leaves=True, average=True),
+    "per_class_scalar_leaves": dict(n_out=3, vector_leaves=False, n_trees=9),
+}
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("shape", sorted(HAND_BUILT))
+def test_hand_built_models_match_gtil_with_both_evaluators(shape, precision, tmp_path):
+    model = _build(**HAND_BUILT[shape])
+    X = _adversarial(model)
+    want = trees.gtil_margins(model, X, precision, nthread=1)
+    got = {}
+    for name, evaluator in EVALUATORS.items():
+        info, lib = _library(model, precision, tmp_path, evaluator)
+        assert info["evaluator"] == name
+        got[name] = lib.margins(X, round32=precision == "float32", nthread=1)
+        np.testing.assert_allclose(got[name], want, rtol=1e-12, atol=1e-12, err_msg=f"{shape} {name} vs gtil")
+    # the two libraries add the same leaves in the same order: identical bits
+    np.testing.assert_array_equal(got["node_arrays"], got["tl2cgen"])
+
+
+def test_every_operator_and_default_direction_is_exercised():
+    """Guard for the test above: its models really contain each operator with
+    missing values going both ways."""
+    model = _build(**HAND_BUILT["per_class_scalar_leaves"])
+    seen = set()
+    for t in range(model.num_tree):
+        tree = model.get_tree_accessor(t)
+        split = tree.get_field("node_type") == 1
+        seen |= set(zip(tree.get_field("cmp")[split].tolist(), tree.get_field("default_left")[split].tolist()))
+    assert seen == {(op, dl) for op in (2, 3, 4, 5) for dl in (0, 1)}
+
+
+def test_node_tables_rewrite_tests_into_one_form():
+    """x < t is x <= (the double below t); > and >= swap the children; a leaf is a
+    fixed point with an infinite threshold."""
+    model = _build(n_out=1, vector_leaves=False, n_trees=30, seed=3)
+    tables = NodeTables.of(model)
+    is_leaf = tables.first == np.arange(len(tables.first))
+    assert np.all(np.isposinf(tables.threshold[is_leaf]))
+    assert np.all(np.isfinite(tables.threshold[~is_leaf]))
+    allowed = set(THRESHOLDS) | {float(np.nextafter(t, -np.inf)) for t in THRESHOLDS}
+    assert set(tables.threshold[~is_leaf].tolist()) <= allowed
+    assert np.all(tables.depths >= np.ceil(tables.mean_leaf_depths))
+
+
+def test_order_keys_order_like_the_doubles():
+    values = np.array([-np.inf, -1.7e308, -1.0, -5e-324, -0.0, 0.0, 5e-324, 1e-300, 1.0, 1.7e308])
+    keys = native.order_keys(values)
+    assert np.all(np.diff(keys.astype(object)) >= 0)
+    assert keys[4] == keys[5]  # -0.0 and 0.0 compare equal
+    assert len(set(keys.tolist())) == len(values) - 1
+    assert native.order_keys(np.array([np.inf]))[0] == 2**64 - 1
+
+
+def test_unsuitable_models_go_to_tl2cgen():
+    """A model the node arrays cannot express exactly is left to TL2cgen (an ==
+    test here), and so is one whose trees are too unbalanced to walk at full depth."""
+    builder = _regressor(1)
+    _emit(builder, [("split", 0, 1.0, True, "==", 1, 2), ("leaf", 1.0), ("leaf", 2.0)])
+    model = builder.commit()
+    with pytest.raises(Unsuitable, match="operator"):
+        NodeTables.of(model)
+    evaluator, tables, why = worker.choose_evaluator(model)
+    assert evaluator == native.EVALUATOR_TL2CGEN and tables is None and "operator" in why
+
+    broom = _regressor(1)  # 63 leaves at depth 6, then a chain of 30: full depth 36, mean 11
+    _emit(broom, _broom(6, 30))
+    evaluator, _, why = worker.choose_evaluator(broom.commit())
+    assert evaluator == native.EVALUATOR_TL2CGEN and "unbalanced" in why
+
+
+def _broom(depth: int, chain: int) -> list[tuple]:
+    """A complete tree of `depth` whose last leaf is replaced by a chain of splits."""
+    nodes: list[tuple] = []
+
+    def grow(d: int, last: bool) -> int:
+        me = len(nodes)
+        nodes.append(())
+        if d == depth and last:
+            link = me
+            for c in range(chain):  # each link: a leaf on the left, the rest on the right
+                nodes[link] = ("split", 0, float(c), False, "<=", link + 1, link + 2)
+                nodes.extend([("leaf", float(c)), ("leaf", -1.0)])
+                link += 2
+        elif d == depth:
+            nodes[me] = ("leaf", float(me))
+        else:
+            left = grow(d + 1, False)
+            nodes[me] = ("split", 0, float(-d), True, "<=", left, grow(d + 1, last))
+        return me
+
+    grow(0, True)
+    return nodes
+
+
+SKLEARN = ("sk_random_forest_multiclass", "sk_gradient_boosting_binary", "sk_hist_poisson",
+           "sk_gradient_boosting_regression")
+
+
+@pytest.mark.parametrize("evaluator", sorted(EVALUATORS))
+@pytest.mark.parametrize("name", SKLEARN)
+def test_sklearn_models_on_threshold_rows_with_both_evaluators(registry, name, evaluator, tmp_path):
+    """The estimator itself is the reference here: rows at every threshold and one
+    float64/float32 step either side (no NaN: the estimator sees imputed values)."""
+    art = registry.artifact(name)
+    est = registry.trained(name).estimator
+    model = art.treelite_model()
+    precision = art.manifest["estimator"]["input_precision"]
+    X = worker.probe_matrix(model, precision, rows=3000, seed=5)
+    X = np.where(np.isnan(X), 0.5, X)
+    X = np.clip(X, -3.4e38, 3.4e38)  # the tree module refuses values beyond float32
+    _, lib = _library(model, precision, tmp_path, EVALUATORS[evaluator])
+    layout = trees.TreeLayout.of(model)
+    got = layout.outputs(lib.margins(X, round32=precision == "float32"), art.manifest["problem_type"])
+    want = est.predict_proba(X) if hasattr(est, "predict_proba") else est.predict(X)
+    assert_equivalent(got, want, what=f"{name} {evaluator}")
+
+
+def test_chosen_evaluator_is_reported(registry):
+    pred = registry.predictor("random_forest_binary")
+    assert pred.info["evaluator"] == "node_arrays"
+    assert "mean leaf depth" in pred.info["evaluator_reason"]
