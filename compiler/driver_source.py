@@ -180,8 +180,7 @@ static void mlpx_block(const double* X, int64_t n, int round32, void* scratch, d
   for (int t = 0; t < MLPX_N_TREE; ++t) {
     const uint32_t root = mlpx_root[t];
     const int32_t depth = mlpx_depth[t], o = mlpx_out[t];
-    int64_t r = 0;
-    for (; r + MLPX_LANES <= n; r += MLPX_LANES) {
+    for (int64_t r = 0; r + MLPX_LANES <= n; r += MLPX_LANES) {
       const uint64_t* x = xb + r;
       uint32_t i[MLPX_LANES];
 #pragma GCC unroll 32
@@ -192,10 +191,32 @@ static void mlpx_block(const double* X, int64_t n, int round32, void* scratch, d
       }
       for (int k = 0; k < MLPX_LANES; ++k) mlpx_add_leaf(i[k], o, out + (r + k) * MLPX_N_OUT);
     }
-    for (; r < n; ++r) {
-      uint32_t i = root;
-      for (int d = 0; d < depth; ++d) i = MLPX_STEP(i, xb + r);
-      mlpx_add_leaf(i, o, out + r * MLPX_N_OUT);
+  }
+  /* rows left over (fewer than a lane group, e.g. a one-row call): MLPX_LANES trees
+     at a time for one row, walked to the deepest of them (leaves are fixed points),
+     leaves added in tree order so the sums round exactly as above */
+  for (int64_t r = n - n % MLPX_LANES; r < n; ++r) {
+    const uint64_t* x = xb + r;
+    double* o = out + r * MLPX_N_OUT;
+    int t = 0;
+    for (; t + MLPX_LANES <= MLPX_N_TREE; t += MLPX_LANES) {
+      uint32_t i[MLPX_LANES];
+      int32_t depth = 0;
+#pragma GCC unroll 32
+      for (int k = 0; k < MLPX_LANES; ++k) {
+        i[k] = mlpx_root[t + k];
+        depth = mlpx_depth[t + k] > depth ? mlpx_depth[t + k] : depth;
+      }
+      for (int d = 0; d < depth; ++d) {
+#pragma GCC unroll 32
+        for (int k = 0; k < MLPX_LANES; ++k) i[k] = MLPX_STEP(i[k], x);
+      }
+      for (int k = 0; k < MLPX_LANES; ++k) mlpx_add_leaf(i[k], mlpx_out[t + k], o);
+    }
+    for (; t < MLPX_N_TREE; ++t) {
+      uint32_t i = mlpx_root[t];
+      for (int d = 0; d < mlpx_depth[t]; ++d) i = MLPX_STEP(i, x);
+      mlpx_add_leaf(i, mlpx_out[t], o);
     }
   }
 }

@@ -170,7 +170,8 @@ class Preprocessor:
         if k == 0:
             return np.empty((n, 0))
         if n == 1:
-            raw = np.concatenate(parts).reshape(1, k)
+            # one row: a list of k scalars costs ~1/3 of concatenating k arrays
+            raw = np.array([part[0] for part in parts], dtype=np.float64).reshape(1, k)
         elif n <= _SMALL_BATCH:
             # few rows: one concatenate + one transposing copy beats k column writes
             raw = np.concatenate(parts).reshape(k, n).T.copy()

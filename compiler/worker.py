@@ -29,7 +29,9 @@ from .artifact import Artifact, load
 from .errors import BuildError
 from .node_tables import NodeTables, Unsuitable
 
-PROBE_ROWS = 4096
+#: not a multiple of the block or lane counts, so each thread's share ends in a
+#: partial block and a partial lane group (the driver's tail paths are tested too)
+PROBE_ROWS = 4093
 
 
 def choose_units(model: treelite.Model, jobs: int) -> int:
