@@ -180,16 +180,33 @@ static void mlpx_block(const double* X, int64_t n, int round32, void* scratch, d
   for (int t = 0; t < MLPX_N_TREE; ++t) {
     const uint32_t root = mlpx_root[t];
     const int32_t depth = mlpx_depth[t], o = mlpx_out[t];
+    /* The leaves a lane group reaches are added while the next group walks its first
+       level (software pipelining): adding them right after the walk would wait for
+       the end of its dependent chain with nothing else to do. */
+    uint32_t done[MLPX_LANES];
+    int64_t done_r = -1;
     for (int64_t r = 0; r + MLPX_LANES <= n; r += MLPX_LANES) {
       const uint64_t* x = xb + r;
       uint32_t i[MLPX_LANES];
 #pragma GCC unroll 32
       for (int k = 0; k < MLPX_LANES; ++k) i[k] = root;
-      for (int d = 0; d < depth; ++d) {
+      if (depth > 0) {
 #pragma GCC unroll 32
         for (int k = 0; k < MLPX_LANES; ++k) i[k] = MLPX_STEP(i[k], x + k);
       }
-      for (int k = 0; k < MLPX_LANES; ++k) mlpx_add_leaf(i[k], o, out + (r + k) * MLPX_N_OUT);
+      if (done_r >= 0) {
+        for (int k = 0; k < MLPX_LANES; ++k) mlpx_add_leaf(done[k], o, out + (done_r + k) * MLPX_N_OUT);
+      }
+      for (int d = 1; d < depth; ++d) {
+#pragma GCC unroll 32
+        for (int k = 0; k < MLPX_LANES; ++k) i[k] = MLPX_STEP(i[k], x + k);
+      }
+#pragma GCC unroll 32
+      for (int k = 0; k < MLPX_LANES; ++k) done[k] = i[k];
+      done_r = r;
+    }
+    if (done_r >= 0) {
+      for (int k = 0; k < MLPX_LANES; ++k) mlpx_add_leaf(done[k], o, out + (done_r + k) * MLPX_N_OUT);
     }
   }
   /* rows left over (fewer than a lane group, e.g. a one-row call): MLPX_LANES trees
