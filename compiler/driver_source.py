@@ -5,17 +5,21 @@ package-data configuration. compiler/native.py fills in the @NAME@ placeholders.
 """
 
 DRIVER_C = r"""/*
- * mlproxy batch driver, compiled into every model library next to the code
- * TL2cgen generates (header.h, main.c, quantize.c, tu*.c).
+ * mlproxy batch driver, compiled into every model library. The trees are evaluated
+ * one of two ways (MLPX_EVALUATOR, chosen per model by compiler/worker.py):
+ *   1  TL2cgen's generated if/else code (header.h, main.c, quantize.c, tu*.c);
+ *   2  node arrays generated from the Treelite model (compiler/node_tables.py),
+ *      walked without data-dependent branches.
  *
  * Why not TL2cgen's own runtime: its Predictor copies the batch into a DMatrix, may
  * be used by one thread at a time, and walks every tree for one row before the next
  * row. This driver instead
  *   - reads the caller's row-major float64 matrix in place (NaN = missing),
- *   - quantizes each value with a branch-free binary search over the same per-feature
- *     threshold table TL2cgen's quantize() uses (the build self-test checks they agree),
- *   - runs one translation unit's trees over a block of rows before the next unit,
- *     so that unit's code stays hot in the instruction cache,
+ *   - works on blocks of rows: evaluator 1 quantizes each value with a branch-free
+ *     binary search over the same per-feature threshold table TL2cgen's quantize()
+ *     uses and runs one translation unit over the block before the next unit (its
+ *     code stays hot in the instruction cache); evaluator 2 runs one tree over the
+ *     block, several rows at a time, before the next tree,
  *   - is reentrant (no globals written) and splits large batches over pthreads.
  * It returns Treelite margins (sums of leaf values, averaged for forests, plus base
  * scores); the link function is applied by the caller (compiler/trees.py).
@@ -29,7 +33,7 @@ DRIVER_C = r"""/*
 #include <stdlib.h>
 #include <string.h>
 
-#define MLPX_ABI 3
+#define MLPX_ABI 4
 #define MLPX_N_FEATURE @N_FEATURE@
 #define MLPX_N_OUT @N_OUT@
 #define MLPX_BLOCK @BLOCK@
@@ -91,9 +95,9 @@ static inline int mlpx_quantize(double v, int j) {
   return q - 2 * (q == -1);
 }
 
-static void mlpx_fill(const double* x, union Entry* e, int round32) {
+static void mlpx_fill(const double* x, int64_t cs, union Entry* e, int round32) {
   for (int j = 0; j < MLPX_N_FEATURE; ++j) {
-    double v = x[j];
+    double v = x[j * cs];
     if (isnan(v)) {
       e[j].missing = -1;
       continue;
@@ -104,10 +108,12 @@ static void mlpx_fill(const double* x, union Entry* e, int round32) {
   }
 }
 
-/* Adds the trees' sums for rows X[0..n) to out[0..n). */
-static void mlpx_block(const double* X, int64_t n, int round32, void* scratch, double* out) {
+/* Adds the trees' sums for rows 0..n of X (element (r, j) at X[r * rs + j * cs]) to
+   out[0..n). */
+static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int round32, void* scratch,
+                       double* out) {
   union Entry* e = (union Entry*)scratch;
-  for (int64_t r = 0; r < n; ++r) mlpx_fill(X + r * MLPX_N_FEATURE, e + r * MLPX_N_FEATURE, round32);
+  for (int64_t r = 0; r < n; ++r) mlpx_fill(X + r * rs, cs, e + r * MLPX_N_FEATURE, round32);
   for (int u = 0; u < MLPX_N_UNIT; ++u) {
     const mlpx_unit_fn unit = mlpx_units[u];
     for (int64_t r = 0; r < n; ++r) unit(e + r * MLPX_N_FEATURE, out + r * MLPX_N_OUT);
@@ -165,12 +171,14 @@ static inline void mlpx_add_leaf(uint32_t i, int32_t o, double* out) {
 #endif
 }
 
-static void mlpx_block(const double* X, int64_t n, int round32, void* scratch, double* out) {
+static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int round32, void* scratch,
+                       double* out) {
   uint64_t* xb = (uint64_t*)scratch;
-  for (int64_t r = 0; r < n; ++r) {
-    const double* x = X + r * MLPX_N_FEATURE;
-    for (int j = 0; j < MLPX_N_FEATURE; ++j) {
-      double v = x[j];
+  /* feature by feature: reads each input column (feature-major X) in order */
+  for (int j = 0; j < MLPX_N_FEATURE; ++j) {
+    const double* x = X + j * cs;
+    for (int64_t r = 0; r < n; ++r) {
+      double v = x[r * rs];
       int miss = isnan(v);
       uint64_t k = mlpx_key(mlpx_input(v, round32));
       xb[(2 * j) * MLPX_BLOCK + r] = miss ? MLPX_LOW : k;
@@ -239,13 +247,14 @@ static void mlpx_block(const double* X, int64_t n, int round32, void* scratch, d
 }
 #endif
 
-static int mlpx_range(const double* X, int64_t begin, int64_t end, int round32, double* out) {
+static int mlpx_range(const double* X, int64_t rs, int64_t cs, int64_t begin, int64_t end, int round32,
+                      double* out) {
   void* scratch = malloc(MLPX_SCRATCH);
   if (scratch == NULL) return -2;
   memset(out + begin * MLPX_N_OUT, 0, sizeof(double) * (size_t)(end - begin) * MLPX_N_OUT);
   for (int64_t b = begin; b < end; b += MLPX_BLOCK) {
     int64_t n = end - b < MLPX_BLOCK ? end - b : MLPX_BLOCK;
-    mlpx_block(X + b * MLPX_N_FEATURE, n, round32, scratch, out + b * MLPX_N_OUT);
+    mlpx_block(X + b * rs, rs, cs, n, round32, scratch, out + b * MLPX_N_OUT);
     /* sums -> margins, as TL2cgen's predict() does after its trees */
     for (int64_t r = 0; r < n; ++r) {
       double* o = out + (b + r) * MLPX_N_OUT;
@@ -263,7 +272,7 @@ static int mlpx_range(const double* X, int64_t begin, int64_t end, int round32, 
 
 typedef struct {
   const double* X;
-  int64_t begin, end;
+  int64_t rs, cs, begin, end;
   int round32;
   double* out;
   int rc;
@@ -271,7 +280,7 @@ typedef struct {
 
 static void* mlpx_thread_main(void* arg) {
   mlpx_job* job = (mlpx_job*)arg;
-  job->rc = mlpx_range(job->X, job->begin, job->end, job->round32, job->out);
+  job->rc = mlpx_range(job->X, job->rs, job->cs, job->begin, job->end, job->round32, job->out);
   return NULL;
 }
 
@@ -280,17 +289,19 @@ int32_t mlpx_num_feature(void) { return MLPX_N_FEATURE; }
 int32_t mlpx_num_output(void) { return MLPX_N_OUT; }
 
 /*
- * out[nrow][MLPX_N_OUT] = per-output margins for X[nrow][ncol].
+ * out[nrow][MLPX_N_OUT] = per-output margins for the nrow x ncol matrix whose element
+ * (r, j) is X[r * rs + j * cs] (rs, cs in elements: C order has cs = 1, the feature-
+ * major order compiler/preprocess.py produces has rs = 1).
  * Returns 0, -1 on a shape mismatch, -2 when memory runs out.
  */
-int32_t mlpx_predict_margins(const double* X, int64_t nrow, int64_t ncol, int32_t round32,
-                          int32_t nthread, double* out) {
-  if (ncol != MLPX_N_FEATURE || nrow < 0) return -1;
+int32_t mlpx_predict_margins(const double* X, int64_t nrow, int64_t ncol, int64_t rs, int64_t cs,
+                             int32_t round32, int32_t nthread, double* out) {
+  if (ncol != MLPX_N_FEATURE || nrow < 0 || rs < 0 || cs < 0) return -1;
   if (nrow == 0) return 0;
   int64_t most = (nrow + MLPX_MIN_ROWS_PER_THREAD - 1) / MLPX_MIN_ROWS_PER_THREAD;
   if (nthread > most) nthread = (int32_t)most;
   if (nthread > MLPX_MAX_THREADS) nthread = MLPX_MAX_THREADS;
-  if (nthread <= 1) return mlpx_range(X, 0, nrow, round32, out);
+  if (nthread <= 1) return mlpx_range(X, rs, cs, 0, nrow, round32, out);
 
   mlpx_job jobs[MLPX_MAX_THREADS];
   pthread_t tids[MLPX_MAX_THREADS];
@@ -299,6 +310,8 @@ int32_t mlpx_predict_margins(const double* X, int64_t nrow, int64_t ncol, int32_
   for (int t = 0; t < nthread; ++t) {
     int64_t begin = t * per, end = (t + 1) * per;
     jobs[t].X = X;
+    jobs[t].rs = rs;
+    jobs[t].cs = cs;
     jobs[t].begin = begin < nrow ? begin : nrow;
     jobs[t].end = end < nrow ? end : nrow;
     jobs[t].round32 = round32;

@@ -1,7 +1,7 @@
 """The compiled model library: generating its driver source and calling it.
 
-A library is TL2cgen's generated tree code plus the batch driver in
-`driver_source.py`. It is called through ctypes, which releases the GIL for the whole
+A library is the batch driver in `driver_source.py` plus the trees, either as
+TL2cgen's generated code or as node arrays (`node_tables.py`). It is called through ctypes, which releases the GIL for the whole
 native call, so a large batch on one thread never stalls the proxy's event loop
 thread, and the driver is reentrant, so any number of threads may call at once.
 """
@@ -19,7 +19,7 @@ from .driver_source import DRIVER_C
 from .node_tables import NodeTables
 from .trees import TreeLayout, split_thresholds
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 EVALUATOR_TL2CGEN = 1
 EVALUATOR_NODE_ARRAYS = 2
 EVALUATOR_NAMES = {EVALUATOR_TL2CGEN: "tl2cgen", EVALUATOR_NODE_ARRAYS: "node_arrays"}
@@ -173,19 +173,28 @@ class NativeLibrary:
                 f"model library {self.path} has (abi, features, outputs) = {got}, "
                 f"expected {(ABI_VERSION, n_features, n_outputs)}")
         fn.restype = ctypes.c_int32
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int32,
-                       ctypes.c_int32, ctypes.c_void_p]
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                       ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p]
         self._lib = lib  # keeps the library mapped as long as this object lives
         self._fn = fn
         self.n_features = n_features
         self.n_outputs = n_outputs
 
     def margins(self, X: np.ndarray, *, round32: bool, nthread: int = 1) -> np.ndarray:
-        """Treelite margins, shape (rows, outputs), for the rows of X (float64, C order)."""
-        if X.dtype != _F64 or X.ndim != 2 or X.shape[1] != self.n_features or not X.flags.c_contiguous:
-            raise ValueError(f"expected a C-contiguous float64 matrix with {self.n_features} columns")
+        """Treelite margins, shape (rows, outputs), for the rows of X: float64, C order
+        or feature-major (Fortran) order, which is what Preprocessor.transform makes."""
+        if X.dtype != _F64 or X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected a float64 matrix with {self.n_features} columns")
+        flags = X.flags
+        if flags.c_contiguous:
+            rs, cs = X.shape[1], 1
+        elif flags.f_contiguous:
+            rs, cs = 1, X.shape[0]
+        else:
+            raise ValueError("expected a C- or Fortran-contiguous matrix")
         out = np.empty((X.shape[0], self.n_outputs), dtype=np.float64)
-        rc = self._fn(_address(X), X.shape[0], X.shape[1], int(round32), max(1, int(nthread)), _address(out))
+        rc = self._fn(_address(X), X.shape[0], X.shape[1], rs, cs, int(round32), max(1, int(nthread)),
+                      _address(out))
         if rc != 0:
             raise MemoryError("model library could not allocate its work buffer") if rc == -2 else \
                 RuntimeError(f"model library refused the batch (code {rc})")
@@ -193,9 +202,10 @@ class NativeLibrary:
 
 
 def _address(arr: np.ndarray) -> int:
-    """Data pointer of a C-contiguous array. `arr.ctypes.data` builds a helper object
-    and costs ~2.5 us, a third of a one-row call; a ctypes view of a writable buffer
-    costs ~0.8 us."""
-    if arr.flags.writeable and arr.size:
+    """Data pointer of a contiguous array. `arr.ctypes.data` builds a helper object
+    and costs ~2.5 us, a third of a one-row call; a ctypes view of a writable
+    C-contiguous buffer costs ~0.8 us."""
+    flags = arr.flags
+    if flags.writeable and flags.c_contiguous and arr.size:
         return ctypes.addressof(ctypes.c_char.from_buffer(arr))
     return arr.ctypes.data

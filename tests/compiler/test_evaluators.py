@@ -134,6 +134,9 @@ def test_hand_built_models_match_gtil_with_both_evaluators(shape, precision, tmp
         assert info["evaluator"] == name
         got[name] = lib.margins(X, round32=precision == "float32", nthread=1)
         np.testing.assert_allclose(got[name], want, rtol=1e-12, atol=1e-12, err_msg=f"{shape} {name} vs gtil")
+        # the same rows in feature-major order (what Preprocessor.transform makes)
+        np.testing.assert_array_equal(lib.margins(np.asfortranarray(X), round32=precision == "float32"),
+                                      got[name], err_msg=f"{shape} {name} feature-major")
         # rows alone (the driver's tail path: trees interleaved for one row) and in
         # lane groups give identical bits
         alone = np.vstack([lib.margins(X[r:r + 1], round32=precision == "float32") for r in range(40)])

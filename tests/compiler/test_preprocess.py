@@ -80,7 +80,7 @@ def test_matches_automl_on_object_columns(rows, categories):
         want = automl_transform(spec, cols)
     got = Preprocessor(spec).transform(cols)
     np.testing.assert_array_equal(got, want)
-    assert got.flags.c_contiguous and got.dtype == np.float64
+    assert got.flags.f_contiguous and got.dtype == np.float64  # feature-major: what the driver reads fastest
 
 
 @settings(max_examples=100, deadline=None)
