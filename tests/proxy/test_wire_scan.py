@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import sysconfig
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -21,10 +22,12 @@ from proxy.wire_scan import CLIENT_LIMITS, py_client_chunk, py_server_chunk
 TRIGGERS = (b"model", b"predict_x", b"(")
 
 
-def test_the_c_extension_is_built_where_a_compiler_exists():
+def test_the_c_extension_is_built_where_it_can_be():
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         pytest.skip(f"no C compiler ({compiler}): the Python implementation is expected")
+    if not Path(sysconfig.get_paths()["include"], "Python.h").exists():
+        pytest.skip("no Python headers (python3-dev): the Python implementation is expected")
     assert wire_scan.IMPLEMENTATION == "C", (
         "the _mlproxy_wire extension did not build: run `pip install .` again and read "
         "its output (setup.py builds it optionally)")
