@@ -12,6 +12,7 @@ meet only in the equivalence tests.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -214,7 +215,7 @@ class Preprocessor:
         with a message naming the input column and the row."""
         # One reduction: the sum is finite when every value is (a sum that overflows
         # merely sends us to the exact check below)
-        if matrix.size == 0 or np.isfinite(matrix.sum()):
+        if matrix.size == 0 or math.isfinite(matrix.sum()):  # math: 1 us less than np.isfinite on a scalar
             return
         bad = ~np.isfinite(matrix)
         if not bad.any():
