@@ -4,6 +4,11 @@ These are a few matrix products each, so numpy (and its BLAS, which releases the
 is already as fast as generated code would be; there is nothing to compile. Each
 class validates its JSON on construction, because the JSON comes from an artifact
 that may have been written by a different version or damaged.
+
+The preprocessor's matrix is feature-major (what the tree driver reads fastest);
+these models take it row-major (`np.ascontiguousarray`), because BLAS then sums each
+row's products the same way whatever the batch size, so a row gets the same bits
+alone or in any batch (the proxy's batches differ from an offline call's).
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class LinearModel:
         self.n_outputs = self.coef.shape[0]
 
     def outputs(self, X: np.ndarray, nthread: int = 1) -> np.ndarray:
-        return apply_link(X @ self.coef_t + self.intercept, self.link)
+        return apply_link(np.ascontiguousarray(X) @ self.coef_t + self.intercept, self.link)
 
 
 class MLPModel:
@@ -90,7 +95,7 @@ class MLPModel:
         self.n_outputs = self.weights[-1].shape[1]
 
     def outputs(self, X: np.ndarray, nthread: int = 1) -> np.ndarray:
-        h = X
+        h = np.ascontiguousarray(X)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = h @ w
@@ -127,6 +132,7 @@ class KMeansModel:
         self.n_outputs = 1
 
     def outputs(self, X: np.ndarray, nthread: int = 1) -> np.ndarray:
+        X = np.ascontiguousarray(X)
         dist = X @ self.centroids_t
         dist *= -2.0
         dist += self.sq_norms
