@@ -37,14 +37,16 @@ class BoundModel:
     kind: str  # "predict" or "prob"
 
 
-def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry) -> dict[str, np.ndarray]:
-    """The predictor's input from the batch's argument columns.
+def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry,
+                     binary: bool = False) -> dict[str, np.ndarray]:
+    """The predictor's input from the batch's argument columns (in binary format
+    if `binary`, else text).
 
     Integers and booleans are given back their own type, not the float8 they
     travelled as: a categorical feature compares values as text ("3", "true"), and
     the model learned them from integer and boolean columns.
     """
-    decoded = batch.columns([a.index for a in args], [a.kind for a in args])
+    decoded = batch.columns([a.index for a in args], [a.kind for a in args], binary)
     return typed_arguments(decoded, args, entry)
 
 
@@ -98,13 +100,18 @@ def _plain(value: Any) -> Any:
 
 class StreamingRewriter:
     """Rewrites the result of a streaming plan: RowDescription without the appended
-    argument columns, DataRows with predictions (see tracker.RowRewriter)."""
+    argument columns, DataRows with predictions (see tracker.RowRewriter).
+
+    `binary_args`: the appended argument columns come in binary format (the
+    extended protocol lets the proxy choose: float8 and int4 words cost Postgres and
+    the proxy far less than their texts); the simple protocol sends text."""
 
     def __init__(self, plan: Any, models: Mapping[tuple[int, str], BoundModel],
-                 formats: Sequence[int] | None = None) -> None:
+                 formats: Sequence[int] | None = None, binary_args: bool = False) -> None:
         self.plan = plan
         self.models = models
         self.formats = list(formats) if formats else None  # client's codes per user column
+        self.binary_args = binary_args
 
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:
@@ -127,7 +134,7 @@ class StreamingRewriter:
         placeholders = {}
         for call in plan.calls:
             bound = self.models[(call.function.model_id, call.function.kind)]
-            values = predict(bound, argument_columns(batch, call.args, bound.entry))
+            values = predict(bound, argument_columns(batch, call.args, bound.entry, self.binary_args))
             placeholders[call.column] = encode_values(values, call.function.return_type,
                                                       self._format(call.column))
         return batch.splice(placeholders, plan.user_columns)
@@ -142,7 +149,7 @@ class StreamingRewriter:
         replaced = {}
         for call in plan.calls:
             bound = self.models[(call.function.model_id, call.function.kind)]
-            decoded = [small_batch.column(split, a.index, a.kind) for a in call.args]
+            decoded = [small_batch.column(split, a.index, a.kind, self.binary_args) for a in call.args]
             values = predict(bound, typed_arguments(decoded, call.args, bound.entry))
             replaced[call.column] = small_batch.encode(np.asarray(values), call.function.return_type,
                                                        self._format(call.column))

@@ -61,8 +61,9 @@ class PreparedStreaming:
             codes = codes * users
         elif len(codes) not in (0, users):
             codes = codes[:users]  # the server reports the count mismatch itself
-        new_codes = (codes + [0] * self.plan.appended_columns) if codes and any(codes) else []
-        rewriter = StreamingRewriter(self.plan, self.models, codes)
+        # the appended argument columns come in binary (cheap to send and decode)
+        new_codes = (codes or [0] * users) + [1] * self.plan.appended_columns
+        rewriter = StreamingRewriter(self.plan, self.models, codes, binary_args=True)
         return with_result_formats(bind_body, new_codes), rewriter
 
     def describe(self) -> StreamingRewriter:

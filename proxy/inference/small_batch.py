@@ -43,12 +43,19 @@ def split_rows(rows: bytes) -> list[list[bytes | None]]:
     return out
 
 
-def column(rows: list[list[bytes | None]], index: int, kind: str) -> np.ndarray:
-    """One argument column, as DataRowBatch.column gives it."""
+_BINARY_NUMBER = {"int": struct.Struct("!i"), "float": struct.Struct("!d"), "epoch": struct.Struct("!d")}
+
+
+def column(rows: list[list[bytes | None]], index: int, kind: str, binary: bool = False) -> np.ndarray:
+    """One argument column, as DataRowBatch.column (or binary_column) gives it."""
     if kind == "text":
         values = np.empty(len(rows), dtype=object)
         values[:] = [None if r[index] is None else r[index].decode() for r in rows]
         return values
+    if binary:
+        unpack = _BINARY_NUMBER[kind].unpack
+        return np.array([np.nan if r[index] is None else unpack(r[index])[0] for r in rows],
+                        dtype=np.float64)
     return np.array([np.nan if r[index] is None else float(r[index]) for r in rows], dtype=np.float64)
 
 

@@ -227,9 +227,10 @@ class ResponseTracker:
         return out
 
     def wants_rows(self) -> bool:
-        """Are DataRows arriving now results to rewrite?"""
+        """Are DataRows arriving now results to rewrite? (Not after the result failed:
+        then they are dropped.)"""
         head = self.queue[0] if self.queue else None
-        return head is not None and head.rewriter is not None and head.kind in (EXECUTE, QUERY)
+        return not self._failed and head is not None and head.rewriter is not None and head.kind in (EXECUTE, QUERY)
 
     def add_rows(self, rows: bytes, count: int) -> list[bytes]:
         """Hold a run of `count` complete DataRows of the current rewritten result
@@ -241,17 +242,33 @@ class ResponseTracker:
         self._row_count += count
         return out
 
-    def flush(self) -> list[bytes]:
-        """Rewrite and release the DataRows held so far (one predictor call)."""
+    def take_rows(self) -> tuple[RowRewriter, bytes, int] | None:
+        """Release the DataRows held so far for the caller to rewrite (the session
+        does big batches on a worker thread): (rewriter, rows, count), or None."""
         if not self._rows:
-            return []
+            return None
         rows, count, rewriter = self._rows, self._row_count, self._rows_for
         self._rows, self._row_count, self._rows_for = [], 0, None
+        return rewriter, rows[0] if len(rows) == 1 else b"".join(rows), count
+
+    def fail(self, exc: BaseException) -> bytes:
+        """Rewriting the current result failed: its ErrorResponse, to send in place
+        of the batch; the rows still held and every reply up to the ReadyForQuery
+        are dropped (the client has its error)."""
+        self._failed = True
+        self._rows, self._row_count, self._rows_for = [], 0, None
+        return p.error_response(statement_error(exc))
+
+    def flush(self) -> list[bytes]:
+        """Rewrite and release the DataRows held so far (one predictor call)."""
+        batch = self.take_rows()
+        if batch is None:
+            return []
+        rewriter, rows, count = batch
         try:
-            return [rewriter.data_rows(rows[0] if len(rows) == 1 else b"".join(rows), count)]
+            return [rewriter.data_rows(rows, count)]
         except Exception as exc:  # noqa: BLE001 - any failure is this statement's error
-            self._failed = True
-            return [p.error_response(statement_error(exc))]
+            return [self.fail(exc)]
 
     @property
     def holding_rows(self) -> int:
