@@ -13,6 +13,7 @@ import json
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,11 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+# A prepared statement's RowDescription comes back on every Describe of its portals
+# (most drivers send one with each execution): cut it once.
+_cut_description = lru_cache(maxsize=512)(rewrite_row_description)
+
+
 class StreamingRewriter:
     """Rewrites the result of a streaming plan: RowDescription without the appended
     argument columns, DataRows with predictions (see tracker.RowRewriter).
@@ -116,7 +122,7 @@ class StreamingRewriter:
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:
             self.plan = self.plan.resolve(len(parse_row_description(raw)))
-        return rewrite_row_description(raw, self.plan.user_columns)
+        return _cut_description(bytes(raw), self.plan.user_columns)
 
     def _format(self, column: int) -> int:
         if not self.formats:
@@ -149,7 +155,8 @@ class StreamingRewriter:
         replaced = {}
         for call in plan.calls:
             bound = self.models[(call.function.model_id, call.function.kind)]
-            decoded = [small_batch.column(split, a.index, a.kind, self.binary_args) for a in call.args]
+            decoded = small_batch.columns(split, [a.index for a in call.args], [a.kind for a in call.args],
+                                          self.binary_args)
             values = predict(bound, typed_arguments(decoded, call.args, bound.entry))
             replaced[call.column] = small_batch.encode(np.asarray(values), call.function.return_type,
                                                        self._format(call.column))

@@ -199,3 +199,24 @@ def test_repeated_one_hot_category_sets_every_copy():
                          {"input": "k", "op": "one_hot", "category": "a"}]}
     X = Preprocessor(spec).transform({"k": np.array(["a", "b", None, "c"], dtype=object)})
     np.testing.assert_array_equal(X, [[1, 0, 1], [0, 1, 0], [0, 0, 0], [0, 0, 0]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(keys, min_size=1, max_size=16),
+       floats=st.lists(st.one_of(st.floats(allow_infinity=False, width=64),
+                                 st.sampled_from([1e16, 1e-5, 1e15, 123456789012345678.0, -0.0, 1e22, 0.1])),
+                       min_size=1, max_size=16),
+       ints=st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=16))
+def test_few_rows_keys_are_the_vectorized_keys(values, floats, ints):
+    """A single-row lookup takes its category keys value by value (_few_keys): the
+    same keys and NULLs as the whole-array path, for every dtype a key may have."""
+    from compiler.preprocess import _KeyTable, _as_keys, _few_keys
+
+    arrays = [np.array(values + [0], dtype=object)[:-1], np.array(floats), np.array(ints),
+              np.array([bool(i % 2) for i in ints]), np.array([str(v) for v in values])]
+    for arr in arrays:
+        keys, null = _as_keys(arr)
+        few, _ = _few_keys(arr)
+        assert [None if is_null else str(k) for k, is_null in zip(keys, null)] == few
+        table = _KeyTable(sorted({k for k in few if k is not None})[:3] + ["zz", "true"])
+        np.testing.assert_array_equal(table.lookup(keys, null), table.lookup(few, None))
