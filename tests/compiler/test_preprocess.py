@@ -220,3 +220,20 @@ def test_few_rows_keys_are_the_vectorized_keys(values, floats, ints):
         assert [None if is_null else str(k) for k, is_null in zip(keys, null)] == few
         table = _KeyTable(sorted({k for k in few if k is not None})[:3] + ["zz", "true"])
         np.testing.assert_array_equal(table.lookup(keys, null), table.lookup(few, None))
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.one_of(keys, st.sampled_from([b"a", b"", b"1"])), min_size=1, max_size=12),
+       categories=st.lists(st.sampled_from(["a", "b", "", "true", "1", "1.0", "ünï", "True", "nan", "b''"]),
+                           max_size=6))
+def test_many_rows_keys_are_the_per_value_keys(values, categories):
+    """Big text columns are looked up per distinct value (_many_keys): the same
+    indexes as the per-value rule, also when the column mixes in other types."""
+    from compiler.preprocess import _CODED_KEYS, _KeyTable, _as_keys, _many_keys
+
+    arr = np.array(values * (_CODED_KEYS // len(values) + 1) + [0], dtype=object)[:-1]
+    texts = np.array([v if isinstance(v, str) or v is None else "x" for v in arr.tolist()] + [0],
+                     dtype=object)[:-1]
+    table = _KeyTable(categories)
+    for column in (arr, texts):
+        np.testing.assert_array_equal(table.lookup(*_many_keys(column)), table.lookup(*_as_keys(column)))
