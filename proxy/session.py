@@ -468,7 +468,9 @@ class Session(asyncio.Protocol):
             if data[pos] == B_DATA_ROW and tracker.wants_rows():
                 offsets, stop = scan_data_rows(data, pos)
                 if stop > pos:
-                    self._tracked_out.extend(tracker.add_rows(data[pos:stop], len(offsets)))
+                    if pos:
+                        offsets -= pos
+                    self._tracked_out.extend(tracker.add_rows(data[pos:stop], len(offsets), offsets))
                     pos = stop
                     continue
             if n - pos >= 5:
@@ -540,11 +542,11 @@ class Session(asyncio.Protocol):
         if tracker.holding_rows < workers.THREAD_MIN_ROWS and not self._batches:
             self._tracked_out.extend(tracker.flush())
             return
-        rewriter, rows, count = tracker.take_rows()
+        rewriter, rows, count, starts = tracker.take_rows()
         if self._tracked_out:  # what precedes the batch goes out now
             self.client.writelines(self._tracked_out)
             self._tracked_out = []
-        future = workers.submit(rewriter, rows, count)
+        future = workers.submit(rewriter, rows, count, starts)
         self._batches.append(future)
         future.add_done_callback(self._batch_finished)
         self._batch_flow()

@@ -129,11 +129,12 @@ class StreamingRewriter:
             return 0
         return self.formats[0] if len(self.formats) == 1 else self.formats[column]
 
-    def data_rows(self, rows: bytes, count: int) -> bytes:
+    def data_rows(self, rows: bytes, count: int, starts: Any = None) -> bytes:
         if count <= small_batch.SMALL_BATCH:
             return self._small(rows)
-        offsets, _ = scan_data_rows(rows)
-        batch = DataRowBatch.from_buffer(rows, offsets)
+        if starts is None:
+            starts, _ = scan_data_rows(rows)
+        batch = DataRowBatch.from_buffer(rows, starts)
         plan = self.plan
         if plan.has_star:
             plan = self.plan = plan.resolve(batch.n_columns)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from .tracker import RowRewriter
 
@@ -35,6 +36,6 @@ def _pool() -> ThreadPoolExecutor:
     return _executor
 
 
-def submit(rewriter: RowRewriter, rows: bytes, count: int) -> Future:
-    """`rewriter.data_rows(rows, count)` on a worker thread."""
-    return _pool().submit(rewriter.data_rows, rows, count)
+def submit(rewriter: RowRewriter, rows: bytes, count: int, starts: Any = None) -> Future:
+    """`rewriter.data_rows(rows, count, starts)` on a worker thread."""
+    return _pool().submit(rewriter.data_rows, rows, count, starts)
