@@ -2,12 +2,14 @@
 
 The streaming inference path rewrites `SELECT id, fn(a, b) FROM t` so that every
 DataRow carries the user's columns (a NULL placeholder where `fn` stood) followed by
-the arguments of `fn` as extra text columns. The session hands this module a run of
-DataRow messages at a time; everything here works on the whole run at once.
+the arguments of `fn` as extra columns: in binary format under the extended protocol
+(the proxy chooses their result format: float8/int4 words are read with one gather
+per column), as text under the simple protocol. The session hands this module a run
+of DataRow messages at a time; everything here works on the whole run at once.
 
 Message boundaries are found without a loop per message (scan_data_rows); field
 positions column by column with numpy (one gather per column over all rows, never a
-Python step per row). Feature values are parsed by pyarrow straight from the
+Python step per row). Text feature values are parsed by pyarrow straight from the
 received bytes: a string array whose offsets alternate between "field" and "gap to
 the next field", with the gaps marked null, lets one Arrow cast read every field of
 several columns in place, in buffer order, without gathering them first. The
