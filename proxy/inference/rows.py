@@ -327,3 +327,21 @@ class DataRowBatch:
         out = pieces.take(pa.Array.from_buffers(pa.int64(), order.size, [None, order_buffer]))
         size = int(out_len.sum()) + n
         return out.buffers()[2].slice(0, size).to_pybytes()
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Arrow sets up its compute functions on their first use, about half a second:
+    pay that once when a predictor loads (on a thread), not in a query's first batch."""
+    global _warm
+    if _warm:
+        return
+    from ..protocol import data_row
+
+    rows = b"".join(data_row([str(i), None, "x" if i % 2 else None]) for i in range(4))
+    batch = DataRowBatch.from_buffer(rows, scan_data_rows(rows)[0])
+    batch.columns([0, 2], ["float", "text"])
+    batch.splice({1: (np.full(4, 1, dtype=np.int32), b"abcd")}, 2)
+    _warm = True
