@@ -301,13 +301,16 @@ class Session(asyncio.Protocol):
                 out.append(item)
                 continue
             msg_type = item.type
+            interceptor = None
             if (msg_type == F_QUERY or msg_type == F_PARSE) and self._interceptors:
                 interceptor = self._intercepting(item)
-                if interceptor is not None:
-                    if out:
-                        self.upstream.writelines(out)
-                    self._begin_handover(interceptor, item, items[index + 1:])
-                    return
+            elif msg_type == F_BIND and self.tracker is not None:
+                interceptor = self.tracker.bind_interceptor(item.raw)
+            if interceptor is not None:
+                if out:
+                    self.upstream.writelines(out)
+                self._begin_handover(interceptor, item, items[index + 1:])
+                return
             if self.tracker is not None:
                 raw = self.tracker.client_message(msg_type, bytes(item.raw))
                 if raw is not item.raw:
@@ -489,7 +492,8 @@ class Session(asyncio.Protocol):
                 out.extend(tracker.flush())
         if out:
             self.client.writelines(out)
-        if tracker is not None and not tracker.active and not tracker.holding_rows:
+        if tracker is not None and not tracker.active and not tracker.holding_rows \
+                and self.state is not State.TAKEOVER:  # a takeover frames every message
             self._stop_tracking()
         if idle:
             self._became_idle()
@@ -653,6 +657,11 @@ class Session(asyncio.Protocol):
             self.upstream.resume_reading()
 
     # -- writing and flow control ------------------------------------------------------
+    def relay_server_frames(self, frames: list[Frame]) -> None:
+        """During a takeover, pass server replies that answer the client's own earlier
+        requests on to the client as the relay would (tracked, bookkept)."""
+        self._server_frames(frames)
+
     def relay_frame(self, frame: Frame) -> None:
         """Send on a client message that an interceptor examined and left alone."""
         raw = bytes(frame.raw)

@@ -110,6 +110,24 @@ class ResponseTracker:
                     any(e.rewriter is not None for e in self.queue))
 
     # -- client -> server ----------------------------------------------------------
+    def bind_interceptor(self, raw: bytes | memoryview):
+        """The interceptor that must see this Bind before it goes upstream (a prepared
+        statement whose model predictions are computed per execution), or None."""
+        body = memoryview(raw)[5:]
+        _, pos = _cstring(body)
+        statement, _ = _cstring(body, pos)
+        return getattr(self.statements.get(statement), "interceptor", None)
+
+    @property
+    def discarding(self) -> bool:
+        """Is the rest of a failed result being dropped until its ReadyForQuery?"""
+        return self._failed
+
+    @property
+    def owed(self) -> bool:
+        """Are replies to requests already sent still to come?"""
+        return bool(self.queue)
+
     def expect_plain(self, kinds: list[int]) -> None:
         """Replies to requests already sent, that need no rewriting, come first."""
         self.queue.extend(Expectation(kind) for kind in kinds)

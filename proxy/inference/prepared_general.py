@@ -1,0 +1,206 @@
+"""The general path under the extended protocol: predictions at every execution.
+
+A prepared statement's model inputs depend on its Bind parameters (and on the data
+at the time it runs), so the predictions are computed when it is bound, not when it
+is parsed. The statement Postgres prepares is the *lookup form* (every call replaced
+by a lookup in a temporary table, general.py), so Describe reports the right row
+type (the lookup's column has the function's declared return type) and Execute,
+row limits, PortalSuspended and result formats are Postgres's own: the rows pass
+through untouched.
+
+Parse (intercepted; `prepare`): owed replies are relayed, then in one batch of
+mlproxy's own messages (extended_session.py; no Sync, so they share the client's
+transaction) a DO block makes sure the steps' temporary tables and lookup functions
+exist, and each step's input query is parsed and described: Postgres checks the
+call there (a wrong arity or argument type is its own 42883, pointed at the
+client's text) and says which types the parameters have. The client's Parse then
+goes upstream with the lookup form, its parameters typed as the input queries
+typed them (so a binary parameter value means the same in both).
+
+Bind of such a statement (the tracker hands it over; `execute`): the models are
+checked again in the registry (a model dropped since the Parse is a clear 42883 at
+this execution), then one batch runs the DO block (EXECUTE privilege checked by
+Postgres, as a call of the stub would; tables emptied, or made again if a rolled
+back transaction took them), each step's input query with the client's own
+parameter values and format codes, and COPY of the predicted rows; then the
+client's Bind goes on. Everything runs in the client's transaction (its block, or
+the implicit one its Sync ends): an error in mlproxy's part is the error of the
+client's Bind, and the server skips to Sync as it would.
+
+The tables are named per statement text and stay for the session (emptied with
+DELETE at each execution: a portal still open keeps seeing the rows of its own
+snapshot). Cursor plans (DECLARE) make them ON COMMIT DROP; the next execution makes
+them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .. import errors, protocol as p
+from ..errors import PgError
+from ..framing import Frame
+from ..intercept import Takeover
+from ..ml_commands.upstream_ops import sql_literal
+from .evaluate import BoundModel, argument_columns, copy_data_messages, copy_rows, predict
+from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, parse_types, relay_owed,
+                               skip_to_sync)
+from .rewrite import ExplainPlan, GeneralPlan, InferenceStep
+from .rows import DataRowBatch
+from .tracker import statement_error
+
+_ENSURE = "ensure"
+_COPY = "copy"
+
+
+def predicted_copy(rows: list[bytes], step: InferenceStep, bound: BoundModel) -> bytes:
+    """COPY text rows (arguments, prediction) for a run of an input query's DataRows."""
+    batch = DataRowBatch.from_frames(rows)
+    values = predict(bound, argument_columns(batch, step.args, bound.entry))
+    return copy_rows(batch, step.args, values, step.function.return_type)
+
+
+def ensure_tables(steps: Sequence[InferenceStep], check: str | None) -> str | None:
+    """A DO block that checks EXECUTE (`check`) and makes each step's table and
+    lookup function exist, empty."""
+    body = [f"PERFORM {check};"] if check else []
+    for step in steps:
+        create = " ".join(f"{sql};" for sql in step.create + step.index)
+        body.append(f"IF to_regclass({sql_literal(step.table)}) IS NULL THEN {create} "
+                    f"ELSE DELETE FROM {step.table}; END IF;")
+    if not body:
+        return None
+    return "DO $mlproxy_do$BEGIN " + " ".join(body) + " END$mlproxy_do$"
+
+
+@dataclass
+class PreparedGeneral:
+    """A client's prepared statement on the general path (tracker.StatementPlan):
+    its Binds go to `interceptor` first; its results need no rewriting."""
+
+    interceptor: object
+    plan: GeneralPlan | ExplainPlan
+    types: list[int]  # the parameter types the statement was prepared with
+    check: str | None  # SQL that raises 42501 unless the role may execute the calls
+
+    @property
+    def fill(self) -> bool:
+        """Does an execution need the predictions (EXPLAIN without ANALYZE does not)?"""
+        return not isinstance(self.plan, ExplainPlan) or self.plan.analyze
+
+    @property
+    def notice(self) -> str | None:
+        return self.plan.description if isinstance(self.plan, ExplainPlan) else None
+
+    def bind(self, bind_body: bytes) -> tuple[bytes, None]:
+        return bind_body, None
+
+    def describe(self) -> None:
+        return None
+
+
+def client_error(plan: GeneralPlan | ExplainPlan, outcome: Outcome) -> PgError:
+    """The error of one of mlproxy's commands as the client should see it."""
+    err = outcome.error
+    err.fields.pop("W", None)  # the context would show mlproxy's DO block
+    tag = outcome.failed
+    if isinstance(tag, int):  # a step's input query: the client's own expressions
+        if err.position is not None:
+            err.position = plan.map_position(err.position, tag)
+        if err.sqlstate == errors.UNDEFINED_COLUMN and not err.hint:
+            err.hint = plan.steps[tag].hint
+        return err
+    err.position = None
+    if isinstance(tag, tuple) and tag[0] == _COPY:
+        return PgError(errors.INTERNAL_ERROR, f"mlproxy could not store predictions: {err.message}")
+    return err
+
+
+async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | ExplainPlan,
+                  check: str | None, takeover: Takeover) -> None:
+    """A client's Parse of a general-path statement (see the module docstring)."""
+    session = takeover.session
+    name, _sql, tail = p.parse_message_parts(frame.body)
+    declared = parse_types(tail)
+    if not await relay_owed(takeover):
+        await skip_to_sync(takeover)  # Postgres ignores the Parse: so does mlproxy
+        return
+    batch = Batch()
+    ensure = ensure_tables(plan.steps, None)
+    if ensure is not None:
+        batch.run(_ENSURE, ensure)
+    for k, step in enumerate(plan.steps):
+        batch.describe(k, str(step.input), [declared[n - 1] if n <= len(declared) else 0
+                                            for n in step.input.params])
+    outcome = await batch.send(takeover) if batch else Outcome()
+    if outcome.error is not None:
+        await fail(takeover, client_error(plan, outcome), server_failed=True)
+        return
+    types = declared + [0] * (len(plan.sql.params) - len(declared))
+    for k, step in enumerate(plan.steps):
+        for number, oid in zip(step.input.params, outcome.parameter_types.get(k, ())):
+            if types[number - 1] == 0:
+                types[number - 1] = oid
+    tracker = session.start_tracking()
+    tracker.add_statement(name, PreparedGeneral(interceptor, plan, types, check), map_position=plan.map_position)
+    session.forward_request(parse_message(name, str(plan.sql), types))
+
+
+async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundModel] | PgError,
+                  frame: Frame, takeover: Takeover) -> None:
+    """A client's Bind of a general-path statement: the predictions for its
+    parameters into the tables, then the Bind goes on. `models`: the calls' models
+    as the registry has them now, or the error that they are not usable."""
+    session = takeover.session
+    if not await relay_owed(takeover):
+        await skip_to_sync(takeover)
+        return
+    if isinstance(models, PgError):
+        await fail(takeover, models)
+        return
+    values = BindValues.parse(frame.body)
+    if len(values.values) != len(prepared.types):
+        session.relay_frame(frame)  # Postgres reports the count mismatch itself
+        return
+    plan = prepared.plan
+    if prepared.notice:
+        takeover.send_client(p.notice_response(prepared.notice))
+    batch = Batch()
+    ensure = ensure_tables(plan.steps, prepared.check)
+    if ensure is not None:
+        batch.run(_ENSURE, ensure)
+    failures: list[BaseException] = []
+    copies: dict[object, list[bytes]] = {}
+
+    def on_rows(tag: object, rows: list[bytes]) -> None:
+        if failures or not isinstance(tag, int):
+            return
+        step = plan.steps[tag]
+        try:
+            copies.setdefault(tag, []).append(
+                predicted_copy(rows, step, models[(step.function.model_id, step.function.kind)]))
+        except Exception as exc:  # noqa: BLE001 - this execution's error
+            failures.append(exc)
+
+    steps = plan.steps if prepared.fill else ()
+    for k, step in enumerate(steps):
+        formats, params = values.select(step.input.params)
+        batch.run(k, str(step.input), [prepared.types[n - 1] for n in step.input.params], formats, params)
+        outcome = await batch.send(takeover, on_rows)
+        if outcome.error is not None:
+            await fail(takeover, client_error(plan, outcome), server_failed=True)
+            return
+        if failures:
+            await fail(takeover, statement_error(failures[0]))
+            return
+        batch = Batch()
+        data = b"".join(copies.pop(k, ()))
+        if data:
+            batch.run((_COPY, k), step.copy, copy_in=copy_data_messages(data))
+    if batch:
+        outcome = await batch.send(takeover)
+        if outcome.error is not None:
+            await fail(takeover, client_error(plan, outcome), server_failed=True)
+            return
+    session.relay_frame(frame)
