@@ -85,17 +85,6 @@ def test_asyncpg_cursor_portal_with_row_limit(suite, big):
     run_async(body(), timeout=100)
 
 
-def test_declare_cursor_is_refused_clearly(suite):
-    """psycopg's named (server-side) cursors use DECLARE, which mlproxy does not serve."""
-    with suite.connect() as conn:
-        with conn.transaction():
-            cur = conn.cursor(name="c")
-            with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
-                cur.execute(f"SELECT id, {CALL} FROM customers")
-            assert "DECLARE" in err.value.diag.message_primary
-        assert_usable(conn, f"SELECT {CALL} FROM customers LIMIT 2")
-
-
 SLOW = {
     # each row waits 50 ms upstream; rows stream out as they are made
     "streaming": "SELECT '{tag}' AS tag, id, predict_price(rooms, area, city) FROM houses "
