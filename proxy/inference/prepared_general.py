@@ -38,15 +38,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import errors, protocol as p
 from ..errors import PgError
 from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import sql_literal
-from .evaluate import BoundModel, argument_columns, copy_data_messages, copy_rows, predict
+from . import small_batch
+from .pgfloat import pg_float_text
+from .pgvalues import canonical_type
+from .evaluate import BoundModel, argument_columns, copy_data_messages, copy_rows, predict, typed_arguments
 from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, parse_types, relay_owed,
                                skip_to_sync)
-from .rewrite import ExplainPlan, GeneralPlan, InferenceStep
+from .rewrite import ArgColumn, ExplainPlan, GeneralPlan, InferenceStep
 from .rows import DataRowBatch
 from .tracker import statement_error
 
@@ -55,10 +60,43 @@ _COPY = "copy"
 
 
 def predicted_copy(rows: list[bytes], step: InferenceStep, bound: BoundModel) -> bytes:
-    """COPY text rows (arguments, prediction) for a run of an input query's DataRows."""
+    """COPY text rows (arguments, prediction) for a run of an input query's DataRows.
+    A few rows (a single-row lookup) go per row in Python: the vectorized codec's
+    fixed cost (about a millisecond) would dominate an execution."""
+    if len(rows) <= small_batch.SMALL_BATCH:
+        split = small_batch.split_rows(b"".join(rows))
+        decoded = [small_batch.column(split, a.index, a.kind) for a in step.args]
+        values = predict(bound, typed_arguments(decoded, step.args, bound.entry))
+        return small_copy_rows(split, step.args, np.asarray(values), step.function.return_type)
     batch = DataRowBatch.from_frames(rows)
     values = predict(bound, argument_columns(batch, step.args, bound.entry))
     return copy_rows(batch, step.args, values, step.function.return_type)
+
+
+_COPY_ESCAPES = {ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+
+
+def small_copy_rows(rows: list[list[bytes | None]], args: Sequence[ArgColumn], predictions: np.ndarray,
+                    return_type: str) -> bytes:
+    """evaluate.copy_rows for a few rows split by small_batch.split_rows: the same bytes."""
+    encoded = _small_encode(predictions, return_type)
+    lines = []
+    for fields, prediction in zip(rows, encoded):
+        cells = [fields[a.index] for a in args] + [prediction]
+        lines.append("\t".join("\\N" if c is None else c.decode().translate(_COPY_ESCAPES) for c in cells))
+    return "".join(line + "\n" for line in lines).encode()
+
+
+_FLOAT_BITS = {"double precision": 64, "real": 32}
+
+
+def _small_encode(values: np.ndarray, return_type: str) -> list[bytes | None]:
+    """Text of a few predictions; floats one by one (the array path costs ~0.2 ms)."""
+    bits = _FLOAT_BITS.get(canonical_type(return_type))
+    if bits is None:
+        return small_batch.encode(values, return_type, 0)
+    # NaN is NULL, as encode_values has it
+    return [None if v is None or v != v else pg_float_text(float(v), bits).encode() for v in values.tolist()]
 
 
 def ensure_tables(steps: Sequence[InferenceStep], check: str | None) -> str | None:
