@@ -298,3 +298,38 @@ def test_pgbench_prepared_model_in_where(suite, tmp_path):
     tps = re.search(r"tps = ([\d.]+)", done.stdout)
     print(f"\npgbench -M prepared, model in WHERE: {processed.group(1)} transactions, "
           f"tps {tps.group(1) if tps else '?'}")
+
+
+def test_value_the_model_cannot_take_inside_a_block(suite):
+    """A prediction error at Bind aborts the client's transaction block, as an error
+    of its own statement would; the pipeline's other results are Postgres's."""
+    sql = "SELECT id FROM houses WHERE id <= %s AND predict_price(rooms, %s, city) > 0"
+    with suite.connect(autocommit=False) as conn:
+        assert conn.execute(sql, (3, 50.0), prepare=True).fetchall() == [(1,), (2,), (3,)]
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+            conn.execute(sql, (3, float("inf")), prepare=True)
+        assert "area" in err.value.diag.message_primary
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        conn.rollback()
+        assert conn.execute(sql, (2, 50.0), prepare=True).fetchall() == [(1,), (2,)]
+        conn.commit()
+        assert_usable(conn, PROBE)
+
+
+@pytest.mark.parametrize("analyze", [False, True], ids=["explain", "explain_analyze"])
+def test_explain_under_the_extended_protocol(suite, analyze):
+    notices: list[str] = []
+    with suite.connect() as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        words = "EXPLAIN ANALYZE" if analyze else "EXPLAIN"
+        plan = conn.execute(f"{words} SELECT id FROM houses WHERE id <= %s "
+                            "AND predict_price(rooms, area, city) > 0", (5,)).fetchall()
+        assert any("houses" in line for line, in plan)
+        assert ("actual time" in "".join(line for line, in plan)) == analyze
+        assert len(notices) == 1 and "temporary" in notices[0].lower(), notices
+        notices.clear()
+        plan = conn.execute("EXPLAIN SELECT id, predict_price(rooms, area, city) FROM houses WHERE id = %s",
+                            (5,)).fetchall()
+        assert any("houses" in line for line, in plan)
+        assert len(notices) == 1 and "stream" in notices[0].lower(), notices
+        assert_usable(conn, PROBE)
