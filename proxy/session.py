@@ -102,6 +102,9 @@ class Session(asyncio.Protocol):
         # be held by the server until that Sync, so no round trip of our own fits in.
         self.unsynced = False
         self.unsynced_kinds: list[int] = []
+        # An ErrorResponse came since the last ReadyForQuery: in the extended protocol
+        # the server now ignores everything up to the next Sync.
+        self.failed_since_sync = False
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
@@ -418,6 +421,7 @@ class Session(asyncio.Protocol):
         if msg_type == B_READY_FOR_QUERY:
             self.txstatus = bytes(raw[5:6])
             self.copy_in = False
+            self.failed_since_sync = False
             if self.pending:
                 self.pending -= 1
                 return not self.pending
@@ -425,6 +429,7 @@ class Session(asyncio.Protocol):
             self.copy_in = True
         elif msg_type == B_ERROR:
             self.copy_in = False
+            self.failed_since_sync = True
             self._log_server_error(Frame(msg_type, raw))
         return False
 

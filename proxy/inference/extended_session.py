@@ -6,8 +6,9 @@ them until a Flush or Sync, and the transaction they run in (the client's block,
 the implicit one of the pipeline) must stay theirs. So mlproxy never sends a Sync of
 its own here; it
 
-1. relays the owed replies first (`relay_owed`: a Flush, then the replies go to the
-   client through the session's tracker, which knows what each one answers);
+1. relays the owed replies first (`relay_owed`: a marker statement and a Flush; the
+   replies before the marker's go to the client, through the session's tracker when
+   results are being rewritten);
 2. sends its own messages, ended by a Flush, under a scratch statement name (the
    client's unnamed statement and portal are never touched), and reads their
    replies (`Batch`);
@@ -32,6 +33,9 @@ from ..intercept import Takeover
 from ..ml_commands.upstream_ops import error_from_fields
 
 SCRATCH = b"__mlproxy_scratch"
+_MARKER = b"__mlproxy_marker"
+_MARKER_SQL = "SELECT $1::int2vector, $2::oidvector, $3::tid, $4::cid"
+_MARKER_TYPES = struct.pack("!h4I", 4, 22, 30, 27, 29)
 _NO_SUCH_STATEMENT = b"__mlproxy_absent"
 FLUSH = p.message(b"H")
 _ASYNC = (p.B_NOTIFICATION, p.B_PARAMETER_STATUS)
@@ -111,19 +115,39 @@ class BindValues:
 
 async def relay_owed(takeover: Takeover) -> bool:
     """Relay the replies owed to the client's messages sent before this takeover.
-    False when one of them was an error: the server now skips to the client's Sync
-    (and so would ignore anything mlproxy sent)."""
+    False when the server skips to the client's Sync (one of them failed), so that
+    anything mlproxy sent would be ignored.
+
+    Which replies are still to come is not counted (some may have passed while the
+    session relayed bytes untracked): a *marker* follows them, a scratch statement
+    parsed and described, whose ParameterDescription no client statement has; the
+    message just before it is the marker's own ParseComplete."""
     session = takeover.session
-    tracker = session.start_tracking()
-    if not tracker.owed:
-        return not tracker.discarding
-    takeover.send_server(FLUSH)
-    failed = False
-    while tracker.owed and not tracker.discarding:
+    if session.failed_since_sync:
+        return False
+    if not session.unsynced:
+        return True
+    takeover.send_server(parse_message(_MARKER, _MARKER_SQL, ()) + p.message(b"D", b"S" + _MARKER + b"\x00")
+                         + p.message(b"C", b"S" + _MARKER + b"\x00") + FLUSH)
+    held = None
+    while True:
         msg = await takeover.server_message()
-        failed |= msg.type == p.B_ERROR
-        session.relay_server_frames([msg])
-    return not failed and not tracker.discarding
+        if msg.type == p.B_PARAMETER_DESCRIPTION and bytes(msg.body) == _MARKER_TYPES:
+            break  # `held` is the marker's ParseComplete
+        if held is not None:
+            session.relay_server_frames([held])
+        if msg.type == p.B_ERROR:
+            session.relay_server_frames([msg])
+            return False
+        held = msg
+    while (await takeover.server_message()).type != p.B_CLOSE_COMPLETE:
+        pass  # the marker's RowDescription
+    session.unsynced_kinds.clear()  # all answered: tracking started now owes nothing
+    tracker = session.tracker
+    if tracker is not None:
+        tracker.answered()
+        return not tracker.discarding
+    return True
 
 
 async def skip_to_sync(takeover: Takeover) -> None:

@@ -123,10 +123,10 @@ class ResponseTracker:
         """Is the rest of a failed result being dropped until its ReadyForQuery?"""
         return self._failed
 
-    @property
-    def owed(self) -> bool:
-        """Are replies to requests already sent still to come?"""
-        return bool(self.queue)
+    def answered(self) -> None:
+        """Every request sent so far has had its replies (a marker behind them came
+        back): forget expectations that replies passing untracked left behind."""
+        self.queue.clear()
 
     def expect_plain(self, kinds: list[int]) -> None:
         """Replies to requests already sent, that need no rewriting, come first."""

@@ -333,3 +333,34 @@ def test_explain_under_the_extended_protocol(suite, analyze):
         assert any("houses" in line for line, in plan)
         assert len(notices) == 1 and "stream" in notices[0].lower(), notices
         assert_usable(conn, PROBE)
+
+
+def test_pipeline_mixing_streaming_and_general_statements(suite, houses, prices):
+    """Streaming and general statements and an error-free plain one in one pipeline
+    (one Sync): the replies owed to the streaming statements (rewritten rows) go out
+    before the general path's own work runs."""
+    stream_sql = "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= %s ORDER BY id"
+    with suite.connect() as conn:
+        with conn.pipeline():
+            a = conn.cursor().execute(stream_sql, (40,))
+            b = conn.cursor().execute(_pyformat(SHIFTED), (3.0, 330.0, 90))
+            c = conn.cursor(binary=True).execute(stream_sql, (5,))
+            d = conn.cursor().execute(_pyformat(SHIFTED), (0.0, 400.0, 500), prepare=True)
+        # (the predictor's float sums may differ in the last bit with the batch size)
+        assert a.fetchall() == [(i, pytest.approx(prices[i], rel=1e-14)) for i in range(1, 41)]
+        assert [r[0] for r in b.fetchall()] == shifted(suite, houses, prices, 3.0, 330.0, 90)
+        assert c.fetchall() == [(i, pytest.approx(prices[i], rel=1e-14)) for i in range(1, 6)]
+        assert [r[0] for r in d.fetchall()] == shifted(suite, houses, prices, 0.0, 400.0, 500)
+        assert_usable(conn, PROBE)
+
+
+def test_error_earlier_in_the_pipeline_skips_the_general_statement(suite):
+    """After an error in the pipeline Postgres skips to Sync: the general statement
+    behind it is skipped too (nothing of mlproxy's runs), and the session goes on."""
+    with suite.connect() as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with conn.pipeline():
+                conn.cursor().execute("SELECT 1 / %s", (0,))
+                conn.cursor().execute(_pyformat(SHIFTED), (0.0, 0.0, 3))
+        assert conn.execute(_pyformat(SHIFTED), (0.0, 0.0, 3)).fetchall()
+        assert_usable(conn, PROBE)
