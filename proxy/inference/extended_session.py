@@ -196,6 +196,11 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self._tags)
 
+    @property
+    def first(self) -> object:
+        """The tag of the first command."""
+        return self._tags[0]
+
     def run(self, tag: object, sql: str, types: Sequence[int] = (), formats: Sequence[int] = (),
             values: Sequence[bytes | None] = (), copy_in: Sequence[bytes] | None = None) -> None:
         """Execute `sql` with these parameters; `copy_in`: the CopyData messages of a
@@ -212,6 +217,13 @@ class Batch:
         self._parts += [close_scratch(), parse_message(SCRATCH, sql, types),
                         p.message(b"D", b"S" + SCRATCH + b"\x00")]
         self._tags.append(tag)
+
+    def defer(self, takeover: Takeover, error: Callable[[bytes], bytes]) -> None:
+        """Send the commands without waiting for their replies: the tracker drops them
+        ahead of the replies to what the client sends next (an error among them
+        reaches the client as `error(raw)` makes it). The commands must return no rows."""
+        takeover.send_server(b"".join(self._parts) + close_scratch())
+        takeover.session.start_tracking().expect_hidden(2 * (len(self._tags) + 1), error)
 
     async def send(self, takeover: Takeover, on_rows: Callable[[object, list[bytes]], None] | None = None
                    ) -> Outcome:

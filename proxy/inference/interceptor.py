@@ -424,8 +424,6 @@ class InferenceInterceptor:
         """A Bind of a prepared general-path statement: its models as they are now
         (one dropped or retrained since the Parse is this execution's error)."""
         session = takeover.session
-        import time, sys
-        T0 = time.perf_counter()
         prepared = session.tracker.statements[BindValues.parse(frame.body).statement]
         database = session.startup.database
         try:
@@ -434,7 +432,6 @@ class InferenceInterceptor:
             bound: dict | PgError = await self._load(database, entries)
         except PgError as err:
             bound = err
-        print("GEXT models %.0f" % ((time.perf_counter() - T0) * 1e6), file=sys.stderr)
         await prepared_general.execute(prepared, bound, frame, takeover)
 
 

@@ -44,7 +44,7 @@ from .. import errors, protocol as p
 from ..errors import PgError
 from ..framing import Frame
 from ..intercept import Takeover
-from ..ml_commands.upstream_ops import sql_literal
+from ..ml_commands.upstream_ops import error_from_fields, sql_literal
 from . import small_batch
 from .pgfloat import pg_float_text
 from .pgvalues import canonical_type
@@ -236,9 +236,11 @@ async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], Bound
         data = b"".join(copies.pop(k, ()))
         if data:
             batch.run((_COPY, k), step.copy, copy_in=copy_data_messages(data))
-    if batch:
-        outcome = await batch.send(takeover)
-        if outcome.error is not None:
-            await fail(takeover, client_error(plan, outcome), server_failed=True)
-            return
+    if batch:  # the last COPY's replies come ahead of the client's: no round trip of ours
+
+        def error(raw: bytes) -> bytes:
+            failed = Outcome(error=error_from_fields(p.parse_fields(memoryview(raw)[5:])), failed=batch.first)
+            return p.error_response(client_error(plan, failed))
+
+        batch.defer(takeover, error)
     session.relay_frame(frame)
