@@ -115,33 +115,6 @@ class Framer:
         raise ProtocolViolation(
             f"invalid message length {length} for message type {chr(msg_type)!r}")
 
-    def scan_whole(self, data: bytes) -> list[int] | None:
-        """Fast path for the common small chunk that starts and ends on message
-        boundaries: the offsets of the wanted messages in it (often none), without
-        building any objects. None when the chunk is not whole (then use `feed`,
-        which the state here has not been changed for)."""
-        if self._skip or self._carry or len(data) > 16384:
-            return None
-        wanted = self.wanted
-        limits = self._limits
-        n = len(data)
-        pos = 0
-        found: list[int] = []
-        while pos < n:
-            if n - pos < 5:
-                return None
-            msg_type = data[pos]
-            length = _unpack_len(data, pos + 1)[0]
-            if length < 4 or (limits is not None and length > limits.get(msg_type, -1)):
-                self._check(msg_type, length)  # raises the precise error
-            end = pos + 1 + length
-            if end > n:
-                return None
-            if wanted is None or msg_type in wanted:
-                found.append(pos)
-            pos = end
-        return found
-
     def feed(self, data: bytes) -> list[Frame | bytes | memoryview] | None:
         n = len(data)
         pos = 0

@@ -1,8 +1,9 @@
 """The hook point where statements are intercepted on the client->server path.
 
-An `Interceptor` sees each Query and Parse message that the relay frames. Its
-`wants()` must be cheap (a text prefilter: most traffic never gets past it) and
-decides whether the statement is taken over; everything it declines is forwarded
+An `Interceptor` sees each Query and Parse message whose lower-cased bytes contain
+one of its `triggers(database)` (the relay tests the union of all interceptors'
+triggers in its per-chunk fast path, see wire_scan.py: most traffic never gets past
+them). Its `wants()` then decides whether the statement is taken over; everything it declines is forwarded
 as the original bytes. A taken-over statement is handled by `handle()`, which gets
 a `Takeover`: exclusive, message-level use of the session's two streams until it
 returns. The session waits until every earlier request has been answered before
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from .framing import Frame
@@ -23,6 +25,16 @@ if TYPE_CHECKING:
 
 
 class Interceptor(Protocol):
+    def triggers(self, database: str) -> tuple[bytes, ...]:
+        """Lower-case byte strings: a Query/Parse to `database` that contains none
+        of them (compared lower-cased, anywhere in the message) is never offered to
+        `wants`. The server caches the answer until `subscribe`'s callback fires."""
+        ...
+
+    def subscribe(self, changed: Callable[[str], None]) -> None:
+        """Call `changed(database)` whenever `triggers(database)` may answer anew."""
+        ...
+
     def wants(self, frame: Frame, sql: bytes, session: "Session") -> bool:
         """Cheap test on a Query/Parse frame (`sql` is its statement text): take
         this statement over?"""

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from .config import Config
 from .intercept import Interceptor
+from . import wire_scan
 from .session import Session
 
 log = logging.getLogger("mlproxy.server")
@@ -21,12 +22,27 @@ class ProxyServer:
             raise ValueError("ProxyServer needs a resolved upstream")
         self.config = config
         self.interceptors = list(interceptors)
+        # Per database, the union of the interceptors' triggers (see intercept.py);
+        # sessions read this dict on every chunk, so it is cleared, never replaced.
+        self.triggers: dict[str, tuple[bytes, ...]] = {}
+        for interceptor in self.interceptors:
+            interceptor.subscribe(self._triggers_changed)
         self.sessions: set[Session] = set()
         self.ssl_context = _server_ssl_context(config)
         self._ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None
         self._empty = asyncio.Event()
         self._empty.set()
+
+    def triggers_for(self, database: str) -> tuple[bytes, ...]:
+        found = self.triggers.get(database)
+        if found is None:
+            found = self.triggers[database] = tuple(dict.fromkeys(
+                t for interceptor in self.interceptors for t in interceptor.triggers(database)))
+        return found
+
+    def _triggers_changed(self, database: str) -> None:
+        self.triggers.pop(database, None)
 
     def next_session_id(self) -> int:
         return next(self._ids)
@@ -54,8 +70,9 @@ class ProxyServer:
             import socket
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        log.info("listening on %s:%d upstream=%s tls=%s", self.config.listen_host, self.port,
-                 self.config.upstream.describe(), "on" if self.ssl_context else "off")
+        log.info("listening on %s:%d upstream=%s tls=%s fastpath=%s", self.config.listen_host,
+                 self.port, self.config.upstream.describe(), "on" if self.ssl_context else "off",
+                 wire_scan.IMPLEMENTATION)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting; let requests in flight finish within `grace` seconds; close."""

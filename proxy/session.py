@@ -1,10 +1,12 @@
 """One client connection and the upstream connection it owns.
 
 The session is the asyncio Protocol of the client socket; `_UpstreamSide` is the
-Protocol of its upstream socket. In the relay state every chunk is framed (headers
-only, see framing.Framer) and forwarded as the original bytes; the few message types
-the session watches (Query/Parse for interception, Sync/Query/ReadyForQuery to know
-when a request is in flight, ErrorResponse for logging) cost a header test each.
+Protocol of its upstream socket. In the relay state every chunk is forwarded as the
+original bytes. The common chunk (whole messages, nothing to intercept, nothing but
+ReadyForQuery to note) is judged by one call (wire_scan.py); the others are framed
+(headers only, see framing.Framer) and the few message types the session watches
+(Query/Parse for interception, Sync/Query/ReadyForQuery to know when a request is in
+flight, ErrorResponse for logging, COPY state) are looked at one by one.
 Back-pressure: when one side's socket buffer fills, the other side stops reading.
 """
 
@@ -29,6 +31,8 @@ from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet)
 from .upstream import UpstreamUnavailable, open_upstream
+from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, REQUEST_SHIFT, UNSYNCED_CLEARED,
+                        client_chunk, server_chunk)
 
 if TYPE_CHECKING:
     from .server import ProxyServer
@@ -44,6 +48,8 @@ _CLIENT_TRACKED = _CLIENT_WATCH
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
 # Rewritten DataRows are held for one predictor call per batch, up to this many; a
 # smaller batch goes out at the end of a short read (the server is not streaming).
+# ReadyForQuery's status byte as the bytes object the session keeps.
+_STATUS = [bytes([b]) for b in range(256)]
 _ROW_BATCH = 16384
 _SHORT_READ = 32768
 
@@ -60,13 +66,12 @@ class State(Enum):
 class _UpstreamSide(asyncio.Protocol):
     """Protocol of the upstream socket: hands everything to the session."""
 
-    __slots__ = ("session",)
+    __slots__ = ("session", "data_received")
 
     def __init__(self, session: "Session") -> None:
         self.session = session
-
-    def data_received(self, data: bytes) -> None:
-        self.session._server_data(data)
+        # Bound straight to the session: one Python call less per chunk.
+        self.data_received = session._server_data
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session._server_lost(exc)
@@ -117,6 +122,7 @@ class Session(asyncio.Protocol):
         self._client_pauses: set[str] = set()
         self._upstream_paused = False
         self._interceptors = server.interceptors
+        self._triggers = server.triggers  # database -> triggers (see intercept.py)
         self._takeover: Takeover | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._terminating = False
@@ -281,13 +287,20 @@ class Session(asyncio.Protocol):
     # -- relay --------------------------------------------------------------------------
     def _client_relay(self, data: bytes) -> None:
         framer = self._cframer
-        if self.tracker is None:
-            try:
-                offsets = framer.scan_whole(data)
-            except ProtocolViolation as err:
-                self._fatal(err)
-                return
-            if offsets is not None and self._relay_whole(data, offsets):
+        if self.tracker is None and framer.at_boundary:
+            triggers = self._triggers.get(self.database)
+            if triggers is None:
+                triggers = self.server.triggers_for(self.database)
+            verdict = client_chunk(data, CLIENT_LIMITS, triggers, self.copy_in)
+            if verdict is not None:  # whole messages, nothing to intercept
+                if verdict & UNSYNCED_CLEARED:
+                    self.unsynced = False
+                    if self.unsynced_kinds:
+                        self.unsynced_kinds.clear()
+                if verdict & COPY_IN_CLEARED:
+                    self.copy_in = False
+                self.pending += verdict >> REQUEST_SHIFT
+                self.upstream.write(data)
                 return
         held_before = not framer.at_boundary
         try:
@@ -305,7 +318,7 @@ class Session(asyncio.Protocol):
                 continue
             msg_type = item.type
             interceptor = None
-            if (msg_type == F_QUERY or msg_type == F_PARSE) and self._interceptors:
+            if (msg_type == F_QUERY or msg_type == F_PARSE) and self._triggered(item.raw):
                 interceptor = self._intercepting(item)
             elif msg_type == F_BIND and self.tracker is not None:
                 interceptor = self.tracker.bind_interceptor(item.raw)
@@ -324,24 +337,6 @@ class Session(asyncio.Protocol):
             self.upstream.writelines(out)
         else:
             self.upstream.write(data)
-
-    def _relay_whole(self, data: bytes, offsets: list[int]) -> bool:
-        """The fast path of `_client_relay` for a chunk of whole messages: account for
-        the watched ones and forward the chunk as it came. False (nothing done) when
-        an interceptor takes one of its statements: then the general path runs."""
-        if self._interceptors:
-            for pos in offsets:
-                msg_type = data[pos]
-                if msg_type == F_QUERY or msg_type == F_PARSE:
-                    end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
-                    if self._intercepting(Frame(msg_type, data[pos:end])) is not None:
-                        return False
-        account = self._account
-        for pos in offsets:
-            msg_type = data[pos]
-            account(msg_type, data[pos + 5] if msg_type == F_DESCRIBE else 0)
-        self.upstream.write(data)
-        return True
 
     def _account(self, msg_type: int, first_byte: int = 0) -> None:
         """Bookkeeping for a client message on its way upstream: requests in flight
@@ -367,6 +362,14 @@ class Session(asyncio.Protocol):
         elif msg_type == F_TERMINATE:
             self._terminating = True
 
+    def _triggered(self, raw: bytes | memoryview) -> bool:
+        """Does this Query/Parse contain any interceptor's trigger (lower-cased)?"""
+        triggers = self.server.triggers_for(self.database)
+        if not triggers:
+            return False
+        lowered = bytes(raw).lower()
+        return any(trigger in lowered for trigger in triggers)
+
     def _intercepting(self, frame: Frame):
         sql = protocol.statement_text(frame.type, frame.raw)
         for interceptor in self._interceptors:
@@ -383,12 +386,18 @@ class Session(asyncio.Protocol):
             self._server_tracked(data)
             return
         framer = self._sframer
-        offsets = framer.scan_whole(data)
-        if offsets is not None:
-            self.client.write(data)
-            if offsets:
-                self._server_watched(data, offsets)
-            return
+        if framer.at_boundary:
+            verdict = server_chunk(data)
+            if verdict is not None:  # whole messages; only ReadyForQuery to note
+                self.client.write(data)
+                if verdict > 0xFF:
+                    self.txstatus = _STATUS[verdict & 0xFF]
+                    self.copy_in = False
+                    if self.pending:
+                        self.pending = max(0, self.pending - (verdict >> 8))
+                        if not self.pending:
+                            self._became_idle()
+                return
         held_before = not framer.at_boundary
         items = framer.feed(data)
         if items is None:
@@ -402,15 +411,6 @@ class Session(asyncio.Protocol):
             self.client.write(data)
         else:
             self.client.writelines([i.raw if type(i) is Frame else i for i in items])
-        if idle:
-            self._became_idle()
-
-    def _server_watched(self, data: bytes, offsets: list[int]) -> None:
-        """Bookkeeping for the watched messages of a whole chunk already forwarded."""
-        idle = False
-        for pos in offsets:
-            end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
-            idle |= self._note_server(data[pos], data[pos:end])
         if idle:
             self._became_idle()
 

@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                         runs.append(run)
                         print(f"  {script:<11} {mode:<8} c={count:<3} {target.name:<9} "
                               f"tps={run.tps:10.1f} lat={run.latency_ms:8.3f} ms "
-                              f"failed={run.failed}", flush=True)
+                              f"failed={run.failed}"
+                              + (f" cpu={run.cpu_us_per_tx:.1f} us/tx" if run.cpu_us_per_tx else ""),
+                              flush=True)
     meta["machine"]["loadavg_end"] = os.getloadavg()
     table = report.rows(runs)
     print()

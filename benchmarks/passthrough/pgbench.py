@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from proxy.embedded import bin_dir
 
-from .servers import Target
+from .servers import Target, cpu_seconds
 
 # name -> (pgbench options, description)
 SCRIPTS = {
@@ -32,6 +32,9 @@ class Run:
     latency_ms: float
     transactions: int
     failed: int
+    # CPU time of the relay process per transaction (None for direct): unlike tps,
+    # it hardly moves with background load, so it compares relays on a busy machine.
+    cpu_us_per_tx: float | None = None
 
 
 def pgbench(target: Target, *args: str, timeout: float) -> str:
@@ -52,12 +55,15 @@ def initialise(target: Target, scale: int) -> None:
 def measure(target: Target, script: str, clients: int, seconds: int,
             mode: str = "simple") -> Run:
     options, _ = SCRIPTS[script]
+    cpu_before = cpu_seconds(target.pid) if target.pid else None
     out = pgbench(target, *options, "-M", mode, "-n", "-c", str(clients),
                   "-j", str(min(2, clients)), "-T", str(seconds), timeout=seconds + 120)
+    cpu = cpu_seconds(target.pid) - cpu_before if cpu_before is not None else None
     found = [pattern.search(out) for pattern in (_TPS, _LATENCY, _PROCESSED)]
     if not all(found):
         raise RuntimeError(f"unexpected pgbench output:\n{out}")
     failed = _FAILED.search(out)
+    transactions = int(found[2].group(1))
     return Run(target.name, script, mode, clients, float(found[0].group(1)),
-               float(found[1].group(1)), int(found[2].group(1)),
-               int(failed.group(1)) if failed else 0)
+               float(found[1].group(1)), transactions, int(failed.group(1)) if failed else 0,
+               round(cpu * 1e6 / transactions, 1) if cpu is not None and transactions else None)

@@ -29,7 +29,8 @@ def rows(runs: list[Run]) -> list[dict]:
     for (script, mode, clients, target), run in chosen.items():
         row = table.setdefault((script, mode, clients),
                                {"script": script, "mode": mode, "clients": clients})
-        row[target] = {"tps": run.tps, "latency_ms": run.latency_ms, "failed": run.failed}
+        row[target] = {"tps": run.tps, "latency_ms": run.latency_ms, "failed": run.failed,
+                       "cpu_us_per_tx": run.cpu_us_per_tx}
     for row in table.values():
         proxy = row.get("mlproxy", {}).get("tps")
         for other in ("direct", "pgbouncer"):
@@ -44,6 +45,8 @@ def render(table: list[dict]) -> str:
     for target in targets:
         head += [f"{target} tps", f"{target} ms"]
     head += ["proxy/direct", "proxy/bouncer"]
+    relays = [t for t in targets if t != "direct"]
+    head += [f"{target} cpu us/tx" for target in relays]
     lines = [head]
     for row in table:
         line = [row["script"], row["mode"], str(row["clients"])]
@@ -52,6 +55,9 @@ def render(table: list[dict]) -> str:
             line += [f"{cell['tps']:.0f}", f"{cell['latency_ms']:.3f}"] if cell else ["-", "-"]
         for ratio in ("mlproxy/direct", "mlproxy/pgbouncer"):
             line.append(f"{row[ratio]:.2f}" if row.get(ratio) is not None else "-")
+        for target in relays:
+            cpu = (row.get(target) or {}).get("cpu_us_per_tx")
+            line.append(f"{cpu:.1f}" if cpu is not None else "-")
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines]

@@ -34,6 +34,13 @@ class Target:
     name: str
     host: str  # a unix socket directory or a TCP address
     port: int
+    pid: int | None = None  # the relay's process, whose CPU time is measured
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def psql(target: Target, sql: str) -> str:
@@ -96,7 +103,7 @@ def mlproxy(upstream: Target, log: Path) -> Iterator[Target]:
         match = READY.search(line)
         if not match:
             raise RuntimeError(f"mlproxy did not start: {line!r}; see {log}")
-        yield Target("mlproxy", match.group(1), int(match.group(2)))
+        yield Target("mlproxy", match.group(1), int(match.group(2)), process.pid)
     finally:
         _stop(process)
 
@@ -157,6 +164,6 @@ log_disconnections = 0
                 logs = [p.read_text()[-2000:] for p in (work / "pgbouncer.log",
                                                         work / "stderr.log") if p.exists()]
                 raise RuntimeError(f"pgbouncer failed: {exc}\n" + "\n".join(logs)) from exc
-            yield Target("pgbouncer", "127.0.0.1", port)
+            yield Target("pgbouncer", "127.0.0.1", port, process.pid)
         finally:
             _stop(process)

@@ -50,6 +50,12 @@ _UNPLANNED = object()
 _INVALIDATING = (b"role", b"authorization", b"grant", b"revoke", b"search_path")
 
 
+def _invalidates(lowered: bytes) -> bool:
+    """Might this statement change the role, privileges or search_path the session's
+    cached privilege checks and name resolution depend on?"""
+    return any(word in lowered for word in _INVALIDATING)
+
+
 class PreparedStreaming:
     """A prepared statement with streaming model calls (tracker.StatementPlan)."""
 
@@ -76,19 +82,28 @@ class InferenceInterceptor:
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
 
-    # -- on every Query/Parse ---------------------------------------------------------
+    def triggers(self, database: str) -> tuple[bytes, ...]:
+        """The database's model function names (a "(" while they are being loaded),
+        and the words of statements that may change the role, privileges or
+        search_path that a session's cached checks depend on."""
+        models = self.registry.models(database)
+        names = (b"(",) if models is None else tuple(sorted(models.names))
+        return names + _INVALIDATING
+
+    def subscribe(self, changed) -> None:
+        self.registry.subscribe(changed)
+
+    # -- on every Query/Parse that has a trigger ---------------------------------------
     def wants(self, frame: Frame, sql: bytes, session) -> bool:
         state = session.inference_state
-        if state is not None:
-            lowered = sql.lower()
-            if any(word in lowered for word in _INVALIDATING):
-                state["privileges"].clear()
-                state["search_path"] = None
-                state["identity_changed"] = True
+        if state is not None and _invalidates(sql.lower()):
+            state["privileges"].clear()
+            state["search_path"] = None
+            state["identity_changed"] = True
         models = self.registry.models(session.database)
         if models is None:  # still loading: decide once loaded
             return b"(" in sql
-        return models.pattern is not None and models.pattern.search(sql) is not None
+        return models.mentions_call(sql)
 
     # -- with the session to ourselves ----------------------------------------------
     async def handle(self, frame: Frame, takeover: Takeover) -> None:
@@ -130,8 +145,6 @@ class InferenceInterceptor:
         session = takeover.session
         database = session.startup.database
         models = await self.registry.wait_loaded(database)
-        if models.pattern is None:
-            return None
         if models.entries:  # rewritten statements use the catalog's current functions
             await self.registry.catalog.pool(database)
         sql = _statement_text(frame).decode()

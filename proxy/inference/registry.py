@@ -1,8 +1,8 @@
 """Which model functions exist, per database, and their loaded predictors.
 
-Every session consults the registry on every Query/Parse, so the hot part is a
-precompiled bytes regex of the database's model function names: text that names no
-model function is forwarded without further thought. The registry is filled from the
+Every session consults the registry on every Query/Parse, so the hot part is
+`DatabaseModels.mentions_call`: text that calls no function named like a model
+function is forwarded without further thought. The registry is filled from the
 catalog on first use of a database (without creating the catalog: a database with
 no models costs one cheap query) and refreshed whenever any proxy replica changes a
 model (LISTEN/NOTIFY through the catalog store).
@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,8 @@ class DatabaseModels:
 
     entries: dict[int, ModelEntry]
     by_function: dict[str, list[ModelEntry]]
-    pattern: re.Pattern[bytes] | None
+    # Lower-cased UTF-8 names of every function the interceptor evaluates.
+    names: frozenset[bytes]
     # Plans of statements seen, keyed by (text, search path): planning parses with
     # pglast and costs milliseconds, and drivers send the same statements again and
     # again. A reload of the models starts an empty cache.
@@ -63,13 +65,28 @@ class DatabaseModels:
         for entry in entries:
             by_function.setdefault(entry.function_name, []).append(entry)
             by_function.setdefault(entry.function_name + "_prob", []).append(entry)
-        names = sorted({*by_function, "explain_model"}, key=len, reverse=True)
-        # Case-insensitive, at identifier boundaries, followed by "(" (after optional
-        # blanks or a closing quote): cheap, no false negatives for calls.
-        alternatives = b"|".join(re.escape(n.encode()) for n in names)
-        pattern = re.compile(
-            rb"(?<![A-Za-z0-9_$\x80-\xff])(?:" + alternatives + rb")\"?\s*\(", re.IGNORECASE)
-        return cls({e.model_id: e for e in entries}, by_function, pattern)
+        names = frozenset(n.encode().lower() for n in (*by_function, "explain_model"))
+        return cls({e.model_id: e for e in entries}, by_function, names)
+
+    def mentions_call(self, sql: bytes) -> bool:
+        """True if `sql` (a statement's bytes, any ASCII-compatible encoding) has an
+        identifier named like one of our functions right before a "(" (after blanks
+        or a closing quote), compared case-insensitively: no false negatives for
+        calls; pglast decides the rest. Most statements have no "(" at all, and the
+        rest few, so the cost follows the parentheses, not the number of models."""
+        if b"(" not in sql:
+            return False
+        names = self.names
+        for match in _CALL_REVERSED.finditer(sql[::-1]):
+            if match.group(1)[::-1].lower() in names:
+                return True
+        return False
+
+
+# An identifier, optionally quoted, then blanks, then "(": written for the reversed
+# statement, so the regex starts with a literal "(" and the engine jumps from one
+# parenthesis to the next instead of trying a name at every position.
+_CALL_REVERSED = re.compile(rb'\([ \t\n\r\f\v]*"?([A-Za-z0-9_$\x80-\xff]+)')
 
 
 class ModelRegistry:
@@ -78,6 +95,7 @@ class ModelRegistry:
         self.cache_dir = Path(cache_dir)
         self._databases: dict[str, DatabaseModels] = {}
         self._loading: dict[str, asyncio.Task] = {}
+        self._subscribers: list[Callable[[str], None]] = []
         self._predictors: dict[str, Any] = {}
         self._predictor_locks: dict[str, asyncio.Lock] = {}
         catalog.subscribe(self._on_catalog_event)
@@ -89,6 +107,15 @@ class ModelRegistry:
         if models is None:
             self.load_soon(database)
         return models
+
+    def subscribe(self, changed: Callable[[str], None]) -> None:
+        """Call `changed(database)` after the models of `database` were (re)loaded."""
+        self._subscribers.append(changed)
+
+    def _publish(self, database: str, models: DatabaseModels) -> None:
+        self._databases[database] = models
+        for changed in self._subscribers:
+            changed(database)
 
     def load_soon(self, database: str) -> None:
         if database not in self._loading:
@@ -111,11 +138,12 @@ class ModelRegistry:
                 arg_types=tuple(r["arg_types"]), return_type=r["return_type"], state=r["state"],
                 failure_reason=r["failure_reason"], problem_type=r["problem_type"],
                 artifact_sha256=r["artifact_sha256"]) for r in rows]
-            self._databases[database] = DatabaseModels.build(entries)
+            self._publish(database, DatabaseModels.build(entries))
             log.debug("model registry loaded database=%s models=%d", database, len(entries))
         except Exception as exc:  # noqa: BLE001 - no models is the safe reading
             log.warning("model registry could not load database=%s error=%s", database, exc)
-            self._databases.setdefault(database, DatabaseModels.build([]))
+            if database not in self._databases:
+                self._publish(database, DatabaseModels.build([]))
         finally:
             self._loading.pop(database, None)
 

@@ -47,6 +47,12 @@ class MLInterceptor:
         self.services = services
 
     # -- the cheap part, on every Query/Parse -----------------------------------------
+    def triggers(self, database: str) -> tuple[bytes, ...]:
+        return (b"model",)  # every CREATE/SHOW/DROP MODEL statement has the word
+
+    def subscribe(self, changed) -> None:
+        pass  # the triggers never change
+
     def wants(self, frame: Frame, sql: bytes, session) -> bool:
         if not might_be_ml_statement(sql):
             return False

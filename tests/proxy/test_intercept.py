@@ -25,6 +25,12 @@ class EchoUpper:
 
     MARK = b"/*upper*/"
 
+    def triggers(self, database: str) -> tuple[bytes, ...]:
+        return (self.MARK,)
+
+    def subscribe(self, changed) -> None:
+        pass  # the triggers never change
+
     def __init__(self) -> None:
         self.handled = 0
 

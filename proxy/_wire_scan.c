@@ -1,0 +1,170 @@
+/* The relay's per-chunk fast path, in C: see proxy/wire_scan.py, which holds the
+ * reference implementation in Python (used when this module is not built) and the
+ * contract of both functions. Keep the two in step: tests/proxy/test_wire_scan.py
+ * runs them side by side on random streams.
+ *
+ * Built as the top-level extension `_mlproxy_wire` (setup.py), so that a source
+ * checkout imports it from site-packages next to the pure-Python package.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define UNSYNCED_CLEARED 1
+#define COPY_IN_CLEARED 2
+#define REQUEST_SHIFT 2
+
+static inline uint32_t read_len(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline unsigned char lower(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+/* Does `body[0:n]`, lower-cased, contain any of `triggers` (lower-case bytes)?
+ * One pass over the body: a position is compared only where some trigger starts
+ * with its (lower-cased) byte. */
+static int triggered(const unsigned char *body, Py_ssize_t n, PyObject *triggers) {
+    Py_ssize_t count = PyTuple_GET_SIZE(triggers);
+    unsigned char starts[256];
+    memset(starts, 0, sizeof starts);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *t = PyTuple_GET_ITEM(triggers, k);
+        if (PyBytes_GET_SIZE(t) == 0) return 1;
+        starts[(unsigned char)PyBytes_AS_STRING(t)[0]] = 1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = lower(body[i]);
+        if (!starts[c]) continue;
+        for (Py_ssize_t k = 0; k < count; k++) {
+            PyObject *t = PyTuple_GET_ITEM(triggers, k);
+            const unsigned char *needle = (const unsigned char *)PyBytes_AS_STRING(t);
+            Py_ssize_t m = PyBytes_GET_SIZE(t);
+            if (needle[0] != c || m > n - i) continue;
+            Py_ssize_t j = 1;
+            while (j < m && lower(body[i + j]) == needle[j]) j++;
+            if (j == m) return 1;
+        }
+    }
+    return 0;
+}
+
+/* client_chunk(data, limits, triggers, copy_in) -> int | None */
+static PyObject *client_chunk(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])
+            || PyBytes_GET_SIZE(args[1]) != 256 * 4 || !PyTuple_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "client_chunk(data: bytes, limits: bytes[1024], triggers: tuple, copy_in)");
+        return NULL;
+    }
+    Py_ssize_t ntrig = PyTuple_GET_SIZE(args[2]);
+    for (Py_ssize_t k = 0; k < ntrig; k++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(args[2], k))) {
+            PyErr_SetString(PyExc_TypeError, "triggers must be bytes");
+            return NULL;
+        }
+    }
+    int copy_in = PyObject_IsTrue(args[3]);
+    if (copy_in < 0) return NULL;
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    const unsigned char *limits = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t pos = 0;
+    long requests = 0;
+    int flags = 0;
+    int extended_open = 0;  /* an extended message since the last Sync/Query */
+    if (n == 0) Py_RETURN_NONE;
+    while (pos < n) {
+        if (n - pos < 5) Py_RETURN_NONE;
+        unsigned char type = data[pos];
+        uint32_t length = read_len(data + pos + 1);
+        uint32_t limit = read_len(limits + 4 * type);
+        if (length < 4 || length > limit) Py_RETURN_NONE;
+        Py_ssize_t end = pos + 1 + (Py_ssize_t)length;
+        if (end > n) Py_RETURN_NONE;
+        switch (type) {
+        case 'Q':
+            if (triggered(data + pos + 5, end - pos - 5, args[2])) Py_RETURN_NONE;
+            requests++;
+            extended_open = 0;
+            flags |= UNSYNCED_CLEARED;
+            break;
+        case 'P':
+            if (triggered(data + pos + 5, end - pos - 5, args[2])) Py_RETURN_NONE;
+            extended_open = 1;
+            break;
+        case 'B': case 'D': case 'E': case 'C':
+            extended_open = 1;
+            break;
+        case 'S':
+            if (!copy_in) requests++;
+            extended_open = 0;
+            flags |= UNSYNCED_CLEARED;
+            break;
+        case 'F':
+            requests++;
+            break;
+        case 'c': case 'f':
+            copy_in = 0;
+            flags |= COPY_IN_CLEARED;
+            break;
+        case 'X':
+            Py_RETURN_NONE;  /* Terminate: the session's own path */
+        default:
+            break;
+        }
+        pos = end;
+    }
+    if (extended_open) Py_RETURN_NONE;  /* their replies await a Sync: the framed path */
+    return PyLong_FromLong((requests << REQUEST_SHIFT) | flags);
+}
+
+/* server_chunk(data) -> int | None */
+static PyObject *server_chunk(PyObject *self, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "server_chunk(data: bytes)");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    Py_ssize_t pos = 0;
+    long ready = 0;
+    unsigned char status = 0;
+    if (n == 0) Py_RETURN_NONE;
+    while (pos < n) {
+        if (n - pos < 5) Py_RETURN_NONE;
+        unsigned char type = data[pos];
+        uint32_t length = read_len(data + pos + 1);
+        if (length < 4) Py_RETURN_NONE;
+        if ((uint64_t)length + 1 > (uint64_t)(n - pos)) Py_RETURN_NONE;
+        Py_ssize_t end = pos + 1 + (Py_ssize_t)length;
+        switch (type) {
+        case 'Z':
+            if (length != 5) Py_RETURN_NONE;
+            ready++;
+            status = data[pos + 5];
+            break;
+        case 'E': case 'G':
+            Py_RETURN_NONE;  /* errors are logged, COPY IN is tracked: the framed path */
+        default:
+            break;
+        }
+        pos = end;
+    }
+    return PyLong_FromLong((ready << 8) | status);
+}
+
+static PyMethodDef methods[] = {
+    {"client_chunk", (PyCFunction)(void (*)(void))client_chunk, METH_FASTCALL,
+     "client_chunk(data, limits, triggers, copy_in) -> int | None"},
+    {"server_chunk", (PyCFunction)server_chunk, METH_O, "server_chunk(data) -> int | None"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_mlproxy_wire",
+    "C fast path of proxy.wire_scan (see there).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__mlproxy_wire(void) { return PyModule_Create(&module); }

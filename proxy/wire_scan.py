@@ -1,0 +1,123 @@
+"""The relay's per-chunk fast path: one call per chunk says "forward it as it came"
+and what it means for the session's bookkeeping, or None ("look closer").
+
+pgbench-style traffic is one small chunk per request and one per reply. Framing
+those in Python (a loop over headers, a test per watched message, a text prefilter
+per statement) cost more CPU than the kernel's work of moving them, so the common
+case is decided here in one call: in C when the `_mlproxy_wire` extension is built
+(setup.py; a source checkout imports it from site-packages), else by the reference
+implementation below, which defines the results. None hands the chunk to the framed
+path (`framing.Framer`), which handles everything, including the precise errors.
+
+client_chunk(data, limits, triggers, copy_in) -> int | None
+    `data` holds only whole frontend messages, each of a known type within its
+    length limit (`limits`: 256 big-endian uint32 maxima, 0 for unknown types), no
+    Query/Parse contains a trigger (compared lower-cased), no Terminate, and no
+    extended-protocol message is left after the chunk's last Sync/Query. Then the
+    result packs: bit 0 = a Sync or Query ended the pipeline (unsynced is cleared),
+    bit 1 = CopyDone/CopyFail seen (copy_in is cleared), the rest (>> 2) = requests
+    sent that will each get a ReadyForQuery (Query, FunctionCall, and Sync when not
+    in COPY IN, tracked through the chunk).
+
+server_chunk(data) -> int | None
+    `data` holds only whole backend messages and no ErrorResponse or
+    CopyInResponse. Then: the number of ReadyForQuery messages << 8 | the status
+    byte of the last one (0 when none).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .protocol import FRONTEND_LIMITS
+
+UNSYNCED_CLEARED = 1
+COPY_IN_CLEARED = 2
+REQUEST_SHIFT = 2
+
+_LEN = struct.Struct("!I").unpack_from
+_EXTENDED = frozenset(b"BDEC")
+
+# 256 big-endian maxima for client_chunk (0: a type the frontend may not send).
+CLIENT_LIMITS = b"".join(min(FRONTEND_LIMITS.get(t, 0), 0xFFFFFFFF).to_bytes(4, "big")
+                         for t in range(256))
+
+
+def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
+                    copy_in: bool) -> int | None:
+    """Reference implementation of client_chunk (the module docstring)."""
+    n = len(data)
+    if not n:
+        return None
+    pos = requests = flags = 0
+    extended_open = False
+    while pos < n:
+        if n - pos < 5:
+            return None
+        msg_type = data[pos]
+        length = _LEN(data, pos + 1)[0]
+        if length < 4 or length > _LEN(limits, 4 * msg_type)[0]:
+            return None
+        end = pos + 1 + length
+        if end > n:
+            return None
+        if msg_type == 0x51 or msg_type == 0x50:  # Query, Parse
+            body = data[pos + 5:end].lower()
+            if any(trigger in body for trigger in triggers):
+                return None
+            if msg_type == 0x51:
+                requests += 1
+                extended_open = False
+                flags |= UNSYNCED_CLEARED
+            else:
+                extended_open = True
+        elif msg_type in _EXTENDED:
+            extended_open = True
+        elif msg_type == 0x53:  # Sync
+            if not copy_in:
+                requests += 1
+            extended_open = False
+            flags |= UNSYNCED_CLEARED
+        elif msg_type == 0x46:  # FunctionCall
+            requests += 1
+        elif msg_type == 0x63 or msg_type == 0x66:  # CopyDone, CopyFail
+            copy_in = False
+            flags |= COPY_IN_CLEARED
+        elif msg_type == 0x58:  # Terminate
+            return None
+        pos = end
+    if extended_open:
+        return None
+    return requests << REQUEST_SHIFT | flags
+
+
+def py_server_chunk(data: bytes) -> int | None:
+    """Reference implementation of server_chunk (the module docstring)."""
+    n = len(data)
+    if not n:
+        return None
+    pos = ready = status = 0
+    while pos < n:
+        if n - pos < 5:
+            return None
+        msg_type = data[pos]
+        length = _LEN(data, pos + 1)[0]
+        if length < 4 or pos + 1 + length > n:
+            return None
+        if msg_type == 0x5A:  # ReadyForQuery
+            if length != 5:
+                return None
+            ready += 1
+            status = data[pos + 5]
+        elif msg_type == 0x45 or msg_type == 0x47:  # ErrorResponse, CopyInResponse
+            return None
+        pos += 1 + length
+    return ready << 8 | status
+
+
+try:
+    from _mlproxy_wire import client_chunk, server_chunk  # type: ignore[import-not-found]
+    IMPLEMENTATION = "C"
+except ImportError:  # not built (no compiler at install time): same results, slower
+    client_chunk, server_chunk = py_client_chunk, py_server_chunk
+    IMPLEMENTATION = "Python"
