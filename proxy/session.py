@@ -393,6 +393,7 @@ class Session(asyncio.Protocol):
                 if verdict > 0xFF:
                     self.txstatus = _STATUS[verdict & 0xFF]
                     self.copy_in = False
+                    self.failed_since_sync = False
                     if self.pending:
                         self.pending = max(0, self.pending - (verdict >> 8))
                         if not self.pending:
