@@ -202,11 +202,15 @@ class Batch:
         return self._tags[0]
 
     def run(self, tag: object, sql: str, types: Sequence[int] = (), formats: Sequence[int] = (),
-            values: Sequence[bytes | None] = (), copy_in: Sequence[bytes] | None = None) -> None:
+            values: Sequence[bytes | None] = (), copy_in: Sequence[bytes] | None = None,
+            describe: bool = False) -> None:
         """Execute `sql` with these parameters; `copy_in`: the CopyData messages of a
-        COPY FROM STDIN (sent at once: the server reads them after the Execute)."""
-        self._parts += [close_scratch(), parse_message(SCRATCH, sql, types),
-                        bind_message(SCRATCH, SCRATCH, formats, values), execute_message()]
+        COPY FROM STDIN (sent at once: the server reads them after the Execute);
+        `describe`: learn the parameter types Postgres gave it, too."""
+        self._parts += [close_scratch(), parse_message(SCRATCH, sql, types)]
+        if describe:
+            self._parts.append(p.message(b"D", b"S" + SCRATCH + b"\x00"))
+        self._parts += [bind_message(SCRATCH, SCRATCH, formats, values), execute_message()]
         if copy_in is not None:
             self._parts += [*copy_in, p.message(b"c")]
         self._tags.append(tag)

@@ -142,9 +142,32 @@ class InferenceInterceptor:
         session.relay_frame(Frame(p.F_PARSE, p.message(b"P", name + b"\x00" + p.cstr(text) + tail)))
 
     async def _prepare(self, frame: Frame, takeover: Takeover):
-        session = takeover.session
-        database = session.startup.database
-        models = await self.registry.wait_loaded(database)
+        database = takeover.session.startup.database
+        models = self.registry.models(database)
+        planned = None
+        if models is not None:  # the loaded models and their cached plans
+            try:
+                planned = await self._planned(frame, takeover, models)
+            except PgError:
+                planned = None
+        if planned is None:
+            # no call, or a model not (yet) usable: the registry hears of catalog
+            # changes by NOTIFY, which may lag behind what the client saw (SHOW MODEL
+            # says READY): decide on the catalog as it is now
+            planned = await self._planned(frame, takeover, await self.registry.wait_loaded(database))
+        if planned is None:
+            return None
+        plan, entries = planned
+        if not isinstance(plan, StreamingPlan) and frame.type == p.F_QUERY:
+            await self._check_privileges(takeover, entries)
+        bound = await self._load(database, entries)
+        if isinstance(plan, StreamingPlan):
+            plan = _guarded(plan, entries)
+        return plan, bound
+
+    async def _planned(self, frame: Frame, takeover: Takeover, models: DatabaseModels):
+        """(plan, the called models) of the statement, or None when it calls none."""
+        database = takeover.session.startup.database
         if models.entries:  # rewritten statements use the catalog's current functions
             await self.registry.catalog.pool(database)
         sql = _statement_text(frame).decode()
@@ -159,13 +182,7 @@ class InferenceInterceptor:
             models.plans[key] = plan
         if plan is None:
             return None
-        entries = self._entries(models, _called(plan))
-        if not isinstance(plan, StreamingPlan) and frame.type == p.F_QUERY:
-            await self._check_privileges(takeover, entries)
-        bound = await self._load(database, entries)
-        if isinstance(plan, StreamingPlan):
-            plan = _guarded(plan, entries)
-        return plan, bound
+        return plan, self._entries(models, _called(plan))
 
     @staticmethod
     def _entries(models: DatabaseModels, calls: list[ModelFunction]) -> dict[ModelFunction, ModelEntry]:
@@ -369,7 +386,7 @@ class InferenceInterceptor:
         if not isinstance(plan, StreamingPlan):
             entries = {f: models[(f.model_id, f.kind)].entry for f in _called(plan)}
             check = _check_execute(entries) if plan.steps else None
-            await prepared_general.prepare(self, frame, plan, check, takeover)
+            await prepared_general.prepare(self, frame, plan, models, check, takeover)
             return
         name, _sql, tail = p.parse_message_parts(frame.body)
         if plan.has_star:
@@ -439,9 +456,15 @@ class InferenceInterceptor:
         session = takeover.session
         prepared = session.tracker.statements[BindValues.parse(frame.body).statement]
         database = session.startup.database
+        calls = _called(prepared.plan)
         try:
-            models = self.registry.models(database) or await self.registry.wait_loaded(database)
-            entries = self._entries(models, _called(prepared.plan))
+            models = self.registry.models(database)
+            try:
+                entries = self._entries(models, calls) if models is not None else None
+            except PgError:
+                entries = None
+            if entries is None:  # as in _prepare: the catalog as it is now
+                entries = self._entries(await self.registry.wait_loaded(database), calls)
             bound: dict | PgError = await self._load(database, entries)
         except PgError as err:
             bound = err

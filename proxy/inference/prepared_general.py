@@ -131,6 +131,13 @@ class PreparedGeneral:
     def notice(self) -> str | None:
         return self.plan.description if isinstance(self.plan, ExplainPlan) else None
 
+    def learn_types(self, outcome: Outcome) -> None:
+        """Unspecified parameter types: those Postgres gave the input queries."""
+        for k, step in enumerate(self.plan.steps):
+            for number, oid in zip(step.input.params, outcome.parameter_types.get(k, ())):
+                if self.types[number - 1] == 0:
+                    self.types[number - 1] = oid
+
     def bind(self, bind_body: bytes) -> tuple[bytes, None]:
         return bind_body, None
 
@@ -156,33 +163,52 @@ def client_error(plan: GeneralPlan | ExplainPlan, outcome: Outcome) -> PgError:
 
 
 async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | ExplainPlan,
-                  check: str | None, takeover: Takeover) -> None:
-    """A client's Parse of a general-path statement (see the module docstring)."""
+                  models: dict[tuple[int, str], BoundModel], check: str | None, takeover: Takeover) -> None:
+    """A client's Parse of a general-path statement (see the module docstring).
+
+    When the client's Bind of the unnamed statement has come with the Parse (drivers
+    that do not prepare send Parse/Bind/Describe/Execute/Sync at once), that
+    execution is served here too: its input queries are parsed, described and run
+    in the same batch, saving a takeover and two round trips. (Not for a named
+    statement: if that execution fails, the statement must exist all the same, as
+    Postgres would have prepared it before the Bind failed.)"""
     session = takeover.session
     name, _sql, tail = p.parse_message_parts(frame.body)
     declared = parse_types(tail)
     if not await relay_owed(takeover):
         await skip_to_sync(takeover)  # Postgres ignores the Parse: so does mlproxy
         return
+    types = declared + [0] * (len(plan.sql.params) - len(declared))
+    prepared = PreparedGeneral(interceptor, plan, types, check)
+    bind = takeover.peek_client() if not name else None
+    if bind is not None and bind.type == p.F_BIND:
+        values = BindValues.parse(bind.body)
+        if values.statement == name and len(values.values) == len(types):
+            await takeover.client_message()  # the Bind, served now
+            if await _fill(prepared, models, values, takeover, describe=True):
+                _forward_parse(name, prepared, takeover)
+                session.relay_frame(bind)
+            return
     batch = Batch()
     ensure = ensure_tables(plan.steps, None)
     if ensure is not None:
         batch.run(_ENSURE, ensure)
     for k, step in enumerate(plan.steps):
-        batch.describe(k, str(step.input), [declared[n - 1] if n <= len(declared) else 0
-                                            for n in step.input.params])
+        batch.describe(k, str(step.input), [types[n - 1] for n in step.input.params])
     outcome = await batch.send(takeover) if batch else Outcome()
     if outcome.error is not None:
         await fail(takeover, client_error(plan, outcome), server_failed=True)
         return
-    types = declared + [0] * (len(plan.sql.params) - len(declared))
-    for k, step in enumerate(plan.steps):
-        for number, oid in zip(step.input.params, outcome.parameter_types.get(k, ())):
-            if types[number - 1] == 0:
-                types[number - 1] = oid
-    tracker = session.start_tracking()
-    tracker.add_statement(name, PreparedGeneral(interceptor, plan, types, check), map_position=plan.map_position)
-    session.forward_request(parse_message(name, str(plan.sql), types))
+    prepared.learn_types(outcome)
+    _forward_parse(name, prepared, takeover)
+
+
+def _forward_parse(name: bytes, prepared: PreparedGeneral, takeover: Takeover) -> None:
+    """The client's Parse, of the lookup form, under its name and typed."""
+    plan = prepared.plan
+    tracker = takeover.session.start_tracking()
+    tracker.add_statement(name, prepared, map_position=plan.map_position)
+    takeover.session.forward_request(parse_message(name, str(plan.sql), prepared.types))
 
 
 async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundModel] | PgError,
@@ -201,6 +227,16 @@ async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], Bound
     if len(values.values) != len(prepared.types):
         session.relay_frame(frame)  # Postgres reports the count mismatch itself
         return
+    if await _fill(prepared, models, values, takeover):
+        session.relay_frame(frame)
+
+
+async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundModel], values: BindValues,
+                takeover: Takeover, *, describe: bool = False) -> bool:
+    """Predictions for one execution into the tables (the last COPY deferred: its
+    replies come ahead of the client's). False: the client has its error and the
+    session skips to Sync. `describe`: the statement is not prepared yet, learn the
+    parameter types from the input queries (run with the client's declared ones)."""
     plan = prepared.plan
     if prepared.notice:
         takeover.send_client(p.notice_response(prepared.notice))
@@ -221,26 +257,36 @@ async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], Bound
         except Exception as exc:  # noqa: BLE001 - this execution's error
             failures.append(exc)
 
-    steps = plan.steps if prepared.fill else ()
-    for k, step in enumerate(steps):
+    for k, step in enumerate(plan.steps if prepared.fill else ()):
         formats, params = values.select(step.input.params)
-        batch.run(k, str(step.input), [prepared.types[n - 1] for n in step.input.params], formats, params)
+        batch.run(k, str(step.input), [prepared.types[n - 1] for n in step.input.params], formats, params,
+                  describe=describe)
         outcome = await batch.send(takeover, on_rows)
         if outcome.error is not None:
             await fail(takeover, client_error(plan, outcome), server_failed=True)
-            return
+            return False
         if failures:
             await fail(takeover, statement_error(failures[0]))
-            return
+            return False
+        prepared.learn_types(outcome)
         batch = Batch()
         data = b"".join(copies.pop(k, ()))
         if data:
             batch.run((_COPY, k), step.copy, copy_in=copy_data_messages(data))
-    if batch:  # the last COPY's replies come ahead of the client's: no round trip of ours
+    if describe and not prepared.fill:  # EXPLAIN: the types from a describe of the inputs
+        for k, step in enumerate(plan.steps):
+            batch.describe(k, str(step.input), [prepared.types[n - 1] for n in step.input.params])
+        outcome = await batch.send(takeover)
+        if outcome.error is not None:
+            await fail(takeover, client_error(plan, outcome), server_failed=True)
+            return False
+        prepared.learn_types(outcome)
+        batch = Batch()
+    if batch:
 
         def error(raw: bytes) -> bytes:
             failed = Outcome(error=error_from_fields(p.parse_fields(memoryview(raw)[5:])), failed=batch.first)
             return p.error_response(client_error(plan, failed))
 
         batch.defer(takeover, error)
-    session.relay_frame(frame)
+    return True
