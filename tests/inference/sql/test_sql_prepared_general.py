@@ -14,7 +14,6 @@ import asyncio
 import datetime
 import decimal
 import re
-import subprocess
 
 import asyncpg
 import pg8000.native
@@ -22,9 +21,9 @@ import psycopg
 import pytest
 
 from tests.ml.conftest import wait_for_state
-from tests.support.clients import client_env, program, run_async
+from tests.support.clients import run_async
 
-from .clients import assert_usable
+from .clients import assert_usable, pgbench
 
 PROBE = "SELECT id FROM houses WHERE id <= 2 AND predict_price(rooms, area, city) > 0"
 SHIFTED = ("SELECT id FROM houses WHERE predict_price(rooms, area + $1, city) > $2 AND id <= $3 "
@@ -284,20 +283,12 @@ SELECT id FROM houses WHERE id = :id AND predict_price(rooms, area, city) > 0;
 """
 
 
-def test_pgbench_prepared_model_in_where(suite, tmp_path):
+@pytest.mark.parametrize("mode", ["prepared", "extended"])
+def test_pgbench_model_in_where(suite, tmp_path, mode):
     script = tmp_path / "where.sql"
     script.write_text(PGBENCH_SCRIPT)
-    done = subprocess.run(
-        [program("pgbench"), "-h", suite.proxy.host, "-p", str(suite.proxy.port), "-U", "postgres",
-         "-n", "-M", "prepared", "-c", "4", "-j", "2", "-T", "3", "-f", str(script), "mlsql"],
-        capture_output=True, text=True, timeout=60, env=client_env())
-    assert done.returncode == 0, done.stderr
-    processed = re.search(r"number of transactions actually processed: (\d+)", done.stdout)
-    assert processed and int(processed.group(1)) > 0, done.stdout
-    assert re.search(r"number of failed transactions: 0\b", done.stdout), done.stdout
-    tps = re.search(r"tps = ([\d.]+)", done.stdout)
-    print(f"\npgbench -M prepared, model in WHERE: {processed.group(1)} transactions, "
-          f"tps {tps.group(1) if tps else '?'}")
+    processed, tps = pgbench(suite.proxy, script, mode)
+    print(f"\npgbench -M {mode}, model in WHERE: {processed} transactions, tps {tps}")
 
 
 def test_value_the_model_cannot_take_inside_a_block(suite):
