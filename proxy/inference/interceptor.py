@@ -383,6 +383,9 @@ class InferenceInterceptor:
     # -- extended protocol ----------------------------------------------------------
     async def _prepare_statement(self, frame: Frame, plan, models, takeover: Takeover) -> None:
         session = takeover.session
+        if session.unsynced and session.failed_since_sync:
+            await skip_to_sync(takeover)  # an earlier message failed: Postgres skips this one
+            return
         if not isinstance(plan, StreamingPlan):
             entries = {f: models[(f.model_id, f.kind)].entry for f in _called(plan)}
             check = _check_execute(entries) if plan.steps else None

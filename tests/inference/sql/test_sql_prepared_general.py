@@ -14,6 +14,7 @@ import asyncio
 import datetime
 import decimal
 import re
+import time
 
 import asyncpg
 import pg8000.native
@@ -354,4 +355,25 @@ def test_error_earlier_in_the_pipeline_skips_the_general_statement(suite):
                 conn.cursor().execute("SELECT 1 / %s", (0,))
                 conn.cursor().execute(_pyformat(SHIFTED), (0.0, 0.0, 3))
         assert conn.execute(_pyformat(SHIFTED), (0.0, 0.0, 3)).fetchall()
+        assert_usable(conn, PROBE)
+
+
+@pytest.mark.parametrize("second", ["streaming", "general"])
+def test_error_flushed_before_a_model_statement_in_the_pipeline(suite, prices, second):
+    """The server sends an error at once, before the client's Sync: the model
+    statement behind it in the pipeline is skipped (as Postgres skips it), and the
+    replies after the Sync stay matched to their requests."""
+    sql = {"streaming": "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id = %s",
+           "general": "SELECT id FROM houses WHERE id = %s AND predict_price(rooms, area, city) > 0"}[second]
+    with suite.connect() as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with conn.pipeline():
+                conn.cursor().execute("SELECT 1 / %s", (0,))
+                conn.pgconn.send_flush_request()  # the messages go out, the error comes back
+                conn.pgconn.flush()
+                time.sleep(0.3)  # ... before the model statement is sent
+                conn.cursor().execute(sql, (7,))
+        assert conn.execute(sql, (7,)).fetchone()[0] == 7
+        assert conn.execute("SELECT id, predict_price(rooms, area, city) FROM houses WHERE id = %s",
+                            (8,)).fetchone() == (8, prices[8])
         assert_usable(conn, PROBE)
