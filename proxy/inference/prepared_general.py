@@ -22,15 +22,27 @@ checked again in the registry (a model dropped since the Parse is a clear 42883 
 this execution), then one batch runs the DO block (EXECUTE privilege checked by
 Postgres, as a call of the stub would; tables emptied, or made again if a rolled
 back transaction took them), each step's input query with the client's own
-parameter values and format codes, and COPY of the predicted rows; then the
-client's Bind goes on. Everything runs in the client's transaction (its block, or
-the implicit one its Sync ends): an error in mlproxy's part is the error of the
-client's Bind, and the server skips to Sync as it would.
+parameter values and format codes (one round trip), and the COPY of the predicted
+rows, sent right before the client's Bind without waiting: the tracker drops its
+replies ahead of the client's. Everything runs in the client's transaction (its
+block, or the implicit one its Sync ends): an error in mlproxy's part is the error
+of the client's Bind, and the server skips to Sync as it would. A Bind of the
+unnamed statement that came with its Parse is served in the Parse's takeover (one
+batch: the input queries are described and run together).
+
+Why not at Parse, or on a connection of mlproxy's own: the inputs depend on the
+parameters and on the data when the statement runs, and they must be read with the
+client's role, snapshot, temporary tables and uncommitted rows.
 
 The tables are named per statement text and stay for the session (emptied with
 DELETE at each execution: a portal still open keeps seeing the rows of its own
 snapshot). Cursor plans (DECLARE) make them ON COMMIT DROP; the next execution makes
-them again.
+them again, and Postgres re-plans the prepared statement against the new tables.
+
+Figures (pgbench, one client, `SELECT id FROM houses WHERE id = :id AND
+predict_price(...) > 0`, load average ~4): -M prepared 1.6 ms per transaction and
+0.9 ms of proxy CPU; -M extended 1.7 ms / 0.9 ms; the same statement with the call
+in the select list (streaming) 1.0 ms / 0.8 ms.
 """
 
 from __future__ import annotations
