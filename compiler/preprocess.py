@@ -35,6 +35,10 @@ _ROLE_KINDS = {"numeric": _NUMERIC_KINDS, "key": _KEY_KINDS, "datetime": _DATETI
 _F64 = np.dtype(np.float64)
 #: at most this many rows are gathered with concatenate (fewer numpy calls)
 _SMALL_BATCH = 64
+#: at most this many rows get their category keys value by value (see _few_keys)
+_FEW_KEYS = 16
+#: from this many rows on, text keys are hashed to their distinct values first
+_CODED_KEYS = 512
 
 
 class SpecError(ValueError):
@@ -143,15 +147,18 @@ class Preprocessor:
             return out
         if len(self._scaled_cols):
             out[:, self._scaled_cols] = self._scaled(arrays, n)
-        keys: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # a few rows (a single-row lookup): keys per value in Python, no array set-up;
+        # many rows of text: keys per distinct value
+        as_keys = _few_keys if n <= _FEW_KEYS else _many_keys
+        keys: dict[str, Any] = {}
         for j, name, table, unknown in self._ordinal:
             if name not in keys:
-                keys[name] = _as_keys(arrays[name])
+                keys[name] = as_keys(arrays[name])
             idx = table.lookup(*keys[name])
             out[:, j] = np.where(idx >= 0, idx, unknown)
         for name, cols, which, table in self._onehot:
             if name not in keys:
-                keys[name] = _as_keys(arrays[name])
+                keys[name] = as_keys(arrays[name])
             idx = table.lookup(*keys[name])
             out[:, cols] = idx[:, None] == which
         return out
@@ -236,9 +243,19 @@ class _KeyTable:
         cats = np.array([str(c) for c in categories], dtype=str)
         self._order = np.argsort(cats, kind="stable")
         self._sorted = cats[self._order]
+        self._first: dict[str, int] = {}
+        for i, c in enumerate(categories):
+            self._first.setdefault(str(c), i)
 
-    def lookup(self, keys: np.ndarray, null: np.ndarray) -> np.ndarray:
-        """Index per key; -1 for NULL or unseen."""
+    def lookup(self, keys: np.ndarray | list[str | None], null: np.ndarray | None) -> np.ndarray:
+        """Index per key; -1 for NULL or unseen. `keys` is what `_as_keys` gives, or
+        the list `_few_keys` gives (None for NULL) with `null` None."""
+        if isinstance(keys, _Coded):
+            found = self.lookup(keys.keys, np.zeros(len(keys.keys), dtype=bool))
+            return np.append(found, -1)[keys.codes]
+        if null is None:
+            first = self._first
+            return np.array([-1 if k is None else first.get(k, -1) for k in keys], dtype=np.intp)
         out = np.full(len(keys), -1, dtype=np.intp)
         if len(self._sorted) == 0:
             return out
@@ -314,6 +331,56 @@ def _as_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:
         if is_word.any():
             keys[is_word & np.equal(arr, flag).astype(bool)] = word.lower()
     return keys, null
+
+
+@dataclass(frozen=True)
+class _Coded:
+    """Keys of a text column as its distinct values (`keys`, no NULL among them)
+    and, per row, the position of its value there (`codes`; len(keys) for NULL)."""
+
+    keys: np.ndarray
+    codes: np.ndarray
+
+
+def _coded_keys(arr: np.ndarray) -> tuple[_Coded, None] | None:
+    """Keys of a big object array of str (and None/NaN for NULL) through Arrow's
+    hash table: the str -> key rule and the lookup then run once per distinct value
+    (categories are few) instead of once per row. None when the values are not all
+    text (then `_as_keys` applies the rule to every value)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        strings = pa.array(arr, from_pandas=True)  # None and NaN are null
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text
+        return None
+    if strings.type != pa.string():  # e.g. bytes, whose key is their repr
+        return None
+    encoded = strings.dictionary_encode()
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(str)
+    codes = pc.fill_null(encoded.indices, len(distinct)).to_numpy()
+    return _Coded(distinct, codes), None
+
+
+def _many_keys(values: Any) -> tuple[Any, np.ndarray | None]:
+    arr = np.asarray(values)
+    coded = _coded_keys(arr) if arr.dtype.kind == "O" and len(arr) >= _CODED_KEYS else None
+    return coded if coded is not None else _as_keys(arr)
+
+
+def _few_keys(values: Any) -> tuple[list[str | None], None]:
+    """`_as_keys` for a few rows, value by value: (keys with None for NULL, None).
+    The same rule: str(value), booleans as "true"/"false", NULL for None and NaN
+    (`tolist` gives Python scalars, whose str is what numpy's astype(str) prints)."""
+    keys: list[str | None] = []
+    for value in np.asarray(values).tolist():
+        if value is None or value != value:
+            keys.append(None)
+        elif isinstance(value, bool):
+            keys.append("true" if value else "false")
+        else:
+            keys.append(str(value))
+    return keys, None
 
 
 def _as_datetime_us(name: str, values: Any, inp: Input) -> np.ndarray:

@@ -16,6 +16,8 @@ import asyncio
 import logging
 import ssl
 import time
+from collections import deque
+from concurrent.futures import Future
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ from . import errors, protocol
 from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
+from .inference import workers
 from .inference.rows import scan_data_rows
 from .inference.tracker import ResponseTracker, expectation_kind
 from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
@@ -131,6 +134,14 @@ class Session(asyncio.Protocol):
         self._startup_timer: asyncio.TimerHandle | None = None
         self._async_out: list[bytes] = []
         self.tracker: ResponseTracker | None = None  # set while results are rewritten
+        # Rewritten batches on the worker threads (in result order), the server's
+        # input that waits behind them, and what the tracked path has to write.
+        self._batches: deque[Future] = deque()
+        self._held_back: deque = deque()
+        self._batch_paused = False
+        self._tracked_out: list[bytes] = []
+        self._tracked_idle = False
+        self._loop = asyncio.get_running_loop()
         self.inference_state: dict | None = None  # per-session caches of the inference interceptor
         self.ml_parse: tuple | None = None  # the ML statement interceptor's parse, wants() -> handle()
 
@@ -437,7 +448,16 @@ class Session(asyncio.Protocol):
     def _server_tracked(self, data: bytes) -> None:
         """Relay with request/reply matching, rewriting the results of statements
         with model calls. Runs of DataRows of a rewritten result are handed over as
-        slices of the chunk (no object per row); other messages one by one."""
+        slices of the chunk (no object per row); other messages one by one. What a
+        chunk produces goes to the client in one write, after the batches still on
+        the workers (replies behind them wait in `_held_back`)."""
+        if self._held_back:
+            self._held_back.append(data)
+        else:
+            self._track_chunk(data)
+        self._emit_tracked()
+
+    def _track_chunk(self, data: bytes) -> None:
         framer, tracker = self._sframer, self.tracker
         short = len(data) < _SHORT_READ
         n = len(data)
@@ -445,43 +465,67 @@ class Session(asyncio.Protocol):
         need = framer.bytes_to_boundary
         if need:  # finish the message the last chunk ended in
             if need > n:
-                self._server_frames(framer.feed(data) or (), short_read=short)
+                self._track_frames(framer.feed(data) or (), short)
                 return
-            self._server_frames(framer.feed(data[:need]) or (), short_read=False)
+            if not self._track_frames(framer.feed(data[:need]) or (), False, data, need):
+                return
             pos = need
         elif need is None:
-            self._server_frames(framer.feed(data) or (), short_read=short)
+            self._track_frames(framer.feed(data) or (), short)
             return
         while pos < n and self.tracker is tracker:
             if data[pos] == B_DATA_ROW and tracker.wants_rows():
                 offsets, stop = scan_data_rows(data, pos)
                 if stop > pos:
-                    self.client.writelines(tracker.add_rows(data[pos:stop], len(offsets)))
+                    if pos:
+                        offsets -= pos
+                    self._tracked_out.extend(tracker.add_rows(data[pos:stop], len(offsets), offsets))
                     pos = stop
                     continue
             if n - pos >= 5:
                 end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
                 if end <= n:
-                    self._server_frames((Frame(data[pos], data[pos:end]),), short_read=False)
+                    if not self._track_frames((Frame(data[pos], data[pos:end]),), False, data, end):
+                        return
                     pos = end
                     continue
-            self._server_frames(framer.feed(data[pos:]) or (), short_read=short)
+            self._track_frames(framer.feed(data[pos:]) or (), short)
             return
         if pos < n:  # tracking ended mid-chunk: the rest is plain relay
+            self._emit_tracked()
             self._server_data(data[pos:])
             return
-        self._server_frames((), short_read=short)
+        self._track_frames((), short)
 
     def _server_frames(self, frames, short_read: bool = True) -> None:
-        """Bookkeeping and output for complete server messages (tracking mode, or the
-        leftovers of a takeover, which precede anything the framer still holds)."""
+        """Bookkeeping and output for complete server messages (the leftovers of a
+        takeover, which precede anything the framer still holds)."""
+        self._track_frames(frames, short_read)
+        self._emit_tracked()
+
+    def _track_frames(self, frames, short_read: bool, rest: bytes = b"", rest_at: int = 0) -> bool:
+        """Bookkeeping and output (into `_tracked_out`) for complete server messages
+        (tracking mode, or a takeover's leftovers). A message that must wait for the
+        batches on the workers is held back with the ones after it and
+        `rest[rest_at:]`, the rest of the chunk; False then, or if the session ended."""
         tracker = self.tracker
-        out: list[bytes] = []
-        idle = False
-        for item in frames:
-            raw = bytes(item.raw)
+        out = self._tracked_out
+        frames = frames if type(frames) is list else list(frames)
+        for index, item in enumerate(frames):
             msg_type = item.type
-            idle |= self._note_server(msg_type, raw)
+            if tracker is not None:
+                if msg_type == B_DATA_ROW and tracker.wants_rows():
+                    out.extend(tracker.add_rows(bytes(item.raw), 1))
+                    continue
+                if tracker.holding_rows:
+                    self._flush_rows()
+                if self._batches:
+                    held = [*frames[index:], *([rest[rest_at:]] if rest_at < len(rest) else [])]
+                    self._held_back.extendleft(reversed(held))
+                    self._batch_flow()
+                    return False
+            raw = bytes(item.raw)
+            self._tracked_idle |= self._note_server(msg_type, raw)
             if tracker is None:
                 out.append(raw)
                 continue
@@ -491,17 +535,87 @@ class Session(asyncio.Protocol):
                 log.exception("rewriting results failed session=%s", self.id)
                 self._fatal(PgError(errors.INTERNAL_ERROR,
                                     f"mlproxy could not evaluate a model: {exc}", severity="FATAL"))
-                return
+                return False
         if tracker is not None:
             held = tracker.holding_rows
             if held >= _ROW_BATCH or (held and short_read):
-                out.extend(tracker.flush())
+                self._flush_rows()
+            if not tracker.active and not tracker.holding_rows and not self._batches \
+                    and self.state is not State.TAKEOVER:  # a takeover frames every message
+                self._stop_tracking()
+        return True
+
+    def _flush_rows(self) -> None:
+        """Rewrite the rows the tracker holds: a small batch here and now, a big one
+        (or any behind one) on a worker thread, its result written in order."""
+        tracker = self.tracker
+        if tracker.holding_rows < workers.THREAD_MIN_ROWS and not self._batches:
+            self._tracked_out.extend(tracker.flush())
+            return
+        rewriter, rows, count, starts = tracker.take_rows()
+        if self._tracked_out:  # what precedes the batch goes out now
+            self.client.writelines(self._tracked_out)
+            self._tracked_out = []
+        future = workers.submit(rewriter, rows, count, starts)
+        self._batches.append(future)
+        future.add_done_callback(self._batch_finished)
+        self._batch_flow()
+
+    def _batch_finished(self, _future) -> None:
+        """Worker thread: wake the event loop to write what is ready."""
+        try:
+            self._loop.call_soon_threadsafe(self._batches_done)
+        except RuntimeError:  # the loop is closed: the proxy is shutting down
+            pass
+
+    def _batches_done(self) -> None:
+        """Write the finished batches at the head of the line (in order), then the
+        replies that waited behind them."""
+        if self.state is State.CLOSED:
+            self._batches.clear()
+            self._held_back.clear()
+            return
+        batches = self._batches
+        while batches and batches[0].done():
+            future = batches.popleft()
+            try:
+                self._tracked_out.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - the statement's error, in place of its rows
+                self._tracked_out.append(self.tracker.fail(exc))
+                for later in batches:  # later rows of the same result: dropped
+                    later.cancel()
+                batches.clear()
+        self._emit_tracked()
+        while self._held_back and not batches and self.state is not State.CLOSED:
+            item = self._held_back.popleft()
+            if type(item) is Frame:
+                self._track_frames((item,), False)
+            elif self.tracker is not None:
+                self._track_chunk(item)
+            else:
+                self._server_data(item)
+            self._emit_tracked()
+        self._batch_flow()
+
+    def _batch_flow(self) -> None:
+        """Stop reading the upstream while enough batches are on the workers or
+        replies wait behind them; read again once they are done."""
+        want = len(self._batches) >= workers.MAX_IN_FLIGHT or bool(self._held_back)
+        if want and not self._batch_paused and self.upstream is not None:
+            self._batch_paused = True
+            self.upstream.pause_reading()
+        elif not want and self._batch_paused:
+            self._batch_paused = False
+            if not self._upstream_paused and self.upstream is not None:
+                self.upstream.resume_reading()
+
+    def _emit_tracked(self) -> None:
+        out, idle = self._tracked_out, self._tracked_idle
         if out:
+            self._tracked_out = []
             self.client.writelines(out)
-        if tracker is not None and not tracker.active and not tracker.holding_rows \
-                and self.state is not State.TAKEOVER:  # a takeover frames every message
-            self._stop_tracking()
         if idle:
+            self._tracked_idle = False
             self._became_idle()
 
     def start_tracking(self) -> ResponseTracker:
@@ -667,6 +781,13 @@ class Session(asyncio.Protocol):
         """During a takeover, pass server replies that answer the client's own earlier
         requests on to the client as the relay would (tracked, bookkept)."""
         self._server_frames(frames)
+
+    async def relayed(self) -> None:
+        """Wait until the replies relayed so far have reached the client's stream
+        (none is still being rewritten on a worker thread or held back behind one),
+        so that what an interceptor writes next comes after them."""
+        while self._batches or self._held_back:
+            await asyncio.sleep(0.001)
 
     def relay_frame(self, frame: Frame) -> None:
         """Send on a client message that an interceptor examined and left alone."""

@@ -14,7 +14,11 @@ seen the last row of:
 
 and the single-row latency (prepared `... WHERE id = $1`, through mlproxy, p50/p99
 over interleaved iterations) with and without the model call. Targets: (a) <= 1.3 x
-(b), (a) <= 0.5 x (c), and at most 200 us added by the model call at p50.
+(b), (a) <= 0.5 x (c), and at most 200 us added by the model call at p50 (with_model
+minus without_model, both through mlproxy). direct_without_model goes straight to
+Postgres' unix socket: its gap to without_model is the hop itself (a TCP connection
+and one more process to wake per round trip; a bare uvloop relay costs ~140 us of the
+~200 us here), not the model call.
 
 Wall-clock figures: on a shared machine they move with the other load, which the
 JSON records (load average before and after). Prints a table and writes JSON under

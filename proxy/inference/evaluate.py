@@ -13,6 +13,7 @@ import json
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -37,14 +38,16 @@ class BoundModel:
     kind: str  # "predict" or "prob"
 
 
-def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry) -> dict[str, np.ndarray]:
-    """The predictor's input from the batch's argument columns.
+def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry,
+                     binary: bool = False) -> dict[str, np.ndarray]:
+    """The predictor's input from the batch's argument columns (in binary format
+    if `binary`, else text).
 
     Integers and booleans are given back their own type, not the float8 they
     travelled as: a categorical feature compares values as text ("3", "true"), and
     the model learned them from integer and boolean columns.
     """
-    decoded = batch.columns([a.index for a in args], [a.kind for a in args])
+    decoded = batch.columns([a.index for a in args], [a.kind for a in args], binary)
     return typed_arguments(decoded, args, entry)
 
 
@@ -96,38 +99,49 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+# A prepared statement's RowDescription comes back on every Describe of its portals
+# (most drivers send one with each execution): cut it once.
+_cut_description = lru_cache(maxsize=512)(rewrite_row_description)
+
+
 class StreamingRewriter:
     """Rewrites the result of a streaming plan: RowDescription without the appended
-    argument columns, DataRows with predictions (see tracker.RowRewriter)."""
+    argument columns, DataRows with predictions (see tracker.RowRewriter).
+
+    `binary_args`: the appended argument columns come in binary format (the
+    extended protocol lets the proxy choose: float8 and int4 words cost Postgres and
+    the proxy far less than their texts); the simple protocol sends text."""
 
     def __init__(self, plan: Any, models: Mapping[tuple[int, str], BoundModel],
-                 formats: Sequence[int] | None = None) -> None:
+                 formats: Sequence[int] | None = None, binary_args: bool = False) -> None:
         self.plan = plan
         self.models = models
         self.formats = list(formats) if formats else None  # client's codes per user column
+        self.binary_args = binary_args
 
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:
             self.plan = self.plan.resolve(len(parse_row_description(raw)))
-        return rewrite_row_description(raw, self.plan.user_columns)
+        return _cut_description(bytes(raw), self.plan.user_columns)
 
     def _format(self, column: int) -> int:
         if not self.formats:
             return 0
         return self.formats[0] if len(self.formats) == 1 else self.formats[column]
 
-    def data_rows(self, rows: bytes, count: int) -> bytes:
+    def data_rows(self, rows: bytes, count: int, starts: Any = None) -> bytes:
         if count <= small_batch.SMALL_BATCH:
             return self._small(rows)
-        offsets, _ = scan_data_rows(rows)
-        batch = DataRowBatch.from_buffer(rows, offsets)
+        if starts is None:
+            starts, _ = scan_data_rows(rows)
+        batch = DataRowBatch.from_buffer(rows, starts)
         plan = self.plan
         if plan.has_star:
             plan = self.plan = plan.resolve(batch.n_columns)
         placeholders = {}
         for call in plan.calls:
             bound = self.models[(call.function.model_id, call.function.kind)]
-            values = predict(bound, argument_columns(batch, call.args, bound.entry))
+            values = predict(bound, argument_columns(batch, call.args, bound.entry, self.binary_args))
             placeholders[call.column] = encode_values(values, call.function.return_type,
                                                       self._format(call.column))
         return batch.splice(placeholders, plan.user_columns)
@@ -142,7 +156,8 @@ class StreamingRewriter:
         replaced = {}
         for call in plan.calls:
             bound = self.models[(call.function.model_id, call.function.kind)]
-            decoded = [small_batch.column(split, a.index, a.kind) for a in call.args]
+            decoded = small_batch.columns(split, [a.index for a in call.args], [a.kind for a in call.args],
+                                          self.binary_args)
             values = predict(bound, typed_arguments(decoded, call.args, bound.entry))
             replaced[call.column] = small_batch.encode(np.asarray(values), call.function.return_type,
                                                        self._format(call.column))

@@ -138,10 +138,12 @@ async def relay_owed(takeover: Takeover) -> bool:
             session.relay_server_frames([held])
         if msg.type == p.B_ERROR:
             session.relay_server_frames([msg])
+            await session.relayed()
             return False
         held = msg
     while (await takeover.server_message()).type != p.B_CLOSE_COMPLETE:
         pass  # the marker's RowDescription
+    await session.relayed()  # what mlproxy writes next comes after them
     session.unsynced_kinds.clear()  # all answered: tracking started now owes nothing
     tracker = session.tracker
     if tracker is not None:

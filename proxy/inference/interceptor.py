@@ -70,8 +70,9 @@ class PreparedStreaming:
             codes = codes * users
         elif len(codes) not in (0, users):
             codes = codes[:users]  # the server reports the count mismatch itself
-        new_codes = (codes + [0] * self.plan.appended_columns) if codes and any(codes) else []
-        rewriter = StreamingRewriter(self.plan, self.models, codes)
+        # the appended argument columns come in binary (cheap to send and decode)
+        new_codes = (codes or [0] * users) + [1] * self.plan.appended_columns
+        rewriter = StreamingRewriter(self.plan, self.models, codes, binary_args=True)
         return with_result_formats(bind_body, new_codes), rewriter
 
     def describe(self) -> StreamingRewriter:
@@ -528,7 +529,12 @@ def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry]) -> S
     scalar subquery (an InitPlan, run once per execution) that raises 42501 as a
     call of the function itself would. Prepared statements, SET ROLE and a REVOKE
     in another session are all covered, with no round trip of the proxy's own."""
-    prefix = f"SELECT *, (SELECT {_check_execute(entries)}) AS \"__mlproxy_check\" FROM (\n"
+    sigs = [_signature(f, e) for f, e in entries.items()]
+    # the function that raises is called only when a privilege is missing: a plain
+    # has_function_privilege() costs Postgres far less per execution than a call
+    granted = " AND ".join(f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')" for sig in sigs)
+    prefix = (f"SELECT *, (SELECT {_check_execute(entries)} "
+              f"WHERE NOT ({granted})) AS \"__mlproxy_check\" FROM (\n")
     suffix = "\n) AS __mlproxy_rewritten"
     sql = plan.sql
     shift = len(prefix)

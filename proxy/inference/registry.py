@@ -183,4 +183,8 @@ def _load_predictor(data: bytes, sha256: str, cache_dir: Path) -> Any:
     from compiler.artifact import load
     from compiler.predictor import load_predictor
 
-    return load_predictor(load(data, expected_sha256=sha256), cache_dir)
+    from .rows import warm_up
+
+    predictor = load_predictor(load(data, expected_sha256=sha256), cache_dir)
+    warm_up()
+    return predictor

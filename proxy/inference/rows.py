@@ -2,12 +2,14 @@
 
 The streaming inference path rewrites `SELECT id, fn(a, b) FROM t` so that every
 DataRow carries the user's columns (a NULL placeholder where `fn` stood) followed by
-the arguments of `fn` as extra text columns. The session hands this module a run of
-DataRow messages at a time; everything here works on the whole run at once.
+the arguments of `fn` as extra columns: in binary format under the extended protocol
+(the proxy chooses their result format: float8/int4 words are read with one gather
+per column), as text under the simple protocol. The session hands this module a run
+of DataRow messages at a time; everything here works on the whole run at once.
 
 Message boundaries are found without a loop per message (scan_data_rows); field
 positions column by column with numpy (one gather per column over all rows, never a
-Python step per row). Feature values are parsed by pyarrow straight from the
+Python step per row). Text feature values are parsed by pyarrow straight from the
 received bytes: a string array whose offsets alternate between "field" and "gap to
 the next field", with the gaps marked null, lets one Arrow cast read every field of
 several columns in place, in buffer order, without gathering them first. The
@@ -152,21 +154,48 @@ class DataRowBatch:
             return self.text_columns([index])[0]
         raise ValueError(f"unknown column kind {kind!r}")
 
-    def columns(self, indices: Sequence[int], kinds: Sequence[str]) -> list[np.ndarray]:
+    def columns(self, indices: Sequence[int], kinds: Sequence[str],
+                binary: bool = False) -> list[np.ndarray]:
         """Several columns at once, as `column` gives them: all numeric ones in one
         pass and all text ones in another (one Arrow call each, reading the buffer
-        front to back), which beats a pass per column as soon as there are a few."""
+        front to back), which beats a pass per column as soon as there are a few.
+        `binary`: the columns came in binary format (float8, int4 for "int"; a
+        text value's binary form is its text)."""
         if len(kinds) != len(indices):
             raise ValueError("one kind per column")
         for kind in kinds:
             if kind not in NUMERIC_KINDS and kind != TEXT_KIND:
                 raise ValueError(f"unknown column kind {kind!r}")
-        numeric = [i for i, kind in zip(indices, kinds) if kind in NUMERIC_KINDS]
+        numeric = [(i, kind) for i, kind in zip(indices, kinds) if kind in NUMERIC_KINDS]
         text = [i for i, kind in zip(indices, kinds) if kind == TEXT_KIND]
-        matrix = self.numeric_matrix(numeric)
         decoded = dict(zip(text, self.text_columns(text)))
-        decoded.update((i, np.ascontiguousarray(matrix[:, j])) for j, i in enumerate(numeric))
+        if binary:
+            decoded.update((i, self.binary_column(i, kind)) for i, kind in numeric)
+        else:
+            matrix = self.numeric_matrix([i for i, _ in numeric])
+            decoded.update((i, np.ascontiguousarray(matrix[:, j])) for j, (i, _) in enumerate(numeric))
         return [decoded[i] for i in indices]
+
+    def binary_column(self, index: int, kind: str) -> np.ndarray:
+        """float64 values of a binary float8 column ("float", "epoch") or int4 column
+        ("int"), NaN for NULL: one gather of the words at the field positions."""
+        self._check_column(index)
+        width, word = (4, ">i4") if kind == "int" else (8, ">f8")
+        if self.n_rows == 0:
+            return np.empty(0, dtype=np.float64)
+        lens = self.field_len[index]
+        null = lens < 0
+        if np.any((lens != width) & ~null):
+            raise RowFormatError(f"column {index}: a binary {word[1:]} field is not {width} bytes")
+        at = self.field_pos[index] + 4
+        if null.any():  # a NULL's position may lie too close to the end for a word
+            at = np.where(null, 0, at)
+        words = unaligned(self.u8, word)
+        if len(words) == 0:
+            return np.full(self.n_rows, np.nan)
+        values = words[at].astype(np.float64)
+        values[null] = np.nan
+        return values
 
     def numeric_matrix(self, indices: Sequence[int]) -> np.ndarray:
         """float64 (n_rows, len(indices)) matrix of numeric text columns (NaN for
@@ -298,3 +327,21 @@ class DataRowBatch:
         out = pieces.take(pa.Array.from_buffers(pa.int64(), order.size, [None, order_buffer]))
         size = int(out_len.sum()) + n
         return out.buffers()[2].slice(0, size).to_pybytes()
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Arrow sets up its compute functions on their first use, about half a second:
+    pay that once when a predictor loads (on a thread), not in a query's first batch."""
+    global _warm
+    if _warm:
+        return
+    from ..protocol import data_row
+
+    rows = b"".join(data_row([str(i), None, "x" if i % 2 else None]) for i in range(4))
+    batch = DataRowBatch.from_buffer(rows, scan_data_rows(rows)[0])
+    batch.columns([0, 2], ["float", "text"])
+    batch.splice({1: (np.full(4, 1, dtype=np.int32), b"abcd")}, 2)
+    _warm = True

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .pgvalues import canonical_type, encode_values
+from .pgfloat import pg_float_text
+from .pgvalues import ValueOutOfRange, canonical_type, encode_values
 
 SMALL_BATCH = 32
 _I32 = struct.Struct("!i")
@@ -43,24 +44,54 @@ def split_rows(rows: bytes) -> list[list[bytes | None]]:
     return out
 
 
-def column(rows: list[list[bytes | None]], index: int, kind: str) -> np.ndarray:
-    """One argument column, as DataRowBatch.column gives it."""
+_BINARY_NUMBER = {"int": struct.Struct("!i"), "float": struct.Struct("!d"), "epoch": struct.Struct("!d")}
+
+
+def column(rows: list[list[bytes | None]], index: int, kind: str, binary: bool = False) -> np.ndarray:
+    """One argument column, as DataRowBatch.column (or binary_column) gives it."""
     if kind == "text":
         values = np.empty(len(rows), dtype=object)
         values[:] = [None if r[index] is None else r[index].decode() for r in rows]
         return values
-    return np.array([np.nan if r[index] is None else float(r[index]) for r in rows], dtype=np.float64)
+    return np.ascontiguousarray(columns(rows, [index], [kind], binary)[0])
+
+
+def columns(rows: list[list[bytes | None]], indices: Sequence[int], kinds: Sequence[str],
+            binary: bool = False) -> list[np.ndarray]:
+    """Several argument columns, as `column` gives each; the numeric ones out of one
+    array (a column each is a view), which costs less than an array per column."""
+    numeric = [(i, kind) for i, kind in zip(indices, kinds) if kind != "text"]
+    decoded: dict[int, np.ndarray] = {}
+    if numeric:
+        if binary:
+            unpack = {kind: _BINARY_NUMBER[kind].unpack for _, kind in numeric}
+            table = [[np.nan if r[i] is None else unpack[kind](r[i])[0] for i, kind in numeric] for r in rows]
+        else:
+            table = [[np.nan if r[i] is None else float(r[i]) for i, _ in numeric] for r in rows]
+        matrix = np.array(table, dtype=np.float64).reshape(len(rows), len(numeric))
+        decoded = {i: matrix[:, j] for j, (i, _) in enumerate(numeric)}
+    return [decoded[i] if kind != "text" else column(rows, i, kind) for i, kind in zip(indices, kinds)]
 
 
 _SIMPLE_TEXT = ("boolean", "smallint", "integer", "bigint", "text")
+_INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
+_F8 = struct.Struct("!d")
 
 
 def encode(values: np.ndarray, pg_type: str, fmt: int) -> list[bytes | None]:
-    """Each value as Postgres sends it; per row for the plain text cases, through
-    the vectorized encoder (same bytes) for everything else."""
+    """Each value as Postgres sends it; per row for the plain cases (float8 in
+    either format, the simple types as text), through the vectorized encoder (same
+    bytes) for everything else."""
     kind = canonical_type(pg_type)
+    out: list[bytes | None] = []
+    if kind == "double precision" and values.dtype.kind == "f":
+        for value in values.tolist():
+            if value != value:
+                out.append(None)
+            else:
+                out.append(_F8.pack(value) if fmt else pg_float_text(value).encode())
+        return out
     if fmt == 0 and kind in _SIMPLE_TEXT:
-        out: list[bytes | None] = []
         for value in values.tolist():
             if value is None or (isinstance(value, float) and value != value):
                 out.append(None)
@@ -69,10 +100,10 @@ def encode(values: np.ndarray, pg_type: str, fmt: int) -> list[bytes | None]:
             elif kind == "text":
                 out.append(str(value).encode())
             else:
-                out.append(str(int(round(value)) if isinstance(value, float) else int(value)).encode())
+                out.append(str(_integer(value, _INT_BITS[kind])).encode())
         return out
     lengths, payload = encode_values(values, pg_type, fmt)
-    out, pos = [], 0
+    pos = 0
     for size in lengths.tolist():
         if size < 0:
             out.append(None)
@@ -80,6 +111,19 @@ def encode(values: np.ndarray, pg_type: str, fmt: int) -> list[bytes | None]:
             out.append(payload[pos:pos + size])
             pos += size
     return out
+
+
+def _integer(value: float | int, bits: int) -> int:
+    """A prediction as an integer of `bits` bits (floats round half to even, as
+    Postgres' casts and the vectorized encoder do), or Postgres' range error."""
+    if isinstance(value, float):
+        if value in (float("inf"), float("-inf")):
+            raise ValueOutOfRange(f"{bits}-bit integer out of range")
+        value = round(value)
+    value = int(value)
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise ValueOutOfRange(f"{bits}-bit integer out of range")
+    return value
 
 
 def join_rows(rows: list[list[bytes | None]], replaced: dict[int, list[bytes | None]],

@@ -18,11 +18,14 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
+
+import numpy as np
 
 from .. import protocol as p
 from ..errors import PgError
 
+_FIRST = (0,)  # the offsets of a run of one message
 _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
 
 # Expectation kinds
@@ -35,8 +38,9 @@ class RowRewriter(Protocol):
 
     def row_description(self, raw: bytes) -> bytes: ...
 
-    def data_rows(self, rows: bytes, count: int) -> bytes:
-        """Rewrite `count` complete DataRow messages, contiguous in `rows`."""
+    def data_rows(self, rows: bytes, count: int, starts: Any = None) -> bytes:
+        """Rewrite `count` complete DataRow messages, contiguous in `rows`; `starts`,
+        if known, are their offsets (as scan_data_rows gives them)."""
         ...
 
 
@@ -100,6 +104,7 @@ class ResponseTracker:
         self.portals: dict[bytes, RowRewriter] = {}
         self.queue: deque[Expectation] = deque()
         self._rows: list[bytes] = []  # runs of complete DataRows awaiting their batch
+        self._starts: list[Any] = []  # each run's message offsets, if the caller had them
         self._row_count = 0
         self._rows_for: RowRewriter | None = None
         # After a result could not be rewritten (a value the model cannot take), the
@@ -264,31 +269,57 @@ class ResponseTracker:
         return out
 
     def wants_rows(self) -> bool:
-        """Are DataRows arriving now results to rewrite?"""
+        """Are DataRows arriving now results to rewrite? (Not after the result failed:
+        then they are dropped.)"""
         head = self.queue[0] if self.queue else None
-        return head is not None and head.rewriter is not None and head.kind in (EXECUTE, QUERY)
+        return not self._failed and head is not None and head.rewriter is not None and head.kind in (EXECUTE, QUERY)
 
-    def add_rows(self, rows: bytes, count: int) -> list[bytes]:
+    def add_rows(self, rows: bytes, count: int, starts: Any = None) -> list[bytes]:
         """Hold a run of `count` complete DataRows of the current rewritten result
-        (call only when `wants_rows()`); returns what must go out first, if anything."""
+        (call only when `wants_rows()`; `starts`: their offsets in `rows`, if known);
+        returns what must go out first, if anything."""
         rewriter = self.queue[0].rewriter
         out = self.flush() if self._rows_for is not rewriter else []
         self._rows_for = rewriter
         self._rows.append(rows)
+        self._starts.append(starts if starts is not None or count != 1 else _FIRST)
         self._row_count += count
         return out
 
+    def take_rows(self) -> tuple[RowRewriter, bytes, int, Any] | None:
+        """Release the DataRows held so far for the caller to rewrite (the session
+        does big batches on a worker thread): (rewriter, rows, count, starts), or
+        None; `starts` are the message offsets if every run came with its own."""
+        if not self._rows:
+            return None
+        rows, starts, count, rewriter = self._rows, self._starts, self._row_count, self._rows_for
+        self._rows, self._starts, self._row_count, self._rows_for = [], [], 0, None
+        if len(rows) == 1:
+            return rewriter, rows[0], count, starts[0]
+        offsets = None
+        if all(s is not None for s in starts):
+            shifts = np.cumsum([0] + [len(r) for r in rows[:-1]])
+            offsets = np.concatenate([np.asarray(s, dtype=np.int64) + shift for s, shift in zip(starts, shifts)])
+        return rewriter, b"".join(rows), count, offsets
+
+    def fail(self, exc: BaseException) -> bytes:
+        """Rewriting the current result failed: its ErrorResponse, to send in place
+        of the batch; the rows still held and every reply up to the ReadyForQuery
+        are dropped (the client has its error)."""
+        self._failed = True
+        self._rows, self._starts, self._row_count, self._rows_for = [], [], 0, None
+        return p.error_response(statement_error(exc))
+
     def flush(self) -> list[bytes]:
         """Rewrite and release the DataRows held so far (one predictor call)."""
-        if not self._rows:
+        batch = self.take_rows()
+        if batch is None:
             return []
-        rows, count, rewriter = self._rows, self._row_count, self._rows_for
-        self._rows, self._row_count, self._rows_for = [], 0, None
+        rewriter, rows, count, starts = batch
         try:
-            return [rewriter.data_rows(rows[0] if len(rows) == 1 else b"".join(rows), count)]
+            return [rewriter.data_rows(rows, count, starts)]
         except Exception as exc:  # noqa: BLE001 - any failure is this statement's error
-            self._failed = True
-            return [p.error_response(statement_error(exc))]
+            return [self.fail(exc)]
 
     @property
     def holding_rows(self) -> int:

@@ -199,3 +199,41 @@ def test_repeated_one_hot_category_sets_every_copy():
                          {"input": "k", "op": "one_hot", "category": "a"}]}
     X = Preprocessor(spec).transform({"k": np.array(["a", "b", None, "c"], dtype=object)})
     np.testing.assert_array_equal(X, [[1, 0, 1], [0, 1, 0], [0, 0, 0], [0, 0, 0]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(keys, min_size=1, max_size=16),
+       floats=st.lists(st.one_of(st.floats(allow_infinity=False, width=64),
+                                 st.sampled_from([1e16, 1e-5, 1e15, 123456789012345678.0, -0.0, 1e22, 0.1])),
+                       min_size=1, max_size=16),
+       ints=st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=16))
+def test_few_rows_keys_are_the_vectorized_keys(values, floats, ints):
+    """A single-row lookup takes its category keys value by value (_few_keys): the
+    same keys and NULLs as the whole-array path, for every dtype a key may have."""
+    from compiler.preprocess import _KeyTable, _as_keys, _few_keys
+
+    arrays = [np.array(values + [0], dtype=object)[:-1], np.array(floats), np.array(ints),
+              np.array([bool(i % 2) for i in ints]), np.array([str(v) for v in values])]
+    for arr in arrays:
+        keys, null = _as_keys(arr)
+        few, _ = _few_keys(arr)
+        assert [None if is_null else str(k) for k, is_null in zip(keys, null)] == few
+        table = _KeyTable(sorted({k for k in few if k is not None})[:3] + ["zz", "true"])
+        np.testing.assert_array_equal(table.lookup(keys, null), table.lookup(few, None))
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.one_of(keys, st.sampled_from([b"a", b"", b"1"])), min_size=1, max_size=12),
+       categories=st.lists(st.sampled_from(["a", "b", "", "true", "1", "1.0", "ünï", "True", "nan", "b''"]),
+                           max_size=6))
+def test_many_rows_keys_are_the_per_value_keys(values, categories):
+    """Big text columns are looked up per distinct value (_many_keys): the same
+    indexes as the per-value rule, also when the column mixes in other types."""
+    from compiler.preprocess import _CODED_KEYS, _KeyTable, _as_keys, _many_keys
+
+    arr = np.array(values * (_CODED_KEYS // len(values) + 1) + [0], dtype=object)[:-1]
+    texts = np.array([v if isinstance(v, str) or v is None else "x" for v in arr.tolist()] + [0],
+                     dtype=object)[:-1]
+    table = _KeyTable(categories)
+    for column in (arr, texts):
+        np.testing.assert_array_equal(table.lookup(*_many_keys(column)), table.lookup(*_as_keys(column)))

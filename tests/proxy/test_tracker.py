@@ -19,7 +19,7 @@ class Recorder:
     def row_description(self, raw: bytes) -> bytes:
         return p.message(b"T", b"rewritten")
 
-    def data_rows(self, rows: bytes, count: int) -> bytes:
+    def data_rows(self, rows: bytes, count: int, starts=None) -> bytes:
         self.batches.append(count)
         return rows.replace(b"D", b"X", 1)
 
@@ -123,3 +123,21 @@ def test_result_format_rewrite_keeps_the_rest_of_bind():
     new = with_result_formats(body, [1, 1, 0])
     assert result_formats(new)[1] == [1, 1, 0]
     assert new[:result_formats(new)[0]] == body[:result_formats(body)[0]]
+
+
+def test_held_runs_keep_their_message_offsets():
+    """Runs of rows added with their offsets (the session's scan of each chunk) are
+    released with the offsets of the joined batch: the rewriter need not scan again."""
+    from proxy.inference.rows import scan_data_rows
+
+    tracker, rec = ResponseTracker(), Recorder()
+    tracker.add_query(rec)
+    replies(tracker, p.message(b"T", b"x"))
+    runs = [p.data_row(["a"]) + p.data_row(["bb", None]), p.data_row(["ccc"]),
+            p.data_row([None]) * 3]
+    for run in runs:
+        offsets, _ = scan_data_rows(run)
+        assert not tracker.add_rows(run, len(offsets), offsets if len(offsets) > 1 else None)
+    rewriter, rows, count, starts = tracker.take_rows()
+    assert rewriter is rec and rows == b"".join(runs) and count == 6
+    assert list(starts) == list(scan_data_rows(rows)[0])

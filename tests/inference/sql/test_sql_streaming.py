@@ -15,7 +15,7 @@ import pytest
 from tests.drivers.test_copy_volume import PeakRss
 from tests.support.clients import run_async, wait_until_running
 
-from .clients import assert_usable, pgbench, run
+from .clients import assert_usable, fetch, pgbench, run
 
 BIG_ROWS = 1_000_000
 # customers' formulas: every feature repeats with period lcm(60, 3, 100, 700, 4) = 2100
@@ -58,6 +58,39 @@ def test_million_rows_stream_with_bounded_proxy_memory(suite, big, record_proper
               f"peak {rss.peak / 2**20:.0f} MB")
         assert count == BIG_ROWS and mismatches == 0
         assert growth < 200, f"proxy memory grew by {growth:.0f} MB"
+        assert_usable(conn)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["simple-text", "extended-binary", "extended-text"])
+def test_value_the_model_cannot_take_deep_in_a_big_result(suite, big, mode):
+    """Batches of a big result are predicted on worker threads while the next ones
+    arrive: a batch that fails mid-stream is the statement's error, after the rows
+    before it and instead of any after it, and the session stays in sync."""
+    sql = (f"SELECT id, predict_churn(age, plan, CASE WHEN id = 150000 THEN 'Infinity'::numeric "
+           f"ELSE usage END, signup, promo) FROM big WHERE id <= 200000 ORDER BY id")
+    with suite.connect() as conn:
+        with pytest.raises(psycopg.Error) as err:
+            fetch(conn, sql, mode)
+        assert err.value.sqlstate.startswith("22"), (err.value.sqlstate, str(err.value))
+        assert_usable(conn, f"SELECT {CALL} FROM big WHERE id = 7")
+        got = dict(fetch(conn, f"SELECT id, {CALL} FROM big WHERE id <= 50000", mode))
+        assert got == {i: big[i] for i in range(1, 50001)}
+
+
+@pytest.mark.timeout(120)
+def test_pipelined_replies_stay_behind_the_batches_being_predicted(suite, big):
+    """Replies that arrive while a big result's batches are on the worker threads
+    (its CommandComplete, the next statements' results) reach the client after
+    them, in order."""
+    with suite.connect() as conn:
+        with conn.pipeline():
+            first = conn.execute(f"SELECT id, {CALL} FROM big WHERE id <= 60000 ORDER BY id", binary=True)
+            plain = conn.execute("SELECT count(*) FROM big WHERE id <= 60000")
+            second = conn.execute(f"SELECT id, {CALL} FROM big WHERE id > 60000 AND id <= 90000 ORDER BY id")
+        assert first.fetchall() == [(i, big[i]) for i in range(1, 60001)]
+        assert plain.fetchall() == [(60000,)]
+        assert second.fetchall() == [(i, big[i]) for i in range(60001, 90001)]
         assert_usable(conn)
 
 

@@ -1,0 +1,41 @@
+"""Worker threads that rewrite big DataRow batches off the event loop.
+
+A batch of a streaming result (thousands of rows) takes milliseconds to decode,
+predict and splice: on the event loop that stalls every other session, and the
+session itself could not receive the next batch meanwhile. The work is numpy, Arrow
+and the native predictor, which release the GIL for their bulk, so a thread runs it
+while the loop goes on relaying. Small batches (a single-row lookup) stay on the
+loop: handing them to a thread costs more than doing them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from .tracker import RowRewriter
+
+# Batches of at least this many rows go to a worker thread.
+THREAD_MIN_ROWS = 512
+# Batches a session may have on the workers before it stops reading the upstream.
+MAX_IN_FLIGHT = 2
+
+_executor: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        with _lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)),
+                                               thread_name_prefix="mlproxy-rows")
+    return _executor
+
+
+def submit(rewriter: RowRewriter, rows: bytes, count: int, starts: Any = None) -> Future:
+    """`rewriter.data_rows(rows, count, starts)` on a worker thread."""
+    return _pool().submit(rewriter.data_rows, rows, count, starts)
