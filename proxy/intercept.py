@@ -120,6 +120,10 @@ class Takeover:
             await self._client_ready.wait()
         return self._client.popleft()
 
+    def peek_client(self) -> Frame | None:
+        """The next client message if it has arrived already (not taken)."""
+        return self._client[0] if self._client else None
+
     def unread_client(self, frame: Frame) -> None:
         """Give a client message back: it will be relayed after the takeover."""
         self._client.appendleft(frame)

@@ -110,6 +110,9 @@ class Session(asyncio.Protocol):
         # be held by the server until that Sync, so no round trip of our own fits in.
         self.unsynced = False
         self.unsynced_kinds: list[int] = []
+        # An ErrorResponse came since the last ReadyForQuery: in the extended protocol
+        # the server now ignores everything up to the next Sync.
+        self.failed_since_sync = False
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
@@ -325,13 +328,16 @@ class Session(asyncio.Protocol):
                 out.append(item)
                 continue
             msg_type = item.type
+            interceptor = None
             if (msg_type == F_QUERY or msg_type == F_PARSE) and self._triggered(item.raw):
                 interceptor = self._intercepting(item)
-                if interceptor is not None:
-                    if out:
-                        self.upstream.writelines(out)
-                    self._begin_handover(interceptor, item, items[index + 1:])
-                    return
+            elif msg_type == F_BIND and self.tracker is not None:
+                interceptor = self.tracker.bind_interceptor(item.raw)
+            if interceptor is not None:
+                if out:
+                    self.upstream.writelines(out)
+                self._begin_handover(interceptor, item, items[index + 1:])
+                return
             if self.tracker is not None:
                 raw = self.tracker.client_message(msg_type, bytes(item.raw))
                 if raw is not item.raw:
@@ -398,6 +404,7 @@ class Session(asyncio.Protocol):
                 if verdict > 0xFF:
                     self.txstatus = _STATUS[verdict & 0xFF]
                     self.copy_in = False
+                    self.failed_since_sync = False
                     if self.pending:
                         self.pending = max(0, self.pending - (verdict >> 8))
                         if not self.pending:
@@ -426,6 +433,7 @@ class Session(asyncio.Protocol):
         if msg_type == B_READY_FOR_QUERY:
             self.txstatus = bytes(raw[5:6])
             self.copy_in = False
+            self.failed_since_sync = False
             if self.pending:
                 self.pending -= 1
                 return not self.pending
@@ -433,6 +441,7 @@ class Session(asyncio.Protocol):
             self.copy_in = True
         elif msg_type == B_ERROR:
             self.copy_in = False
+            self.failed_since_sync = True
             self._log_server_error(Frame(msg_type, raw))
         return False
 
@@ -531,7 +540,8 @@ class Session(asyncio.Protocol):
             held = tracker.holding_rows
             if held >= _ROW_BATCH or (held and short_read):
                 self._flush_rows()
-            if not tracker.active and not tracker.holding_rows and not self._batches:
+            if not tracker.active and not tracker.holding_rows and not self._batches \
+                    and self.state is not State.TAKEOVER:  # a takeover frames every message
                 self._stop_tracking()
         return True
 
@@ -767,6 +777,18 @@ class Session(asyncio.Protocol):
             self.upstream.resume_reading()
 
     # -- writing and flow control ------------------------------------------------------
+    def relay_server_frames(self, frames: list[Frame]) -> None:
+        """During a takeover, pass server replies that answer the client's own earlier
+        requests on to the client as the relay would (tracked, bookkept)."""
+        self._server_frames(frames)
+
+    async def relayed(self) -> None:
+        """Wait until the replies relayed so far have reached the client's stream
+        (none is still being rewritten on a worker thread or held back behind one),
+        so that what an interceptor writes next comes after them."""
+        while self._batches or self._held_back:
+            await asyncio.sleep(0.001)
+
     def relay_frame(self, frame: Frame) -> None:
         """Send on a client message that an interceptor examined and left alone."""
         raw = bytes(frame.raw)

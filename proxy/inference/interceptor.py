@@ -8,9 +8,11 @@ and then
 
 - streaming plan: the rewritten statement goes upstream and the session's response
   tracker rewrites its results as they stream by (simple and extended protocol);
-- general plan (simple protocol): predictions are computed into temporary tables on
+- general plan, simple protocol: predictions are computed into temporary tables on
   the same session, inside one transaction, then the rewritten statement runs and
-  the tables are dropped, also on error;
+  the tables are dropped, also on error (a cursor's stay until COMMIT);
+- general plan, extended protocol: the lookup form is prepared, and the predictions
+  are computed at every Bind, with its parameters (prepared_general.py);
 - EXPLAIN: the upstream plan of the rewritten statement, plus a notice that says
   which path mlproxy takes.
 """
@@ -29,12 +31,13 @@ from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
 from ..ml_statements.literals import quote_identifier
+from . import prepared_general
 from .explain_model import original_position, qualify_explain_model
-from .evaluate import BoundModel, StreamingRewriter, argument_columns, copy_data_messages, copy_rows, predict
+from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
+from .extended_session import BindValues, fail, relay_owed, skip_to_sync
 from .registry import DatabaseModels, ModelEntry, ModelRegistry
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
-from .rows import DataRowBatch
 from .tracker import result_formats, statement_error, with_result_formats
 
 log = logging.getLogger("mlproxy.inference")
@@ -105,19 +108,20 @@ class InferenceInterceptor:
 
     # -- with the session to ourselves ----------------------------------------------
     async def handle(self, frame: Frame, takeover: Takeover) -> None:
-        session = takeover.session
+        if frame.type == p.F_BIND:  # of a prepared statement on the general path
+            await self._bind_general(frame, takeover)
+            return
         try:
             outcome = await self._prepare(frame, takeover)
         except PgError as err:
-            takeover.send_client(p.error_response(err))
-            await self._after_error(frame, takeover)
+            await self._after_error(frame, takeover, err)
             return
         if outcome is None:  # no model call after all
             await self._plain(frame, takeover)
             return
         plan, models = outcome
         if frame.type == p.F_QUERY:
-            await self._run_query(plan, models, takeover)
+            await self._run_query(plan, models, takeover, frame)
         else:
             await self._prepare_statement(frame, plan, models, takeover)
 
@@ -139,14 +143,38 @@ class InferenceInterceptor:
         session.relay_frame(Frame(p.F_PARSE, p.message(b"P", name + b"\x00" + p.cstr(text) + tail)))
 
     async def _prepare(self, frame: Frame, takeover: Takeover):
-        session = takeover.session
-        database = session.startup.database
-        models = await self.registry.wait_loaded(database)
+        database = takeover.session.startup.database
+        models = self.registry.models(database)
+        planned = None
+        if models is not None:  # the loaded models and their cached plans
+            try:
+                planned = await self._planned(frame, takeover, models)
+            except PgError:
+                planned = None
+        if planned is None:
+            # no call, or a model not (yet) usable: the registry hears of catalog
+            # changes by NOTIFY, which may lag behind what the client saw (SHOW MODEL
+            # says READY): decide on the catalog as it is now
+            planned = await self._planned(frame, takeover, await self.registry.wait_loaded(database))
+        if planned is None:
+            return None
+        plan, entries = planned
+        if not isinstance(plan, StreamingPlan) and frame.type == p.F_QUERY:
+            await self._check_privileges(takeover, entries)
+        bound = await self._load(database, entries)
+        if isinstance(plan, StreamingPlan):
+            plan = _guarded(plan, entries)
+        return plan, bound
+
+    async def _planned(self, frame: Frame, takeover: Takeover, models: DatabaseModels):
+        """(plan, the called models) of the statement, or None when it calls none."""
+        database = takeover.session.startup.database
         if models.entries:  # rewritten statements use the catalog's current functions
             await self.registry.catalog.pool(database)
         sql = _statement_text(frame).decode()
         search_path = await self._search_path(takeover, models)
-        key = (sql, tuple(search_path))
+        # a prepared statement's temporary tables outlive it: not those of a Query
+        key = (sql, tuple(search_path), frame.type)
         plan = models.plans.get(key, _UNPLANNED)
         if plan is _UNPLANNED:
             plan = plan_query(sql, _functions(models), search_path=search_path)
@@ -155,7 +183,11 @@ class InferenceInterceptor:
             models.plans[key] = plan
         if plan is None:
             return None
-        calls = _called(plan)
+        return plan, self._entries(models, _called(plan))
+
+    @staticmethod
+    def _entries(models: DatabaseModels, calls: list[ModelFunction]) -> dict[ModelFunction, ModelEntry]:
+        """The called functions' models, each READY (else the statement's error)."""
         entries = {}
         for function in calls:
             entry = models.entries.get(function.model_id)
@@ -173,8 +205,10 @@ class InferenceInterceptor:
                               f"{function.name} is only defined for classification models; "
                               f'model "{entry.model_name}" is {entry.problem_type}')
             entries[function] = entry
-        if not isinstance(plan, StreamingPlan):
-            await self._check_privileges(takeover, entries)
+        return entries
+
+    async def _load(self, database: str, entries: dict[ModelFunction, ModelEntry]
+                    ) -> dict[tuple[int, str], BoundModel]:
         bound: dict[tuple[int, str], BoundModel] = {}
         for function, entry in entries.items():
             try:
@@ -184,9 +218,7 @@ class InferenceInterceptor:
                 raise PgError(errors.INTERNAL_ERROR,
                               f'model "{entry.model_name}" could not be loaded: {exc}') from exc
             bound[(function.model_id, function.kind)] = BoundModel(entry, predictor, function.kind)
-        if isinstance(plan, StreamingPlan):
-            plan = _guarded(plan, entries)
-        return plan, bound
+        return bound
 
     async def _search_path(self, takeover: Takeover, models: DatabaseModels) -> list[str]:
         state = _session_state(takeover.session)
@@ -206,17 +238,14 @@ class InferenceInterceptor:
     async def _check_privileges(self, takeover: Takeover, entries: dict[ModelFunction, ModelEntry]) -> None:
         """EXECUTE on each called function, asked on the session itself (its current
         role) for every statement: a GRANT or REVOKE anywhere applies at once."""
-        sigs = [_signature(f, e) for f, e in entries.items()]
-        names = [f.name for f in entries]
-        result = await collect(takeover, f"SELECT mlproxy.check_execute({_text_array(sigs)}, "
-                                         f"{_text_array(names)})")
+        result = await collect(takeover, f"SELECT {_check_execute(entries)}")
         if result.error is not None:
             result.error.position = None
             result.error.fields.pop("W", None)
             raise result.error
 
     # -- simple protocol ----------------------------------------------------------------
-    async def _run_query(self, plan, models, takeover: Takeover) -> None:
+    async def _run_query(self, plan, models, takeover: Takeover, frame: Frame) -> None:
         session = takeover.session
         if isinstance(plan, StreamingPlan):
             tracker = session.start_tracking()
@@ -225,6 +254,9 @@ class InferenceInterceptor:
             return
         if isinstance(plan, ExplainPlan):
             await self._explain(plan, models, takeover)
+        elif plan.cursor == "transaction" and session.txstatus == b"I":
+            # Postgres refuses DECLARE outside a block (25P01) before it runs anything
+            await relay(takeover, _statement_text(frame).decode())
         else:
             await self._general(plan, models, takeover)
         takeover.send_client(p.ready_for_query(session.txstatus))
@@ -273,7 +305,8 @@ class InferenceInterceptor:
             if ok:
                 ok = await relay(takeover, str(final.sql), position=final.map_position)
         finally:
-            if session.txstatus == b"T":
+            # a cursor reads its tables at every FETCH: they go at COMMIT (ON COMMIT DROP)
+            if session.txstatus == b"T" and plan.cursor is None:
                 for step in reversed(created):
                     for sql in step.drop:
                         await self._quiet(takeover, sql)
@@ -292,13 +325,10 @@ class InferenceInterceptor:
 
         def flush() -> None:
             if rows and not failure:
-                batch = DataRowBatch.from_frames(rows)
                 try:
-                    values = predict(bound, argument_columns(batch, step.args, bound.entry))
+                    copy.append(prepared_general.predicted_copy(rows, step, bound))
                 except Exception as exc:  # noqa: BLE001 - reported as this statement's error
                     failure.append(exc)
-                else:
-                    copy.append(copy_rows(batch, step.args, values, step.function.return_type))
             rows.clear()
 
         while True:
@@ -354,14 +384,13 @@ class InferenceInterceptor:
     # -- extended protocol ----------------------------------------------------------
     async def _prepare_statement(self, frame: Frame, plan, models, takeover: Takeover) -> None:
         session = takeover.session
+        if session.unsynced and session.failed_since_sync:
+            await skip_to_sync(takeover)  # an earlier message failed: Postgres skips this one
+            return
         if not isinstance(plan, StreamingPlan):
-            takeover.send_client(p.error_response(PgError(
-                errors.FEATURE_NOT_SUPPORTED,
-                "mlproxy: in a prepared statement, model functions can only be called in the "
-                "select list of a SELECT",
-                hint="Send the statement with the simple query protocol, or call the model "
-                     "in the top-level select list of a SELECT.")))
-            await takeover.discard_until_sync()
+            entries = {f: models[(f.model_id, f.kind)].entry for f in _called(plan)}
+            check = _check_execute(entries) if plan.steps else None
+            await prepared_general.prepare(self, frame, plan, models, check, takeover)
             return
         name, _sql, tail = p.parse_message_parts(frame.body)
         if plan.has_star:
@@ -415,11 +444,35 @@ class InferenceInterceptor:
                 break
         return plan.resolve(total) if total is not None else plan
 
-    async def _after_error(self, frame: Frame, takeover: Takeover) -> None:
+    async def _after_error(self, frame: Frame, takeover: Takeover, err: PgError) -> None:
+        """`err` answers the statement; the session goes on in sync."""
         if frame.type == p.F_QUERY:
+            takeover.send_client(p.error_response(err))
             takeover.send_client(p.ready_for_query(takeover.session.txstatus))
-        else:
-            await takeover.discard_until_sync()
+        elif await relay_owed(takeover):
+            await fail(takeover, err)
+        else:  # an earlier message of the pipeline failed: Postgres ignores this one
+            await skip_to_sync(takeover)
+
+    async def _bind_general(self, frame: Frame, takeover: Takeover) -> None:
+        """A Bind of a prepared general-path statement: its models as they are now
+        (one dropped or retrained since the Parse is this execution's error)."""
+        session = takeover.session
+        prepared = session.tracker.statements[BindValues.parse(frame.body).statement]
+        database = session.startup.database
+        calls = _called(prepared.plan)
+        try:
+            models = self.registry.models(database)
+            try:
+                entries = self._entries(models, calls) if models is not None else None
+            except PgError:
+                entries = None
+            if entries is None:  # as in _prepare: the catalog as it is now
+                entries = self._entries(await self.registry.wait_loaded(database), calls)
+            bound: dict | PgError = await self._load(database, entries)
+        except PgError as err:
+            bound = err
+        await prepared_general.execute(prepared, bound, frame, takeover)
 
 
 def _statement_text(frame: Frame) -> bytes:
@@ -477,11 +530,10 @@ def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry]) -> S
     call of the function itself would. Prepared statements, SET ROLE and a REVOKE
     in another session are all covered, with no round trip of the proxy's own."""
     sigs = [_signature(f, e) for f, e in entries.items()]
-    names = [f.name for f in entries]
     # the function that raises is called only when a privilege is missing: a plain
     # has_function_privilege() costs Postgres far less per execution than a call
     granted = " AND ".join(f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')" for sig in sigs)
-    prefix = (f"SELECT *, (SELECT mlproxy.check_execute({_text_array(sigs)}, {_text_array(names)}) "
+    prefix = (f"SELECT *, (SELECT {_check_execute(entries)} "
               f"WHERE NOT ({granted})) AS \"__mlproxy_check\" FROM (\n")
     suffix = "\n) AS __mlproxy_rewritten"
     sql = plan.sql
@@ -506,6 +558,14 @@ def _without_final_semicolon(sql: str) -> str:
             return sql[:token.start] + sql[token.end + 1:]
         break
     return sql
+
+
+def _check_execute(entries: dict[ModelFunction, ModelEntry]) -> str:
+    """A call that raises 42501, as a call of a stub would, unless the current role
+    may execute every one of these model functions."""
+    sigs = [_signature(f, e) for f, e in entries.items()]
+    names = [f.name for f in entries]
+    return f"mlproxy.check_execute({_text_array(sigs)}, {_text_array(names)})"
 
 
 def _signature(function: ModelFunction, entry: ModelEntry) -> str:

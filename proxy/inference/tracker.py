@@ -29,7 +29,7 @@ _FIRST = (0,)  # the offsets of a run of one message
 _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
 
 # Expectation kinds
-PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION = range(9)
+PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION, HIDDEN = range(10)
 
 
 class RowRewriter(Protocol):
@@ -61,6 +61,10 @@ class Expectation:
     # maps an error position in the rewritten text back to the client's text
     map_position: Callable[[int], int] | None = None
     statement: bytes | None = None  # the rewritten statement a Parse creates
+    # HIDDEN: the replies of mlproxy's own messages, dropped up to the `closes`-th
+    # CloseComplete; an error among them is shown as `hidden_error(raw)` makes it
+    closes: int = 0
+    hidden_error: Callable[[bytes], bytes] | None = None
 
 
 def statement_error(exc: BaseException) -> PgError:
@@ -115,6 +119,29 @@ class ResponseTracker:
                     any(e.rewriter is not None for e in self.queue))
 
     # -- client -> server ----------------------------------------------------------
+    def bind_interceptor(self, raw: bytes | memoryview):
+        """The interceptor that must see this Bind before it goes upstream (a prepared
+        statement whose model predictions are computed per execution), or None."""
+        body = memoryview(raw)[5:]
+        _, pos = _cstring(body)
+        statement, _ = _cstring(body, pos)
+        return getattr(self.statements.get(statement), "interceptor", None)
+
+    @property
+    def discarding(self) -> bool:
+        """Is the rest of a failed result being dropped until its ReadyForQuery?"""
+        return self._failed
+
+    def expect_hidden(self, closes: int, error: Callable[[bytes], bytes]) -> None:
+        """mlproxy sent messages of its own (their replies end with `closes`
+        CloseCompletes); the client's next requests are answered after them."""
+        self.queue.append(Expectation(HIDDEN, closes=closes, hidden_error=error))
+
+    def answered(self) -> None:
+        """Every request sent so far has had its replies (a marker behind them came
+        back): forget expectations that replies passing untracked left behind."""
+        self.queue.clear()
+
     def expect_plain(self, kinds: list[int]) -> None:
         """Replies to requests already sent, that need no rewriting, come first."""
         self.queue.extend(Expectation(kind) for kind in kinds)
@@ -198,6 +225,16 @@ class ResponseTracker:
             return out
         head = self.queue[0]
         kind = head.kind
+        if kind == HIDDEN:
+            if msg_type == p.B_ERROR:
+                out.append(head.hidden_error(raw))
+                while self.queue and self.queue[0].kind != SYNC:
+                    self.queue.popleft()  # the server skips to Sync
+            elif msg_type == p.B_CLOSE_COMPLETE:
+                head.closes -= 1
+                if not head.closes:
+                    self.queue.popleft()
+            return out
         if msg_type == p.B_ERROR:
             if head.map_position is not None or head.rewriter is not None:
                 raw = _map_error(raw, head.map_position)

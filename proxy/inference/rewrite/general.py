@@ -34,10 +34,12 @@ HINT = ("mlproxy evaluates a model call in a sub-query over that sub-query's own
 class GeneralPlanner:
     """Steps in dependency order, then the final statement."""
 
-    def __init__(self, analysis: Analysis, renderer: Renderer, prefix: str) -> None:
+    def __init__(self, analysis: Analysis, renderer: Renderer, prefix: str, *,
+                 transaction_tables: bool = False) -> None:
         self.analysis = analysis
         self.render = renderer
         self.prefix = prefix
+        self.on_commit = " ON COMMIT DROP" if transaction_tables else ""
         self.lookups = Lookups(analysis, renderer)
         self.inputs = InputBuilder(analysis, renderer, self.lookups)
         renderer.insertions = [self._alias(c) for c in analysis.calls
@@ -115,10 +117,10 @@ class GeneralPlanner:
         types = [arg_type(t) for t in function.arg_types]
         columns = [f"a{i} {t.sql_type}" for i, t in enumerate(types)] + [f"p {function.return_type}"]
         key = f"ARRAY[{', '.join(f'a{i}::text' for i in range(len(types)))}]" if types else "ARRAY[]::text[]"
-        create = (f"CREATE TEMPORARY TABLE {table} ({', '.join(columns)})",)
+        create = (f"CREATE TEMPORARY TABLE {table} ({', '.join(columns)}){self.on_commit}",)
         drop = (f"DROP TABLE IF EXISTS {table}",)
         if any(c.ordinal in self.lookups.by_function for c in members):
-            create += (f"CREATE FUNCTION {table}_lookup(text[]) RETURNS {function.return_type} LANGUAGE sql STABLE "
+            create += (f"CREATE OR REPLACE FUNCTION {table}_lookup(text[]) RETURNS {function.return_type} LANGUAGE sql STABLE "
                        f"PARALLEL RESTRICTED AS $mlproxy$SELECT p FROM {table} WHERE {key} = $1 LIMIT 1$mlproxy$",)
             drop += (f"DROP FUNCTION IF EXISTS {table}_lookup(text[])",)
         index = (f"CREATE INDEX ON {table} (({key}))",) if types else ()
@@ -136,4 +138,5 @@ class GeneralPlanner:
             depends_on=tuple(depends),
             calls=tuple(c.ordinal for c in members),
             hint=HINT,
+            index=index,
         )

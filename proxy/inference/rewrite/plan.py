@@ -117,6 +117,7 @@ class InferenceStep:
     depends_on: tuple[int, ...]
     calls: tuple[int, ...]  # ordinals of the client's calls this step serves
     hint: str
+    index: tuple[str, ...] = ()  # the lookup index (also in `finish`, before ANALYZE)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,9 @@ class GeneralPlan:
     steps: tuple[InferenceStep, ...]
     sql: SqlText
     description: str
+    # DECLARE CURSOR: "hold" (WITH HOLD) or "transaction"; the tables then outlive
+    # the statement (until COMMIT) and are not dropped after it
+    cursor: str | None = None
 
     def map_position(self, position: int, which: object = "sql") -> int:
         """Client position of `position` in `which`: "sql", a step index or an SqlText."""

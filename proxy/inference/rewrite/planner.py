@@ -1,9 +1,12 @@
 """plan_query: decide how a statement with model calls runs, or refuse it.
 
 Statements that may hold calls: SELECT (also SELECT INTO), INSERT, UPDATE, DELETE,
-CREATE TABLE AS, COPY (query) TO, and EXPLAIN of any of these.  A statement that
-would *store* a call for later (a view, a function body, a column default, a
-PREPAREd statement, a cursor) is refused: the stored call would run the stub.
+CREATE TABLE AS, COPY (query) TO, DECLARE CURSOR FOR SELECT, and EXPLAIN of the
+others.  A statement that would *store* a call for later (a view, a function body,
+a column default, a PREPAREd statement) is refused: the stored call would run the
+stub.  A cursor takes the general path: its FETCHes read the lookups' temporary
+tables, which therefore live until the end of the transaction (ON COMMIT DROP; a
+WITH HOLD cursor is materialized at COMMIT, before they go).
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ _QUERY_STATEMENTS = (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteS
 _STORED = {
     "ViewStmt": "CREATE VIEW",
     "CreateFunctionStmt": "CREATE FUNCTION",
-    "DeclareCursorStmt": "DECLARE CURSOR",
     "PrepareStmt": "PREPARE",
     "RuleStmt": "CREATE RULE",
     "CreateStmt": "CREATE TABLE",
@@ -47,6 +49,7 @@ _STORED = {
     "ExecuteStmt": "EXECUTE",
 }
 _counter = itertools.count(1)
+_CURSOR_OPT_HOLD = 0x0020  # DeclareCursorStmt.options (parsenodes.h)
 
 
 def find_model_calls(sql: str, functions: Mapping[str, Sequence[ModelFunction]]) -> bool:
@@ -105,6 +108,9 @@ def _plan(sql: str, functions: Mapping[str, Sequence[ModelFunction]], search_pat
     while hi > lo and tokens[hi - 1].text == ";":
         hi -= 1
     node, (lo, hi), explain = _unwrap(raw.stmt, seg, lo, hi)
+    cursor = None
+    if isinstance(raw.stmt, ast.DeclareCursorStmt):
+        cursor = "hold" if raw.stmt.options & _CURSOR_OPT_HOLD else "transaction"
     analysis = Analysis(sql, node, (lo, hi), seg, functions, search_path)
     _check_calls(analysis)
     renderer = Renderer(analysis)
@@ -116,19 +122,21 @@ def _plan(sql: str, functions: Mapping[str, Sequence[ModelFunction]], search_pat
             return plan
         inner_plan, _ = build_streaming(analysis, renderer, inner_span)
         return ExplainPlan(inner_plan, plan.sql, _analyze(explain), plan.description)
-    planner = GeneralPlanner(analysis, renderer, temp_prefix or f"__mlproxy_{next(_counter)}_")
+    planner = GeneralPlanner(analysis, renderer, temp_prefix or f"__mlproxy_{next(_counter)}_",
+                             transaction_tables=cursor is not None)
     steps = planner.steps()
     tables = ", ".join(f"{s.table} ({s.function.name})" for s in steps)
     noun = "table" if len(steps) == 1 else "tables"
     description = f"mlproxy: general path via temporary {noun} {tables}"
     if explain is None:
-        return GeneralPlan(steps, planner.final(whole), description)
+        return GeneralPlan(steps, planner.final(whole), description, cursor=cursor)
     inner = GeneralPlan(steps, planner.final(inner_span), description)
     return ExplainPlan(inner, planner.final(whole), _analyze(explain), description)
 
 
 def _wrapped(stmt: ast.Node, explain: ast.ExplainStmt | None) -> bool:
-    """Is the query inside CREATE TABLE AS / COPY (then no rows come back to stream)?"""
+    """Is the query inside CREATE TABLE AS / COPY / DECLARE (then no rows come back
+    to stream)?"""
     inner = explain.query if explain is not None else stmt
     return not isinstance(inner, ast.SelectStmt)
 
@@ -168,6 +176,11 @@ def _unwrap(stmt: ast.Node, seg: Segmenter, lo: int, hi: int) -> tuple[ast.Node,
                 hi -= 2
             elif words[-3:] == ["WITH", "NO", "DATA"]:
                 hi -= 3
+            stmt, lo = stmt.query, start + 1
+        elif isinstance(stmt, ast.DeclareCursorStmt) and isinstance(stmt.query, ast.SelectStmt) \
+                and explain is None:
+            level = t.level(lo)
+            start = next(i for i in range(lo + 1, hi) if t[i].word == "FOR" and t.level(i) == level)
             stmt, lo = stmt.query, start + 1
         elif isinstance(stmt, ast.CopyStmt) and stmt.query is not None and not stmt.is_from:
             ext = extent(stmt.query, seg.constants)

@@ -73,7 +73,6 @@ REFUSED = [
     ("CREATE VIEW v AS SELECT predict_churn(age, plan) FROM customers", "CREATE VIEW"),
     ("CREATE MATERIALIZED VIEW v AS SELECT predict_churn(age, plan) FROM customers", "MATERIALIZED VIEW"),
     ("PREPARE p AS SELECT predict_churn(age, plan) FROM customers", "PREPARE"),
-    ("DECLARE c CURSOR FOR SELECT predict_churn(age, plan) FROM customers", "DECLARE CURSOR"),
     ("CREATE TABLE t (x boolean DEFAULT predict_churn(1, 'a'))", "CREATE TABLE"),
     ("CREATE FUNCTION f() RETURNS boolean BEGIN ATOMIC SELECT predict_churn(1, 'a'); END", "CREATE FUNCTION"),
     ("MERGE INTO audit a USING customers c ON a.customer_id = c.id "

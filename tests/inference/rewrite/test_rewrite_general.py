@@ -14,7 +14,7 @@ import pytest
 
 from proxy.inference.rewrite import GeneralPlan
 
-from .harness import check, plan
+from .harness import check, fill_tables, plan, reference
 
 CASES = [
     # WHERE / ORDER BY / GROUP BY / HAVING
@@ -219,3 +219,27 @@ def test_input_query_keeps_the_where_clause():
     """A select-list call on a filtered table predicts only the rows that pass."""
     p = plan("SELECT id, predict_churn(age, plan) FROM customers WHERE id = 1 ORDER BY 2")
     assert "id = 1" in p.steps[0].input.text
+
+
+@pytest.mark.parametrize(("sql", "cursor"), [
+    ("DECLARE c CURSOR FOR SELECT id, predict_churn(age, plan) FROM customers ORDER BY id", "transaction"),
+    ("DECLARE c NO SCROLL CURSOR WITH HOLD FOR SELECT id FROM customers WHERE predict_churn(age, plan)", "hold"),
+    ("declare \"for\" binary cursor without hold for select predict_score(score) for_x from customers", "transaction"),
+])
+def test_declare_cursor_takes_the_general_path(conn, sql, cursor):
+    """A cursor's query (also a select-list call) reads lookups; its tables live until
+    COMMIT, and FETCH gives what the query would."""
+    the_plan = plan(sql)
+    assert isinstance(the_plan, GeneralPlan) and the_plan.cursor == cursor
+    assert the_plan.sql.text.lower().startswith("declare")
+    assert all(s.create[0].endswith("ON COMMIT DROP") for s in the_plan.steps)
+    query = sql[sql.lower().index(" for ", sql.lower().index("cursor")) + 5:]
+    expected = reference(conn, query)
+    with conn.transaction(force_rollback=True):
+        fill_tables(conn, the_plan)
+        conn.execute(the_plan.sql.text)
+        name = the_plan.sql.text.split()[1]
+        cur = conn.cursor()
+        cur.execute(f"FETCH ALL FROM {name}")
+        rows = cur.fetchall()
+    assert sorted(map(repr, rows)) == sorted(map(repr, expected.rows))

@@ -10,7 +10,12 @@ a simple Query.
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import psycopg
+
+from tests.support.clients import client_env, program
 
 # (protocol, result format) cells reachable with psycopg; the simple protocol has
 # only the text format (Postgres sends binary only for a portal bound that way).
@@ -45,3 +50,18 @@ def assert_usable(conn: psycopg.Connection, probe: str | None = None) -> None:
     if probe is not None:
         assert conn.execute(probe).fetchall()
 
+
+
+def pgbench(proxy, script, mode: str) -> tuple[int, str]:
+    """Run a pgbench custom script through the proxy for 3 s (4 clients); asserts it
+    ran without a failed transaction. (transactions, tps as printed)."""
+    done = subprocess.run(
+        [program("pgbench"), "-h", proxy.host, "-p", str(proxy.port), "-U", "postgres",
+         "-n", "-M", mode, "-c", "4", "-j", "2", "-T", "3", "-f", str(script), "mlsql"],
+        capture_output=True, text=True, timeout=60, env=client_env())
+    assert done.returncode == 0, done.stderr
+    processed = re.search(r"number of transactions actually processed: (\d+)", done.stdout)
+    assert processed and int(processed.group(1)) > 0, done.stdout
+    assert re.search(r"number of failed transactions: 0\b", done.stdout), done.stdout
+    tps = re.search(r"tps = ([\d.]+)", done.stdout)
+    return int(processed.group(1)), tps.group(1) if tps else "?"

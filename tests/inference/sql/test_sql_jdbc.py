@@ -1,6 +1,7 @@
 """pgjdbc through mlproxy: model calls under the extended protocol (unnamed and
-named server-side statements, text and binary results, a fetch-size portal) and
-under preferQueryMode=simple, compared with the offline predictor."""
+named server-side statements, text and binary results, a fetch-size portal; the
+streaming and the general path) and under preferQueryMode=simple, compared with
+the offline predictor."""
 
 from __future__ import annotations
 
@@ -34,7 +35,21 @@ def expected(suite):
                                              "WHERE id <= 12"),
             "fetch": suite.species.by_id(d, "SELECT id, f0, f1, f2, f3 FROM iris"),
             "where": suite.churn.by_id(d, "SELECT id, age, plan, usage, signup, promo FROM customers"),
+            "general": _general(suite, d),
         }
+
+
+def _general(suite, d) -> dict[int, list[int]]:
+    """PredictCheck's general-path statement for k = 0..3, offline."""
+    houses = d.execute("SELECT id, rooms, area, city FROM houses ORDER BY id").fetchall()
+    base = dict(zip((h[0] for h in houses), suite.price.predict([h[1:] for h in houses])))
+    out = {}
+    for k in range(4):
+        shifted = dict(zip((h[0] for h in houses),
+                           suite.price.predict([(h[1], h[2] + k * 10.0, h[3]) for h in houses])))
+        ids = [i for i in base if shifted[i] > 400.0 and i <= 100 + k * 50]
+        out[k] = sorted(ids, key=lambda i: (-base[i], i))
+    return out
 
 
 @pytest.mark.timeout(600)  # the jdbc fixture may first have to apt-get install java
@@ -52,10 +67,12 @@ def test_pgjdbc(suite, jdbc, expected, mode):
     assert {int(i): float.fromhex(v) for i, v in out["select"]} == expected["select"]
     assert {int(i): v == "true" for i, v in out["prepared"]} == expected["prepared"]
     assert {int(i): v for i, v in out["fetch"]} == expected["fetch"]
-    if mode == "simple":
-        assert [int(i) for i, in out["where"]] == sorted(i for i, v in expected["where"].items() if v)
-    else:  # the general path is not served to prepared statements
-        assert out["where_error"] == [["0A000"]]
+    assert [int(i) for i, in out["where"]] == sorted(i for i, v in expected["where"].items() if v)
+    assert not out["where_error"]
+    general = defaultdict(list)
+    for k, i in out["general"]:
+        general[int(k)].append(int(i))
+    assert general == expected["general"]
     if mode == "extended-binary":
         assert out["server_prepared"] == [["true"]]
     assert out["after"] == [["42"]]

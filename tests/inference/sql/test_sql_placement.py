@@ -1,10 +1,10 @@
 """Model calls in every place SQL allows an expression, under every protocol and
 result format a driver can pick, compared with the offline predictor.
 
-Select-list calls take the streaming path and work everywhere. Calls anywhere else
-take the general path (temporary tables), which the proxy serves only under the
-simple query protocol: under the extended protocol it answers 0A000, and the
-session goes on.
+Select-list calls take the streaming path; calls anywhere else take the general
+path (temporary tables). Both are served under the simple and the extended
+protocol (prepared statements too: the general path computes the predictions at
+every Bind, prepared_general.py).
 """
 
 from __future__ import annotations
@@ -125,54 +125,36 @@ def _prepare(suite, placement: Placement, table: str) -> None:
             d.execute(placement.setup.format(table=table))
 
 
-def served(placement: Placement, mode: str) -> bool:
-    return placement.streaming or mode.startswith("simple")
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("placement", PLACEMENTS, ids=IDS)
 def test_psycopg(suite, expected, scratch_table, placement, mode):
     _prepare(suite, placement, scratch_table)
-    before = _written(suite, placement, scratch_table) if placement.check else None
     sql = placement.sql.format(table=scratch_table)
     with suite.connect() as conn:
-        if served(placement, mode):
+        rows = fetch(conn, sql, mode)
+        if mode == "prepared-text" and not placement.check:  # again: Bind/Execute only
             rows = fetch(conn, sql, mode)
-            if mode == "prepared-text":  # the named statement again: Bind/Execute only
-                rows = fetch(conn, sql, mode) if not placement.check else rows
-            got = _written(suite, placement, scratch_table) if placement.check else rows
-            assert got == placement.expect(expected)
-        else:
-            with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
-                fetch(conn, sql, mode)
-            assert "prepared statement" in err.value.diag.message_primary
-            assert err.value.diag.message_hint
-            if placement.check:
-                assert _written(suite, placement, scratch_table) == before
+        got = _written(suite, placement, scratch_table) if placement.check else rows
+        assert got == placement.expect(expected)
         assert_usable(conn, PROBE)
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS, ids=IDS)
 def test_asyncpg(suite, expected, scratch_table, placement):
-    """asyncpg: fetch() prepares a named statement with binary results; execute()
-    without arguments is a simple Query (no rows come back)."""
+    """asyncpg: fetch() prepares a named statement (Parse/Describe/Sync) and runs it
+    with Bind/Execute/Sync, binary results; the statement cache runs it again."""
     _prepare(suite, placement, scratch_table)
-    before = _written(suite, placement, scratch_table) if placement.check else None
     sql = placement.sql.format(table=scratch_table)
 
     async def body():
         conn = await asyncpg.connect(suite.asyncpg_dsn())
         try:
-            if placement.streaming:
-                rows = [tuple(r) for r in await conn.fetch(sql)]
-                assert rows == placement.expect(expected)
+            rows = [tuple(r) for r in await conn.fetch(sql)]
+            if placement.check:
+                assert _written(suite, placement, scratch_table) == placement.expect(expected)
             else:
-                with pytest.raises(asyncpg.exceptions.FeatureNotSupportedError):
-                    await conn.fetch(sql)
-                if placement.check:
-                    assert _written(suite, placement, scratch_table) == before
-                    await conn.execute(sql)  # simple protocol: served
-                    assert _written(suite, placement, scratch_table) == placement.expect(expected)
+                assert rows == placement.expect(expected)
+                assert [tuple(r) for r in await conn.fetch(sql)] == rows  # from the cache
             assert await conn.fetchval("SELECT 41 + 1") == 42
             assert len(await conn.fetch(PROBE)) == 1
         finally:

@@ -57,8 +57,10 @@ def test_postgres_itself_denies_the_stub(suite, reader):
 
 
 @pytest.mark.parametrize("sql,mode", [(STREAMING, "simple-text"), (STREAMING, "extended-binary"),
-                                      (STREAMING, "prepared-text"), (GENERAL, "simple-text")],
-                         ids=["streaming-simple", "streaming-extended", "streaming-prepared", "general-simple"])
+                                      (STREAMING, "prepared-text"), (GENERAL, "simple-text"),
+                                      (GENERAL, "extended-binary"), (GENERAL, "prepared-text")],
+                         ids=["streaming-simple", "streaming-extended", "streaming-prepared", "general-simple",
+                              "general-extended", "general-prepared"])
 def test_without_execute_denied_then_granted(suite, reader, sql, mode):
     with suite.connect(user=reader) as conn:
         _denied(conn, sql, mode)
@@ -78,14 +80,17 @@ def test_revoke_in_another_session_applies_at_the_next_call(suite, reader):
         _denied(conn, GENERAL)
 
 
-def test_revoke_applies_to_an_already_prepared_statement(suite, reader):
+@pytest.mark.parametrize("sql", [STREAMING, GENERAL], ids=["streaming", "general"])
+def test_revoke_applies_to_an_already_prepared_statement(suite, reader, sql):
     """Postgres checks EXECUTE at each execution, not when the statement is parsed."""
     _grant(suite, True)
     with suite.connect(user=reader) as conn:
-        _allowed(conn, mode="prepared-text")
-        _allowed(conn, mode="prepared-text")  # now a named statement, Bind/Execute only
+        _allowed(conn, sql, mode="prepared-text")
+        _allowed(conn, sql, mode="prepared-text")  # now a named statement, Bind/Execute only
         _grant(suite, False)
-        _denied(conn, mode="prepared-text")
+        _denied(conn, sql, mode="prepared-text")
+        _grant(suite, True)
+        _allowed(conn, sql, mode="prepared-text")
 
 
 def test_set_role_and_reset_role(suite, reader):

@@ -5,8 +5,6 @@ prepared statement, and pgbench."""
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
 import threading
 import time
 
@@ -15,9 +13,9 @@ import psycopg
 import pytest
 
 from tests.drivers.test_copy_volume import PeakRss
-from tests.support.clients import client_env, program, run_async, wait_until_running
+from tests.support.clients import run_async, wait_until_running
 
-from .clients import assert_usable, fetch, run
+from .clients import assert_usable, fetch, pgbench, run
 
 BIG_ROWS = 1_000_000
 # customers' formulas: every feature repeats with period lcm(60, 3, 100, 700, 4) = 2100
@@ -118,17 +116,6 @@ def test_asyncpg_cursor_portal_with_row_limit(suite, big):
     run_async(body(), timeout=100)
 
 
-def test_declare_cursor_is_refused_clearly(suite):
-    """psycopg's named (server-side) cursors use DECLARE, which mlproxy does not serve."""
-    with suite.connect() as conn:
-        with conn.transaction():
-            cur = conn.cursor(name="c")
-            with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
-                cur.execute(f"SELECT id, {CALL} FROM customers")
-            assert "DECLARE" in err.value.diag.message_primary
-        assert_usable(conn, f"SELECT {CALL} FROM customers LIMIT 2")
-
-
 SLOW = {
     # each row waits 50 ms upstream; rows stream out as they are made
     "streaming": "SELECT '{tag}' AS tag, id, predict_price(rooms, area, city) FROM houses "
@@ -214,13 +201,5 @@ SELECT id, predict_price(rooms, area, city) FROM houses WHERE id = :id;
 def test_pgbench_custom_script(suite, tmp_path, mode):
     script = tmp_path / "predict.sql"
     script.write_text(PGBENCH_SCRIPT)
-    done = subprocess.run(
-        [program("pgbench"), "-h", suite.proxy.host, "-p", str(suite.proxy.port), "-U", "postgres",
-         "-n", "-M", mode, "-c", "4", "-j", "2", "-T", "3", "-f", str(script), "mlsql"],
-        capture_output=True, text=True, timeout=60, env=client_env())
-    assert done.returncode == 0, done.stderr
-    processed = re.search(r"number of transactions actually processed: (\d+)", done.stdout)
-    assert processed and int(processed.group(1)) > 0, done.stdout
-    assert re.search(r"number of failed transactions: 0\b", done.stdout), done.stdout
-    tps = re.search(r"tps = ([\d.]+)", done.stdout)
-    print(f"\npgbench -M {mode}: {processed.group(1)} transactions, tps {tps.group(1) if tps else '?'}")
+    processed, tps = pgbench(suite.proxy, script, mode)
+    print(f"\npgbench -M {mode}: {processed} transactions, tps {tps}")

@@ -45,6 +45,25 @@ public class PredictCheck {
                 }
             }
             conn.commit();
+            // the general path in a PreparedStatement: parameters inside and outside the
+            // calls, executed past prepareThreshold, in a transaction (BEGIN pipelined
+            // ahead of the first Parse), read through a portal in slices
+            try (PreparedStatement ps = conn.prepareStatement(
+                     "SELECT id FROM houses WHERE predict_price(rooms, area + ?, city) > ? AND id <= ? "
+                     + "ORDER BY predict_price(rooms, area, city) DESC, id")) {
+                ps.setFetchSize(7);
+                for (int k = 0; k < 4; k++) {
+                    ps.setDouble(1, k * 10.0);
+                    ps.setDouble(2, 400.0);
+                    ps.setInt(3, 100 + k * 50);
+                    try (ResultSet rs = ps.executeQuery()) {
+                        while (rs.next()) {
+                            System.out.println("general " + k + " " + rs.getInt(1));
+                        }
+                    }
+                }
+            }
+            conn.commit();
             conn.setAutoCommit(true);
             // a call in WHERE: the general path
             try (Statement st = conn.createStatement();
