@@ -31,6 +31,7 @@ class MLRuntime:
                               worker_threads=config.training_threads)
         self.services = MLServices(self.catalog, self.jobs, config.data_dir)
         self.registry = ModelRegistry(self.catalog, config.data_dir / "cache" / "models")
+        self.services.models_changed = self.registry.reload
         # ML statements first: a CREATE MODEL's query may mention a model function.
         self.interceptors = [MLInterceptor(self.services), InferenceInterceptor(self.registry)]
         self._sweeper: asyncio.Task | None = None

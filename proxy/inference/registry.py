@@ -121,7 +121,17 @@ class ModelRegistry:
         if database not in self._loading:
             self._loading[database] = asyncio.ensure_future(self._load(database))
 
+    async def reload(self, database: str) -> None:
+        """Load the models of `database` afresh: a load already in flight may have
+        read the catalog before the change the caller just committed."""
+        in_flight = self._loading.get(database)
+        if in_flight is not None:
+            await asyncio.shield(in_flight)
+        await self.wait_loaded(database)
+
     async def wait_loaded(self, database: str) -> DatabaseModels:
+        """The models of `database` as the catalog has them now: joins a load in
+        flight, or starts one (callers use it when what they hold may be stale)."""
         self.load_soon(database)
         task = self._loading[database]
         await asyncio.shield(task)

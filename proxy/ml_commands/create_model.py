@@ -12,6 +12,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ class MLServices:
     catalog: CatalogStore
     jobs: JobRunner
     data_dir: Path
+    # Awaited after a committed CREATE/DROP MODEL with the database's name: brings
+    # the proxy's own model registry up to date (set by MLRuntime).
+    models_changed: Callable[[str], Awaitable[object]] | None = None
 
 
 class _Abort(Exception):

@@ -94,12 +94,23 @@ class MLInterceptor:
             return await relay(takeover, piece.text, position=lambda pos: pos + start)
         if not await self._catalog_ready(takeover):
             return False
-        if isinstance(stmt, CreateModel):
-            return await create_model(self.services, takeover, stmt)
         if isinstance(stmt, ShowModel):
             return await relay(takeover, show_sql(stmt), tag="SHOW", hide_context=True)
-        return await relay(takeover, drop_sql(stmt), tag="DROP MODEL", rows=False,
-                           hide_context=True)
+        return await self._change(stmt, takeover)
+
+    async def _change(self, stmt, takeover: Takeover) -> bool:
+        """CREATE or DROP MODEL; once committed, this proxy's own model registry is
+        brought up to date before the client hears back, so its next statement sees
+        the model function (other replicas learn of it by NOTIFY)."""
+        if isinstance(stmt, CreateModel):
+            ok = await create_model(self.services, takeover, stmt)
+        else:
+            ok = await relay(takeover, drop_sql(stmt), tag="DROP MODEL", rows=False,
+                             hide_context=True)
+        session = takeover.session
+        if ok and session.txstatus == b"I" and self.services.models_changed is not None:
+            await self.services.models_changed(session.startup.database)
+        return ok
 
     async def _catalog_ready(self, takeover: Takeover) -> bool:
         database = takeover.session.startup.database
@@ -146,11 +157,7 @@ class MLInterceptor:
                     takeover.send_client(p.message(b"t", b"\x00\x00"))  # no parameters
                 takeover.send_client(p.no_data())
             elif t == p.F_EXECUTE:
-                if isinstance(stmt, CreateModel):
-                    ok = await create_model(self.services, takeover, stmt)
-                else:
-                    ok = await relay(takeover, drop_sql(stmt), tag="DROP MODEL", rows=False,
-                                     hide_context=True)
+                ok = await self._change(stmt, takeover)
                 if not ok:
                     await takeover.discard_until_sync()
                     return
