@@ -33,7 +33,7 @@ from .rowscan import RowFormatError, read_be32, scan_data_rows
 
 __all__ = ["DataRowBatch", "RowFormatError", "scan_data_rows", "NUMERIC_KINDS", "TEXT_KIND"]
 
-# Kinds of appended argument columns, as the query rewrite casts them (all text).
+# Kinds of appended argument columns, as the query rewrite casts them.
 NUMERIC_KINDS = frozenset(("float", "int", "epoch"))
 TEXT_KIND = "text"
 

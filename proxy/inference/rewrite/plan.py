@@ -30,9 +30,11 @@ from .text import SqlText
 
 @dataclass(frozen=True)
 class ArgColumn:
-    """One argument of a call as the proxy receives it (text format).
+    """One argument of a call as the proxy receives it: an appended column, in
+    binary format under the extended protocol and as text under the simple one
+    (see inference/rows.py).
 
-    kind: "float" (float8 text), "int" (0/1 for booleans), "epoch" (seconds since
+    kind: "float" (float8), "int" (0/1 for booleans), "epoch" (seconds since
     1970-01-01 as float8: turn into datetime64), "text".
     """
 
