@@ -12,8 +12,10 @@ all rows. Predictors hold no per-call state: any number of threads may share one
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import treelite
 from . import build as build_mod
 from . import cache, dense, native, trees
 from .artifact import Artifact, load
-from .errors import BuildError, NotAClassifier, ValueOutOfRange
+from .errors import BuildError, CompilerError, NotAClassifier, ValueOutOfRange
 from .preprocess import Preprocessor
 
 
@@ -115,11 +117,33 @@ class Predictor:
         return self._outputs(columns, nthread)
 
     def _outputs(self, columns: Mapping[str, np.ndarray], nthread: int | None) -> np.ndarray:
+        threads = self.nthread if nthread is None else max(1, int(nthread))
+        rows = _rows(columns)
+        if threads > 1 and rows >= _PARALLEL_MIN_ROWS:
+            return self._outputs_parallel(columns, rows, threads)
+        return self._outputs_serial(columns, threads)
+
+    def _outputs_parallel(self, columns: Mapping[str, np.ndarray], rows: int,
+                          threads: int) -> np.ndarray:
+        """Preprocessing is whole-array numpy on one thread; with several threads,
+        each takes a slice of the rows through preprocessing *and* the native call
+        (numpy and the library release the GIL), instead of preprocessing the whole
+        batch on one thread first. Any error is raised by the serial path, so its
+        row numbers count from the batch's start."""
+        bounds = np.linspace(0, rows, threads + 1).astype(int)
+        parts = [{name: values[lo:hi] for name, values in columns.items()}
+                 for lo, hi in zip(bounds[:-1], bounds[1:])]
+        try:
+            outs = list(_pool(threads).map(lambda part: self._outputs_serial(part, 1), parts))
+        except CompilerError:
+            return self._outputs_serial(columns, threads)
+        return np.concatenate(outs)
+
+    def _outputs_serial(self, columns: Mapping[str, np.ndarray], threads: int) -> np.ndarray:
         X = self.preprocessor.transform(columns)
         if X.shape[0] == 0:
             return self._empty()
         self.preprocessor.check_finite(X)
-        threads = self.nthread if nthread is None else max(1, int(nthread))
         if not self.scorer.can_overflow:
             return self.scorer.outputs(X, threads)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
@@ -137,6 +161,23 @@ class Predictor:
     def __repr__(self) -> str:
         return (f"<Predictor {self.info.get('model_type')} {self.problem_type} "
                 f"backend={self.info.get('backend')} sha256={self.artifact.sha256[:12]}>")
+
+
+# Below this many rows a multi-threaded call preprocesses the whole batch on one
+# thread and splits only the native call (thread start-up would cost more).
+_PARALLEL_MIN_ROWS = 65536
+
+
+def _rows(columns: Mapping[str, np.ndarray]) -> int:
+    """The batch's row count if every column is a 1-D array of one length, else 0
+    (then the serial path reports what is wrong)."""
+    lengths = {len(v) if getattr(v, "ndim", 0) == 1 else -1 for v in columns.values()}
+    return lengths.pop() if len(lengths) == 1 and -1 not in lengths else 0
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="mlproxy-predict")
 
 
 def load_predictor(artifact: Artifact | bytes, cache_dir: Path | str | None = None, *,

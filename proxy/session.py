@@ -66,6 +66,9 @@ class State(Enum):
     CLOSED = auto()
 
 
+_RELAY = State.RELAY  # a module global: one lookup less on every chunk
+
+
 class _UpstreamSide(asyncio.Protocol):
     """Protocol of the upstream socket: hands everything to the session."""
 
@@ -162,7 +165,7 @@ class Session(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
         state = self.state
-        if state is State.RELAY:
+        if state is _RELAY:
             self._client_relay(data)
         elif state is State.STARTUP:
             self._buf += data
@@ -650,10 +653,11 @@ class Session(asyncio.Protocol):
     def _became_idle(self) -> None:
         if self._async_out and self._sframer.at_boundary:
             self._flush_async()
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+        if self._idle_waiters:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
         if self._draining:
             self.terminate()
 

@@ -102,6 +102,17 @@ def test_nthread_does_not_change_answers(registry):
         np.testing.assert_array_equal(pred.predict_proba(cols, nthread=3), one[: len(cols["age"])])
 
 
+def test_big_batches_split_over_threads_give_the_same_answers_and_errors(tree, columns):
+    big = {k: np.tile(v, 240) for k, v in columns.items()}  # 72,000 rows: the parallel path
+    one = tree.predict_proba(big, nthread=1)
+    np.testing.assert_array_equal(tree.predict_proba(big, nthread=2), one)
+    np.testing.assert_array_equal(tree.predict(big, nthread=3), tree.predict(big, nthread=1))
+    bad = {k: v.copy() for k, v in big.items()}
+    bad["age"][70_000] = np.inf  # in the last slice: the row counts from the batch's start
+    with pytest.raises(InvalidInputValue, match="'age'.*row 70001"):
+        tree.predict_proba(bad, nthread=2)
+
+
 def test_threads_share_one_predictor(tree, columns):
     want_labels, want_proba = tree.predict(columns), tree.predict_proba(columns)
     errors: list[str] = []
