@@ -201,6 +201,25 @@ def statement_text(frame_type: int, raw: bytes | memoryview) -> bytes:
     return parse_message_parts(memoryview(raw)[5:])[1]
 
 
+_I32 = struct.Struct("!i")
+
+
+def read_values(raw: bytes, pos: int, count: int) -> tuple[list[bytes | None], int]:
+    """`count` length-prefixed values from `raw` at `pos` (a DataRow's fields, a
+    Bind's parameters; length -1 is NULL -> None), and the position after them."""
+    values: list[bytes | None] = []
+    unpack = _I32.unpack_from
+    for _ in range(count):
+        size = unpack(raw, pos)[0]
+        pos += 4
+        if size < 0:
+            values.append(None)
+        else:
+            values.append(raw[pos:pos + size])
+            pos += size
+    return values, pos
+
+
 def parse_message_parts(body: bytes | memoryview) -> tuple[bytes, bytes, bytes]:
     """Split a Parse body into (statement name, query text, parameter type part)."""
     raw = bytes(body)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from proxy import protocol as p  # noqa: E402
 from proxy.inference.pgvalues import encode_values  # noqa: E402
 from proxy.inference.rows import DataRowBatch, scan_data_rows  # noqa: E402
+from proxy.inference.small_batch import split_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 USER_COLUMNS = 2  # id, placeholder
@@ -106,28 +106,10 @@ def vectorized_stages(buf: bytes, n_float: int, n_text: int) -> dict[str, Callab
 
 # -- the per-row reference --------------------------------------------------------
 
-_len = struct.Struct("!i")
-_head = struct.Struct("!cih")
-
-
 def per_row_fields(buf: bytes) -> list[list[bytes | None]]:
-    rows = []
-    pos, n = 0, len(buf)
-    while pos < n:
-        _, length, count = _head.unpack_from(buf, pos)
-        at = pos + 7
-        fields: list[bytes | None] = []
-        for _ in range(count):
-            (size,) = _len.unpack_from(buf, at)
-            at += 4
-            if size < 0:
-                fields.append(None)
-            else:
-                fields.append(buf[at:at + size])
-                at += size
-        rows.append(fields)
-        pos += 1 + length
-    return rows
+    """The fields of every DataRow, one row at a time in Python (what the proxy's
+    small-batch path does)."""
+    return split_rows(buf)
 
 
 def per_row_stages(buf: bytes, n_float: int, n_text: int) -> dict[str, Callable[[], Any]]:

@@ -95,16 +95,7 @@ class BindValues:
         codes = list(struct.unpack_from(f"!{nfmt}h", raw, pos + 2))
         pos += 2 + 2 * nfmt
         (count,) = struct.unpack_from("!h", raw, pos)
-        pos += 2
-        values: list[bytes | None] = []
-        for _ in range(count):
-            (size,) = struct.unpack_from("!i", raw, pos)
-            pos += 4
-            if size < 0:
-                values.append(None)
-            else:
-                values.append(raw[pos:pos + size])
-                pos += size
+        values, _ = p.read_values(raw, pos + 2, count)
         formats = codes * count if len(codes) == 1 else (codes or [0] * count)
         return cls(statement, formats, values)
 

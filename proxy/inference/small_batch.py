@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..protocol import read_values
 from .pgfloat import pg_float_text
 from .pgvalues import ValueOutOfRange, canonical_type, encode_values
 
@@ -28,18 +29,7 @@ def split_rows(rows: bytes) -> list[list[bytes | None]]:
     pos, n = 0, len(rows)
     while pos < n:
         end = pos + 1 + int.from_bytes(rows[pos + 1:pos + 5], "big")
-        count = _I16.unpack_from(rows, pos + 5)[0]
-        fpos = pos + 7
-        fields: list[bytes | None] = []
-        for _ in range(count):
-            size = _I32.unpack_from(rows, fpos)[0]
-            fpos += 4
-            if size < 0:
-                fields.append(None)
-            else:
-                fields.append(rows[fpos:fpos + size])
-                fpos += size
-        out.append(fields)
+        out.append(read_values(rows, pos + 7, _I16.unpack_from(rows, pos + 5)[0])[0])
         pos = end
     return out
 

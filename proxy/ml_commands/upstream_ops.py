@@ -33,17 +33,8 @@ def sql_text_array(values: list[str]) -> str:
 
 def decode_data_row(body: bytes | memoryview) -> list[str | None]:
     raw = bytes(body)
-    count = struct.unpack_from("!h", raw)[0]
-    pos, out = 2, []
-    for _ in range(count):
-        size = struct.unpack_from("!i", raw, pos)[0]
-        pos += 4
-        if size < 0:
-            out.append(None)
-        else:
-            out.append(raw[pos:pos + size].decode())
-            pos += size
-    return out
+    values, _ = p.read_values(raw, 2, struct.unpack_from("!h", raw)[0])
+    return [None if v is None else v.decode() for v in values]
 
 
 def decode_row_description(body: bytes | memoryview) -> list[tuple[str, int, int]]:
