@@ -404,14 +404,8 @@ class Session(asyncio.Protocol):
             verdict = server_chunk(data)
             if verdict is not None:  # whole messages; only ReadyForQuery to note
                 self.client.write(data)
-                if verdict > 0xFF:
-                    self.txstatus = _STATUS[verdict & 0xFF]
-                    self.copy_in = False
-                    self.failed_since_sync = False
-                    if self.pending:
-                        self.pending = max(0, self.pending - (verdict >> 8))
-                        if not self.pending:
-                            self._became_idle()
+                if verdict > 0xFF and self._ready(verdict >> 8, verdict & 0xFF):
+                    self._became_idle()
                 return
         held_before = not framer.at_boundary
         items = framer.feed(data)
@@ -429,18 +423,24 @@ class Session(asyncio.Protocol):
         if idle:
             self._became_idle()
 
+    def _ready(self, count: int, status: int) -> bool:
+        """Bookkeeping for `count` ReadyForQuery messages, the last with `status`
+        (I/T/E): True when they ended the last request in flight."""
+        self.txstatus = _STATUS[status]
+        self.copy_in = False
+        self.failed_since_sync = False
+        if not self.pending:
+            return False
+        self.pending = max(0, self.pending - count)
+        return not self.pending
+
     def _note_server(self, msg_type: int, raw: bytes | memoryview) -> bool:
         """Bookkeeping for one watched server message (`raw` is the whole message):
         transaction status, requests in flight, COPY IN state, error logging.
         True when this ReadyForQuery ended the last request in flight."""
         if msg_type == B_READY_FOR_QUERY:
-            self.txstatus = bytes(raw[5:6])
-            self.copy_in = False
-            self.failed_since_sync = False
-            if self.pending:
-                self.pending -= 1
-                return not self.pending
-        elif msg_type == B_COPY_IN:
+            return self._ready(1, raw[5])
+        if msg_type == B_COPY_IN:
             self.copy_in = True
         elif msg_type == B_ERROR:
             self.copy_in = False
