@@ -122,44 +122,74 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
 
 #else
 /* ---- node arrays (compiler/node_tables.py), walked with selects, not branches ----
- * Each node: threshold, column, and the index of its first child; the second child
- * follows it. A step is   i = left + (x[column] > threshold)   -- no branch, so no
- * mispredictions however the rows go. The row buffer holds every feature twice,
- * column 2j with NaN as -inf and column 2j+1 with NaN as +inf, so a node whose
- * missing values go to its first child reads column 2j and one whose missing values
- * go to the second reads 2j+1. A leaf has threshold +inf and itself as first child
- * (a fixed point), so every tree is walked a fixed number of steps (its depth),
- * MLPX_LANES rows at a time so the load chains of those rows overlap. A whole block
- * of rows goes through one tree before the next, so that tree stays in L1. */
+ * Each node is one 64-bit word: a 32-bit threshold key (bits 0-31), the row-buffer
+ * column it reads (MLPX_COL_BITS bits) and the distance from the node to its first
+ * child (the rest); the second child follows the first. A step is
+ *     i = i + offset + (threshold < key[column])
+ * -- one load of the node, one of the key, no branch, so no mispredictions however
+ * the rows go. The row buffer holds every feature twice, column 2j with NaN as the
+ * lowest key and column 2j+1 with NaN as the highest, so a node whose missing values
+ * go to its first child reads column 2j and one whose missing values go to the
+ * second reads 2j+1. A leaf has the highest threshold and offset 0 (a fixed point),
+ * so every tree is walked a fixed number of steps (its depth), MLPX_LANES rows at a
+ * time so the load chains of those rows overlap. A whole block of rows goes through
+ * one tree before the next, so that tree stays in L1.
+ *
+ * Keys are exact images of the comparisons (MLPX_KEYS): 1, for models that compare
+ * float32 inputs, the order-preserving uint32 image of the float32 input (a float64
+ * threshold t becomes the largest float32 <= t: for float32 x, x <= t iff x <= that);
+ * 2, for float64 comparisons, the input's rank among the feature's sorted distinct
+ * thresholds T (1 + the number of T below it; x <= T[k] iff rank <= k + 1), found by a
+ * branch-free binary search once per value and block, not once per node. */
 #define MLPX_N_TREE @N_TREE@
 #define MLPX_LANES @LANES@
 #define MLPX_LEAF_WIDTH @LEAF_WIDTH@ /* 1: scalar leaves added to one output; else N_OUT */
-#define MLPX_SCRATCH (sizeof(uint64_t) * 2 * MLPX_N_FEATURE * MLPX_BLOCK)
+#define MLPX_KEYS @KEYS@
+#define MLPX_SCRATCH (sizeof(uint32_t) * 2 * MLPX_N_FEATURE * MLPX_BLOCK)
+#define MLPX_LOW UINT32_C(0)
+#define MLPX_HIGH UINT32_MAX
 
-/* Order-preserving unsigned image of a double (-0.0 taken as +0.0), so a node's test
-   is one unsigned compare whose carry is added to the child index (cmp + adc). */
-static inline uint64_t mlpx_key(double v) {
-  uint64_t b;
-  v += 0.0;
-  memcpy(&b, &v, sizeof b);
-  return b ^ ((uint64_t)((int64_t)b >> 63) | UINT64_C(0x8000000000000000));
-}
-#define MLPX_LOW UINT64_C(0)
-#define MLPX_HIGH UINT64_MAX
-
-/* Node i, as parallel arrays: thr[i] (key; UINT64_MAX for leaves), col[i] (byte
-   offset of the column it reads in the row buffer) and first[i] (index of its first
-   child; itself for leaves). Leaf values are indexed by node too. */
-static const uint64_t mlpx_thr[] = { @THR@ };
-static const uint32_t mlpx_col[] = { @COL@ };
+static const uint64_t mlpx_node[] = { @NODES@ };
 static const uint32_t mlpx_first[] = { @FIRST@ };
-static const double mlpx_leaf[] = { @LEAVES@ };
+static const double mlpx_leaf[] = { @LEAVES@ }; /* indexed by node (0 for splits) */
 static const uint32_t mlpx_root[MLPX_N_TREE] = { @ROOTS@ };
 static const int32_t mlpx_depth[MLPX_N_TREE] = { @DEPTHS@ };
 static const int32_t mlpx_out[MLPX_N_TREE] = { @OUTS@ };
 
-#define MLPX_STEP(i, x) \
-  (mlpx_first[i] + (mlpx_thr[i] < *(const uint64_t*)((const char*)(x) + mlpx_col[i])))
+#if MLPX_KEYS == 1
+/* Order-preserving unsigned image of a float32 (-0.0 taken as +0.0). */
+static inline uint32_t mlpx_key(double v, int j) {
+  (void)j;
+  float f = (float)v + 0.0f;
+  uint32_t b;
+  memcpy(&b, &f, sizeof b);
+  return b ^ ((uint32_t)((int32_t)b >> 31) | UINT32_C(0x80000000));
+}
+#else
+static const double mlpx_rank_t[] = { @RANK_T@ };
+static const int32_t mlpx_rank_begin[MLPX_N_FEATURE] = { @RANK_BEGIN@ };
+static const int32_t mlpx_rank_len[MLPX_N_FEATURE] = { @RANK_LEN@ };
+
+/* 1 + the number of feature j's thresholds below v (branch-free lower bound). */
+static inline uint32_t mlpx_key(double v, int j) {
+  const double* t = mlpx_rank_t + mlpx_rank_begin[j];
+  const double* base = t;
+  int n = mlpx_rank_len[j];
+  if (n == 0) return 1;
+  while (n > 1) {
+    int half = n >> 1;
+    base = (base[half] < v) ? base + half : base;
+    n -= half;
+  }
+  return (uint32_t)(base - t) + (*base < v) + 1;
+}
+#endif
+
+static inline uint32_t mlpx_step(uint32_t i, const uint32_t* x) {
+  const uint64_t n = mlpx_node[i];
+  return mlpx_first[i] + ((uint32_t)(n >> 32) < x[(uint32_t)n]);
+}
+#define MLPX_STEP(i, x) mlpx_step(i, x)
 
 static inline void mlpx_add_leaf(uint32_t i, int32_t o, double* out) {
   const double* v = mlpx_leaf + (size_t)i * MLPX_LEAF_WIDTH;
@@ -173,14 +203,14 @@ static inline void mlpx_add_leaf(uint32_t i, int32_t o, double* out) {
 
 static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int round32, void* scratch,
                        double* out) {
-  uint64_t* xb = (uint64_t*)scratch;
+  uint32_t* xb = (uint32_t*)scratch;
   /* feature by feature: reads each input column (feature-major X) in order */
   for (int j = 0; j < MLPX_N_FEATURE; ++j) {
     const double* x = X + j * cs;
     for (int64_t r = 0; r < n; ++r) {
       double v = x[r * rs];
       int miss = isnan(v);
-      uint64_t k = mlpx_key(mlpx_input(v, round32));
+      uint32_t k = mlpx_key(mlpx_input(v, round32), j);
       xb[(2 * j) * MLPX_BLOCK + r] = miss ? MLPX_LOW : k;
       xb[(2 * j + 1) * MLPX_BLOCK + r] = miss ? MLPX_HIGH : k;
     }
@@ -194,7 +224,7 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
     uint32_t done[MLPX_LANES];
     int64_t done_r = -1;
     for (int64_t r = 0; r + MLPX_LANES <= n; r += MLPX_LANES) {
-      const uint64_t* x = xb + r;
+      const uint32_t* x = xb + r;
       uint32_t i[MLPX_LANES];
 #pragma GCC unroll 32
       for (int k = 0; k < MLPX_LANES; ++k) i[k] = root;
@@ -221,7 +251,7 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
      at a time for one row, walked to the deepest of them (leaves are fixed points),
      leaves added in tree order so the sums round exactly as above */
   for (int64_t r = n - n % MLPX_LANES; r < n; ++r) {
-    const uint64_t* x = xb + r;
+    const uint32_t* x = xb + r;
     double* o = out + r * MLPX_N_OUT;
     int t = 0;
     for (; t + MLPX_LANES <= MLPX_N_TREE; t += MLPX_LANES) {
@@ -297,6 +327,9 @@ int32_t mlpx_num_output(void) { return MLPX_N_OUT; }
 int32_t mlpx_predict_margins(const double* X, int64_t nrow, int64_t ncol, int64_t rs, int64_t cs,
                              int32_t round32, int32_t nthread, double* out) {
   if (ncol != MLPX_N_FEATURE || nrow < 0 || rs < 0 || cs < 0) return -1;
+#if MLPX_EVALUATOR == 2 && MLPX_KEYS == 1
+  if (!round32) return -1; /* keys are float32 images: built for float32 inputs only */
+#endif
   if (nrow == 0) return 0;
   int64_t most = (nrow + MLPX_MIN_ROWS_PER_THREAD - 1) / MLPX_MIN_ROWS_PER_THREAD;
   if (nthread > most) nthread = (int32_t)most;

@@ -88,20 +88,31 @@ def render_driver(model: treelite.Model, n_units: int) -> str:
     })
 
 
-def render_node_driver(model: treelite.Model, tables: NodeTables) -> str:
+def render_node_driver(model: treelite.Model, tables: NodeTables, precision: str) -> str:
     """The whole library source for the node-array evaluator (evaluator 2): the
-    driver plus the model's node tables."""
-    column = (2 * tables.feature.astype(np.int64) + tables.missing_second) * NODE_BLOCK_ROWS * 8
+    driver plus the model's nodes packed into 64-bit words, with 32-bit threshold keys
+    for the input precision the model compares in (see `node_keys`)."""
+    keys, ranks = node_keys(tables, precision, int(model.num_feature))
+    column = 2 * tables.feature.astype(np.uint64) + tables.missing_second.astype(np.uint64)
+    words = (keys.astype(np.uint64) << np.uint64(32)) | (column * np.uint64(NODE_BLOCK_ROWS))
     is_leaf = tables.first == np.arange(len(tables.first))
     leaves = np.zeros((len(tables.first), tables.leaf_width))
     leaves[is_leaf] = tables.leaves[tables.leaf_of[is_leaf]]
+    flat: list[str] = []
+    begin: list[int] = []
+    for table in ranks or []:
+        begin.append(len(flat))
+        flat.extend(_c_double(v) for v in table)
     return _render(model, EVALUATOR_NODE_ARRAYS, NODE_BLOCK_ROWS, {
         "N_TREE": str(len(tables.roots)),
         "LANES": str(LANES),
         "LEAF_WIDTH": str(tables.leaf_width),
-        "THR": _c_list([f"UINT64_C({k})" for k in order_keys(tables.threshold)], per_line=3),
-        "COL": _c_list([f"{c}u" for c in column], per_line=8),
+        "KEYS": "2" if ranks is not None else "1",
+        "NODES": _c_list([f"UINT64_C(0x{int(w):016x})" for w in words], per_line=4),
         "FIRST": _c_list([f"{f}u" for f in tables.first], per_line=8),
+        "RANK_T": _c_list(flat or ["0.0"]),
+        "RANK_BEGIN": ", ".join(map(str, begin)),
+        "RANK_LEN": ", ".join(str(len(t)) for t in ranks or []),
         "LEAVES": _c_list([_c_double(v) for v in leaves.reshape(-1)]),
         "ROOTS": _c_list([f"{v}u" for v in tables.roots], per_line=8),
         "DEPTHS": _c_list([str(v) for v in tables.depths], per_line=16),
@@ -109,16 +120,39 @@ def render_node_driver(model: treelite.Model, tables: NodeTables) -> str:
     })
 
 
-def order_keys(values: np.ndarray) -> np.ndarray:
-    """The driver's mlpx_key: uint64 images of doubles that order like the doubles
-    (-0.0 as +0.0); +inf, a leaf's threshold, becomes UINT64_MAX, which no input
-    exceeds."""
-    v = np.asarray(values, dtype=np.float64) + 0.0
-    bits = v.view(np.uint64)
-    negative = (bits >> np.uint64(63)).astype(bool)
-    keys = np.where(negative, ~bits, bits | np.uint64(1 << 63))
-    keys[np.isposinf(v)] = np.uint64(2**64 - 1)
-    return keys
+def node_keys(tables: NodeTables, precision: str, n_features: int) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """(uint32 threshold key per node, per-feature rank tables or None). Leaves get
+    UINT32_MAX, which no input key exceeds.
+
+    float32 models: the driver's key of an input is the order-preserving image of the
+    float32 value, and a node "x <= t" keeps the largest float32 <= t, which sends
+    every float32 x the same way. float64 models: the key is the input's rank among
+    the feature's sorted distinct thresholds T, 1 + #(T < x), and "x <= T[k]" becomes
+    "rank <= k + 1"; NaN keys are 0 and UINT32_MAX either way."""
+    split = tables.first != np.arange(len(tables.first))
+    keys = np.full(len(tables.first), 2**32 - 1, dtype=np.uint64)
+    if precision == "float32":
+        with np.errstate(over="ignore"):  # beyond float32's range: +-inf, then FLT_MAX below
+            t32 = tables.threshold[split].astype(np.float32)
+        t32 = np.where(t32.astype(np.float64) > tables.threshold[split],
+                       np.nextafter(t32, np.float32(-np.inf)), t32)
+        keys[split] = float32_keys(t32)
+        return keys, None
+    ranks = []
+    for j in range(n_features):
+        mine = split & (tables.feature == j)
+        table = np.unique(tables.threshold[mine])
+        keys[mine] = np.searchsorted(table, tables.threshold[mine]) + 1
+        ranks.append(table)
+    return keys, ranks
+
+
+def float32_keys(values: np.ndarray) -> np.ndarray:
+    """The driver's mlpx_key for float32 models: uint32 images of float32 values that
+    order like the values (-0.0 as +0.0)."""
+    bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32).astype(np.uint64)
+    negative = (bits >> np.uint64(31)).astype(bool)
+    return np.where(negative, ~bits & np.uint64(0xFFFFFFFF), bits | np.uint64(1 << 31))
 
 
 def _render(model: treelite.Model, evaluator: int, block: int, fields: dict[str, str]) -> str:

@@ -115,8 +115,8 @@ class NodeTables:
                 queue.append((b, first[slot] + 1, depth + 1))
             depths.append(deepest)
             mean_depths.append(float(np.mean(leaf_depths)))
-        if len(thr) >= 2**27 or int(model.num_feature) >= 2**20:
-            raise Unsuitable("too large for the driver's 32-bit byte offsets")
+        if len(thr) >= 2**31 or int(model.num_feature) >= 2**20:
+            raise Unsuitable("too large for the driver's 32-bit node fields")
         return cls(
             threshold=np.asarray(thr, dtype=np.float64),
             feature=np.asarray(feat, dtype=np.int32),

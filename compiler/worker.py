@@ -96,7 +96,7 @@ def compile_model(model: treelite.Model, precision: str, out: Path, *, toolchain
     try:
         if tables is not None:
             src.mkdir()
-            (src / "mlpx_driver.c").write_text(native.render_node_driver(model, tables))
+            (src / "mlpx_driver.c").write_text(native.render_node_driver(model, tables, precision))
             recipe = {"target": "predictor", "sources": [{"name": "mlpx_driver", "length": 0}]}
             (src / "recipe.json").write_text(json.dumps(recipe))
             options = native.NODE_ARRAYS_COMPILE_OPTIONS

@@ -160,7 +160,7 @@ def test_non_tree_artifact_is_not_built(registry, tmp_path):
 #: threshold the wrong way
 _BREAKAGE = {
     "tl2cgen": ("render_driver", [("(base[half] < v)", "(base[half] <= v)"), ("&& *base < v", "&& *base <= v")]),
-    "node_arrays": ("render_node_driver", [("(mlpx_thr[i] < *", "(mlpx_thr[i] <= *")]),
+    "node_arrays": ("render_node_driver", [("(uint32_t)(n >> 32) < x[", "(uint32_t)(n >> 32) <= x[")]),
 }
 
 

@@ -170,13 +170,40 @@ def test_node_tables_rewrite_tests_into_one_form():
     assert np.all(tables.depths >= np.ceil(tables.mean_leaf_depths))
 
 
-def test_order_keys_order_like_the_doubles():
-    values = np.array([-np.inf, -1.7e308, -1.0, -5e-324, -0.0, 0.0, 5e-324, 1e-300, 1.0, 1.7e308])
-    keys = native.order_keys(values)
-    assert np.all(np.diff(keys.astype(object)) >= 0)
+def test_float32_keys_order_like_the_floats():
+    f32 = np.finfo(np.float32)
+    values = np.array([-np.inf, -f32.max, -1.0, -f32.smallest_subnormal, -0.0, 0.0, f32.smallest_subnormal,
+                       f32.tiny, 1.0, f32.max, np.inf], dtype=np.float32)
+    keys = native.float32_keys(values)
+    assert np.all(np.diff(keys.astype(np.int64)) >= 0)
     assert keys[4] == keys[5]  # -0.0 and 0.0 compare equal
     assert len(set(keys.tolist())) == len(values) - 1
-    assert native.order_keys(np.array([np.inf]))[0] == 2**64 - 1
+    assert 0 < keys.min() and keys.max() < 2**32 - 1  # 0 and UINT32_MAX are NaN's and leaves' keys
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_node_keys_compare_like_the_thresholds(precision):
+    """x <= t exactly when key(x) <= key(t): float32 images against the largest float32
+    at or below t, float64 ranks among the feature's thresholds."""
+    model = _build(n_out=1, vector_leaves=False, n_trees=30, seed=3)
+    tables = NodeTables.of(model)
+    keys, ranks = native.node_keys(tables, precision, int(model.num_feature))
+    split = tables.first != np.arange(len(tables.first))
+    assert np.all(keys[~split] == 2**32 - 1)
+    t = tables.threshold[split]
+    x = np.concatenate([t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf), [-1e300, 1e300, 0.0, -0.0]])
+    if precision == "float32":
+        x = np.clip(x, -np.finfo(np.float32).max, np.finfo(np.float32).max).astype(np.float32)
+        with np.errstate(over="ignore"):  # FLT_MAX steps to inf: a key too
+            x = np.concatenate([x, np.nextafter(x, np.float32(-np.inf)), np.nextafter(x, np.float32(np.inf))])
+        x_keys = native.float32_keys(x)
+    else:
+        assert ranks is not None
+    for node in np.flatnonzero(split):
+        if precision == "float64":
+            x_keys = np.searchsorted(ranks[tables.feature[node]], x, side="left") + 1
+        want = x.astype(np.float64) <= tables.threshold[node]
+        np.testing.assert_array_equal(x_keys <= keys[node], want)
 
 
 def test_unsuitable_models_go_to_tl2cgen():
