@@ -29,6 +29,7 @@ DRIVER_C = r"""/*
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,18 +123,18 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
 
 #else
 /* ---- node arrays (compiler/node_tables.py), walked with selects, not branches ----
- * Each node is one 64-bit word: a 32-bit threshold key (bits 0-31), the row-buffer
- * column it reads (MLPX_COL_BITS bits) and the distance from the node to its first
- * child (the rest); the second child follows the first. A step is
- *     i = i + offset + (threshold < key[column])
- * -- one load of the node, one of the key, no branch, so no mispredictions however
- * the rows go. The row buffer holds every feature twice, column 2j with NaN as the
- * lowest key and column 2j+1 with NaN as the highest, so a node whose missing values
- * go to its first child reads column 2j and one whose missing values go to the
- * second reads 2j+1. A leaf has the highest threshold and offset 0 (a fixed point),
- * so every tree is walked a fixed number of steps (its depth), MLPX_LANES rows at a
- * time so the load chains of those rows overlap. A whole block of rows goes through
- * one tree before the next, so that tree stays in L1.
+ * Each node is one 64-bit word, its 32-bit threshold key (high half) and the offset
+ * of the row-buffer column it reads (low half), plus the index of its first child in
+ * a second array; the second child follows the first. A step is
+ *     i = first[i] + (key[i] < row's key at column[i])
+ * -- two loads of the node, one of the row's key, no branch, so no mispredictions
+ * however the rows go. The row buffer holds every feature twice, column 2j with NaN
+ * as the lowest key and column 2j+1 with NaN as the highest, so a node whose missing
+ * values go to its first child reads column 2j and one whose missing values go to the
+ * second reads 2j+1. A leaf has the highest threshold and itself as first child (a
+ * fixed point), so every tree is walked a fixed number of steps (its depth),
+ * MLPX_LANES rows at a time so the load chains of those rows overlap. A whole block
+ * of rows goes through one tree before the next, so that tree stays in L1.
  *
  * Keys are exact images of the comparisons (MLPX_KEYS): 1, for models that compare
  * float32 inputs, the order-preserving uint32 image of the float32 input (a float64
@@ -149,8 +150,14 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
 #define MLPX_LOW UINT32_C(0)
 #define MLPX_HIGH UINT32_MAX
 
-static const uint64_t mlpx_node[] = { @NODES@ };
-static const uint32_t mlpx_first[] = { @FIRST@ };
+#define MLPX_N_NODE @N_NODE@
+/* one table, so the walk needs one base register: node words, then first children */
+static const struct {
+  uint64_t node[MLPX_N_NODE];
+  uint32_t first[MLPX_N_NODE];
+} mlpx_tab = { { @NODES@ }, { @FIRST@ } };
+#define mlpx_node mlpx_tab.node
+#define mlpx_first mlpx_tab.first
 static const double mlpx_leaf[] = { @LEAVES@ }; /* indexed by node (0 for splits) */
 static const uint32_t mlpx_root[MLPX_N_TREE] = { @ROOTS@ };
 static const int32_t mlpx_depth[MLPX_N_TREE] = { @DEPTHS@ };
@@ -158,40 +165,96 @@ static const int32_t mlpx_out[MLPX_N_TREE] = { @OUTS@ };
 
 #if MLPX_KEYS == 1
 /* Order-preserving unsigned image of a float32 (-0.0 taken as +0.0). */
-static inline uint32_t mlpx_key(double v, int j) {
-  (void)j;
+static inline uint32_t mlpx_key32(double v) {
   float f = (float)v + 0.0f;
   uint32_t b;
   memcpy(&b, &f, sizeof b);
   return b ^ ((uint32_t)((int32_t)b >> 31) | UINT32_C(0x80000000));
 }
+
+/* Keys of feature j for rows 0..n of column x (row stride rs) into both copies. */
+static void mlpx_keys(const double* x, int64_t rs, int64_t n, int j, int round32, uint32_t* low, uint32_t* high) {
+  (void)j;
+  for (int64_t r = 0; r < n; ++r) {
+    double v = x[r * rs];
+    int miss = isnan(v);
+    uint32_t k = mlpx_key32(mlpx_input(v, round32));
+    low[r] = miss ? MLPX_LOW : k;
+    high[r] = miss ? MLPX_HIGH : k;
+  }
+}
 #else
 static const double mlpx_rank_t[] = { @RANK_T@ };
 static const int32_t mlpx_rank_begin[MLPX_N_FEATURE] = { @RANK_BEGIN@ };
 static const int32_t mlpx_rank_len[MLPX_N_FEATURE] = { @RANK_LEN@ };
+#define MLPX_RANK_ROWS 8
 
-/* 1 + the number of feature j's thresholds below v (branch-free lower bound). */
-static inline uint32_t mlpx_key(double v, int j) {
+/* Keys of feature j: 1 + the number of its thresholds below the value, by a binary
+   search (lower bound) that MLPX_RANK_ROWS rows take in lock step: the halving
+   sequence depends on the table only, the steps are masks rather than branches
+   (which half a value falls in is unpredictable), and the rows' load chains
+   overlap. */
+static void mlpx_keys(const double* x, int64_t rs, int64_t n, int j, int round32, uint32_t* low, uint32_t* high) {
   const double* t = mlpx_rank_t + mlpx_rank_begin[j];
-  const double* base = t;
-  int n = mlpx_rank_len[j];
-  if (n == 0) return 1;
-  while (n > 1) {
-    int half = n >> 1;
-    base = (base[half] < v) ? base + half : base;
-    n -= half;
+  const int64_t m = mlpx_rank_len[j];
+  for (int64_t r0 = 0; r0 < n; r0 += MLPX_RANK_ROWS) {
+    double v[MLPX_RANK_ROWS];
+    int64_t b[MLPX_RANK_ROWS];
+    const int64_t rows = n - r0 < MLPX_RANK_ROWS ? n - r0 : MLPX_RANK_ROWS;
+#pragma GCC unroll 16
+    for (int k = 0; k < MLPX_RANK_ROWS; ++k) {
+      v[k] = k < rows ? mlpx_input(x[(r0 + k) * rs], round32) : 0.0;
+      b[k] = 0;
+    }
+    if (m > 0) {
+      for (int64_t len = m; len > 1;) {
+        const int64_t half = len >> 1;
+#pragma GCC unroll 16
+        for (int k = 0; k < MLPX_RANK_ROWS; ++k) b[k] += half & -(int64_t)(t[b[k] + half] < v[k]);
+        len -= half;
+      }
+#pragma GCC unroll 16
+      for (int k = 0; k < MLPX_RANK_ROWS; ++k) b[k] += t[b[k]] < v[k];
+    }
+    for (int k = 0; k < rows; ++k) {
+      int miss = isnan(v[k]);
+      low[r0 + k] = miss ? MLPX_LOW : (uint32_t)b[k] + 1;
+      high[r0 + k] = miss ? MLPX_HIGH : (uint32_t)b[k] + 1;
+    }
   }
-  return (uint32_t)(base - t) + (*base < v) + 1;
 }
 #endif
 
-static inline uint32_t mlpx_step(uint32_t i, const uint32_t* x) {
-  const uint64_t n = mlpx_node[i];
-  return mlpx_first[i] + ((uint32_t)(n >> 32) < x[(uint32_t)n]);
-}
-#define MLPX_STEP(i, x) mlpx_step(i, x)
+/* Lane indices are 64-bit so the inline assembly below may use them as addresses. */
+typedef uint64_t mlpx_idx;
+/* M(0) M(1) ... M(MLPX_LANES - 1): the lanes written out, so each lane's row offset is
+   a constant (an address displacement) and each index lives in its own register */
+#define MLPX_EACH_LANE(M) @LANE_LIST@
 
-static inline void mlpx_add_leaf(uint32_t i, int32_t o, double* out) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MLPX_PORTABLE_STEP)
+/* The walk written out for x86-64: compilers turn the C below into 8-10 instructions
+   a step (setb + movzx + add instead of adc, extra moves) and spill lanes to the
+   stack, and the walk is bound by its instructions and its dependent loads. A step:
+   load the node, load its first child, the node's low half is the key column's
+   offset, compare the node's key (high half) with the row's key there (carry = key <
+   row's key), add the carry to the first child.
+   MLPX_WALK(I, X, STEPS, STRIDE): STEPS steps for lanes I[0..MLPX_LANES), lane k
+   reading row X + k * STRIDE of the row buffer (STRIDE 0: one row, several trees),
+   as one loop with every lane in a register. */
+@WALK_ASM@
+#else
+#define MLPX_WALK(I, X, STEPS, STRIDE)                                                   \
+  do {                                                                                   \
+    for (int64_t s_ = 0; s_ < (STEPS); ++s_) {                                           \
+      _Pragma("GCC unroll 32") for (int k_ = 0; k_ < MLPX_LANES; ++k_) {                 \
+        const uint64_t n_ = mlpx_node[(I)[k_]];                                          \
+        (I)[k_] = mlpx_first[(I)[k_]] + ((uint32_t)(n_ >> 32) < (X)[k_ * (STRIDE) + (uint32_t)n_]); \
+      }                                                                                  \
+    }                                                                                    \
+  } while (0)
+#endif
+
+static inline void mlpx_add_leaf(mlpx_idx i, int32_t o, double* out) {
   const double* v = mlpx_leaf + (size_t)i * MLPX_LEAF_WIDTH;
 #if MLPX_LEAF_WIDTH == 1
   out[o] += v[0];
@@ -205,72 +268,58 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
                        double* out) {
   uint32_t* xb = (uint32_t*)scratch;
   /* feature by feature: reads each input column (feature-major X) in order */
-  for (int j = 0; j < MLPX_N_FEATURE; ++j) {
-    const double* x = X + j * cs;
-    for (int64_t r = 0; r < n; ++r) {
-      double v = x[r * rs];
-      int miss = isnan(v);
-      uint32_t k = mlpx_key(mlpx_input(v, round32), j);
-      xb[(2 * j) * MLPX_BLOCK + r] = miss ? MLPX_LOW : k;
-      xb[(2 * j + 1) * MLPX_BLOCK + r] = miss ? MLPX_HIGH : k;
-    }
-  }
+  for (int j = 0; j < MLPX_N_FEATURE; ++j)
+    mlpx_keys(X + j * cs, rs, n, j, round32, xb + (2 * j) * MLPX_BLOCK, xb + (2 * j + 1) * MLPX_BLOCK);
   for (int t = 0; t < MLPX_N_TREE; ++t) {
-    const uint32_t root = mlpx_root[t];
+    const mlpx_idx root = mlpx_root[t];
     const int32_t depth = mlpx_depth[t], o = mlpx_out[t];
     /* The leaves a lane group reaches are added while the next group walks its first
        level (software pipelining): adding them right after the walk would wait for
        the end of its dependent chain with nothing else to do. */
-    uint32_t done[MLPX_LANES];
+    mlpx_idx done[MLPX_LANES];
     int64_t done_r = -1;
+#define MLPX_ROOT(k) i[k] = root;
+#define MLPX_DONE(k) done[k] = i[k];
+#define MLPX_ADD_DONE(k) mlpx_add_leaf(done[k], o, out + (done_r + k) * MLPX_N_OUT);
     for (int64_t r = 0; r + MLPX_LANES <= n; r += MLPX_LANES) {
       const uint32_t* x = xb + r;
-      uint32_t i[MLPX_LANES];
-#pragma GCC unroll 32
-      for (int k = 0; k < MLPX_LANES; ++k) i[k] = root;
-      if (depth > 0) {
-#pragma GCC unroll 32
-        for (int k = 0; k < MLPX_LANES; ++k) i[k] = MLPX_STEP(i[k], x + k);
-      }
+      mlpx_idx i[MLPX_LANES];
+      MLPX_EACH_LANE(MLPX_ROOT)
+      MLPX_WALK(i, x, depth > 0, 1);
       if (done_r >= 0) {
-        for (int k = 0; k < MLPX_LANES; ++k) mlpx_add_leaf(done[k], o, out + (done_r + k) * MLPX_N_OUT);
+        MLPX_EACH_LANE(MLPX_ADD_DONE)
       }
-      for (int d = 1; d < depth; ++d) {
-#pragma GCC unroll 32
-        for (int k = 0; k < MLPX_LANES; ++k) i[k] = MLPX_STEP(i[k], x + k);
-      }
-#pragma GCC unroll 32
-      for (int k = 0; k < MLPX_LANES; ++k) done[k] = i[k];
+      MLPX_WALK(i, x, depth - 1, 1);
+      MLPX_EACH_LANE(MLPX_DONE)
       done_r = r;
     }
     if (done_r >= 0) {
-      for (int k = 0; k < MLPX_LANES; ++k) mlpx_add_leaf(done[k], o, out + (done_r + k) * MLPX_N_OUT);
+      MLPX_EACH_LANE(MLPX_ADD_DONE)
     }
   }
   /* rows left over (fewer than a lane group, e.g. a one-row call): MLPX_LANES trees
      at a time for one row, walked to the deepest of them (leaves are fixed points),
      leaves added in tree order so the sums round exactly as above */
+#define MLPX_TREE_ROOT(k) i[k] = mlpx_root[t + k]; \
+  depth = mlpx_depth[t + k] > depth ? mlpx_depth[t + k] : depth;
+#define MLPX_ADD(k) mlpx_add_leaf(i[k], mlpx_out[t + k], o);
   for (int64_t r = n - n % MLPX_LANES; r < n; ++r) {
     const uint32_t* x = xb + r;
     double* o = out + r * MLPX_N_OUT;
     int t = 0;
     for (; t + MLPX_LANES <= MLPX_N_TREE; t += MLPX_LANES) {
-      uint32_t i[MLPX_LANES];
+      mlpx_idx i[MLPX_LANES];
       int32_t depth = 0;
-#pragma GCC unroll 32
-      for (int k = 0; k < MLPX_LANES; ++k) {
-        i[k] = mlpx_root[t + k];
-        depth = mlpx_depth[t + k] > depth ? mlpx_depth[t + k] : depth;
-      }
-      for (int d = 0; d < depth; ++d) {
-#pragma GCC unroll 32
-        for (int k = 0; k < MLPX_LANES; ++k) i[k] = MLPX_STEP(i[k], x);
-      }
-      for (int k = 0; k < MLPX_LANES; ++k) mlpx_add_leaf(i[k], mlpx_out[t + k], o);
+      MLPX_EACH_LANE(MLPX_TREE_ROOT)
+      MLPX_WALK(i, x, depth, 0);
+      MLPX_EACH_LANE(MLPX_ADD)
     }
     for (; t < MLPX_N_TREE; ++t) {
-      uint32_t i = mlpx_root[t];
-      for (int d = 0; d < mlpx_depth[t]; ++d) i = MLPX_STEP(i, x);
+      mlpx_idx i = mlpx_root[t];
+      for (int d = 0; d < mlpx_depth[t]; ++d) {
+        const uint64_t n_ = mlpx_node[i];
+        i = mlpx_first[i] + ((uint32_t)(n_ >> 32) < x[(uint32_t)n_]);
+      }
       mlpx_add_leaf(i, mlpx_out[t], o);
     }
   }

@@ -160,7 +160,9 @@ def test_non_tree_artifact_is_not_built(registry, tmp_path):
 #: threshold the wrong way
 _BREAKAGE = {
     "tl2cgen": ("render_driver", [("(base[half] < v)", "(base[half] <= v)"), ("&& *base < v", "&& *base <= v")]),
-    "node_arrays": ("render_node_driver", [("(uint32_t)(n >> 32) < x[", "(uint32_t)(n >> 32) <= x[")]),
+    # every input key one higher: "x <= t" becomes "x < t" (float32 images, ranks)
+    "node_arrays": ("render_node_driver", [("| UINT32_C(0x80000000));", "| UINT32_C(0x80000000)) + 1;"),
+                                           ("(uint32_t)b[k] + 1;", "(uint32_t)b[k] + 2;")]),
 }
 
 
@@ -173,8 +175,9 @@ def test_self_test_rejects_a_library_that_disagrees_with_gtil(small, tmp_path, m
 
     def broken(*args):
         source = render(*args)
+        applied = [old for old, _ in edits if old in source]
+        assert applied
         for old, new in edits:
-            assert old in source
             source = source.replace(old, new)
         return source
 

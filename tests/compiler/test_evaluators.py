@@ -116,7 +116,7 @@ def _library(model, precision, tmp_path, evaluator):
 
 
 HAND_BUILT = {
-    "regression": dict(n_out=1, vector_leaves=False),
+    "regression": dict(n_out=1, vector_leaves=False, n_trees=23),  # lane groups of trees and a rest
     "vector_leaves_averaged": dict(n_out=3, vector_leaves=True, average=True),
     "per_class_scalar_leaves": dict(n_out=3, vector_leaves=False, n_trees=9),
 }
@@ -143,6 +143,26 @@ def test_hand_built_models_match_gtil_with_both_evaluators(shape, precision, tmp
         np.testing.assert_array_equal(alone, got[name][:40], err_msg=f"{shape} {name} one row at a time")
     # the two libraries add the same leaves in the same order: identical bits
     np.testing.assert_array_equal(got["node_arrays"], got["tl2cgen"])
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_portable_walk_matches_the_x86_walk(precision, tmp_path, monkeypatch):
+    """The node-array walk is inline assembly on x86-64 and C elsewhere
+    (MLPX_PORTABLE_STEP forces the C here): both give GTIL's margins, bit for bit
+    the same, in lane groups and for single rows."""
+    model = _build(**HAND_BUILT["regression"])
+    X = _adversarial(model)
+    round32 = precision == "float32"
+    _, lib = _library(model, precision, tmp_path, native.EVALUATOR_NODE_ARRAYS)
+    monkeypatch.setattr(native, "NODE_ARRAYS_COMPILE_OPTIONS", [*native.NODE_ARRAYS_COMPILE_OPTIONS,
+                                                                "-DMLPX_PORTABLE_STEP"])
+    (tmp_path / "portable").mkdir()
+    _, portable = _library(model, precision, tmp_path / "portable", native.EVALUATOR_NODE_ARRAYS)
+    got = portable.margins(X, round32=round32)
+    np.testing.assert_allclose(got, trees.gtil_margins(model, X, precision, nthread=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got, lib.margins(X, round32=round32))
+    alone = np.vstack([portable.margins(X[r:r + 1], round32=round32) for r in range(25)])
+    np.testing.assert_array_equal(alone, got[:25])
 
 
 def test_every_operator_and_default_direction_is_exercised():
