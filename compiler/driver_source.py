@@ -146,7 +146,8 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
 #define MLPX_LANES @LANES@
 #define MLPX_LEAF_WIDTH @LEAF_WIDTH@ /* 1: scalar leaves added to one output; else N_OUT */
 #define MLPX_KEYS @KEYS@
-#define MLPX_SCRATCH (sizeof(uint32_t) * 2 * MLPX_N_FEATURE * MLPX_BLOCK)
+/* the row buffer, then the leaves one row reaches (the left-over rows' walk) */
+#define MLPX_SCRATCH (sizeof(uint32_t) * 2 * MLPX_N_FEATURE * MLPX_BLOCK + sizeof(uint64_t) * MLPX_N_TREE)
 #define MLPX_LOW UINT32_C(0)
 #define MLPX_HIGH UINT32_MAX
 
@@ -162,6 +163,9 @@ static const double mlpx_leaf[] = { @LEAVES@ }; /* indexed by node (0 for splits
 static const uint32_t mlpx_root[MLPX_N_TREE] = { @ROOTS@ };
 static const int32_t mlpx_depth[MLPX_N_TREE] = { @DEPTHS@ };
 static const int32_t mlpx_out[MLPX_N_TREE] = { @OUTS@ };
+/* the trees by depth, and per group of MLPX_LANES of them its deepest */
+static const uint32_t mlpx_tail_tree[MLPX_N_TREE] = { @TAIL_TREES@ };
+static const int32_t mlpx_tail_depth[] = { @TAIL_DEPTHS@ };
 
 #if MLPX_KEYS == 1
 /* Order-preserving unsigned image of a float32 (-0.0 taken as +0.0). */
@@ -197,13 +201,13 @@ static const int32_t mlpx_rank_len[MLPX_N_FEATURE] = { @RANK_LEN@ };
 static void mlpx_keys(const double* x, int64_t rs, int64_t n, int j, int round32, uint32_t* low, uint32_t* high) {
   const double* t = mlpx_rank_t + mlpx_rank_begin[j];
   const int64_t m = mlpx_rank_len[j];
-  for (int64_t r0 = 0; r0 < n; r0 += MLPX_RANK_ROWS) {
+  int64_t r0 = 0;
+  for (; r0 + MLPX_RANK_ROWS <= n; r0 += MLPX_RANK_ROWS) {
     double v[MLPX_RANK_ROWS];
     int64_t b[MLPX_RANK_ROWS];
-    const int64_t rows = n - r0 < MLPX_RANK_ROWS ? n - r0 : MLPX_RANK_ROWS;
 #pragma GCC unroll 16
     for (int k = 0; k < MLPX_RANK_ROWS; ++k) {
-      v[k] = k < rows ? mlpx_input(x[(r0 + k) * rs], round32) : 0.0;
+      v[k] = mlpx_input(x[(r0 + k) * rs], round32);
       b[k] = 0;
     }
     if (m > 0) {
@@ -216,11 +220,27 @@ static void mlpx_keys(const double* x, int64_t rs, int64_t n, int j, int round32
 #pragma GCC unroll 16
       for (int k = 0; k < MLPX_RANK_ROWS; ++k) b[k] += t[b[k]] < v[k];
     }
-    for (int k = 0; k < rows; ++k) {
+#pragma GCC unroll 16
+    for (int k = 0; k < MLPX_RANK_ROWS; ++k) {
       int miss = isnan(v[k]);
       low[r0 + k] = miss ? MLPX_LOW : (uint32_t)b[k] + 1;
       high[r0 + k] = miss ? MLPX_HIGH : (uint32_t)b[k] + 1;
     }
+  }
+  for (; r0 < n; ++r0) { /* the rest one at a time (a one-row call: only this) */
+    const double v = mlpx_input(x[r0 * rs], round32);
+    int64_t b = 0;
+    if (m > 0) {
+      for (int64_t len = m; len > 1;) {
+        const int64_t half = len >> 1;
+        b += half & -(int64_t)(t[b + half] < v);
+        len -= half;
+      }
+      b += t[b] < v;
+    }
+    int miss = isnan(v);
+    low[r0] = miss ? MLPX_LOW : (uint32_t)b + 1;
+    high[r0] = miss ? MLPX_HIGH : (uint32_t)b + 1;
   }
 }
 #endif
@@ -299,29 +319,32 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
   }
   /* rows left over (fewer than a lane group, e.g. a one-row call): MLPX_LANES trees
      at a time for one row, walked to the deepest of them (leaves are fixed points),
-     leaves added in tree order so the sums round exactly as above */
-#define MLPX_TREE_ROOT(k) i[k] = mlpx_root[t + k]; \
-  depth = mlpx_depth[t + k] > depth ? mlpx_depth[t + k] : depth;
-#define MLPX_ADD(k) mlpx_add_leaf(i[k], mlpx_out[t + k], o);
+     in groups of trees of similar depth (mlpx_tail_tree: the trees by depth) so that
+     little of the walk is spent at leaves; the leaves reached are then added in tree
+     order, so the sums round exactly as above */
+  mlpx_idx* leaf = (mlpx_idx*)(xb + 2 * MLPX_N_FEATURE * MLPX_BLOCK);
+#define MLPX_TREE_ROOT(k) i[k] = mlpx_root[mlpx_tail_tree[g * MLPX_LANES + k]];
+#define MLPX_LEAF(k) leaf[mlpx_tail_tree[g * MLPX_LANES + k]] = i[k];
   for (int64_t r = n - n % MLPX_LANES; r < n; ++r) {
     const uint32_t* x = xb + r;
     double* o = out + r * MLPX_N_OUT;
-    int t = 0;
-    for (; t + MLPX_LANES <= MLPX_N_TREE; t += MLPX_LANES) {
+    int g = 0;
+    for (; (g + 1) * MLPX_LANES <= MLPX_N_TREE; ++g) {
       mlpx_idx i[MLPX_LANES];
-      int32_t depth = 0;
       MLPX_EACH_LANE(MLPX_TREE_ROOT)
-      MLPX_WALK(i, x, depth, 0);
-      MLPX_EACH_LANE(MLPX_ADD)
+      MLPX_WALK(i, x, mlpx_tail_depth[g], 0);
+      MLPX_EACH_LANE(MLPX_LEAF)
     }
-    for (; t < MLPX_N_TREE; ++t) {
+    for (int k = g * MLPX_LANES; k < MLPX_N_TREE; ++k) {
+      const int t = (int)mlpx_tail_tree[k];
       mlpx_idx i = mlpx_root[t];
       for (int d = 0; d < mlpx_depth[t]; ++d) {
         const uint64_t n_ = mlpx_node[i];
         i = mlpx_first[i] + ((uint32_t)(n_ >> 32) < x[(uint32_t)n_]);
       }
-      mlpx_add_leaf(i, mlpx_out[t], o);
+      leaf[t] = i;
     }
+    for (int t = 0; t < MLPX_N_TREE; ++t) mlpx_add_leaf(leaf[t], mlpx_out[t], o);
   }
 }
 #endif

@@ -102,6 +102,10 @@ def render_node_driver(model: treelite.Model, tables: NodeTables, precision: str
     is_leaf = tables.first == np.arange(len(tables.first))
     leaves = np.zeros((len(tables.first), tables.leaf_width))
     leaves[is_leaf] = tables.leaves[tables.leaf_of[is_leaf]]
+    # a row walked alone visits LANES trees at once, grouped by depth
+    by_depth = np.argsort(tables.depths, kind="stable")
+    full = len(by_depth) // LANES * LANES
+    group_depths = tables.depths[by_depth[:full]].reshape(-1, LANES).max(axis=1)
     flat: list[str] = []
     begin: list[int] = []
     for table in ranks or []:
@@ -124,6 +128,8 @@ def render_node_driver(model: treelite.Model, tables: NodeTables, precision: str
         "ROOTS": _c_list([f"{v}u" for v in tables.roots], per_line=8),
         "DEPTHS": _c_list([str(v) for v in tables.depths], per_line=16),
         "OUTS": _c_list([str(v) for v in tables.outputs], per_line=16),
+        "TAIL_TREES": _c_list([f"{v}u" for v in by_depth], per_line=16),
+        "TAIL_DEPTHS": _c_list([str(v) for v in group_depths.tolist() or [0]], per_line=16),
     })
 
 

@@ -162,7 +162,7 @@ _BREAKAGE = {
     "tl2cgen": ("render_driver", [("(base[half] < v)", "(base[half] <= v)"), ("&& *base < v", "&& *base <= v")]),
     # every input key one higher: "x <= t" becomes "x < t" (float32 images, ranks)
     "node_arrays": ("render_node_driver", [("| UINT32_C(0x80000000));", "| UINT32_C(0x80000000)) + 1;"),
-                                           ("(uint32_t)b[k] + 1;", "(uint32_t)b[k] + 2;")]),
+                                           ("(uint32_t)b[k] + 1;", "(uint32_t)b[k] + 2;"), ("(uint32_t)b + 1;", "(uint32_t)b + 2;")]),
 }
 
 

@@ -138,8 +138,8 @@ def test_threads_share_one_predictor(tree, columns):
 def test_native_call_releases_the_gil(registry):
     """While one thread is inside a long native call, another keeps running Python."""
     pred = registry.predictor("random_forest_regression")
-    cols = {k: np.tile(v, 2000) for k, v in CASES["random_forest_regression"].test_columns().items()}
-    X = pred.preprocessor.transform(cols)  # 600k rows, so the native part takes a while
+    cols = {k: np.tile(v, 8000) for k, v in CASES["random_forest_regression"].test_columns().items()}
+    X = pred.preprocessor.transform(cols)  # 2.4M rows, so the native part takes a while
     lib = pred.scorer.library
     ticks = []
     stop = threading.Event()
