@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - Windows
 LIBRARY_NAME = "model" + (".dll" if sys.platform == "win32" else ".dylib" if sys.platform == "darwin" else ".so")
 BUILD_INFO = "build.json"
 #: bump when the build recipe changes in a way the constants in native.py do not show
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 #: temporary build directories older than this are debris from killed builds
 STALE_SECONDS = 6 * 3600
 
@@ -64,7 +64,8 @@ def build_tag() -> str:
         "layout": [native.BLOCK_ROWS, native.MIN_ROWS_PER_THREAD, native.NODES_PER_UNIT, native.MAX_UNITS,
                    native.COMPILE_OPTIONS],
         "node_arrays": [native.LANES, native.NODE_BLOCK_ROWS, native.NODE_ARRAYS_COMPILE_OPTIONS,
-                        native.NODE_ARRAYS_MAX_WASTE],
+                        native.NODE_ARRAYS_MAX_WASTE,
+                        hashlib.sha256(native.walk_asm(native.LANES).encode()).hexdigest()],
         "driver": hashlib.sha256(DRIVER_C.encode()).hexdigest(),
         "tl2cgen": tl2cgen.__version__,
         "treelite": treelite.__version__,

@@ -34,7 +34,7 @@ DRIVER_C = r"""/*
 #include <stdlib.h>
 #include <string.h>
 
-#define MLPX_ABI 4
+#define MLPX_ABI 5
 #define MLPX_N_FEATURE @N_FEATURE@
 #define MLPX_N_OUT @N_OUT@
 #define MLPX_BLOCK @BLOCK@
@@ -394,7 +394,8 @@ int32_t mlpx_num_output(void) { return MLPX_N_OUT; }
  * out[nrow][MLPX_N_OUT] = per-output margins for the nrow x ncol matrix whose element
  * (r, j) is X[r * rs + j * cs] (rs, cs in elements: C order has cs = 1, the feature-
  * major order compiler/preprocess.py produces has rs = 1).
- * Returns 0, -1 on a shape mismatch, -2 when memory runs out.
+ * Returns 0, -1 on a shape mismatch (or round32 = 0 for a library whose keys are
+ * float32 images), -2 when memory runs out.
  */
 int32_t mlpx_predict_margins(const double* X, int64_t nrow, int64_t ncol, int64_t rs, int64_t cs,
                              int32_t round32, int32_t nthread, double* out) {

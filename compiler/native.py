@@ -19,7 +19,7 @@ from .driver_source import DRIVER_C
 from .node_tables import NodeTables
 from .trees import TreeLayout, split_thresholds
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 EVALUATOR_TL2CGEN = 1
 EVALUATOR_NODE_ARRAYS = 2
 EVALUATOR_NAMES = {EVALUATOR_TL2CGEN: "tl2cgen", EVALUATOR_NODE_ARRAYS: "node_arrays"}
