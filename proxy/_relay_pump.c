@@ -72,6 +72,7 @@ typedef struct {
 
 struct Pair {
     long long key;
+    Py_ssize_t slot;         /* index in Pump.by_key */
     int fd[2];               /* our dups of the client and server sockets */
     uint32_t interest[2];    /* epoll events registered per fd */
     Side sides[2];
@@ -129,6 +130,7 @@ static void buf_free(Buf *b) {
 
 /* -- the lent sessions --------------------------------------------------------------- */
 
+/* A linear search, for Python's lend/reclaim by key; the pump itself uses slots. */
 static Py_ssize_t find(Pump *p, long long key) {
     for (Py_ssize_t i = 0; i < p->nlent; i++)
         if (p->by_key[i]->key == key) return i;
@@ -185,8 +187,9 @@ static Record *retire(Pump *p, Pair *a, int reason, const unsigned char *data, s
     a->dead = 1;
     a->next_dead = p->graveyard;
     p->graveyard = a;
-    Py_ssize_t at = find(p, a->key);
-    if (at >= 0) p->by_key[at] = p->by_key[--p->nlent];
+    Pair *last = p->by_key[--p->nlent];
+    p->by_key[a->slot] = last;
+    last->slot = a->slot;
     return r;
 }
 
@@ -620,6 +623,7 @@ static PyObject *Pump_lend(Pump *p, PyObject *args) {
         errno = failed;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    a->slot = p->nlent;
     p->by_key[p->nlent++] = a;
     pthread_mutex_unlock(&p->lock);
     Py_RETURN_NONE;
