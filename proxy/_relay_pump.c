@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "_wire_rules.h"
@@ -305,7 +306,7 @@ static size_t scan_server(Pair *a, const unsigned char *data, size_t n, int *sto
 static int send_to(Pump *p, Pair *a, int to, const unsigned char *data, size_t len) {
     size_t done = 0;
     while (done < len) {
-        ssize_t w = write(a->fd[to], data + done, len - done);
+        ssize_t w = send(a->fd[to], data + done, len - done, MSG_NOSIGNAL);
         if (w > 0) {
             done += (size_t)w;
         } else if (w < 0 && errno == EINTR) {
@@ -328,7 +329,7 @@ static void on_writable(Pump *p, Pair *a, int i) {
     Buf *b = &a->out[i];
     size_t done = 0;
     while (done < b->len) {
-        ssize_t w = write(a->fd[i], b->data + done, b->len - done);
+        ssize_t w = send(a->fd[i], b->data + done, b->len - done, MSG_NOSIGNAL);
         if (w > 0) done += (size_t)w;
         else if (w < 0 && errno == EINTR) continue;
         else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -352,7 +353,7 @@ static void on_writable(Pump *p, Pair *a, int i) {
 static void on_readable(Pump *p, Pair *a, int s) {
     ssize_t n;
     do {
-        n = read(a->fd[s], p->rbuf, READ_SIZE);
+        n = recv(a->fd[s], p->rbuf, READ_SIZE, 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) {
