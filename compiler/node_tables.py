@@ -17,7 +17,8 @@ stores each feature with NaN as -inf and as +inf), and a leaf is a node that lea
 to itself, so every row can take exactly `depth` steps per tree.
 
 The tables are generated from the Treelite model at build time and compiled into
-the library; the artifact stays the Treelite checkpoint (DESIGN principle 5).
+the library (`native.render_node_driver` packs them, thresholds as exact 32-bit keys:
+`native.node_keys`); the artifact stays the Treelite checkpoint (DESIGN principle 5).
 Models this form cannot express exactly (categorical splits, == tests, non-finite
 thresholds, leaf layouts other than scalar-per-output or full vectors) are left to
 the TL2cgen evaluator: `NodeTables.of` raises `Unsuitable` for them.
