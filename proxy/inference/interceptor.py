@@ -38,12 +38,13 @@ from .extended_session import BindValues, fail, relay_owed, skip_to_sync
 from .registry import DatabaseModels, ModelEntry, ModelRegistry
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
-from .tracker import result_formats, statement_error, with_result_formats
+from .tracker import format_codes, result_formats, statement_error
 
 log = logging.getLogger("mlproxy.inference")
 
 _BATCH = 4096
 _PLAN_CACHE_SIZE = 512
+_BIND_FORMATS_CACHED = 16
 _UNPLANNED = object()
 # Statements that may change what a session may execute or which functions a name
 # resolves to: cached privileges and search path are dropped when one is seen.
@@ -62,9 +63,22 @@ class PreparedStreaming:
     def __init__(self, plan: StreamingPlan, models: dict[tuple[int, str], BoundModel]) -> None:
         self.plan = plan
         self.models = models
+        # per result-format section of the client's Binds (drivers send the same one
+        # at every execution): the section to send instead, and the portal's rewriter
+        self._binds: dict[bytes, tuple[bytes, StreamingRewriter]] = {}
 
     def bind(self, bind_body: bytes) -> tuple[bytes, StreamingRewriter]:
-        _, codes, _ = result_formats(bind_body)
+        start, codes, end = result_formats(bind_body)
+        section = bind_body[start:end]
+        known = self._binds.get(section)
+        if known is None:
+            if len(self._binds) >= _BIND_FORMATS_CACHED:
+                self._binds.clear()
+            known = self._binds[section] = self._formats(codes)
+        new_section, rewriter = known
+        return bind_body[:start] + new_section + bind_body[end:], rewriter
+
+    def _formats(self, codes: list[int]) -> tuple[bytes, StreamingRewriter]:
         users = self.plan.user_columns
         if len(codes) == 1:
             codes = codes * users
@@ -73,7 +87,7 @@ class PreparedStreaming:
         # the appended argument columns come in binary (cheap to send and decode)
         new_codes = (codes or [0] * users) + [1] * self.plan.appended_columns
         rewriter = StreamingRewriter(self.plan, self.models, codes, binary_args=True)
-        return with_result_formats(bind_body, new_codes), rewriter
+        return format_codes(new_codes), rewriter
 
     def describe(self) -> StreamingRewriter:
         return StreamingRewriter(self.plan, self.models)
