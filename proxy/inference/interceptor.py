@@ -30,12 +30,11 @@ from ..errors import PgError
 from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
-from ..ml_statements.literals import quote_identifier
 from . import prepared_general
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
 from .extended_session import BindValues, fail, relay_owed, skip_to_sync
-from .registry import DatabaseModels, ModelEntry, ModelRegistry
+from .registry import DatabaseModels, ModelEntry, ModelRegistry, function_signature
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
 from .tracker import format_codes, result_formats, statement_error
@@ -177,7 +176,7 @@ class InferenceInterceptor:
             await self._check_privileges(takeover, entries)
         bound = await self._load(database, entries)
         if isinstance(plan, StreamingPlan):
-            plan = _guarded(plan, entries)
+            plan = _guarded(plan, entries, self.registry.models(database))
         return plan, bound
 
     async def _planned(self, frame: Frame, takeover: Takeover, models: DatabaseModels):
@@ -537,16 +536,23 @@ def _text_array(values: list[str]) -> str:
     return "ARRAY[" + ", ".join(sql_literal(v) for v in values) + "]::text[]"
 
 
-def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry]) -> StreamingPlan:
+def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry],
+             models: DatabaseModels | None) -> StreamingPlan:
     """The plan with Postgres checking EXECUTE on the model functions at every
     execution: the rewritten SELECT becomes a subquery with one more column, a
     scalar subquery (an InitPlan, run once per execution) that raises 42501 as a
     call of the function itself would. Prepared statements, SET ROLE and a REVOKE
     in another session are all covered, with no round trip of the proxy's own."""
-    sigs = [_signature(f, e) for f, e in entries.items()]
+    oids = models.function_oids if models is not None else {}
     # the function that raises is called only when a privilege is missing: a plain
-    # has_function_privilege() costs Postgres far less per execution than a call
-    granted = " AND ".join(f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')" for sig in sigs)
+    # has_function_privilege() costs Postgres far less per execution than a call,
+    # by OID less than by signature text (which Postgres parses at every execution).
+    # An OID no longer there (the function was recreated since) reads as not
+    # granted, so that check_execute decides by signature.
+    granted = " AND ".join(
+        f"coalesce(has_function_privilege({oids[sig]}::oid, 'EXECUTE'), false)" if sig in oids
+        else f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')"
+        for sig in (_signature(f, e) for f, e in entries.items()))
     prefix = (f"SELECT *, (SELECT {_check_execute(entries)} "
               f"WHERE NOT ({granted})) AS \"__mlproxy_check\" FROM (\n")
     suffix = "\n) AS __mlproxy_rewritten"
@@ -583,5 +589,4 @@ def _check_execute(entries: dict[ModelFunction, ModelEntry]) -> str:
 
 
 def _signature(function: ModelFunction, entry: ModelEntry) -> str:
-    return (f"{quote_identifier(function.schema)}.{quote_identifier(function.name)}"
-            f"({', '.join(entry.arg_types)})")
+    return function_signature(entry, function.name)
