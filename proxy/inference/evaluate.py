@@ -164,7 +164,8 @@ class StreamingRewriter:
         if plan.has_star and split:
             plan = self.plan = plan.resolve(len(split[0]))
         if self._small_plan is not plan:
-            self._small_calls = [_SmallCall.of(call, self.binary_args) for call in plan.calls]
+            self._small_calls = [_SmallCall.of(call, self.binary_args, self._format(call.column))
+                                 for call in plan.calls]
             self._small_plan = plan
         replaced = {}
         for call in self._small_calls:
@@ -173,8 +174,7 @@ class StreamingRewriter:
             for j, arg in call.typed:
                 decoded[j] = typed_argument(arg, decoded[j])
             values = predict(bound, dict(zip(bound.entry.arg_names, decoded)))
-            replaced[call.column] = small_batch.encode(np.asarray(values), call.return_type,
-                                                       self._format(call.column))
+            replaced[call.column] = small_batch.encode(values, call.return_type, call.format)
         return small_batch.join_rows(split, replaced, plan.user_columns)
 
 
@@ -188,13 +188,14 @@ class _SmallCall:
     read: small_batch.ArgumentReader
     typed: tuple[tuple[int, Any], ...]  # (position, argument) of those needing typed_argument
     return_type: str
+    format: int  # the client's result format of the prediction column
 
     @classmethod
-    def of(cls, call: Any, binary: bool) -> _SmallCall:
+    def of(cls, call: Any, binary: bool, fmt: int) -> _SmallCall:
         return cls((call.function.model_id, call.function.kind), call.column,
                    small_batch.ArgumentReader([a.index for a in call.args], [a.kind for a in call.args], binary),
                    tuple((j, a) for j, a in enumerate(call.args) if needs_typing(a)),
-                   call.function.return_type)
+                   call.function.return_type, fmt)
 
 
 def copy_rows(batch: DataRowBatch, args: Sequence[Any], predictions: np.ndarray,
