@@ -10,17 +10,11 @@
 #include <Python.h>
 #include <string.h>
 
+#include "_wire_rules.h"
+
 #define UNSYNCED_CLEARED 1
 #define COPY_IN_CLEARED 2
 #define REQUEST_SHIFT 2
-
-static inline uint32_t read_len(const unsigned char *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static inline unsigned char lower(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-}
 
 /* Does `body[0:n]`, lower-cased, contain any of `triggers` (lower-case bytes)?
  * One pass over the body: a position is compared only where some trigger starts
@@ -71,9 +65,7 @@ static PyObject *client_chunk(PyObject *self, PyObject *const *args, Py_ssize_t 
     const unsigned char *limits = (const unsigned char *)PyBytes_AS_STRING(args[1]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
     Py_ssize_t pos = 0;
-    long requests = 0;
-    int flags = 0;
-    int extended_open = 0;  /* an extended message since the last Sync/Query */
+    ClientRules rules = {.copy_in = copy_in};
     if (n == 0) Py_RETURN_NONE;
     while (pos < n) {
         if (n - pos < 5) Py_RETURN_NONE;
@@ -83,41 +75,15 @@ static PyObject *client_chunk(PyObject *self, PyObject *const *args, Py_ssize_t 
         if (length < 4 || length > limit) Py_RETURN_NONE;
         Py_ssize_t end = pos + 1 + (Py_ssize_t)length;
         if (end > n) Py_RETURN_NONE;
-        switch (type) {
-        case 'Q':
-            if (triggered(data + pos + 5, end - pos - 5, args[2])) Py_RETURN_NONE;
-            requests++;
-            extended_open = 0;
-            flags |= UNSYNCED_CLEARED;
-            break;
-        case 'P':
-            if (triggered(data + pos + 5, end - pos - 5, args[2])) Py_RETURN_NONE;
-            extended_open = 1;
-            break;
-        case 'B': case 'D': case 'E': case 'C':
-            extended_open = 1;
-            break;
-        case 'S':
-            if (!copy_in) requests++;
-            extended_open = 0;
-            flags |= UNSYNCED_CLEARED;
-            break;
-        case 'F':
-            requests++;
-            break;
-        case 'c': case 'f':
-            copy_in = 0;
-            flags |= COPY_IN_CLEARED;
-            break;
-        case 'X':
-            Py_RETURN_NONE;  /* Terminate: the session's own path */
-        default:
-            break;
-        }
+        if ((type == 'Q' || type == 'P') && triggered(data + pos + 5, end - pos - 5, args[2]))
+            Py_RETURN_NONE;
+        if (client_rule(&rules, type) < 0) Py_RETURN_NONE;  /* Terminate: the session's path */
         pos = end;
     }
-    if (extended_open) Py_RETURN_NONE;  /* their replies await a Sync: the framed path */
-    return PyLong_FromLong((requests << REQUEST_SHIFT) | flags);
+    if (rules.extended_open) Py_RETURN_NONE;  /* their replies await a Sync: the framed path */
+    return PyLong_FromLongLong((rules.requests << REQUEST_SHIFT)
+                               | (rules.synced ? UNSYNCED_CLEARED : 0)
+                               | (rules.copy_ended ? COPY_IN_CLEARED : 0));
 }
 
 /* server_chunk(data) -> int | None */

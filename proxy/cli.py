@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=int(os.environ.get("MLPROXY_WORKERS", "1")),
                        metavar="N", help="training jobs that run at once, each in its own "
                                          "process (default 1; env MLPROXY_WORKERS)")
+    serve.add_argument("--relay", default=os.environ.get("MLPROXY_RELAY", "native"),
+                       choices=["native", "python"],
+                       help="who relays sessions with nothing to intercept: a native thread "
+                            "(default, when the extension is built) or the event loop "
+                            "(env MLPROXY_RELAY)")
     serve.add_argument("--log-level", default=os.environ.get("MLPROXY_LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"],
                        help="log verbosity (default info; env MLPROXY_LOG_LEVEL)")
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                     data_dir=args.data_dir or default_data_dir(),
                     tls_cert=args.tls_cert, tls_key=args.tls_key,
                     shutdown_grace=args.shutdown_grace, log_level=args.log_level,
-                    training_workers=max(1, args.workers))
+                    training_workers=max(1, args.workers), relay=args.relay)
     if args.upstream:
         try:
             config.upstream = Upstream.from_url(args.upstream)

@@ -85,6 +85,9 @@ class Config:
     # are streamed to the upstream unexamined, so memory stays bounded.
     intercept_limit: int = 16 << 20
     log_level: str = "info"
+    # "native": sessions with nothing to intercept are relayed by the native pump
+    # (pump.py) when it is built; "python": every chunk goes through the event loop.
+    relay: str = "native"
     # Training jobs run in this many worker processes at once (CREATE MODEL).
     training_workers: int = 1
     # Threads each training job may use (None: all cores).

@@ -88,6 +88,13 @@ class Framer:
             return None
         return self._carry_total - len(self._carry)
 
+    def pass_through(self, count: int) -> None:
+        """Go on inside a message of which `count` bytes are still to come, passed
+        through unexamined (a session the relay pump handed back mid-message)."""
+        if not self.at_boundary:
+            raise RuntimeError("pass_through needs the framer at a message boundary")
+        self._skip = count
+
     def set_wanted(self, wanted: Container[int] | None) -> None:
         self.wanted = wanted
 

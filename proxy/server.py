@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from .config import Config
 from .intercept import Interceptor
 from . import wire_scan
+from .pump import RelayPump
 from .session import Session
 
 log = logging.getLogger("mlproxy.server")
@@ -28,6 +29,7 @@ class ProxyServer:
         for interceptor in self.interceptors:
             interceptor.subscribe(self._triggers_changed)
         self.sessions: set[Session] = set()
+        self.pump: RelayPump | None = None  # started with the server (see pump.py)
         self.ssl_context = _server_ssl_context(config)
         self._ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None
@@ -43,6 +45,12 @@ class ProxyServer:
 
     def _triggers_changed(self, database: str) -> None:
         self.triggers.pop(database, None)
+        # Sessions lent to the pump scan with the old triggers: take them back; each
+        # is lent again, with the new ones, after its next chunk.
+        if self.pump is not None and self.pump.lent:
+            for session in list(self.sessions):
+                if session.database == database:
+                    session.take_back()
 
     def next_session_id(self) -> int:
         return next(self._ids)
@@ -63,6 +71,7 @@ class ProxyServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.pump = RelayPump.start(self.config.relay)
         self._server = await loop.create_server(
             lambda: Session(self), self.config.listen_host, self.config.listen_port,
             backlog=1024, reuse_address=True)
@@ -70,8 +79,9 @@ class ProxyServer:
             import socket
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        log.info("listening on %s:%d upstream=%s tls=%s fastpath=%s", self.config.listen_host,
-                 self.port, self.config.upstream.describe(), "on" if self.ssl_context else "off",
+        log.info("listening on %s:%d upstream=%s tls=%s relay=%s fastpath=%s",
+                 self.config.listen_host, self.port, self.config.upstream.describe(),
+                 "on" if self.ssl_context else "off", "native" if self.pump else "python",
                  wire_scan.IMPLEMENTATION)
 
     async def shutdown(self, grace: float | None = None) -> None:
@@ -92,6 +102,8 @@ class ProxyServer:
                 session.terminate()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.pump is not None:
+            self.pump.close()
 
 
 def _server_ssl_context(config: Config) -> ssl.SSLContext | None:

@@ -8,6 +8,9 @@ ReadyForQuery to note) is judged by one call (wire_scan.py); the others are fram
 (Query/Parse for interception, Sync/Query/ReadyForQuery to know when a request is in
 flight, ErrorResponse for logging, COPY state) are looked at one by one.
 Back-pressure: when one side's socket buffer fills, the other side stops reading.
+
+A session with nothing for Python to look at is lent to the relay pump (pump.py),
+which relays it natively until a chunk needs this code again.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .intercept import Takeover
 from .inference import workers
 from .inference.rows import scan_data_rows
 from .inference.tracker import ResponseTracker, expectation_kind
+from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
 from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
                        F_SYNC, F_TERMINATE, FRONTEND_LIMITS)
@@ -146,6 +150,10 @@ class Session(asyncio.Protocol):
         self._tracked_idle = False
         self._loop = asyncio.get_running_loop()
         self.inference_state: dict | None = None  # per-session caches of the inference interceptor
+        # The relay pump (pump.py): the two sockets' descriptors when this session may
+        # be lent to it (plain sockets both sides), and whether it is lent now.
+        self._pump_fds: tuple[int, int] | None = None
+        self._lent = False
         self.ml_parse: tuple | None = None  # the ML statement interceptor's parse, wants() -> handle()
 
     # -- asyncio Protocol callbacks (client socket) ----------------------------------
@@ -167,6 +175,8 @@ class Session(asyncio.Protocol):
         state = self.state
         if state is _RELAY:
             self._client_relay(data)
+            if self._pump_fds is not None:
+                self._lend_if_quiet()
         elif state is State.STARTUP:
             self._buf += data
             self._startup_step()
@@ -276,7 +286,7 @@ class Session(asyncio.Protocol):
 
     async def _connect_upstream(self, startup: StartupMessage) -> None:
         try:
-            transport, _ = await open_upstream(
+            transport, side = await open_upstream(
                 self.config.upstream, lambda: _UpstreamSide(self), self.config.connect_timeout)
         except UpstreamUnavailable as exc:
             log.warning("upstream unavailable session=%s error=%s", self.id, exc)
@@ -287,6 +297,9 @@ class Session(asyncio.Protocol):
             transport.close()
             return
         self.upstream = transport
+        self._pump_fds = _pump_descriptors(self.server.pump, self.client, transport)
+        if self._pump_fds is not None:
+            side.data_received = self._server_input
         log.info("connection opened session=%s peer=%s user=%s database=%s",
                  self.id, self.peer, startup.user, startup.database)
         transport.write(startup.raw)
@@ -422,6 +435,11 @@ class Session(asyncio.Protocol):
             self.client.writelines([i.raw if type(i) is Frame else i for i in items])
         if idle:
             self._became_idle()
+
+    def _server_input(self, data: bytes) -> None:
+        """The upstream's chunks when the session may be lent to the pump."""
+        self._server_data(data)
+        self._lend_if_quiet()
 
     def _ready(self, count: int, status: int) -> bool:
         """Bookkeeping for `count` ReadyForQuery messages, the last with `status`
@@ -667,6 +685,7 @@ class Session(asyncio.Protocol):
         boundary and nothing is in flight; otherwise it waits for that moment."""
         if self.state is State.CLOSED:
             return
+        self.take_back()
         self._async_out.append(data)
         if self.is_idle() and self._sframer.at_boundary:
             self._flush_async()
@@ -677,7 +696,92 @@ class Session(asyncio.Protocol):
             self._write_client(b"".join(out))
 
     def is_idle(self) -> bool:
+        self.take_back()
         return self.state is State.RELAY and self.pending == 0
+
+    # -- the relay pump -----------------------------------------------------------------
+    def _lend_if_quiet(self) -> None:
+        """Lend the session to the relay pump when nothing in it needs Python: in the
+        relay state, no results rewritten, no extended-protocol messages awaiting
+        their Sync, no flow control or pending writes of our own, both streams at a
+        message boundary and both write buffers empty (so the pump's bytes cannot
+        overtake ours)."""
+        if (self._lent or self.state is not _RELAY or self.tracker is not None
+                or self.client.is_closing() or self.upstream.is_closing()
+                or self.unsynced or self._client_pauses or self._upstream_paused
+                or self._async_out or self._idle_waiters or self._draining
+                or self._terminating or self._batches or self._held_back
+                or not self._cframer.at_boundary or not self._sframer.at_boundary
+                or self.client.get_write_buffer_size()
+                or self.upstream.get_write_buffer_size()):
+            return
+        triggers = self._triggers.get(self.database)
+        if triggers is None:
+            triggers = self.server.triggers_for(self.database)
+        self.client.pause_reading()
+        self.upstream.pause_reading()
+        try:
+            self.server.pump.lend(self, *self._pump_fds, CLIENT_LIMITS, triggers)
+        except OSError as exc:  # e.g. out of descriptors: relay this one in Python
+            log.warning("relay pump refused session=%s error=%s", self.id, exc)
+            self._pump_fds = None
+            self.client.resume_reading()
+            self.upstream.resume_reading()
+            return
+        self._lent = True
+
+    def take_back(self, keep_input: bool = True) -> None:
+        """Bring the session back from the relay pump (if lent) before Python acts
+        on it on its own; the input the pump had not handled yet is handled now,
+        unless the session is ending (`keep_input=False`)."""
+        if self._lent:
+            record = self.server.pump.reclaim(self)
+            if record is not None:
+                self._resume(record, keep_input)
+
+    def handed_back(self, record: Record) -> None:
+        """The pump met input it does not handle (or an end of stream): go on here."""
+        self._resume(record, True)
+        # After an end of stream or a socket error the transports, reading again,
+        # find out for themselves (and close); otherwise go back if nothing is left.
+        if record.reason <= SERVER_DATA and self._pump_fds is not None and self.state is _RELAY:
+            self._lend_if_quiet()
+
+    def _resume(self, record: Record, keep_input: bool) -> None:
+        self._lent = False
+        if record.reason == FAILED:
+            log.error("relay pump out of memory session=%s: closing it", self.id)
+            if keep_input:  # else the session is ending already
+                self._finish()
+            return
+        self.pending = record.pending
+        self.copy_in = bool(record.copy_in)
+        if record.ready_seen:
+            self.txstatus = _STATUS[record.txstatus]
+            self.failed_since_sync = False
+        self.bytes_in += record.bytes_client
+        self.bytes_out += record.bytes_server
+        if record.skip_client:
+            self._cframer.pass_through(record.skip_client)
+        if record.skip_server:
+            self._sframer.pass_through(record.skip_server)
+        client, upstream = self.client, self.upstream
+        # Reading resumes before the pump's unsent bytes are written, so that a
+        # full buffer's pause_writing (flow control) is the last word.
+        if not client.is_closing():
+            client.resume_reading()
+        if not upstream.is_closing():
+            upstream.resume_reading()
+        if record.to_server:
+            self._write_upstream(record.to_server)
+        if record.to_client:
+            self._write_client(record.to_client)
+        if keep_input and record.data and self.state is _RELAY:
+            if record.reason == CLIENT_DATA:
+                self.bytes_in += len(record.data)
+                self._client_relay(record.data)
+            else:
+                self._server_data(record.data)
 
     def _server_lost(self, exc: Exception | None) -> None:
         if self.state is State.CLOSED:
@@ -839,6 +943,7 @@ class Session(asyncio.Protocol):
     def begin_shutdown(self) -> None:
         """Proxy shutdown: close now if idle, else as soon as the request in flight ends."""
         self._draining = True
+        self.take_back()
         if self.state in (State.STARTUP, State.CONNECTING) or self.is_idle():
             self.terminate()
 
@@ -846,6 +951,7 @@ class Session(asyncio.Protocol):
         """Close both sides, telling the client why (like a server shutdown does)."""
         if self.state is State.CLOSED:
             return
+        self.take_back(keep_input=False)
         self._terminating = True
         if self.state not in (State.STARTUP,) and self._sframer.at_boundary:
             self._write_client(protocol.error_response(PgError(
@@ -858,6 +964,7 @@ class Session(asyncio.Protocol):
     def _finish(self) -> None:
         if self.state is State.CLOSED and self.closed.done():
             return
+        self.take_back(keep_input=False)
         self.state = State.CLOSED
         if self._startup_timer is not None:
             self._startup_timer.cancel()
@@ -897,3 +1004,18 @@ class _CancelSink(asyncio.Protocol):
             await asyncio.wait_for(asyncio.shield(self._closed), timeout)
         except TimeoutError:
             pass
+
+
+def _pump_descriptors(pump, client: asyncio.Transport,
+                      upstream: asyncio.Transport) -> tuple[int, int] | None:
+    """The client's and upstream's socket descriptors, when a session on these
+    transports may be lent to the relay pump: there is one, and neither side speaks
+    TLS (the pump relays the bytes on the wire as messages)."""
+    if pump is None:
+        return None
+    if client.get_extra_info("ssl_object") is not None or upstream.get_extra_info("ssl_object") is not None:
+        return None
+    client_sock, upstream_sock = client.get_extra_info("socket"), upstream.get_extra_info("socket")
+    if client_sock is None or upstream_sock is None:
+        return None
+    return client_sock.fileno(), upstream_sock.fileno()

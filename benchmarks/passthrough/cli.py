@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from proxy import pump
 from proxy.embedded import bin_dir
 
 from . import report
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per cell; the table shows the median (default 1)")
     parser.add_argument("--no-pgbouncer", action="store_true", help="skip PgBouncer")
+    parser.add_argument("--relay", choices=["native", "python"], default="native",
+                        help="mlproxy's --relay: the native pump (default) or the event loop")
     parser.add_argument("--output", type=Path, help="JSON path (default benchmarks/results/"
                                                    "passthrough.json or passthrough-quick.json)")
     return parser
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": seconds, "scale": args.scale, "clients": clients, "repeat": args.repeat,
         "pgbench_threads": "min(2, clients)", "postgres_settings": settings,
+        "mlproxy_relay": args.relay if pump.AVAILABLE else "python (the native relay is not built)",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "loadavg_start": os.getloadavg()},
         "versions": {"pgbench": _version(str(bin_dir() / "pgbench"), "--version"),
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             embedded_postgres(Path(tmp), settings) as direct, contextlib.ExitStack() as stack:
         print(f"initialising pgbench tables, scale {args.scale} ...", flush=True)
         initialise(direct, args.scale)
-        targets = [direct, stack.enter_context(mlproxy(direct, Path(tmp) / "mlproxy.log"))]
+        targets = [direct, stack.enter_context(
+            mlproxy(direct, Path(tmp) / "mlproxy.log", "--relay", args.relay))]
         if use_bouncer:
             targets.append(stack.enter_context(pgbouncer(direct, max(clients))))
         for target in targets:  # warm caches and connections paths once

@@ -90,13 +90,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def mlproxy(upstream: Target, log: Path) -> Iterator[Target]:
-    """`mlproxy serve` on a free TCP port, relaying to the upstream's unix socket."""
+def mlproxy(upstream: Target, log: Path, *args: str) -> Iterator[Target]:
+    """`mlproxy serve` on a free TCP port, relaying to the upstream's unix socket;
+    `args` are more options of `mlproxy serve`."""
     url = f"postgresql:///?host={upstream.host}&port={upstream.port}"
     with open(log, "wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "proxy", "serve", "--upstream", url,
-             "--listen", "127.0.0.1:0", "--log-level", "warning"],
+             "--listen", "127.0.0.1:0", "--log-level", "warning", *args],
             stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
     try:
         line = process.stdout.readline()

@@ -39,3 +39,21 @@ def test_tpcb_like(initialised, mode):
     assert processed and int(processed.group(1)) > 0, done.stdout
     assert re.search(r"number of failed transactions: 0\b", done.stdout), done.stdout
     assert f"query mode: {mode}" in done.stdout
+
+
+@pytest.mark.parametrize("mode", ["simple", "prepared"])
+def test_tpcb_like_relayed_by_the_event_loop(initialised, fresh_proxy, mode):
+    """`--relay python`: every chunk through the event loop (the per-chunk fast path
+    and the framed path), as when the native pump is not built."""
+    relay = fresh_proxy("--relay", "python")
+    assert relay.wait_for_log("relay=python"), relay.read_log()
+    done = pgbench(relay, "-M", mode, "-c", "4", "-j", "2", "-T", "2", "-n")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"number of failed transactions: 0\b", done.stdout), done.stdout
+
+
+def test_the_native_relay_is_on_where_it_is_built(initialised):
+    from proxy import pump
+
+    expected = "relay=native" if pump.AVAILABLE else "relay=python"
+    assert initialised.wait_for_log(expected), initialised.read_log()

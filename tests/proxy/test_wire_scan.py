@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy import protocol as p
-from proxy import wire_scan
+from proxy import pump, wire_scan
 from proxy.framing import Framer
 from proxy.session import Session
 from proxy.wire_scan import CLIENT_LIMITS, py_client_chunk, py_server_chunk
@@ -22,7 +22,7 @@ from proxy.wire_scan import CLIENT_LIMITS, py_client_chunk, py_server_chunk
 TRIGGERS = (b"model", b"predict_x", b"(")
 
 
-def test_the_c_extension_is_built_where_it_can_be():
+def test_the_c_extensions_are_built_where_they_can_be():
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         pytest.skip(f"no C compiler ({compiler}): the Python implementation is expected")
@@ -31,6 +31,9 @@ def test_the_c_extension_is_built_where_it_can_be():
     assert wire_scan.IMPLEMENTATION == "C", (
         "the _mlproxy_wire extension did not build: run `pip install .` again and read "
         "its output (setup.py builds it optionally)")
+    assert pump.AVAILABLE, (
+        "the _mlproxy_pump extension (the native relay) did not build: run `pip install .` "
+        "again and read its output (setup.py builds it optionally)")
 
 
 # -- streams ----------------------------------------------------------------------------

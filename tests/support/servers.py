@@ -86,6 +86,16 @@ class ProxyProcess:
         that could fill up)."""
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 10) -> bool:
+        """Whether `text` shows up in the log within `timeout` seconds (records are
+        written by the proxy's logging thread, a moment after the event)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.read_log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
