@@ -193,7 +193,8 @@ class _SmallCall:
     @classmethod
     def of(cls, call: Any, binary: bool, fmt: int) -> _SmallCall:
         return cls((call.function.model_id, call.function.kind), call.column,
-                   small_batch.ArgumentReader([a.index for a in call.args], [a.kind for a in call.args], binary),
+                   small_batch.ArgumentReader([a.index for a in call.args], [a.kind for a in call.args],
+                                              binary),
                    tuple((j, a) for j, a in enumerate(call.args) if needs_typing(a)),
                    call.function.return_type, fmt)
 

@@ -65,7 +65,8 @@ class DatabaseModels:
     function_oids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, entries: list[ModelEntry], function_oids: dict[str, int] | None = None) -> "DatabaseModels":
+    def build(cls, entries: list[ModelEntry],
+              function_oids: dict[str, int] | None = None) -> "DatabaseModels":
         by_function: dict[str, list[ModelEntry]] = {}
         for entry in entries:
             by_function.setdefault(entry.function_name, []).append(entry)
@@ -159,7 +160,8 @@ class ModelRegistry:
                 arg_types=tuple(r["arg_types"]), return_type=r["return_type"], state=r["state"],
                 failure_reason=r["failure_reason"], problem_type=r["problem_type"],
                 artifact_sha256=r["artifact_sha256"]) for r in rows]
-            self._publish(database, DatabaseModels.build(entries, await self._function_oids(database, entries)))
+            oids = await self._function_oids(database, entries)
+            self._publish(database, DatabaseModels.build(entries, oids))
             log.debug("model registry loaded database=%s models=%d", database, len(entries))
         except Exception as exc:  # noqa: BLE001 - no models is the safe reading
             log.warning("model registry could not load database=%s error=%s", database, exc)
@@ -169,14 +171,19 @@ class ModelRegistry:
             self._loading.pop(database, None)
 
     async def _function_oids(self, database: str, entries: list[ModelEntry]) -> dict[str, int]:
-        """The stubs' OIDs by signature (a function not there is left out)."""
+        """The stubs' OIDs by signature (a function not there, or all of them if the
+        lookup fails, is left out: its check goes by signature)."""
         if not entries:
             return {}
         signatures = [function_signature(e, name) for e in entries
                       for name in (e.function_name, e.function_name + "_prob")]
-        pool = await self.catalog.pool(database, migrate_catalog=False)
-        rows = await pool.fetch("SELECT s, to_regprocedure(s)::oid AS oid FROM unnest($1::text[]) AS s",
-                                signatures)
+        try:
+            pool = await self.catalog.pool(database, migrate_catalog=False)
+            rows = await pool.fetch("SELECT s, to_regprocedure(s)::oid AS oid FROM unnest($1::text[]) AS s",
+                                    signatures)
+        except Exception as exc:  # noqa: BLE001 - the checks then go by signature
+            log.warning("model function OIDs not resolved database=%s error=%s", database, exc)
+            return {}
         return {r["s"]: r["oid"] for r in rows if r["oid"] is not None}
 
     def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:

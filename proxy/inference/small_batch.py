@@ -76,7 +76,7 @@ class ArgumentReader:
         out: list[Any] = [None] * self._count
         if self.binary:
             for width, word, positions, fields_of in self._words:
-                for j, values in zip(positions, _binary_words(rows, fields_of, width, word)):
+                for j, values in zip(positions, _binary_words(rows, fields_of, len(positions), width, word)):
                     out[j] = values
         elif self._numeric:
             table = [[np.nan if r[i] is None else float(r[i]) for _, i in self._numeric] for r in rows]
@@ -95,21 +95,22 @@ def _texts(fields: list[bytes | None]) -> np.ndarray:
 
 
 def _binary_words(rows: list[list[bytes | None]], fields_of: Callable[[list], tuple],
-                  width: int, word: str) -> np.ndarray:
+                  count: int, width: int, word: str) -> np.ndarray:
     """float64 columns (NaN for NULL) of binary words of one width (`fields_of`
-    picks them out of a row), one row of the result per column: the fields joined
-    and read by one numpy call (a Python unpack per value cost several times more)."""
+    picks `count` of them out of a row), one row of the result per column: the
+    fields joined and read by one numpy call (a Python unpack per value cost
+    several times more)."""
     if len(rows) == 1:
         fields = fields_of(rows[0])
     else:
         fields = [f for r in rows for f in fields_of(r)]
     null = None
     if None in fields:
-        null = np.array([f is None for f in fields]).reshape(len(rows), -1).T
+        null = np.array([f is None for f in fields]).reshape(len(rows), count).T
         fields = [bytes(width) if f is None else f for f in fields]
-    if set(map(len, fields)) != {width}:
+    if fields and set(map(len, fields)) != {width}:
         raise RowFormatError(f"a binary {word[1:]} argument field is not {width} bytes")
-    matrix = np.frombuffer(b"".join(fields), word).astype(np.float64).reshape(len(rows), -1).T
+    matrix = np.frombuffer(b"".join(fields), word).astype(np.float64).reshape(len(rows), count).T
     if null is not None:
         matrix[null] = np.nan
     return matrix
