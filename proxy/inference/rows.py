@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from ..protocol import B_DATA_ROW
 from .buffers import pool_array, unaligned
-from .rowscan import RowFormatError, read_be32, scan_data_rows
+from .rowscan import RowFormatError, native, read_be32, scan_data_rows
 
 __all__ = ["DataRowBatch", "RowFormatError", "scan_data_rows", "NUMERIC_KINDS", "TEXT_KIND"]
 
@@ -38,8 +38,71 @@ NUMERIC_KINDS = frozenset(("float", "int", "epoch"))
 TEXT_KIND = "text"
 
 _HEADER_SIZE = 7  # type byte, int32 length, int16 column count
+_PAST_END = "a DataRow field runs past the end of the buffer"
+# The C parser's error codes (proxy/inference/_datarows.c), as the numpy parser says them.
+_PARSE_ERRORS = {1: _PAST_END, 2: "not a DataRow message",
+                 3: "DataRows of one batch must have one column count",
+                 4: "negative DataRow field length", 5: "DataRow fields do not fill the message",
+                 6: "DataRows overlap or run past the buffer"}
 
 
+
+
+
+def parse_fields_numpy(buffer: bytes | bytearray | memoryview,
+                       starts: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The column count, field positions, field lengths and row ends of the DataRows
+    at `starts` (see DataRowBatch), with numpy: one gather per column over all rows.
+    Raises RowFormatError for anything but a run of well-formed DataRows."""
+    try:
+        return _parse_numpy(np.frombuffer(buffer, dtype=np.uint8), starts)
+    except IndexError:
+        raise RowFormatError(_PAST_END) from None
+
+
+def _parse_numpy(u8: np.ndarray, starts: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    if np.any(u8[starts] != B_DATA_ROW):
+        raise RowFormatError("not a DataRow message")
+    n = len(starts)
+    # batch-sized work arrays come from Arrow's pool (see buffers.pool_array)
+    scratch = pool_array(n * 4, np.int64)[1].reshape(n, 4)
+    ends = starts + 1 + read_be32(u8, starts + 1, ">u4", scratch)
+    counts = (u8[starts + 5].astype(np.int32) << 8) | u8[starts + 6]
+    n_columns = int(counts[0])
+    if np.any(counts != n_columns):
+        raise RowFormatError("DataRows of one batch must have one column count")
+    pos = pool_array((n_columns + 1) * n, np.int64)[1].reshape(n_columns + 1, n)
+    lens = pool_array(n_columns * n, np.int32)[1].reshape(n_columns, n)
+    pos[0] = starts + _HEADER_SIZE
+    for c in range(n_columns):  # one gather per column, over all rows
+        length = read_be32(u8, pos[c], scratch=scratch)
+        lens[c] = length
+        np.maximum(length, 0, out=length)
+        length += 4
+        np.add(pos[c], length, out=pos[c + 1])
+    if np.any(lens < -1):
+        raise RowFormatError("negative DataRow field length")
+    if np.any(pos[n_columns] != ends):
+        raise RowFormatError("DataRow fields do not fill the message")
+    if np.any(ends > len(u8)) or np.any(ends[:-1] > starts[1:]):
+        raise RowFormatError("DataRows overlap or run past the buffer")
+    return n_columns, pos, lens, ends
+
+
+def parse_fields_c(buffer: bytes | bytearray | memoryview,
+                   starts: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """parse_fields_numpy in C (`_mlproxy_rows`): the same results and errors, one
+    loop without the GIL."""
+    u8, n = np.frombuffer(buffer, dtype=np.uint8), len(starts)
+    first = int(starts[0])
+    n_columns = (int(u8[first + 5]) << 8 | int(u8[first + 6])) if 0 <= first < len(u8) - 6 else 0
+    pos = pool_array((n_columns + 1) * n, np.int64)[1].reshape(n_columns + 1, n)
+    lens = pool_array(n_columns * n, np.int32)[1].reshape(n_columns, n)
+    ends = np.empty(n, dtype=np.int64)
+    code = native.parse(buffer, starts, n_columns, pos, lens, ends)
+    if code:
+        raise RowFormatError(_PARSE_ERRORS[code])
+    return n_columns, pos, lens, ends
 
 
 class DataRowBatch:
@@ -64,10 +127,8 @@ class DataRowBatch:
             self.field_pos = np.zeros((1, 0), dtype=np.int64)
             self.field_len = np.zeros((0, 0), dtype=np.int32)
             return
-        try:
-            self._parse()
-        except IndexError:
-            raise RowFormatError("a DataRow field runs past the end of the buffer") from None
+        parse = parse_fields_c if native is not None else parse_fields_numpy
+        self.n_columns, self.field_pos, self.field_len, self.ends = parse(buffer, self.starts)
 
     @classmethod
     def from_buffer(cls, buf: bytes | bytearray | memoryview,
@@ -83,37 +144,6 @@ class DataRowBatch:
         starts = np.zeros(len(raws), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
         return cls(b"".join(raws), starts)
-
-    def _parse(self) -> None:
-        u8, starts = self.u8, self.starts
-        if np.any(u8[starts] != B_DATA_ROW):
-            raise RowFormatError("not a DataRow message")
-        # batch-sized work arrays come from Arrow's pool (see buffers.pool_array)
-        scratch = pool_array(self.n_rows * 4, np.int64)[1].reshape(self.n_rows, 4)
-        self.ends = starts + 1 + read_be32(u8, starts + 1, ">u4", scratch)
-        counts = (u8[starts + 5].astype(np.int32) << 8) | u8[starts + 6]
-        n_columns = int(counts[0])
-        if np.any(counts != n_columns):
-            raise RowFormatError("DataRows of one batch must have one column count")
-        self.n_columns = n_columns
-        n = self.n_rows
-        pos = pool_array((n_columns + 1) * n, np.int64)[1].reshape(n_columns + 1, n)
-        lens = pool_array(n_columns * n, np.int32)[1].reshape(n_columns, n)
-        pos[0] = starts + _HEADER_SIZE
-        for c in range(n_columns):  # one gather per column, over all rows
-            length = read_be32(u8, pos[c], scratch=scratch)
-            lens[c] = length
-            np.maximum(length, 0, out=length)
-            length += 4
-            np.add(pos[c], length, out=pos[c + 1])
-        if np.any(lens < -1):
-            raise RowFormatError("negative DataRow field length")
-        if np.any(pos[n_columns] != self.ends):
-            raise RowFormatError("DataRow fields do not fill the message")
-        if np.any(self.ends > len(u8)) or np.any(self.ends[:-1] > starts[1:]):
-            raise RowFormatError("DataRows overlap or run past the buffer")
-        self.field_pos = pos
-        self.field_len = lens
 
     # -- decoding -------------------------------------------------------------
 

@@ -3,6 +3,10 @@
 The session's hot loop looks, in each chunk from the server, for the consecutive
 DataRows of a rewritten result; DataRowBatch then parses them in place. Also the
 big-endian word gather both use.
+
+When the optional `_mlproxy_rows` extension is built (proxy/inference/_datarows.c)
+the scan and DataRowBatch's parse run in C, a plain loop without the GIL; the numpy
+code here and in rows.py defines the results and is used otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +16,11 @@ import struct
 import numpy as np
 
 from ..protocol import B_DATA_ROW
+
+try:
+    import _mlproxy_rows as native  # type: ignore[import-not-found]
+except ImportError:  # not built: numpy throughout
+    native = None
 
 _unpack_len = struct.Struct("!I").unpack_from
 _PROBE_ROWS = 32  # messages walked to estimate the row size of a chunk
@@ -88,6 +97,15 @@ def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
     false (binary data), and for short runs, the plain walk is used instead.
     """
     stop = len(buf) if end is None else end
+    if native is not None:
+        offsets, pos = native.scan(buf, start, stop)
+        return np.frombuffer(offsets, dtype=np.int64), pos
+    return numpy_scan_data_rows(buf, start, stop)
+
+
+def numpy_scan_data_rows(buf: bytes | bytearray | memoryview, start: int,
+                         stop: int) -> tuple[np.ndarray, int]:
+    """scan_data_rows without the extension (and its reference in the tests)."""
     # The vectorized scan costs a fixed ~50 numpy calls; walk a few messages first
     # and use it only when the rest of the chunk holds enough rows to pay for them.
     first, pos = _walk_headers(buf, start, stop, _PROBE_ROWS)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from proxy import protocol as p
 from proxy import pump, wire_scan
+from proxy.inference import rowscan
 from proxy.framing import Framer
 from proxy.session import Session
 from proxy.wire_scan import CLIENT_LIMITS, py_client_chunk, py_server_chunk
@@ -31,6 +32,9 @@ def test_the_c_extensions_are_built_where_they_can_be():
     assert wire_scan.IMPLEMENTATION == "C", (
         "the _mlproxy_wire extension did not build: run `pip install .` again and read "
         "its output (setup.py builds it optionally)")
+    assert rowscan.native is not None, (
+        "the _mlproxy_rows extension (DataRow scan and parse) did not build: run `pip install "
+        ".` again and read its output (setup.py builds it optionally)")
     assert pump.AVAILABLE, (
         "the _mlproxy_pump extension (the native relay) did not build: run `pip install .` "
         "again and read its output (setup.py builds it optionally)")

@@ -1,0 +1,79 @@
+"""The C scan and parse of DataRow runs (_mlproxy_rows) against the numpy code that
+defines them (rowscan.numpy_scan_data_rows, rows.parse_fields_numpy): the same
+offsets, the same field tables, the same error for every kind of damage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.inference import rowscan
+from proxy.inference.rows import RowFormatError, parse_fields_c, parse_fields_numpy
+
+from .test_rows import field, ref_row
+
+pytestmark = pytest.mark.skipif(
+    rowscan.native is None,
+    reason="_mlproxy_rows is not built (tests/proxy/test_wire_scan fails where it should be)")
+
+
+@st.composite
+def row_runs(draw):
+    n_columns = draw(st.integers(0, 5))
+    rows = draw(st.lists(st.lists(field, min_size=n_columns, max_size=n_columns),
+                         min_size=1, max_size=20))
+    return b"".join(ref_row(r) for r in rows)
+
+
+def _outcome(parse, buf: bytes, starts: np.ndarray):
+    try:
+        n_columns, pos, lens, ends = parse(buf, starts)
+    except RowFormatError as exc:
+        return str(exc)
+    return n_columns, pos.tolist(), lens.tolist(), ends.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(row_runs(), st.binary(max_size=8), st.binary(max_size=12), st.integers(0, 10**6))
+def test_scan_matches_numpy(run, before, after, cut):
+    chunk = before + run + after
+    end = len(before) + cut % (len(run) + len(after) + 1)
+    offsets, stop = rowscan.native.scan(chunk, len(before), end)
+    reference, ref_stop = rowscan.numpy_scan_data_rows(chunk, len(before), end)
+    assert np.frombuffer(offsets, dtype=np.int64).tolist() == reference.tolist()
+    assert stop == ref_stop
+    assert rowscan.scan_data_rows(chunk, len(before), end)[0].flags.writeable  # callers shift it
+
+
+@settings(max_examples=400, deadline=None)
+@given(row_runs(), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=3),
+       st.integers(0, 40))
+def test_parse_matches_numpy_on_whole_and_damaged_runs(run, flips, trim):
+    starts, _ = rowscan.numpy_scan_data_rows(run, 0, len(run))
+    damaged = bytearray(run)
+    for at, value in flips:
+        damaged[at % len(damaged)] = value
+    damaged = bytes(damaged[:max(1, len(damaged) - trim)] if trim < 20 else damaged)
+    assert _outcome(parse_fields_c, damaged, starts) == _outcome(parse_fields_numpy, damaged, starts)
+
+
+@pytest.mark.parametrize("starts", [[0, 10**6], [-5], [3]])
+def test_parse_of_offsets_outside_or_inside_rows(starts):
+    run = ref_row([b"ab", None]) * 2
+    offsets = np.array(starts, dtype=np.int64)
+    got = _outcome(parse_fields_c, run, offsets)
+    assert isinstance(got, str)
+    if starts != [-5]:  # numpy reads a negative offset from the end; C refuses it
+        assert got == _outcome(parse_fields_numpy, run, offsets)
+
+
+def test_parse_refuses_short_output_buffers():
+    run = ref_row([b"ab", None])
+    starts = np.zeros(1, dtype=np.int64)
+    with pytest.raises(ValueError):
+        rowscan.native.parse(run, starts, 2, np.empty(2, np.int64), np.empty(2, np.int32),
+                             np.empty(1, np.int64))
+    with pytest.raises(BufferError):
+        rowscan.native.parse(run, starts, 2, b"x" * 24, np.empty(2, np.int32), np.empty(1, np.int64))
