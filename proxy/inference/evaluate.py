@@ -54,26 +54,34 @@ def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry
 def typed_arguments(decoded: Sequence[np.ndarray], args: Sequence[Any],
                     entry: ModelEntry) -> dict[str, np.ndarray]:
     """Decoded argument columns typed as the model was trained on them."""
-    columns: dict[str, np.ndarray] = {}
-    for arg, name, values in zip(args, entry.arg_names, decoded):
-        declared = arg.declared_type
-        if arg.kind == "epoch":
-            nat = np.isnan(values)
-            micros = np.where(nat, 0, np.round(values * 1e6)).astype(np.int64)
-            values = micros.astype("datetime64[us]")
-            values[nat] = np.datetime64("NaT")
-        elif declared == "boolean" or declared.startswith(_INTEGER_TYPES):
-            missing = np.isnan(values)
-            if declared == "boolean":
-                typed = values != 0
-            else:
-                typed = np.where(missing, 0, values).astype(np.int64)
-            if missing.any():
-                typed = typed.astype(object)
-                typed[missing] = None
-            values = typed
-        columns[name] = values
-    return columns
+    return {name: typed_argument(arg, values) if needs_typing(arg) else values
+            for arg, name, values in zip(args, entry.arg_names, decoded)}
+
+
+def needs_typing(arg: Any) -> bool:
+    """Does this argument column need `typed_argument` (else its decoded float64 or
+    str values are what the model takes)?"""
+    declared = arg.declared_type
+    return arg.kind == "epoch" or declared == "boolean" or declared.startswith(_INTEGER_TYPES)
+
+
+def typed_argument(arg: Any, values: np.ndarray) -> np.ndarray:
+    """An epoch column as datetime64; an integer or boolean one as its own type."""
+    if arg.kind == "epoch":
+        nat = np.isnan(values)
+        micros = np.where(nat, 0, np.round(values * 1e6)).astype(np.int64)
+        values = micros.astype("datetime64[us]")
+        values[nat] = np.datetime64("NaT")
+        return values
+    missing = np.isnan(values)
+    if arg.declared_type == "boolean":
+        typed = values != 0
+    else:
+        typed = np.where(missing, 0, values).astype(np.int64)
+    if missing.any():
+        typed = typed.astype(object)
+        typed[missing] = None
+    return typed
 
 
 def predict(bound: BoundModel, columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -118,6 +126,8 @@ class StreamingRewriter:
         self.models = models
         self.formats = list(formats) if formats else None  # client's codes per user column
         self.binary_args = binary_args
+        self._small_plan: Any = None  # the plan _small_calls were made for
+        self._small_calls: list[_SmallCall] = []
 
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:
@@ -153,15 +163,40 @@ class StreamingRewriter:
         plan = self.plan
         if plan.has_star and split:
             plan = self.plan = plan.resolve(len(split[0]))
+        if self._small_plan is not plan:
+            self._small_calls = [_SmallCall.of(call, self.binary_args, self._format(call.column))
+                                 for call in plan.calls]
+            self._small_plan = plan
         replaced = {}
-        for call in plan.calls:
-            bound = self.models[(call.function.model_id, call.function.kind)]
-            decoded = small_batch.columns(split, [a.index for a in call.args], [a.kind for a in call.args],
-                                          self.binary_args)
-            values = predict(bound, typed_arguments(decoded, call.args, bound.entry))
-            replaced[call.column] = small_batch.encode(np.asarray(values), call.function.return_type,
-                                                       self._format(call.column))
+        for call in self._small_calls:
+            bound = self.models[call.key]
+            decoded = call.read(split)
+            for j, arg in call.typed:
+                decoded[j] = typed_argument(arg, decoded[j])
+            values = predict(bound, dict(zip(bound.entry.arg_names, decoded)))
+            replaced[call.column] = small_batch.encode(values, call.return_type, call.format)
         return small_batch.join_rows(split, replaced, plan.user_columns)
+
+
+@dataclass(frozen=True, slots=True)
+class _SmallCall:
+    """What the per-row path needs of one streaming call, worked out once per plan
+    (a prepared statement's rewriter serves every execution)."""
+
+    key: tuple[int, str]  # of the BoundModel
+    column: int
+    read: small_batch.ArgumentReader
+    typed: tuple[tuple[int, Any], ...]  # (position, argument) of those needing typed_argument
+    return_type: str
+    format: int  # the client's result format of the prediction column
+
+    @classmethod
+    def of(cls, call: Any, binary: bool, fmt: int) -> _SmallCall:
+        return cls((call.function.model_id, call.function.kind), call.column,
+                   small_batch.ArgumentReader([a.index for a in call.args], [a.kind for a in call.args],
+                                              binary),
+                   tuple((j, a) for j, a in enumerate(call.args) if needs_typing(a)),
+                   call.function.return_type, fmt)
 
 
 def copy_rows(batch: DataRowBatch, args: Sequence[Any], predictions: np.ndarray,

@@ -30,20 +30,20 @@ from ..errors import PgError
 from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
-from ..ml_statements.literals import quote_identifier
 from . import prepared_general
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
 from .extended_session import BindValues, fail, relay_owed, skip_to_sync
-from .registry import DatabaseModels, ModelEntry, ModelRegistry
+from .registry import DatabaseModels, ModelEntry, ModelRegistry, function_signature
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
-from .tracker import result_formats, statement_error, with_result_formats
+from .tracker import format_codes, result_formats, statement_error
 
 log = logging.getLogger("mlproxy.inference")
 
 _BATCH = 4096
 _PLAN_CACHE_SIZE = 512
+_BIND_FORMATS_CACHED = 16
 _UNPLANNED = object()
 # Statements that may change what a session may execute or which functions a name
 # resolves to: cached privileges and search path are dropped when one is seen.
@@ -62,9 +62,22 @@ class PreparedStreaming:
     def __init__(self, plan: StreamingPlan, models: dict[tuple[int, str], BoundModel]) -> None:
         self.plan = plan
         self.models = models
+        # per result-format section of the client's Binds (drivers send the same one
+        # at every execution): the section to send instead, and the portal's rewriter
+        self._binds: dict[bytes, tuple[bytes, StreamingRewriter]] = {}
 
     def bind(self, bind_body: bytes) -> tuple[bytes, StreamingRewriter]:
-        _, codes, _ = result_formats(bind_body)
+        start, codes, end = result_formats(bind_body)
+        section = bind_body[start:end]
+        known = self._binds.get(section)
+        if known is None:
+            if len(self._binds) >= _BIND_FORMATS_CACHED:
+                self._binds.clear()
+            known = self._binds[section] = self._formats(codes)
+        new_section, rewriter = known
+        return bind_body[:start] + new_section + bind_body[end:], rewriter
+
+    def _formats(self, codes: list[int]) -> tuple[bytes, StreamingRewriter]:
         users = self.plan.user_columns
         if len(codes) == 1:
             codes = codes * users
@@ -73,7 +86,7 @@ class PreparedStreaming:
         # the appended argument columns come in binary (cheap to send and decode)
         new_codes = (codes or [0] * users) + [1] * self.plan.appended_columns
         rewriter = StreamingRewriter(self.plan, self.models, codes, binary_args=True)
-        return with_result_formats(bind_body, new_codes), rewriter
+        return format_codes(new_codes), rewriter
 
     def describe(self) -> StreamingRewriter:
         return StreamingRewriter(self.plan, self.models)
@@ -163,7 +176,7 @@ class InferenceInterceptor:
             await self._check_privileges(takeover, entries)
         bound = await self._load(database, entries)
         if isinstance(plan, StreamingPlan):
-            plan = _guarded(plan, entries)
+            plan = _guarded(plan, entries, self.registry.models(database))
         return plan, bound
 
     async def _planned(self, frame: Frame, takeover: Takeover, models: DatabaseModels):
@@ -523,16 +536,23 @@ def _text_array(values: list[str]) -> str:
     return "ARRAY[" + ", ".join(sql_literal(v) for v in values) + "]::text[]"
 
 
-def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry]) -> StreamingPlan:
+def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry],
+             models: DatabaseModels | None) -> StreamingPlan:
     """The plan with Postgres checking EXECUTE on the model functions at every
     execution: the rewritten SELECT becomes a subquery with one more column, a
     scalar subquery (an InitPlan, run once per execution) that raises 42501 as a
     call of the function itself would. Prepared statements, SET ROLE and a REVOKE
     in another session are all covered, with no round trip of the proxy's own."""
-    sigs = [_signature(f, e) for f, e in entries.items()]
+    oids = models.function_oids if models is not None else {}
     # the function that raises is called only when a privilege is missing: a plain
-    # has_function_privilege() costs Postgres far less per execution than a call
-    granted = " AND ".join(f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')" for sig in sigs)
+    # has_function_privilege() costs Postgres far less per execution than a call,
+    # by OID less than by signature text (which Postgres parses at every execution).
+    # An OID no longer there (the function was recreated since) reads as not
+    # granted, so that check_execute decides by signature.
+    granted = " AND ".join(
+        f"coalesce(has_function_privilege({oids[sig]}::oid, 'EXECUTE'), false)" if sig in oids
+        else f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')"
+        for sig in (_signature(f, e) for f, e in entries.items()))
     prefix = (f"SELECT *, (SELECT {_check_execute(entries)} "
               f"WHERE NOT ({granted})) AS \"__mlproxy_check\" FROM (\n")
     suffix = "\n) AS __mlproxy_rewritten"
@@ -569,5 +589,4 @@ def _check_execute(entries: dict[ModelFunction, ModelEntry]) -> str:
 
 
 def _signature(function: ModelFunction, entry: ModelEntry) -> str:
-    return (f"{quote_identifier(function.schema)}.{quote_identifier(function.name)}"
-            f"({', '.join(entry.arg_types)})")
+    return function_signature(entry, function.name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -47,8 +48,10 @@ class ValueOutOfRange(ValueError):
     sqlstate = "22003"
 
 
+@lru_cache(maxsize=256)
 def canonical_type(pg_type: str) -> str:
-    """The type family of a declared type name ('int4', 'varchar(20)', ...)."""
+    """The type family of a declared type name ('int4', 'varchar(20)', ...); cached:
+    every batch asks, a single-row one too."""
     name = re.sub(r"\s*\(.*\)\s*$", "", " ".join(pg_type.lower().split()))
     try:
         return _ALIASES[name]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog.store import CatalogStore
+from ..ml_statements.literals import quote_identifier
 
 log = logging.getLogger("mlproxy.inference")
 
@@ -58,15 +59,20 @@ class DatabaseModels:
     # pglast and costs milliseconds, and drivers send the same statements again and
     # again. A reload of the models starts an empty cache.
     plans: dict[tuple[str, tuple[str, ...]], object] = field(default_factory=dict)
+    # OID of each model function's stub by signature (function_signature()), as it
+    # was when the models were loaded: rewritten statements check EXECUTE by OID,
+    # which costs Postgres far less per execution than reading a signature text
+    function_oids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, entries: list[ModelEntry]) -> "DatabaseModels":
+    def build(cls, entries: list[ModelEntry],
+              function_oids: dict[str, int] | None = None) -> "DatabaseModels":
         by_function: dict[str, list[ModelEntry]] = {}
         for entry in entries:
             by_function.setdefault(entry.function_name, []).append(entry)
             by_function.setdefault(entry.function_name + "_prob", []).append(entry)
         names = frozenset(n.encode().lower() for n in (*by_function, "explain_model"))
-        return cls({e.model_id: e for e in entries}, by_function, names)
+        return cls({e.model_id: e for e in entries}, by_function, names, function_oids=function_oids or {})
 
     def mentions_call(self, sql: bytes) -> bool:
         """True if `sql` (a statement's bytes, any ASCII-compatible encoding) has an
@@ -81,6 +87,12 @@ class DatabaseModels:
             if match.group(1)[::-1].lower() in names:
                 return True
         return False
+
+
+def function_signature(entry: ModelEntry, name: str) -> str:
+    """`schema.name(argument types)` of one of the model's functions (`name`: the
+    function's or its _prob's), as regprocedure and has_function_privilege read it."""
+    return f"{quote_identifier(entry.function_schema)}.{quote_identifier(name)}({', '.join(entry.arg_types)})"
 
 
 # An identifier, optionally quoted, then blanks, then "(": written for the reversed
@@ -148,7 +160,8 @@ class ModelRegistry:
                 arg_types=tuple(r["arg_types"]), return_type=r["return_type"], state=r["state"],
                 failure_reason=r["failure_reason"], problem_type=r["problem_type"],
                 artifact_sha256=r["artifact_sha256"]) for r in rows]
-            self._publish(database, DatabaseModels.build(entries))
+            oids = await self._function_oids(database, entries)
+            self._publish(database, DatabaseModels.build(entries, oids))
             log.debug("model registry loaded database=%s models=%d", database, len(entries))
         except Exception as exc:  # noqa: BLE001 - no models is the safe reading
             log.warning("model registry could not load database=%s error=%s", database, exc)
@@ -156,6 +169,22 @@ class ModelRegistry:
                 self._publish(database, DatabaseModels.build([]))
         finally:
             self._loading.pop(database, None)
+
+    async def _function_oids(self, database: str, entries: list[ModelEntry]) -> dict[str, int]:
+        """The stubs' OIDs by signature (a function not there, or all of them if the
+        lookup fails, is left out: its check goes by signature)."""
+        if not entries:
+            return {}
+        signatures = [function_signature(e, name) for e in entries
+                      for name in (e.function_name, e.function_name + "_prob")]
+        try:
+            pool = await self.catalog.pool(database, migrate_catalog=False)
+            rows = await pool.fetch("SELECT s, to_regprocedure(s)::oid AS oid FROM unnest($1::text[]) AS s",
+                                    signatures)
+        except Exception as exc:  # noqa: BLE001 - the checks then go by signature
+            log.warning("model function OIDs not resolved database=%s error=%s", database, exc)
+            return {}
+        return {r["s"]: r["oid"] for r in rows if r["oid"] is not None}
 
     def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:
         if database in self._databases or database in self._loading:

@@ -10,13 +10,16 @@ same bytes (the tests compare both paths).
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
 from ..protocol import read_values
 from .pgfloat import pg_float_text
 from .pgvalues import ValueOutOfRange, canonical_type, encode_values
+from .rowscan import RowFormatError
 
 SMALL_BATCH = 32
 _I32 = struct.Struct("!i")
@@ -34,33 +37,91 @@ def split_rows(rows: bytes) -> list[list[bytes | None]]:
     return out
 
 
-_BINARY_NUMBER = {"int": struct.Struct("!i"), "float": struct.Struct("!d"), "epoch": struct.Struct("!d")}
+# Binary numeric argument columns: float8 words ("float", "epoch") and int4 ("int").
+_BINARY_WORDS = {"float": (8, ">f8"), "epoch": (8, ">f8"), "int": (4, ">i4")}
 
 
 def column(rows: list[list[bytes | None]], index: int, kind: str, binary: bool = False) -> np.ndarray:
     """One argument column, as DataRowBatch.column (or binary_column) gives it."""
     if kind == "text":
-        values = np.empty(len(rows), dtype=object)
-        values[:] = [None if r[index] is None else r[index].decode() for r in rows]
-        return values
+        return _texts([r[index] for r in rows])
     return np.ascontiguousarray(columns(rows, [index], [kind], binary)[0])
 
 
 def columns(rows: list[list[bytes | None]], indices: Sequence[int], kinds: Sequence[str],
             binary: bool = False) -> list[np.ndarray]:
-    """Several argument columns, as `column` gives each; the numeric ones out of one
-    array (a column each is a view), which costs less than an array per column."""
-    numeric = [(i, kind) for i, kind in zip(indices, kinds) if kind != "text"]
-    decoded: dict[int, np.ndarray] = {}
-    if numeric:
-        if binary:
-            unpack = {kind: _BINARY_NUMBER[kind].unpack for _, kind in numeric}
-            table = [[np.nan if r[i] is None else unpack[kind](r[i])[0] for i, kind in numeric] for r in rows]
-        else:
-            table = [[np.nan if r[i] is None else float(r[i]) for i, _ in numeric] for r in rows]
-        matrix = np.array(table, dtype=np.float64).reshape(len(rows), len(numeric))
-        decoded = {i: matrix[:, j] for j, (i, _) in enumerate(numeric)}
-    return [decoded[i] if kind != "text" else column(rows, i, kind) for i, kind in zip(indices, kinds)]
+    """Several argument columns, as `column` gives each (see ArgumentReader)."""
+    return ArgumentReader(indices, kinds, binary)(rows)
+
+
+class ArgumentReader:
+    """Reads the argument columns of a call from split rows, as DataRowBatch.columns
+    would: which columns go through which decoder is worked out once (a prepared
+    statement's rewriter keeps its reader for every execution). The numeric ones
+    come out of one array per word width (a column each is a view of it)."""
+
+    __slots__ = ("binary", "_count", "_text", "_words", "_numeric")
+
+    def __init__(self, indices: Sequence[int], kinds: Sequence[str], binary: bool = False) -> None:
+        self.binary, self._count = binary, len(indices)
+        self._text = [(j, i) for j, (i, kind) in enumerate(zip(indices, kinds)) if kind == "text"]
+        numeric = [(j, i, kind) for j, (i, kind) in enumerate(zip(indices, kinds)) if kind != "text"]
+        self._numeric = [(j, i) for j, i, _ in numeric]
+        # binary: (width, numpy word, positions, getter of the fields) per word width
+        self._words = [(width, word, [j for j, _, k in numeric if _BINARY_WORDS[k][1] == word],
+                        _getter([i for _, i, k in numeric if _BINARY_WORDS[k][1] == word]))
+                       for width, word in dict.fromkeys(_BINARY_WORDS[k] for _, _, k in numeric)]
+
+    def __call__(self, rows: list[list[bytes | None]]) -> list[np.ndarray]:
+        out: list[Any] = [None] * self._count
+        if self.binary:
+            for width, word, positions, fields_of in self._words:
+                for j, values in zip(positions, _binary_words(rows, fields_of, len(positions), width, word)):
+                    out[j] = values
+        elif self._numeric:
+            table = [[np.nan if r[i] is None else float(r[i]) for _, i in self._numeric] for r in rows]
+            matrix = np.array(table, dtype=np.float64).reshape(len(rows), len(self._numeric))
+            for k, (j, _) in enumerate(self._numeric):
+                out[j] = matrix[:, k]
+        for j, i in self._text:
+            out[j] = _texts([r[i] for r in rows])
+        return out
+
+
+def _texts(fields: list[bytes | None]) -> np.ndarray:
+    """An object array of the fields' texts (None for NULL); numpy takes a str as
+    one value, so the array is one-dimensional."""
+    return np.array([None if f is None else f.decode() for f in fields], dtype=object)
+
+
+def _binary_words(rows: list[list[bytes | None]], fields_of: Callable[[list], tuple],
+                  count: int, width: int, word: str) -> np.ndarray:
+    """float64 columns (NaN for NULL) of binary words of one width (`fields_of`
+    picks `count` of them out of a row), one row of the result per column: the
+    fields joined and read by one numpy call (a Python unpack per value cost
+    several times more)."""
+    if len(rows) == 1:
+        fields = fields_of(rows[0])
+    else:
+        fields = [f for r in rows for f in fields_of(r)]
+    null = None
+    if None in fields:
+        null = np.array([f is None for f in fields]).reshape(len(rows), count).T
+        fields = [bytes(width) if f is None else f for f in fields]
+    if fields and set(map(len, fields)) != {width}:
+        raise RowFormatError(f"a binary {word[1:]} argument field is not {width} bytes")
+    matrix = np.frombuffer(b"".join(fields), word).astype(np.float64).reshape(len(rows), count).T
+    if null is not None:
+        matrix[null] = np.nan
+    return matrix
+
+
+def _getter(indices: list[int]) -> Callable[[list], tuple]:
+    """The fields at `indices` of a row, as a tuple."""
+    if len(indices) == 1:
+        index = indices[0]
+        return lambda row: (row[index],)
+    return itemgetter(*indices)
 
 
 _SIMPLE_TEXT = ("boolean", "smallint", "integer", "bigint", "text")

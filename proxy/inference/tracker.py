@@ -361,4 +361,9 @@ def result_formats(bind_body: bytes) -> tuple[int, list[int], int]:
 def with_result_formats(bind_body: bytes, codes: list[int]) -> bytes:
     """The Bind body with its result-format codes replaced."""
     start, _, end = result_formats(bind_body)
-    return bind_body[:start] + struct.pack(f"!h{len(codes)}h", len(codes), *codes) + bind_body[end:]
+    return bind_body[:start] + format_codes(codes) + bind_body[end:]
+
+
+def format_codes(codes: list[int]) -> bytes:
+    """A Bind's result-format section: the count, then the codes."""
+    return struct.pack(f"!h{len(codes)}h", len(codes), *codes)

@@ -80,6 +80,8 @@ def test_binary_argument_of_the_wrong_width_is_a_format_error():
     batch = DataRowBatch.from_buffer(rows, scan_data_rows(rows)[0])
     with pytest.raises(RowFormatError):
         batch.binary_column(0, "float")
+    with pytest.raises(RowFormatError):  # the per-row path refuses it alike
+        small_batch.columns(small_batch.split_rows(rows[:len(rows) // 40]), [0], ["float"], binary=True)
 
 
 @given(st.one_of(st.floats(allow_nan=False), st.integers(-2**70, 2**70)),

@@ -137,3 +137,26 @@ def test_set_local_role_ends_with_its_transaction(suite, reader):
                 fetch(conn, STREAMING, "simple-text")
         assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
         _allowed(conn)
+
+
+def test_stub_recreated_behind_the_proxys_back_is_still_checked(suite, reader):
+    """Rewritten statements check EXECUTE by the stub's OID as it was when the proxy
+    loaded the models; a stub dropped and created again since (a new OID, and no
+    catalog change to tell the proxy) is checked by its signature instead."""
+    _grant(suite, True)
+    with suite.connect(user=reader) as conn:
+        _allowed(conn)  # the proxy knows the model, and the stub's OID
+        with suite.direct() as d:
+            oid = f"SELECT '{SIGNATURE}'::regprocedure::oid"
+            before = d.execute(oid).fetchone()[0]
+            definition = d.execute(f"SELECT pg_get_functiondef('{SIGNATURE}'::regprocedure)").fetchone()[0]
+            with d.transaction():
+                d.execute(f"DROP FUNCTION {SIGNATURE}")
+                d.execute(definition)
+                d.execute(f"REVOKE EXECUTE ON FUNCTION {SIGNATURE} FROM PUBLIC")
+            assert d.execute(oid).fetchone()[0] != before
+        for mode in ("simple-text", "extended-binary", "prepared-text"):
+            _denied(conn, mode=mode)
+        _grant(suite, True)
+        for mode in ("simple-text", "extended-binary", "prepared-text"):
+            _allowed(conn, mode=mode)

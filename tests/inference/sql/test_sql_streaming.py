@@ -11,6 +11,7 @@ import time
 import asyncpg
 import psycopg
 import pytest
+from psycopg.types.numeric import Int8
 
 from tests.drivers.test_copy_volume import PeakRss
 from tests.support.clients import run_async, wait_until_running
@@ -154,6 +155,23 @@ def test_cancel_running_prediction_query(suite, path, mode):
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relpersistence = 't' "
                             "AND pg_table_is_visible(oid)").fetchone() == (0,)
+
+
+def test_one_prepared_statement_in_both_result_formats(suite, big):
+    """The rewriter a prepared statement keeps per result-format section of its
+    Binds: text and binary executions alternate on one statement (single rows on
+    the per-row path, a page of rows too), each with the model's own predictions."""
+    sql = f"SELECT id, {CALL} FROM big WHERE id BETWEEN %s AND %s ORDER BY id"
+    with suite.connect() as conn:
+        for step, (first, last) in enumerate([(7, 7), (8, 8), (100, 180), (2101, 2101), (5, 40)] * 2):
+            binary = step % 2 == 0
+            # int8 parameters in both formats: psycopg reuses one prepared statement
+            params = (Int8(first), Int8(last))
+            cur = conn.execute(sql, params, prepare=True, binary=binary)
+            assert [cur.pgresult.fformat(c) for c in range(2)] == [int(binary)] * 2  # as asked
+            assert cur.fetchall() == [(i, big[i]) for i in range(first, last + 1)], (first, last, binary)
+        prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%big%'")
+        assert prepared.fetchone() == (1,)
 
 
 def test_model_dropped_under_a_prepared_statement(suite):
