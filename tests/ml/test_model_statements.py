@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import asyncpg
 import psycopg
@@ -227,3 +228,25 @@ def test_concurrent_create_model_from_several_sessions(dataset_tables):
         for i in range(4):
             assert wait_for_state(conn, f"conc_{i}")["Model State"] == "READY"
             conn.execute(f"DROP MODEL conc_{i}")
+
+
+def test_the_outcome_notice_reaches_a_session_the_relay_pump_holds(dataset_tables):
+    """The creating session goes quiet after CREATE MODEL (plain statements only, so
+    the native relay holds it); the READY notice still reaches it, between requests."""
+    notices: list[str] = []
+    with connect(dataset_tables) as conn, connect(dataset_tables) as watcher:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        conn.execute("DROP MODEL IF EXISTS quiet_iris_model")
+        conn.execute("CREATE MODEL quiet_iris_model FROM (SELECT f0, f1, f2, f3, species FROM iris) "
+                     "TARGET species FUNCTION predict_quiet_iris SETTINGS (MAX_RUNTIME 4)")
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # relayed from here on
+        try:
+            info = wait_for_state(watcher, "quiet_iris_model")
+            assert info["Model State"] == "READY", info
+            deadline = time.monotonic() + 10
+            while not any("is READY" in n for n in notices) and time.monotonic() < deadline:
+                assert conn.execute("SELECT 2").fetchone() == (2,)
+                time.sleep(0.1)
+            assert any("quiet_iris_model" in n and "is READY" in n for n in notices), notices
+        finally:
+            watcher.execute("DROP MODEL IF EXISTS quiet_iris_model")
