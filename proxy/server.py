@@ -89,6 +89,8 @@ class ProxyServer:
         grace = self.config.shutdown_grace if grace is None else grace
         if self._server is not None:
             self._server.close()
+        if self.pump is not None:  # the sessions' own bookkeeping, current again
+            self.pump.reclaim_all()
         busy = [s for s in self.sessions if not s.is_idle()]
         log.info("shutting down: %d sessions (%d busy), grace %.1fs",
                  len(self.sessions), len(busy), grace)

@@ -696,7 +696,8 @@ class Session(asyncio.Protocol):
             self._write_client(b"".join(out))
 
     def is_idle(self) -> bool:
-        self.take_back()
+        """No request in flight (while lent to the pump, as of the lending: take the
+        session back first for the current answer)."""
         return self.state is State.RELAY and self.pending == 0
 
     # -- the relay pump -----------------------------------------------------------------

@@ -269,6 +269,13 @@ def test_reclaim_takes_a_record_not_yet_collected(native):
     s.close()
 
 
+def test_the_reasons_are_the_extensions_own():
+    import _mlproxy_pump
+
+    for name in ("RECLAIMED", "CLIENT_DATA", "SERVER_DATA", "CLIENT_CLOSED", "SERVER_CLOSED", "FAILED"):
+        assert getattr(pump, name) == getattr(_mlproxy_pump, name), name
+
+
 def test_lend_refuses_bad_arguments_and_double_lending(native):
     s = Lent(native, 14)
     with pytest.raises(ValueError):
