@@ -98,7 +98,20 @@ class Predictor:
     def predict(self, columns: Mapping[str, np.ndarray], *, nthread: int | None = None) -> np.ndarray:
         """Labels (in the target's own type) for classifiers, float64 values for
         regression, int64 cluster ids for k-means; one entry per row."""
-        out = self._outputs(columns, nthread)
+        return self._predictions(self._outputs(columns, nthread))
+
+    def predict_matrix(self, X: np.ndarray) -> np.ndarray:
+        """`predict` for a feature matrix the caller made itself, as
+        `preprocessor.feature_ops()` describes (float64, either order), on one thread."""
+        return self._predictions(self._scores(X, 1))
+
+    def predict_proba_matrix(self, X: np.ndarray) -> np.ndarray:
+        """`predict_proba` for a feature matrix (see predict_matrix)."""
+        if not self.is_classifier:
+            raise NotAClassifier(f"a {self.problem_type.lower()} model has no class probabilities")
+        return self._scores(X, 1)
+
+    def _predictions(self, out: np.ndarray) -> np.ndarray:
         if self.is_classifier:
             assert self._labels is not None
             if self.problem_type == "BINARY_CLASSIFICATION":
@@ -141,7 +154,10 @@ class Predictor:
         return np.concatenate(outs)
 
     def _outputs_serial(self, columns: Mapping[str, np.ndarray], threads: int) -> np.ndarray:
-        X = self.preprocessor.transform(columns)
+        return self._scores(self.preprocessor.transform(columns), threads)
+
+    def _scores(self, X: np.ndarray, threads: int) -> np.ndarray:
+        """The scorer's outputs for a preprocessed matrix, after the checks on it."""
         if X.shape[0] == 0:
             return self._empty()
         self.preprocessor.check_finite(X)

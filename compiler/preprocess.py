@@ -54,6 +54,29 @@ class Input:
     role: str
 
 
+@dataclass(frozen=True)
+class FeatureOp:
+    """How `Preprocessor.transform` makes one column of the matrix, as plain data, for
+    code that builds the matrix from its own decoding of the inputs (the proxy reads
+    the inputs straight out of result rows) and must give the same bits.
+
+    kind "numeric": the input's value as float64, NULL and NaN replaced by `fill`,
+    then, when `scaled`, `(value - center) / scale` (two float64 operations).
+    kind "key": `values[key]`, or `default` for NULL and for keys not in `values`,
+    where a text input's key is the text itself.
+    """
+
+    column: int
+    input: str
+    kind: str
+    fill: float = 0.0
+    center: float = 0.0
+    scale: float = 1.0
+    scaled: bool = False
+    values: Mapping[str, float] | None = None
+    default: float = 0.0
+
+
 class Preprocessor:
     """Raw input columns -> the float64 matrix the estimator was fitted on."""
 
@@ -90,6 +113,26 @@ class Preprocessor:
             distinct = list(dict.fromkeys(c for _, c in cols))  # a category may repeat
             self._onehot.append((name, np.array([j for j, _ in cols], dtype=np.intp),
                                  np.array([distinct.index(c) for _, c in cols], dtype=np.intp), _KeyTable(distinct)))
+
+    def feature_ops(self) -> tuple[FeatureOp, ...] | None:
+        """`transform` as one FeatureOp per matrix column, in column order; None when
+        a feature has no such plain form (datetime parts)."""
+        if self._scaled_names is None:
+            return None
+        ops: list[FeatureOp | None] = [None] * self.n_features
+        for col, name, fill, center, scale in zip(self._scaled_cols.tolist(), self._scaled_names,
+                                                  self._fill.tolist(), self._center.tolist(),
+                                                  self._scale.tolist()):
+            ops[col] = FeatureOp(col, name, "numeric", fill=fill, center=center, scale=scale,
+                                 scaled=not self._unscaled)
+        for col, name, table, unknown in self._ordinal:
+            ops[col] = FeatureOp(col, name, "key", values={key: float(index) for key, index in table.first.items()},
+                                 default=unknown)
+        for name, cols, which, table in self._onehot:
+            categories = list(table.first)  # in `which` order: the table was built from them
+            for col, index in zip(cols.tolist(), which.tolist()):
+                ops[col] = FeatureOp(col, name, "key", values={categories[index]: 1.0}, default=0.0)
+        return tuple(op for op in ops if op is not None)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -249,9 +292,9 @@ class _KeyTable:
         cats = np.array([str(c) for c in categories], dtype=str)
         self._order = np.argsort(cats, kind="stable")
         self._sorted = cats[self._order]
-        self._first: dict[str, int] = {}
+        self.first: dict[str, int] = {}  # each key's first position in `categories`
         for i, c in enumerate(categories):
-            self._first.setdefault(str(c), i)
+            self.first.setdefault(str(c), i)
 
     def lookup(self, keys: np.ndarray | list[str | None], null: np.ndarray | None) -> np.ndarray:
         """Index per key; -1 for NULL or unseen. `keys` is what `_as_keys` gives, or
@@ -260,7 +303,7 @@ class _KeyTable:
             found = self.lookup(keys.keys, np.zeros(len(keys.keys), dtype=bool))
             return np.append(found, -1)[keys.codes]
         if null is None:
-            first = self._first
+            first = self.first
             return np.array([-1 if k is None else first.get(k, -1) for k in keys], dtype=np.intp)
         out = np.full(len(keys), -1, dtype=np.intp)
         if len(self._sorted) == 0:

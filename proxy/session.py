@@ -559,7 +559,11 @@ class Session(asyncio.Protocol):
                 return False
         if tracker is not None:
             held = tracker.holding_rows
-            if held >= _ROW_BATCH or (held and short_read):
+            # A drained socket flushes what is held, unless batches are still on the
+            # workers: their completion flushes it (_batches_done), and meanwhile
+            # the rows that arrive join it. Batches thus grow with the load instead
+            # of being one read each, whose fixed costs would dominate.
+            if held >= _ROW_BATCH or (held and short_read and not self._batches):
                 self._flush_rows()
             if not tracker.active and not tracker.holding_rows and not self._batches \
                     and self.state is not State.TAKEOVER:  # a takeover frames every message
@@ -606,6 +610,9 @@ class Session(asyncio.Protocol):
                 for later in batches:  # later rows of the same result: dropped
                     later.cancel()
                 batches.clear()
+        tracker = self.tracker
+        if tracker is not None and tracker.holding_rows and len(batches) < workers.WORKERS_PER_SESSION:
+            self._flush_rows()  # the rows that came in meanwhile (they precede _held_back)
         self._emit_tracked()
         while self._held_back and not batches and self.state is not State.CLOSED:
             item = self._held_back.popleft()
@@ -621,7 +628,7 @@ class Session(asyncio.Protocol):
     def _batch_flow(self) -> None:
         """Stop reading the upstream while enough batches are on the workers or
         replies wait behind them; read again once they are done."""
-        want = len(self._batches) >= workers.MAX_IN_FLIGHT or bool(self._held_back)
+        want = len(self._batches) > workers.WORKERS_PER_SESSION or bool(self._held_back)
         if want and not self._batch_paused and self.upstream is not None:
             self._batch_paused = True
             self.upstream.pause_reading()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,6 +24,7 @@ from .pgvalues import encode_values
 from .registry import ModelEntry
 from .rowdesc import parse_row_description, rewrite_row_description
 from . import small_batch
+from .features import FeaturePlan
 from .rows import DataRowBatch, scan_data_rows
 
 _INTEGER_TYPES = ("smallint", "integer", "bigint")
@@ -86,10 +87,21 @@ def typed_argument(arg: Any, values: np.ndarray) -> np.ndarray:
 
 def predict(bound: BoundModel, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """Labels/values (kind "predict") or jsonb texts of probabilities (kind "prob")."""
+    predictor = bound.predictor
+    return _results(bound, lambda: predictor.predict(columns), lambda: predictor.predict_proba(columns))
+
+
+def predict_matrix(bound: BoundModel, X: np.ndarray) -> np.ndarray:
+    """`predict` for a feature matrix made by a FeaturePlan."""
+    predictor = bound.predictor
+    return _results(bound, lambda: predictor.predict_matrix(X), lambda: predictor.predict_proba_matrix(X))
+
+
+def _results(bound: BoundModel, labels: Callable[[], Any], probabilities: Callable[[], Any]) -> np.ndarray:
     if bound.kind == "predict":
-        return np.asarray(bound.predictor.predict(columns))
-    proba = np.asarray(bound.predictor.predict_proba(columns), dtype=np.float64)
-    predicted = bound.predictor.predict(columns)  # the label fn() gives (threshold included)
+        return np.asarray(labels())
+    proba = np.asarray(probabilities(), dtype=np.float64)
+    predicted = labels()  # the label fn() gives (threshold included)
     labels = list(bound.predictor.classes)
     label_json = {repr(label): json.dumps(_plain(label)) for label in labels}
     labels_text = ", ".join(label_json.values())
@@ -128,6 +140,8 @@ class StreamingRewriter:
         self.binary_args = binary_args
         self._small_plan: Any = None  # the plan _small_calls were made for
         self._small_calls: list[_SmallCall] = []
+        self._feature_plan: Any = None  # the plan _features were made for
+        self._features: list[FeaturePlan | None] = []  # per call (binary arguments only)
 
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:
@@ -140,6 +154,15 @@ class StreamingRewriter:
         return self.formats[0] if len(self.formats) == 1 else self.formats[column]
 
     def data_rows(self, rows: bytes, count: int, starts: Any = None) -> bytes:
+        import threading, time as _t
+        _c0 = _t.thread_time(); _w0 = _t.perf_counter()
+        try:
+            return self._data_rows(rows, count, starts)
+        finally:
+            with open('/tmp/s4/batches.log', 'a') as f:
+                f.write(f"{count} {_t.thread_time()-_c0:.6f} {_t.perf_counter()-_w0:.6f} {threading.current_thread().name}\n")
+
+    def _data_rows(self, rows: bytes, count: int, starts: Any = None) -> bytes:
         if count <= small_batch.SMALL_BATCH:
             return self._small(rows)
         if starts is None:
@@ -148,13 +171,27 @@ class StreamingRewriter:
         plan = self.plan
         if plan.has_star:
             plan = self.plan = plan.resolve(batch.n_columns)
+        if self._feature_plan is not plan:
+            self._features = [self._feature_plan_of(call) for call in plan.calls]
+            self._feature_plan = plan
         placeholders = {}
-        for call in plan.calls:
+        for call, features in zip(plan.calls, self._features):
             bound = self.models[(call.function.model_id, call.function.kind)]
-            values = predict(bound, argument_columns(batch, call.args, bound.entry, self.binary_args))
+            if features is not None:
+                values = predict_matrix(bound, features.matrix(batch))
+            else:
+                values = predict(bound, argument_columns(batch, call.args, bound.entry, self.binary_args))
             placeholders[call.column] = encode_values(values, call.function.return_type,
                                                       self._format(call.column))
         return batch.splice(placeholders, plan.user_columns)
+
+    def _feature_plan_of(self, call: Any) -> FeaturePlan | None:
+        """The C route to the call's feature matrix, when its arguments come in
+        binary format and the model allows it (see features.py)."""
+        if not self.binary_args:
+            return None
+        bound = self.models[(call.function.model_id, call.function.kind)]
+        return FeaturePlan.of(call.args, bound.entry.arg_names, getattr(bound.predictor, "preprocessor", None))
 
 
     def _small(self, rows: bytes) -> bytes:

@@ -291,13 +291,21 @@ class DataRowBatch:
         cols = sorted(placeholders)
         if cols and not (0 <= cols[0] and cols[-1] < keep_columns):
             raise ValueError("placeholder columns must be among the kept columns")
-        pos = self.field_pos
-        first, span_end = int(self.starts[0]), int(self.ends[-1])
         new_lens = [np.asarray(placeholders[c][0], dtype=np.int64) for c in cols]
         payloads = [memoryview(placeholders[c][1]).cast("B") for c in cols]
         for c, lens, payload in zip(cols, new_lens, payloads):
             if len(lens) != n or int(np.maximum(lens, 0).sum()) != len(payload):
                 raise ValueError(f"placeholder {c}: lengths do not match the rows or payload")
+        if native is not None:
+            return native.splice(self.buffer, self.field_pos, n, keep_columns, np.array(cols, dtype=np.int64),
+                                 tuple(lens.astype(np.int32) for lens in new_lens), tuple(payloads))
+        return self._splice_arrow(cols, new_lens, payloads, keep_columns)
+
+    def _splice_arrow(self, cols: list[int], new_lens: list[np.ndarray], payloads: list[memoryview],
+                      keep_columns: int) -> bytes:
+        """splice without the extension: one Arrow `take` of byte ranges."""
+        n, pos = self.n_rows, self.field_pos
+        first, span_end = int(self.starts[0]), int(self.ends[-1])
 
         # Message length of each output row.
         out_len = pos[keep_columns] - self.starts - 1

@@ -19,8 +19,10 @@ from .tracker import RowRewriter
 
 # Batches of at least this many rows go to a worker thread.
 THREAD_MIN_ROWS = 512
-# Batches a session may have on the workers before it stops reading the upstream.
-MAX_IN_FLIGHT = 2
+# Batches of one session being rewritten at once. While that many are on the
+# workers the session holds the rows that arrive (a bigger next batch); with one
+# full batch queued behind them it stops reading the upstream.
+WORKERS_PER_SESSION = 2
 
 _executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()

@@ -183,3 +183,37 @@ def test_artifact_bytes_accepted_directly(registry, cache_dir):
     ids = pred.predict(CASES["kmeans"].test_columns())
     assert ids.dtype == np.int64 and set(np.unique(ids)) <= {0, 1, 2}
     assert pred.info["backend"] == "numpy"
+
+
+@pytest.mark.parametrize("name", ["xgboost_binary", "xgboost_multiclass", "linear_regression"])
+def test_matrix_calls_equal_column_calls(registry, name):
+    """predict_matrix/predict_proba_matrix on the matrix transform makes give what
+    predict/predict_proba give on the columns (the proxy makes that matrix itself)."""
+    pred = registry.predictor(name)
+    columns = CASES[name].test_columns()
+    X = pred.preprocessor.transform(columns)
+    np.testing.assert_array_equal(pred.predict_matrix(X), pred.predict(columns))
+    if pred.is_classifier:
+        np.testing.assert_array_equal(pred.predict_proba_matrix(X), pred.predict_proba(columns))
+    else:
+        with pytest.raises(NotAClassifier):
+            pred.predict_proba_matrix(X)
+    X[3, 0] = np.inf
+    with pytest.raises(InvalidInputValue, match="row 4"):
+        pred.predict_matrix(X)
+
+
+def test_feature_ops_describe_every_column(tree):
+    """One op per matrix column, in column order; datetime parts have no plain form."""
+    assert tree.preprocessor.feature_ops() is None  # this model reads a date's parts
+    spec = {"version": 1, "inputs": [{"name": "a", "type": "text"}, {"name": "x", "type": "real"}],
+            "features": [{"op": "one_hot", "input": "a", "category": "p"},
+                         {"op": "numeric", "input": "x", "fill": 2.0, "center": 1.0, "scale": 4.0},
+                         {"op": "ordinal", "input": "a", "categories": ["q", "p", "q"], "unknown": -1.0},
+                         {"op": "one_hot", "input": "a", "category": "q"}]}
+    ops = compiler.preprocess.Preprocessor(spec).feature_ops()
+    assert [op.column for op in ops] == [0, 1, 2, 3]
+    assert [(op.kind, op.input) for op in ops] == [("key", "a"), ("numeric", "x"), ("key", "a"), ("key", "a")]
+    assert (ops[1].fill, ops[1].center, ops[1].scale, ops[1].scaled) == (2.0, 1.0, 4.0, True)
+    assert ops[2].values == {"q": 0.0, "p": 1.0} and ops[2].default == -1.0  # first position wins
+    assert ops[0].values == {"p": 1.0} and ops[3].values == {"q": 1.0} and ops[3].default == 0.0

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.inference import rowscan
-from proxy.inference.rows import RowFormatError, parse_fields_c, parse_fields_numpy
+from proxy.inference.rows import DataRowBatch, RowFormatError, parse_fields_c, parse_fields_numpy
 
-from .test_rows import field, ref_row
+from .test_rows import batches, encoded, field, ref_row
 
 pytestmark = pytest.mark.skipif(
     rowscan.native is None,
@@ -77,3 +77,38 @@ def test_parse_refuses_short_output_buffers():
                              np.empty(1, np.int64))
     with pytest.raises(BufferError):
         rowscan.native.parse(run, starts, 2, b"x" * 24, np.empty(2, np.int32), np.empty(1, np.int64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches(), st.binary(max_size=9))
+def test_splice_matches_arrow(case, gap):
+    """The C splice and the Arrow one give the same bytes, rows adjacent or not."""
+    raws, new, keep = case
+    chunk = gap + gap.join(raws)
+    starts = np.cumsum([len(gap)] + [len(r) + len(gap) for r in raws[:-1]])
+    batch = DataRowBatch.from_buffer(chunk, starts)
+    cols = sorted(new)
+    lens = [encoded(new[c])[0].astype(np.int64) for c in cols]
+    payloads = [memoryview(encoded(new[c])[1]).cast("B") for c in cols]
+    assert batch.splice({c: encoded(v) for c, v in new.items()}, keep) == \
+        batch._splice_arrow(cols, lens, payloads, keep)
+
+
+def test_splice_refuses_bad_arguments():
+    batch = DataRowBatch.from_frames([ref_row([b"1", b"2"])] * 2)
+    native, pos = rowscan.native, batch.field_pos
+    lens = np.array([1, 1], dtype=np.int32)
+    assert native.splice(batch.buffer, pos, 2, 2, np.array([1]), (lens,), (b"ab",)) == \
+        ref_row([b"1", b"a"]) + ref_row([b"1", b"b"])
+    with pytest.raises(ValueError):  # payload not used up
+        native.splice(batch.buffer, pos, 2, 2, np.array([1]), (lens,), (b"abc",))
+    with pytest.raises(ValueError):  # placeholder not kept
+        native.splice(batch.buffer, pos, 2, 1, np.array([1]), (lens,), (b"ab",))
+    with pytest.raises(ValueError):  # one length array per placeholder
+        native.splice(batch.buffer, pos, 2, 2, np.array([1]), (), ())
+    with pytest.raises(ValueError):  # keep beyond the columns
+        native.splice(batch.buffer, pos, 2, 3, np.array([1]), (lens,), (b"ab",))
+    with pytest.raises(ValueError):  # lengths too short for the rows
+        native.splice(batch.buffer, pos, 2, 2, np.array([1]), (lens[:1],), (b"a",))
+    with pytest.raises(TypeError):
+        native.splice(batch.buffer, pos, 2, 2, np.array([1]), [lens], [b"ab"])
