@@ -88,6 +88,18 @@ class Framer:
             return None
         return self._carry_total - len(self._carry)
 
+    def take_carry(self, msg_type: int, limit: int) -> bytes | None:
+        """The start of a message of type `msg_type` and at most `limit` bytes held
+        since the last chunk, handed back so the caller reads it again together
+        with the next chunk (the framer is then at a boundary); None, and nothing
+        changes, when the framer holds anything else."""
+        carry = self._carry
+        if not carry or self._skip or carry[0] != msg_type or self._carry_total > limit:
+            return None
+        self._carry = bytearray()
+        self._carry_total = 0
+        return bytes(carry)
+
     def pass_through(self, count: int) -> None:
         """Go on inside a message of which `count` bytes are still to come, passed
         through unexamined (a session the relay pump handed back mid-message)."""

@@ -29,7 +29,7 @@ from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
 from .inference import workers
-from .inference.rows import scan_data_rows
+from .inference.rowscan import count_data_rows
 from .inference.tracker import ResponseTracker, expectation_kind
 from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
 from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
@@ -53,11 +53,16 @@ _SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
 # While results are rewritten, every request and reply is matched (see tracker.py).
 _CLIENT_TRACKED = _CLIENT_WATCH
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
-# Rewritten DataRows are held for one predictor call per batch, up to this many; a
-# smaller batch goes out at the end of a short read (the server is not streaming).
 # ReadyForQuery's status byte as the bytes object the session keeps.
 _STATUS = [bytes([b]) for b in range(256)]
+# Rewritten DataRows are held for one predictor call per batch, up to this many; a
+# smaller batch goes out at the end of a short read (the server is not streaming)
+# or, while batches are on the workers, when one of them is done.
 _ROW_BATCH = 16384
+# A DataRow cut by a read, up to this size, is read again whole with the next chunk
+# (bigger ones are assembled by the framer: copying them again per read would cost
+# more than framing them).
+_REREAD_LIMIT = 1 << 16
 _SHORT_READ = 32768
 
 
@@ -481,6 +486,12 @@ class Session(asyncio.Protocol):
     def _track_chunk(self, data: bytes) -> None:
         framer, tracker = self._sframer, self.tracker
         short = len(data) < _SHORT_READ
+        if framer.bytes_to_boundary != 0 and tracker.wants_rows():
+            # Reads cut rows: read the one the last chunk ended in again with this
+            # chunk, so that the run is whole messages without a framing step
+            carried = framer.take_carry(B_DATA_ROW, _REREAD_LIMIT)
+            if carried is not None:
+                data = carried + data
         n = len(data)
         pos = 0
         need = framer.bytes_to_boundary
@@ -496,11 +507,10 @@ class Session(asyncio.Protocol):
             return
         while pos < n and self.tracker is tracker:
             if data[pos] == B_DATA_ROW and tracker.wants_rows():
-                offsets, stop = scan_data_rows(data, pos)
-                if stop > pos:
-                    if pos:
-                        offsets -= pos
-                    self._tracked_out.extend(tracker.add_rows(data[pos:stop], len(offsets), offsets))
+                count, stop = count_data_rows(data, pos)
+                if count:
+                    run = data if stop - pos == n else data[pos:stop]
+                    self._tracked_out.extend(tracker.add_rows(run, count))
                     pos = stop
                     continue
             if n - pos >= 5:

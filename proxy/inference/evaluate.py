@@ -154,15 +154,6 @@ class StreamingRewriter:
         return self.formats[0] if len(self.formats) == 1 else self.formats[column]
 
     def data_rows(self, rows: bytes, count: int, starts: Any = None) -> bytes:
-        import threading, time as _t
-        _c0 = _t.thread_time(); _w0 = _t.perf_counter()
-        try:
-            return self._data_rows(rows, count, starts)
-        finally:
-            with open('/tmp/s4/batches.log', 'a') as f:
-                f.write(f"{count} {_t.thread_time()-_c0:.6f} {_t.perf_counter()-_w0:.6f} {threading.current_thread().name}\n")
-
-    def _data_rows(self, rows: bytes, count: int, starts: Any = None) -> bytes:
         if count <= small_batch.SMALL_BATCH:
             return self._small(rows)
         if starts is None:

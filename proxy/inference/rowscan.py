@@ -103,6 +103,17 @@ def scan_data_rows(buf: bytes | bytearray | memoryview, start: int = 0,
     return numpy_scan_data_rows(buf, start, stop)
 
 
+def count_data_rows(buf: bytes | bytearray | memoryview, start: int) -> tuple[int, int]:
+    """How many consecutive complete DataRows start at `start`, and where the run
+    stops: scan_data_rows without the offsets, which the session's read loop does
+    not need (the worker finds them again, in C, in the whole batch)."""
+    if native is not None:
+        offsets, stop = native.scan(buf, start, len(buf))
+        return len(offsets) >> 3, stop
+    offsets, stop = numpy_scan_data_rows(buf, start, len(buf))
+    return len(offsets), stop
+
+
 def numpy_scan_data_rows(buf: bytes | bytearray | memoryview, start: int,
                          stop: int) -> tuple[np.ndarray, int]:
     """scan_data_rows without the extension (and its reference in the tests)."""

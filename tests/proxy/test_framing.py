@@ -143,3 +143,37 @@ def test_garbage_never_crashes_and_memory_is_bounded(data, cuts):
         return
     assert out == data[:len(out)]
     assert len(framer._carry) <= 1000
+
+
+ROWS = [p.data_row(["a" * n, None]) for n in (0, 3, 40, 500)] + [p.command_complete("SELECT 4")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, sum(map(len, ROWS))), max_size=12), st.integers(5, 600))
+def test_taking_a_carried_row_back_keeps_the_stream_whole(cuts, limit):
+    """The session's read-again of a DataRow cut by a read: each time the framer
+    holds the start of one of at most `limit` bytes, it is taken back and put in
+    front of the next chunk; the frames found are the messages, in order."""
+    stream = b"".join(ROWS)
+    framer = Framer(ALL)
+    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(stream))), len(stream)]
+    frames = []
+    for a, b in zip(bounds, bounds[1:]):
+        chunk = stream[a:b]
+        carried = framer.take_carry(p.B_DATA_ROW, limit)
+        if carried is not None:
+            assert framer.at_boundary and carried[:1] == b"D"
+            chunk = carried + chunk
+        frames += [bytes(f.raw) for f in framer.feed(chunk) or () if isinstance(f, Frame)]
+    assert frames == ROWS and framer.at_boundary
+
+
+def test_take_carry_leaves_other_messages_alone():
+    framer = Framer(ALL)
+    framer.feed(ROWS[-1][:3])  # a CommandComplete's first bytes
+    assert framer.take_carry(p.B_DATA_ROW, 1 << 16) is None and not framer.at_boundary
+    framer = Framer(ALL)
+    framer.feed(ROWS[3][:100])  # a 500-byte row, limit 100
+    assert framer.take_carry(p.B_DATA_ROW, 100) is None
+    assert framer.take_carry(p.B_DATA_ROW, 1000) == ROWS[3][:100] and framer.at_boundary
+    assert Framer(ALL).take_carry(p.B_DATA_ROW, 100) is None  # nothing held

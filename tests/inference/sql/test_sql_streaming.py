@@ -221,3 +221,27 @@ def test_pgbench_custom_script(suite, tmp_path, mode):
     script.write_text(PGBENCH_SCRIPT)
     processed, tps = pgbench(suite.proxy, script, mode)
     print(f"\npgbench -M {mode}: {processed} transactions, tps {tps}")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["simple-text", "extended-binary"])
+def test_wide_rows_cut_by_every_read(suite, mode):
+    """Rows of every width around a read's size, cut anywhere by the reads (a cut
+    row is read again whole with the next chunk, up to 64 kB; wider ones are
+    assembled by the framer), each with its prediction next to its own columns."""
+    sql = ("SELECT h.id, repeat(md5(h.id::text), w) AS pad, predict_price(rooms, area, city), w "
+           "FROM houses h, LATERAL (SELECT CASE WHEN h.id % 50 = 0 THEN 6000 + h.id "
+           "WHEN h.id % 7 = 0 THEN 1900 + h.id ELSE (h.id * 37) % 300 END AS w) s ORDER BY h.id")
+    with suite.direct() as d:
+        expected = suite.price.by_id(d, "SELECT id, rooms, area, city FROM houses")
+        pads = {i: (w, p) for i, w, p in d.execute(
+            "SELECT h.id, w, md5(h.id::text) FROM houses h, LATERAL (SELECT CASE WHEN h.id % 50 = 0 "
+            "THEN 6000 + h.id WHEN h.id % 7 = 0 THEN 1900 + h.id ELSE (h.id * 37) % 300 END AS w) s")}
+    with suite.connect() as conn:
+        rows = fetch(conn, sql, mode)
+        assert [r[0] for r in rows] == sorted(expected)
+        for row_id, pad, price, width in rows:
+            assert width == pads[row_id][0] and pad == pads[row_id][1] * width, row_id
+            assert price == expected[row_id], row_id
+        assert max(len(r[1]) for r in rows) > 1 << 17  # wider than the read-again limit
+        assert_usable(conn, f"SELECT {CALL} FROM customers WHERE id = 7")
