@@ -258,43 +258,56 @@ fail:
     return NULL;
 }
 
-/* key_codes(buf, field_pos, field_len, n, column, keys, bounds, codes)
- * For every row, the position among `keys` (their bytes concatenated, in ascending
- * byte order; key k is keys[bounds[k]:bounds[k + 1]]) of column `column`'s field,
- * or -1 for NULL and for a value that is none of them, into codes (int32[n]). */
-static PyObject *key_codes(PyObject *self, PyObject *args) {
-    PyObject *objs[6];
+/* keys(buf, field_pos, field_len, n, column, keys, bounds, X, targets, values)
+ * For every row, the position k among `keys` (their bytes concatenated, in
+ * ascending byte order; key k is keys[bounds[k]:bounds[k + 1]]) of column `column`'s
+ * field, or m = len(bounds) - 1 for NULL and for a value that is none of them; then
+ * for each j, X[:, targets[j]] (X float64, feature-major, n rows) gets
+ * values[j * (m + 1) + k]: every feature made from one text argument, one lookup. */
+static PyObject *keys(PyObject *self, PyObject *args) {
+    PyObject *objs[8];
     Py_ssize_t n, column;
-    if (!PyArg_ParseTuple(args, "OOOnnOOO", &objs[0], &objs[1], &objs[2], &n, &column, &objs[3], &objs[4],
-                          &objs[5]))
+    if (!PyArg_ParseTuple(args, "OOOnnOOOOO", &objs[0], &objs[1], &objs[2], &n, &column, &objs[3], &objs[4],
+                          &objs[5], &objs[6], &objs[7]))
         return NULL;
-    Py_buffer v[6];
+    Py_buffer v[8];
     int got = 0;
-    const char *names[] = {"buf", "field_pos", "field_len", "keys", "bounds", "codes"};
-    for (; got < 6; got++) {
-        int rc = got == 5 ? writable(objs[got], &v[got], n * 4, names[got])
-                          : readable(objs[got], &v[got], 0, names[got]);
+    const char *names[] = {"buf", "field_pos", "field_len", "keys", "bounds", "X", "targets", "values"};
+    for (; got < 8; got++) {
+        int rc = got == 5 ? writable(objs[got], &v[got], 0, names[got]) : readable(objs[got], &v[got], 0, names[got]);
         if (rc < 0) goto fail;
     }
-    Py_ssize_t ncols = n ? v[2].len / 4 / n : 0, m = v[4].len / 8 - 1;
-    const int64_t *bounds = v[4].buf;
+    Py_ssize_t ncols = n ? v[2].len / 4 / n : 0, nfeat = n ? v[5].len / 8 / n : 0;
+    Py_ssize_t m = v[4].len / 8 - 1, k = v[6].len / 8;
+    const int64_t *bounds = v[4].buf, *targets = v[6].buf;
+    if (m < 0 || v[7].len / 8 < k * (m + 1)) {
+        PyErr_SetString(PyExc_ValueError, "keys: bounds or values too short");
+        goto fail;
+    }
     if (n && (column < 0 || column >= ncols || v[1].len / 8 < (ncols + 1) * n)) {
-        PyErr_SetString(PyExc_ValueError, "key_codes: column out of range");
+        PyErr_SetString(PyExc_ValueError, "keys: column out of range");
         goto fail;
     }
     for (Py_ssize_t j = 0; j <= m; j++) {
         if (bounds[j] < 0 || bounds[j] > v[3].len || (j && bounds[j] < bounds[j - 1])) {
-            PyErr_SetString(PyExc_ValueError, "key_codes: bounds out of order");
+            PyErr_SetString(PyExc_ValueError, "keys: bounds out of order");
             goto fail;
         }
     }
-    const unsigned char *buf = v[0].buf, *keys = v[3].buf;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (targets[j] < 0 || targets[j] >= nfeat) {
+            PyErr_SetString(PyExc_ValueError, "keys: target column out of range");
+            goto fail;
+        }
+    }
+    const unsigned char *buf = v[0].buf, *blob = v[3].buf;
     const int64_t *pos = (const int64_t *)v[1].buf + column * n;
     const int32_t *len = (const int32_t *)v[2].buf + column * n;
-    int32_t *codes = v[5].buf;
+    double *X = v[5].buf;
+    const double *values = v[7].buf;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
-        int32_t code = -1;
+        Py_ssize_t code = m;
         if (len[i] >= 0) {
             const unsigned char *value = buf + pos[i] + 4;
             size_t size = (size_t)len[i];
@@ -302,17 +315,17 @@ static PyObject *key_codes(PyObject *self, PyObject *args) {
             while (lo < hi) {
                 Py_ssize_t mid = lo + (hi - lo) / 2;
                 size_t key_size = (size_t)(bounds[mid + 1] - bounds[mid]);
-                int cmp = memcmp(value, keys + bounds[mid], size < key_size ? size : key_size);
+                int cmp = memcmp(value, blob + bounds[mid], size < key_size ? size : key_size);
                 if (!cmp) cmp = size < key_size ? -1 : size > key_size;
                 if (!cmp) {
-                    code = (int32_t)mid;
+                    code = mid;
                     break;
                 }
                 if (cmp < 0) hi = mid;
                 else lo = mid + 1;
             }
         }
-        codes[i] = code;
+        for (Py_ssize_t j = 0; j < k; j++) X[targets[j] * n + i] = values[j * (m + 1) + code];
     }
     Py_END_ALLOW_THREADS
     release_all(v, got);
@@ -432,8 +445,8 @@ static PyMethodDef methods[] = {
     {"numeric", numeric, METH_VARARGS,
      "numeric(buf, field_pos, field_len, n, X, sources, widths, targets, fill, center, scale, scaled)"
      " -> -1 or the position of a bad column"},
-    {"key_codes", key_codes, METH_VARARGS,
-     "key_codes(buf, field_pos, field_len, n, column, keys, bounds, codes) -> None"},
+    {"keys", keys, METH_VARARGS,
+     "keys(buf, field_pos, field_len, n, column, keys, bounds, X, targets, values) -> None"},
     {"splice", splice, METH_VARARGS,
      "splice(buf, field_pos, n, keep, columns, lengths, payloads) -> bytes"},
     {"scan", scan, METH_VARARGS, "scan(buf, start, end) -> (offsets: bytearray of int64, stop)"},

@@ -26,3 +26,16 @@ def unaligned(u8: np.ndarray, dtype: str) -> np.ndarray:
     fancy index reads or writes words at arbitrary positions in one go."""
     width = np.dtype(dtype).itemsize
     return np.ndarray((max(len(u8) - width + 1, 0),), dtype=dtype, buffer=u8, strides=(1,))
+
+
+# Below this many bytes an array comes from numpy (the pool's call costs more than
+# the page faults it saves).
+_POOL_MIN_BYTES = 1 << 16
+
+
+def work_array(count: int, dtype: type) -> np.ndarray:
+    """A writable scratch array of `count` items: pool_array's for batch sizes, a
+    plain numpy one for a few rows."""
+    if count * np.dtype(dtype).itemsize < _POOL_MIN_BYTES:
+        return np.empty(count, dtype=dtype)
+    return pool_array(count, dtype)[1]

@@ -154,7 +154,8 @@ class StreamingRewriter:
         return self.formats[0] if len(self.formats) == 1 else self.formats[column]
 
     def data_rows(self, rows: bytes, count: int, starts: Any = None) -> bytes:
-        if count <= small_batch.SMALL_BATCH:
+        features = self._feature_plans()
+        if count <= small_batch.SMALL_BATCH and (features is None or None in features):
             return self._small(rows)
         if starts is None:
             starts, _ = scan_data_rows(rows)
@@ -162,28 +163,36 @@ class StreamingRewriter:
         plan = self.plan
         if plan.has_star:
             plan = self.plan = plan.resolve(batch.n_columns)
+            features = self._feature_plans()
+        placeholders = {}
+        for call, matrix_plan in zip(plan.calls, features):
+            bound = self.models[(call.function.model_id, call.function.kind)]
+            if matrix_plan is not None:
+                values = predict_matrix(bound, matrix_plan.matrix(batch))
+            else:
+                values = predict(bound, argument_columns(batch, call.args, bound.entry, self.binary_args))
+            # a few rows: per value in Python, cheaper than the arrays' set-up
+            encode = small_batch.encode_packed if count <= small_batch.SMALL_BATCH else encode_values
+            placeholders[call.column] = encode(values, call.function.return_type, self._format(call.column))
+        return batch.splice(placeholders, plan.user_columns)
+
+    def _feature_plans(self) -> list[FeaturePlan | None] | None:
+        """Per call of the (resolved) plan, the C route to its feature matrix when its
+        arguments come in binary format and the model allows it (see features.py);
+        None while the plan's `*` is unresolved."""
+        plan = self.plan
+        if plan.has_star:
+            return None
         if self._feature_plan is not plan:
             self._features = [self._feature_plan_of(call) for call in plan.calls]
             self._feature_plan = plan
-        placeholders = {}
-        for call, features in zip(plan.calls, self._features):
-            bound = self.models[(call.function.model_id, call.function.kind)]
-            if features is not None:
-                values = predict_matrix(bound, features.matrix(batch))
-            else:
-                values = predict(bound, argument_columns(batch, call.args, bound.entry, self.binary_args))
-            placeholders[call.column] = encode_values(values, call.function.return_type,
-                                                      self._format(call.column))
-        return batch.splice(placeholders, plan.user_columns)
+        return self._features
 
     def _feature_plan_of(self, call: Any) -> FeaturePlan | None:
-        """The C route to the call's feature matrix, when its arguments come in
-        binary format and the model allows it (see features.py)."""
         if not self.binary_args:
             return None
         bound = self.models[(call.function.model_id, call.function.kind)]
         return FeaturePlan.of(call.args, bound.entry.arg_names, getattr(bound.predictor, "preprocessor", None))
-
 
     def _small(self, rows: bytes) -> bytes:
         """The same rewrite for a few rows, per row in Python (no fixed array costs)."""

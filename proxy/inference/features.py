@@ -9,8 +9,8 @@ format) and the model's preprocessing has a plain form (`Preprocessor.feature_op
 filled and scaled numbers, text categories), `FeaturePlan.matrix` writes the
 matrix in a few calls of `_mlproxy_rows` instead, each one loop without the GIL:
 numbers are read from their float8/int4 words, filled and scaled in place; each text
-argument's fields are looked up among its categories once, and every feature made
-from it is one `take` of those codes. The bits are those of `transform` (the tests
+argument's fields are looked up among its categories once per row, which sets
+every feature made from it. The bits are those of `transform` (the tests
 compare the two on the same rows); anything else keeps the general route.
 """
 
@@ -32,13 +32,13 @@ _WIDTHS = {"float": 8, "int": 4}
 @dataclass(frozen=True)
 class _Keys:
     """One text argument's categories: sorted UTF-8 bytes, and per feature made from
-    it, the value of each category (the default last, where code -1 lands)."""
+    it, the value of each category (the default last, for NULL and the unseen)."""
 
     column: int  # in the DataRows
     keys: bytes
     bounds: np.ndarray  # int64, len(categories) + 1
-    targets: tuple[int, ...]  # matrix columns
-    values: tuple[np.ndarray, ...]  # float64, len(categories) + 1 each
+    targets: np.ndarray  # int64, the matrix column of each feature
+    values: np.ndarray  # float64, (features, len(categories) + 1)
 
 
 class FeaturePlan:
@@ -103,11 +103,9 @@ class FeaturePlan:
                 column, width = int(self._sources[bad]), int(self._widths[bad])
                 word = "f8" if width == 8 else "i4"
                 raise RowFormatError(f"column {column}: a binary {word} field is not {width} bytes")
-        codes = np.empty(n, dtype=np.int32)
         for table in self._keys:
-            native.key_codes(buffer, pos, lens, n, table.column, table.keys, table.bounds, codes)
-            for target, values in zip(table.targets, table.values):
-                np.take(values, codes, out=X[:, target], mode="wrap")  # -1: the default, last
+            native.keys(buffer, pos, lens, n, table.column, table.keys, table.bounds, X.T,
+                        table.targets, table.values)
         return X
 
 
@@ -123,9 +121,6 @@ def _key_table(column: int, ops: Sequence[Any]) -> _Keys:
     ordered = sorted(encoded)  # byte order: what the C lookup's memcmp compares
     bounds = np.zeros(len(ordered) + 1, dtype=np.int64)
     np.cumsum([len(key) for key in ordered], out=bounds[1:])
-    values = []
-    for op in ops:
-        table = np.array([op.values.get(encoded[key], op.default) for key in ordered] + [op.default],
-                         dtype=np.float64)
-        values.append(table)
-    return _Keys(column, b"".join(ordered), bounds, tuple(op.column for op in ops), tuple(values))
+    values = np.array([[op.values.get(encoded[key], op.default) for key in ordered] + [op.default]
+                       for op in ops], dtype=np.float64)
+    return _Keys(column, b"".join(ordered), bounds, np.array([op.column for op in ops], dtype=np.int64), values)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..protocol import B_DATA_ROW
-from .buffers import pool_array, unaligned
+from .buffers import pool_array, unaligned, work_array
 from .rowscan import RowFormatError, native, read_be32, scan_data_rows
 
 __all__ = ["DataRowBatch", "RowFormatError", "scan_data_rows", "NUMERIC_KINDS", "TEXT_KIND"]
@@ -93,11 +93,11 @@ def parse_fields_c(buffer: bytes | bytearray | memoryview,
                    starts: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """parse_fields_numpy in C (`_mlproxy_rows`): the same results and errors, one
     loop without the GIL."""
-    u8, n = np.frombuffer(buffer, dtype=np.uint8), len(starts)
-    first = int(starts[0])
-    n_columns = (int(u8[first + 5]) << 8 | int(u8[first + 6])) if 0 <= first < len(u8) - 6 else 0
-    pos = pool_array((n_columns + 1) * n, np.int64)[1].reshape(n_columns + 1, n)
-    lens = pool_array(n_columns * n, np.int32)[1].reshape(n_columns, n)
+    n, first = len(starts), int(starts[0])
+    head = bytes(buffer[first + 5:first + 7]) if first >= 0 else b""
+    n_columns = int.from_bytes(head, "big") if len(head) == 2 and first + 7 <= len(buffer) else 0
+    pos = work_array((n_columns + 1) * n, np.int64).reshape(n_columns + 1, n)
+    lens = work_array(n_columns * n, np.int32).reshape(n_columns, n)
     ends = np.empty(n, dtype=np.int64)
     code = native.parse(buffer, starts, n_columns, pos, lens, ends)
     if code:
@@ -291,14 +291,15 @@ class DataRowBatch:
         cols = sorted(placeholders)
         if cols and not (0 <= cols[0] and cols[-1] < keep_columns):
             raise ValueError("placeholder columns must be among the kept columns")
+        if native is not None:  # which checks the lengths against the rows and payloads
+            return native.splice(self.buffer, self.field_pos, n, keep_columns, np.array(cols, dtype=np.int64),
+                                 tuple(np.asarray(placeholders[c][0], dtype=np.int32) for c in cols),
+                                 tuple(placeholders[c][1] for c in cols))
         new_lens = [np.asarray(placeholders[c][0], dtype=np.int64) for c in cols]
         payloads = [memoryview(placeholders[c][1]).cast("B") for c in cols]
         for c, lens, payload in zip(cols, new_lens, payloads):
             if len(lens) != n or int(np.maximum(lens, 0).sum()) != len(payload):
                 raise ValueError(f"placeholder {c}: lengths do not match the rows or payload")
-        if native is not None:
-            return native.splice(self.buffer, self.field_pos, n, keep_columns, np.array(cols, dtype=np.int64),
-                                 tuple(lens.astype(np.int32) for lens in new_lens), tuple(payloads))
         return self._splice_arrow(cols, new_lens, payloads, keep_columns)
 
     def _splice_arrow(self, cols: list[int], new_lens: list[np.ndarray], payloads: list[memoryview],

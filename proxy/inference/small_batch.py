@@ -164,6 +164,14 @@ def encode(values: np.ndarray, pg_type: str, fmt: int) -> list[bytes | None]:
     return out
 
 
+def encode_packed(values: np.ndarray, pg_type: str, fmt: int) -> tuple[np.ndarray, bytes]:
+    """`encode`'s values in encode_values' form: the lengths (-1 for NULL) and the
+    payloads joined (what DataRowBatch.splice takes)."""
+    parts = encode(values, pg_type, fmt)
+    lengths = np.array([-1 if v is None else len(v) for v in parts], dtype=np.int32)
+    return lengths, b"".join([v for v in parts if v is not None])
+
+
 def _integer(value: float | int, bits: int) -> int:
     """A prediction as an integer of `bits` bits (floats round half to even, as
     Postgres' casts and the vectorized encoder do), or Postgres' range error."""

@@ -187,10 +187,20 @@ def test_native_functions_refuse_bad_arguments():
         native.numeric(*ok[:6], np.array([2]), *ok[7:])
     with pytest.raises(ValueError):  # target column out of range
         native.numeric(*ok[:7], np.array([3]), *ok[8:])
-    codes = np.empty(1, dtype=np.int32)
+    blob, bounds, targets, values = b"abc", np.array([0, 2, 3]), np.array([0]), np.array([5.0, 6.0, -1.0])
+    native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 0, blob, bounds, X, targets, values)
+    assert X.tolist() == [[5.0]]  # "ab" is key 0
+    native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 1, blob, bounds, X, targets, values)
+    assert X.tolist() == [[6.0]]  # "c" is key 1
+    other = batch_of([[b"a", None]])
+    for column in (0, 1):  # "a" is no key, nor is NULL: the default, last
+        native.keys(other.buffer, other.field_pos, other.field_len, 1, column, blob, bounds, X, targets, values)
+        assert X.tolist() == [[-1.0]]
     with pytest.raises(ValueError):  # bounds out of order
-        native.key_codes(batch.buffer, batch.field_pos, batch.field_len, 1, 0, b"ab", np.array([0, 2, 1]), codes)
+        native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 0, blob, np.array([0, 3, 2]), X, targets, values)
     with pytest.raises(ValueError):  # column out of range
-        native.key_codes(batch.buffer, batch.field_pos, batch.field_len, 1, 2, b"ab", np.array([0, 2]), codes)
-    native.key_codes(batch.buffer, batch.field_pos, batch.field_len, 1, 0, b"abc", np.array([0, 2, 3]), codes)
-    assert codes.tolist() == [0]
+        native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 2, blob, bounds, X, targets, values)
+    with pytest.raises(ValueError):  # target column out of range
+        native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 0, blob, bounds, X, np.array([1]), values)
+    with pytest.raises(ValueError):  # fewer values than features x (keys + 1)
+        native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 0, blob, bounds, X, targets, values[:2])
