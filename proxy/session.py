@@ -59,6 +59,7 @@ _STATUS = [bytes([b]) for b in range(256)]
 # smaller batch goes out at the end of a short read (the server is not streaming)
 # or, while batches are on the workers, when one of them is done.
 _ROW_BATCH = 16384
+_BATCH_BYTES = 4 << 20  # and at most about this many bytes of them (wide rows)
 # A DataRow cut by a read, up to this size, is read again whole with the next chunk
 # (bigger ones are assembled by the framer: copying them again per read would cost
 # more than framing them).
@@ -573,7 +574,8 @@ class Session(asyncio.Protocol):
             # workers: their completion flushes it (_batches_done), and meanwhile
             # the rows that arrive join it. Batches thus grow with the load instead
             # of being one read each, whose fixed costs would dominate.
-            if held >= _ROW_BATCH or (held and short_read and not self._batches):
+            if held >= _ROW_BATCH or tracker.holding_bytes >= _BATCH_BYTES \
+                    or (held and short_read and not self._batches):
                 self._flush_rows()
             if not tracker.active and not tracker.holding_rows and not self._batches \
                     and self.state is not State.TAKEOVER:  # a takeover frames every message
@@ -584,7 +586,8 @@ class Session(asyncio.Protocol):
         """Rewrite the rows the tracker holds: a small batch here and now, a big one
         (or any behind one) on a worker thread, its result written in order."""
         tracker = self.tracker
-        if tracker.holding_rows < workers.THREAD_MIN_ROWS and not self._batches:
+        if tracker.holding_rows < workers.THREAD_MIN_ROWS and tracker.holding_bytes < workers.THREAD_MIN_BYTES \
+                and not self._batches:
             self._tracked_out.extend(tracker.flush())
             return
         rewriter, rows, count, starts = tracker.take_rows()

@@ -106,6 +106,7 @@ class ResponseTracker:
         self._rows: list[bytes] = []  # runs of complete DataRows awaiting their batch
         self._starts: list[Any] = []  # each run's message offsets, if the caller had them
         self._row_count = 0
+        self._row_bytes = 0
         self._rows_for: RowRewriter | None = None
         # After a result could not be rewritten (a value the model cannot take), the
         # client has its ErrorResponse: the rest up to the ReadyForQuery is dropped.
@@ -284,6 +285,7 @@ class ResponseTracker:
         self._rows.append(rows)
         self._starts.append(starts if starts is not None or count != 1 else _FIRST)
         self._row_count += count
+        self._row_bytes += len(rows)
         return out
 
     def take_rows(self) -> tuple[RowRewriter, bytes, int, Any] | None:
@@ -294,6 +296,7 @@ class ResponseTracker:
             return None
         rows, starts, count, rewriter = self._rows, self._starts, self._row_count, self._rows_for
         self._rows, self._starts, self._row_count, self._rows_for = [], [], 0, None
+        self._row_bytes = 0
         if len(rows) == 1:
             return rewriter, rows[0], count, starts[0]
         offsets = None
@@ -308,6 +311,7 @@ class ResponseTracker:
         are dropped (the client has its error)."""
         self._failed = True
         self._rows, self._starts, self._row_count, self._rows_for = [], [], 0, None
+        self._row_bytes = 0
         return p.error_response(statement_error(exc))
 
     def flush(self) -> list[bytes]:
@@ -324,6 +328,11 @@ class ResponseTracker:
     @property
     def holding_rows(self) -> int:
         return self._row_count
+
+    @property
+    def holding_bytes(self) -> int:
+        """The size of the DataRows held (a batch is bounded in bytes as well as rows)."""
+        return self._row_bytes
 
 
 def _map_error(raw: bytes, map_position: Callable[[int], int] | None) -> bytes:

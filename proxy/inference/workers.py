@@ -17,8 +17,9 @@ from typing import Any
 
 from .tracker import RowRewriter
 
-# Batches of at least this many rows go to a worker thread.
+# Batches of at least this many rows, or bytes, go to a worker thread.
 THREAD_MIN_ROWS = 512
+THREAD_MIN_BYTES = 1 << 20
 # Batches of one session being rewritten at once. While that many are on the
 # workers the session holds the rows that arrive (a bigger next batch); with one
 # full batch queued behind them it stops reading the upstream.

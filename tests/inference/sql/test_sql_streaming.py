@@ -245,3 +245,26 @@ def test_wide_rows_cut_by_every_read(suite, mode):
             assert price == expected[row_id], row_id
         assert max(len(r[1]) for r in rows) > 1 << 17  # wider than the read-again limit
         assert_usable(conn, f"SELECT {CALL} FROM customers WHERE id = 7")
+
+
+@pytest.mark.timeout(120)
+def test_wide_rows_stream_with_bounded_proxy_memory(suite):
+    """A batch is bounded in bytes as well as in rows: 256 MB of 64 kB rows stream
+    through with their predictions while the proxy's memory stays small."""
+    sql = ("SELECT h.id, repeat(chr(65 + g), 65536) AS pad, predict_price(rooms, area, city) "
+           "FROM houses h, generate_series(0, 7) g ORDER BY g, h.id")
+    with suite.direct() as d:
+        expected = suite.price.by_id(d, "SELECT id, rooms, area, city FROM houses")
+    with suite.connect() as conn:
+        conn.execute("SELECT predict_price(rooms, area, city) FROM houses LIMIT 1")
+        with PeakRss(suite.proxy.proc.pid) as rss:
+            count = 0
+            for row_id, pad, price in conn.cursor(binary=True).stream(sql, size=200):
+                assert price == expected[row_id] and pad == chr(65 + count // 500) * 65536
+                count += 1
+        growth = rss.growth / 2**20
+        print(f"\n256 MB of wide rows: proxy RSS {rss.baseline / 2**20:.0f} -> peak {rss.peak / 2**20:.0f} MB")
+        assert count == 4000
+        # (without the bound in bytes, 16384-row batches of these rows grew it by ~50 MB)
+        assert growth < 24, f"proxy memory grew by {growth:.0f} MB"
+        assert_usable(conn)
