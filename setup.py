@@ -3,7 +3,8 @@
 `_mlproxy_wire` is the relay's per-chunk fast path (proxy/_wire_scan.c, contract in
 proxy/wire_scan.py); `_mlproxy_pump` relays pass-through sessions on a native thread
 (proxy/_relay_pump.c, see proxy/pump.py); `_mlproxy_rows` finds and parses runs of
-DataRows for model calls (proxy/inference/_datarows.c, see rowscan.py and rows.py).
+DataRows for model calls, makes a model's feature matrix from them and splices the
+predictions in (proxy/inference/_datarows.c, see rowscan.py, rows.py, features.py).
 All are optional: without a working C compiler the install goes on and the proxy
 does the same work in Python and numpy, with the same results.
 """

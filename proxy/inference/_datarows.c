@@ -1,8 +1,9 @@
-/* DataRow runs found and parsed in C: the optional fast path of
- * proxy/inference/rowscan.py (scan) and rows.py (DataRowBatch parsing), which hold
- * the numpy implementations that define the results. Built as the top-level
- * extension `_mlproxy_rows` (setup.py). Both functions release the GIL: batches are
- * parsed on worker threads, side by side.
+/* DataRow batches in C: the optional fast path of proxy/inference/rowscan.py (scan),
+ * rows.py (DataRowBatch parsing and splice), whose numpy/Arrow implementations
+ * define the results, and features.py (a model's feature matrix straight from the
+ * rows, defined by compiler.preprocess.Preprocessor.transform). Built as the
+ * top-level extension `_mlproxy_rows` (setup.py). Every function releases the GIL
+ * for its loop: batches are rewritten on worker threads, side by side.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
