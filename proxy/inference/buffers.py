@@ -28,14 +28,14 @@ def unaligned(u8: np.ndarray, dtype: str) -> np.ndarray:
     return np.ndarray((max(len(u8) - width + 1, 0),), dtype=dtype, buffer=u8, strides=(1,))
 
 
-# Below this many bytes an array comes from numpy (the pool's call costs more than
+# Below this many items an array comes from numpy (the pool's call costs more than
 # the page faults it saves).
-_POOL_MIN_BYTES = 1 << 16
+_POOL_MIN_ITEMS = 8192
 
 
 def work_array(count: int, dtype: type) -> np.ndarray:
     """A writable scratch array of `count` items: pool_array's for batch sizes, a
     plain numpy one for a few rows."""
-    if count * np.dtype(dtype).itemsize < _POOL_MIN_BYTES:
+    if count < _POOL_MIN_ITEMS:
         return np.empty(count, dtype=dtype)
     return pool_array(count, dtype)[1]

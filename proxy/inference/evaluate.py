@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -88,20 +88,23 @@ def typed_argument(arg: Any, values: np.ndarray) -> np.ndarray:
 def predict(bound: BoundModel, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """Labels/values (kind "predict") or jsonb texts of probabilities (kind "prob")."""
     predictor = bound.predictor
-    return _results(bound, lambda: predictor.predict(columns), lambda: predictor.predict_proba(columns))
+    if bound.kind == "predict":
+        return np.asarray(predictor.predict(columns))
+    return _probabilities(bound, predictor.predict_proba(columns), predictor.predict(columns))
 
 
 def predict_matrix(bound: BoundModel, X: np.ndarray) -> np.ndarray:
     """`predict` for a feature matrix made by a FeaturePlan."""
     predictor = bound.predictor
-    return _results(bound, lambda: predictor.predict_matrix(X), lambda: predictor.predict_proba_matrix(X))
-
-
-def _results(bound: BoundModel, labels: Callable[[], Any], probabilities: Callable[[], Any]) -> np.ndarray:
     if bound.kind == "predict":
-        return np.asarray(labels())
-    proba = np.asarray(probabilities(), dtype=np.float64)
-    predicted = labels()  # the label fn() gives (threshold included)
+        return np.asarray(predictor.predict_matrix(X))
+    return _probabilities(bound, predictor.predict_proba_matrix(X), predictor.predict_matrix(X))
+
+
+def _probabilities(bound: BoundModel, proba: Any, predicted: Any) -> np.ndarray:
+    """fn_prob's jsonb texts: the probabilities and `predicted`, the label fn() gives
+    (threshold included)."""
+    proba = np.asarray(proba, dtype=np.float64)
     labels = list(bound.predictor.classes)
     label_json = {repr(label): json.dumps(_plain(label)) for label in labels}
     labels_text = ", ".join(label_json.values())

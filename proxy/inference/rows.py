@@ -113,14 +113,16 @@ class DataRowBatch:
     word (-1 for NULL). Both are computed once, column by column, over all rows.
     """
 
-    __slots__ = ("buffer", "u8", "starts", "ends", "n_rows", "n_columns",
+    __slots__ = ("buffer", "_u8", "starts", "ends", "n_rows", "n_columns",
                  "field_pos", "field_len")
 
     def __init__(self, buffer: bytes | bytearray | memoryview, starts: np.ndarray) -> None:
         self.buffer = buffer
-        self.u8 = np.frombuffer(buffer, dtype=np.uint8)
-        self.starts = np.ascontiguousarray(starts, dtype=np.int64)
-        self.n_rows = n = len(self.starts)
+        self._u8: np.ndarray | None = None
+        if type(starts) is not np.ndarray or starts.dtype != np.int64 or not starts.flags.c_contiguous:
+            starts = np.ascontiguousarray(starts, dtype=np.int64)
+        self.starts = starts
+        self.n_rows = n = len(starts)
         if n == 0:
             self.n_columns = 0
             self.ends = self.starts
@@ -130,12 +132,19 @@ class DataRowBatch:
         parse = parse_fields_c if native is not None else parse_fields_numpy
         self.n_columns, self.field_pos, self.field_len, self.ends = parse(buffer, self.starts)
 
+    @property
+    def u8(self) -> np.ndarray:
+        """The buffer as bytes, for the numpy code (made when first needed)."""
+        if self._u8 is None:
+            self._u8 = np.frombuffer(self.buffer, dtype=np.uint8)
+        return self._u8
+
     @classmethod
     def from_buffer(cls, buf: bytes | bytearray | memoryview,
                     offsets: np.ndarray | Sequence[int]) -> "DataRowBatch":
         """Rows at the given message offsets of one received chunk (in increasing
         order, as `scan_data_rows` returns them), parsed without slicing them out."""
-        return cls(buf, np.asarray(offsets, dtype=np.int64))
+        return cls(buf, offsets)
 
     @classmethod
     def from_frames(cls, raws: Sequence[bytes | memoryview]) -> "DataRowBatch":
