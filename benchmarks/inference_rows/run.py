@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -105,6 +106,9 @@ def vectorized_stages(buf: bytes, n_float: int, n_text: int) -> dict[str, Callab
 
 
 # -- the per-row reference --------------------------------------------------------
+
+_len = struct.Struct("!I")  # the per-row reference's length words
+
 
 def per_row_fields(buf: bytes) -> list[list[bytes | None]]:
     """The fields of every DataRow, one row at a time in Python (what the proxy's
