@@ -95,7 +95,7 @@ static PyObject *server_chunk(PyObject *self, PyObject *arg) {
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(arg);
     Py_ssize_t n = PyBytes_GET_SIZE(arg);
     Py_ssize_t pos = 0;
-    long ready = 0;
+    long ready = 0, ends_ready = 0;
     unsigned char status = 0;
     if (n == 0) Py_RETURN_NONE;
     while (pos < n) {
@@ -105,6 +105,7 @@ static PyObject *server_chunk(PyObject *self, PyObject *arg) {
         if (length < 4) Py_RETURN_NONE;
         if ((uint64_t)length + 1 > (uint64_t)(n - pos)) Py_RETURN_NONE;
         Py_ssize_t end = pos + 1 + (Py_ssize_t)length;
+        ends_ready = type == 'Z';
         switch (type) {
         case 'Z':
             if (length != 5) Py_RETURN_NONE;
@@ -118,7 +119,7 @@ static PyObject *server_chunk(PyObject *self, PyObject *arg) {
         }
         pos = end;
     }
-    return PyLong_FromLong((ready << 8) | status);
+    return PyLong_FromLong((ready << 9) | (ends_ready << 8) | status);
 }
 
 static PyMethodDef methods[] = {

@@ -38,8 +38,8 @@ from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet)
 from .upstream import UpstreamUnavailable, open_upstream
-from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, REQUEST_SHIFT, UNSYNCED_CLEARED,
-                        client_chunk, server_chunk)
+from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, ENDS_READY, READY_SHIFT, REQUEST_SHIFT,
+                        UNSYNCED_CLEARED, client_chunk, server_chunk)
 
 if TYPE_CHECKING:
     from .server import ProxyServer
@@ -423,7 +423,7 @@ class Session(asyncio.Protocol):
             verdict = server_chunk(data)
             if verdict is not None:  # whole messages; only ReadyForQuery to note
                 self.client.write(data)
-                if verdict > 0xFF and self._ready(verdict >> 8, verdict & 0xFF):
+                if verdict > 0xFF and self._ready(verdict >> READY_SHIFT, verdict & 0xFF):
                     self._became_idle()
                 return
         held_before = not framer.at_boundary
@@ -480,9 +480,34 @@ class Session(asyncio.Protocol):
         the workers (replies behind them wait in `_held_back`)."""
         if self._held_back:
             self._held_back.append(data)
-        else:
+        elif not self._plain_replies(data):
             self._track_chunk(data)
         self._emit_tracked()
+
+    def _plain_replies(self, data: bytes) -> bool:
+        """Relay a chunk of whole replies to requests none of which is rewritten (a
+        session that holds a prepared model statement runs others too) as the
+        untracked relay does: one scan for its ReadyForQuery messages, each of which
+        answers one awaited request, the chunk ending with one. False, and nothing
+        done, for anything else (an ErrorResponse, a reply to a rewritten request,
+        replies of a request not all there, a message cut)."""
+        tracker = self.tracker
+        if self._batches or self._tracked_out or not self._sframer.at_boundary:
+            return False
+        groups = tracker.plain_groups()
+        if groups < 0:
+            return False
+        verdict = server_chunk(data)
+        # ending with a ReadyForQuery, the chunk holds whole groups' replies
+        if verdict is None or not verdict & ENDS_READY or verdict >> READY_SHIFT > groups:
+            return False
+        tracker.answered_groups(verdict >> READY_SHIFT)
+        self.client.write(data)
+        if self._ready(verdict >> READY_SHIFT, verdict & 0xFF):
+            self._tracked_idle = True
+        if not tracker.active:
+            self._stop_tracking()
+        return True
 
     def _track_chunk(self, data: bytes) -> None:
         framer, tracker = self._sframer, self.tracker

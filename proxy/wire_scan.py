@@ -21,8 +21,9 @@ client_chunk(data, limits, triggers, copy_in) -> int | None
 
 server_chunk(data) -> int | None
     `data` holds only whole backend messages and no ErrorResponse or
-    CopyInResponse. Then: the number of ReadyForQuery messages << 8 | the status
-    byte of the last one (0 when none).
+    CopyInResponse. Then: the number of ReadyForQuery messages << READY_SHIFT |
+    ENDS_READY if the last message is one | the status byte of the last one (0
+    when none).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from .protocol import FRONTEND_LIMITS
 UNSYNCED_CLEARED = 1
 COPY_IN_CLEARED = 2
 REQUEST_SHIFT = 2
+ENDS_READY = 0x100
+READY_SHIFT = 9
 
 _LEN = struct.Struct("!I").unpack_from
 _EXTENDED = frozenset(b"BDEC")
@@ -96,7 +99,7 @@ def py_server_chunk(data: bytes) -> int | None:
     n = len(data)
     if not n:
         return None
-    pos = ready = status = 0
+    pos = ready = status = ends_ready = 0
     while pos < n:
         if n - pos < 5:
             return None
@@ -104,6 +107,7 @@ def py_server_chunk(data: bytes) -> int | None:
         length = _LEN(data, pos + 1)[0]
         if length < 4 or pos + 1 + length > n:
             return None
+        ends_ready = ENDS_READY if msg_type == 0x5A else 0
         if msg_type == 0x5A:  # ReadyForQuery
             if length != 5:
                 return None
@@ -112,7 +116,7 @@ def py_server_chunk(data: bytes) -> int | None:
         elif msg_type == 0x45 or msg_type == 0x47:  # ErrorResponse, CopyInResponse
             return None
         pos += 1 + length
-    return ready << 8 | status
+    return ready << READY_SHIFT | ends_ready | status
 
 
 try:

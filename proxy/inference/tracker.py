@@ -143,6 +143,34 @@ class ResponseTracker:
         back): forget expectations that replies passing untracked left behind."""
         self.queue.clear()
 
+    def plain_groups(self) -> int:
+        """How many requests are awaited, when every one of them ends with its own
+        ReadyForQuery (a Query, a FunctionCall, extended messages up to their Sync)
+        and none of their replies is rewritten or hidden: then a run of replies needs
+        no matching, only a count of its ReadyForQuery messages (see
+        `answered_groups`). -1 otherwise: a request still open (its Sync not sent),
+        a rewritten result, a failed result being discarded, rows held."""
+        if self._failed or self._rows:
+            return -1
+        groups = 0
+        for expectation in self.queue:
+            kind = expectation.kind
+            if expectation.rewriter is not None or kind == HIDDEN:
+                return -1
+            if kind == SYNC or kind == QUERY or kind == FUNCTION:
+                groups += 1
+        if self.queue and self.queue[-1].kind not in (SYNC, QUERY, FUNCTION):
+            return -1
+        return groups
+
+    def answered_groups(self, count: int) -> None:
+        """`count` ReadyForQuery messages passed, without an ErrorResponse among the
+        replies: the first `count` plain groups (see `plain_groups`) are answered."""
+        queue = self.queue
+        for _ in range(count):
+            while queue.popleft().kind not in (SYNC, QUERY, FUNCTION):
+                pass
+
     def expect_plain(self, kinds: list[int]) -> None:
         """Replies to requests already sent, that need no rewriting, come first."""
         self.queue.extend(Expectation(kind) for kind in kinds)

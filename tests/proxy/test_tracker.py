@@ -141,3 +141,86 @@ def test_held_runs_keep_their_message_offsets():
     rewriter, rows, count, starts = tracker.take_rows()
     assert rewriter is rec and rows == b"".join(runs) and count == 6
     assert list(starts) == list(scan_data_rows(rows)[0])
+
+
+# -- plain groups: replies that need no matching, only a ReadyForQuery count ----------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from proxy.wire_scan import ENDS_READY, READY_SHIFT, py_server_chunk  # noqa: E402
+
+ERR = p.error_response(PgError("22012", "division by zero"))
+PLAIN_PARSE = p.message(b"P", b"\0SELECT 1\0\0\0")
+REQUESTS = {  # what the client sends, what the server answers
+    "query": ([p.message(b"Q", b"SELECT 1\0")],
+              [p.message(b"T", b"t"), ROW, p.command_complete("SELECT 1"), p.ready_for_query()]),
+    "extended": ([PLAIN_PARSE, bind(b"", b""), describe(b"P", b""), execute(), SYNC],
+                 [p.parse_complete(), p.bind_complete(), p.message(b"T", b"t"), ROW,
+                  p.command_complete("SELECT 1"), p.ready_for_query()]),
+    "model": ([bind(b"", b"s1"), execute(), SYNC],
+              [p.bind_complete(), ROW, ROW, p.command_complete("SELECT 2"), p.ready_for_query()]),
+    "error": ([bind(b"", b""), execute(), SYNC], [p.bind_complete(), ERR, p.ready_for_query()]),
+    "notice": ([p.message(b"Q", b";\0")], [p.notice_response("n"), p.message(b"I"), p.ready_for_query()]),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(REQUESTS)), st.integers(0, 3)), min_size=1, max_size=12),
+       st.data())
+def test_plain_groups_answer_like_message_matching(requests, data):
+    """Replies relayed as whole chunks when `plain_groups` allows (then only their
+    ReadyForQuery messages are counted) leave the tracker where matching them one by
+    one does, with the same output, whatever the interleaving of requests and reply
+    chunks."""
+    reference, tracker = ResponseTracker(), ResponseTracker()
+    for t in (reference, tracker):
+        t.add_statement(b"s1", Statement())
+        t.server_message(p.parse_complete()[0], p.parse_complete())
+    ref_out, out = [], []
+    awaited: list[bytes] = []  # replies of the requests sent, not yet delivered
+    for name, chunks in requests:
+        sent, answers = REQUESTS[name]
+        for t in (reference, tracker):
+            send(t, *sent)
+        awaited.extend(answers)
+        for _ in range(chunks):  # deliver some of what is awaited, in one chunk
+            if not awaited:
+                break
+            cut = data.draw(st.integers(1, len(awaited)))
+            chunk, awaited = awaited[:cut], awaited[cut:]
+            ref_out.extend(replies(reference, *chunk))
+            out.extend(_deliver(tracker, b"".join(chunk), chunk))
+    ref_out.extend(replies(reference, *awaited))
+    out.extend(_deliver(tracker, b"".join(awaited), awaited))
+    assert b"".join(out) == b"".join(ref_out)
+    assert [e.kind for e in tracker.queue] == [e.kind for e in reference.queue] == []
+
+
+def _deliver(tracker: ResponseTracker, chunk: bytes, messages: list[bytes]) -> list[bytes]:
+    """The session's choice (Session._plain_replies): a chunk of plain replies as
+    is, counting its ReadyForQuery messages; anything else message by message."""
+    groups = tracker.plain_groups()
+    verdict = py_server_chunk(chunk) if chunk else None
+    if groups >= 0 and verdict is not None and verdict & ENDS_READY and verdict >> READY_SHIFT <= groups:
+        tracker.answered_groups(verdict >> READY_SHIFT)
+        return [chunk]
+    return replies(tracker, *messages)
+
+
+def test_plain_groups_refuse_what_needs_matching():
+    tracker = ResponseTracker()
+    assert tracker.plain_groups() == 0
+    send(tracker, p.message(b"Q", b"SELECT 1\0"), bind(b"", b""), execute())
+    assert tracker.plain_groups() == -1  # the extended messages await their Sync
+    send(tracker, SYNC)
+    assert tracker.plain_groups() == 2
+    tracker.add_statement(b"s1", Statement())
+    assert tracker.plain_groups() == -1  # its Parse is awaited (the group is open)
+    send(tracker, SYNC)
+    assert tracker.plain_groups() == 3
+    send(tracker, bind(b"", b"s1"), execute(), SYNC)
+    assert tracker.plain_groups() == -1  # a rewritten result is awaited
+    tracker.answered()
+    tracker.expect_hidden(1, lambda raw: raw)
+    assert tracker.plain_groups() == -1  # mlproxy's own replies are dropped

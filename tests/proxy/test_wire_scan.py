@@ -147,7 +147,8 @@ def test_server_verdict_matches_message_by_message_notes(messages, pending):
         assert any(m[0] in b"EG" for m in messages)
         return
     ready = [m for m in messages if m[0] == ord("Z")]
-    assert verdict >> 8 == len(ready)
+    assert verdict >> wire_scan.READY_SHIFT == len(ready)
+    assert bool(verdict & wire_scan.ENDS_READY) == (messages[-1][0] == ord("Z"))
     assert verdict & 0xFF == (ready[-1][5] if ready else 0)
     framed = _bookkeeping(False, pending)
     framed._log_server_error = lambda frame: None
@@ -179,7 +180,8 @@ def test_what_the_fast_path_leaves_to_the_framed_path():
     assert wire_scan.client_chunk(p.message(b"X"), CLIENT_LIMITS, TRIGGERS, False) is None
     assert wire_scan.client_chunk(b"", CLIENT_LIMITS, TRIGGERS, False) is None
     # Server: errors and COPY IN go the framed way; a bad ReadyForQuery too.
-    assert wire_scan.server_chunk(p.ready_for_query(b"T")) == 1 << 8 | ord("T")
+    assert wire_scan.server_chunk(p.ready_for_query(b"T")) == 1 << 9 | 0x100 | ord("T")
+    assert wire_scan.server_chunk(p.ready_for_query(b"T") + p.notice_response("n")) == 1 << 9 | ord("T")
     assert wire_scan.server_chunk(p.message(b"E", b"x\x00")) is None
     assert wire_scan.server_chunk(p.message(b"Z", b"II")) is None
     assert wire_scan.server_chunk(b"Z\x00\x00\x00\x03") is None
