@@ -539,13 +539,25 @@ class Session(asyncio.Protocol):
                     self._tracked_out.extend(tracker.add_rows(run, count))
                     pos = stop
                     continue
-            if n - pos >= 5:
-                end = pos + 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
-                if end <= n:
-                    if not self._track_frames((Frame(data[pos], data[pos:end]),), False, data, end):
-                        return
-                    pos = end
-                    continue
+            # the whole messages up to the next DataRow that may be wanted (a reply
+            # other than a row can change which rows are), in one call
+            frames: list[Frame] = []
+            end, changed = pos, False
+            while n - end >= 5:
+                msg_type = data[end]
+                if msg_type == B_DATA_ROW and changed:
+                    break
+                after = end + 1 + int.from_bytes(data[end + 1:end + 5], "big")
+                if after > n:
+                    break
+                frames.append(Frame(msg_type, data[end:after]))
+                changed |= msg_type != B_DATA_ROW
+                end = after
+            if frames:
+                if not self._track_frames(frames, False, data, end):
+                    return
+                pos = end
+                continue
             self._track_frames(framer.feed(data[pos:]) or (), short)
             return
         if pos < n:  # tracking ended mid-chunk: the rest is plain relay
