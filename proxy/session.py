@@ -61,9 +61,9 @@ _STATUS = [bytes([b]) for b in range(256)]
 _ROW_BATCH = 16384
 _BATCH_BYTES = 4 << 20  # and at most about this many bytes of them (wide rows)
 # A DataRow cut by a read, up to this size, is read again whole with the next chunk
-# (bigger ones are assembled by the framer: copying them again per read would cost
-# more than framing them).
-_REREAD_LIMIT = 1 << 16
+# (bigger ones are assembled by the framer: a row that spans several reads would be
+# copied again at each of them).
+_REREAD_LIMIT = 1 << 13
 _SHORT_READ = 32768
 
 
