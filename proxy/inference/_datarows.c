@@ -67,14 +67,23 @@ enum {
     PARSE_OVERLAP = 6,      /* rows overlap or run past the buffer */
 };
 
-static int writable(PyObject *obj, Py_buffer *view, Py_ssize_t bytes, const char *what) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
+/* A C-contiguous view of at least `bytes` bytes (`flags`: PyBUF_WRITABLE or 0). */
+static int view_of(PyObject *obj, Py_buffer *view, Py_ssize_t bytes, const char *what, int flags) {
+    if (PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS) < 0) return -1;
     if (view->len < bytes) {
         PyErr_Format(PyExc_ValueError, "%s: %zd bytes, needs %zd", what, view->len, bytes);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
+}
+
+static int writable(PyObject *obj, Py_buffer *view, Py_ssize_t bytes, const char *what) {
+    return view_of(obj, view, bytes, what, PyBUF_WRITABLE);
+}
+
+static int readable(PyObject *obj, Py_buffer *view, Py_ssize_t bytes, const char *what) {
+    return view_of(obj, view, bytes, what, 0);
 }
 
 /* parse(buf, starts, n_columns, field_pos, field_len, ends) -> error code (0: parsed)
@@ -159,17 +168,6 @@ static PyObject *parse(PyObject *self, PyObject *args) {
     return PyLong_FromLong(code);
 }
 
-/* A read-only C-contiguous view of at least `bytes` bytes. */
-static int readable(PyObject *obj, Py_buffer *view, Py_ssize_t bytes, const char *what) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS) < 0) return -1;
-    if (view->len < bytes) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, needs %zd", what, view->len, bytes);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
 static void release_all(Py_buffer *views, int count) {
     for (int i = 0; i < count; i++) PyBuffer_Release(&views[i]);
 }
@@ -205,7 +203,7 @@ static PyObject *numeric(PyObject *self, PyObject *args) {
     const char *names[] = {"field_pos", "field_len", "X", "widths", "targets", "fill", "center", "scale"};
     PyObject *rest[] = {objs[1], objs[2], objs[3], objs[5], objs[6], objs[7], objs[8], objs[9]};
     for (int i = 0; i < 8; i++, got++) {
-        Py_ssize_t need = (i == 3 || i == 4 || i >= 5) ? k * 8 : 0;
+        Py_ssize_t need = i >= 3 ? k * 8 : 0; /* widths .. scale: one word per feature */
         int rc = i == 2 ? writable(rest[i], &v[got], 0, names[i]) : readable(rest[i], &v[got], need, names[i]);
         if (rc < 0) goto fail;
     }

@@ -167,6 +167,8 @@ class StreamingRewriter:
         if plan.has_star:
             plan = self.plan = plan.resolve(batch.n_columns)
             features = self._feature_plans()
+        # a few rows: values encoded one by one, cheaper than the arrays' set-up
+        encode = small_batch.encode_packed if count <= small_batch.SMALL_BATCH else encode_values
         placeholders = {}
         for call, matrix_plan in zip(plan.calls, features):
             bound = self.models[(call.function.model_id, call.function.kind)]
@@ -174,8 +176,6 @@ class StreamingRewriter:
                 values = predict_matrix(bound, matrix_plan.matrix(batch))
             else:
                 values = predict(bound, argument_columns(batch, call.args, bound.entry, self.binary_args))
-            # a few rows: per value in Python, cheaper than the arrays' set-up
-            encode = small_batch.encode_packed if count <= small_batch.SMALL_BATCH else encode_values
             placeholders[call.column] = encode(values, call.function.return_type, self._format(call.column))
         return batch.splice(placeholders, plan.user_columns)
 

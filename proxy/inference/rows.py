@@ -95,7 +95,7 @@ def parse_fields_c(buffer: bytes | bytearray | memoryview,
     loop without the GIL."""
     n, first = len(starts), int(starts[0])
     head = bytes(buffer[first + 5:first + 7]) if first >= 0 else b""
-    n_columns = int.from_bytes(head, "big") if len(head) == 2 and first + 7 <= len(buffer) else 0
+    n_columns = int.from_bytes(head, "big") if len(head) == 2 else 0  # else parse reports it
     pos = work_array((n_columns + 1) * n, np.int64).reshape(n_columns + 1, n)
     lens = work_array(n_columns * n, np.int32).reshape(n_columns, n)
     ends = np.empty(n, dtype=np.int64)

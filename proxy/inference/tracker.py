@@ -30,6 +30,8 @@ _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
 
 # Expectation kinds
 PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION, HIDDEN = range(10)
+# the kinds whose request ends with a ReadyForQuery
+_GROUP_ENDS = frozenset((SYNC, QUERY, FUNCTION))
 
 
 class RowRewriter(Protocol):
@@ -154,12 +156,10 @@ class ResponseTracker:
             return -1
         groups = 0
         for expectation in self.queue:
-            kind = expectation.kind
-            if expectation.rewriter is not None or kind == HIDDEN:
+            if expectation.rewriter is not None or expectation.kind == HIDDEN:
                 return -1
-            if kind == SYNC or kind == QUERY or kind == FUNCTION:
-                groups += 1
-        if self.queue and self.queue[-1].kind not in (SYNC, QUERY, FUNCTION):
+            groups += expectation.kind in _GROUP_ENDS
+        if self.queue and self.queue[-1].kind not in _GROUP_ENDS:
             return -1
         return groups
 
@@ -168,7 +168,7 @@ class ResponseTracker:
         replies: the first `count` plain groups (see `plain_groups`) are answered."""
         queue = self.queue
         for _ in range(count):
-            while queue.popleft().kind not in (SYNC, QUERY, FUNCTION):
+            while queue.popleft().kind not in _GROUP_ENDS:
                 pass
 
     def expect_plain(self, kinds: list[int]) -> None:
@@ -323,8 +323,7 @@ class ResponseTracker:
         if not self._rows:
             return None
         rows, starts, count, rewriter = self._rows, self._starts, self._row_count, self._rows_for
-        self._rows, self._starts, self._row_count, self._rows_for = [], [], 0, None
-        self._row_bytes = 0
+        self._drop_rows()
         if len(rows) == 1:
             return rewriter, rows[0], count, starts[0]
         offsets = None
@@ -338,9 +337,12 @@ class ResponseTracker:
         of the batch; the rows still held and every reply up to the ReadyForQuery
         are dropped (the client has its error)."""
         self._failed = True
-        self._rows, self._starts, self._row_count, self._rows_for = [], [], 0, None
-        self._row_bytes = 0
+        self._drop_rows()
         return p.error_response(statement_error(exc))
+
+    def _drop_rows(self) -> None:
+        """Hold no rows (they were taken, or their result failed)."""
+        self._rows, self._starts, self._row_count, self._row_bytes, self._rows_for = [], [], 0, 0, None
 
     def flush(self) -> list[bytes]:
         """Rewrite and release the DataRows held so far (one predictor call)."""
