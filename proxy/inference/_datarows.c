@@ -65,6 +65,7 @@ enum {
     PARSE_NEGATIVE = 4,     /* a field length below -1 */
     PARSE_UNFILLED = 5,     /* the fields do not fill the message */
     PARSE_OVERLAP = 6,      /* rows overlap or run past the buffer */
+    PARSE_FEW_COLUMNS = 7,  /* (walk_rows) a row without the columns asked for */
 };
 
 /* A C-contiguous view of at least `bytes` bytes (`flags`: PyBUF_WRITABLE or 0). */
@@ -179,77 +180,266 @@ static inline double read_f8(const unsigned char *p) {
     return value;
 }
 
-/* numeric(buf, field_pos, field_len, n, X, sources, widths, targets, fill, center,
- *         scale, scaled) -> -1, or the position in `sources` of a column whose
- * non-NULL field is not `width` bytes.
- * For each k: X[:, targets[k]] (X float64, feature-major, n rows) gets column
- * sources[k] of the DataRows, binary float8 (width 8) or int4 (width 4); NULL and
- * NaN become fill[k], and then, if `scaled`, (v - center[k]) / scale[k]: the
- * operations of compiler.preprocess.Preprocessor.transform, in the same order. */
-static PyObject *numeric(PyObject *self, PyObject *args) {
-    PyObject *objs[10];
-    Py_ssize_t n;
-    int scaled;
-    if (!PyArg_ParseTuple(args, "OOOnOOOOOOOp", &objs[0], &objs[1], &objs[2], &n, &objs[3], &objs[4],
-                          &objs[5], &objs[6], &objs[7], &objs[8], &objs[9], &scaled))
-        return NULL;
-    Py_buffer v[10];
-    int got = 0;
-    if (readable(objs[0], &v[got], 0, "buf") < 0) return NULL;
-    got++;
-    if (readable(objs[4], &v[got], 0, "sources") < 0) goto fail;
-    got++;
-    Py_ssize_t k = v[1].len / 8;
-    const char *names[] = {"field_pos", "field_len", "X", "widths", "targets", "fill", "center", "scale"};
-    PyObject *rest[] = {objs[1], objs[2], objs[3], objs[5], objs[6], objs[7], objs[8], objs[9]};
-    for (int i = 0; i < 8; i++, got++) {
-        Py_ssize_t need = i >= 3 ? k * 8 : 0; /* widths .. scale: one word per feature */
-        int rc = i == 2 ? writable(rest[i], &v[got], 0, names[i]) : readable(rest[i], &v[got], need, names[i]);
-        if (rc < 0) goto fail;
-    }
-    /* v: 0 buf, 1 sources, 2 field_pos, 3 field_len, 4 X, 5 widths, 6 targets, 7 fill, 8 center, 9 scale */
-    const int64_t *sources = v[1].buf, *widths = v[5].buf, *targets = v[6].buf;
-    Py_ssize_t ncols = n ? v[3].len / 4 / n : 0, nfeat = n ? v[4].len / 8 / n : 0;
-    for (Py_ssize_t j = 0; j < k; j++) {
-        if (sources[j] < 0 || sources[j] >= ncols || targets[j] < 0 || targets[j] >= nfeat ||
-            (widths[j] != 4 && widths[j] != 8)) {
-            PyErr_SetString(PyExc_ValueError, "numeric: a source, target or width is out of range");
-            goto fail;
+/* walk_rows(buf, len, n, upto, pos, lens) -> 0 or a PARSE_ code
+ * The parse of the `n` DataRows that fill buf[0:len] exactly, one after another
+ * (what a small batch is), for their first `upto` columns: pos[c * n + i] is the
+ * position of row i's column c length word (c <= upto: pos[upto * n + i] is where
+ * column `upto` starts, the row's end if it has no more), lens[c * n + i] that word.
+ * Every field of every row is checked, as parse checks them. */
+static int walk_rows(const unsigned char *buf, int64_t len, Py_ssize_t n, Py_ssize_t upto, int64_t *pos,
+                     int32_t *lens) {
+    int64_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (at + 7 > len) return PARSE_PAST_END;
+        if (buf[at] != 'D') return PARSE_NOT_DATAROW;
+        int64_t end = at + 1 + (int64_t)read_len(buf + at + 1);
+        Py_ssize_t ncols = (Py_ssize_t)buf[at + 5] << 8 | buf[at + 6];
+        if (ncols < upto) return PARSE_FEW_COLUMNS;
+        int64_t field = at + 7;
+        for (Py_ssize_t c = 0; c < ncols; c++) {
+            if (c <= upto) pos[c * n + i] = field;
+            if (field + 4 > len) return PARSE_PAST_END;
+            int32_t word = (int32_t)read_len(buf + field);
+            if (word < -1) return PARSE_NEGATIVE;
+            if (c < upto) lens[c * n + i] = word;
+            field += 4 + (word > 0 ? word : 0);
         }
+        if (ncols == upto) pos[upto * n + i] = field;
+        if (field != end) return PARSE_UNFILLED;
+        if (end > len) return PARSE_OVERLAP;
+        at = end;
     }
-    if (n && (v[2].len / 8 < (ncols + 1) * n)) {
-        PyErr_SetString(PyExc_ValueError, "numeric: field_pos is too short");
-        goto fail;
+    return at == len ? PARSE_OK : PARSE_UNFILLED;
+}
+
+/* One text argument's categories, as MatrixPlan keeps them (see fill_row). */
+typedef struct {
+    Py_ssize_t column, m, k; /* DataRow column; categories; features set from it */
+    unsigned char *blob;     /* the categories' bytes, concatenated in ascending byte order */
+    int64_t *bounds;         /* m + 1: category j is blob[bounds[j]:bounds[j + 1]] */
+    int64_t *targets;        /* k matrix columns */
+    double *values;          /* k * (m + 1): feature j's value per category, the default last */
+} KeyTable;
+
+/* MatrixPlan(n_features, sources, widths, targets, fill, center, scale, scaled, tables)
+ * How to fill a model's feature matrix from DataRows (features.FeaturePlan), checked
+ * and copied once per statement. Numeric feature j: X[:, targets[j]] gets column
+ * sources[j], binary float8 (width 8) or int4 (width 4), NULL and NaN as fill[j], then
+ * if `scaled` (v - center[j]) / scale[j]: Preprocessor.transform's operations in its
+ * order. tables: (column, categories, bounds, targets, values) per text argument: its
+ * field is looked up among the categories (NULL and the unseen are the default) and
+ * sets every feature made from it. */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n_features, n_numeric, n_tables;
+    Py_ssize_t n_columns; /* the columns read are all below this */
+    int scaled;
+    int64_t *sources, *widths, *targets;
+    double *fill, *center, *scale;
+    KeyTable *tables;
+} MatrixPlan;
+
+static void *copy_words(PyObject *obj, Py_ssize_t count, Py_ssize_t item, const char *what) {
+    Py_buffer view;
+    if (readable(obj, &view, 0, what) < 0) return NULL;
+    if (count < 0) count = view.len / item;
+    if (view.len != count * item) {
+        PyErr_Format(PyExc_ValueError, "MatrixPlan: %s has %zd bytes, expected %zd", what, view.len, count * item);
+        PyBuffer_Release(&view);
+        return NULL;
     }
-    const unsigned char *buf = v[0].buf;
-    const int64_t *field_pos = v[2].buf;
-    const int32_t *field_len = v[3].buf;
-    double *X = v[4].buf;
-    const double *fill = v[7].buf, *center = v[8].buf, *scale = v[9].buf;
+    void *copy = PyMem_Malloc(count * item > 0 ? (size_t)(count * item) : 1);
+    if (copy) memcpy(copy, view.buf, (size_t)(count * item));
+    else PyErr_NoMemory();
+    PyBuffer_Release(&view);
+    return copy;
+}
+
+static void plan_dealloc(MatrixPlan *self) {
+    PyMem_Free(self->sources);
+    PyMem_Free(self->widths);
+    PyMem_Free(self->targets);
+    PyMem_Free(self->fill);
+    PyMem_Free(self->center);
+    PyMem_Free(self->scale);
+    for (Py_ssize_t t = 0; self->tables && t < self->n_tables; t++) {
+        KeyTable *table = &self->tables[t];
+        PyMem_Free(table->blob);
+        PyMem_Free(table->bounds);
+        PyMem_Free(table->targets);
+        PyMem_Free(table->values);
+    }
+    PyMem_Free(self->tables);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int plan_init(MatrixPlan *self, PyObject *args, PyObject *kwds) {
+    PyObject *objs[6], *tables;
+    Py_ssize_t n_features;
+    int scaled;
+    if (self->sources) {
+        PyErr_SetString(PyExc_TypeError, "MatrixPlan is made once");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "nOOOOOOpO!", &n_features, &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
+                          &objs[5], &scaled, &PyTuple_Type, &tables))
+        return -1;
+    if (n_features < 0) {
+        PyErr_SetString(PyExc_ValueError, "MatrixPlan: n_features < 0");
+        return -1;
+    }
+    self->n_features = n_features;
+    self->scaled = scaled;
+    if (!(self->sources = copy_words(objs[0], -1, 8, "sources"))) return -1;
+    Py_ssize_t k = 0;
+    {
+        Py_buffer view;
+        if (readable(objs[0], &view, 0, "sources") < 0) return -1;
+        k = view.len / 8;
+        PyBuffer_Release(&view);
+    }
+    self->n_numeric = k;
+    if (!(self->widths = copy_words(objs[1], k, 8, "widths")) || !(self->targets = copy_words(objs[2], k, 8, "targets")) ||
+        !(self->fill = copy_words(objs[3], k, 8, "fill")) || !(self->center = copy_words(objs[4], k, 8, "center")) ||
+        !(self->scale = copy_words(objs[5], k, 8, "scale")))
+        return -1;
+    Py_ssize_t n_columns = 0;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (self->sources[j] < 0 || self->sources[j] > 0xFFFF || self->targets[j] < 0 ||
+            self->targets[j] >= n_features || (self->widths[j] != 4 && self->widths[j] != 8)) {
+            PyErr_SetString(PyExc_ValueError, "MatrixPlan: a source, target or width is out of range");
+            return -1;
+        }
+        if (self->sources[j] >= n_columns) n_columns = self->sources[j] + 1;
+    }
+    Py_ssize_t n_tables = PyTuple_GET_SIZE(tables);
+    self->tables = PyMem_Calloc(n_tables ? (size_t)n_tables : 1, sizeof(KeyTable));
+    if (!self->tables) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->n_tables = n_tables;
+    for (Py_ssize_t t = 0; t < n_tables; t++) {
+        KeyTable *table = &self->tables[t];
+        PyObject *blob, *bounds, *targets, *values;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(tables, t), "nOOOO;a key table is (column, keys, bounds, targets, values)",
+                              &table->column, &blob, &bounds, &targets, &values))
+            return -1;
+        Py_buffer view;
+        if (readable(bounds, &view, 8, "bounds") < 0) return -1;
+        table->m = view.len / 8 - 1;
+        PyBuffer_Release(&view);
+        if (readable(targets, &view, 0, "targets") < 0) return -1;
+        table->k = view.len / 8;
+        PyBuffer_Release(&view);
+        if (!(table->blob = copy_words(blob, -1, 1, "keys")) ||
+            !(table->bounds = copy_words(bounds, table->m + 1, 8, "bounds")) ||
+            !(table->targets = copy_words(targets, table->k, 8, "targets")) ||
+            !(table->values = copy_words(values, table->k * (table->m + 1), 8, "values")))
+            return -1;
+        Py_ssize_t blob_len = PyObject_Length(blob);
+        if (blob_len < 0) return -1;
+        for (Py_ssize_t j = 0; j <= table->m; j++) {
+            if (table->bounds[j] < 0 || table->bounds[j] > blob_len || (j && table->bounds[j] < table->bounds[j - 1])) {
+                PyErr_SetString(PyExc_ValueError, "MatrixPlan: key bounds out of order");
+                return -1;
+            }
+        }
+        for (Py_ssize_t j = 0; j < table->k; j++) {
+            if (table->targets[j] < 0 || table->targets[j] >= n_features) {
+                PyErr_SetString(PyExc_ValueError, "MatrixPlan: a key's target column is out of range");
+                return -1;
+            }
+        }
+        if (table->column < 0 || table->column > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "MatrixPlan: a key column is out of range");
+            return -1;
+        }
+        if (table->column >= n_columns) n_columns = table->column + 1;
+    }
+    self->n_columns = n_columns;
+    return 0;
+}
+
+/* The position among the table's categories of a field (`size` bytes at `value`;
+ * size < 0: NULL), or m, the default's, for NULL and for no category. */
+static inline Py_ssize_t key_code(const KeyTable *table, const unsigned char *value, int32_t size) {
+    if (size < 0) return table->m;
+    Py_ssize_t lo = 0, hi = table->m; /* binary search in [lo, hi) */
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        size_t key_size = (size_t)(table->bounds[mid + 1] - table->bounds[mid]);
+        int cmp = memcmp(value, table->blob + table->bounds[mid], (size_t)size < key_size ? (size_t)size : key_size);
+        if (!cmp) cmp = (size_t)size < key_size ? -1 : (size_t)size > key_size;
+        if (!cmp) return mid;
+        if (cmp < 0) hi = mid;
+        else lo = mid + 1;
+    }
+    return table->m;
+}
+
+/* Row i of n into X (float64, feature-major): column c of the row is the field whose
+ * length word is at buf + field_pos[c * n + i] and reads field_len[c * n + i].
+ * Returns -1, or the position in `sources` of a numeric column whose non-NULL field
+ * is not `width` bytes. */
+static Py_ssize_t fill_row(const MatrixPlan *p, const unsigned char *buf, const int64_t *field_pos,
+                           const int32_t *field_len, double *X, Py_ssize_t n, Py_ssize_t i) {
+    for (Py_ssize_t j = 0; j < p->n_numeric; j++) {
+        Py_ssize_t at = p->sources[j] * n + i;
+        int32_t size = field_len[at];
+        double value;
+        if (size < 0) {
+            value = p->fill[j];
+        } else if (size != p->widths[j]) {
+            return j;
+        } else {
+            const unsigned char *word = buf + field_pos[at] + 4;
+            value = size == 8 ? read_f8(word) : (double)(int32_t)read_len(word);
+            if (value != value) value = p->fill[j];
+        }
+        X[p->targets[j] * n + i] = p->scaled ? (value - p->center[j]) / p->scale[j] : value;
+    }
+    for (Py_ssize_t t = 0; t < p->n_tables; t++) {
+        const KeyTable *table = &p->tables[t];
+        Py_ssize_t at = table->column * n + i;
+        Py_ssize_t code = key_code(table, buf + field_pos[at] + 4, field_len[at]);
+        for (Py_ssize_t j = 0; j < table->k; j++) X[table->targets[j] * n + i] = table->values[j * (table->m + 1) + code];
+    }
+    return -1;
+}
+
+static Py_ssize_t fill_all(const MatrixPlan *p, const unsigned char *buf, const int64_t *field_pos,
+                           const int32_t *field_len, double *X, Py_ssize_t n) {
     Py_ssize_t bad = -1;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t j = 0; j < k && bad < 0; j++) {
-        const int64_t *pos = field_pos + sources[j] * n;
-        const int32_t *len = field_len + sources[j] * n;
-        double *out = X + targets[j] * n;
-        const int32_t width = (int32_t)widths[j];
-        const double f = fill[j], c = center[j], s = scale[j];
-        for (Py_ssize_t i = 0; i < n; i++) {
-            double value;
-            if (len[i] < 0) {
-                value = f;
-            } else if (len[i] != width) {
-                bad = j;
-                break;
-            } else {
-                const unsigned char *p = buf + pos[i] + 4;
-                value = width == 8 ? read_f8(p) : (double)(int32_t)read_len(p);
-                if (value != value) value = f;
-            }
-            out[i] = scaled ? (value - c) / s : value;
-        }
-    }
+    for (Py_ssize_t i = 0; i < n && bad < 0; i++) bad = fill_row(p, buf, field_pos, field_len, X, n, i);
     Py_END_ALLOW_THREADS
+    return bad;
+}
+
+/* plan.fill(buf, field_pos, field_len, n, X) -> -1, or the position in `sources` of
+ * a column with a binary field of the wrong width. The rows as DataRowBatch parsed
+ * them (field_pos, field_len: its arrays, n rows). */
+static PyObject *plan_fill(MatrixPlan *self, PyObject *args) {
+    PyObject *objs[4];
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "OOOnO", &objs[0], &objs[1], &objs[2], &n, &objs[3])) return NULL;
+    Py_buffer v[4];
+    int got = 0;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "fill: n < 0");
+        return NULL;
+    }
+    if (readable(objs[0], &v[got++], 0, "buf") < 0) return NULL;
+    if (readable(objs[1], &v[got++], 0, "field_pos") < 0) goto fail;
+    if (readable(objs[2], &v[got++], self->n_columns * n * 4, "field_len") < 0) goto fail;
+    if (writable(objs[3], &v[got++], self->n_features * n * 8, "X") < 0) goto fail;
+    Py_ssize_t ncols = n ? v[2].len / 4 / n : 0;
+    if (v[1].len / 8 < (ncols + 1) * n) {
+        PyErr_SetString(PyExc_ValueError, "fill: field_pos is too short");
+        goto fail;
+    }
+    Py_ssize_t bad = fill_all(self, v[0].buf, v[1].buf, v[2].buf, v[3].buf, n);
     release_all(v, got);
     return PyLong_FromSsize_t(bad);
 fail:
@@ -257,87 +447,66 @@ fail:
     return NULL;
 }
 
-/* keys(buf, field_pos, field_len, n, column, keys, bounds, X, targets, values)
- * For every row, the position k among `keys` (their bytes concatenated, in
- * ascending byte order; key k is keys[bounds[k]:bounds[k + 1]]) of column `column`'s
- * field, or m = len(bounds) - 1 for NULL and for a value that is none of them; then
- * for each j, X[:, targets[j]] (X float64, feature-major, n rows) gets
- * values[j * (m + 1) + k]: every feature made from one text argument, one lookup. */
-static PyObject *keys(PyObject *self, PyObject *args) {
-    PyObject *objs[8];
-    Py_ssize_t n, column;
-    if (!PyArg_ParseTuple(args, "OOOnnOOOOO", &objs[0], &objs[1], &objs[2], &n, &column, &objs[3], &objs[4],
-                          &objs[5], &objs[6], &objs[7]))
+/* plan.fill_rows(buf, n, X) -> -1, a column's position in `sources` (as fill), or
+ * -1 - a PARSE_ code: the same for the `n` DataRows that fill `buf` (a small batch,
+ * parsed here: no arrays of positions to make). */
+static PyObject *plan_fill_rows(MatrixPlan *self, PyObject *args) {
+    PyObject *buf_obj, *x_obj;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "OnO", &buf_obj, &n, &x_obj)) return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "fill_rows: n < 0");
         return NULL;
-    Py_buffer v[8];
-    int got = 0;
-    const char *names[] = {"buf", "field_pos", "field_len", "keys", "bounds", "X", "targets", "values"};
-    for (; got < 8; got++) {
-        int rc = got == 5 ? writable(objs[got], &v[got], 0, names[got]) : readable(objs[got], &v[got], 0, names[got]);
-        if (rc < 0) goto fail;
     }
-    Py_ssize_t ncols = n ? v[2].len / 4 / n : 0, nfeat = n ? v[5].len / 8 / n : 0;
-    Py_ssize_t m = v[4].len / 8 - 1, k = v[6].len / 8;
-    const int64_t *bounds = v[4].buf, *targets = v[6].buf;
-    if (m < 0 || v[7].len / 8 < k * (m + 1)) {
-        PyErr_SetString(PyExc_ValueError, "keys: bounds or values too short");
-        goto fail;
+    Py_buffer v[2];
+    if (readable(buf_obj, &v[0], 0, "buf") < 0) return NULL;
+    if (writable(x_obj, &v[1], self->n_features * n * 8, "X") < 0) {
+        PyBuffer_Release(&v[0]);
+        return NULL;
     }
-    if (n && (column < 0 || column >= ncols || v[1].len / 8 < (ncols + 1) * n)) {
-        PyErr_SetString(PyExc_ValueError, "keys: column out of range");
-        goto fail;
+    Py_ssize_t upto = self->n_columns;
+    int64_t *pos = PyMem_Malloc((size_t)((upto + 1) * n + 1) * 8);
+    int32_t *lens = PyMem_Malloc((size_t)(upto * n + 1) * 4);
+    if (!pos || !lens) {
+        PyMem_Free(pos);
+        PyMem_Free(lens);
+        release_all(v, 2);
+        return PyErr_NoMemory();
     }
-    for (Py_ssize_t j = 0; j <= m; j++) {
-        if (bounds[j] < 0 || bounds[j] > v[3].len || (j && bounds[j] < bounds[j - 1])) {
-            PyErr_SetString(PyExc_ValueError, "keys: bounds out of order");
-            goto fail;
-        }
-    }
-    for (Py_ssize_t j = 0; j < k; j++) {
-        if (targets[j] < 0 || targets[j] >= nfeat) {
-            PyErr_SetString(PyExc_ValueError, "keys: target column out of range");
-            goto fail;
-        }
-    }
-    const unsigned char *buf = v[0].buf, *blob = v[3].buf;
-    const int64_t *pos = (const int64_t *)v[1].buf + column * n;
-    const int32_t *len = (const int32_t *)v[2].buf + column * n;
-    double *X = v[5].buf;
-    const double *values = v[7].buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t code = m;
-        if (len[i] >= 0) {
-            const unsigned char *value = buf + pos[i] + 4;
-            size_t size = (size_t)len[i];
-            Py_ssize_t lo = 0, hi = m; /* binary search in [lo, hi) */
-            while (lo < hi) {
-                Py_ssize_t mid = lo + (hi - lo) / 2;
-                size_t key_size = (size_t)(bounds[mid + 1] - bounds[mid]);
-                int cmp = memcmp(value, blob + bounds[mid], size < key_size ? size : key_size);
-                if (!cmp) cmp = size < key_size ? -1 : size > key_size;
-                if (!cmp) {
-                    code = mid;
-                    break;
-                }
-                if (cmp < 0) hi = mid;
-                else lo = mid + 1;
-            }
-        }
-        for (Py_ssize_t j = 0; j < k; j++) X[targets[j] * n + i] = values[j * (m + 1) + code];
-    }
-    Py_END_ALLOW_THREADS
-    release_all(v, got);
-    Py_RETURN_NONE;
-fail:
-    release_all(v, got);
-    return NULL;
+    int code = walk_rows(v[0].buf, v[0].len, n, upto, pos, lens);
+    Py_ssize_t result = code ? -1 - code : fill_all(self, v[0].buf, pos, lens, v[1].buf, n);
+    PyMem_Free(pos);
+    PyMem_Free(lens);
+    release_all(v, 2);
+    return PyLong_FromSsize_t(result);
 }
+
+static PyMethodDef plan_methods[] = {
+    {"fill", (PyCFunction)plan_fill, METH_VARARGS,
+     "fill(buf, field_pos, field_len, n, X) -> -1, or the position of a numeric column with a bad width"},
+    {"fill_rows", (PyCFunction)plan_fill_rows, METH_VARARGS,
+     "fill_rows(buf, n, X) -> -1, the position of a bad numeric column, or -1 - a parse error code"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MatrixPlanType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_mlproxy_rows.MatrixPlan",
+    .tp_basicsize = sizeof(MatrixPlan),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "MatrixPlan(n_features, sources, widths, targets, fill, center, scale, scaled, tables)",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)plan_init,
+    .tp_dealloc = (destructor)plan_dealloc,
+    .tp_methods = plan_methods,
+};
 
 /* splice(buf, field_pos, n, keep, columns, lengths, payloads) -> bytes
  * DataRowBatch.splice in one pass: each row's first `keep` columns, where
  * columns[j] (ascending, each < keep) gets lengths[j] (int32[n], -1 for NULL) and
- * the next bytes of payloads[j]; message lengths and column counts rewritten. */
+ * the next bytes of payloads[j]; message lengths and column counts rewritten.
+ * field_pos None: the n rows fill `buf` and are parsed here (a small batch; a
+ * malformed one raises ValueError). */
 static PyObject *splice(PyObject *self, PyObject *args) {
     PyObject *buf_obj, *pos_obj, *cols_obj, *lens_obj, *payload_obj;
     Py_ssize_t n, keep;
@@ -352,7 +521,27 @@ static PyObject *splice(PyObject *self, PyObject *args) {
     int got = 0;
     if (readable(buf_obj, &v[got], 0, "buf") < 0) return NULL;
     got++;
-    if (readable(pos_obj, &v[got], 0, "field_pos") < 0) goto fail;
+    int64_t *walked = NULL; /* the positions, when parsed here */
+    if (pos_obj == Py_None) {
+        if (n < 0 || keep < 0 || keep > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "splice: n or keep is out of range");
+            goto fail;
+        }
+        walked = PyMem_Malloc((size_t)((keep + 1) * n + 1) * 8);
+        int32_t *lens = PyMem_Malloc((size_t)(keep * n + 1) * 4);
+        int code = walked && lens ? walk_rows(v[0].buf, v[0].len, n, keep, walked, lens) : -1;
+        PyMem_Free(lens);
+        if (code) {
+            if (code < 0) PyErr_NoMemory();
+            else PyErr_Format(PyExc_ValueError, "splice: the rows do not parse (code %d)", code);
+            goto fail;
+        }
+        v[got].buf = walked;
+        v[got].len = (keep + 1) * n * 8;
+        v[got].obj = NULL; /* PyBuffer_Release of a view without an object does nothing */
+    } else if (readable(pos_obj, &v[got], 0, "field_pos") < 0) {
+        goto fail;
+    }
     got++;
     if (readable(cols_obj, &v[got], 0, "columns") < 0) goto fail;
     got++;
@@ -434,20 +623,17 @@ static PyObject *splice(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     release_all(v, got);
+    PyMem_Free(walked);
     return result;
 fail:
     release_all(v, got);
+    PyMem_Free(walked);
     return NULL;
 }
 
 static PyMethodDef methods[] = {
-    {"numeric", numeric, METH_VARARGS,
-     "numeric(buf, field_pos, field_len, n, X, sources, widths, targets, fill, center, scale, scaled)"
-     " -> -1 or the position of a bad column"},
-    {"keys", keys, METH_VARARGS,
-     "keys(buf, field_pos, field_len, n, column, keys, bounds, X, targets, values) -> None"},
     {"splice", splice, METH_VARARGS,
-     "splice(buf, field_pos, n, keep, columns, lengths, payloads) -> bytes"},
+     "splice(buf, field_pos or None, n, keep, columns, lengths, payloads) -> bytes"},
     {"scan", scan, METH_VARARGS, "scan(buf, start, end) -> (offsets: bytearray of int64, stop)"},
     {"parse", parse, METH_VARARGS,
      "parse(buf, starts, n_columns, field_pos, field_len, ends) -> error code"},
@@ -459,4 +645,15 @@ static struct PyModuleDef module = {
     "C fast path of proxy.inference.rowscan/rows (see there).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__mlproxy_rows(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__mlproxy_rows(void) {
+    if (PyType_Ready(&MatrixPlanType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&MatrixPlanType);
+    if (PyModule_AddObject(m, "MatrixPlan", (PyObject *)&MatrixPlanType) < 0) {
+        Py_DECREF(&MatrixPlanType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -25,7 +25,7 @@ from .registry import ModelEntry
 from .rowdesc import parse_row_description, rewrite_row_description
 from . import small_batch
 from .features import FeaturePlan
-from .rows import DataRowBatch, scan_data_rows
+from .rows import DataRowBatch, scan_data_rows, splice_rows
 
 _INTEGER_TYPES = ("smallint", "integer", "bigint")
 
@@ -145,6 +145,8 @@ class StreamingRewriter:
         self._small_calls: list[_SmallCall] = []
         self._feature_plan: Any = None  # the plan _features were made for
         self._features: list[FeaturePlan | None] = []  # per call (binary arguments only)
+        self._by_column: list[tuple[Any, FeaturePlan | None]] = []
+        self._columns = np.zeros(0, dtype=np.int64)  # their placeholder columns
 
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:
@@ -158,8 +160,10 @@ class StreamingRewriter:
 
     def data_rows(self, rows: bytes, count: int, starts: Any = None) -> bytes:
         features = self._feature_plans()
-        if count <= small_batch.SMALL_BATCH and (features is None or None in features):
-            return self._small(rows)
+        if count <= small_batch.SMALL_BATCH:
+            if features is None or None in features:
+                return self._small(rows)
+            return self._few_rows(rows, count, features)
         if starts is None:
             starts, _ = scan_data_rows(rows)
         batch = DataRowBatch.from_buffer(rows, starts)
@@ -167,8 +171,6 @@ class StreamingRewriter:
         if plan.has_star:
             plan = self.plan = plan.resolve(batch.n_columns)
             features = self._feature_plans()
-        # a few rows: values encoded one by one, cheaper than the arrays' set-up
-        encode = small_batch.encode_packed if count <= small_batch.SMALL_BATCH else encode_values
         placeholders = {}
         for call, matrix_plan in zip(plan.calls, features):
             bound = self.models[(call.function.model_id, call.function.kind)]
@@ -176,8 +178,21 @@ class StreamingRewriter:
                 values = predict_matrix(bound, matrix_plan.matrix(batch))
             else:
                 values = predict(bound, argument_columns(batch, call.args, bound.entry, self.binary_args))
-            placeholders[call.column] = encode(values, call.function.return_type, self._format(call.column))
+            placeholders[call.column] = encode_values(values, call.function.return_type, self._format(call.column))
         return batch.splice(placeholders, plan.user_columns)
+
+    def _few_rows(self, rows: bytes, count: int, features: list[FeaturePlan]) -> bytes:
+        """The C route for a few rows (a single-row lookup): each feature matrix straight
+        from the rows, values encoded one by one, and the rows spliced, with no parsed
+        batch and no array set-up (their fixed costs are most of a one-row query's)."""
+        lengths, payloads = [], []
+        for call, matrix_plan in self._by_column:
+            bound = self.models[(call.function.model_id, call.function.kind)]
+            values = predict_matrix(bound, matrix_plan.rows_matrix(rows, count))
+            length, payload = small_batch.encode_packed(values, call.function.return_type, self._format(call.column))
+            lengths.append(length)
+            payloads.append(payload)
+        return splice_rows(rows, count, self.plan.user_columns, self._columns, lengths, payloads)
 
     def _feature_plans(self) -> list[FeaturePlan | None] | None:
         """Per call of the (resolved) plan, the C route to its feature matrix when its
@@ -188,6 +203,9 @@ class StreamingRewriter:
             return None
         if self._feature_plan is not plan:
             self._features = [self._feature_plan_of(call) for call in plan.calls]
+            # the calls by placeholder column, the order splice takes them in
+            self._by_column = sorted(zip(plan.calls, self._features), key=lambda pair: pair[0].column)
+            self._columns = np.array([call.column for call, _ in self._by_column], dtype=np.int64)
             self._feature_plan = plan
         return self._features
 

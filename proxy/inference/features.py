@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .rows import DataRowBatch, RowFormatError
+from .rows import PARSE_ERRORS, DataRowBatch, RowFormatError
 from .rowscan import native
 
 # argument kinds read from their binary words, with the word's width
@@ -43,7 +43,7 @@ class _Keys:
 
 class FeaturePlan:
     """How to fill one model's feature matrix from the argument columns of a batch;
-    made once per statement and model (see `of`)."""
+    made once per statement and model (see `of`), kept in C (`MatrixPlan`)."""
 
     def __init__(self, n_features: int, numeric: Sequence[tuple[int, int, int, Any]],
                  scaled: bool, keys: Sequence[_Keys]) -> None:
@@ -51,12 +51,12 @@ class FeaturePlan:
         # (source column, word width, matrix column, FeatureOp) per numeric feature
         self._sources = np.array([c for c, _, _, _ in numeric], dtype=np.int64)
         self._widths = np.array([w for _, w, _, _ in numeric], dtype=np.int64)
-        self._targets = np.array([t for _, _, t, _ in numeric], dtype=np.int64)
-        self._fill = np.array([op.fill for *_, op in numeric], dtype=np.float64)
-        self._center = np.array([op.center for *_, op in numeric], dtype=np.float64)
-        self._scale = np.array([op.scale for *_, op in numeric], dtype=np.float64)
-        self._scaled = scaled
-        self._keys = tuple(keys)
+        self._native = native.MatrixPlan(
+            n_features, self._sources, self._widths, np.array([t for _, _, t, _ in numeric], dtype=np.int64),
+            np.array([op.fill for *_, op in numeric], dtype=np.float64),
+            np.array([op.center for *_, op in numeric], dtype=np.float64),
+            np.array([op.scale for *_, op in numeric], dtype=np.float64), scaled,
+            tuple((k.column, k.keys, k.bounds, k.targets, k.values) for k in keys))
 
     @classmethod
     def of(cls, args: Sequence[Any], arg_names: Sequence[str], preprocessor: Any) -> FeaturePlan | None:
@@ -93,20 +93,25 @@ class FeaturePlan:
         rows. Raises RowFormatError for a binary field of the wrong size."""
         n = batch.n_rows
         X = np.empty((n, self.n_features), dtype=np.float64, order="F")
-        if n == 0:
-            return X
-        buffer, pos, lens = batch.buffer, batch.field_pos, batch.field_len
-        if len(self._sources):
-            bad = native.numeric(buffer, pos, lens, n, X.T, self._sources, self._widths, self._targets,
-                                 self._fill, self._center, self._scale, self._scaled)
-            if bad >= 0:
-                column, width = int(self._sources[bad]), int(self._widths[bad])
-                word = "f8" if width == 8 else "i4"
-                raise RowFormatError(f"column {column}: a binary {word} field is not {width} bytes")
-        for table in self._keys:
-            native.keys(buffer, pos, lens, n, table.column, table.keys, table.bounds, X.T,
-                        table.targets, table.values)
+        if n:
+            self._check(self._native.fill(batch.buffer, batch.field_pos, batch.field_len, n, X.T))
         return X
+
+    def rows_matrix(self, rows: bytes, count: int) -> np.ndarray:
+        """`matrix` of the `count` DataRows that make up `rows` (a small batch: the C
+        plan parses them itself, no DataRowBatch is made). Raises RowFormatError for
+        malformed rows too."""
+        X = np.empty((count, self.n_features), dtype=np.float64, order="F")
+        self._check(self._native.fill_rows(rows, count, X.T))
+        return X
+
+    def _check(self, code: int) -> None:
+        if code >= 0:  # the position of a numeric feature's column with a wrong field
+            column, width = int(self._sources[code]), int(self._widths[code])
+            word = "f8" if width == 8 else "i4"
+            raise RowFormatError(f"column {column}: a binary {word} field is not {width} bytes")
+        if code < -1:
+            raise RowFormatError(PARSE_ERRORS[-1 - code])
 
 
 def _key_table(column: int, ops: Sequence[Any]) -> _Keys:

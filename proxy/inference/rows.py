@@ -40,10 +40,11 @@ TEXT_KIND = "text"
 _HEADER_SIZE = 7  # type byte, int32 length, int16 column count
 _PAST_END = "a DataRow field runs past the end of the buffer"
 # The C parser's error codes (proxy/inference/_datarows.c), as the numpy parser says them.
-_PARSE_ERRORS = {1: _PAST_END, 2: "not a DataRow message",
+PARSE_ERRORS = {1: _PAST_END, 2: "not a DataRow message",
                  3: "DataRows of one batch must have one column count",
                  4: "negative DataRow field length", 5: "DataRow fields do not fill the message",
-                 6: "DataRows overlap or run past the buffer"}
+                 6: "DataRows overlap or run past the buffer",
+                 7: "a DataRow has fewer columns than its result"}
 
 
 
@@ -101,8 +102,16 @@ def parse_fields_c(buffer: bytes | bytearray | memoryview,
     ends = np.empty(n, dtype=np.int64)
     code = native.parse(buffer, starts, n_columns, pos, lens, ends)
     if code:
-        raise RowFormatError(_PARSE_ERRORS[code])
+        raise RowFormatError(PARSE_ERRORS[code])
     return n_columns, pos, lens, ends
+
+
+def splice_rows(rows: bytes, count: int, keep_columns: int, columns: np.ndarray,
+                lengths: Sequence[np.ndarray], payloads: Sequence[bytes]) -> bytes:
+    """DataRowBatch.splice for the `count` DataRows that make up `rows` (a small
+    batch), parsed by the C splice itself; `columns` ascending (int64), with their
+    lengths and payloads in that order. Needs the extension."""
+    return native.splice(rows, None, count, keep_columns, columns, tuple(lengths), tuple(payloads))
 
 
 class DataRowBatch:

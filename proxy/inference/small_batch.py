@@ -126,13 +126,14 @@ def _getter(indices: list[int]) -> Callable[[list], tuple]:
 
 _SIMPLE_TEXT = ("boolean", "smallint", "integer", "bigint", "text")
 _INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
+_INT_WORDS = {"smallint": struct.Struct("!h"), "integer": struct.Struct("!i"), "bigint": struct.Struct("!q")}
 _F8 = struct.Struct("!d")
 
 
 def encode(values: np.ndarray, pg_type: str, fmt: int) -> list[bytes | None]:
-    """Each value as Postgres sends it; per row for the plain cases (float8 in
-    either format, the simple types as text), through the vectorized encoder (same
-    bytes) for everything else."""
+    """Each value as Postgres sends it; per row for the plain cases (float8, the
+    integers and text in either format, booleans in text, or in binary when they
+    are numbers), through the vectorized encoder (same bytes) for everything else."""
     kind = canonical_type(pg_type)
     out: list[bytes | None] = []
     if kind == "double precision" and values.dtype.kind == "f":
@@ -142,14 +143,18 @@ def encode(values: np.ndarray, pg_type: str, fmt: int) -> list[bytes | None]:
             else:
                 out.append(_F8.pack(value) if fmt else pg_float_text(value).encode())
         return out
-    if fmt == 0 and kind in _SIMPLE_TEXT:
+    # binary text is its text; a binary boolean is the truth of a number (the
+    # vectorized encoder's astype(bool))
+    if kind in _SIMPLE_TEXT and (fmt == 0 or kind != "boolean" or values.dtype.kind in "biuf"):
         for value in values.tolist():
             if value is None or (isinstance(value, float) and value != value):
                 out.append(None)
             elif kind == "boolean":
-                out.append(b"t" if value else b"f")
+                out.append((b"\x01" if value else b"\x00") if fmt else (b"t" if value else b"f"))
             elif kind == "text":
                 out.append(str(value).encode())
+            elif fmt:
+                out.append(_INT_WORDS[kind].pack(_integer(value, _INT_BITS[kind])))
             else:
                 out.append(str(_integer(value, _INT_BITS[kind])).encode())
         return out

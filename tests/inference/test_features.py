@@ -62,7 +62,10 @@ def both_routes(spec: dict, kinds: list[str], values: list[list]):
     plan = FeaturePlan.of(args, names, pre)
     assert plan is not None
     expected = pre.transform(argument_columns(batch, args, Entry(names), binary=True))
-    return plan.matrix(batch), expected
+    matrix = plan.matrix(batch)
+    # the small-batch route parses the rows itself: the same bits
+    assert same_bits(plan.rows_matrix(bytes(batch.buffer), batch.n_rows), matrix)
+    return matrix, expected
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -174,33 +177,54 @@ def test_wrong_binary_width_is_a_row_format_error():
     assert plan.matrix(batch_of([])).shape == (0, 1)
 
 
-def test_native_functions_refuse_bad_arguments():
-    batch = batch_of([[b"ab", b"c"]])
-    native = rowscan.native
-    X = np.empty((1, 1))
+def test_native_plan_refuses_bad_arguments():
+    MatrixPlan = rowscan.native.MatrixPlan
     one = np.zeros(1, dtype=np.int64)
-    ok = (batch.buffer, batch.field_pos, batch.field_len, 1, X, one, np.array([8]), one,
-          np.zeros(1), np.zeros(1), np.ones(1), False)
-    with pytest.raises(ValueError):  # source column out of range
-        native.numeric(*ok[:5], np.array([5]), *ok[6:])
+    numeric = (one, np.array([8]), one, np.zeros(1), np.zeros(1), np.ones(1), False)
+    MatrixPlan(1, *numeric, ())
     with pytest.raises(ValueError):  # a width other than 4 or 8
-        native.numeric(*ok[:6], np.array([2]), *ok[7:])
+        MatrixPlan(1, one, np.array([2]), *numeric[2:], ())
     with pytest.raises(ValueError):  # target column out of range
-        native.numeric(*ok[:7], np.array([3]), *ok[8:])
+        MatrixPlan(1, one, np.array([8]), np.array([1]), *numeric[3:], ())
+    with pytest.raises(ValueError):  # fewer fills than sources
+        MatrixPlan(1, *numeric[:3], np.zeros(0), *numeric[4:], ())
     blob, bounds, targets, values = b"abc", np.array([0, 2, 3]), np.array([0]), np.array([5.0, 6.0, -1.0])
-    native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 0, blob, bounds, X, targets, values)
-    assert X.tolist() == [[5.0]]  # "ab" is key 0
-    native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 1, blob, bounds, X, targets, values)
-    assert X.tolist() == [[6.0]]  # "c" is key 1
-    other = batch_of([[b"a", None]])
-    for column in (0, 1):  # "a" is no key, nor is NULL: the default, last
-        native.keys(other.buffer, other.field_pos, other.field_len, 1, column, blob, bounds, X, targets, values)
-        assert X.tolist() == [[-1.0]]
-    with pytest.raises(ValueError):  # bounds out of order
-        native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 0, blob, np.array([0, 3, 2]), X, targets, values)
-    with pytest.raises(ValueError):  # column out of range
-        native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 2, blob, bounds, X, targets, values)
-    with pytest.raises(ValueError):  # target column out of range
-        native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 0, blob, bounds, X, np.array([1]), values)
-    with pytest.raises(ValueError):  # fewer values than features x (keys + 1)
-        native.keys(batch.buffer, batch.field_pos, batch.field_len, 1, 0, blob, bounds, X, targets, values[:2])
+    MatrixPlan(1, *[np.zeros(0)] * 6, False, ((0, blob, bounds, targets, values),))
+    bad_tables = [(0, blob, np.array([0, 3, 2]), targets, values),  # bounds out of order
+                  (0, blob, np.array([0, 2, 4]), targets, values),  # past the keys
+                  (0, blob, bounds, np.array([1]), values),  # target column out of range
+                  (0, blob, bounds, targets, values[:2]),  # fewer values than features x (keys + 1)
+                  (-1, blob, bounds, targets, values)]  # column out of range
+    for table in bad_tables:
+        with pytest.raises(ValueError):
+            MatrixPlan(1, *[np.zeros(0)] * 6, False, (table,))
+    with pytest.raises(TypeError):
+        MatrixPlan(1, *[np.zeros(0)] * 6, False, ((0, blob),))
+    plan = MatrixPlan(1, *[np.zeros(0)] * 6, False, ((0, blob, bounds, targets, values),))
+    X = np.empty((1, 1))
+    batch = batch_of([[b"ab", b"c"]])
+    with pytest.raises(ValueError):  # X too small for the rows
+        plan.fill(batch.buffer, batch.field_pos, batch.field_len, 2, X)
+    with pytest.raises(ValueError):
+        plan.fill_rows(bytes(batch.buffer), 2, X)
+    for row, expected in (([b"ab", b"c"], 5.0), ([b"c", None], 6.0), ([b"a", b"c"], -1.0), ([None, b"c"], -1.0)):
+        assert plan.fill_rows(ref_row(row), 1, X) == -1 and X.tolist() == [[expected]]
+
+
+@pytest.mark.parametrize("rows, message", [
+    (ref_row([b"ab"])[:-1], "past the"),  # cut in a field
+    (ref_row([b"ab"])[:5], "past the end"),  # cut in the header
+    (b"T" + ref_row([b"ab"])[1:], "not a DataRow"),
+    (ref_row([b"ab"]) + b"\x00", "do not fill"),  # a byte after the rows
+    (ref_row([b"ab"]) * 2, "do not fill"),  # more rows than counted
+    (ref_row([]), "fewer columns"),
+    (ref_row([b"ab"])[:1] + struct.pack("!i", 14) + ref_row([b"ab"])[5:] + b"xyz", "do not fill the message"),
+    (ref_row([b"ab"])[:7] + struct.pack("!i", -2) + b"ab", "negative"),
+])
+def test_rows_matrix_refuses_malformed_rows(rows, message):
+    spec = {"version": 1, "inputs": [{"name": "c", "type": "text"}],
+            "features": [{"op": "one_hot", "input": "c", "category": "ab"}]}
+    plan = FeaturePlan.of([ArgColumn(0, "text", "text")], ["c"], Preprocessor(spec))
+    assert plan.rows_matrix(ref_row([b"ab"]), 1).tolist() == [[1.0]]
+    with pytest.raises(RowFormatError, match=message):
+        plan.rows_matrix(rows, 1)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.inference import rowscan
-from proxy.inference.rows import DataRowBatch, RowFormatError, parse_fields_c, parse_fields_numpy
+from proxy.inference.rows import DataRowBatch, RowFormatError, parse_fields_c, parse_fields_numpy, splice_rows
 
 from .test_rows import batches, encoded, field, ref_row
 
@@ -90,8 +90,11 @@ def test_splice_matches_arrow(case, gap):
     cols = sorted(new)
     lens = [encoded(new[c])[0].astype(np.int64) for c in cols]
     payloads = [memoryview(encoded(new[c])[1]).cast("B") for c in cols]
-    assert batch.splice({c: encoded(v) for c, v in new.items()}, keep) == \
-        batch._splice_arrow(cols, lens, payloads, keep)
+    spliced = batch.splice({c: encoded(v) for c, v in new.items()}, keep)
+    assert spliced == batch._splice_arrow(cols, lens, payloads, keep)
+    # a small batch's splice parses the rows itself (they fill the buffer)
+    assert splice_rows(b"".join(raws), len(raws), keep, np.array(cols, dtype=np.int64),
+                       [encoded(new[c])[0] for c in cols], [encoded(new[c])[1] for c in cols]) == spliced
 
 
 def test_splice_refuses_bad_arguments():
@@ -112,3 +115,13 @@ def test_splice_refuses_bad_arguments():
         native.splice(batch.buffer, pos, 2, 2, np.array([1]), (lens[:1],), (b"a",))
     with pytest.raises(TypeError):
         native.splice(batch.buffer, pos, 2, 2, np.array([1]), [lens], [b"ab"])
+
+
+def test_splice_of_rows_it_parses_refuses_what_does_not_parse():
+    rows = ref_row([b"1", b"2"]) * 2
+    native, lens = rowscan.native, np.array([1, 1], dtype=np.int32)
+    assert native.splice(rows, None, 2, 2, np.array([1]), (lens,), (b"ab",)) == \
+        ref_row([b"1", b"a"]) + ref_row([b"1", b"b"])
+    for bad, n, keep in ((rows[:-1], 2, 2), (rows + b"D", 2, 2), (rows, 1, 2), (rows, 2, 3), (rows, -1, 2)):
+        with pytest.raises(ValueError):
+            native.splice(bad, None, n, keep, np.array([1]), (lens[:max(n, 0)],), (b"ab"[:max(n, 0)],))

@@ -30,13 +30,26 @@ def test_split_decode_and_join_match_the_vectorized_codec(raw_rows):
 
 
 @given(st.lists(st.one_of(st.integers(-2**40, 2**40), st.floats(-1e6, 1e6)), min_size=1, max_size=20),
-       st.sampled_from(["bigint", "text", "double precision", "integer"]), st.sampled_from([0, 1]))
-def test_encode_matches_encode_values(values, pg_type, fmt):
+       st.sampled_from(["bigint", "text", "double precision", "integer", "smallint", "boolean"]),
+       st.sampled_from([0, 1]), st.sampled_from([None, "float", "bool", "label"]))
+def test_encode_matches_encode_values(values, pg_type, fmt, labels):
+    """Both formats; `labels`: the values as a classifier gives them (the target
+    column's own type: floats, booleans, strings)."""
     if pg_type == "integer":
         values = [max(-2**31, min(2**31 - 1, int(v))) for v in values]
+    if pg_type == "smallint":
+        values = [max(-2**15, min(2**15 - 1, int(v))) for v in values]
     if pg_type == "bigint":
         values = [int(v) for v in values]
+    if labels == "float":
+        values = [float(v) for v in values]
+    elif labels == "bool":
+        values = [bool(v) for v in values]
     array = np.array(values, dtype=object if pg_type == "text" else None)
+    if labels == "label" and pg_type == "text":
+        array = np.array([f"class {v}" for v in values])
+    elif labels == "label" and pg_type == "boolean":
+        array = np.array([v > 0 for v in values], dtype=object)
     lengths, payload = encode_values(array, pg_type, fmt)
     got = small_batch.encode(array, pg_type, fmt)
     assert [len(v) if v is not None else -1 for v in got] == lengths.tolist()
@@ -85,8 +98,8 @@ def test_binary_argument_of_the_wrong_width_is_a_format_error():
 
 
 @given(st.one_of(st.floats(allow_nan=False), st.integers(-2**70, 2**70)),
-       st.sampled_from(["smallint", "integer", "bigint"]))
-def test_integer_range_errors_match_encode_values(value, pg_type):
+       st.sampled_from(["smallint", "integer", "bigint"]), st.sampled_from([0, 1]))
+def test_integer_range_errors_match_encode_values(value, pg_type, fmt):
     """A prediction that does not fit the declared integer type is Postgres' range
     error (22003) on the per-row path exactly when it is on the vectorized one."""
     import pytest
@@ -94,12 +107,12 @@ def test_integer_range_errors_match_encode_values(value, pg_type):
     if array.dtype == object:
         array = np.array([value]) if -2**63 <= value < 2**63 else np.array([float(value)])
     try:
-        want = encode_values(array, pg_type, 0)
+        want = encode_values(array, pg_type, fmt)
     except ValueOutOfRange:
         with pytest.raises(ValueOutOfRange):
-            small_batch.encode(array, pg_type, 0)
+            small_batch.encode(array, pg_type, fmt)
         return
-    got = small_batch.encode(array, pg_type, 0)
+    got = small_batch.encode(array, pg_type, fmt)
     assert b"".join(v for v in got if v is not None) == want[1]
 
 
