@@ -378,41 +378,48 @@ static inline Py_ssize_t key_code(const KeyTable *table, const unsigned char *va
     return table->m;
 }
 
-/* Row i of n into X (float64, feature-major): column c of the row is the field whose
- * length word is at buf + field_pos[c * n + i] and reads field_len[c * n + i].
- * Returns -1, or the position in `sources` of a numeric column whose non-NULL field
- * is not `width` bytes. */
-static Py_ssize_t fill_row(const MatrixPlan *p, const unsigned char *buf, const int64_t *field_pos,
-                           const int32_t *field_len, double *X, Py_ssize_t n, Py_ssize_t i) {
-    for (Py_ssize_t j = 0; j < p->n_numeric; j++) {
-        Py_ssize_t at = p->sources[j] * n + i;
-        int32_t size = field_len[at];
-        double value;
-        if (size < 0) {
-            value = p->fill[j];
-        } else if (size != p->widths[j]) {
-            return j;
-        } else {
-            const unsigned char *word = buf + field_pos[at] + 4;
-            value = size == 8 ? read_f8(word) : (double)(int32_t)read_len(word);
-            if (value != value) value = p->fill[j];
-        }
-        X[p->targets[j] * n + i] = p->scaled ? (value - p->center[j]) / p->scale[j] : value;
-    }
-    for (Py_ssize_t t = 0; t < p->n_tables; t++) {
-        const KeyTable *table = &p->tables[t];
-        Py_ssize_t at = table->column * n + i;
-        Py_ssize_t code = key_code(table, buf + field_pos[at] + 4, field_len[at]);
-        for (Py_ssize_t j = 0; j < table->k; j++) X[table->targets[j] * n + i] = table->values[j * (table->m + 1) + code];
-    }
-    return -1;
-}
-
+/* The n rows into X (float64, feature-major), a feature at a time: column c of row
+ * i is the field whose length word is at buf + field_pos[c * n + i] and reads
+ * field_len[c * n + i]. Returns -1, or the position in `sources` of a numeric
+ * column whose non-NULL field is not `width` bytes. */
 static Py_ssize_t fill_all(const MatrixPlan *p, const unsigned char *buf, const int64_t *field_pos,
                            const int32_t *field_len, double *X, Py_ssize_t n) {
     Py_ssize_t bad = -1;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n && bad < 0; i++) bad = fill_row(p, buf, field_pos, field_len, X, n, i);
+    for (Py_ssize_t j = 0; j < p->n_numeric && bad < 0; j++) {
+        const int64_t *pos = field_pos + p->sources[j] * n;
+        const int32_t *len = field_len + p->sources[j] * n;
+        double *out = X + p->targets[j] * n;
+        const int32_t width = (int32_t)p->widths[j];
+        const double fill = p->fill[j], center = p->center[j], scale = p->scale[j];
+        const int scaled = p->scaled; /* locals: X's stores could alias the plan's fields */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double value;
+            if (len[i] < 0) {
+                value = fill;
+            } else if (len[i] != width) {
+                bad = j;
+                break;
+            } else {
+                const unsigned char *word = buf + pos[i] + 4;
+                value = width == 8 ? read_f8(word) : (double)(int32_t)read_len(word);
+                if (value != value) value = fill;
+            }
+            out[i] = scaled ? (value - center) / scale : value;
+        }
+    }
+    for (Py_ssize_t t = 0; t < p->n_tables && bad < 0; t++) {
+        const KeyTable *table = &p->tables[t];
+        const int64_t *pos = field_pos + table->column * n;
+        const int32_t *len = field_len + table->column * n;
+        const Py_ssize_t k = table->k, stride = table->m + 1;
+        const int64_t *targets = table->targets;
+        const double *values = table->values;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t code = key_code(table, buf + pos[i] + 4, len[i]);
+            for (Py_ssize_t j = 0; j < k; j++) X[targets[j] * n + i] = values[j * stride + code];
+        }
+    }
     Py_END_ALLOW_THREADS
     return bad;
 }
