@@ -212,7 +212,7 @@ static int walk_rows(const unsigned char *buf, int64_t len, Py_ssize_t n, Py_ssi
     return at == len ? PARSE_OK : PARSE_UNFILLED;
 }
 
-/* One text argument's categories, as MatrixPlan keeps them (see fill_row). */
+/* One text argument's categories, as MatrixPlan keeps them (see fill_all). */
 typedef struct {
     Py_ssize_t column, m, k; /* DataRow column; categories; features set from it */
     unsigned char *blob;     /* the categories' bytes, concatenated in ascending byte order */

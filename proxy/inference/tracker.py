@@ -248,7 +248,7 @@ class ResponseTracker:
             if self.wants_rows():
                 return self.add_rows(raw, 1)
             return self.flush() + [raw]
-        out = self.flush()
+        out = self.flush() if self._rows else []
         if msg_type in _ASYNC or not self.queue:
             out.append(raw)
             return out
@@ -308,7 +308,7 @@ class ResponseTracker:
         (call only when `wants_rows()`; `starts`: their offsets in `rows`, if known);
         returns what must go out first, if anything."""
         rewriter = self.queue[0].rewriter
-        out = self.flush() if self._rows_for is not rewriter else []
+        out = self.flush() if self._rows and self._rows_for is not rewriter else []
         self._rows_for = rewriter
         self._rows.append(rows)
         self._starts.append(starts if starts is not None or count != 1 else _FIRST)
