@@ -5,10 +5,14 @@ is already as fast as generated code would be; there is nothing to compile. Each
 class validates its JSON on construction, because the JSON comes from an artifact
 that may have been written by a different version or damaged.
 
-The preprocessor's matrix is feature-major (what the tree driver reads fastest);
-these models take it row-major (`np.ascontiguousarray`), because BLAS then sums each
-row's products the same way whatever the batch size, so a row gets the same bits
-alone or in any batch (the proxy's batches differ from an offline call's).
+A model function must give one value for one input, whatever batch the row is in
+(the proxy's batches differ from an offline call's, and a single-row lookup is a
+batch of one). BLAS does not: its kernels sum a row's products in an order that
+depends on the row's position and the batch's size (gemv's remainder rows), so the
+last bits move. Linear models therefore sum their products in one fixed order,
+feature 0 first (`fixed_order_product`), which costs little at their size. MLP
+layers and k-means distances still use BLAS, and their last bits can depend on
+the batch.
 """
 
 from __future__ import annotations
@@ -59,7 +63,43 @@ class LinearModel:
         self.n_outputs = self.coef.shape[0]
 
     def outputs(self, X: np.ndarray, nthread: int = 1) -> np.ndarray:
-        return apply_link(np.ascontiguousarray(X) @ self.coef_t + self.intercept, self.link)
+        return apply_link(fixed_order_product(X, self.coef_t) + self.intercept, self.link)
+
+
+#: rows whose products fixed_order_product sums as Python floats (numpy's per-call
+#: cost is more than a few rows' arithmetic); row blocks of the numpy route
+_FEW_ROWS = 4
+_BLOCK_ROWS = 4096
+
+
+def fixed_order_product(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """X @ W (X: rows x features, either order; W: features x outputs) with every
+    output summed as ((x0 w0 + x1 w1) + x2 w2) + ...: the same bits for a row
+    alone or anywhere in any batch. A multiply and an add per feature, each
+    rounded, in Python floats for a few rows and numpy over row blocks otherwise
+    (the same operations, so the same bits)."""
+    n, f = X.shape
+    k = W.shape[1]
+    if n <= _FEW_ROWS:
+        weights = W.T.tolist()
+        out = []
+        for row in X.tolist():
+            for w in weights:
+                total = row[0] * w[0]
+                for j in range(1, f):
+                    total += row[j] * w[j]
+                out.append(total)
+        return np.array(out, dtype=np.float64).reshape(n, k)
+    out = np.empty((n, k))
+    scratch = np.empty((min(n, _BLOCK_ROWS), k))
+    for lo in range(0, n, _BLOCK_ROWS):
+        hi = min(n, lo + _BLOCK_ROWS)
+        block, term = out[lo:hi], scratch[:hi - lo]
+        np.multiply(X[lo:hi, 0, None], W[0], out=block)
+        for j in range(1, f):
+            np.multiply(X[lo:hi, j, None], W[j], out=term)
+            block += term
+    return out
 
 
 class MLPModel:

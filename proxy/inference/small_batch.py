@@ -124,7 +124,7 @@ def _getter(indices: list[int]) -> Callable[[list], tuple]:
     return itemgetter(*indices)
 
 
-_SIMPLE_TEXT = ("boolean", "smallint", "integer", "bigint", "text")
+_SIMPLE_TEXT = ("boolean", "smallint", "integer", "bigint", "text", "json", "jsonb")
 _INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
 _INT_WORDS = {"smallint": struct.Struct("!h"), "integer": struct.Struct("!i"), "bigint": struct.Struct("!q")}
 _F8 = struct.Struct("!d")
@@ -132,8 +132,9 @@ _F8 = struct.Struct("!d")
 
 def encode(values: np.ndarray, pg_type: str, fmt: int) -> list[bytes | None]:
     """Each value as Postgres sends it; per row for the plain cases (float8, the
-    integers and text in either format, booleans in text, or in binary when they
-    are numbers), through the vectorized encoder (same bytes) for everything else."""
+    integers, text and json(b) in either format, booleans in text, or in binary when
+    they are numbers), through the vectorized encoder (same bytes) for everything
+    else."""
     kind = canonical_type(pg_type)
     out: list[bytes | None] = []
     if kind == "double precision" and values.dtype.kind == "f":
@@ -151,8 +152,10 @@ def encode(values: np.ndarray, pg_type: str, fmt: int) -> list[bytes | None]:
                 out.append(None)
             elif kind == "boolean":
                 out.append((b"\x01" if value else b"\x00") if fmt else (b"t" if value else b"f"))
-            elif kind == "text":
+            elif kind == "text" or kind == "json":
                 out.append(str(value).encode())
+            elif kind == "jsonb":  # jsonb_send: a version byte, then the text
+                out.append(b"\x01" + str(value).encode() if fmt else str(value).encode())
             elif fmt:
                 out.append(_INT_WORDS[kind].pack(_integer(value, _INT_BITS[kind])))
             else:

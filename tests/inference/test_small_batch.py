@@ -30,7 +30,7 @@ def test_split_decode_and_join_match_the_vectorized_codec(raw_rows):
 
 
 @given(st.lists(st.one_of(st.integers(-2**40, 2**40), st.floats(-1e6, 1e6)), min_size=1, max_size=20),
-       st.sampled_from(["bigint", "text", "double precision", "integer", "smallint", "boolean"]),
+       st.sampled_from(["bigint", "text", "double precision", "integer", "smallint", "boolean", "jsonb", "json"]),
        st.sampled_from([0, 1]), st.sampled_from([None, "float", "bool", "label"]))
 def test_encode_matches_encode_values(values, pg_type, fmt, labels):
     """Both formats; `labels`: the values as a classifier gives them (the target
@@ -45,9 +45,11 @@ def test_encode_matches_encode_values(values, pg_type, fmt, labels):
         values = [float(v) for v in values]
     elif labels == "bool":
         values = [bool(v) for v in values]
-    array = np.array(values, dtype=object if pg_type == "text" else None)
-    if labels == "label" and pg_type == "text":
-        array = np.array([f"class {v}" for v in values])
+    array = np.array(values, dtype=object if pg_type in ("text", "json", "jsonb") else None)
+    if labels == "label" and pg_type == "text":  # a classifier's labels: a str array
+        array = np.array([f"class é{v}" for v in values])
+    elif labels == "label" and pg_type in ("json", "jsonb"):  # fn_prob's texts
+        array = np.array([f'{{"labels": ["é", {v}]}}' for v in values], dtype=object)
     elif labels == "label" and pg_type == "boolean":
         array = np.array([v > 0 for v in values], dtype=object)
     lengths, payload = encode_values(array, pg_type, fmt)
