@@ -25,6 +25,7 @@ from typing import Any
 
 from ..catalog.store import CatalogStore
 from .snapshot import JobDir
+from .worker import PARENT_ENV
 
 log = logging.getLogger("mlproxy.training")
 
@@ -170,7 +171,8 @@ class JobRunner:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "proxy.training.worker", str(job.path),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                cwd=str(Path(__file__).resolve().parents[2]))
+                cwd=str(Path(__file__).resolve().parents[2]),
+                env={**os.environ, PARENT_ENV: str(os.getpid())})
         self._procs[key] = proc
         log.info("training started model_id=%s database=%s pid=%s", model_id, database, proc.pid)
         last_progress = None

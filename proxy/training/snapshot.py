@@ -114,8 +114,10 @@ class JobDir:
             return None
 
     def write_json(self, path: Path, value: dict[str, Any]) -> None:
-        """Write atomically: readers see the old or the new file, never half of one."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        """Write atomically: readers see the old or the new file, never half of one
+        (the temporary file is the writer's own: a proxy and its worker both write
+        the spec and error files)."""
+        tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(value, default=str))
         os.replace(tmp, path)
 

@@ -9,7 +9,9 @@ progress.json. Nothing here talks to the database: the proxy stores the outcome.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
 import threading
 import time
@@ -94,10 +96,28 @@ def _prebuild(artifact: Any, cache_dir: Path) -> dict[str, Any]:
             "build_seconds": round(time.monotonic() - started, 3)}
 
 
+#: the environment variable in which the job runner gives its pid to the worker
+PARENT_ENV = "MLPROXY_TRAINING_PARENT"
+_PR_SET_PDEATHSIG = 1
+
+
 def _exit_with_parent() -> None:
     """A worker whose proxy died (killed, crashed) stops too: the restarted proxy
-    resumes the job from its snapshot, and two workers must never share a job."""
-    parent = os.getppid()
+    resumes the job from its snapshot, and two workers must never share a job (they
+    would race on its files). On Linux the kernel kills the worker the moment the
+    proxy dies (PR_SET_PDEATHSIG), before a restarted proxy can resume the job;
+    everywhere, a thread also checks every second that the parent is still the
+    proxy that started it."""
+    expected = os.environ.get(PARENT_ENV)
+    parent = int(expected) if expected and expected.isdigit() else os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the polling below still applies
+    if os.getppid() != parent:  # the proxy died before the worker got here
+        os._exit(3)
 
     def watch() -> None:
         while True:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import threading
+import time
+from pathlib import Path
 
 import psycopg
 
@@ -65,7 +68,19 @@ def test_training_job_resumes_after_proxy_restart(pg, dataset_tables, tmp_path):
         conn.execute("DROP MODEL IF EXISTS resumed_model")
         conn.execute("CREATE MODEL resumed_model FROM (SELECT f0, f1, f2, f3, species FROM iris) "
                      "TARGET species FUNCTION predict_resumed SETTINGS (MAX_RUNTIME 6)")
+    linux = sys.platform.startswith("linux")
+    deadline = time.monotonic() + 20
+    while linux and not _workers_of(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not linux or _workers_of(data_dir), "the training worker did not start"
+    time.sleep(0.4)  # (its once-a-second check of the parent is not what must stop it)
     proxy.stop(signal.SIGKILL)  # no goodbye: the job's worker is orphaned mid-training
+    # ... and dies with it (PR_SET_PDEATHSIG), so that the restarted proxy's worker
+    # is the job's only one (two raced on its files)
+    deadline = time.monotonic() + 0.5
+    while _workers_of(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _workers_of(data_dir)
     restarted = start_proxy(pg.uri, "--data-dir", str(data_dir))
     try:
         with psycopg.connect(restarted.dsn(), autocommit=True) as conn:
@@ -74,6 +89,20 @@ def test_training_job_resumes_after_proxy_restart(pg, dataset_tables, tmp_path):
             conn.execute("DROP MODEL resumed_model")
     finally:
         restarted.stop()
+
+
+def _workers_of(data_dir: Path) -> list[int]:
+    """Live training workers of the proxy whose data directory is `data_dir` (Linux:
+    their command lines; zombies have none)."""
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"proxy.training.worker" in cmdline and any(str(data_dir).encode() in part for part in cmdline):
+            found.append(int(entry.name))
+    return found
 
 
 def test_job_without_snapshot_fails_with_reason(pg, dataset_tables, tmp_path):
