@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from .rows import PARSE_ERRORS, DataRowBatch, RowFormatError
+from .rows import BINARY_WORDS, PARSE_ERRORS, DataRowBatch, RowFormatError
 from .rowscan import native
 
-# argument kinds read from their binary words, with the word's width
-_WIDTHS = {"float": 8, "int": 4}
+# argument kinds read from their binary words, with the word's width (an epoch is
+# read too, but the model wants its datetime parts: the general route)
+_WIDTHS = {kind: width for kind, (width, _) in BINARY_WORDS.items() if kind != "epoch"}
 
 
 @dataclass(frozen=True)

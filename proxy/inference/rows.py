@@ -31,11 +31,13 @@ from ..protocol import B_DATA_ROW
 from .buffers import pool_array, unaligned, work_array
 from .rowscan import RowFormatError, native, read_be32, scan_data_rows
 
-__all__ = ["DataRowBatch", "RowFormatError", "scan_data_rows", "NUMERIC_KINDS", "TEXT_KIND"]
+__all__ = ["DataRowBatch", "RowFormatError", "scan_data_rows", "NUMERIC_KINDS", "TEXT_KIND", "BINARY_WORDS"]
 
 # Kinds of appended argument columns, as the query rewrite casts them.
 NUMERIC_KINDS = frozenset(("float", "int", "epoch"))
 TEXT_KIND = "text"
+# The binary words the numeric kinds travel as (the extended protocol): width, numpy type.
+BINARY_WORDS = {"float": (8, ">f8"), "epoch": (8, ">f8"), "int": (4, ">i4")}
 
 _HEADER_SIZE = 7  # type byte, int32 length, int16 column count
 _PAST_END = "a DataRow field runs past the end of the buffer"
@@ -228,7 +230,7 @@ class DataRowBatch:
         """float64 values of a binary float8 column ("float", "epoch") or int4 column
         ("int"), NaN for NULL: one gather of the words at the field positions."""
         self._check_column(index)
-        width, word = (4, ">i4") if kind == "int" else (8, ">f8")
+        width, word = BINARY_WORDS[kind]
         if self.n_rows == 0:
             return np.empty(0, dtype=np.float64)
         lens = self.field_len[index]

@@ -19,6 +19,7 @@ import numpy as np
 from ..protocol import read_values
 from .pgfloat import pg_float_text
 from .pgvalues import ValueOutOfRange, canonical_type, encode_values
+from .rows import BINARY_WORDS
 from .rowscan import RowFormatError
 
 SMALL_BATCH = 32
@@ -37,8 +38,6 @@ def split_rows(rows: bytes) -> list[list[bytes | None]]:
     return out
 
 
-# Binary numeric argument columns: float8 words ("float", "epoch") and int4 ("int").
-_BINARY_WORDS = {"float": (8, ">f8"), "epoch": (8, ">f8"), "int": (4, ">i4")}
 
 
 def column(rows: list[list[bytes | None]], index: int, kind: str, binary: bool = False) -> np.ndarray:
@@ -68,9 +67,9 @@ class ArgumentReader:
         numeric = [(j, i, kind) for j, (i, kind) in enumerate(zip(indices, kinds)) if kind != "text"]
         self._numeric = [(j, i) for j, i, _ in numeric]
         # binary: (width, numpy word, positions, getter of the fields) per word width
-        self._words = [(width, word, [j for j, _, k in numeric if _BINARY_WORDS[k][1] == word],
-                        _getter([i for _, i, k in numeric if _BINARY_WORDS[k][1] == word]))
-                       for width, word in dict.fromkeys(_BINARY_WORDS[k] for _, _, k in numeric)]
+        self._words = [(width, word, [j for j, _, k in numeric if BINARY_WORDS[k][1] == word],
+                        _getter([i for _, i, k in numeric if BINARY_WORDS[k][1] == word]))
+                       for width, word in dict.fromkeys(BINARY_WORDS[k] for _, _, k in numeric)]
 
     def __call__(self, rows: list[list[bytes | None]]) -> list[np.ndarray]:
         out: list[Any] = [None] * self._count
