@@ -19,6 +19,7 @@ SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION = "08001"
 FEATURE_NOT_SUPPORTED = "0A000"
 SYNTAX_ERROR = "42601"
 INVALID_PARAMETER_VALUE = "22023"
+CHARACTER_NOT_IN_REPERTOIRE = "22021"  # also Postgres' invalid byte sequence
 DUPLICATE_OBJECT = "42710"
 UNDEFINED_OBJECT = "42704"
 UNDEFINED_FUNCTION = "42883"
@@ -33,6 +34,12 @@ ADMIN_SHUTDOWN = "57P01"
 CANNOT_CONNECT_NOW = "57P03"
 TOO_MANY_CONNECTIONS = "53300"
 INTERNAL_ERROR = "XX000"
+
+#: The hint of an error about text that is not UTF-8: mlproxy parses the statements
+#: that mention models, and reads model arguments, as UTF-8, where Postgres sends and
+#: takes text in the session's client_encoding.
+UTF8_HINT = ("mlproxy reads statements that call models, and the text they give models, "
+             "as UTF-8: SET client_encoding TO 'UTF8'")
 
 
 @dataclass

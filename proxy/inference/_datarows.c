@@ -378,10 +378,40 @@ static inline Py_ssize_t key_code(const KeyTable *table, const unsigned char *va
     return table->m;
 }
 
+/* Is s[0:n] well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF)? Text arguments are matched as UTF-8; a field that is not came in
+ * another client_encoding, and its lookup would be meaningless. */
+static int valid_utf8(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t extra;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) extra = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) extra = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) extra = 3, cp = c & 0x07;
+        else return 0;
+        if (n - i <= extra) return 0; /* cut short */
+        for (size_t k = 1; k <= extra; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        }
+        if ((extra == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (extra == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        i += extra + 1;
+    }
+    return 1;
+}
+
 /* The n rows into X (float64, feature-major), a feature at a time: column c of row
  * i is the field whose length word is at buf + field_pos[c * n + i] and reads
  * field_len[c * n + i]. Returns -1, or the position in `sources` of a numeric
- * column whose non-NULL field is not `width` bytes. */
+ * column whose non-NULL field is not `width` bytes, or n_numeric + t when a field
+ * of table t's column is none of its categories and not UTF-8. */
 static Py_ssize_t fill_all(const MatrixPlan *p, const unsigned char *buf, const int64_t *field_pos,
                            const int32_t *field_len, double *X, Py_ssize_t n) {
     Py_ssize_t bad = -1;
@@ -416,7 +446,12 @@ static Py_ssize_t fill_all(const MatrixPlan *p, const unsigned char *buf, const 
         const int64_t *targets = table->targets;
         const double *values = table->values;
         for (Py_ssize_t i = 0; i < n; i++) {
-            Py_ssize_t code = key_code(table, buf + pos[i] + 4, len[i]);
+            const unsigned char *field = buf + pos[i] + 4;
+            Py_ssize_t code = key_code(table, field, len[i]);
+            if (code == table->m && len[i] > 0 && !valid_utf8(field, (size_t)len[i])) {
+                bad = p->n_numeric + t;
+                break;
+            }
             for (Py_ssize_t j = 0; j < k; j++) X[targets[j] * n + i] = values[j * stride + code];
         }
     }

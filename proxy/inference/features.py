@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .rows import BINARY_WORDS, PARSE_ERRORS, DataRowBatch, RowFormatError
-from .rowscan import native
+from .rowscan import TextNotUtf8, native
 
 # argument kinds read from their binary words, with the word's width (an epoch is
 # read too, but the model wants its datetime parts: the general route)
@@ -107,6 +107,8 @@ class FeaturePlan:
         return X
 
     def _check(self, code: int) -> None:
+        if code >= len(self._sources):  # a text argument's field that is not UTF-8
+            raise TextNotUtf8()
         if code >= 0:  # the position of a numeric feature's column with a wrong field
             column, width = int(self._sources[code]), int(self._widths[code])
             word = "f8" if width == 8 else "i4"

@@ -26,7 +26,7 @@ from typing import Any
 from pglast.parser import ParseError, scan
 
 from .. import errors, protocol as p
-from ..errors import PgError
+from ..errors import CHARACTER_NOT_IN_REPERTOIRE, UTF8_HINT, PgError
 from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
@@ -142,7 +142,7 @@ class InferenceInterceptor:
         """A statement without model calls goes on unchanged, except that Redshift's
         unqualified explain_model() is pointed at mlproxy's."""
         session = takeover.session
-        sql = _statement_text(frame).decode()
+        sql = _statement_sql(frame)
         qualified = qualify_explain_model(sql)
         if qualified is None:
             session.relay_frame(frame)
@@ -184,7 +184,7 @@ class InferenceInterceptor:
         database = takeover.session.startup.database
         if models.entries:  # rewritten statements use the catalog's current functions
             await self.registry.catalog.pool(database)
-        sql = _statement_text(frame).decode()
+        sql = _statement_sql(frame)
         search_path = await self._search_path(takeover, models)
         # a prepared statement's temporary tables outlive it: not those of a Query
         key = (sql, tuple(search_path), frame.type)
@@ -269,7 +269,7 @@ class InferenceInterceptor:
             await self._explain(plan, models, takeover)
         elif plan.cursor == "transaction" and session.txstatus == b"I":
             # Postgres refuses DECLARE outside a block (25P01) before it runs anything
-            await relay(takeover, _statement_text(frame).decode())
+            await relay(takeover, _statement_sql(frame))
         else:
             await self._general(plan, models, takeover)
         takeover.send_client(p.ready_for_query(session.txstatus))
@@ -488,8 +488,15 @@ class InferenceInterceptor:
         await prepared_general.execute(prepared, bound, frame, takeover)
 
 
-def _statement_text(frame: Frame) -> bytes:
-    return p.statement_text(frame.type, frame.raw)
+def _statement_sql(frame: Frame) -> str:
+    """The statement's text. mlproxy parses and rewrites it as UTF-8 (and sends the
+    rewritten text as UTF-8), so another client_encoding's bytes get Postgres' error
+    for an invalid byte sequence, not a garbled statement."""
+    try:
+        return p.statement_text(frame.type, frame.raw).decode()
+    except UnicodeDecodeError:
+        raise PgError(CHARACTER_NOT_IN_REPERTOIRE, 'invalid byte sequence for encoding "UTF8" in a statement '
+                      "that mentions a model function", hint=UTF8_HINT) from None
 
 
 def _session_state(session) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from ..protocol import B_DATA_ROW
 from .buffers import pool_array, unaligned, work_array
-from .rowscan import RowFormatError, native, read_be32, scan_data_rows
+from .rowscan import RowFormatError, TextNotUtf8, native, read_be32, scan_data_rows
 
 __all__ = ["DataRowBatch", "RowFormatError", "scan_data_rows", "NUMERIC_KINDS", "TEXT_KIND", "BINARY_WORDS"]
 
@@ -271,6 +271,10 @@ class DataRowBatch:
         if self.n_rows == 0 or not order:
             return [np.empty(0, dtype=object) for _ in indices]
         encoded = self._field_strings(order).dictionary_encode()
+        try:  # the distinct values only: cheap
+            encoded.dictionary.validate(full=True)
+        except pa.ArrowInvalid:
+            raise TextNotUtf8() from None
         distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
         lookup = np.empty(len(distinct) + 1, dtype=object)
         lookup[:-1] = distinct  # and None at the end, for NULLs and the gaps

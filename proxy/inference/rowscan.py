@@ -15,6 +15,7 @@ import struct
 
 import numpy as np
 
+from ..errors import CHARACTER_NOT_IN_REPERTOIRE, UTF8_HINT
 from ..protocol import B_DATA_ROW
 
 try:
@@ -30,6 +31,21 @@ _SCAN_BLOCK = 1 << 16
 
 class RowFormatError(ValueError):
     """The bytes are not a run of well-formed DataRows with one column count."""
+
+
+class TextNotUtf8(ValueError):
+    """A text argument of a model call is not UTF-8. Postgres sends text in the
+    session's client_encoding, and mlproxy reads model arguments as UTF-8 (the
+    categories a model learned are UTF-8): another encoding's bytes would be looked
+    up as unseen values, a wrong prediction given silently, so the statement fails
+    as Postgres fails on an invalid byte sequence."""
+
+    sqlstate = CHARACTER_NOT_IN_REPERTOIRE
+    hint = UTF8_HINT
+
+    def __init__(self) -> None:
+        super().__init__('invalid byte sequence for encoding "UTF8" in a text argument of a model '
+                         "function (the session's client_encoding is not UTF8)")
 
 
 def read_be32(u8: np.ndarray, positions: np.ndarray, dtype: str = ">i4",

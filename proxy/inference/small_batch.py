@@ -20,7 +20,7 @@ from ..protocol import read_values
 from .pgfloat import pg_float_text
 from .pgvalues import ValueOutOfRange, canonical_type, encode_values
 from .rows import BINARY_WORDS
-from .rowscan import RowFormatError
+from .rowscan import RowFormatError, TextNotUtf8
 
 SMALL_BATCH = 32
 _I32 = struct.Struct("!i")
@@ -90,7 +90,10 @@ class ArgumentReader:
 def _texts(fields: list[bytes | None]) -> np.ndarray:
     """An object array of the fields' texts (None for NULL); numpy takes a str as
     one value, so the array is one-dimensional."""
-    return np.array([None if f is None else f.decode() for f in fields], dtype=object)
+    try:
+        return np.array([None if f is None else f.decode() for f in fields], dtype=object)
+    except UnicodeDecodeError:
+        raise TextNotUtf8() from None
 
 
 def _binary_words(rows: list[list[bytes | None]], fields_of: Callable[[list], tuple],

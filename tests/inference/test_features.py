@@ -18,6 +18,7 @@ from proxy.inference.evaluate import argument_columns
 from proxy.inference.features import FeaturePlan
 from proxy.inference.rewrite.plan import ArgColumn
 from proxy.inference.rows import DataRowBatch, RowFormatError
+from proxy.inference.rowscan import TextNotUtf8
 
 from .test_rows import ref_row
 
@@ -228,3 +229,31 @@ def test_rows_matrix_refuses_malformed_rows(rows, message):
     assert plan.rows_matrix(ref_row([b"ab"]), 1).tolist() == [[1.0]]
     with pytest.raises(RowFormatError, match=message):
         plan.rows_matrix(rows, 1)
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=12) | st.text(max_size=4).map(str.encode)
+       | st.sampled_from([b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf0\x8f\xbf\xbf",
+                          b"\xc3", b"\xe2\x82", b"\xef\xbf\xbf", b"\xf4\x8f\xbf\xbf", "é".encode("latin-1")]))
+def test_a_text_field_that_is_no_category_must_be_utf8(raw):
+    """Another client_encoding's bytes are refused (TextNotUtf8, 22021), not taken
+    for an unseen category; the C check accepts exactly what Python's codec does."""
+    spec = {"version": 1, "inputs": [{"name": "c", "type": "text"}],
+            "features": [{"op": "one_hot", "input": "c", "category": "ab"}]}
+    plan = FeaturePlan.of([ArgColumn(0, "text", "text")], ["c"], Preprocessor(spec))
+    if _utf8(raw) or raw == b"ab":
+        assert plan.rows_matrix(ref_row([raw]), 1).tolist() == [[1.0 if raw == b"ab" else 0.0]]
+    else:
+        with pytest.raises(TextNotUtf8) as err:
+            plan.rows_matrix(ref_row([raw]), 1)
+        assert err.value.sqlstate == "22021"
+        with pytest.raises(TextNotUtf8):  # the batch route too
+            plan.matrix(batch_of([[raw]]))
