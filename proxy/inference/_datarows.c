@@ -184,8 +184,8 @@ static inline double read_f8(const unsigned char *p) {
  * The parse of the `n` DataRows that fill buf[0:len] exactly, one after another
  * (what a small batch is), for their first `upto` columns: pos[c * n + i] is the
  * position of row i's column c length word (c <= upto: pos[upto * n + i] is where
- * column `upto` starts, the row's end if it has no more), lens[c * n + i] that word.
- * Every field of every row is checked, as parse checks them. */
+ * column `upto` starts, the row's end if it has no more), lens[c * n + i] that word
+ * (lens may be NULL). Every field of every row is checked, as parse checks them. */
 static int walk_rows(const unsigned char *buf, int64_t len, Py_ssize_t n, Py_ssize_t upto, int64_t *pos,
                      int32_t *lens) {
     int64_t at = 0;
@@ -201,7 +201,7 @@ static int walk_rows(const unsigned char *buf, int64_t len, Py_ssize_t n, Py_ssi
             if (field + 4 > len) return PARSE_PAST_END;
             int32_t word = (int32_t)read_len(buf + field);
             if (word < -1) return PARSE_NEGATIVE;
-            if (c < upto) lens[c * n + i] = word;
+            if (lens && c < upto) lens[c * n + i] = word;
             field += 4 + (word > 0 ? word : 0);
         }
         if (ncols == upto) pos[upto * n + i] = field;
@@ -239,10 +239,13 @@ typedef struct {
     KeyTable *tables;
 } MatrixPlan;
 
-static void *copy_words(PyObject *obj, Py_ssize_t count, Py_ssize_t item, const char *what) {
+/* A copy of obj's buffer of *count items of `item` bytes; *count < 0: of all the
+ * items it holds, and *count is set to how many. */
+static void *copy_words(PyObject *obj, Py_ssize_t *count_io, Py_ssize_t item, const char *what) {
     Py_buffer view;
     if (readable(obj, &view, 0, what) < 0) return NULL;
-    if (count < 0) count = view.len / item;
+    if (*count_io < 0) *count_io = view.len / item;
+    Py_ssize_t count = *count_io;
     if (view.len != count * item) {
         PyErr_Format(PyExc_ValueError, "MatrixPlan: %s has %zd bytes, expected %zd", what, view.len, count * item);
         PyBuffer_Release(&view);
@@ -290,18 +293,12 @@ static int plan_init(MatrixPlan *self, PyObject *args, PyObject *kwds) {
     }
     self->n_features = n_features;
     self->scaled = scaled;
-    if (!(self->sources = copy_words(objs[0], -1, 8, "sources"))) return -1;
-    Py_ssize_t k = 0;
-    {
-        Py_buffer view;
-        if (readable(objs[0], &view, 0, "sources") < 0) return -1;
-        k = view.len / 8;
-        PyBuffer_Release(&view);
-    }
+    Py_ssize_t k = -1;
+    if (!(self->sources = copy_words(objs[0], &k, 8, "sources"))) return -1;
     self->n_numeric = k;
-    if (!(self->widths = copy_words(objs[1], k, 8, "widths")) || !(self->targets = copy_words(objs[2], k, 8, "targets")) ||
-        !(self->fill = copy_words(objs[3], k, 8, "fill")) || !(self->center = copy_words(objs[4], k, 8, "center")) ||
-        !(self->scale = copy_words(objs[5], k, 8, "scale")))
+    if (!(self->widths = copy_words(objs[1], &k, 8, "widths")) || !(self->targets = copy_words(objs[2], &k, 8, "targets")) ||
+        !(self->fill = copy_words(objs[3], &k, 8, "fill")) || !(self->center = copy_words(objs[4], &k, 8, "center")) ||
+        !(self->scale = copy_words(objs[5], &k, 8, "scale")))
         return -1;
     Py_ssize_t n_columns = 0;
     for (Py_ssize_t j = 0; j < k; j++) {
@@ -325,20 +322,19 @@ static int plan_init(MatrixPlan *self, PyObject *args, PyObject *kwds) {
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(tables, t), "nOOOO;a key table is (column, keys, bounds, targets, values)",
                               &table->column, &blob, &bounds, &targets, &values))
             return -1;
-        Py_buffer view;
-        if (readable(bounds, &view, 8, "bounds") < 0) return -1;
-        table->m = view.len / 8 - 1;
-        PyBuffer_Release(&view);
-        if (readable(targets, &view, 0, "targets") < 0) return -1;
-        table->k = view.len / 8;
-        PyBuffer_Release(&view);
-        if (!(table->blob = copy_words(blob, -1, 1, "keys")) ||
-            !(table->bounds = copy_words(bounds, table->m + 1, 8, "bounds")) ||
-            !(table->targets = copy_words(targets, table->k, 8, "targets")) ||
-            !(table->values = copy_words(values, table->k * (table->m + 1), 8, "values")))
+        Py_ssize_t blob_len = -1, n_bounds = -1, n_values;
+        table->k = -1;
+        if (!(table->blob = copy_words(blob, &blob_len, 1, "keys")) ||
+            !(table->bounds = copy_words(bounds, &n_bounds, 8, "bounds")) ||
+            !(table->targets = copy_words(targets, &table->k, 8, "targets")))
             return -1;
-        Py_ssize_t blob_len = PyObject_Length(blob);
-        if (blob_len < 0) return -1;
+        if (n_bounds < 1) {
+            PyErr_SetString(PyExc_ValueError, "MatrixPlan: bounds needs at least one word");
+            return -1;
+        }
+        table->m = n_bounds - 1;
+        n_values = table->k * n_bounds;
+        if (!(table->values = copy_words(values, &n_values, 8, "values"))) return -1;
         for (Py_ssize_t j = 0; j <= table->m; j++) {
             if (table->bounds[j] < 0 || table->bounds[j] > blob_len || (j && table->bounds[j] < table->bounds[j - 1])) {
                 PyErr_SetString(PyExc_ValueError, "MatrixPlan: key bounds out of order");
@@ -570,9 +566,7 @@ static PyObject *splice(PyObject *self, PyObject *args) {
             goto fail;
         }
         walked = PyMem_Malloc((size_t)((keep + 1) * n + 1) * 8);
-        int32_t *lens = PyMem_Malloc((size_t)(keep * n + 1) * 4);
-        int code = walked && lens ? walk_rows(v[0].buf, v[0].len, n, keep, walked, lens) : -1;
-        PyMem_Free(lens);
+        int code = walked ? walk_rows(v[0].buf, v[0].len, n, keep, walked, NULL) : -1;
         if (code) {
             if (code < 0) PyErr_NoMemory();
             else PyErr_Format(PyExc_ValueError, "splice: the rows do not parse (code %d)", code);
@@ -688,14 +682,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__mlproxy_rows(void) {
-    if (PyType_Ready(&MatrixPlanType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (!m) return NULL;
-    Py_INCREF(&MatrixPlanType);
-    if (PyModule_AddObject(m, "MatrixPlan", (PyObject *)&MatrixPlanType) < 0) {
-        Py_DECREF(&MatrixPlanType);
-        Py_DECREF(m);
-        return NULL;
-    }
+    if (m && PyModule_AddType(m, &MatrixPlanType) < 0) Py_CLEAR(m); /* readies the type too */
     return m;
 }

@@ -163,7 +163,7 @@ class StreamingRewriter:
         if count <= small_batch.SMALL_BATCH:
             if features is None or None in features:
                 return self._small(rows)
-            return self._few_rows(rows, count, features)
+            return self._few_rows(rows, count)
         if starts is None:
             starts, _ = scan_data_rows(rows)
         batch = DataRowBatch.from_buffer(rows, starts)
@@ -181,7 +181,7 @@ class StreamingRewriter:
             placeholders[call.column] = encode_values(values, call.function.return_type, self._format(call.column))
         return batch.splice(placeholders, plan.user_columns)
 
-    def _few_rows(self, rows: bytes, count: int, features: list[FeaturePlan]) -> bytes:
+    def _few_rows(self, rows: bytes, count: int) -> bytes:
         """The C route for a few rows (a single-row lookup): each feature matrix straight
         from the rows, values encoded one by one, and the rows spliced, with no parsed
         batch and no array set-up (their fixed costs are most of a one-row query's)."""

@@ -41,12 +41,13 @@ BINARY_WORDS = {"float": (8, ">f8"), "epoch": (8, ">f8"), "int": (4, ">i4")}
 
 _HEADER_SIZE = 7  # type byte, int32 length, int16 column count
 _PAST_END = "a DataRow field runs past the end of the buffer"
-# The C parser's error codes (proxy/inference/_datarows.c), as the numpy parser says them.
+# The C parsers' error codes (parse and walk_rows in proxy/inference/_datarows.c), as the
+# numpy parser says them (7 is walk_rows' own).
 PARSE_ERRORS = {1: _PAST_END, 2: "not a DataRow message",
-                 3: "DataRows of one batch must have one column count",
-                 4: "negative DataRow field length", 5: "DataRow fields do not fill the message",
-                 6: "DataRows overlap or run past the buffer",
-                 7: "a DataRow has fewer columns than its result"}
+                3: "DataRows of one batch must have one column count",
+                4: "negative DataRow field length", 5: "DataRow fields do not fill the message",
+                6: "DataRows overlap or run past the buffer",
+                7: "a DataRow has fewer columns than its result"}
 
 
 

@@ -38,8 +38,6 @@ def split_rows(rows: bytes) -> list[list[bytes | None]]:
     return out
 
 
-
-
 def column(rows: list[list[bytes | None]], index: int, kind: str, binary: bool = False) -> np.ndarray:
     """One argument column, as DataRowBatch.column (or binary_column) gives it."""
     if kind == "text":
