@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=int(os.environ.get("MLPROXY_WORKERS", "1")),
                        metavar="N", help="training jobs that run at once, each in its own "
                                          "process (default 1; env MLPROXY_WORKERS)")
+    serve.add_argument("--job-sweep", type=float,
+                       default=float(os.environ.get("MLPROXY_JOB_SWEEP", "30")), metavar="SECONDS",
+                       help="how often to look for interrupted training jobs to resume or fail "
+                            "(default 30; a failed look is retried sooner; env MLPROXY_JOB_SWEEP)")
     serve.add_argument("--relay", default=os.environ.get("MLPROXY_RELAY", "native"),
                        choices=["native", "python"],
                        help="who relays sessions with nothing to intercept: a native thread "
@@ -89,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                     data_dir=args.data_dir or default_data_dir(),
                     tls_cert=args.tls_cert, tls_key=args.tls_key,
                     shutdown_grace=args.shutdown_grace, log_level=args.log_level,
-                    training_workers=max(1, args.workers), relay=args.relay)
+                    training_workers=max(1, args.workers), relay=args.relay,
+                    job_sweep_interval=max(0.1, args.job_sweep))
     if args.upstream:
         try:
             config.upstream = Upstream.from_url(args.upstream)

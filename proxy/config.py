@@ -92,4 +92,7 @@ class Config:
     training_workers: int = 1
     # Threads each training job may use (None: all cores).
     training_threads: int | None = None
+    # Seconds between two looks for interrupted training jobs (a failed look is
+    # retried sooner, with backoff).
+    job_sweep_interval: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)

@@ -35,16 +35,29 @@ class MLRuntime:
         # ML statements first: a CREATE MODEL's query may mention a model function.
         self.interceptors = [MLInterceptor(self.services), InferenceInterceptor(self.registry)]
         self._sweeper: asyncio.Task | None = None
+        self._sweep_interval = config.job_sweep_interval
+        # After a LISTEN connection comes back, notifications may have been missed:
+        # the registry reloads that database's models and the runner re-checks its jobs.
+        self.catalog.on_resync(self.registry.reload)
+        self.catalog.on_resync(self.jobs.recover_database)
 
     def start(self) -> None:
-        """Resume interrupted training jobs now, and look again every 30 s."""
+        """Resume interrupted training jobs now, and look again periodically (a
+        failed look is logged and retried: see JobRunner.sweep_forever)."""
         async def run() -> None:
             await self.jobs.recover()
-            await self.jobs.sweep_forever()
+            await self.jobs.sweep_forever(self._sweep_interval)
         self._sweeper = asyncio.ensure_future(run())
+        self._sweeper.add_done_callback(_sweeper_done)
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.jobs.close()
         await self.catalog.close()
+
+
+def _sweeper_done(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("job recovery sweep ended", exc_info=task.exception())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,37 @@ from .schema import NOTIFY_CHANNEL, migrate
 log = logging.getLogger("mlproxy.catalog")
 
 Listener = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+Resync = Callable[[str], Awaitable[object]]
+
+
+#: Bounds on what a client session may wait for on the catalog: connecting, and any
+#: one statement of the proxy's service connections.
+CONNECT_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 30.0
+
+#: Errors that mean the upstream (or the way to it) went away, not a bad statement.
+CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError,
+                     asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+
+
+class Backoff:
+    """Capped exponential delays with jitter: a replica set that lost its upstream
+    does not hammer it in step when it comes back."""
+
+    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
+        self.first = first
+        self.cap = cap
+        self._next = first
+
+    def reset(self) -> None:
+        self._next = self.first
+
+    def delay(self) -> float:
+        """The next delay: uniformly in [d/2, d] for d doubling up to the cap."""
+        current = self._next
+        self._next = min(self.cap, current * 2)
+        return random.uniform(current / 2, current)
 
 
 class CatalogStore:
@@ -28,18 +60,31 @@ class CatalogStore:
         self.upstream = upstream
         self._pools: dict[str, asyncpg.Pool] = {}
         self._listeners: dict[str, asyncpg.Connection] = {}
+        # One task per database keeps its LISTEN connection open, reconnecting after a loss.
+        self._listening: dict[str, asyncio.Task] = {}
+        # Set once the LISTEN connection of a database was up, or given up waiting for:
+        # any later (re)connection may have missed notifications and resyncs.
+        self._listen_ready: dict[str, asyncio.Event] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._subscribers: list[Listener] = []
+        self._resync: list[Resync] = []
         self._migrated: set[str] = set()
 
     def subscribe(self, callback: Listener) -> None:
         """Call `callback(database, event)` for every catalog change notification."""
         self._subscribers.append(callback)
 
+    def on_resync(self, callback: Resync) -> None:
+        """Await `callback(database)` whenever the LISTEN connection of `database` is
+        re-established: notifications sent while it was down are lost, so whatever
+        the callback keeps from the catalog must be read afresh."""
+        self._resync.append(callback)
+
     def _connect_kwargs(self, database: str) -> dict[str, Any]:
         up = self.upstream
         kwargs: dict[str, Any] = dict(host=up.host, port=up.port, user=up.user,
-                                      database=database, password=up.password)
+                                      database=database, password=up.password,
+                                      timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)
         if not up.is_unix and up.sslmode != "disable":
             kwargs["ssl"] = up.sslmode
         return kwargs
@@ -47,23 +92,95 @@ class CatalogStore:
     async def pool(self, database: str, *, migrate_catalog: bool = True) -> asyncpg.Pool:
         """The pool for `database`, created on first use, with the catalog created or
         migrated unless `migrate_catalog` is false (reading a database that may have
-        no models must not create a schema in it)."""
+        no models must not create a schema in it). Its LISTEN connection is kept
+        open from then on (see `_listen_forever`). Raises (within CONNECT_TIMEOUT per
+        attempt) when the upstream cannot be reached: the next call tries again."""
         lock = self._opening.setdefault(database, asyncio.Lock())
         async with lock:
             pool = self._pools.get(database)
             if pool is None:
-                kwargs = self._connect_kwargs(database)
-                pool = await asyncpg.create_pool(min_size=1, max_size=3, **kwargs)
-                listener = await asyncpg.connect(**kwargs)
-                await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                pool = await asyncpg.create_pool(min_size=1, max_size=3,
+                                                 **self._connect_kwargs(database))
                 self._pools[database] = pool
-                self._listeners[database] = listener
+                ready = self._listen_ready.setdefault(database, asyncio.Event())
+                self._listening[database] = asyncio.ensure_future(self._listen_forever(database))
+                # Wait for LISTEN before anyone reads the catalog through this pool,
+                # so no change falls between a read and the first notification; if it
+                # takes too long, its connection counts as a reconnection (resync).
+                try:
+                    await asyncio.wait_for(ready.wait(), CONNECT_TIMEOUT)
+                except TimeoutError:
+                    ready.set()
             if migrate_catalog and database not in self._migrated:
                 async with pool.acquire() as conn:
                     await migrate(conn)
                 self._migrated.add(database)
                 log.info("catalog ready database=%s", database)
             return pool
+
+    async def _listen_forever(self, database: str) -> None:
+        """Keep a connection LISTENing on the catalog channel of `database`: when it is
+        lost (asyncpg's termination listener: the upstream went away or ended it),
+        reconnect with backoff, and after every reconnection expire the pool's
+        connections (they went with it) and tell `on_resync` callbacks."""
+        backoff = Backoff()
+        ready = self._listen_ready[database]
+        while True:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(**self._connect_kwargs(database))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever failed, try again later
+                delay = backoff.delay()
+                log.warning("catalog listener cannot connect database=%s (retrying in %.1f s): %s",
+                            database, delay, describe_error(exc))
+                await asyncio.sleep(delay)
+                continue
+            try:
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            except asyncio.CancelledError:
+                conn.terminate()
+                raise
+            except Exception as exc:  # noqa: BLE001
+                conn.terminate()
+                delay = backoff.delay()
+                log.warning("catalog listener cannot LISTEN database=%s (retrying in %.1f s): %s",
+                            database, delay, describe_error(exc))
+                await asyncio.sleep(delay)
+                continue
+            self._listeners[database] = conn
+            backoff.reset()
+            if ready.is_set():
+                log.info("catalog listener reconnected database=%s: re-reading the catalog",
+                         database)
+                await self._expire_pool(database)
+                await self._tell_resync(database)
+            ready.set()
+            try:
+                await lost.wait()
+            finally:
+                if self._listeners.get(database) is conn:
+                    del self._listeners[database]
+                if not conn.is_closed():
+                    conn.terminate()
+            log.warning("catalog listener lost its connection database=%s: reconnecting", database)
+            await self._expire_pool(database)
+
+    async def _expire_pool(self, database: str) -> None:
+        pool = self._pools.get(database)
+        if pool is not None:
+            await pool.expire_connections()
+
+    async def _tell_resync(self, database: str) -> None:
+        for callback in self._resync:
+            try:
+                await callback(database)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the others still resync
+                log.warning("catalog resync failed database=%s: %s", database, describe_error(exc))
 
     async def fetch_models(self, database: str) -> list[asyncpg.Record]:
         """Every model of `database` (no artifacts); empty if it has no catalog."""
@@ -168,9 +285,19 @@ class CatalogStore:
         return found
 
     async def close(self) -> None:
+        for task in self._listening.values():
+            task.cancel()
+        await asyncio.gather(*self._listening.values(), return_exceptions=True)
         for conn in self._listeners.values():
             await conn.close()
         for pool in self._pools.values():
             await pool.close()
+        self._listening.clear()
         self._listeners.clear()
         self._pools.clear()
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as a log line's cause: its type when its text says nothing."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

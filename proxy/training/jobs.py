@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..catalog.store import CatalogStore
+from ..catalog.store import CONNECTION_ERRORS, Backoff, CatalogStore, describe_error
 from .snapshot import JobDir
 from .worker import PARENT_ENV
 
@@ -75,15 +75,23 @@ class JobRunner:
         if task is not None and proc is None:
             task.cancel()
 
-    async def recover(self) -> None:
-        """Resume, store or fail the TRAINING models of every database with a catalog."""
+    async def recover(self) -> bool:
+        """Resume, store or fail the TRAINING models of every database with a catalog;
+        False if the catalog of some database could not be read (logged: a database
+        that fails does not keep the others from being recovered)."""
         try:
             databases = await self.catalog.databases_with_catalog()
         except Exception as exc:  # noqa: BLE001 - recovery retries on the next sweep
-            log.warning("job recovery could not list databases: %s", exc)
-            return
+            log.warning("job recovery could not list databases: %s", describe_error(exc))
+            return False
+        ok = True
         for database in databases:
-            await self.recover_database(database)
+            try:
+                await self.recover_database(database)
+            except Exception as exc:  # noqa: BLE001 - retried, see sweep_forever
+                log.warning("job recovery failed database=%s: %s", database, describe_error(exc))
+                ok = False
+        return ok
 
     async def recover_database(self, database: str) -> None:
         rows = await self.catalog.fetch(
@@ -125,9 +133,25 @@ class JobRunner:
         return False
 
     async def sweep_forever(self, interval: float = 30.0) -> None:
+        """Recover jobs every `interval` seconds, and sooner (with backoff) after a
+        sweep that failed: nothing the catalog does ends the sweep."""
+        backoff = Backoff(first=min(1.0, interval), cap=interval)
+        delay = interval
         while True:
-            await asyncio.sleep(interval)
-            await self.recover()
+            await asyncio.sleep(delay)
+            try:
+                ok = await self.recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the sweep goes on
+                log.warning("job recovery sweep failed: %s", describe_error(exc))
+                ok = False
+            if ok:
+                backoff.reset()
+                delay = interval
+            else:
+                delay = backoff.delay()
+                log.warning("job recovery sweep retries in %.1f s", delay)
 
     async def close(self) -> None:
         for key, proc in list(self._procs.items()):
@@ -150,6 +174,11 @@ class JobRunner:
                 await self._store_outcome(database, model_id, job)
         except asyncio.CancelledError:
             raise
+        except CONNECTION_ERRORS as exc:
+            # The job directory stays: the recovery sweep (or the catalog's resync
+            # once the upstream is back) resumes the job or stores its outcome.
+            log.warning("training job model_id=%s waits for the catalog, which is "
+                        "unreachable: %s", model_id, describe_error(exc))
         except Exception as exc:  # noqa: BLE001 - record, never lose the job silently
             log.exception("training job failed model_id=%s", model_id)
             await self.catalog.mark_failed(database, model_id, f"internal error: {exc}")
@@ -176,6 +205,7 @@ class JobRunner:
         self._procs[key] = proc
         log.info("training started model_id=%s database=%s pid=%s", model_id, database, proc.pid)
         last_progress = None
+        unreachable = False
         try:
             while True:
                 try:
@@ -185,7 +215,16 @@ class JobRunner:
                     pass
                 progress = await asyncio.to_thread(job.read_json, job.progress_file)
                 progress = progress or {"phase": "starting"}
-                alive = await self.catalog.set_progress(database, model_id, progress, self.instance)
+                try:
+                    alive = await self.catalog.set_progress(database, model_id, progress,
+                                                            self.instance)
+                except CONNECTION_ERRORS as exc:  # the worker goes on; so do we
+                    if not unreachable:
+                        log.warning("training progress of model_id=%s not recorded, the "
+                                    "catalog is unreachable: %s", model_id, describe_error(exc))
+                    unreachable = True
+                    continue
+                unreachable = False
                 if not alive:  # dropped (or finished elsewhere): stop working on it
                     proc.kill()
                     await proc.wait()

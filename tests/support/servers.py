@@ -130,3 +130,66 @@ def start_proxy(upstream_url: str, *args: str, env: dict | None = None,
     proc.kill()
     err = log_path.read_text(errors="replace")
     raise RuntimeError(f"mlproxy did not start: {out.decode()} {err}")
+
+
+class OwnedPostgres:
+    """A Postgres of a test's own, on a unix socket in `base`, that the test may kill
+    (SIGKILL: a crash) or stop (SIGINT: fast shutdown) and start again on the same
+    socket (the shared session `pg` must stay up for every other test)."""
+
+    PORT = 5432  # the socket directory is the test's own: the port only names the socket
+
+    def __init__(self, base: Path) -> None:
+        from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+
+        self.base = Path(base)
+        self.pgdata = self.base / "pgdata"
+        self.log_path = self.base / "postgres.log"
+        self.proc: subprocess.Popen | None = None
+        # Postgres refuses to run as root: as pgserver's own system user then.
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = "pgserver"
+            ensure_user_exists(self.user)
+            ensure_prefix_permissions(self.base)
+            self.base.chmod(0o777)
+        subprocess.run([str(bin_dir() / "initdb"), "-D", str(self.pgdata), "--auth=trust",
+                        "-U", "postgres", "-E", "utf8", "--no-sync"],
+                       user=self.user, check=True, capture_output=True, timeout=120)
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql://postgres@/postgres?host={self.base}&port={self.PORT}"
+
+    def start(self, timeout: float = 30) -> None:
+        """Start on the same socket; after a SIGKILL, tries again until the killed
+        server's backends are gone (Postgres refuses to start while they hold its
+        shared memory)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.log_path, "ab") as log_file:
+                self.proc = subprocess.Popen(
+                    [str(bin_dir() / "postgres"), "-D", str(self.pgdata), "-k", str(self.base),
+                     "-h", "", "-p", str(self.PORT), "-c", "fsync=off"],
+                    user=self.user, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
+            while self.proc.poll() is None:
+                if psql(str(self.base), self.PORT, "SELECT 1;", check=False).returncode == 0:
+                    return
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError(f"postgres did not start: {self.log_path.read_text()}")
+            time.sleep(0.1)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> None:
+        """SIGINT: fast shutdown (clients are told 57P01); SIGKILL: the postmaster
+        dies at once and its backends follow it, closing every connection."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout)
+        self.proc = None
+
+    def psql(self, sql: str, db: str = "postgres", check: bool = True) -> subprocess.CompletedProcess:
+        return psql(str(self.base), self.PORT, sql, db=db, check=check)
