@@ -15,11 +15,13 @@ import os
 import queue
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from .config import Config, Upstream
 from .embedded import EmbeddedPostgres, default_data_dir
+from .errors import file_error
 from .ml_runtime import MLRuntime
 from .server import ProxyServer
 
@@ -102,9 +104,38 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mlproxy: {exc}", file=sys.stderr)
             return 2
     try:
+        for directory in MLRuntime.directories(config):
+            problem = _not_writable(directory)
+            if problem is not None:
+                print(f"mlproxy: directory {directory} is not writable: {problem}",
+                      file=sys.stderr)
+                return 1
         return _run(serve(config, upstream_url=args.upstream))
     finally:
         listener.stop()
+
+
+def _not_writable(directory: Path) -> str | None:
+    """Why `directory` (created if missing) cannot take new files, or None: checked
+    at startup, so that a read-only or full data directory stops `serve` at once
+    instead of failing every CREATE MODEL later."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return file_error(exc, "create directory").message
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".mlproxy-check-")
+    except OSError as exc:
+        return file_error(exc, "create file").message
+    try:
+        os.write(fd, b"mlproxy")
+        os.fsync(fd)
+    except OSError as exc:
+        return file_error(exc, "write to file", probe).message
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    return None
 
 
 def _setup_logging(level: str) -> logging.handlers.QueueListener:

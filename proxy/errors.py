@@ -9,6 +9,7 @@ the proxy uses.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 
 # SQLSTATE codes used by the proxy (names follow Postgres' errcodes.txt).
@@ -33,6 +34,9 @@ QUERY_CANCELED = "57014"
 ADMIN_SHUTDOWN = "57P01"
 CANNOT_CONNECT_NOW = "57P03"
 TOO_MANY_CONNECTIONS = "53300"
+INSUFFICIENT_RESOURCES = "53000"
+DISK_FULL = "53100"
+IO_ERROR = "58030"
 INTERNAL_ERROR = "XX000"
 
 #: The hint of an error about text that is not UTF-8: mlproxy parses the statements
@@ -63,3 +67,27 @@ class PgError(Exception):
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.message} (SQLSTATE {self.sqlstate})"
+
+
+def file_error(exc: OSError, action: str = "write to file", path: object = None) -> PgError:
+    """Postgres' error for a file operation of the proxy's own that failed, worded as
+    Postgres words it (`could not <action> "<path>": <strerror>`, e.g. action "create
+    directory", "write to file", "rename file"): a full disk (or quota) is 53100
+    disk_full, too many open files 53000, anything else (a read-only file system, an
+    I/O error, permissions of the proxy's own directories) 58030 io_error, since the
+    client can do nothing about it but tell whoever runs the proxy. `path` names the
+    file when the error does not (a failed write on an open file)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        sqlstate = DISK_FULL
+    elif exc.errno in (errno.EMFILE, errno.ENFILE):
+        sqlstate = INSUFFICIENT_RESOURCES
+    else:
+        sqlstate = IO_ERROR
+    cause = exc.strerror or str(exc)
+    filename = exc.filename if exc.filename is not None else path
+    if filename is None:
+        return PgError(sqlstate, f"could not {action}: {cause}")
+    names = f'"{filename}"'
+    if exc.filename2 is not None:
+        names += f' to "{exc.filename2}"'
+    return PgError(sqlstate, f"could not {action} {names}: {cause}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from .catalog.store import CatalogStore
 from .config import Config
@@ -26,11 +27,12 @@ class MLRuntime:
     def __init__(self, config: Config) -> None:
         assert config.upstream is not None and config.data_dir is not None
         self.catalog = CatalogStore(config.upstream)
-        self.jobs = JobRunner(self.catalog, config.data_dir, config.data_dir / "cache" / "models",
+        data_dir, cache_dir = self.directories(config)
+        self.jobs = JobRunner(self.catalog, data_dir, cache_dir,
                               workers=config.training_workers,
                               worker_threads=config.training_threads)
         self.services = MLServices(self.catalog, self.jobs, config.data_dir)
-        self.registry = ModelRegistry(self.catalog, config.data_dir / "cache" / "models")
+        self.registry = ModelRegistry(self.catalog, cache_dir)
         self.services.models_changed = self.registry.reload
         # ML statements first: a CREATE MODEL's query may mention a model function.
         self.interceptors = [MLInterceptor(self.services), InferenceInterceptor(self.registry)]
@@ -40,6 +42,13 @@ class MLRuntime:
         # the registry reloads that database's models and the runner re-checks its jobs.
         self.catalog.on_resync(self.registry.reload)
         self.catalog.on_resync(self.jobs.recover_database)
+
+    @staticmethod
+    def directories(config: Config) -> tuple[Path, Path]:
+        """The directories the ML side writes: the data directory (training jobs'
+        snapshots and state) and the cache of compiled model libraries."""
+        assert config.data_dir is not None
+        return config.data_dir, config.data_dir / "cache" / "models"
 
     def start(self) -> None:
         """Resume interrupted training jobs now, and look again periodically (a

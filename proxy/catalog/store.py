@@ -36,6 +36,15 @@ CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError,
                      asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
 
+def catalog_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the upstream could not be reached (or went away), as
+    opposed to a failed statement or a file of the proxy's own (an OSError with a
+    file name: a full or read-only disk)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return False
+    return isinstance(exc, CONNECTION_ERRORS)
+
+
 class Backoff:
     """Capped exponential delays with jitter: a replica set that lost its upstream
     does not hammer it in step when it comes back."""

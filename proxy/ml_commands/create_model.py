@@ -20,7 +20,7 @@ from .. import errors, protocol as p
 from ..catalog.store import CatalogStore
 from ..errors import PgError
 from ..intercept import Takeover
-from ..ml_statements import CreateModel, SourceQuery
+from ..ml_statements import CreateModel, DropModel, ModelName, SourceQuery
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
 from ..training.snapshot import JobDir, export_expression
@@ -123,21 +123,27 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
                              position=stmt.positions.get("name")))
 
     staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
+    options = _train_options(stmt)
     try:
         rows, sampled = await _export(takeover, source, stmt, names, types, staging)
+        # The whole job is on disk before the model is registered: a snapshot that
+        # cannot be written (read-only or full data directory) leaves no model behind.
+        await _write_spec(staging, {
+            "database": database, "model": stmt.name.name,
+            "schema": model_schema, "options": options, "column_names": names,
+            "column_types": types, "rows_exported": rows, "sampled": sampled,
+        })
         model_id = await _register(services, takeover, stmt, source, model_schema, features,
                                    arg_types, return_type)
         job = services.jobs.job_dir(database, model_id)
-        await asyncio.to_thread(_promote, staging, job)
+        try:
+            await asyncio.to_thread(_promote, staging, job)
+        except _Abort:  # the job cannot be put in place: undo the registration
+            await _unregister(takeover, model_schema, stmt)
+            raise
     except BaseException:
         await asyncio.to_thread(staging.remove)
         raise
-    options = _train_options(stmt)
-    job.write_json(job.spec_file, {
-        "database": database, "model_id": model_id, "model": stmt.name.name,
-        "schema": model_schema, "options": options, "column_names": names,
-        "column_types": types, "rows_exported": rows, "sampled": sampled,
-    })
     _notify_progress(services, takeover, database, model_id, stmt.name.name)
     services.jobs.submit(database, model_id)
     log.info("model created model=%s.%s id=%s rows=%s sampled=%s", model_schema,
@@ -222,11 +228,29 @@ async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names:
     tail = f" ORDER BY md5(mlproxy_source::text) LIMIT {limit}" if sampled else ""
     copy_prefix = f"COPY (SELECT {exprs} FROM ("
     copy_sql = f"{copy_prefix}{source.sql}\n) AS mlproxy_source{tail}) TO STDOUT WITH (FORMAT csv)"
-    await asyncio.to_thread(staging.path.mkdir, parents=True, exist_ok=True)
+    try:
+        await asyncio.to_thread(staging.path.mkdir, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _Abort(errors.file_error(exc, "create directory")) from exc
+    try:
+        handle = await asyncio.to_thread(open, staging.csv_file, "wb")
+    except OSError as exc:
+        raise _Abort(errors.file_error(exc, "create file")) from exc
     takeover.send_server(p.message(b"Q", p.cstr(copy_sql)))
-    handle = await asyncio.to_thread(open, staging.csv_file, "wb")
     error: PgError | None = None
+    # A write that fails (full disk) ends the snapshot, not the session: the rest of
+    # the COPY is read and dropped, so the session stays in step with its server.
+    write_error: PgError | None = None
     rows = 0
+
+    async def write(data: bytes) -> None:
+        nonlocal write_error
+        if write_error is None:
+            try:
+                await asyncio.to_thread(handle.write, data)
+            except OSError as exc:
+                write_error = errors.file_error(exc, "write to file", staging.csv_file)
+
     try:
         chunks: list[bytes] = []
         size = 0
@@ -237,7 +261,7 @@ async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names:
                 chunks.append(bytes(msg.body))
                 size += len(msg.raw) - 5
                 if size >= _WRITE_BATCH:
-                    await asyncio.to_thread(handle.write, b"".join(chunks))
+                    await write(b"".join(chunks))
                     chunks, size = [], 0
             elif t == p.B_COMMAND_COMPLETE:
                 rows = int(bytes(msg.body).rstrip(b"\x00").split()[-1])
@@ -248,12 +272,24 @@ async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names:
             elif t == p.B_READY_FOR_QUERY:
                 break
         if chunks:
-            await asyncio.to_thread(handle.write, b"".join(chunks))
+            await write(b"".join(chunks))
     finally:
-        await asyncio.to_thread(handle.close)
+        try:
+            await asyncio.to_thread(handle.close)  # flushes: may find the disk full
+        except OSError as exc:
+            write_error = write_error or errors.file_error(exc, "write to file", staging.csv_file)
     if error is not None:
         raise source.upstream_error(error, len(copy_prefix))
+    if write_error is not None:
+        raise _Abort(write_error)
     return rows, sampled
+
+
+async def _write_spec(job: JobDir, spec: dict[str, Any]) -> None:
+    try:
+        await asyncio.to_thread(job.write_json, job.spec_file, spec)
+    except OSError as exc:
+        raise _Abort(errors.file_error(exc, "write file")) from exc
 
 
 async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel, source: _Source,
@@ -283,10 +319,28 @@ async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel,
 
 
 def _promote(staging: JobDir, job: JobDir) -> None:
-    job.path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _Abort(errors.file_error(exc, "create directory")) from exc
     if job.path.exists():  # a leftover of a dropped model with a reused id
         job.remove()
-    os.replace(staging.path, job.path)
+    try:
+        os.replace(staging.path, job.path)
+    except OSError as exc:
+        raise _Abort(errors.file_error(exc, "rename file")) from exc
+
+
+async def _unregister(takeover: Takeover, model_schema: str, stmt: CreateModel) -> None:
+    """Drop the model just registered, as its creator (DROP MODEL's own statement),
+    when its job could not be set up: nothing stays half-created."""
+    from .interceptor import drop_sql  # (the interceptor imports this module)
+
+    name = ModelName(model_schema, stmt.name.name)
+    result = await collect(takeover, drop_sql(DropModel(name, False, text=f"DROP MODEL {name}")))
+    if result.error is not None:
+        log.error("model %s registered without its training job, and could not be dropped: %s",
+                  name, result.error.message)
 
 
 def _train_options(stmt: CreateModel) -> dict[str, Any]:

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..catalog.store import CONNECTION_ERRORS, Backoff, CatalogStore, describe_error
+from .. import errors
+from ..catalog.store import (CONNECTION_ERRORS, Backoff, CatalogStore, catalog_unreachable,
+                             describe_error)
 from .snapshot import JobDir
 from .worker import PARENT_ENV
 
@@ -174,15 +176,22 @@ class JobRunner:
                 await self._store_outcome(database, model_id, job)
         except asyncio.CancelledError:
             raise
-        except CONNECTION_ERRORS as exc:
-            # The job directory stays: the recovery sweep (or the catalog's resync
-            # once the upstream is back) resumes the job or stores its outcome.
-            log.warning("training job model_id=%s waits for the catalog, which is "
-                        "unreachable: %s", model_id, describe_error(exc))
         except Exception as exc:  # noqa: BLE001 - record, never lose the job silently
+            if catalog_unreachable(exc):
+                # The job directory stays: the recovery sweep (or the catalog's resync
+                # once the upstream is back) resumes the job or stores its outcome.
+                log.warning("training job model_id=%s waits for the catalog, which is "
+                            "unreachable: %s", model_id, describe_error(exc))
+                return
             log.exception("training job failed model_id=%s", model_id)
-            await self.catalog.mark_failed(database, model_id, f"internal error: {exc}")
-            self._tell(key, "failed", {"message": str(exc)})
+            reason = (errors.file_error(exc).message if isinstance(exc, OSError)
+                      else f"internal error: {exc}")
+            try:
+                await self.catalog.mark_failed(database, model_id, reason)
+            except Exception as failed:  # noqa: BLE001 - the sweep fails it later
+                log.warning("training job model_id=%s: failure not recorded: %s", model_id,
+                            describe_error(failed))
+            self._tell(key, "failed", {"message": reason})
             job.remove()
 
     async def _train(self, database: str, model_id: int, job: JobDir) -> bool:

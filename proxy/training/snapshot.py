@@ -118,8 +118,12 @@ class JobDir:
         (the temporary file is the writer's own: a proxy and its worker both write
         the spec and error files)."""
         tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(value, default=str))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(value, default=str))
+            os.replace(tmp, path)
+        except OSError:  # a full disk: leave no partial file taking space
+            tmp.unlink(missing_ok=True)
+            raise
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ..errors import file_error
 from .snapshot import JobDir, load_table
 
 
@@ -68,6 +69,8 @@ def run_job(job: JobDir) -> int:
         job.write_json(job.result_file, result)
         return 0
     except Exception as exc:  # every failure becomes the model's FAILED reason
+        if isinstance(exc, OSError):  # a full or read-only data directory, said as Postgres would
+            exc = file_error(exc)
         sqlstate = getattr(exc, "sqlstate", None) or "XX000"
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if sqlstate == "XX000":
