@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -129,15 +130,15 @@ class CatalogStore:
 
     async def _listen_forever(self, database: str) -> None:
         """Keep a connection LISTENing on the catalog channel of `database`: when it is
-        lost (asyncpg's termination listener: the upstream went away or ended it),
-        reconnect with backoff, and after every reconnection expire the pool's
-        connections (they went with it) and tell `on_resync` callbacks."""
+        lost (asyncpg's termination listener: the upstream went away or ended it, or
+        TCP keepalive gave up on a silent peer), reconnect with backoff; after every
+        reconnection expire the pool's connections (they went with it) and tell the
+        `on_resync` callbacks. Nothing but cancellation ends this task."""
         backoff = Backoff()
         ready = self._listen_ready[database]
         while True:
-            lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(**self._connect_kwargs(database))
+                up_since = await self._listen_once(database, ready)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - whatever failed, try again later
@@ -146,36 +147,40 @@ class CatalogStore:
                             database, delay, describe_error(exc))
                 await asyncio.sleep(delay)
                 continue
-            try:
-                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-            except asyncio.CancelledError:
-                conn.terminate()
-                raise
-            except Exception as exc:  # noqa: BLE001
-                conn.terminate()
-                delay = backoff.delay()
-                log.warning("catalog listener cannot LISTEN database=%s (retrying in %.1f s): %s",
-                            database, delay, describe_error(exc))
-                await asyncio.sleep(delay)
-                continue
+            # a connection that stayed up a while starts the backoff afresh; one lost
+            # at once (a flapping upstream) waits longer each time
+            if asyncio.get_running_loop().time() - up_since > backoff.cap:
+                backoff.reset()
+            delay = backoff.delay()
+            log.warning("catalog listener lost its connection database=%s: reconnecting "
+                        "in %.1f s", database, delay)
+            await self._expire_pool(database)
+            await asyncio.sleep(delay)
+
+    async def _listen_once(self, database: str, ready: asyncio.Event) -> float:
+        """Connect, LISTEN, resync if this is a reconnection, and wait until the
+        connection is lost; returns when it came up (loop time)."""
+        conn = await asyncpg.connect(**self._connect_kwargs(database))
+        try:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn: lost.set())
+            _keep_alive(conn)
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
             self._listeners[database] = conn
-            backoff.reset()
+            up_since = asyncio.get_running_loop().time()
             if ready.is_set():
                 log.info("catalog listener reconnected database=%s: re-reading the catalog",
                          database)
                 await self._expire_pool(database)
                 await self._tell_resync(database)
             ready.set()
-            try:
-                await lost.wait()
-            finally:
-                if self._listeners.get(database) is conn:
-                    del self._listeners[database]
-                if not conn.is_closed():
-                    conn.terminate()
-            log.warning("catalog listener lost its connection database=%s: reconnecting", database)
-            await self._expire_pool(database)
+            await lost.wait()
+            return up_since
+        finally:
+            if self._listeners.get(database) is conn:
+                del self._listeners[database]
+            if not conn.is_closed():
+                conn.terminate()
 
     async def _expire_pool(self, database: str) -> None:
         pool = self._pools.get(database)
@@ -304,6 +309,20 @@ class CatalogStore:
         self._listening.clear()
         self._listeners.clear()
         self._pools.clear()
+
+
+def _keep_alive(conn: asyncpg.Connection) -> None:
+    """TCP keepalive on a LISTEN connection, which otherwise only reads: a peer that
+    vanished without a word (a host gone, a dropped route) is noticed in about a
+    minute and the connection ends like any other lost one. Unix sockets need none."""
+    transport = getattr(conn, "_transport", None)  # asyncpg exposes no public handle
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def describe_error(exc: BaseException) -> str:
