@@ -149,3 +149,31 @@ def test_recovery_sweep_goes_on_after_a_catalog_error(upstream, tmp_path):
         upstream.psql("DO $$BEGIN ALTER TABLE mlproxy.models RENAME COLUMN job_owner_away "
                       "TO job_owner; EXCEPTION WHEN undefined_column THEN NULL; END$$;")
         sweeper.stop()
+
+
+@pytest.mark.timeout(180)
+def test_training_job_outlives_an_upstream_restart(upstream, tmp_path):
+    """The upstream dies while a model trains: the job's worker goes on, its
+    progress is not recorded meanwhile, and its outcome is stored once the upstream
+    is back (not left to the next sweep, 30 s later, nor lost with a dead task)."""
+    proxy = start_proxy(upstream.uri, "--data-dir", str(tmp_path / "trainer"))
+    try:
+        with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+            conn.execute("DROP MODEL IF EXISTS outage_model")
+            conn.execute("CREATE MODEL outage_model FROM (SELECT a, b, label FROM points) "
+                         "TARGET label FUNCTION predict_outage SETTINGS (MAX_RUNTIME 6)")
+        assert proxy.wait_for_log("training started", timeout=10)
+        time.sleep(1.0)
+        upstream.stop(signal.SIGKILL)
+        assert proxy.wait_for_log("not recorded, the catalog is unreachable", timeout=10), \
+            proxy.read_log()
+        time.sleep(1.0)
+        upstream.start()
+        with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+            info = wait_for_state(conn, "outage_model", timeout=20)
+            assert info["Model State"] == "READY", info
+            assert conn.execute("SELECT predict_outage(a, b) FROM points WHERE id = 4").fetchone()
+            conn.execute("DROP MODEL outage_model")
+        assert "Task exception was never retrieved" not in proxy.read_log()
+    finally:
+        proxy.stop()
