@@ -41,7 +41,7 @@ class MLRuntime:
         # After a LISTEN connection comes back, notifications may have been missed:
         # the registry reloads that database's models and the runner re-checks its jobs.
         self.catalog.on_resync(self.registry.reload)
-        self.catalog.on_resync(self.jobs.recover_database)
+        self.catalog.on_resync(self._recheck_jobs)
 
     @staticmethod
     def directories(config: Config) -> tuple[Path, Path]:
@@ -49,6 +49,10 @@ class MLRuntime:
         snapshots and state) and the cache of compiled model libraries."""
         assert config.data_dir is not None
         return config.data_dir, config.data_dir / "cache" / "models"
+
+    async def _recheck_jobs(self, database: str) -> None:
+        if await self.catalog.has_catalog(database):  # (a database without models keeps none)
+            await self.jobs.recover_database(database)
 
     def start(self) -> None:
         """Resume interrupted training jobs now, and look again periodically (a

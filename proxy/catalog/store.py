@@ -196,6 +196,11 @@ class CatalogStore:
             except Exception as exc:  # noqa: BLE001 - the others still resync
                 log.warning("catalog resync failed database=%s: %s", database, describe_error(exc))
 
+    async def has_catalog(self, database: str) -> bool:
+        """Whether `database` holds a model catalog (asking creates none)."""
+        pool = await self.pool(database, migrate_catalog=False)
+        return await pool.fetchval("SELECT to_regclass('mlproxy.models') IS NOT NULL")
+
     async def fetch_models(self, database: str) -> list[asyncpg.Record]:
         """Every model of `database` (no artifacts); empty if it has no catalog."""
         pool = await self.pool(database, migrate_catalog=False)
