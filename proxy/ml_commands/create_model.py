@@ -76,10 +76,8 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     try:
         await services.catalog.pool(database)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the catalog
-        raise _Abort(PgError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
-                             f"the model catalog of database \"{database}\" is not available: {exc}",
-                             hint="The proxy's service user needs CREATE on the database "
-                                  "to create schema mlproxy.")) from exc
+        raise _catalog_unavailable(database, exc, hint="The proxy's service user needs CREATE "
+                                   "on the database to create schema mlproxy.") from exc
 
     source = _Source(stmt)
     columns, current_schema = await _describe(takeover, source)
@@ -115,9 +113,12 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     model_schema = stmt.name.schema or current_schema
     if model_schema is None:
         raise _Abort(PgError(errors.INVALID_SCHEMA_NAME, "no schema has been selected to create in"))
-    exists = await services.catalog.fetchrow(
-        database, "SELECT 1 FROM mlproxy.models WHERE schema_name = $1 AND model_name = $2",
-        model_schema, stmt.name.name)
+    try:
+        exists = await services.catalog.fetchrow(
+            database, "SELECT 1 FROM mlproxy.models WHERE schema_name = $1 AND model_name = $2",
+            model_schema, stmt.name.name)
+    except Exception as exc:  # noqa: BLE001 - the upstream went away, or the service login
+        raise _catalog_unavailable(database, exc) from exc
     if exists:
         raise _Abort(PgError(errors.DUPLICATE_OBJECT, f'model "{stmt.name.name}" already exists',
                              position=stmt.positions.get("name")))
@@ -153,6 +154,12 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
         note += f" (a sample within MAX_CELLS {options['max_cells']})"
     takeover.send_client(p.notice_response(note + f"; SHOW MODEL {stmt.name} reports its state"))
     takeover.send_client(p.command_complete("CREATE MODEL"))
+
+
+def _catalog_unavailable(database: str, exc: BaseException, hint: str | None = None) -> _Abort:
+    return _Abort(PgError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                          f"the model catalog of database \"{database}\" is not available: {exc}",
+                          hint=hint))
 
 
 class _Source:

@@ -106,8 +106,14 @@ def test_changes_made_while_a_replica_cannot_listen_are_not_lost(upstream, tmp_p
             _create(conn, "missed_model", "predict_missed")
             assert wait_for_state(conn, "missed_model", timeout=60)["Model State"] == "READY"
         with psycopg.connect(b.dsn(), autocommit=True) as conn:
-            # B's clients are served meanwhile, with what B knew
+            # B's clients are served meanwhile, with what B knew; what needs the
+            # catalog is refused at once with the reason, and the session goes on
             assert conn.execute("SELECT 1").fetchone() == (1,)
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as caught:
+                _create(conn, "refused_model", "predict_refused")
+            assert 'the model catalog of database "postgres" is not available' in str(caught.value)
+            assert 'role "replica_b" is not permitted to log in' in str(caught.value)
+            assert conn.execute("SELECT 2").fetchone() == (2,)
             upstream.psql("ALTER ROLE replica_b LOGIN;")
             _call_within(conn, "predict_missed", seconds=10)
             conn.execute("DROP MODEL missed_model")
