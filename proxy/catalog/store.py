@@ -112,8 +112,10 @@ class CatalogStore:
                 pool = await asyncpg.create_pool(min_size=1, max_size=3,
                                                  **self._connect_kwargs(database))
                 self._pools[database] = pool
-                ready = self._listen_ready.setdefault(database, asyncio.Event())
+                self._listen_ready.setdefault(database, asyncio.Event())
                 self._listening[database] = asyncio.ensure_future(self._listen_forever(database))
+            ready = self._listen_ready[database]
+            if not ready.is_set():
                 # Wait for LISTEN before anyone reads the catalog through this pool,
                 # so no change falls between a read and the first notification; if it
                 # takes too long, its connection counts as a reconnection (resync).

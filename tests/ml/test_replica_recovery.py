@@ -27,12 +27,13 @@ CREATE TABLE points AS
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
-    server = OwnedPostgres(tmp_path_factory.mktemp("own-pg"))
+def upstream():
+    server = OwnedPostgres.create()
     server.start()
     server.psql(TRAIN_TABLE)
     yield server
     server.stop()
+    server.remove()
 
 
 def _create(conn, model: str, function: str) -> None:

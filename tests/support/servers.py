@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,6 +139,16 @@ class OwnedPostgres:
     socket (the shared session `pg` must stay up for every other test)."""
 
     PORT = 5432  # the socket directory is the test's own: the port only names the socket
+
+    @classmethod
+    def create(cls) -> "OwnedPostgres":
+        """In a directory of its own under the system's temp dir, not pytest's: a
+        pytest run that starts meanwhile makes its base directory private to root
+        again, and a server run as another user could then no longer reach its files."""
+        return cls(Path(tempfile.mkdtemp(prefix="mlproxy-own-pg-")))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
 
     def __init__(self, base: Path) -> None:
         from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
