@@ -8,6 +8,7 @@ and listening for model changes made through any proxy replica (LISTEN/NOTIFY).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -31,19 +32,22 @@ Resync = Callable[[str], Awaitable[object]]
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
 
-#: Errors that mean the upstream (or the way to it) went away, not a bad statement.
-CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError,
-                     asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+#: Errors that mean the catalog cannot be reached (the upstream, or the way to it,
+#: went away, is starting or stopping, or refuses the service identity), as opposed
+#: to a statement that failed. The store does no file IO: any OSError is the network.
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.InterfaceError,
+                asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+                asyncpg.TooManyConnectionsError, asyncpg.InvalidAuthorizationSpecificationError,
+                asyncpg.InvalidPasswordError, asyncpg.InvalidCatalogNameError)
 
 
-def catalog_unreachable(exc: BaseException) -> bool:
-    """Whether `exc` says the upstream could not be reached (or went away), as
-    opposed to a failed statement or a file of the proxy's own (an OSError with a
-    file name: a full or read-only disk)."""
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return False
-    return isinstance(exc, CONNECTION_ERRORS)
+class CatalogUnavailable(Exception):
+    """The catalog could not be reached; its text is the cause's. Whoever waits on
+    the catalog (a training job's runner) waits for it to come back, rather than
+    taking it for a failure of its own."""
+
+
 
 
 class Backoff:
@@ -99,6 +103,18 @@ class CatalogStore:
             kwargs["ssl"] = up.sslmode
         return kwargs
 
+    @contextlib.contextmanager
+    def _reaching(self):
+        """Turns the errors of an unreachable catalog into CatalogUnavailable."""
+        try:
+            yield
+        except _UNREACHABLE as exc:
+            if isinstance(exc, OSError) and exc.strerror:
+                cause = f"could not connect to {self.upstream.describe()}: {exc.strerror}"
+            else:
+                cause = str(exc) or type(exc).__name__
+            raise CatalogUnavailable(cause) from exc
+
     async def pool(self, database: str, *, migrate_catalog: bool = True) -> asyncpg.Pool:
         """The pool for `database`, created on first use, with the catalog created or
         migrated unless `migrate_catalog` is false (reading a database that may have
@@ -107,28 +123,32 @@ class CatalogStore:
         attempt) when the upstream cannot be reached: the next call tries again."""
         lock = self._opening.setdefault(database, asyncio.Lock())
         async with lock:
-            pool = self._pools.get(database)
-            if pool is None:
-                pool = await asyncpg.create_pool(min_size=1, max_size=3,
-                                                 **self._connect_kwargs(database))
-                self._pools[database] = pool
-                self._listen_ready.setdefault(database, asyncio.Event())
-                self._listening[database] = asyncio.ensure_future(self._listen_forever(database))
-            ready = self._listen_ready[database]
-            if not ready.is_set():
-                # Wait for LISTEN before anyone reads the catalog through this pool,
-                # so no change falls between a read and the first notification; if it
-                # takes too long, its connection counts as a reconnection (resync).
-                try:
-                    await asyncio.wait_for(ready.wait(), CONNECT_TIMEOUT)
-                except TimeoutError:
-                    ready.set()
-            if migrate_catalog and database not in self._migrated:
-                async with pool.acquire() as conn:
-                    await migrate(conn)
-                self._migrated.add(database)
-                log.info("catalog ready database=%s", database)
-            return pool
+            with self._reaching():
+                return await self._open(database, migrate_catalog)
+
+    async def _open(self, database: str, migrate_catalog: bool) -> asyncpg.Pool:
+        pool = self._pools.get(database)
+        if pool is None:
+            pool = await asyncpg.create_pool(min_size=1, max_size=3,
+                                             **self._connect_kwargs(database))
+            self._pools[database] = pool
+            self._listen_ready.setdefault(database, asyncio.Event())
+            self._listening[database] = asyncio.ensure_future(self._listen_forever(database))
+        ready = self._listen_ready[database]
+        if not ready.is_set():
+            # Wait for LISTEN before anyone reads the catalog through this pool,
+            # so no change falls between a read and the first notification; if it
+            # takes too long, its connection counts as a reconnection (resync).
+            try:
+                await asyncio.wait_for(ready.wait(), CONNECT_TIMEOUT)
+            except TimeoutError:
+                ready.set()
+        if migrate_catalog and database not in self._migrated:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            self._migrated.add(database)
+            log.info("catalog ready database=%s", database)
+        return pool
 
     async def _listen_forever(self, database: str) -> None:
         """Keep a connection LISTENing on the catalog channel of `database`: when it is
@@ -201,18 +221,20 @@ class CatalogStore:
     async def has_catalog(self, database: str) -> bool:
         """Whether `database` holds a model catalog (asking creates none)."""
         pool = await self.pool(database, migrate_catalog=False)
-        return await pool.fetchval("SELECT to_regclass('mlproxy.models') IS NOT NULL")
+        with self._reaching():
+            return await pool.fetchval("SELECT to_regclass('mlproxy.models') IS NOT NULL")
 
     async def fetch_models(self, database: str) -> list[asyncpg.Record]:
         """Every model of `database` (no artifacts); empty if it has no catalog."""
         pool = await self.pool(database, migrate_catalog=False)
-        async with pool.acquire() as conn:
-            if not await conn.fetchval("SELECT to_regclass('mlproxy.models') IS NOT NULL"):
-                return []
-            return await conn.fetch(
-                "SELECT id, schema_name, model_name, function_schema, function_name,"
-                " function_signature, arg_names, arg_types, return_type, state, failure_reason,"
-                " problem_type, artifact_sha256 FROM mlproxy.models")
+        with self._reaching():
+            async with pool.acquire() as conn:
+                if not await conn.fetchval("SELECT to_regclass('mlproxy.models') IS NOT NULL"):
+                    return []
+                return await conn.fetch(
+                    "SELECT id, schema_name, model_name, function_schema, function_name,"
+                    " function_signature, arg_names, arg_types, return_type, state,"
+                    " failure_reason, problem_type, artifact_sha256 FROM mlproxy.models")
 
     def _on_notify(self, conn, pid, channel, payload) -> None:
         try:
@@ -229,15 +251,18 @@ class CatalogStore:
 
     async def fetchrow(self, database: str, sql: str, *args: Any) -> asyncpg.Record | None:
         pool = await self.pool(database)
-        return await pool.fetchrow(sql, *args)
+        with self._reaching():
+            return await pool.fetchrow(sql, *args)
 
     async def fetch(self, database: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         pool = await self.pool(database)
-        return await pool.fetch(sql, *args)
+        with self._reaching():
+            return await pool.fetch(sql, *args)
 
     async def execute(self, database: str, sql: str, *args: Any) -> str:
         pool = await self.pool(database)
-        return await pool.execute(sql, *args)
+        with self._reaching():
+            return await pool.execute(sql, *args)
 
     async def model(self, database: str, model_id: int) -> asyncpg.Record | None:
         return await self.fetchrow(database, "SELECT * FROM mlproxy.models WHERE id = $1", model_id)
@@ -286,12 +311,13 @@ class CatalogStore:
 
     async def databases_with_catalog(self) -> list[str]:
         """Databases of the upstream that hold a model catalog (for job recovery)."""
-        conn = await asyncpg.connect(**self._connect_kwargs("postgres"))
-        try:
-            names = await conn.fetch(
-                "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate")
-        finally:
-            await conn.close()
+        with self._reaching():
+            conn = await asyncpg.connect(**self._connect_kwargs("postgres"))
+            try:
+                names = await conn.fetch(
+                    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate")
+            finally:
+                await conn.close()
         found = []
         for row in names:
             try:

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
-from ..catalog.store import (CONNECTION_ERRORS, Backoff, CatalogStore, catalog_unreachable,
-                             describe_error)
+from ..catalog.store import Backoff, CatalogStore, CatalogUnavailable, describe_error
 from .snapshot import JobDir
 from .worker import PARENT_ENV
 
@@ -177,7 +176,7 @@ class JobRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - record, never lose the job silently
-            if catalog_unreachable(exc):
+            if isinstance(exc, CatalogUnavailable):
                 # The job directory stays: the recovery sweep (or the catalog's resync
                 # once the upstream is back) resumes the job or stores its outcome.
                 log.warning("training job model_id=%s waits for the catalog, which is "
@@ -227,7 +226,7 @@ class JobRunner:
                 try:
                     alive = await self.catalog.set_progress(database, model_id, progress,
                                                             self.instance)
-                except CONNECTION_ERRORS as exc:  # the worker goes on; so do we
+                except CatalogUnavailable as exc:  # the worker goes on; so do we
                     if not unreachable:
                         log.warning("training progress of model_id=%s not recorded, the "
                                     "catalog is unreachable: %s", model_id, describe_error(exc))

@@ -14,10 +14,12 @@ restarted proxy finds the directory and resumes (or stores a finished result).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,18 @@ def export_expression(column_sql: str, type_name: str) -> str:
     if kind == "boolean":
         return f"{column_sql}::int"
     return f"{column_sql}::text"
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Name `path` in the OSError of a failed write (write() and close() name no
+    file), so that the error says which file could not be written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 class JobDir:
@@ -119,8 +133,9 @@ class JobDir:
         the spec and error files)."""
         tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(value, default=str))
-            os.replace(tmp, path)
+            with writing(path):
+                tmp.write_text(json.dumps(value, default=str))
+                os.replace(tmp, path)
         except OSError:  # a full disk: leave no partial file taking space
             tmp.unlink(missing_ok=True)
             raise
@@ -147,9 +162,10 @@ def load_table(job: JobDir) -> pa.Table:
                 column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
                 null_values=[""], true_values=["1", "t"], false_values=["0", "f"]))
         tmp = job.arrow_file.with_suffix(".arrow.tmp")
-        with ipc.new_file(tmp, table.schema) as writer:
-            writer.write_table(table)
-        os.replace(tmp, job.arrow_file)
+        with writing(job.arrow_file):
+            with ipc.new_file(tmp, table.schema) as writer:
+                writer.write_table(table)
+            os.replace(tmp, job.arrow_file)
         job.csv_file.unlink(missing_ok=True)
     with ipc.open_file(job.arrow_file) as reader:
         return reader.read_all()

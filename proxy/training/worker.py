@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import file_error
-from .snapshot import JobDir, load_table
+from .snapshot import JobDir, load_table, writing
 
 
 def run_job(job: JobDir) -> int:
@@ -49,7 +49,8 @@ def run_job(job: JobDir) -> int:
                   "trials": len(trained.leaderboard)})
         artifact = dump(trained)
         build_info = _prebuild(artifact, Path(spec["cache_dir"]))
-        job.artifact_file.write_bytes(artifact.data)
+        with writing(job.artifact_file):
+            job.artifact_file.write_bytes(artifact.data)
         result = {
             "problem_type": trained.problem_type,
             "model_type": trained.model_type,
@@ -70,7 +71,7 @@ def run_job(job: JobDir) -> int:
         return 0
     except Exception as exc:  # every failure becomes the model's FAILED reason
         if isinstance(exc, OSError):  # a full or read-only data directory, said as Postgres would
-            exc = file_error(exc)
+            exc = file_error(exc, path=job.path)
         sqlstate = getattr(exc, "sqlstate", None) or "XX000"
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if sqlstate == "XX000":

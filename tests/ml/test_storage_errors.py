@@ -200,3 +200,32 @@ def test_serve_refuses_a_data_directory_it_cannot_write(pg, tmp_path, kind):
     assert "mlproxy ready" not in result.stdout
     assert f"mlproxy: directory {data_dir} is not writable: could not " in result.stderr
     assert f'"{data_dir}/' in result.stderr and cause in result.stderr, result.stderr
+
+
+@pytest.mark.timeout(180)
+def test_disk_full_during_training(pg, points, tmp_path):
+    """The snapshot is written, then the disk fills up before the worker writes
+    anything: the model ends FAILED saying which file could not be written and why,
+    the job's directory is gone, and the next model trains once there is space."""
+    data_dir = tmp_path / "full"
+    with small_tmpfs(data_dir, "8m"):
+        proxy = start_proxy(pg.uri, "--data-dir", str(data_dir))
+        try:
+            with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+                conn.execute("DROP MODEL IF EXISTS starved_model")
+                conn.execute(_create_sql("starved_model"))
+                filler = _fill(data_dir)
+                info = wait_for_state(conn, "starved_model", timeout=60)
+                assert info["Model State"] == "FAILED", (info, proxy.read_log()[-3000:])
+                reason = info["Failure Reason"]
+                assert reason.startswith(f'could not write to file "{data_dir}/jobs/'), reason
+                assert reason.endswith(": No space left on device"), reason
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+                conn.execute("DROP MODEL starved_model")
+                assert list((data_dir / "jobs" / "postgres").iterdir()) == []
+                filler.unlink()
+                _trains_again(conn, "starved_model")
+            assert proxy.alive()
+            assert "Task exception was never retrieved" not in proxy.read_log()
+        finally:
+            proxy.stop()
