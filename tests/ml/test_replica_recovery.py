@@ -14,6 +14,7 @@ import time
 import psycopg
 import pytest
 
+from proxy.catalog.store import Backoff
 from tests.ml.conftest import wait_for_state
 from tests.support.servers import OwnedPostgres, start_proxy
 
@@ -34,6 +35,16 @@ def upstream():
     yield server
     server.stop()
     server.remove()
+
+
+def test_backoff_doubles_up_to_its_cap_with_jitter():
+    backoff = Backoff(first=0.1, cap=5.0)
+    delays = [backoff.delay() for _ in range(12)]
+    bounds = [min(5.0, 0.1 * 2 ** i) for i in range(12)]
+    assert all(b / 2 <= d <= b for d, b in zip(delays, bounds)), delays
+    assert len(set(delays)) > 6  # jittered: replicas do not retry in step
+    backoff.reset()
+    assert 0.05 <= backoff.delay() <= 0.1
 
 
 def _create(conn, model: str, function: str) -> None:
