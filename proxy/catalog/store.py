@@ -3,6 +3,12 @@
 Clients' statements run on their own sessions; this store is for what the proxy does
 on its own behalf: migrating the catalog, recording training progress and results,
 and listening for model changes made through any proxy replica (LISTEN/NOTIFY).
+
+The upstream may go away and come back at any time: the pools replace connections
+that died (and are expired when the LISTEN connection is lost), the LISTEN connection
+of each database is re-established with backoff, and after it is, `on_resync`
+callbacks re-read what they keep, since notifications sent meanwhile are lost. What
+cannot reach the catalog raises CatalogUnavailable, within bounded time.
 """
 
 from __future__ import annotations
