@@ -115,18 +115,17 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     model_schema = stmt.name.schema or current_schema
     if model_schema is None:
         raise _Abort(PgError(errors.INVALID_SCHEMA_NAME, "no schema has been selected to create in"))
-    exists = await services.catalog.fetchrow(
-        database, "SELECT 1 FROM mlproxy.models WHERE schema_name = $1 AND model_name = $2",
-        model_schema, stmt.name.name)
-    if exists:
-        raise _Abort(PgError(errors.DUPLICATE_OBJECT, f'model "{stmt.name.name}" already exists',
-                             position=stmt.positions.get("name")))
+    function_schema = stmt.function.name.schema or current_schema  # as CREATE FUNCTION's
+    if function_schema is None:
+        raise _Abort(PgError(errors.INVALID_SCHEMA_NAME, "no schema has been selected to create in"))
+    await _check_allowed(services, takeover, stmt, database, model_schema, function_schema,
+                         len(features), return_type)
 
     staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
     try:
         rows, sampled = await _export(takeover, source, stmt, names, types, staging)
-        model_id = await _register(services, takeover, stmt, source, model_schema, features,
-                                   arg_types, return_type)
+        model_id = await _register(services, takeover, stmt, source, model_schema,
+                                   function_schema, features, arg_types, return_type)
         job = services.jobs.job_dir(database, model_id)
         await asyncio.to_thread(_promote, staging, job)
     except BaseException:
@@ -256,15 +255,64 @@ async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names:
     return rows, sampled
 
 
+async def _check_allowed(services: MLServices, takeover: Takeover, stmt: CreateModel,
+                         database: str, model_schema: str, function_schema: str, arity: int,
+                         return_type: str) -> None:
+    """What registration would refuse, said before the data is exported: the CREATE
+    MODEL privilege and CREATE on the schemas (asked on the client's session, as the
+    client), a taken model name (42710), a function name another model's function
+    has with as many arguments (42723), a name too long for its _probabilities."""
+    checked = await collect(takeover, "SELECT mlproxy.check_create_model(current_user, "
+                            f"{sql_literal(model_schema)}, {sql_literal(function_schema)})")
+    _relay_notices(takeover, checked.notices)
+    if checked.error is not None:
+        checked.error.position = stmt.positions.get("name")
+        checked.error.fields.pop("W", None)
+        raise _Abort(checked.error)
+    exists = await services.catalog.fetchrow(
+        database, "SELECT 1 FROM mlproxy.models WHERE schema_name = $1 AND model_name = $2",
+        model_schema, stmt.name.name)
+    if exists:
+        raise _Abort(PgError(errors.DUPLICATE_OBJECT, f'model "{stmt.name.name}" already exists',
+                             position=stmt.positions.get("name")))
+    name = stmt.function.name.name
+    probabilities = stmt.target is not None and return_type.split("(")[0] not in _FLOAT_TYPES
+    names = [name, name + "_prob", name + "_probabilities"] if probabilities else [name]
+    if len(names[-1].encode()) >= 64:
+        raise _Abort(PgError("42622", f'model function name "{name}" is too long',
+                             position=stmt.positions.get("function"),
+                             hint="Classification models also get <function>_probabilities, "
+                                  "which must fit in 63 bytes."))
+    taken = await services.catalog.fetchrow(
+        database,
+        "SELECT n FROM mlproxy.models m, unnest(array_remove(ARRAY[m.function_name,"
+        " CASE WHEN m.prob_signature IS NOT NULL THEN m.function_name || '_prob' END,"
+        " CASE WHEN m.probabilities_signature IS NOT NULL THEN m.function_name || '_probabilities' END],"
+        " NULL)) AS n WHERE m.function_schema = $1 AND coalesce(array_length(m.arg_types, 1), 0) = $2"
+        " AND n = ANY ($3::text[]) LIMIT 1", function_schema, arity, names)
+    if taken:
+        raise _Abort(PgError(
+            "42723", f"model function {quote_identifier(function_schema)}.{quote_identifier(taken[0])} "
+                     f"with {arity} arguments already exists",
+            position=stmt.positions.get("function"),
+            hint="Choose another FUNCTION name: calls of model functions are told apart by "
+                 "schema, name and number of arguments."))
+
+
+_FLOAT_TYPES = ("double precision", "real", "numeric")
+
+
 async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel, source: _Source,
-                    model_schema: str, features: list[str], arg_types: list[str],
-                    return_type: str) -> int:
+                    model_schema: str, function_schema: str, features: list[str],
+                    arg_types: list[str], return_type: str) -> int:
+    """The stubs (as the client) and the catalog row (written by record_model, as the
+    service identity, after its checks), in one statement: nothing is half-written."""
     fn = stmt.function.name
     options = stmt.options
     max_runtime = int(options.get("settings", {}).get("max_runtime", DEFAULT_MAX_RUNTIME))
     sql = ("SELECT mlproxy.register_model("
            f"{sql_literal(model_schema)}, {sql_literal(stmt.name.name)}, "
-           f"{sql_literal(fn.schema)}, {sql_literal(fn.name)}, "
+           f"{sql_literal(function_schema)}, {sql_literal(fn.name)}, "
            f"{sql_text_array(features)}, {sql_text_array(arg_types)}, {sql_literal(return_type)}, "
            f"{sql_literal(stmt.text)}, {sql_literal(json.dumps(options, default=str))}::jsonb, "
            f"{sql_literal(source.sql)}, {sql_literal(stmt.target)}, {max_runtime}, "
@@ -274,10 +322,11 @@ async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel,
     if result.error is not None:
         if result.error.sqlstate == errors.DUPLICATE_OBJECT:
             result.error.position = stmt.positions.get("name")
-        elif result.error.sqlstate == "42723":  # the function already exists
+        elif result.error.sqlstate in ("42723", "42622"):  # the function's name
             result.error.position = stmt.positions.get("function")
         else:
             result.error.position = None
+        result.error.fields.pop("W", None)  # the PL/pgSQL lines of the catalog's functions
         raise _Abort(result.error)
     return int(result.rows[0][0])
 
