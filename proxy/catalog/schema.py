@@ -380,16 +380,42 @@ ALTER TABLE mlproxy.models ADD COLUMN probabilities_signature text;
 GRANT SELECT (@PUBLIC_COLUMNS@, prob_signature, probabilities_signature)
     ON mlproxy.models TO PUBLIC;
 
--- A model name without schema is looked up along the caller's search path.
+-- A model name without schema is looked up along the caller's search path, like a
+-- table, among all models (visible or not: as for any object, existence is no
+-- secret; what a role may do with a model is checked where it acts). The path is
+-- the caller's (find_model passes it); giving another one only reorders the lookup.
+CREATE FUNCTION mlproxy.locate_model(p_schema text, p_name text, p_path name[]) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT m.id FROM mlproxy.models m
+     WHERE m.model_name = p_name
+       AND CASE WHEN p_schema IS NULL THEN m.schema_name = ANY (p_path)
+                ELSE m.schema_name = p_schema END
+     ORDER BY array_position(p_path, m.schema_name::name)
+     LIMIT 1
+$fn$;
+
 CREATE OR REPLACE FUNCTION mlproxy.find_model(p_schema text, p_name text) RETURNS bigint
 LANGUAGE sql STABLE AS $fn$
-    SELECT m.id FROM mlproxy.models m
-     WHERE m.model_name OPERATOR(pg_catalog.=) p_name
-       AND CASE WHEN p_schema IS NULL
-                THEN m.schema_name OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(false))
-                ELSE m.schema_name OPERATOR(pg_catalog.=) p_schema END
-     ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(false), m.schema_name::name)
-     LIMIT 1
+    SELECT mlproxy.locate_model(p_schema, p_name, pg_catalog.current_schemas(false))
+$fn$;
+
+-- The catalog row of a model the caller names, as the caller may see it: 42704 if
+-- there is no such model, 42501 if the caller may not see it (see model_visible).
+CREATE FUNCTION mlproxy.visible_model_id(p_schema text, p_name text) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    v_id bigint := mlproxy.find_model(p_schema, p_name);
+BEGIN
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM 1 FROM mlproxy.models WHERE id OPERATOR(pg_catalog.=) v_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'permission denied for model %', p_name USING ERRCODE = '42501',
+            HINT = 'Its owner can share it: GRANT EXECUTE ON MODEL ... TO ...';
+    END IF;
+    RETURN v_id;
+END
 $fn$;
 
 -- EXECUTE on this function is the CREATE MODEL privilege.
@@ -665,14 +691,17 @@ DECLARE
     m record;
     v_sig text;
 BEGIN
-    SELECT id, function_signature, prob_signature, probabilities_signature INTO m
-      FROM mlproxy.models WHERE id = mlproxy.find_model(p_schema, p_name);
-    IF NOT FOUND THEN
+    IF mlproxy.find_model(p_schema, p_name) IS NULL THEN
         IF p_if_exists THEN
             RAISE NOTICE 'model "%" does not exist, skipping', p_name;
             RETURN NULL;
         END IF;
         RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    SELECT id, function_signature, prob_signature, probabilities_signature INTO m
+      FROM mlproxy.models WHERE id = mlproxy.find_model(p_schema, p_name);
+    IF NOT FOUND THEN  -- a model the caller may not even see is not the caller's to drop
+        RAISE EXCEPTION 'must be owner of model %', p_name USING ERRCODE = '42501';
     END IF;
     BEGIN
         -- signatures are the catalog's canonical text, written by the service identity
@@ -695,10 +724,7 @@ DECLARE
     v text[];
 BEGIN
     SELECT pg_catalog.array_remove(ARRAY[function_signature, prob_signature, probabilities_signature], NULL)
-      INTO v FROM mlproxy.models WHERE id = mlproxy.find_model(p_schema, p_name);
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
-    END IF;
+      INTO v FROM mlproxy.models WHERE id = mlproxy.visible_model_id(p_schema, p_name);
     RETURN v;
 END
 $fn$;
@@ -726,10 +752,7 @@ BEGIN
            rows_used, training_seconds, source_query, target, model_type, options,
            problem_type, objective, function_name, arg_names, arg_types, return_type,
            max_runtime, metrics
-      INTO m FROM mlproxy.models WHERE id = mlproxy.find_model(p_schema, p_name);
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
-    END IF;
+      INTO m FROM mlproxy.models WHERE id = mlproxy.visible_model_id(p_schema, p_name);
     RETURN QUERY
     SELECT kv.k, kv.v FROM (
         VALUES (1, 'Model Name', m.model_name),
@@ -764,6 +787,30 @@ BEGIN
     ) AS kv(n, k, v)
     WHERE kv.v IS NOT NULL
     ORDER BY kv.n, kv.k;
+END
+$fn$;
+
+-- explain_model('name'): as in version 2, for the models the caller may see.
+CREATE OR REPLACE FUNCTION mlproxy.explain_model(p_name text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v_schema text;
+    v_name text := p_name;
+    m record;
+BEGIN
+    IF position('.' in p_name) > 0 THEN
+        v_schema := split_part(p_name, '.', 1);
+        v_name := split_part(p_name, '.', 2);
+    END IF;
+    SELECT state, feature_importances, model_type INTO m
+      FROM mlproxy.models WHERE id = mlproxy.visible_model_id(v_schema, v_name);
+    IF m.state <> 'READY' THEN
+        RAISE EXCEPTION 'model "%" is not ready (state %)', p_name, m.state
+            USING ERRCODE = '55000';
+    END IF;
+    RETURN jsonb_build_object('version', '1.0', 'explanations', jsonb_build_object(
+        'kernel_shap', jsonb_build_object('label0', jsonb_build_object(
+            'global_shap_values', m.feature_importances))));
 END
 $fn$;
 
