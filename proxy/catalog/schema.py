@@ -659,8 +659,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     m record;
 BEGIN
-    SELECT id, schema_name, model_name, owner, function_signature, prob_signature,
-           probabilities_signature
+    SELECT id, schema_name, model_name, owner, function_schema, function_name,
+           function_signature, prob_signature, probabilities_signature
       INTO m FROM mlproxy.models WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model % does not exist', p_id USING ERRCODE = '42704';
@@ -672,9 +672,10 @@ BEGIN
                         AND pg_has_role(session_user, n.nspowner, 'MEMBER'))) THEN
         RAISE EXCEPTION 'must be owner of model %', m.model_name USING ERRCODE = '42501';
     END IF;
-    IF to_regprocedure(m.function_signature) IS NOT NULL
-       OR to_regprocedure(m.prob_signature) IS NOT NULL
-       OR to_regprocedure(m.probabilities_signature) IS NOT NULL THEN
+    IF mlproxy.signature_oid(m.function_schema, m.function_name, m.function_signature) IS NOT NULL
+       OR mlproxy.signature_oid(m.function_schema, m.function_name || '_prob', m.prob_signature) IS NOT NULL
+       OR mlproxy.signature_oid(m.function_schema, m.function_name || '_probabilities',
+                                m.probabilities_signature) IS NOT NULL THEN
         RAISE EXCEPTION 'the functions of model % still exist', m.model_name
             USING ERRCODE = '55006', HINT = 'DROP MODEL drops them first.';
     END IF;
@@ -729,17 +730,30 @@ BEGIN
 END
 $fn$;
 
+-- The function a catalog signature names, or NULL; found through pg_proc, so that
+-- no privilege (not even USAGE on its schema) is needed to ask.
+CREATE FUNCTION mlproxy.signature_oid(p_schema text, p_name text, p_signature text) RETURNS oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = p_schema AND p.proname = p_name
+       AND mlproxy.function_signature(p.oid) = p_signature
+     LIMIT 1
+$fn$;
+
 -- Who sees a model's row: members of its owner, of its schema's owner, roles that may
 -- call its function (and superusers, who pass row-level security anyway).
-CREATE FUNCTION mlproxy.model_visible(p_owner name, p_schema text, p_function text) RETURNS boolean
+CREATE FUNCTION mlproxy.model_visible(p_owner name, p_schema text, p_fn_schema text,
+                                      p_fn_name text, p_function text) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
     SELECT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = p_owner AND pg_has_role(r.oid, 'MEMBER'))
         OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = p_schema
                     AND pg_has_role(n.nspowner, 'MEMBER'))
-        OR coalesce(has_function_privilege(to_regprocedure(p_function), 'EXECUTE'), false)
+        OR coalesce(has_function_privilege(mlproxy.signature_oid(p_fn_schema, p_fn_name, p_function),
+                                           'EXECUTE'), false)
 $fn$;
 CREATE POLICY models_visible ON mlproxy.models FOR SELECT
-    USING (mlproxy.model_visible(owner, schema_name, function_signature));
+    USING (mlproxy.model_visible(owner, schema_name, function_schema, function_name,
+                                 function_signature));
 
 -- SHOW MODEL name: Redshift's Key/Value listing of a model the caller may see (it
 -- read the artifact column too before, which only the service identity may).
