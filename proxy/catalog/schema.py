@@ -831,9 +831,11 @@ $fn$;
 -- Rows of older versions. Any role could insert rows before: a row is kept only if
 -- its function exists, belongs to the row's owner and is no other kept row's; its
 -- signatures become canonical. Where the migrating identity may act for the owner
--- (a superuser, or a member of the owner), a stub still on Postgres' default
--- privileges (EXECUTE for PUBLIC) becomes private, the probability stubs take the
--- main stub's privileges, and classifier-capable models get <fn>_probabilities.
+-- (a superuser, or a member of the owner), the model becomes private as Redshift's
+-- are: EXECUTE for PUBLIC (Postgres' default for functions, which made every model
+-- callable by every role) is revoked, grants to roles are kept; the probability
+-- stubs take the main stub's privileges, and classifier-capable models get
+-- <fn>_probabilities.
 -- The owners of the kept models keep being able to create models.
 DO $migrate$
 DECLARE
@@ -898,9 +900,7 @@ BEGIN
             END;
         END IF;
         IF v_acts THEN
-            IF (SELECT p.proacl FROM pg_catalog.pg_proc p WHERE p.oid = v_fn) IS NULL THEN
-                EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', v_fn::regprocedure);
-            END IF;
+            EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', v_fn::regprocedure);
             FOREACH v_sig IN ARRAY pg_catalog.array_remove(ARRAY[v_prob, v_probs]::regprocedure[], NULL) LOOP
                 EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_sig);
                 FOR v_acl IN SELECT a.grantee, a.is_grantable

@@ -196,3 +196,78 @@ def test_forged_notifications_change_nothing(attacker, fresh_proxy, tmp_path):
         if state == "TRAINING":  # the real drop's notification does stop the job
             assert world.proxy.wait_for_log(f"training cancelled: model dropped model_id={slow_id}")
     _victim_intact(world)
+
+
+def test_migration_4_on_a_catalog_any_role_could_write(upstream):
+    """Rows of catalog versions 1-3 (INSERT was granted to PUBLIC): a forged row that
+    claims another role's function is removed; the genuine ones are kept, made private
+    (stubs on Postgres' default EXECUTE for PUBLIC), their probability stubs given the
+    same privileges and a _probabilities stub, and their owners CREATE MODEL."""
+    import asyncio
+
+    import asyncpg
+
+    from proxy.catalog import schema
+
+    database = "mlmigrate"
+    roles = ("mlm_alice", "mlm_eve")
+
+    async def connect(user: str = "postgres", db: str = database) -> asyncpg.Connection:
+        return await asyncpg.connect(host=upstream.host, port=upstream.port, user=user, database=db)
+
+    async def run() -> None:
+        admin = await connect(db="postgres")
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            await admin.execute(f"CREATE DATABASE {database}")
+            for role in roles:
+                await admin.execute(f"DROP ROLE IF EXISTS {role}")
+                await admin.execute(f"CREATE ROLE {role} LOGIN")
+            su = await connect()
+            await su.execute("GRANT ALL ON SCHEMA public TO PUBLIC")
+            async with su.transaction():  # the catalog as versions 1-3 left it
+                await su.execute("CREATE SCHEMA mlproxy; CREATE TABLE mlproxy.schema_version ("
+                                 "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                for version, sql in enumerate(schema.MIGRATIONS[:3], start=1):
+                    await su.execute(sql)
+                    await su.execute("INSERT INTO mlproxy.schema_version VALUES ($1)", version)
+            alice, eve = await connect("mlm_alice"), await connect("mlm_eve")
+            register = ("SELECT mlproxy.register_model('public', $1, NULL, $2, ARRAY['x', 'y'], "
+                        "ARRAY['int', 'text'], $3, 'c', '{}', 'q', 't', 60, 'p')")
+            await alice.fetchval(register, "classes", "classify", "text")
+            await alice.fetchval(register, "numbers", "regress", "float8")
+            await alice.execute("GRANT EXECUTE ON FUNCTION classify(integer, text) TO mlm_eve")
+            await eve.execute(  # the attack of issue 13: a READY row on alice's function
+                "INSERT INTO mlproxy.models (schema_name, model_name, state, create_statement, options,"
+                " source_query, function_schema, function_name, function_signature, arg_names,"
+                " arg_types, return_type, artifact, artifact_sha256) VALUES ('public', 'forged',"
+                " 'READY', 'x', '{}', 'x', 'public', 'regress', 'public.regress(integer, text)',"
+                " '{a,b}', '{integer,text}', 'double precision', 'evil', 'sha')")
+            assert await schema.migrate(su) == len(schema.MIGRATIONS)
+            rows = {r["model_name"]: r for r in await su.fetch(
+                "SELECT model_name, owner, prob_signature, probabilities_signature FROM mlproxy.models")}
+            assert sorted(rows) == ["classes", "numbers"]
+            assert rows["classes"]["probabilities_signature"] == "public.classify_probabilities(integer, text)"
+            assert rows["numbers"]["prob_signature"] is None
+            acl = {r["proname"]: (r["owner"], sorted(r["acl"])) for r in await su.fetch(
+                "SELECT proname, proowner::regrole::text AS owner, proacl::text[] AS acl FROM pg_proc"
+                " WHERE proname IN ('classify', 'classify_prob', 'classify_probabilities', 'regress')")}
+            shared = ("mlm_alice", ["mlm_alice=X/mlm_alice", "mlm_eve=X/mlm_alice"])
+            assert acl == {"classify": shared, "classify_prob": shared, "classify_probabilities": shared,
+                           "regress": ("mlm_alice", ["mlm_alice=X/mlm_alice"])}
+            assert await su.fetchval("SELECT has_function_privilege('mlm_alice', "
+                                     "'mlproxy.create_model_privilege()', 'EXECUTE')")
+            assert not await su.fetchval("SELECT has_function_privilege('mlm_eve', "
+                                         "'mlproxy.create_model_privilege()', 'EXECUTE')")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await eve.execute("DELETE FROM mlproxy.models")
+            assert await schema.migrate(su) == len(schema.MIGRATIONS)  # applied once
+            for conn in (alice, eve, su):
+                await conn.close()
+        finally:
+            await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            for role in roles:
+                await admin.execute(f"DROP ROLE IF EXISTS {role}")
+            await admin.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
