@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from tests.drivers.conftest import jdbc  # noqa: F401 - the fixture: java + pgjdbc
 from tests.inference.sql.clients import assert_usable, fetch
 from tests.ml.conftest import (GRANTEE, OWNER, PM_FUNCTIONS, STRANGER, TEAM, THIRD,
                                wait_for_state)
@@ -348,3 +349,29 @@ def test_hostile_names_round_trip(priv_world, model, role, schema):
         with world.direct() as d:
             d.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
             d.execute(f"DROP ROLE IF EXISTS {_quote(role)}")
+
+
+@pytest.mark.timeout(600)  # the jdbc fixture may first have to install java
+@pytest.mark.parametrize("mode", ["prepareThreshold=1&binaryTransfer=true", "preferQueryMode=simple"],
+                         ids=["extended", "simple"])
+def test_pgjdbc_grant_revoke_and_argument_names(world, jdbc, mode):
+    import subprocess
+    from pathlib import Path
+
+    def url(user: str) -> str:
+        return (f"jdbc:postgresql://{world.proxy.host}:{world.proxy.port}/mlpriv"
+                f"?user={user}&sslmode=disable&{mode}")
+
+    program = Path(__file__).parent / "jdbc" / "ModelPrivilegesCheck.java"
+    done = subprocess.run([jdbc.java, "-cp", str(jdbc.jar), str(program), url(OWNER), url(GRANTEE),
+                           GRANTEE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:5] == ["before error 42501", "granted rows 3", "granted rows 3", "granted rows 3",
+                         "revoked error 42501"]
+    columns = sorted(line.split()[1:] for line in lines if line.startswith("column "))
+    # a function the grantee may not call is still listed (as Postgres lists any)
+    assert [c for c in columns if c[2] == "1"] == [
+        [f, arg, "1"] for f in ("pm_predict", "pm_predict_prob", "pm_predict_probabilities")
+        for arg in ("a", "b")]
+    assert lines[-1] == "after 42"
