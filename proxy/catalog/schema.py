@@ -29,8 +29,9 @@ Who may write what (catalog version 4)
   the stubs exist, were created in this very transaction (their pg_proc xmin), are
   exact stubs (language, body, kind, types), belong to one role the session user
   is a member of, and collide with no other model function (same schema, name and
-  argument count: 42723); that this role holds CREATE MODEL and CREATE on the
-  model's schema; and that the model name is free (42710).
+  argument count: 42723, kept unique by `model_function_names`' primary key, so no
+  lock that any role could hold is needed); that this role holds CREATE MODEL and
+  CREATE on the model's schema; and that the model name is free (42710).
 - DROP MODEL runs `drop_model` on the client's session: DROP FUNCTION of the stubs
   as the client (Postgres allows their owner, their schema's owner and
   superusers), then `forget_model`, which deletes the row only once the stubs are
@@ -377,6 +378,19 @@ DROP POLICY IF EXISTS models_visible ON mlproxy.models;
 REVOKE ALL ON mlproxy.models FROM PUBLIC;
 REVOKE ALL ON SEQUENCE mlproxy.models_id_seq FROM PUBLIC;
 ALTER TABLE mlproxy.models ADD COLUMN probabilities_signature text;
+
+-- Every model function by what tells calls apart: schema, name, argument count. The
+-- primary key makes two registrations claiming one of them exclusive without a lock
+-- any role could hold: a concurrent claim of the same key waits for the other
+-- transaction, as for two CREATE TABLEs of one name. Only the service identity
+-- reads or writes it.
+CREATE TABLE mlproxy.model_function_names (
+    function_schema text NOT NULL,
+    function_name   text NOT NULL,
+    nargs           integer NOT NULL,
+    model_id        bigint NOT NULL REFERENCES mlproxy.models (id) ON DELETE CASCADE,
+    PRIMARY KEY (function_schema, function_name, nargs)
+);
 GRANT SELECT (@PUBLIC_COLUMNS@, prob_signature, probabilities_signature)
     ON mlproxy.models TO PUBLIC;
 
@@ -498,6 +512,16 @@ BEGIN
 END
 $fn$;
 
+CREATE FUNCTION mlproxy.function_taken(p_schema text, p_name text, p_nargs integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    RAISE EXCEPTION 'model function %.% with % arguments already exists',
+        quote_ident(p_schema), quote_ident(p_name), p_nargs
+        USING ERRCODE = '42723',
+              HINT = 'Choose another FUNCTION name: calls of model functions are told apart by schema, name and number of arguments.';
+END
+$fn$;
+
 -- Writes a new model's row, as the service identity, after checking everything the
 -- caller could have forged (see the module docstring).
 CREATE FUNCTION mlproxy.record_model(
@@ -514,8 +538,6 @@ DECLARE
     v_other record;
     v_id bigint;
 BEGIN
-    -- one registration at a time: the collision checks below see every committed row
-    LOCK TABLE mlproxy.models IN SHARE ROW EXCLUSIVE MODE;
     SELECT p.oid, p.proname::text AS proname, p.pronamespace, n.nspname::text AS nspname,
            p.proowner, p.proargtypes, p.prorettype, p.proargnames, p.pronargs
       INTO f FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -562,23 +584,15 @@ BEGIN
     IF p_prob IS NOT NULL THEN
         v_names := v_names || (f.proname || '_prob') || (f.proname || '_probabilities');
     END IF;
-    SELECT m.function_name, nm.name INTO v_other
-      FROM mlproxy.models m,
-           LATERAL unnest(array_remove(ARRAY[m.function_name,
-                        CASE WHEN m.prob_signature IS NOT NULL THEN m.function_name || '_prob' END,
-                        CASE WHEN m.probabilities_signature IS NOT NULL
-                             THEN m.function_name || '_probabilities' END], NULL)) AS nm(name)
-     WHERE m.function_schema = f.nspname
-       AND coalesce(array_length(m.arg_types, 1), 0) = f.pronargs
-       AND nm.name = ANY (v_names)
+    SELECT n.function_name AS name INTO v_other FROM mlproxy.model_function_names n
+     WHERE n.function_schema = f.nspname AND n.function_name = ANY (v_names)
+       AND n.nargs = f.pronargs
      LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'model function %.% with % arguments already exists',
-            quote_ident(f.nspname), quote_ident(v_other.name), f.pronargs
-            USING ERRCODE = '42723',
-                  HINT = 'Choose another FUNCTION name: calls of model functions are told apart by schema, name and number of arguments.';
+        PERFORM mlproxy.function_taken(f.nspname, v_other.name, f.pronargs);
     END IF;
-    INSERT INTO mlproxy.models (schema_name, model_name, owner, state, create_statement, options,
+    BEGIN
+        INSERT INTO mlproxy.models (schema_name, model_name, owner, state, create_statement, options,
         source_query, target, function_schema, function_name, function_signature, prob_signature,
         probabilities_signature, arg_names, arg_types, return_type, max_runtime, job_owner,
         heartbeat, progress)
@@ -589,7 +603,16 @@ BEGIN
         ARRAY(SELECT format_type(a.t, NULL) FROM unnest(f.proargtypes::oid[]) WITH ORDINALITY AS a(t, i)
                ORDER BY a.i),
         v_return, p_max_runtime, p_job_owner, now(), '{"phase": "exported"}')
-    RETURNING id INTO v_id;
+        RETURNING id INTO v_id;
+    EXCEPTION WHEN unique_violation THEN  -- registered meanwhile by another session
+        RAISE EXCEPTION 'model "%" already exists', p_name USING ERRCODE = '42710';
+    END;
+    BEGIN
+        INSERT INTO mlproxy.model_function_names (function_schema, function_name, nargs, model_id)
+        SELECT f.nspname, n, f.pronargs, v_id FROM unnest(v_names) AS n;
+    EXCEPTION WHEN unique_violation THEN  -- claimed meanwhile by another session
+        PERFORM mlproxy.function_taken(f.nspname, f.proname, f.pronargs);
+    END;
     PERFORM pg_notify('@NOTIFY_CHANNEL@', json_build_object('event', 'created', 'id', v_id)::text);
     RETURN v_id;
 END
@@ -659,9 +682,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     m record;
 BEGIN
+    -- the caller is checked before the row is locked: a refused caller holds no lock
+    -- on it (that would stall the job's progress updates until it ended its transaction)
     SELECT id, schema_name, model_name, owner, function_schema, function_name,
            function_signature, prob_signature, probabilities_signature
-      INTO m FROM mlproxy.models WHERE id = p_id FOR UPDATE;
+      INTO m FROM mlproxy.models WHERE id = p_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model % does not exist', p_id USING ERRCODE = '42704';
     END IF;
@@ -679,7 +704,7 @@ BEGIN
         RAISE EXCEPTION 'the functions of model % still exist', m.model_name
             USING ERRCODE = '55006', HINT = 'DROP MODEL drops them first.';
     END IF;
-    DELETE FROM mlproxy.models WHERE id = p_id;
+    DELETE FROM mlproxy.models WHERE id = p_id;  -- its model_function_names go with it
     PERFORM pg_notify('@NOTIFY_CHANNEL@', json_build_object('event', 'dropped', 'id', p_id)::text);
 END
 $fn$;
@@ -925,6 +950,15 @@ BEGIN
                                    FROM pg_catalog.pg_proc p, unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, i)
                                   WHERE p.oid = v_fn ORDER BY a.i)
          WHERE m.id = r.id;
+        INSERT INTO mlproxy.model_function_names (function_schema, function_name, nargs, model_id)
+        SELECT m.function_schema, n, coalesce(pg_catalog.array_length(m.arg_types, 1), 0), m.id
+          FROM mlproxy.models m,
+               unnest(pg_catalog.array_remove(ARRAY[m.function_name,
+                   CASE WHEN m.prob_signature IS NOT NULL THEN m.function_name || '_prob' END,
+                   CASE WHEN m.probabilities_signature IS NOT NULL
+                        THEN m.function_name || '_probabilities' END], NULL)) AS n
+         WHERE m.id = r.id
+        ON CONFLICT DO NOTHING;  -- an older model keeps a name two held
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION mlproxy.create_model_privilege() TO %I', r.owner);
     END LOOP;
 END

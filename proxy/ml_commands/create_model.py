@@ -285,11 +285,9 @@ async def _check_allowed(services: MLServices, takeover: Takeover, stmt: CreateM
                                   "which must fit in 63 bytes."))
     taken = await services.catalog.fetchrow(
         database,
-        "SELECT n FROM mlproxy.models m, unnest(array_remove(ARRAY[m.function_name,"
-        " CASE WHEN m.prob_signature IS NOT NULL THEN m.function_name || '_prob' END,"
-        " CASE WHEN m.probabilities_signature IS NOT NULL THEN m.function_name || '_probabilities' END],"
-        " NULL)) AS n WHERE m.function_schema = $1 AND coalesce(array_length(m.arg_types, 1), 0) = $2"
-        " AND n = ANY ($3::text[]) LIMIT 1", function_schema, arity, names)
+        "SELECT function_name FROM mlproxy.model_function_names WHERE function_schema = $1"
+        " AND nargs = $2 AND function_name = ANY ($3::text[]) LIMIT 1",
+        function_schema, arity, names)
     if taken:
         raise _Abort(PgError(
             "42723", f"model function {quote_identifier(function_schema)}.{quote_identifier(taken[0])} "
