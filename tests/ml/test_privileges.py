@@ -375,3 +375,29 @@ def test_pgjdbc_grant_revoke_and_argument_names(world, jdbc, mode):
         [f, arg, "1"] for f in ("pm_predict", "pm_predict_prob", "pm_predict_probabilities")
         for arg in ("a", "b")]
     assert lines[-1] == "after 42"
+
+
+def test_a_model_created_after_set_role_belongs_to_that_role(world):
+    """Like a table, a model belongs to the role in effect (current_user), and the
+    session user must be able to act as it; CREATE MODEL is that role's privilege."""
+    create = ("CREATE MODEL team_model FROM (SELECT a, b, label FROM pts) TARGET label "
+              "FUNCTION team_fn MODEL_TYPE LINEAR_LEARNER SETTINGS (MAX_RUNTIME 5)")
+    with world.direct() as d:
+        d.execute(f"GRANT CREATE ON SCHEMA public TO {TEAM}")
+    try:
+        with world.connect(THIRD) as third, world.connect() as su:
+            third.execute(f"SET ROLE {TEAM}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+                third.execute(create)
+            assert err.value.diag.message_hint == f"A superuser can grant it: GRANT CREATE MODEL TO {TEAM}"
+            su.execute(f"GRANT CREATE MODEL TO ROLE {TEAM}")
+            third.execute(create)
+            assert dict(third.execute("SHOW MODEL team_model").fetchall())["Owner"] == TEAM
+            third.execute("RESET ROLE")
+            assert world.can_execute(THIRD, "team_fn(integer, double precision)")  # as a member
+            assert not world.can_execute(GRANTEE, "team_fn(integer, double precision)")
+            third.execute("DROP MODEL team_model")  # a member of the owner
+            su.execute(f"REVOKE CREATE MODEL FROM ROLE {TEAM}")
+    finally:
+        with world.direct() as d:
+            d.execute(f"REVOKE CREATE ON SCHEMA public FROM {TEAM}")
