@@ -59,6 +59,10 @@ their rows (see its comments).
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("mlproxy.catalog")
+
 CATALOG_SCHEMA = "mlproxy"
 NOTIFY_CHANNEL = "mlproxy_models"
 _LOCK_KEY = 0x6D6C7078  # 'mlpx': the advisory lock serialising migrations
@@ -972,8 +976,21 @@ async def migrate(conn) -> int:
 
     `conn` is an asyncpg connection of the proxy's service identity. Safe to run from
     many proxies at once: the migrations run in one transaction under an advisory
-    lock, and each is recorded in `mlproxy.schema_version`.
+    lock, and each is recorded in `mlproxy.schema_version`. What a migration warns
+    about (rows it removed, models whose privileges it could not change) is logged.
     """
+    def warned(_conn, message) -> None:
+        if getattr(message, "severity_en", None) == "WARNING" or getattr(message, "severity", "") == "WARNING":
+            log.warning("catalog migration: %s", message.message)
+
+    conn.add_log_listener(warned)
+    try:
+        return await _migrate(conn)
+    finally:
+        conn.remove_log_listener(warned)
+
+
+async def _migrate(conn) -> int:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         await conn.execute(
