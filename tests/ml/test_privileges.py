@@ -401,3 +401,22 @@ def test_a_model_created_after_set_role_belongs_to_that_role(world):
     finally:
         with world.direct() as d:
             d.execute(f"REVOKE CREATE ON SCHEMA public FROM {TEAM}")
+
+
+def test_several_models_in_one_statement_all_or_nothing(world):
+    with world.connect(OWNER) as owner:
+        owner.execute("DROP MODEL IF EXISTS pm2")
+        owner.execute("CREATE MODEL pm2 FROM (SELECT a, label FROM pts) TARGET label FUNCTION pm2_fn "
+                      "MODEL_TYPE LINEAR_LEARNER SETTINGS (MAX_RUNTIME 5)")
+        try:
+            second = ("pm2_fn(integer)", "pm2_fn_prob(integer)", "pm2_fn_probabilities(integer)")
+            with pytest.raises(psycopg.errors.UndefinedObject) as err:
+                owner.execute(f"GRANT EXECUTE ON MODEL pm, pm2, nope TO {GRANTEE}")
+            assert err.value.diag.statement_position == "33"  # at "nope"
+            assert not any(world.can_execute(GRANTEE, f) for f in (*PM_FUNCTIONS, *second))
+            owner.execute(f"GRANT EXECUTE ON MODEL pm, public.pm2 TO {GRANTEE}, {THIRD}")
+            assert all(world.can_execute(r, f) for r in (GRANTEE, THIRD) for f in (*PM_FUNCTIONS, *second))
+            owner.execute(f"REVOKE ALL ON MODEL pm2, pm FROM {THIRD}, {GRANTEE}")
+            assert not any(world.can_execute(r, f) for r in (GRANTEE, THIRD) for f in (*PM_FUNCTIONS, *second))
+        finally:
+            owner.execute("DROP MODEL pm2")
