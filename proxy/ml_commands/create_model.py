@@ -279,7 +279,7 @@ async def _check_allowed(services: MLServices, takeover: Takeover, stmt: CreateM
     probabilities = stmt.target is not None and return_type.split("(")[0] not in _FLOAT_TYPES
     names = [name, name + "_prob", name + "_probabilities"] if probabilities else [name]
     if len(names[-1].encode()) >= 64:
-        raise _Abort(PgError("42622", f'model function name "{name}" is too long',
+        raise _Abort(PgError(errors.NAME_TOO_LONG, f'model function name "{name}" is too long',
                              position=stmt.positions.get("function"),
                              hint="Classification models also get <function>_probabilities, "
                                   "which must fit in 63 bytes."))
@@ -290,7 +290,7 @@ async def _check_allowed(services: MLServices, takeover: Takeover, stmt: CreateM
         function_schema, arity, names)
     if taken:
         raise _Abort(PgError(
-            "42723", f"model function {quote_identifier(function_schema)}.{quote_identifier(taken[0])} "
+            errors.DUPLICATE_FUNCTION, f"model function {quote_identifier(function_schema)}.{quote_identifier(taken[0])} "
                      f"with {arity} arguments already exists",
             position=stmt.positions.get("function"),
             hint="Choose another FUNCTION name: calls of model functions are told apart by "
@@ -320,7 +320,7 @@ async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel,
     if result.error is not None:
         if result.error.sqlstate == errors.DUPLICATE_OBJECT:
             result.error.position = stmt.positions.get("name")
-        elif result.error.sqlstate in ("42723", "42622"):  # the function's name
+        elif result.error.sqlstate in (errors.DUPLICATE_FUNCTION, errors.NAME_TOO_LONG):
             result.error.position = stmt.positions.get("function")
         else:
             result.error.position = None

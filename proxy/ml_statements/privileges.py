@@ -17,13 +17,12 @@ Postgres unchanged, so the decision looks only at the words before the grantees.
 
 from __future__ import annotations
 
-from proxy.errors import PgError
+from proxy.errors import INVALID_GRANT_OPERATION, PgError
 
 from .lexer import IDENT, PUNCT, QUOTED_IDENT, Token
 from .reader import TokenReader
 from .statements import Grantee, ModelName, ModelPrivileges
 
-INVALID_GRANT_OPERATION = "0LP01"
 _ROLE_KEYWORDS = ("current_user", "current_role", "session_user")
 
 
