@@ -1,24 +1,67 @@
 """The model catalog's schema in the upstream database, and its migrations.
 
 Everything about a model lives in schema `mlproxy` of the database it was created
-in, so every proxy in front of that database sees the same models. Privileges are
-Postgres's own:
+in, so every proxy in front of that database sees the same models.
 
-- A model's SQL function exists as a stub owned by its creator. Creating it needs
-  CREATE on the schema; GRANT/REVOKE EXECUTE on it is how a model is shared; only
-  its owner (or a member of the owning role) can drop it, and with it the model.
-- `register_model` and `drop_model` are SECURITY INVOKER functions run on the
-  client's own session, so the stub and the catalog row are created (or removed)
-  in one statement, under the client's identity: nothing is ever half-written.
-- Row-level security lets a role insert only rows it owns and delete only rows of
-  roles it is a member of. Training results are written by the proxy's service
-  connection (the table owner). The artifact column is not readable by PUBLIC.
+Who may write what (catalog version 4)
+--------------------------------------
+- The catalog's state (rows, artifacts, signatures, states) is written only by the
+  proxy's service identity: the upstream URL's user, owner of `mlproxy.models`.
+  PUBLIC has no INSERT, UPDATE, DELETE or TRUNCATE on it, nor the artifact column:
+  a client cannot forge a row, substitute an artifact or take another model's
+  function signature, and the proxy loads artifacts only from rows its own
+  identity wrote (and checks their sha256).
+- Clients act through functions owned by the service identity. The SECURITY
+  DEFINER ones (`record_model`, `forget_model`) run with `search_path =
+  pg_catalog, pg_temp` and qualify every catalog object; they trust none of their
+  arguments and check the caller: `session_user` must be a member of the model's
+  owner (or, to drop, of its schema's owner, or a superuser).
+- A model's SQL functions (`<fn>`, and for classifier-capable targets `<fn>_prob`
+  and `<fn>_probabilities`) are stubs owned by the model's creator. A SECURITY
+  DEFINER function cannot make them: whatever it creates belongs to the service
+  identity, and handing it over (ALTER FUNCTION ... OWNER TO) needs the service
+  identity to be a superuser or a member of every creating role, while CREATE on
+  the target schema would be checked for the wrong role. So CREATE MODEL runs
+  `register_model`, a SECURITY INVOKER function, on the client's own session: it
+  creates the stubs as the client (Postgres checks CREATE on the function's schema
+  and names the client owner), revokes EXECUTE on them from PUBLIC, and in the same
+  statement calls `record_model`, which writes the row only after checking that
+  the stubs exist, were created in this very transaction (their pg_proc xmin), are
+  exact stubs (language, body, kind, types), belong to one role the session user
+  is a member of, and collide with no other model function (same schema, name and
+  argument count: 42723, kept unique by `model_function_names`' primary key, so no
+  lock that any role could hold is needed); that this role holds CREATE MODEL and
+  CREATE on the model's schema; and that the model name is free (42710).
+- DROP MODEL runs `drop_model` on the client's session: DROP FUNCTION of the stubs
+  as the client (Postgres allows their owner, their schema's owner and
+  superusers), then `forget_model`, which deletes the row only once the stubs are
+  gone and the session user is the owner, the schema's owner or a superuser.
+- CREATE MODEL privilege is EXECUTE on `mlproxy.create_model_privilege()`, a
+  function owned by the service identity and revoked from PUBLIC. A function
+  privilege (unlike membership in a role) can be granted to PUBLIC and WITH GRANT
+  OPTION, as Redshift's GRANT CREATE MODEL can, and Postgres itself decides on the
+  client's session who may grant it: superusers, the service identity, and holders
+  of the grant option.
+- EXECUTE on a model is EXECUTE on all its stubs: GRANT/REVOKE ... ON MODEL are
+  carried out as GRANT/REVOKE EXECUTE ON FUNCTION of every stub, in one statement,
+  on the client's session. A new model is private (owner and superusers).
+- Rows are visible (row-level security, `model_visible`) to the owner's members,
+  the model schema's owner, roles with EXECUTE on the model's function, and
+  superusers; PUBLIC may read every column but the artifact.
+- Notifications on `mlproxy_models` are hints: any role can send one, so a proxy
+  only re-reads the catalog when it hears one and acts on what it reads.
 
 Migrations are numbered; `migrate` applies the missing ones under an advisory lock,
-so proxies starting at the same moment do not race.
+so proxies starting at the same moment do not race. Migrations 1-3 are applied on
+existing databases and are never edited; 4 closes their write paths and migrates
+their rows (see its comments).
 """
 
 from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("mlproxy.catalog")
 
 CATALOG_SCHEMA = "mlproxy"
 NOTIFY_CHANNEL = "mlproxy_models"
@@ -323,14 +366,631 @@ GRANT EXECUTE ON FUNCTION mlproxy.check_execute(text[], text[]) TO PUBLIC;
 """,
 ]
 
+_MIGRATION_4 = """
+-- 4: a catalog only the service identity writes; Redshift's model privileges.
+
+-- The write paths of versions 1-3 are closed: no INSERT/DELETE for PUBLIC, no
+-- invoker triggers making or dropping stubs, no sequence for PUBLIC.
+DROP TRIGGER IF EXISTS models_prob_stub ON mlproxy.models;
+DROP TRIGGER IF EXISTS models_drop_prob_stub ON mlproxy.models;
+DROP FUNCTION IF EXISTS mlproxy.after_register();
+DROP FUNCTION IF EXISTS mlproxy.before_drop();
+DROP FUNCTION IF EXISTS mlproxy.create_stub(text, text, text);
+DROP POLICY IF EXISTS models_insert_own ON mlproxy.models;
+DROP POLICY IF EXISTS models_delete_own ON mlproxy.models;
+DROP POLICY IF EXISTS models_visible ON mlproxy.models;
+REVOKE ALL ON mlproxy.models FROM PUBLIC;
+REVOKE ALL ON SEQUENCE mlproxy.models_id_seq FROM PUBLIC;
+ALTER TABLE mlproxy.models ADD COLUMN probabilities_signature text;
+
+-- Every model function by what tells calls apart: schema, name, argument count. The
+-- primary key makes two registrations claiming one of them exclusive without a lock
+-- any role could hold: a concurrent claim of the same key waits for the other
+-- transaction, as for two CREATE TABLEs of one name. Only the service identity
+-- reads or writes it.
+CREATE TABLE mlproxy.model_function_names (
+    function_schema text NOT NULL,
+    function_name   text NOT NULL,
+    nargs           integer NOT NULL,
+    model_id        bigint NOT NULL REFERENCES mlproxy.models (id) ON DELETE CASCADE,
+    PRIMARY KEY (function_schema, function_name, nargs)
+);
+GRANT SELECT (@PUBLIC_COLUMNS@, prob_signature, probabilities_signature)
+    ON mlproxy.models TO PUBLIC;
+
+-- A model name without schema is looked up along the caller's search path, like a
+-- table, among all models (visible or not: as for any object, existence is no
+-- secret; what a role may do with a model is checked where it acts). The path is
+-- the caller's (find_model passes it); giving another one only reorders the lookup.
+CREATE FUNCTION mlproxy.locate_model(p_schema text, p_name text, p_path name[]) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT m.id FROM mlproxy.models m
+     WHERE m.model_name = p_name
+       AND CASE WHEN p_schema IS NULL THEN m.schema_name = ANY (p_path)
+                ELSE m.schema_name = p_schema END
+     ORDER BY array_position(p_path, m.schema_name::name)
+     LIMIT 1
+$fn$;
+
+CREATE OR REPLACE FUNCTION mlproxy.find_model(p_schema text, p_name text) RETURNS bigint
+LANGUAGE sql STABLE AS $fn$
+    SELECT mlproxy.locate_model(p_schema, p_name, pg_catalog.current_schemas(false))
+$fn$;
+
+-- The catalog row of a model the caller names, as the caller may see it: 42704 if
+-- there is no such model, 42501 if the caller may not see it (see model_visible).
+CREATE FUNCTION mlproxy.visible_model_id(p_schema text, p_name text) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    v_id bigint := mlproxy.find_model(p_schema, p_name);
+BEGIN
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM 1 FROM mlproxy.models WHERE id OPERATOR(pg_catalog.=) v_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'permission denied for model %', p_name USING ERRCODE = '42501',
+            HINT = 'Its owner can share it: GRANT EXECUTE ON MODEL ... TO ...';
+    END IF;
+    RETURN v_id;
+END
+$fn$;
+
+-- EXECUTE on this function is the CREATE MODEL privilege.
+CREATE FUNCTION mlproxy.create_model_privilege() RETURNS boolean
+LANGUAGE sql IMMUTABLE AS 'SELECT true';
+REVOKE EXECUTE ON FUNCTION mlproxy.create_model_privilege() FROM PUBLIC;
+COMMENT ON FUNCTION mlproxy.create_model_privilege() IS
+    'EXECUTE on this function is the CREATE MODEL privilege: GRANT CREATE MODEL TO role';
+
+-- 42501 unless p_role may create a model in p_schema with its functions in p_fn_schema.
+CREATE FUNCTION mlproxy.check_create_model(p_role name, p_schema text, p_fn_schema text)
+RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    v_schema text;
+BEGIN
+    IF NOT has_function_privilege(p_role, 'mlproxy.create_model_privilege()', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied to create model'
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role %I does not have the CREATE MODEL privilege.', p_role),
+                  HINT = format('A superuser can grant it: GRANT CREATE MODEL TO %I', p_role);
+    END IF;
+    FOREACH v_schema IN ARRAY ARRAY[p_schema, p_fn_schema] LOOP
+        IF NOT has_schema_privilege(p_role, v_schema, 'CREATE') THEN
+            RAISE EXCEPTION 'permission denied for schema %', v_schema
+                USING ERRCODE = '42501',
+                      HINT = format('Creating a model needs CREATE on its schema: GRANT CREATE ON SCHEMA %I TO %I',
+                                    v_schema, p_role);
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+-- The body of every stub: called without the proxy, it says why it cannot answer.
+CREATE FUNCTION mlproxy.stub_body(p_fn_name text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT format('BEGIN RAISE EXCEPTION %L USING ERRCODE = %L, HINT = %L; END',
+                  format('model function %s can only be evaluated through mlproxy', p_fn_name),
+                  '0A000', 'Connect through the mlproxy port to use model functions.')
+$fn$;
+
+-- Redshift makes <function>_probabilities for classification models; the problem
+-- type is known only after training, so the probability stubs are made for every
+-- target that is not a floating-point or numeric column (KMEANS has no target).
+CREATE FUNCTION mlproxy.has_probabilities(p_target text, p_return_type text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT p_target IS NOT NULL
+       AND p_return_type OPERATOR(pg_catalog.<>) ALL (ARRAY['double precision', 'real', 'numeric'])
+$fn$;
+
+-- `schema.name(argument types)` of a function, as the catalog stores signatures:
+-- every name quoted as needed, types outside pg_catalog schema-qualified.
+CREATE FUNCTION mlproxy.function_signature(p_function oid) RETURNS text
+LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT format('%I.%I(%s)', n.nspname, p.proname,
+                  (SELECT coalesce(string_agg(format_type(a.t, NULL), ', ' ORDER BY a.i), '')
+                     FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, i)))
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.oid = p_function
+$fn$;
+
+-- One stub, created as the caller (invoker rights: the caller owns it, Postgres
+-- checks CREATE on the schema), private to its owner.
+CREATE FUNCTION mlproxy.make_stub(p_schema text, p_name text, p_args text, p_types text,
+                                  p_return_type text, p_comment text)
+RETURNS regprocedure LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+DECLARE
+    v_fn regprocedure;
+BEGIN
+    IF pg_catalog.octet_length(p_name) >= 64 THEN
+        RAISE EXCEPTION 'model function name "%" is too long', p_name
+            USING ERRCODE = '42622',
+                  HINT = 'Function names are at most 63 bytes, and <function>_probabilities must fit too.';
+    END IF;
+    EXECUTE pg_catalog.format('CREATE FUNCTION %I.%I(%s) RETURNS %s LANGUAGE plpgsql AS %L',
+                              p_schema, p_name, p_args, p_return_type, mlproxy.stub_body(p_name));
+    v_fn := pg_catalog.to_regprocedure(pg_catalog.format('%I.%I(%s)', p_schema, p_name, p_types));
+    EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', v_fn);
+    EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', v_fn, p_comment);
+    RETURN v_fn;
+END
+$fn$;
+
+CREATE FUNCTION mlproxy.function_taken(p_schema text, p_name text, p_nargs integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    RAISE EXCEPTION 'model function %.% with % arguments already exists',
+        quote_ident(p_schema), quote_ident(p_name), p_nargs
+        USING ERRCODE = '42723',
+              HINT = 'Choose another FUNCTION name: calls of model functions are told apart by schema, name and number of arguments.';
+END
+$fn$;
+
+-- Writes a new model's row, as the service identity, after checking everything the
+-- caller could have forged (see the module docstring).
+CREATE FUNCTION mlproxy.record_model(
+    p_schema text, p_name text, p_function regprocedure, p_prob regprocedure,
+    p_probabilities regprocedure, p_statement text, p_options jsonb, p_query text,
+    p_target text, p_max_runtime integer, p_job_owner text)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    f record;
+    s record;
+    v_owner name;
+    v_return text;
+    v_names text[];
+    v_other record;
+    v_id bigint;
+BEGIN
+    SELECT p.oid, p.proname::text AS proname, p.pronamespace, n.nspname::text AS nspname,
+           p.proowner, p.proargtypes, p.prorettype, p.proargnames, p.pronargs
+      INTO f FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.oid = p_function;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'function % does not exist', p_function::oid USING ERRCODE = '42883';
+    END IF;
+    SELECT rolname INTO v_owner FROM pg_roles WHERE oid = f.proowner;
+    IF NOT pg_has_role(session_user, f.proowner, 'MEMBER') THEN
+        RAISE EXCEPTION 'must be owner of function %', f.proname USING ERRCODE = '42501';
+    END IF;
+    PERFORM mlproxy.check_create_model(v_owner, p_schema, f.nspname);
+    v_return := format_type(f.prorettype, NULL);
+    IF mlproxy.has_probabilities(p_target, v_return)
+       IS DISTINCT FROM (p_prob IS NOT NULL AND p_probabilities IS NOT NULL)
+       OR (p_prob IS NULL) <> (p_probabilities IS NULL) THEN
+        RAISE EXCEPTION 'the probability functions of model "%" do not match its target', p_name
+            USING ERRCODE = '22023';
+    END IF;
+    FOR s IN SELECT v.fn, v.name, v.ret FROM (VALUES
+            (p_function::oid, f.proname, f.prorettype),
+            (p_prob::oid, f.proname || '_prob', 'jsonb'::regtype::oid),
+            (p_probabilities::oid, f.proname || '_probabilities', 'jsonb'::regtype::oid)) AS v(fn, name, ret)
+         WHERE v.fn IS NOT NULL LOOP
+        PERFORM 1 FROM pg_proc p
+         WHERE p.oid = s.fn AND p.proname = s.name AND p.pronamespace = f.pronamespace
+           AND p.proowner = f.proowner AND p.proargtypes = f.proargtypes
+           AND p.prorettype = s.ret AND p.prokind = 'f' AND NOT p.prosecdef
+           AND NOT p.proretset AND p.proconfig IS NULL
+           AND p.prolang = (SELECT l.oid FROM pg_language l WHERE l.lanname = 'plpgsql')
+           AND p.prosrc = mlproxy.stub_body(s.name)
+           AND p.xmin = pg_current_xact_id()::xid;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'function % is not a model function stub created by this CREATE MODEL',
+                s.fn::regprocedure USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM mlproxy.models m WHERE m.schema_name = p_schema AND m.model_name = p_name) THEN
+        RAISE EXCEPTION 'model "%" already exists', p_name USING ERRCODE = '42710';
+    END IF;
+    -- calls are told apart by schema, name and argument count: no two model
+    -- functions may share all three
+    v_names := ARRAY[f.proname];
+    IF p_prob IS NOT NULL THEN
+        v_names := v_names || (f.proname || '_prob') || (f.proname || '_probabilities');
+    END IF;
+    SELECT n.function_name AS name INTO v_other FROM mlproxy.model_function_names n
+     WHERE n.function_schema = f.nspname AND n.function_name = ANY (v_names)
+       AND n.nargs = f.pronargs
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM mlproxy.function_taken(f.nspname, v_other.name, f.pronargs);
+    END IF;
+    BEGIN
+        INSERT INTO mlproxy.models (schema_name, model_name, owner, state, create_statement, options,
+        source_query, target, function_schema, function_name, function_signature, prob_signature,
+        probabilities_signature, arg_names, arg_types, return_type, max_runtime, job_owner,
+        heartbeat, progress)
+    VALUES (p_schema, p_name, v_owner, 'TRAINING', p_statement, p_options, p_query, p_target,
+        f.nspname, f.proname, mlproxy.function_signature(p_function),
+        mlproxy.function_signature(p_prob), mlproxy.function_signature(p_probabilities),
+        coalesce(f.proargnames, array_fill(''::text, ARRAY[f.pronargs])),
+        ARRAY(SELECT format_type(a.t, NULL) FROM unnest(f.proargtypes::oid[]) WITH ORDINALITY AS a(t, i)
+               ORDER BY a.i),
+        v_return, p_max_runtime, p_job_owner, now(), '{"phase": "exported"}')
+        RETURNING id INTO v_id;
+    EXCEPTION WHEN unique_violation THEN  -- registered meanwhile by another session
+        RAISE EXCEPTION 'model "%" already exists', p_name USING ERRCODE = '42710';
+    END;
+    BEGIN
+        INSERT INTO mlproxy.model_function_names (function_schema, function_name, nargs, model_id)
+        SELECT f.nspname, n, f.pronargs, v_id FROM unnest(v_names) AS n;
+    EXCEPTION WHEN unique_violation THEN  -- claimed meanwhile by another session
+        PERFORM mlproxy.function_taken(f.nspname, f.proname, f.pronargs);
+    END;
+    PERFORM pg_notify('@NOTIFY_CHANNEL@', json_build_object('event', 'created', 'id', v_id)::text);
+    RETURN v_id;
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION mlproxy.record_model(text, text, regprocedure, regprocedure, regprocedure,
+    text, jsonb, text, text, integer, text) TO PUBLIC;
+
+-- CREATE MODEL, on the client's session: the stubs as the client, then the row.
+CREATE OR REPLACE FUNCTION mlproxy.register_model(
+    p_schema text, p_name text, p_fn_schema text, p_fn_name text,
+    p_arg_names text[], p_arg_types text[], p_return_type text,
+    p_statement text, p_options jsonb, p_query text, p_target text,
+    p_max_runtime integer, p_job_owner text)
+RETURNS bigint LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+DECLARE
+    v_types text;
+    v_args text;
+    v_return text;
+    v_comment text;
+    v_fn regprocedure;
+    v_prob regprocedure;
+    v_probabilities regprocedure;
+BEGIN
+    p_schema := coalesce(p_schema, pg_catalog.current_schema());
+    p_fn_schema := coalesce(p_fn_schema, pg_catalog.current_schema());
+    IF p_schema IS NULL OR p_fn_schema IS NULL THEN
+        RAISE EXCEPTION 'no schema has been selected to create in' USING ERRCODE = '3F000';
+    END IF;
+    IF pg_catalog.array_length(p_arg_names, 1) IS DISTINCT FROM pg_catalog.array_length(p_arg_types, 1) THEN
+        RAISE EXCEPTION 'a model function needs a name for each argument' USING ERRCODE = '22023';
+    END IF;
+    PERFORM mlproxy.check_create_model(current_user, p_schema, p_fn_schema);
+    -- regtype input validates every type name (on the caller's search path); its
+    -- output is the spelling CREATE FUNCTION reads back the same way
+    SELECT coalesce(pg_catalog.string_agg(pg_catalog.format_type(a.t::regtype, NULL), ', ' ORDER BY a.i), ''),
+           coalesce(pg_catalog.string_agg(pg_catalog.format('%I %s', a.n, pg_catalog.format_type(a.t::regtype, NULL)),
+                                          ', ' ORDER BY a.i), '')
+      INTO v_types, v_args
+      FROM unnest(p_arg_names, p_arg_types) WITH ORDINALITY AS a(n, t, i);
+    v_return := pg_catalog.format_type(p_return_type::regtype, NULL);
+    v_comment := pg_catalog.format('mlproxy model %I.%I', p_schema, p_name);
+    IF mlproxy.has_probabilities(p_target, v_return) THEN
+        -- checked first: nothing is created for a name that cannot take its suffix
+        PERFORM 1 WHERE pg_catalog.octet_length(p_fn_name || '_probabilities') < 64;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'model function name "%" is too long', p_fn_name
+                USING ERRCODE = '42622',
+                      HINT = 'Classification models also get <function>_probabilities, which must fit in 63 bytes.';
+        END IF;
+    END IF;
+    v_fn := mlproxy.make_stub(p_fn_schema, p_fn_name, v_args, v_types, v_return, v_comment);
+    IF mlproxy.has_probabilities(p_target, v_return) THEN
+        v_prob := mlproxy.make_stub(p_fn_schema, p_fn_name || '_prob', v_args, v_types, 'jsonb',
+                                    v_comment || ' (probabilities)');
+        v_probabilities := mlproxy.make_stub(p_fn_schema, p_fn_name || '_probabilities', v_args,
+                                             v_types, 'jsonb', v_comment || ' (probabilities)');
+    END IF;
+    RETURN mlproxy.record_model(p_schema, p_name, v_fn, v_prob, v_probabilities, p_statement,
+                                p_options, p_query, p_target, p_max_runtime, p_job_owner);
+END
+$fn$;
+
+-- Deletes a model's row once its stubs are gone, for its owner, the owner of its
+-- schema or a superuser.
+CREATE FUNCTION mlproxy.forget_model(p_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    m record;
+BEGIN
+    -- the caller is checked before the row is locked: a refused caller holds no lock
+    -- on it (that would stall the job's progress updates until it ended its transaction)
+    SELECT id, schema_name, model_name, owner, function_schema, function_name,
+           function_signature, prob_signature, probabilities_signature
+      INTO m FROM mlproxy.models WHERE id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model % does not exist', p_id USING ERRCODE = '42704';
+    END IF;
+    IF NOT (EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = session_user AND r.rolsuper)
+            OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = m.owner
+                        AND pg_has_role(session_user, r.oid, 'MEMBER'))
+            OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = m.schema_name
+                        AND pg_has_role(session_user, n.nspowner, 'MEMBER'))) THEN
+        RAISE EXCEPTION 'must be owner of model %', m.model_name USING ERRCODE = '42501';
+    END IF;
+    IF mlproxy.signature_oid(m.function_schema, m.function_name, m.function_signature) IS NOT NULL
+       OR mlproxy.signature_oid(m.function_schema, m.function_name || '_prob', m.prob_signature) IS NOT NULL
+       OR mlproxy.signature_oid(m.function_schema, m.function_name || '_probabilities',
+                                m.probabilities_signature) IS NOT NULL THEN
+        RAISE EXCEPTION 'the functions of model % still exist', m.model_name
+            USING ERRCODE = '55006', HINT = 'DROP MODEL drops them first.';
+    END IF;
+    DELETE FROM mlproxy.models WHERE id = p_id;  -- its model_function_names go with it
+    PERFORM pg_notify('@NOTIFY_CHANNEL@', json_build_object('event', 'dropped', 'id', p_id)::text);
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION mlproxy.forget_model(bigint) TO PUBLIC;
+
+-- DROP MODEL, on the client's session: Postgres decides who may drop the stubs.
+CREATE OR REPLACE FUNCTION mlproxy.drop_model(p_schema text, p_name text, p_if_exists boolean)
+RETURNS bigint LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+DECLARE
+    m record;
+    v_sig text;
+BEGIN
+    IF mlproxy.find_model(p_schema, p_name) IS NULL THEN
+        IF p_if_exists THEN
+            RAISE NOTICE 'model "%" does not exist, skipping', p_name;
+            RETURN NULL;
+        END IF;
+        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    SELECT id, function_signature, prob_signature, probabilities_signature INTO m
+      FROM mlproxy.models WHERE id = mlproxy.find_model(p_schema, p_name);
+    IF NOT FOUND THEN  -- a model the caller may not even see is not the caller's to drop
+        RAISE EXCEPTION 'must be owner of model %', p_name USING ERRCODE = '42501';
+    END IF;
+    BEGIN
+        -- signatures are the catalog's canonical text, written by the service identity
+        FOREACH v_sig IN ARRAY pg_catalog.array_remove(
+                ARRAY[m.probabilities_signature, m.prob_signature, m.function_signature], NULL) LOOP
+            EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS %s', v_sig);
+        END LOOP;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'must be owner of model %', p_name USING ERRCODE = '42501';
+    END;
+    PERFORM mlproxy.forget_model(m.id);
+    RETURN m.id;
+END
+$fn$;
+
+-- The stubs of a model, for GRANT/REVOKE ... ON MODEL (run on the client's session).
+CREATE FUNCTION mlproxy.model_functions(p_schema text, p_name text) RETURNS text[]
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v text[];
+BEGIN
+    SELECT pg_catalog.array_remove(ARRAY[function_signature, prob_signature, probabilities_signature], NULL)
+      INTO v FROM mlproxy.models WHERE id = mlproxy.visible_model_id(p_schema, p_name);
+    RETURN v;
+END
+$fn$;
+
+-- The function a catalog signature names, or NULL; found through pg_proc, so that
+-- no privilege (not even USAGE on its schema) is needed to ask.
+CREATE FUNCTION mlproxy.signature_oid(p_schema text, p_name text, p_signature text) RETURNS oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = p_schema AND p.proname = p_name
+       AND mlproxy.function_signature(p.oid) = p_signature
+     LIMIT 1
+$fn$;
+
+-- Who sees a model's row: members of its owner, of its schema's owner, roles that may
+-- call its function (and superusers, who pass row-level security anyway).
+CREATE FUNCTION mlproxy.model_visible(p_owner name, p_schema text, p_fn_schema text,
+                                      p_fn_name text, p_function text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = p_owner AND pg_has_role(r.oid, 'MEMBER'))
+        OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = p_schema
+                    AND pg_has_role(n.nspowner, 'MEMBER'))
+        OR coalesce(has_function_privilege(mlproxy.signature_oid(p_fn_schema, p_fn_name, p_function),
+                                           'EXECUTE'), false)
+$fn$;
+CREATE POLICY models_visible ON mlproxy.models FOR SELECT
+    USING (mlproxy.model_visible(owner, schema_name, function_schema, function_name,
+                                 function_signature));
+
+-- SHOW MODEL name: Redshift's Key/Value listing of a model the caller may see (it
+-- read the artifact column too before, which only the service identity may).
+CREATE OR REPLACE FUNCTION mlproxy.show_model(p_schema text, p_name text)
+RETURNS TABLE ("Key" text, "Value" text) LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    m record;
+BEGIN
+    SELECT model_name, schema_name, owner, created_at, state, failure_reason, progress,
+           rows_used, training_seconds, source_query, target, model_type, options,
+           problem_type, objective, function_name, arg_names, arg_types, return_type,
+           max_runtime, metrics
+      INTO m FROM mlproxy.models WHERE id = mlproxy.visible_model_id(p_schema, p_name);
+    RETURN QUERY
+    SELECT kv.k, kv.v FROM (
+        VALUES (1, 'Model Name', m.model_name),
+               (2, 'Schema Name', m.schema_name),
+               (3, 'Owner', m.owner::text),
+               (4, 'Creation Time', to_char(m.created_at AT TIME ZONE 'UTC', 'Dy, DD.MM.YYYY HH24:MI:SS')),
+               (5, 'Model State', m.state),
+               (6, 'Failure Reason', m.failure_reason),
+               (8, 'Training Progress', CASE WHEN m.state = 'TRAINING' THEN concat_ws(', ',
+                    m.progress->>'phase',
+                    CASE WHEN m.progress ? 'trials' THEN (m.progress->>'trials') || ' trials' END,
+                    CASE WHEN m.progress ? 'best_score' THEN 'best score ' || round((m.progress->>'best_score')::numeric, 4) END,
+                    CASE WHEN m.progress ? 'elapsed' THEN round((m.progress->>'elapsed')::numeric) || ' s elapsed' END) END),
+               (9, 'Rows Used', m.rows_used::text),
+               (10, 'Training Time', round(m.training_seconds::numeric, 1) || ' s'),
+               (11, 'TRAINING DATA:', ''),
+               (12, 'Query', m.source_query),
+               (13, 'Target Column', coalesce(m.target, '')),
+               (14, 'PARAMETERS:', ''),
+               (15, 'Model Type', coalesce(m.model_type, m.options->>'model_type', 'AUTO')),
+               (16, 'Problem Type', coalesce(m.problem_type, m.options->>'problem_type', '')),
+               (17, 'Objective', coalesce(m.objective, m.options->>'objective', '')),
+               (18, 'Function Name', m.function_name),
+               (19, 'Function Parameters', array_to_string(m.arg_names, ' ')),
+               (20, 'Function Parameter Types', array_to_string(m.arg_types, ' ')),
+               (21, 'Function Return Type', m.return_type),
+               (22, 'Max Runtime', m.max_runtime::text)
+        UNION ALL
+        SELECT 7, 'validation:' || e.key, round(e.value::numeric, 6)::text
+          FROM jsonb_each_text(coalesce(m.metrics, '{}')) e
+         WHERE e.value ~ '^-?[0-9.eE+-]+$'
+    ) AS kv(n, k, v)
+    WHERE kv.v IS NOT NULL
+    ORDER BY kv.n, kv.k;
+END
+$fn$;
+
+-- explain_model('name'): as in version 2, for the models the caller may see.
+CREATE OR REPLACE FUNCTION mlproxy.explain_model(p_name text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v_schema text;
+    v_name text := p_name;
+    m record;
+BEGIN
+    IF position('.' in p_name) > 0 THEN
+        v_schema := split_part(p_name, '.', 1);
+        v_name := split_part(p_name, '.', 2);
+    END IF;
+    SELECT state, feature_importances, model_type INTO m
+      FROM mlproxy.models WHERE id = mlproxy.visible_model_id(v_schema, v_name);
+    IF m.state <> 'READY' THEN
+        RAISE EXCEPTION 'model "%" is not ready (state %)', p_name, m.state
+            USING ERRCODE = '55000';
+    END IF;
+    RETURN jsonb_build_object('version', '1.0', 'explanations', jsonb_build_object(
+        'kernel_shap', jsonb_build_object('label0', jsonb_build_object(
+            'global_shap_values', m.feature_importances))));
+END
+$fn$;
+
+-- Rows of older versions. Any role could insert rows before: a row is kept only if
+-- its function exists, belongs to the row's owner and is no other kept row's; its
+-- signatures become canonical. Where the migrating identity may act for the owner
+-- (a superuser, or a member of the owner), the model becomes private as Redshift's
+-- are: EXECUTE for PUBLIC (Postgres' default for functions, which made every model
+-- callable by every role) is revoked, grants to roles are kept; the probability
+-- stubs take the main stub's privileges, and classifier-capable models get
+-- <fn>_probabilities.
+-- The owners of the kept models keep being able to create models.
+DO $migrate$
+DECLARE
+    r record;
+    v_fn oid;
+    v_prob oid;
+    v_probs oid;
+    v_owner oid;
+    v_kept oid[] := '{}';
+    v_acts boolean;
+    v_sig regprocedure;
+    v_acl record;
+BEGIN
+    FOR r IN SELECT * FROM mlproxy.models ORDER BY id LOOP
+        BEGIN
+            v_fn := pg_catalog.to_regprocedure(r.function_signature);
+        EXCEPTION WHEN OTHERS THEN
+            v_fn := NULL;
+        END;
+        SELECT p.proowner INTO v_owner FROM pg_catalog.pg_proc p WHERE p.oid = v_fn;
+        IF v_fn IS NULL OR v_fn = ANY (v_kept)
+           OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid = v_owner AND o.rolname = r.owner) THEN
+            RAISE WARNING 'mlproxy: model %.% (id %) removed from the catalog: its function % is missing, is another model''s or is not owned by %',
+                r.schema_name, r.model_name, r.id, r.function_signature, r.owner;
+            DELETE FROM mlproxy.models WHERE id = r.id;
+            CONTINUE;
+        END IF;
+        v_kept := v_kept || v_fn;
+        BEGIN
+            v_prob := pg_catalog.to_regprocedure(r.prob_signature);
+        EXCEPTION WHEN OTHERS THEN
+            v_prob := NULL;
+        END;
+        IF v_prob IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_proc p, pg_catalog.pg_proc f
+                 WHERE p.oid = v_prob AND f.oid = v_fn AND p.proowner = f.proowner
+                   AND p.pronamespace = f.pronamespace AND p.proargtypes = f.proargtypes
+                   AND p.proname = f.proname || '_prob') THEN
+            v_prob := NULL;
+        END IF;
+        v_acts := pg_catalog.pg_has_role(current_user, v_owner, 'USAGE');
+        v_probs := NULL;
+        IF v_prob IS NOT NULL AND v_acts
+           AND pg_catalog.octet_length(r.function_name || '_probabilities') < 64 THEN
+            BEGIN
+                EXECUTE pg_catalog.format('CREATE FUNCTION %I.%I(%s) RETURNS jsonb LANGUAGE plpgsql AS %L',
+                    r.function_schema, r.function_name || '_probabilities',
+                    (SELECT coalesce(string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i), '')
+                       FROM pg_catalog.pg_proc p, unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, i)
+                      WHERE p.oid = v_fn),
+                    mlproxy.stub_body(r.function_name || '_probabilities'));
+                SELECT p.oid INTO v_probs FROM pg_catalog.pg_proc p, pg_catalog.pg_proc f
+                 WHERE f.oid = v_fn AND p.pronamespace = f.pronamespace
+                   AND p.proname = f.proname || '_probabilities' AND p.proargtypes = f.proargtypes;
+                EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %I', v_probs::regprocedure, r.owner);
+                EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', v_probs::regprocedure,
+                    pg_catalog.format('mlproxy model %I.%I (probabilities)', r.schema_name, r.model_name));
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'mlproxy: model %.% gets no _probabilities function: %',
+                    r.schema_name, r.model_name, SQLERRM;
+                v_probs := NULL;
+            END;
+        END IF;
+        IF v_acts THEN
+            EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', v_fn::regprocedure);
+            FOREACH v_sig IN ARRAY pg_catalog.array_remove(ARRAY[v_prob, v_probs]::regprocedure[], NULL) LOOP
+                EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_sig);
+                FOR v_acl IN SELECT a.grantee, a.is_grantable
+                               FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+                              WHERE p.oid = v_fn AND a.grantee <> p.proowner LOOP
+                    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', v_sig,
+                        CASE WHEN v_acl.grantee = 0 THEN 'PUBLIC'
+                             ELSE pg_catalog.quote_ident((SELECT o.rolname FROM pg_catalog.pg_roles o
+                                                           WHERE o.oid = v_acl.grantee)) END,
+                        CASE WHEN v_acl.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+                END LOOP;
+            END LOOP;
+        ELSE
+            RAISE WARNING 'mlproxy: the privileges of model %.% are left as they are (% may not act for its owner %)',
+                r.schema_name, r.model_name, current_user, r.owner;
+        END IF;
+        UPDATE mlproxy.models m
+           SET function_signature = mlproxy.function_signature(v_fn),
+               prob_signature = mlproxy.function_signature(v_prob),
+               probabilities_signature = mlproxy.function_signature(v_probs),
+               arg_types = ARRAY(SELECT pg_catalog.format_type(a.t, NULL)
+                                   FROM pg_catalog.pg_proc p, unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, i)
+                                  WHERE p.oid = v_fn ORDER BY a.i)
+         WHERE m.id = r.id;
+        INSERT INTO mlproxy.model_function_names (function_schema, function_name, nargs, model_id)
+        SELECT m.function_schema, n, coalesce(pg_catalog.array_length(m.arg_types, 1), 0), m.id
+          FROM mlproxy.models m,
+               unnest(pg_catalog.array_remove(ARRAY[m.function_name,
+                   CASE WHEN m.prob_signature IS NOT NULL THEN m.function_name || '_prob' END,
+                   CASE WHEN m.probabilities_signature IS NOT NULL
+                        THEN m.function_name || '_probabilities' END], NULL)) AS n
+         WHERE m.id = r.id
+        ON CONFLICT DO NOTHING;  -- an older model keeps a name two held
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION mlproxy.create_model_privilege() TO %I', r.owner);
+    END LOOP;
+END
+$migrate$;
+"""
+MIGRATIONS.append(_MIGRATION_4.replace("@PUBLIC_COLUMNS@", _PUBLIC_COLUMNS).replace("@NOTIFY_CHANNEL@", NOTIFY_CHANNEL))
+
 
 async def migrate(conn) -> int:
     """Bring the catalog schema to the newest version; returns that version.
 
     `conn` is an asyncpg connection of the proxy's service identity. Safe to run from
     many proxies at once: the migrations run in one transaction under an advisory
-    lock, and each is recorded in `mlproxy.schema_version`.
+    lock, and each is recorded in `mlproxy.schema_version`. What a migration warns
+    about (rows it removed, models whose privileges it could not change) is logged.
     """
+    def warned(_conn, message) -> None:
+        if getattr(message, "severity_en", None) == "WARNING" or getattr(message, "severity", "") == "WARNING":
+            log.warning("catalog migration: %s", message.message)
+
+    conn.add_log_listener(warned)
+    try:
+        return await _migrate(conn)
+    finally:
+        conn.remove_log_listener(warned)
+
+
+async def _migrate(conn) -> int:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         await conn.execute(

@@ -107,6 +107,10 @@ class ModelRegistry:
         self.cache_dir = Path(cache_dir)
         self._databases: dict[str, DatabaseModels] = {}
         self._loading: dict[str, asyncio.Task] = {}
+        # Loads asked for while one runs: the running load's task does one more
+        # afterwards, however many were asked for (a flood of notifications, which
+        # any role can send, costs at most one load at a time, HINT_INTERVAL apart).
+        self._again: set[str] = set()
         self._subscribers: list[Callable[[str], None]] = []
         self._predictors: dict[str, Any] = {}
         self._predictor_locks: dict[str, asyncio.Lock] = {}
@@ -131,15 +135,18 @@ class ModelRegistry:
 
     def load_soon(self, database: str) -> None:
         if database not in self._loading:
-            self._loading[database] = asyncio.ensure_future(self._load(database))
+            self._loading[database] = asyncio.ensure_future(self._load_until_current(database))
 
     async def reload(self, database: str) -> None:
         """Load the models of `database` afresh: a load already in flight may have
-        read the catalog before the change the caller just committed."""
+        read the catalog before the change the caller just committed, so the task
+        in flight is asked for one more load, and that one is waited for."""
         in_flight = self._loading.get(database)
-        if in_flight is not None:
-            await asyncio.shield(in_flight)
-        await self.wait_loaded(database)
+        if in_flight is None:
+            await self.wait_loaded(database)
+            return
+        self._again.add(database)
+        await asyncio.shield(in_flight)
 
     async def wait_loaded(self, database: str) -> DatabaseModels:
         """The models of `database` as the catalog has them now: joins a load in
@@ -150,6 +157,20 @@ class ModelRegistry:
         return self._databases.get(database) or DatabaseModels.build([])
 
     # -- loading --------------------------------------------------------------------------
+    HINT_INTERVAL = 0.2  # seconds between the loads that notifications ask for
+
+    async def _load_until_current(self, database: str) -> None:
+        """Load, then load again while more loads were asked for meanwhile."""
+        try:
+            while True:
+                self._again.discard(database)
+                await self._load(database)
+                if database not in self._again:
+                    return
+                await asyncio.sleep(self.HINT_INTERVAL)
+        finally:
+            self._loading.pop(database, None)
+
     async def _load(self, database: str) -> None:
         try:
             rows = await self.catalog.fetch_models(database)
@@ -167,8 +188,6 @@ class ModelRegistry:
             log.warning("model registry could not load database=%s error=%s", database, exc)
             if database not in self._databases:
                 self._publish(database, DatabaseModels.build([]))
-        finally:
-            self._loading.pop(database, None)
 
     async def _function_oids(self, database: str, entries: list[ModelEntry]) -> dict[str, int]:
         """The stubs' OIDs by signature (a function not there, or all of them if the
@@ -187,8 +206,11 @@ class ModelRegistry:
         return {r["s"]: r["oid"] for r in rows if r["oid"] is not None}
 
     def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:
-        if database in self._databases or database in self._loading:
-            self._loading.pop(database, None)
+        """A notification is only a hint to read the catalog again (its content is
+        not trusted: any role can send one); loads coalesce (see `_again`)."""
+        if database in self._loading:
+            self._again.add(database)
+        elif database in self._databases:
             self.load_soon(database)
 
     # -- predictors -------------------------------------------------------------------

@@ -113,15 +113,16 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     model_schema = stmt.name.schema or current_schema
     if model_schema is None:
         raise _Abort(PgError(errors.INVALID_SCHEMA_NAME, "no schema has been selected to create in"))
+    function_schema = stmt.function.name.schema or current_schema  # as CREATE FUNCTION's
+    if function_schema is None:
+        raise _Abort(PgError(errors.INVALID_SCHEMA_NAME, "no schema has been selected to create in"))
     try:
-        exists = await services.catalog.fetchrow(
-            database, "SELECT 1 FROM mlproxy.models WHERE schema_name = $1 AND model_name = $2",
-            model_schema, stmt.name.name)
+        await _check_allowed(services, takeover, stmt, database, model_schema, function_schema,
+                             len(features), return_type)
+    except _Abort:
+        raise
     except Exception as exc:  # noqa: BLE001 - the upstream went away, or the service login
         raise _catalog_unavailable(database, exc) from exc
-    if exists:
-        raise _Abort(PgError(errors.DUPLICATE_OBJECT, f'model "{stmt.name.name}" already exists',
-                             position=stmt.positions.get("name")))
 
     staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
     options = _train_options(stmt)
@@ -134,8 +135,8 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
             "schema": model_schema, "options": options, "column_names": names,
             "column_types": types, "rows_exported": rows, "sampled": sampled,
         })
-        model_id = await _register(services, takeover, stmt, source, model_schema, features,
-                                   arg_types, return_type)
+        model_id = await _register(services, takeover, stmt, source, model_schema,
+                                   function_schema, features, arg_types, return_type)
         job = services.jobs.job_dir(database, model_id)
         try:
             await asyncio.to_thread(_promote, staging, job)
@@ -299,15 +300,62 @@ async def _write_spec(job: JobDir, spec: dict[str, Any]) -> None:
         raise _Abort(errors.file_error(exc, "write file")) from exc
 
 
+async def _check_allowed(services: MLServices, takeover: Takeover, stmt: CreateModel,
+                         database: str, model_schema: str, function_schema: str, arity: int,
+                         return_type: str) -> None:
+    """What registration would refuse, said before the data is exported: the CREATE
+    MODEL privilege and CREATE on the schemas (asked on the client's session, as the
+    client), a taken model name (42710), a function name another model's function
+    has with as many arguments (42723), a name too long for its _probabilities."""
+    checked = await collect(takeover, "SELECT mlproxy.check_create_model(current_user, "
+                            f"{sql_literal(model_schema)}, {sql_literal(function_schema)})")
+    _relay_notices(takeover, checked.notices)
+    if checked.error is not None:
+        checked.error.position = stmt.positions.get("name")
+        checked.error.fields.pop("W", None)
+        raise _Abort(checked.error)
+    exists = await services.catalog.fetchrow(
+        database, "SELECT 1 FROM mlproxy.models WHERE schema_name = $1 AND model_name = $2",
+        model_schema, stmt.name.name)
+    if exists:
+        raise _Abort(PgError(errors.DUPLICATE_OBJECT, f'model "{stmt.name.name}" already exists',
+                             position=stmt.positions.get("name")))
+    name = stmt.function.name.name
+    probabilities = stmt.target is not None and return_type.split("(")[0] not in _FLOAT_TYPES
+    names = [name, name + "_prob", name + "_probabilities"] if probabilities else [name]
+    if len(names[-1].encode()) >= 64:
+        raise _Abort(PgError(errors.NAME_TOO_LONG, f'model function name "{name}" is too long',
+                             position=stmt.positions.get("function"),
+                             hint="Classification models also get <function>_probabilities, "
+                                  "which must fit in 63 bytes."))
+    taken = await services.catalog.fetchrow(
+        database,
+        "SELECT function_name FROM mlproxy.model_function_names WHERE function_schema = $1"
+        " AND nargs = $2 AND function_name = ANY ($3::text[]) LIMIT 1",
+        function_schema, arity, names)
+    if taken:
+        raise _Abort(PgError(
+            errors.DUPLICATE_FUNCTION, f"model function {quote_identifier(function_schema)}.{quote_identifier(taken[0])} "
+                     f"with {arity} arguments already exists",
+            position=stmt.positions.get("function"),
+            hint="Choose another FUNCTION name: calls of model functions are told apart by "
+                 "schema, name and number of arguments."))
+
+
+_FLOAT_TYPES = ("double precision", "real", "numeric")
+
+
 async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel, source: _Source,
-                    model_schema: str, features: list[str], arg_types: list[str],
-                    return_type: str) -> int:
+                    model_schema: str, function_schema: str, features: list[str],
+                    arg_types: list[str], return_type: str) -> int:
+    """The stubs (as the client) and the catalog row (written by record_model, as the
+    service identity, after its checks), in one statement: nothing is half-written."""
     fn = stmt.function.name
     options = stmt.options
     max_runtime = int(options.get("settings", {}).get("max_runtime", DEFAULT_MAX_RUNTIME))
     sql = ("SELECT mlproxy.register_model("
            f"{sql_literal(model_schema)}, {sql_literal(stmt.name.name)}, "
-           f"{sql_literal(fn.schema)}, {sql_literal(fn.name)}, "
+           f"{sql_literal(function_schema)}, {sql_literal(fn.name)}, "
            f"{sql_text_array(features)}, {sql_text_array(arg_types)}, {sql_literal(return_type)}, "
            f"{sql_literal(stmt.text)}, {sql_literal(json.dumps(options, default=str))}::jsonb, "
            f"{sql_literal(source.sql)}, {sql_literal(stmt.target)}, {max_runtime}, "
@@ -317,10 +365,11 @@ async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel,
     if result.error is not None:
         if result.error.sqlstate == errors.DUPLICATE_OBJECT:
             result.error.position = stmt.positions.get("name")
-        elif result.error.sqlstate == "42723":  # the function already exists
+        elif result.error.sqlstate in (errors.DUPLICATE_FUNCTION, errors.NAME_TOO_LONG):
             result.error.position = stmt.positions.get("function")
         else:
             result.error.position = None
+        result.error.fields.pop("W", None)  # the PL/pgSQL lines of the catalog's functions
         raise _Abort(result.error)
     return int(result.rows[0][0])
 

@@ -1,4 +1,5 @@
-"""The interceptor for Redshift ML statements: CREATE MODEL, SHOW MODEL, DROP MODEL.
+"""The interceptor for Redshift ML statements: CREATE MODEL, SHOW MODEL, DROP MODEL,
+GRANT/REVOKE ... ON MODEL and GRANT/REVOKE CREATE MODEL.
 
 `wants()` is called for every Query and Parse: a byte-level prefilter rejects almost
 all traffic at once; only text that mentions MODEL is parsed, and only statements
@@ -21,9 +22,10 @@ from .. import errors, protocol as p
 from ..errors import PgError
 from ..framing import Frame
 from ..intercept import Takeover
-from ..ml_statements import (CreateModel, DropModel, ShowModel, might_be_ml_statement,
-                             parse_statements)
+from ..ml_statements import (CreateModel, DropModel, ModelPrivileges, ShowModel,
+                             might_be_ml_statement, parse_statements)
 from .create_model import MLServices, create_model
+from .privileges import model_privileges
 from .upstream_ops import relay, sql_literal
 
 log = logging.getLogger("mlproxy.ml")
@@ -48,7 +50,7 @@ class MLInterceptor:
 
     # -- the cheap part, on every Query/Parse -----------------------------------------
     def triggers(self, database: str) -> tuple[bytes, ...]:
-        return (b"model",)  # every CREATE/SHOW/DROP MODEL statement has the word
+        return (b"model",)  # every ML statement (GRANT ... MODEL too) has the word
 
     def subscribe(self, changed) -> None:
         pass  # the triggers never change
@@ -102,6 +104,9 @@ class MLInterceptor:
         """CREATE or DROP MODEL; once committed, this proxy's own model registry is
         brought up to date before the client hears back, so its next statement sees
         the model function (other replicas learn of it by NOTIFY)."""
+        if isinstance(stmt, ModelPrivileges):
+            # privileges are checked at every call: no model changed
+            return await model_privileges(takeover, stmt)
         if isinstance(stmt, CreateModel):
             ok = await create_model(self.services, takeover, stmt)
         else:

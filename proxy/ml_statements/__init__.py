@@ -1,4 +1,5 @@
-"""Redshift ML statements (CREATE/SHOW/DROP MODEL): a pure, sans-IO front end.
+"""Redshift ML statements (CREATE/SHOW/DROP MODEL, GRANT/REVOKE ... MODEL): a pure,
+sans-IO front end.
 
 The proxy uses it in three steps, cheapest first:
 
@@ -21,9 +22,11 @@ from .splitter import StatementText, split_statements
 from .statements import (
     CreateModel,
     DropModel,
+    Grantee,
     MLStatement,
     ModelFunction,
     ModelName,
+    ModelPrivileges,
     QualifiedName,
     ShowModel,
     SourceQuery,
@@ -50,10 +53,12 @@ def parse_statements(
 __all__ = [
     "CreateModel",
     "DropModel",
+    "Grantee",
     "MLStatement",
     "MODEL_TYPES",
     "ModelFunction",
     "ModelName",
+    "ModelPrivileges",
     "OBJECTIVES",
     "PROBLEM_TYPES",
     "QualifiedName",

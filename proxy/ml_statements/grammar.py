@@ -14,6 +14,7 @@ Grammar (keywords case-insensitive, identifiers by Postgres' rules):
       [ SETTINGS ( key value [, ...] ) ]
     SHOW MODEL { ALL | [schema.]name }
     DROP MODEL [ IF EXISTS ] [schema.]name
+    GRANT / REVOKE ... ON MODEL, GRANT / REVOKE CREATE MODEL  (see privileges.py)
 
 Positions in errors are 1-based character cursors into the client's whole query
 string: the caller passes the statement's `offset` in it (StatementText.start).
@@ -25,6 +26,7 @@ from proxy.errors import PgError
 
 from .create_model import parse_create_model
 from .lexer import PUNCT
+from .privileges import parse_model_privileges
 from .reader import TokenReader
 from .statements import DropModel, MLStatement, ModelName, ShowModel
 
@@ -44,6 +46,8 @@ def parse_ml_statement(
         first, second = reader.peek(0), reader.peek(1)
     except PgError:
         return None  # not lexable as far as we look: Postgres will say why
+    if first.is_keyword("grant") or first.is_keyword("revoke"):
+        return parse_model_privileges(reader)
     if not second.is_keyword("model"):
         return None
     if first.is_keyword("create"):

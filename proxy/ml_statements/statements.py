@@ -104,4 +104,48 @@ class DropModel:
     offset: int = field(default=0, compare=False, repr=False)
 
 
-MLStatement = Union[CreateModel, ShowModel, DropModel]
+
+
+# Grantee kinds: a named role (Redshift's user, ROLE r or GROUP g: all roles in
+# Postgres), PUBLIC, or one of Postgres' role keywords.
+GRANTEE_KINDS = ("user", "role", "group", "public", "current_user", "current_role", "session_user")
+
+
+@dataclass(frozen=True)
+class Grantee:
+    """One entry of a GRANT ... TO / REVOKE ... FROM list."""
+
+    kind: str
+    name: str | None = None
+    grant_option: bool = False
+
+
+@dataclass(frozen=True)
+class ModelPrivileges:
+    """GRANT/REVOKE { EXECUTE | ALL [PRIVILEGES] } ON MODEL m [, ...], or (no
+    `models`) GRANT/REVOKE CREATE MODEL.
+
+    `grant_option_for` is REVOKE GRANT OPTION FOR; `cascade` is REVOKE ... CASCADE
+    (Postgres' own; Redshift has only the default, RESTRICT). `model_positions` are
+    the client cursors of the model names, for errors about one of them.
+    """
+
+    is_grant: bool
+    models: tuple[ModelName, ...]
+    grantees: tuple[Grantee, ...]
+    grant_option_for: bool = False
+    cascade: bool = False
+    text: str = field(default="", compare=False, repr=False)
+    offset: int = field(default=0, compare=False, repr=False)
+    model_positions: tuple[int, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def is_create_model(self) -> bool:
+        return not self.models
+
+    @property
+    def tag(self) -> str:
+        return "GRANT" if self.is_grant else "REVOKE"
+
+
+MLStatement = Union[CreateModel, ShowModel, DropModel, ModelPrivileges]

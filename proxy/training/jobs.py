@@ -49,6 +49,7 @@ class JobRunner:
         self._tasks: dict[tuple[str, int], asyncio.Task] = {}
         self._procs: dict[tuple[str, int], asyncio.subprocess.Process] = {}
         self._listeners: dict[tuple[str, int], list[ProgressListener]] = {}
+        self._drop_checks: set[tuple[str, int]] = set()
         catalog.subscribe(self._on_catalog_event)
 
     # -- public ---------------------------------------------------------------------
@@ -279,6 +280,29 @@ class JobRunner:
             self._listeners.pop(key, None)
 
     def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:
-        if event.get("event") == "dropped" and isinstance(event.get("id"), int):
-            self.cancel(database, event["id"])
-            self._listeners.pop((database, event["id"]), None)
+        """A notification is a hint (any role can send one): a job of ours is
+        cancelled only once the catalog, read again, no longer has its model."""
+        model_id = event.get("id")
+        if event.get("event") != "dropped" or not isinstance(model_id, int):
+            return
+        key = (database, model_id)
+        if key not in self._tasks or key in self._drop_checks:
+            return  # not our job, or a check of it already under way (a flood coalesces)
+        self._drop_checks.add(key)
+        asyncio.ensure_future(self._cancel_if_dropped(database, model_id))
+
+    async def _cancel_if_dropped(self, database: str, model_id: int) -> None:
+        key = (database, model_id)
+        try:
+            row = await self.catalog.fetchrow(
+                database, "SELECT 1 FROM mlproxy.models WHERE id = $1 AND state = 'TRAINING'",
+                model_id)
+        except Exception as exc:  # noqa: BLE001 - set_progress notices a drop anyway
+            log.warning("could not check a dropped-model notice model_id=%s error=%s", model_id, exc)
+            return
+        finally:
+            self._drop_checks.discard(key)
+        if row is None:
+            log.info("training cancelled: model dropped model_id=%s", model_id)
+            self.cancel(database, model_id)
+            self._listeners.pop(key, None)

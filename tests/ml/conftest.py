@@ -60,3 +60,78 @@ def wait_for_state(conn, model: str, timeout: float = 120) -> dict[str, str]:
         if info["Model State"] != "TRAINING" or time.monotonic() > deadline:
             return info
         time.sleep(0.5)
+
+
+# -- the privileges world: a database of its own, three roles and a trained model ---
+PRIV_DB = "mlpriv"
+OWNER, GRANTEE, STRANGER, THIRD, TEAM = ("mlp_owner", "mlp_grantee", "mlp_stranger",
+                                         "mlp_third", "mlp_team")
+PRIV_ROLES = (OWNER, GRANTEE, STRANGER, THIRD, TEAM)
+# 240 rows, two features and a text label that the first feature decides
+POINTS = """
+CREATE TABLE pts (id int PRIMARY KEY, a int, b float8, label text);
+INSERT INTO pts SELECT g, g % 40, (g * 7) % 13 / 3.0, CASE WHEN g % 40 > 19 THEN 'yes' ELSE 'no' END
+  FROM generate_series(1, 240) g;
+"""
+PM_CREATE = ("CREATE MODEL pm FROM (SELECT a, b, label FROM pts) TARGET label "
+             "FUNCTION pm_predict MODEL_TYPE LINEAR_LEARNER SETTINGS (MAX_RUNTIME 5)")
+PM_SIGNATURE = "public.pm_predict(integer, double precision)"
+PM_FUNCTIONS = ("pm_predict", "pm_predict_prob", "pm_predict_probabilities")
+
+
+class PrivWorld:
+    """The proxy, the `mlpriv` database, its roles and model `pm` (owned by OWNER)."""
+
+    def __init__(self, proxy: ProxyProcess, upstream) -> None:
+        self.proxy = proxy
+        self.direct_dsn = (f"host={upstream.host} port={upstream.port} user=postgres "
+                           f"dbname={PRIV_DB}")
+
+    def connect(self, user: str = "postgres", **kw) -> psycopg.Connection:
+        kw.setdefault("autocommit", True)
+        return psycopg.connect(self.proxy.dsn(user=user, db=PRIV_DB), **kw)
+
+    def dsn(self, user: str = "postgres") -> str:
+        return self.proxy.dsn(user=user, db=PRIV_DB)
+
+    def direct(self, user: str = "postgres") -> psycopg.Connection:
+        """Straight to Postgres, not through the proxy (a hostile role needs no proxy)."""
+        return psycopg.connect(self.direct_dsn.replace("user=postgres", f"user={user}"),
+                               autocommit=True)
+
+    def can_execute(self, role: str, function: str) -> bool:
+        """Whether Postgres lets `role` execute one stub of `pm` (or another signature)."""
+        signature = function if "(" in function else f"public.{function}(integer, double precision)"
+        with self.direct() as d:
+            return d.execute("SELECT has_function_privilege(%s, %s, 'EXECUTE')",
+                             (role, signature)).fetchone()[0]
+
+
+def _drop_world(admin: psycopg.Connection) -> None:
+    admin.execute(f"DROP DATABASE IF EXISTS {PRIV_DB} WITH (FORCE)")
+    for role in PRIV_ROLES:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.fixture(scope="session")
+def priv_world(ml_proxy, upstream) -> PrivWorld:
+    admin_dsn = f"host={upstream.host} port={upstream.port} user=postgres dbname=postgres"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        _drop_world(admin)
+        admin.execute(f"CREATE DATABASE {PRIV_DB}")
+        for role in PRIV_ROLES:
+            admin.execute(f"CREATE ROLE {role} {'NOLOGIN' if role == TEAM else 'LOGIN'}")
+        admin.execute(f"GRANT {TEAM} TO {THIRD}")
+    world = PrivWorld(ml_proxy, upstream)
+    with world.direct() as d:
+        d.execute(POINTS)
+        d.execute(f"GRANT SELECT ON pts TO PUBLIC; GRANT CREATE ON SCHEMA public TO {OWNER}")
+    with world.connect() as su:  # a superuser grants CREATE MODEL, as in Redshift
+        su.execute(f"GRANT CREATE MODEL TO {OWNER}")
+    with world.connect(OWNER) as owner:
+        owner.execute(PM_CREATE)
+        info = wait_for_state(owner, "pm", timeout=120)
+        assert info["Model State"] == "READY", info
+    yield world
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        _drop_world(admin)
