@@ -17,6 +17,7 @@ from .ml_commands.create_model import MLServices
 from .inference.interceptor import InferenceInterceptor
 from .inference.registry import ModelRegistry
 from .ml_commands.interceptor import MLInterceptor
+from .ml_commands.system_views import SystemViewInterceptor
 from .training.jobs import JobRunner
 
 log = logging.getLogger("mlproxy.ml")
@@ -32,8 +33,11 @@ class MLRuntime:
         self.services = MLServices(self.catalog, self.jobs, config.data_dir)
         self.registry = ModelRegistry(self.catalog, config.data_dir / "cache" / "models")
         self.services.models_changed = self.registry.reload
-        # ML statements first: a CREATE MODEL's query may mention a model function.
-        self.interceptors = [MLInterceptor(self.services), InferenceInterceptor(self.registry)]
+        # ML statements first: a CREATE MODEL's query may mention a model function;
+        # the system views' names last (a statement that also calls a model is the
+        # inference interceptor's, and is not qualified).
+        self.interceptors = [MLInterceptor(self.services), InferenceInterceptor(self.registry),
+                             SystemViewInterceptor(self.catalog)]
         self._sweeper: asyncio.Task | None = None
 
     def start(self) -> None:
