@@ -12,7 +12,10 @@ Postgres's own:
   in one statement, under the client's identity: nothing is ever half-written.
 - Row-level security lets a role insert only rows it owns and delete only rows of
   roles it is a member of. Training results are written by the proxy's service
-  connection (the table owner). The artifact column is not readable by PUBLIC.
+  connection (the table owner). The artifact column is not readable by PUBLIC, nor
+  (migration 5) the columns naming the training data and storage; SHOW MODEL and the
+  system views read `mlproxy.visible_models`, which shows each role only the models
+  it may see, and those columns only to their owner.
 
 Migrations are numbered; `migrate` applies the missing ones under an advisory lock,
 so proxies starting at the same moment do not race.
@@ -326,9 +329,15 @@ GRANT EXECUTE ON FUNCTION mlproxy.check_execute(text[], text[]) TO PUBLIC;
     # and show_models whatever an earlier migration made of them.
     """
 ALTER TABLE mlproxy.models ADD COLUMN IF NOT EXISTS details jsonb;
--- The training query and the statement's options (IAM role, S3 bucket, KMS key)
--- are the owner's: everyone else reads models through visible_models.
-REVOKE SELECT (create_statement, options, source_query) ON mlproxy.models FROM PUBLIC;
+-- Models are read through visible_models (below), which shows each role only the
+-- models it may see, and the training query and the statement's options (IAM role,
+-- S3 bucket, KMS key) only to their owner. Left readable: what the invoker-rights
+-- entry points look up (names, owner, function signatures).
+REVOKE SELECT (create_statement, options, source_query, state, failure_reason, target,
+    arg_names, arg_types, return_type, problem_type, model_type, objective, metrics,
+    leaderboard, feature_importances, artifact_sha256, rows_used, training_seconds,
+    progress, max_runtime, job_owner, heartbeat, created_at, updated_at)
+    ON mlproxy.models FROM PUBLIC;
 
 -- The models the querying role may see, with what only their owner may see blanked
 -- for the others. A view, not a SECURITY DEFINER function: the view reads the table
@@ -341,13 +350,16 @@ CREATE VIEW mlproxy.visible_models WITH (security_barrier) AS
 SELECT m.id, m.schema_name, m.model_name, m.owner::text AS owner, a.is_owner, m.state,
        m.failure_reason, m.target, m.function_schema, m.function_name, m.function_signature,
        a.fn AS function_oid, m.arg_names, m.arg_types, m.return_type, m.problem_type,
-       m.model_type, m.objective, m.metrics, m.details, m.rows_used, m.training_seconds,
+       m.model_type, m.objective, m.metrics, m.feature_importances, m.details, m.rows_used,
+       m.training_seconds,
        m.progress, m.max_runtime, m.created_at, m.updated_at,
        CASE WHEN a.is_owner THEN m.source_query END AS source_query,
        CASE WHEN a.is_owner THEN m.options
             ELSE (m.options - 'iam_role' - 'settings') || pg_catalog.jsonb_build_object(
                      'as_written', coalesce(m.options -> 'as_written', '{}') - 'from_table')
        END AS options,
+       -- Redshift's is_refreshable: known for a model trained FROM a table (does it
+       -- still exist, may the role read it); NULL for one trained from a query.
        CASE WHEN m.options -> 'as_written' ? 'from_table' THEN
             coalesce(pg_catalog.has_table_privilege(
                 pg_catalog.to_regclass(m.options -> 'as_written' ->> 'from_table'), 'SELECT')::integer, 0)
@@ -486,6 +498,37 @@ CREATE FUNCTION mlproxy.show_models()
 RETURNS TABLE ("Schema Name" text, "Model Name" text, "Model State" text)
 LANGUAGE sql STABLE SECURITY INVOKER AS $fn$
     SELECT schema_name, model_name, state FROM mlproxy.visible_models ORDER BY 1, 2
+$fn$;
+
+-- explain_model() of a model the role may see.
+CREATE OR REPLACE FUNCTION mlproxy.explain_model(p_name text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v_schema text;
+    v_name text := p_name;
+    m record;
+BEGIN
+    IF position('.' in p_name) > 0 THEN
+        v_schema := split_part(p_name, '.', 1);
+        v_name := split_part(p_name, '.', 2);
+    END IF;
+    SELECT x.state, x.feature_importances INTO m FROM mlproxy.visible_models x
+     WHERE x.model_name = v_name
+       AND CASE WHEN v_schema IS NULL THEN x.schema_name = ANY (pg_catalog.current_schemas(false))
+                ELSE x.schema_name = v_schema END
+     ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(false), x.schema_name::name)
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    IF m.state <> 'READY' THEN
+        RAISE EXCEPTION 'model "%" is not ready (state %)', p_name, m.state
+            USING ERRCODE = '55000';
+    END IF;
+    RETURN jsonb_build_object('version', '1.0', 'explanations', jsonb_build_object(
+        'kernel_shap', jsonb_build_object('label0', jsonb_build_object(
+            'global_shap_values', m.feature_importances))));
+END
 $fn$;
 
 -- Redshift's system views (the proxy points their unqualified names here).

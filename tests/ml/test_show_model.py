@@ -128,6 +128,8 @@ def test_grantee_sees_the_model_without_owner_only_keys(ready, user):
         keys = [k for k, _ in rows]
         assert keys == [k for k in owner_keys if k not in OWNER_ONLY]
         assert dict(rows)["Objective"] == "binary:logistic"
+        shap = conn.execute("SELECT explain_model('h6_ready')").fetchone()[0]
+        assert set(shap["explanations"]["kernel_shap"]["label0"]["global_shap_values"]) == {"f0", "f1", "f2"}
         assert ("public", "h6_ready", "READY") in conn.execute("SHOW MODEL ALL").fetchall()
         # nor can the catalog be read around SHOW MODEL
         for column in ("source_query", "options", "create_statement"):
@@ -148,6 +150,11 @@ def test_stranger_cannot_see_the_model(ready):
             show(conn, "public.h6_ready")
         assert "h6_ready" not in [r[1] for r in conn.execute("SHOW MODEL ALL").fetchall()]
         assert conn.execute("SELECT count(*) FROM mlproxy.visible_models").fetchone() == (0,)
+        for column in ("metrics", "state", "source_query"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT {column} FROM mlproxy.models")
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            conn.execute("SELECT explain_model('h6_ready')")
         assert_usable(conn)
 
 
