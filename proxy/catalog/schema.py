@@ -462,8 +462,8 @@ BEGIN
                (47, 0, 'Training Time', pg_catalog.round(m.training_seconds::numeric, 1) || ' s'),
                (50, 0, '', CASE WHEN d ? 'preprocessing' THEN '' END),
                (50, 1, 'PREPROCESSING:', CASE WHEN d ? 'preprocessing' THEN '' END),
-               (60, 0, '', CASE WHEN d ? 'top_trials' THEN '' END),
-               (60, 1, 'LEADERBOARD:', CASE WHEN d ? 'top_trials' THEN '' END),
+               (60, 0, '', CASE WHEN d -> 'top_trials' <> '[]' THEN '' END),
+               (60, 1, 'LEADERBOARD:', CASE WHEN d -> 'top_trials' <> '[]' THEN '' END),
                (70, 0, '', CASE WHEN d ? 'report' THEN '' END),
                (70, 1, 'AUTOML REPORT:', CASE WHEN d ? 'report' THEN '' END)
         UNION ALL

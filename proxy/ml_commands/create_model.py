@@ -270,7 +270,8 @@ async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel,
            f"{sql_literal(model_schema)}, {sql_literal(stmt.name.name)}, "
            f"{sql_literal(fn.schema)}, {sql_literal(fn.name)}, "
            f"{sql_text_array(features)}, {sql_text_array(arg_types)}, {sql_literal(return_type)}, "
-           f"{sql_literal(stmt.text)}, {sql_literal(json.dumps({**options, 'as_written': written}, default=str))}::jsonb, "
+           f"{sql_literal(stmt.text)}, "
+           f"{sql_literal(json.dumps({**options, 'as_written': written}, default=str))}::jsonb, "
            f"{sql_literal(source.sql)}, {sql_literal(stmt.target)}, {max_runtime}, "
            f"{sql_literal(services.jobs.instance)})")
     result = await collect(takeover, sql)

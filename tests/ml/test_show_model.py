@@ -17,6 +17,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from proxy.ml_commands.system_views import qualify, view_references
 from tests.inference.sql.clients import MODES, assert_usable, fetch
 from tests.ml.conftest import wait_for_state
 
@@ -294,3 +295,25 @@ def test_own_relation_of_that_name_wins_and_other_text_is_left_alone(ready):
             assert_usable(admin)
         finally:
             admin.execute("DROP SCHEMA h6_shadow CASCADE")
+
+
+@pytest.mark.parametrize("sql,qualified", [
+    ("SELECT * FROM svv_ml_model_info", "SELECT * FROM mlproxy.svv_ml_model_info"),
+    ("select * from SVV_ML_MODEL_INFO i join stv_ml_model_info s using (model_name)",
+     "select * from mlproxy.SVV_ML_MODEL_INFO i join mlproxy.stv_ml_model_info s using (model_name)"),
+    ("SELECT 'é', (SELECT count(*) FROM svv_ml_model_privileges) FROM t",
+     "SELECT 'é', (SELECT count(*) FROM mlproxy.svv_ml_model_privileges) FROM t"),
+    ("UPDATE t SET x = 1 FROM svv_ml_model_info i WHERE t.y = i.model_name; SELECT 1",
+     "UPDATE t SET x = 1 FROM mlproxy.svv_ml_model_info i WHERE t.y = i.model_name; SELECT 1"),
+    # left alone: qualified, quoted other case, a CTE, a target, a column, a string, bad SQL
+    ("SELECT * FROM pg_catalog.svv_ml_model_info", None),
+    ('SELECT * FROM "SVV_ML_MODEL_INFO"', None),
+    ("WITH svv_ml_model_info AS (SELECT 1) SELECT * FROM svv_ml_model_info", None),
+    ("INSERT INTO svv_ml_model_info VALUES (1)", None),
+    ("CREATE TABLE svv_ml_model_info (x int)", None),
+    ("SELECT svv_ml_model_info, 'stv_ml_model_info' FROM t", None),
+    ("SELECT * FROM svv_ml_model_info WHERE", None),
+])
+def test_view_references_are_relations_in_from_lists(sql, qualified):
+    refs = view_references(sql)
+    assert (qualify(sql, [offset for offset, _ in refs]) if refs else None) == qualified
