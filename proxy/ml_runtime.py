@@ -33,11 +33,11 @@ class MLRuntime:
         self.services = MLServices(self.catalog, self.jobs, config.data_dir)
         self.registry = ModelRegistry(self.catalog, config.data_dir / "cache" / "models")
         self.services.models_changed = self.registry.reload
-        # ML statements first: a CREATE MODEL's query may mention a model function;
-        # the system views' names last (a statement that also calls a model is the
-        # inference interceptor's, and is not qualified).
-        self.interceptors = [MLInterceptor(self.services), InferenceInterceptor(self.registry),
-                             SystemViewInterceptor(self.catalog)]
+        # ML statements first: a CREATE MODEL's query may mention a model function.
+        # The system views' names are qualified before model calls are looked for.
+        inference = InferenceInterceptor(self.registry)
+        self.interceptors = [MLInterceptor(self.services),
+                             SystemViewInterceptor(self.catalog, then=inference), inference]
         self._sweeper: asyncio.Task | None = None
 
     def start(self) -> None:

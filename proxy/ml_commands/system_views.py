@@ -89,8 +89,11 @@ def qualify(sql: str, offsets: list[int]) -> str:
 class SystemViewInterceptor:
     """Qualifies the system views' names; see the module docstring."""
 
-    def __init__(self, catalog) -> None:
+    def __init__(self, catalog, then=None) -> None:
         self.catalog = catalog  # the views come with the catalog's migrations
+        # The interceptor that gets the qualified statement if it wants it (the
+        # inference interceptor: a statement may call a model and read a view).
+        self.then = then
 
     def triggers(self, database: str) -> tuple[bytes, ...]:
         return (b"ml_model_",)
@@ -122,12 +125,23 @@ class SystemViewInterceptor:
             session.relay_frame(frame)
             return
         text = qualify(sql, offsets)
+        if self.then is not None:
+            body = p.cstr(text) if is_query else _parse_body(frame, text)
+            qualified = Frame(frame.type, p.message(bytes([frame.type]), body))
+            if self.then.wants(qualified, text.encode(), session):
+                await self.then.handle(qualified, takeover)
+                return
         if is_query:
             await relay(takeover, text, position=lambda pos: original_position(pos, offsets))
             takeover.send_client(p.ready_for_query(session.txstatus))
             return
-        name, _sql, tail = p.parse_message_parts(frame.body)
-        session.relay_frame(Frame(p.F_PARSE, p.message(b"P", name + b"\x00" + p.cstr(text) + tail)))
+        session.relay_frame(Frame(p.F_PARSE, p.message(b"P", _parse_body(frame, text))))
+
+
+def _parse_body(frame: Frame, text: str) -> bytes:
+    """A Parse message's body with its statement text replaced."""
+    name, _sql, tail = p.parse_message_parts(frame.body)
+    return name + b"\x00" + p.cstr(text) + tail
 
 
 async def _shadowed(takeover: Takeover, names: set[str]) -> set[str]:

@@ -211,6 +211,23 @@ def test_failed_model_shows_its_reason(roles):
     assert not any(k.startswith("validation:") for k in keys)
 
 
+def test_kmeans_echoes_its_clauses(roles):
+    with connect(roles, OWNER) as owner:
+        owner.execute("DROP MODEL IF EXISTS h6_kmeans")
+        owner.execute("CREATE MODEL h6_kmeans FROM (SELECT f0, f1 FROM h6_cancer) FUNCTION h6_cluster "
+                      "AUTO OFF MODEL_TYPE kmeans PREPROCESSORS 'none' "
+                      "HYPERPARAMETERS DEFAULT EXCEPT (K '3') SETTINGS (MAX_RUNTIME 10)")
+        info = wait_for_state(owner, "h6_kmeans")
+        keys = [k for k, _ in show(owner, "h6_kmeans")]
+        owner.execute("DROP MODEL h6_kmeans")
+    assert info["Model State"] == "READY", info
+    assert (info["Model Type"], info["Preprocessors"], info["k"]) == ("kmeans", "none", "3")
+    assert info["Query"] == "SELECT f0, f1 FROM h6_cancer" and info["Target Column"] == ""
+    assert "Training Job Name" in keys and "LEADERBOARD:" not in keys
+    assert keys.index("Preprocessors") == keys.index("Max Runtime") + 1
+    assert keys[keys.index("HYPERPARAMETERS:") + 1] == "k"
+
+
 def test_show_model_all_lists_what_each_role_may_see(ready):
     expected = {"postgres": True, OWNER: True, GRANTEE: True, MEMBER: True, STRANGER: False}
     for user, visible in expected.items():
@@ -247,6 +264,19 @@ def test_system_views_per_role(ready, mode):
             assert_usable(conn)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_system_view_in_a_statement_that_calls_the_model(ready, mode):
+    streaming = ("SELECT h6_predict(c.f0, c.f1, c.f2) IS NOT NULL, trim(i.model_state) "
+                 "FROM (SELECT * FROM h6_cancer LIMIT 2) c CROSS JOIN svv_ml_model_info i "
+                 "WHERE i.model_name = 'h6_ready'")
+    general = ("SELECT count(*) FROM h6_cancer c JOIN SVV_ML_MODEL_INFO i ON i.model_name = 'h6_ready' "
+               "WHERE h6_predict(c.f0, c.f1, c.f2) IN ('0', '1', 'benign', 'malignant')")
+    with connect(ready, OWNER) as owner:
+        assert fetch(owner, streaming, mode) == [(True, "Model is Ready")] * 2
+        assert fetch(owner, general, mode) == [(569,)]
+        assert_usable(owner)
+
+
 def test_system_views_with_asyncpg(ready):
     async def run(user: str):
         conn = await asyncpg.connect(ready.dsn(user=user))
@@ -256,11 +286,18 @@ def test_system_views_with_asyncpg(ready):
             rows = await stmt.fetch("h6_ready")
             privileges = await conn.fetch("SELECT * FROM svv_ml_model_privileges")
             stv = await conn.fetch("select * from stv_ml_model_info")  # a simple Query
-            return types, rows, privileges, stv
+            try:  # SHOW MODEL, prepared
+                shown = dict(await (await conn.prepare("SHOW MODEL h6_ready")).fetch())
+            except asyncpg.exceptions.UndefinedObjectError:
+                shown = None
+            return types, rows, privileges, stv, shown
         finally:
             await conn.close()
 
-    types, rows, privileges, stv = asyncio.run(run(OWNER))
+    types, rows, privileges, stv, shown = asyncio.run(run(OWNER))
+    assert shown["IAM Role"] == "arn:aws:iam::123456789012:role/h6"
+    _, _, _, _, shown = asyncio.run(run(GRANTEE))
+    assert shown["Model State"] == "READY" and not shown.keys() & OWNER_ONLY
     assert types == [("database_name", "bpchar"), ("schema_name", "bpchar"), ("user_name", "bpchar"),
                      ("model_name", "bpchar"), ("life_cycle", "bpchar"), ("is_refreshable", "int4"),
                      ("model_state", "bpchar")]
@@ -268,7 +305,8 @@ def test_system_views_with_asyncpg(ready):
     assert {(r["identity_name"], r["identity_type"], r["model_version"]) for r in privileges} >= {
         (GRANTEE, "user", 1), (TEAM, "role", 1)}
     assert "h6_ready" in [r["model_name"].strip() for r in stv]
-    _, rows, privileges, stv = asyncio.run(run(STRANGER))
+    _, rows, privileges, stv, shown = asyncio.run(run(STRANGER))
+    assert shown is None
     assert rows == [] and [r for r in privileges if r["model_name"] == "h6_ready"] == []
     assert "h6_ready" not in [r["model_name"].strip() for r in stv]
 
