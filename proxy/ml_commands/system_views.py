@@ -15,7 +15,8 @@ extended-protocol pipeline, where no query of the proxy's fits in: the names are
 then qualified without asking.
 
 Only statements whose text contains "ml_model_" get this far (the trigger), so
-ordinary statements pay nothing; the pglast parse happens only for those.
+ordinary statements pay nothing; the pglast parse happens only for those. A
+qualified statement that also calls a model goes on to the inference interceptor.
 """
 
 from __future__ import annotations
