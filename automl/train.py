@@ -152,11 +152,20 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         rows_used=n,
         threshold=threshold if problem_type == P.BINARY else None,
         report=report,
+        top_trials=_top_trials(search, winner, objective),
         sklearn_model=est if exported is not est else None,
     )
     clock.report(phase="done", trials=len(search.trials), best_score=winner.score,
                  best_model_type=winner.family, objective=objective.name)
     return result
+
+
+def _top_trials(search: Search, winner: Trial, objective: P.Objective, count: int = 5) -> list[dict[str, Any]]:
+    """The leaderboard's top `count` entries, best first: the winner, then full-fidelity
+    trials, then the rest, each by score."""
+    others = sorted((t for t in search.trials if t is not winner),
+                    key=lambda t: (t.fidelity >= 1.0, objective.utility(t.score)), reverse=True)
+    return [t.entry() for t in [winner, *others][:count]]
 
 
 def _fit_specs(families: list[Family], opts: TrainOptions, infos: list[ColumnInfo], raw: dict[str, np.ndarray],

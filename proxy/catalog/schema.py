@@ -47,7 +47,11 @@ Who may write what (catalog version 4)
   on the client's session. A new model is private (owner and superusers).
 - Rows are visible (row-level security, `model_visible`) to the owner's members,
   the model schema's owner, roles with EXECUTE on the model's function, and
-  superusers; PUBLIC may read every column but the artifact.
+  superusers. PUBLIC may read only what the invoker-rights entry points look up
+  (names, owner, function signatures; version 5): the artifact, the training query
+  and the statement's options are read through `mlproxy.visible_models`, which
+  shows each role only the models it may see and those columns only to their
+  owner (SHOW MODEL and the system views read it).
 - Notifications on `mlproxy_models` are hints: any role can send one, so a proxy
   only re-reads the catalog when it hears one and acts on what it reads.
 
@@ -364,6 +368,7 @@ END
 $fn$;
 GRANT EXECUTE ON FUNCTION mlproxy.check_execute(text[], text[]) TO PUBLIC;
 """,
+
 ]
 
 _MIGRATION_4 = """
@@ -969,6 +974,251 @@ END
 $migrate$;
 """
 MIGRATIONS.append(_MIGRATION_4.replace("@PUBLIC_COLUMNS@", _PUBLIC_COLUMNS).replace("@NOTIFY_CHANNEL@", NOTIFY_CHANNEL))
+
+# 5: SHOW MODEL in full, and Redshift's system views, each showing only the models
+# the querying role may see (see visible_models). Replaces show_model and show_models
+# whatever an earlier migration made of them.
+_MIGRATION_5 = (
+    """
+ALTER TABLE mlproxy.models ADD COLUMN IF NOT EXISTS details jsonb;
+-- Models are read through visible_models (below), which shows each role only the
+-- models it may see, and the training query and the statement's options (IAM role,
+-- S3 bucket, KMS key) only to their owner. Left readable: what the invoker-rights
+-- entry points look up (names, owner, function signatures).
+REVOKE SELECT (create_statement, options, source_query, state, failure_reason, target,
+    arg_names, arg_types, return_type, problem_type, model_type, objective, metrics,
+    leaderboard, feature_importances, artifact_sha256, rows_used, training_seconds,
+    progress, max_runtime, job_owner, heartbeat, created_at, updated_at)
+    ON mlproxy.models FROM PUBLIC;
+
+-- The models the querying role may see, with what only their owner may see blanked
+-- for the others. A view, not a SECURITY DEFINER function: the view reads the table
+-- with its owner's privileges, while current_user (and with it pg_has_role and
+-- has_function_privilege) stays the role in effect in the querying session, SET ROLE
+-- included. security_barrier keeps a caller's functions from seeing other rows.
+-- May see: superusers, the owner and members of the owning role, and roles with
+-- EXECUTE on the prediction function (Redshift's GRANT EXECUTE ON MODEL).
+CREATE VIEW mlproxy.visible_models WITH (security_barrier) AS
+SELECT m.id, m.schema_name, m.model_name, m.owner::text AS owner, a.is_owner, m.state,
+       m.failure_reason, m.target, m.function_schema, m.function_name, m.function_signature,
+       a.fn AS function_oid, m.arg_names, m.arg_types, m.return_type, m.problem_type,
+       m.model_type, m.objective, m.metrics, m.feature_importances, m.details, m.rows_used,
+       m.training_seconds,
+       m.progress, m.max_runtime, m.created_at, m.updated_at,
+       CASE WHEN a.is_owner THEN m.source_query END AS source_query,
+       CASE WHEN a.is_owner THEN m.options
+            ELSE (m.options - 'iam_role' - 'settings') || pg_catalog.jsonb_build_object(
+                     'as_written', coalesce(m.options -> 'as_written', '{}') - 'from_table')
+       END AS options,
+       -- Redshift's is_refreshable: known for a model trained FROM a table (does it
+       -- still exist, may the role read it); NULL for one trained from a query.
+       CASE WHEN m.options -> 'as_written' ? 'from_table' THEN
+            coalesce(pg_catalog.has_table_privilege(
+                pg_catalog.to_regclass(m.options -> 'as_written' ->> 'from_table'), 'SELECT')::integer, 0)
+       END AS is_refreshable
+  FROM mlproxy.models m,
+       LATERAL (SELECT pg_catalog.to_regprocedure(m.function_signature) AS fn,
+                       coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r
+                                  WHERE r.rolname = current_user), false)
+                       OR coalesce((SELECT pg_catalog.pg_has_role(r.oid, 'MEMBER')
+                                      FROM pg_catalog.pg_roles r WHERE r.rolname = m.owner), false)
+                       AS is_owner) a
+ WHERE a.is_owner OR coalesce(pg_catalog.has_function_privilege(a.fn, 'EXECUTE'), false);
+
+DROP FUNCTION IF EXISTS mlproxy.show_model(text, text);
+DROP FUNCTION IF EXISTS mlproxy.show_models();
+
+-- SHOW MODEL name: Redshift's keys in Redshift's order, then what mlproxy knows
+-- besides. A model the role may not see does not exist for it (42704), as a
+-- table in a schema it cannot see. Clauses the statement gave are echoed as
+-- written (options.as_written); the owner-only keys are NULL for others and left out.
+CREATE FUNCTION mlproxy.show_model(p_schema text, p_name text)
+RETURNS TABLE ("Key" text, "Value" text) LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    m record;
+    w jsonb;
+    d jsonb;
+    p jsonb;
+BEGIN
+    SELECT * INTO m FROM mlproxy.visible_models x
+     WHERE x.model_name = p_name
+       AND CASE WHEN p_schema IS NULL THEN x.schema_name = ANY (pg_catalog.current_schemas(false))
+                ELSE x.schema_name = p_schema END
+     ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(false), x.schema_name::name)
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    w := coalesce(m.options -> 'as_written', '{}');
+    d := CASE WHEN pg_catalog.jsonb_typeof(m.details) = 'object' THEN m.details ELSE '{}' END;
+    p := CASE WHEN pg_catalog.jsonb_typeof(m.progress) = 'object' THEN m.progress ELSE '{}' END;
+    RETURN QUERY
+    SELECT kv.k, kv.v FROM (
+        VALUES (1, 0, 'Model Name', m.model_name),
+               (2, 0, 'Schema Name', m.schema_name),
+               (3, 0, 'Owner', m.owner),
+               (4, 0, 'Creation Time',
+                pg_catalog.to_char(m.created_at AT TIME ZONE 'UTC', 'Dy, DD.MM.YYYY HH24:MI:SS')),
+               (5, 0, 'Model State', m.state),
+               (6, 0, 'Failure Reason', CASE WHEN m.state = 'FAILED' THEN m.failure_reason END),
+               (8, 0, 'Estimated Cost', CASE WHEN m.is_owner AND m.state = 'READY' THEN '0.00' END),
+               (9, 0, '', ''),
+               (10, 0, 'TRAINING DATA:', ''),
+               (11, 0, CASE WHEN w ? 'from_table' THEN 'Table' ELSE 'Query' END,
+                CASE WHEN m.is_owner THEN coalesce(w ->> 'from_table', m.source_query) END),
+               (12, 0, 'Target Column', coalesce(m.target, '')),
+               (13, 0, '', ''),
+               (14, 0, 'PARAMETERS:', ''),
+               (15, 0, 'Model Type',
+                coalesce(w ->> 'model_type', m.model_type, m.options ->> 'model_type', 'AUTO')),
+               (16, 0, 'Problem Type',
+                coalesce(w ->> 'problem_type', m.problem_type, m.options ->> 'problem_type', '')),
+               (17, 0, 'Objective', coalesce(w ->> 'objective', m.objective, '')),
+               (18, 0, CASE WHEN (m.options ->> 'auto')::boolean IS false THEN 'Training Job Name'
+                            ELSE 'AutoML Job Name' END,
+                pg_catalog.format('mlproxy-%s-%s', m.id, pg_catalog.to_char(
+                    m.created_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS'))),
+               (19, 0, 'Function Name', m.function_name),
+               (20, 0, 'Function Parameters', pg_catalog.array_to_string(m.arg_names, ' ')),
+               (21, 0, 'Function Parameter Types', (
+                    SELECT pg_catalog.string_agg(coalesce(t.typname::text, a.x), ' ' ORDER BY a.n)
+                      FROM pg_catalog.unnest(m.arg_types) WITH ORDINALITY AS a(x, n)
+                      LEFT JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(a.x))),
+               (22, 0, 'IAM Role', m.options ->> 'iam_role'),
+               (23, 0, 'S3 Bucket', m.options -> 'settings' ->> 's3_bucket'),
+               (24, 0, 'KMS Key', m.options -> 'settings' ->> 'kms_key_id'),
+               (25, 0, 'Max Runtime', m.max_runtime::text),
+               (26, 0, 'Preprocessors', w ->> 'preprocessors'),
+               (27, 0, '', CASE WHEN w ? 'hyperparameters' THEN '' END),
+               (27, 1, 'HYPERPARAMETERS:', CASE WHEN w ? 'hyperparameters' THEN '' END),
+               -- mlproxy's own, after Redshift's keys
+               (40, 0, '', ''),
+               (41, 0, 'MLPROXY:', ''),
+               (42, 0, 'Training Progress', CASE WHEN m.state = 'TRAINING' THEN pg_catalog.concat_ws(', ',
+                    coalesce(p ->> 'phase', 'queued'),
+                    CASE WHEN p ? 'trials' THEN (p ->> 'trials') || ' trials' END,
+                    CASE WHEN pg_catalog.jsonb_typeof(p -> 'best_score') = 'number' THEN
+                        pg_catalog.format('best %s %s', coalesce(p ->> 'objective', 'score'),
+                            pg_catalog.round((p ->> 'best_score')::numeric, 4))
+                        || coalesce(' (' || (p ->> 'best_model_type') || ')', '') END,
+                    CASE WHEN pg_catalog.jsonb_typeof(p -> 'elapsed') = 'number' THEN
+                        pg_catalog.round((p ->> 'elapsed')::numeric) || ' s elapsed' END) END),
+               (43, 0, 'Function Return Type', m.return_type),
+               (44, 0, 'Winner Hyperparameters', (d -> 'top_trials' -> 0 -> 'params')::text),
+               (45, 0, 'Rows Used', m.rows_used::text),
+               (46, 0, 'Sampling', CASE WHEN (d ->> 'sampled')::boolean THEN
+                    pg_catalog.format('a sample of %s rows within MAX_CELLS %s',
+                                      d ->> 'rows_exported', d ->> 'max_cells')
+                    WHEN (d ->> 'sampled')::boolean IS false THEN
+                    pg_catalog.format('none: all %s rows', d ->> 'rows_exported') END),
+               (47, 0, 'Training Time', pg_catalog.round(m.training_seconds::numeric, 1) || ' s'),
+               (50, 0, '', CASE WHEN d ? 'preprocessing' THEN '' END),
+               (50, 1, 'PREPROCESSING:', CASE WHEN d ? 'preprocessing' THEN '' END),
+               (60, 0, '', CASE WHEN d -> 'top_trials' <> '[]' THEN '' END),
+               (60, 1, 'LEADERBOARD:', CASE WHEN d -> 'top_trials' <> '[]' THEN '' END),
+               (70, 0, '', CASE WHEN d ? 'report' THEN '' END),
+               (70, 1, 'AUTOML REPORT:', CASE WHEN d ? 'report' THEN '' END)
+        UNION ALL
+        SELECT 7, 0, 'validation:' || e.key, pg_catalog.round(e.value::numeric, 6)::text
+          FROM pg_catalog.jsonb_each_text(coalesce(m.metrics, '{}')) e
+         WHERE e.value ~ '^-?[0-9]+([.][0-9]*)?([eE][-+]?[0-9]+)?$'
+        UNION ALL
+        SELECT 28, h.n::integer, h.pair ->> 0, h.pair ->> 1
+          FROM pg_catalog.jsonb_array_elements(coalesce(w -> 'hyperparameters', '[]'))
+               WITH ORDINALITY AS h(pair, n)
+        UNION ALL
+        SELECT 51, coalesce(pg_catalog.array_position(m.arg_names, c.key), 0), c.key, c.value
+          FROM pg_catalog.jsonb_each_text(coalesce(d -> 'preprocessing', '{}')) c
+        UNION ALL
+        SELECT 61, t.n::integer, '#' || t.n, pg_catalog.format('%s, %s %s, %s s',
+                   t.trial ->> 'family', coalesce(m.objective, 'score'),
+                   pg_catalog.round((t.trial ->> 'score')::numeric, 6), t.trial ->> 'seconds')
+          FROM pg_catalog.jsonb_array_elements(coalesce(d -> 'top_trials', '[]'))
+               WITH ORDINALITY AS t(trial, n)
+        UNION ALL
+        SELECT 71, r.n::integer, r.n::text, r.line
+          FROM pg_catalog.jsonb_array_elements_text(coalesce(d -> 'report', '[]'))
+               WITH ORDINALITY AS r(line, n)
+    ) AS kv(s, n, k, v)
+    WHERE kv.v IS NOT NULL
+    ORDER BY kv.s, kv.n, kv.k;
+END
+$fn$;
+
+-- SHOW MODEL ALL: Redshift's columns, then the state.
+CREATE FUNCTION mlproxy.show_models()
+RETURNS TABLE ("Schema Name" text, "Model Name" text, "Model State" text)
+LANGUAGE sql STABLE SECURITY INVOKER AS $fn$
+    SELECT schema_name, model_name, state FROM mlproxy.visible_models ORDER BY 1, 2
+$fn$;
+
+-- explain_model() of a model the role may see.
+CREATE OR REPLACE FUNCTION mlproxy.explain_model(p_name text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v_schema text;
+    v_name text := p_name;
+    m record;
+BEGIN
+    IF position('.' in p_name) > 0 THEN
+        v_schema := split_part(p_name, '.', 1);
+        v_name := split_part(p_name, '.', 2);
+    END IF;
+    SELECT x.state, x.feature_importances INTO m FROM mlproxy.visible_models x
+     WHERE x.model_name = v_name
+       AND CASE WHEN v_schema IS NULL THEN x.schema_name = ANY (pg_catalog.current_schemas(false))
+                ELSE x.schema_name = v_schema END
+     ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(false), x.schema_name::name)
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    IF m.state <> 'READY' THEN
+        RAISE EXCEPTION 'model "%" is not ready (state %)', p_name, m.state
+            USING ERRCODE = '55000';
+    END IF;
+    RETURN jsonb_build_object('version', '1.0', 'explanations', jsonb_build_object(
+        'kernel_shap', jsonb_build_object('label0', jsonb_build_object(
+            'global_shap_values', m.feature_importances))));
+END
+$fn$;
+
+-- Redshift's system views (the proxy points their unqualified names here).
+CREATE VIEW mlproxy.stv_ml_model_info AS
+SELECT schema_name::character(128) AS schema_name, owner::character(128) AS user_name,
+       model_name::character(128) AS model_name, 'ACTIVE'::character(20) AS life_cycle,
+       is_refreshable, (CASE state WHEN 'READY' THEN 'Model is Ready'
+                                   WHEN 'TRAINING' THEN 'Train Model In Progress'
+                                   ELSE 'Model Training Failed' END)::character(128) AS model_state
+  FROM mlproxy.visible_models;
+
+CREATE VIEW mlproxy.svv_ml_model_info AS
+SELECT pg_catalog.current_database()::character(128) AS database_name, schema_name, user_name,
+       model_name, life_cycle, is_refreshable, model_state
+  FROM mlproxy.stv_ml_model_info;
+
+-- EXECUTE grants on each visible model's prediction function, as Redshift lists
+-- them: not the owner's own; a role sees the grants to roles it is a member of,
+-- to PUBLIC, and all grants of the models it owns.
+CREATE VIEW mlproxy.svv_ml_model_privileges AS
+SELECT vm.schema_name AS namespace_name, vm.model_name, 1 AS model_version,
+       'EXECUTE'::text AS privilege_type, acl.grantee::integer AS identity_id,
+       coalesce(r.rolname::text, 'public') AS identity_name,
+       CASE WHEN acl.grantee = 0 THEN 'public' WHEN r.rolcanlogin THEN 'user' ELSE 'role' END
+           AS identity_type,
+       acl.is_grantable AS admin_option
+  FROM mlproxy.visible_models vm
+  JOIN pg_catalog.pg_proc f ON f.oid = vm.function_oid
+  CROSS JOIN LATERAL pg_catalog.aclexplode(
+      coalesce(f.proacl, pg_catalog.acldefault('f', f.proowner))) AS acl
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid = acl.grantee
+ WHERE acl.privilege_type = 'EXECUTE' AND acl.grantee <> f.proowner
+   AND (vm.is_owner OR acl.grantee = 0 OR pg_catalog.pg_has_role(acl.grantee, 'MEMBER'));
+
+GRANT SELECT ON mlproxy.visible_models, mlproxy.stv_ml_model_info, mlproxy.svv_ml_model_info,
+    mlproxy.svv_ml_model_privileges TO PUBLIC;
+""")
+MIGRATIONS.append(_MIGRATION_5)
 
 
 async def migrate(conn) -> int:

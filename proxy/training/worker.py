@@ -62,6 +62,7 @@ def run_job(job: JobDir) -> int:
             "training_seconds": trained.training_seconds,
             "artifact_sha256": artifact.sha256,
             "report": trained.report,
+            "details": _details(trained, spec),
             "build": build_info,
             "progress": {"phase": "done", "trials": len(trained.leaderboard),
                          "best_score": last.get("best_score"),  # as automl ranks them
@@ -80,6 +81,44 @@ def run_job(job: JobDir) -> int:
                                         "hint": getattr(exc, "hint", None),
                                         "traceback": traceback.format_exc()})
         return 1
+
+
+def _details(trained: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """What SHOW MODEL tells besides Redshift's keys: the preprocessing of each
+    input column, the best trials, the sampling of the exported data, the report."""
+    by_input: dict[str, list[dict[str, Any]]] = {}
+    for feature in trained.preprocessing.get("features", []):
+        by_input.setdefault(feature["input"], []).append(feature)
+    preprocessing = {inp["name"]: _describe_features(by_input.get(inp["name"], []))
+                     for inp in trained.preprocessing.get("inputs", [])}
+    return {
+        "preprocessing": preprocessing,
+        "top_trials": trained.top_trials,
+        "rows_exported": spec.get("rows_exported"),
+        "sampled": spec.get("sampled"),
+        "max_cells": spec.get("options", {}).get("max_cells"),
+        "report": trained.report,
+    }
+
+
+def _describe_features(features: list[dict[str, Any]]) -> str:
+    """One column's preprocessing in words, e.g. 'one-hot, 3 categories'."""
+    if not features:
+        return "not used"
+    op = features[0]["op"]
+    if op == "numeric":
+        f = features[0]
+        text = f"numeric, NULL as {float(f.get('fill', 0.0)):.6g}"
+        if float(f.get("center", 0.0)) != 0.0 or float(f.get("scale", 1.0)) != 1.0:
+            text += ", standardized"
+        return text
+    if op == "ordinal":
+        return f"ordinal, {len(features[0]['categories'])} categories"
+    if op == "one_hot":
+        return f"one-hot, {len(features)} categories"
+    if op == "datetime_part":
+        return "date parts: " + ", ".join(f["part"] for f in features)
+    return op
 
 
 def _prebuild(artifact: Any, cache_dir: Path) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def test_from_query_with_join_and_where(dataset_tables):
             SETTINGS (MAX_RUNTIME 6)""")
         info = wait_for_state(conn, "churn_model")
         assert info["Model State"] == "READY", info
-        assert info["Function Parameter Types"] == "integer text numeric date"
+        assert info["Function Parameter Types"] == "int4 text numeric date"  # pg_type names, as Redshift
         assert info["Function Return Type"] == "boolean"
         assert info["Objective"] == "F1"
         assert int(info["Rows Used"]) <= 480
