@@ -1017,20 +1017,22 @@ SELECT m.id, m.schema_name, m.model_name, m.owner::text AS owner, a.is_owner, m.
                 pg_catalog.to_regclass(m.options -> 'as_written' ->> 'from_table'), 'SELECT')::integer, 0)
        END AS is_refreshable
   FROM mlproxy.models m,
-       LATERAL (SELECT pg_catalog.to_regprocedure(m.function_signature) AS fn,
+       LATERAL (SELECT mlproxy.signature_oid(m.function_schema, m.function_name,
+                                             m.function_signature) AS fn,
                        coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r
                                   WHERE r.rolname = current_user), false)
                        OR coalesce((SELECT pg_catalog.pg_has_role(r.oid, 'MEMBER')
                                       FROM pg_catalog.pg_roles r WHERE r.rolname = m.owner), false)
                        AS is_owner) a
- WHERE a.is_owner OR coalesce(pg_catalog.has_function_privilege(a.fn, 'EXECUTE'), false);
+ WHERE a.is_owner OR mlproxy.model_visible(m.owner, m.schema_name, m.function_schema,
+                                           m.function_name, m.function_signature);
 
 DROP FUNCTION IF EXISTS mlproxy.show_model(text, text);
 DROP FUNCTION IF EXISTS mlproxy.show_models();
 
 -- SHOW MODEL name: Redshift's keys in Redshift's order, then what mlproxy knows
--- besides. A model the role may not see does not exist for it (42704), as a
--- table in a schema it cannot see. Clauses the statement gave are echoed as
+-- besides. A model the role may not see is 42501 (visible_model_id), one that
+-- does not exist 42704. Clauses the statement gave are echoed as
 -- written (options.as_written); the owner-only keys are NULL for others and left out.
 CREATE FUNCTION mlproxy.show_model(p_schema text, p_name text)
 RETURNS TABLE ("Key" text, "Value" text) LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
@@ -1040,15 +1042,9 @@ DECLARE
     d jsonb;
     p jsonb;
 BEGIN
+    -- 42704 for no such model, 42501 for one the role may not see (as everywhere)
     SELECT * INTO m FROM mlproxy.visible_models x
-     WHERE x.model_name = p_name
-       AND CASE WHEN p_schema IS NULL THEN x.schema_name = ANY (pg_catalog.current_schemas(false))
-                ELSE x.schema_name = p_schema END
-     ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(false), x.schema_name::name)
-     LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
-    END IF;
+     WHERE x.id = mlproxy.visible_model_id(p_schema, p_name);
     w := coalesce(m.options -> 'as_written', '{}');
     d := CASE WHEN pg_catalog.jsonb_typeof(m.details) = 'object' THEN m.details ELSE '{}' END;
     p := CASE WHEN pg_catalog.jsonb_typeof(m.progress) = 'object' THEN m.progress ELSE '{}' END;
@@ -1165,14 +1161,7 @@ BEGIN
         v_name := split_part(p_name, '.', 2);
     END IF;
     SELECT x.state, x.feature_importances INTO m FROM mlproxy.visible_models x
-     WHERE x.model_name = v_name
-       AND CASE WHEN v_schema IS NULL THEN x.schema_name = ANY (pg_catalog.current_schemas(false))
-                ELSE x.schema_name = v_schema END
-     ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(false), x.schema_name::name)
-     LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
-    END IF;
+     WHERE x.id = mlproxy.visible_model_id(v_schema, v_name);
     IF m.state <> 'READY' THEN
         RAISE EXCEPTION 'model "%" is not ready (state %)', p_name, m.state
             USING ERRCODE = '55000';

@@ -115,9 +115,9 @@ def test_record_model_refuses_forged_claims(attacker):
             stub = evil.execute("SELECT mlproxy.make_stub('evil', 'mine', 'a integer', 'integer', "
                                 "'double precision', 'c')").fetchone()[0]
             model_id = evil.execute(plain, ("mine", stub)).fetchone()[0]
-        row = evil.execute("SELECT owner, state, artifact_sha256 FROM mlproxy.models WHERE id = %s",
+        row = evil.execute("SELECT owner, state FROM mlproxy.visible_models WHERE id = %s",
                            (model_id,)).fetchone()
-        assert row == (STRANGER, "TRAINING", None)
+        assert row == (STRANGER, "TRAINING")
         evil.execute("SELECT mlproxy.drop_model('evil', 'mine', false)")
     _victim_intact(world)
 

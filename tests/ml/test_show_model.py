@@ -1,11 +1,9 @@
 """SHOW MODEL in full and Redshift's ML system views, as each role sees them.
 
-Roles: the model's owner (a plain login role), a grantee with EXECUTE on the
-prediction function, a member of a role that has EXECUTE, and a stranger. In
-Redshift, GRANT EXECUTE ON MODEL is what makes a model visible to others; here
-that is EXECUTE on its prediction function (the tests grant it on the stub
-directly and take PUBLIC's default EXECUTE away themselves, which catalog
-migration 4 does for every new model).
+Roles: the model's owner (a plain login role with CREATE MODEL), a grantee with
+EXECUTE on the model, a member of a role that has EXECUTE, and a stranger. As in
+Redshift, GRANT EXECUTE ON MODEL is what makes a model visible to others (a new
+model is private).
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from tests.inference.sql.clients import MODES, assert_usable, fetch
 from tests.ml.conftest import wait_for_state
 
 OWNER, GRANTEE, TEAM, MEMBER, STRANGER = "h6_owner", "h6_grantee", "h6_team", "h6_member", "h6_stranger"
-SIGNATURE = "h6_predict(double precision, double precision, double precision)"
 OWNER_ONLY = {"IAM Role", "S3 Bucket", "KMS Key", "Estimated Cost", "Table", "Query"}
 CREATE_READY = """
     CREATE MODEL h6_ready
@@ -54,6 +51,7 @@ def roles(dataset_tables):
                           "EXCEPTION WHEN duplicate_object THEN NULL; END$$")
         admin.execute(f"GRANT {TEAM} TO {MEMBER}")
         admin.execute(f"GRANT CREATE ON SCHEMA public TO {OWNER}")
+        admin.execute(f"GRANT CREATE MODEL TO {OWNER}")
         admin.execute("DROP TABLE IF EXISTS h6_cancer, h6_dates")
         admin.execute("CREATE TABLE h6_cancer AS SELECT f0, f1, f2, diagnosis FROM breast_cancer")
         admin.execute("CREATE TABLE h6_dates AS SELECT f0, date '2020-01-01' + (id % 2) AS d FROM iris")
@@ -69,8 +67,7 @@ def ready(roles):
         info = wait_for_state(owner, "h6_ready")
         assert info["Model State"] == "READY", info
         # private, then shared with one user and one role (see the module docstring)
-        owner.execute(f"REVOKE EXECUTE ON FUNCTION {SIGNATURE} FROM PUBLIC")
-        owner.execute(f"GRANT EXECUTE ON FUNCTION {SIGNATURE} TO {GRANTEE}, {TEAM}")
+        owner.execute(f"GRANT EXECUTE ON MODEL h6_ready TO {GRANTEE}, ROLE {TEAM}")
     return roles
 
 
@@ -144,17 +141,19 @@ def test_grantee_sees_the_model_without_owner_only_keys(ready, user):
 
 def test_stranger_cannot_see_the_model(ready):
     with connect(ready, STRANGER) as conn:
-        with pytest.raises(psycopg.errors.UndefinedObject) as err:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
             show(conn, "h6_ready")
-        assert err.value.diag.message_primary == 'model "h6_ready" does not exist'
-        with pytest.raises(psycopg.errors.UndefinedObject):
+        assert err.value.diag.message_primary == "permission denied for model h6_ready"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
             show(conn, "public.h6_ready")
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            show(conn, "h6_no_such_model")
         assert "h6_ready" not in [r[1] for r in conn.execute("SHOW MODEL ALL").fetchall()]
         assert conn.execute("SELECT count(*) FROM mlproxy.visible_models").fetchone() == (0,)
         for column in ("metrics", "state", "source_query"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT {column} FROM mlproxy.models")
-        with pytest.raises(psycopg.errors.UndefinedObject):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT explain_model('h6_ready')")
         assert_usable(conn)
 
@@ -163,7 +162,7 @@ def test_set_role_decides_what_show_model_shows(ready):
     with connect(ready) as admin:  # a superuser: sees everything
         assert "IAM Role" in dict(show(admin, "h6_ready"))
         admin.execute(f"SET ROLE {STRANGER}")
-        with pytest.raises(psycopg.errors.UndefinedObject):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
             show(admin, "h6_ready")
         admin.execute(f"SET ROLE {MEMBER}")
         keys = {k for k, _ in show(admin, "h6_ready")}
@@ -288,7 +287,7 @@ def test_system_views_with_asyncpg(ready):
             stv = await conn.fetch("select * from stv_ml_model_info")  # a simple Query
             try:  # SHOW MODEL, prepared
                 shown = dict(await (await conn.prepare("SHOW MODEL h6_ready")).fetch())
-            except asyncpg.exceptions.UndefinedObjectError:
+            except asyncpg.exceptions.InsufficientPrivilegeError:
                 shown = None
             return types, rows, privileges, stv, shown
         finally:
