@@ -24,6 +24,7 @@ from ..ml_statements import CreateModel, DropModel, ModelName, SourceQuery
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
 from ..training.snapshot import JobDir, export_expression
+from . import forecast_checks
 from .upstream_ops import collect, error_from_fields, sql_literal, sql_text_array
 
 log = logging.getLogger("mlproxy.ml")
@@ -90,6 +91,8 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
                              f'column "{target}" does not exist in the training data',
                              position=stmt.positions.get("target"),
                              hint="Training data columns: " + ", ".join(names)))
+    if stmt.function is None:  # MODEL_TYPE FORECAST
+        await _forecast_checks(takeover, stmt, source, names, types)
     features = [n for n in names if n != target]
     feature_types = [t for n, t in zip(names, types) if n != target]
     if not features:
@@ -206,6 +209,20 @@ async def _describe(takeover: Takeover, source: _Source) -> tuple[list[tuple[str
     schema = info.rows[0][1]
     type_names = [row[1] for row in info.rows[1:len(cols) + 1]]
     return [(c[0], t) for c, t in zip(cols, type_names)], schema
+
+
+async def _forecast_checks(takeover: Takeover, stmt: CreateModel, source: _Source, names: list[str],
+                           types: list[str]) -> None:
+    """A FORECAST model's columns and data (forecast_checks.py); its training is not
+    wired to the worker yet, so a statement that passes is refused with 0A000."""
+    try:
+        forecast_checks.check_columns(stmt, names, types)
+        await forecast_checks.check_data(takeover, stmt, source.sql, names)
+    except PgError as err:
+        raise _Abort(err) from None
+    raise _Abort(PgError(errors.FEATURE_NOT_SUPPORTED, "training MODEL_TYPE FORECAST models is not available yet",
+                         position=stmt.positions.get("name"),
+                         hint="The statement and its data pass every check; see docs/forecast.md."))
 
 
 def _check_unique(names: list[str], stmt: CreateModel) -> None:

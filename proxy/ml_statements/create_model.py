@@ -1,7 +1,8 @@
 """CREATE MODEL: which clauses exist, what each one holds, and their assembly.
 
 After the model name the clauses may come in any order (Redshift's own examples do
-not agree on one), each at most once.  FROM and FUNCTION are required; TARGET is
+not agree on one), each at most once.  FROM and FUNCTION are required (MODEL_TYPE
+FORECAST takes no FUNCTION: its result is read with FORECAST(model)); TARGET is
 required unless MODEL_TYPE is KMEANS (checked with the options, which know the
 model type); SETTINGS is optional because its one Redshift-required key,
 S3_BUCKET, means nothing here.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from proxy.errors import FEATURE_NOT_SUPPORTED, PgError
+from proxy.errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgError
 
 from . import options as opts
 from .lexer import IDENT, PUNCT, STRING, Token
@@ -73,13 +74,21 @@ class _CreateModelParser:
             self.seen[word] = r.take()
             self.positions.setdefault(word, r.position(token))
             self.handlers[word]()
-        missing = [c.upper() for c in ("from", "function") if c not in self.seen]
+        forecast = self.raw.model_type is not None and self.raw.model_type.value.upper() == "FORECAST"
+        if forecast and "function" in self.seen:
+            raise PgError(INVALID_PARAMETER_VALUE, "MODEL_TYPE FORECAST does not take FUNCTION",
+                          position=r.position(self.seen["function"]),
+                          hint="Remove the FUNCTION clause; read the forecast with SELECT * FROM FORECAST(model).")
+        missing = [c.upper() for c in ("from", "function") if c not in self.seen
+                   and not (forecast and c == "function")]
         if missing:
             raise r.error(r.peek(), f"CREATE MODEL requires {' and '.join(missing)}.")
+        end = r.peek()
         r.finish()
-        assert self.source is not None and self.function is not None
-        options = opts.build_options(self.raw, target=self.target,
-                                     function_position=r.position(self.seen["function"]))
+        assert self.source is not None and (self.function is not None or forecast)
+        anchor = self.seen["function"] if "function" in self.seen else end
+        options = opts.build_options(self.raw, target=self.target, function_position=r.position(anchor),
+                                     settings_position=self.positions.get("settings"))
         return CreateModel(
             name=name,
             source=self.source,

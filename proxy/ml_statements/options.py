@@ -10,7 +10,8 @@ Canonical form (every key always present):
 
 - `iam_role`: 'default', the role ARN string, or None.  Accepted and ignored.
 - `auto`: bool, True unless AUTO OFF.
-- `model_type`: one of MODEL_TYPES or None (AutoML picks).
+- `model_type`: one of MODEL_TYPES or None (AutoML picks).  FORECAST models follow
+  forecast_options.py and carry one more key, `forecast`.
 - `problem_type`: one of PROBLEM_TYPES or None (inferred from the target), also
   filled in when an XGBoost objective implies it ('multi:softmax' -> multiclass).
 - `objective`: one of OBJECTIVES or None.  Redshift also spells these 'F1_Macro',
@@ -38,7 +39,9 @@ from typing import Any, NamedTuple
 
 from proxy.errors import INVALID_PARAMETER_VALUE, SYNTAX_ERROR, PgError
 
-MODEL_TYPES = ("XGBOOST", "MLP", "LINEAR_LEARNER", "KMEANS")
+from .forecast_options import forecast_options
+
+MODEL_TYPES = ("XGBOOST", "MLP", "LINEAR_LEARNER", "KMEANS", "FORECAST")
 PROBLEM_TYPES = ("REGRESSION", "BINARY_CLASSIFICATION", "MULTICLASS_CLASSIFICATION")
 OBJECTIVES = ("MSE", "MAE", "Accuracy", "F1", "F1Macro", "AUC")
 
@@ -111,13 +114,18 @@ class _BadValue(Exception):
     """A value validator's complaint: what the value should have been."""
 
 
-def build_options(raw: RawOptions, *, target: RawValue | None, function_position: int) -> dict[str, Any]:
+def build_options(raw: RawOptions, *, target: RawValue | None, function_position: int,
+                  settings_position: int | None = None) -> dict[str, Any]:
     """Validate `raw` and return the canonical options dict (module docstring).
 
     `target` and `function_position` are needed for the rules that tie clauses
-    together: KMEANS takes no TARGET, every other model needs one.
+    together: KMEANS takes no TARGET, every other model needs one.  FORECAST has
+    rules of its own (forecast_options.py; `settings_position` points at a missing
+    required setting).
     """
     model_type = _enum(raw.model_type, "MODEL_TYPE", MODEL_TYPES)
+    if model_type == "FORECAST":
+        return _forecast(raw, target, function_position, settings_position)
     problem_type = _enum(raw.problem_type, "PROBLEM_TYPE", PROBLEM_TYPES)
     objective, implied_problem = _objective(raw.objective)
     if objective is not None and raw.objective is not None:
@@ -144,6 +152,21 @@ def build_options(raw: RawOptions, *, target: RawValue | None, function_position
         "settings": _settings(raw.settings),
     }
     _check_model_shape(raw, options, target, function_position)
+    return options
+
+
+def _forecast(raw: RawOptions, target: RawValue | None, position: int,
+              settings_position: int | None) -> dict[str, Any]:
+    assert raw.model_type is not None
+    if target is None:
+        raise PgError(SYNTAX_ERROR, "CREATE MODEL requires TARGET", position=position,
+                      hint="Add TARGET <column>: the series' values to forecast.")
+    options: dict[str, Any] = {
+        "iam_role": None if raw.iam_role is None else raw.iam_role.value,
+        "auto": True, "model_type": "FORECAST", "problem_type": None, "objective": None,
+        "preprocessors": None, "hyperparameters": {}, "settings": _settings(raw.settings),
+    }
+    forecast_options(raw, options, settings_position, raw.model_type.position)
     return options
 
 

@@ -74,7 +74,7 @@ class CreateModel:
     name: ModelName
     source: TableName | SourceQuery
     target: str | None
-    function: ModelFunction
+    function: ModelFunction | None  # None only for MODEL_TYPE FORECAST
     options: dict[str, Any]
     text: str = field(compare=False, repr=False)
     offset: int = field(default=0, compare=False, repr=False)

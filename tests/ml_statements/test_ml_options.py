@@ -64,7 +64,7 @@ def test_unknown_objective_names_the_allowed_values():
 
 
 @pytest.mark.parametrize(("clause", "allowed"), [
-    ("MODEL_TYPE FORECAST", "XGBOOST, MLP, LINEAR_LEARNER, KMEANS"),
+    ("MODEL_TYPE TIMESERIES", "XGBOOST, MLP, LINEAR_LEARNER, KMEANS, FORECAST"),
     ("PROBLEM_TYPE CLUSTERING", "REGRESSION, BINARY_CLASSIFICATION, MULTICLASS_CLASSIFICATION"),
 ])
 def test_unknown_enumerations_name_the_allowed_values(clause, allowed):
