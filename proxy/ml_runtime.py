@@ -18,6 +18,7 @@ from .ml_commands.create_model import MLServices
 from .inference.interceptor import InferenceInterceptor
 from .inference.registry import ModelRegistry
 from .ml_commands.interceptor import MLInterceptor
+from .ml_commands.forecast_results import ForecastInterceptor
 from .ml_commands.system_views import SystemViewInterceptor
 from .training.jobs import JobRunner
 
@@ -39,7 +40,8 @@ class MLRuntime:
         # The system views' names are qualified before model calls are looked for.
         inference = InferenceInterceptor(self.registry)
         self.interceptors = [MLInterceptor(self.services),
-                             SystemViewInterceptor(self.catalog, then=inference), inference]
+                             SystemViewInterceptor(self.catalog, then=inference),
+                             ForecastInterceptor(self.catalog, then=inference), inference]
         self._sweeper: asyncio.Task | None = None
         self._sweep_interval = config.job_sweep_interval
         # After a LISTEN connection comes back, notifications may have been missed:

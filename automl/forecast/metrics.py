@@ -50,7 +50,11 @@ def mase(y: np.ndarray, yhat: np.ndarray, ids: np.ndarray, scales: dict[str, flo
 
 
 def naive_scale(history: np.ndarray, season: int) -> float:
-    m = season if len(history) > season else 1
-    if len(history) <= m:
-        return 0.0
-    return float(np.mean(np.abs(history[m:] - history[:-m])))
+    """In-sample MAE of the seasonal naive forecast; of the naive one (lag 1) when the
+    history is shorter than a season or exactly periodic (0: that item is left out)."""
+    for m in (season, 1):
+        if len(history) > m:
+            scale = float(np.mean(np.abs(history[m:] - history[:-m])))
+            if scale > 0:
+                return scale
+    return 0.0

@@ -170,7 +170,7 @@ def forecast(table: Any, options: dict[str, Any],
             leaderboard.append({"model": name, **{k: _round(v) for k, v in scores.items()}})
             value = scores[objective]
             value = math.inf if math.isnan(value) else value
-            if value < best:
+            if value < best or not best_scores:  # the floor is kept even when nothing scores
                 best, chosen, best_scores = value, name, scores
         report.append(f"chose {chosen} by {objective} on {windows} backtest window(s) of {horizon} steps "
                       f"over {len(long_ids)} items")

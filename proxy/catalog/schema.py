@@ -1209,6 +1209,53 @@ GRANT SELECT ON mlproxy.visible_models, mlproxy.stv_ml_model_info, mlproxy.svv_m
 """)
 MIGRATIONS.append(_MIGRATION_5)
 
+# 6: FORECAST models. Their artifact is the forecast itself (automl/forecast/artifact.py:
+# UTF-8 JSON, rows [item, time, value per percentile]); FORECAST(m) reads it through
+# mlproxy.forecast, which any role may call: the model must be visible to the caller
+# (visible_model_id: owner, superuser, or EXECUTE on its stub <model>_forecast(), which
+# GRANT EXECUTE ON MODEL gives), a FORECAST model, and READY. The artifact column is
+# not readable by PUBLIC: visible_forecasts (a security_barrier view, as visible_models)
+# hands it out for the visible models only.
+_MIGRATION_6 = """
+CREATE VIEW mlproxy.visible_forecasts WITH (security_barrier) AS
+SELECT m.id, m.artifact FROM mlproxy.models m
+ WHERE m.state = 'READY' AND m.options ->> 'model_type' = 'FORECAST'
+   AND m.id IN (SELECT v.id FROM mlproxy.visible_models v);
+GRANT SELECT ON mlproxy.visible_forecasts TO PUBLIC;
+
+CREATE FUNCTION mlproxy.forecast(p_schema text, p_name text)
+RETURNS TABLE (id text, "time" timestamp, q double precision[])
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v_id bigint := mlproxy.visible_model_id(p_schema, p_name);
+    m record;
+    v_doc jsonb;
+BEGIN
+    SELECT x.state, x.options ->> 'model_type' AS model_type INTO m
+      FROM mlproxy.visible_models x WHERE x.id OPERATOR(pg_catalog.=) v_id;
+    IF m.model_type IS DISTINCT FROM 'FORECAST' THEN
+        RAISE EXCEPTION 'model "%" is not a FORECAST model', p_name USING ERRCODE = '42809',
+            HINT = 'FORECAST(model) reads models created with MODEL_TYPE FORECAST.';
+    END IF;
+    IF m.state OPERATOR(pg_catalog.<>) 'READY' THEN
+        RAISE EXCEPTION 'model "%" is %', p_name, m.state USING ERRCODE = '55000',
+            HINT = 'SHOW MODEL tells its progress or failure; the forecast exists once it is READY.';
+    END IF;
+    SELECT pg_catalog.convert_from(f.artifact, 'UTF8')::jsonb INTO v_doc
+      FROM mlproxy.visible_forecasts f WHERE f.id OPERATOR(pg_catalog.=) v_id;
+    RETURN QUERY
+    SELECT r.row ->> 0, (r.row ->> 1)::timestamp,
+           ARRAY(SELECT e.v::double precision
+                   FROM pg_catalog.jsonb_array_elements_text(r.row) WITH ORDINALITY AS e(v, n)
+                  WHERE e.n OPERATOR(pg_catalog.>) 2 ORDER BY e.n)
+      FROM pg_catalog.jsonb_array_elements(v_doc -> 'rows') WITH ORDINALITY AS r(row, n)
+     ORDER BY r.n;
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION mlproxy.forecast(text, text) TO PUBLIC;
+"""
+MIGRATIONS.append(_MIGRATION_6)
+
 
 async def migrate(conn) -> int:
     """Bring the catalog schema to the newest version; returns that version.

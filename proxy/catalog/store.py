@@ -231,7 +231,8 @@ class CatalogStore:
             return await pool.fetchval("SELECT to_regclass('mlproxy.models') IS NOT NULL")
 
     async def fetch_models(self, database: str) -> list[asyncpg.Record]:
-        """Every model of `database` (no artifacts); empty if it has no catalog."""
+        """Every model of `database` with a model function (no artifacts, no
+        FORECAST models); empty if it has no catalog."""
         pool = await self.pool(database, migrate_catalog=False)
         with self._reaching():
             async with pool.acquire() as conn:
@@ -240,7 +241,9 @@ class CatalogStore:
                 return await conn.fetch(
                     "SELECT id, schema_name, model_name, function_schema, function_name,"
                     " function_signature, arg_names, arg_types, return_type, state,"
-                    " failure_reason, problem_type, artifact_sha256 FROM mlproxy.models")
+                    " failure_reason, problem_type, artifact_sha256 FROM mlproxy.models"
+                    # a FORECAST model's stub is no model function: read through FORECAST(m)
+                    " WHERE options->>'model_type' IS DISTINCT FROM 'FORECAST'")
 
     def _on_notify(self, conn, pid, channel, payload) -> None:
         try:

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -91,11 +91,14 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
                              f'column "{target}" does not exist in the training data',
                              position=stmt.positions.get("target"),
                              hint="Training data columns: " + ", ".join(names)))
-    if stmt.function is None:  # MODEL_TYPE FORECAST
+    if stmt.function is None:  # MODEL_TYPE FORECAST: its stub takes no arguments
         await _forecast_checks(takeover, stmt, source, names, types)
-    features = [n for n in names if n != target]
-    feature_types = [t for n, t in zip(names, types) if n != target]
-    if not features:
+        stmt = replace(stmt, function=forecast_checks.stub_function(stmt.name))
+        features, feature_types = [], []
+    else:
+        features = [n for n in names if n != target]
+        feature_types = [t for n, t in zip(names, types) if n != target]
+    if not features and stmt.function.arg_types != ():
         raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
                              "the training data has no feature columns besides the target",
                              position=stmt.positions.get("source")))
@@ -106,7 +109,7 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
             f"FUNCTION {stmt.function.name.name} lists {len(arg_types)} argument types, but the "
             f"training data has {len(features)} feature columns ({', '.join(features)})",
             position=stmt.positions.get("function")))
-    if stmt.function.returns is not None:
+    if stmt.function.returns is not None:  # (FORECAST's stub: double precision)
         return_type = stmt.function.returns
     elif target is None:
         return_type = "integer"  # KMEANS: the cluster id
@@ -213,16 +216,12 @@ async def _describe(takeover: Takeover, source: _Source) -> tuple[list[tuple[str
 
 async def _forecast_checks(takeover: Takeover, stmt: CreateModel, source: _Source, names: list[str],
                            types: list[str]) -> None:
-    """A FORECAST model's columns and data (forecast_checks.py); its training is not
-    wired to the worker yet, so a statement that passes is refused with 0A000."""
+    """A FORECAST model's columns and data (forecast_checks.py)."""
     try:
         forecast_checks.check_columns(stmt, names, types)
         await forecast_checks.check_data(takeover, stmt, source.sql, names)
     except PgError as err:
         raise _Abort(err) from None
-    raise _Abort(PgError(errors.FEATURE_NOT_SUPPORTED, "training MODEL_TYPE FORECAST models is not available yet",
-                         position=stmt.positions.get("name"),
-                         hint="The statement and its data pass every check; see docs/forecast.md."))
 
 
 def _check_unique(names: list[str], stmt: CreateModel) -> None:
@@ -436,6 +435,7 @@ def _train_options(stmt: CreateModel) -> dict[str, Any]:
         "preprocessors": preprocessors if isinstance(preprocessors, list) else None,
         "max_runtime": int(settings.get("max_runtime", DEFAULT_MAX_RUNTIME)),
         "max_cells": int(settings.get("max_cells", DEFAULT_MAX_CELLS)),
+        "forecast": o.get("forecast"),  # MODEL_TYPE FORECAST only (forecast_options.py)
     }
 
 

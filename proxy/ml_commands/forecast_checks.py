@@ -12,18 +12,34 @@ Every failure is 22023 at the clause it concerns.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from .. import errors
 from ..errors import PgError
 from ..intercept import Takeover
-from ..ml_statements import CreateModel
+from ..ml_statements import CreateModel, ModelName
+from ..ml_statements.statements import ModelFunction, QualifiedName
 from ..ml_statements.literals import quote_identifier
 from .upstream_ops import collect
 
 _TIME = re.compile(r"^(date|timestamp(\(\d+\))? with(out)? time zone)$")
 _NUMERIC = re.compile(r"^(smallint|integer|bigint|real|double precision|numeric(\(\d+(,\d+)?\))?)$")
-HISTORY_PER_HORIZON = 3  # the longest series holds at least 3 x HORIZON steps
+HISTORY_PER_HORIZON = 3
+STUB_SUFFIX = "_forecast"  # the longest series holds at least 3 x HORIZON steps
+
+
+def stub_function(model: ModelName) -> ModelFunction:
+    """A FORECAST model's stub: `<model>_forecast()` in the model's schema, no
+    arguments, returning double precision (never called: it carries the model's
+    EXECUTE privilege, which mlproxy.forecast() checks).  A model name too long for
+    the suffix is cut, with 8 hex digits of its md5 kept for uniqueness."""
+    name = model.name + STUB_SUFFIX
+    if len(name.encode()) > 63:
+        digest = hashlib.md5(model.name.encode()).hexdigest()[:8]
+        head = model.name.encode()[: 63 - len(STUB_SUFFIX) - 9].decode(errors="ignore")
+        name = f"{head}_{digest}{STUB_SUFFIX}"
+    return ModelFunction(QualifiedName(model.schema, name), (), "double precision")
 
 
 def is_time_type(type_name: str) -> bool:

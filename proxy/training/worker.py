@@ -43,6 +43,8 @@ def run_job(job: JobDir) -> int:
 
         progress({"phase": "loading data", "elapsed": 0.0})
         table = load_table(job)
+        if spec["options"].get("model_type") == "FORECAST":
+            return _forecast_job(job, spec, table, progress, started)
         trained = automl.train(table, spec["options"], progress=progress,
                                n_jobs=spec.get("n_jobs"))
         progress({"phase": "compiling", "elapsed": round(time.monotonic() - started, 3),
@@ -81,6 +83,39 @@ def run_job(job: JobDir) -> int:
                                         "hint": getattr(exc, "hint", None),
                                         "traceback": traceback.format_exc()})
         return 1
+
+
+def _forecast_job(job: JobDir, spec: dict[str, Any], table: Any, progress: Any, started: float) -> int:
+    """MODEL_TYPE FORECAST: the artifact is the forecast itself (automl.forecast's
+    documented JSON), computed now as Amazon Forecast's predictor does at creation."""
+    from automl.forecast import encode, forecast
+
+    options = spec["options"]
+    settings = options["forecast"]
+    result = forecast(table, {"forecast": settings, "settings": {"max_runtime": options.get("max_runtime")}},
+                      progress=progress)
+    data, sha256 = encode(result, settings["frequency"], int(settings["horizon"]))
+    report = [f"forecast: HORIZON {settings['horizon']}, FREQUENCY '{settings['frequency']}', "
+              f"PERCENTILES '{','.join(settings['percentiles'])}' (columns {', '.join(settings['columns'])}); "
+              f"model {result.model}; {result.items} items, {len(result.rows)} rows"] + result.report
+    with writing(job.artifact_file):
+        job.artifact_file.write_bytes(data)
+    job.write_json(job.result_file, {
+        "problem_type": None, "model_type": "FORECAST", "objective": result.objective,
+        "metrics": result.metrics, "leaderboard": result.leaderboard, "feature_importances": None,
+        "rows_used": table.num_rows, "training_seconds": result.training_seconds,
+        "artifact_sha256": sha256, "report": report,
+        "details": {"forecast": {"horizon": settings["horizon"], "frequency": settings["frequency"],
+                                 "percentiles": settings["percentiles"], "columns": settings["columns"],
+                                 "model": result.model, "items": result.items,
+                                 "fallback_items": result.fallback_items, "rows": len(result.rows)},
+                    "report": report, "rows_exported": spec.get("rows_exported"),
+                    "sampled": spec.get("sampled")},
+        "build": {"backend": "forecast"},
+        "progress": {"phase": "done", "trials": len(result.leaderboard),
+                     "elapsed": round(time.monotonic() - started, 3)},
+    })
+    return 0
 
 
 def _details(trained: Any, spec: dict[str, Any]) -> dict[str, Any]:
