@@ -55,9 +55,11 @@ class _Calls(Visitor):
     def visit_SelectStmt(self, ancestors, node) -> None:
         targets = node.targetList or ()
         for i, target in enumerate(targets):
-            if isinstance(target, ast.ResTarget) and _is_forecast(target.val):
-                alone = len(targets) == 1 and not node.fromClause and target.name is None
-                self.found.append((target.val, False, False, alone))
+            # only where a name could not be a column: the one item of a SELECT
+            # without FROM (elsewhere forecast(x) may be a function of the user's)
+            if (isinstance(target, ast.ResTarget) and _is_forecast(target.val) and len(targets) == 1
+                    and not node.fromClause and target.name is None):
+                self.found.append((target.val, False, False, True))
 
 
 def _is_forecast(node) -> bool:
@@ -69,7 +71,8 @@ def _is_forecast(node) -> bool:
 
 def forecast_calls(sql: str) -> list[Call]:
     """The FORECAST(m) calls of `sql`; empty when there is none or it does not parse.
-    Raises PgError (0A000) for a call used where its rows cannot go."""
+    forecast(x) elsewhere (a select item beside others or over a FROM) is left to
+    the server: it may be a function of the user's."""
     try:
         tree = parse_sql(sql)
     except ParseError:
@@ -78,15 +81,9 @@ def forecast_calls(sql: str) -> list[Call]:
     visitor(tree)
     if not visitor.found:
         return []
-    data = sql.encode()
     tokens = scan(sql)
     calls = []
-    for call, in_from, has_alias, alone in visitor.found:
-        if not alone:
-            raise PgError(errors.FEATURE_NOT_SUPPORTED,
-                          "FORECAST(model) must be the only select item of a SELECT without FROM, "
-                          "or an item of a FROM list", position=len(data[:call.location].decode()) + 1,
-                          hint="Write SELECT * FROM FORECAST(model) and join or filter that.")
+    for call, in_from, has_alias, _alone in visitor.found:
         end = _closing_paren(tokens, call.location)
         fields = [f.sval for f in call.args[0].fields]
         schema, name = (fields[0], fields[1]) if len(fields) == 2 else (None, fields[0])

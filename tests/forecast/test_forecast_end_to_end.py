@@ -128,8 +128,11 @@ def test_errors_keep_the_session(model):
     with psycopg.connect(model.dsn(user=OWNER), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.UndefinedObject):
             conn.execute("SELECT FORECAST(no_such_model)")
-        with pytest.raises(psycopg.errors.FeatureNotSupported):
+        with pytest.raises(psycopg.errors.UndefinedColumn):  # not a FORECAST call: the server's
             conn.execute("SELECT 1, FORECAST(fc_demand)")
+        conn.execute("CREATE OR REPLACE FUNCTION forecast(x int) RETURNS int LANGUAGE sql AS 'SELECT x + 1'")
+        assert conn.execute("SELECT forecast(g) FROM generate_series(1, 2) g").fetchall() == [(2,), (3,)]
+        conn.execute("DROP FUNCTION forecast(int)")
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
