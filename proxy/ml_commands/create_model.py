@@ -425,7 +425,9 @@ def _train_options(stmt: CreateModel) -> dict[str, Any]:
     o = stmt.options
     settings = o.get("settings", {})
     preprocessors = o.get("preprocessors")
+    forecast = {"forecast": o["forecast"]} if o.get("forecast") else {}  # FORECAST only (forecast_options.py)
     return {
+        **forecast,
         "target": stmt.target,
         "problem_type": o.get("problem_type"),
         "objective": o.get("objective"),
@@ -435,7 +437,6 @@ def _train_options(stmt: CreateModel) -> dict[str, Any]:
         "preprocessors": preprocessors if isinstance(preprocessors, list) else None,
         "max_runtime": int(settings.get("max_runtime", DEFAULT_MAX_RUNTIME)),
         "max_cells": int(settings.get("max_cells", DEFAULT_MAX_CELLS)),
-        "forecast": o.get("forecast"),  # MODEL_TYPE FORECAST only (forecast_options.py)
     }
 
 

@@ -142,3 +142,28 @@ def test_drop_model_removes_the_forecast(model):
         with pytest.raises(psycopg.errors.UndefinedObject):
             owner.execute("SELECT FORECAST(fc_demand)")
         assert owner.execute("SELECT to_regprocedure('public.fc_demand_forecast()')").fetchone() == (None,)
+
+
+def test_replicas_and_restart_read_the_same_forecast(fresh_proxy, tmp_path):
+    """The forecast lives in the catalog: a second proxy (a replica) reads the model
+    created through the first, and still does once the first has stopped."""
+    first = fresh_proxy("--data-dir", str(tmp_path / "a"), "--workers", "1")
+    second = fresh_proxy("--data-dir", str(tmp_path / "b"), "--workers", "1")
+    with psycopg.connect(first.dsn(), autocommit=True) as conn:
+        conn.execute("DROP MODEL IF EXISTS fc_replica")
+        conn.execute("DROP TABLE IF EXISTS fc_replica_data")
+        conn.execute("""CREATE TABLE fc_replica_data AS
+            SELECT 'item' || i AS item, (date '2021-01-01' + make_interval(months => m))::date AS month,
+                   (100 + 20 * i + 10 * sin(m * pi() / 6))::float8 AS qty
+              FROM generate_series(0, 1) i, generate_series(0, 35) m""")
+        conn.execute("CREATE MODEL fc_replica FROM fc_replica_data TARGET qty MODEL_TYPE FORECAST "
+                     "SETTINGS (HORIZON 3, FREQUENCY 'M', PERCENTILES 'mean', MAX_RUNTIME 20)")
+        assert wait_for_state(conn, "fc_replica", timeout=180)["Model State"] == "READY"
+        expected = conn.execute("SELECT * FROM FORECAST(fc_replica) ORDER BY 1, 2").fetchall()
+    assert len(expected) == 6 and all(abs(r[2] - truth(int(r[0][-1]), 36 + n % 3)) < 3
+                                      for n, r in enumerate(expected))
+    first.stop()
+    with psycopg.connect(second.dsn(), autocommit=True) as conn:
+        cur = conn.execute("SELECT * FROM FORECAST(fc_replica) ORDER BY 1, 2")
+        assert [c.name for c in cur.description] == ["id", "time", "mean"] and cur.fetchall() == expected
+        conn.execute("DROP MODEL fc_replica")
