@@ -18,7 +18,8 @@ Canonical form (every key always present):
   'Binary_Accuracy', 'RMSE' (same ranking as MSE) or as XGBoost objectives
   ('reg:squarederror', 'binary:logistic', 'multi:softmax', ...); see
   OBJECTIVE_ALIASES.  Objectives that select differently (MAPE, WAPE, forecast
-  losses) are rejected rather than silently approximated.
+  losses) are rejected rather than silently approximated, except for MODEL_TYPE
+  FORECAST, which has objectives of its own (forecast_options.py).
 - `preprocessors`: the parsed PREPROCESSORS JSON (a list of {"ColumnSet": [...],
   "Transformers": [...]}), the string 'none' (Redshift's "no preprocessing"), or
   None (automatic).
@@ -26,7 +27,8 @@ Canonical form (every key always present):
 - `settings`: {lowercase key: value} for the keys given; `max_cells` and
   `max_runtime` are positive ints.  Absent keys stay absent: defaults belong to the
   training engine.  S3_BUCKET, KMS_KEY_ID, TAGS, S3_GARBAGE_COLLECT, MAX_BATCH_ROWS
-  and the forecast settings are accepted and recorded but have no effect here.
+  are accepted and recorded but have no effect here; HORIZON, FREQUENCY and
+  PERCENTILES are MODEL_TYPE FORECAST's (forecast_options.py) and ignored by others.
 """
 
 from __future__ import annotations
