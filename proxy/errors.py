@@ -34,6 +34,9 @@ ADMIN_SHUTDOWN = "57P01"
 CANNOT_CONNECT_NOW = "57P03"
 TOO_MANY_CONNECTIONS = "53300"
 INTERNAL_ERROR = "XX000"
+DATA_EXCEPTION = "22000"
+TOO_MANY_COLUMNS = "54011"
+TOO_MANY_ARGUMENTS = "54023"
 
 #: The hint of an error about text that is not UTF-8: mlproxy parses the statements
 #: that mention models, and reads model arguments, as UTF-8, where Postgres sends and

@@ -31,6 +31,18 @@ log = logging.getLogger("mlproxy.ml")
 # Redshift ML's defaults for the SETTINGS a statement leaves out.
 DEFAULT_MAX_CELLS = 1_000_000
 DEFAULT_MAX_RUNTIME = 5400  # seconds; the search stops earlier once scores stop improving
+# mlproxy's own setting: at most this many feature columns unless SETTINGS (MAX_FEATURES n).
+DEFAULT_MAX_FEATURES = 256
+# Rows with a non-NULL target the trainer needs to train and validate a model
+# (automl.validation.MIN_ROWS; tests/ml/test_early_errors.py holds them equal).
+MIN_TRAINING_ROWS = 20
+# Postgres' FUNC_MAX_ARGS as shipped; the server's own value is read when it matters.
+PG_FUNC_MAX_ARGS = 100
+
+AUTOCOMMIT_HINT = ("Run CREATE MODEL outside BEGIN ... COMMIT, in autocommit mode: psql runs it so "
+                   "by default (\\set AUTOCOMMIT on); JDBC: connection.setAutoCommit(true); psycopg: "
+                   "conn.autocommit = True; SQLAlchemy: "
+                   "engine.connect().execution_options(isolation_level=\"AUTOCOMMIT\").")
 
 _WRAP_PREFIX = "SELECT * FROM ("
 _WRITE_BATCH = 4 << 20
@@ -71,7 +83,7 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     session = takeover.session
     if session.txstatus != b"I":
         raise _Abort(PgError(errors.ACTIVE_SQL_TRANSACTION,
-                             "CREATE MODEL cannot run inside a transaction block"))
+                             "CREATE MODEL cannot run inside a transaction block", hint=AUTOCOMMIT_HINT))
     database = session.startup.database
     try:
         await services.catalog.pool(database)
@@ -98,6 +110,7 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
         raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
                              "the training data has no feature columns besides the target",
                              position=stmt.positions.get("source")))
+    await _check_feature_count(takeover, stmt, features)
     arg_types = list(stmt.function.arg_types) if stmt.function.arg_types is not None else feature_types
     if len(arg_types) != len(features):
         raise _Abort(PgError(
@@ -122,9 +135,13 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
         raise _Abort(PgError(errors.DUPLICATE_OBJECT, f'model "{stmt.name.name}" already exists',
                              position=stmt.positions.get("name")))
 
+    target_type = None if target is None else types[names.index(target)]
+    counts = await _count(takeover, source, target, target_type)
+    limit = _row_limit(stmt, len(names))
+    _check_training_data(stmt, counts, limit, len(names))
     staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
     try:
-        rows, sampled = await _export(takeover, source, stmt, names, types, staging)
+        rows, sampled = await _export(takeover, source, stmt, names, types, staging, counts.rows, limit)
         model_id = await _register(services, takeover, stmt, source, model_schema, features,
                                    arg_types, return_type)
         job = services.jobs.job_dir(database, model_id)
@@ -204,17 +221,105 @@ def _check_unique(names: list[str], stmt: CreateModel) -> None:
         seen.add(name)
 
 
-async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names: list[str],
-                  types: list[str], staging: JobDir) -> tuple[int, bool]:
-    """COPY the training data into the staging directory; returns (rows, sampled)."""
-    settings = stmt.options.get("settings", {})
-    max_cells = int(settings.get("max_cells", DEFAULT_MAX_CELLS))
-    count_sql = f"SELECT count(*) FROM ({source.sql}\n) AS mlproxy_source"
-    counted = await collect(takeover, count_sql)
+async def _check_feature_count(takeover: Takeover, stmt: CreateModel, features: list[str]) -> None:
+    """At most MAX_FEATURES feature columns (256 unless raised), and no more than a
+    function can take as arguments (Postgres' FUNC_MAX_ARGS, 100 as shipped)."""
+    position = stmt.positions.get("source")
+    limit = int(stmt.options.get("settings", {}).get("max_features", DEFAULT_MAX_FEATURES))
+    if len(features) > limit:
+        raise _Abort(PgError(errors.TOO_MANY_COLUMNS,
+                             f"the training data has {len(features)} feature columns; at most {limit} are allowed",
+                             position=position,
+                             hint=f"Select fewer columns in FROM, or raise the limit with "
+                                  f"SETTINGS (MAX_FEATURES {len(features)})."))
+    if len(features) <= PG_FUNC_MAX_ARGS:
+        return
+    found = await collect(takeover, "SELECT current_setting('max_function_args')")
+    if found.error is not None:
+        raise _Abort(found.error)
+    max_args = int(found.rows[0][0])
+    if len(features) > max_args:
+        raise _Abort(PgError(errors.TOO_MANY_ARGUMENTS, f"functions cannot have more than {max_args} arguments",
+                             position=position,
+                             detail=f"The model function takes one argument per feature column, and the "
+                                    f"training data has {len(features)}.",
+                             hint=f"Select at most {max_args} feature columns in FROM (Postgres' "
+                                  "max_function_args, fixed when Postgres is built)."))
+
+
+@dataclass
+class _Counts:
+    """What one pass over the training query tells before anything is exported."""
+
+    rows: int
+    target_rows: int | None = None      # rows with a non-NULL target (None: KMEANS)
+    several_values: bool | None = None  # the target takes at least two values
+
+
+async def _count(takeover: Takeover, source: _Source, target: str | None,
+                 target_type: str | None) -> _Counts:
+    """Rows, non-NULL targets and whether the target varies, in one aggregate query
+    on the client's session (Postgres does the scan; the event loop only waits)."""
+    aggregates = "count(*)"
+    if target is not None:
+        assert target_type is not None
+        # the target as it will be exported (NaN is NULL), compared as text
+        value = f"({export_expression(f'mlproxy_source.{quote_identifier(target)}', target_type)})::text"
+        aggregates += f", count({value}), min({value}) IS DISTINCT FROM max({value})"
+    prefix = f"SELECT {aggregates} FROM ("
+    counted = await collect(takeover, f"{prefix}{source.sql}\n) AS mlproxy_source")
     if counted.error is not None:
-        raise source.upstream_error(counted.error, len("SELECT count(*) FROM ("))
-    total = int(counted.rows[0][0])
-    limit = max(1, max_cells // max(1, len(names)))
+        raise source.upstream_error(counted.error, len(prefix))
+    row = counted.rows[0]
+    if target is None:
+        return _Counts(int(row[0]))
+    return _Counts(int(row[0]), int(row[1]), row[2] == "t")
+
+
+def _row_limit(stmt: CreateModel, columns: int) -> int:
+    """Rows exported at most: MAX_CELLS over the number of columns."""
+    max_cells = int(stmt.options.get("settings", {}).get("max_cells", DEFAULT_MAX_CELLS))
+    return max(1, max_cells // max(1, columns))
+
+
+def _check_training_data(stmt: CreateModel, counts: _Counts, limit: int, columns: int) -> None:
+    """Data no model can be trained and validated on is an error now, not a FAILED
+    model later (22000 data_exception, as the trainer reports the same problems)."""
+    source = stmt.positions.get("source")
+    target_at = stmt.positions.get("target")
+    if counts.rows == 0:
+        raise _Abort(PgError(errors.DATA_EXCEPTION, "the training query returned no rows", position=source,
+                             hint="CREATE MODEL trains on the rows FROM returns; check its table and WHERE clause."))
+    if counts.target_rows == 0:
+        raise _Abort(PgError(errors.DATA_EXCEPTION, f'target column "{stmt.target}" is NULL in every row',
+                             position=target_at, hint="A model learns from rows whose target is known."))
+    if counts.several_values is False:
+        raise _Abort(PgError(errors.DATA_EXCEPTION,
+                             f'target column "{stmt.target}" has the same value in every row',
+                             position=target_at,
+                             hint="A model needs at least two different target values to learn from."))
+    usable = counts.rows if counts.target_rows is None else counts.target_rows
+    what = "rows" if counts.target_rows is None else "rows with a non-NULL target"
+    if min(usable, limit) < MIN_TRAINING_ROWS:
+        hint = "Train on more rows."
+        if limit < usable:
+            hint = (f"MAX_CELLS allows only {limit} rows of {columns} columns; raise it to at least "
+                    f"{MIN_TRAINING_ROWS * columns}.")
+        raise _Abort(PgError(errors.DATA_EXCEPTION,
+                             f"the training data has {min(usable, limit)} {what}; at least {MIN_TRAINING_ROWS} "
+                             "are needed to train and validate a model",
+                             position=source, hint=hint))
+    k = stmt.options.get("hyperparameters", {}).get("k") if stmt.target is None else None
+    if k is not None and k > min(usable, limit):
+        raise _Abort(PgError(errors.DATA_EXCEPTION,
+                             f"K {k} is more clusters than the {min(usable, limit)} rows of the training data",
+                             position=source, hint="Choose a smaller K, or train on more rows."))
+
+
+async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names: list[str],
+                  types: list[str], staging: JobDir, total: int, limit: int) -> tuple[int, bool]:
+    """COPY the training data (`total` rows, at most `limit` of them) into the
+    staging directory; returns (rows, sampled)."""
     sampled = total > limit
     exprs = ", ".join(export_expression(f"mlproxy_source.{quote_identifier(n)}", t)
                       for n, t in zip(names, types))

@@ -28,7 +28,8 @@ Canonical form (every key always present):
 - `given`: {"objective", "preprocessors", "hyperparameters"} as the statement wrote
   them (the hyperparameters as [key, value] pairs in order), for SHOW MODEL.
 - `settings`: {lowercase key: value} for the keys given; `max_cells` and
-  `max_runtime` are positive ints.  Absent keys stay absent: defaults belong to the
+  `max_runtime` are positive ints; so is `max_features` (mlproxy's own: how many
+  feature columns CREATE MODEL takes, 256 unless raised).  Absent keys stay absent: defaults belong to the
   training engine.  S3_BUCKET, KMS_KEY_ID, TAGS, S3_GARBAGE_COLLECT, MAX_BATCH_ROWS
   and the forecast settings are accepted and recorded but have no effect here.
 """
@@ -291,6 +292,7 @@ _SETTINGS: dict[str, Callable[[RawValue], Any]] = {
     "s3_garbage_collect": _on_off,
     "max_cells": _positive_int,
     "max_runtime": _positive_int,
+    "max_features": _positive_int,  # mlproxy's: feature columns allowed (256 by default)
     "max_batch_rows": _positive_int,
     "horizon": _positive_int,
     "frequency": _int_or_quoted,

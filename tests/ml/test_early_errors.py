@@ -1,0 +1,129 @@
+"""Everything CREATE MODEL can know when it is issued is an error then (issue 14,
+"errors up front"): bad hyperparameters, training data no model can learn from or be
+validated on, too many columns, a transaction block. Each through the proxy with
+psycopg: the SQLSTATE, the cursor position, the session still usable, and nothing
+registered (no catalog row, no function) and nothing left on disk."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from automl.validation import MIN_ROWS
+from proxy.ml_commands.create_model import MIN_TRAINING_ROWS
+from tests.support.servers import start_proxy
+
+
+def connect(proxy) -> psycopg.Connection:
+    return psycopg.connect(proxy.dsn(), autocommit=True)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("early-errors-data")
+
+
+@pytest.fixture(scope="module")
+def early(pg, data_dir):
+    process = start_proxy(pg.uri, "--data-dir", str(data_dir))
+    with connect(process) as conn:
+        conn.execute("DROP TABLE IF EXISTS ee_small, ee_const, ee_nulls, ee_wide, ee_empty")
+        conn.execute("CREATE TABLE ee_empty (x int, y int)")
+        conn.execute("CREATE TABLE ee_small AS SELECT g AS x, g % 2 AS y FROM generate_series(1, 12) g")
+        conn.execute("CREATE TABLE ee_const AS SELECT g AS x, 'same'::text AS y FROM generate_series(1, 50) g")
+        conn.execute("CREATE TABLE ee_nulls AS SELECT g AS x, NULL::int AS y FROM generate_series(1, 50) g")
+        cols = ", ".join(f"g AS c{i}" for i in range(101))
+        conn.execute(f"CREATE TABLE ee_wide AS SELECT {cols}, g % 2 AS y FROM generate_series(1, 40) g")
+    yield process
+    process.stop()
+
+
+def _nothing_registered(conn, function: str) -> None:
+    if conn.execute("SELECT to_regclass('mlproxy.models') IS NOT NULL").fetchone() == (True,):
+        assert conn.execute("SELECT count(*) FROM mlproxy.models WHERE function_name = %s",
+                            (function,)).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE %s",
+                        (function + "%",)).fetchone() == (0,)
+
+
+CASES = [
+    # (statement, SQLSTATE, the text the cursor points at, a phrase of the message)
+    ("CREATE MODEL ee_m FROM ee_small TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
+     "HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUDN '10')", "22023", "NUM_ROUDN", "unrecognized XGBOOST"),
+    ("CREATE MODEL ee_m FROM ee_small TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
+     "HYPERPARAMETERS DEFAULT EXCEPT (MAX_DEPTH '11')", "22023", "'11'", "MAX_DEPTH"),
+    ("CREATE MODEL ee_m FROM ee_small TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
+     "HYPERPARAMETERS DEFAULT EXCEPT (ETA '0.9')", "22023", "'0.9'", "ETA"),
+    ("CREATE MODEL ee_m FROM ee_small TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
+     "HYPERPARAMETERS DEFAULT EXCEPT (SUBSAMPLE '0.2')", "22023", "'0.2'", "SUBSAMPLE"),
+    ("CREATE MODEL ee_m FROM ee_small FUNCTION ee_f MODEL_TYPE KMEANS "
+     "HYPERPARAMETERS DEFAULT EXCEPT (K '1')", "22023", "'1'", "K"),
+    ("CREATE MODEL ee_m FROM ee_empty TARGET y FUNCTION ee_f", "22000", "ee_empty",
+     "the training query returned no rows"),
+    ("CREATE MODEL ee_m FROM (SELECT x, y FROM ee_small WHERE false) TARGET y FUNCTION ee_f", "22000",
+     "SELECT x", "the training query returned no rows"),
+    ("CREATE MODEL ee_m FROM ee_const TARGET y FUNCTION ee_f", "22000", "y FUNCTION",
+     "has the same value in every row"),
+    ("CREATE MODEL ee_m FROM ee_nulls TARGET y FUNCTION ee_f", "22000", "y FUNCTION", "is NULL in every row"),
+    ("CREATE MODEL ee_m FROM ee_small TARGET y FUNCTION ee_f", "22000", "ee_small",
+     f"has 12 rows with a non-NULL target; at least {MIN_TRAINING_ROWS} are needed"),
+    ("CREATE MODEL ee_m FROM ee_const TARGET x FUNCTION ee_f SETTINGS (MAX_CELLS 20)", "22000", "ee_const",
+     f"has 10 rows with a non-NULL target; at least {MIN_TRAINING_ROWS}"),
+    ("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f SETTINGS (MAX_FEATURES 100)", "54011", "ee_wide",
+     "101 feature columns; at most 100"),
+    ("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f", "54023", "ee_wide",
+     "functions cannot have more than 100 arguments"),
+]
+
+
+@pytest.mark.parametrize(("sql", "sqlstate", "at", "phrase"), CASES)
+def test_errors_up_front(early, tmp_path, sql, sqlstate, at, phrase):
+    with connect(early) as conn:
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute(sql)
+        diag = info.value.diag
+        assert (diag.sqlstate, phrase in diag.message_primary) == (sqlstate, True), diag.message_primary
+        assert int(diag.statement_position) == sql.index(at) + 1, (diag.statement_position, at)
+        assert conn.execute("SELECT 'in sync'").fetchone() == ("in sync",)
+        _nothing_registered(conn, "ee_f")
+
+
+def test_the_hints_say_what_to_do(early):
+    with connect(early) as conn:
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("CREATE MODEL ee_m FROM ee_small TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
+                         "HYPERPARAMETERS DEFAULT EXCEPT (MAX_DEPHT '3')")
+        assert info.value.diag.message_detail == 'Did you mean "MAX_DEPTH"?'
+        assert "COLSAMPLE_BYTREE" in info.value.diag.message_hint
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("CREATE MODEL ee_m FROM ee_const TARGET x FUNCTION ee_f SETTINGS (MAX_CELLS 20)")
+        assert info.value.diag.message_hint == "MAX_CELLS allows only 10 rows of 2 columns; raise it to at least 40."
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f SETTINGS (MAX_FEATURES 100)")
+        assert "SETTINGS (MAX_FEATURES 101)" in info.value.diag.message_hint
+
+
+def test_a_transaction_block_is_25001_with_how_to_autocommit(early):
+    with connect(early) as conn:
+        conn.execute("BEGIN")
+        with pytest.raises(psycopg.errors.ActiveSqlTransaction) as info:
+            conn.execute("CREATE MODEL ee_m FROM ee_small TARGET y FUNCTION ee_f")
+        hint = info.value.diag.message_hint
+        for how in ("\\set AUTOCOMMIT on", "setAutoCommit(true)", "conn.autocommit = True",
+                    'isolation_level="AUTOCOMMIT"'):
+            assert how in hint
+        conn.execute("ROLLBACK")
+        _nothing_registered(conn, "ee_f")
+
+
+def test_nothing_is_left_in_the_data_dir(early, data_dir):
+    with connect(early) as conn:
+        for sql, *_ in CASES:
+            with pytest.raises(psycopg.Error):
+                conn.execute(sql)
+    left = [p for p in (data_dir / "jobs").rglob("*")] if (data_dir / "jobs").exists() else []
+    assert [p for p in left if p.is_file()] == []
+
+
+def test_the_row_minimum_is_the_trainers():
+    assert MIN_TRAINING_ROWS == MIN_ROWS
