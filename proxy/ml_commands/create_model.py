@@ -435,7 +435,8 @@ def _notify_progress(services: MLServices, takeover: Takeover, database: str, mo
             if trials:
                 text += f", {trials} trials"
             if info.get("best_score") is not None:
-                text += f", best score {float(info['best_score']):.4f}"
+                # the metric by its name: "best F1 0.5200", "best MSE 12.3000"
+                text += f", best {info.get('objective') or 'score'} {float(info['best_score']):.4f}"
         elif kind == "ready":
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in (info.get("metrics") or {}).items()
                                 if isinstance(v, (int, float)))
