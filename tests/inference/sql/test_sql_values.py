@@ -424,3 +424,28 @@ def test_probabilities_is_redshifts_name_and_prob_its_alias(suite, probabilities
         assert list(value) == ["labels", "probabilities"]
         assert value["probabilities"] == sorted(value["probabilities"], reverse=True)
         assert sorted(map(str, value["labels"])) == sorted(str(c) for c in m.predictor.classes)
+
+
+def test_a_5_mb_text_argument_on_the_general_path(suite):
+    """Issue 13: a 5 MB text in a WHERE call failed after 48 s with 54000 "index row
+    requires ..." (the lookup table's btree); the hash index takes a key of any size."""
+    import datetime
+    from decimal import Decimal
+
+    m = suite.churn
+    big = "x" * (5 << 20)
+    expected = m.predict([[40, big, Decimal("5.5"), datetime.date(2020, 1, 1), True]])[0]
+    literal = f"predict_churn(40, %s, 5.5, date '2020-01-01', true)"
+    with suite.connect() as conn:
+        # literal text in the statement (simple protocol), and a bound parameter
+        sql = f"SELECT count(*) FROM (VALUES (1)) v(x) WHERE {literal} = %s"
+        simple = conn.execute(sql.replace("%s", "'" + big + "'", 1).replace("%s", "true" if expected else "false"),
+                              prepare=False).fetchone()
+        bound = conn.execute(sql, (big, expected)).fetchone()
+        cur = conn.cursor()
+        cur.execute(f"SELECT v.x, {literal} FROM (VALUES (1), (2)) v(x) ORDER BY {literal}, v.x", (big, big),
+                    prepare=True)
+        ordered = cur.fetchall()
+        assert_usable(conn)
+    assert simple == bound == (1,)
+    assert ordered == [(1, expected), (2, expected)]
