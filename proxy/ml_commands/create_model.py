@@ -23,7 +23,7 @@ from ..intercept import Takeover
 from ..ml_statements import CreateModel, SourceQuery
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
-from ..training.snapshot import JobDir, export_expression
+from ..training.snapshot import JobDir, convert_csv, export_expression, unusable_features
 from .upstream_ops import collect, error_from_fields, sql_literal, sql_text_array
 
 log = logging.getLogger("mlproxy.ml")
@@ -142,6 +142,7 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
     try:
         rows, sampled = await _export(takeover, source, stmt, names, types, staging, counts.rows, limit)
+        await _check_features(stmt, staging, names, types, features)
         model_id = await _register(services, takeover, stmt, source, model_schema, features,
                                    arg_types, return_type)
         job = services.jobs.job_dir(database, model_id)
@@ -314,6 +315,26 @@ def _check_training_data(stmt: CreateModel, counts: _Counts, limit: int, columns
         raise _Abort(PgError(errors.DATA_EXCEPTION,
                              f"K {k} is more clusters than the {min(usable, limit)} rows of the training data",
                              position=source, hint="Choose a smaller K, or train on more rows."))
+
+
+async def _check_features(stmt: CreateModel, staging: JobDir, names: list[str], types: list[str],
+                          features: list[str]) -> None:
+    """Convert the exported CSV to Arrow (work the worker would do) in a thread and
+    refuse data where no feature column is usable (each constant, all NULL or
+    ID-like, by the trainer's rules): training would only fail with that."""
+    try:
+        table = await asyncio.to_thread(convert_csv, staging, names, types)
+    except Exception:  # noqa: BLE001 - the worker converts (and reports) it then
+        log.warning("training data not converted at CREATE MODEL model=%s", stmt.name, exc_info=True)
+        return
+    reasons = await asyncio.to_thread(unusable_features, table, features, stmt.target)
+    if reasons is not None:
+        raise _Abort(PgError(errors.DATA_EXCEPTION,
+                             "no column of the training data can be used as a feature: each is constant, "
+                             "all NULL or ID-like", position=stmt.positions.get("source"),
+                             detail="; ".join(f'column "{n}": {r}' for n, r in reasons.items()),
+                             hint="Select columns that vary and carry information about the target "
+                                  "(a row number or key predicts nothing)."))
 
 
 async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names: list[str],
