@@ -23,7 +23,7 @@ from ..intercept import Takeover
 from ..ml_statements import CreateModel, SourceQuery
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
-from ..training.snapshot import JobDir, convert_csv, export_expression, unusable_features
+from ..training.snapshot import JobDir, base_type, convert_csv, export_expression, unusable_features
 from .upstream_ops import collect, error_from_fields, sql_literal, sql_text_array
 
 log = logging.getLogger("mlproxy.ml")
@@ -38,6 +38,9 @@ DEFAULT_MAX_FEATURES = 256
 MIN_TRAINING_ROWS = 20
 # Postgres' FUNC_MAX_ARGS as shipped; the server's own value is read when it matters.
 PG_FUNC_MAX_ARGS = 100
+# Target types the trainer cannot predict (dates and times are exported as Arrow
+# date/timestamp columns, which it expands into features only).
+_UNPREDICTABLE_TARGETS = ("date", "timestamp without time zone", "timestamp with time zone")
 
 AUTOCOMMIT_HINT = ("Run CREATE MODEL outside BEGIN ... COMMIT, in autocommit mode: psql runs it so "
                    "by default (\\set AUTOCOMMIT on); JDBC: connection.setAutoCommit(true); psycopg: "
@@ -104,6 +107,11 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
                              f'column "{target}" does not exist in the training data',
                              position=stmt.positions.get("target"),
                              hint="Training data columns: " + ", ".join(names)))
+    if target is not None and base_type(types[names.index(target)]) in _UNPREDICTABLE_TARGETS:
+        raise _Abort(PgError(errors.FEATURE_NOT_SUPPORTED,
+                             f'target column "{target}" has type {types[names.index(target)]}, '
+                             "which cannot be predicted", position=stmt.positions.get("target"),
+                             hint="Use a numeric, boolean or text target (a date can be a feature)."))
     features = [n for n in names if n != target]
     feature_types = [t for n, t in zip(names, types) if n != target]
     if not features:

@@ -71,6 +71,8 @@ CASES = [
      f"has 12 rows with a non-NULL target; at least {MIN_TRAINING_ROWS} are needed"),
     ("CREATE MODEL ee_m FROM ee_const TARGET x FUNCTION ee_f SETTINGS (MAX_CELLS 20)", "22000", "ee_const",
      f"has 10 rows with a non-NULL target; at least {MIN_TRAINING_ROWS}"),
+    ("CREATE MODEL ee_m FROM (SELECT x, date '2020-01-01' + x AS d FROM ee_const) TARGET d FUNCTION ee_f",
+     "0A000", "d FUNCTION", "has type date, which cannot be predicted"),
     ("CREATE MODEL ee_m FROM ee_ids TARGET y FUNCTION ee_f", "22000", "ee_ids",
      "no column of the training data can be used as a feature"),
     ("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f SETTINGS (MAX_FEATURES 100)", "54011", "ee_wide",
