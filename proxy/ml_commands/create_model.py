@@ -272,8 +272,10 @@ async def _count(takeover: Takeover, source: _Source, target: str | None,
     aggregates = "count(*)"
     if target is not None:
         assert target_type is not None
-        # the target as it will be exported (NaN is NULL), compared as text
-        value = f"({export_expression(f'mlproxy_source.{quote_identifier(target)}', target_type)})::text"
+        # the target as it will be exported (NaN is NULL), compared as text byte by
+        # byte (a nondeterministic collation's equal strings are two classes to train)
+        value = (f"({export_expression(f'mlproxy_source.{quote_identifier(target)}', target_type)})::text "
+                 'COLLATE "C"')
         aggregates += f", count({value}), min({value}) IS DISTINCT FROM max({value})"
     prefix = f"SELECT {aggregates} FROM ("
     counted = await collect(takeover, f"{prefix}{source.sql}\n) AS mlproxy_source")
