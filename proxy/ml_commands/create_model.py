@@ -23,7 +23,8 @@ from ..intercept import Takeover
 from ..ml_statements import CreateModel, SourceQuery
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
-from ..training.snapshot import JobDir, base_type, convert_csv, export_expression, unusable_features
+from ..training import precheck
+from ..training.snapshot import JobDir, base_type, convert_csv, export_expression
 from .upstream_ops import collect, error_from_fields, sql_literal, sql_text_array
 
 log = logging.getLogger("mlproxy.ml")
@@ -330,21 +331,18 @@ def _check_training_data(stmt: CreateModel, counts: _Counts, limit: int, columns
 async def _check_features(stmt: CreateModel, staging: JobDir, names: list[str], types: list[str],
                           features: list[str]) -> None:
     """Convert the exported CSV to Arrow (work the worker would do) in a thread and
-    refuse data where no feature column is usable (each constant, all NULL or
-    ID-like, by the trainer's rules): training would only fail with that."""
+    put it to the trainer's rules (training/precheck.py): what it would refuse is
+    the statement's error now, at the clause it is about."""
     try:
         table = await asyncio.to_thread(convert_csv, staging, names, types)
     except Exception:  # noqa: BLE001 - the worker converts (and reports) it then
         log.warning("training data not converted at CREATE MODEL model=%s", stmt.name, exc_info=True)
         return
-    reasons = await asyncio.to_thread(unusable_features, table, features, stmt.target)
-    if reasons is not None:
-        raise _Abort(PgError(errors.DATA_EXCEPTION,
-                             "no column of the training data can be used as a feature: each is constant, "
-                             "all NULL or ID-like", position=stmt.positions.get("source"),
-                             detail="; ".join(f'column "{n}": {r}' for n, r in reasons.items()),
-                             hint="Select columns that vary and carry information about the target "
-                                  "(a row number or key predicts nothing)."))
+    objection = await asyncio.to_thread(precheck.check, table, features, _train_options(stmt))
+    if objection is not None:
+        position = stmt.positions.get(objection.clause, stmt.positions.get("source"))
+        raise _Abort(PgError(objection.sqlstate, objection.message, position=position,
+                             detail=objection.detail, hint=objection.hint))
 
 
 async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names: list[str],

@@ -158,21 +158,3 @@ def convert_csv(job: JobDir, names: list[str], type_names: list[str]) -> pa.Tabl
     job.csv_file.unlink(missing_ok=True)
     return table
 
-
-def unusable_features(table: pa.Table, features: list[str], target: str | None) -> dict[str, str] | None:
-    """{column: why it cannot be used} when no feature column can train a model
-    (every one constant, all NULL or ID-like, by the trainer's own rules on the rows
-    with a target), else None."""
-    import pyarrow.compute as pc
-
-    from automl.columns import describe, to_raw
-
-    if target is not None:
-        table = table.filter(pc.is_valid(table.column(target)))
-    reasons = {}
-    for name in features:
-        info = describe(name, table.schema.field(name).type, to_raw(table.column(name)))
-        if info.used:
-            return None
-        reasons[name] = info.reason
-    return reasons

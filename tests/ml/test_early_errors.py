@@ -27,7 +27,9 @@ def data_dir(tmp_path_factory):
 def early(pg, data_dir):
     process = start_proxy(pg.uri, "--data-dir", str(data_dir))
     with connect(process) as conn:
-        conn.execute("DROP TABLE IF EXISTS ee_small, ee_const, ee_nulls, ee_wide, ee_empty, ee_ids")
+        conn.execute("DROP TABLE IF EXISTS ee_small, ee_const, ee_nulls, ee_wide, ee_empty, ee_ids, ee_three")
+        conn.execute("CREATE TABLE ee_three AS SELECT (g * 7) % 11 AS a, 'c' || (g % 3) AS y "
+                     "FROM generate_series(1, 60) g")
         conn.execute("CREATE TABLE ee_ids AS SELECT g AS id, 'k' || g AS code, 7 AS seven, NULL::float8 AS nothing, "
                      "g % 2 = 0 AS y FROM generate_series(1, 60) g")
         conn.execute("CREATE TABLE ee_empty (x int, y int)")
@@ -73,6 +75,13 @@ CASES = [
      f"has 10 rows with a non-NULL target; at least {MIN_TRAINING_ROWS}"),
     ("CREATE MODEL ee_m FROM (SELECT x, date '2020-01-01' + x AS d FROM ee_const) TARGET d FUNCTION ee_f",
      "0A000", "d FUNCTION", "has type date, which cannot be predicted"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f PROBLEM_TYPE BINARY_CLASSIFICATION", "22023",
+     "PROBLEM_TYPE", "needs exactly 2 target classes, found 3"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f OBJECTIVE 'AUC'", "22023", "OBJECTIVE",
+     "does not apply to MULTICLASS_CLASSIFICATION"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
+     "HYPERPARAMETERS DEFAULT EXCEPT (SCALE_POS_WEIGHT '2')", "22023", "HYPERPARAMETERS",
+     "SCALE_POS_WEIGHT applies only to BINARY_CLASSIFICATION"),
     ("CREATE MODEL ee_m FROM ee_ids TARGET y FUNCTION ee_f", "22000", "ee_ids",
      "no column of the training data can be used as a feature"),
     ("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f SETTINGS (MAX_FEATURES 100)", "54011", "ee_wide",
@@ -159,14 +168,14 @@ def test_options_keep_what_the_statement_wrote(early):
 
 
 def test_the_proxy_checks_columns_without_loading_the_estimators():
-    """unusable_features uses automl's column rules; `import automl` loads
+    """precheck uses automl's column and problem rules; `import automl` loads
     scikit-learn only when automl.train is first used (the worker), not in the proxy."""
     import subprocess
     import sys
 
-    code = ("import sys, pyarrow as pa; from proxy.training.snapshot import unusable_features; "
+    code = ("import sys, pyarrow as pa; from proxy.training import precheck; "
             "t = pa.table({'a': list(range(40)), 'y': [i % 2 for i in range(40)]}); "
-            "print(unusable_features(t, ['a'], 'y'), 'sklearn' in sys.modules); "
+            "print(precheck.check(t, ['a'], {'target': 'y'}).detail, 'sklearn' in sys.modules); "
             "import automl; print(callable(automl.train), callable(automl.train))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["{'a': 'ID-like: unique integers forming a dense sequence'} False", "True True"]
+    assert out.splitlines() == ['column "a": ID-like: unique integers forming a dense sequence False', "True True"]
