@@ -58,6 +58,7 @@ class JobRunner:
         self._dropped: set[tuple[str, int]] = set()  # cancelled by DROP MODEL
         self._names: dict[tuple[str, int], str] = {}  # schema.name, for log lines
         self._staging_swept = False
+        self._confirming: set[asyncio.Task] = set()
         catalog.subscribe(self._on_catalog_event)
 
     # -- public ---------------------------------------------------------------------
@@ -128,7 +129,12 @@ class JobRunner:
         ids = [i for i in ids if (database, i) not in self._tasks]
         if not ids:
             return
-        rows = await self.catalog.fetch(database, "SELECT id FROM mlproxy.models WHERE id = ANY($1::bigint[])", ids)
+        try:
+            rows = await self.catalog.fetch(database, "SELECT id FROM mlproxy.models WHERE id = ANY($1::bigint[])",
+                                            ids)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+            log.warning("job directories not checked database=%s: %s", database, exc)
+            return
         for model_id in set(ids) - {r["id"] for r in rows}:
             log.info("removing the job directory of a dropped model database=%s id=%s", database, model_id)
             await asyncio.to_thread(self.job_dir(database, model_id).remove)
@@ -309,7 +315,9 @@ class JobRunner:
     def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:
         model_id = event.get("id")
         if event.get("event") == "dropped" and isinstance(model_id, int) and (database, model_id) in self._tasks:
-            asyncio.ensure_future(self._confirm_drop(database, model_id))
+            task = asyncio.ensure_future(self._confirm_drop(database, model_id))
+            self._confirming.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(self._confirming.discard)
 
     async def _confirm_drop(self, database: str, model_id: int) -> None:
         """A notification is a hint: the job stops only if the catalog no longer has
