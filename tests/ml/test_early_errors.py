@@ -82,6 +82,12 @@ CASES = [
     ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
      "HYPERPARAMETERS DEFAULT EXCEPT (SCALE_POS_WEIGHT '2')", "22023", "HYPERPARAMETERS",
      "SCALE_POS_WEIGHT applies only to BINARY_CLASSIFICATION"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f AUTO OFF MODEL_TYPE XGBOOST "
+     "PREPROCESSORS '[{\"ColumnSet\": [\"nope\"], \"Transformers\": [\"StandardScaler\"]}]'", "42703",
+     "PREPROCESSORS", "names column 'nope', which is not an input column"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f AUTO OFF MODEL_TYPE XGBOOST "
+     "PREPROCESSORS '[{\"ColumnSet\": [\"a\"], \"Transformers\": [\"OneHotEncoder\"]}]'", "22023",
+     "PREPROCESSORS", "OneHotEncoder applies to text or boolean columns"),
     ("CREATE MODEL ee_m FROM ee_ids TARGET y FUNCTION ee_f", "22000", "ee_ids",
      "no column of the training data can be used as a feature"),
     ("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f SETTINGS (MAX_FEATURES 100)", "54011", "ee_wide",
