@@ -185,3 +185,34 @@ def test_the_proxy_checks_columns_without_loading_the_estimators():
             "import automl; print(callable(automl.train), callable(automl.train))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ['column "a": ID-like: unique integers forming a dense sequence False', "True True"]
+
+
+def test_redshifts_kmeans_example_trains(early):
+    """The K-means statement of Redshift's CREATE MODEL documentation, as written
+    (PREPROCESSORS with ColumnSet "*"), trains to READY."""
+    from tests.ml.conftest import wait_for_state
+
+    with connect(early) as conn:
+        conn.execute("DROP TABLE IF EXISTS ee_customers")
+        conn.execute("CREATE TABLE ee_customers AS SELECT (g % 7) * 1.5 AS spend, (g * 13) % 29 AS visits "
+                     "FROM generate_series(1, 120) g")
+        conn.execute("DROP MODEL IF EXISTS ee_clusters")
+        conn.execute("""CREATE MODEL ee_clusters
+            FROM ee_customers
+            FUNCTION ee_customers_cluster
+            IAM_ROLE default
+            AUTO OFF
+            MODEL_TYPE KMEANS
+            PREPROCESSORS '[
+            {
+              "ColumnSet": [ "*" ],
+              "Transformers": [ "NumericPassthrough" ]
+            }
+            ]'
+            HYPERPARAMETERS DEFAULT EXCEPT ( K '3' )
+            SETTINGS (S3_BUCKET 'bucket', MAX_RUNTIME 20)""")
+        info = wait_for_state(conn, "ee_clusters", timeout=120)
+        clusters = conn.execute("SELECT DISTINCT ee_customers_cluster(spend, visits) FROM ee_customers").fetchall()
+        conn.execute("DROP MODEL ee_clusters")
+    assert info["Model State"] == "READY", info
+    assert {c for (c,) in clusters} <= {0, 1, 2} and len(clusters) > 1
