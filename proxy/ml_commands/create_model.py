@@ -489,16 +489,16 @@ async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel,
     fn = stmt.function.name
     options = stmt.options
     # what SHOW MODEL echoes: the clauses as written, and the table trained from
-    written = dict(stmt.as_written)
+    given = {key: value for key, value in options["given"].items() if value not in (None, [])}
     if not source.is_query:
-        written["from_table"] = str(stmt.source)
+        given["from_table"] = str(stmt.source)
     max_runtime = int(options.get("settings", {}).get("max_runtime", DEFAULT_MAX_RUNTIME))
     sql = ("SELECT mlproxy.register_model("
            f"{sql_literal(model_schema)}, {sql_literal(stmt.name.name)}, "
            f"{sql_literal(function_schema)}, {sql_literal(fn.name)}, "
            f"{sql_text_array(features)}, {sql_text_array(arg_types)}, {sql_literal(return_type)}, "
            f"{sql_literal(stmt.text)}, "
-           f"{sql_literal(json.dumps({**options, 'as_written': written}, default=str))}::jsonb, "
+           f"{sql_literal(json.dumps({**options, 'given': given}, default=str))}::jsonb, "
            f"{sql_literal(source.sql)}, {sql_literal(stmt.target)}, {max_runtime}, "
            f"{sql_literal(services.jobs.instance)})")
     result = await collect(takeover, sql)

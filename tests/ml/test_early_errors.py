@@ -169,7 +169,7 @@ def test_options_keep_what_the_statement_wrote(early):
         options = conn.execute("SELECT options FROM mlproxy.models WHERE model_name = 'ee_given'").fetchone()[0]
         conn.execute("DROP MODEL ee_given")
     assert options["objective"] == "AUC" and options["hyperparameters"] == {"num_round": 20, "eta": 0.2}
-    assert options["given"] == {"objective": "binary:logistic", "preprocessors": None,
+    assert options["given"] == {"objective": "binary:logistic", "from_table": "ee_ok",
                                 "hyperparameters": [["NUM_ROUND", "20"], ["eta", "0.2"]]}
 
 
