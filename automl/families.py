@@ -101,6 +101,9 @@ class Context:
     imbalanced: bool = False
     balance_by_default: bool = False
     fixed: dict[str, Any] = field(default_factory=dict)
+    #: the HYPERPARAMETERS table of the model type as plain data ({KEY: {"low", "high",
+    #: "default", ...}}), when the job was given one: searched ranges stay inside it
+    table: dict[str, Any] | None = None
 
 
 class Family:
@@ -192,9 +195,10 @@ def _classifier(ctx: Context) -> bool:
 
 
 class GradientBoosting(Family):
-    """Histogram gradient boosting: Redshift's XGBOOST model type."""
+    """scikit-learn's histogram gradient boosting (not a MODEL_TYPE; kept for the
+    AUTO benchmark's comparison, see docs/automl.md)."""
 
-    model_type = "XGBOOST"
+    model_type = "HIST_GRADIENT_BOOSTING"
     grow_attr = "max_iter"
     grow_chunk = 20
 
@@ -355,8 +359,11 @@ class KMeansFamily(Family):
         return {"kind": "kmeans", "centroids": np.asarray(est.cluster_centers_, dtype=np.float64).tolist()}
 
 
+from .boosting import XGBoost  # noqa: E402  (boosting builds on the classes above)
+
 FAMILIES: dict[str, Family] = {
-    f.model_type: f for f in (GradientBoosting(), RandomForest(), ExtraTrees(), Linear(), NeuralNet(), KMeansFamily())
+    f.model_type: f for f in (XGBoost(), GradientBoosting(), RandomForest(), ExtraTrees(), Linear(), NeuralNet(),
+                              KMeansFamily())
 }
 #: AUTO searches these, cheapest first (the order trials start in).
 AUTO_FAMILIES = ("LINEAR_LEARNER", "XGBOOST", "EXTRA_TREES", "RANDOM_FOREST")
