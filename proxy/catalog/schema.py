@@ -321,6 +321,11 @@ END
 $fn$;
 GRANT EXECUTE ON FUNCTION mlproxy.check_execute(text[], text[]) TO PUBLIC;
 """,
+    # 6 (after 4 and 5 when the branches meet): a trained model's Shapley values,
+    # Redshift's EXPLAIN_MODEL document as the training worker computed it.
+    """
+ALTER TABLE mlproxy.models ADD COLUMN explanations jsonb;
+""",
 ]
 
 
