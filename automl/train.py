@@ -159,6 +159,7 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         threshold=threshold if problem_type == P.BINARY else None,
         report=report,
         sklearn_model=est if exported is not est else None,
+        explain_rows=X_test,
     )
     clock.report(phase="done", trials=len(search.trials), best_score=winner.score,
                  best_model_type=winner.family, objective=objective.name)
