@@ -7,6 +7,7 @@ goes on in the background, as in Redshift.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from ..catalog.store import CatalogStore
 from ..errors import PgError
 from ..intercept import Takeover
 from ..ml_statements import CreateModel, SourceQuery
+from ..ml_statements import hyperparameters as hp
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
 from ..training.snapshot import JobDir, export_expression
@@ -399,10 +401,17 @@ def _train_options(stmt: CreateModel) -> dict[str, Any]:
     o = stmt.options
     settings = o.get("settings", {})
     preprocessors = o.get("preprocessors")
+    objective = o.get("objective")
+    written = (o.get("given") or {}).get("objective")
+    if isinstance(written, str) and ":" in written:
+        objective = written.strip().lower()  # an XGBoost objective: the loss XGBOOST trains with
+    model_type = o.get("model_type")
+    table = {key: dataclasses.asdict(spec) for key, spec in hp.HYPERPARAMETERS.get(model_type or "", {}).items()}
     return {
         "target": stmt.target,
         "problem_type": o.get("problem_type"),
-        "objective": o.get("objective"),
+        "objective": objective,
+        "hyperparameter_table": table or None,
         "model_type": o.get("model_type"),
         "auto": o.get("auto", True),
         "hyperparameters": o.get("hyperparameters") or {},
