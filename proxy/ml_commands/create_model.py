@@ -25,7 +25,8 @@ from ..ml_statements import CreateModel, SourceQuery
 from ..ml_statements import hyperparameters as hp
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
-from ..training.snapshot import JobDir, export_expression
+from ..training import precheck
+from ..training.snapshot import JobDir, base_type, convert_csv, export_expression
 from .upstream_ops import collect, error_from_fields, sql_literal, sql_text_array
 
 log = logging.getLogger("mlproxy.ml")
@@ -40,6 +41,9 @@ DEFAULT_MAX_FEATURES = 256
 MIN_TRAINING_ROWS = 20
 # Postgres' FUNC_MAX_ARGS as shipped; the server's own value is read when it matters.
 PG_FUNC_MAX_ARGS = 100
+# Target types the trainer cannot predict (dates and times are exported as Arrow
+# date/timestamp columns, which it expands into features only).
+_UNPREDICTABLE_TARGETS = ("date", "timestamp without time zone", "timestamp with time zone")
 
 AUTOCOMMIT_HINT = ("Run CREATE MODEL outside BEGIN ... COMMIT, in autocommit mode: psql runs it so "
                    "by default (\\set AUTOCOMMIT on); JDBC: connection.setAutoCommit(true); psycopg: "
@@ -106,6 +110,11 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
                              f'column "{target}" does not exist in the training data',
                              position=stmt.positions.get("target"),
                              hint="Training data columns: " + ", ".join(names)))
+    if target is not None and base_type(types[names.index(target)]) in _UNPREDICTABLE_TARGETS:
+        raise _Abort(PgError(errors.FEATURE_NOT_SUPPORTED,
+                             f'target column "{target}" has type {types[names.index(target)]}, '
+                             "which cannot be predicted", position=stmt.positions.get("target"),
+                             hint="Use a numeric, boolean or text target (a date can be a feature)."))
     features = [n for n in names if n != target]
     feature_types = [t for n, t in zip(names, types) if n != target]
     if not features:
@@ -146,6 +155,7 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
     try:
         rows, sampled = await _export(takeover, source, stmt, names, types, staging, counts.rows, limit)
+        await _check_features(stmt, staging, names, types, features)
         model_id = await _register(services, takeover, stmt, source, model_schema, features,
                                    arg_types, return_type)
         job = services.jobs.job_dir(database, model_id)
@@ -268,8 +278,10 @@ async def _count(takeover: Takeover, source: _Source, target: str | None,
     aggregates = "count(*)"
     if target is not None:
         assert target_type is not None
-        # the target as it will be exported (NaN is NULL), compared as text
-        value = f"({export_expression(f'mlproxy_source.{quote_identifier(target)}', target_type)})::text"
+        # the target as it will be exported (NaN is NULL), compared as text byte by
+        # byte (a nondeterministic collation's equal strings are two classes to train)
+        value = (f"({export_expression(f'mlproxy_source.{quote_identifier(target)}', target_type)})::text "
+                 'COLLATE "C"')
         aggregates += f", count({value}), min({value}) IS DISTINCT FROM max({value})"
         if distinct:
             aggregates += f", count(DISTINCT {value})"
@@ -367,6 +379,23 @@ def _check_training_data(stmt: CreateModel, counts: _Counts, limit: int, columns
         raise _Abort(PgError(errors.DATA_EXCEPTION,
                              f"K {k} is more clusters than the {min(usable, limit)} rows of the training data",
                              position=source, hint="Choose a smaller K, or train on more rows."))
+
+
+async def _check_features(stmt: CreateModel, staging: JobDir, names: list[str], types: list[str],
+                          features: list[str]) -> None:
+    """Convert the exported CSV to Arrow (work the worker would do) in a thread and
+    put it to the trainer's rules (training/precheck.py): what it would refuse is
+    the statement's error now, at the clause it is about."""
+    try:
+        table = await asyncio.to_thread(convert_csv, staging, names, types)
+    except Exception:  # noqa: BLE001 - the worker converts (and reports) it then
+        log.warning("training data not converted at CREATE MODEL model=%s", stmt.name, exc_info=True)
+        return
+    objection = await asyncio.to_thread(precheck.check, table, features, _train_options(stmt))
+    if objection is not None:
+        position = stmt.positions.get(objection.clause, stmt.positions.get("source"))
+        raise _Abort(PgError(objection.sqlstate, objection.message, position=position,
+                             detail=objection.detail, hint=objection.hint))
 
 
 async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names: list[str],
@@ -495,7 +524,8 @@ def _notify_progress(services: MLServices, takeover: Takeover, database: str, mo
             if trials:
                 text += f", {trials} trials"
             if info.get("best_score") is not None:
-                text += f", best score {float(info['best_score']):.4f}"
+                # the metric by its name: "best F1 0.5200", "best MSE 12.3000"
+                text += f", best {info.get('objective') or 'score'} {float(info['best_score']):.4f}"
         elif kind == "ready":
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in (info.get("metrics") or {}).items()
                                 if isinstance(v, (int, float)))

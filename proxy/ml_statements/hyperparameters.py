@@ -22,7 +22,6 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
 
 INTEGER, NUMBER, CHOICE = "integer", "number", "choice"
 

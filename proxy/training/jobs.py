@@ -10,6 +10,12 @@ Jobs survive restarts: the job directory keeps the snapshot until the outcome is
 stored; `recover()` resumes interrupted jobs whose snapshot this proxy has, stores
 finished ones, and fails (with the reason) jobs that no proxy has heartbeated for
 `orphan_after` seconds, so no model stays TRAINING forever.
+
+Nothing of a dropped model stays on disk: DROP MODEL (confirmed against the catalog;
+the notification is only a hint) kills a running worker or cancels a queued job, and
+either way removes its directory; `recover()` also removes the directories of
+models no catalog has any more, and (once, at startup) exports an earlier process
+left half done.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Callable
@@ -48,6 +55,10 @@ class JobRunner:
         self._tasks: dict[tuple[str, int], asyncio.Task] = {}
         self._procs: dict[tuple[str, int], asyncio.subprocess.Process] = {}
         self._listeners: dict[tuple[str, int], list[ProgressListener]] = {}
+        self._dropped: set[tuple[str, int]] = set()  # cancelled by DROP MODEL
+        self._names: dict[tuple[str, int], str] = {}  # schema.name, for log lines
+        self._staging_swept = False
+        self._confirming: set[asyncio.Task] = set()
         catalog.subscribe(self._on_catalog_event)
 
     # -- public ---------------------------------------------------------------------
@@ -68,10 +79,16 @@ class JobRunner:
         self._listeners.setdefault((database, model_id), []).append(listener)
 
     def cancel(self, database: str, model_id: int) -> None:
-        proc = self._procs.get((database, model_id))
+        """Stop the job of a dropped model (running: kill its worker; queued: cancel
+        its task); the job's own task then removes its directory."""
+        key = (database, model_id)
+        if key not in self._tasks:
+            return
+        self._dropped.add(key)
+        proc = self._procs.get(key)
         if proc is not None and proc.returncode is None:
             proc.kill()
-        task = self._tasks.get((database, model_id))
+        task = self._tasks.get(key)
         if task is not None and proc is None:
             task.cancel()
 
@@ -82,8 +99,45 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - recovery retries on the next sweep
             log.warning("job recovery could not list databases: %s", exc)
             return
+        if not self._staging_swept:
+            self._staging_swept = True
+            await asyncio.to_thread(self._remove_staging)
         for database in databases:
             await self.recover_database(database)
+            await self.remove_leftovers(database)
+
+    def _remove_staging(self) -> None:
+        """Exports a crashed process left half done (`jobs/staging/<hex>`); run once,
+        before this process starts any export. A database named "staging" has its job
+        directories there too: only non-numeric entries are exports."""
+        staging = self.data_dir / "jobs" / "staging"
+        if not staging.is_dir():
+            return
+        for entry in staging.iterdir():
+            if not entry.name.isdigit():
+                log.info("removing an unfinished training data export path=%s", entry)
+                shutil.rmtree(entry, ignore_errors=True)
+
+    async def remove_leftovers(self, database: str) -> None:
+        """Remove the job directories of `database` whose model the catalog no longer
+        has (dropped while this proxy was down, or a drop it did not hear of)."""
+        root = JobDir.for_model(self.data_dir, database, 0).path.parent
+        # listed before the catalog is read: a directory appears only after its
+        # model's row is committed, so a listed id missing from the catalog is gone
+        ids = await asyncio.to_thread(
+            lambda: [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.is_dir() else [])
+        ids = [i for i in ids if (database, i) not in self._tasks]
+        if not ids:
+            return
+        try:
+            rows = await self.catalog.fetch(database, "SELECT id FROM mlproxy.models WHERE id = ANY($1::bigint[])",
+                                            ids)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+            log.warning("job directories not checked database=%s: %s", database, exc)
+            return
+        for model_id in set(ids) - {r["id"] for r in rows}:
+            log.info("removing the job directory of a dropped model database=%s id=%s", database, model_id)
+            await asyncio.to_thread(self.job_dir(database, model_id).remove)
 
     async def recover_database(self, database: str) -> None:
         rows = await self.catalog.fetch(
@@ -138,9 +192,20 @@ class JobRunner:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     # -- the job lifecycle ---------------------------------------------------------------
+    def _model(self, key: tuple[str, int], job: JobDir) -> str:
+        """`schema.name` of the job's model for log lines (from its job.json)."""
+        name = self._names.get(key)
+        if name is None:
+            spec = job.read_json(job.spec_file) or {}
+            name = (f"{spec['schema']}.{spec['model']}" if spec.get("schema") and spec.get("model")
+                    else f"id={key[1]}")
+            self._names[key] = name
+        return name
+
     async def _run(self, database: str, model_id: int) -> None:
         key = (database, model_id)
         job = self.job_dir(database, model_id)
+        model = await asyncio.to_thread(self._model, key, job)
         try:
             await self.catalog.set_progress(database, model_id, {"phase": "queued"}, self.instance)
             async with self._slots:
@@ -149,12 +214,20 @@ class JobRunner:
                         return
                 await self._store_outcome(database, model_id, job)
         except asyncio.CancelledError:
+            if key in self._dropped:  # DROP MODEL while queued: nothing may stay on disk
+                log.info("training cancelled by DROP MODEL model=%s id=%s database=%s (queued)",
+                         model, model_id, database)
+                await asyncio.to_thread(job.remove)
             raise
         except Exception as exc:  # noqa: BLE001 - record, never lose the job silently
-            log.exception("training job failed model_id=%s", model_id)
+            log.warning("training job failed model=%s id=%s database=%s: internal error", model, model_id,
+                        database, exc_info=True)
             await self.catalog.mark_failed(database, model_id, f"internal error: {exc}")
             self._tell(key, "failed", {"message": str(exc)})
             job.remove()
+        finally:
+            self._dropped.discard(key)
+            self._names.pop(key, None)
 
     async def _train(self, database: str, model_id: int, job: JobDir) -> bool:
         """Run the worker process; False if the model went away meanwhile."""
@@ -174,7 +247,8 @@ class JobRunner:
                 cwd=str(Path(__file__).resolve().parents[2]),
                 env={**os.environ, PARENT_ENV: str(os.getpid())})
         self._procs[key] = proc
-        log.info("training started model_id=%s database=%s pid=%s", model_id, database, proc.pid)
+        model = self._model(key, job)
+        log.info("training started model=%s id=%s database=%s pid=%s", model, model_id, database, proc.pid)
         last_progress = None
         try:
             while True:
@@ -189,13 +263,19 @@ class JobRunner:
                 if not alive:  # dropped (or finished elsewhere): stop working on it
                     proc.kill()
                     await proc.wait()
-                    job.remove()
+                    log.info("training cancelled model=%s id=%s database=%s: the model was dropped",
+                             model, model_id, database)
+                    await asyncio.to_thread(job.remove)
                     return False
                 if progress != last_progress:
                     self._tell(key, "progress", progress)
                     last_progress = progress
         finally:
             self._procs.pop(key, None)
+        if key in self._dropped:  # killed by DROP MODEL: not a failure, and nothing stays
+            log.info("training cancelled by DROP MODEL model=%s id=%s database=%s", model, model_id, database)
+            await asyncio.to_thread(job.remove)
+            return False
         if proc.returncode != 0 and not job.error_file.exists():
             job.write_json(job.error_file, {
                 "sqlstate": "XX000",
@@ -210,15 +290,16 @@ class JobRunner:
             if error.get("hint"):
                 reason += f" (hint: {error['hint']})"
             await self.catalog.mark_failed(database, model_id, reason)
-            log.info("training failed model_id=%s reason=%s", model_id, reason)
+            log.warning("training failed model=%s id=%s database=%s reason=%s", self._model(key, job), model_id,
+                        database, reason)
             self._tell(key, "failed", {"message": reason})
             job.remove()
             return
         result = await asyncio.to_thread(job.read_json, job.result_file)
         artifact = await asyncio.to_thread(job.artifact_file.read_bytes)
         stored = await self.catalog.mark_ready(database, model_id, result, artifact)
-        log.info("training done model_id=%s stored=%s seconds=%.1f", model_id, stored,
-                 result.get("training_seconds", 0.0))
+        log.info("training done model=%s id=%s database=%s stored=%s seconds=%.1f", self._model(key, job),
+                 model_id, database, stored, result.get("training_seconds", 0.0))
         self._tell(key, "ready", result)
         job.remove()
 
@@ -232,6 +313,20 @@ class JobRunner:
             self._listeners.pop(key, None)
 
     def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:
-        if event.get("event") == "dropped" and isinstance(event.get("id"), int):
-            self.cancel(database, event["id"])
-            self._listeners.pop((database, event["id"]), None)
+        model_id = event.get("id")
+        if event.get("event") == "dropped" and isinstance(model_id, int) and (database, model_id) in self._tasks:
+            task = asyncio.ensure_future(self._confirm_drop(database, model_id))
+            self._confirming.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(self._confirming.discard)
+
+    async def _confirm_drop(self, database: str, model_id: int) -> None:
+        """A notification is a hint: the job stops only if the catalog no longer has
+        its model (any role can send one)."""
+        try:
+            row = await self.catalog.fetchrow(database, "SELECT 1 FROM mlproxy.models WHERE id = $1", model_id)
+        except Exception as exc:  # noqa: BLE001 - the progress poll notices a drop too
+            log.warning("could not confirm a drop database=%s id=%s: %s", database, model_id, exc)
+            return
+        if row is None:
+            self.cancel(database, model_id)
+            self._listeners.pop((database, model_id), None)

@@ -64,7 +64,7 @@ def test_xgboost_names_map_to_the_estimator():
 
 
 @pytest.mark.parametrize("model_type, given, words", [
-    ("XGBOOST", {"GAMA": "1"}, ["GAMA", "GAMMA", "NUM_ROUND", "ETA", "MAX_DEPTH"]),
+    ("XGBOOST", {"NUM_ROUNDS": "1"}, ["NUM_ROUNDS", "NUM_ROUND", "ETA", "MAX_DEPTH"]),
     ("XGBOOST", {"NUM_ROUND": "many"}, ["NUM_ROUND", "integer"]),
     ("XGBOOST", {"ETA": "0"}, ["ETA"]),
     ("XGBOOST", {"COLSAMPLE_BYTREE": "1.5"}, ["COLSAMPLE_BYTREE"]),

@@ -27,7 +27,11 @@ def data_dir(tmp_path_factory):
 def early(pg, data_dir):
     process = start_proxy(pg.uri, "--data-dir", str(data_dir))
     with connect(process) as conn:
-        conn.execute("DROP TABLE IF EXISTS ee_small, ee_const, ee_nulls, ee_wide, ee_empty")
+        conn.execute("DROP TABLE IF EXISTS ee_small, ee_const, ee_nulls, ee_wide, ee_empty, ee_ids, ee_three")
+        conn.execute("CREATE TABLE ee_three AS SELECT (g * 7) % 11 AS a, 'c' || (g % 3) AS y "
+                     "FROM generate_series(1, 60) g")
+        conn.execute("CREATE TABLE ee_ids AS SELECT g AS id, 'k' || g AS code, 7 AS seven, NULL::float8 AS nothing, "
+                     "g % 2 = 0 AS y FROM generate_series(1, 60) g")
         conn.execute("CREATE TABLE ee_empty (x int, y int)")
         conn.execute("CREATE TABLE ee_small AS SELECT g AS x, g % 2 AS y FROM generate_series(1, 12) g")
         conn.execute("CREATE TABLE ee_const AS SELECT g AS x, 'same'::text AS y FROM generate_series(1, 50) g")
@@ -66,6 +70,8 @@ CASES = [
      "HYPERPARAMETERS DEFAULT EXCEPT (NUM_CLASS '4')", "22023", "y FUNCTION", "3 distinct"),
     ("CREATE MODEL ee_m FROM (SELECT x, (x % 3)::text AS y FROM ee_small, generate_series(1, 3)) TARGET y "
      "FUNCTION ee_f MODEL_TYPE XGBOOST OBJECTIVE 'reg:tweedie' AUTO OFF", "22023", "y FUNCTION", "REGRESSION"),
+    ("CREATE MODEL ee_m FROM (SELECT x, x - 30.5 AS y FROM ee_small, generate_series(1, 3)) TARGET y "
+     "FUNCTION ee_f MODEL_TYPE XGBOOST OBJECTIVE 'reg:tweedie' AUTO OFF", "22023", "OBJECTIVE 'reg:tweedie'", "non-negative"),
     ("CREATE MODEL ee_m FROM ee_small FUNCTION ee_f MODEL_TYPE KMEANS "
      "HYPERPARAMETERS DEFAULT EXCEPT (K '1')", "22023", "'1'", "K"),
     ("CREATE MODEL ee_m FROM ee_empty TARGET y FUNCTION ee_f", "22000", "ee_empty",
@@ -79,6 +85,17 @@ CASES = [
      f"has 12 rows with a non-NULL target; at least {MIN_TRAINING_ROWS} are needed"),
     ("CREATE MODEL ee_m FROM ee_const TARGET x FUNCTION ee_f SETTINGS (MAX_CELLS 20)", "22000", "ee_const",
      f"has 10 rows with a non-NULL target; at least {MIN_TRAINING_ROWS}"),
+    ("CREATE MODEL ee_m FROM (SELECT x, date '2020-01-01' + x AS d FROM ee_const) TARGET d FUNCTION ee_f",
+     "0A000", "d FUNCTION", "has type date, which cannot be predicted"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f PROBLEM_TYPE BINARY_CLASSIFICATION", "22023",
+     "PROBLEM_TYPE", "needs exactly 2 target classes, found 3"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f OBJECTIVE 'AUC'", "22023", "OBJECTIVE",
+     "does not apply to MULTICLASS_CLASSIFICATION"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
+     "HYPERPARAMETERS DEFAULT EXCEPT (SCALE_POS_WEIGHT '2')", "22023", "HYPERPARAMETERS",
+     "SCALE_POS_WEIGHT applies only to BINARY_CLASSIFICATION"),
+    ("CREATE MODEL ee_m FROM ee_ids TARGET y FUNCTION ee_f", "22000", "ee_ids",
+     "no column of the training data can be used as a feature"),
     ("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f SETTINGS (MAX_FEATURES 100)", "54011", "ee_wide",
      "101 feature columns; at most 100"),
     ("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f", "54023", "ee_wide",
@@ -111,6 +128,11 @@ def test_the_hints_say_what_to_do(early):
         with pytest.raises(psycopg.Error) as info:
             conn.execute("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f SETTINGS (MAX_FEATURES 100)")
         assert "SETTINGS (MAX_FEATURES 101)" in info.value.diag.message_hint
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("CREATE MODEL ee_m FROM ee_ids TARGET y FUNCTION ee_f")
+        detail = info.value.diag.message_detail
+        assert 'column "id": ID-like' in detail and 'column "code": ID-like' in detail
+        assert 'column "seven": constant' in detail and 'column "nothing": all values are NULL' in detail
 
 
 def test_a_transaction_block_is_25001_with_how_to_autocommit(early):
@@ -137,3 +159,35 @@ def test_nothing_is_left_in_the_data_dir(early, data_dir):
 
 def test_the_row_minimum_is_the_trainers():
     assert MIN_TRAINING_ROWS == MIN_ROWS
+
+
+def test_options_keep_what_the_statement_wrote(early):
+    """The catalog's options record OBJECTIVE, PREPROCESSORS and HYPERPARAMETERS as
+    given (SHOW MODEL echoes them; the canonical objective is what training uses)."""
+    with connect(early) as conn:
+        conn.execute("DROP TABLE IF EXISTS ee_ok")
+        conn.execute("CREATE TABLE ee_ok AS SELECT (g * 7) % 11 AS a, g % 5 AS b, g % 2 = 0 AS y "
+                     "FROM generate_series(1, 80) g")
+        conn.execute("DROP MODEL IF EXISTS ee_given")
+        conn.execute("CREATE MODEL ee_given FROM ee_ok TARGET y FUNCTION ee_given_f MODEL_TYPE XGBOOST "
+                     "OBJECTIVE 'binary:logistic' HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '20', eta 0.2) "
+                     "SETTINGS (MAX_RUNTIME 5)")
+        options = conn.execute("SELECT options FROM mlproxy.models WHERE model_name = 'ee_given'").fetchone()[0]
+        conn.execute("DROP MODEL ee_given")
+    assert options["objective"] == "AUC" and options["hyperparameters"] == {"num_round": 20, "eta": 0.2}
+    assert options["given"] == {"objective": "binary:logistic", "preprocessors": None,
+                                "hyperparameters": [["NUM_ROUND", "20"], ["eta", "0.2"]]}
+
+
+def test_the_proxy_checks_columns_without_loading_the_estimators():
+    """precheck uses automl's column and problem rules; `import automl` loads
+    scikit-learn only when automl.train is first used (the worker), not in the proxy."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pyarrow as pa; from proxy.training import precheck; "
+            "t = pa.table({'a': list(range(40)), 'y': [i % 2 for i in range(40)]}); "
+            "print(precheck.check(t, ['a'], {'target': 'y'}).detail, 'sklearn' in sys.modules); "
+            "import automl; print(callable(automl.train), callable(automl.train))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ['column "a": ID-like: unique integers forming a dense sequence False', "True True"]
