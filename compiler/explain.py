@@ -155,8 +155,10 @@ def contributions(artifact: Artifact, X: np.ndarray, *, background: np.ndarray |
                   seed: int = 0) -> np.ndarray:
     """Per-row Shapley values of a preprocessed matrix X: (rows, outputs, features + 1),
     the last column each output's expected value. Tree and linear models are exact
-    and batched (one XGBoost call, one matrix product); MLPs are estimated (with
-    `background` rows, X itself when None)."""
+    and batched (one XGBoost call, one matrix product); MLPs are estimated. Linear
+    and MLP values are relative to `background` rows (X itself when None), so a
+    per-row caller of those passes a background; tree values need none (the covers
+    are the training data's)."""
     X = np.asarray(X, dtype=np.float64)
     if artifact.kind == "tree":
         import xgboost as xgb
