@@ -176,14 +176,16 @@ class XGBoost(Family):
     def space(self, ctx: Context) -> list[Param]:
         r = _ranges(ctx)
 
-        def within(key: str, low: float, high: float) -> tuple[float, float]:
-            lo, hi = r.get(key, (low, high))
-            return max(lo, low), min(hi, high)
-
         def param(name: str, key: str, init: Any, low: float, high: float, **kw: Any) -> Param:
-            lo, hi = within(key, low, high)
+            """Our search range clipped to the table's; the table's own range when the
+            two do not meet (linear where it starts at 0)."""
+            t_lo, t_hi = r.get(key, (low, high))
+            lo, hi = max(t_lo, low), min(t_hi, high)
+            if lo > hi:
+                lo, hi = t_lo, t_hi
+                kw["log"] = kw.get("log", False) and lo > 0
             init = min(max(init, lo), hi)
-            return Param(name, init, lo, hi, **kw)
+            return Param(name, int(round(init)) if kw.get("integer") else init, lo, hi, **kw)
 
         params = [
             param("num_round", "NUM_ROUND", 100, 20, 1000, log=True, integer=True),

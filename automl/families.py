@@ -357,20 +357,3 @@ class KMeansFamily(Family):
 
     def export(self, est: Any) -> dict[str, Any]:
         return {"kind": "kmeans", "centroids": np.asarray(est.cluster_centers_, dtype=np.float64).tolist()}
-
-
-from .boosting import XGBoost  # noqa: E402  (boosting builds on the classes above)
-
-FAMILIES: dict[str, Family] = {
-    f.model_type: f for f in (XGBoost(), GradientBoosting(), RandomForest(), ExtraTrees(), Linear(), NeuralNet(),
-                              KMeansFamily())
-}
-#: AUTO searches these, cheapest first (the order trials start in).
-AUTO_FAMILIES = ("LINEAR_LEARNER", "XGBOOST", "EXTRA_TREES", "RANDOM_FOREST")
-
-
-def families_for(model_type: str | None) -> list[Family]:
-    """The families a job searches: AUTO's list, or the one MODEL_TYPE names."""
-    if model_type is None:
-        return [FAMILIES[m] for m in AUTO_FAMILIES]
-    return [FAMILIES[model_type]]

@@ -22,7 +22,8 @@ from .clustering import train_kmeans
 from .custom import fit_custom_spec, parse
 from .dataset import Clock, Progress, check_columns, feature_infos, find_target, prepare_target, sample_cells
 from .errors import InvalidOption, TimeBudgetExceeded, UnusableData
-from .families import FAMILIES, PARALLEL_MIN_CELLS, Context, Family, TrialInterrupted, families_for
+from .families import PARALLEL_MIN_CELLS, Context, Family, TrialInterrupted
+from .registry import FAMILIES, families_for
 from .boosting import xgboost_fixed
 from .hyperparams import map_hyperparameters
 from .importance import feature_importances

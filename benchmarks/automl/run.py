@@ -44,7 +44,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import automl  # noqa: E402
-from automl import families as automl_families  # noqa: E402
+from automl import registry as automl_families  # noqa: E402
 
 #: AUTO's families per variant (--compare-auto)
 AUTO_VARIANTS = {
