@@ -3,7 +3,8 @@
 CREATE MODEL converts the exported snapshot to Arrow (snapshot.convert_csv, in a
 thread) and puts it to the trainer's own rules, so data no model can be trained on
 is an error of the statement, not a FAILED model minutes later: the column roles
-(automl.columns: constant, all NULL, ID-like), the problem type the target supports
+(automl.columns: constant, all NULL, ID-like), PREPROCESSORS' columns and
+transformers (automl.custom), the problem type the target supports
 and the objective it allows (automl.problem), and hyperparameters that depend on the
 problem type (automl.hyperparams). These modules are light: `import automl` loads
 the estimators only when training starts.
@@ -34,6 +35,7 @@ def check(table: pa.Table, features: list[str], options: dict[str, Any]) -> Obje
     """`options`: the job's training options (create_model._train_options)."""
     from automl import problem as P
     from automl.columns import describe, kind_of, to_raw
+    from automl.custom import parse
     from automl.errors import AutoMLError
     from automl.hyperparams import map_hyperparameters
     from automl.objectives import SELECTION_METRIC, check_labels, xgboost_objective
@@ -41,18 +43,19 @@ def check(table: pa.Table, features: list[str], options: dict[str, Any]) -> Obje
     target = options.get("target")
     if target is not None:
         table = table.filter(pc.is_valid(table.column(target)))
-    reasons = {}
-    for name in features:
-        info = describe(name, table.schema.field(name).type, to_raw(table.column(name)))
-        if info.used:
-            break
-        reasons[name] = info.reason
-    else:
+    infos = [describe(name, table.schema.field(name).type, to_raw(table.column(name))) for name in features]
+    if not any(info.used for info in infos):
+        reasons = {info.name: info.reason for info in infos}
         return Objection("22000", "no column of the training data can be used as a feature: each is constant, "
                          "all NULL or ID-like",
                          "Select columns that vary and carry information about the target "
                          "(a row number or key predicts nothing).", "source",
                          "; ".join(f'column "{n}": {r}' for n, r in reasons.items()))
+    if options.get("preprocessors"):
+        try:
+            parse(options["preprocessors"], infos)
+        except AutoMLError as e:
+            return Objection(e.sqlstate, e.message, e.hint, "preprocessors")
     if target is None:
         return None
     y = to_raw(table.column(target))

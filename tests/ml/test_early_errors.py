@@ -94,6 +94,12 @@ CASES = [
     ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
      "HYPERPARAMETERS DEFAULT EXCEPT (SCALE_POS_WEIGHT '2')", "22023", "HYPERPARAMETERS",
      "SCALE_POS_WEIGHT applies only to BINARY_CLASSIFICATION"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f AUTO OFF MODEL_TYPE XGBOOST "
+     "PREPROCESSORS '[{\"ColumnSet\": [\"nope\"], \"Transformers\": [\"StandardScaler\"]}]'", "42703",
+     "PREPROCESSORS", "names column 'nope', which is not an input column"),
+    ("CREATE MODEL ee_m FROM ee_three TARGET y FUNCTION ee_f AUTO OFF MODEL_TYPE XGBOOST "
+     "PREPROCESSORS '[{\"ColumnSet\": [\"a\"], \"Transformers\": [\"OneHotEncoder\"]}]'", "22023",
+     "PREPROCESSORS", "OneHotEncoder applies to text or boolean columns"),
     ("CREATE MODEL ee_m FROM ee_ids TARGET y FUNCTION ee_f", "22000", "ee_ids",
      "no column of the training data can be used as a feature"),
     ("CREATE MODEL ee_m FROM ee_wide TARGET y FUNCTION ee_f SETTINGS (MAX_FEATURES 100)", "54011", "ee_wide",
@@ -191,3 +197,34 @@ def test_the_proxy_checks_columns_without_loading_the_estimators():
             "import automl; print(callable(automl.train), callable(automl.train))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ['column "a": ID-like: unique integers forming a dense sequence False', "True True"]
+
+
+def test_redshifts_kmeans_example_trains(early):
+    """The K-means statement of Redshift's CREATE MODEL documentation, as written
+    (PREPROCESSORS with ColumnSet "*"), trains to READY."""
+    from tests.ml.conftest import wait_for_state
+
+    with connect(early) as conn:
+        conn.execute("DROP TABLE IF EXISTS ee_customers")
+        conn.execute("CREATE TABLE ee_customers AS SELECT (g % 7) * 1.5 AS spend, (g * 13) % 29 AS visits "
+                     "FROM generate_series(1, 120) g")
+        conn.execute("DROP MODEL IF EXISTS ee_clusters")
+        conn.execute("""CREATE MODEL ee_clusters
+            FROM ee_customers
+            FUNCTION ee_customers_cluster
+            IAM_ROLE default
+            AUTO OFF
+            MODEL_TYPE KMEANS
+            PREPROCESSORS '[
+            {
+              "ColumnSet": [ "*" ],
+              "Transformers": [ "NumericPassthrough" ]
+            }
+            ]'
+            HYPERPARAMETERS DEFAULT EXCEPT ( K '3' )
+            SETTINGS (S3_BUCKET 'bucket', MAX_RUNTIME 20)""")
+        info = wait_for_state(conn, "ee_clusters", timeout=120)
+        clusters = conn.execute("SELECT DISTINCT ee_customers_cluster(spend, visits) FROM ee_customers").fetchall()
+        conn.execute("DROP MODEL ee_clusters")
+    assert info["Model State"] == "READY", info
+    assert {c for (c,) in clusters} <= {0, 1, 2} and len(clusters) > 1
