@@ -10,7 +10,8 @@ from . import problem as P
 from .columns import to_raw
 from .dataset import Clock, check_columns, feature_infos, sample_cells
 from .errors import TimeBudgetExceeded, UnusableData
-from .families import FAMILIES, Context
+from .families import Context
+from .registry import FAMILIES
 from .hyperparams import map_hyperparameters
 from .importance import feature_importances
 from .metrics import clustering_metrics

@@ -30,7 +30,7 @@ MODEL_TYPES = ("XGBOOST", "LINEAR_LEARNER", "MLP", "KMEANS", "RANDOM_FOREST", "E
 _IGNORED = ("s3_bucket", "s3_garbage_collect", "kms_key_id", "iam_role", "function", "settings")
 _KNOWN = (
     "target", "problem_type", "objective", "model_type", "auto", "hyperparameters",
-    "preprocessors", "max_runtime", "max_cells", "seed", "k",
+    "preprocessors", "max_runtime", "max_cells", "seed", "k", "hyperparameter_table",
 )
 
 
@@ -49,6 +49,10 @@ class TrainOptions:
     max_cells: int = DEFAULT_MAX_CELLS
     seed: int = 0
     k: int | None = None
+    #: the MODEL_TYPE's HYPERPARAMETERS table as plain data ({KEY: {"kind", "default",
+    #: "low", "high", ...}}), as the proxy checked the statement against; AUTO ON
+    #: searches inside its ranges. None: automl's own copy of Redshift's ranges.
+    hyperparameter_table: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "problem_type", _upper(self.problem_type))

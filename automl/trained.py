@@ -42,6 +42,9 @@ class TrainedModel:
     # In memory only (not part of the contract's artifact): the fitted scikit-learn
     # model on the preprocessed matrix; for tree ensembles it is `estimator` itself.
     sklearn_model: Any = field(default=None, repr=False, compare=False)
+    # In memory only: held-out rows as the estimator's matrix (never used to train
+    # this model), the validation sample its Shapley values are computed on.
+    explain_rows: Any = field(default=None, repr=False, compare=False)
 
     @property
     def is_classification(self) -> bool:

@@ -368,7 +368,6 @@ END
 $fn$;
 GRANT EXECUTE ON FUNCTION mlproxy.check_execute(text[], text[]) TO PUBLIC;
 """,
-
 ]
 
 _MIGRATION_4 = """
@@ -1208,6 +1207,12 @@ GRANT SELECT ON mlproxy.visible_models, mlproxy.stv_ml_model_info, mlproxy.svv_m
     mlproxy.svv_ml_model_privileges TO PUBLIC;
 """)
 MIGRATIONS.append(_MIGRATION_5)
+
+# 6: a trained model's Shapley values, Redshift's EXPLAIN_MODEL document as the
+# training worker computed it.
+MIGRATIONS.append("""
+ALTER TABLE mlproxy.models ADD COLUMN explanations jsonb;
+""")
 
 
 async def migrate(conn) -> int:

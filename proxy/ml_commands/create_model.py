@@ -7,6 +7,7 @@ goes on in the background, as in Redshift.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from ..catalog.store import CatalogStore
 from ..errors import PgError
 from ..intercept import Takeover
 from ..ml_statements import CreateModel, DropModel, ModelName, SourceQuery
+from ..ml_statements import hyperparameters as hp
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
 from ..training import precheck
@@ -147,9 +149,11 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
         raise _catalog_unavailable(database, exc) from exc
 
     target_type = None if target is None else types[names.index(target)]
-    counts = await _count(takeover, source, target, target_type)
+    loss = _xgboost_loss(stmt)
+    counts = await _count(takeover, source, target, target_type, distinct=_needs_distinct(stmt, loss))
     limit = _row_limit(stmt, len(names))
     _check_training_data(stmt, counts, limit, len(names))
+    _check_xgboost_objective(stmt, loss, counts, target_type)
     staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
     options = _train_options(stmt)
     try:
@@ -278,10 +282,11 @@ class _Counts:
     rows: int
     target_rows: int | None = None      # rows with a non-NULL target (None: KMEANS)
     several_values: bool | None = None  # the target takes at least two values
+    distinct: int | None = None         # distinct target values, when an objective needs them
 
 
 async def _count(takeover: Takeover, source: _Source, target: str | None,
-                 target_type: str | None) -> _Counts:
+                 target_type: str | None, distinct: bool = False) -> _Counts:
     """Rows, non-NULL targets and whether the target varies, in one aggregate query
     on the client's session (Postgres does the scan; the event loop only waits)."""
     aggregates = "count(*)"
@@ -292,6 +297,8 @@ async def _count(takeover: Takeover, source: _Source, target: str | None,
         value = (f"({export_expression(f'mlproxy_source.{quote_identifier(target)}', target_type)})::text "
                  'COLLATE "C"')
         aggregates += f", count({value}), min({value}) IS DISTINCT FROM max({value})"
+        if distinct:
+            aggregates += f", count(DISTINCT {value})"
     prefix = f"SELECT {aggregates} FROM ("
     counted = await collect(takeover, f"{prefix}{source.sql}\n) AS mlproxy_source")
     if counted.error is not None:
@@ -299,7 +306,53 @@ async def _count(takeover: Takeover, source: _Source, target: str | None,
     row = counted.rows[0]
     if target is None:
         return _Counts(int(row[0]))
-    return _Counts(int(row[0]), int(row[1]), row[2] == "t")
+    return _Counts(int(row[0]), int(row[1]), row[2] == "t", int(row[3]) if distinct else None)
+
+
+_NUMERIC_TYPES = ("smallint", "integer", "bigint", "real", "double precision", "numeric", "decimal")
+
+
+def _xgboost_loss(stmt: CreateModel) -> str | None:
+    """The XGBoost objective MODEL_TYPE XGBOOST trains with, as the statement wrote it."""
+    written = (stmt.options.get("given") or {}).get("objective")
+    if stmt.options.get("model_type") != "XGBOOST" or not isinstance(written, str) or ":" not in written:
+        return None
+    return written.strip().lower()
+
+
+def _needs_distinct(stmt: CreateModel, loss: str | None) -> bool:
+    """Counting distinct targets costs a sort or hash of the target: only for the
+    objectives whose classes must be checked."""
+    return loss is not None and loss.startswith(("binary:", "multi:"))
+
+
+def _check_xgboost_objective(stmt: CreateModel, loss: str | None, counts: _Counts, target_type: str | None) -> None:
+    """An XGBoost objective that cannot fit the target, or a NUM_CLASS that does not
+    match it, is 22023 now (the trainer checks the same, minutes later)."""
+    if loss is None or stmt.target is None:
+        return
+    at = stmt.positions.get("target")
+    num_class = stmt.options.get("hyperparameters", {}).get("num_class")
+    if loss.startswith("reg:") and not (target_type or "").startswith(_NUMERIC_TYPES):
+        raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
+                             f"OBJECTIVE '{loss}' is for REGRESSION, but target column \"{stmt.target}\" is "
+                             f"{target_type}", position=at,
+                             hint="Use binary:logistic, binary:hinge or multi:softmax for a class target."))
+    if loss.startswith("binary:") and counts.distinct is not None and counts.distinct != 2:
+        raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
+                             f"OBJECTIVE '{loss}' is for BINARY_CLASSIFICATION, but target column "
+                             f"\"{stmt.target}\" has {counts.distinct} distinct values", position=at,
+                             hint="Use multi:softmax for more classes, or a reg: objective for a numeric target."))
+    if loss == "multi:softmax":
+        if num_class is None:
+            raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
+                                 "OBJECTIVE 'multi:softmax' needs the hyperparameter NUM_CLASS", position=at,
+                                 hint=f"Add HYPERPARAMETERS DEFAULT EXCEPT (NUM_CLASS '{counts.distinct}')."))
+        if counts.distinct is not None and num_class != counts.distinct:
+            raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
+                                 f"NUM_CLASS is {num_class}, but target column \"{stmt.target}\" has "
+                                 f"{counts.distinct} distinct values", position=at,
+                                 hint=f"Give NUM_CLASS '{counts.distinct}'."))
 
 
 def _row_limit(stmt: CreateModel, columns: int) -> int:
@@ -545,10 +598,17 @@ def _train_options(stmt: CreateModel) -> dict[str, Any]:
     o = stmt.options
     settings = o.get("settings", {})
     preprocessors = o.get("preprocessors")
+    objective = o.get("objective")
+    written = (o.get("given") or {}).get("objective")
+    if isinstance(written, str) and ":" in written:
+        objective = written.strip().lower()  # an XGBoost objective: the loss XGBOOST trains with
+    model_type = o.get("model_type")
+    table = {key: dataclasses.asdict(spec) for key, spec in hp.HYPERPARAMETERS.get(model_type or "", {}).items()}
     return {
         "target": stmt.target,
         "problem_type": o.get("problem_type"),
-        "objective": o.get("objective"),
+        "objective": objective,
+        "hyperparameter_table": table or None,
         "model_type": o.get("model_type"),
         "auto": o.get("auto", True),
         "hyperparameters": o.get("hyperparameters") or {},

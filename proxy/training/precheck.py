@@ -38,6 +38,7 @@ def check(table: pa.Table, features: list[str], options: dict[str, Any]) -> Obje
     from automl.custom import parse
     from automl.errors import AutoMLError
     from automl.hyperparams import map_hyperparameters
+    from automl.objectives import SELECTION_METRIC, check_labels, xgboost_objective
 
     target = options.get("target")
     if target is not None:
@@ -68,7 +69,10 @@ def check(table: pa.Table, features: list[str], options: dict[str, Any]) -> Obje
             clause = "problem_type"
             P.check_problem_type(problem_type, y, kind)
         clause = "objective"
-        P.resolve_objective(options.get("objective"), problem_type)
+        loss = xgboost_objective(options.get("objective"))  # MODEL_TYPE XGBOOST's loss, ranked by its metric
+        P.resolve_objective(SELECTION_METRIC[loss] if loss else options.get("objective"), problem_type)
+        if loss and problem_type == P.REGRESSION and kind == "numeric":
+            check_labels(loss, y.astype("float64"))
         if options.get("model_type") and options.get("hyperparameters"):
             clause = "hyperparameters"
             map_hyperparameters(options["model_type"], options["hyperparameters"], problem_type)

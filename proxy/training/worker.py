@@ -49,6 +49,9 @@ def run_job(job: JobDir) -> int:
                   "trials": len(trained.leaderboard)})
         artifact = dump(trained)
         build_info = _prebuild(artifact, Path(spec["cache_dir"]))
+        progress({"phase": "explaining", "elapsed": round(time.monotonic() - started, 3),
+                  "trials": len(trained.leaderboard)})
+        explanations = _explain(artifact, trained)
         with writing(job.artifact_file):
             job.artifact_file.write_bytes(artifact.data)
         result = {
@@ -58,6 +61,7 @@ def run_job(job: JobDir) -> int:
             "metrics": trained.metrics,
             "leaderboard": trained.leaderboard,
             "feature_importances": trained.feature_importances,
+            "explanations": explanations,
             "rows_used": trained.rows_used,
             "training_seconds": trained.training_seconds,
             "artifact_sha256": artifact.sha256,
@@ -119,6 +123,22 @@ def _describe_features(features: list[dict[str, Any]]) -> str:
     if op == "datetime_part":
         return "date parts: " + ", ".join(f["part"] for f in features)
     return op
+
+
+def _explain(artifact: Any, trained: Any) -> dict[str, Any] | None:
+    """Redshift's EXPLAIN_MODEL document (Shapley values on the held-out rows; see
+    compiler/explain.py), or None for models without one (KMEANS). Explanations are
+    not worth a failed job: an error leaves them out and goes to the report."""
+    rows = getattr(trained, "explain_rows", None)
+    if artifact.kind == "kmeans" or rows is None or len(rows) == 0:
+        return None
+    from compiler.explain import global_explanations
+
+    try:
+        return global_explanations(artifact, rows)
+    except Exception as exc:  # noqa: BLE001 - reported, the model is still good
+        trained.report.append(f"no Shapley values: {type(exc).__name__}: {exc}")
+        return None
 
 
 def _prebuild(artifact: Any, cache_dir: Path) -> dict[str, Any]:

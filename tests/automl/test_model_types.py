@@ -53,7 +53,10 @@ def _check_json_estimator(model, cols):
 
 def _check_treelite(model, cols):
     treelite = pytest.importorskip("treelite")
-    tm = treelite.sklearn.import_model(model.estimator)
+    if model.model_type == "XGBOOST":
+        tm = treelite.frontend.from_xgboost_json(bytearray(model.estimator.model_json()))
+    else:
+        tm = treelite.sklearn.import_model(model.estimator)
     X = transform(model.preprocessing, cols)
     got = np.asarray(treelite.gtil.predict(tm, X.astype(np.float64))).squeeze()
     if model.problem_type == "REGRESSION":
@@ -76,7 +79,7 @@ def test_tree_model_types_are_treelite_importable(model_type, dataset, hyper):
     assert model.model_type == model_type and len(model.leaderboard) == 1
     params = model.leaderboard[0]["params"]
     if model_type == "XGBOOST":
-        assert params["max_iter"] == 30 and params["max_depth"] == 3 and params["learning_rate"] == 0.3
+        assert params["num_round"] == 30 and params["max_depth"] == 3 and params["eta"] == 0.3
     else:
         assert params["n_estimators"] == 20
     _check_treelite(model, columns_of(table, "target"))

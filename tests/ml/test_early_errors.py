@@ -60,6 +60,18 @@ CASES = [
      "HYPERPARAMETERS DEFAULT EXCEPT (ETA '0.9')", "22023", "'0.9'", "ETA"),
     ("CREATE MODEL ee_m FROM ee_small TARGET y FUNCTION ee_f MODEL_TYPE XGBOOST "
      "HYPERPARAMETERS DEFAULT EXCEPT (SUBSAMPLE '0.2')", "22023", "'0.2'", "SUBSAMPLE"),
+    # an XGBoost objective that does not fit the target (issue 15)
+    ("CREATE MODEL ee_m FROM (SELECT x, x * 1.5 AS y FROM ee_small, generate_series(1, 3)) TARGET y "
+     "FUNCTION ee_f MODEL_TYPE XGBOOST OBJECTIVE 'binary:logistic' AUTO OFF", "22023", "y FUNCTION", "BINARY_CLASSIFICATION"),
+    ("CREATE MODEL ee_m FROM (SELECT x, (x % 3)::text AS y FROM ee_small, generate_series(1, 3)) TARGET y "
+     "FUNCTION ee_f MODEL_TYPE XGBOOST OBJECTIVE 'multi:softmax' AUTO OFF", "22023", "y FUNCTION", "NUM_CLASS"),
+    ("CREATE MODEL ee_m FROM (SELECT x, (x % 3)::text AS y FROM ee_small, generate_series(1, 3)) TARGET y "
+     "FUNCTION ee_f MODEL_TYPE XGBOOST OBJECTIVE 'multi:softmax' AUTO OFF "
+     "HYPERPARAMETERS DEFAULT EXCEPT (NUM_CLASS '4')", "22023", "y FUNCTION", "3 distinct"),
+    ("CREATE MODEL ee_m FROM (SELECT x, (x % 3)::text AS y FROM ee_small, generate_series(1, 3)) TARGET y "
+     "FUNCTION ee_f MODEL_TYPE XGBOOST OBJECTIVE 'reg:tweedie' AUTO OFF", "22023", "y FUNCTION", "REGRESSION"),
+    ("CREATE MODEL ee_m FROM (SELECT x, x - 30.5 AS y FROM ee_small, generate_series(1, 3)) TARGET y "
+     "FUNCTION ee_f MODEL_TYPE XGBOOST OBJECTIVE 'reg:tweedie' AUTO OFF", "22023", "OBJECTIVE 'reg:tweedie'", "non-negative"),
     ("CREATE MODEL ee_m FROM ee_small FUNCTION ee_f MODEL_TYPE KMEANS "
      "HYPERPARAMETERS DEFAULT EXCEPT (K '1')", "22023", "'1'", "K"),
     ("CREATE MODEL ee_m FROM ee_empty TARGET y FUNCTION ee_f", "22000", "ee_empty",
