@@ -6,7 +6,7 @@ clusters' sizes and centroids. Everything is plain JSON and bounded in size, sin
 is stored with the model in the catalog: curves are thinned to MAX_CURVE_POINTS,
 residuals sampled to MAX_RESIDUALS, the confusion matrix only up to MAX_CLASSES
 classes, one-vs-rest curves for the MAX_CURVE_CLASSES most frequent classes, and the
-leaderboard's trials (without their hyperparameters) up to MAX_TRIALS.
+leaderboard's first MAX_TRIALS trials.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MAX_CURVE_POINTS = 200
 MAX_RESIDUALS = 500
 MAX_CLASSES = 50
 MAX_CURVE_CLASSES = 10
-MAX_TRIALS = 1000
+MAX_TRIALS = 500
 
 
 def _thin(xs: np.ndarray, ys: np.ndarray, limit: int = MAX_CURVE_POINTS) -> tuple[list[float], list[float]]:
@@ -108,7 +108,7 @@ def clustering_evaluation(spec: dict[str, Any], centroids: np.ndarray, train_lab
 
 
 def trials(leaderboard: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The leaderboard in trial order without the hyperparameters (the catalog's
-    visible columns hold only the best trials in full)."""
-    keep = ("trial", "family", "score", "seconds", "fidelity", "phase")
+    """The leaderboard in trial order (the catalog's visible columns hold only the
+    best five trials)."""
+    keep = ("trial", "family", "score", "seconds", "fidelity", "phase", "params")
     return [{k: t[k] for k in keep if k in t} for t in leaderboard[:MAX_TRIALS]]

@@ -74,6 +74,8 @@ def leaderboard(trials: Sequence[dict[str, Any]], objective: str, greater_is_bet
                     linewidth=1.2, label="best so far")
         ax.set_xlabel("trial")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if points:
+            ax.set_xlim(min(x for x, _, _ in points) - 0.5, max(x for x, _, _ in points) + 0.5)
         ax.set_ylabel(f"{_short(objective, 30)} ({'higher' if greater_is_better else 'lower'} is better)")
         ax.set_title("Validation score of each trial")
         if points:

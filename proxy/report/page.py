@@ -204,9 +204,9 @@ def _leaderboard(model: ModelData) -> str:
               if isinstance(t, dict)}
     table = _table(["rank", "trial", "family", "score", "seconds", "fidelity", "phase", "hyperparameters"],
                    ([i + 1, t.get("trial"), t.get("family"), t.get("score"), t.get("seconds"),
-                     t.get("fidelity"), t.get("phase"), _params(params.get(t.get("trial")))]
+                     t.get("fidelity"), t.get("phase"), _params(t.get("params", params.get(t.get("trial"))))]
                     for i, t in enumerate(shown)), numeric=(0, 1, 3, 4, 5))
-    note = (f"<p class=\"note\">{len(trials):,} trials, best first"
+    note = (f"<p class=\"note\">{len(trials):,} trial{'s' if len(trials) != 1 else ''}, best first"
             + (f"; the best {len(shown)} shown" if len(shown) < len(trials) else "")
             + ". Scores are on the validation folds of the training rows.</p>")
     svg = figures.leaderboard(trials, objective, greater)
