@@ -206,7 +206,11 @@ def _leaderboard(model: ModelData) -> str:
                    ([i + 1, t.get("trial"), t.get("family"), t.get("score"), t.get("seconds"),
                      t.get("fidelity"), t.get("phase"), _params(t.get("params", params.get(t.get("trial"))))]
                     for i, t in enumerate(shown)), numeric=(0, 1, 3, 4, 5))
-    note = (f"<p class=\"note\">{len(trials):,} trial{'s' if len(trials) != 1 else ''}, best first"
+    progress = model.row.get("progress")
+    total = progress.get("trials") if isinstance(progress, dict) else None
+    total = total if isinstance(total, int) and total > len(trials) else len(trials)
+    note = (f"<p class=\"note\">{total:,} trial{'s' if total != 1 else ''}"
+            + (f" (the first {len(trials):,} stored)" if total > len(trials) else "") + ", best first"
             + (f"; the best {len(shown)} shown" if len(shown) < len(trials) else "")
             + ". Scores are on the validation folds of the training rows.</p>")
     svg = figures.leaderboard(trials, objective, greater)
@@ -230,7 +234,10 @@ def _importance(model: ModelData) -> str | None:
             return None
         title, label = "Feature importance", "share of the model's importance"
     values = {k: v for k, v in values.items() if isinstance(v, (int, float))}
-    return _section("importance", title, _figure("fig-importance", figures.importance(values, title, label)))
+    caption = (f"the {figures.MAX_BARS} most important of {len(values)} inputs"
+               if len(values) > figures.MAX_BARS else None)
+    return _section("importance", title,
+                    _figure("fig-importance", figures.importance(values, title, label), caption))
 
 
 def _shap_values(model: ModelData) -> dict[str, float] | None:

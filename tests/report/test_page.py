@@ -78,3 +78,32 @@ def test_without_matplotlib_the_command_says_how_to_install_it(tmp_path):
     assert done.returncode == 1
     assert "pip install 'mlproxy[report]'" in done.stderr
     assert not (tmp_path / "x.html").exists()
+
+
+def test_large_models_give_a_bounded_page():
+    import numpy as np
+    from automl import evaluation as E
+
+    rng = np.random.default_rng(5)
+    k = 60
+    y = rng.integers(0, k, 4000)
+    proba = rng.random((4000, k))
+    proba /= proba.sum(axis=1, keepdims=True)
+    ev = E.classification_evaluation(y, proba, [f"class {i}" for i in range(k)],
+                                     "MULTICLASS_CLASSIFICATION", None)
+    ev["trials"] = E.trials([{"trial": i, "family": "XGBOOST", "score": float(rng.random()),
+                              "seconds": 0.1, "fidelity": 0.5, "phase": "screen",
+                              "params": {"max_depth": i % 7}} for i in range(800)])
+    row = {"schema_name": "s", "model_name": "m", "state": "READY", "objective": "Accuracy",
+           "metrics": {"accuracy": 0.1}, "feature_importances": {f"c{i}": 1 / 200 for i in range(200)},
+           "details": {"evaluation": ev}, "progress": {"phase": "done", "trials": 800}}
+    html = render(ModelData("s", "m", row, []))
+    assert "the 30 most important of 200 inputs" in html
+    assert "Too many classes for a confusion matrix" in html and 'id="fig-roc"' in html
+    assert html.count("<tr><td class=\"num\">") == 25 and "800 trials (the first 500 stored)" in html
+    centers = rng.random((10, 60)).tolist()
+    km = {"kind": "clustering", "rows": 50, "features": [f"f{i}" for i in range(60)], "centroids": centers,
+          "sizes": [5] * 10, "held_out_sizes": [5] * 10, "trials": [], "greater_is_better": False}
+    html2 = render(ModelData("s", "k", {**row, "details": {"evaluation": km}}, []))
+    assert 'id="fig-centroids"' in html2 and 'id="fig-cluster-sizes"' in html2
+    assert len(html) < 3_000_000 and len(html2) < 3_000_000
