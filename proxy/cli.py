@@ -24,7 +24,6 @@ from .embedded import EmbeddedPostgres, default_data_dir
 from .errors import file_error
 from .ml_runtime import MLRuntime
 from .report.command import add_parser as add_report_parser
-from .report.command import run as run_report
 from .server import ProxyServer
 
 log = logging.getLogger("mlproxy")
@@ -91,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report":
-        return run_report(args)
+        return args.run(args)
     listener = _setup_logging(args.log_level)
     if args.tls_key and not args.tls_cert:
         print("mlproxy: --tls-key needs --tls-cert", file=sys.stderr)

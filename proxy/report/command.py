@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="whom to connect as, e.g. postgresql://alice@localhost:6543/sales "
                              "(the proxy or Postgres itself; env MLPROXY_DSN; default: the "
                              "PGHOST/PGUSER/PGDATABASE/... variables)")
+    report.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
