@@ -26,6 +26,8 @@ from .families import PARALLEL_MIN_CELLS, Context, Family, TrialInterrupted
 from .registry import FAMILIES, families_for
 from .boosting import xgboost_fixed
 from .hyperparams import map_hyperparameters
+from .evaluation import classification_evaluation, regression_evaluation
+from .evaluation import trials as evaluation_trials
 from .importance import feature_importances
 from .metrics import classification_metrics, regression_metrics
 from .options import TrainOptions
@@ -138,11 +140,15 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     if is_class:
         proba = predict_proba(est, X_test, n_classes)
         metrics = classification_metrics(y_test, proba, problem_type, threshold)
+        evaluation = classification_evaluation(y_test, proba, classes, problem_type, threshold)
     else:
-        metrics = regression_metrics(y_test, np.asarray(est.predict(X_test), dtype=np.float64))
+        pred = np.asarray(est.predict(X_test), dtype=np.float64)
+        metrics = regression_metrics(y_test, pred)
+        evaluation = regression_evaluation(y_test, pred, opts.seed)
     importances = feature_importances(fam, est, spec, infos, X_test, y_test, problem_type, n_classes,
                                       opts.seed, clock.hard_deadline)
     exported = fam.export(est)
+    leaderboard = [t.entry() for t in search.trials]
     result = TrainedModel(
         problem_type=problem_type,
         model_type=fam.model_type,
@@ -153,13 +159,15 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         classes=classes,
         label_type=target.pg_type,
         metrics=metrics,
-        leaderboard=[t.entry() for t in search.trials],
+        leaderboard=leaderboard,
         feature_importances=importances,
         training_seconds=round(clock.elapsed(), 3),
         rows_used=n,
         threshold=threshold if problem_type == P.BINARY else None,
         report=report,
         top_trials=_top_trials(search, winner, objective),
+        evaluation={**evaluation, "trials": evaluation_trials(leaderboard),
+                    "greater_is_better": objective.greater_is_better},
         sklearn_model=est if exported is not est else None,
         explain_rows=X_test,
     )

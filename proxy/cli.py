@@ -1,4 +1,4 @@
-"""Command line: `mlproxy serve`.
+"""Command line: `mlproxy serve`, `mlproxy report`.
 
 With no upstream configured, `serve` starts the embedded Postgres under the data
 directory and puts the proxy in front of it; `--upstream` (or MLPROXY_UPSTREAM)
@@ -23,6 +23,7 @@ from .config import Config, Upstream
 from .embedded import EmbeddedPostgres, default_data_dir
 from .errors import file_error
 from .ml_runtime import MLRuntime
+from .report.command import add_parser as add_report_parser
 from .server import ProxyServer
 
 log = logging.getLogger("mlproxy")
@@ -82,11 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=os.environ.get("MLPROXY_LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"],
                        help="log verbosity (default info; env MLPROXY_LOG_LEVEL)")
+    add_report_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "report":
+        return args.run(args)
     listener = _setup_logging(args.log_level)
     if args.tls_key and not args.tls_cert:
         print("mlproxy: --tls-key needs --tls-cert", file=sys.stderr)

@@ -89,7 +89,8 @@ def run_job(job: JobDir) -> int:
 
 def _details(trained: Any, spec: dict[str, Any]) -> dict[str, Any]:
     """What SHOW MODEL tells besides Redshift's keys: the preprocessing of each
-    input column, the best trials, the sampling of the exported data, the report."""
+    input column, the best trials, the sampling of the exported data, the report,
+    and the held-out evaluation `mlproxy report` draws."""
     by_input: dict[str, list[dict[str, Any]]] = {}
     for feature in trained.preprocessing.get("features", []):
         by_input.setdefault(feature["input"], []).append(feature)
@@ -102,6 +103,7 @@ def _details(trained: Any, spec: dict[str, Any]) -> dict[str, Any]:
         "sampled": spec.get("sampled"),
         "max_cells": spec.get("options", {}).get("max_cells"),
         "report": trained.report,
+        "evaluation": trained.evaluation,
     }
 
 
