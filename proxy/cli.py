@@ -21,17 +21,19 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import __version__
 from .config import Config, Upstream
 from .embedded import EmbeddedPostgres, default_data_dir
 from .errors import file_error
-from .ml_runtime import MLRuntime
 from .reload import Reloader
-from .server import ProxyServer
 from .settings import SETTINGS, ConfigError, Resolved, add_arguments, check_file, config_path, resolve
+
+if TYPE_CHECKING:  # imported when serving: check-config and --version start fast
+    from .ml_runtime import MLRuntime
+    from .server import ProxyServer
 
 log = logging.getLogger("mlproxy")
 
@@ -68,6 +70,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from .ml_runtime import MLRuntime
     environ: Mapping[str, str] = os.environ
     flags = {s.name: getattr(args, s.name) for s in SETTINGS}
     path = config_path(args.config, environ)
@@ -213,6 +216,8 @@ async def serve(config: Config, upstream_url: str | None = None,
                 reloader: Reloader | None = None, demo: bool = False) -> int:
     """Run until SIGINT/SIGTERM (SIGHUP: `reloader` reads the settings again);
     returns the process exit code."""
+    from .ml_runtime import MLRuntime
+    from .server import ProxyServer
     embedded = None
     if config.upstream is None:
         embedded = EmbeddedPostgres(config.data_dir)
