@@ -1,10 +1,13 @@
 """HYPERPARAMETERS DEFAULT EXCEPT (...): Redshift names -> estimator parameters.
 
 Redshift's XGBoost names are used where they apply; each maps onto the equivalent
-scikit-learn parameter of the family that implements the model type. Keys that are
-unknown, or that the implementing estimator has no equivalent for, are an
-InvalidOption naming the keys that are allowed. Fixed keys are left out of the
-search space; everything else is still tuned unless AUTO OFF.
+scikit-learn parameter of the family that implements the model type. Redshift keys
+the implementing estimator has no equivalent for (WITHOUT_EQUIVALENT) are accepted
+and have no effect (the report says so); other unknown keys are an InvalidOption
+naming the keys that are allowed. Fixed keys are left out of the search space;
+everything else is still tuned unless AUTO OFF. mlproxy checks statements against
+its table of keys and ranges (proxy/ml_statements/hyperparameters.py) before a job
+starts; every key and range there is one this module takes.
 """
 
 from __future__ import annotations
@@ -111,12 +114,24 @@ MAPPINGS: dict[str, dict[str, tuple[str, Callable[[str, Any], Any]]]] = {
 }
 
 
-def map_hyperparameters(model_type: str, given: Mapping[str, Any], problem_type: str | None) -> dict[str, Any]:
+# Redshift's XGBoost keys that HistGradientBoosting has no counterpart for.
+WITHOUT_EQUIVALENT: dict[str, frozenset[str]] = {
+    "XGBOOST": frozenset({"NUM_CLASS", "TREE_METHOD", "SUBSAMPLE", "GAMMA", "ALPHA",
+                          "COLSAMPLE_BYLEVEL", "MAX_DELTA_STEP"}),
+}
+
+
+def map_hyperparameters(model_type: str, given: Mapping[str, Any], problem_type: str | None,
+                        report: list[str] | None = None) -> dict[str, Any]:
     """Redshift-named hyperparameters -> fixed estimator parameters for `model_type`."""
     allowed = MAPPINGS[model_type]
     out: dict[str, Any] = {}
     for key, value in given.items():
         name = str(key).strip().upper()
+        if name in WITHOUT_EQUIVALENT.get(model_type, ()):
+            if report is not None:
+                report.append(f"hyperparameter {name} {value} accepted; {model_type} here has no equivalent")
+            continue
         if name not in allowed:
             raise InvalidOption(
                 f"unknown hyperparameter {name!r} for MODEL_TYPE {model_type}; allowed: {', '.join(sorted(allowed))}")

@@ -86,8 +86,6 @@ class TrainOptions:
                 hint="add MODEL_TYPE XGBOOST, or drop the HYPERPARAMETERS clause")
         if not self.auto and self.model_type is None:
             raise InvalidOption("AUTO OFF needs a MODEL_TYPE (e.g. MODEL_TYPE XGBOOST)")
-        if self.preprocessors is not None and self.auto:
-            raise InvalidOption("PREPROCESSORS applies only with AUTO OFF", hint="add AUTO OFF")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | TrainOptions) -> TrainOptions:

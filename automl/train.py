@@ -86,7 +86,8 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
                                                  target.classes, target.rows)
     n = len(y)
     model_types = [f.model_type for f in families_for(opts.model_type)]
-    fixed = map_hyperparameters(opts.model_type, opts.hyperparameters, problem_type) if opts.model_type else {}
+    fixed = (map_hyperparameters(opts.model_type, opts.hyperparameters, problem_type, report)
+             if opts.model_type else {})
 
     is_class = problem_type != P.REGRESSION
     sel, test = stratified_split(y if is_class else None, n, TEST_FRACTION, opts.seed, cap=MAX_TEST_ROWS)

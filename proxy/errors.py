@@ -41,6 +41,9 @@ INSUFFICIENT_RESOURCES = "53000"
 DISK_FULL = "53100"
 IO_ERROR = "58030"
 INTERNAL_ERROR = "XX000"
+DATA_EXCEPTION = "22000"
+TOO_MANY_COLUMNS = "54011"
+TOO_MANY_ARGUMENTS = "54023"
 
 #: The hint of an error about text that is not UTF-8: mlproxy parses the statements
 #: that mention models, and reads model arguments, as UTF-8, where Postgres sends and

@@ -34,7 +34,7 @@ from . import prepared_general
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
 from .extended_session import BindValues, fail, relay_owed, skip_to_sync
-from .registry import DatabaseModels, ModelEntry, ModelRegistry, function_signature
+from .registry import PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry, function_signature
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
 from .tracker import format_codes, result_formats, statement_error
@@ -510,8 +510,9 @@ _FLOAT_TYPES = ("double precision", "real", "numeric")
 
 
 def _has_prob(entry: ModelEntry) -> bool:
-    """Whether `<fn>_prob` is the model's: the catalog makes its stub for targets
-    that may be classes (not float); once trained, only classifiers have it."""
+    """Whether `<fn>_probabilities` (and its alias `<fn>_prob`) is the model's: the
+    catalog makes their stubs for targets that may be classes (not float); once
+    trained, only classifiers have them."""
     if entry.problem_type is not None:
         return entry.problem_type in _CLASSIFICATION
     return entry.return_type not in _FLOAT_TYPES
@@ -522,7 +523,7 @@ def _functions(models: DatabaseModels) -> dict[str, list[ModelFunction]]:
     for entry in models.entries.values():
         kinds = [("predict", entry.function_name, entry.return_type)]
         if _has_prob(entry):
-            kinds.append(("prob", entry.function_name + "_prob", "jsonb"))
+            kinds += [("prob", entry.function_name + suffix, "jsonb") for suffix in PROBABILITY_SUFFIXES]
         for kind, name, returns in kinds:
             out.setdefault(name, []).append(ModelFunction(
                 schema=entry.function_schema, name=name, arg_types=entry.arg_types,

@@ -149,3 +149,18 @@ def test_bad_preprocessors(pre, exc, words):
                                   "preprocessors": json.dumps(pre), "max_runtime": 5})
     for word in words:
         assert word in str(info.value)
+
+
+def test_a_star_column_set_is_every_other_input_column():
+    """Redshift's K-means example: {"ColumnSet": ["*"], "Transformers": ["NumericPassthrough"]}."""
+    from automl.columns import describe, to_raw
+    from automl.custom import parse
+
+    table = churn(100)
+    infos = [describe(n, table.schema.field(n).type, to_raw(table.column(n))) for n in ("age", "price", "plan")]
+    plan = parse([{"ColumnSet": ["plan"], "Transformers": ["OneHotEncoder"]},
+                  {"ColumnSet": ["*"], "Transformers": ["StandardScaler"]}], infos)
+    assert plan == {"plan": ["OneHotEncoder"], "age": ["StandardScaler"], "price": ["StandardScaler"]}
+    with pytest.raises(automl.InvalidOption) as info:  # "*" takes plan too, a text column
+        parse([{"ColumnSet": ["*"], "Transformers": ["NumericPassthrough"]}], infos)
+    assert "plan" in str(info.value)

@@ -34,7 +34,6 @@ def test_defaults_work_for_everything():
     ({"target": "y", "auto": "off"}, ["MODEL_TYPE"]),
     ({"target": "y", "preprocessors": "[{"}, ["JSON"]),
     ({"target": "y", "auto": "off", "model_type": "xgboost", "preprocessors": "{}"}, ["JSON array"]),
-    ({"target": "y", "preprocessors": "[]"}, ["AUTO OFF"]),
     ({"model_type": "xgboost"}, ["TARGET"]),
     ({"model_type": "kmeans", "target": "y"}, ["KMEANS"]),
     ({"model_type": "kmeans", "k": 1}, ["K"]),
@@ -66,7 +65,7 @@ def test_xgboost_names_map_to_the_estimator():
 
 
 @pytest.mark.parametrize("model_type, given, words", [
-    ("XGBOOST", {"GAMMA": "1"}, ["GAMMA", "NUM_ROUND", "ETA", "MAX_DEPTH"]),
+    ("XGBOOST", {"NUM_ROUNDS": "1"}, ["NUM_ROUNDS", "NUM_ROUND", "ETA", "MAX_DEPTH"]),
     ("XGBOOST", {"NUM_ROUND": "many"}, ["NUM_ROUND", "integer"]),
     ("XGBOOST", {"ETA": "0"}, ["ETA"]),
     ("XGBOOST", {"COLSAMPLE_BYTREE": "1.5"}, ["COLSAMPLE_BYTREE"]),
