@@ -29,7 +29,7 @@ from .config import Config, Upstream
 from .embedded import EmbeddedPostgres, default_data_dir
 from .errors import file_error
 from .reload import Reloader
-from .settings import SETTINGS, ConfigError, Resolved, add_arguments, check_file, config_path, resolve
+from .settings import SETTINGS, ConfigError, add_arguments, check_file, config_path, resolve
 
 if TYPE_CHECKING:  # imported when serving: check-config and --version start fast
     from .ml_runtime import MLRuntime

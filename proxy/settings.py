@@ -92,6 +92,12 @@ def _upstream(value: Any) -> str:
     return text
 
 
+def _masked_url(url: str) -> str:
+    """The URL with its password (in the authority or as ?password=) hidden."""
+    url = re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
 def _existing_file(value: Any) -> Path:
     path = _path(value)
     if not path.is_file():
@@ -117,6 +123,7 @@ class Setting:
     # in proxy/reload.py is registered for it), "restart" if it needs a restart.
     on_change: str = "restart"
     default_help: str | None = None  # --help's words for a default that is not a value
+    display: Callable[[Any], str] | None = None  # how logs and listings show the value
 
     @property
     def flag(self) -> str:
@@ -144,6 +151,8 @@ class Setting:
     def show(self, value: Any) -> str:
         if value is None:
             return ""
+        if self.display is not None:
+            return self.display(value)
         if self.parse is _listen:
             return f"{value[0]}:{value[1]}"
         if isinstance(value, bool):
@@ -158,7 +167,7 @@ SETTINGS: tuple[Setting, ...] = (
             "upstream server, e.g. postgresql://mlproxy:secret@db.example:5432 or "
             "postgresql:///?host=/var/run/postgresql; clients log in as themselves, the "
             "URL's user and password are the proxy's own identity for the model catalog",
-            metavar="URL", default_help="the embedded Postgres"),
+            metavar="URL", default_help="the embedded Postgres", display=_masked_url),
     Setting("data_dir", _path, None,
             "state directory: embedded Postgres data, training snapshots, compiled model "
             "cache", metavar="DIR",

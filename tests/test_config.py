@@ -304,3 +304,13 @@ def test_sighup_reloads_the_tls_certificate(fresh_proxy, tmp_path):
         write(tmp_path, f'tls_cert = "{tmp_path}/alpha.pem"\ntls_key = "{tmp_path}/beta.key"\n')
         hup(proxy, "reload: tls_cert, tls_key not changed")
         assert served_certificate() == certs["beta"]
+
+
+def test_passwords_are_not_shown(tmp_path):
+    path = write(tmp_path, 'upstream = "postgresql://svc:s3cr%40t@db.example:5432/app"\n')
+    checked = mlproxy("check-config", str(path))
+    assert checked.returncode == 0, checked
+    assert "upstream = postgresql://svc:***@db.example:5432/app" in checked.stdout
+    assert "s3cr" not in checked.stdout
+    got = resolve({"upstream": "postgresql://svc@db/app?password=hush&sslmode=disable"}, {}, None)
+    assert "hush" not in str(got.rows())
