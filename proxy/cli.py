@@ -64,7 +64,8 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         description="Run the proxy. Without --upstream, an embedded Postgres is started "
                     "under the data directory and used as the upstream. Each setting is "
                     "taken from its flag, else its MLPROXY_* environment variable, else "
-                    "the --config file, else its default.")
+                    "the --config file, else its default. SIGHUP reads them again and applies "
+                    "those marked 'reloaded on SIGHUP'; SIGINT/SIGTERM stop gracefully.")
     add_arguments(serve_parser)
     serve_parser.set_defaults(run=run_serve)
 
@@ -81,6 +82,10 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"mlproxy: {exc}", file=sys.stderr)
         return 2
     listener = _setup_logging(config.log_level)
+    # Until the reload handler is installed, a SIGHUP (an early `systemctl reload`)
+    # must not end the process, as its default action would (a handler, not SIG_IGN,
+    # which the embedded Postgres and workers would inherit).
+    signal.signal(signal.SIGHUP, _early_hangup)
     try:
         for name, value, source, on_change in resolved.rows():
             log.debug("setting %s=%s (from %s; on change: %s)", name, value, source, on_change)
@@ -264,6 +269,10 @@ async def serve(config: Config, upstream_url: str | None = None,
         await asyncio.to_thread(embedded.stop)
     log.info("stopped")
     return 0
+
+
+def _early_hangup(signum: int, frame: object) -> None:
+    log.warning("SIGHUP while starting: ignored (settings are read as the proxy starts)")
 
 
 def _reload_hooks(reloader: Reloader, config: Config, server: ProxyServer,
