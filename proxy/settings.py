@@ -173,7 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
             "cache", metavar="DIR",
             default_help="the user data directory, e.g. ~/.local/share/mlproxy"),
     Setting("tls_cert", _existing_file, None,
-            "PEM certificate: terminate TLS at the proxy (SIGHUP loads it again for new "
+            "PEM certificate: terminate TLS at the proxy (a reload applies to new "
             "connections)", metavar="PEM", on_change="reload"),
     Setting("tls_key", _existing_file, None, "PEM private key for tls_cert",
             metavar="PEM", on_change="reload"),
@@ -224,8 +224,9 @@ def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None 
     environment or the file decides when the flag is absent), and --config; the
     --help text is built from the table."""
     parser.add_argument("--config", type=Path, metavar="FILE", default=None,
-                        help=f"TOML file of settings, keys as below without dashes "
-                             f"(env {ENV_PREFIX}CONFIG); flags and environment override it")
+                        help=f"TOML file of settings, keyed as each says below "
+                             f"(data_dir = \"/srv/mlproxy\"; env {ENV_PREFIX}CONFIG); flags and "
+                             f"the environment override it")
     for s in SETTINGS:
         if only is not None and s.name not in only:
             continue
