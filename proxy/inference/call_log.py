@@ -5,8 +5,10 @@ statement called, the rows predicted, the time from when the statement went
 upstream to its end, and the path (streaming: calls in the select list, rewritten as
 the rows pass; general: predictions computed into temporary tables first). At most
 `per_second` such lines a second; the statements over that are counted and one line
-says how many were not logged. Reported by the response tracker (streaming) and the
-interceptor (general path, simple protocol).
+says how many were not logged. Reported by the response tracker (streaming, as a
+result ends), the interceptor (general path, simple protocol) and prepared_general
+(general path, extended protocol: when an execution's predictions are made, at its
+Bind; its rows then pass through as Postgres sends them).
 """
 
 from __future__ import annotations

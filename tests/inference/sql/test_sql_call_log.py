@@ -42,6 +42,22 @@ def test_each_path_logs_model_rows_milliseconds(suite):
     assert count > 0
 
 
+def test_prepared_general_path_logs_each_execution(suite):
+    """Under the extended protocol the general path predicts at each Bind: one line
+    per execution, for the rows its parameters select."""
+    since = len(suite.proxy.read_log())
+    sql = ("SELECT count(*) FROM customers WHERE id <= %s "
+           "AND predict_churn(age, plan, usage, signup, promo)")
+    with suite.connect() as conn:
+        for limit in (11, 13):  # unnamed statement (Parse and Bind together)
+            conn.execute(sql, (limit,)).fetchall()
+        for limit in (17, 19):  # a named prepared statement, bound twice
+            conn.execute(sql, (limit,), prepare=True).fetchall()
+    for limit in (11, 13, 17, 19):
+        assert new_lines(suite, since, rf"model call: models=churn_model rows={limit} ms=[0-9.]+ "
+                                       rf"path=general$"), (limit, suite.proxy.read_log()[since:])
+
+
 def test_a_failed_statement_logs_no_call_line(suite):
     since = len(suite.proxy.read_log())
     with suite.connect() as conn:
