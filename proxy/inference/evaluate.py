@@ -154,6 +154,8 @@ class StreamingRewriter:
         self._features: list[FeaturePlan | None] = []  # per call (binary arguments only)
         self._by_column: list[tuple[Any, FeaturePlan | None]] = []
         self._columns = np.zeros(0, dtype=np.int64)  # their placeholder columns
+        # for the log line of each finished statement (call_log.py)
+        self.model_names = tuple(sorted({b.entry.model_name for b in models.values()}))
 
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:

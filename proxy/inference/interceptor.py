@@ -20,6 +20,7 @@ and then
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +32,7 @@ from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
 from . import prepared_general
+from .call_log import CALLS
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
 from .extended_session import BindValues, fail, relay_owed, skip_to_sync
@@ -271,7 +273,10 @@ class InferenceInterceptor:
             # Postgres refuses DECLARE outside a block (25P01) before it runs anything
             await relay(takeover, _statement_sql(frame))
         else:
-            await self._general(plan, models, takeover)
+            started, counted = time.perf_counter(), [0]
+            if await self._general(plan, models, takeover, counted=counted):
+                CALLS.finished((b.entry.model_name for b in models.values()), counted[0],
+                               started, "general")
         takeover.send_client(p.ready_for_query(session.txstatus))
 
     async def _explain(self, plan: ExplainPlan, models, takeover: Takeover) -> None:
@@ -283,14 +288,16 @@ class InferenceInterceptor:
             await relay(takeover, str(plan.sql), position=plan.map_position)
 
     async def _general(self, plan: GeneralPlan, models, takeover: Takeover, *,
-                       final: Any = None, fill: bool = True) -> None:
+                       final: Any = None, fill: bool = True,
+                       counted: list[int] | None = None) -> bool:
         """Predictions into temporary tables, then the rewritten statement, in one
-        transaction of our own unless the client already has one open."""
+        transaction of our own unless the client already has one open; whether it
+        all succeeded. `counted[0]` adds up the rows predicted."""
         session = takeover.session
         final = final or plan
         own_transaction = session.txstatus == b"I"
         if own_transaction and not await self._quiet(takeover, "BEGIN"):
-            return
+            return False
         created = []
         ok = True
         try:
@@ -303,7 +310,7 @@ class InferenceInterceptor:
                     break
                 created.append(step)
                 if fill:
-                    ok = await self._fill(takeover, plan, index, step, models)
+                    ok = await self._fill(takeover, plan, index, step, models, counted)
                 else:  # EXPLAIN without ANALYZE: check the call, compute nothing
                     probe = await collect(takeover, str(step.probe))
                     if probe.error is not None:
@@ -324,9 +331,12 @@ class InferenceInterceptor:
                     for sql in step.drop:
                         await self._quiet(takeover, sql)
             if own_transaction:
-                await self._quiet(takeover, "COMMIT" if ok and session.txstatus == b"T" else "ROLLBACK")
+                ok = await self._quiet(takeover, "COMMIT" if ok and session.txstatus == b"T"
+                                       else "ROLLBACK") and ok
+        return ok
 
-    async def _fill(self, takeover: Takeover, plan: GeneralPlan, index: int, step, models) -> bool:
+    async def _fill(self, takeover: Takeover, plan: GeneralPlan, index: int, step, models,
+                    counted: list[int] | None = None) -> bool:
         """Run a step's input query, predict its rows batch by batch, COPY them in."""
         bound = models[(step.function.model_id, step.function.kind)]
         takeover.send_server(p.message(b"Q", p.cstr(str(step.input))))
@@ -338,6 +348,8 @@ class InferenceInterceptor:
 
         def flush() -> None:
             if rows and not failure:
+                if counted is not None:
+                    counted[0] += len(rows)
                 try:
                     copy.append(prepared_general.predicted_copy(rows, step, bound))
                 except Exception as exc:  # noqa: BLE001 - reported as this statement's error

@@ -48,6 +48,7 @@ call 0.04 / 0.05 ms.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import error_from_fields, sql_literal
 from . import small_batch
+from .call_log import CALLS
 from .pgfloat import pg_float_text
 from .pgvalues import canonical_type
 from .evaluate import BoundModel, argument_columns, copy_data_messages, copy_rows, predict, typed_arguments
@@ -251,6 +253,7 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
     session skips to Sync. `describe`: the statement is not prepared yet, learn the
     parameter types from the input queries (run with the client's declared ones)."""
     plan = prepared.plan
+    started, predicted = time.perf_counter(), [0]
     if prepared.notice:
         takeover.send_client(p.notice_response(prepared.notice))
     batch = Batch()
@@ -264,6 +267,7 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
         if failures or not isinstance(tag, int):
             return
         step = plan.steps[tag]
+        predicted[0] += len(rows)
         try:
             copies.setdefault(tag, []).append(
                 predicted_copy(rows, step, models[(step.function.model_id, step.function.kind)]))
@@ -302,4 +306,7 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
             return p.error_response(client_error(plan, failed))
 
         batch.defer(takeover, error)
+    if prepared.fill:  # predictions made (the rows then pass through as Postgres sends them)
+        CALLS.finished((b.entry.model_name for b in models.values()), predicted[0], started,
+                       "general")
     return True

@@ -16,6 +16,7 @@ over in batches so the predictor runs once per batch.
 from __future__ import annotations
 
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -24,6 +25,7 @@ import numpy as np
 
 from .. import protocol as p
 from ..errors import PgError
+from .call_log import CALLS
 
 _FIRST = (0,)  # the offsets of a run of one message
 _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
@@ -67,6 +69,11 @@ class Expectation:
     # CloseComplete; an error among them is shown as `hidden_error(raw)` makes it
     closes: int = 0
     hidden_error: Callable[[bytes], bytes] | None = None
+    # a rewritten result: when it went upstream (perf_counter), rows seen, failed
+    # (for the model-call log line when it ends, call_log.py)
+    started: float = 0.0
+    rows: int = 0
+    failed: bool = False
 
 
 def statement_error(exc: BaseException) -> PgError:
@@ -184,7 +191,8 @@ class ResponseTracker:
     def add_query(self, rewriter: RowRewriter | None,
                   map_position: Callable[[int], int] | None = None) -> None:
         """A simple Query is sent (rewritten, if `rewriter`)."""
-        self.queue.append(Expectation(QUERY, rewriter, map_position))
+        self.queue.append(Expectation(QUERY, rewriter, map_position,
+                                      started=time.perf_counter() if rewriter else 0.0))
 
     def client_message(self, msg_type: int, raw: bytes) -> bytes:
         """Note a client message on its way upstream; returns the bytes to forward."""
@@ -216,7 +224,9 @@ class ResponseTracker:
                 self.queue.append(Expectation(DESCRIBE_PORTAL, self.portals.get(name)))
         elif msg_type == p.F_EXECUTE:
             portal, _ = _cstring(body)
-            self.queue.append(Expectation(EXECUTE, self.portals.get(portal)))
+            rewriter = self.portals.get(portal)
+            self.queue.append(Expectation(EXECUTE, rewriter,
+                                          started=time.perf_counter() if rewriter else 0.0))
         elif msg_type == p.F_CLOSE:
             kind = bytes(body[:1])
             name, _ = _cstring(body, 1)
@@ -271,6 +281,7 @@ class ResponseTracker:
                 self.statements.pop(head.statement, None)  # the failed Parse made nothing
             out.append(raw)
             if kind == QUERY:
+                head.failed = True
                 return out  # the query goes on to its ReadyForQuery
             while self.queue and self.queue[0].kind != SYNC:
                 self.queue.popleft()  # the server skips to Sync
@@ -280,6 +291,8 @@ class ResponseTracker:
                 raw = head.rewriter.row_description(raw)
             if msg_type == p.B_READY_FOR_QUERY:
                 self.queue.popleft()
+                if head.rewriter is not None and not head.failed:
+                    _log_call(head)
         elif kind == DESCRIBE_STATEMENT:
             if msg_type != p.B_PARAMETER_DESCRIPTION:
                 if msg_type == p.B_ROW_DESCRIPTION and head.rewriter is not None:
@@ -292,6 +305,8 @@ class ResponseTracker:
         elif kind == EXECUTE:
             if msg_type in (p.B_COMMAND_COMPLETE, p.B_PORTAL_SUSPENDED, p.B_EMPTY_QUERY):
                 self.queue.popleft()
+                if head.rewriter is not None:
+                    _log_call(head)
         else:  # PARSE, BIND, CLOSE, SYNC: exactly one reply each
             self.queue.popleft()
         out.append(raw)
@@ -307,7 +322,9 @@ class ResponseTracker:
         """Hold a run of `count` complete DataRows of the current rewritten result
         (call only when `wants_rows()`; `starts`: their offsets in `rows`, if known);
         returns what must go out first, if anything."""
-        rewriter = self.queue[0].rewriter
+        head = self.queue[0]
+        head.rows += count
+        rewriter = head.rewriter
         out = self.flush() if self._rows and self._rows_for is not rewriter else []
         self._rows_for = rewriter
         self._rows.append(rows)
@@ -363,6 +380,11 @@ class ResponseTracker:
     def holding_bytes(self) -> int:
         """The size of the DataRows held (a batch is bounded in bytes as well as rows)."""
         return self._row_bytes
+
+
+def _log_call(head: Expectation) -> None:
+    CALLS.finished(getattr(head.rewriter, "model_names", ()), head.rows, head.started,
+                   "streaming")
 
 
 def _map_error(raw: bytes, map_position: Callable[[int], int] | None) -> bytes:

@@ -53,6 +53,7 @@ class JobRunner:
         self.worker_threads = worker_threads
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self._slots = asyncio.Semaphore(self.workers)
+        self._retired: list[asyncio.Task] = []  # slots taken out by set_workers
         self._tasks: dict[tuple[str, int], asyncio.Task] = {}
         self._procs: dict[tuple[str, int], asyncio.subprocess.Process] = {}
         self._listeners: dict[tuple[str, int], list[ProgressListener]] = {}
@@ -74,6 +75,20 @@ class JobRunner:
         task = asyncio.ensure_future(self._run(database, model_id))
         self._tasks[key] = task
         task.add_done_callback(lambda _t, key=key: self._tasks.pop(key, None))
+
+    def set_workers(self, workers: int) -> None:
+        """Run at most `workers` jobs at once from now on (SIGHUP): running jobs go on;
+        a slot given up is taken out as soon as its job ends."""
+        workers = max(1, workers)
+        for _ in range(workers - self.workers):
+            retired = self._retired.pop() if self._retired else None
+            if retired is not None and not retired.done():
+                retired.cancel()  # still waiting to take its slot out: it never will
+            else:
+                self._slots.release()
+        for _ in range(self.workers - workers):
+            self._retired.append(asyncio.ensure_future(self._slots.acquire()))
+        self.workers = workers
 
     def listen(self, database: str, model_id: int, listener: ProgressListener) -> None:
         """Tell `listener(kind, info)` about progress ("progress") and the outcome
@@ -210,6 +225,8 @@ class JobRunner:
                 log.warning("job recovery sweep retries in %.1f s", delay)
 
     async def close(self) -> None:
+        for retired in self._retired:
+            retired.cancel()
         for key, proc in list(self._procs.items()):
             if proc.returncode is None:
                 proc.terminate()  # the snapshot stays: the job resumes on next start
