@@ -205,10 +205,11 @@ def test_prob_returns_labels_and_probabilities(suite, model, table, args, mode):
 
 
 def test_named_arguments_are_refused_at_the_call(suite):
-    """Postgres: 42883 (the stubs have no parameter names); mlproxy refuses named
-    notation outright, with the cursor on the call."""
+    """The stubs carry the training columns' names, so Postgres resolves named
+    notation (and its stub says 0A000, only mlproxy evaluates it); mlproxy refuses
+    named notation outright, with the cursor on the call (a known limit)."""
     sql = "SELECT id, predict_price(rooms => rooms, area => area, city => city) FROM houses"
-    assert _direct_outcome(suite, sql).sqlstate == "42883"
+    assert _direct_outcome(suite, sql).sqlstate == "0A000"
     with suite.connect() as conn:
         for mode in ("simple-text", "extended-binary"):
             with pytest.raises(psycopg.Error) as err:
