@@ -194,8 +194,8 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
     types = declared + [0] * (len(plan.sql.params) - len(declared))
     prepared = PreparedGeneral(interceptor, plan, types, check)
     bind = takeover.peek_client() if not name else None
-    if bind is not None and bind.type == p.F_BIND:
-        values = BindValues.parse(bind.body)
+    values = _bind_values(bind) if bind is not None and bind.type == p.F_BIND else None
+    if values is not None:  # (a Bind Postgres would refuse is left for it to answer)
         if values.statement == name and len(values.values) == len(types):
             await takeover.client_message()  # the Bind, served now
             if await _fill(prepared, models, values, takeover, describe=True):
@@ -214,6 +214,15 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
         return
     prepared.learn_types(outcome)
     _forward_parse(name, prepared, takeover)
+
+
+def _bind_values(frame: Frame) -> BindValues | None:
+    """The client's Bind, or None if Postgres would refuse it: it then goes upstream
+    as sent, for Postgres' own error (the statement there has the same parameters)."""
+    try:
+        return BindValues.parse(frame.body)
+    except p.MalformedMessage:
+        return None
 
 
 def _forward_parse(name: bytes, prepared: PreparedGeneral, takeover: Takeover) -> None:
@@ -236,9 +245,9 @@ async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], Bound
     if isinstance(models, PgError):
         await fail(takeover, models)
         return
-    values = BindValues.parse(frame.body)
-    if len(values.values) != len(prepared.types):
-        session.relay_frame(frame)  # Postgres reports the count mismatch itself
+    values = _bind_values(frame)
+    if values is None or len(values.values) != len(prepared.types):
+        session.relay_frame(frame)  # Postgres reports the malformed Bind itself
         return
     if await _fill(prepared, models, values, takeover):
         session.relay_frame(frame)
