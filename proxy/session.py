@@ -988,6 +988,8 @@ class Session(asyncio.Protocol):
         for item in self._sframer.feed(data) or ():
             if item.type == B_READY_FOR_QUERY:
                 self.txstatus = bytes(item.raw[5:6])
+            elif item.type == B_ERROR:
+                self._log_server_error(item)  # (a FATAL: its close is no surprise)
             takeover._push_server(item)
         if takeover.queued_server_bytes > _TAKEOVER_QUEUE_LIMIT and not self._upstream_paused:
             self._upstream_paused = True  # a slow consumer (e.g. writing an export to disk)

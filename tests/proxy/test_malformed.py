@@ -141,3 +141,24 @@ def test_bad_type_after_an_intercepted_statement(proxy):
     assert replies[-2:] == [(b"Z", b"I"), (b"E", "FATAL", "08P01", "invalid frontend message type 1")]
     assert ("ERROR", "42704", 'model "nosuch_model" does not exist') in errors_of(replies)
     assert closed
+
+
+def test_unexpected_message_during_copy_in_an_intercepted_query(proxy, upstream):
+    """COPY FROM STDIN inside a query string the proxy splits (it holds an ML
+    statement): a message other than CopyData/CopyDone/CopyFail/Flush/Sync fails
+    the COPY and ends the connection as Postgres does (the proxy waited forever)."""
+    setup = query("CREATE TEMP TABLE copy_target (a int)")
+    copy_data = p.message(b"d", b"1\n") + SYNC + query("SELECT 1")
+    via, direct = RawConn.to_proxy(proxy), RawConn.to_upstream(upstream)
+    via.login()
+    direct.login()
+    try:
+        got = converse(via, [setup, query("SHOW MODEL ALL; COPY copy_target FROM STDIN"), copy_data, ALIVE])
+        expected = converse(direct, [setup, query("SELECT 1; COPY copy_target FROM STDIN"), copy_data, ALIVE])
+    finally:
+        via.close()
+        direct.close()
+    assert errors_of(got[0]) == errors_of(expected[0]) == [
+        ("ERROR", "08P01", "unexpected message type 0x51 during COPY from stdin"),
+        ("FATAL", "08P01", "terminating connection because protocol synchronization was lost")]
+    assert got[0][-3:] == expected[0][-3:] and got[1] and expected[1]
