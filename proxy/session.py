@@ -37,7 +37,7 @@ from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
                        F_SYNC, F_TERMINATE, FRONTEND_LIMITS)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
-                      parse_first_packet)
+                      parse_first_packet, unsupported_protocol)
 from .upstream import UpstreamUnavailable, open_upstream
 from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, ENDS_READY, READY_SHIFT, REQUEST_SHIFT,
                         UNSYNCED_CLEARED, client_chunk, server_chunk)
@@ -132,7 +132,7 @@ class Session(asyncio.Protocol):
         self.bytes_out = 0
         self.closed = asyncio.get_running_loop().create_future()
         self._buf = bytearray()  # startup packets, before the relay starts
-        self._ssl_answered = False
+        self._encryption_asked: set[int] = set()  # SSLRequest/GSSENCRequest codes answered
         self._cframer = Framer(_CLIENT_WATCH, limits=FRONTEND_LIMITS,
                                assemble_limit=self.config.intercept_limit)
         self._sframer = Framer(_SERVER_WATCH)
@@ -224,36 +224,22 @@ class Session(asyncio.Protocol):
         while self.state is State.STARTUP:
             try:
                 packet, used = parse_first_packet(self._buf)
-            except ProtocolViolation as err:
+            except PgError as err:
                 self._fatal(err)
                 return
             if packet is None:
                 return
             del self._buf[:used]
-            if isinstance(packet, SSLRequest):
-                if self._ssl_answered:
-                    self._fatal(ProtocolViolation("duplicate SSLRequest"))
+            if isinstance(packet, (SSLRequest, GSSENCRequest)):
+                if not self._encryption_request(packet):
                     return
-                self._ssl_answered = True
-                if self.server.ssl_context is None:
-                    self.client.write(b"N")
-                    continue
-                if self._buf:
-                    # Bytes sent before the TLS handshake could be injected by a man
-                    # in the middle (CVE-2021-23214): refuse them.
-                    self._fatal(ProtocolViolation(
-                        "received unencrypted data after SSL request"))
-                    return
-                self.client.write(b"S")
-                self._pause_client_reading("tls")
-                self._spawn(self._start_tls())
-                return
-            if isinstance(packet, GSSENCRequest):
-                self.client.write(b"N")
                 continue
             if isinstance(packet, CancelRequest):
                 self._spawn(self._forward_cancel(packet))
                 self.state = State.CLOSED
+                return
+            if self.config.tls_required and self.client.get_extra_info("ssl_object") is None:
+                self._fatal(_tls_required_error(self.client, packet))
                 return
             self.startup = packet
             self.database = packet.database
@@ -263,6 +249,36 @@ class Session(asyncio.Protocol):
             self._pause_client_reading("connecting")
             self._spawn(self._connect_upstream(packet))
             return
+
+    def _encryption_request(self, packet: SSLRequest | GSSENCRequest) -> bool:
+        """Answer an SSLRequest or GSSENCRequest as Postgres does; False when the
+        session is closed or switching to TLS (no more packets to read now)."""
+        ssl_request = isinstance(packet, SSLRequest)
+        code = protocol.SSL_REQUEST_CODE if ssl_request else protocol.GSSENC_REQUEST_CODE
+        if code in self._encryption_asked:  # Postgres reads it as a protocol version
+            self._fatal(unsupported_protocol(code))
+            return False
+        self._encryption_asked.add(code)
+        tls = ssl_request and self.server.ssl_context is not None
+        if self._buf:
+            # Bytes sent before the answer could have been injected by a man in the
+            # middle (CVE-2021-23214): Postgres answers, then refuses them.
+            if not tls:
+                self.client.write(b"N")
+            self._fatal(PgError(
+                errors.PROTOCOL_VIOLATION,
+                "received unencrypted data after "
+                + ("SSL request" if ssl_request else "GSSAPI encryption request"),
+                detail="This could be either a client-software bug or evidence of an "
+                       "attempted man-in-the-middle attack.", severity="FATAL"))
+            return False
+        if not tls:
+            self.client.write(b"N")
+            return True
+        self.client.write(b"S")
+        self._pause_client_reading("tls")
+        self._spawn(self._start_tls())
+        return False
 
     async def _start_tls(self) -> None:
         loop = asyncio.get_running_loop()
@@ -1151,6 +1167,18 @@ class _CancelSink(asyncio.Protocol):
             await asyncio.wait_for(asyncio.shield(self._closed), timeout)
         except TimeoutError:
             pass
+
+
+def _tls_required_error(client: asyncio.Transport, packet: StartupMessage) -> PgError:
+    """What a plaintext client of a proxy run with --tls-required gets: the FATAL
+    Postgres gives where pg_hba.conf only has hostssl lines."""
+    peer = client.get_extra_info("peername")
+    host = peer[0] if isinstance(peer, tuple) else "[local]"
+    return PgError(errors.INVALID_AUTHORIZATION_SPECIFICATION,
+                   f'mlproxy accepts only TLS connections: host "{host}", user "{packet.user}", '
+                   f'database "{packet.database}", no encryption',
+                   hint="Connect with sslmode=require (mlproxy runs with --tls-required).",
+                   severity="FATAL")
 
 
 def _pump_descriptors(pump, client: asyncio.Transport,
