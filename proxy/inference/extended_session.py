@@ -70,12 +70,6 @@ def close_scratch() -> bytes:
     return p.message(b"C", b"P" + SCRATCH + b"\x00") + p.message(b"C", b"S" + SCRATCH + b"\x00")
 
 
-def parse_types(tail: bytes) -> list[int]:
-    """The parameter type OIDs at the end of a Parse message body."""
-    (count,) = struct.unpack_from("!H", tail)
-    return list(struct.unpack_from(f"!{count}I", tail, 2))
-
-
 @dataclass
 class BindValues:
     """The parameters of a client's Bind: one format code and one value each."""

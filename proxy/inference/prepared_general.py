@@ -62,7 +62,7 @@ from . import small_batch
 from .pgfloat import pg_float_text
 from .pgvalues import canonical_type
 from .evaluate import BoundModel, argument_columns, copy_data_messages, copy_rows, predict, typed_arguments
-from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, parse_types, relay_owed,
+from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, relay_owed,
                                skip_to_sync)
 from .rewrite import ArgColumn, ExplainPlan, GeneralPlan, InferenceStep
 from .rows import DataRowBatch
@@ -186,8 +186,8 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
     statement: if that execution fails, the statement must exist all the same, as
     Postgres would have prepared it before the Bind failed.)"""
     session = takeover.session
-    name, _sql, tail = p.parse_message_parts(frame.body)
-    declared = parse_types(tail)
+    parsed = p.decode_parse(frame.body)
+    name, declared = parsed.name, list(parsed.types)
     if not await relay_owed(takeover):
         await skip_to_sync(takeover)  # Postgres ignores the Parse: so does mlproxy
         return

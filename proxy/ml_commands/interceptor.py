@@ -72,8 +72,7 @@ class MLInterceptor:
         cached, takeover.session.ml_parse = takeover.session.ml_parse, None
         parsed = cached[1] if cached and cached[0] is frame else None
         if parsed is None:
-            parsed = parse_statements((p.query_text(frame.body) if frame.type == p.F_QUERY
-                                       else p.parse_message_parts(frame.body)[1]).decode())
+            parsed = parse_statements(p.statement_text(frame.type, frame.raw).decode())
         if frame.type == p.F_QUERY:
             await self._simple(parsed, takeover)
         else:

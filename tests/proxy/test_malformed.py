@@ -162,3 +162,21 @@ def test_unexpected_message_during_copy_in_an_intercepted_query(proxy, upstream)
         ("ERROR", "08P01", "unexpected message type 0x51 during COPY from stdin"),
         ("FATAL", "08P01", "terminating connection because protocol synchronization was lost")]
     assert got[0][-3:] == expected[0][-3:] and got[1] and expected[1]
+
+
+def test_nothing_escapes_a_session(proxy, upstream):
+    """After the reproductions (run again here), the proxy's log has no exception
+    that escaped a session (asyncio's reports of them) and no last-resort catch."""
+    for writes in ([query("select 1") + NO_NUL_PARSE + query("select 2") + TERMINATE],
+                   [raw_message(b"Q", b"show model pm"), ALIVE],
+                   [query("show model nosuch_model") + b"\x01"],
+                   [parse("drop model if exists nosuch_model", "m1")
+                    + raw_message(b"B", b"\x00m1\x00\x00\x00\x00\x00\x7f\xff") + SYNC, ALIVE]):
+        conn = RawConn.to_proxy(proxy)
+        conn.login()
+        converse(conn, writes)
+        conn.close()
+    log = proxy.read_log()
+    for sign in ("Task exception was never retrieved", "Exception in callback", "Fatal error: protocol",
+                 "internal error while", "Traceback"):
+        assert sign not in log
