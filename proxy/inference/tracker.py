@@ -119,11 +119,14 @@ class ResponseTracker:
     def bind_interceptor(self, raw: bytes | memoryview):
         """The interceptor that must see this Bind before it goes upstream (a prepared
         statement whose model predictions are computed per execution), or None."""
+        body = memoryview(raw)[5:]
         try:
-            bind = p.decode_bind(memoryview(raw)[5:])
+            interceptor = getattr(self.statements.get(p.bind_names(body)[1]), "interceptor", None)
+            if interceptor is not None:
+                p.decode_bind(body)
         except p.MalformedMessage:
             return None  # goes upstream as sent: Postgres refuses it with its own error
-        return getattr(self.statements.get(bind.statement), "interceptor", None)
+        return interceptor
 
     @property
     def discarding(self) -> bool:
@@ -201,14 +204,14 @@ class ResponseTracker:
             self.statements.pop(name, None)  # re-preparing a name replaces it
             self.queue.append(Expectation(PARSE))
         elif msg_type == p.F_BIND:
-            bind = p.decode_bind(body)
-            plan = self.statements.get(bind.statement)
-            if plan is None:
-                self.portals.pop(bind.portal, None)
+            portal, statement = p.bind_names(body)
+            plan = self.statements.get(statement)
+            if plan is None:  # (the rest is Postgres' to judge)
+                self.portals.pop(portal, None)
                 self.queue.append(Expectation(BIND))
-            else:
+            else:  # the plan reads the whole Bind, validated
                 new_body, rewriter = plan.bind(bytes(body))
-                self.portals[bind.portal] = rewriter
+                self.portals[portal] = rewriter
                 self.queue.append(Expectation(BIND))
                 raw = p.message(b"B", new_body)
         elif msg_type == p.F_DESCRIBE:

@@ -35,17 +35,36 @@ def comparable(replies: list[tuple[bytes, bytes]]) -> list[tuple]:
     return out
 
 
-def converse(conn: RawConn, writes: list[bytes], settle: float = 0.5) -> tuple[list, bool]:
+def converse(conn: RawConn, writes: list[bytes], settle: float = 0.5,
+             expect: list[int] | None = None) -> tuple[list, bool]:
     """Send each write, reading what comes after it (until EOF or `settle` seconds
-    of silence); the replies, and whether the connection is closed at the end."""
-    replies = []
-    for data in writes:
+    of silence; but first, if `expect` says how many replies the write got from
+    Postgres, that many, however slowly they come); the replies, and whether the
+    connection is closed at the end."""
+    replies, closed = converse_per_write(conn, writes, settle, expect)
+    return [r for per_write in replies for r in per_write], closed
+
+
+def converse_per_write(conn: RawConn, writes: list[bytes], settle: float = 0.5,
+                       expect: list[int] | None = None) -> tuple[list[list], bool]:
+    replies: list[list] = []
+    for index, data in enumerate(writes):
         try:
             conn.send(data)
         except (BrokenPipeError, ConnectionResetError):
             break
-        replies += conn.read_all(settle)
-    return comparable(replies), conn.is_closed(0.2)
+        got: list = []
+        for _ in range(expect[index] if expect and index < len(expect) else 0):
+            try:
+                msg = conn.read_message()
+            except (ConnectionResetError, OSError):
+                msg = None
+            if msg is None:
+                break
+            got.append(msg)
+        got += conn.read_all(settle)
+        replies.append(comparable(got))
+    return replies, conn.is_closed(0.2)
 
 
 def same_as_postgres(via: RawConn, direct: RawConn, writes: list[bytes]) -> list:
@@ -53,13 +72,13 @@ def same_as_postgres(via: RawConn, direct: RawConn, writes: list[bytes]) -> list
     direct.login()
     via.login()
     try:
-        expected = converse(direct, writes)
-        got = converse(via, writes)
+        expected, expected_closed = converse_per_write(direct, writes)
+        got, got_closed = converse_per_write(via, writes, expect=[len(r) for r in expected])
     finally:
         direct.close()
         via.close()
-    assert got == expected
-    return expected[0]
+    assert (got, got_closed) == (expected, expected_closed)
+    return [r for per_write in expected for r in per_write]
 
 
 def errors_of(replies: list) -> list[tuple]:
@@ -120,9 +139,9 @@ def test_utility_statement_of_the_proxy_refuses_what_postgres_refuses(bad, proxy
     via.login()
     direct.login()
     try:
-        got = converse(via, [parse("drop model if exists nosuch_model", "m1") + bad + execute() + SYNC,
-                             ALIVE])
         expected = converse(direct, [parse("select 1", "m1") + bad + execute() + SYNC, ALIVE])
+        got = converse(via, [parse("drop model if exists nosuch_model", "m1") + bad + execute() + SYNC,
+                             ALIVE], expect=[1, 4])
     finally:
         via.close()
         direct.close()
@@ -137,7 +156,7 @@ def test_bad_type_after_an_intercepted_statement(proxy):
     answered the messages in front of it)."""
     conn = RawConn.to_proxy(proxy)
     conn.login()
-    replies, closed = converse(conn, [query("show model nosuch_model") + b"\x01"])
+    replies, closed = converse(conn, [query("show model nosuch_model") + b"\x01"], expect=[3])
     assert replies[-2:] == [(b"Z", b"I"), (b"E", "FATAL", "08P01", "invalid frontend message type 1")]
     assert ("ERROR", "42704", 'model "nosuch_model" does not exist') in errors_of(replies)
     assert closed
@@ -153,7 +172,8 @@ def test_unexpected_message_during_copy_in_an_intercepted_query(proxy, upstream)
     via.login()
     direct.login()
     try:
-        got = converse(via, [setup, query("SHOW MODEL ALL; COPY copy_target FROM STDIN"), copy_data, ALIVE])
+        got = converse(via, [setup, query("SHOW MODEL ALL; COPY copy_target FROM STDIN"), copy_data, ALIVE],
+                       expect=[2, 1, 2])
         expected = converse(direct, [setup, query("SELECT 1; COPY copy_target FROM STDIN"), copy_data, ALIVE])
     finally:
         via.close()

@@ -9,7 +9,7 @@ import pytest
 
 from proxy import protocol as p
 from tests.proxy.test_conformance import SYNC, execute, parse, query
-from tests.proxy.test_malformed import converse, errors_of
+from tests.proxy.test_malformed import converse, converse_per_write, errors_of
 from tests.support.wire import RawConn
 
 from .conftest import DATABASE
@@ -28,14 +28,14 @@ def compare(suite, upstream, writes: list[bytes]) -> list:
     direct.login(database=DATABASE)
     via.login(database=DATABASE)
     try:
-        expected = converse(direct, writes)
-        got = converse(via, writes)
+        expected = converse_per_write(direct, writes)
+        got = converse_per_write(via, writes, expect=[len(r) for r in expected[0]])
     finally:
         direct.close()
         via.close()
     assert got == expected
     assert not got[1]  # the session goes on
-    return got[0]
+    return [r for per_write in got[0] for r in per_write]
 
 
 CASES = {
@@ -95,7 +95,7 @@ def test_prediction_still_served_after_a_malformed_bind(suite):
         replies, closed = converse(via, [
             parse(STREAMING, "s1") + SYNC,
             bind_raw(b"\x00s1\x00\x00\x00\x00\x00\x7f\xff") + execute() + SYNC,
-            bind_raw(b"\x00s1\x00\x00\x00\x00\x00\x00\x00") + execute() + SYNC])
+            bind_raw(b"\x00s1\x00\x00\x00\x00\x00\x00\x00") + execute() + SYNC], expect=[2, 2, 6])
     finally:
         via.close()
     rows = [r for r in replies if r[0] == b"D"]
