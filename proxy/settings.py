@@ -178,7 +178,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_key", _existing_file, None, "PEM private key for tls_cert",
             metavar="PEM", on_change="reload"),
     Setting("tls_required", _bool, False,
-            "refuse clients that do not use TLS (needs tls_cert)"),
+            "refuse clients that do not use TLS (FATAL 28000, as Postgres' hostssl-only "
+            "pg_hba.conf); needs tls_cert"),
     Setting("shutdown_grace", _float, 10.0,
             "on SIGINT/SIGTERM, how long in-flight queries may run", metavar="SECONDS",
             minimum=0, on_change="reload"),

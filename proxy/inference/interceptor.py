@@ -35,7 +35,7 @@ from . import prepared_general
 from .call_log import CALLS
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
-from .extended_session import BindValues, fail, relay_owed, skip_to_sync
+from .extended_session import fail, relay_owed, skip_to_sync
 from .registry import PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry, function_signature
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
@@ -483,7 +483,12 @@ class InferenceInterceptor:
         """A Bind of a prepared general-path statement: its models as they are now
         (one dropped or retrained since the Parse is this execution's error)."""
         session = takeover.session
-        prepared = session.tracker.statements[BindValues.parse(frame.body).statement]
+        tracker = session.tracker
+        names = p.bind_names(frame.body)  # the tracker handed over a Bind it decoded
+        prepared = tracker.statements.get(names[1]) if tracker is not None else None
+        if prepared is None:  # its Parse failed meanwhile: Postgres answers the Bind
+            session.relay_frame(frame)
+            return
         database = session.startup.database
         calls = _called(prepared.plan)
         try:
@@ -504,11 +509,21 @@ def _statement_sql(frame: Frame) -> str:
     """The statement's text. mlproxy parses and rewrites it as UTF-8 (and sends the
     rewritten text as UTF-8), so another client_encoding's bytes get Postgres' error
     for an invalid byte sequence, not a garbled statement."""
+    text = p.statement_text(frame.type, frame.raw)
     try:
-        return p.statement_text(frame.type, frame.raw).decode()
-    except UnicodeDecodeError:
-        raise PgError(CHARACTER_NOT_IN_REPERTOIRE, 'invalid byte sequence for encoding "UTF8" in a statement '
-                      "that mentions a model function", hint=UTF8_HINT) from None
+        return text.decode()
+    except UnicodeDecodeError as exc:
+        raise PgError(CHARACTER_NOT_IN_REPERTOIRE,
+                      f'invalid byte sequence for encoding "UTF8": {_bad_sequence(text, exc.start)}',
+                      hint=UTF8_HINT) from None
+
+
+def _bad_sequence(text: bytes, start: int) -> str:
+    """The bytes Postgres names in its error for invalid UTF-8 (report_invalid_encoding):
+    the sequence its lead byte announces, as far as the text goes."""
+    lead = text[start]
+    length = 2 if lead & 0xE0 == 0xC0 else 3 if lead & 0xF0 == 0xE0 else 4 if lead & 0xF8 == 0xF0 else 1
+    return " ".join(f"0x{b:02x}" for b in text[start:start + length])
 
 
 def _session_state(session) -> dict[str, Any]:
