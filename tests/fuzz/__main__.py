@@ -1,0 +1,102 @@
+"""`python -m tests.fuzz`: run the mutation fuzzer and print the summary by class.
+
+    python -m tests.fuzz --cases 20000 [--start 0] [--time-limit 3600] [--summary out.md]
+    python -m tests.fuzz --seed model_psycopg_where --case 123     # one case, in full
+
+It starts an embedded Postgres and a proxy of its own in a temporary directory
+(or uses --pg-uri), trains the fuzz model, and runs the cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.servers import start_embedded
+
+from .env import start_env
+from .runner import Fuzzer, make_case, run_case, schedule, load_seeds
+from .oracle import classify, normalise, seed_kind
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzz")
+    parser.add_argument("--cases", type=int, default=1000)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
+    parser.add_argument("--seed", help="run one case of this seed (with --case)")
+    parser.add_argument("--case", type=int, default=-1)
+    parser.add_argument("--summary", type=Path, help="write the summary (markdown) here")
+    parser.add_argument("--failures", type=Path, help="write the failing cases (JSON) here")
+    parser.add_argument("--pg-uri", help="an existing Postgres (default: an embedded one)")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="mlproxy-fuzz-") as tmp:
+        pg = None
+        uri = args.pg_uri
+        if not uri:
+            pg = start_embedded(Path(tmp) / "pg")
+            uri = pg.uri
+        env = start_env(uri, Path(tmp) / "data")
+        try:
+            if args.seed:
+                return _one(env, args.seed, args.case)
+            return _many(env, args)
+        finally:
+            env.proxy.stop()
+            if pg:
+                pg.stop()
+
+
+def _one(env, seed: str, number: int) -> int:
+    seeds = load_seeds()
+    case = make_case(seeds, seed, number)
+    print(f"{seed}#{number}: {'; '.join(case.steps) or 'unmutated'}")
+    print(f"writes: {[c.hex() for c in case.chunks()]}")
+    fuzzer = Fuzzer(env, seeds)
+    pg, px = asyncio.run(run_case(env, case, fuzzer.timeouts.slow()))
+    kind = seed_kind(seed)
+    print(f"postgres: {pg.summary(100)}\nmlproxy:  {px.summary(100)}")
+    print(f"class: {classify(pg, px, kind)}")
+    for side, t in (("postgres", pg), ("mlproxy", px)):
+        print(f"-- {side} normalised:")
+        for m in normalise(t, kind):
+            print("  ", m)
+    return 0
+
+
+def _many(env, args) -> int:
+    fuzzer = Fuzzer(env)
+    cases = schedule(fuzzer.seeds, args.cases, args.start)
+    deadline = time.monotonic() + args.time_limit if args.time_limit else None
+    started = time.monotonic()
+
+    def progress(report) -> None:
+        print(f"{report.ran} cases, {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+
+    report = asyncio.run(fuzzer.run(cases, args.concurrency, deadline, progress))
+    text = report.table()
+    text += f"\n\nwall time: {time.monotonic() - started:.0f}s"
+    print(text)
+    for result in report.failures:
+        print(result.describe())
+    if args.summary:
+        body = [text, "", "## Every differing case", ""]
+        body += ["```", *(r.describe() for r in report.failures), "```"]
+        args.summary.write_text("\n".join(body) + "\n")
+    if args.failures:
+        args.failures.write_text(json.dumps(
+            [{"seed": r.seed, "case": r.case, "class": r.klass, "steps": r.steps,
+              "postgres": r.postgres, "mlproxy": r.mlproxy, "log": r.log}
+             for r in report.failures], indent=1))
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
