@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tests.support.servers import start_embedded
 
+from . import corpus
 from .env import start_env
 from .runner import Fuzzer, make_case, run_case, schedule, load_seeds
 from .oracle import classify, normalise, seed_kind
@@ -29,12 +30,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--alone", type=int, default=40,
+                        help="differing cases to run again alone, to tie log tracebacks to them")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--seed", help="run one case of this seed (with --case)")
     parser.add_argument("--case", type=int, default=-1)
     parser.add_argument("--summary", type=Path, help="write the summary (markdown) here")
     parser.add_argument("--failures", type=Path, help="write the failing cases (JSON) here")
     parser.add_argument("--pg-uri", help="an existing Postgres (default: an embedded one)")
+    parser.add_argument("--add-to-corpus", metavar="NAME",
+                        help="with --seed/--case: keep the case in tests/fuzz/corpus as NAME")
+    parser.add_argument("--cause", default="", help="with --add-to-corpus: the function at fault")
+    parser.add_argument("--open", default=None,
+                        help="with --add-to-corpus: why the proxy still fails it (an xfail)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="mlproxy-fuzz-") as tmp:
@@ -46,7 +54,7 @@ def main(argv: list[str]) -> int:
         env = start_env(uri, Path(tmp) / "data")
         try:
             if args.seed:
-                return _one(env, args.seed, args.case)
+                return _one(env, args.seed, args.case, args)
             return _many(env, args)
         finally:
             env.proxy.stop()
@@ -54,7 +62,7 @@ def main(argv: list[str]) -> int:
                 pg.stop()
 
 
-def _one(env, seed: str, number: int) -> int:
+def _one(env, seed: str, number: int, args) -> int:
     seeds = load_seeds()
     case = make_case(seeds, seed, number)
     print(f"{seed}#{number}: {'; '.join(case.steps) or 'unmutated'}")
@@ -68,6 +76,10 @@ def _one(env, seed: str, number: int) -> int:
         print(f"-- {side} normalised:")
         for m in normalise(t, kind):
             print("  ", m)
+    if args.add_to_corpus:
+        corpus.add(args.add_to_corpus, seed, number, case, classify(pg, px, kind), args.cause,
+                   args.open)
+        print(f"added to {corpus.CORPUS}")
     return 0
 
 
@@ -80,7 +92,7 @@ def _many(env, args) -> int:
     def progress(report) -> None:
         print(f"{report.ran} cases, {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
-    report = asyncio.run(fuzzer.run(cases, args.concurrency, deadline, progress))
+    report = asyncio.run(fuzzer.run(cases, args.concurrency, deadline, progress, args.alone))
     text = report.table()
     text += f"\n\nwall time: {time.monotonic() - started:.0f}s"
     print(text)

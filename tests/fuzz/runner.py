@@ -30,6 +30,21 @@ CRASH = re.compile(r"Traceback \(most recent call last\)|Task exception was neve
                    r"|Exception in callback|unhandled exception", re.I)
 
 
+def traceback_causes(log: str) -> Counter:
+    """The log's tracebacks by where they were raised: the innermost frame of the
+    project's own code and the exception (numbers blanked), with how many."""
+    causes: Counter = Counter()
+    for block in re.split(r"\n(?=\d{4}-\d\d-\d\d )", log):
+        if "Traceback (most recent call last)" not in block:
+            continue
+        lines = [line.strip() for line in block.splitlines() if line.strip()]
+        frames = [line for line in lines if line.startswith("File ") and "/proxy/" in line]
+        where = re.sub(r'File ".*?/(proxy/[^"]+)", line (\d+), in (\S+)', r"\1:\2 \3",
+                       frames[-1]) if frames else "?"
+        causes[(where, re.sub(r"\d+", "N", lines[-1])[:120])] += 1
+    return causes
+
+
 def load_seeds() -> dict[str, bytes]:
     return {path.stem: path.read_bytes() for path in sorted(SEEDS.glob("*.bin"))}
 
@@ -56,6 +71,7 @@ class Result:
     mlproxy: str = ""
     log: str = ""
     crash: bool | None = None  # whether it logged a traceback, when run alone (None: not run alone)
+    causes: list[str] = field(default_factory=list)  # where those tracebacks were raised
 
     def reproduce(self) -> str:
         return f"python -m tests.fuzz --seed {self.seed} --case {self.case}"
@@ -64,7 +80,7 @@ class Result:
         crash = {None: "", True: " + traceback in the log", False: ""}[self.crash]
         return (f"[{self.klass}{crash}] {self.seed}#{self.case}: {'; '.join(self.steps) or 'unmutated'}\n"
                 f"    postgres: {self.postgres}\n    mlproxy:  {self.mlproxy}"
-                + (f"\n    log: {self.log[:600]}" if self.log else "")
+                + "".join(f"\n    traceback at {cause}" for cause in self.causes)
                 + f"\n    reproduce: {self.reproduce()}")
 
 
@@ -169,8 +185,9 @@ class Fuzzer:
         new, self.log_offset = text[self.log_offset:], len(text)
         return new
 
-    async def one(self, seed: str, number: int, timeouts: Timeouts | None = None) -> Result:
-        case = make_case(self.seeds, seed, number)
+    async def one(self, seed: str, number: int, timeouts: Timeouts | None = None,
+                  case: Case | None = None) -> Result:
+        case = case or make_case(self.seeds, seed, number)
         timeouts = timeouts or self.timeouts
         try:
             pg, px = await run_case(self.env, case, timeouts)
@@ -182,13 +199,15 @@ class Fuzzer:
         klass = classify(pg, px, seed_kind(seed))
         return Result(seed, number, klass, case.steps, pg.summary(), px.summary())
 
-    async def alone(self, result: Result) -> Result:
-        """Run a case again by itself and read the proxy's log for it alone."""
+    async def alone(self, result: Result, case: Case | None = None) -> Result:
+        """Run a case (again) by itself and read the proxy's log for it alone."""
         await asyncio.sleep(0.2)
         self._new_log()
-        again = await self.one(result.seed, result.case, self.timeouts.slow())
+        again = await self.one(result.seed, result.case, self.timeouts.slow(), case)
         await asyncio.sleep(0.3)
-        crash = [line for line in self._new_log().splitlines() if CRASH.search(line)]
+        new = self._new_log()
+        crash = [line for line in new.splitlines() if CRASH.search(line)]
+        again.causes = [f"{where}: {exc}" for where, exc in traceback_causes(new)]
         again.crash = bool(crash) or not self.env.proxy.alive()
         again.log = "\n".join(crash) or ("" if self.env.proxy.alive() else "the proxy process died")
         if not self.env.proxy.alive() and self.restart:
@@ -210,7 +229,9 @@ class Fuzzer:
                 seed, number = queue.pop()
                 result = await self.one(seed, number)
                 report.ran += 1
-                report.tracebacks += len(CRASH.findall(self._new_log()))
+                new = self._new_log()
+                report.tracebacks += len(CRASH.findall(new))
+                report.causes.update(traceback_causes(new))
                 if result.klass:
                     suspects.append(result)
                 if progress and report.ran % 500 == 0:
@@ -225,7 +246,9 @@ class Fuzzer:
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         await asyncio.gather(*(confirm() for _ in range(concurrency)))
-        report.tracebacks += len(CRASH.findall(self._new_log()))
+        new = self._new_log()
+        report.tracebacks += len(CRASH.findall(new))
+        report.causes.update(traceback_causes(new))
         report.failures.sort(key=lambda r: (r.seed, r.case))
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(report.failures):
@@ -237,7 +260,8 @@ class Fuzzer:
                     picked.append(members.pop(0))
         for i in sorted(picked):
             again = await self.alone(report.failures[i])
-            report.failures[i].crash, report.failures[i].log = again.crash, again.log
+            failure = report.failures[i]
+            failure.crash, failure.log, failure.causes = again.crash, again.log, again.causes
         return report
 
 
@@ -247,6 +271,7 @@ class Report:
     failures: list[Result] = field(default_factory=list)
     flaky: list[Result] = field(default_factory=list)
     tracebacks: int = 0  # tracebacks / escaped task exceptions in the proxy's log
+    causes: Counter = field(default_factory=Counter)  # traceback_causes of the log
 
     def by_class(self) -> Counter:
         return Counter(r.klass for r in self.failures)
@@ -263,6 +288,19 @@ class Report:
         for klass in CLASSES:
             lines.append(f"| {klass} | {counts.get(klass, 0)} | {alone.get(klass, 0)} "
                          f"| {crashed.get(klass, 0)} |")
+        if self.causes:
+            lines += ["", "| tracebacks in the proxy's log: where | exception | count |",
+                      "|---|---|---|"]
+            lines += [f"| {where} | {exc} | {n} |" for (where, exc), n in self.causes.most_common()]
+        examples: dict[str, list[Result]] = {}
+        for r in self.failures:
+            for cause in sorted(set(r.causes)) or ([] if r.crash is None else [f"no traceback: {r.klass}"]):
+                examples.setdefault(cause, []).append(r)
+        if examples:
+            lines += ["", "| cases run alone, by cause | cases | a reproduction |",
+                      "|---|---|---|"]
+            for cause, rs in sorted(examples.items(), key=lambda kv: -len(kv[1])):
+                lines.append(f"| {cause} | {len(rs)} | `{rs[0].reproduce()}` |")
         by_seed = Counter(r.seed for r in self.failures)
         if by_seed:
             lines += ["", "| seed | differing cases |", "|---|---|"]
