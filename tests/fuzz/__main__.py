@@ -21,7 +21,7 @@ from tests.support.servers import start_embedded
 
 from . import corpus
 from .env import start_env
-from .runner import Fuzzer, make_case, run_case, schedule, load_seeds
+from .runner import Fuzzer, Result, make_case, run_case, schedule, load_seeds
 from .oracle import classify, normalise, seed_kind
 
 
@@ -37,6 +37,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--case", type=int, default=-1)
     parser.add_argument("--summary", type=Path, help="write the summary (markdown) here")
     parser.add_argument("--failures", type=Path, help="write the failing cases (JSON) here")
+    parser.add_argument("--triage", type=Path, metavar="FAILURES_JSON",
+                        help="run up to --alone of these failing cases alone (spread over seeds "
+                             "and classes) and print them grouped by traceback cause")
     parser.add_argument("--pg-uri", help="an existing Postgres (default: an embedded one)")
     parser.add_argument("--add-to-corpus", metavar="NAME",
                         help="with --seed/--case: keep the case in tests/fuzz/corpus as NAME")
@@ -55,6 +58,8 @@ def main(argv: list[str]) -> int:
         try:
             if args.seed:
                 return _one(env, args.seed, args.case, args)
+            if args.triage:
+                return _triage(env, args)
             return _many(env, args)
         finally:
             env.proxy.stop()
@@ -80,6 +85,39 @@ def _one(env, seed: str, number: int, args) -> int:
         corpus.add(args.add_to_corpus, seed, number, case, classify(pg, px, kind), args.cause,
                    args.open)
         print(f"added to {corpus.CORPUS}")
+    return 0
+
+
+def _triage(env, args) -> int:
+    failures = json.loads(args.triage.read_text())
+    groups: dict[tuple, list[dict]] = {}
+    for f in failures:
+        groups.setdefault((f["seed"], f["class"]), []).append(f)
+    picked: list[dict] = []
+    while len(picked) < args.alone and any(groups.values()):
+        for members in groups.values():
+            if members and len(picked) < args.alone:
+                picked.append(members.pop(0))
+    fuzzer = Fuzzer(env)
+
+    async def run_all():
+        out = []
+        for f in picked:
+            result = await fuzzer.alone(Result(f["seed"], f["case"], None, []))
+            out.append(result)
+        return out
+
+    results = asyncio.run(run_all())
+    by_cause: dict[str, list] = {}
+    for r in results:
+        size = len(make_case(fuzzer.seeds, r.seed, r.case).data)
+        for cause in sorted(set(r.causes)) or [f"no traceback: {r.klass}"]:
+            by_cause.setdefault(cause, []).append((size, r))
+    for cause, rs in sorted(by_cause.items(), key=lambda kv: -len(kv[1])):
+        rs.sort(key=lambda sr: sr[0])
+        print(f"== {cause}: {len(rs)} of {len(results)}")
+        for size, r in rs[:3]:
+            print(f"  {size} bytes: " + r.describe().replace("\n", "\n  "))
     return 0
 
 
