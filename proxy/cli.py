@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                             f"(default {default_data_dir()}; env MLPROXY_DATA_DIR)")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate: terminate TLS at the proxy")
     serve.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    serve.add_argument("--tls-required", action="store_true",
+                       default=os.environ.get("MLPROXY_TLS_REQUIRED", "").lower() in ("1", "true", "yes", "on"),
+                       help="refuse clients that do not use TLS (FATAL 28000, as Postgres' "
+                            "hostssl-only pg_hba.conf); needs --tls-cert (env MLPROXY_TLS_REQUIRED=1)")
     serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="SECONDS",
                        help="on SIGINT/SIGTERM, how long in-flight queries may run (default 10)")
     serve.add_argument("--workers", type=int, default=int(os.environ.get("MLPROXY_WORKERS", "1")),
@@ -85,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.tls_key and not args.tls_cert:
         print("mlproxy: --tls-key needs --tls-cert", file=sys.stderr)
         return 2
+    if args.tls_required and not args.tls_cert:
+        print("mlproxy: --tls-required needs --tls-cert (and --tls-key)", file=sys.stderr)
+        return 2
     config = Config(listen_host=args.listen[0], listen_port=args.listen[1],
                     data_dir=args.data_dir or default_data_dir(),
-                    tls_cert=args.tls_cert, tls_key=args.tls_key,
+                    tls_cert=args.tls_cert, tls_key=args.tls_key, tls_required=args.tls_required,
                     shutdown_grace=args.shutdown_grace, log_level=args.log_level,
                     training_workers=max(1, args.workers), relay=args.relay)
     if args.upstream:

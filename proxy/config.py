@@ -76,6 +76,7 @@ class Config:
     data_dir: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_required: bool = False  # refuse clients that do not switch to TLS
     shutdown_grace: float = 10.0
     connect_timeout: float = 10.0
     # A client must complete its first packet(s) within this time, like the

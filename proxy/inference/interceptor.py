@@ -33,7 +33,7 @@ from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_li
 from . import prepared_general
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
-from .extended_session import BindValues, fail, relay_owed, skip_to_sync
+from .extended_session import fail, relay_owed, skip_to_sync
 from .registry import DatabaseModels, ModelEntry, ModelRegistry, function_signature
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
@@ -471,7 +471,12 @@ class InferenceInterceptor:
         """A Bind of a prepared general-path statement: its models as they are now
         (one dropped or retrained since the Parse is this execution's error)."""
         session = takeover.session
-        prepared = session.tracker.statements[BindValues.parse(frame.body).statement]
+        tracker = session.tracker
+        names = p.bind_names(frame.body)  # the tracker handed over a Bind it decoded
+        prepared = tracker.statements.get(names[1]) if tracker is not None else None
+        if prepared is None:  # its Parse failed meanwhile: Postgres answers the Bind
+            session.relay_frame(frame)
+            return
         database = session.startup.database
         calls = _called(prepared.plan)
         try:

@@ -92,12 +92,6 @@ def expectation_kind(msg_type: int, first_byte: int = 0) -> int:
     return CLOSE
 
 
-def _cstring(body: bytes | memoryview, start: int = 0) -> tuple[bytes, int]:
-    raw = bytes(body)
-    end = raw.index(b"\x00", start)
-    return raw[start:end], end + 1
-
-
 class ResponseTracker:
     """Matches replies to requests for a session with rewritten statements."""
 
@@ -126,9 +120,13 @@ class ResponseTracker:
         """The interceptor that must see this Bind before it goes upstream (a prepared
         statement whose model predictions are computed per execution), or None."""
         body = memoryview(raw)[5:]
-        _, pos = _cstring(body)
-        statement, _ = _cstring(body, pos)
-        return getattr(self.statements.get(statement), "interceptor", None)
+        try:
+            interceptor = getattr(self.statements.get(p.bind_names(body)[1]), "interceptor", None)
+            if interceptor is not None:
+                p.decode_bind(body)
+        except p.MalformedMessage:
+            return None  # goes upstream as sent: Postgres refuses it with its own error
+        return interceptor
 
     @property
     def discarding(self) -> bool:
@@ -187,40 +185,53 @@ class ResponseTracker:
         self.queue.append(Expectation(QUERY, rewriter, map_position))
 
     def client_message(self, msg_type: int, raw: bytes) -> bytes:
-        """Note a client message on its way upstream; returns the bytes to forward."""
+        """Note a client message on its way upstream; returns the bytes to forward.
+        A message Postgres would refuse goes on as sent (Postgres answers it with its
+        own error, then skips to Sync as it does): only its reply is expected."""
+        try:
+            return self._client_message(msg_type, raw)
+        except p.MalformedMessage:
+            first = raw[5] if len(raw) > 5 else 0
+            kind = {p.F_SYNC: SYNC, p.F_QUERY: QUERY, p.F_FUNCTION_CALL: FUNCTION}.get(
+                msg_type, None)
+            self.queue.append(Expectation(kind if kind is not None else expectation_kind(msg_type, first)))
+            return raw
+
+    def _client_message(self, msg_type: int, raw: bytes) -> bytes:
         body = memoryview(raw)[5:]
         if msg_type == p.F_PARSE:
-            name, _ = _cstring(body)
+            name = p.decode_parse(body).name
             self.statements.pop(name, None)  # re-preparing a name replaces it
             self.queue.append(Expectation(PARSE))
         elif msg_type == p.F_BIND:
-            portal, pos = _cstring(body)
-            statement, _ = _cstring(body, pos)
+            portal, statement = p.bind_names(body)
             plan = self.statements.get(statement)
-            if plan is None:
+            if plan is None:  # (the rest is Postgres' to judge)
                 self.portals.pop(portal, None)
                 self.queue.append(Expectation(BIND))
-            else:
+            else:  # the plan reads the whole Bind, validated
                 new_body, rewriter = plan.bind(bytes(body))
                 self.portals[portal] = rewriter
                 self.queue.append(Expectation(BIND))
                 raw = p.message(b"B", new_body)
         elif msg_type == p.F_DESCRIBE:
-            kind = bytes(body[:1])
-            name, _ = _cstring(body, 1)
+            kind, name = p.decode_target(body)
             if kind == b"S":
                 plan = self.statements.get(name)
                 self.queue.append(Expectation(DESCRIBE_STATEMENT,
                                               plan.describe() if plan is not None else None))
             else:
-                self.queue.append(Expectation(DESCRIBE_PORTAL, self.portals.get(name)))
+                self.queue.append(Expectation(DESCRIBE_PORTAL,
+                                              self.portals.get(name) if kind == b"P" else None))
         elif msg_type == p.F_EXECUTE:
-            portal, _ = _cstring(body)
+            portal, _ = p.decode_execute(body)
             self.queue.append(Expectation(EXECUTE, self.portals.get(portal)))
         elif msg_type == p.F_CLOSE:
-            kind = bytes(body[:1])
-            name, _ = _cstring(body, 1)
-            (self.statements if kind == b"S" else self.portals).pop(name, None)
+            kind, name = p.decode_target(body)
+            if kind == b"S":
+                self.statements.pop(name, None)
+            elif kind == b"P":
+                self.portals.pop(name, None)
             self.queue.append(Expectation(CLOSE))
         elif msg_type == p.F_SYNC:
             self.queue.append(Expectation(SYNC))
@@ -381,20 +392,10 @@ def _map_error(raw: bytes, map_position: Callable[[int], int] | None) -> bytes:
 
 
 def result_formats(bind_body: bytes) -> tuple[int, list[int], int]:
-    """(offset of the result-format section, the client's result format codes, end)."""
-    raw = bind_body
-    _, pos = _cstring(raw)
-    _, pos = _cstring(raw, pos)
-    (nfmt,) = struct.unpack_from("!h", raw, pos)
-    pos += 2 + 2 * nfmt
-    (nparams,) = struct.unpack_from("!h", raw, pos)
-    pos += 2
-    for _ in range(nparams):
-        (size,) = struct.unpack_from("!i", raw, pos)
-        pos += 4 + max(size, 0)
-    (nres,) = struct.unpack_from("!h", raw, pos)
-    codes = list(struct.unpack_from(f"!{nres}h", raw, pos + 2))
-    return pos, codes, pos + 2 + 2 * nres
+    """(offset of the result-format section, the client's result format codes, end);
+    raises MalformedMessage where Postgres would refuse the Bind."""
+    bind = p.decode_bind(bind_body)
+    return bind.result_section, list(bind.result_formats), len(bind_body)
 
 
 def with_result_formats(bind_body: bytes, codes: list[int]) -> bytes:
