@@ -21,8 +21,8 @@ from tests.support.servers import start_embedded
 
 from . import corpus
 from .env import start_env
-from .runner import Fuzzer, Result, make_case, run_case, schedule, load_seeds
-from .oracle import classify, normalise, seed_kind
+from .runner import Fuzzer, Result, case_kind, make_case, run_case, schedule, load_seeds
+from .oracle import classify, normalise
 
 
 def main(argv: list[str]) -> int:
@@ -74,7 +74,7 @@ def _one(env, seed: str, number: int, args) -> int:
     print(f"writes: {[c.hex() for c in case.chunks()]}")
     fuzzer = Fuzzer(env, seeds)
     pg, px = asyncio.run(run_case(env, case, fuzzer.timeouts.slow()))
-    kind = seed_kind(seed)
+    kind = case_kind(seed, case)
     print(f"postgres: {pg.summary(100)}\nmlproxy:  {px.summary(100)}")
     print(f"class: {classify(pg, px, kind)}")
     for side, t in (("postgres", pg), ("mlproxy", px)):

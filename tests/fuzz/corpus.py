@@ -28,14 +28,15 @@ def case_of(entry: dict) -> Case:
     for chunk in chunks[:-1]:
         pos += len(chunk)
         offsets.append(pos)
-    return Case(b"".join(chunks), offsets, entry.get("steps", []))
+    return Case(b"".join(chunks), offsets, entry.get("steps", []), entry.get("spliced", []))
 
 
 def add(name: str, seed: str, number: int, case: Case, klass: str | None, cause: str,
         open_reason: str | None) -> None:
     entries = [e for e in load() if e["name"] != name]
     entry = {"name": name, "seed": seed, "case": number, "steps": case.steps,
-             "writes": [c.hex() for c in case.chunks()], "class": klass, "cause": cause}
+             "writes": [c.hex() for c in case.chunks()], "spliced": case.spliced,
+             "class": klass, "cause": cause}
     if open_reason:
         entry["open"] = open_reason
     entries.append(entry)

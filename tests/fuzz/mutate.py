@@ -34,6 +34,7 @@ class Case:
     data: bytes
     writes: list[int] = field(default_factory=list)  # offsets where a new write starts
     steps: list[str] = field(default_factory=list)   # what was done, for the reader
+    spliced: list[str] = field(default_factory=list)  # the seeds messages were taken from
 
     def chunks(self) -> list[bytes]:
         cuts = [0, *sorted(set(o for o in self.writes if 0 < o < len(self.data))), len(self.data)]
@@ -142,13 +143,13 @@ def m_type(msgs, rng, others):
 
 
 def m_splice(msgs, rng, others):
-    donor = rng.choice(others)
+    name, donor = rng.choice(others)
     if not donor:
         return None
     msg = rng.choice(donor)
     i = rng.randrange(len(msgs) + 1)
     msgs.insert(i, Message(msg.type, msg.body))
-    return f"splice {chr(msg.type)} {msg.body[:30]!r} at #{i}"
+    return f"splice {chr(msg.type)} {msg.body[:30]!r} at #{i} from seed {name}"
 
 
 def m_dup(msgs, rng, others):
@@ -220,8 +221,9 @@ def _pick(rng: random.Random, table):
     return rng.choices([f for f, _ in table], weights=[w for _, w in table])[0]
 
 
-def mutate(seed: bytes, donors: list[list[Message]], rng: random.Random) -> Case:
-    """One malformed variant of `seed` (1-3 mutations, then how it is written)."""
+def mutate(seed: bytes, donors: list[tuple[str, list[Message]]], rng: random.Random) -> Case:
+    """One malformed variant of `seed` (1-3 mutations, then how it is written).
+    `donors` are (seed name, messages) that splices take messages from."""
     msgs, tail = split_messages(seed)
     steps: list[str] = []
     for _ in range(rng.choice((1, 1, 1, 2, 2, 3))):
@@ -239,4 +241,6 @@ def mutate(seed: bytes, donors: list[list[Message]], rng: random.Random) -> Case
     if rng.random() < 0.4 and data:
         writes = sorted(rng.randrange(1, len(data) + 1) for _ in range(rng.randrange(1, 4)))
         steps.append(f"writes split at {writes}")
-    return Case(data, writes, steps)
+    spliced = sorted({step.rsplit(" from seed ", 1)[1] for step in steps
+                      if step.startswith("splice ")})
+    return Case(data, writes, steps, spliced)

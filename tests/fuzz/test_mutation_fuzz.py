@@ -15,7 +15,6 @@ import time
 import pytest
 
 from . import corpus
-from .oracle import seed_kind
 from .runner import Fuzzer, Result, load_seeds, schedule
 
 SEEDS = load_seeds()
