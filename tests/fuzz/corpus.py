@@ -4,7 +4,8 @@ tests/fuzz/corpus/cases.json holds one entry per case: where it came from (seed 
 case number, and the mutations), the writes (hex) so it does not depend on the
 seeds staying the same, what went wrong (`class`, `cause`: the function at fault)
 and, while the proxy still fails it, `open` (why; the test is then an expected
-failure until a fix makes it pass). `python -m tests.fuzz --seed S --case K
+failure until a fix makes it pass; `strict: false` when it fails only most of the
+time). `python -m tests.fuzz --seed S --case K
 --add-to-corpus NAME --cause TEXT` adds one.
 """
 
