@@ -497,11 +497,21 @@ def _statement_sql(frame: Frame) -> str:
     """The statement's text. mlproxy parses and rewrites it as UTF-8 (and sends the
     rewritten text as UTF-8), so another client_encoding's bytes get Postgres' error
     for an invalid byte sequence, not a garbled statement."""
+    text = p.statement_text(frame.type, frame.raw)
     try:
-        return p.statement_text(frame.type, frame.raw).decode()
-    except UnicodeDecodeError:
-        raise PgError(CHARACTER_NOT_IN_REPERTOIRE, 'invalid byte sequence for encoding "UTF8" in a statement '
-                      "that mentions a model function", hint=UTF8_HINT) from None
+        return text.decode()
+    except UnicodeDecodeError as exc:
+        raise PgError(CHARACTER_NOT_IN_REPERTOIRE,
+                      f'invalid byte sequence for encoding "UTF8": {_bad_sequence(text, exc.start)}',
+                      hint=UTF8_HINT) from None
+
+
+def _bad_sequence(text: bytes, start: int) -> str:
+    """The bytes Postgres names in its error for invalid UTF-8 (report_invalid_encoding):
+    the sequence its lead byte announces, as far as the text goes."""
+    lead = text[start]
+    length = 2 if lead & 0xE0 == 0xC0 else 3 if lead & 0xF0 == 0xE0 else 4 if lead & 0xF8 == 0xF0 else 1
+    return " ".join(f"0x{b:02x}" for b in text[start:start + length])
 
 
 def _session_state(session) -> dict[str, Any]:

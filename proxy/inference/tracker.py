@@ -110,10 +110,11 @@ class ResponseTracker:
 
     @property
     def active(self) -> bool:
-        """False once nothing rewritten is prepared, open or awaited: the session can
-        go back to plain relaying."""
-        return bool(self.statements or self.portals or
-                    any(e.rewriter is not None for e in self.queue))
+        """False once nothing rewritten is prepared, open or awaited (nor the replies
+        of mlproxy's own messages, nor the rest of a failed result to drop): the
+        session can go back to plain relaying."""
+        return bool(self.statements or self.portals or self._failed or
+                    any(e.rewriter is not None or e.kind == HIDDEN for e in self.queue))
 
     # -- client -> server ----------------------------------------------------------
     def bind_interceptor(self, raw: bytes | memoryview):

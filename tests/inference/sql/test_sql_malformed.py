@@ -101,3 +101,26 @@ def test_prediction_still_served_after_a_malformed_bind(suite):
     rows = [r for r in replies if r[0] == b"D"]
     assert len(rows) == 3 and not closed
     assert errors_of(replies) == [("ERROR", "08P01", "insufficient data left in message")]
+
+
+@pytest.mark.parametrize("bad", [b"\x89", b"\xc3o", b"\xe2\x82", b"\xf8"])
+def test_statement_not_utf8_gets_postgres_words(bad, suite, upstream):
+    """Under client_encoding UTF8, a statement calling a model with invalid UTF-8 in
+    it gets Postgres' own 22021 message (naming the same bytes), then goes on."""
+    sql = STREAMING.replace("ORDER BY", "/* " + "x" + " */ ORDER BY").encode().replace(b"x", bad)
+    replies = compare(suite, upstream, [p.message(b"Q", sql + b"\x00"), ALIVE])
+    assert [e[1] for e in errors_of(replies)] == ["22021"]
+
+
+def test_proxy_replies_stay_hidden_when_the_pipeline_closes_everything(suite, upstream):
+    """Found by mutating sessions: in one write, a transaction, a general-path Parse
+    and Bind (mlproxy's own messages run before the Bind, their replies hidden), a
+    malformed Execute, a Close of the statement, Sync and COMMIT: the Close and the
+    COMMIT left nothing rewritten, the tracking stopped while mlproxy's replies were
+    still to come, and they reached the client (COPY 1, CloseComplete)."""
+    write = (query("BEGIN") + parse(GENERAL, "g2") + bind_raw(b"\x00g2\x00\x00\x00\x00\x01\x00\x00\x00\x011\x00\x00")
+             + p.message(b"E", b"\x00\x00\x00\x00\x00\x03") + p.message(b"C", b"Sg2\x00") + SYNC
+             + query("COMMIT"))
+    replies = compare(suite, upstream, [write, ALIVE])
+    assert [r[0] for r in replies][:6] == [b"C", b"Z", b"1", b"2", b"E", b"Z"]
+    assert errors_of(replies) == [("ERROR", "08P01", "invalid message format")]
