@@ -15,7 +15,17 @@ from .errors import (
 )
 from .options import TrainOptions
 from .trained import TrainedModel
-from .train import train
+
+
+def __getattr__(name: str):
+    # `train` (and scikit-learn with it) loads on first use, so the proxy can use
+    # automl.columns' column rules without importing the estimators
+    if name == "train":
+        from .train import train
+
+        globals()["train"] = train  # importing the submodule bound the name to the module
+        return train
+    raise AttributeError(f"module 'automl' has no attribute {name!r}")
 
 __all__ = [
     "AutoMLError",

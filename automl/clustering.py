@@ -10,8 +10,10 @@ from . import problem as P
 from .columns import to_raw
 from .dataset import Clock, check_columns, feature_infos, sample_cells
 from .errors import TimeBudgetExceeded, UnusableData
-from .families import FAMILIES, Context
+from .families import Context
+from .registry import FAMILIES
 from .hyperparams import map_hyperparameters
+from .evaluation import clustering_evaluation, trials
 from .importance import feature_importances
 from .metrics import clustering_metrics
 from .options import TrainOptions
@@ -70,6 +72,7 @@ def train_kmeans(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: int) -
     if best is None:
         raise TimeBudgetExceeded(f"MAX_RUNTIME {opts.max_runtime:g} s was not enough to fit k-means")
     _, est, metrics = best
+    evaluation = clustering_evaluation(spec, est.cluster_centers_, est.labels_, est.predict(X_test))
     if len(candidates) > 1:
         report.append(f"K={est.n_clusters} chosen by silhouette among K=2..{candidates[-1]}")
     importances = feature_importances(fam, est, spec, infos, X_test, None, P.CLUSTERING, 0, opts.seed,
@@ -82,4 +85,5 @@ def train_kmeans(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: int) -
         metrics=metrics, leaderboard=leaderboard, feature_importances=importances,
         training_seconds=round(clock.elapsed(), 3), rows_used=n, threshold=None, report=report,
         sklearn_model=est,
+        evaluation={**evaluation, "trials": trials(leaderboard), "greater_is_better": False},
     )

@@ -38,10 +38,13 @@ _ALL = {name.lower(): name for name in ENCODERS + IMPUTERS + SCALERS}
 
 
 def parse(preprocessors: Sequence[Mapping[str, Any]], infos: Sequence[ColumnInfo]) -> dict[str, list[str]]:
-    """Validate the JSON and return column name -> transformer list."""
+    """Validate the JSON and return column name -> transformer list. A ColumnSet
+    entry "*" (Redshift's K-means example) stands for every input column no other
+    set names."""
     by_name = {i.name: i for i in infos}
     by_lower = {i.name.lower(): i.name for i in infos}
     plan: dict[str, list[str]] = {}
+    rest: list[str] | None = None  # the transformers of the "*" set
     for n, entry in enumerate(preprocessors):
         if not isinstance(entry, Mapping):
             raise InvalidOption(f"PREPROCESSORS entry {n + 1} must be an object with ColumnSet and Transformers")
@@ -58,6 +61,11 @@ def parse(preprocessors: Sequence[Mapping[str, Any]], infos: Sequence[ColumnInfo
         if sum(s in ENCODERS for s in names) > 1:
             raise InvalidOption(f"PREPROCESSORS entry {n + 1} has more than one encoder: {', '.join(names)}")
         for col in cols:
+            if str(col) == "*":
+                if rest is not None:
+                    raise InvalidOption('"*" appears in more than one PREPROCESSORS column set')
+                rest = names
+                continue
             name = by_name.get(str(col)) and str(col) or by_lower.get(str(col).lower())
             if name is None:
                 raise MissingColumn(f"PREPROCESSORS names column {col!r}, which is not an input column")
@@ -65,6 +73,11 @@ def parse(preprocessors: Sequence[Mapping[str, Any]], infos: Sequence[ColumnInfo
                 raise InvalidOption(f"column {name!r} appears in more than one PREPROCESSORS column set")
             _check_applicable(by_name[name], names)
             plan[name] = names
+    if rest is not None:
+        for info in infos:
+            if info.name not in plan:
+                _check_applicable(info, rest)
+                plan[info.name] = rest
     return plan
 
 

@@ -16,7 +16,8 @@ import pyarrow as pa
 
 from . import problem as P
 from .columns import ColumnInfo, check_supported, describe, kind_of, pg_type_name, to_raw
-from .errors import MissingColumn, UnsupportedColumnType, UnusableData
+from .objectives import SELECTION_METRIC, XGBOOST_OBJECTIVES, check_labels, xgboost_objective
+from .errors import InvalidOption, MissingColumn, UnsupportedColumnType, UnusableData
 from .options import TrainOptions
 from .spec import is_null
 from .validation import MIN_ROWS
@@ -109,6 +110,8 @@ class Target:
     classes: list[Any] | None
     problem_type: str
     objective: P.Objective
+    #: the XGBoost objective OBJECTIVE named (the XGBOOST family's loss), or None
+    loss: str | None = None
 
 
 def check_columns(table: pa.Table, names: list[str]) -> None:
@@ -142,16 +145,45 @@ def prepare_target(table: pa.Table, name: str, opts: TrainOptions, report: list[
         report.append(f"{int((~present).sum())} rows with a NULL target left out")
     rows = np.flatnonzero(present)
     values = y_raw[rows]
-    if opts.problem_type is None:
-        problem_type, why = P.infer_problem_type(values, kind)
-        report.append(f"problem type {problem_type} inferred: {why}")
+    loss = xgboost_objective(opts.objective)
+    if loss is not None:
+        problem_type = _problem_of_loss(loss, opts, values, kind, name)
+        report.append(f"problem type {problem_type} from OBJECTIVE '{loss}'")
+        objective = P.resolve_objective(SELECTION_METRIC[loss], problem_type)
     else:
-        P.check_problem_type(opts.problem_type, values, kind)
-        problem_type = opts.problem_type
-    objective = P.resolve_objective(opts.objective, problem_type)
-    report.append(f"objective {objective.name}" + (" (default)" if opts.objective is None else ""))
+        if opts.problem_type is None:
+            problem_type, why = P.infer_problem_type(values, kind)
+            report.append(f"problem type {problem_type} inferred: {why}")
+        else:
+            P.check_problem_type(opts.problem_type, values, kind)
+            problem_type = opts.problem_type
+        objective = P.resolve_objective(opts.objective, problem_type)
+    report.append(f"objective {objective.name}" + (" (default)" if opts.objective is None else "")
+                  + (f", XGBoost loss {loss}" if loss else ""))
     y, classes = _encode_target(values, ttype, kind, problem_type)
     if len(y) < MIN_ROWS:
         raise UnusableData(f"only {len(y)} rows with a non-NULL target; at least {MIN_ROWS} are needed to train "
                            "and validate a model")
-    return Target(name, pg_type_name(ttype), rows, y, classes, problem_type, objective)
+    if loss is not None:
+        check_labels(loss, y)
+    return Target(name, pg_type_name(ttype), rows, y, classes, problem_type, objective, loss)
+
+
+def _problem_of_loss(loss: str, opts: TrainOptions, values: np.ndarray, kind: str, name: str) -> str:
+    """The problem type an XGBoost objective serves, checked against PROBLEM_TYPE and
+    against the target (InvalidOption, 22023, naming the target's problem type)."""
+    implied = XGBOOST_OBJECTIVES[loss]
+    if opts.problem_type is not None and opts.problem_type != implied:
+        raise InvalidOption(f"OBJECTIVE '{loss}' is for {implied}, not PROBLEM_TYPE {opts.problem_type}")
+    inferred, why = P.infer_problem_type(values, kind)
+    n = len(np.unique(values))
+    fits = {P.REGRESSION: kind == "numeric",
+            P.BINARY: n == 2,
+            P.MULTICLASS: inferred != P.REGRESSION or (kind == "numeric" and bool(np.all(
+                values.astype(np.float64) == np.round(values.astype(np.float64)))))}[implied]
+    if not fits:
+        raise InvalidOption(
+            f"OBJECTIVE '{loss}' is for {implied}, but target {name!r} is a {inferred} target ({why})",
+            hint=f"use an objective for {inferred}: "
+                 + ", ".join(o for o, p in XGBOOST_OBJECTIVES.items() if p == inferred))
+    return implied

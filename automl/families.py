@@ -101,6 +101,9 @@ class Context:
     imbalanced: bool = False
     balance_by_default: bool = False
     fixed: dict[str, Any] = field(default_factory=dict)
+    #: the HYPERPARAMETERS table of the model type as plain data ({KEY: {"low", "high",
+    #: "default", ...}}), when the job was given one: searched ranges stay inside it
+    table: dict[str, Any] | None = None
 
 
 class Family:
@@ -192,9 +195,10 @@ def _classifier(ctx: Context) -> bool:
 
 
 class GradientBoosting(Family):
-    """Histogram gradient boosting: Redshift's XGBOOST model type."""
+    """scikit-learn's histogram gradient boosting (not a MODEL_TYPE; kept for the
+    AUTO benchmark's comparison, see docs/automl.md)."""
 
-    model_type = "XGBOOST"
+    model_type = "HIST_GRADIENT_BOOSTING"
     grow_attr = "max_iter"
     grow_chunk = 20
 
@@ -353,17 +357,3 @@ class KMeansFamily(Family):
 
     def export(self, est: Any) -> dict[str, Any]:
         return {"kind": "kmeans", "centroids": np.asarray(est.cluster_centers_, dtype=np.float64).tolist()}
-
-
-FAMILIES: dict[str, Family] = {
-    f.model_type: f for f in (GradientBoosting(), RandomForest(), ExtraTrees(), Linear(), NeuralNet(), KMeansFamily())
-}
-#: AUTO searches these, cheapest first (the order trials start in).
-AUTO_FAMILIES = ("LINEAR_LEARNER", "XGBOOST", "EXTRA_TREES", "RANDOM_FOREST")
-
-
-def families_for(model_type: str | None) -> list[Family]:
-    """The families a job searches: AUTO's list, or the one MODEL_TYPE names."""
-    if model_type is None:
-        return [FAMILIES[m] for m in AUTO_FAMILIES]
-    return [FAMILIES[model_type]]

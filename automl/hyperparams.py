@@ -1,10 +1,14 @@
 """HYPERPARAMETERS DEFAULT EXCEPT (...): Redshift names -> estimator parameters.
 
-Redshift's XGBoost names are used where they apply; each maps onto the equivalent
-scikit-learn parameter of the family that implements the model type. Keys that are
-unknown, or that the implementing estimator has no equivalent for, are an
-InvalidOption naming the keys that are allowed. Fixed keys are left out of the
-search space; everything else is still tuned unless AUTO OFF.
+Redshift's XGBoost names are used where they apply; for XGBOOST each is the XGBoost
+parameter of that name (automl/boosting.py), for the other model types it maps onto
+the equivalent scikit-learn parameter of the family that implements them. Redshift keys
+the implementing estimator has no equivalent for (WITHOUT_EQUIVALENT) are accepted
+and have no effect (the report says so); other unknown keys are an InvalidOption
+naming the keys that are allowed. Fixed keys are left out of the search space;
+everything else is still tuned unless AUTO OFF. mlproxy checks statements against
+its table of keys and ranges (proxy/ml_statements/hyperparameters.py) before a job
+starts; every key and range there is one this module takes.
 """
 
 from __future__ import annotations
@@ -71,17 +75,25 @@ _TREES = {
     "COLSAMPLE_BYNODE": ("max_features", _float(0.0, 1.0, lo_open=True)),
 }
 MAPPINGS: dict[str, dict[str, tuple[str, Callable[[str, Any], Any]]]] = {
+    # XGBoost's own parameter names (automl/boosting.py); ranges as Redshift's table
     "XGBOOST": {
-        "NUM_ROUND": ("max_iter", _int(1, 10000)),
-        "ETA": ("learning_rate", _float(0.0, 1.0, lo_open=True)),
-        "MAX_DEPTH": ("max_depth", _int(0, zero_none=True)),
-        "MAX_LEAVES": ("max_leaf_nodes", _int(2)),
-        "MIN_CHILD_WEIGHT": ("min_samples_leaf", _ceil_int),
-        "LAMBDA": ("l2_regularization", _float(0.0)),
-        "MAX_BIN": ("max_bins", _int(2, 255)),
-        "COLSAMPLE_BYTREE": ("max_features", _float(0.0, 1.0, lo_open=True)),
-        "COLSAMPLE_BYNODE": ("max_features", _float(0.0, 1.0, lo_open=True)),
-        "EARLY_STOPPING_ROUNDS": ("n_iter_no_change", _int(1)),
+        "NUM_ROUND": ("num_round", _int(1, 10000)),
+        "MAX_DEPTH": ("max_depth", _int(0, 10)),
+        "ETA": ("eta", _float(0.1, 0.5)),
+        "GAMMA": ("gamma", _float(0.0, 5.0)),
+        "MIN_CHILD_WEIGHT": ("min_child_weight", _float(0.0, 120.0)),
+        "SUBSAMPLE": ("subsample", _float(0.5, 1.0)),
+        "COLSAMPLE_BYTREE": ("colsample_bytree", _float(0.5, 1.0)),
+        "COLSAMPLE_BYLEVEL": ("colsample_bylevel", _float(0.1, 1.0)),
+        "COLSAMPLE_BYNODE": ("colsample_bynode", _float(0.1, 1.0)),
+        "ALPHA": ("alpha", _float(0.0, 1000.0)),
+        "LAMBDA": ("lambda", _float(0.0, 1000.0)),
+        "MAX_DELTA_STEP": ("max_delta_step", _int(0, 10)),
+        "TREE_METHOD": ("tree_method", _choice({m: m for m in ("auto", "exact", "approx", "hist")})),
+        "NUM_CLASS": ("num_class", _int(2, 10000)),
+        "MAX_LEAVES": ("max_leaves", _int(2, 65536)),
+        "MAX_BIN": ("max_bin", _int(2, 255)),
+        "EARLY_STOPPING_ROUNDS": ("early_stopping_rounds", _int(1, 10000)),
         "SCALE_POS_WEIGHT": ("scale_pos_weight", _float(0.0, lo_open=True)),
     },
     "RANDOM_FOREST": {**_TREES, "SUBSAMPLE": ("max_samples", _float(0.0, 1.0, lo_open=True))},
@@ -111,23 +123,32 @@ MAPPINGS: dict[str, dict[str, tuple[str, Callable[[str, Any], Any]]]] = {
 }
 
 
-def map_hyperparameters(model_type: str, given: Mapping[str, Any], problem_type: str | None) -> dict[str, Any]:
+# Redshift keys a model type's estimator has no counterpart for (none since XGBOOST
+# is XGBoost itself).
+WITHOUT_EQUIVALENT: dict[str, frozenset[str]] = {}
+
+
+def map_hyperparameters(model_type: str, given: Mapping[str, Any], problem_type: str | None,
+                        report: list[str] | None = None) -> dict[str, Any]:
     """Redshift-named hyperparameters -> fixed estimator parameters for `model_type`."""
     allowed = MAPPINGS[model_type]
     out: dict[str, Any] = {}
     for key, value in given.items():
         name = str(key).strip().upper()
+        if name in WITHOUT_EQUIVALENT.get(model_type, ()):
+            if report is not None:
+                report.append(f"hyperparameter {name} {value} accepted; {model_type} here has no equivalent")
+            continue
         if name not in allowed:
             raise InvalidOption(
                 f"unknown hyperparameter {name!r} for MODEL_TYPE {model_type}; allowed: {', '.join(sorted(allowed))}")
         param, conv = allowed[name]
         out[param] = conv(name, value)
-    if "scale_pos_weight" in out:
-        if problem_type not in (None, "BINARY_CLASSIFICATION"):
-            raise InvalidOption("hyperparameter SCALE_POS_WEIGHT applies only to BINARY_CLASSIFICATION")
-        out["class_weight"] = {0: 1.0, 1: out.pop("scale_pos_weight")}
-    if "n_iter_no_change" in out:
-        out["early_stopping"] = True
+    if "scale_pos_weight" in out and problem_type not in (None, "BINARY_CLASSIFICATION"):
+        raise InvalidOption("hyperparameter SCALE_POS_WEIGHT applies only to BINARY_CLASSIFICATION")
+    if out.get("max_depth") == 0 and out.get("tree_method") == "exact":
+        raise InvalidOption("hyperparameter MAX_DEPTH 0 (no depth limit) does not work with TREE_METHOD 'exact'",
+                            hint="give MAX_DEPTH between 1 and 10, or TREE_METHOD 'hist' or 'approx'")
     if "hidden_units" in out or "num_hidden_layers" in out:
         units = out.pop("hidden_units", 64)
         layers = out.pop("num_hidden_layers", 1)

@@ -30,7 +30,7 @@ MODEL_TYPES = ("XGBOOST", "LINEAR_LEARNER", "MLP", "KMEANS", "RANDOM_FOREST", "E
 _IGNORED = ("s3_bucket", "s3_garbage_collect", "kms_key_id", "iam_role", "function", "settings")
 _KNOWN = (
     "target", "problem_type", "objective", "model_type", "auto", "hyperparameters",
-    "preprocessors", "max_runtime", "max_cells", "seed", "k",
+    "preprocessors", "max_runtime", "max_cells", "seed", "k", "hyperparameter_table",
 )
 
 
@@ -49,6 +49,10 @@ class TrainOptions:
     max_cells: int = DEFAULT_MAX_CELLS
     seed: int = 0
     k: int | None = None
+    #: the MODEL_TYPE's HYPERPARAMETERS table as plain data ({KEY: {"kind", "default",
+    #: "low", "high", ...}}), as the proxy checked the statement against; AUTO ON
+    #: searches inside its ranges. None: automl's own copy of Redshift's ranges.
+    hyperparameter_table: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "problem_type", _upper(self.problem_type))
@@ -86,8 +90,6 @@ class TrainOptions:
                 hint="add MODEL_TYPE XGBOOST, or drop the HYPERPARAMETERS clause")
         if not self.auto and self.model_type is None:
             raise InvalidOption("AUTO OFF needs a MODEL_TYPE (e.g. MODEL_TYPE XGBOOST)")
-        if self.preprocessors is not None and self.auto:
-            raise InvalidOption("PREPROCESSORS applies only with AUTO OFF", hint="add AUTO OFF")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | TrainOptions) -> TrainOptions:

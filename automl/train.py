@@ -22,8 +22,12 @@ from .clustering import train_kmeans
 from .custom import fit_custom_spec, parse
 from .dataset import Clock, Progress, check_columns, feature_infos, find_target, prepare_target, sample_cells
 from .errors import InvalidOption, TimeBudgetExceeded, UnusableData
-from .families import FAMILIES, PARALLEL_MIN_CELLS, Context, Family, TrialInterrupted, families_for
+from .families import PARALLEL_MIN_CELLS, Context, Family, TrialInterrupted
+from .registry import FAMILIES, families_for
+from .boosting import xgboost_fixed
 from .hyperparams import map_hyperparameters
+from .evaluation import classification_evaluation, regression_evaluation
+from .evaluation import trials as evaluation_trials
 from .importance import feature_importances
 from .metrics import classification_metrics, regression_metrics
 from .options import TrainOptions
@@ -86,7 +90,11 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
                                                  target.classes, target.rows)
     n = len(y)
     model_types = [f.model_type for f in families_for(opts.model_type)]
-    fixed = map_hyperparameters(opts.model_type, opts.hyperparameters, problem_type) if opts.model_type else {}
+    fixed = (map_hyperparameters(opts.model_type, opts.hyperparameters, problem_type, report)
+             if opts.model_type else {})
+    n_classes = len(classes) if classes else 0
+    if "XGBOOST" in model_types:
+        fixed = xgboost_fixed(fixed, target.loss, problem_type, n_classes, opts.model_type == "XGBOOST", report)
 
     is_class = problem_type != P.REGRESSION
     sel, test = stratified_split(y if is_class else None, n, TEST_FRACTION, opts.seed, cap=MAX_TEST_ROWS)
@@ -102,7 +110,6 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     matrices = {enc: transform(spec, raw_sel) for enc, spec in specs.items()}
 
     folds = make_folds(y_sel if is_class else None, len(y_sel), opts.seed)
-    n_classes = len(classes) if classes else 0
     counts = np.bincount(y_sel, minlength=n_classes) if is_class else np.array([])
     imbalanced = bool(is_class and counts.min() < IMBALANCE_RATIO * counts.max())
     if imbalanced:
@@ -112,7 +119,9 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     balance = imbalanced and objective.metric in _BALANCE_OBJECTIVES
     contexts = {fam.model_type: Context(problem_type, fold_rows, matrices[fam.encoding].shape[1], n_classes,
                                         opts.seed, jobs, imbalanced=imbalanced, balance_by_default=balance,
-                                        fixed=dict(fixed))
+                                        fixed=dict(fixed) if fam.model_type == (opts.model_type or "") else
+                                        {k: v for k, v in fixed.items() if k == "objective"},
+                                        table=opts.hyperparameter_table if fam.model_type == opts.model_type else None)
                 for fam in families}
     evaluator = Evaluator(matrices, y_sel, folds, objective, problem_type, n_classes, opts.seed)
     validation = (f"{len(folds)}-fold cross-validation" if len(folds) > 1 else "one holdout split")
@@ -131,11 +140,15 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     if is_class:
         proba = predict_proba(est, X_test, n_classes)
         metrics = classification_metrics(y_test, proba, problem_type, threshold)
+        evaluation = classification_evaluation(y_test, proba, classes, problem_type, threshold)
     else:
-        metrics = regression_metrics(y_test, np.asarray(est.predict(X_test), dtype=np.float64))
+        pred = np.asarray(est.predict(X_test), dtype=np.float64)
+        metrics = regression_metrics(y_test, pred)
+        evaluation = regression_evaluation(y_test, pred, opts.seed)
     importances = feature_importances(fam, est, spec, infos, X_test, y_test, problem_type, n_classes,
                                       opts.seed, clock.hard_deadline)
     exported = fam.export(est)
+    leaderboard = [t.entry() for t in search.trials]
     result = TrainedModel(
         problem_type=problem_type,
         model_type=fam.model_type,
@@ -146,14 +159,17 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         classes=classes,
         label_type=target.pg_type,
         metrics=metrics,
-        leaderboard=[t.entry() for t in search.trials],
+        leaderboard=leaderboard,
         feature_importances=importances,
         training_seconds=round(clock.elapsed(), 3),
         rows_used=n,
         threshold=threshold if problem_type == P.BINARY else None,
         report=report,
         top_trials=_top_trials(search, winner, objective),
+        evaluation={**evaluation, "trials": evaluation_trials(leaderboard),
+                    "greater_is_better": objective.greater_is_better},
         sklearn_model=est if exported is not est else None,
+        explain_rows=X_test,
     )
     clock.report(phase="done", trials=len(search.trials), best_score=winner.score,
                  best_model_type=winner.family, objective=objective.name)

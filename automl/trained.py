@@ -39,9 +39,14 @@ class TrainedModel:
     report: list[str] = field(default_factory=list)
     # The best trials, best first (the winner leads), each a leaderboard entry.
     top_trials: list[dict[str, Any]] = field(default_factory=list)
+    # What a model report draws, from the held-out rows (automl/evaluation.py).
+    evaluation: dict[str, Any] = field(default_factory=dict)
     # In memory only (not part of the contract's artifact): the fitted scikit-learn
     # model on the preprocessed matrix; for tree ensembles it is `estimator` itself.
     sklearn_model: Any = field(default=None, repr=False, compare=False)
+    # In memory only: held-out rows as the estimator's matrix (never used to train
+    # this model), the validation sample its Shapley values are computed on.
+    explain_rows: Any = field(default=None, repr=False, compare=False)
 
     @property
     def is_classification(self) -> bool:

@@ -7,6 +7,8 @@ Public surface::
     path = compiler.build_library(art, cache_dir)   # or submit_build(...) -> Future
     pred = compiler.load_predictor(art, cache_dir)
     pred.predict({"age": ages, "plan": plans}); pred.predict_proba(...); pred.info
+    compiler.contributions(art, X)                  # per-row Shapley values of a feature matrix (batched)
+    compiler.global_explanations(art, X)            # Redshift's EXPLAIN_MODEL document
 
 Every exception raised for a caller to handle is a `CompilerError` with a `sqlstate`.
 compiler/ never imports automl: it reads the TrainedModel by attribute
@@ -27,6 +29,7 @@ from .errors import (
     UnsupportedModel,
     ValueOutOfRange,
 )
+from .explain import contributions, global_explanations
 from .predictor import Predictor, load_predictor
 
 __all__ = [
@@ -42,9 +45,11 @@ __all__ = [
     "UnsupportedModel",
     "ValueOutOfRange",
     "build_library",
+    "contributions",
     "default_cache_dir",
     "dump",
     "find_toolchain",
+    "global_explanations",
     "load",
     "load_predictor",
     "submit_build",

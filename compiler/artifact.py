@@ -89,6 +89,17 @@ def dump(trained: Any) -> Artifact:
     if isinstance(estimator, dict):
         manifest["kind"] = estimator.get("kind")
         manifest["estimator"] = _plain(estimator)
+    elif callable(getattr(estimator, "model_json", None)):
+        # an XGBoost model (docs/model-contract.md): its Booster's JSON, through
+        # Treelite's XGBoost frontend
+        try:
+            model, precision = trees.import_xgboost(estimator.model_json())
+        except Exception as exc:
+            raise UnsupportedModel(f"cannot compile this XGBoost model: Treelite cannot import it "
+                                   f"({_first_line(exc)})") from exc
+        manifest["kind"] = "tree"
+        manifest["estimator"] = {"family": "XGBoost", "input_precision": precision}
+        payload = model.serialize_bytes()
     else:
         try:
             model, precision = trees.import_sklearn(estimator)

@@ -5,6 +5,10 @@ the step from margins to probabilities/values is done once, here, in float64 num
 the constants read from the Treelite model header. That keeps the two backends
 identical and avoids GTIL's float32 softmax.
 
+XGBoost models come through Treelite's XGBoost frontend from XGBoost's JSON
+(`import_xgboost`); their postprocessors include `hinge` (binary:hinge: class 1 iff
+the margin is positive) and `sigmoid` for a regression (reg:logistic).
+
 Input precision matters for exact equivalence: scikit-learn's `tree` module
 (RandomForest, ExtraTrees, GradientBoosting) casts X to float32 before comparing with
 its float64 thresholds, while HistGradientBoosting compares float64 values. The
@@ -23,7 +27,7 @@ from .links import binary_proba, sigmoid, softmax
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Treelite postprocessors whose formula is reproduced here
-POSTPROCESSORS = ("identity", "identity_multiclass", "sigmoid", "softmax", "exponential")
+POSTPROCESSORS = ("identity", "identity_multiclass", "sigmoid", "softmax", "exponential", "hinge")
 #: scikit-learn classes whose trees are evaluated on float32 inputs
 _FLOAT32_TREE_CLASSES = ("RandomForest", "ExtraTrees", "GradientBoosting")
 
@@ -47,6 +51,14 @@ def import_sklearn(estimator: Any) -> tuple[treelite.Model, str]:
     hist = name.startswith("HistGradientBoosting")
     precision = "float32" if not hist and name.startswith(_FLOAT32_TREE_CLASSES) else "float64"
     return model, precision
+
+
+def import_xgboost(model_json: bytes) -> tuple[treelite.Model, str]:
+    """Treelite model plus input precision for an XGBoost model in XGBoost's JSON
+    format (Treelite's XGBoost frontend; XGBoost 3.x JSON reads as is). XGBoost casts
+    inputs to float32 and tests `x < threshold` on float32 thresholds, so the
+    predictor rounds inputs to float32 as for scikit-learn's tree module."""
+    return treelite.frontend.from_xgboost_json(bytearray(model_json)), "float32"
 
 
 def round_inputs(X: np.ndarray, precision: str) -> np.ndarray:
@@ -118,6 +130,9 @@ class TreeLayout:
             return softmax(margins)
         if post == "exponential":
             return np.exp(margins).reshape(-1)
+        if post == "hinge":  # XGBoost's binary:hinge: label 1 iff the margin is > 0
+            hit = (margins.reshape(-1) > 0.0).astype(np.float64)
+            return np.column_stack([1.0 - hit, hit])
         if post == "identity" and self.n_outputs == 1:
             return margins.reshape(-1)
         return margins
@@ -126,9 +141,10 @@ class TreeLayout:
         """Raise ValueError unless this layout yields what the problem type needs."""
         post, n_out = self.postprocessor, self.n_outputs
         if problem_type == "REGRESSION":
-            ok = n_out == 1 and post in ("identity", "exponential")
+            # sigmoid: XGBoost's reg:logistic
+            ok = n_out == 1 and post in ("identity", "exponential", "sigmoid")
         elif problem_type == "BINARY_CLASSIFICATION":
-            ok = n_classes == 2 and ((n_out == 1 and post == "sigmoid")
+            ok = n_classes == 2 and ((n_out == 1 and post in ("sigmoid", "hinge"))
                                      or (n_out == 2 and post in ("identity_multiclass", "softmax")))
         elif problem_type == "MULTICLASS_CLASSIFICATION":
             ok = n_out == n_classes and post in ("identity_multiclass", "softmax")
@@ -144,6 +160,19 @@ def gtil_margins(model: treelite.Model, X: np.ndarray, precision: str, nthread: 
     """Margins from Treelite's own interpreter (the fallback backend)."""
     out = treelite.gtil.predict(model, round_inputs(X, precision), nthread=nthread, pred_margin=True)
     return np.asarray(out, dtype=np.float64).reshape(len(X), -1)
+
+
+def leaf_sum_margins(model: treelite.Model, layout: TreeLayout, X: np.ndarray, precision: str) -> np.ndarray:
+    """Margins as GTIL's leaves summed in float64, tree by tree (scalar-leaf models):
+    the library's arithmetic, for models whose GTIL margins are float32 sums."""
+    leaves = np.asarray(treelite.gtil.predict_leaf(model, round_inputs(X, precision)), dtype=np.int64)
+    leaves = leaves.reshape(len(X), layout.n_trees)
+    class_id = np.asarray(model.get_header_accessor().get_field("class_id"), dtype=np.int64)
+    out = np.zeros((len(X), layout.n_outputs))
+    for t in range(layout.n_trees):
+        values = np.asarray(model.get_tree_accessor(t).get_field("leaf_value"), dtype=np.float64)
+        out[:, max(int(class_id[t]), 0)] += values[leaves[:, t]]
+    return out / layout.divisor + layout.base_scores
 
 
 def split_thresholds(model: treelite.Model) -> tuple[list[np.ndarray], np.ndarray]:

@@ -1,8 +1,11 @@
-"""Command line: `mlproxy serve`.
+"""Command line: `mlproxy serve`, `mlproxy check-config`, `mlproxy demo`, `mlproxy report`.
 
-With no upstream configured, `serve` starts the embedded Postgres under the data
-directory and puts the proxy in front of it; `--upstream` (or MLPROXY_UPSTREAM)
-points it at any existing server instead. SIGINT/SIGTERM shut down gracefully.
+Each subcommand is one `add_<name>` function registering its parser and the function
+that runs it. Settings come from proxy/settings.py (flags, MLPROXY_* environment,
+`--config` TOML file, defaults). With no upstream configured, `serve` starts the
+embedded Postgres under the data directory and puts the proxy in front of it;
+`upstream` points it at any existing server instead. SIGINT/SIGTERM shut down
+gracefully; SIGHUP reads the settings again (proxy/reload.py).
 """
 
 from __future__ import annotations
@@ -16,26 +19,24 @@ import queue
 import signal
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from . import __version__
 from .config import Config, Upstream
 from .embedded import EmbeddedPostgres, default_data_dir
 from .errors import file_error
-from .ml_runtime import MLRuntime
-from .server import ProxyServer
+from .reload import Reloader
+from .report.command import add_parser as add_report
+from .settings import SETTINGS, ConfigError, add_arguments, check_file, config_path, resolve
+
+if TYPE_CHECKING:  # imported when serving: check-config and --version start fast
+    from .ml_runtime import MLRuntime
+    from .server import ProxyServer
 
 log = logging.getLogger("mlproxy")
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", value
-    try:
-        return host.strip("[]") or "127.0.0.1", int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,76 +44,133 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlproxy",
         description="PostgreSQL wire-protocol proxy that brings Redshift ML "
                     "(CREATE MODEL, model functions in SQL) to any Postgres.")
+    parser.add_argument("--version", action="version", version=f"mlproxy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser(
-        "serve", help="run the proxy (in front of an embedded Postgres unless --upstream)",
-        description="Run the proxy. Without --upstream, an embedded Postgres is started "
-                    "under the data directory and used as the upstream.")
-    serve.add_argument("--listen", type=_listen,
-                       default=os.environ.get("MLPROXY_LISTEN", "127.0.0.1:6543"),
-                       metavar="HOST:PORT",
-                       help="address to accept clients on (default 127.0.0.1:6543; env MLPROXY_LISTEN)")
-    serve.add_argument("--upstream", default=os.environ.get("MLPROXY_UPSTREAM"),
-                       metavar="URL",
-                       help="upstream server, e.g. postgresql://mlproxy:secret@db.example:5432 "
-                            "or postgresql:///?host=/var/run/postgresql (env MLPROXY_UPSTREAM); "
-                            "clients log in as themselves, the URL's user and password are the "
-                            "proxy's own identity for the model catalog; default: the embedded "
-                            "Postgres")
-    serve.add_argument("--data-dir", type=Path, default=None,
-                       help=f"state directory: embedded Postgres data, training snapshots, "
-                            f"compiled model cache "
-                            f"(default {default_data_dir()}; env MLPROXY_DATA_DIR)")
-    serve.add_argument("--tls-cert", type=Path, help="PEM certificate: terminate TLS at the proxy")
-    serve.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
-    serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="SECONDS",
-                       help="on SIGINT/SIGTERM, how long in-flight queries may run (default 10)")
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("MLPROXY_WORKERS", "1")),
-                       metavar="N", help="training jobs that run at once, each in its own "
-                                         "process (default 1; env MLPROXY_WORKERS)")
-    serve.add_argument("--job-sweep", type=float,
-                       default=float(os.environ.get("MLPROXY_JOB_SWEEP", "30")), metavar="SECONDS",
-                       help="how often to look for interrupted training jobs to resume or fail "
-                            "(default 30; a failed look is retried sooner; env MLPROXY_JOB_SWEEP)")
-    serve.add_argument("--relay", default=os.environ.get("MLPROXY_RELAY", "native"),
-                       choices=["native", "python"],
-                       help="who relays sessions with nothing to intercept: a native thread "
-                            "(default, when the extension is built) or the event loop "
-                            "(env MLPROXY_RELAY)")
-    serve.add_argument("--log-level", default=os.environ.get("MLPROXY_LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error"],
-                       help="log verbosity (default info; env MLPROXY_LOG_LEVEL)")
+    add_serve(sub)
+    add_check_config(sub)
+    add_demo(sub)
+    add_report(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    listener = _setup_logging(args.log_level)
-    if args.tls_key and not args.tls_cert:
-        print("mlproxy: --tls-key needs --tls-cert", file=sys.stderr)
-        return 2
-    config = Config(listen_host=args.listen[0], listen_port=args.listen[1],
-                    data_dir=args.data_dir or default_data_dir(),
-                    tls_cert=args.tls_cert, tls_key=args.tls_key,
-                    shutdown_grace=args.shutdown_grace, log_level=args.log_level,
-                    training_workers=max(1, args.workers), relay=args.relay,
-                    job_sweep_interval=max(0.1, args.job_sweep))
-    if args.upstream:
-        try:
-            config.upstream = Upstream.from_url(args.upstream)
-        except ValueError as exc:
-            print(f"mlproxy: {exc}", file=sys.stderr)
-            return 2
+    return args.run(args)
+
+
+# -- mlproxy serve -----------------------------------------------------------------------------
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    serve_parser = sub.add_parser(
+        "serve", help="run the proxy (in front of an embedded Postgres unless --upstream)",
+        description="Run the proxy. Without --upstream, an embedded Postgres is started "
+                    "under the data directory and used as the upstream. Each setting is "
+                    "taken from its flag, else its MLPROXY_* environment variable, else "
+                    "the --config file, else its default. SIGHUP reads them again and applies "
+                    "those marked 'reloaded on SIGHUP'; SIGINT/SIGTERM stop gracefully.")
+    add_arguments(serve_parser)
+    serve_parser.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .ml_runtime import MLRuntime
+    environ: Mapping[str, str] = os.environ
+    flags = {s.name: getattr(args, s.name) for s in SETTINGS}
+    path = config_path(args.config, environ)
     try:
+        resolved = resolve(flags, environ, path)
+        config = Config.from_settings(resolved.plain(), default_data_dir())
+    except (ConfigError, ValueError) as exc:
+        print(f"mlproxy: {exc}", file=sys.stderr)
+        return 2
+    listener = _setup_logging(config.log_level)
+    # Until the reload handler is installed, a SIGHUP (an early `systemctl reload`)
+    # must not end the process, as its default action would (a handler, not SIG_IGN,
+    # which the embedded Postgres and workers would inherit).
+    signal.signal(signal.SIGHUP, _early_hangup)
+    try:
+        for name, value, source, on_change in resolved.rows():
+            log.debug("setting %s=%s (from %s; on change: %s)", name, value, source, on_change)
         for directory in MLRuntime.directories(config):
             problem = _not_writable(directory)
             if problem is not None:
                 print(f"mlproxy: directory {directory} is not writable: {problem}",
                       file=sys.stderr)
                 return 1
-        return _run(serve(config, upstream_url=args.upstream))
+        reloader = Reloader(lambda: resolve(flags, environ, path), resolved)
+        return _run(serve(config, upstream_url=resolved["upstream"].value,
+                          reloader=reloader, demo=resolved["demo"].value))
     finally:
         listener.stop()
+
+
+# -- mlproxy check-config FILE -------------------------------------------------------------------
+
+def add_check_config(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "check-config", help="check a config file (exit 0 if serve would accept it, else 1)",
+        description="Check a TOML config file as `serve --config FILE` would, with the same "
+                    "messages; prints the settings it gives. Exit status 0 or 1.")
+    parser.add_argument("file", type=Path, metavar="FILE")
+    parser.set_defaults(run=run_check_config)
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    try:
+        resolved = check_file(args.file)
+    except ConfigError as exc:
+        print(f"mlproxy: {exc}", file=sys.stderr)
+        return 1
+    for name, value, source, _ in resolved.rows():
+        if source != "default":
+            print(f"{name} = {value}")
+    print(f"{args.file}: OK")
+    return 0
+
+
+# -- mlproxy demo ------------------------------------------------------------------------------
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "demo", help="load the demo table `customers` (the README's walk-through)",
+        description="Create the table `customers` (6000 generated customers, churned or not) "
+                    "in the upstream (default: the embedded Postgres under the data "
+                    "directory), as the proxy's service identity. An existing table is kept "
+                    "unless --replace.")
+    add_arguments(parser, only=("upstream", "data_dir"))
+    parser.add_argument("--database", default=None,
+                        help="database to create the table in (default: the upstream URL's, "
+                             "or postgres)")
+    parser.add_argument("--replace", action="store_true",
+                        help="drop an existing table `customers` and load it again")
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import load
+    flags = {"upstream": args.upstream, "data_dir": args.data_dir}
+    try:
+        resolved = resolve(flags, os.environ, config_path(args.config, os.environ))
+    except ConfigError as exc:
+        print(f"mlproxy: {exc}", file=sys.stderr)
+        return 2
+    url = resolved["upstream"].value
+    embedded = None
+    if url:
+        upstream = Upstream.from_url(url)
+    else:
+        embedded = EmbeddedPostgres(resolved["data_dir"].value or default_data_dir())
+        upstream = embedded.start()
+    try:
+        database = args.database or (upstream.database if url else "postgres")
+        print(f"mlproxy demo: {_run(load(upstream, database, replace=args.replace))}")
+        return 0
+    except Exception as exc:  # noqa: BLE001 - report and exit, whatever failed
+        print(f"mlproxy demo: could not load the demo table: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 def _not_writable(directory: Path) -> str | None:
@@ -161,8 +219,12 @@ def _run(coro) -> int:
     return uvloop.run(coro)
 
 
-async def serve(config: Config, upstream_url: str | None = None) -> int:
-    """Run until SIGINT/SIGTERM; returns the process exit code."""
+async def serve(config: Config, upstream_url: str | None = None,
+                reloader: Reloader | None = None, demo: bool = False) -> int:
+    """Run until SIGINT/SIGTERM (SIGHUP: `reloader` reads the settings again);
+    returns the process exit code."""
+    from .ml_runtime import MLRuntime
+    from .server import ProxyServer
     embedded = None
     if config.upstream is None:
         embedded = EmbeddedPostgres(config.data_dir)
@@ -170,6 +232,16 @@ async def serve(config: Config, upstream_url: str | None = None) -> int:
             config.upstream = await asyncio.to_thread(embedded.start)
         except Exception as exc:  # noqa: BLE001 - report and exit, whatever failed
             log.error("could not start the embedded postgres: %s", exc)
+            return 1
+    if demo:
+        from .demo import load
+        database = "postgres" if embedded else config.upstream.database
+        try:
+            log.info("demo: %s", await load(config.upstream, database))
+        except Exception as exc:  # noqa: BLE001 - report and exit, whatever failed
+            log.error("demo: could not load the demo table: %s", exc)
+            if embedded:
+                await asyncio.to_thread(embedded.stop)
             return 1
     ml = MLRuntime(config)
     server = ProxyServer(config, ml.interceptors)
@@ -189,6 +261,9 @@ async def serve(config: Config, upstream_url: str | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if reloader is not None:
+        _reload_hooks(reloader, config, server, ml)
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     await stop.wait()
     await server.shutdown()
     await ml.close()
@@ -196,6 +271,34 @@ async def serve(config: Config, upstream_url: str | None = None) -> int:
         await asyncio.to_thread(embedded.stop)
     log.info("stopped")
     return 0
+
+
+def _early_hangup(signum: int, frame: object) -> None:
+    log.warning("SIGHUP while starting: ignored (settings are read as the proxy starts)")
+
+
+def _reload_hooks(reloader: Reloader, config: Config, server: ProxyServer,
+                  ml: MLRuntime) -> None:
+    """What SIGHUP can change in a running proxy (proxy/reload.py)."""
+    def log_level(new: dict[str, Any]) -> None:
+        logging.getLogger().setLevel(getattr(logging, new["log_level"].upper()))
+        config.log_level = new["log_level"]
+
+    def workers(new: dict[str, Any]) -> None:
+        ml.jobs.set_workers(new["workers"])
+        config.training_workers = new["workers"]
+
+    def tls(new: dict[str, Any]) -> None:  # for connections from now on
+        server.reload_tls(new["tls_cert"], new["tls_key"])
+        config.tls_cert, config.tls_key = new["tls_cert"], new["tls_key"]
+
+    def shutdown_grace(new: dict[str, Any]) -> None:
+        config.shutdown_grace = new["shutdown_grace"]
+
+    reloader.hook(("log_level",), log_level)
+    reloader.hook(("workers",), workers)
+    reloader.hook(("tls_cert", "tls_key"), tls)
+    reloader.hook(("shutdown_grace",), shutdown_grace)
 
 
 def _connect_identity(upstream_url: str | None, embedded: bool) -> tuple[str, str]:

@@ -1,7 +1,8 @@
 """Proxy configuration: where to listen, which upstream to relay to, TLS, limits.
 
-One dataclass, filled from the command line (proxy.cli) or built directly by tests
-and embedders. The upstream is parsed from a libpq-style URL once, at start-up.
+One dataclass, filled from the resolved settings (proxy.settings: flags, environment,
+config file, defaults) by `Config.from_settings`, or built directly by tests and
+embedders. The upstream is parsed from a libpq-style URL once, at start-up.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -32,6 +34,21 @@ class Upstream:
     @property
     def socket_path(self) -> str:
         return os.path.join(self.host, f".s.PGSQL.{self.port}")
+
+    def connect_kwargs(self, database: str) -> dict[str, Any]:
+        """asyncpg.connect() arguments for the service identity on `database`."""
+        kwargs: dict[str, Any] = dict(host=self.host, port=self.port, user=self.user,
+                                      database=database, password=self.password)
+        if not self.is_unix and self.sslmode != "disable":
+            kwargs["ssl"] = self.sslmode
+        return kwargs
+
+    @property
+    def database(self) -> str:
+        """The database the URL names (the service identity's name if none)."""
+        parts = urlsplit(self.url)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        return unquote(parts.path.lstrip("/")) or query.get("dbname") or self.user
 
     def describe(self) -> str:
         return self.socket_path if self.is_unix else f"{self.host}:{self.port}"
@@ -76,6 +93,7 @@ class Config:
     data_dir: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_required: bool = False  # refuse clients that do not switch to TLS
     shutdown_grace: float = 10.0
     connect_timeout: float = 10.0
     # A client must complete its first packet(s) within this time, like the
@@ -96,3 +114,18 @@ class Config:
     # retried sooner, with backoff).
     job_sweep_interval: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, values: dict[str, Any], default_data_dir: Path) -> "Config":
+        """The config of `serve`, from proxy.settings' resolved values (by name)."""
+        host, port = values["listen"]
+        config = cls(listen_host=host, listen_port=port,
+                     data_dir=values["data_dir"] or default_data_dir,
+                     tls_cert=values["tls_cert"], tls_key=values["tls_key"],
+                     tls_required=values["tls_required"],
+                     shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
+                     training_workers=values["workers"], relay=values["relay"],
+                     job_sweep_interval=values["job_sweep"])
+        if values["upstream"]:
+            config.upstream = Upstream.from_url(values["upstream"])
+        return config

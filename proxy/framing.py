@@ -34,10 +34,18 @@ class Frame:
 
 
 class ProtocolViolation(PgError):
-    """The peer sent bytes that are not a valid message stream."""
+    """The peer sent bytes that are not a valid message stream.
+
+    Raised by `Framer.feed` with `before`, the items of the chunk in front of the
+    bad header (whole messages, to be handled first, as Postgres handles them before
+    it reads the bad one), and `rest`, the bytes from the bad header on."""
 
     def __init__(self, message: str) -> None:
         super().__init__(errors.PROTOCOL_VIOLATION, message, severity="FATAL")
+        self.before: list = []
+        self.rest = b""
+        # Postgres only logs a bad length (COMMERROR) and closes: nothing is sent
+        self.silent = message.startswith("invalid message length")
 
 
 ALL = None  # `wanted=ALL`: assemble every message
@@ -155,11 +163,19 @@ class Framer:
             if n - pos < 5:
                 if pos > raw_start:
                     out.append(memoryview(data)[raw_start:pos])
+                if self._limits is not None and data[pos] not in self._limits:
+                    # Postgres judges the type byte alone, before the length
+                    self._violation(out, data, pos, data[pos], 4)
                 self._carry += data[pos:]
                 return out
             msg_type = data[pos]
             length = _unpack_len(data, pos + 1)[0]
-            check(msg_type, length)
+            try:
+                check(msg_type, length)
+            except ProtocolViolation:
+                if pos > raw_start:
+                    out.append(memoryview(data)[raw_start:pos])
+                self._violation(out, data, pos, msg_type, length)
             end = pos + 1 + length
             if (wanted is None or msg_type in wanted) and self._want(msg_type, 1 + length):
                 if pos > raw_start:
@@ -182,6 +198,22 @@ class Framer:
             out.append(memoryview(data)[raw_start:pos])
         return out
 
+    def _violation(self, out: list, data: bytes, pos: int, msg_type: int, length: int) -> None:
+        """Raise the ProtocolViolation of the header at data[pos]: `out` (what came
+        before it) and the bytes from it on go with the exception; the framer is
+        left empty."""
+        try:
+            self._check(msg_type, length)
+            err = ProtocolViolation(f"invalid frontend message type {msg_type}")
+        except ProtocolViolation as exc:
+            err = exc
+        err.before = out
+        err.rest = bytes(data[pos:])
+        self._carry = bytearray()
+        self._carry_total = 0
+        self._skip = 0
+        raise err
+
     def _complete_carry(self, data: bytes, out: list) -> int:
         """Continue a held header or message; returns where the rest of data starts
         (or -1 when all of data was absorbed)."""
@@ -195,7 +227,12 @@ class Framer:
                 return -1
             msg_type = carry[0]
             length = _unpack_len(carry, 1)[0]
-            self._check(msg_type, length)
+            try:
+                self._check(msg_type, length)
+            except ProtocolViolation:
+                held = bytes(carry)
+                self._carry = bytearray()
+                self._violation(out, held + bytes(data[pos:]), 0, msg_type, length)
             total = 1 + length
             wanted = self.wanted
             if not ((wanted is None or msg_type in wanted) and self._want(msg_type, total)):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-from .errors import PgError
+from .errors import PROTOCOL_VIOLATION, PgError
 
 # First-packet request codes (the int32 after the length in an untyped packet).
 PROTOCOL_3_0 = 196608  # 3 << 16
@@ -185,23 +186,214 @@ def parse_fields(body: bytes | memoryview) -> dict[str, str]:
 
 
 def query_text(body: bytes | memoryview) -> bytes:
-    """The SQL text of a Query message body (without the terminating NUL)."""
-    raw = bytes(body)
-    end = raw.find(b"\x00")
-    return raw if end < 0 else raw[:end]
+    """The SQL text of a Query message body (validated as Postgres does)."""
+    return decode_query(body)
 
 
 def statement_text(frame_type: int, raw: bytes | memoryview) -> bytes:
-    """The SQL text of a whole Query or Parse message (header included)."""
+    """The SQL text of a whole Query or Parse message (header included); raises
+    MalformedMessage where Postgres would reject the message."""
     if frame_type == F_QUERY:
-        if isinstance(raw, bytes):
-            end = raw.find(b"\x00", 5)
-            return raw[5:end] if end >= 0 else raw[5:]
-        return query_text(memoryview(raw)[5:])
-    return parse_message_parts(memoryview(raw)[5:])[1]
+        return decode_query(memoryview(raw)[5:])
+    return decode_parse(memoryview(raw)[5:]).query
+
+
+# -- validated decoders of frontend messages -------------------------------------------
+# Postgres reads a message's body with pq_getmsg* (src/backend/libpq/pqformat.c): each
+# read past the end, a string without its NUL, or bytes left over is an ERROR with
+# SQLSTATE 08P01 and one of these texts. The decoders below read the same fields in
+# the same order, so a message they refuse is one Postgres refuses, with its words.
+NO_DATA_LEFT = "no data left in message"
+INSUFFICIENT_DATA = "insufficient data left in message"
+INVALID_STRING = "invalid string in message"
+INVALID_FORMAT = "invalid message format"
+
+
+class MalformedMessage(PgError):
+    """A frontend message whose body Postgres would refuse (an ERROR, not FATAL:
+    the session goes on, skipping to Sync in the extended protocol)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(PROTOCOL_VIOLATION, message)
+
+
+class MessageReader:
+    """pq_getmsg* over one message body: reads raise MalformedMessage as Postgres'."""
+
+    __slots__ = ("raw", "pos")
+
+    def __init__(self, body: bytes | memoryview) -> None:
+        self.raw = body if type(body) is bytes else bytes(body)
+        self.pos = 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.raw):
+            raise MalformedMessage(NO_DATA_LEFT)
+        self.pos += 1
+        return self.raw[self.pos - 1]
+
+    def _take(self, size: int) -> bytes:
+        if size < 0 or size > len(self.raw) - self.pos:
+            raise MalformedMessage(INSUFFICIENT_DATA)
+        self.pos += size
+        return self.raw[self.pos - size:self.pos]
+
+    def int16(self) -> int:
+        return _I16.unpack(self._take(2))[0]
+
+    def uint16(self) -> int:
+        """A count: Postgres reads them as unsigned (0x8000 is 32768, not negative)."""
+        return _U16.unpack(self._take(2))[0]
+
+    def int32(self) -> int:
+        return _I32.unpack(self._take(4))[0]
+
+    def bytes(self, size: int) -> bytes:
+        return self._take(size)
+
+    def cstring(self) -> bytes:
+        end = self.raw.find(b"\x00", self.pos)
+        if end < 0:
+            raise MalformedMessage(INVALID_STRING)
+        text, self.pos = self.raw[self.pos:end], end + 1
+        return text
+
+    def end(self) -> None:
+        if self.pos != len(self.raw):
+            raise MalformedMessage(INVALID_FORMAT)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseMessage:
+    name: bytes
+    query: bytes
+    types: tuple[int, ...]
+    tail: bytes  # the parameter type section as sent (count, then the OIDs)
+
+
+@dataclass(frozen=True, slots=True)
+class BindMessage:
+    portal: bytes
+    statement: bytes
+    param_formats: tuple[int, ...]
+    values: tuple[bytes | None, ...]
+    result_formats: tuple[int, ...]
+    result_section: int  # offset of the result-format section in the body
+
+    @property
+    def formats(self) -> list[int]:
+        """One format code per parameter (the protocol's shorthand spelled out)."""
+        codes, count = self.param_formats, len(self.values)
+        return list(codes) * count if len(codes) == 1 else (list(codes) or [0] * count)
+
+
+def decode_query(body: bytes | memoryview) -> bytes:
+    """Query: the statement text."""
+    reader = MessageReader(body)
+    text = reader.cstring()
+    reader.end()
+    return text
+
+
+def decode_parse(body: bytes | memoryview) -> ParseMessage:
+    """Parse: statement name, text, parameter type OIDs (as exec_parse_message reads them)."""
+    reader = MessageReader(body)
+    name = reader.cstring()
+    query = reader.cstring()
+    start = reader.pos
+    count = reader.uint16()
+    types = tuple(reader.int32() & 0xFFFFFFFF for _ in range(count))
+    tail = reader.raw[start:reader.pos]
+    reader.end()
+    return ParseMessage(name, query, types, tail)
+
+
+def bind_names(body: bytes | memoryview) -> tuple[bytes, bytes]:
+    """Bind: (portal, statement) names, the part Postgres reads first."""
+    reader = MessageReader(body)
+    return reader.cstring(), reader.cstring()
+
+
+def decode_bind(body: bytes | memoryview, *, statement_params: int | None = None) -> BindMessage:
+    """Bind, read as exec_bind_message reads it. `statement_params`: the statement's
+    parameter count, when known (a mismatch is then Postgres' own error)."""
+    reader = MessageReader(body)
+    portal = reader.cstring()
+    statement = reader.cstring()
+    nformats = reader.uint16()
+    formats = tuple(reader.int16() for _ in range(nformats))
+    count = reader.uint16()
+    if nformats > 1 and nformats != count:
+        raise MalformedMessage(f"bind message has {nformats} parameter formats but {count} parameters")
+    if statement_params is not None and count != statement_params:
+        raise MalformedMessage(
+            f"bind message supplies {count} parameters, but prepared statement "
+            f"\"{statement.decode(errors='replace')}\" requires {statement_params}")
+    values: list[bytes | None] = []
+    for _ in range(count):
+        size = reader.int32()
+        values.append(None if size == -1 else reader.bytes(size))
+    section = reader.pos
+    nresults = reader.uint16()
+    results = tuple(reader.int16() for _ in range(nresults))
+    reader.end()
+    return BindMessage(portal, statement, formats, tuple(values), results, section)
+
+
+def decode_target(body: bytes | memoryview) -> tuple[bytes, bytes]:
+    """Describe or Close: (kind byte, name); the kind is checked by the caller."""
+    reader = MessageReader(body)
+    kind = reader.byte()
+    name = reader.cstring()
+    reader.end()
+    return bytes((kind,)), name
+
+
+def decode_execute(body: bytes | memoryview) -> tuple[bytes, int]:
+    """Execute: (portal, row limit)."""
+    reader = MessageReader(body)
+    portal = reader.cstring()
+    limit = reader.int32()
+    reader.end()
+    return portal, limit
+
+
+def decode_empty(body: bytes | memoryview) -> None:
+    """Sync, Flush, Terminate, CopyDone: nothing may follow the header."""
+    MessageReader(body).end()
+
+
+def _decode_describe(body: bytes | memoryview) -> tuple[bytes, bytes]:
+    kind, name = decode_target(body)
+    if kind not in (b"S", b"P"):
+        raise MalformedMessage(f"invalid DESCRIBE message subtype {kind[0]}")
+    return kind, name
+
+
+def _decode_close(body: bytes | memoryview) -> tuple[bytes, bytes]:
+    kind, name = decode_target(body)
+    if kind not in (b"S", b"P"):
+        raise MalformedMessage(f"invalid CLOSE message subtype {kind[0]}")
+    return kind, name
+
+
+def check_frontend(msg_type: int, body: bytes | memoryview) -> None:
+    """Raise MalformedMessage if Postgres would refuse this message's body for a
+    reason it can see without the session's state (whether the statement a Bind
+    names takes that many parameters is judged where it is known)."""
+    decoder = _DECODERS.get(msg_type)
+    if decoder is not None:
+        decoder(body)
+
+
+_DECODERS = {F_QUERY: decode_query, F_PARSE: decode_parse, F_BIND: decode_bind,
+             F_DESCRIBE: _decode_describe, F_CLOSE: _decode_close, F_EXECUTE: decode_execute,
+             F_SYNC: decode_empty, F_FLUSH: decode_empty, F_COPY_DONE: decode_empty}
 
 
 _I32 = struct.Struct("!i")
+_I16 = struct.Struct("!h")
+_U16 = struct.Struct("!H")
 
 
 def read_values(raw: bytes, pos: int, count: int) -> tuple[list[bytes | None], int]:
@@ -221,8 +413,7 @@ def read_values(raw: bytes, pos: int, count: int) -> tuple[list[bytes | None], i
 
 
 def parse_message_parts(body: bytes | memoryview) -> tuple[bytes, bytes, bytes]:
-    """Split a Parse body into (statement name, query text, parameter type part)."""
-    raw = bytes(body)
-    name_end = raw.index(b"\x00")
-    query_end = raw.index(b"\x00", name_end + 1)
-    return raw[:name_end], raw[name_end + 1:query_end], raw[query_end + 1:]
+    """Split a Parse body into (statement name, query text, parameter type part);
+    raises MalformedMessage where Postgres would refuse it."""
+    parsed = decode_parse(body)
+    return parsed.name, parsed.query, parsed.tail

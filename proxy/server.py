@@ -7,6 +7,7 @@ import itertools
 import logging
 import ssl
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .config import Config
 from .intercept import Interceptor
@@ -83,6 +84,11 @@ class ProxyServer:
                  self.config.listen_host, self.port, self.config.upstream.describe(),
                  "on" if self.ssl_context else "off", "native" if self.pump else "python",
                  wire_scan.IMPLEMENTATION)
+
+    def reload_tls(self, cert, key) -> None:
+        """Load the certificate again (SIGHUP): connections from now on use it,
+        established ones keep theirs. Raises (the old one stays) if it cannot load."""
+        self.ssl_context = _server_ssl_context(replace(self.config, tls_cert=cert, tls_key=key))
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting; let requests in flight finish within `grace` seconds; close."""

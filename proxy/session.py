@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -36,7 +37,7 @@ from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
                        F_SYNC, F_TERMINATE, FRONTEND_LIMITS)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
-                      parse_first_packet)
+                      parse_first_packet, unsupported_protocol)
 from .upstream import UpstreamUnavailable, open_upstream
 from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, ENDS_READY, READY_SHIFT, REQUEST_SHIFT,
                         UNSYNCED_CLEARED, client_chunk, server_chunk)
@@ -131,7 +132,7 @@ class Session(asyncio.Protocol):
         self.bytes_out = 0
         self.closed = asyncio.get_running_loop().create_future()
         self._buf = bytearray()  # startup packets, before the relay starts
-        self._ssl_answered = False
+        self._encryption_asked: set[int] = set()  # SSLRequest/GSSENCRequest codes answered
         self._cframer = Framer(_CLIENT_WATCH, limits=FRONTEND_LIMITS,
                                assemble_limit=self.config.intercept_limit)
         self._sframer = Framer(_SERVER_WATCH)
@@ -179,18 +180,21 @@ class Session(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
         state = self.state
-        if state is _RELAY:
-            self._client_relay(data)
-            if self._pump_fds is not None:
-                self._lend_if_quiet()
-        elif state is State.STARTUP:
-            self._buf += data
-            self._startup_step()
-        elif state is State.HANDOVER or state is State.TAKEOVER:
-            self._client_takeover_data(data)
-        elif state is State.CONNECTING:
-            self._buf += data  # reading is paused; this is what was already read
-        # CLOSED: drop
+        try:
+            if state is _RELAY:
+                self._client_relay(data)
+                if self._pump_fds is not None:
+                    self._lend_if_quiet()
+            elif state is State.STARTUP:
+                self._buf += data
+                self._startup_step()
+            elif state is State.HANDOVER or state is State.TAKEOVER:
+                self._client_takeover_data(data)
+            elif state is State.CONNECTING:
+                self._buf += data  # reading is paused; this is what was already read
+            # CLOSED: drop
+        except Exception:  # noqa: BLE001 - the last resort: see _internal_failure
+            self._internal_failure("reading the client")
 
     def eof_received(self) -> bool | None:
         return None  # close the transport
@@ -220,36 +224,22 @@ class Session(asyncio.Protocol):
         while self.state is State.STARTUP:
             try:
                 packet, used = parse_first_packet(self._buf)
-            except ProtocolViolation as err:
+            except PgError as err:
                 self._fatal(err)
                 return
             if packet is None:
                 return
             del self._buf[:used]
-            if isinstance(packet, SSLRequest):
-                if self._ssl_answered:
-                    self._fatal(ProtocolViolation("duplicate SSLRequest"))
+            if isinstance(packet, (SSLRequest, GSSENCRequest)):
+                if not self._encryption_request(packet):
                     return
-                self._ssl_answered = True
-                if self.server.ssl_context is None:
-                    self.client.write(b"N")
-                    continue
-                if self._buf:
-                    # Bytes sent before the TLS handshake could be injected by a man
-                    # in the middle (CVE-2021-23214): refuse them.
-                    self._fatal(ProtocolViolation(
-                        "received unencrypted data after SSL request"))
-                    return
-                self.client.write(b"S")
-                self._pause_client_reading("tls")
-                self._spawn(self._start_tls())
-                return
-            if isinstance(packet, GSSENCRequest):
-                self.client.write(b"N")
                 continue
             if isinstance(packet, CancelRequest):
                 self._spawn(self._forward_cancel(packet))
                 self.state = State.CLOSED
+                return
+            if self.config.tls_required and self.client.get_extra_info("ssl_object") is None:
+                self._fatal(_tls_required_error(self.client, packet))
                 return
             self.startup = packet
             self.database = packet.database
@@ -259,6 +249,36 @@ class Session(asyncio.Protocol):
             self._pause_client_reading("connecting")
             self._spawn(self._connect_upstream(packet))
             return
+
+    def _encryption_request(self, packet: SSLRequest | GSSENCRequest) -> bool:
+        """Answer an SSLRequest or GSSENCRequest as Postgres does; False when the
+        session is closed or switching to TLS (no more packets to read now)."""
+        ssl_request = isinstance(packet, SSLRequest)
+        code = protocol.SSL_REQUEST_CODE if ssl_request else protocol.GSSENC_REQUEST_CODE
+        if code in self._encryption_asked:  # Postgres reads it as a protocol version
+            self._fatal(unsupported_protocol(code))
+            return False
+        self._encryption_asked.add(code)
+        tls = ssl_request and self.server.ssl_context is not None
+        if self._buf:
+            # Bytes sent before the answer could have been injected by a man in the
+            # middle (CVE-2021-23214): Postgres answers, then refuses them.
+            if not tls:
+                self.client.write(b"N")
+            self._fatal(PgError(
+                errors.PROTOCOL_VIOLATION,
+                "received unencrypted data after "
+                + ("SSL request" if ssl_request else "GSSAPI encryption request"),
+                detail="This could be either a client-software bug or evidence of an "
+                       "attempted man-in-the-middle attack.", severity="FATAL"))
+            return False
+        if not tls:
+            self.client.write(b"N")
+            return True
+        self.client.write(b"S")
+        self._pause_client_reading("tls")
+        self._spawn(self._start_tls())
+        return False
 
     async def _start_tls(self) -> None:
         loop = asyncio.get_running_loop()
@@ -336,11 +356,13 @@ class Session(asyncio.Protocol):
                 self.upstream.write(data)
                 return
         held_before = not framer.at_boundary
+        violation = None
         try:
             items = framer.feed(data)
         except ProtocolViolation as err:
-            self._fatal(err)
-            return
+            # the messages in front of the bad header are handled first (Postgres
+            # answers them before it reads the bad one)
+            violation, items = err, err.before
         if items is None:
             self.upstream.write(data)
             return
@@ -358,7 +380,10 @@ class Session(asyncio.Protocol):
             if interceptor is not None:
                 if out:
                     self.upstream.writelines(out)
-                self._begin_handover(interceptor, item, items[index + 1:])
+                rest = items[index + 1:]
+                if violation is not None:
+                    rest.append(violation.rest)
+                self._begin_handover(interceptor, item, rest)
                 return
             if self.tracker is not None:
                 raw = self.tracker.client_message(msg_type, bytes(item.raw))
@@ -366,10 +391,27 @@ class Session(asyncio.Protocol):
                     item = Frame(msg_type, raw)
             self._account(msg_type, item.raw[5] if len(item.raw) > 5 else 0)
             out.append(item.raw)
-        if self.tracker is not None or held_before or not framer.at_boundary:
+        if violation is not None:
+            self._relay_violation(out, violation)
+        elif self.tracker is not None or held_before or not framer.at_boundary:
             self.upstream.writelines(out)
         else:
             self.upstream.write(data)
+
+    def _relay_violation(self, out: list, violation: ProtocolViolation) -> None:
+        """The client's stream broke (a bad message type or length): what came before
+        goes upstream, then the bad bytes themselves, so that Postgres answers them
+        as it would directly (after the replies to the earlier messages: a FATAL for
+        a bad type; a bad length it only logs) and closes. Nothing more is read from
+        the client, and the upstream's close is not reported as a failure."""
+        log.info("client protocol violation session=%s peer=%s reason=%s", self.id, self.peer,
+                 violation.message)
+        self._client_broken = True
+        self._pause_client_reading("violation")
+        out.append(violation.rest)
+        self.upstream.writelines(out)
+
+    _client_broken = False
 
     def _account(self, msg_type: int, first_byte: int = 0) -> None:
         """Bookkeeping for a client message on its way upstream: requests in flight
@@ -404,7 +446,10 @@ class Session(asyncio.Protocol):
         return any(trigger in lowered for trigger in triggers)
 
     def _intercepting(self, frame: Frame):
-        sql = protocol.statement_text(frame.type, frame.raw)
+        try:
+            sql = protocol.statement_text(frame.type, frame.raw)
+        except protocol.MalformedMessage:
+            return None  # relayed as sent: Postgres refuses it with its own error
         for interceptor in self._interceptors:
             if interceptor.wants(frame, sql, self):
                 return interceptor
@@ -412,35 +457,38 @@ class Session(asyncio.Protocol):
 
     def _server_data(self, data: bytes) -> None:
         self.bytes_out += len(data)
-        if self.state is State.TAKEOVER:
-            self._server_takeover_data(data)
-            return
-        if self.tracker is not None:
-            self._server_tracked(data)
-            return
-        framer = self._sframer
-        if framer.at_boundary:
-            verdict = server_chunk(data)
-            if verdict is not None:  # whole messages; only ReadyForQuery to note
-                self.client.write(data)
-                if verdict > 0xFF and self._ready(verdict >> READY_SHIFT, verdict & 0xFF):
-                    self._became_idle()
+        try:
+            if self.state is State.TAKEOVER:
+                self._server_takeover_data(data)
                 return
-        held_before = not framer.at_boundary
-        items = framer.feed(data)
-        if items is None:
-            self.client.write(data)
-            return
-        idle = False
-        for item in items:
-            if type(item) is Frame:
-                idle |= self._note_server(item.type, item.raw)
-        if not held_before and framer.at_boundary:
-            self.client.write(data)
-        else:
-            self.client.writelines([i.raw if type(i) is Frame else i for i in items])
-        if idle:
-            self._became_idle()
+            if self.tracker is not None:
+                self._server_tracked(data)
+                return
+            framer = self._sframer
+            if framer.at_boundary:
+                verdict = server_chunk(data)
+                if verdict is not None:  # whole messages; only ReadyForQuery to note
+                    self.client.write(data)
+                    if verdict > 0xFF and self._ready(verdict >> READY_SHIFT, verdict & 0xFF):
+                        self._became_idle()
+                    return
+            held_before = not framer.at_boundary
+            items = framer.feed(data)
+            if items is None:
+                self.client.write(data)
+                return
+            idle = False
+            for item in items:
+                if type(item) is Frame:
+                    idle |= self._note_server(item.type, item.raw)
+            if not held_before and framer.at_boundary:
+                self.client.write(data)
+            else:
+                self.client.writelines([i.raw if type(i) is Frame else i for i in items])
+            if idle:
+                self._became_idle()
+        except Exception:  # noqa: BLE001 - the last resort: see _internal_failure
+            self._internal_failure("relaying the server's replies")
 
     def _server_input(self, data: bytes) -> None:
         """The upstream's chunks when the session may be lent to the pump."""
@@ -646,6 +694,12 @@ class Session(asyncio.Protocol):
     def _batches_done(self) -> None:
         """Write the finished batches at the head of the line (in order), then the
         replies that waited behind them."""
+        try:
+            self._write_batches()
+        except Exception:  # noqa: BLE001 - the last resort: see _internal_failure
+            self._internal_failure("writing rewritten results")
+
+    def _write_batches(self) -> None:
         if self.state is State.CLOSED:
             self._batches.clear()
             self._held_back.clear()
@@ -799,7 +853,11 @@ class Session(asyncio.Protocol):
 
     def handed_back(self, record: Record) -> None:
         """The pump met input it does not handle (or an end of stream): go on here."""
-        self._resume(record, True)
+        try:
+            self._resume(record, True)
+        except Exception:  # noqa: BLE001 - the last resort: see _internal_failure
+            self._internal_failure("taking the session back from the relay pump")
+            return
         # After an end of stream or a socket error the transports, reading again,
         # find out for themselves (and close); otherwise go back if nothing is left.
         if record.reason <= SERVER_DATA and self._pump_fds is not None and self.state is _RELAY:
@@ -847,7 +905,7 @@ class Session(asyncio.Protocol):
         if self._takeover is not None:
             self._takeover._close(client=False)
         if not self._terminating and self.client is not None and not self.client.is_closing():
-            if self._sframer.at_boundary and not self._upstream_said_fatal:
+            if self._sframer.at_boundary and not self._upstream_said_fatal and not self._client_broken:
                 self._write_client(protocol.error_response(PgError(
                     errors.CONNECTION_FAILURE,
                     "upstream server closed the connection unexpectedly",
@@ -884,11 +942,14 @@ class Session(asyncio.Protocol):
             self._sframer.set_wanted(ALL)
             await interceptor.handle(frame, takeover)
         except ConnectionResetError:
-            self._finish()
+            violation = self._takeover_violation
+            if violation is not None and not violation.silent:
+                self._fatal(violation)  # what Postgres says when it reaches the bad bytes
+            else:
+                self._finish()
             return
         except Exception:  # an interceptor bug must not take the proxy down
-            log.exception("interceptor failed session=%s", self.id)
-            self._fatal(PgError(errors.INTERNAL_ERROR, "internal error in mlproxy"))
+            self._internal_failure("intercepting a statement")
             return
         if self.state is State.CLOSED:
             return
@@ -899,6 +960,10 @@ class Session(asyncio.Protocol):
         self._sframer.set_wanted(ALL if tracking else _SERVER_WATCH)
         backlog = b"".join(bytes(f.raw) for f in takeover._drain_client())
         backlog += bytes(self._cframer._carry)
+        violation, self._takeover_violation = self._takeover_violation, None
+        if violation is not None:
+            backlog += violation.rest
+            self._resume_client_reading("violation")
         self._cframer = Framer(_CLIENT_TRACKED if tracking else _CLIENT_WATCH,
                                limits=FRONTEND_LIMITS,
                                assemble_limit=self.config.intercept_limit)
@@ -916,14 +981,21 @@ class Session(asyncio.Protocol):
             self._client_relay(backlog)
 
     def _client_takeover_data(self, data: bytes) -> None:
+        violation = None
         try:
             items = self._cframer.feed(data)
         except ProtocolViolation as err:
-            self._fatal(err)
-            return
+            violation, items = err, err.before
         takeover = self._takeover
         for item in items or ():
             takeover._push_client(item)  # ALL framer: every item is a Frame
+        if violation is not None:
+            # the interceptor gets the messages before the bad header, then the
+            # client's end; if it does not need them, the relay gets the bad bytes
+            self._takeover_violation = violation
+            self._pause_client_reading("violation")
+            takeover._close(client=True)
+            return
         if takeover.queued_client_bytes > _TAKEOVER_QUEUE_LIMIT:
             self._pause_client_reading("takeover")
 
@@ -932,6 +1004,8 @@ class Session(asyncio.Protocol):
         for item in self._sframer.feed(data) or ():
             if item.type == B_READY_FOR_QUERY:
                 self.txstatus = bytes(item.raw[5:6])
+            elif item.type == B_ERROR:
+                self._log_server_error(item)  # (a FATAL: its close is no surprise)
             takeover._push_server(item)
         if takeover.queued_server_bytes > _TAKEOVER_QUEUE_LIMIT and not self._upstream_paused:
             self._upstream_paused = True  # a slow consumer (e.g. writing an export to disk)
@@ -989,7 +1063,29 @@ class Session(asyncio.Protocol):
             if not self._client_pauses and self.client is not None and not self.client.is_closing():
                 self.client.resume_reading()
 
+    _takeover_violation: ProtocolViolation | None = None
+
     # -- ending -----------------------------------------------------------------------
+    def _internal_failure(self, doing: str) -> None:
+        """The last resort for an exception that escaped the session's code (a bug):
+        logged with its traceback, the client told (08P01 if it was the client's
+        malformed input, else XX000) and the session closed, never silently."""
+        exc = sys.exc_info()[1]
+        log.error("internal error while %s session=%s peer=%s", doing, self.id, self.peer,
+                  exc_info=True)
+        if isinstance(exc, PgError):
+            err = PgError(exc.sqlstate, exc.message, severity="FATAL")
+        else:
+            err = PgError(errors.INTERNAL_ERROR, "internal error in mlproxy", severity="FATAL")
+        try:
+            self._fatal(err)
+        except Exception:  # noqa: BLE001 - closing must not fail in turn
+            log.error("closing after an internal error failed session=%s", self.id, exc_info=True)
+            self.state = State.CLOSED
+            for transport in (self.client, self.upstream):
+                if transport is not None:
+                    transport.abort()
+
     def _fatal(self, err: PgError) -> None:
         """Report an error the session cannot survive, then close it."""
         log.info("closing session=%s peer=%s sqlstate=%s reason=%s", self.id, self.peer,
@@ -1042,9 +1138,18 @@ class Session(asyncio.Protocol):
         self.server.unregister(self)
 
     def _spawn(self, coro) -> None:
-        task = asyncio.ensure_future(coro)
+        task = asyncio.ensure_future(self._guarded(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, coro) -> None:
+        """A task of this session: no exception escapes it (see _internal_failure)."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the last resort
+            self._internal_failure("running a session task")
 
 
 class _CancelSink(asyncio.Protocol):
@@ -1062,6 +1167,18 @@ class _CancelSink(asyncio.Protocol):
             await asyncio.wait_for(asyncio.shield(self._closed), timeout)
         except TimeoutError:
             pass
+
+
+def _tls_required_error(client: asyncio.Transport, packet: StartupMessage) -> PgError:
+    """What a plaintext client of a proxy run with --tls-required gets: the FATAL
+    Postgres gives where pg_hba.conf only has hostssl lines."""
+    peer = client.get_extra_info("peername")
+    host = peer[0] if isinstance(peer, tuple) else "[local]"
+    return PgError(errors.INVALID_AUTHORIZATION_SPECIFICATION,
+                   f'mlproxy accepts only TLS connections: host "{host}", user "{packet.user}", '
+                   f'database "{packet.database}", no encryption',
+                   hint="Connect with sslmode=require (mlproxy runs with --tls-required).",
+                   severity="FATAL")
 
 
 def _pump_descriptors(pump, client: asyncio.Transport,

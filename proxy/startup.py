@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from .errors import FEATURE_NOT_SUPPORTED, PgError
 from .framing import ProtocolViolation
 from .protocol import (CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE,
                        STARTUP_PACKET_LIMIT)
@@ -57,7 +58,8 @@ def parse_first_packet(buf: bytes | bytearray) -> tuple[FirstPacket | None, int]
     """Parse one first packet from the start of buf.
 
     Returns (packet, bytes consumed), or (None, 0) if more bytes are needed.
-    Raises ProtocolViolation for anything that is not a valid first packet.
+    Raises ProtocolViolation for anything that is not a valid first packet (a
+    PgError 0A000 for a protocol version other than 3).
     """
     if len(buf) < 8:
         if len(buf) >= 4:
@@ -68,11 +70,11 @@ def parse_first_packet(buf: bytes | bytearray) -> tuple[FirstPacket | None, int]
     if len(buf) < length:
         return None, 0
     raw = bytes(buf[:length])
+    # (Postgres answers an encryption request of any valid length: the bytes after
+    # the code are ignored)
     if code == SSL_REQUEST_CODE:
-        _expect_length(length, 8, "SSLRequest")
         return SSLRequest(raw), length
     if code == GSSENC_REQUEST_CODE:
-        _expect_length(length, 8, "GSSENCRequest")
         return GSSENCRequest(raw), length
     if code == CANCEL_REQUEST_CODE:
         if length < 16 or length > 16 + 256:
@@ -80,19 +82,21 @@ def parse_first_packet(buf: bytes | bytearray) -> tuple[FirstPacket | None, int]
         return CancelRequest(raw), length
     major, minor = code >> 16, code & 0xFFFF
     if major != 3:
-        raise ProtocolViolation(
-            f"unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.2")
+        raise unsupported_protocol(code)
     return StartupMessage(raw, (major, minor), _parameters(raw[8:])), length
+
+
+def unsupported_protocol(code: int) -> PgError:
+    """Postgres' FATAL for a protocol version it does not speak (also what a second
+    SSLRequest or GSSENCRequest gets: its code read as a version)."""
+    return PgError(FEATURE_NOT_SUPPORTED,
+                   f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: "
+                   "server supports 3.0 to 3.2", severity="FATAL")
 
 
 def _check_length(length: int) -> None:
     if length < 8 or length > STARTUP_PACKET_LIMIT:
         raise ProtocolViolation(f"invalid length of startup packet: {length}")
-
-
-def _expect_length(length: int, expected: int, what: str) -> None:
-    if length != expected:
-        raise ProtocolViolation(f"invalid length of {what} packet: {length}")
 
 
 def _parameters(body: bytes) -> dict[str, str]:
@@ -106,7 +110,7 @@ def _parameters(body: bytes) -> dict[str, str]:
     parts.pop()
     if len(parts) % 2:
         raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
-    try:
-        return {parts[i].decode(): parts[i + 1].decode() for i in range(0, len(parts), 2)}
-    except UnicodeDecodeError as exc:
-        raise ProtocolViolation("invalid startup packet: parameters are not UTF-8") from exc
+    # Postgres takes any bytes here and applies its own encoding rules (the packet
+    # goes upstream as it came); the proxy only names and logs them
+    return {parts[i].decode(errors="backslashreplace"): parts[i + 1].decode(errors="backslashreplace")
+            for i in range(0, len(parts), 2)}

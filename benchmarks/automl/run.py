@@ -1,5 +1,11 @@
 """automl benchmark: mlproxy vs FLAML vs an untuned HistGradientBoosting model.
 
+With --compare-auto, mlproxy's AUTO runs three times on each split: as it is (XGBoost
+as the boosted-tree family), with scikit-learn's HistGradientBoosting in XGBoost's
+place (AUTO before MODEL_TYPE XGBOOST was XGBoost), and with both families; and
+AUTO OFF XGBOOST with the default hyperparameters is checked to train the trees
+`xgboost.train` trains with the same parameters on the same rows.
+
 Every bundled scikit-learn dataset is split once (75/25, stratified for
 classification, fixed seed); all three contestants train on the same 75% and are
 scored on the same 25%, with the same objective and, for the two AutoML systems,
@@ -38,6 +44,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import automl  # noqa: E402
+from automl import registry as automl_families  # noqa: E402
+
+#: AUTO's families per variant (--compare-auto)
+AUTO_VARIANTS = {
+    "mlproxy": automl_families.AUTO_FAMILIES,
+    "mlproxy_hgb": tuple("HIST_GRADIENT_BOOSTING" if f == "XGBOOST" else f for f in automl_families.AUTO_FAMILIES),
+    "mlproxy_both": automl_families.AUTO_FAMILIES + ("HIST_GRADIENT_BOOSTING",),
+}
 
 DATASETS = {
     "breast_cancer": (datasets.load_breast_cancer, "BINARY_CLASSIFICATION", "F1"),
@@ -66,12 +80,18 @@ def split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return X_tr, X_te, y_tr, y_te, problem, objective
 
 
-def run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs) -> tuple[np.ndarray, float, str]:
+def run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
+                families: tuple[str, ...] | None = None) -> tuple[np.ndarray, float, str]:
     cols = {f"f{i}": X_tr[:, i] for i in range(X_tr.shape[1])}
     table = pa.table({**cols, "target": y_tr})
     start = time.monotonic()
-    model = automl.train(table, {"target": "target", "problem_type": problem, "objective": objective,
-                                 "max_runtime": budget, "seed": seed}, n_jobs=n_jobs)
+    saved = automl_families.AUTO_FAMILIES
+    automl_families.AUTO_FAMILIES = families or saved
+    try:
+        model = automl.train(table, {"target": "target", "problem_type": problem, "objective": objective,
+                                     "max_runtime": budget, "seed": seed}, n_jobs=n_jobs)
+    finally:
+        automl_families.AUTO_FAMILIES = saved
     seconds = time.monotonic() - start
     pred = model.reference_predict({f"f{i}": X_te[:, i] for i in range(X_te.shape[1])})
     return pred, seconds, model.model_type
@@ -98,6 +118,41 @@ def run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs) -> tup
     return np.asarray(model.predict(X_te)), seconds, str(model.best_estimator)
 
 
+def xgboost_equivalence(X_tr, y_tr, problem, seed) -> bool:
+    """AUTO OFF XGBOOST with the defaults == xgboost.train with the same parameters on
+    the rows automl trains its final model on (same trees, same predictions)."""
+    import xgboost as xgb
+
+    from automl.validation import MAX_TEST_ROWS, TEST_FRACTION, stratified_split
+
+    cols = {f"f{i}": X_tr[:, i] for i in range(X_tr.shape[1])}
+    table = pa.table({**cols, "target": y_tr})
+    n_classes = len(np.unique(y_tr))
+    options: dict[str, Any] = {"target": "target", "model_type": "XGBOOST", "auto": False, "seed": seed,
+                               "problem_type": problem}
+    params: dict[str, Any] = {"seed": seed, "nthread": 1}
+    if problem == "REGRESSION":
+        params["objective"] = "reg:squarederror"
+    elif problem == "BINARY_CLASSIFICATION":
+        params["objective"] = options["objective"] = "binary:logistic"
+    else:
+        params.update(objective="multi:softmax", num_class=n_classes)
+        options.update(objective="multi:softmax", hyperparameters={"NUM_CLASS": n_classes})
+    model = automl.train(table, options)
+    codes = np.unique(y_tr, return_inverse=True)[1] if problem != "REGRESSION" else None
+    sel = stratified_split(codes, len(y_tr), TEST_FRACTION, seed, cap=MAX_TEST_ROWS)[0]
+    label = y_tr if codes is None else codes
+    # the matrix automl's preprocessing makes: the columns as they are, less those it
+    # drops (constant ones: digits' blank pixels)
+    X = model.transform(cols)
+    want = xgb.train(params, xgb.DMatrix(X[sel], label=label[sel]), num_boost_round=100)
+    got = model.estimator.booster
+    d = xgb.DMatrix(X)
+    same_trees = json.loads(got.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"] == \
+        json.loads(want.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
+    return bool(same_trees and np.array_equal(got.predict(d), want.predict(d)))
+
+
 def run_baseline(X_tr, y_tr, X_te, problem, seed) -> tuple[np.ndarray, float]:
     cls = HistGradientBoostingRegressor if problem == "REGRESSION" else HistGradientBoostingClassifier
     start = time.monotonic()
@@ -109,7 +164,8 @@ def run_baseline(X_tr, y_tr, X_te, problem, seed) -> tuple[np.ndarray, float]:
     return pred, time.monotonic() - start
 
 
-def bench(names: list[str], budgets: list[float], seed: int, n_jobs: int, with_flaml: bool) -> list[dict[str, Any]]:
+def bench(names: list[str], budgets: list[float], seed: int, n_jobs: int, with_flaml: bool,
+          compare_auto: bool = False) -> list[dict[str, Any]]:
     rows = []
     for budget in budgets:
         for name in names:
@@ -119,6 +175,14 @@ def bench(names: list[str], budgets: list[float], seed: int, n_jobs: int, with_f
                                    "test_rows": len(y_te)}
             pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
             row.update(mlproxy=score(objective, y_te, pred), mlproxy_seconds=secs, mlproxy_model=winner)
+            if compare_auto:
+                for variant in ("mlproxy_hgb", "mlproxy_both"):
+                    pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
+                                                     AUTO_VARIANTS[variant])
+                    row.update({variant: score(objective, y_te, pred), f"{variant}_seconds": secs,
+                                f"{variant}_model": winner})
+                if budget == budgets[0]:
+                    row["auto_off_equals_xgboost_train"] = xgboost_equivalence(X_tr, y_tr, problem, seed)
             if with_flaml:
                 pred, secs, winner = run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
                 row.update(flaml=score(objective, y_te, pred), flaml_seconds=secs, flaml_model=winner)
@@ -137,8 +201,15 @@ def _line(r: dict[str, Any]) -> str:
     fl = f"{r['flaml']:>10.4f}" if "flaml" in r else f"{'-':>10}"
     fs = f"{r['flaml_seconds']:>9.1f}" if "flaml" in r else f"{'-':>9}"
     obj = r["objective"] + (" (low)" if r["lower_is_better"] else "")
-    return (f"{r['dataset']:<14}{r['budget']:>7g}  {obj:<10}{r['mlproxy']:>10.4f}{fl}{r['baseline']:>10.4f}"
+    line = (f"{r['dataset']:<14}{r['budget']:>7g}  {obj:<10}{r['mlproxy']:>10.4f}{fl}{r['baseline']:>10.4f}"
             f"{r['mlproxy_seconds']:>11.1f}{fs}  {r['mlproxy_model']} / {r.get('flaml_model', '-')}")
+    for variant in ("mlproxy_hgb", "mlproxy_both"):
+        if variant in r:
+            line += (f"\n{'':<14}{'':>7}  {variant:<10}{r[variant]:>10.4f}{'':>20}{r[variant + '_seconds']:>11.1f}"
+                     f"{'':>9}  {r[variant + '_model']}")
+    if "auto_off_equals_xgboost_train" in r:
+        line += f"\n{'':<23}AUTO OFF XGBOOST == xgboost.train: {r['auto_off_equals_xgboost_train']}"
+    return line
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -162,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-flaml", action="store_true", help="skip FLAML (e.g. when it is not installed)")
+    ap.add_argument("--compare-auto", action="store_true",
+                    help="also run AUTO with HistGradientBoosting instead of / besides XGBoost, and check "
+                         "AUTO OFF XGBOOST against xgboost.train")
     ap.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/results/automl-*.json)")
     args = ap.parse_args(argv)
     budgets = [10.0] if args.quick else args.budgets
@@ -173,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             print("FLAML is not installed: pip install '.[bench]' (or pass --no-flaml)", file=sys.stderr)
             return 2
     print(_HEAD, flush=True)
-    rows = bench(args.datasets, budgets, args.seed, args.n_jobs, with_flaml)
+    rows = bench(args.datasets, budgets, args.seed, args.n_jobs, with_flaml, args.compare_auto)
     result = {"benchmark": "automl", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "n_jobs": args.n_jobs},
               "seed": args.seed, "budgets": budgets, "rows": rows, "summary": summary(rows)}

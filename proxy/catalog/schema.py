@@ -368,7 +368,6 @@ END
 $fn$;
 GRANT EXECUTE ON FUNCTION mlproxy.check_execute(text[], text[]) TO PUBLIC;
 """,
-
 ]
 
 _MIGRATION_4 = """
@@ -1008,13 +1007,13 @@ SELECT m.id, m.schema_name, m.model_name, m.owner::text AS owner, a.is_owner, m.
        CASE WHEN a.is_owner THEN m.source_query END AS source_query,
        CASE WHEN a.is_owner THEN m.options
             ELSE (m.options - 'iam_role' - 'settings') || pg_catalog.jsonb_build_object(
-                     'as_written', coalesce(m.options -> 'as_written', '{}') - 'from_table')
+                     'given', coalesce(m.options -> 'given', '{}') - 'from_table')
        END AS options,
        -- Redshift's is_refreshable: known for a model trained FROM a table (does it
        -- still exist, may the role read it); NULL for one trained from a query.
-       CASE WHEN m.options -> 'as_written' ? 'from_table' THEN
+       CASE WHEN m.options -> 'given' ? 'from_table' THEN
             coalesce(pg_catalog.has_table_privilege(
-                pg_catalog.to_regclass(m.options -> 'as_written' ->> 'from_table'), 'SELECT')::integer, 0)
+                pg_catalog.to_regclass(m.options -> 'given' ->> 'from_table'), 'SELECT')::integer, 0)
        END AS is_refreshable
   FROM mlproxy.models m,
        LATERAL (SELECT mlproxy.signature_oid(m.function_schema, m.function_name,
@@ -1033,7 +1032,7 @@ DROP FUNCTION IF EXISTS mlproxy.show_models();
 -- SHOW MODEL name: Redshift's keys in Redshift's order, then what mlproxy knows
 -- besides. A model the role may not see is 42501 (visible_model_id), one that
 -- does not exist 42704. Clauses the statement gave are echoed as
--- written (options.as_written); the owner-only keys are NULL for others and left out.
+-- written (options.given); the owner-only keys are NULL for others and left out.
 CREATE FUNCTION mlproxy.show_model(p_schema text, p_name text)
 RETURNS TABLE ("Key" text, "Value" text) LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
 DECLARE
@@ -1045,7 +1044,7 @@ BEGIN
     -- 42704 for no such model, 42501 for one the role may not see (as everywhere)
     SELECT * INTO m FROM mlproxy.visible_models x
      WHERE x.id = mlproxy.visible_model_id(p_schema, p_name);
-    w := coalesce(m.options -> 'as_written', '{}');
+    w := coalesce(m.options -> 'given', '{}');
     d := CASE WHEN pg_catalog.jsonb_typeof(m.details) = 'object' THEN m.details ELSE '{}' END;
     p := CASE WHEN pg_catalog.jsonb_typeof(m.progress) = 'object' THEN m.progress ELSE '{}' END;
     RETURN QUERY
@@ -1119,7 +1118,7 @@ BEGIN
           FROM pg_catalog.jsonb_each_text(coalesce(m.metrics, '{}')) e
          WHERE e.value ~ '^-?[0-9]+([.][0-9]*)?([eE][-+]?[0-9]+)?$'
         UNION ALL
-        SELECT 28, h.n::integer, h.pair ->> 0, h.pair ->> 1
+        SELECT 28, h.n::integer, pg_catalog.lower(h.pair ->> 0), h.pair ->> 1
           FROM pg_catalog.jsonb_array_elements(coalesce(w -> 'hyperparameters', '[]'))
                WITH ORDINALITY AS h(pair, n)
         UNION ALL
@@ -1209,14 +1208,20 @@ GRANT SELECT ON mlproxy.visible_models, mlproxy.stv_ml_model_info, mlproxy.svv_m
 """)
 MIGRATIONS.append(_MIGRATION_5)
 
-# 6: FORECAST models. Their artifact is the forecast itself (automl/forecast/artifact.py:
+# 6: a trained model's Shapley values, Redshift's EXPLAIN_MODEL document as the
+# training worker computed it.
+MIGRATIONS.append("""
+ALTER TABLE mlproxy.models ADD COLUMN explanations jsonb;
+""")
+
+# 7: FORECAST models. Their artifact is the forecast itself (automl/forecast/artifact.py:
 # UTF-8 JSON, rows [item, time, value per percentile]); FORECAST(m) reads it through
 # mlproxy.forecast, which any role may call: the model must be visible to the caller
 # (visible_model_id: owner, superuser, or EXECUTE on its stub <model>_forecast(), which
 # GRANT EXECUTE ON MODEL gives), a FORECAST model, and READY. The artifact column is
 # not readable by PUBLIC: visible_forecasts (a security_barrier view, as visible_models)
 # hands it out for the visible models only.
-_MIGRATION_6 = """
+_MIGRATION_7 = """
 CREATE VIEW mlproxy.visible_forecasts WITH (security_barrier) AS
 SELECT m.id, m.artifact FROM mlproxy.models m
  WHERE m.state = 'READY' AND m.options ->> 'model_type' = 'FORECAST'
@@ -1254,7 +1259,7 @@ END
 $fn$;
 GRANT EXECUTE ON FUNCTION mlproxy.forecast(text, text) TO PUBLIC;
 """
-MIGRATIONS.append(_MIGRATION_6)
+MIGRATIONS.append(_MIGRATION_7)
 
 
 async def migrate(conn) -> int:

@@ -294,14 +294,14 @@ class CatalogStore:
                    problem_type = $2, model_type = $3, objective = $4, metrics = $5::jsonb,
                    leaderboard = $6::jsonb, feature_importances = $7::jsonb, artifact = $8,
                    artifact_sha256 = $9, rows_used = $10, training_seconds = $11,
-                   progress = $12::jsonb, details = $13::jsonb, heartbeat = now(),
-                   updated_at = now()
+                   progress = $12::jsonb, details = $13::jsonb, explanations = $14::jsonb,
+                   heartbeat = now(), updated_at = now()
                WHERE id = $1 AND state = 'TRAINING'""",
             model_id, result["problem_type"], result["model_type"], result["objective"],
             json.dumps(result["metrics"]), json.dumps(result["leaderboard"]),
             json.dumps(result["feature_importances"]), artifact, result["artifact_sha256"],
             result["rows_used"], result["training_seconds"], json.dumps(result["progress"]),
-            json.dumps(result.get("details")))
+            json.dumps(result.get("details")), json.dumps(result.get("explanations")))
         if status.endswith(" 1"):
             await self.notify(database, {"event": "ready", "id": model_id})
             return True

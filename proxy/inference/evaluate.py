@@ -90,7 +90,7 @@ def predict(bound: BoundModel, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     predictor = bound.predictor
     if bound.kind == "predict":
         return np.asarray(predictor.predict(columns))
-    return _probabilities(bound, predictor.predict_proba(columns), predictor.predict(columns))
+    return probabilities_jsonb(predictor.classes, predictor.predict_proba(columns))
 
 
 def predict_matrix(bound: BoundModel, X: np.ndarray) -> np.ndarray:
@@ -98,24 +98,31 @@ def predict_matrix(bound: BoundModel, X: np.ndarray) -> np.ndarray:
     predictor = bound.predictor
     if bound.kind == "predict":
         return np.asarray(predictor.predict_matrix(X))
-    return _probabilities(bound, predictor.predict_proba_matrix(X), predictor.predict_matrix(X))
+    return probabilities_jsonb(predictor.classes, predictor.predict_proba_matrix(X))
 
 
-def _probabilities(bound: BoundModel, proba: Any, predicted: Any) -> np.ndarray:
-    """fn_prob's jsonb texts: the probabilities and `predicted`, the label fn() gives
-    (threshold included)."""
+def probabilities_jsonb(classes: Any, proba: Any) -> np.ndarray:
+    """`<function>_probabilities`' jsonb texts, as Redshift gives them:
+    {"labels": [...], "probabilities": [...]}, both sorted by probability, highest
+    first (equal probabilities keep the labels' order). Keys in jsonb's own output
+    order (shorter keys first) and numbers without exponents, as Postgres prints the
+    value (1e-05 is 0.00001 there)."""
     proba = np.asarray(proba, dtype=np.float64)
-    labels = list(bound.predictor.classes)
-    label_json = {repr(label): json.dumps(_plain(label)) for label in labels}
-    labels_text = ", ".join(label_json.values())
+    label_json = [json.dumps(_plain(label)) for label in classes]
+    # a stable sort of the negated probabilities: ties stay in label order
+    order = np.argsort(-proba, axis=1, kind="stable")
     out = np.empty(len(proba), dtype=object)
-    # jsonb assembly is per row (prob calls are the rare kind); keys in jsonb's own
-    # output order (shorter keys first), as Postgres would print the value
+    # jsonb assembly is per row (probability calls are the rare kind)
     for i in range(len(proba)):
-        out[i] = ('{"labels": [' + labels_text + '], "probabilities": ['
-                  + ", ".join(repr(float(x)) for x in proba[i]) + '], "predicted_label": '
-                  + label_json[repr(_plain(predicted[i]))] + "}")
+        row = order[i]
+        out[i] = ('{"labels": [' + ", ".join(label_json[j] for j in row) + '], "probabilities": ['
+                  + ", ".join(_json_number(proba[i, j]) for j in row) + "]}")
     return out
+
+
+def _json_number(value: float) -> str:
+    """The shortest text that reads back as `value`, positional, as jsonb prints it."""
+    return np.format_float_positional(float(value), unique=True, trim="0")
 
 
 def _plain(value: Any) -> Any:
@@ -147,6 +154,8 @@ class StreamingRewriter:
         self._features: list[FeaturePlan | None] = []  # per call (binary arguments only)
         self._by_column: list[tuple[Any, FeaturePlan | None]] = []
         self._columns = np.zeros(0, dtype=np.int64)  # their placeholder columns
+        # for the log line of each finished statement (call_log.py)
+        self.model_names = tuple(sorted({b.entry.model_name for b in models.values()}))
 
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:

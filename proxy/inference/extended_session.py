@@ -70,12 +70,6 @@ def close_scratch() -> bytes:
     return p.message(b"C", b"P" + SCRATCH + b"\x00") + p.message(b"C", b"S" + SCRATCH + b"\x00")
 
 
-def parse_types(tail: bytes) -> list[int]:
-    """The parameter type OIDs at the end of a Parse message body."""
-    (count,) = struct.unpack_from("!h", tail)
-    return list(struct.unpack_from(f"!{count}I", tail, 2))
-
-
 @dataclass
 class BindValues:
     """The parameters of a client's Bind: one format code and one value each."""
@@ -86,18 +80,10 @@ class BindValues:
 
     @classmethod
     def parse(cls, body: bytes | memoryview) -> BindValues:
-        raw = bytes(body)
-        end = raw.index(b"\x00")
-        stmt_end = raw.index(b"\x00", end + 1)
-        statement = raw[end + 1:stmt_end]
-        pos = stmt_end + 1
-        (nfmt,) = struct.unpack_from("!h", raw, pos)
-        codes = list(struct.unpack_from(f"!{nfmt}h", raw, pos + 2))
-        pos += 2 + 2 * nfmt
-        (count,) = struct.unpack_from("!h", raw, pos)
-        values, _ = p.read_values(raw, pos + 2, count)
-        formats = codes * count if len(codes) == 1 else (codes or [0] * count)
-        return cls(statement, formats, values)
+        """The Bind's parameters; raises MalformedMessage (08P01) where Postgres
+        would refuse the message."""
+        bind = p.decode_bind(body)
+        return cls(bind.statement, bind.formats, list(bind.values))
 
     def select(self, numbers: Sequence[int]) -> tuple[list[int], list[bytes | None]]:
         """Formats and values of the client's parameters `numbers` (1-based), in order."""

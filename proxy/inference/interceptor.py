@@ -20,6 +20,7 @@ and then
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -31,10 +32,11 @@ from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
 from . import prepared_general
+from .call_log import CALLS
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
-from .extended_session import BindValues, fail, relay_owed, skip_to_sync
-from .registry import DatabaseModels, ModelEntry, ModelRegistry, function_signature
+from .extended_session import fail, relay_owed, skip_to_sync
+from .registry import PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry, function_signature
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
 from .tracker import format_codes, result_formats, statement_error
@@ -271,7 +273,10 @@ class InferenceInterceptor:
             # Postgres refuses DECLARE outside a block (25P01) before it runs anything
             await relay(takeover, _statement_sql(frame))
         else:
-            await self._general(plan, models, takeover)
+            started, counted = time.perf_counter(), [0]
+            if await self._general(plan, models, takeover, counted=counted):
+                CALLS.finished((b.entry.model_name for b in models.values()), counted[0],
+                               started, "general")
         takeover.send_client(p.ready_for_query(session.txstatus))
 
     async def _explain(self, plan: ExplainPlan, models, takeover: Takeover) -> None:
@@ -283,14 +288,16 @@ class InferenceInterceptor:
             await relay(takeover, str(plan.sql), position=plan.map_position)
 
     async def _general(self, plan: GeneralPlan, models, takeover: Takeover, *,
-                       final: Any = None, fill: bool = True) -> None:
+                       final: Any = None, fill: bool = True,
+                       counted: list[int] | None = None) -> bool:
         """Predictions into temporary tables, then the rewritten statement, in one
-        transaction of our own unless the client already has one open."""
+        transaction of our own unless the client already has one open; whether it
+        all succeeded. `counted[0]` adds up the rows predicted."""
         session = takeover.session
         final = final or plan
         own_transaction = session.txstatus == b"I"
         if own_transaction and not await self._quiet(takeover, "BEGIN"):
-            return
+            return False
         created = []
         ok = True
         try:
@@ -303,7 +310,7 @@ class InferenceInterceptor:
                     break
                 created.append(step)
                 if fill:
-                    ok = await self._fill(takeover, plan, index, step, models)
+                    ok = await self._fill(takeover, plan, index, step, models, counted)
                 else:  # EXPLAIN without ANALYZE: check the call, compute nothing
                     probe = await collect(takeover, str(step.probe))
                     if probe.error is not None:
@@ -324,9 +331,12 @@ class InferenceInterceptor:
                     for sql in step.drop:
                         await self._quiet(takeover, sql)
             if own_transaction:
-                await self._quiet(takeover, "COMMIT" if ok and session.txstatus == b"T" else "ROLLBACK")
+                ok = await self._quiet(takeover, "COMMIT" if ok and session.txstatus == b"T"
+                                       else "ROLLBACK") and ok
+        return ok
 
-    async def _fill(self, takeover: Takeover, plan: GeneralPlan, index: int, step, models) -> bool:
+    async def _fill(self, takeover: Takeover, plan: GeneralPlan, index: int, step, models,
+                    counted: list[int] | None = None) -> bool:
         """Run a step's input query, predict its rows batch by batch, COPY them in."""
         bound = models[(step.function.model_id, step.function.kind)]
         takeover.send_server(p.message(b"Q", p.cstr(str(step.input))))
@@ -338,6 +348,8 @@ class InferenceInterceptor:
 
         def flush() -> None:
             if rows and not failure:
+                if counted is not None:
+                    counted[0] += len(rows)
                 try:
                     copy.append(prepared_general.predicted_copy(rows, step, bound))
                 except Exception as exc:  # noqa: BLE001 - reported as this statement's error
@@ -471,7 +483,12 @@ class InferenceInterceptor:
         """A Bind of a prepared general-path statement: its models as they are now
         (one dropped or retrained since the Parse is this execution's error)."""
         session = takeover.session
-        prepared = session.tracker.statements[BindValues.parse(frame.body).statement]
+        tracker = session.tracker
+        names = p.bind_names(frame.body)  # the tracker handed over a Bind it decoded
+        prepared = tracker.statements.get(names[1]) if tracker is not None else None
+        if prepared is None:  # its Parse failed meanwhile: Postgres answers the Bind
+            session.relay_frame(frame)
+            return
         database = session.startup.database
         calls = _called(prepared.plan)
         try:
@@ -492,11 +509,21 @@ def _statement_sql(frame: Frame) -> str:
     """The statement's text. mlproxy parses and rewrites it as UTF-8 (and sends the
     rewritten text as UTF-8), so another client_encoding's bytes get Postgres' error
     for an invalid byte sequence, not a garbled statement."""
+    text = p.statement_text(frame.type, frame.raw)
     try:
-        return p.statement_text(frame.type, frame.raw).decode()
-    except UnicodeDecodeError:
-        raise PgError(CHARACTER_NOT_IN_REPERTOIRE, 'invalid byte sequence for encoding "UTF8" in a statement '
-                      "that mentions a model function", hint=UTF8_HINT) from None
+        return text.decode()
+    except UnicodeDecodeError as exc:
+        raise PgError(CHARACTER_NOT_IN_REPERTOIRE,
+                      f'invalid byte sequence for encoding "UTF8": {_bad_sequence(text, exc.start)}',
+                      hint=UTF8_HINT) from None
+
+
+def _bad_sequence(text: bytes, start: int) -> str:
+    """The bytes Postgres names in its error for invalid UTF-8 (report_invalid_encoding):
+    the sequence its lead byte announces, as far as the text goes."""
+    lead = text[start]
+    length = 2 if lead & 0xE0 == 0xC0 else 3 if lead & 0xF0 == 0xE0 else 4 if lead & 0xF8 == 0xF0 else 1
+    return " ".join(f"0x{b:02x}" for b in text[start:start + length])
 
 
 def _session_state(session) -> dict[str, Any]:
@@ -510,8 +537,9 @@ _FLOAT_TYPES = ("double precision", "real", "numeric")
 
 
 def _has_prob(entry: ModelEntry) -> bool:
-    """Whether `<fn>_prob` is the model's: the catalog makes its stub for targets
-    that may be classes (not float); once trained, only classifiers have it."""
+    """Whether `<fn>_probabilities` (and its alias `<fn>_prob`) is the model's: the
+    catalog makes their stubs for targets that may be classes (not float); once
+    trained, only classifiers have them."""
     if entry.problem_type is not None:
         return entry.problem_type in _CLASSIFICATION
     return entry.return_type not in _FLOAT_TYPES
@@ -522,7 +550,7 @@ def _functions(models: DatabaseModels) -> dict[str, list[ModelFunction]]:
     for entry in models.entries.values():
         kinds = [("predict", entry.function_name, entry.return_type)]
         if _has_prob(entry):
-            kinds.append(("prob", entry.function_name + "_prob", "jsonb"))
+            kinds += [("prob", entry.function_name + suffix, "jsonb") for suffix in PROBABILITY_SUFFIXES]
         for kind, name, returns in kinds:
             out.setdefault(name, []).append(ModelFunction(
                 schema=entry.function_schema, name=name, arg_types=entry.arg_types,

@@ -48,6 +48,7 @@ call 0.04 / 0.05 ms.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,10 +60,11 @@ from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import error_from_fields, sql_literal
 from . import small_batch
+from .call_log import CALLS
 from .pgfloat import pg_float_text
 from .pgvalues import canonical_type
 from .evaluate import BoundModel, argument_columns, copy_data_messages, copy_rows, predict, typed_arguments
-from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, parse_types, relay_owed,
+from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, relay_owed,
                                skip_to_sync)
 from .rewrite import ArgColumn, ExplainPlan, GeneralPlan, InferenceStep
 from .rows import DataRowBatch
@@ -186,16 +188,16 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
     statement: if that execution fails, the statement must exist all the same, as
     Postgres would have prepared it before the Bind failed.)"""
     session = takeover.session
-    name, _sql, tail = p.parse_message_parts(frame.body)
-    declared = parse_types(tail)
+    parsed = p.decode_parse(frame.body)
+    name, declared = parsed.name, list(parsed.types)
     if not await relay_owed(takeover):
         await skip_to_sync(takeover)  # Postgres ignores the Parse: so does mlproxy
         return
     types = declared + [0] * (len(plan.sql.params) - len(declared))
     prepared = PreparedGeneral(interceptor, plan, types, check)
     bind = takeover.peek_client() if not name else None
-    if bind is not None and bind.type == p.F_BIND:
-        values = BindValues.parse(bind.body)
+    values = _bind_values(bind) if bind is not None and bind.type == p.F_BIND else None
+    if values is not None:  # (a Bind Postgres would refuse is left for it to answer)
         if values.statement == name and len(values.values) == len(types):
             await takeover.client_message()  # the Bind, served now
             if await _fill(prepared, models, values, takeover, describe=True):
@@ -214,6 +216,15 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
         return
     prepared.learn_types(outcome)
     _forward_parse(name, prepared, takeover)
+
+
+def _bind_values(frame: Frame) -> BindValues | None:
+    """The client's Bind, or None if Postgres would refuse it: it then goes upstream
+    as sent, for Postgres' own error (the statement there has the same parameters)."""
+    try:
+        return BindValues.parse(frame.body)
+    except p.MalformedMessage:
+        return None
 
 
 def _forward_parse(name: bytes, prepared: PreparedGeneral, takeover: Takeover) -> None:
@@ -236,9 +247,9 @@ async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], Bound
     if isinstance(models, PgError):
         await fail(takeover, models)
         return
-    values = BindValues.parse(frame.body)
-    if len(values.values) != len(prepared.types):
-        session.relay_frame(frame)  # Postgres reports the count mismatch itself
+    values = _bind_values(frame)
+    if values is None or len(values.values) != len(prepared.types):
+        session.relay_frame(frame)  # Postgres reports the malformed Bind itself
         return
     if await _fill(prepared, models, values, takeover):
         session.relay_frame(frame)
@@ -251,6 +262,7 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
     session skips to Sync. `describe`: the statement is not prepared yet, learn the
     parameter types from the input queries (run with the client's declared ones)."""
     plan = prepared.plan
+    started, predicted = time.perf_counter(), [0]
     if prepared.notice:
         takeover.send_client(p.notice_response(prepared.notice))
     batch = Batch()
@@ -264,6 +276,7 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
         if failures or not isinstance(tag, int):
             return
         step = plan.steps[tag]
+        predicted[0] += len(rows)
         try:
             copies.setdefault(tag, []).append(
                 predicted_copy(rows, step, models[(step.function.model_id, step.function.kind)]))
@@ -302,4 +315,7 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
             return p.error_response(client_error(plan, failed))
 
         batch.defer(takeover, error)
+    if prepared.fill:  # predictions made (the rows then pass through as Postgres sends them)
+        CALLS.finished((b.entry.model_name for b in models.values()), predicted[0], started,
+                       "general")
     return True

@@ -28,6 +28,12 @@ from ..ml_statements.literals import quote_identifier
 log = logging.getLogger("mlproxy.inference")
 
 
+# A model's function names for its probabilities (kind "prob"): Redshift's
+# `<function>_probabilities`, and `<function>_prob`, mlproxy's earlier name for it,
+# kept as an alias with the same answer.
+PROBABILITY_SUFFIXES = ("_probabilities", "_prob")
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One model as the proxy needs it to recognise and evaluate its functions."""
@@ -70,7 +76,8 @@ class DatabaseModels:
         by_function: dict[str, list[ModelEntry]] = {}
         for entry in entries:
             by_function.setdefault(entry.function_name, []).append(entry)
-            by_function.setdefault(entry.function_name + "_prob", []).append(entry)
+            for suffix in PROBABILITY_SUFFIXES:
+                by_function.setdefault(entry.function_name + suffix, []).append(entry)
         names = frozenset(n.encode().lower() for n in (*by_function, "explain_model"))
         return cls({e.model_id: e for e in entries}, by_function, names, function_oids=function_oids or {})
 
@@ -91,7 +98,8 @@ class DatabaseModels:
 
 def function_signature(entry: ModelEntry, name: str) -> str:
     """`schema.name(argument types)` of one of the model's functions (`name`: the
-    function's or its _prob's), as regprocedure and has_function_privilege read it."""
+    function's or its _probabilities'/_prob's), as regprocedure and has_function_privilege
+    read it."""
     return f"{quote_identifier(entry.function_schema)}.{quote_identifier(name)}({', '.join(entry.arg_types)})"
 
 
@@ -195,7 +203,7 @@ class ModelRegistry:
         if not entries:
             return {}
         signatures = [function_signature(e, name) for e in entries
-                      for name in (e.function_name, e.function_name + "_prob")]
+                      for name in (e.function_name, *(e.function_name + s for s in PROBABILITY_SUFFIXES))]
         try:
             pool = await self.catalog.pool(database, migrate_catalog=False)
             rows = await pool.fetch("SELECT s, to_regprocedure(s)::oid AS oid FROM unnest($1::text[]) AS s",

@@ -16,6 +16,7 @@ over in batches so the predictor runs once per batch.
 from __future__ import annotations
 
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -24,6 +25,7 @@ import numpy as np
 
 from .. import protocol as p
 from ..errors import PgError
+from .call_log import CALLS
 
 _FIRST = (0,)  # the offsets of a run of one message
 _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
@@ -67,6 +69,11 @@ class Expectation:
     # CloseComplete; an error among them is shown as `hidden_error(raw)` makes it
     closes: int = 0
     hidden_error: Callable[[bytes], bytes] | None = None
+    # a rewritten result: when it went upstream (perf_counter), rows seen, failed
+    # (for the model-call log line when it ends, call_log.py)
+    started: float = 0.0
+    rows: int = 0
+    failed: bool = False
 
 
 def statement_error(exc: BaseException) -> PgError:
@@ -92,12 +99,6 @@ def expectation_kind(msg_type: int, first_byte: int = 0) -> int:
     return CLOSE
 
 
-def _cstring(body: bytes | memoryview, start: int = 0) -> tuple[bytes, int]:
-    raw = bytes(body)
-    end = raw.index(b"\x00", start)
-    return raw[start:end], end + 1
-
-
 class ResponseTracker:
     """Matches replies to requests for a session with rewritten statements."""
 
@@ -116,19 +117,24 @@ class ResponseTracker:
 
     @property
     def active(self) -> bool:
-        """False once nothing rewritten is prepared, open or awaited: the session can
-        go back to plain relaying."""
-        return bool(self.statements or self.portals or
-                    any(e.rewriter is not None for e in self.queue))
+        """False once nothing rewritten is prepared, open or awaited (nor the replies
+        of mlproxy's own messages, nor the rest of a failed result to drop): the
+        session can go back to plain relaying."""
+        return bool(self.statements or self.portals or self._failed or
+                    any(e.rewriter is not None or e.kind == HIDDEN for e in self.queue))
 
     # -- client -> server ----------------------------------------------------------
     def bind_interceptor(self, raw: bytes | memoryview):
         """The interceptor that must see this Bind before it goes upstream (a prepared
         statement whose model predictions are computed per execution), or None."""
         body = memoryview(raw)[5:]
-        _, pos = _cstring(body)
-        statement, _ = _cstring(body, pos)
-        return getattr(self.statements.get(statement), "interceptor", None)
+        try:
+            interceptor = getattr(self.statements.get(p.bind_names(body)[1]), "interceptor", None)
+            if interceptor is not None:
+                p.decode_bind(body)
+        except p.MalformedMessage:
+            return None  # goes upstream as sent: Postgres refuses it with its own error
+        return interceptor
 
     @property
     def discarding(self) -> bool:
@@ -184,43 +190,59 @@ class ResponseTracker:
     def add_query(self, rewriter: RowRewriter | None,
                   map_position: Callable[[int], int] | None = None) -> None:
         """A simple Query is sent (rewritten, if `rewriter`)."""
-        self.queue.append(Expectation(QUERY, rewriter, map_position))
+        self.queue.append(Expectation(QUERY, rewriter, map_position,
+                                      started=time.perf_counter() if rewriter else 0.0))
 
     def client_message(self, msg_type: int, raw: bytes) -> bytes:
-        """Note a client message on its way upstream; returns the bytes to forward."""
+        """Note a client message on its way upstream; returns the bytes to forward.
+        A message Postgres would refuse goes on as sent (Postgres answers it with its
+        own error, then skips to Sync as it does): only its reply is expected."""
+        try:
+            return self._client_message(msg_type, raw)
+        except p.MalformedMessage:
+            first = raw[5] if len(raw) > 5 else 0
+            kind = {p.F_SYNC: SYNC, p.F_QUERY: QUERY, p.F_FUNCTION_CALL: FUNCTION}.get(
+                msg_type, None)
+            self.queue.append(Expectation(kind if kind is not None else expectation_kind(msg_type, first)))
+            return raw
+
+    def _client_message(self, msg_type: int, raw: bytes) -> bytes:
         body = memoryview(raw)[5:]
         if msg_type == p.F_PARSE:
-            name, _ = _cstring(body)
+            name = p.decode_parse(body).name
             self.statements.pop(name, None)  # re-preparing a name replaces it
             self.queue.append(Expectation(PARSE))
         elif msg_type == p.F_BIND:
-            portal, pos = _cstring(body)
-            statement, _ = _cstring(body, pos)
+            portal, statement = p.bind_names(body)
             plan = self.statements.get(statement)
-            if plan is None:
+            if plan is None:  # (the rest is Postgres' to judge)
                 self.portals.pop(portal, None)
                 self.queue.append(Expectation(BIND))
-            else:
+            else:  # the plan reads the whole Bind, validated
                 new_body, rewriter = plan.bind(bytes(body))
                 self.portals[portal] = rewriter
                 self.queue.append(Expectation(BIND))
                 raw = p.message(b"B", new_body)
         elif msg_type == p.F_DESCRIBE:
-            kind = bytes(body[:1])
-            name, _ = _cstring(body, 1)
+            kind, name = p.decode_target(body)
             if kind == b"S":
                 plan = self.statements.get(name)
                 self.queue.append(Expectation(DESCRIBE_STATEMENT,
                                               plan.describe() if plan is not None else None))
             else:
-                self.queue.append(Expectation(DESCRIBE_PORTAL, self.portals.get(name)))
+                self.queue.append(Expectation(DESCRIBE_PORTAL,
+                                              self.portals.get(name) if kind == b"P" else None))
         elif msg_type == p.F_EXECUTE:
-            portal, _ = _cstring(body)
-            self.queue.append(Expectation(EXECUTE, self.portals.get(portal)))
+            portal, _ = p.decode_execute(body)
+            rewriter = self.portals.get(portal)
+            self.queue.append(Expectation(EXECUTE, rewriter,
+                                          started=time.perf_counter() if rewriter else 0.0))
         elif msg_type == p.F_CLOSE:
-            kind = bytes(body[:1])
-            name, _ = _cstring(body, 1)
-            (self.statements if kind == b"S" else self.portals).pop(name, None)
+            kind, name = p.decode_target(body)
+            if kind == b"S":
+                self.statements.pop(name, None)
+            elif kind == b"P":
+                self.portals.pop(name, None)
             self.queue.append(Expectation(CLOSE))
         elif msg_type == p.F_SYNC:
             self.queue.append(Expectation(SYNC))
@@ -271,6 +293,7 @@ class ResponseTracker:
                 self.statements.pop(head.statement, None)  # the failed Parse made nothing
             out.append(raw)
             if kind == QUERY:
+                head.failed = True
                 return out  # the query goes on to its ReadyForQuery
             while self.queue and self.queue[0].kind != SYNC:
                 self.queue.popleft()  # the server skips to Sync
@@ -280,6 +303,8 @@ class ResponseTracker:
                 raw = head.rewriter.row_description(raw)
             if msg_type == p.B_READY_FOR_QUERY:
                 self.queue.popleft()
+                if head.rewriter is not None and not head.failed:
+                    _log_call(head)
         elif kind == DESCRIBE_STATEMENT:
             if msg_type != p.B_PARAMETER_DESCRIPTION:
                 if msg_type == p.B_ROW_DESCRIPTION and head.rewriter is not None:
@@ -292,6 +317,8 @@ class ResponseTracker:
         elif kind == EXECUTE:
             if msg_type in (p.B_COMMAND_COMPLETE, p.B_PORTAL_SUSPENDED, p.B_EMPTY_QUERY):
                 self.queue.popleft()
+                if head.rewriter is not None:
+                    _log_call(head)
         else:  # PARSE, BIND, CLOSE, SYNC: exactly one reply each
             self.queue.popleft()
         out.append(raw)
@@ -307,7 +334,9 @@ class ResponseTracker:
         """Hold a run of `count` complete DataRows of the current rewritten result
         (call only when `wants_rows()`; `starts`: their offsets in `rows`, if known);
         returns what must go out first, if anything."""
-        rewriter = self.queue[0].rewriter
+        head = self.queue[0]
+        head.rows += count
+        rewriter = head.rewriter
         out = self.flush() if self._rows and self._rows_for is not rewriter else []
         self._rows_for = rewriter
         self._rows.append(rows)
@@ -365,6 +394,11 @@ class ResponseTracker:
         return self._row_bytes
 
 
+def _log_call(head: Expectation) -> None:
+    CALLS.finished(getattr(head.rewriter, "model_names", ()), head.rows, head.started,
+                   "streaming")
+
+
 def _map_error(raw: bytes, map_position: Callable[[int], int] | None) -> bytes:
     """The ErrorResponse with its position moved into the client's own text, and
     without the context lines of mlproxy's own catalog functions."""
@@ -381,20 +415,10 @@ def _map_error(raw: bytes, map_position: Callable[[int], int] | None) -> bytes:
 
 
 def result_formats(bind_body: bytes) -> tuple[int, list[int], int]:
-    """(offset of the result-format section, the client's result format codes, end)."""
-    raw = bind_body
-    _, pos = _cstring(raw)
-    _, pos = _cstring(raw, pos)
-    (nfmt,) = struct.unpack_from("!h", raw, pos)
-    pos += 2 + 2 * nfmt
-    (nparams,) = struct.unpack_from("!h", raw, pos)
-    pos += 2
-    for _ in range(nparams):
-        (size,) = struct.unpack_from("!i", raw, pos)
-        pos += 4 + max(size, 0)
-    (nres,) = struct.unpack_from("!h", raw, pos)
-    codes = list(struct.unpack_from(f"!{nres}h", raw, pos + 2))
-    return pos, codes, pos + 2 + 2 * nres
+    """(offset of the result-format section, the client's result format codes, end);
+    raises MalformedMessage where Postgres would refuse the Bind."""
+    bind = p.decode_bind(bind_body)
+    return bind.result_section, list(bind.result_formats), len(bind_body)
 
 
 def with_result_formats(bind_body: bytes, codes: list[int]) -> bytes:

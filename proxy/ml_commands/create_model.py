@@ -7,6 +7,7 @@ goes on in the background, as in Redshift.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -21,9 +22,11 @@ from ..catalog.store import CatalogStore
 from ..errors import PgError
 from ..intercept import Takeover
 from ..ml_statements import CreateModel, DropModel, ModelName, SourceQuery
+from ..ml_statements import hyperparameters as hp
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
-from ..training.snapshot import JobDir, export_expression
+from ..training import precheck
+from ..training.snapshot import JobDir, base_type, convert_csv, export_expression
 from . import forecast_checks
 from .upstream_ops import collect, error_from_fields, sql_literal, sql_text_array
 
@@ -32,6 +35,21 @@ log = logging.getLogger("mlproxy.ml")
 # Redshift ML's defaults for the SETTINGS a statement leaves out.
 DEFAULT_MAX_CELLS = 1_000_000
 DEFAULT_MAX_RUNTIME = 5400  # seconds; the search stops earlier once scores stop improving
+# mlproxy's own setting: at most this many feature columns unless SETTINGS (MAX_FEATURES n).
+DEFAULT_MAX_FEATURES = 256
+# Rows with a non-NULL target the trainer needs to train and validate a model
+# (automl.validation.MIN_ROWS; tests/ml/test_early_errors.py holds them equal).
+MIN_TRAINING_ROWS = 20
+# Postgres' FUNC_MAX_ARGS as shipped; the server's own value is read when it matters.
+PG_FUNC_MAX_ARGS = 100
+# Target types the trainer cannot predict (dates and times are exported as Arrow
+# date/timestamp columns, which it expands into features only).
+_UNPREDICTABLE_TARGETS = ("date", "timestamp without time zone", "timestamp with time zone")
+
+AUTOCOMMIT_HINT = ("Run CREATE MODEL outside BEGIN ... COMMIT, in autocommit mode: psql runs it so "
+                   "by default (\\set AUTOCOMMIT on); JDBC: connection.setAutoCommit(true); psycopg: "
+                   "conn.autocommit = True; SQLAlchemy: "
+                   "engine.connect().execution_options(isolation_level=\"AUTOCOMMIT\").")
 
 _WRAP_PREFIX = "SELECT * FROM ("
 _WRITE_BATCH = 4 << 20
@@ -72,7 +90,7 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     session = takeover.session
     if session.txstatus != b"I":
         raise _Abort(PgError(errors.ACTIVE_SQL_TRANSACTION,
-                             "CREATE MODEL cannot run inside a transaction block"))
+                             "CREATE MODEL cannot run inside a transaction block", hint=AUTOCOMMIT_HINT))
     database = session.startup.database
     try:
         await services.catalog.pool(database)
@@ -96,12 +114,18 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
         stmt = replace(stmt, function=forecast_checks.stub_function(stmt.name))
         features, feature_types = [], []
     else:
+        if target is not None and base_type(types[names.index(target)]) in _UNPREDICTABLE_TARGETS:
+            raise _Abort(PgError(errors.FEATURE_NOT_SUPPORTED,
+                                 f'target column "{target}" has type {types[names.index(target)]}, '
+                                 "which cannot be predicted", position=stmt.positions.get("target"),
+                                 hint="Use a numeric, boolean or text target (a date can be a feature)."))
         features = [n for n in names if n != target]
         feature_types = [t for n, t in zip(names, types) if n != target]
     if not features and stmt.function.arg_types != ():
         raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
                              "the training data has no feature columns besides the target",
                              position=stmt.positions.get("source")))
+    await _check_feature_count(takeover, stmt, features)
     arg_types = list(stmt.function.arg_types) if stmt.function.arg_types is not None else feature_types
     if len(arg_types) != len(features):
         raise _Abort(PgError(
@@ -130,10 +154,22 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     except Exception as exc:  # noqa: BLE001 - the upstream went away, or the service login
         raise _catalog_unavailable(database, exc) from exc
 
+    target_type = None if target is None else types[names.index(target)]
+    loss = _xgboost_loss(stmt)
+    counts = await _count(takeover, source, target, target_type, distinct=_needs_distinct(stmt, loss))
+    is_forecast = stmt.options.get("model_type") == "FORECAST"
+    # a forecast is never sampled (a sample would cut holes in its series) and has
+    # its own data rules (forecast_checks.py, above)
+    limit = max(1, counts.rows) if is_forecast else _row_limit(stmt, len(names))
+    if not is_forecast:
+        _check_training_data(stmt, counts, limit, len(names))
+        _check_xgboost_objective(stmt, loss, counts, target_type)
     staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
     options = _train_options(stmt)
     try:
-        rows, sampled = await _export(takeover, source, stmt, names, types, staging)
+        rows, sampled = await _export(takeover, source, stmt, names, types, staging, counts.rows, limit)
+        if not is_forecast:
+            await _check_features(stmt, staging, names, types, features)
         # The whole job is on disk before the model is registered: a snapshot that
         # cannot be written (read-only or full data directory) leaves no model behind.
         await _write_spec(staging, {
@@ -234,17 +270,175 @@ def _check_unique(names: list[str], stmt: CreateModel) -> None:
         seen.add(name)
 
 
-async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names: list[str],
-                  types: list[str], staging: JobDir) -> tuple[int, bool]:
-    """COPY the training data into the staging directory; returns (rows, sampled)."""
-    settings = stmt.options.get("settings", {})
-    max_cells = int(settings.get("max_cells", DEFAULT_MAX_CELLS))
-    count_sql = f"SELECT count(*) FROM ({source.sql}\n) AS mlproxy_source"
-    counted = await collect(takeover, count_sql)
+async def _check_feature_count(takeover: Takeover, stmt: CreateModel, features: list[str]) -> None:
+    """At most MAX_FEATURES feature columns (256 unless raised), and no more than a
+    function can take as arguments (Postgres' FUNC_MAX_ARGS, 100 as shipped)."""
+    position = stmt.positions.get("source")
+    limit = int(stmt.options.get("settings", {}).get("max_features", DEFAULT_MAX_FEATURES))
+    if len(features) > limit:
+        raise _Abort(PgError(errors.TOO_MANY_COLUMNS,
+                             f"the training data has {len(features)} feature columns; at most {limit} are allowed",
+                             position=position,
+                             hint=f"Select fewer columns in FROM, or raise the limit with "
+                                  f"SETTINGS (MAX_FEATURES {len(features)})."))
+    if len(features) <= PG_FUNC_MAX_ARGS:
+        return
+    found = await collect(takeover, "SELECT current_setting('max_function_args')")
+    if found.error is not None:
+        raise _Abort(found.error)
+    max_args = int(found.rows[0][0])
+    if len(features) > max_args:
+        raise _Abort(PgError(errors.TOO_MANY_ARGUMENTS, f"functions cannot have more than {max_args} arguments",
+                             position=position,
+                             detail=f"The model function takes one argument per feature column, and the "
+                                    f"training data has {len(features)}.",
+                             hint=f"Select at most {max_args} feature columns in FROM (Postgres' "
+                                  "max_function_args, fixed when Postgres is built)."))
+
+
+@dataclass
+class _Counts:
+    """What one pass over the training query tells before anything is exported."""
+
+    rows: int
+    target_rows: int | None = None      # rows with a non-NULL target (None: KMEANS)
+    several_values: bool | None = None  # the target takes at least two values
+    distinct: int | None = None         # distinct target values, when an objective needs them
+
+
+async def _count(takeover: Takeover, source: _Source, target: str | None,
+                 target_type: str | None, distinct: bool = False) -> _Counts:
+    """Rows, non-NULL targets and whether the target varies, in one aggregate query
+    on the client's session (Postgres does the scan; the event loop only waits)."""
+    aggregates = "count(*)"
+    if target is not None:
+        assert target_type is not None
+        # the target as it will be exported (NaN is NULL), compared as text byte by
+        # byte (a nondeterministic collation's equal strings are two classes to train)
+        value = (f"({export_expression(f'mlproxy_source.{quote_identifier(target)}', target_type)})::text "
+                 'COLLATE "C"')
+        aggregates += f", count({value}), min({value}) IS DISTINCT FROM max({value})"
+        if distinct:
+            aggregates += f", count(DISTINCT {value})"
+    prefix = f"SELECT {aggregates} FROM ("
+    counted = await collect(takeover, f"{prefix}{source.sql}\n) AS mlproxy_source")
     if counted.error is not None:
-        raise source.upstream_error(counted.error, len("SELECT count(*) FROM ("))
-    total = int(counted.rows[0][0])
-    limit = max(1, max_cells // max(1, len(names)))
+        raise source.upstream_error(counted.error, len(prefix))
+    row = counted.rows[0]
+    if target is None:
+        return _Counts(int(row[0]))
+    return _Counts(int(row[0]), int(row[1]), row[2] == "t", int(row[3]) if distinct else None)
+
+
+_NUMERIC_TYPES = ("smallint", "integer", "bigint", "real", "double precision", "numeric", "decimal")
+
+
+def _xgboost_loss(stmt: CreateModel) -> str | None:
+    """The XGBoost objective MODEL_TYPE XGBOOST trains with, as the statement wrote it."""
+    written = (stmt.options.get("given") or {}).get("objective")
+    if stmt.options.get("model_type") != "XGBOOST" or not isinstance(written, str) or ":" not in written:
+        return None
+    return written.strip().lower()
+
+
+def _needs_distinct(stmt: CreateModel, loss: str | None) -> bool:
+    """Counting distinct targets costs a sort or hash of the target: only for the
+    objectives whose classes must be checked."""
+    return loss is not None and loss.startswith(("binary:", "multi:"))
+
+
+def _check_xgboost_objective(stmt: CreateModel, loss: str | None, counts: _Counts, target_type: str | None) -> None:
+    """An XGBoost objective that cannot fit the target, or a NUM_CLASS that does not
+    match it, is 22023 now (the trainer checks the same, minutes later)."""
+    if loss is None or stmt.target is None:
+        return
+    at = stmt.positions.get("target")
+    num_class = stmt.options.get("hyperparameters", {}).get("num_class")
+    if loss.startswith("reg:") and not (target_type or "").startswith(_NUMERIC_TYPES):
+        raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
+                             f"OBJECTIVE '{loss}' is for REGRESSION, but target column \"{stmt.target}\" is "
+                             f"{target_type}", position=at,
+                             hint="Use binary:logistic, binary:hinge or multi:softmax for a class target."))
+    if loss.startswith("binary:") and counts.distinct is not None and counts.distinct != 2:
+        raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
+                             f"OBJECTIVE '{loss}' is for BINARY_CLASSIFICATION, but target column "
+                             f"\"{stmt.target}\" has {counts.distinct} distinct values", position=at,
+                             hint="Use multi:softmax for more classes, or a reg: objective for a numeric target."))
+    if loss == "multi:softmax":
+        if num_class is None:
+            raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
+                                 "OBJECTIVE 'multi:softmax' needs the hyperparameter NUM_CLASS", position=at,
+                                 hint=f"Add HYPERPARAMETERS DEFAULT EXCEPT (NUM_CLASS '{counts.distinct}')."))
+        if counts.distinct is not None and num_class != counts.distinct:
+            raise _Abort(PgError(errors.INVALID_PARAMETER_VALUE,
+                                 f"NUM_CLASS is {num_class}, but target column \"{stmt.target}\" has "
+                                 f"{counts.distinct} distinct values", position=at,
+                                 hint=f"Give NUM_CLASS '{counts.distinct}'."))
+
+
+def _row_limit(stmt: CreateModel, columns: int) -> int:
+    """Rows exported at most: MAX_CELLS over the number of columns."""
+    max_cells = int(stmt.options.get("settings", {}).get("max_cells", DEFAULT_MAX_CELLS))
+    return max(1, max_cells // max(1, columns))
+
+
+def _check_training_data(stmt: CreateModel, counts: _Counts, limit: int, columns: int) -> None:
+    """Data no model can be trained and validated on is an error now, not a FAILED
+    model later (22000 data_exception, as the trainer reports the same problems)."""
+    source = stmt.positions.get("source")
+    target_at = stmt.positions.get("target")
+    if counts.rows == 0:
+        raise _Abort(PgError(errors.DATA_EXCEPTION, "the training query returned no rows", position=source,
+                             hint="CREATE MODEL trains on the rows FROM returns; check its table and WHERE clause."))
+    if counts.target_rows == 0:
+        raise _Abort(PgError(errors.DATA_EXCEPTION, f'target column "{stmt.target}" is NULL in every row',
+                             position=target_at, hint="A model learns from rows whose target is known."))
+    if counts.several_values is False:
+        raise _Abort(PgError(errors.DATA_EXCEPTION,
+                             f'target column "{stmt.target}" has the same value in every row',
+                             position=target_at,
+                             hint="A model needs at least two different target values to learn from."))
+    usable = counts.rows if counts.target_rows is None else counts.target_rows
+    what = "rows" if counts.target_rows is None else "rows with a non-NULL target"
+    if min(usable, limit) < MIN_TRAINING_ROWS:
+        hint = "Train on more rows."
+        if limit < usable:
+            hint = (f"MAX_CELLS allows only {limit} rows of {columns} columns; raise it to at least "
+                    f"{MIN_TRAINING_ROWS * columns}.")
+        raise _Abort(PgError(errors.DATA_EXCEPTION,
+                             f"the training data has {min(usable, limit)} {what}; at least {MIN_TRAINING_ROWS} "
+                             "are needed to train and validate a model",
+                             position=source, hint=hint))
+    k = stmt.options.get("hyperparameters", {}).get("k") if stmt.target is None else None
+    if k is not None and k > min(usable, limit):
+        raise _Abort(PgError(errors.DATA_EXCEPTION,
+                             f"K {k} is more clusters than the {min(usable, limit)} rows of the training data",
+                             position=source, hint="Choose a smaller K, or train on more rows."))
+
+
+async def _check_features(stmt: CreateModel, staging: JobDir, names: list[str], types: list[str],
+                          features: list[str]) -> None:
+    """Convert the exported CSV to Arrow (work the worker would do) in a thread and
+    put it to the trainer's rules (training/precheck.py): what it would refuse is
+    the statement's error now, at the clause it is about."""
+    try:
+        table = await asyncio.to_thread(convert_csv, staging, names, types)
+    except OSError as exc:  # a read-only or full data directory: the statement's error
+        raise _Abort(errors.file_error(exc, "write file")) from exc
+    except Exception:  # noqa: BLE001 - the worker converts (and reports) it then
+        log.warning("training data not converted at CREATE MODEL model=%s", stmt.name, exc_info=True)
+        return
+    objection = await asyncio.to_thread(precheck.check, table, features, _train_options(stmt))
+    if objection is not None:
+        position = stmt.positions.get(objection.clause, stmt.positions.get("source"))
+        raise _Abort(PgError(objection.sqlstate, objection.message, position=position,
+                             detail=objection.detail, hint=objection.hint))
+
+
+async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names: list[str],
+                  types: list[str], staging: JobDir, total: int, limit: int) -> tuple[int, bool]:
+    """COPY the training data (`total` rows, at most `limit` of them) into the
+    staging directory; returns (rows, sampled)."""
     sampled = total > limit
     exprs = ", ".join(export_expression(f"mlproxy_source.{quote_identifier(n)}", t)
                       for n, t in zip(names, types))
@@ -369,16 +563,16 @@ async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel,
     fn = stmt.function.name
     options = stmt.options
     # what SHOW MODEL echoes: the clauses as written, and the table trained from
-    written = dict(stmt.as_written)
+    given = {key: value for key, value in options["given"].items() if value not in (None, [])}
     if not source.is_query:
-        written["from_table"] = str(stmt.source)
+        given["from_table"] = str(stmt.source)
     max_runtime = int(options.get("settings", {}).get("max_runtime", DEFAULT_MAX_RUNTIME))
     sql = ("SELECT mlproxy.register_model("
            f"{sql_literal(model_schema)}, {sql_literal(stmt.name.name)}, "
            f"{sql_literal(function_schema)}, {sql_literal(fn.name)}, "
            f"{sql_text_array(features)}, {sql_text_array(arg_types)}, {sql_literal(return_type)}, "
            f"{sql_literal(stmt.text)}, "
-           f"{sql_literal(json.dumps({**options, 'as_written': written}, default=str))}::jsonb, "
+           f"{sql_literal(json.dumps({**options, 'given': given}, default=str))}::jsonb, "
            f"{sql_literal(source.sql)}, {sql_literal(stmt.target)}, {max_runtime}, "
            f"{sql_literal(services.jobs.instance)})")
     result = await collect(takeover, sql)
@@ -426,11 +620,18 @@ def _train_options(stmt: CreateModel) -> dict[str, Any]:
     settings = o.get("settings", {})
     preprocessors = o.get("preprocessors")
     forecast = {"forecast": o["forecast"]} if o.get("forecast") else {}  # FORECAST only (forecast_options.py)
+    objective = o.get("objective")
+    written = (o.get("given") or {}).get("objective")
+    if isinstance(written, str) and ":" in written:
+        objective = written.strip().lower()  # an XGBoost objective: the loss XGBOOST trains with
+    model_type = o.get("model_type")
+    table = {key: dataclasses.asdict(spec) for key, spec in hp.HYPERPARAMETERS.get(model_type or "", {}).items()}
     return {
         **forecast,
         "target": stmt.target,
         "problem_type": o.get("problem_type"),
-        "objective": o.get("objective"),
+        "objective": objective,
+        "hyperparameter_table": table or None,
         "model_type": o.get("model_type"),
         "auto": o.get("auto", True),
         "hyperparameters": o.get("hyperparameters") or {},
@@ -463,7 +664,8 @@ def _notify_progress(services: MLServices, takeover: Takeover, database: str, mo
             if trials:
                 text += f", {trials} trials"
             if info.get("best_score") is not None:
-                text += f", best score {float(info['best_score']):.4f}"
+                # the metric by its name: "best F1 0.5200", "best MSE 12.3000"
+                text += f", best {info.get('objective') or 'score'} {float(info['best_score']):.4f}"
         elif kind == "ready":
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in (info.get("metrics") or {}).items()
                                 if isinstance(v, (int, float)))

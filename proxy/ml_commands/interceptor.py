@@ -74,8 +74,7 @@ class MLInterceptor:
         cached, takeover.session.ml_parse = takeover.session.ml_parse, None
         parsed = cached[1] if cached and cached[0] is frame else None
         if parsed is None:
-            parsed = parse_statements((p.query_text(frame.body) if frame.type == p.F_QUERY
-                                       else p.parse_message_parts(frame.body)[1]).decode())
+            parsed = parse_statements(p.statement_text(frame.type, frame.raw).decode())
         if frame.type == p.F_QUERY:
             await self._simple(parsed, takeover)
         else:
@@ -155,6 +154,16 @@ class MLInterceptor:
         while True:
             msg = await takeover.client_message()
             t = msg.type
+            try:  # what Postgres would refuse of a statement taking no parameters
+                if t == p.F_BIND:
+                    statement = p.bind_names(msg.body)[1]
+                    p.decode_bind(msg.body, statement_params=0 if statement == name else None)
+                elif t in (p.F_DESCRIBE, p.F_EXECUTE, p.F_CLOSE, p.F_FLUSH):
+                    p.check_frontend(t, msg.body)
+            except p.MalformedMessage as err:
+                takeover.send_client(p.error_response(err))
+                await takeover.discard_until_sync()
+                return
             if t == p.F_BIND:
                 takeover.send_client(p.bind_complete())
             elif t == p.F_DESCRIBE:

@@ -130,5 +130,7 @@ async def relay(takeover: Takeover, sql: str, *, tag: str | None = None,
             while True:
                 data = await takeover.client_message()
                 takeover.send_server(data.raw)
-                if data.type in (p.F_COPY_DONE, p.F_COPY_FAIL):
+                # CopyDone and CopyFail end it; Postgres ignores Flush and Sync here,
+                # and any other message fails the COPY (08P01 "unexpected message type")
+                if data.type not in (p.F_COPY_DATA, p.F_FLUSH, p.F_SYNC):
                     break

@@ -98,22 +98,7 @@ class _CreateModelParser:
             text=r.sql,
             offset=r.offset,
             positions=self.positions,
-            as_written=self.as_written(),
         )
-
-    def as_written(self) -> dict[str, object]:
-        raw = self.raw
-        out: dict[str, object] = {}
-        for key, value in (("objective", raw.objective), ("preprocessors", raw.preprocessors)):
-            if value is not None:
-                out[key] = value.value  # the quoted string's content
-        for key, value in (("model_type", raw.model_type), ("problem_type", raw.problem_type)):
-            if value is not None:
-                out[key] = value.text
-        if raw.hyperparameters:
-            out["hyperparameters"] = [[k.value.lower(), v.text if v.kind == "word" else v.value]
-                                      for k, v in raw.hyperparameters]
-        return out
 
     def expected_clauses(self) -> str:
         left = [c.upper() for c in CLAUSES if c not in self.seen]

@@ -24,8 +24,14 @@ Canonical form (every key always present):
   "Transformers": [...]}), the string 'none' (Redshift's "no preprocessing"), or
   None (automatic).
 - `hyperparameters`: {lowercase key: int | float | str}; {} for DEFAULT or absent.
+  Every key and value is checked against the MODEL_TYPE's table in
+  hyperparameters.py (22023 naming the allowed keys, "did you mean" for a close
+  misspelling, the range for a value out of it); HYPERPARAMETERS needs a MODEL_TYPE.
+- `given`: {"objective", "preprocessors", "hyperparameters"} as the statement wrote
+  them (the hyperparameters as [key, value] pairs in order), for SHOW MODEL.
 - `settings`: {lowercase key: value} for the keys given; `max_cells` and
-  `max_runtime` are positive ints.  Absent keys stay absent: defaults belong to the
+  `max_runtime` are positive ints; so is `max_features` (mlproxy's own: how many
+  feature columns CREATE MODEL takes, 256 unless raised).  Absent keys stay absent: defaults belong to the
   training engine.  S3_BUCKET, KMS_KEY_ID, TAGS, S3_GARBAGE_COLLECT, MAX_BATCH_ROWS
   are accepted and recorded but have no effect here; HORIZON, FREQUENCY and
   PERCENTILES are MODEL_TYPE FORECAST's (forecast_options.py) and ignored by others.
@@ -41,6 +47,7 @@ from typing import Any, NamedTuple
 
 from proxy.errors import INVALID_PARAMETER_VALUE, SYNTAX_ERROR, PgError
 
+from . import hyperparameters as hp
 from .forecast_options import forecast_options
 
 MODEL_TYPES = ("XGBOOST", "MLP", "LINEAR_LEARNER", "KMEANS", "FORECAST")
@@ -62,6 +69,10 @@ OBJECTIVE_ALIASES: dict[str, tuple[str, str | None]] = {
     "mse": ("MSE", None),
     "rmse": ("MSE", None),
     "reg:squarederror": ("MSE", _REGRESSION),
+    "reg:squaredlogerror": ("MSE", _REGRESSION),
+    "reg:logistic": ("MSE", _REGRESSION),
+    "reg:pseudohubererror": ("MSE", _REGRESSION),
+    "reg:tweedie": ("MSE", _REGRESSION),
     "mae": ("MAE", None),
     "reg:absoluteerror": ("MAE", _REGRESSION),
     "accuracy": ("Accuracy", None),
@@ -81,7 +92,6 @@ OBJECTIVE_ALIASES: dict[str, tuple[str, str | None]] = {
 _OBJECTIVE_SPELLING_NOISE = re.compile(r"[\s_\-]")
 _INTEGER = re.compile(r"[+-]?[0-9](?:_?[0-9])*")
 _PREFIXED_INTEGER = re.compile(r"[+-]?0[xXoObB][0-9A-Fa-f_]+")
-_FLOAT = re.compile(r"[+-]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?")
 
 
 class RawValue(NamedTuple):
@@ -150,8 +160,9 @@ def build_options(raw: RawOptions, *, target: RawValue | None, function_position
         "problem_type": problem_type,
         "objective": objective,
         "preprocessors": _preprocessors(raw.preprocessors),
-        "hyperparameters": _hyperparameters(raw.hyperparameters),
+        "hyperparameters": _hyperparameters(raw.hyperparameters, model_type),
         "settings": _settings(raw.settings),
+        "given": _given(raw),
     }
     _check_model_shape(raw, options, target, function_position)
     return options
@@ -167,6 +178,7 @@ def _forecast(raw: RawOptions, target: RawValue | None, position: int,
         "iam_role": None if raw.iam_role is None else raw.iam_role.value,
         "auto": True, "model_type": "FORECAST", "problem_type": None, "objective": None,
         "preprocessors": None, "hyperparameters": {}, "settings": _settings(raw.settings),
+        "given": _given(raw),
     }
     forecast_options(raw, options, settings_position, raw.model_type.position)
     return options
@@ -180,6 +192,7 @@ def _check_model_shape(
         assert raw.auto is not None
         raise _invalid("AUTO OFF requires MODEL_TYPE", raw.auto.position,
                        "Add MODEL_TYPE " + " | ".join(MODEL_TYPES) + ", or use AUTO ON.")
+
     if options["model_type"] != "KMEANS":
         if target is None:
             raise PgError(SYNTAX_ERROR, "CREATE MODEL requires TARGET unless MODEL_TYPE is KMEANS",
@@ -273,17 +286,6 @@ def _parse_int(text: str) -> int | None:
     return None
 
 
-def _number(raw: RawValue) -> int | float | str:
-    """A hyperparameter value: int or float when it reads as one, else the text."""
-    text = raw.value.strip()
-    as_int = _parse_int(text)
-    if as_int is not None:
-        return as_int
-    if _FLOAT.fullmatch(text):
-        return float(text.replace("_", ""))
-    return raw.value
-
-
 def _int_at_least(minimum: int) -> Callable[[RawValue], int]:
     def check(raw: RawValue) -> int:
         value = _parse_int(raw.value.strip()) if raw.kind != "word" else None
@@ -292,13 +294,6 @@ def _int_at_least(minimum: int) -> Callable[[RawValue], int]:
         return value
 
     return check
-
-
-def _fraction(raw: RawValue) -> float:
-    value = _number(raw)
-    if isinstance(value, str) or not 0 < value <= 1:
-        raise _BadValue("a number in (0, 1]")
-    return float(value)
 
 
 def _quoted(raw: RawValue) -> str:
@@ -319,17 +314,6 @@ def _int_or_quoted(raw: RawValue) -> int | str:
 
 _positive_int = _int_at_least(1)
 
-# Known hyperparameters with a checked value; others pass through typed.
-_HYPERPARAMETER_CHECKS: dict[str, Callable[[RawValue], Any]] = {
-    "k": _int_at_least(2),  # fewer than two clusters is no clustering
-    "num_round": _positive_int,
-    "num_class": _int_at_least(2),
-    "max_depth": _int_at_least(0),
-    "eta": _fraction,
-    "subsample": _fraction,
-    "colsample_bytree": _fraction,
-}
-
 _SETTINGS: dict[str, Callable[[RawValue], Any]] = {
     "s3_bucket": _quoted,
     "kms_key_id": _quoted,
@@ -337,6 +321,7 @@ _SETTINGS: dict[str, Callable[[RawValue], Any]] = {
     "s3_garbage_collect": _on_off,
     "max_cells": _positive_int,
     "max_runtime": _positive_int,
+    "max_features": _positive_int,  # mlproxy's: feature columns allowed (256 by default)
     "max_batch_rows": _positive_int,
     "horizon": _positive_int,
     "frequency": _int_or_quoted,
@@ -353,7 +338,8 @@ def _checked(key: RawValue, value: RawValue, check: Callable[[RawValue], Any]) -
                        f"{name} must be {e}.") from None
 
 
-def _hyperparameters(pairs: list[tuple[RawValue, RawValue]]) -> dict[str, Any]:
+def _hyperparameters(pairs: list[tuple[RawValue, RawValue]], model_type: str | None) -> dict[str, Any]:
+    """Each key and value checked against the MODEL_TYPE's table (hyperparameters.py)."""
     result: dict[str, Any] = {}
     for key, value in pairs:
         name = key.value.lower()
@@ -362,9 +348,40 @@ def _hyperparameters(pairs: list[tuple[RawValue, RawValue]]) -> dict[str, Any]:
         if name == "objective":
             raise _invalid('OBJECTIVE is not a hyperparameter', key.position,
                            "Use the OBJECTIVE clause, e.g. OBJECTIVE 'reg:squarederror'.")
-        check = _HYPERPARAMETER_CHECKS.get(name, _number)
-        result[name] = _checked(key, value, check)
+        if model_type is None:
+            raise _invalid("HYPERPARAMETERS requires MODEL_TYPE", key.position,
+                           "Add MODEL_TYPE " + " | ".join(MODEL_TYPES) + " (Redshift's HYPERPARAMETERS "
+                           "are XGBoost's), or leave the hyperparameters to AutoML.")
+        spec = hp.lookup(model_type, name)
+        if spec is None:
+            allowed = ", ".join(hp.allowed_keys(model_type))
+            guess = hp.close_match(model_type, name)
+            raise PgError(INVALID_PARAMETER_VALUE,
+                          f'unrecognized {model_type} hyperparameter "{key.text}"', position=key.position,
+                          detail=None if guess is None else f'Did you mean "{guess}"?',
+                          hint=f"{model_type} hyperparameters are {allowed}.")
+        try:
+            result[name] = spec.check(value.value)
+        except hp.BadValue as e:
+            default = "" if spec.default is None else f" (default {spec.default})"
+            raise _invalid(f"invalid value for {model_type} hyperparameter {name.upper()}: {value.text}",
+                           value.position, f"{name.upper()} must be {e}{default}.") from None
     return result
+
+
+def _given(raw: RawOptions) -> dict[str, Any]:
+    """OBJECTIVE, PREPROCESSORS and HYPERPARAMETERS as the statement wrote them (the
+    canonical values above are what training uses; SHOW MODEL echoes these)."""
+    def text(value: RawValue | None) -> str | None:
+        return None if value is None else (value.value if value.kind == "string" else value.text)
+
+    return {
+        "objective": text(raw.objective),
+        "preprocessors": text(raw.preprocessors),
+        # a list of [key, value] pairs: jsonb would reorder an object's keys
+        "hyperparameters": [[key.value if key.text.startswith('"') else key.text, text(value)]
+                            for key, value in raw.hyperparameters],
+    }
 
 
 def _settings(pairs: list[tuple[RawValue, RawValue]]) -> dict[str, Any]:

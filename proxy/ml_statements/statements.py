@@ -79,11 +79,6 @@ class CreateModel:
     text: str = field(compare=False, repr=False)
     offset: int = field(default=0, compare=False, repr=False)
     positions: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
-    # The clauses as written, for SHOW MODEL to echo (`options` is canonical:
-    # OBJECTIVE 'binary:logistic' is AUC there): "objective", "model_type",
-    # "problem_type", "preprocessors" (strings) and "hyperparameters" ([key, value]
-    # pairs in the statement's order), each only if given.
-    as_written: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ Jobs survive restarts: the job directory keeps the snapshot until the outcome is
 stored; `recover()` resumes interrupted jobs whose snapshot this proxy has, stores
 finished ones, and fails (with the reason) jobs that no proxy has heartbeated for
 `orphan_after` seconds, so no model stays TRAINING forever.
+
+Nothing of a dropped model stays on disk: DROP MODEL (confirmed against the catalog;
+the notification is only a hint) kills a running worker or cancels a queued job, and
+either way removes its directory; `recover()` also removes the directories of
+models no catalog has any more, and (once, at startup) exports an earlier process
+left half done.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Callable
@@ -46,10 +53,15 @@ class JobRunner:
         self.worker_threads = worker_threads
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self._slots = asyncio.Semaphore(self.workers)
+        self._retired: list[asyncio.Task] = []  # slots taken out by set_workers
         self._tasks: dict[tuple[str, int], asyncio.Task] = {}
         self._procs: dict[tuple[str, int], asyncio.subprocess.Process] = {}
         self._listeners: dict[tuple[str, int], list[ProgressListener]] = {}
         self._drop_checks: set[tuple[str, int]] = set()
+        self._dropped: set[tuple[str, int]] = set()  # cancelled by DROP MODEL
+        self._names: dict[tuple[str, int], str] = {}  # schema.name, for log lines
+        self._staging_swept = False
+        self._confirming: set[asyncio.Task] = set()
         catalog.subscribe(self._on_catalog_event)
 
     # -- public ---------------------------------------------------------------------
@@ -64,16 +76,36 @@ class JobRunner:
         self._tasks[key] = task
         task.add_done_callback(lambda _t, key=key: self._tasks.pop(key, None))
 
+    def set_workers(self, workers: int) -> None:
+        """Run at most `workers` jobs at once from now on (SIGHUP): running jobs go on;
+        a slot given up is taken out as soon as its job ends."""
+        workers = max(1, workers)
+        for _ in range(workers - self.workers):
+            retired = self._retired.pop() if self._retired else None
+            if retired is not None and not retired.done():
+                retired.cancel()  # still waiting to take its slot out: it never will
+            else:
+                self._slots.release()
+        for _ in range(self.workers - workers):
+            self._retired.append(asyncio.ensure_future(self._slots.acquire()))
+        self.workers = workers
+
     def listen(self, database: str, model_id: int, listener: ProgressListener) -> None:
         """Tell `listener(kind, info)` about progress ("progress") and the outcome
         ("ready" / "failed") of one job (for NOTICEs to the creating session)."""
         self._listeners.setdefault((database, model_id), []).append(listener)
 
     def cancel(self, database: str, model_id: int) -> None:
-        proc = self._procs.get((database, model_id))
+        """Stop the job of a dropped model (running: kill its worker; queued: cancel
+        its task); the job's own task then removes its directory."""
+        key = (database, model_id)
+        if key not in self._tasks:
+            return
+        self._dropped.add(key)
+        proc = self._procs.get(key)
         if proc is not None and proc.returncode is None:
             proc.kill()
-        task = self._tasks.get((database, model_id))
+        task = self._tasks.get(key)
         if task is not None and proc is None:
             task.cancel()
 
@@ -86,14 +118,51 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - recovery retries on the next sweep
             log.warning("job recovery could not list databases: %s", describe_error(exc))
             return False
+        if not self._staging_swept:
+            self._staging_swept = True
+            await asyncio.to_thread(self._remove_staging)
         ok = True
         for database in databases:
             try:
                 await self.recover_database(database)
+                await self.remove_leftovers(database)
             except Exception as exc:  # noqa: BLE001 - retried, see sweep_forever
                 log.warning("job recovery failed database=%s: %s", database, describe_error(exc))
                 ok = False
         return ok
+
+    def _remove_staging(self) -> None:
+        """Exports a crashed process left half done (`jobs/staging/<hex>`); run once,
+        before this process starts any export. A database named "staging" has its job
+        directories there too: only non-numeric entries are exports."""
+        staging = self.data_dir / "jobs" / "staging"
+        if not staging.is_dir():
+            return
+        for entry in staging.iterdir():
+            if not entry.name.isdigit():
+                log.info("removing an unfinished training data export path=%s", entry)
+                shutil.rmtree(entry, ignore_errors=True)
+
+    async def remove_leftovers(self, database: str) -> None:
+        """Remove the job directories of `database` whose model the catalog no longer
+        has (dropped while this proxy was down, or a drop it did not hear of)."""
+        root = JobDir.for_model(self.data_dir, database, 0).path.parent
+        # listed before the catalog is read: a directory appears only after its
+        # model's row is committed, so a listed id missing from the catalog is gone
+        ids = await asyncio.to_thread(
+            lambda: [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.is_dir() else [])
+        ids = [i for i in ids if (database, i) not in self._tasks]
+        if not ids:
+            return
+        try:
+            rows = await self.catalog.fetch(database, "SELECT id FROM mlproxy.models WHERE id = ANY($1::bigint[])",
+                                            ids)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+            log.warning("job directories not checked database=%s: %s", database, exc)
+            return
+        for model_id in set(ids) - {r["id"] for r in rows}:
+            log.info("removing the job directory of a dropped model database=%s id=%s", database, model_id)
+            await asyncio.to_thread(self.job_dir(database, model_id).remove)
 
     async def recover_database(self, database: str) -> None:
         rows = await self.catalog.fetch(
@@ -156,6 +225,8 @@ class JobRunner:
                 log.warning("job recovery sweep retries in %.1f s", delay)
 
     async def close(self) -> None:
+        for retired in self._retired:
+            retired.cancel()
         for key, proc in list(self._procs.items()):
             if proc.returncode is None:
                 proc.terminate()  # the snapshot stays: the job resumes on next start
@@ -164,9 +235,20 @@ class JobRunner:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     # -- the job lifecycle ---------------------------------------------------------------
+    def _model(self, key: tuple[str, int], job: JobDir) -> str:
+        """`schema.name` of the job's model for log lines (from its job.json)."""
+        name = self._names.get(key)
+        if name is None:
+            spec = job.read_json(job.spec_file) or {}
+            name = (f"{spec['schema']}.{spec['model']}" if spec.get("schema") and spec.get("model")
+                    else f"id={key[1]}")
+            self._names[key] = name
+        return name
+
     async def _run(self, database: str, model_id: int) -> None:
         key = (database, model_id)
         job = self.job_dir(database, model_id)
+        model = await asyncio.to_thread(self._model, key, job)
         try:
             await self.catalog.set_progress(database, model_id, {"phase": "queued"}, self.instance)
             async with self._slots:
@@ -175,24 +257,32 @@ class JobRunner:
                         return
                 await self._store_outcome(database, model_id, job)
         except asyncio.CancelledError:
+            if key in self._dropped:  # DROP MODEL while queued: nothing may stay on disk
+                log.info("training cancelled by DROP MODEL model=%s id=%s database=%s (queued)",
+                         model, model_id, database)
+                await asyncio.to_thread(job.remove)
             raise
         except Exception as exc:  # noqa: BLE001 - record, never lose the job silently
             if isinstance(exc, CatalogUnavailable):
                 # The job directory stays: the recovery sweep (or the catalog's resync
                 # once the upstream is back) resumes the job or stores its outcome.
-                log.warning("training job model_id=%s waits for the catalog, which is "
-                            "unreachable: %s", model_id, describe_error(exc))
+                log.warning("training job model=%s id=%s waits for the catalog, which is "
+                            "unreachable: %s", model, model_id, describe_error(exc))
                 return
-            log.exception("training job failed model_id=%s", model_id)
+            log.warning("training job failed model=%s id=%s database=%s: internal error", model,
+                        model_id, database, exc_info=True)
             reason = (errors.file_error(exc).message if isinstance(exc, OSError)
                       else f"internal error: {exc}")
             try:
                 await self.catalog.mark_failed(database, model_id, reason)
             except Exception as failed:  # noqa: BLE001 - the sweep fails it later
-                log.warning("training job model_id=%s: failure not recorded: %s", model_id,
+                log.warning("training job model=%s id=%s: failure not recorded: %s", model, model_id,
                             describe_error(failed))
             self._tell(key, "failed", {"message": reason})
             job.remove()
+        finally:
+            self._dropped.discard(key)
+            self._names.pop(key, None)
 
     async def _train(self, database: str, model_id: int, job: JobDir) -> bool:
         """Run the worker process; False if the model went away meanwhile."""
@@ -212,7 +302,8 @@ class JobRunner:
                 cwd=str(Path(__file__).resolve().parents[2]),
                 env={**os.environ, PARENT_ENV: str(os.getpid())})
         self._procs[key] = proc
-        log.info("training started model_id=%s database=%s pid=%s", model_id, database, proc.pid)
+        model = self._model(key, job)
+        log.info("training started model=%s id=%s database=%s pid=%s", model, model_id, database, proc.pid)
         last_progress = None
         unreachable = False
         try:
@@ -237,13 +328,19 @@ class JobRunner:
                 if not alive:  # dropped (or finished elsewhere): stop working on it
                     proc.kill()
                     await proc.wait()
-                    job.remove()
+                    log.info("training cancelled model=%s id=%s database=%s: the model was dropped",
+                             model, model_id, database)
+                    await asyncio.to_thread(job.remove)
                     return False
                 if progress != last_progress:
                     self._tell(key, "progress", progress)
                     last_progress = progress
         finally:
             self._procs.pop(key, None)
+        if key in self._dropped:  # killed by DROP MODEL: not a failure, and nothing stays
+            log.info("training cancelled by DROP MODEL model=%s id=%s database=%s", model, model_id, database)
+            await asyncio.to_thread(job.remove)
+            return False
         if proc.returncode != 0 and not job.error_file.exists():
             job.write_json(job.error_file, {
                 "sqlstate": "XX000",
@@ -258,15 +355,16 @@ class JobRunner:
             if error.get("hint"):
                 reason += f" (hint: {error['hint']})"
             await self.catalog.mark_failed(database, model_id, reason)
-            log.info("training failed model_id=%s reason=%s", model_id, reason)
+            log.warning("training failed model=%s id=%s database=%s reason=%s", self._model(key, job), model_id,
+                        database, reason)
             self._tell(key, "failed", {"message": reason})
             job.remove()
             return
         result = await asyncio.to_thread(job.read_json, job.result_file)
         artifact = await asyncio.to_thread(job.artifact_file.read_bytes)
         stored = await self.catalog.mark_ready(database, model_id, result, artifact)
-        log.info("training done model_id=%s stored=%s seconds=%.1f", model_id, stored,
-                 result.get("training_seconds", 0.0))
+        log.info("training done model=%s id=%s database=%s stored=%s seconds=%.1f", self._model(key, job),
+                 model_id, database, stored, result.get("training_seconds", 0.0))
         self._tell(key, "ready", result)
         job.remove()
 
@@ -289,7 +387,9 @@ class JobRunner:
         if key not in self._tasks or key in self._drop_checks:
             return  # not our job, or a check of it already under way (a flood coalesces)
         self._drop_checks.add(key)
-        asyncio.ensure_future(self._cancel_if_dropped(database, model_id))
+        task = asyncio.ensure_future(self._cancel_if_dropped(database, model_id))
+        self._confirming.add(task)  # held until done (the loop keeps only weak references)
+        task.add_done_callback(self._confirming.discard)
 
     async def _cancel_if_dropped(self, database: str, model_id: int) -> None:
         key = (database, model_id)
@@ -303,6 +403,5 @@ class JobRunner:
         finally:
             self._drop_checks.discard(key)
         if row is None:
-            log.info("training cancelled: model dropped model_id=%s", model_id)
             self.cancel(database, model_id)
             self._listeners.pop(key, None)

@@ -146,26 +146,35 @@ class JobDir:
 
 def load_table(job: JobDir) -> pa.Table:
     """The snapshot as an Arrow table: converts data.csv to data.arrow once."""
-    import pyarrow.csv as pacsv
     import pyarrow.ipc as ipc
 
     if not job.arrow_file.exists():
         spec = job.read_json(job.spec_file) or {}
-        names = spec["column_names"]
-        types = {n: arrow_type(t) for n, t in zip(names, spec["column_types"])}
-        # COPY's CSV: NULL is an empty unquoted field, "" an empty string.
-        table = pacsv.read_csv(
-            job.csv_file,
-            read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
-                null_values=[""], true_values=["1", "t"], false_values=["0", "f"]))
-        tmp = job.arrow_file.with_suffix(".arrow.tmp")
-        with writing(job.arrow_file):
-            with ipc.new_file(tmp, table.schema) as writer:
-                writer.write_table(table)
-            os.replace(tmp, job.arrow_file)
-        job.csv_file.unlink(missing_ok=True)
+        return convert_csv(job, spec["column_names"], spec["column_types"])
     with ipc.open_file(job.arrow_file) as reader:
         return reader.read_all()
+
+
+def convert_csv(job: JobDir, names: list[str], type_names: list[str]) -> pa.Table:
+    """data.csv -> data.arrow (CREATE MODEL does it while checking the data, so the
+    worker reads Arrow); returns the table."""
+    import pyarrow.csv as pacsv
+    import pyarrow.ipc as ipc
+
+    types = {n: arrow_type(t) for n, t in zip(names, type_names)}
+    # COPY's CSV: NULL is an empty unquoted field, "" an empty string.
+    table = pacsv.read_csv(
+        job.csv_file,
+        read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
+            null_values=[""], true_values=["1", "t"], false_values=["0", "f"]))
+    tmp = job.arrow_file.with_suffix(".arrow.tmp")
+    with writing(job.arrow_file):
+        with ipc.new_file(tmp, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, job.arrow_file)
+    job.csv_file.unlink(missing_ok=True)
+    return table
+

@@ -51,6 +51,9 @@ def run_job(job: JobDir) -> int:
                   "trials": len(trained.leaderboard)})
         artifact = dump(trained)
         build_info = _prebuild(artifact, Path(spec["cache_dir"]))
+        progress({"phase": "explaining", "elapsed": round(time.monotonic() - started, 3),
+                  "trials": len(trained.leaderboard)})
+        explanations = _explain(artifact, trained)
         with writing(job.artifact_file):
             job.artifact_file.write_bytes(artifact.data)
         result = {
@@ -60,6 +63,7 @@ def run_job(job: JobDir) -> int:
             "metrics": trained.metrics,
             "leaderboard": trained.leaderboard,
             "feature_importances": trained.feature_importances,
+            "explanations": explanations,
             "rows_used": trained.rows_used,
             "training_seconds": trained.training_seconds,
             "artifact_sha256": artifact.sha256,
@@ -120,7 +124,8 @@ def _forecast_job(job: JobDir, spec: dict[str, Any], table: Any, progress: Any, 
 
 def _details(trained: Any, spec: dict[str, Any]) -> dict[str, Any]:
     """What SHOW MODEL tells besides Redshift's keys: the preprocessing of each
-    input column, the best trials, the sampling of the exported data, the report."""
+    input column, the best trials, the sampling of the exported data, the report,
+    and the held-out evaluation `mlproxy report` draws."""
     by_input: dict[str, list[dict[str, Any]]] = {}
     for feature in trained.preprocessing.get("features", []):
         by_input.setdefault(feature["input"], []).append(feature)
@@ -133,6 +138,7 @@ def _details(trained: Any, spec: dict[str, Any]) -> dict[str, Any]:
         "sampled": spec.get("sampled"),
         "max_cells": spec.get("options", {}).get("max_cells"),
         "report": trained.report,
+        "evaluation": trained.evaluation,
     }
 
 
@@ -154,6 +160,22 @@ def _describe_features(features: list[dict[str, Any]]) -> str:
     if op == "datetime_part":
         return "date parts: " + ", ".join(f["part"] for f in features)
     return op
+
+
+def _explain(artifact: Any, trained: Any) -> dict[str, Any] | None:
+    """Redshift's EXPLAIN_MODEL document (Shapley values on the held-out rows; see
+    compiler/explain.py), or None for models without one (KMEANS). Explanations are
+    not worth a failed job: an error leaves them out and goes to the report."""
+    rows = getattr(trained, "explain_rows", None)
+    if artifact.kind == "kmeans" or rows is None or len(rows) == 0:
+        return None
+    from compiler.explain import global_explanations
+
+    try:
+        return global_explanations(artifact, rows)
+    except Exception as exc:  # noqa: BLE001 - reported, the model is still good
+        trained.report.append(f"no Shapley values: {type(exc).__name__}: {exc}")
+        return None
 
 
 def _prebuild(artifact: Any, cache_dir: Path) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def test_not_a_table():
 
 
 def test_a_fit_that_fails_is_a_failed_trial_not_a_crash(monkeypatch):
-    from automl.families import FAMILIES
+    from automl.registry import FAMILIES
 
     linear = FAMILIES["LINEAR_LEARNER"]
     real_build = type(linear).build

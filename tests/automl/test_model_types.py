@@ -53,7 +53,10 @@ def _check_json_estimator(model, cols):
 
 def _check_treelite(model, cols):
     treelite = pytest.importorskip("treelite")
-    tm = treelite.sklearn.import_model(model.estimator)
+    if model.model_type == "XGBOOST":
+        tm = treelite.frontend.from_xgboost_json(bytearray(model.estimator.model_json()))
+    else:
+        tm = treelite.sklearn.import_model(model.estimator)
     X = transform(model.preprocessing, cols)
     got = np.asarray(treelite.gtil.predict(tm, X.astype(np.float64))).squeeze()
     if model.problem_type == "REGRESSION":
@@ -76,7 +79,7 @@ def test_tree_model_types_are_treelite_importable(model_type, dataset, hyper):
     assert model.model_type == model_type and len(model.leaderboard) == 1
     params = model.leaderboard[0]["params"]
     if model_type == "XGBOOST":
-        assert params["max_iter"] == 30 and params["max_depth"] == 3 and params["learning_rate"] == 0.3
+        assert params["num_round"] == 30 and params["max_depth"] == 3 and params["eta"] == 0.3
     else:
         assert params["n_estimators"] == 20
     _check_treelite(model, columns_of(table, "target"))
@@ -149,3 +152,18 @@ def test_bad_preprocessors(pre, exc, words):
                                   "preprocessors": json.dumps(pre), "max_runtime": 5})
     for word in words:
         assert word in str(info.value)
+
+
+def test_a_star_column_set_is_every_other_input_column():
+    """Redshift's K-means example: {"ColumnSet": ["*"], "Transformers": ["NumericPassthrough"]}."""
+    from automl.columns import describe, to_raw
+    from automl.custom import parse
+
+    table = churn(100)
+    infos = [describe(n, table.schema.field(n).type, to_raw(table.column(n))) for n in ("age", "price", "plan")]
+    plan = parse([{"ColumnSet": ["plan"], "Transformers": ["OneHotEncoder"]},
+                  {"ColumnSet": ["*"], "Transformers": ["StandardScaler"]}], infos)
+    assert plan == {"plan": ["OneHotEncoder"], "age": ["StandardScaler"], "price": ["StandardScaler"]}
+    with pytest.raises(automl.InvalidOption) as info:  # "*" takes plan too, a text column
+        parse([{"ColumnSet": ["*"], "Transformers": ["NumericPassthrough"]}], infos)
+    assert "plan" in str(info.value)

@@ -34,7 +34,6 @@ def test_defaults_work_for_everything():
     ({"target": "y", "auto": "off"}, ["MODEL_TYPE"]),
     ({"target": "y", "preprocessors": "[{"}, ["JSON"]),
     ({"target": "y", "auto": "off", "model_type": "xgboost", "preprocessors": "{}"}, ["JSON array"]),
-    ({"target": "y", "preprocessors": "[]"}, ["AUTO OFF"]),
     ({"model_type": "xgboost"}, ["TARGET"]),
     ({"model_type": "kmeans", "target": "y"}, ["KMEANS"]),
     ({"model_type": "kmeans", "k": 1}, ["K"]),
@@ -51,12 +50,11 @@ def test_xgboost_names_map_to_the_estimator():
     fixed = map_hyperparameters("XGBOOST", {"NUM_ROUND": "40", "ETA": "0.3", "max_depth": "4",
                                             "MIN_CHILD_WEIGHT": "2.5", "LAMBDA": "1",
                                             "COLSAMPLE_BYTREE": "0.5", "EARLY_STOPPING_ROUNDS": "5"}, None)
-    assert fixed == {"max_iter": 40, "learning_rate": 0.3, "max_depth": 4, "min_samples_leaf": 3,
-                     "l2_regularization": 1.0, "max_features": 0.5, "n_iter_no_change": 5,
-                     "early_stopping": True}
-    assert map_hyperparameters("XGBOOST", {"MAX_DEPTH": "0"}, None) == {"max_depth": None}
+    assert fixed == {"num_round": 40, "eta": 0.3, "max_depth": 4, "min_child_weight": 2.5,
+                     "lambda": 1.0, "colsample_bytree": 0.5, "early_stopping_rounds": 5}
+    assert map_hyperparameters("XGBOOST", {"MAX_DEPTH": "0"}, None) == {"max_depth": 0}
     assert map_hyperparameters("XGBOOST", {"SCALE_POS_WEIGHT": "3"}, "BINARY_CLASSIFICATION") == {
-        "class_weight": {0: 1.0, 1: 3.0}}
+        "scale_pos_weight": 3.0}
     assert map_hyperparameters("RANDOM_FOREST", {"NUM_ROUND": "10", "SUBSAMPLE": "0.5"}, None) == {
         "n_estimators": 10, "max_samples": 0.5}
     assert map_hyperparameters("MLP", {"HIDDEN_UNITS": "8", "NUM_HIDDEN_LAYERS": "2", "ACTIVATION": "tanh"},
@@ -66,7 +64,7 @@ def test_xgboost_names_map_to_the_estimator():
 
 
 @pytest.mark.parametrize("model_type, given, words", [
-    ("XGBOOST", {"GAMMA": "1"}, ["GAMMA", "NUM_ROUND", "ETA", "MAX_DEPTH"]),
+    ("XGBOOST", {"NUM_ROUNDS": "1"}, ["NUM_ROUNDS", "NUM_ROUND", "ETA", "MAX_DEPTH"]),
     ("XGBOOST", {"NUM_ROUND": "many"}, ["NUM_ROUND", "integer"]),
     ("XGBOOST", {"ETA": "0"}, ["ETA"]),
     ("XGBOOST", {"COLSAMPLE_BYTREE": "1.5"}, ["COLSAMPLE_BYTREE"]),

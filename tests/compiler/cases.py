@@ -28,12 +28,14 @@ class AutomlCase:
     target: str  # binary | multiclass | regression | none (KMEANS)
     hyperparameters: dict[str, str] = field(default_factory=dict)
     seed: int = 1
+    objective: str | None = None
 
     def train(self) -> Any:
         import automl
 
         options: dict[str, Any] = {"model_type": self.model_type, "auto": False, "max_runtime": 60,
-                                   "hyperparameters": self.hyperparameters, "seed": 0}
+                                   "hyperparameters": self.hyperparameters, "seed": 0,
+                                   "objective": self.objective}
         if self.target == "none":
             options["k"] = 3
             return automl.train(mixed_table(TRAIN_ROWS, self.seed, "none"), options)
@@ -122,6 +124,19 @@ CASES: dict[str, AutomlCase | SklearnCase] = {
     "xgboost_binary": AutomlCase("XGBOOST", "binary", {"NUM_ROUND": "20", "MAX_LEAVES": "8"}),
     "xgboost_multiclass": AutomlCase("XGBOOST", "multiclass", {"NUM_ROUND": "8", "MAX_LEAVES": "8"}),
     "xgboost_regression": AutomlCase("XGBOOST", "regression", {"NUM_ROUND": "20", "MAX_LEAVES": "8"}),
+    # every AUTO OFF objective of Redshift's XGBOOST (XGBoost itself, through Treelite's
+    # XGBoost frontend)
+    **{f"xgb_{name}": AutomlCase("XGBOOST", target, {"NUM_ROUND": "15", **extra}, objective=objective)
+       for name, target, objective, extra in (
+           ("squarederror", "regression", "reg:squarederror", {"MAX_DEPTH": "4"}),
+           ("squaredlogerror", "positive", "reg:squaredlogerror", {}),
+           ("logistic", "unit", "reg:logistic", {}),
+           ("pseudohubererror", "regression", "reg:pseudohubererror", {"ETA": "0.5"}),
+           ("tweedie", "positive", "reg:tweedie", {"MAX_DELTA_STEP": "1"}),
+           ("binary_logistic", "binary", "binary:logistic", {"SUBSAMPLE": "0.8", "GAMMA": "0.5"}),
+           ("hinge", "binary", "binary:hinge", {"ALPHA": "1", "LAMBDA": "3"}),
+           ("softmax", "multiclass", "multi:softmax", {"NUM_CLASS": "3", "COLSAMPLE_BYNODE": "0.5"}),
+       )},
     "random_forest_binary": AutomlCase("RANDOM_FOREST", "binary", {"NUM_ROUND": "12", "MAX_LEAVES": "32"}),
     "random_forest_regression": AutomlCase("RANDOM_FOREST", "regression", {"NUM_ROUND": "12", "MAX_LEAVES": "32"}),
     "extra_trees_multiclass": AutomlCase("EXTRA_TREES", "multiclass", {"NUM_ROUND": "12", "MAX_LEAVES": "32"}),

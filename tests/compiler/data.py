@@ -20,7 +20,8 @@ SEGMENTS = np.array(["north", "south", "east"], dtype=object)
 def mixed_table(n: int, seed: int, target: str) -> pa.Table:
     """A table with a text category (with NULLs), a double with NULLs, a date, a
     boolean, a numeric (Decimal) and an integer, plus one target:
-    `binary` (boolean), `multiclass` (text, 3 classes) or `regression` (double)."""
+    `binary` (boolean), `multiclass` (text, 3 classes), `regression` (double),
+    `positive` (double > 0) or `unit` (double in [0, 1])."""
     rng = np.random.default_rng(seed)
     plan = rng.choice(np.append(PLANS, None), n, p=[0.4, 0.3, 0.15, 0.1, 0.05])
     age = rng.normal(40, 12, n)
@@ -47,6 +48,10 @@ def mixed_table(n: int, seed: int, target: str) -> pa.Table:
         cols["label"] = pa.array(list(SEGMENTS[np.searchsorted(cut, score)]), type=pa.string())
     elif target == "regression":
         cols["label"] = pa.array(score * 10.0 + 3.0)
+    elif target == "positive":  # for reg:tweedie and reg:squaredlogerror
+        cols["label"] = pa.array(np.exp(score / 3.0))
+    elif target == "unit":  # values in [0, 1], for reg:logistic
+        cols["label"] = pa.array(1.0 / (1.0 + np.exp(-(score - np.mean(score)))))
     elif target != "none":
         raise ValueError(target)
     return pa.table(cols)

@@ -16,7 +16,7 @@ import pytest
 import compiler
 
 from .cases import CASES
-from .conftest import assert_equivalent
+from .conftest import assert_equivalent, tolerance
 from .data import adversarial_columns, as_object_columns, take
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in reduce:RuntimeWarning")
@@ -26,10 +26,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def _check(registry, name: str, columns: dict, what: str) -> None:
     trained = registry.trained(name)
     pred = registry.predictor(name)
-    assert_equivalent(pred.predict(columns), trained.reference_predict(columns), what=f"{name} {what} labels")
+    atol = tolerance(pred.artifact)
+    assert_equivalent(pred.predict(columns), trained.reference_predict(columns), what=f"{name} {what} labels",
+                      atol=atol)
     if pred.is_classifier:
         assert_equivalent(pred.predict_proba(columns), trained.reference_predict_proba(columns),
-                          what=f"{name} {what} probabilities")
+                          what=f"{name} {what} probabilities", atol=atol)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -105,10 +107,11 @@ def test_fresh_process_predicts_from_artifact_bytes_alone(registry, tmp_path):
             assert res["backend"] == "native"
         want = trained.reference_predict(cols)
         got = np.asarray(res["labels"], dtype=want.dtype)
-        assert_equivalent(got, want, what=f"{name} fresh-process labels")
+        atol = tolerance(registry.artifact(name))
+        assert_equivalent(got, want, what=f"{name} fresh-process labels", atol=atol)
         if "proba" in res:
             assert_equivalent(np.asarray(res["proba"]), trained.reference_predict_proba(cols),
-                              what=f"{name} fresh-process probabilities")
+                              what=f"{name} fresh-process probabilities", atol=atol)
 
 
 def test_artifact_is_deterministic_and_survives_reload(registry):

@@ -186,7 +186,7 @@ def test_forged_notifications_change_nothing(attacker, fresh_proxy, tmp_path):
             assert state in ("TRAINING", "READY"), state
             if state == "TRAINING":
                 assert idle < 3  # still heartbeating: the worker runs
-            assert f"training cancelled: model dropped model_id={slow_id}" not in world.proxy.read_log()
+            assert f"training cancelled by DROP MODEL model=public.slow id={slow_id} " not in world.proxy.read_log()
             loads = replica.read_log().count(f"model registry loaded database={PRIV_DB}") - loads_before
             assert loads <= 20, loads  # 2000 hints, one load at a time, coalesced
             with psycopg.connect(replica.dsn(user=OWNER, db=PRIV_DB), autocommit=True) as via_replica:
@@ -194,7 +194,7 @@ def test_forged_notifications_change_nothing(attacker, fresh_proxy, tmp_path):
         finally:
             owner.execute("DROP MODEL slow")
         if state == "TRAINING":  # the real drop's notification does stop the job
-            assert world.proxy.wait_for_log(f"training cancelled: model dropped model_id={slow_id}")
+            assert world.proxy.wait_for_log(f"training cancelled by DROP MODEL model=public.slow id={slow_id} ")
     _victim_intact(world)
 
 

@@ -9,6 +9,9 @@ model is private).
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
 import time
 
 import asyncpg
@@ -136,7 +139,7 @@ def test_grantee_sees_the_model_without_owner_only_keys(ready, user):
         options, query = conn.execute("SELECT options, source_query FROM mlproxy.visible_models "
                                       "WHERE model_name = 'h6_ready'").fetchone()
         assert query is None and "iam_role" not in options and "settings" not in options
-        assert "from_table" not in options["as_written"]
+        assert "from_table" not in options["given"]
 
 
 def test_stranger_cannot_see_the_model(ready):
@@ -197,16 +200,24 @@ def test_training_model_shows_progress_naming_the_metric(roles):
 
 
 def test_failed_model_shows_its_reason(roles):
+    # What CREATE MODEL can know is refused up front; a worker killed mid-job (as by
+    # the OOM killer) is what still ends FAILED.
     with connect(roles, OWNER) as owner:
         owner.execute("DROP MODEL IF EXISTS h6_failed")
-        owner.execute("CREATE MODEL h6_failed FROM h6_dates TARGET d FUNCTION h6_predict_failed "
-                      "SETTINGS (MAX_RUNTIME 10)")
-        info = wait_for_state(owner, "h6_failed")
+        owner.execute("CREATE MODEL h6_failed FROM (SELECT f0, f1, diagnosis FROM h6_cancer) "
+                      "TARGET diagnosis FUNCTION h6_predict_failed SETTINGS (MAX_RUNTIME 120)")
+        model_id = owner.execute("SELECT id FROM mlproxy.visible_models "
+                                 "WHERE model_name = 'h6_failed'").fetchone()[0]
+        started = f"training started model=public.h6_failed id={model_id} "
+        assert roles.wait_for_log(started, timeout=60)
+        pid = re.search(re.escape(started) + r"database=\S+ pid=(\d+)", roles.read_log()).group(1)
+        os.kill(int(pid), signal.SIGKILL)
+        info = wait_for_state(owner, "h6_failed", timeout=90)
         keys = [k for k, _ in show(owner, "h6_failed")]
         owner.execute("DROP MODEL h6_failed")
     assert info["Model State"] == "FAILED"
     assert keys[4:6] == ["Model State", "Failure Reason"]
-    assert "cannot be predicted" in info["Failure Reason"]
+    assert "ended unexpectedly" in info["Failure Reason"]
     assert not any(k.startswith("validation:") for k in keys)
 
 
@@ -220,7 +231,7 @@ def test_kmeans_echoes_its_clauses(roles):
         keys = [k for k, _ in show(owner, "h6_kmeans")]
         owner.execute("DROP MODEL h6_kmeans")
     assert info["Model State"] == "READY", info
-    assert (info["Model Type"], info["Preprocessors"], info["k"]) == ("kmeans", "none", "3")
+    assert (info["Model Type"], info["Preprocessors"], info["k"]) == ("KMEANS", "none", "3")
     assert info["Query"] == "SELECT f0, f1 FROM h6_cancer" and info["Target Column"] == ""
     assert "Training Job Name" in keys and "LEADERBOARD:" not in keys
     assert keys.index("Preprocessors") == keys.index("Max Runtime") + 1

@@ -150,6 +150,7 @@ def test_churn_auto_model():
         "iam_role": "default", "auto": True, "model_type": None, "problem_type": None,
         "objective": None, "preprocessors": None, "hyperparameters": {},
         "settings": {"s3_bucket": "amzn-s3-demo-bucket"},
+        "given": {"objective": None, "preprocessors": None, "hyperparameters": []},
     }
     assert stmt.text == CHURN_AUTO
 
@@ -222,7 +223,8 @@ def test_preprocessors_json():
         ("PREPROCESSORS 'NONE'", "preprocessors", "none"),
         ("PREPROCESSORS '[]'", "preprocessors", []),
         ("HYPERPARAMETERS DEFAULT", "hyperparameters", {}),
-        ("HYPERPARAMETERS DEFAULT EXCEPT (ETA '0.3', max_depth 6, \"Subsample\" '0.5', tree_method 'hist')",
+        ("MODEL_TYPE XGBOOST HYPERPARAMETERS DEFAULT EXCEPT (ETA '0.3', max_depth 6, \"Subsample\" '0.5', "
+         "tree_method 'hist')",
          "hyperparameters", {"eta": 0.3, "max_depth": 6, "subsample": 0.5, "tree_method": "hist"}),
         ("SETTINGS ()", "settings", {}),
         ("SETTINGS (max_cells 1_000, \"MAX_RUNTIME\" 60, TAGS 'a=b', FREQUENCY 'H', HORIZON 3, PERCENTILES '0.5')",
@@ -302,6 +304,9 @@ def test_keywords_are_case_insensitive():
     upper = create("CREATE MODEL M FROM T TARGET Y FUNCTION F IAM_ROLE DEFAULT AUTO OFF MODEL_TYPE XGBOOST "
                    "PROBLEM_TYPE REGRESSION OBJECTIVE 'MSE' HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '5') "
                    "SETTINGS (S3_BUCKET 'b', MAX_CELLS 100)")
+    # what the statement wrote is kept as written, for SHOW MODEL
+    assert lower.options.pop("given")["hyperparameters"] == [["num_round", "5"]]
+    assert upper.options.pop("given")["hyperparameters"] == [["NUM_ROUND", "5"]]
     assert lower == upper
 
 

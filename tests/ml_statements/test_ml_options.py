@@ -102,24 +102,67 @@ def test_unknown_setting_lists_the_known_ones():
 def test_repeated_setting_or_hyperparameter_is_redundant():
     e = error("SETTINGS (MAX_CELLS 5, max_cells 6)")
     assert (e.sqlstate, e.message) == (SYNTAX_ERROR, 'conflicting or redundant options at or near "max_cells"')
-    e = error("HYPERPARAMETERS DEFAULT EXCEPT (ETA '0.1', eta '0.2')")
+    e = error("MODEL_TYPE XGBOOST HYPERPARAMETERS DEFAULT EXCEPT (ETA '0.1', eta '0.2')")
     assert e.sqlstate == SYNTAX_ERROR and e.detail == "ETA is given more than once."
 
 
 @pytest.mark.parametrize(
-    ("pair", "expectation"),
-    [("NUM_ROUND '0'", "a positive integer"), ("NUM_CLASS '1'", "an integer >= 2"),
-     ("MAX_DEPTH '-1'", "an integer >= 0"), ("ETA '1.5'", "a number in (0, 1]"), ("ETA 'fast'", "a number in (0, 1]"),
-     ("K '1'", "an integer >= 2")],
+    ("model_type", "pair", "expectation"),
+    [("XGBOOST", "NUM_ROUND '0'", "an integer between 1 and 10000 (default 100)"),
+     ("XGBOOST", "NUM_CLASS '1'", "an integer between 2 and 10000"),
+     ("XGBOOST", "MAX_DEPTH '11'", "an integer between 0 and 10 (default 6)"),
+     ("XGBOOST", "MAX_DEPTH '2.5'", "an integer between 0 and 10 (default 6)"),
+     ("XGBOOST", "ETA '0.05'", "a number between 0.1 and 0.5 (default 0.3)"),
+     ("XGBOOST", "ETA 'fast'", "a number between 0.1 and 0.5 (default 0.3)"),
+     ("XGBOOST", "SUBSAMPLE '0.4'", "a number between 0.5 and 1 (default 1)"),
+     ("XGBOOST", "GAMMA '6'", "a number between 0 and 5 (default 0)"),
+     ("XGBOOST", "MIN_CHILD_WEIGHT '121'", "a number between 0 and 120 (default 1)"),
+     ("XGBOOST", "COLSAMPLE_BYTREE '0.2'", "a number between 0.5 and 1 (default 1)"),
+     ("XGBOOST", "MAX_DELTA_STEP '11'", "an integer between 0 and 10 (default 0)"),
+     ("XGBOOST", "TREE_METHOD 'gpu_hist'", "one of 'auto', 'exact', 'approx', 'hist' (default auto)"),
+     ("XGBOOST", "ETA 'nan'", "a number between 0.1 and 0.5 (default 0.3)"),
+     ("MLP", "ACTIVATION 'softplus'", "one of 'relu', 'tanh', 'sigmoid', 'logistic' (default relu)"),
+     ("LINEAR_LEARNER", "WD '0'", "a number > 0")],
 )
-def test_checked_hyperparameters(pair, expectation):
-    e = error(f"HYPERPARAMETERS DEFAULT EXCEPT ({pair})")
-    assert e.sqlstate == INVALID_PARAMETER_VALUE and e.hint.endswith(f"must be {expectation}.")
+def test_hyperparameter_ranges_are_redshifts(model_type, pair, expectation):
+    e = error(f"MODEL_TYPE {model_type} HYPERPARAMETERS DEFAULT EXCEPT ({pair})")
+    clause = f" MODEL_TYPE {model_type} HYPERPARAMETERS DEFAULT EXCEPT ("
+    assert e.sqlstate == INVALID_PARAMETER_VALUE and e.hint == f"{pair.split()[0]} must be {expectation}."
+    assert e.position == len(BASE) + len(clause) + len(pair.split()[0]) + 2  # on the value
 
 
-def test_hyperparameter_values_are_typed():
-    assert options("HYPERPARAMETERS DEFAULT EXCEPT (A '1', B '-2.5e1', C 'x y', D 7, E -3, F '0x10')")[
-        "hyperparameters"] == {"a": 1, "b": -25.0, "c": "x y", "d": 7, "e": -3, "f": 16}
+def test_kmeans_k_range():
+    e = error("MODEL_TYPE KMEANS HYPERPARAMETERS DEFAULT EXCEPT (K '1')", "CREATE MODEL m FROM t FUNCTION f")
+    assert e.sqlstate == INVALID_PARAMETER_VALUE and e.hint == "K must be an integer between 2 and 10000."
+
+
+def test_unknown_hyperparameter_names_the_allowed_keys_and_a_close_one():
+    clause = "MODEL_TYPE XGBOOST HYPERPARAMETERS DEFAULT EXCEPT (ETA '0.2', MAX_DEPHT '3')"
+    e = error(clause)
+    assert (e.sqlstate, e.message, e.position) == (
+        INVALID_PARAMETER_VALUE, 'unrecognized XGBOOST hyperparameter "MAX_DEPHT"',
+        len(BASE) + 1 + clause.index("MAX_DEPHT") + 1)
+    assert e.detail == 'Did you mean "MAX_DEPTH"?'
+    assert "NUM_ROUND" in e.hint and "COLSAMPLE_BYLEVEL" in e.hint
+    e = error("MODEL_TYPE MLP HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '10')")
+    assert e.detail is None and e.hint.startswith("MLP hyperparameters are ") and "HIDDEN_UNITS" in e.hint
+
+
+def test_hyperparameters_need_a_model_type():
+    e = error("HYPERPARAMETERS DEFAULT EXCEPT (NUM_ROUND '10')")
+    assert (e.sqlstate, e.message) == (INVALID_PARAMETER_VALUE, "HYPERPARAMETERS requires MODEL_TYPE")
+    assert e.position == len(BASE) + len(" HYPERPARAMETERS DEFAULT EXCEPT (") + 1
+    assert options("HYPERPARAMETERS DEFAULT")["hyperparameters"] == {}
+
+
+def test_hyperparameter_values_are_typed_and_kept_as_written():
+    o = options("MODEL_TYPE XGBOOST OBJECTIVE 'binary:logistic' HYPERPARAMETERS DEFAULT EXCEPT "
+                "(NUM_ROUND '10', eta 0.25, \"tree_method\" 'HIST', SUBSAMPLE '1')")
+    assert o["hyperparameters"] == {"num_round": 10, "eta": 0.25, "tree_method": "hist", "subsample": 1.0}
+    assert o["objective"] == "AUC"
+    assert o["given"] == {"objective": "binary:logistic", "preprocessors": None,
+                          "hyperparameters": [["NUM_ROUND", "10"], ["eta", "0.25"], ["tree_method", "HIST"],
+                                              ["SUBSAMPLE", "1"]]}
 
 
 def test_objective_is_not_a_hyperparameter():

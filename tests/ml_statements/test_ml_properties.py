@@ -169,7 +169,8 @@ def test_generated_create_model_parses_to_its_ast(data):
     clauses.append(function_tokens)
 
     options = {"iam_role": None, "auto": True, "model_type": None, "problem_type": None, "objective": None,
-               "preprocessors": None, "hyperparameters": {}, "settings": {}}
+               "preprocessors": None, "hyperparameters": {}, "settings": {},
+               "given": {"objective": None, "preprocessors": None, "hyperparameters": []}}
     if draw(st.booleans()):
         arn = draw(st.sampled_from(["default", "arn:aws:iam::123:role/ml"]))
         options["iam_role"] = arn
@@ -190,23 +191,30 @@ def test_generated_create_model_parses_to_its_ast(data):
         if draw(st.booleans()):
             spelling, canonical = draw(st.sampled_from(_OBJECTIVES[problem]))
             options["objective"] = canonical
+            options["given"]["objective"] = spelling
             clauses.append([r.keyword("OBJECTIVE"), r.string(spelling)])
     preprocessors = draw(st.sampled_from([None, "none", [{"ColumnSet": ["a", "b"], "Transformers": ["OneHotEncoder"]}]]))
     if preprocessors is not None:
         options["preprocessors"] = preprocessors
         text = preprocessors if isinstance(preprocessors, str) else json.dumps(preprocessors)
+        options["given"]["preprocessors"] = text
         clauses.append([r.keyword("PREPROCESSORS"), r.string(text)])
-    hyper = draw(st.dictionaries(st.sampled_from(["num_round", "max_depth", "eta", "tree_method"]),
-                                 st.just(None), max_size=3))
-    values = {"num_round": 50, "max_depth": 6, "eta": 0.25, "tree_method": "hist"}
-    hyper = {key: values[key] for key in hyper}
+    # keys of the model type's table (hyperparameters.py), values in range
+    values = {"XGBOOST": {"num_round": 50, "max_depth": 6, "eta": 0.25, "tree_method": "hist"},
+              "MLP": {"hidden_units": 32, "epochs": 20, "activation": "tanh"},
+              "LINEAR_LEARNER": {"epochs": 10, "l1": 0.5}}.get(model_type or "", {})
+    hyper = draw(st.dictionaries(st.sampled_from(sorted(values) or ["-"]), st.just(None), max_size=3))
+    hyper = {key: values[key] for key in hyper if key in values}
     if kmeans:
         hyper["k"] = draw(st.integers(2, 50))
     if hyper or draw(st.booleans()):
         options["hyperparameters"] = hyper
         tokens = [r.keyword("HYPERPARAMETERS"), r.keyword("DEFAULT")]
         if hyper:
-            pairs = [f"{r.name(k)} {r.string(str(v))}" for k, v in hyper.items()]
+            names = {k: r.name(k) for k in hyper}
+            pairs = [f"{names[k]} {r.string(str(v))}" for k, v in hyper.items()]
+            options["given"]["hyperparameters"] = [
+                [k if names[k].startswith('"') else names[k], str(v)] for k, v in hyper.items()]
             tokens += [r.keyword("EXCEPT"), "(", ", ".join(pairs), ")"]
         clauses.append(tokens)
     settings_given = draw(st.dictionaries(

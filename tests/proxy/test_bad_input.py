@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from proxy import protocol as p
 from proxy.startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                            parse_first_packet)
+from proxy.errors import PgError
 from proxy.framing import ProtocolViolation
 from tests.support.wire import RawConn, error_fields, startup_packet
 
@@ -38,8 +39,6 @@ def test_first_packets_parse():
     (b"GET / HTTP/1.1\r\n\r\n", "invalid length of startup packet"),
     (struct.pack("!I", 3) + b"xxxx", "invalid length of startup packet"),
     (struct.pack("!I", 0x7FFFFFFF), "invalid length of startup packet"),
-    (struct.pack("!II", 16, 2 << 16) + b"user\x00bob\x00", "unsupported frontend protocol 2.0"),
-    (struct.pack("!II", 12, p.SSL_REQUEST_CODE) + b"xxxx", "invalid length of SSLRequest"),
     (struct.pack("!II", 13, p.PROTOCOL_3_0) + b"user\x00", "invalid startup packet layout"),
     (struct.pack("!II", 17, p.PROTOCOL_3_0) + b"user\x00bob\x00\x00\x00", "expected terminator as last byte"),
 ])
@@ -49,12 +48,21 @@ def test_bad_first_packets(packet, message):
     assert message in info.value.message and info.value.sqlstate == "08P01"
 
 
+def test_other_protocol_versions_are_not_supported():
+    """Postgres' 0A000 (feature not supported), not a protocol violation."""
+    with pytest.raises(PgError) as info:
+        parse_first_packet(struct.pack("!II", 16, 2 << 16) + b"user\x00bob\x00")
+    assert info.value.message.startswith("unsupported frontend protocol 2.0") and info.value.sqlstate == "0A000"
+    assert info.value.severity == "FATAL"
+
+
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=64))
 def test_first_packet_parser_only_raises_protocol_violations(data):
     try:
         packet, used = parse_first_packet(data)
-    except ProtocolViolation:
+    except PgError as err:
+        assert err.sqlstate in ("08P01", "0A000") and err.severity == "FATAL"
         return
     assert (packet is None and used == 0) or 8 <= used <= len(data)
 
@@ -70,7 +78,6 @@ def expect_fatal_08P01(conn: RawConn, text: str) -> None:
 
 @pytest.mark.parametrize("packet, text", [
     (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "invalid length of startup packet"),
-    (startup_packet(version=2 << 16), "unsupported frontend protocol"),
     (struct.pack("!I", 0x7FFFFFF0) + b"\x00\x03\x00\x00", "invalid length of startup packet"),
 ])
 def test_bad_startup_gets_error_and_close(proxy, packet, text):
@@ -79,17 +86,27 @@ def test_bad_startup_gets_error_and_close(proxy, packet, text):
     expect_fatal_08P01(conn, text)
 
 
-@pytest.mark.parametrize("data, text", [
-    (b"Q" + struct.pack("!I", 0x80000000) + b"SELECT 1", "invalid message length"),
-    (b"\x00\x00\x00\x00\x00\x00\x00", "invalid frontend message type"),
-    (b"Y" + struct.pack("!I", 4), "invalid frontend message type"),
-    (os.urandom(0) + b"\xfe\xed\xbe\xef" * 8, "invalid frontend message type"),
-])
-def test_bad_message_after_login_gets_error_and_close(proxy, data, text):
+def test_unsupported_version_gets_0A000_and_close(proxy):
     conn = RawConn.to_proxy(proxy)
-    conn.login()
-    conn.send(data)
-    expect_fatal_08P01(conn, text)
+    conn.send(startup_packet(version=2 << 16))
+    fields = error_fields(conn.read_message())
+    assert (fields["S"], fields["C"]) == ("FATAL", "0A000") and "unsupported frontend protocol 2.0" in fields["M"]
+    assert conn.is_closed()
+
+
+@pytest.mark.parametrize("data, text", [
+    (b"\x00\x00\x00\x00\x00\x00\x00", "invalid frontend message type 0"),
+    (b"Y" + struct.pack("!I", 4), "invalid frontend message type 89"),
+    (os.urandom(0) + b"\xfe\xed\xbe\xef" * 8, "invalid frontend message type 254"),
+    # Postgres only logs a bad length (COMMERROR) and closes without a word
+    (b"Q" + struct.pack("!I", 0x80000000) + b"SELECT 1", None),
+    (b"S" + struct.pack("!I", 3), None),
+])
+def test_bad_message_after_login_closes_as_postgres_does(proxy, upstream, data, text):
+    from .test_malformed import same_as_postgres
+
+    replies = same_as_postgres(RawConn.to_proxy(proxy), RawConn.to_upstream(upstream), [data])
+    assert replies == ([] if text is None else [(b"E", "FATAL", "08P01", text)])
 
 
 def test_message_cut_midway_then_disconnect_leaves_proxy_serving(proxy):

@@ -69,3 +69,18 @@ def jdbc(install_timeout: float = 240) -> Jdbc:
     if found:
         return found
     raise ToolMissing(problem or f"java or {JDBC_JAR} still missing after apt-get install")
+
+
+CHROMIUM_PACKAGES = ("chromium",)
+
+
+def chromium(install_timeout: float = 600) -> str:
+    """A headless-capable Chromium (Debian's package), installed if needed."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    problem = _apt_install(CHROMIUM_PACKAGES, install_timeout)
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    raise ToolMissing(problem or "chromium still missing after apt-get install")

@@ -3,8 +3,9 @@
     (SELECT m.p AS <name> FROM pg_temp.<table> AS m
       WHERE ARRAY[m.a0::text, ...] = ARRAY[(<arg0 transport>)::text, ...] LIMIT 1)
 
-An index on the ARRAY expression serves it, and arrays compare NULL elements as
-equal, so NULL arguments find their row.  The sub-query's column is named after
+A hash index on the ARRAY expression serves it (it holds the key's hash, so an
+argument of any size has its row; a btree refuses keys over ~2.7 kB), and arrays
+compare NULL elements as equal, so NULL arguments find their row.  The sub-query's column is named after
 the function, so a statement's column names stay what the client would have seen.
 LIMIT 1 guards against two float8 values that print alike (extra_float_digits < 1).
 

@@ -1,0 +1,20 @@
+"""The estimator families by model type, and the ones AUTO searches."""
+
+from __future__ import annotations
+
+from .boosting import XGBoost
+from .families import ExtraTrees, Family, GradientBoosting, KMeansFamily, Linear, NeuralNet, RandomForest
+
+FAMILIES: dict[str, Family] = {
+    f.model_type: f for f in (XGBoost(), GradientBoosting(), RandomForest(), ExtraTrees(), Linear(), NeuralNet(),
+                              KMeansFamily())
+}
+#: AUTO searches these, cheapest first (the order trials start in).
+AUTO_FAMILIES = ("LINEAR_LEARNER", "XGBOOST", "EXTRA_TREES", "RANDOM_FOREST")
+
+
+def families_for(model_type: str | None) -> list[Family]:
+    """The families a job searches: AUTO's list, or the one MODEL_TYPE names."""
+    if model_type is None:
+        return [FAMILIES[m] for m in AUTO_FAMILIES]
+    return [FAMILIES[model_type]]

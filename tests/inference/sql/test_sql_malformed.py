@@ -1,0 +1,126 @@
+"""Malformed messages about statements that call models: the client sees what
+Postgres answers directly (its 08P01 and words, the session going on), where the
+proxy rewrites the statement (select list), computes predictions per execution
+(general path), or answers a simple Query itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy import protocol as p
+from tests.proxy.test_conformance import SYNC, execute, parse, query
+from tests.proxy.test_malformed import converse, converse_per_write, errors_of
+from tests.support.wire import RawConn
+
+from .conftest import DATABASE
+
+STREAMING = "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id < 4 ORDER BY id"
+GENERAL = "SELECT id FROM houses WHERE id = $1 AND predict_price(rooms, area, city) > 0"
+ALIVE = query("SELECT 'still in sync'")
+
+
+def bind_raw(body: bytes) -> bytes:
+    return p.message(b"B", body)
+
+
+def compare(suite, upstream, writes: list[bytes]) -> list:
+    direct, via = RawConn.to_upstream(upstream), RawConn.to_proxy(suite.proxy)
+    direct.login(database=DATABASE)
+    via.login(database=DATABASE)
+    try:
+        expected = converse_per_write(direct, writes)
+        got = converse_per_write(via, writes, expect=[len(r) for r in expected[0]])
+    finally:
+        direct.close()
+        via.close()
+    assert got == expected
+    assert not got[1]  # the session goes on
+    return [r for per_write in got[0] for r in per_write]
+
+
+CASES = {
+    # the issue's reproductions
+    "result_format_count_without_formats": (
+        [parse(STREAMING, "s1") + SYNC,
+         bind_raw(b"\x00s1\x00\x00\x00\x00\x00\x7f\xff") + execute() + SYNC, ALIVE],
+        "insufficient data left in message"),
+    "describe_without_nul": (
+        [parse(STREAMING, "s1") + SYNC, p.message(b"D", b"Ss1") + SYNC, ALIVE],
+        "invalid string in message"),
+    "general_bind_declares_5_sends_none": (
+        [parse(GENERAL, "s1") + SYNC, bind_raw(b"\x00s1\x00\x00\x00\x00\x05") + execute() + SYNC, ALIVE],
+        'bind message supplies 5 parameters, but prepared statement "s1" requires 1'),
+    "query_without_nul": ([p.message(b"Q", STREAMING.encode()), ALIVE], "invalid string in message"),
+    # the same class elsewhere
+    "general_bind_declares_1_sends_none": (
+        [parse(GENERAL, "s1") + SYNC, bind_raw(b"\x00s1\x00\x00\x00\x00\x01") + execute() + SYNC, ALIVE],
+        "insufficient data left in message"),
+    "general_unnamed_parse_with_bad_bind": (
+        [parse(GENERAL) + bind_raw(b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x09") + execute() + SYNC, ALIVE],
+        "insufficient data left in message"),
+    "general_parse_types_cut": (
+        [p.message(b"P", b"s1\x00" + GENERAL.encode() + b"\x00\x00\x01\x00") + SYNC, ALIVE],
+        "insufficient data left in message"),
+    "streaming_bind_trailing_bytes": (
+        [parse(STREAMING, "s1") + SYNC, bind_raw(b"\x00s1\x00\x00\x00\x00\x00\x00\x00junk") + execute() + SYNC,
+         ALIVE],
+        "invalid message format"),
+    "streaming_execute_cut": (
+        [parse(STREAMING, "s1") + SYNC, bind_raw(b"\x00s1\x00\x00\x00\x00\x00\x00\x00")
+         + p.message(b"E", b"\x00\x00") + SYNC, ALIVE],
+        "insufficient data left in message"),
+    "streaming_close_bad_subtype": (
+        [parse(STREAMING, "s1") + SYNC, p.message(b"C", b"Qs1\x00") + SYNC, ALIVE],
+        "invalid CLOSE message subtype 81"),
+    "streaming_parse_and_bad_bind_in_one_write": (
+        [parse(STREAMING, "s1") + bind_raw(b"\x00s1\x00\x00\x00\x00\x00\x7f\xff") + execute() + SYNC
+         + query("SELECT 2"), ALIVE],
+        "insufficient data left in message"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_malformed_model_statement_like_postgres(name, suite, upstream):
+    writes, message = CASES[name]
+    replies = compare(suite, upstream, writes)
+    assert ("ERROR", "08P01", message) in errors_of(replies)
+    assert replies[-1] == (b"Z", b"I")
+
+
+def test_prediction_still_served_after_a_malformed_bind(suite):
+    """After the 08P01 the prepared statement still works through the proxy."""
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse(via, [
+            parse(STREAMING, "s1") + SYNC,
+            bind_raw(b"\x00s1\x00\x00\x00\x00\x00\x7f\xff") + execute() + SYNC,
+            bind_raw(b"\x00s1\x00\x00\x00\x00\x00\x00\x00") + execute() + SYNC], expect=[2, 2, 6])
+    finally:
+        via.close()
+    rows = [r for r in replies if r[0] == b"D"]
+    assert len(rows) == 3 and not closed
+    assert errors_of(replies) == [("ERROR", "08P01", "insufficient data left in message")]
+
+
+@pytest.mark.parametrize("bad", [b"\x89", b"\xc3o", b"\xe2\x82", b"\xf8"])
+def test_statement_not_utf8_gets_postgres_words(bad, suite, upstream):
+    """Under client_encoding UTF8, a statement calling a model with invalid UTF-8 in
+    it gets Postgres' own 22021 message (naming the same bytes), then goes on."""
+    sql = STREAMING.replace("ORDER BY", "/* " + "x" + " */ ORDER BY").encode().replace(b"x", bad)
+    replies = compare(suite, upstream, [p.message(b"Q", sql + b"\x00"), ALIVE])
+    assert [e[1] for e in errors_of(replies)] == ["22021"]
+
+
+def test_proxy_replies_stay_hidden_when_the_pipeline_closes_everything(suite, upstream):
+    """Found by mutating sessions: in one write, a transaction, a general-path Parse
+    and Bind (mlproxy's own messages run before the Bind, their replies hidden), a
+    malformed Execute, a Close of the statement, Sync and COMMIT: the Close and the
+    COMMIT left nothing rewritten, the tracking stopped while mlproxy's replies were
+    still to come, and they reached the client (COPY 1, CloseComplete)."""
+    write = (query("BEGIN") + parse(GENERAL, "g2") + bind_raw(b"\x00g2\x00\x00\x00\x00\x01\x00\x00\x00\x011\x00\x00")
+             + p.message(b"E", b"\x00\x00\x00\x00\x00\x03") + p.message(b"C", b"Sg2\x00") + SYNC
+             + query("COMMIT"))
+    replies = compare(suite, upstream, [write, ALIVE])
+    assert [r[0] for r in replies][:6] == [b"C", b"Z", b"1", b"2", b"E", b"Z"]
+    assert errors_of(replies) == [("ERROR", "08P01", "invalid message format")]

@@ -1,0 +1,316 @@
+"""Settings: flag > environment > config file > default; every bad-config error names
+the file, the line and the key; check-config and --version; SIGHUP reloads what can
+change (log level, workers, TLS certificate) under load without dropping a session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import ssl
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from proxy import __version__, protocol as p
+from proxy.catalog.store import CatalogStore
+from proxy.config import Upstream
+from proxy.settings import SETTINGS, ConfigError, load_file, resolve
+from proxy.training.jobs import JobRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mlproxy(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT,
+                          env={k: v for k, v in {**os.environ, **(env or {})}.items()
+                               if not (k.startswith("MLPROXY_") and k not in (env or {}))})
+
+
+def write(tmp_path: Path, text: str, name: str = "mlproxy.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# -- precedence ------------------------------------------------------------------------------
+
+def test_precedence_flag_env_file_default(tmp_path):
+    path = write(tmp_path, 'workers = 2\nlog_level = "warning"\nrelay = "python"\n'
+                           'job_sweep = 5\n')
+    flags = {s.name: None for s in SETTINGS} | {"workers": 4}
+    env = {"MLPROXY_WORKERS": "3", "MLPROXY_LOG_LEVEL": "error", "MLPROXY_OTHER": "x"}
+    got = resolve(flags, env, path)
+    assert (got["workers"].value, got["workers"].source) == (4, "flag --workers")
+    assert (got["log_level"].value, got["log_level"].source) == ("error", "env MLPROXY_LOG_LEVEL")
+    assert (got["relay"].value, got["relay"].source) == ("python", f"file {path}:3")
+    assert (got["job_sweep"].value, got["job_sweep"].source) == (5.0, f"file {path}:4")
+    assert (got["listen"].value, got["listen"].source) == (("127.0.0.1", 6543), "default")
+    assert got["tls_required"].value is False
+    # Every setting is in the listing, each with its source.
+    assert [row[0] for row in got.rows()] == [s.name for s in SETTINGS]
+
+
+def test_serve_logs_each_setting_and_its_source(fresh_proxy, tmp_path):
+    path = write(tmp_path, 'log_level = "debug"\nworkers = 2\nshutdown_grace = 3\n')
+    proxy = fresh_proxy("--config", str(path), "--shutdown-grace", "4",
+                        env={"MLPROXY_WORKERS": "3"})
+    assert proxy.wait_for_log("setting shutdown_grace=4.0 (from flag --shutdown-grace")
+    log = proxy.read_log()
+    assert "setting workers=3 (from env MLPROXY_WORKERS" in log
+    assert f"setting log_level=debug (from file {path}:1" in log
+    assert "setting relay=native (from default" in log
+    with psycopg.connect(proxy.dsn()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_config_from_environment_variable_and_old_flags(fresh_proxy, tmp_path):
+    path = write(tmp_path, 'relay = "python"\nlog_level = "debug"\n')
+    proxy = fresh_proxy("--workers", "2", "--job-sweep", "7", "--relay", "native",
+                        env={"MLPROXY_CONFIG": str(path)})
+    assert proxy.wait_for_log("setting relay=native (from flag --relay")
+    assert f"setting log_level=debug (from file {path}:2" in proxy.read_log()
+    assert "setting job_sweep=7.0 (from flag --job-sweep" in proxy.read_log()
+
+
+# -- bad configs: serve and check-config stop with the same message --------------------------
+
+BAD = [
+    ("unknown key", 'workers = 2\n\n# a comment\nwrokers = 3\n',
+     ":4: unknown setting 'wrokers' (did you mean workers?)"),
+    ("bad type", 'log_level = "info"\nworkers = "two"\n',
+     ":2: bad type for 'workers': expected an integer, got a string (\"two\")"),
+    ("bool for int", 'workers = true\n', ":1: bad type for 'workers': expected an integer, "
+                                         "got a boolean (true)"),
+    ("bad choice", 'log_level = "loud"\n',
+     ":1: bad value for 'log_level': expected one of debug, info, warning, error, got 'loud'"),
+    ("below minimum", 'workers = 0\n', ":1: bad value for 'workers': must be at least 1"),
+    ("bad listen", 'listen = "localhost:http"\n',
+     ":1: bad value for 'listen': expected HOST:PORT, got 'localhost:http'"),
+    ("bad upstream", 'upstream = "mysql://db"\n',
+     ":1: bad value for 'upstream': upstream URL must start with postgresql://"),
+    ("missing certificate", 'tls_cert = "/nonexistent/cert.pem"\n',
+     ":1: bad value for 'tls_cert': no such file: '/nonexistent/cert.pem'"),
+    ("a table", 'workers = 1\n[server]\nlisten = "1.2.3.4:5"\n',
+     ":2: unknown setting 'server'"),
+    # The key's own line, not a line of a multi-line string that mentions it.
+    ("key after a multi-line string", 'upstream = """\nrelay = 1\n"""\nrelay = "fast"\n',
+     ":1: bad value for 'upstream'"),
+    ("quoted key", 'workers = 1\n"relay" = "fast"\n', ":2: bad value for 'relay'"),
+    ("syntax error", 'workers = 1\nlog_level = "debug\nrelay = "python"\n',
+     ":2: TOML syntax error: Illegal character '\\n' (column 19)"),
+    ("syntax error at the end", 'workers = 1\nlog_level = [1,\n',
+     ":2: TOML syntax error: Invalid value (at end of file)"),
+    ("tls_required without a certificate", 'tls_required = true\n',
+     "tls_required (file {path}:1) needs tls_cert"),
+]
+
+
+@pytest.mark.parametrize("text, expected", [(t, e) for _, t, e in BAD],
+                         ids=[name for name, _, _ in BAD])
+def test_bad_config_is_named(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    expected = expected.format(path=path)
+    message = expected if expected.startswith("tls_required") else f"{path}{expected}"
+    with pytest.raises(ConfigError) as info:
+        resolve({}, {}, path)
+    assert message in str(info.value)
+    checked = mlproxy("check-config", str(path))
+    assert checked.returncode == 1 and message in checked.stderr, checked
+    assert not checked.stdout
+
+
+def test_bad_config_stops_serve(tmp_path):
+    path = write(tmp_path, 'workers = 2\nwrokers = 3\n')
+    started = mlproxy("serve", "--config", str(path), "--listen", "127.0.0.1:0",
+                      "--upstream", "postgresql:///?host=/nonexistent")
+    assert started.returncode == 2
+    assert f"mlproxy: {path}:2: unknown setting 'wrokers'" in started.stderr
+    missing = mlproxy("serve", "--config", str(tmp_path / "absent.toml"))
+    assert missing.returncode == 2
+    assert f"mlproxy: {tmp_path / 'absent.toml'}: no such config file" in missing.stderr
+    bad_env = mlproxy("serve", "--listen", "127.0.0.1:0", env={"MLPROXY_WORKERS": "many"})
+    assert bad_env.returncode == 2
+    assert "environment MLPROXY_WORKERS: bad value for 'workers'" in bad_env.stderr
+
+
+def test_check_config_accepts_a_good_file(tmp_path):
+    path = write(tmp_path, '# mlproxy settings\nlisten = "0.0.0.0:6543"\nworkers = 2\n'
+                           'log_level = "DEBUG"\ntls_required = false\n')
+    checked = mlproxy("check-config", str(path))
+    assert checked.returncode == 0, checked
+    assert checked.stdout.splitlines() == [
+        "listen = 0.0.0.0:6543", "tls_required = false", "workers = 2", "log_level = debug",
+        f"{path}: OK"]
+    assert load_file(path)["workers"].source == f"file {path}:3"
+    missing = mlproxy("check-config", str(tmp_path / "absent.toml"))
+    assert missing.returncode == 1
+    assert f"{tmp_path / 'absent.toml'}: no such config file" in missing.stderr
+
+
+def test_version():
+    shown = mlproxy("--version")
+    assert shown.returncode == 0 and shown.stdout.strip() == f"mlproxy {__version__}"
+    assert __version__ == "0.1.0"
+
+
+def test_help_lists_every_setting():
+    shown = mlproxy("serve", "--help")
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    for setting in SETTINGS:
+        assert setting.flag in text and setting.env in text, setting.name
+
+
+# -- SIGHUP --------------------------------------------------------------------------------------
+
+class Load:
+    """Sessions that run statements in a loop until stopped; errors are kept."""
+
+    def __init__(self, dsn: str, sessions: int = 6) -> None:
+        self.dsn, self.stop, self.errors = dsn, threading.Event(), []
+        self.done = [0] * sessions
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(sessions)]
+
+    def _run(self, i: int) -> None:
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                pid = conn.info.backend_pid
+                while not self.stop.is_set():
+                    assert conn.execute("SELECT %s::int, pg_backend_pid()", (i,)).fetchone() \
+                        == (i, pid)
+                    self.done[i] += 1
+        except Exception as exc:  # noqa: BLE001 - the test asserts there are none
+            self.errors.append(exc)
+
+    def __enter__(self) -> "Load":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+
+
+def hup(proxy, expected_log: str) -> None:
+    proxy.proc.send_signal(signal.SIGHUP)
+    assert proxy.wait_for_log(expected_log), proxy.read_log()
+
+
+def test_sighup_reloads_log_level_and_workers_under_load(fresh_proxy, tmp_path):
+    path = write(tmp_path, 'log_level = "info"\nworkers = 1\nrelay = "native"\n')
+    proxy = fresh_proxy("--config", str(path))
+    with Load(proxy.dsn()) as load:
+        time.sleep(0.3)
+        with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("SELECT 1/0")
+            time.sleep(0.2)
+            assert "upstream error session=" not in proxy.read_log()  # not at INFO
+
+            write(tmp_path, 'log_level = "debug"\nworkers = 3\nrelay = "python"\n')
+            hup(proxy, "reload: workers=3")
+            log = proxy.read_log()
+            assert f"reload: log_level=debug (from file {path}:1)" in log
+            assert "reload: relay changed but need a restart to take effect" in log
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("SELECT 1/0")  # now logged at DEBUG
+            assert proxy.wait_for_log("upstream error session=")
+
+            before = sum(load.done)
+            write(tmp_path, 'log_level = "warning"\nworkers = "x"\n')  # refused as a whole
+            hup(proxy, f"reload: settings unchanged: {path}:2: bad type for 'workers'")
+            write(tmp_path, 'log_level = "info"\nworkers = 1\n')
+            hup(proxy, "reload: workers=1")
+            assert conn.execute("SELECT 'still here'").fetchone() == ("still here",)
+            time.sleep(0.3)
+        assert sum(load.done) > before
+    assert load.errors == [] and all(load.done), (load.errors, load.done)
+    assert proxy.alive()
+    assert "Traceback" not in proxy.read_log()
+
+
+def test_set_workers_resizes_the_job_slots():
+    """The limit SIGHUP changes: jobs running meanwhile keep their slots, a slot given
+    up is taken out when its job ends."""
+    async def run() -> None:
+        runner = JobRunner(CatalogStore(Upstream()), Path("/nonexistent"), Path("/nonexistent"),
+                           workers=1)
+
+        async def running(n: int) -> int:  # how many slots can be held at once
+            held = 0
+            for _ in range(n):
+                try:
+                    await asyncio.wait_for(runner._slots.acquire(), 0.1)
+                    held += 1
+                except TimeoutError:
+                    break
+            for _ in range(held):
+                runner._slots.release()
+            await asyncio.sleep(0)
+            return held
+
+        assert await running(5) == 1
+        runner.set_workers(3)
+        assert await running(5) == 3
+        await runner._slots.acquire()  # a job runs while the limit shrinks
+        runner.set_workers(1)
+        runner._slots.release()
+        await asyncio.sleep(0.01)
+        assert await running(5) == 1
+        runner.set_workers(2)
+        assert await running(5) == 2
+        await runner.close()
+    asyncio.run(run())
+
+
+def test_sighup_reloads_the_tls_certificate(fresh_proxy, tmp_path):
+    certs = {}
+    for name in ("alpha", "beta"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", f"/CN={name}", "-keyout", str(tmp_path / f"{name}.key"),
+                        "-out", str(tmp_path / f"{name}.pem")], check=True, capture_output=True)
+        certs[name] = ssl.PEM_cert_to_DER_cert((tmp_path / f"{name}.pem").read_text())
+    path = write(tmp_path, f'tls_cert = "{tmp_path}/alpha.pem"\ntls_key = "{tmp_path}/alpha.key"\n')
+    proxy = fresh_proxy("--config", str(path))
+
+    def served_certificate() -> bytes:
+        raw = socket.create_connection((proxy.host, proxy.port))
+        raw.sendall(struct.pack("!II", 8, p.SSL_REQUEST_CODE))
+        assert raw.recv(1) == b"S"
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.getpeercert(binary_form=True)
+
+    assert served_certificate() == certs["alpha"]
+    tls_dsn = proxy.dsn().replace("sslmode=disable", "sslmode=require")
+    with psycopg.connect(tls_dsn) as before:
+        write(tmp_path, f'tls_cert = "{tmp_path}/beta.pem"\ntls_key = "{tmp_path}/beta.key"\n')
+        hup(proxy, "reload: tls_cert=")
+        assert served_certificate() == certs["beta"]
+        assert before.execute("SELECT 'old session'").fetchone() == ("old session",)
+        # A key that does not match the certificate is refused; beta stays.
+        write(tmp_path, f'tls_cert = "{tmp_path}/alpha.pem"\ntls_key = "{tmp_path}/beta.key"\n')
+        hup(proxy, "reload: tls_cert, tls_key not changed")
+        assert served_certificate() == certs["beta"]
+
+
+def test_passwords_are_not_shown(tmp_path):
+    path = write(tmp_path, 'upstream = "postgresql://svc:s3cr%40t@db.example:5432/app"\n')
+    checked = mlproxy("check-config", str(path))
+    assert checked.returncode == 0, checked
+    assert "upstream = postgresql://svc:***@db.example:5432/app" in checked.stdout
+    assert "s3cr" not in checked.stdout
+    got = resolve({"upstream": "postgresql://svc@db/app?password=hush&sslmode=disable"}, {}, None)
+    assert "hush" not in str(got.rows())
