@@ -34,7 +34,7 @@ from . import prepared_general
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
 from .extended_session import BindValues, fail, relay_owed, skip_to_sync
-from .registry import PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry, function_signature
+from .registry import EXPLAIN_SUFFIX, PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry, function_signature
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
 from .tracker import format_codes, result_formats, statement_error
@@ -230,7 +230,8 @@ class InferenceInterceptor:
                 log.exception("predictor load failed model=%s", entry.model_name)
                 raise PgError(errors.INTERNAL_ERROR,
                               f'model "{entry.model_name}" could not be loaded: {exc}') from exc
-            bound[(function.model_id, function.kind)] = BoundModel(entry, predictor, function.kind)
+            background = self.registry.shap_background(entry) if function.kind == "explain" else None
+            bound[(function.model_id, function.kind)] = BoundModel(entry, predictor, function.kind, background)
         return bound
 
     async def _search_path(self, takeover: Takeover, models: DatabaseModels) -> list[str]:
@@ -524,6 +525,8 @@ def _functions(models: DatabaseModels) -> dict[str, list[ModelFunction]]:
         kinds = [("predict", entry.function_name, entry.return_type)]
         if _has_prob(entry):
             kinds += [("prob", entry.function_name + suffix, "jsonb") for suffix in PROBABILITY_SUFFIXES]
+        if entry.explain_signature is not None:
+            kinds.append(("explain", entry.function_name + EXPLAIN_SUFFIX, "jsonb"))
         for kind, name, returns in kinds:
             out.setdefault(name, []).append(ModelFunction(
                 schema=entry.function_schema, name=name, arg_types=entry.arg_types,
