@@ -19,6 +19,7 @@ and then
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from typing import Any
@@ -37,6 +38,7 @@ from .extended_session import BindValues, fail, relay_owed, skip_to_sync
 from .registry import EXPLAIN_SUFFIX, PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry, function_signature
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
+from .workers import THREAD_MIN_ROWS
 from .tracker import format_codes, result_formats, statement_error
 
 log = logging.getLogger("mlproxy.inference")
@@ -337,10 +339,15 @@ class InferenceInterceptor:
 
         failure: list[BaseException] = []
 
-        def flush() -> None:
+        async def flush() -> None:
             if rows and not failure:
                 try:
-                    copy.append(prepared_general.predicted_copy(rows, step, bound))
+                    if bound.kind == "explain" and len(rows) >= THREAD_MIN_ROWS:
+                        # Shapley values cost far more than predictions: off the loop
+                        copy.append(await asyncio.to_thread(prepared_general.predicted_copy, list(rows),
+                                                            step, bound))
+                    else:
+                        copy.append(prepared_general.predicted_copy(rows, step, bound))
                 except Exception as exc:  # noqa: BLE001 - reported as this statement's error
                     failure.append(exc)
             rows.clear()
@@ -350,7 +357,7 @@ class InferenceInterceptor:
             if msg.type == p.B_DATA_ROW:
                 rows.append(bytes(msg.raw))
                 if len(rows) >= _BATCH:
-                    flush()
+                    await flush()
             elif msg.type == p.B_ERROR:
                 error = error_from_fields(p.parse_fields(msg.body))
             elif msg.type == p.B_READY_FOR_QUERY:
@@ -363,7 +370,7 @@ class InferenceInterceptor:
             error.fields.pop("W", None)
             takeover.send_client(p.error_response(error))
             return False
-        flush()
+        await flush()
         if failure:
             takeover.send_client(p.error_response(statement_error(failure[0])))
             return False
