@@ -372,7 +372,7 @@ def test_pgjdbc_grant_revoke_and_argument_names(world, jdbc, mode):
     columns = sorted(line.split()[1:] for line in lines if line.startswith("column "))
     # a function the grantee may not call is still listed (as Postgres lists any)
     assert [c for c in columns if c[2] == "1"] == [
-        [f, arg, "1"] for f in ("pm_predict", "pm_predict_prob", "pm_predict_probabilities")
+        [f, arg, "1"] for f in sorted(PM_FUNCTIONS)
         for arg in ("a", "b")]
     assert lines[-1] == "after 42"
 
