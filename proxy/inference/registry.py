@@ -264,7 +264,6 @@ class ModelRegistry:
                      getattr(predictor, "info", None))
             return predictor
 
-
     def shap_background(self, entry: ModelEntry) -> Any:
         """The background of a loaded model's per-row Shapley values (None: none stored)."""
         return self._backgrounds.get(entry.artifact_sha256 or "")
