@@ -253,3 +253,26 @@ def test_drop_model_drops_the_explain_function(explained):
         assert conn.execute("SELECT to_regproc('xe_drop_fn_explain') IS NOT NULL").fetchone()[0]
         conn.execute("DROP MODEL xe_drop")
         assert conn.execute("SELECT to_regproc('xe_drop_fn_explain')").fetchone()[0] is None
+
+
+def test_per_row_values_of_text_and_date_columns(explained):
+    """One-hot and date-part features are summed back to their input column: one
+    value per argument, and with expected_value they add up to the positive class's
+    log-odds (a linear classifier here, on a text, a date and two numeric columns)."""
+    args = "age, plan, usage, signup"
+    with psycopg.connect(explained.dsn(), autocommit=True) as conn:
+        conn.execute("DROP MODEL IF EXISTS xe_churn")
+        conn.execute(f"CREATE MODEL xe_churn FROM (SELECT {args}, churned FROM customers JOIN plans USING (plan_id)) "
+                     "TARGET churned FUNCTION xe_churn_fn MODEL_TYPE LINEAR_LEARNER SETTINGS (MAX_RUNTIME 5)")
+        assert wait_for_state(conn, "xe_churn")["Model State"] == "READY"
+        _, artifact, _ = _catalog(conn, "xe_churn")
+        features = artifact.manifest["preprocessing"]["features"]
+        assert len(features) > 4  # one-hot or date parts: more features than columns
+        positive = artifact.manifest["classes"][1]
+        rows = conn.execute(f"SELECT xe_churn_fn_probabilities({args}), xe_churn_fn_explain({args}) "
+                            "FROM customers JOIN plans USING (plan_id) ORDER BY id LIMIT 100").fetchall()
+        for probabilities, explanation in rows:
+            assert sorted(explanation) == ["age", "expected_value", "plan", "signup", "usage"]
+            p = dict(zip(probabilities["labels"], probabilities["probabilities"]))[positive]
+            assert math.isclose(1 / (1 + math.exp(-sum(explanation.values()))), p, rel_tol=1e-6, abs_tol=1e-9)
+        conn.execute("DROP MODEL xe_churn")
