@@ -35,7 +35,8 @@ from . import prepared_general
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
 from .extended_session import BindValues, fail, relay_owed, skip_to_sync
-from .registry import EXPLAIN_SUFFIX, PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry, function_signature
+from .registry import (EXPLAIN_SUFFIX, PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry,
+                       function_signature)
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
 from .workers import THREAD_MIN_ROWS
