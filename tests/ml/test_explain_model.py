@@ -18,6 +18,8 @@ import math
 import asyncpg
 import numpy as np
 import psycopg
+import psycopg.types.json
+import psycopg.types.string
 import pytest
 
 from compiler.artifact import load
@@ -174,6 +176,13 @@ def test_per_row_values_in_select_list_and_where(explained):
         for probabilities, explanation in rows:
             p = dict(zip(probabilities["labels"], probabilities["probabilities"]))[positive]
             assert math.isclose(1 / (1 + math.exp(-sum(explanation.values()))), p, rel_tol=1e-5, abs_tol=1e-6)
+        # the text sent is the text Postgres prints for the jsonb (its key order)
+        conn.adapters.register_loader("jsonb", psycopg.types.string.TextLoader)
+        texts = [r[0] for r in conn.execute(f"SELECT xe_multi_fn_explain({ARGS}) FROM iris ORDER BY id LIMIT 5")]
+        conn.adapters.register_loader("jsonb", psycopg.types.json.JsonbLoader)
+        for text in texts:
+            assert text.startswith('{"f0": ')
+            assert conn.execute("SELECT %s::jsonb::text", (text,)).fetchone()[0] == text
         # EXPLAIN_MODEL's expected value is the per-row one (linear: the same means)
         (doc,), = conn.execute("SELECT explain_model('xe_lin')").fetchall()
         (row,), = conn.execute(f"SELECT xe_lin_fn_explain({ARGS}) FROM diabetes LIMIT 1").fetchall()
