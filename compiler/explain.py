@@ -221,14 +221,22 @@ def by_input(phi: np.ndarray, preprocessing: Mapping[str, Any]) -> tuple[list[st
     return names, out
 
 
-def global_explanations(artifact: Artifact, X: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    """Redshift's EXPLAIN_MODEL document for a preprocessed sample X: per output
-    (label0, label1, ...; one per class for multiclass), the mean absolute Shapley
-    value of each input column and the expected value."""
+def global_sample(artifact: Artifact, X: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The rows global_explanations summarises (a seeded sample of X): their feature
+    means are the background of a linear model's per-row values, so that those
+    share the global expected value."""
     rng = np.random.default_rng([seed, 606])
     limit = MLP_ROWS if artifact.kind == "mlp" else MAX_GLOBAL_ROWS
     if len(X) > limit:
         X = X[np.sort(rng.choice(len(X), limit, replace=False))]
+    return np.asarray(X, dtype=np.float64)
+
+
+def global_explanations(artifact: Artifact, X: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Redshift's EXPLAIN_MODEL document for a preprocessed sample X: per output
+    (label0, label1, ...; one per class for multiclass), the mean absolute Shapley
+    value of each input column and the expected value."""
+    X = global_sample(artifact, X, seed)
     phi = contributions(artifact, X, seed=seed)
     names, per_input = by_input(phi, artifact.manifest["preprocessing"])
     problem = artifact.manifest["problem_type"]

@@ -1214,14 +1214,273 @@ MIGRATIONS.append("""
 ALTER TABLE mlproxy.models ADD COLUMN explanations jsonb;
 """)
 
-# 7: FORECAST models. Their artifact is the forecast itself (automl/forecast/artifact.py:
+# 7: EXPLAIN_MODEL returns the stored Shapley document (Redshift's status shape
+# while there is none), names parsed as Postgres parses a qualified name; and
+# `<function>_explain`, per-row Shapley values, a stub made with the model's others
+# (signature in explain_signature; models made before this migration have none).
+_MIGRATION_7 = """
+ALTER TABLE mlproxy.models ADD COLUMN IF NOT EXISTS explain_signature text;
+GRANT SELECT (explain_signature) ON mlproxy.models TO PUBLIC;
+
+-- Claims `<function>_explain` for the model CREATE MODEL just recorded in this
+-- transaction, after the checks record_model makes of its other stubs.
+CREATE FUNCTION mlproxy.record_explain_stub(p_id bigint, p_explain regprocedure) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    m record;
+    v_fn oid;
+BEGIN
+    -- (the row's own xmin is record_model's subtransaction's; its stub's is ours)
+    SELECT id, function_schema, function_name, function_signature, explain_signature, state
+      INTO m FROM mlproxy.models WHERE id = p_id;
+    IF NOT FOUND OR m.state <> 'TRAINING' OR m.explain_signature IS NOT NULL THEN
+        RAISE EXCEPTION 'model % was not recorded by this CREATE MODEL', p_id USING ERRCODE = '22023';
+    END IF;
+    v_fn := mlproxy.signature_oid(m.function_schema, m.function_name, m.function_signature);
+    PERFORM 1 FROM pg_proc p, pg_proc f
+     WHERE p.oid = p_explain AND f.oid = v_fn
+       AND p.proname = f.proname || '_explain' AND p.pronamespace = f.pronamespace
+       AND p.proowner = f.proowner AND p.proargtypes = f.proargtypes
+       AND p.prorettype = 'jsonb'::regtype AND p.prokind = 'f' AND NOT p.prosecdef
+       AND NOT p.proretset AND p.proconfig IS NULL
+       AND p.prolang = (SELECT l.oid FROM pg_language l WHERE l.lanname = 'plpgsql')
+       AND p.prosrc = mlproxy.stub_body(p.proname)
+       AND p.xmin = pg_current_xact_id()::xid AND f.xmin = pg_current_xact_id()::xid
+       AND pg_has_role(session_user, p.proowner, 'MEMBER');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'function % is not a model function stub created by this CREATE MODEL',
+            p_explain USING ERRCODE = '22023';
+    END IF;
+    BEGIN
+        INSERT INTO mlproxy.model_function_names (function_schema, function_name, nargs, model_id)
+        SELECT m.function_schema, m.function_name || '_explain', f.pronargs, m.id
+          FROM pg_proc f WHERE f.oid = v_fn;
+    EXCEPTION WHEN unique_violation THEN
+        PERFORM mlproxy.function_taken(m.function_schema, m.function_name || '_explain',
+                                       (SELECT f.pronargs::integer FROM pg_proc f WHERE f.oid = v_fn));
+    END;
+    UPDATE mlproxy.models SET explain_signature = mlproxy.function_signature(p_explain) WHERE id = p_id;
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION mlproxy.record_explain_stub(bigint, regprocedure) TO PUBLIC;
+
+-- CREATE MODEL: as in version 4, plus <function>_explain for models with a target
+-- (not KMEANS) when the name fits.
+CREATE OR REPLACE FUNCTION mlproxy.register_model(
+    p_schema text, p_name text, p_fn_schema text, p_fn_name text,
+    p_arg_names text[], p_arg_types text[], p_return_type text,
+    p_statement text, p_options jsonb, p_query text, p_target text,
+    p_max_runtime integer, p_job_owner text)
+RETURNS bigint LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+DECLARE
+    v_types text;
+    v_args text;
+    v_return text;
+    v_comment text;
+    v_fn regprocedure;
+    v_prob regprocedure;
+    v_probabilities regprocedure;
+    v_id bigint;
+BEGIN
+    p_schema := coalesce(p_schema, pg_catalog.current_schema());
+    p_fn_schema := coalesce(p_fn_schema, pg_catalog.current_schema());
+    IF p_schema IS NULL OR p_fn_schema IS NULL THEN
+        RAISE EXCEPTION 'no schema has been selected to create in' USING ERRCODE = '3F000';
+    END IF;
+    IF pg_catalog.array_length(p_arg_names, 1) IS DISTINCT FROM pg_catalog.array_length(p_arg_types, 1) THEN
+        RAISE EXCEPTION 'a model function needs a name for each argument' USING ERRCODE = '22023';
+    END IF;
+    PERFORM mlproxy.check_create_model(current_user, p_schema, p_fn_schema);
+    SELECT coalesce(pg_catalog.string_agg(pg_catalog.format_type(a.t::regtype, NULL), ', ' ORDER BY a.i), ''),
+           coalesce(pg_catalog.string_agg(pg_catalog.format('%I %s', a.n, pg_catalog.format_type(a.t::regtype, NULL)),
+                                          ', ' ORDER BY a.i), '')
+      INTO v_types, v_args
+      FROM unnest(p_arg_names, p_arg_types) WITH ORDINALITY AS a(n, t, i);
+    v_return := pg_catalog.format_type(p_return_type::regtype, NULL);
+    v_comment := pg_catalog.format('mlproxy model %I.%I', p_schema, p_name);
+    IF mlproxy.has_probabilities(p_target, v_return) THEN
+        PERFORM 1 WHERE pg_catalog.octet_length(p_fn_name || '_probabilities') < 64;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'model function name "%" is too long', p_fn_name
+                USING ERRCODE = '42622',
+                      HINT = 'Classification models also get <function>_probabilities, which must fit in 63 bytes.';
+        END IF;
+    END IF;
+    v_fn := mlproxy.make_stub(p_fn_schema, p_fn_name, v_args, v_types, v_return, v_comment);
+    IF mlproxy.has_probabilities(p_target, v_return) THEN
+        v_prob := mlproxy.make_stub(p_fn_schema, p_fn_name || '_prob', v_args, v_types, 'jsonb',
+                                    v_comment || ' (probabilities)');
+        v_probabilities := mlproxy.make_stub(p_fn_schema, p_fn_name || '_probabilities', v_args,
+                                             v_types, 'jsonb', v_comment || ' (probabilities)');
+    END IF;
+    v_id := mlproxy.record_model(p_schema, p_name, v_fn, v_prob, v_probabilities, p_statement,
+                                 p_options, p_query, p_target, p_max_runtime, p_job_owner);
+    IF p_target IS NOT NULL THEN
+        IF pg_catalog.octet_length(p_fn_name || '_explain') < 64 THEN
+            PERFORM mlproxy.record_explain_stub(v_id, mlproxy.make_stub(
+                p_fn_schema, p_fn_name || '_explain', v_args, v_types, 'jsonb',
+                v_comment || ' (Shapley values)'));
+        ELSE
+            RAISE NOTICE 'model function name "%" is too long for a %_explain function; the model has none',
+                p_fn_name, p_fn_name;
+        END IF;
+    END IF;
+    RETURN v_id;
+END
+$fn$;
+
+-- forget_model, drop_model and model_functions as in version 4, with <function>_explain.
+CREATE OR REPLACE FUNCTION mlproxy.forget_model(p_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    m record;
+BEGIN
+    SELECT id, schema_name, model_name, owner, function_schema, function_name,
+           function_signature, prob_signature, probabilities_signature, explain_signature
+      INTO m FROM mlproxy.models WHERE id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model % does not exist', p_id USING ERRCODE = '42704';
+    END IF;
+    IF NOT (EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = session_user AND r.rolsuper)
+            OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = m.owner
+                        AND pg_has_role(session_user, r.oid, 'MEMBER'))
+            OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = m.schema_name
+                        AND pg_has_role(session_user, n.nspowner, 'MEMBER'))) THEN
+        RAISE EXCEPTION 'must be owner of model %', m.model_name USING ERRCODE = '42501';
+    END IF;
+    IF mlproxy.signature_oid(m.function_schema, m.function_name, m.function_signature) IS NOT NULL
+       OR mlproxy.signature_oid(m.function_schema, m.function_name || '_prob', m.prob_signature) IS NOT NULL
+       OR mlproxy.signature_oid(m.function_schema, m.function_name || '_probabilities',
+                                m.probabilities_signature) IS NOT NULL
+       OR mlproxy.signature_oid(m.function_schema, m.function_name || '_explain',
+                                m.explain_signature) IS NOT NULL THEN
+        RAISE EXCEPTION 'the functions of model % still exist', m.model_name
+            USING ERRCODE = '55006', HINT = 'DROP MODEL drops them first.';
+    END IF;
+    DELETE FROM mlproxy.models WHERE id = p_id;
+    PERFORM pg_notify('@NOTIFY_CHANNEL@', json_build_object('event', 'dropped', 'id', p_id)::text);
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mlproxy.drop_model(p_schema text, p_name text, p_if_exists boolean)
+RETURNS bigint LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+DECLARE
+    m record;
+    v_sig text;
+BEGIN
+    IF mlproxy.find_model(p_schema, p_name) IS NULL THEN
+        IF p_if_exists THEN
+            RAISE NOTICE 'model "%" does not exist, skipping', p_name;
+            RETURN NULL;
+        END IF;
+        RAISE EXCEPTION 'model "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    SELECT id, function_signature, prob_signature, probabilities_signature, explain_signature INTO m
+      FROM mlproxy.models WHERE id = mlproxy.find_model(p_schema, p_name);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'must be owner of model %', p_name USING ERRCODE = '42501';
+    END IF;
+    BEGIN
+        FOREACH v_sig IN ARRAY pg_catalog.array_remove(
+                ARRAY[m.explain_signature, m.probabilities_signature, m.prob_signature,
+                      m.function_signature], NULL) LOOP
+            EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS %s', v_sig);
+        END LOOP;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'must be owner of model %', p_name USING ERRCODE = '42501';
+    END;
+    PERFORM mlproxy.forget_model(m.id);
+    RETURN m.id;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mlproxy.model_functions(p_schema text, p_name text) RETURNS text[]
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v text[];
+BEGIN
+    SELECT pg_catalog.array_remove(ARRAY[function_signature, prob_signature, probabilities_signature,
+                                         explain_signature], NULL)
+      INTO v FROM mlproxy.models WHERE id = mlproxy.visible_model_id(p_schema, p_name);
+    RETURN v;
+END
+$fn$;
+
+-- visible_models as in version 5, with the stored explanations last.
+CREATE OR REPLACE VIEW mlproxy.visible_models WITH (security_barrier) AS
+SELECT m.id, m.schema_name, m.model_name, m.owner::text AS owner, a.is_owner, m.state,
+       m.failure_reason, m.target, m.function_schema, m.function_name, m.function_signature,
+       a.fn AS function_oid, m.arg_names, m.arg_types, m.return_type, m.problem_type,
+       m.model_type, m.objective, m.metrics, m.feature_importances, m.details, m.rows_used,
+       m.training_seconds,
+       m.progress, m.max_runtime, m.created_at, m.updated_at,
+       CASE WHEN a.is_owner THEN m.source_query END AS source_query,
+       CASE WHEN a.is_owner THEN m.options
+            ELSE (m.options - 'iam_role' - 'settings') || pg_catalog.jsonb_build_object(
+                     'given', coalesce(m.options -> 'given', '{}') - 'from_table')
+       END AS options,
+       CASE WHEN m.options -> 'given' ? 'from_table' THEN
+            coalesce(pg_catalog.has_table_privilege(
+                pg_catalog.to_regclass(m.options -> 'given' ->> 'from_table'), 'SELECT')::integer, 0)
+       END AS is_refreshable,
+       m.explanations
+  FROM mlproxy.models m,
+       LATERAL (SELECT mlproxy.signature_oid(m.function_schema, m.function_name,
+                                             m.function_signature) AS fn,
+                       coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r
+                                  WHERE r.rolname = current_user), false)
+                       OR coalesce((SELECT pg_catalog.pg_has_role(r.oid, 'MEMBER')
+                                      FROM pg_catalog.pg_roles r WHERE r.rolname = m.owner), false)
+                       AS is_owner) a
+ WHERE a.is_owner OR mlproxy.model_visible(m.owner, m.schema_name, m.function_schema,
+                                           m.function_name, m.function_signature);
+
+-- EXPLAIN_MODEL('[schema.]model'): the Shapley document the training worker
+-- stored, for a model the role may see (42704 / 42501 as everywhere). The name is
+-- read as Postgres reads a qualified name (parse_ident: quotes keep case and dots).
+-- Without a document, Redshift's explanation states: 'waiting for training job to
+-- complete' while the model trains, else 'processing job failed' (failed training,
+-- KMEANS, a model whose explanation could not be computed).
+CREATE OR REPLACE FUNCTION mlproxy.explain_model(p_name text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v_parts text[];
+    v_schema text;
+    m record;
+BEGIN
+    v_parts := pg_catalog.parse_ident(p_name);
+    IF pg_catalog.array_length(v_parts, 1) = 3 AND v_parts[1] = pg_catalog.current_database() THEN
+        v_parts := v_parts[2:3];
+    END IF;
+    IF pg_catalog.array_length(v_parts, 1) > 2 THEN
+        RAISE EXCEPTION 'improper qualified name (too many dotted names): %', p_name
+            USING ERRCODE = '42601';
+    END IF;
+    IF pg_catalog.array_length(v_parts, 1) = 2 THEN
+        v_schema := v_parts[1];
+    END IF;
+    SELECT x.state, x.explanations INTO m FROM mlproxy.visible_models x
+     WHERE x.id = mlproxy.visible_model_id(v_schema, v_parts[pg_catalog.array_length(v_parts, 1)]);
+    IF m.state = 'TRAINING' THEN
+        RETURN '{"explanations": "waiting for training job to complete"}'::jsonb;
+    END IF;
+    IF m.state <> 'READY' OR pg_catalog.jsonb_typeof(m.explanations -> 'explanations') IS DISTINCT FROM 'object' THEN
+        RETURN '{"explanations": "processing job failed"}'::jsonb;
+    END IF;
+    RETURN m.explanations;
+END
+$fn$;
+"""
+MIGRATIONS.append(_MIGRATION_7.replace("@NOTIFY_CHANNEL@", NOTIFY_CHANNEL))
+
+# 8: FORECAST models. Their artifact is the forecast itself (automl/forecast/artifact.py:
 # UTF-8 JSON, rows [item, time, value per percentile]); FORECAST(m) reads it through
 # mlproxy.forecast, which any role may call: the model must be visible to the caller
 # (visible_model_id: owner, superuser, or EXECUTE on its stub <model>_forecast(), which
 # GRANT EXECUTE ON MODEL gives), a FORECAST model, and READY. The artifact column is
 # not readable by PUBLIC: visible_forecasts (a security_barrier view, as visible_models)
 # hands it out for the visible models only.
-_MIGRATION_7 = """
+_MIGRATION_8 = """
 CREATE VIEW mlproxy.visible_forecasts WITH (security_barrier) AS
 SELECT m.id, m.artifact FROM mlproxy.models m
  WHERE m.state = 'READY' AND m.options ->> 'model_type' = 'FORECAST'
@@ -1259,7 +1518,7 @@ END
 $fn$;
 GRANT EXECUTE ON FUNCTION mlproxy.forecast(text, text) TO PUBLIC;
 """
-MIGRATIONS.append(_MIGRATION_7)
+MIGRATIONS.append(_MIGRATION_8)
 
 
 async def migrate(conn) -> int:

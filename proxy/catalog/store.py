@@ -238,10 +238,16 @@ class CatalogStore:
             async with pool.acquire() as conn:
                 if not await conn.fetchval("SELECT to_regclass('mlproxy.models') IS NOT NULL"):
                     return []
+                # explain_signature: catalog migration 7 (a catalog not yet migrated
+                # reads as models without <function>_explain)
+                explain = ("explain_signature" if await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'mlproxy.models'::regclass"
+                    " AND attname = 'explain_signature' AND NOT attisdropped)") else "NULL::text")
                 return await conn.fetch(
                     "SELECT id, schema_name, model_name, function_schema, function_name,"
                     " function_signature, arg_names, arg_types, return_type, state,"
-                    " failure_reason, problem_type, artifact_sha256 FROM mlproxy.models"
+                    " failure_reason, problem_type, artifact_sha256,"
+                    f" {explain} AS explain_signature FROM mlproxy.models"
                     # a FORECAST model's stub is no model function: read through FORECAST(m)
                     " WHERE options->>'model_type' IS DISTINCT FROM 'FORECAST'")
 

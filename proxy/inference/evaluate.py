@@ -36,7 +36,8 @@ class BoundModel:
 
     entry: ModelEntry
     predictor: Any
-    kind: str  # "predict" or "prob"
+    kind: str  # "predict", "prob" or "explain"
+    background: Any = None  # kind "explain" of a linear model: its feature means (1 x features)
 
 
 def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry,
@@ -90,6 +91,8 @@ def predict(bound: BoundModel, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     predictor = bound.predictor
     if bound.kind == "predict":
         return np.asarray(predictor.predict(columns))
+    if bound.kind == "explain":
+        return explanations_jsonb(bound, predictor.preprocessor.transform(columns))
     return probabilities_jsonb(predictor.classes, predictor.predict_proba(columns))
 
 
@@ -98,6 +101,8 @@ def predict_matrix(bound: BoundModel, X: np.ndarray) -> np.ndarray:
     predictor = bound.predictor
     if bound.kind == "predict":
         return np.asarray(predictor.predict_matrix(X))
+    if bound.kind == "explain":
+        return explanations_jsonb(bound, X)
     return probabilities_jsonb(predictor.classes, predictor.predict_proba_matrix(X))
 
 
@@ -117,6 +122,52 @@ def probabilities_jsonb(classes: Any, proba: Any) -> np.ndarray:
         row = order[i]
         out[i] = ('{"labels": [' + ", ".join(label_json[j] for j in row) + '], "probabilities": ['
                   + ", ".join(_json_number(proba[i, j]) for j in row) + "]}")
+    return out
+
+
+def explanations_jsonb(bound: BoundModel, X: np.ndarray) -> np.ndarray:
+    """`<function>_explain`'s jsonb texts for a preprocessed matrix: per row, each
+    input column's Shapley value (its one-hot indicators and date parts summed) and
+    "expected_value", in the model's margin space (log-odds for boosted classifiers),
+    so that the values plus expected_value are the row's margin. One batched
+    compiler.contributions call (exact TreeSHAP, or the linear closed form against
+    the training-time feature means); no Python per row but the text assembly.
+    Binary classifiers explain the positive class (as EXPLAIN_MODEL's label0),
+    multiclass ones the row's predicted class."""
+    from compiler.errors import UnsupportedModel
+    from compiler.explain import by_input, contributions
+
+    predictor = bound.predictor
+    artifact = predictor.artifact
+    out = np.empty(len(X), dtype=object)
+    if artifact.kind not in ("tree", "linear"):
+        raise UnsupportedModel(f"{bound.entry.function_name}_explain is defined for tree and linear models; "
+                               f'model "{bound.entry.model_name}" is a {artifact.kind} model')
+    if artifact.kind == "linear" and bound.background is None:
+        raise UnsupportedModel(f'model "{bound.entry.model_name}" was trained without the feature means its '
+                               "per-row Shapley values need", hint="CREATE MODEL it again.")
+    if not len(X):
+        return out
+    X = np.asarray(X, dtype=np.float64)
+    predictor.preprocessor.check_finite(X)
+    phi = contributions(artifact, X, background=bound.background)
+    names, per_input = by_input(phi, artifact.manifest["preprocessing"])
+    rows = np.arange(len(X))
+    if phi.shape[1] == 1:
+        k = np.zeros(len(X), dtype=np.int64)
+    elif artifact.manifest["problem_type"] == "BINARY_CLASSIFICATION" and phi.shape[1] == 2:
+        k = np.ones(len(X), dtype=np.int64)
+    else:  # the predicted class: the highest margin
+        k = phi.sum(axis=2).argmax(axis=1)
+    values = per_input[rows, k, :]  # (rows, inputs)
+    expected = phi[rows, k, -1]
+    keys = [*names, "expected_value"]
+    # jsonb's own key order (shorter keys first, then bytewise), as Postgres prints it
+    order = sorted(range(len(keys)), key=lambda i: (len(keys[i].encode()), keys[i].encode()))
+    table = np.concatenate([values, expected[:, None]], axis=1)[:, order]
+    heads = [json.dumps(keys[i]) + ": " for i in order]
+    for i in range(len(X)):
+        out[i] = "{" + ", ".join(h + _json_number(v) for h, v in zip(heads, table[i])) + "}"
     return out
 
 

@@ -19,6 +19,7 @@ and then
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -36,9 +37,11 @@ from .call_log import CALLS
 from .explain_model import original_position, qualify_explain_model
 from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
 from .extended_session import fail, relay_owed, skip_to_sync
-from .registry import PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry, function_signature
+from .registry import (EXPLAIN_SUFFIX, PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry,
+                       function_signature)
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
+from .workers import THREAD_MIN_ROWS
 from .tracker import format_codes, result_formats, statement_error
 
 log = logging.getLogger("mlproxy.inference")
@@ -232,7 +235,8 @@ class InferenceInterceptor:
                 log.exception("predictor load failed model=%s", entry.model_name)
                 raise PgError(errors.INTERNAL_ERROR,
                               f'model "{entry.model_name}" could not be loaded: {exc}') from exc
-            bound[(function.model_id, function.kind)] = BoundModel(entry, predictor, function.kind)
+            background = self.registry.shap_background(entry) if function.kind == "explain" else None
+            bound[(function.model_id, function.kind)] = BoundModel(entry, predictor, function.kind, background)
         return bound
 
     async def _search_path(self, takeover: Takeover, models: DatabaseModels) -> list[str]:
@@ -346,12 +350,17 @@ class InferenceInterceptor:
 
         failure: list[BaseException] = []
 
-        def flush() -> None:
+        async def flush() -> None:
             if rows and not failure:
                 if counted is not None:
                     counted[0] += len(rows)
                 try:
-                    copy.append(prepared_general.predicted_copy(rows, step, bound))
+                    if bound.kind == "explain" and len(rows) >= THREAD_MIN_ROWS:
+                        # Shapley values cost far more than predictions: off the loop
+                        copy.append(await asyncio.to_thread(prepared_general.predicted_copy, list(rows),
+                                                            step, bound))
+                    else:
+                        copy.append(prepared_general.predicted_copy(rows, step, bound))
                 except Exception as exc:  # noqa: BLE001 - reported as this statement's error
                     failure.append(exc)
             rows.clear()
@@ -361,7 +370,7 @@ class InferenceInterceptor:
             if msg.type == p.B_DATA_ROW:
                 rows.append(bytes(msg.raw))
                 if len(rows) >= _BATCH:
-                    flush()
+                    await flush()
             elif msg.type == p.B_ERROR:
                 error = error_from_fields(p.parse_fields(msg.body))
             elif msg.type == p.B_READY_FOR_QUERY:
@@ -374,7 +383,7 @@ class InferenceInterceptor:
             error.fields.pop("W", None)
             takeover.send_client(p.error_response(error))
             return False
-        flush()
+        await flush()
         if failure:
             takeover.send_client(p.error_response(statement_error(failure[0])))
             return False
@@ -551,6 +560,8 @@ def _functions(models: DatabaseModels) -> dict[str, list[ModelFunction]]:
         kinds = [("predict", entry.function_name, entry.return_type)]
         if _has_prob(entry):
             kinds += [("prob", entry.function_name + suffix, "jsonb") for suffix in PROBABILITY_SUFFIXES]
+        if entry.explain_signature is not None:
+            kinds.append(("explain", entry.function_name + EXPLAIN_SUFFIX, "jsonb"))
         for kind, name, returns in kinds:
             out.setdefault(name, []).append(ModelFunction(
                 schema=entry.function_schema, name=name, arg_types=entry.arg_types,

@@ -15,12 +15,15 @@ worker process if missing), and the result is kept in memory per artifact hash.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..catalog.store import CatalogStore
 from ..ml_statements.literals import quote_identifier
@@ -32,6 +35,9 @@ log = logging.getLogger("mlproxy.inference")
 # `<function>_probabilities`, and `<function>_prob`, mlproxy's earlier name for it,
 # kept as an alias with the same answer.
 PROBABILITY_SUFFIXES = ("_probabilities", "_prob")
+# A model's per-row Shapley values (kind "explain"), for models whose catalog row
+# has an explain_signature (created after catalog migration 7).
+EXPLAIN_SUFFIX = "_explain"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class ModelEntry:
     failure_reason: str | None
     problem_type: str | None
     artifact_sha256: str | None
+    explain_signature: str | None = None
 
 
 @dataclass
@@ -78,6 +85,8 @@ class DatabaseModels:
             by_function.setdefault(entry.function_name, []).append(entry)
             for suffix in PROBABILITY_SUFFIXES:
                 by_function.setdefault(entry.function_name + suffix, []).append(entry)
+            if entry.explain_signature is not None:
+                by_function.setdefault(entry.function_name + EXPLAIN_SUFFIX, []).append(entry)
         names = frozenset(n.encode().lower() for n in (*by_function, "explain_model"))
         return cls({e.model_id: e for e in entries}, by_function, names, function_oids=function_oids or {})
 
@@ -121,6 +130,9 @@ class ModelRegistry:
         self._again: set[str] = set()
         self._subscribers: list[Callable[[str], None]] = []
         self._predictors: dict[str, Any] = {}
+        # per artifact hash, a linear model's Shapley background (1 x features), the
+        # feature means EXPLAIN_MODEL's values are relative to (training details)
+        self._backgrounds: dict[str, Any] = {}
         self._predictor_locks: dict[str, asyncio.Lock] = {}
         catalog.subscribe(self._on_catalog_event)
 
@@ -188,7 +200,8 @@ class ModelRegistry:
                 function_signature=r["function_signature"], arg_names=tuple(r["arg_names"]),
                 arg_types=tuple(r["arg_types"]), return_type=r["return_type"], state=r["state"],
                 failure_reason=r["failure_reason"], problem_type=r["problem_type"],
-                artifact_sha256=r["artifact_sha256"]) for r in rows]
+                artifact_sha256=r["artifact_sha256"],
+                explain_signature=r["explain_signature"]) for r in rows]
             oids = await self._function_oids(database, entries)
             self._publish(database, DatabaseModels.build(entries, oids))
             log.debug("model registry loaded database=%s models=%d", database, len(entries))
@@ -203,7 +216,8 @@ class ModelRegistry:
         if not entries:
             return {}
         signatures = [function_signature(e, name) for e in entries
-                      for name in (e.function_name, *(e.function_name + s for s in PROBABILITY_SUFFIXES))]
+                      for name in (e.function_name, *(e.function_name + s for s in PROBABILITY_SUFFIXES),
+                                   *((e.function_name + EXPLAIN_SUFFIX,) if e.explain_signature else ()))]
         try:
             pool = await self.catalog.pool(database, migrate_catalog=False)
             rows = await pool.fetch("SELECT s, to_regprocedure(s)::oid AS oid FROM unnest($1::text[]) AS s",
@@ -234,16 +248,25 @@ class ModelRegistry:
             if sha in self._predictors:
                 return self._predictors[sha]
             row = await self.catalog.fetchrow(
-                database, "SELECT artifact FROM mlproxy.models WHERE id = $1 AND artifact_sha256 = $2",
+                database, "SELECT artifact, details -> 'shap_background' AS background"
+                " FROM mlproxy.models WHERE id = $1 AND artifact_sha256 = $2",
                 entry.model_id, sha)
             if row is None:
                 raise LookupError(f"model {entry.model_name} has no stored artifact")
             predictor = await asyncio.to_thread(_load_predictor, bytes(row["artifact"]), sha,
                                                 self.cache_dir)
+            background = row["background"]
+            if isinstance(background, str):
+                background = json.loads(background)
+            self._backgrounds[sha] = np.asarray(background, dtype=np.float64)[None, :] if background else None
             self._predictors[sha] = predictor
             log.info("predictor loaded model=%s sha=%s info=%s", entry.model_name, sha[:12],
                      getattr(predictor, "info", None))
             return predictor
+
+    def shap_background(self, entry: ModelEntry) -> Any:
+        """The background of a loaded model's per-row Shapley values (None: none stored)."""
+        return self._backgrounds.get(entry.artifact_sha256 or "")
 
 
 def _load_predictor(data: bytes, sha256: str, cache_dir: Path) -> Any:

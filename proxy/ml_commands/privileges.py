@@ -1,7 +1,8 @@
 """GRANT / REVOKE ... ON MODEL and GRANT / REVOKE CREATE MODEL, on the client's session.
 
 A model's privilege is EXECUTE on every one of its functions (the prediction
-function and its probability functions), so GRANT EXECUTE ON MODEL m TO r becomes
+function, its probability functions and `<function>_explain`, as
+`mlproxy.model_functions` lists them), so GRANT EXECUTE ON MODEL m TO r becomes
 GRANT EXECUTE ON FUNCTION of all of them, in one statement; CREATE MODEL is EXECUTE
 on `mlproxy.create_model_privilege()` (see proxy/catalog/schema.py). Both run as
 the client, so Postgres decides whether the grantor may grant (owner, superuser or

@@ -54,6 +54,10 @@ def run_job(job: JobDir) -> int:
         progress({"phase": "explaining", "elapsed": round(time.monotonic() - started, 3),
                   "trials": len(trained.leaderboard)})
         explanations = _explain(artifact, trained)
+        details = _details(trained, spec)
+        background = _shap_background(artifact, trained) if explanations else None
+        if background is not None:
+            details["shap_background"] = background
         with writing(job.artifact_file):
             job.artifact_file.write_bytes(artifact.data)
         result = {
@@ -68,7 +72,7 @@ def run_job(job: JobDir) -> int:
             "training_seconds": trained.training_seconds,
             "artifact_sha256": artifact.sha256,
             "report": trained.report,
-            "details": _details(trained, spec),
+            "details": details,
             "build": build_info,
             "progress": {"phase": "done", "trials": len(trained.leaderboard),
                          "best_score": last.get("best_score"),  # as automl ranks them
@@ -176,6 +180,17 @@ def _explain(artifact: Any, trained: Any) -> dict[str, Any] | None:
     except Exception as exc:  # noqa: BLE001 - reported, the model is still good
         trained.report.append(f"no Shapley values: {type(exc).__name__}: {exc}")
         return None
+
+
+def _shap_background(artifact: Any, trained: Any) -> list[float] | None:
+    """A linear model's per-row Shapley values are relative to feature means: those
+    of the rows EXPLAIN_MODEL summarised, kept in the details for `<function>_explain`
+    (tree values need none: the node covers are the training data's)."""
+    if artifact.kind != "linear":
+        return None
+    from compiler.explain import global_sample
+
+    return [float(v) for v in global_sample(artifact, trained.explain_rows).mean(axis=0)]
 
 
 def _prebuild(artifact: Any, cache_dir: Path) -> dict[str, Any]:

@@ -76,7 +76,7 @@ INSERT INTO pts SELECT g, g % 40, (g * 7) % 13 / 3.0, CASE WHEN g % 40 > 19 THEN
 PM_CREATE = ("CREATE MODEL pm FROM (SELECT a, b, label FROM pts) TARGET label "
              "FUNCTION pm_predict MODEL_TYPE LINEAR_LEARNER SETTINGS (MAX_RUNTIME 5)")
 PM_SIGNATURE = "public.pm_predict(integer, double precision)"
-PM_FUNCTIONS = ("pm_predict", "pm_predict_prob", "pm_predict_probabilities")
+PM_FUNCTIONS = ("pm_predict", "pm_predict_explain", "pm_predict_prob", "pm_predict_probabilities")
 
 
 class PrivWorld:

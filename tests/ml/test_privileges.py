@@ -53,9 +53,9 @@ def world(priv_world):
 
 
 def test_a_new_model_is_private(world):
-    assert _all_functions(world, OWNER) == (True, True, True)
+    assert _all_functions(world, OWNER) == (True,) * len(PM_FUNCTIONS)
     for role in (GRANTEE, STRANGER, THIRD):
-        assert _all_functions(world, role) == (False, False, False)
+        assert _all_functions(world, role) == (False,) * len(PM_FUNCTIONS)
     with world.direct() as d:  # no EXECUTE for PUBLIC on any stub, argument names kept
         rows = d.execute("SELECT proname, proacl::text[], proargnames FROM pg_proc "
                          "WHERE proname LIKE 'pm\\_predict%' ORDER BY proname").fetchall()
@@ -78,9 +78,9 @@ def test_grant_then_revoke_execute_on_model(world, sql, mode):
 def test_grant_covers_every_function_of_the_model_at_once(world):
     with world.connect(OWNER) as owner:
         owner.execute(f"GRANT ALL PRIVILEGES ON MODEL pm TO {GRANTEE}")
-        assert _all_functions(world, GRANTEE) == (True, True, True)
+        assert _all_functions(world, GRANTEE) == (True,) * len(PM_FUNCTIONS)
         owner.execute(f"REVOKE ALL ON MODEL pm FROM {GRANTEE} RESTRICT")
-        assert _all_functions(world, GRANTEE) == (False, False, False)
+        assert _all_functions(world, GRANTEE) == (False,) * len(PM_FUNCTIONS)
 
 
 def test_asyncpg_prepared_statement_sees_grant_and_revoke(world):
@@ -145,15 +145,15 @@ def test_grant_option_chain(world):
         # with it, the grantee passes EXECUTE on, on every function
         owner.execute(f"GRANT EXECUTE ON MODEL pm TO {GRANTEE} WITH GRANT OPTION")
         grantee.execute(f"GRANT EXECUTE ON MODEL pm TO {THIRD}")
-        assert _all_functions(world, THIRD) == (True, True, True)
+        assert _all_functions(world, THIRD) == (True,) * len(PM_FUNCTIONS)
         _allowed(third)
         # the grant option cannot go while a grant depends on it, unless CASCADE
         with pytest.raises(psycopg.errors.DependentObjectsStillExist):
             owner.execute(f"REVOKE GRANT OPTION FOR EXECUTE ON MODEL pm FROM {GRANTEE}")
         assert_usable(owner)
         owner.execute(f"REVOKE GRANT OPTION FOR EXECUTE ON MODEL pm FROM {GRANTEE} CASCADE")
-        assert _all_functions(world, GRANTEE) == (True, True, True)  # EXECUTE itself stays
-        assert _all_functions(world, THIRD) == (False, False, False)
+        assert _all_functions(world, GRANTEE) == (True,) * len(PM_FUNCTIONS)  # EXECUTE itself stays
+        assert _all_functions(world, THIRD) == (False,) * len(PM_FUNCTIONS)
         _denied(third)
 
 
@@ -372,7 +372,7 @@ def test_pgjdbc_grant_revoke_and_argument_names(world, jdbc, mode):
     columns = sorted(line.split()[1:] for line in lines if line.startswith("column "))
     # a function the grantee may not call is still listed (as Postgres lists any)
     assert [c for c in columns if c[2] == "1"] == [
-        [f, arg, "1"] for f in ("pm_predict", "pm_predict_prob", "pm_predict_probabilities")
+        [f, arg, "1"] for f in sorted(PM_FUNCTIONS)
         for arg in ("a", "b")]
     assert lines[-1] == "after 42"
 
@@ -409,7 +409,7 @@ def test_several_models_in_one_statement_all_or_nothing(world):
         owner.execute("CREATE MODEL pm2 FROM (SELECT a, label FROM pts) TARGET label FUNCTION pm2_fn "
                       "MODEL_TYPE LINEAR_LEARNER SETTINGS (MAX_RUNTIME 5)")
         try:
-            second = ("pm2_fn(integer)", "pm2_fn_prob(integer)", "pm2_fn_probabilities(integer)")
+            second = ("pm2_fn(integer)", "pm2_fn_prob(integer)", "pm2_fn_probabilities(integer)", "pm2_fn_explain(integer)")
             with pytest.raises(psycopg.errors.UndefinedObject) as err:
                 owner.execute(f"GRANT EXECUTE ON MODEL pm, pm2, nope TO {GRANTEE}")
             assert err.value.diag.statement_position == "33"  # at "nope"

@@ -41,7 +41,7 @@ class ModelFunction:
     arg_types: tuple[str, ...]
     return_type: str
     model_id: int
-    kind: str  # "predict" (label/value) or "prob" (jsonb probabilities)
+    kind: str  # "predict" (label/value), "prob" (jsonb probabilities) or "explain" (jsonb Shapley values)
 
     @property
     def qualified_name(self) -> str:
