@@ -26,6 +26,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class JobRunner:
         self._dropped: set[tuple[str, int]] = set()  # cancelled by DROP MODEL
         self._names: dict[tuple[str, int], str] = {}  # schema.name, for log lines
         self._staging_swept = False
+        self._started_at = time.time()  # staging entries older than this are leftovers
         self._confirming: set[asyncio.Task] = set()
         catalog.subscribe(self._on_catalog_event)
 
@@ -132,14 +134,20 @@ class JobRunner:
         return ok
 
     def _remove_staging(self) -> None:
-        """Exports a crashed process left half done (`jobs/staging/<hex>`); run once,
-        before this process starts any export. A database named "staging" has its job
-        directories there too: only non-numeric entries are exports."""
+        """Exports an earlier process left half done (`jobs/staging/<hex>`), run once.
+        Sessions may already be exporting when it runs (recovery starts with the
+        server), so only entries made before this process started are removed. A
+        database named "staging" has its job directories there too: only non-numeric
+        entries are exports."""
         staging = self.data_dir / "jobs" / "staging"
         if not staging.is_dir():
             return
         for entry in staging.iterdir():
-            if not entry.name.isdigit():
+            try:
+                earlier = entry.stat().st_mtime < self._started_at
+            except OSError:  # gone meanwhile
+                continue
+            if earlier and not entry.name.isdigit():
                 log.info("removing an unfinished training data export path=%s", entry)
                 shutil.rmtree(entry, ignore_errors=True)
 

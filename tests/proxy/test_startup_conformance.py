@@ -164,7 +164,7 @@ def test_tls_required_env_and_needs_a_certificate(fresh_proxy, cert):  # noqa: F
     done = subprocess.run([sys.executable, "-m", "proxy", "serve", "--tls-required",
                            "--upstream", "postgresql://x@127.0.0.1:1/x"],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "--tls-required needs --tls-cert" in done.stderr
+    assert done.returncode == 2 and "tls_required (flag --tls-required) needs tls_cert" in done.stderr
     helptext = subprocess.run([sys.executable, "-m", "proxy", "serve", "--help"],
                               capture_output=True, text=True, timeout=60).stdout
     assert "--tls-required" in helptext and "MLPROXY_TLS_REQUIRED" in helptext
