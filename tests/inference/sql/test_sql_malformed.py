@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from proxy import protocol as p
-from tests.proxy.test_conformance import SYNC, execute, parse, query
+from tests.proxy.test_conformance import SYNC, bind, execute, parse, query
 from tests.proxy.test_malformed import converse, converse_per_write, errors_of
 from tests.support.wire import RawConn
 
@@ -124,3 +124,61 @@ def test_proxy_replies_stay_hidden_when_the_pipeline_closes_everything(suite, up
     replies = compare(suite, upstream, [write, ALIVE])
     assert [r[0] for r in replies][:6] == [b"C", b"Z", b"1", b"2", b"E", b"Z"]
     assert errors_of(replies) == [("ERROR", "08P01", "invalid message format")]
+
+
+# A model-call Query in the middle of an unsynced extended batch (found by mutating
+# sessions): after an error there Postgres skips it up to the Sync; without one it
+# runs it once the batch's replies are out, and it ends the batch as a Sync would.
+@pytest.mark.parametrize("sql", [STREAMING, GENERAL.replace("$1", "2")])
+@pytest.mark.parametrize("split", [False, True])
+def test_model_query_while_skipping_to_sync_is_ignored_like_postgres(sql, split, suite, upstream):
+    failing = parse("SELEC 1") + bind() + execute()
+    writes = [failing, query(sql) + SYNC, ALIVE] if split else [failing + query(sql) + SYNC, ALIVE]
+    replies = compare(suite, upstream, writes)
+    assert [r[0] for r in replies] == [b"E", b"Z", b"T", b"D", b"C", b"Z"]
+    assert errors_of(replies)[0][1] == "42601"
+
+
+@pytest.mark.parametrize("sql, rows", [(STREAMING, 3), (GENERAL.replace("$1", "2"), 1)])
+def test_model_query_after_unsynced_messages_comes_after_their_replies(sql, rows, suite, upstream):
+    """The replies owed to the batch (here binary rows, which mlproxy's own queries
+    once read as theirs) reach the client first, exactly as Postgres sends them; then
+    the Query's result and its ReadyForQuery; the Sync after it answers on its own."""
+    batch = parse("SELECT g FROM generate_series(1, 3) g", "s1") + bind(stmt="s1", result_formats=(1,)) \
+        + execute()
+    direct = RawConn.to_upstream(upstream)
+    direct.login(database=DATABASE)
+    try:
+        (expected,), _ = converse_per_write(direct, [batch + p.message(b"H")])
+    finally:
+        direct.close()
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        (got, alive), closed = converse_per_write(via, [batch + query(sql) + SYNC, ALIVE],
+                                                  expect=[len(expected) + rows + 5, 4])
+    finally:
+        via.close()
+    assert got[:len(expected)] == expected
+    assert [r[0] for r in got[len(expected):]] == [b"T"] + [b"D"] * rows + [b"C", b"Z", b"Z"]
+    assert [r[0] for r in alive] == [b"T", b"D", b"C", b"Z"] and not closed
+
+
+def test_model_query_during_copy_in_fails_the_copy_like_postgres(suite, upstream):
+    """A model-call Query sent (in the same write) behind COPY FROM STDIN reaches
+    Postgres during the COPY: 08P01 and the connection closed, as directly."""
+    writes = [query("CREATE TEMP TABLE fz_copy (a int)") + query("COPY fz_copy FROM STDIN")
+              + query(STREAMING) + p.message(b"d", b"1\n") + p.message(b"c")]
+    direct, via = RawConn.to_upstream(upstream), RawConn.to_proxy(suite.proxy)
+    direct.login(database=DATABASE)
+    via.login(database=DATABASE)
+    try:
+        expected = converse_per_write(direct, writes)
+        got = converse_per_write(via, writes, expect=[len(r) for r in expected[0]])
+    finally:
+        direct.close()
+        via.close()
+    assert got == expected
+    assert errors_of(got[0][0]) == [("ERROR", "08P01", "unexpected message type 0x51 during COPY from stdin"),
+                                    ("FATAL", "08P01", "terminating connection because protocol synchronization was lost")]
+    assert got[1]  # closed, as Postgres closes it
