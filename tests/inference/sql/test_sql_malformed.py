@@ -182,3 +182,31 @@ def test_model_query_during_copy_in_fails_the_copy_like_postgres(suite, upstream
     assert errors_of(got[0][0]) == [("ERROR", "08P01", "unexpected message type 0x51 during COPY from stdin"),
                                     ("FATAL", "08P01", "terminating connection because protocol synchronization was lost")]
     assert got[1]  # closed, as Postgres closes it
+
+
+@pytest.mark.parametrize("again", ["SELECT 1", GENERAL.replace("> 0", "< 0")])
+def test_rejected_duplicate_parse_keeps_the_general_statement(again, suite, upstream):
+    """Re-preparing the name of a prepared general-path statement: Postgres refuses
+    it (42P05) and the statement stays as it was; so do the proxy's predictions for
+    it (its record was once replaced by the refused Parse: 0 rows, or 42P01)."""
+    prepare = parse(GENERAL, "g1") + SYNC
+    duplicate = parse(again, "g1") + SYNC
+    direct = RawConn.to_upstream(upstream)
+    direct.login(database=DATABASE)
+    try:
+        expected, _ = converse_per_write(direct, [prepare, duplicate])
+    finally:
+        direct.close()
+    run = bind((b"2",), stmt="g1") + execute() + SYNC
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        (*got, ran, again_ran), closed = converse_per_write(via, [prepare, duplicate, run, run],
+                                                            expect=[*map(len, expected), 4, 4])
+    finally:
+        via.close()
+    assert got == expected[:2] and not closed
+    assert errors_of(got[1])[0][1] == "42P05"
+    assert ran == again_ran
+    assert [r[0] for r in ran] == [b"2", b"D", b"C", b"Z"]
+    assert ran[1][1][2:] == b"\x00\x00\x00\x012"  # id 2 (its prediction is > 0)
