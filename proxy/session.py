@@ -516,6 +516,8 @@ class Session(asyncio.Protocol):
         if msg_type == B_READY_FOR_QUERY:
             return self._ready(1, raw[5])
         if msg_type == B_COPY_IN:
+            if self.tracker is not None and self.tracker.hidden_next:
+                return False  # the COPY of mlproxy's own deferred messages, not the client's
             self.copy_in = True
             if self.state is State.HANDOVER:  # the statement waiting goes on as sent
                 self._wake_handover()

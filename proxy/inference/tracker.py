@@ -149,6 +149,11 @@ class ResponseTracker:
         CloseCompletes); the client's next requests are answered after them."""
         self.queue.append(Expectation(HIDDEN, closes=closes, hidden_error=error))
 
+    @property
+    def hidden_next(self) -> bool:
+        """Are the next replies those of mlproxy's own messages (not the client's)?"""
+        return bool(self.queue) and self.queue[0].kind == HIDDEN
+
     def answered(self) -> None:
         """Every request sent so far has had its replies (a marker behind them came
         back): forget expectations that replies passing untracked left behind."""

@@ -210,3 +210,27 @@ def test_rejected_duplicate_parse_keeps_the_general_statement(again, suite, upst
     assert ran == again_ran
     assert [r[0] for r in ran] == [b"2", b"D", b"C", b"Z"]
     assert ran[1][1][2:] == b"\x00\x00\x00\x012"  # id 2 (its prediction is > 0)
+
+
+def test_general_statement_bound_twice_and_executed_twice_without_sync(suite):
+    """Found by mutating sessions: a general-path execution served with its Parse,
+    the same statement prepared by name in the same pipeline, then bound twice before
+    its Execute and executed twice before a Sync. The deferred COPY of mlproxy's own
+    predictions read as the client's COPY IN: the named Parse went upstream
+    unrewritten (its execution: 0A000 from the stub), or XX000."""
+    sql = GENERAL.replace("$1", "$1::int")
+    run = bind((b"2",), stmt="g1") + execute()
+    writes = [parse(sql) + bind((b"2",)) + execute() + parse(sql, "g1") + SYNC,
+              bind((b"3",), stmt="g1") + run + SYNC,
+              run + run + SYNC, ALIVE]
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, writes, expect=[6, 5, 7, 4])
+    finally:
+        via.close()
+    assert [[r[0] for r in w] for w in replies] == [
+        [b"1", b"2", b"D", b"C", b"1", b"Z"], [b"2", b"2", b"D", b"C", b"Z"],
+        [b"2", b"D", b"C", b"2", b"D", b"C", b"Z"], [b"T", b"D", b"C", b"Z"]]
+    assert {r[1][2:] for w in replies[:3] for r in w if r[0] == b"D"} == {b"\x00\x00\x00\x012"}
+    assert not closed
