@@ -15,6 +15,7 @@ over in batches so the predictor runs once per batch.
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections import deque
@@ -26,6 +27,8 @@ import numpy as np
 from .. import protocol as p
 from ..errors import PgError
 from .call_log import CALLS
+
+log = logging.getLogger("mlproxy.inference")
 
 _FIRST = (0,)  # the offsets of a run of one message
 _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
@@ -84,6 +87,8 @@ def statement_error(exc: BaseException) -> PgError:
     errors carry their SQLSTATE, e.g. 22023 for a value the model cannot take)."""
     if isinstance(exc, PgError):
         return exc
+    if not getattr(exc, "sqlstate", None):  # not a predictor's error: a bug, logged in full
+        log.error("internal error evaluating a model call: %r", exc, exc_info=exc)
     return PgError(getattr(exc, "sqlstate", None) or "XX000",
                    getattr(exc, "message", None) or str(exc) or type(exc).__name__,
                    hint=getattr(exc, "hint", None))
