@@ -955,8 +955,11 @@ class Session(asyncio.Protocol):
             self._sframer.set_wanted(ALL)
             if self.copy_in:
                 # a COPY FROM STDIN sent before it began meanwhile: Postgres refuses
-                # the statement (and ends the COPY) as it would any message there
-                self.relay_frame(frame)
+                # the statement (and ends the COPY) as it would any message there.
+                # It goes with what followed it in one write, as the client sent
+                # them: Postgres closes at once, and bytes it had not read would
+                # turn its close into a reset that loses its error on the way.
+                takeover.unread_client(frame)
             elif await self._query_turn(frame, takeover):
                 await interceptor.handle(frame, takeover)
         except ConnectionResetError:
