@@ -30,6 +30,7 @@ from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
 from .inference import workers
+from .inference.extended_session import relay_owed
 from .inference.rowscan import count_data_rows
 from .inference.tracker import ResponseTracker, expectation_kind
 from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
@@ -373,7 +374,9 @@ class Session(asyncio.Protocol):
                 continue
             msg_type = item.type
             interceptor = None
-            if (msg_type == F_QUERY or msg_type == F_PARSE) and self._triggered(item.raw):
+            if (msg_type == F_QUERY or msg_type == F_PARSE) and not self.copy_in \
+                    and self._triggered(item.raw):
+                # (during COPY FROM STDIN Postgres refuses either: it goes on as sent)
                 interceptor = self._intercepting(item)
             elif msg_type == F_BIND and self.tracker is not None:
                 interceptor = self.tracker.bind_interceptor(item.raw)
@@ -513,7 +516,11 @@ class Session(asyncio.Protocol):
         if msg_type == B_READY_FOR_QUERY:
             return self._ready(1, raw[5])
         if msg_type == B_COPY_IN:
+            if self.tracker is not None and self.tracker.hidden_next:
+                return False  # the COPY of mlproxy's own deferred messages, not the client's
             self.copy_in = True
+            if self.state is State.HANDOVER:  # the statement waiting goes on as sent
+                self._wake_handover()
         elif msg_type == B_ERROR:
             self.copy_in = False
             self.failed_since_sync = True
@@ -779,6 +786,12 @@ class Session(asyncio.Protocol):
 
     _upstream_said_fatal = False
 
+    def _wake_handover(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
     def _became_idle(self) -> None:
         if self._async_out and self._sframer.at_boundary:
             self._flush_async()
@@ -940,7 +953,15 @@ class Session(asyncio.Protocol):
                 return
             self.state = State.TAKEOVER
             self._sframer.set_wanted(ALL)
-            await interceptor.handle(frame, takeover)
+            if self.copy_in:
+                # a COPY FROM STDIN sent before it began meanwhile: Postgres refuses
+                # the statement (and ends the COPY) as it would any message there.
+                # It goes with what followed it in one write, as the client sent
+                # them: Postgres closes at once, and bytes it had not read would
+                # turn its close into a reset that loses its error on the way.
+                takeover.unread_client(frame)
+            elif await self._query_turn(frame, takeover):
+                await interceptor.handle(frame, takeover)
         except ConnectionResetError:
             violation = self._takeover_violation
             if violation is not None and not violation.silent:
@@ -954,6 +975,22 @@ class Session(asyncio.Protocol):
         if self.state is State.CLOSED:
             return
         self._end_takeover(takeover)
+
+    async def _query_turn(self, frame: Frame, takeover: Takeover) -> bool:
+        """Whether Postgres would run this Query now. One sent after extended-protocol
+        messages with no Sync between runs once their replies are out (they are
+        relayed first, so that no reply owed to the client is lost or read as the
+        interceptor's own), and ends their batch as a Sync would; after an error
+        among them Postgres is skipping to the client's Sync and ignores the Query:
+        so does the proxy (False)."""
+        if frame.type != F_QUERY or not (self.unsynced or self.failed_since_sync):
+            return True
+        if not await relay_owed(takeover):
+            log.debug("query ignored while skipping to Sync session=%s", self.id)
+            return False
+        self.unsynced = False
+        self.unsynced_kinds.clear()
+        return True
 
     def _end_takeover(self, takeover: Takeover) -> None:
         tracking = self.tracker is not None

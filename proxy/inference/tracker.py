@@ -15,6 +15,7 @@ over in batches so the predictor runs once per batch.
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections import deque
@@ -26,6 +27,8 @@ import numpy as np
 from .. import protocol as p
 from ..errors import PgError
 from .call_log import CALLS
+
+log = logging.getLogger("mlproxy.inference")
 
 _FIRST = (0,)  # the offsets of a run of one message
 _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
@@ -64,7 +67,10 @@ class Expectation:
     rewriter: RowRewriter | None = None
     # maps an error position in the rewritten text back to the client's text
     map_position: Callable[[int], int] | None = None
-    statement: bytes | None = None  # the rewritten statement a Parse creates
+    statement: bytes | None = None  # the statement a Parse creates
+    # PARSE: the proxy's record of that name before (None: none), put back if
+    # Postgres refuses or skips the Parse (a name in use stays what it was: 42P05)
+    replaced: Any = None
     # HIDDEN: the replies of mlproxy's own messages, dropped up to the `closes`-th
     # CloseComplete; an error among them is shown as `hidden_error(raw)` makes it
     closes: int = 0
@@ -81,6 +87,8 @@ def statement_error(exc: BaseException) -> PgError:
     errors carry their SQLSTATE, e.g. 22023 for a value the model cannot take)."""
     if isinstance(exc, PgError):
         return exc
+    if not getattr(exc, "sqlstate", None):  # not a predictor's error: a bug, logged in full
+        log.error("internal error evaluating a model call: %r", exc, exc_info=exc)
     return PgError(getattr(exc, "sqlstate", None) or "XX000",
                    getattr(exc, "message", None) or str(exc) or type(exc).__name__,
                    hint=getattr(exc, "hint", None))
@@ -146,6 +154,11 @@ class ResponseTracker:
         CloseCompletes); the client's next requests are answered after them."""
         self.queue.append(Expectation(HIDDEN, closes=closes, hidden_error=error))
 
+    @property
+    def hidden_next(self) -> bool:
+        """Are the next replies those of mlproxy's own messages (not the client's)?"""
+        return bool(self.queue) and self.queue[0].kind == HIDDEN
+
     def answered(self) -> None:
         """Every request sent so far has had its replies (a marker behind them came
         back): forget expectations that replies passing untracked left behind."""
@@ -183,9 +196,12 @@ class ResponseTracker:
 
     def add_statement(self, name: bytes, plan: StatementPlan,
                       map_position: Callable[[int], int] | None = None) -> None:
-        """A rewritten Parse is sent for statement `name`."""
+        """A rewritten Parse is sent for statement `name`. (Recorded now, for the
+        Binds pipelined behind it; put back as it was if the Parse fails.)"""
+        replaced = self.statements.get(name)
         self.statements[name] = plan
-        self.queue.append(Expectation(PARSE, map_position=map_position, statement=name))
+        self.queue.append(Expectation(PARSE, map_position=map_position, statement=name,
+                                      replaced=replaced))
 
     def add_query(self, rewriter: RowRewriter | None,
                   map_position: Callable[[int], int] | None = None) -> None:
@@ -210,8 +226,8 @@ class ResponseTracker:
         body = memoryview(raw)[5:]
         if msg_type == p.F_PARSE:
             name = p.decode_parse(body).name
-            self.statements.pop(name, None)  # re-preparing a name replaces it
-            self.queue.append(Expectation(PARSE))
+            replaced = self.statements.pop(name, None)  # re-preparing a name replaces it
+            self.queue.append(Expectation(PARSE, statement=name, replaced=replaced))
         elif msg_type == p.F_BIND:
             portal, statement = p.bind_names(body)
             plan = self.statements.get(statement)
@@ -279,8 +295,7 @@ class ResponseTracker:
         if kind == HIDDEN:
             if msg_type == p.B_ERROR:
                 out.append(head.hidden_error(raw))
-                while self.queue and self.queue[0].kind != SYNC:
-                    self.queue.popleft()  # the server skips to Sync
+                self._skip_to_sync()
             elif msg_type == p.B_CLOSE_COMPLETE:
                 head.closes -= 1
                 if not head.closes:
@@ -289,14 +304,14 @@ class ResponseTracker:
         if msg_type == p.B_ERROR:
             if head.map_position is not None or head.rewriter is not None:
                 raw = _map_error(raw, head.map_position)
-            if kind == PARSE and head.statement is not None:
-                self.statements.pop(head.statement, None)  # the failed Parse made nothing
             out.append(raw)
             if kind == QUERY:
                 head.failed = True
                 return out  # the query goes on to its ReadyForQuery
-            while self.queue and self.queue[0].kind != SYNC:
-                self.queue.popleft()  # the server skips to Sync
+            if kind == PARSE:  # the failed Parse made nothing
+                self.queue.popleft()
+                self._parse_undone(head, failed=True)
+            self._skip_to_sync()
             return out
         if kind == QUERY or kind == FUNCTION:
             if msg_type == p.B_ROW_DESCRIPTION and head.rewriter is not None:
@@ -323,6 +338,26 @@ class ResponseTracker:
             self.queue.popleft()
         out.append(raw)
         return out
+
+    def _skip_to_sync(self) -> None:
+        """The server skips the requests up to Sync: the Parses among them made
+        nothing (undone last first)."""
+        skipped = []
+        while self.queue and self.queue[0].kind != SYNC:
+            skipped.append(self.queue.popleft())
+        for expectation in reversed(skipped):
+            self._parse_undone(expectation, failed=False)
+
+    def _parse_undone(self, expectation: Expectation, failed: bool) -> None:
+        """A Parse Postgres refused (`failed`) or skipped: the name is what it was
+        before, except the unnamed statement, which a failed Parse leaves undefined."""
+        name = expectation.statement
+        if expectation.kind != PARSE or name is None:
+            return
+        if expectation.replaced is None or (failed and name == b""):
+            self.statements.pop(name, None)
+        else:
+            self.statements[name] = expectation.replaced
 
     def wants_rows(self) -> bool:
         """Are DataRows arriving now results to rewrite? (Not after the result failed:

@@ -106,7 +106,7 @@ class JobRunner:
         self._dropped.add(key)
         proc = self._procs.get(key)
         if proc is not None and proc.returncode is None:
-            proc.kill()
+            _kill(proc)
         task = self._tasks.get(key)
         if task is not None and proc is None:
             task.cancel()
@@ -334,7 +334,7 @@ class JobRunner:
                     continue
                 unreachable = False
                 if not alive:  # dropped (or finished elsewhere): stop working on it
-                    proc.kill()
+                    _kill(proc)
                     await proc.wait()
                     log.info("training cancelled model=%s id=%s database=%s: the model was dropped",
                              model, model_id, database)
@@ -413,3 +413,11 @@ class JobRunner:
         if row is None:
             self.cancel(database, model_id)
             self._listeners.pop(key, None)
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """Kill a worker that may have ended already (exited, not yet waited for)."""
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass

@@ -39,10 +39,12 @@ DO $$BEGIN CREATE ROLE {ROLE} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; 
 GRANT SELECT ON fz_houses, fz_items TO {ROLE};
 """
 
-# Postgres' stand-in for the model function: same name, signature and volatility.
+# Postgres' stand-in for the model function: same name, signature, volatility and
+# privileges (a model's function is not PUBLIC's: GRANT EXECUTE ON MODEL gives it).
 REFERENCE_FUNCTION = f"""
 CREATE FUNCTION {FUNCTION}(integer, double precision) RETURNS double precision
 LANGUAGE plpgsql AS 'BEGIN RETURN 40 * $1 + 2.5 * $2; END';
+REVOKE EXECUTE ON FUNCTION {FUNCTION}(integer, double precision) FROM PUBLIC;
 """
 
 TRAIN = (f"CREATE MODEL {MODEL} FROM (SELECT rooms, area, price FROM fz_houses) TARGET price "

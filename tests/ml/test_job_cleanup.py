@@ -105,3 +105,21 @@ def test_startup_removes_what_a_crash_left(pg, tmp_path):
             assert proxy.wait_for_log(f"removing the job directory of a dropped model database=postgres id={unused}")
     finally:
         proxy.stop()
+
+
+def test_killing_a_worker_that_has_ended_is_no_error():
+    """A model created and dropped at once: its worker may have ended by the time
+    DROP MODEL (or the progress poll) kills it. Once ended, asyncio's kill raises
+    ProcessLookupError, which escaped the training task (seen in the fuzzer's logs)."""
+    import asyncio
+    import sys
+
+    from proxy.training.jobs import _kill
+
+    async def run() -> int:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+        await proc.wait()
+        _kill(proc)
+        return proc.returncode
+
+    assert asyncio.run(run()) == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from proxy import protocol as p
-from tests.proxy.test_conformance import SYNC, execute, parse, query
+from tests.proxy.test_conformance import SYNC, bind, execute, parse, query
 from tests.proxy.test_malformed import converse, converse_per_write, errors_of
 from tests.support.wire import RawConn
 
@@ -124,3 +124,113 @@ def test_proxy_replies_stay_hidden_when_the_pipeline_closes_everything(suite, up
     replies = compare(suite, upstream, [write, ALIVE])
     assert [r[0] for r in replies][:6] == [b"C", b"Z", b"1", b"2", b"E", b"Z"]
     assert errors_of(replies) == [("ERROR", "08P01", "invalid message format")]
+
+
+# A model-call Query in the middle of an unsynced extended batch (found by mutating
+# sessions): after an error there Postgres skips it up to the Sync; without one it
+# runs it once the batch's replies are out, and it ends the batch as a Sync would.
+@pytest.mark.parametrize("sql", [STREAMING, GENERAL.replace("$1", "2")])
+@pytest.mark.parametrize("split", [False, True])
+def test_model_query_while_skipping_to_sync_is_ignored_like_postgres(sql, split, suite, upstream):
+    failing = parse("SELEC 1") + bind() + execute()
+    writes = [failing, query(sql) + SYNC, ALIVE] if split else [failing + query(sql) + SYNC, ALIVE]
+    replies = compare(suite, upstream, writes)
+    assert [r[0] for r in replies] == [b"E", b"Z", b"T", b"D", b"C", b"Z"]
+    assert errors_of(replies)[0][1] == "42601"
+
+
+@pytest.mark.parametrize("sql, rows", [(STREAMING, 3), (GENERAL.replace("$1", "2"), 1)])
+def test_model_query_after_unsynced_messages_comes_after_their_replies(sql, rows, suite, upstream):
+    """The replies owed to the batch (here binary rows, which mlproxy's own queries
+    once read as theirs) reach the client first, exactly as Postgres sends them; then
+    the Query's result and its ReadyForQuery; the Sync after it answers on its own."""
+    batch = parse("SELECT g FROM generate_series(1, 3) g", "s1") + bind(stmt="s1", result_formats=(1,)) \
+        + execute()
+    direct = RawConn.to_upstream(upstream)
+    direct.login(database=DATABASE)
+    try:
+        (expected,), _ = converse_per_write(direct, [batch + p.message(b"H")])
+    finally:
+        direct.close()
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        (got, alive), closed = converse_per_write(via, [batch + query(sql) + SYNC, ALIVE],
+                                                  expect=[len(expected) + rows + 5, 4])
+    finally:
+        via.close()
+    assert got[:len(expected)] == expected
+    assert [r[0] for r in got[len(expected):]] == [b"T"] + [b"D"] * rows + [b"C", b"Z", b"Z"]
+    assert [r[0] for r in alive] == [b"T", b"D", b"C", b"Z"] and not closed
+
+
+def test_model_query_during_copy_in_fails_the_copy_like_postgres(suite, upstream):
+    """A model-call Query sent (in the same write) behind COPY FROM STDIN reaches
+    Postgres during the COPY: 08P01 and the connection closed, as directly."""
+    writes = [query("CREATE TEMP TABLE fz_copy (a int)") + query("COPY fz_copy FROM STDIN")
+              + query(STREAMING) + p.message(b"d", b"1\n") + p.message(b"c")]
+    direct, via = RawConn.to_upstream(upstream), RawConn.to_proxy(suite.proxy)
+    direct.login(database=DATABASE)
+    via.login(database=DATABASE)
+    try:
+        expected = converse_per_write(direct, writes)
+        got = converse_per_write(via, writes, expect=[len(r) for r in expected[0]])
+    finally:
+        direct.close()
+        via.close()
+    assert got == expected
+    assert errors_of(got[0][0]) == [("ERROR", "08P01", "unexpected message type 0x51 during COPY from stdin"),
+                                    ("FATAL", "08P01", "terminating connection because protocol synchronization was lost")]
+    assert got[1]  # closed, as Postgres closes it
+
+
+@pytest.mark.parametrize("again", ["SELECT 1", GENERAL.replace("> 0", "< 0")])
+def test_rejected_duplicate_parse_keeps_the_general_statement(again, suite, upstream):
+    """Re-preparing the name of a prepared general-path statement: Postgres refuses
+    it (42P05) and the statement stays as it was; so do the proxy's predictions for
+    it (its record was once replaced by the refused Parse: 0 rows, or 42P01)."""
+    prepare = parse(GENERAL, "g1") + SYNC
+    duplicate = parse(again, "g1") + SYNC
+    direct = RawConn.to_upstream(upstream)
+    direct.login(database=DATABASE)
+    try:
+        expected, _ = converse_per_write(direct, [prepare, duplicate])
+    finally:
+        direct.close()
+    run = bind((b"2",), stmt="g1") + execute() + SYNC
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        (*got, ran, again_ran), closed = converse_per_write(via, [prepare, duplicate, run, run],
+                                                            expect=[*map(len, expected), 4, 4])
+    finally:
+        via.close()
+    assert got == expected[:2] and not closed
+    assert errors_of(got[1])[0][1] == "42P05"
+    assert ran == again_ran
+    assert [r[0] for r in ran] == [b"2", b"D", b"C", b"Z"]
+    assert ran[1][1][2:] == b"\x00\x00\x00\x012"  # id 2 (its prediction is > 0)
+
+
+def test_general_statement_bound_twice_and_executed_twice_without_sync(suite):
+    """Found by mutating sessions: a general-path execution served with its Parse,
+    the same statement prepared by name in the same pipeline, then bound twice before
+    its Execute and executed twice before a Sync. The deferred COPY of mlproxy's own
+    predictions read as the client's COPY IN: the named Parse went upstream
+    unrewritten (its execution: 0A000 from the stub), or XX000."""
+    sql = GENERAL.replace("$1", "$1::int")
+    run = bind((b"2",), stmt="g1") + execute()
+    writes = [parse(sql) + bind((b"2",)) + execute() + parse(sql, "g1") + SYNC,
+              bind((b"3",), stmt="g1") + run + SYNC,
+              run + run + SYNC, ALIVE]
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, writes, expect=[6, 5, 7, 4])
+    finally:
+        via.close()
+    assert [[r[0] for r in w] for w in replies] == [
+        [b"1", b"2", b"D", b"C", b"1", b"Z"], [b"2", b"2", b"D", b"C", b"Z"],
+        [b"2", b"D", b"C", b"2", b"D", b"C", b"Z"], [b"T", b"D", b"C", b"Z"]]
+    assert {r[1][2:] for w in replies[:3] for r in w if r[0] == b"D"} == {b"\x00\x00\x00\x012"}
+    assert not closed
