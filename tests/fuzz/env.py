@@ -104,8 +104,6 @@ def train_model(proxy: ProxyProcess, timeout: float = 120) -> None:
         while True:
             info = dict(conn.execute(f"SHOW MODEL {MODEL}").fetchall())
             if info["Model State"] == "READY":
-                # a model is private; Postgres' stand-in, like any function, is PUBLIC's
-                conn.execute(f"GRANT EXECUTE ON MODEL {MODEL} TO PUBLIC")
                 return
             if info["Model State"] != "TRAINING" or time.monotonic() > deadline:
                 raise RuntimeError(f"fuzz model did not train: {info}")
