@@ -23,7 +23,8 @@ def bind_raw(body: bytes) -> bytes:
     return p.message(b"B", body)
 
 
-def compare(suite, upstream, writes: list[bytes]) -> list:
+def side_by_side(suite, upstream, writes: list[bytes]) -> tuple:
+    """What Postgres and the proxy answer to the same writes, asserted equal."""
     direct, via = RawConn.to_upstream(upstream), RawConn.to_proxy(suite.proxy)
     direct.login(database=DATABASE)
     via.login(database=DATABASE)
@@ -34,6 +35,11 @@ def compare(suite, upstream, writes: list[bytes]) -> list:
         direct.close()
         via.close()
     assert got == expected
+    return got
+
+
+def compare(suite, upstream, writes: list[bytes]) -> list:
+    got = side_by_side(suite, upstream, writes)
     assert not got[1]  # the session goes on
     return [r for per_write in got[0] for r in per_write]
 
@@ -169,16 +175,7 @@ def test_model_query_during_copy_in_fails_the_copy_like_postgres(suite, upstream
     Postgres during the COPY: 08P01 and the connection closed, as directly."""
     writes = [query("CREATE TEMP TABLE fz_copy (a int)") + query("COPY fz_copy FROM STDIN")
               + query(STREAMING) + p.message(b"d", b"1\n") + p.message(b"c")]
-    direct, via = RawConn.to_upstream(upstream), RawConn.to_proxy(suite.proxy)
-    direct.login(database=DATABASE)
-    via.login(database=DATABASE)
-    try:
-        expected = converse_per_write(direct, writes)
-        got = converse_per_write(via, writes, expect=[len(r) for r in expected[0]])
-    finally:
-        direct.close()
-        via.close()
-    assert got == expected
+    got = side_by_side(suite, upstream, writes)
     assert errors_of(got[0][0]) == [("ERROR", "08P01", "unexpected message type 0x51 during COPY from stdin"),
                                     ("FATAL", "08P01", "terminating connection because protocol synchronization was lost")]
     assert got[1]  # closed, as Postgres closes it
