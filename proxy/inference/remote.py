@@ -1,0 +1,445 @@
+"""Remote models: rows scored by an HTTP inference endpoint (CREATE MODEL ... SAGEMAKER).
+
+A remote model's predictor speaks SageMaker's invocation format: POST /invocations
+with `Content-Type: text/csv`, one row a line (NULL an empty field, text quoted as CSV
+quotes it), and one value a line back. MLflow's scoring server answers JSON instead
+(`{"predictions": [...]}`, or a bare list): read too, as is a single line of
+comma-separated numbers (SageMaker's built-in XGBoost). A batch is cut into requests
+of at most MAX_BATCH_ROWS rows (and about `PAYLOAD_LIMIT` bytes); the requests of a
+batch go out at once over a small connection pool.
+
+Which hosts: a client names an endpoint; the operator maps names to URLs
+(`--endpoint name=url`). A URL given in the statement is used only if the operator
+allows it (`--allow-endpoint-urls`), so a client cannot make the proxy call an
+arbitrary host. Names are resolved at every call: a SIGHUP that changes the map
+applies to the next statement.
+
+Threads: the HTTP client lives on the event loop (aiohttp). `predict` is called where
+every predictor is, on a worker thread of the row rewriting (workers.py sends every
+batch of a remote model there) or through asyncio.to_thread on the general path; it
+hands the requests to the loop and waits for them on its own thread, so neither the
+loop nor another session ever waits for an endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+
+from ..errors import PgError
+from .pgvalues import canonical_type
+
+log = logging.getLogger("mlproxy.inference")
+
+# SQLSTATEs of an endpoint's failures: it could not be reached (08001), the
+# connection failed or timed out (08006), it answered with an error or with
+# something that is not one value per row (38000, external routine exception), or a
+# value that is not of the function's type (22P02, as a cast of that text would be).
+UNREACHABLE, CONNECTION_FAILURE, EXTERNAL_ROUTINE = "08001", "08006", "38000"
+INVALID_TEXT = "22P02"
+UNDEFINED_ENDPOINT = "42704"
+NOT_ALLOWED = "42501"
+
+# SageMaker's limit on an invocation's payload is 6 MB: requests stay below it.
+PAYLOAD_LIMIT = 5 << 20
+# MAX_BATCH_ROWS when a model's SETTINGS leave it out (Redshift's default, INT_MAX:
+# the payload limit decides).
+DEFAULT_MAX_BATCH_ROWS = 2**31 - 1
+# The longest error text of an endpoint quoted in a message.
+_QUOTED = 300
+
+_URL = re.compile(r"^https?://", re.IGNORECASE)
+_RETURN_TYPES = ("boolean", "smallint", "integer", "bigint", "real", "double precision", "numeric",
+                 "text", "jsonb")
+
+
+class EndpointError(Exception):
+    """A failed call of an inference endpoint: the statement's error (tracker's
+    statement_error reads sqlstate, message and hint)."""
+
+    def __init__(self, sqlstate: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate, self.message, self.hint = sqlstate, message, hint
+
+
+@dataclass
+class EndpointSettings:
+    urls: dict[str, str] = field(default_factory=dict)  # name -> base URL
+    allow_urls: bool = False
+    timeout: float = 30.0  # seconds, per request
+    connections: int = 4  # concurrent requests of one statement (and per endpoint host)
+
+
+def masked(url: str) -> str:
+    """A URL as messages and SHOW MODEL show it: no user or password."""
+    return re.sub(r"(://)[^/@]*@", r"\1***@", url)
+
+
+def is_url(endpoint: str) -> bool:
+    return bool(_URL.match(endpoint))
+
+
+def return_type_of(declared: str) -> str:
+    """The stub's return type for a declared RETURNS type: SUPER is jsonb; the rest
+    must be a type the proxy encodes (22023 otherwise, at CREATE MODEL)."""
+    if " ".join(declared.lower().split()) == "super":
+        return "jsonb"
+    try:
+        family = canonical_type(declared)
+    except ValueError:
+        family = None
+    if family not in _RETURN_TYPES:
+        raise PgError("22023", f"a remote model cannot return {declared}",
+                      hint="RETURNS one of BOOLEAN, SMALLINT, INTEGER, BIGINT, REAL, DOUBLE PRECISION, "
+                           "NUMERIC, VARCHAR/TEXT, or SUPER (jsonb).")
+    return declared
+
+
+class Endpoints:
+    """The operator's endpoints and the one HTTP client of the proxy."""
+
+    def __init__(self, settings: EndpointSettings | None = None) -> None:
+        self.settings = settings or EndpointSettings()
+        self._session: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    def configure(self, settings: EndpointSettings) -> None:
+        """New settings (SIGHUP): names resolve by the new map from the next call on;
+        a new timeout or pool size takes a new client (requests in flight finish)."""
+        old, self.settings = self.settings, settings
+        if (old.timeout, old.connections) != (settings.timeout, settings.connections) \
+                and self._session is not None:
+            session, self._session = self._session, None
+            asyncio.ensure_future(_close_later(session, old.timeout))
+
+    def resolve(self, endpoint: str) -> str:
+        """The URL to POST to for `endpoint` (a name, or a URL if allowed)."""
+        if is_url(endpoint):
+            if not self.settings.allow_urls:
+                raise EndpointError(NOT_ALLOWED, f"inference endpoint URL {masked(endpoint)} is not allowed",
+                                    hint="Name an endpoint the operator configured (mlproxy serve "
+                                         "--endpoint name=url); URLs need --allow-endpoint-urls.")
+            base = endpoint
+        else:
+            base = self.settings.urls.get(endpoint)
+            if base is None:
+                known = ", ".join(sorted(self.settings.urls)) or "none"
+                raise EndpointError(UNDEFINED_ENDPOINT, f'inference endpoint "{endpoint}" is not configured',
+                                    hint=f"The operator maps names to URLs with mlproxy serve --endpoint "
+                                         f"name=url; configured: {known}.")
+        base = base.rstrip("/")
+        return base if base.endswith("/invocations") else base + "/invocations"
+
+    def bind_loop(self) -> None:
+        """Remember the event loop the HTTP client runs on (called on it)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    async def _client(self) -> Any:
+        if self._session is None:
+            import aiohttp
+
+            s = self.settings
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=max(4, 4 * s.connections), limit_per_host=s.connections),
+                timeout=aiohttp.ClientTimeout(total=s.timeout), raise_for_status=False)
+        return self._session
+
+    async def post(self, label: str, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str]:
+        """POST one request: (body, content type) of a 200 answer, else EndpointError."""
+        import aiohttp
+
+        session = await self._client()
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                data = await response.read()
+                if response.status != 200:
+                    text = data[:_QUOTED].decode("utf-8", "replace").strip()
+                    raise EndpointError(EXTERNAL_ROUTINE,
+                                        f'inference endpoint "{label}" answered HTTP {response.status}: {text}')
+                return data, response.headers.get("Content-Type", "")
+        except asyncio.TimeoutError:
+            raise EndpointError(CONNECTION_FAILURE, f'inference endpoint "{label}" did not answer within '
+                                f"{self.settings.timeout:g} s",
+                                hint="The operator sets the limit with --endpoint-timeout.") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise EndpointError(UNREACHABLE, f'could not connect to inference endpoint "{label}": '
+                                f"{exc.os_error or exc}") from None
+        except aiohttp.ClientError as exc:
+            raise EndpointError(CONNECTION_FAILURE,
+                                f'inference endpoint "{label}" failed: {exc or type(exc).__name__}') from None
+
+    def run(self, coroutine: Any) -> Any:
+        """Run `coroutine` on the event loop and wait for it on this (worker) thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            coroutine.close()
+            raise EndpointError(CONNECTION_FAILURE, "the proxy is shutting down")
+        if threading.get_ident() == self._loop_thread:
+            coroutine.close()  # waiting here would wait forever: a bug, said so
+            raise RuntimeError("a remote model was evaluated on the event loop")
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+
+async def _close_later(session: Any, after: float) -> None:
+    await asyncio.sleep(after)
+    await session.close()
+
+
+class RemotePredictor:
+    """The predictor of a remote model (the interface evaluate.predict calls)."""
+
+    remote = True
+    preprocessor = None  # no feature matrix: rows go out as CSV
+
+    def __init__(self, endpoints: Endpoints, endpoint: str, target_model: str | None,
+                 arg_names: Sequence[str], return_type: str, max_batch_rows: int | None) -> None:
+        self.endpoints = endpoints
+        self.endpoint = endpoint
+        self.target_model = target_model
+        self.arg_names = tuple(arg_names)
+        self.return_type = return_type
+        self.family = canonical_type(return_type)
+        self.max_batch_rows = max(1, int(max_batch_rows or DEFAULT_MAX_BATCH_ROWS))
+        self.label = masked(endpoint)
+        self.info = {"endpoint": self.label, "max_batch_rows": self.max_batch_rows}
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(columns.values()))) if columns else 0
+        if n == 0:
+            return np.empty(0, dtype=object)
+        url = self.endpoints.resolve(self.endpoint)
+        lines = csv_lines([columns[name] for name in self.arg_names], n)
+        requests = list(_requests(lines, self.max_batch_rows))
+        answers = self.endpoints.run(self._invoke(url, requests))
+        values: list[Any] = []
+        for (start, stop, _), (body, content_type) in zip(requests, answers):
+            values.extend(parse_response(body, content_type, stop - start, self.family, self.label))
+        return to_array(values, self.family)
+
+    async def _invoke(self, url: str, requests: list[tuple[int, int, bytes]]) -> list[tuple[bytes, str]]:
+        headers = {"Content-Type": "text/csv", "Accept": "text/csv, application/json"}
+        if self.target_model:
+            headers["X-Amzn-SageMaker-Target-Model"] = self.target_model
+        limit = asyncio.Semaphore(self.endpoints.settings.connections)
+
+        async def one(body: bytes) -> tuple[bytes, str]:
+            async with limit:
+                return await self.endpoints.post(self.label, url, body, headers)
+
+        tasks = [asyncio.ensure_future(one(body)) for _, _, body in requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:  # the first failure is the statement's: the rest is not awaited
+                task.cancel()
+
+
+def csv_lines(columns: Sequence[np.ndarray], n: int) -> list[bytes]:
+    """One CSV line (with its newline) per row of the argument columns."""
+    texts = [_column_texts(column) for column in columns]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    lines = []
+    for row in zip(*texts) if texts else ([()] * n):
+        writer.writerow(row)
+        lines.append(out.getvalue().encode())
+        out.seek(0)
+        out.truncate()
+    return lines
+
+
+def _column_texts(column: np.ndarray) -> list[str]:
+    """A column's fields: NULL (None, NaN, NaT) empty; booleans 1/0 (the endpoints'
+    algorithms read numbers); floats in their shortest exact form; dates ISO 8601."""
+    kind = column.dtype.kind
+    if kind == "f":
+        return ["" if v != v else repr(v) for v in column.tolist()]
+    if kind == "b":
+        return ["1" if v else "0" for v in column.tolist()]
+    if kind in "iu":
+        return [str(v) for v in column.tolist()]
+    if kind == "M":
+        return ["" if np.isnat(v) else str(v) for v in column]
+    out = []
+    for v in column.tolist():
+        if v is None or (isinstance(v, float) and v != v):
+            out.append("")
+        elif isinstance(v, bool):
+            out.append("1" if v else "0")
+        else:
+            out.append(str(v))
+    return out
+
+
+def _requests(lines: list[bytes], max_rows: int):
+    """(first row, end row, body) of each request: at most max_rows rows, and about
+    PAYLOAD_LIMIT bytes (a single longer row still goes, alone)."""
+    start, size = 0, 0
+    for i, line in enumerate(lines):
+        if i > start and (i - start >= max_rows or size + len(line) > PAYLOAD_LIMIT):
+            yield start, i, b"".join(lines[start:i])
+            start, size = i, 0
+        size += len(line)
+    if start < len(lines):
+        yield start, len(lines), b"".join(lines[start:])
+
+
+def parse_response(body: bytes, content_type: str, n: int, family: str, label: str) -> list[Any]:
+    """The `n` values of one answer, each converted for `family` (None: NULL)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EndpointError(EXTERNAL_ROUTINE, f'inference endpoint "{label}" answered with bytes that are not UTF-8')
+    items = _json_items(text, content_type, n, label)
+    if items is None:
+        items = _line_items(text, n, family)
+    if len(items) != n:
+        raise EndpointError(EXTERNAL_ROUTINE,
+                            f'inference endpoint "{label}" returned {len(items)} values for {n} rows',
+                            hint="An endpoint answers one value per line, one line per row it was sent.")
+    return [_convert(item, family, label) for item in items]
+
+
+class _Json:
+    """A value of a JSON answer (not text to parse)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _json_items(text: str, content_type: str, n: int, label: str) -> list[Any] | None:
+    """The values of an answer that is one JSON document (MLflow's {"predictions":
+    [...]}, a list of values), or None if it is not one."""
+    stripped = text.strip()
+    looks_json = "json" in content_type.lower() or stripped[:1] in ("{", "[")
+    if not looks_json:
+        return None
+    try:
+        doc = json.loads(stripped, parse_float=Decimal)
+    except ValueError:
+        if "json" in content_type.lower():
+            raise EndpointError(EXTERNAL_ROUTINE, f'inference endpoint "{label}" answered invalid JSON') from None
+        return None  # lines of JSON documents (RETURNS SUPER)
+    if isinstance(doc, dict) and "predictions" in doc:
+        doc = doc["predictions"]
+        if isinstance(doc, dict):  # MLflow's columns form: one column, or the first
+            doc = next(iter(doc.values()), [])
+    if isinstance(doc, list) and (len(doc) == n or n != 1):
+        return [_Json(v) for v in doc]
+    return [_Json(doc)]
+
+
+def _line_items(text: str, n: int, family: str) -> list[str]:
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if len(lines) == 1 and n > 1 and family not in ("text", "jsonb") and "," in lines[0]:
+        lines = lines[0].split(",")  # SageMaker XGBoost's single line of values
+    return lines
+
+
+def _convert(item: Any, family: str, label: str) -> Any:
+    if isinstance(item, _Json):
+        value = item.value
+        if family == "jsonb":
+            return jsonb_text(value)
+        if value is None:
+            return None
+        if isinstance(value, list) and len(value) == 1:  # [[0.3], [0.7]]: a column
+            value = value[0]
+        if isinstance(value, (dict, list)):
+            raise EndpointError(EXTERNAL_ROUTINE,
+                                f'inference endpoint "{label}" returned {json.dumps(value, default=str)[:80]}, '
+                                f"not a single {family} value", hint="RETURNS SUPER takes a JSON value per row.")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        item = str(value)
+    if item == "":
+        return None
+    if family == "text":
+        return item
+    if family == "jsonb":
+        try:
+            return jsonb_text(json.loads(item, parse_float=Decimal))
+        except ValueError:
+            return jsonb_text(item)  # a bare word is a JSON string
+    if family == "boolean":
+        word = item.strip().lower()
+        if word in ("t", "true", "1", "1.0", "yes", "y", "on"):
+            return True
+        if word in ("f", "false", "0", "0.0", "no", "n", "off"):
+            return False
+        raise _invalid(item, "boolean", label)
+    try:
+        return float(item)
+    except ValueError:
+        raise _invalid(item, family, label) from None
+
+
+def _invalid(item: str, family: str, label: str) -> EndpointError:
+    return EndpointError(INVALID_TEXT, f'invalid input syntax for type {family}: "{item[:80]}"',
+                         hint=f'returned by inference endpoint "{label}"')
+
+
+def to_array(values: list[Any], family: str) -> np.ndarray:
+    """Values as encode_values takes them (NULL: NaN for numbers, None otherwise)."""
+    if family in ("smallint", "integer", "bigint", "real", "double precision", "numeric"):
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def jsonb_text(value: Any) -> str:
+    """A JSON value as Postgres prints it as jsonb: keys in jsonb's order (shorter
+    first, then bytewise), ", " and ": " between items, numbers as numeric prints
+    them (1E+3 is 1000)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Decimal):
+        return _numeric_text(value)
+    if isinstance(value, (int, float)):
+        return _numeric_text(Decimal(repr(value)) if isinstance(value, float) else Decimal(value))
+    if isinstance(value, list):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return "{" + ", ".join(json.dumps(k, ensure_ascii=False) + ": " + jsonb_text(value[k]) for k in keys) + "}"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _numeric_text(value: Decimal) -> str:
+    try:
+        if not value.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
+        return json.dumps(str(value))
+    text = format(value, "f")
+    return text[1:] if value == 0 and text.startswith("-") else text  # numeric has no -0
