@@ -295,7 +295,18 @@ def _reload_hooks(reloader: Reloader, config: Config, server: ProxyServer,
     def shutdown_grace(new: dict[str, Any]) -> None:
         config.shutdown_grace = new["shutdown_grace"]
 
+    from .ml_runtime import endpoint_settings
+
+    def endpoints(new: dict[str, Any]) -> None:  # for statements from now on
+        config.endpoints = dict(new["endpoint"])
+        config.allow_endpoint_urls = new["allow_endpoint_urls"]
+        config.endpoint_timeout = new["endpoint_timeout"]
+        config.endpoint_connections = new["endpoint_connections"]
+        ml.endpoints.configure(endpoint_settings(config))
+
     reloader.hook(("log_level",), log_level)
+    reloader.hook(("endpoint", "allow_endpoint_urls", "endpoint_timeout", "endpoint_connections"),
+                  endpoints)
     reloader.hook(("workers",), workers)
     reloader.hook(("tls_cert", "tls_key"), tls)
     reloader.hook(("shutdown_grace",), shutdown_grace)

@@ -113,6 +113,12 @@ class Config:
     # Seconds between two looks for interrupted training jobs (a failed look is
     # retried sooner, with backoff).
     job_sweep_interval: float = 30.0
+    # Inference endpoints of remote models (CREATE MODEL ... SAGEMAKER): name -> URL,
+    # whether a statement may give a URL, the request timeout, requests at once.
+    endpoints: dict[str, str] = field(default_factory=dict)
+    allow_endpoint_urls: bool = False
+    endpoint_timeout: float = 30.0
+    endpoint_connections: int = 4
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -125,7 +131,10 @@ class Config:
                      tls_required=values["tls_required"],
                      shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
                      training_workers=values["workers"], relay=values["relay"],
-                     job_sweep_interval=values["job_sweep"])
+                     job_sweep_interval=values["job_sweep"],
+                     endpoints=dict(values["endpoint"]), allow_endpoint_urls=values["allow_endpoint_urls"],
+                     endpoint_timeout=values["endpoint_timeout"],
+                     endpoint_connections=values["endpoint_connections"])
         if values["upstream"]:
             config.upstream = Upstream.from_url(values["upstream"])
         return config

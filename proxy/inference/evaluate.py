@@ -40,6 +40,11 @@ class BoundModel:
     background: Any = None  # kind "explain" of a linear model: its feature means (1 x features)
 
 
+def is_remote(bound: BoundModel) -> bool:
+    """Is this a remote model (remote.py), whose predictions wait for an endpoint?"""
+    return getattr(bound.predictor, "remote", False)
+
+
 def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry,
                      binary: bool = False) -> dict[str, np.ndarray]:
     """The predictor's input from the batch's argument columns (in binary format
@@ -207,6 +212,9 @@ class StreamingRewriter:
         self._columns = np.zeros(0, dtype=np.int64)  # their placeholder columns
         # for the log line of each finished statement (call_log.py)
         self.model_names = tuple(sorted({b.entry.model_name for b in models.values()}))
+        # a remote model's batches wait for its endpoint: never on the event loop
+        # (tracker.holding_bytes, workers.submit)
+        self.remote = any(is_remote(b) for b in models.values())
 
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:

@@ -35,7 +35,7 @@ from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_li
 from . import prepared_general
 from .call_log import CALLS
 from .explain_model import original_position, qualify_explain_model
-from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
+from .evaluate import BoundModel, StreamingRewriter, copy_data_messages, is_remote
 from .extended_session import fail, relay_owed, skip_to_sync
 from .registry import (EXPLAIN_SUFFIX, PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry,
                        function_signature)
@@ -218,6 +218,10 @@ class InferenceInterceptor:
                 raise PgError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                               f'model "{entry.model_name}" is not ready: its state is {entry.state}',
                               detail=detail)
+            if function.kind == "prob" and entry.endpoint is not None:
+                raise PgError(errors.FEATURE_NOT_SUPPORTED,
+                              f"{function.name} is not defined for remote models; "
+                              f'model "{entry.model_name}" is served by an inference endpoint')
             if function.kind == "prob" and entry.problem_type not in _CLASSIFICATION:
                 raise PgError(errors.FEATURE_NOT_SUPPORTED,
                               f"{function.name} is only defined for classification models; "
@@ -355,8 +359,9 @@ class InferenceInterceptor:
                 if counted is not None:
                     counted[0] += len(rows)
                 try:
-                    if bound.kind == "explain" and len(rows) >= THREAD_MIN_ROWS:
-                        # Shapley values cost far more than predictions: off the loop
+                    if (bound.kind == "explain" and len(rows) >= THREAD_MIN_ROWS) or is_remote(bound):
+                        # Shapley values cost far more than predictions, and a remote
+                        # model waits for its endpoint: off the loop
                         copy.append(await asyncio.to_thread(prepared_general.predicted_copy, list(rows),
                                                             step, bound))
                     else:

@@ -48,6 +48,7 @@ call 0.04 / 0.05 ms.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ from . import small_batch
 from .call_log import CALLS
 from .pgfloat import pg_float_text
 from .pgvalues import canonical_type
-from .evaluate import BoundModel, argument_columns, copy_data_messages, copy_rows, predict, typed_arguments
+from .evaluate import (BoundModel, argument_columns, copy_data_messages, copy_rows, is_remote, predict,
+                       typed_arguments)
 from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, relay_owed,
                                skip_to_sync)
 from .rewrite import ArgColumn, ExplainPlan, GeneralPlan, InferenceStep
@@ -271,15 +273,21 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
         batch.run(_ENSURE, ensure)
     failures: list[BaseException] = []
     copies: dict[object, list[bytes]] = {}
+    # rows of a remote model's step, predicted once its input query is read (the
+    # endpoint is waited for on a thread, not in this callback on the event loop)
+    remote_rows: dict[int, list[bytes]] = {}
 
     def on_rows(tag: object, rows: list[bytes]) -> None:
         if failures or not isinstance(tag, int):
             return
         step = plan.steps[tag]
         predicted[0] += len(rows)
+        bound = models[(step.function.model_id, step.function.kind)]
+        if is_remote(bound):
+            remote_rows.setdefault(tag, []).extend(rows)
+            return
         try:
-            copies.setdefault(tag, []).append(
-                predicted_copy(rows, step, models[(step.function.model_id, step.function.kind)]))
+            copies.setdefault(tag, []).append(predicted_copy(rows, step, bound))
         except Exception as exc:  # noqa: BLE001 - this execution's error
             failures.append(exc)
 
@@ -291,6 +299,13 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
         if outcome.error is not None:
             await fail(takeover, client_error(plan, outcome), server_failed=True)
             return False
+        rows = remote_rows.pop(k, None)
+        if rows and not failures:
+            try:
+                copies.setdefault(k, []).append(await asyncio.to_thread(
+                    predicted_copy, rows, step, models[(step.function.model_id, step.function.kind)]))
+            except Exception as exc:  # noqa: BLE001 - this execution's error
+                failures.append(exc)
         if failures:
             await fail(takeover, statement_error(failures[0]))
             return False

@@ -27,6 +27,7 @@ import numpy as np
 from .. import protocol as p
 from ..errors import PgError
 from .call_log import CALLS
+from .workers import THREAD_MIN_BYTES
 
 log = logging.getLogger("mlproxy.inference")
 
@@ -425,7 +426,12 @@ class ResponseTracker:
 
     @property
     def holding_bytes(self) -> int:
-        """The size of the DataRows held (a batch is bounded in bytes as well as rows)."""
+        """The size of the DataRows held (a batch is bounded in bytes as well as rows).
+        The rows of a remote model's result count as at least a worker thread's batch
+        (workers.THREAD_MIN_BYTES): the session then never rewrites them on the event
+        loop, where they would wait for the model's endpoint."""
+        if self._rows_for is not None and getattr(self._rows_for, "remote", False):
+            return max(self._row_bytes, THREAD_MIN_BYTES)
         return self._row_bytes
 
 

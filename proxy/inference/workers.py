@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .tracker import RowRewriter
+if TYPE_CHECKING:  # (tracker reads this module's thresholds)
+    from .tracker import RowRewriter
 
 # Batches of at least this many rows, or bytes, go to a worker thread.
 THREAD_MIN_ROWS = 512
@@ -25,7 +26,14 @@ THREAD_MIN_BYTES = 1 << 20
 # full batch queued behind them it stops reading the upstream.
 WORKERS_PER_SESSION = 2
 
+# Threads of the batches of remote models (remote.py): they wait for an inference
+# endpoint, not the CPU, so they have a pool of their own: a slow endpoint never holds
+# up another session's batches. A session has at most WORKERS_PER_SESSION + 1 batches
+# out at once.
+REMOTE_THREADS = 32
+
 _executor: ThreadPoolExecutor | None = None
+_remote_executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
 
@@ -39,6 +47,17 @@ def _pool() -> ThreadPoolExecutor:
     return _executor
 
 
+def _remote_pool() -> ThreadPoolExecutor:
+    global _remote_executor
+    if _remote_executor is None:
+        with _lock:
+            if _remote_executor is None:
+                _remote_executor = ThreadPoolExecutor(max_workers=REMOTE_THREADS,
+                                                      thread_name_prefix="mlproxy-remote")
+    return _remote_executor
+
+
 def submit(rewriter: RowRewriter, rows: bytes, count: int, starts: Any = None) -> Future:
     """`rewriter.data_rows(rows, count, starts)` on a worker thread."""
-    return _pool().submit(rewriter.data_rows, rows, count, starts)
+    pool = _remote_pool() if getattr(rewriter, "remote", False) else _pool()
+    return pool.submit(rewriter.data_rows, rows, count, starts)

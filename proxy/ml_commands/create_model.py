@@ -65,6 +65,9 @@ class MLServices:
     # Awaited after a committed CREATE/DROP MODEL with the database's name: brings
     # the proxy's own model registry up to date (set by MLRuntime).
     models_changed: Callable[[str], Awaitable[object]] | None = None
+    # The operator's inference endpoints (inference/remote.py): CREATE MODEL ...
+    # SAGEMAKER names one of them.
+    endpoints: Any = None
 
 
 class _Abort(Exception):

@@ -97,7 +97,10 @@ def _settings(p: _CreateModelParser) -> tuple[dict[str, Any], dict[str, Any]]:
                           position=key.position,
                           hint="A remote model takes MAX_BATCH_ROWS (and S3_BUCKET, KMS_KEY_ID, TAGS, "
                                "S3_GARBAGE_COLLECT, which mean nothing here).")
-    given = {"sagemaker": p.endpoint[0] if p.endpoint else None}
+    endpoint, target_model = p.endpoint if p.endpoint else (None, None)
+    given: dict[str, Any] = {"sagemaker": endpoint}
+    if target_model:
+        given["target_model"] = target_model
     if "max_batch_rows" in settings:
         given["max_batch_rows"] = settings["max_batch_rows"]
     return settings, given
