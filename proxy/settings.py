@@ -113,8 +113,8 @@ def _endpoints(value: Any) -> tuple[tuple[str, str], ...]:
             out[item[0]] = item[1]
             continue
         name, sep, url = item.partition("=")
-        if not sep or not name or not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
-            raise ValueError(f"expected NAME=http(s)://host[:port][/path], got {item!r}")
+        if not sep or not name or not re.match(r"^(mlflow\+)?https?://[^/\s]+", url, re.IGNORECASE):
+            raise ValueError(f"expected NAME=[mlflow+]http(s)://host[:port][/path], got {item!r}")
         out[name] = url
     return tuple(out.items())
 
@@ -220,7 +220,8 @@ SETTINGS: tuple[Setting, ...] = (
             "extension is built) or the event loop", choices=("native", "python")),
     Setting("endpoint", _endpoints, (),
             "an inference endpoint that CREATE MODEL ... SAGEMAKER 'NAME' may use: rows are "
-            "POSTed to URL/invocations (repeatable; in a file a list of strings)",
+            "POSTed to URL/invocations as SageMaker's text/csv; mlflow+http://... for an MLflow "
+            "scoring server, which needs a CSV header (repeatable; in a file a list of strings)",
             metavar="NAME=URL", on_change="reload", default_help="none", display=_show_endpoints,
             repeat=True),
     Setting("allow_endpoint_urls", _bool, False,

@@ -1537,7 +1537,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     m record;
 BEGIN
-    SELECT id, owner, state, target, xmin INTO m FROM mlproxy.models WHERE id = p_id FOR UPDATE;
+    SELECT id, owner, state, target, source_query, created_at INTO m
+      FROM mlproxy.models WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model % does not exist', p_id USING ERRCODE = '42704';
     END IF;
@@ -1545,8 +1546,12 @@ BEGIN
                     AND pg_has_role(session_user, r.oid, 'MEMBER')) THEN
         RAISE EXCEPTION 'must be owner of model %', p_id USING ERRCODE = '42501';
     END IF;
-    IF m.xmin OPERATOR(pg_catalog.<>) pg_current_xact_id()::xid OR m.state <> 'TRAINING'
-       OR m.target IS NOT NULL THEN
+    -- a row of no training data (no query, no target) that this transaction recorded
+    -- (record_model inserts in a subtransaction: its xmin is not the transaction's;
+    -- created_at is the transaction's start). The owner could drop and create it
+    -- again anyway: this keeps a training model's row from being made remote.
+    IF m.state <> 'TRAINING' OR m.target IS NOT NULL OR m.source_query <> ''
+       OR m.created_at <> now() THEN
         RAISE EXCEPTION 'model % was not recorded by this CREATE MODEL', p_id USING ERRCODE = '22023';
     END IF;
     IF coalesce(p_endpoint, '') = '' THEN

@@ -59,7 +59,11 @@ DEFAULT_MAX_BATCH_ROWS = 2**31 - 1
 # The longest error text of an endpoint quoted in a message.
 _QUOTED = 300
 
-_URL = re.compile(r"^https?://", re.IGNORECASE)
+_URL = re.compile(r"^(mlflow\+)?https?://", re.IGNORECASE)
+# An MLflow scoring server reads text/csv with pandas.read_csv: the first line is
+# the header. `mlflow+http://...` marks such an endpoint: each request starts with a
+# header naming the columns as the model function's arguments (arg1, arg2, ...).
+MLFLOW_PREFIX = "mlflow+"
 _RETURN_TYPES = ("boolean", "smallint", "integer", "bigint", "real", "double precision", "numeric",
                  "text", "jsonb")
 
@@ -124,8 +128,9 @@ class Endpoints:
             session, self._session = self._session, None
             asyncio.ensure_future(_close_later(session, old.timeout))
 
-    def resolve(self, endpoint: str) -> str:
-        """The URL to POST to for `endpoint` (a name, or a URL if allowed)."""
+    def resolve(self, endpoint: str) -> tuple[str, bool]:
+        """The URL to POST to for `endpoint` (a name, or a URL if allowed), and
+        whether the CSV needs a header line (an MLflow server)."""
         if is_url(endpoint):
             if not self.settings.allow_urls:
                 raise EndpointError(NOT_ALLOWED, f"inference endpoint URL {masked(endpoint)} is not allowed",
@@ -139,8 +144,10 @@ class Endpoints:
                 raise EndpointError(UNDEFINED_ENDPOINT, f'inference endpoint "{endpoint}" is not configured',
                                     hint=f"The operator maps names to URLs with mlproxy serve --endpoint "
                                          f"name=url; configured: {known}.")
+        header = base.lower().startswith(MLFLOW_PREFIX)
+        base = base[len(MLFLOW_PREFIX):] if header else base
         base = base.rstrip("/")
-        return base if base.endswith("/invocations") else base + "/invocations"
+        return (base if base.endswith("/invocations") else base + "/invocations"), header
 
     def bind_loop(self) -> None:
         """Remember the event loop the HTTP client runs on (called on it)."""
@@ -225,9 +232,12 @@ class RemotePredictor:
         n = len(next(iter(columns.values()))) if columns else 0
         if n == 0:
             return np.empty(0, dtype=object)
-        url = self.endpoints.resolve(self.endpoint)
+        url, header = self.endpoints.resolve(self.endpoint)
         lines = csv_lines([columns[name] for name in self.arg_names], n)
         requests = list(_requests(lines, self.max_batch_rows))
+        if header:
+            head = (",".join(self.arg_names) + "\n").encode()
+            requests = [(start, stop, head + body) for start, stop, body in requests]
         answers = self.endpoints.run(self._invoke(url, requests))
         values: list[Any] = []
         for (start, stop, _), (body, content_type) in zip(requests, answers):
@@ -331,15 +341,15 @@ def _json_items(text: str, content_type: str, n: int, label: str) -> list[Any] |
     """The values of an answer that is one JSON document (MLflow's {"predictions":
     [...]}, a list of values), or None if it is not one."""
     stripped = text.strip()
-    looks_json = "json" in content_type.lower() or stripped[:1] in ("{", "[")
-    if not looks_json:
+    strict = content_type.split(";")[0].strip().lower() == "application/json"
+    if not (strict or stripped[:1] in ("{", "[")):
         return None
     try:
         doc = json.loads(stripped, parse_float=Decimal)
     except ValueError:
-        if "json" in content_type.lower():
+        if strict:
             raise EndpointError(EXTERNAL_ROUTINE, f'inference endpoint "{label}" answered invalid JSON') from None
-        return None  # lines of JSON documents (RETURNS SUPER)
+        return None  # lines of JSON documents (RETURNS SUPER; application/jsonlines)
     if isinstance(doc, dict) and "predictions" in doc:
         doc = doc["predictions"]
         if isinstance(doc, dict):  # MLflow's columns form: one column, or the first
