@@ -40,8 +40,9 @@ def _answer(kind: str, rows: list[list[str]]) -> tuple[int, str, str]:
         lines = [json.dumps({"sum": s, "fields": len(r), "first": r[0] if r else None, "ok": s > 0})
                  for s, r in zip(sums, rows)]
         return 200, "application/jsonlines", "\n".join(lines) + "\n"
-    if kind == "text":  # the fields as received, NULL (empty) as <null>
-        return 200, "text/csv", "".join("|".join(f if f else "<null>" for f in r) + "\n" for r in rows)
+    if kind == "text":  # the fields as received, NULL (empty) as <null>, newlines as \n
+        return 200, "text/csv", "".join("|".join(f.replace("\n", "\\n") if f else "<null>" for f in r) + "\n"
+                                        for r in rows)
     if kind == "bool":
         return 200, "text/csv", "".join(("true" if s > 0 else "false") + "\n" for s in sums)
     if kind == "short":
