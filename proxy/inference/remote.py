@@ -173,7 +173,7 @@ class Endpoints:
             async with session.post(url, data=body, headers=headers) as response:
                 data = await response.read()
                 if response.status != 200:
-                    text = data[:_QUOTED].decode("utf-8", "replace").strip()
+                    text = _error_text(data)
                     raise EndpointError(EXTERNAL_ROUTINE,
                                         f'inference endpoint "{label}" answered HTTP {response.status}: {text}')
                 return data, response.headers.get("Content-Type", "")
@@ -203,6 +203,19 @@ class Endpoints:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+def _error_text(data: bytes) -> str:
+    """What an endpoint said with its error status: the "message" of a JSON error
+    (MLflow's, SageMaker's), else the start of the body."""
+    text = data.decode("utf-8", "replace").strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("message"), str):
+        text = doc["message"]
+    return text[:_QUOTED] + ("..." if len(text) > _QUOTED else "")
 
 
 async def _close_later(session: Any, after: float) -> None:
