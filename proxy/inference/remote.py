@@ -188,8 +188,10 @@ class Endpoints:
             raise EndpointError(CONNECTION_FAILURE,
                                 f'inference endpoint "{label}" failed: {exc or type(exc).__name__}') from None
 
-    def run(self, coroutine: Any) -> Any:
-        """Run `coroutine` on the event loop and wait for it on this (worker) thread."""
+    def run(self, coroutine: Any, rounds: int = 1) -> Any:
+        """Run `coroutine` on the event loop and wait for it on this (worker) thread,
+        at most `rounds` request timeouts (and a little): a loop that stopped meanwhile
+        (shutdown) leaves no thread waiting forever."""
         loop = self._loop
         if loop is None or loop.is_closed():
             coroutine.close()
@@ -197,7 +199,12 @@ class Endpoints:
         if threading.get_ident() == self._loop_thread:
             coroutine.close()  # waiting here would wait forever: a bug, said so
             raise RuntimeError("a remote model was evaluated on the event loop")
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        try:
+            return future.result(self.settings.timeout * max(1, rounds) + 5.0)
+        except TimeoutError:
+            future.cancel()
+            raise EndpointError(CONNECTION_FAILURE, "the inference endpoint's requests did not finish") from None
 
     async def close(self) -> None:
         if self._session is not None:
@@ -250,7 +257,8 @@ class RemotePredictor:
         if header:
             head = (",".join(self.arg_names) + "\n").encode()
             requests = [(start, stop, head + body) for start, stop, body in requests]
-        answers = self.endpoints.run(self._invoke(url, requests))
+        rounds = -(-len(requests) // self.endpoints.settings.connections)
+        answers = self.endpoints.run(self._invoke(url, requests), rounds)
         values: list[Any] = []
         for (start, stop, _), (body, content_type) in zip(requests, answers):
             values.extend(parse_response(body, content_type, stop - start, self.family, self.label))

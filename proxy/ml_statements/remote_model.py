@@ -62,6 +62,10 @@ def remote_model(p: _CreateModelParser, name: ModelName) -> CreateRemoteModel:
                       position=p.positions.get("function"),
                       hint="The endpoint's inputs and output are not known to mlproxy: write "
                            "FUNCTION f (type, ...) RETURNS type.")
+    if not function.arg_types:
+        raise PgError(INVALID_PARAMETER_VALUE, f"FUNCTION {function.name.name} of a remote model needs at least "
+                      "one argument", position=p.positions.get("function"),
+                      hint="An endpoint is sent one CSV line of arguments per row.")
     assert p.endpoint is not None
     settings, given = _settings(p)
     options: dict[str, Any] = {

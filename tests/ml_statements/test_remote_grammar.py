@@ -46,6 +46,7 @@ def test_multi_model_endpoint_and_super():
     ("CREATE MODEL m FUNCTION f RETURNS int SAGEMAKER 'ep'", "22023", "f RETURNS"),
     ("CREATE MODEL m FUNCTION f (int) SAGEMAKER 'ep'", "22023", "f (int)"),
     ("CREATE MODEL m SAGEMAKER 'ep'", "42601", None),
+    ("CREATE MODEL m FUNCTION f () RETURNS int SAGEMAKER 'ep'", "42601", ") RETURNS"),
     ("CREATE MODEL m FUNCTION f (int) RETURNS int SAGEMAKER ep", "42601", "ep"),
     ("CREATE MODEL m FUNCTION f (int) RETURNS int SAGEMAKER ''", "22023", None),
     ("CREATE MODEL m FUNCTION f (int) RETURNS int SAGEMAKER 'ep': x", "42601", "x"),
