@@ -135,15 +135,24 @@ def test_return_types_and_answer_forms(rproxy, endpoint, data, models):
     models("rm_int", "CREATE MODEL rm_int FUNCTION rm_fint (int, float8) RETURNS integer SAGEMAKER 'sum'")
     models("rm_num", "CREATE MODEL rm_num FUNCTION rm_fnum (int, float8) RETURNS numeric SAGEMAKER 'sum'")
     models("rm_bool", "CREATE MODEL rm_bool FUNCTION rm_fbool (int, float8) RETURNS boolean SAGEMAKER 'bool'")
+    models("rm_small", "CREATE MODEL rm_small FUNCTION rm_fsmall (int, float8) RETURNS smallint SAGEMAKER 'sum'")
+    models("rm_big", "CREATE MODEL rm_big FUNCTION rm_fbig (int, float8) RETURNS bigint SAGEMAKER 'sum'")
+    models("rm_real", "CREATE MODEL rm_real FUNCTION rm_freal (int, float8) RETURNS real SAGEMAKER 'sum'")
     with psycopg.connect(rproxy.dsn(), autocommit=True) as conn:
         for binary in (False, True):
             rows = conn.execute("SELECT id, rm_fjson(id, x), rm_fxgb(id, x), rm_fint(id, x), rm_fnum(id, x), "
-                                "rm_fbool(id - 30, x) FROM rm_t ORDER BY id", binary=binary).fetchall()
-            for i, js, xgb, integer, num, flag in rows:
+                                "rm_fbool(id - 30, x), rm_fsmall(id, x), rm_fbig(id, x), rm_freal(id, x) "
+                                "FROM rm_t ORDER BY id", binary=binary).fetchall()
+            for i, js, xgb, integer, num, flag, small, big, real in rows:
                 assert js == xgb == expected_sum(i)
-                assert integer == round(expected_sum(i))  # Postgres' rounding, half to even
-                assert float(num) == expected_sum(i)
+                assert integer == small == big == round(expected_sum(i))  # Postgres' rounding, half to even
+                assert float(num) == expected_sum(i) == real  # (quarters: exact in a float4)
                 assert flag == (expected_sum(i) - 30 > 0)
+            # the same values as Postgres' own casts of the double precision answer
+            same = conn.execute("SELECT bool_and(rm_fint(id, x) = rm_fjson(id, x)::int AND "
+                                "rm_fsmall(id, x) = rm_fjson(id, x)::smallint AND "
+                                "rm_freal(id, x) = rm_fjson(id, x)::real) FROM rm_t").fetchone()[0]
+            assert same
         # the streaming path's text equals Postgres' own text of the same values
         text = conn.execute("SELECT rm_fint(id, x)::text = (rm_fint(id, x))::text FROM rm_t").fetchall()
         assert all(r[0] for r in text)
@@ -167,6 +176,21 @@ def test_super_is_jsonb_as_postgres_prints_it(rproxy, endpoint, data, models):
         conn.adapters.register_loader("jsonb", psycopg.types.string.TextLoader)
         texts = conn.execute("SELECT id, rm_fsuper(id, x) FROM rm_t ORDER BY id").fetchall()
     assert [t for _, t in texts] == [t for _, t in general]  # the bytes Postgres would send
+
+
+@pytest.mark.parametrize("doc", [
+    '{"b": 1, "aa": [1.0, 1e3, -0.0, 12345678901234567890.5], "a": {"zz": null, "é": "x\\ny\\u0001"}}',
+    '[true, false, null, "", "\\"quoted\\""]', '1.50', '"plain"', '{"a": 1, "a": 2}',
+])
+def test_jsonb_text_is_postgres_own(rproxy, doc):
+    """RETURNS SUPER on the streaming path: the text the proxy prints is Postgres' jsonb output."""
+    from decimal import Decimal
+
+    from proxy.inference.remote import jsonb_text
+
+    with psycopg.connect(rproxy.dsn(), autocommit=True) as conn:
+        assert jsonb_text(json.loads(doc, parse_float=Decimal)) == conn.execute(
+            "SELECT %s::jsonb::text", (doc,)).fetchone()[0]
 
 
 def test_privileges_show_and_drop(rproxy, endpoint, data, models):
