@@ -45,7 +45,7 @@ class ProtocolViolation(PgError):
         self.before: list = []
         self.rest = b""
         # Postgres only logs a bad length (COMMERROR) and closes: nothing is sent
-        self.silent = message.startswith("invalid message length")
+        self.silent = message.startswith(("invalid message length", "invalid length of"))
 
 
 ALL = None  # `wanted=ALL`: assemble every message

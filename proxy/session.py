@@ -225,6 +225,13 @@ class Session(asyncio.Protocol):
         while self.state is State.STARTUP:
             try:
                 packet, used = parse_first_packet(self._buf)
+            except ProtocolViolation as err:
+                if err.silent:  # a bad length: Postgres logs it and closes without a word
+                    log.info("closing session=%s peer=%s reason=%s", self.id, self.peer, err.message)
+                    self._finish()
+                else:
+                    self._fatal(err)
+                return
             except PgError as err:
                 self._fatal(err)
                 return
@@ -264,8 +271,7 @@ class Session(asyncio.Protocol):
         if self._buf:
             # Bytes sent before the answer could have been injected by a man in the
             # middle (CVE-2021-23214): Postgres answers, then refuses them.
-            if not tls:
-                self.client.write(b"N")
+            self.client.write(b"S" if tls else b"N")
             self._fatal(PgError(
                 errors.PROTOCOL_VIOLATION,
                 "received unencrypted data after "
