@@ -227,6 +227,42 @@ def test_privileges_show_and_drop(rproxy, endpoint, data, models):
             conn.execute("DROP ROLE rm_bob")
 
 
+def test_created_by_a_role_owned_by_it(rproxy, data):
+    """A role with CREATE MODEL creates a remote model: its stub is the role's, and the
+    role may call it, drop it; nobody else may call it."""
+    with psycopg.connect(rproxy.dsn(), autocommit=True) as admin:
+        for role in ("rm_carol", "rm_dave"):
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+            admin.execute(f"CREATE ROLE {role} LOGIN")
+            admin.execute(f"GRANT SELECT ON rm_t TO {role}")
+        admin.execute("GRANT CREATE MODEL TO rm_carol")
+        admin.execute("GRANT CREATE ON SCHEMA public TO rm_carol")
+        try:
+            with psycopg.connect(rproxy.dsn(user="rm_carol"), autocommit=True) as carol:
+                carol.execute("CREATE MODEL rm_carols FUNCTION rm_fcarol (int, float8) RETURNS float8 "
+                              "SAGEMAKER 'sum'")
+                owner = admin.execute("SELECT proowner::regrole::text, proacl::text FROM pg_proc "
+                                      "WHERE proname = 'rm_fcarol'").fetchall()
+                acl = owner[0][1].strip("{}").split(",")
+                assert owner[0][0] == "rm_carol" and not any(e.startswith("=") for e in acl)  # not PUBLIC's
+                assert carol.execute("SELECT rm_fcarol(id, x) FROM rm_t WHERE id = 2").fetchall() == [(2.5,)]
+                with psycopg.connect(rproxy.dsn(user="rm_dave"), autocommit=True) as dave:
+                    with pytest.raises(psycopg.Error) as info:
+                        dave.execute("SELECT rm_fcarol(id, x) FROM rm_t WHERE id = 2").fetchall()
+                    assert info.value.sqlstate == "42501"
+                    with pytest.raises(psycopg.Error) as info:  # no CREATE MODEL privilege
+                        dave.execute("CREATE MODEL rm_daves FUNCTION rm_fdave (int) RETURNS float8 SAGEMAKER 'sum'")
+                    assert info.value.sqlstate == "42501"
+                carol.execute("DROP MODEL rm_carols")
+        finally:
+            admin.execute("DROP MODEL IF EXISTS rm_carols")
+            admin.execute("REVOKE CREATE ON SCHEMA public FROM rm_carol")
+            admin.execute("REVOKE CREATE MODEL FROM rm_carol")
+            for role in ("rm_carol", "rm_dave"):
+                admin.execute(f"REVOKE SELECT ON rm_t FROM {role}")
+                admin.execute(f"DROP ROLE {role}")
+
+
 @pytest.mark.parametrize("sql, sqlstate", [
     ("CREATE MODEL rm_bad FUNCTION rm_fbad (int) RETURNS float8 SAGEMAKER 'nosuch'", "42704"),
     ("CREATE MODEL rm_bad FUNCTION rm_fbad (int) RETURNS float8 SAGEMAKER 'http://169.254.169.254/'", "42501"),
