@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -179,12 +180,14 @@ class Endpoints:
             raise EndpointError(CONNECTION_FAILURE, f'inference endpoint "{label}" did not answer within '
                                 f"{self.settings.timeout:g} s",
                                 hint="The operator sets the limit with --endpoint-timeout.") from None
+        # (the messages name the endpoint, never its URL: that is the operator's)
         except aiohttp.ClientConnectorError as exc:
-            raise EndpointError(UNREACHABLE, f'could not connect to inference endpoint "{label}": '
-                                f"{exc.os_error or exc}") from None
+            code = getattr(exc.os_error, "errno", None)
+            reason = ("its host name does not resolve" if code is not None and code < 0  # (socket.gaierror)
+                      else os.strerror(code) if code else type(exc.os_error or exc).__name__)
+            raise EndpointError(UNREACHABLE, f'could not connect to inference endpoint "{label}": {reason}') from None
         except aiohttp.ClientError as exc:
-            raise EndpointError(CONNECTION_FAILURE,
-                                f'inference endpoint "{label}" failed: {exc or type(exc).__name__}') from None
+            raise EndpointError(CONNECTION_FAILURE, f'inference endpoint "{label}" failed: {type(exc).__name__}') from None
 
     def run(self, coroutine: Any, rounds: int = 1) -> Any:
         """Run `coroutine` on the event loop and wait for it on this (worker) thread,

@@ -282,7 +282,7 @@ def test_refused_at_create_nothing_registered(rproxy, sql, sqlstate):
 
 
 @pytest.mark.parametrize("kind, sqlstate, words", [
-    ("down", "08001", "could not connect"),
+    ("down", "08001", "could not connect to inference endpoint \"down\": Connection refused"),
     ("slow", "08006", "did not answer within 0.8 s"),
     ("short", "38000", "returned 4 values for 5 rows"),
     ("words", "22P02", 'invalid input syntax for type double precision: "high"'),
