@@ -114,6 +114,7 @@ class Endpoints:
 
     def __init__(self, settings: EndpointSettings | None = None) -> None:
         self.settings = settings or EndpointSettings()
+        self._import_client()
         self._session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -122,10 +123,17 @@ class Endpoints:
         """New settings (SIGHUP): names resolve by the new map from the next call on;
         a new timeout or pool size takes a new client (requests in flight finish)."""
         old, self.settings = self.settings, settings
+        self._import_client()
         if (old.timeout, old.connections) != (settings.timeout, settings.connections) \
                 and self._session is not None:
             session, self._session = self._session, None
             asyncio.ensure_future(_close_later(session, old.timeout))
+
+    def _import_client(self) -> None:
+        """Import aiohttp now if endpoints may be called (at startup or reload): its
+        import takes a few hundred ms, which the first call would spend on the loop."""
+        if self.settings.urls or self.settings.allow_urls:
+            import aiohttp  # noqa: F401
 
     def resolve(self, endpoint: str) -> tuple[str, bool]:
         """The URL to POST to for `endpoint` (a name, or a URL if allowed), and

@@ -23,7 +23,7 @@ import pytest
 from tests.support.endpoints import FakeEndpoint, row_sum
 from tests.support.servers import psql, start_proxy
 
-KINDS = ("sum", "json", "sagemaker_xgb", "super", "text", "bool", "short", "words", "fail", "slow")
+KINDS = ("sum", "json", "sagemaker_xgb", "super", "text", "bool", "short", "words", "fail", "slow", "nap")
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +307,25 @@ def test_bad_endpoint_is_the_statements_error(rproxy, data, models, kind, sqlsta
         assert conn.execute("SELECT 1").fetchone() == (1,)
     out = psql(rproxy.host, rproxy.port, f"SELECT rm_f{kind}(id, x) FROM rm_t WHERE id <= 5;", check=False)
     assert sqlstate in out.stderr or words in out.stderr
+
+
+def test_requests_of_a_statement_go_at_once_over_a_small_pool(rproxy, endpoint, data, models):
+    """60 rows at MAX_BATCH_ROWS 6: ten requests, at most --endpoint-connections (4) at
+    once, so about three rounds of the endpoint's 0.4 s, not ten."""
+    models("rm_nap", "CREATE MODEL rm_nap FUNCTION rm_fnap (int, float8) RETURNS float8 SAGEMAKER 'nap' "
+                     "SETTINGS (MAX_BATCH_ROWS 6)")
+    with psycopg.connect(rproxy.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT id, rm_fnap(id, x) FROM rm_t WHERE id = 1").fetchall()  # planned, client made
+        endpoint.taken("nap")
+        endpoint.most_in_flight = 0
+        started = time.monotonic()
+        rows = conn.execute("SELECT id, rm_fnap(id, x) FROM rm_t ORDER BY id").fetchall()
+        elapsed = time.monotonic() - started
+    assert rows == [(i, expected_sum(i)) for i in range(1, 61)]
+    assert [len(b.splitlines()) for b in endpoint.taken("nap")] == [6] * 10
+    assert endpoint.most_in_flight == 4
+    starts = [round(t - started, 2) for t in endpoint.nap_starts[-10:]]
+    assert elapsed < 10 * 0.4 * 0.6, (elapsed, starts)  # (10 requests one after the other: 4 s)
 
 
 def test_slow_endpoint_blocks_no_one_else(rproxy, data, models):

@@ -57,9 +57,13 @@ def _answer(kind: str, rows: list[list[str]]) -> tuple[int, str, str]:
 class FakeEndpoint:
     """A threaded HTTP server on 127.0.0.1; `url(kind)` is the base URL of a behaviour."""
 
-    def __init__(self, delay: float = 3.0) -> None:
+    def __init__(self, delay: float = 3.0, nap: float = 0.4) -> None:
         self.requests: list[tuple[str, str, bytes]] = []
         self.delay = delay  # of /slow
+        self.nap = nap  # of /nap (then as /sum)
+        self.in_flight = 0
+        self.most_in_flight = 0  # of /nap, at once
+        self.nap_starts: list[float] = []  # when each /nap request began
         self._lock = threading.Lock()
         owner = self
 
@@ -77,6 +81,15 @@ class FakeEndpoint:
                 kind = parts[0] if len(parts) > 1 and parts[-1] == "invocations" else ""
                 if kind == "slow":
                     time.sleep(owner.delay)
+                    kind = "sum"
+                if kind == "nap":
+                    with owner._lock:
+                        owner.in_flight += 1
+                        owner.most_in_flight = max(owner.most_in_flight, owner.in_flight)
+                        owner.nap_starts.append(time.monotonic())
+                    time.sleep(owner.nap)
+                    with owner._lock:
+                        owner.in_flight -= 1
                     kind = "sum"
                 rows = list(csv.reader(io.StringIO(body.decode())))
                 status, content_type, text = _answer(kind, rows)
