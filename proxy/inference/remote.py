@@ -24,6 +24,7 @@ loop nor another session ever waits for an endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -239,6 +240,37 @@ async def _close_later(session: Any, after: float) -> None:
     await session.close()
 
 
+# A few rows (a one-row query) are rewritten on the event loop, their endpoint's
+# answer awaited there (`rewrite_on_loop`): handing them to a thread, which hands
+# the requests back to the loop, costs four thread switches.
+_prefetched: contextvars.ContextVar[list[np.ndarray] | None] = contextvars.ContextVar(
+    "mlproxy_remote_prefetched", default=None)
+
+
+class _NeedPredictions(Exception):
+    """`rewrite_on_loop`'s signal: a remote model's predictions are not fetched yet."""
+
+    def __init__(self, predictor: RemotePredictor, columns: Mapping[str, np.ndarray]) -> None:
+        super().__init__("predictions needed")
+        self.predictor, self.columns = predictor, columns
+
+
+async def rewrite_on_loop(rewriter: Any, rows: bytes, count: int, starts: Any = None) -> bytes:
+    """`rewriter.data_rows(...)` for a few rows on the event loop: each remote
+    model's predictions are awaited, then the rewrite runs again with them (a
+    rewrite calls its models in the same order every time; a few rows are cheap to
+    decode again)."""
+    fetched: list[np.ndarray] = []
+    while True:
+        token = _prefetched.set(list(fetched))
+        try:
+            return rewriter.data_rows(rows, count, starts)
+        except _NeedPredictions as need:
+            fetched.append(await need.predictor.predict_async(need.columns))
+        finally:
+            _prefetched.reset(token)
+
+
 class RemotePredictor:
     """The predictor of a remote model (the interface evaluate.predict calls)."""
 
@@ -258,16 +290,36 @@ class RemotePredictor:
         self.info = {"endpoint": self.label, "max_batch_rows": self.max_batch_rows}
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        prefetched = _prefetched.get()
+        if prefetched is not None:  # in rewrite_on_loop
+            if prefetched:
+                return prefetched.pop(0)
+            raise _NeedPredictions(self, columns)
+        requests, url = self._requests(columns)
+        if not requests:
+            return np.empty(0, dtype=object)
+        rounds = -(-len(requests) // self.endpoints.settings.connections)
+        return self._values(requests, self.endpoints.run(self._invoke(url, requests), rounds))
+
+    async def predict_async(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """`predict` on the event loop (a few rows: the work besides the requests is small)."""
+        requests, url = self._requests(columns)
+        if not requests:
+            return np.empty(0, dtype=object)
+        return self._values(requests, await self._invoke(url, requests))
+
+    def _requests(self, columns: Mapping[str, np.ndarray]) -> tuple[list[tuple[int, int, bytes]], str]:
         n = len(next(iter(columns.values()))) if columns else 0
         if n == 0:
-            return np.empty(0, dtype=object)
+            return [], ""
         url, header = self.endpoints.resolve(self.endpoint)
         requests = csv_requests([columns[name] for name in self.arg_names], n, self.max_batch_rows)
         if header:
             head = (",".join(self.arg_names) + "\n").encode()
             requests = [(start, stop, head + body) for start, stop, body in requests]
-        rounds = -(-len(requests) // self.endpoints.settings.connections)
-        answers = self.endpoints.run(self._invoke(url, requests), rounds)
+        return requests, url
+
+    def _values(self, requests: list[tuple[int, int, bytes]], answers: list[tuple[bytes, str]]) -> np.ndarray:
         parts = [parse_response(body, content_type, stop - start, self.family, self.label)
                  for (start, stop, _), (body, content_type) in zip(requests, answers)]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]

@@ -10,6 +10,7 @@ loop: handing them to a thread costs more than doing them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,6 +59,36 @@ def _remote_pool() -> ThreadPoolExecutor:
 
 
 def submit(rewriter: RowRewriter, rows: bytes, count: int, starts: Any = None) -> Future:
-    """`rewriter.data_rows(rows, count, starts)` on a worker thread."""
-    pool = _remote_pool() if getattr(rewriter, "remote", False) else _pool()
-    return pool.submit(rewriter.data_rows, rows, count, starts)
+    """`rewriter.data_rows(rows, count, starts)` on a worker thread (a few rows of a
+    remote model's result: on the event loop, awaiting the endpoint; call it there)."""
+    if not getattr(rewriter, "remote", False):
+        return _pool().submit(rewriter.data_rows, rows, count, starts)
+    if count <= REMOTE_ON_LOOP_ROWS:
+        return _on_loop(rewriter, rows, count, starts)
+    return _remote_pool().submit(rewriter.data_rows, rows, count, starts)
+
+
+# Rows of a remote model's result rewritten on the event loop (remote.rewrite_on_loop).
+REMOTE_ON_LOOP_ROWS = 32
+
+
+def _on_loop(rewriter: RowRewriter, rows: bytes, count: int, starts: Any) -> Future:
+    """remote.rewrite_on_loop as a task, behind the Future the session expects."""
+    from .remote import rewrite_on_loop
+
+    future: Future = Future()
+    task = asyncio.ensure_future(rewrite_on_loop(rewriter, rows, count, starts))
+
+    def task_done(done: asyncio.Task) -> None:
+        if future.done():  # cancelled by the session
+            return
+        if done.cancelled():
+            future.cancel()
+        elif done.exception() is not None:
+            future.set_exception(done.exception())
+        else:
+            future.set_result(done.result())
+
+    task.add_done_callback(task_done)
+    future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
+    return future
