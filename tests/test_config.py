@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import ssl
 import socket
@@ -24,6 +25,8 @@ from proxy.catalog.store import CatalogStore
 from proxy.config import Upstream
 from proxy.settings import SETTINGS, ConfigError, load_file, resolve
 from proxy.training.jobs import JobRunner
+
+from tests.support.clients import client_env, program
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,6 +239,90 @@ def test_sighup_reloads_log_level_and_workers_under_load(fresh_proxy, tmp_path):
             time.sleep(0.3)
         assert sum(load.done) > before
     assert load.errors == [] and all(load.done), (load.errors, load.done)
+    assert proxy.alive()
+    assert "Traceback" not in proxy.read_log()
+
+
+PGBENCH_SCRIPT = """\
+\\set x random(1, 1000000)
+BEGIN;
+SELECT :x::int + 1;
+SELECT pg_backend_pid();
+END;
+"""
+
+
+def test_sighup_reloads_under_pgbench(fresh_proxy, tmp_path):
+    """pgbench through the proxy (prepared and simple sessions held for the whole run, and
+    a connection per transaction) while SIGHUP reloads six times: no client aborted, no
+    failed transaction, each reload in force (the log level shows in what is logged), a
+    restart-only setting changed in the file named as needing a restart, a bad file
+    refused as a whole."""
+    path = write(tmp_path, 'log_level = "info"\nworkers = 1\n')
+    proxy = fresh_proxy("--config", str(path))
+    script = write(tmp_path, PGBENCH_SCRIPT, "load.sql")
+    runs = [subprocess.Popen(
+        [program("pgbench"), "-h", proxy.host, "-p", str(proxy.port), "-U", "postgres", "-n",
+         "-M", mode, *extra, "-c", "3", "-j", "1", "-T", "10", "-f", str(script), "postgres"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=client_env())
+        for mode, extra in (("prepared", []), ("simple", []), ("extended", ["-C"]))]
+
+    def opened() -> int:  # pgbench -C opens connections all along, logged at INFO
+        return proxy.read_log().count("connection opened session=")
+
+    def reload(text: str, expected: str) -> None:
+        write(tmp_path, text)
+        hup(proxy, expected)
+        assert all(run.poll() is None for run in runs), "pgbench ended before the reloads did"
+
+    try:
+        with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+            pid = conn.info.backend_pid
+            deadline = time.monotonic() + 5
+            while opened() < 10 and time.monotonic() < deadline:  # the load is running
+                time.sleep(0.05)
+            reload('log_level = "debug"\nworkers = 2\n', "reload: workers=2")
+            assert f"reload: log_level=debug (from file {path}:1)" in proxy.read_log()
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("SELECT 1/0")
+            assert proxy.wait_for_log("upstream error session=")  # logged at DEBUG
+
+            reload('log_level = "warning"\nworkers = 3\n', "reload: workers=3")
+            assert "reload: log_level=warning" in proxy.read_log()  # said even at WARNING
+            time.sleep(0.3)  # records of connections before the change are written
+            quiet = opened()
+            time.sleep(0.7)
+            assert opened() == quiet  # connections go on, INFO is no longer logged
+
+            reload('log_level = "info"\nworkers = 1\nrelay = "python"\njob_sweep = 5\n',
+                   "reload: workers=1")
+            assert proxy.wait_for_log(
+                "reload: job_sweep, relay changed but need a restart to take effect")
+            deadline = time.monotonic() + 5
+            while opened() == quiet and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert opened() > quiet  # INFO again
+
+            # Until a restart, every reload says so again (as Postgres does).
+            restart = "reload: job_sweep, relay changed but need a restart"
+            before = proxy.read_log().count(restart)
+            proxy.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while proxy.read_log().count(restart) == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proxy.read_log().count(restart) == before + 1
+            reload('log_level = "debug"\nworkers = 0\n',
+                   f"reload: settings unchanged: {path}:2: bad value for 'workers'")
+            reload('log_level = "info"\nworkers = 4\n', "reload: workers=4")
+            assert conn.execute("SELECT pg_backend_pid()").fetchone() == (pid,)
+    finally:
+        outputs = [run.communicate(timeout=60) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, (out, err)
+        assert "aborted" not in out + err, (out, err)
+        assert re.search(r"number of failed transactions: 0\b", out), out
+        processed = re.search(r"number of transactions actually processed: (\d+)", out)
+        assert processed and int(processed.group(1)) > 0, out
     assert proxy.alive()
     assert "Traceback" not in proxy.read_log()
 
