@@ -114,15 +114,34 @@ BAD = [
      ":2: TOML syntax error: Invalid value (at end of file)"),
     ("tls_required without a certificate", 'tls_required = true\n',
      "tls_required (file {path}:1) needs tls_cert"),
+    ("tls_key without a certificate", 'workers = 1\ntls_key = "{path}"\n',
+     "tls_key (file {path}:2) needs tls_cert"),
+    ("string for bool", 'tls_required = "maybe"\n',
+     ":1: bad type for 'tls_required': expected a boolean, got a string (\"maybe\")"),
+    ("string for number", 'shutdown_grace = "soon"\n',
+     ":1: bad type for 'shutdown_grace': expected a number, got a string (\"soon\")"),
+    ("integer for string", 'log_level = 3\n',
+     ":1: bad type for 'log_level': expected a string, got an integer (3)"),
+    ("array", 'workers = [1]\n', ":1: bad type for 'workers': expected an integer, got an array"),
+    ("negative number", 'shutdown_grace = -1\n',
+     ":1: bad value for 'shutdown_grace': must be at least 0, got -1"),
+    ("fraction below minimum", 'job_sweep = 0.01\n',
+     ":1: bad value for 'job_sweep': must be at least 0.1, got 0.01"),
+    ("port out of range", 'listen = "127.0.0.1:70000"\n',
+     ":1: bad value for 'listen': port 70000 is out of range (0..65535)"),
+    ("empty path", 'data_dir = ""\n',
+     ":1: bad value for 'data_dir': expected a path, got an empty string"),
+    ("bad upstream port", 'upstream = "postgresql://db:notaport/app"\n',
+     ":1: bad value for 'upstream': bad port in upstream URL"),
 ]
 
 
 @pytest.mark.parametrize("text, expected", [(t, e) for _, t, e in BAD],
                          ids=[name for name, _, _ in BAD])
 def test_bad_config_is_named(tmp_path, text, expected):
-    path = write(tmp_path, text)
+    path = write(tmp_path, text.format(path=tmp_path / "mlproxy.toml"))
     expected = expected.format(path=path)
-    message = expected if expected.startswith("tls_required") else f"{path}{expected}"
+    message = expected if expected.startswith("tls_") else f"{path}{expected}"
     with pytest.raises(ConfigError) as info:
         resolve({}, {}, path)
     assert message in str(info.value)
@@ -143,6 +162,39 @@ def test_bad_config_stops_serve(tmp_path):
     bad_env = mlproxy("serve", "--listen", "127.0.0.1:0", env={"MLPROXY_WORKERS": "many"})
     assert bad_env.returncode == 2
     assert "environment MLPROXY_WORKERS: bad value for 'workers'" in bad_env.stderr
+
+
+def test_unreadable_config_is_named(tmp_path):
+    """A file that is not UTF-8 (the line and column of the first bad byte) or not a
+    file at all: check-config and serve both stop, naming it."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'workers = 1\n# caf\xe9\nlog_level = "info"\n')
+    for bad, message in (
+            (path, f"{path}:2: cannot read config file: not UTF-8 (byte 0xe9 at column 6)"),
+            (tmp_path, f"{tmp_path}: cannot read config file: [Errno 21] Is a directory")):
+        checked = mlproxy("check-config", str(bad))
+        assert checked.returncode == 1 and message in checked.stderr, checked
+        started = mlproxy("serve", "--config", str(bad), "--listen", "127.0.0.1:0")
+        assert started.returncode == 2 and f"mlproxy: {message}" in started.stderr, started
+
+
+def test_bad_flag_and_environment_values_stop_serve(tmp_path):
+    """A flag is checked by the same rules as the file (argparse names the flag), and
+    so is a variable; an empty variable counts as unset (the file decides)."""
+    flag = mlproxy("serve", "--workers", "0", "--listen", "127.0.0.1:0")
+    assert flag.returncode == 2
+    assert "argument --workers: must be at least 1, got '0'" in flag.stderr
+    for name, value, message in (
+            ("MLPROXY_TLS_REQUIRED", "maybe", "bad value for 'tls_required': expected true "
+                                              "or false, got 'maybe'"),
+            ("MLPROXY_JOB_SWEEP", "-3", "bad value for 'job_sweep': must be at least 0.1"),
+            ("MLPROXY_LISTEN", "here", "bad value for 'listen': expected HOST:PORT")):
+        started = mlproxy("serve", env={name: value})
+        assert started.returncode == 2, started
+        assert f"mlproxy: environment {name}: {message}" in started.stderr, started
+    path = write(tmp_path, 'relay = "python"\n')
+    got = resolve({}, {"MLPROXY_RELAY": ""}, path)
+    assert (got["relay"].value, got["relay"].source) == ("python", f"file {path}:1")
 
 
 def test_check_config_accepts_a_good_file(tmp_path):
