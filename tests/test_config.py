@@ -23,7 +23,7 @@ import pytest
 from proxy import __version__, protocol as p
 from proxy.catalog.store import CatalogStore
 from proxy.config import Upstream
-from proxy.settings import SETTINGS, ConfigError, load_file, resolve
+from proxy.settings import SETTINGS, ConfigError, config_path, load_file, resolve
 from proxy.training.jobs import JobRunner
 
 from tests.support.clients import client_env, program
@@ -60,6 +60,11 @@ def test_precedence_flag_env_file_default(tmp_path):
     assert got["tls_required"].value is False
     # Every setting is in the listing, each with its source.
     assert [row[0] for row in got.rows()] == [s.name for s in SETTINGS]
+    # Which file: --config over MLPROXY_CONFIG; an empty variable is no file.
+    env = {"MLPROXY_CONFIG": "/etc/mlproxy.toml"}
+    assert config_path(path, env) == path
+    assert config_path(None, env) == Path("/etc/mlproxy.toml")
+    assert config_path(None, {"MLPROXY_CONFIG": ""}) is None
 
 
 def test_serve_logs_each_setting_and_its_source(fresh_proxy, tmp_path):
