@@ -128,7 +128,8 @@ def table(results: list[dict]) -> list[dict]:
 def render(rows: list[dict], percent: int) -> str:
     targets = [t for t in TARGETS if any(t in row for row in rows)]
     head = ["clients", *(f"{t} tps" for t in targets), "ml/bouncer", "ml/ml-const",
-            "ml/direct", "model stmt ms", "plain stmt ms", "bouncer plain ms"]
+            "ml/direct", "model stmt ms", "plain stmt ms", "bouncer plain ms",
+            *(f"{t} cpu us/tx" for t in targets if t != "direct")]
     lines = [head]
     for row in rows:
         line = [str(row["clients"])]
@@ -139,6 +140,11 @@ def render(rows: list[dict], percent: int) -> str:
         ml, bouncer = row.get("mlproxy", {}), row.get("pgbouncer", {})
         for value in (ml.get("model_ms"), ml.get("plain_ms"), bouncer.get("plain_ms")):
             line.append(f"{value:.3f}" if value is not None else "-")
+        # The relay's CPU time per transaction: steadier than tps on a busy machine.
+        for t in targets:
+            if t != "direct":
+                cpu = row.get(t, {}).get("cpu_us_per_tx")
+                line.append(f"{cpu:.1f}" if cpu is not None else "-")
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines]
@@ -147,6 +153,11 @@ def render(rows: list[dict], percent: int) -> str:
     if ratios:
         out.append(f"mlproxy with {percent}% model calls vs PgBouncer with constants: "
                    f"worst {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x")
+    cpu = {t: [row[t]["cpu_us_per_tx"] for row in rows if row.get(t, {}).get("cpu_us_per_tx")]
+           for t in ("mlproxy", "pgbouncer", "mlproxy-const")}
+    if cpu["mlproxy"]:
+        out.append("relay CPU per transaction, median over client counts: " + ", ".join(
+            f"{t} {statistics.median(v):.1f} us" for t, v in cpu.items() if v))
     return "\n".join(out)
 
 
