@@ -19,7 +19,6 @@ and then
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -35,13 +34,12 @@ from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_li
 from . import prepared_general
 from .call_log import CALLS
 from .explain_model import original_position, qualify_explain_model
-from .evaluate import BoundModel, StreamingRewriter, copy_data_messages, is_remote
+from .evaluate import BoundModel, StreamingRewriter, copy_data_messages
 from .extended_session import fail, relay_owed, skip_to_sync
 from .registry import (EXPLAIN_SUFFIX, PROBABILITY_SUFFIXES, DatabaseModels, ModelEntry, ModelRegistry,
                        function_signature)
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
-from .workers import THREAD_MIN_ROWS
 from .tracker import format_codes, result_formats, statement_error
 
 log = logging.getLogger("mlproxy.inference")
@@ -359,13 +357,7 @@ class InferenceInterceptor:
                 if counted is not None:
                     counted[0] += len(rows)
                 try:
-                    if (bound.kind == "explain" and len(rows) >= THREAD_MIN_ROWS) or is_remote(bound):
-                        # Shapley values cost far more than predictions, and a remote
-                        # model waits for its endpoint: off the loop
-                        copy.append(await asyncio.to_thread(prepared_general.predicted_copy, list(rows),
-                                                            step, bound))
-                    else:
-                        copy.append(prepared_general.predicted_copy(rows, step, bound))
+                    copy.append(await prepared_general.predicted_copy_off_loop(rows, step, bound))
                 except Exception as exc:  # noqa: BLE001 - reported as this statement's error
                     failure.append(exc)
             rows.clear()

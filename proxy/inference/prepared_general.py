@@ -71,9 +71,25 @@ from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, 
 from .rewrite import ArgColumn, ExplainPlan, GeneralPlan, InferenceStep
 from .rows import DataRowBatch
 from .tracker import statement_error
+from .workers import THREAD_MIN_ROWS
 
 _ENSURE = "ensure"
 _COPY = "copy"
+
+
+async def predicted_copy_off_loop(rows: list[bytes], step: InferenceStep, bound: BoundModel) -> bytes:
+    """predicted_copy, on a worker thread when the run is long enough for the hand-off
+    to pay (the streaming path's rule, workers.THREAD_MIN_ROWS): the event loop never
+    computes a large batch of predictions or Shapley values itself. A remote model's
+    rows wait for its endpoint: a few on the loop, awaited (remote.call_on_loop), more
+    on a thread."""
+    if is_remote(bound) and len(rows) <= small_batch.SMALL_BATCH:
+        from .remote import call_on_loop
+
+        return await call_on_loop(lambda: predicted_copy(rows, step, bound))
+    if len(rows) >= THREAD_MIN_ROWS or is_remote(bound):
+        return await asyncio.to_thread(predicted_copy, list(rows), step, bound)
+    return predicted_copy(rows, step, bound)
 
 
 def predicted_copy(rows: list[bytes], step: InferenceStep, bound: BoundModel) -> bytes:
@@ -273,21 +289,15 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
         batch.run(_ENSURE, ensure)
     failures: list[BaseException] = []
     copies: dict[object, list[bytes]] = {}
-    # rows of a remote model's step, predicted once its input query is read (the
-    # endpoint is waited for on a thread, not in this callback on the event loop)
-    remote_rows: dict[int, list[bytes]] = {}
 
-    def on_rows(tag: object, rows: list[bytes]) -> None:
+    async def on_rows(tag: object, rows: list[bytes]) -> None:
         if failures or not isinstance(tag, int):
             return
         step = plan.steps[tag]
         predicted[0] += len(rows)
-        bound = models[(step.function.model_id, step.function.kind)]
-        if is_remote(bound):
-            remote_rows.setdefault(tag, []).extend(rows)
-            return
         try:
-            copies.setdefault(tag, []).append(predicted_copy(rows, step, bound))
+            copies.setdefault(tag, []).append(await predicted_copy_off_loop(
+                rows, step, models[(step.function.model_id, step.function.kind)]))
         except Exception as exc:  # noqa: BLE001 - this execution's error
             failures.append(exc)
 
@@ -299,13 +309,6 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
         if outcome.error is not None:
             await fail(takeover, client_error(plan, outcome), server_failed=True)
             return False
-        rows = remote_rows.pop(k, None)
-        if rows and not failures:
-            try:
-                copies.setdefault(k, []).append(await asyncio.to_thread(
-                    predicted_copy, rows, step, models[(step.function.model_id, step.function.kind)]))
-            except Exception as exc:  # noqa: BLE001 - this execution's error
-                failures.append(exc)
         if failures:
             await fail(takeover, statement_error(failures[0]))
             return False

@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -256,15 +256,19 @@ class _NeedPredictions(Exception):
 
 
 async def rewrite_on_loop(rewriter: Any, rows: bytes, count: int, starts: Any = None) -> bytes:
-    """`rewriter.data_rows(...)` for a few rows on the event loop: each remote
-    model's predictions are awaited, then the rewrite runs again with them (a
-    rewrite calls its models in the same order every time; a few rows are cheap to
-    decode again)."""
+    """`rewriter.data_rows(...)` for a few rows on the event loop (call_on_loop)."""
+    return await call_on_loop(lambda: rewriter.data_rows(rows, count, starts))
+
+
+async def call_on_loop(work: Callable[[], Any]) -> Any:
+    """`work()` (an evaluation of a few rows) on the event loop: each remote model's
+    predictions are awaited, then the work runs again with them (it calls its models
+    in the same order every time; a few rows are cheap to decode again)."""
     fetched: list[np.ndarray] = []
     while True:
         token = _prefetched.set(list(fetched))
         try:
-            return rewriter.data_rows(rows, count, starts)
+            return work()
         except _NeedPredictions as need:
             fetched.append(await need.predictor.predict_async(need.columns))
         finally:
