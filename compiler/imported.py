@@ -50,9 +50,10 @@ FORMAT_NAMES = {"xgboost_json": "XGBoost JSON", "xgboost_ubjson": "XGBoost UBJSO
 class ImportRefused(CompilerError):
     """The bytes are not a model mlproxy imports, or do not fit the declaration."""
 
-    def __init__(self, sqlstate: str, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, sqlstate: str, message: str, *, hint: str | None = None, clause: str = "source") -> None:
         super().__init__(message, hint=hint)
         self.sqlstate = sqlstate
+        self.clause = clause  # what the statement got wrong: "source" (the file) or "function"
 
 
 @dataclass(frozen=True)
@@ -237,14 +238,14 @@ def _check_arguments(declared: Declaration, n_features: int) -> None:
     if bad:
         raise ImportRefused(INVALID_PARAMETER_VALUE,
                             f"an imported model takes numbers: argument type {bad[0]} is not one",
-                            hint="Declare the FUNCTION's arguments as " + ", ".join(NUMERIC_ARGUMENTS) + ".")
+                            clause="function", hint="Declare the FUNCTION's arguments as " + ", ".join(NUMERIC_ARGUMENTS) + ".")
     given = len(declared.arg_types)
     if given != n_features:
         more = "more" if n_features > given else "fewer"
         raise ImportRefused(INVALID_PARAMETER_VALUE,
                             f"the model takes {n_features} features, {more} than the {given} argument types "
                             "the FUNCTION declares",
-                            hint=f"Declare exactly {n_features} argument types, one per feature, in the "
+                            clause="function", hint=f"Declare exactly {n_features} argument types, one per feature, in the "
                                  "model's feature order.")
 
 
@@ -259,12 +260,12 @@ def _problem(layout: TreeLayout, declared: Declaration, kind: str) -> tuple[str,
         raise ImportRefused(INVALID_PARAMETER_VALUE,
                             f"the model is a classifier with {max(n_out, 2)} classes; RETURNS "
                             f"{declared.return_type} does not fit it",
-                            hint="A classifier RETURNS its class: an integer type or text "
+                            clause="function", hint="A classifier RETURNS its class: an integer type or text "
                                  "(boolean for two classes); its probabilities come from <function>_probabilities.")
     if n_out == 1 and post in ("identity", "exponential"):
         raise ImportRefused(INVALID_PARAMETER_VALUE,
                             f"the model predicts numbers (a regression); RETURNS {declared.return_type} does not fit it",
-                            hint="Declare RETURNS double precision (or real, numeric).")
+                            clause="function", hint="Declare RETURNS double precision (or real, numeric).")
     if post not in ("sigmoid", "hinge", "softmax", "identity_multiclass"):
         raise ImportRefused(FEATURE_NOT_SUPPORTED, f"the model's output transformation {post!r} is not supported")
     n_classes = 2 if n_out == 1 else n_out
@@ -273,7 +274,7 @@ def _problem(layout: TreeLayout, declared: Declaration, kind: str) -> tuple[str,
         if n_classes != 2:
             raise ImportRefused(INVALID_PARAMETER_VALUE,
                                 f"the model has {n_classes} classes; RETURNS boolean fits two",
-                                hint="Declare RETURNS integer (the class index) or text.")
+                                clause="function", hint="Declare RETURNS integer (the class index) or text.")
         return problem, [False, True], "boolean"
     if returns in INTEGER_RETURNS:
         return problem, list(range(n_classes)), declared.return_type
@@ -281,11 +282,11 @@ def _problem(layout: TreeLayout, declared: Declaration, kind: str) -> tuple[str,
         return problem, [str(k) for k in range(n_classes)], declared.return_type
     raise ImportRefused(INVALID_PARAMETER_VALUE,
                         f"RETURNS {declared.return_type} does not fit a classifier with {n_classes} classes",
-                        hint="Declare an integer type or text (boolean for two classes), or double "
+                        clause="function", hint="Declare an integer type or text (boolean for two classes), or double "
                              "precision for a binary model's probability.")
 
 
-def import_model(data: bytes, declared: Declaration, *, max_bytes: int, source: str = "") -> ImportedModel:
+def import_model(data: bytes, declared: Declaration, *, max_bytes: int) -> ImportedModel:
     """Read, check and describe a model file (runs in the import worker)."""
     kind = detect_format(data)
     archive = kind == "targz"
@@ -320,5 +321,5 @@ def import_model(data: bytes, declared: Declaration, *, max_bytes: int, source: 
         estimator=TreeliteEstimator(model, precision, family),
         summary={"format": fmt, "family": family, "objective": objective, "trees": layout.n_trees,
                  "features": layout.n_features, "feature_names": names, "outputs": layout.n_outputs,
-                 "classes": len(classes) if classes else None, "source": source, "bytes": len(data)},
+                 "classes": len(classes) if classes else None, "bytes": len(data)},
     )

@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compiler.importer")
     parser.add_argument("--declared", required=True, help='{"arg_types": [...], "return_type": "..."}')
     parser.add_argument("--max-bytes", type=int, required=True)
-    parser.add_argument("--source", default="")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     declared = json.loads(args.declared)
@@ -33,11 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         if len(data) > args.max_bytes:
             raise CompilerError(f"the model file is larger than {args.max_bytes} bytes")
         imported = import_model(data, Declaration(tuple(declared["arg_types"]), declared["return_type"]),
-                                max_bytes=args.max_bytes, source=args.source)
+                                max_bytes=args.max_bytes)
         artifact = dump(imported)
         args.out.write_bytes(artifact.data)
     except CompilerError as exc:
-        print(json.dumps({"error": exc.message, "sqlstate": exc.sqlstate, "hint": exc.hint}))
+        print(json.dumps({"error": exc.message, "sqlstate": exc.sqlstate, "hint": exc.hint,
+                          "clause": getattr(exc, "clause", "source")}))
         return 1
     except Exception as exc:  # noqa: BLE001 - whatever it is, the statement's error
         traceback.print_exc()

@@ -193,6 +193,13 @@ SETTINGS: tuple[Setting, ...] = (
             "extension is built) or the event loop", choices=("native", "python")),
     Setting("log_level", _text, "info", "log verbosity",
             choices=("debug", "info", "warning", "error"), on_change="reload"),
+    Setting("import_dir", _path, None,
+            "directory CREATE MODEL ... FROM 'path' may import model files from (bring your "
+            "own model); paths resolve inside it, symlinks and .. included", metavar="DIR",
+            default_help="none: importing from a path is refused"),
+    Setting("import_max_bytes", _int, 256 << 20,
+            "largest model file CREATE MODEL imports (a path, an s3:// URL, a query's bytea; "
+            "a model.tar.gz once decompressed)", metavar="BYTES", minimum=1),
     Setting("demo", _bool, False,
             "load the demo table `customers` (see `mlproxy demo`) before serving"),
 )
