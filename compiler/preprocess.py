@@ -62,7 +62,8 @@ class FeatureOp:
     code that builds the matrix from its own decoding of the inputs (the proxy reads
     the inputs straight out of result rows) and must give the same bits.
 
-    kind "numeric": the input's value as float64, NULL and NaN replaced by `fill`,
+    kind "numeric": the input's value as float64, NULL and NaN replaced by `fill`
+    (NaN itself for a feature whose spec says "missing": the trees' missing value),
     then, when `scaled`, `(value - center) / scale` (two float64 operations).
     kind "key": `values[key]`, or `default` for NULL and for keys not in `values`,
     where a text input's key is the text itself.
