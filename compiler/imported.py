@@ -110,7 +110,9 @@ def detect_format(data: bytes) -> str:
         raise ImportRefused(FEATURE_NOT_SUPPORTED,
                             "the model file is a Python pickle (or joblib file); mlproxy never loads pickles, "
                             "because loading one runs whatever code it names", hint=_PICKLE_HINT)
-    if head[:2] == b"ZF" or head[:6] == b"\xfd7zXZ\x00" or head[:3] == b"BZh" or head[:4] == b"\x04\x22\x4d\x18":
+    zlib_header = len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0
+    if (zlib_header or head[:2] == b"ZF" or head[:6] == b"\xfd7zXZ\x00" or head[:3] == b"BZh"
+            or head[:3] == b"]\x00\x00" or head[:4] == b"\x04\x22\x4d\x18"):
         raise ImportRefused(FEATURE_NOT_SUPPORTED,
                             "the model file looks like a compressed joblib file (a pickle); mlproxy never "
                             "loads pickles, because loading one runs whatever code it names", hint=_PICKLE_HINT)
@@ -149,7 +151,10 @@ def unpack_targz(data: bytes, max_bytes: int) -> bytes:
     if len(raw) > max_bytes or inflater.unconsumed_tail:
         raise ImportRefused("54000", f"the model archive holds more than {max_bytes} bytes once decompressed",
                             hint="Raise --import-max-bytes, or import the model file itself.")
+    if raw[:1] == b"\x80" and raw[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        detect_format(raw)  # a gzipped pickle (joblib's gzip compression): refused as one
     candidates: list[tuple[str, bytes]] = []
+    pickled: ImportRefused | None = None
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
             for count, member in enumerate(archive):
@@ -163,12 +168,16 @@ def unpack_targz(data: bytes, max_bytes: int) -> bytes:
                 content = handle.read(max_bytes + 1)
                 try:
                     kind = detect_format(content)
-                except ImportRefused:
+                except ImportRefused as refused:
+                    if refused.sqlstate == FEATURE_NOT_SUPPORTED:  # a pickle: said so if nothing else fits
+                        pickled = pickled or refused
                     continue  # other files of the archive (code, metadata)
                 if kind.startswith("xgboost"):
                     candidates.append((member.name, content))
     except (tarfile.TarError, EOFError) as exc:
         raise ImportRefused(DATA_CORRUPTED, f"the model archive is damaged or truncated ({exc})") from None
+    if not candidates and pickled is not None:
+        raise pickled
     if len(candidates) != 1:
         found = "no" if not candidates else f"{len(candidates)}"
         raise ImportRefused(INVALID_PARAMETER_VALUE,
@@ -179,6 +188,9 @@ def unpack_targz(data: bytes, max_bytes: int) -> bytes:
 
 
 def _read(data: bytes, kind: str) -> treelite.Model:
+    if kind == "xgboost_json" and b'"learner"' not in data:
+        raise ImportRefused(INVALID_PARAMETER_VALUE, "the model file is JSON but not an XGBoost model",
+                            hint="XGBoost models are saved with booster.save_model('model.json').")
     try:
         if kind == "xgboost_json":
             return treelite.frontend.from_xgboost_json(bytearray(data))

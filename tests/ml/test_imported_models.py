@@ -9,6 +9,7 @@ with the standard credential chain (environment variables) and AWS_ENDPOINT_URL.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import json
@@ -16,6 +17,7 @@ import os
 import pickle
 import tarfile
 
+import asyncpg
 import lightgbm as lgb
 import numpy as np
 import psycopg
@@ -192,6 +194,23 @@ def test_xgboost_json_binary_matches_xgboost_on_every_path(byom, models):
         assert ids == [i + 1 for i, v in enumerate(labels) if v == 1]
         proba = _proba(conn, "imp_bin", [0, 1], "extended-binary")
         np.testing.assert_allclose(proba[:, 1], expected, rtol=0, atol=2e-6)
+        # per-row Shapley values: they add up to xgboost's margin
+        doc, = conn.execute("SELECT imp_bin_explain(a, b, c, d) FROM pts WHERE id = 2").fetchone()
+        assert set(doc) == {"f0", "f1", "f2", "f3", "expected_value"}
+        margin = models["binary"].predict(xgb.DMatrix(X_ROWS[1:2]), output_margin=True)[0]
+        assert abs(sum(doc.values()) - margin) < 1e-4
+        # asyncpg: named prepared statements, binary results, a parameter
+        dsn = byom.dsn(user=OWNER, db=DB)
+
+        async def with_asyncpg() -> list:
+            aconn = await asyncpg.connect(dsn)
+            try:
+                return [r[1] for r in await aconn.fetch(
+                    "SELECT id, imp_bin(a, b, c, d) FROM pts WHERE id <= $1 ORDER BY id", 50)]
+            finally:
+                await aconn.close()
+
+        assert asyncio.run(with_asyncpg()) == labels[:50]
         # with RETURNS double precision the function is the probability, as xgboost predicts it
         _create(conn, f"CREATE MODEL imp_bin_p FROM 'binary.json' FUNCTION imp_bin_p {ARGS} RETURNS float8")
         values = np.array(_column(conn, "SELECT id, imp_bin_p(a, b, c, d) FROM pts ORDER BY id", "extended-binary"))
