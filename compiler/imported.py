@@ -208,13 +208,23 @@ def _read(data: bytes, kind: str) -> treelite.Model:
                             f"truncated or not a model ({first})") from None
 
 
-def _objective(data: bytes, kind: str) -> str:
+def _json_learner(data: bytes, kind: str) -> dict[str, Any]:
+    """An XGBoost JSON model's "learner" object (what SHOW MODEL tells of it), or {}."""
+    if kind != "xgboost_json":
+        return {}
+    try:
+        learner = json.loads(data).get("learner")
+    except (ValueError, AttributeError):
+        return {}
+    return learner if isinstance(learner, dict) else {}
+
+
+def _objective(data: bytes, kind: str, learner: dict[str, Any]) -> str:
     """The training objective as the file names it (for SHOW MODEL), or ''."""
     if kind == "xgboost_json":
         try:
-            doc = json.loads(data)
-            return str(doc["learner"]["objective"]["name"])
-        except (ValueError, KeyError, TypeError):
+            return str(learner["objective"]["name"])
+        except (KeyError, TypeError):
             return ""
     if kind == "lightgbm":
         match = re.search(rb"^objective=([^\r\n]{0,80})", data[:1 << 16], re.MULTILINE)
@@ -223,13 +233,10 @@ def _objective(data: bytes, kind: str) -> str:
     return match.group(1).decode() if match else ""
 
 
-def _feature_names(data: bytes, kind: str, n: int) -> list[str] | None:
+def _feature_names(data: bytes, kind: str, n: int, learner: dict[str, Any]) -> list[str] | None:
     names: Any = None
     if kind == "xgboost_json":
-        try:
-            names = json.loads(data)["learner"].get("feature_names")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            names = None
+        names = learner.get("feature_names")
     elif kind == "lightgbm":
         match = re.search(rb"^feature_names=([^\r\n]*)", data[:1 << 20], re.MULTILINE)
         names = match.group(1).decode("utf-8", "replace").split(" ") if match else None
@@ -316,7 +323,8 @@ def import_model(data: bytes, declared: Declaration, *, max_bytes: int) -> Impor
         layout.check_problem(problem, len(classes or ()))
     except ValueError as exc:
         raise ImportRefused(FEATURE_NOT_SUPPORTED, f"the model cannot be served: {exc}") from None
-    names = _feature_names(data, kind, layout.n_features) or [f"f{j}" for j in range(layout.n_features)]
+    learner = _json_learner(data, kind)
+    names = _feature_names(data, kind, layout.n_features, learner) or [f"f{j}" for j in range(layout.n_features)]
     preprocessing = {
         "version": 1,
         "inputs": [{"name": n, "type": t} for n, t in zip(names, declared.arg_types)],
@@ -325,7 +333,7 @@ def import_model(data: bytes, declared: Declaration, *, max_bytes: int) -> Impor
     family = "XGBoost" if kind.startswith("xgboost") else "LightGBM"
     # XGBoost compares float32 inputs with float32 thresholds; LightGBM compares doubles
     precision = "float32" if family == "XGBoost" else "float64"
-    objective = _objective(data, kind)
+    objective = _objective(data, kind, learner)
     fmt = FORMAT_NAMES[kind] + (" in a model.tar.gz" if archive else "")
     return ImportedModel(
         problem_type=problem, model_type=family.upper(), objective=objective, classes=classes,

@@ -98,6 +98,13 @@ def _masked_url(url: str) -> str:
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
+def _existing_dir(value: Any) -> Path:
+    path = _path(value)
+    if not path.is_dir():
+        raise ValueError(f"no such directory: {str(path)!r}")
+    return path
+
+
 def _existing_file(value: Any) -> Path:
     path = _path(value)
     if not path.is_file():
@@ -193,7 +200,7 @@ SETTINGS: tuple[Setting, ...] = (
             "extension is built) or the event loop", choices=("native", "python")),
     Setting("log_level", _text, "info", "log verbosity",
             choices=("debug", "info", "warning", "error"), on_change="reload"),
-    Setting("import_dir", _path, None,
+    Setting("import_dir", _existing_dir, None,
             "directory CREATE MODEL ... FROM 'path' may import model files from (bring your "
             "own model); paths resolve inside it, symlinks and .. included", metavar="DIR",
             default_help="none: importing from a path is refused"),

@@ -113,3 +113,14 @@ def test_imported_models_predict_what_their_library_predicts(booster):
         predictor = load_predictor(artifact, build=False)  # Treelite's interpreter; the library: tests/ml
         got = predictor.predict({name: X[:, j] for j, name in enumerate(predictor.preprocessor.input_names)})
         np.testing.assert_allclose(np.asarray(got, dtype=float), expected(None), rtol=0, atol=2e-6)
+
+
+def test_the_model_names_the_arguments_when_it_has_feature_names():
+    X, y = _data()
+    named = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(X, y, feature_names=["age", "plan", "usage"]), 3)
+    imported = import_model(bytes(named.save_raw("json")), Declaration(("real",) * 3, "boolean"), max_bytes=LIMIT)
+    assert [i["name"] for i in imported.preprocessing["inputs"]] == ["age", "plan", "usage"]
+    assert imported.classes == [False, True] and imported.summary["objective"] == "binary:logistic"
+    with pytest.raises(ImportRefused) as err:
+        import_model(bytes(named.save_raw("json")), Declaration(("real",) * 4, "boolean"), max_bytes=LIMIT)
+    assert (err.value.sqlstate, err.value.clause) == ("22023", "function")

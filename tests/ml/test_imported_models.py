@@ -242,8 +242,9 @@ def test_sagemaker_tar_gz_from_a_query_multiclass(byom, models):
 
 def test_lightgbm_regression_and_binary_from_path_and_s3(byom, models):
     with _connect(byom) as conn:
-        _create(conn, f"CREATE MODEL imp_lreg FROM 'sub/../sub/regression.txt' FUNCTION imp_lreg {ARGS} "
-                      "RETURNS double precision")
+        conn.execute("DROP MODEL IF EXISTS imp_lreg")
+        conn.cursor().execute(f"CREATE MODEL imp_lreg FROM 'sub/../sub/regression.txt' FUNCTION imp_lreg {ARGS} "
+                              "RETURNS double precision", binary=True)  # the extended protocol
         values = np.array(_column(conn, "SELECT id, imp_lreg(a, b, c, d) FROM pts ORDER BY id", "extended-binary"))
         np.testing.assert_allclose(values, models["lgb_reg"].predict(X_ROWS), rtol=1e-12, atol=1e-12)
         _create(conn, f"CREATE MODEL imp_lbin FROM 's3://models/team/lgb_binary.txt' FUNCTION imp_lbin {ARGS} "
