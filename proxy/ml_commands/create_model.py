@@ -68,6 +68,7 @@ class MLServices:
     # Bring your own model: where FROM 'path' may read (None: nowhere), and how big
     # a model file may be.
     import_dir: Path | None = None
+    import_urls: tuple[str, ...] = ()
     import_max_bytes: int = 256 << 20
 
 

@@ -127,7 +127,7 @@ async def _model_bytes(services: MLServices, takeover: Takeover, stmt: CreateMod
         if isinstance(source, ModelLocation):
             origin = f"'{source.text}'"
             if source.kind == "url":
-                return await read_url(source.text, limit, position), origin
+                return await read_url(source.text, services.import_urls, limit, position), origin
             return await read_path(source.text, services.import_dir, limit, position), origin
     except PgError as err:
         raise _Abort(err) from None

@@ -7,8 +7,9 @@ a huge file costs at most that much memory:
   default, so a client cannot make the proxy read its files): the path is resolved,
   symlinks and `..` included, before it is compared with the directory, and only a
   regular file is read;
-- an object-store URL (`s3://bucket/key`), read through fsspec/s3fs with the
-  standard AWS credential chain of the proxy's process;
+- an object-store URL (`s3://bucket/key`) that starts with one of the operator's
+  prefixes (`--import-urls`; none by default, since the proxy reads with its own
+  identity: the standard AWS credential chain of its process), through fsspec/s3fs;
 - the one bytea value a query returns, read on the client's own session, so the
   client's privileges decide what it may read.
 
@@ -61,10 +62,7 @@ def _read_inside(text: str, import_dir: Path, limit: int) -> bytes:
     # (an absolute path replaces root in the join: it too must resolve inside root)
     candidate = os.path.realpath(os.path.join(root, text))
     if os.path.commonpath([root, candidate]) != root:
-        raise PgError(errors.INSUFFICIENT_PRIVILEGE,
-                      f"model file \"{text}\" is outside the proxy's import directory",
-                      hint="Paths are read only inside the directory the operator allows (--import-dir), "
-                           "after resolving symbolic links and \"..\".")
+        raise _outside(text)
     try:
         # O_NOFOLLOW: the last component cannot be swapped for a link after the check;
         # O_NONBLOCK: opening a FIFO does not wait for a writer
@@ -72,8 +70,13 @@ def _read_inside(text: str, import_dir: Path, limit: int) -> bytes:
     except OSError as exc:
         raise _open_error(exc, text) from None
     try:
+        # a directory swapped for a link between the check and the open: what was
+        # opened is checked too, where the system says (Linux' /proc)
+        opened = _opened_path(fd)
+        if opened is not None and os.path.commonpath([root, opened]) != root:
+            raise _outside(text)
         info = os.fstat(fd)
-    except OSError:
+    except BaseException:
         os.close(fd)
         raise
     if not stat.S_ISREG(info.st_mode):
@@ -89,6 +92,19 @@ def _read_inside(text: str, import_dir: Path, limit: int) -> bytes:
     return data
 
 
+def _outside(text: str) -> PgError:
+    return PgError(errors.INSUFFICIENT_PRIVILEGE, f"model file \"{text}\" is outside the proxy's import directory",
+                   hint="Paths are read only inside the directory the operator allows (--import-dir), "
+                        "after resolving symbolic links and \"..\".")
+
+
+def _opened_path(fd: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
 def _open_error(exc: OSError, text: str) -> PgError:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return PgError(UNDEFINED_FILE, f"could not open model file \"{text}\": No such file or directory")
@@ -102,13 +118,26 @@ def _open_error(exc: OSError, text: str) -> PgError:
     return errors.file_error(exc, "open file", text)
 
 
-async def read_url(url: str, limit: int, position: int | None) -> bytes:
+async def read_url(url: str, allowed: tuple[str, ...], limit: int, position: int | None) -> bytes:
     scheme = url.split("://", 1)[0].lower()
     if scheme not in URL_SCHEMES:
         raise PgError(errors.FEATURE_NOT_SUPPORTED, f"CREATE MODEL FROM '{url}': {scheme}:// URLs are not read",
                       position=position,
                       hint="Import FROM 's3://bucket/key', a path under the proxy's --import-dir, or "
                            "FROM (SELECT model_bytes FROM ...).")
+    if not allowed:
+        raise PgError(errors.FEATURE_NOT_SUPPORTED,
+                      f"CREATE MODEL FROM '{url}': importing model files from URLs is not enabled on this proxy",
+                      position=position,
+                      hint="The proxy's operator allows URL prefixes with --import-urls. Without it, import "
+                           "FROM (SELECT model_bytes FROM ...).")
+    # S3 keys are taken literally, but a '..' segment is refused all the same: nothing
+    # may look as if it stepped out of an allowed prefix
+    segments = url.split("://", 1)[1].split("/")
+    if ".." in segments or "." in segments or not any(url.startswith(prefix) for prefix in allowed):
+        raise PgError(errors.INSUFFICIENT_PRIVILEGE,
+                      f"CREATE MODEL FROM '{url}': the URL is outside the prefixes this proxy imports from",
+                      position=position, hint="The proxy's operator allows URL prefixes with --import-urls.")
     try:
         return await asyncio.wait_for(asyncio.to_thread(_read_url, url, limit), URL_TIMEOUT)
     except TimeoutError:

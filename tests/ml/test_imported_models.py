@@ -124,7 +124,8 @@ def byom(pg, upstream, models, s3, tmp_path_factory):
     client, env = s3
     client.put_object(Bucket="models", Key="team/lgb_binary.txt", Body=(models["dir"] / "lgb_binary.txt").read_bytes())
     proxy = start_proxy(pg.uri, "--data-dir", str(tmp_path_factory.mktemp("byom-data")),
-                        "--import-dir", str(models["dir"]), "--import-max-bytes", str(MAX_BYTES), env=env)
+                        "--import-dir", str(models["dir"]), "--import-max-bytes", str(MAX_BYTES),
+                        "--import-urls", "s3://models/team/,s3://other/", env=env)
     admin_dsn = f"host={upstream.host} port={upstream.port} user=postgres dbname=postgres"
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -279,7 +280,10 @@ BAD = [
     ("'sub/'", "integer", ARGS, "22023", "is a directory"),
     ("'training-job-2024'", "integer", ARGS, "0A000", "SageMaker training jobs"),
     ("'https://example.com/m.json'", "integer", ARGS, "0A000", "https:// URLs are not read"),
-    ("'s3://models/none.json'", "integer", ARGS, "58P01", "no such object"),
+    ("'s3://models/team/none.json'", "integer", ARGS, "58P01", "no such object"),
+    ("'s3://models/secret.json'", "integer", ARGS, "42501", "outside the prefixes this proxy imports from"),
+    ("'s3://models/team/../secret.json'", "integer", ARGS, "42501", "outside the prefixes"),
+    ("'s3://other/m.json'", "integer", ARGS, "58P01", "no such object"),
     ("(SELECT body FROM model_files)", "integer", ARGS, "22023", "returned more than one row"),
     ("(SELECT body FROM model_files WHERE false)", "integer", ARGS, "22023", "returned no rows"),
     ("(SELECT name FROM model_files)", "integer", ARGS, "22023", "must return one bytea column"),
@@ -302,14 +306,15 @@ def test_bad_input_is_a_clear_error_and_leaves_nothing(byom, source, returns, ar
                                                             if r[1] != "imp_bad"]
 
 
-def test_paths_need_an_import_dir(ml_proxy, models):
-    """The shared proxy has no --import-dir: a client cannot make it read files."""
+def test_paths_and_urls_need_the_operators_leave(ml_proxy, models):
+    """The shared proxy has no --import-dir nor --import-urls: a client cannot make it
+    read files or objects with the proxy's own identity."""
     with psycopg.connect(ml_proxy.dsn(), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
-            conn.execute(f"CREATE MODEL imp_nodir FROM '{models['dir'] / 'binary.json'}' "
-                         f"FUNCTION imp_nodir {ARGS} RETURNS integer")
-        assert "not enabled on this proxy" in err.value.diag.message_primary
-        assert_usable(conn)
+        for location in (models["dir"] / "binary.json", "s3://models/team/lgb_binary.txt"):
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
+                conn.execute(f"CREATE MODEL imp_nodir FROM '{location}' FUNCTION imp_nodir {ARGS} RETURNS integer")
+            assert "not enabled on this proxy" in err.value.diag.message_primary
+            assert_usable(conn)
 
 
 def test_a_hostile_role_cannot_use_or_read_what_it_was_not_granted(byom, models):
