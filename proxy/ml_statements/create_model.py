@@ -10,8 +10,9 @@ S3_BUCKET, means nothing here.
 Bring your own model (local): `FROM 'location' FUNCTION f (type, ...) RETURNS type
 [IAM_ROLE ...] [SETTINGS (...)]` imports a model trained elsewhere, and so does
 `FROM ( query )` (the query returns the model file as one bytea value) when the
-statement has no TARGET, has RETURNS, and none of AUTO, MODEL_TYPE, PROBLEM_TYPE,
-OBJECTIVE, PREPROCESSORS, HYPERPARAMETERS (see `is_import`).
+statement has no TARGET, has FUNCTION's argument types and RETURNS, and none of
+AUTO, MODEL_TYPE, PROBLEM_TYPE, OBJECTIVE, PREPROCESSORS, HYPERPARAMETERS (see
+`is_import`).
 """
 
 from __future__ import annotations
@@ -119,13 +120,16 @@ class _CreateModelParser:
 
     def is_import(self) -> bool:
         """Import rather than train: FROM 'location' always; FROM ( query ) when the
-        statement has no TARGET, a FUNCTION with RETURNS, and none of the clauses
-        only training has (a training statement without TARGET is KMEANS, which
-        needs MODEL_TYPE, so no statement that trained before is read as an import)."""
+        statement has no TARGET, a FUNCTION with argument types and RETURNS, and none
+        of the clauses only training has (a training statement without TARGET is
+        KMEANS, which needs MODEL_TYPE, so no statement that trained before is read
+        as an import; one that forgot its TARGET and lists no argument types still
+        hears that it needs TARGET)."""
         if isinstance(self.source, ModelLocation):
             return True
         return (isinstance(self.source, SourceQuery) and "target" not in self.seen
-                and self.function is not None and self.function.returns is not None
+                and self.function is not None and self.function.arg_types is not None
+                and self.function.returns is not None
                 and not any(c in self.seen for c in _TRAINING_ONLY))
 
     def imported(self, name: ModelName) -> CreateModel:

@@ -446,6 +446,8 @@ def test_bring_your_own_model_is_told_apart_from_training():
                     "HYPERPARAMETERS DEFAULT EXCEPT (K '2')"):
         assert not parse_ml_statement(trained).imported
     assert error("CREATE MODEL m FROM t FUNCTION f (real) RETURNS int").sqlstate == SYNTAX_ERROR  # needs TARGET
+    forgot = error("CREATE MODEL m FROM (SELECT a, y FROM t) FUNCTION f RETURNS int")  # no argument types
+    assert (forgot.sqlstate, forgot.message) == (SYNTAX_ERROR, "CREATE MODEL requires TARGET unless MODEL_TYPE is KMEANS")
     assert error("CREATE MODEL m FROM (SELECT 1) FUNCTION f (real) RETURNS int AUTO OFF").sqlstate == INVALID_PARAMETER_VALUE
 
 
