@@ -288,6 +288,9 @@ BAD = [
     ("(SELECT body FROM model_files WHERE false)", "integer", ARGS, "22023", "returned no rows"),
     ("(SELECT name FROM model_files)", "integer", ARGS, "22023", "must return one bytea column"),
     ("(SELECT NULL::bytea)", "integer", ARGS, "22023", "returned NULL"),
+    (f"(SELECT decode(repeat('00', {MAX_BYTES + 1}), 'hex'))", "integer", ARGS, "54000",
+     f"has {MAX_BYTES + 1} bytes; at most {MAX_BYTES}"),
+    ("(SELECT body FROM no_such_table)", "integer", ARGS, "42P01", 'relation "no_such_table" does not exist'),
     ("(SELECT 'x'::bytea, 1)", "integer", ARGS, "22023", "must return one bytea column"),
 ]
 
