@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
-import json
 import os
 import pickle
 import tarfile
@@ -123,6 +122,7 @@ def s3():
 def byom(pg, upstream, models, s3, tmp_path_factory):
     client, env = s3
     client.put_object(Bucket="models", Key="team/lgb_binary.txt", Body=(models["dir"] / "lgb_binary.txt").read_bytes())
+    client.put_object(Bucket="models", Key="team/huge.json", Body=(models["dir"] / "huge.json").read_bytes())
     proxy = start_proxy(pg.uri, "--data-dir", str(tmp_path_factory.mktemp("byom-data")),
                         "--import-dir", str(models["dir"]), "--import-max-bytes", str(MAX_BYTES),
                         "--import-urls", "s3://models/team/,s3://other/", env=env)
@@ -281,6 +281,7 @@ BAD = [
     ("'training-job-2024'", "integer", ARGS, "0A000", "SageMaker training jobs"),
     ("'https://example.com/m.json'", "integer", ARGS, "0A000", "https:// URLs are not read"),
     ("'s3://models/team/none.json'", "integer", ARGS, "58P01", "no such object"),
+    ("'s3://models/team/huge.json'", "integer", ARGS, "54000", f"has {MAX_BYTES + 2} bytes"),
     ("'s3://models/secret.json'", "integer", ARGS, "42501", "outside the prefixes this proxy imports from"),
     ("'s3://models/team/../secret.json'", "integer", ARGS, "42501", "outside the prefixes"),
     ("'s3://other/m.json'", "integer", ARGS, "58P01", "no such object"),
