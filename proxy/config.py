@@ -119,6 +119,12 @@ class Config:
     allow_endpoint_urls: bool = False
     endpoint_timeout: float = 30.0
     endpoint_connections: int = 4
+    # CREATE MODEL FROM 'path' reads model files only inside this directory (None: never).
+    import_dir: Path | None = None
+    # CREATE MODEL FROM 's3://...' reads only URLs that start with one of these.
+    import_urls: tuple[str, ...] = ()
+    # The largest model file CREATE MODEL imports.
+    import_max_bytes: int = 256 << 20
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -131,7 +137,8 @@ class Config:
                      tls_required=values["tls_required"],
                      shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
                      training_workers=values["workers"], relay=values["relay"],
-                     job_sweep_interval=values["job_sweep"],
+                     job_sweep_interval=values["job_sweep"], import_dir=values["import_dir"],
+                     import_urls=values["import_urls"], import_max_bytes=values["import_max_bytes"],
                      endpoints=dict(values["endpoint"]), allow_endpoint_urls=values["allow_endpoint_urls"],
                      endpoint_timeout=values["endpoint_timeout"],
                      endpoint_connections=values["endpoint_connections"])

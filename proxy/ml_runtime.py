@@ -34,7 +34,8 @@ class MLRuntime:
         self.jobs = JobRunner(self.catalog, data_dir, cache_dir,
                               workers=config.training_workers,
                               worker_threads=config.training_threads)
-        self.services = MLServices(self.catalog, self.jobs, config.data_dir)
+        self.services = MLServices(self.catalog, self.jobs, config.data_dir, import_dir=config.import_dir,
+                                   import_urls=config.import_urls, import_max_bytes=config.import_max_bytes)
         self.endpoints = Endpoints(endpoint_settings(config))
         self.services.endpoints = self.endpoints
         self.registry = ModelRegistry(self.catalog, cache_dir, self.endpoints)
