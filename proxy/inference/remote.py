@@ -14,11 +14,13 @@ allows it (`--allow-endpoint-urls`), so a client cannot make the proxy call an
 arbitrary host. Names are resolved at every call: a SIGHUP that changes the map
 applies to the next statement.
 
-Threads: the HTTP client lives on the event loop (aiohttp). `predict` is called where
-every predictor is, on a worker thread of the row rewriting (workers.py sends every
-batch of a remote model there) or through asyncio.to_thread on the general path; it
-hands the requests to the loop and waits for them on its own thread, so neither the
-loop nor another session ever waits for an endpoint.
+Threads: the HTTP client lives on the event loop (aiohttp). A batch of more than a
+few rows is evaluated where big batches are, on a worker thread (workers.py gives
+remote models a pool of their own; the general path uses asyncio.to_thread): its
+`predict` hands the requests to the loop and waits on its own thread. A few rows (a
+one-row query) are evaluated on the loop itself (`call_on_loop`): `predict` there
+asks for the predictions, which are awaited, and the evaluation runs again with
+them. Neither the loop nor another session ever waits for an endpoint.
 """
 
 from __future__ import annotations
