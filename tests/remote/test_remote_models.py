@@ -109,6 +109,11 @@ def test_streaming_general_prepared_in_batches(rproxy, endpoint, data, models):
             rows = conn.execute("SELECT id FROM rm_t WHERE rm_fsum(id, x) BETWEEN %s AND %s ORDER BY id",
                                 (10, 20), prepare=True, binary=binary).fetchall()
             assert [r[0] for r in rows] == [i for i in range(1, 61) if 10 <= expected_sum(i) <= 20]
+        # EXPLAIN (the upstream's plan), and EXPLAIN ANALYZE, which calls the endpoint
+        for sql in ("EXPLAIN SELECT id, rm_fsum(id, x) FROM rm_t",
+                    "EXPLAIN ANALYZE SELECT id FROM rm_t WHERE rm_fsum(id, x) > 30"):
+            plan = "\n".join(r[0] for r in conn.execute(sql).fetchall())
+            assert "rm_t" in plan, plan
 
 
 def test_csv_rows_null_and_quoting(rproxy, endpoint, data, models):
