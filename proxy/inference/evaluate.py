@@ -212,8 +212,9 @@ class StreamingRewriter:
         self._columns = np.zeros(0, dtype=np.int64)  # their placeholder columns
         # for the log line of each finished statement (call_log.py)
         self.model_names = tuple(sorted({b.entry.model_name for b in models.values()}))
-        # a remote model's batches wait for its endpoint: never on the event loop
-        # (tracker.holding_bytes, workers.submit)
+        # a remote model's batches wait for its endpoint: always through
+        # workers.submit (tracker.holding_bytes), which awaits a few rows' answer on
+        # the loop and gives more to threads; never a plain call on the loop
         self.remote = any(is_remote(b) for b in models.values())
 
     def row_description(self, raw: bytes) -> bytes:
