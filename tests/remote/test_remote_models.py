@@ -163,6 +163,18 @@ def test_return_types_and_answer_forms(rproxy, endpoint, data, models):
         assert all(r[0] for r in text)
 
 
+def test_multi_model_endpoint_names_its_model(rproxy, endpoint, data, models):
+    """SAGEMAKER 'endpoint':'model': each request names the model (SageMaker's
+    X-Amzn-SageMaker-Target-Model header), and SHOW MODEL shows it."""
+    models("rm_multi", "CREATE MODEL rm_multi FUNCTION rm_fmulti (int, float8) RETURNS float8 "
+                       "SAGEMAKER 'sum':'churn-v2.tar.gz'")
+    with psycopg.connect(rproxy.dsn(), autocommit=True) as conn:
+        endpoint.target_models.clear()
+        assert conn.execute("SELECT rm_fmulti(id, x) FROM rm_t WHERE id = 4").fetchall() == [(expected_sum(4),)]
+        assert endpoint.target_models == ["churn-v2.tar.gz"]
+        assert dict(conn.execute("SHOW MODEL rm_multi").fetchall())["Target Model"] == "churn-v2.tar.gz"
+
+
 def test_super_is_jsonb_as_postgres_prints_it(rproxy, endpoint, data, models):
     models("rm_super", "CREATE MODEL rm_super FUNCTION rm_fsuper (int, float8) RETURNS SUPER SAGEMAKER 'super'")
     with psycopg.connect(rproxy.dsn(), autocommit=True) as conn:

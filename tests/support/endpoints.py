@@ -64,6 +64,7 @@ class FakeEndpoint:
         self.in_flight = 0
         self.most_in_flight = 0  # of /nap, at once
         self.nap_starts: list[float] = []  # when each /nap request began
+        self.target_models: list[str | None] = []  # X-Amzn-SageMaker-Target-Model of each request
         self._lock = threading.Lock()
         owner = self
 
@@ -77,6 +78,7 @@ class FakeEndpoint:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with owner._lock:
                     owner.requests.append((self.path, self.headers.get("Content-Type", ""), body))
+                    owner.target_models.append(self.headers.get("X-Amzn-SageMaker-Target-Model"))
                 parts = self.path.strip("/").split("/")
                 kind = parts[0] if len(parts) > 1 and parts[-1] == "invocations" else ""
                 if kind == "slow":
