@@ -221,6 +221,9 @@ def test_privileges_show_and_drop(rproxy, endpoint, data, models):
             assert show["Model State"] == "READY" and show["Endpoint"] == "sum"
             assert show["Inference Type"] == "Remote" and show["Function Name"] == "rm_fpriv"
             assert endpoint.url("sum") not in str(show)  # the operator's URL is not shown
+            assert ("public", "rm_priv", "READY") in conn.execute("SHOW MODEL ALL").fetchall()
+            assert [r[0].strip() for r in conn.execute(
+                "SELECT model_state FROM svv_ml_model_info WHERE model_name = 'rm_priv'")] == ["Model is Ready"]
             with psycopg.connect(rproxy.dsn(user="rm_bob"), autocommit=True) as bob:
                 with pytest.raises(psycopg.Error) as info:
                     bob.execute("SELECT rm_fpriv(id) FROM rm_t").fetchall()
