@@ -4,13 +4,14 @@ chosen for all items by the OBJECTIVE on the same rolling-origin backtests, with
 MAX_RUNTIME.
 
 Candidates, cheapest first: SeasonalNaive (the floor: always run), AutoTheta,
-AutoETS, GlobalXGBoost, AutoARIMA.  Before each candidate after the floor a probe
+AutoETS, GlobalXGBoost and GlobalXGBoostDiff (on levels and on first differences),
+AutoARIMA.  Before each candidate after the floor a probe
 (a few items; for the global model one fit on up to 20,000 rows) projects its cost
 over every item and backtest window; a candidate that would not finish within what
 is left of MAX_RUNTIME is skipped (and the report says so).
 Backtest: `cross_validation` with up to two windows of HORIZON steps.  Quantiles
 come from the statistical model's own prediction intervals (level 80 gives p10 and
-p90), or the global model's conformal intervals; p50 and 'mean' are the point
+p90), or the global model's conformal quantiles; p50 and 'mean' are the point
 forecast.  Related time series are used by the global model only.  Items too short for a backtest
 (fewer than windows x HORIZON + two seasons or 2 x HORIZON steps) get the floor
 model, or Naive when shorter than a season, and the report counts them.
@@ -68,7 +69,7 @@ def _candidates(season: int) -> list[tuple[str, Callable[[], Any]]]:
         floor,
         ("AutoTheta", lambda: AutoTheta(season_length=season)),
         ("AutoETS", lambda: AutoETS(season_length=small)),
-        (gm.NAME, lambda: None),  # not a statsforecast model: global_model.py
+        *((name, lambda: None) for name in gm.VARIANTS),  # not statsforecast models: global_model.py
         ("AutoARIMA", lambda: AutoARIMA(season_length=small)),
     ]
 
@@ -145,7 +146,8 @@ def forecast(table: Any, options: dict[str, Any],
     univariate = frame[["unique_id", "ds", "y"]]
 
     chosen, leaderboard, best_scores = floor_name, [], {}
-    global_frame, global_future, calibration = None, None, 1
+    global_frame, global_future, calibration, per_row = None, None, 1, 0.0
+    residuals: dict[str, gm.Residuals] = {}
     if len(long_ids):
         history = univariate[univariate["unique_id"].isin(long_ids)]
         position = history.groupby("unique_id").cumcount()
@@ -161,16 +163,15 @@ def forecast(table: Any, options: dict[str, Any],
             if i > 0 and elapsed() >= budget:
                 report.append(f"{name} skipped: MAX_RUNTIME used up")
                 continue
-            if name == gm.NAME:
+            if name in gm.VARIANTS:
                 if global_frame is None:
                     shaped, global_future, mode = gm.with_related(
                         frame[frame["unique_id"].isin(long_ids)], future, horizon, frequency)
                     global_frame = gm.trim(shaped, horizon, season, windows)
-                    calibration = gm.calibration_windows(int(sizes[long_ids].min()), horizon, windows)
+                    calibration = gm.calibration_windows(int(sizes[long_ids].min()), horizon, windows, season)
                     if related:
                         report.append(gm.describe(mode, _related_names(table, len(related))))
-                t0 = time.monotonic()
-                per_row = gm.probe_seconds_per_row(global_frame, frequency, season, horizon)
+                    per_row = gm.probe_seconds_per_row(global_frame, frequency, season, horizon)
                 projected = per_row * len(global_frame) * gm.fit_count(windows, calibration)
             elif i > 0:
                 t0 = time.monotonic()
@@ -181,9 +182,10 @@ def forecast(table: Any, options: dict[str, Any],
                 report.append(f"{name} skipped: about {projected:.0f} s projected, "
                               f"{max(0.0, budget - elapsed()):.0f} s of MAX_RUNTIME left")
                 continue
-            if name == gm.NAME:
+            if name in gm.VARIANTS:
                 try:
-                    cv = gm.backtest(global_frame, frequency, season, horizon, windows, levels, calibration)
+                    cv, residuals[name] = gm.backtest(global_frame, frequency, season, horizon, windows, levels,
+                                                      calibration, gm.VARIANTS[name])
                 except ValueError as exc:  # mlforecast's refusal of too short series
                     report.append(f"{name} skipped: {exc}")
                     continue
@@ -210,9 +212,10 @@ def forecast(table: Any, options: dict[str, Any],
     tell({"phase": "forecasting", "model": chosen, "elapsed": round(elapsed(), 3), "trials": len(leaderboard)})
     makers = dict(candidates)
     parts = []
-    if len(long_ids) and chosen == gm.NAME:
+    if len(long_ids) and chosen in gm.VARIANTS:
         ahead = None if global_future is None else global_future[global_future["unique_id"].isin(long_ids)]
-        out = gm.forecast(global_frame, ahead, frequency, season, horizon, levels, calibration)
+        out = gm.forecast(global_frame, ahead, frequency, season, horizon, levels, residuals[chosen],
+                          gm.VARIANTS[chosen])
         parts.append(_rows(out, percentiles))
     elif len(long_ids):
         parts.append(_predict(univariate[univariate["unique_id"].isin(long_ids)], makers[chosen](), freq,

@@ -109,7 +109,9 @@ def global_alone(train: pd.DataFrame, frequency: str, h: int) -> tuple[pd.DataFr
     season = season_for(frequency, int(sizes.max()))
     shaped, ahead, _ = gm.with_related(history, future, h, frequency)
     shaped = gm.trim(shaped, h, season, 1)
-    out = gm.forecast(shaped, ahead, frequency, season, h, [80], gm.calibration_windows(int(sizes.min()), h, 0))
+    # its quantiles need its errors on earlier windows: one window, calibrated on one before
+    _, residuals = gm.backtest(shaped, frequency, season, h, 1, [80], 1)
+    out = gm.forecast(shaped, ahead, frequency, season, h, [80], residuals)
     seconds = time.monotonic() - started
     pred = pd.DataFrame({"item": out["unique_id"].astype(str), "ts": out["ds"], "p10": out[f"{gm.NAME}-lo-80"],
                          "p50": out[gm.NAME], "p90": out[f"{gm.NAME}-hi-80"]})
