@@ -15,8 +15,8 @@ multi-step forecasts, rolling-origin cross-validation, conformal intervals).
 - Quantiles: split conformal prediction (Residuals): the model's signed errors on
   earlier HORIZON-step windows, each divided by its item's scale, pooled over items
   and windows per horizon step; a quantile of them, times the item's scale, is added
-  to the point forecast.  Each backtest window is calibrated on the windows before
-  it only; the final forecast on all of them.
+  to the point forecast.  Each backtest window is calibrated on the other windows
+  (cross-conformal); the final forecast on all of them.
 - Cost: the history is cut to each item's last steps (enough for the features
   and the windows, at most MAX_ROWS rows in all); `fit_count` tells how many fits
   a backtest and the final forecast make, for the search's budget projection.
@@ -97,11 +97,13 @@ def _engine(frequency: str, season: int, horizon: int, longest: int, differenced
                       num_threads=1)
 
 
-def calibration_windows(shortest: int, horizon: int, windows: int, season: int) -> int:
-    """Windows (of HORIZON steps) before the backtest's whose errors calibrate its first
-    window's quantiles: two when the shortest item holds them and a season besides,
-    else one."""
-    return 2 if shortest >= (windows + 2) * horizon + max(season, horizon) else 1
+def calibration_windows(windows: int) -> int:
+    """Extra windows (of HORIZON steps) before the backtest's, whose errors calibrate
+    its quantiles: none when the backtest has two windows (each is calibrated on the
+    other: cross-conformal, with models trained on histories of nearly the same
+    length; windows further back are trained on much less and overstate the errors),
+    one for a single window."""
+    return 0 if windows >= 2 else 1
 
 
 def trim(history: pd.DataFrame, horizon: int, season: int, windows: int) -> pd.DataFrame:
@@ -178,8 +180,8 @@ def backtest(history: pd.DataFrame, frequency: str, season: int, horizon: int, w
              levels: list[int], calibration: int, differenced: bool = False) -> tuple[pd.DataFrame, Residuals]:
     """statsforecast-shaped cross-validation frame of the last `windows` windows
     (unique_id, ds, cutoff, y, NAME, NAME-lo-L, NAME-hi-L), each window's quantiles
-    calibrated on the errors of the windows before it; and the errors of every
-    window, which calibrate the final forecast."""
+    calibrated on the errors of the other windows (never its own); and the errors of
+    every window, which calibrate the final forecast."""
     longest = int(history.groupby("unique_id").size().max())
     engine = _engine(frequency, season, horizon, longest, differenced)
     with warnings.catch_warnings():
@@ -191,8 +193,8 @@ def backtest(history: pd.DataFrame, frequency: str, season: int, horizon: int, w
     cutoffs = sorted(cv["cutoff"].unique())
     scored = []
     for cutoff in cutoffs[calibration:]:
-        before = Residuals.of(cv[cv["cutoff"] < cutoff], scales, horizon)
-        scored.append(before.add_intervals(cv[cv["cutoff"] == cutoff], scales, levels))
+        others = Residuals.of(cv[cv["cutoff"] != cutoff], scales, horizon)
+        scored.append(others.add_intervals(cv[cv["cutoff"] == cutoff], scales, levels))
     return pd.concat(scored, ignore_index=True), Residuals.of(cv, scales, horizon)
 
 

@@ -168,7 +168,7 @@ def forecast(table: Any, options: dict[str, Any],
                     shaped, global_future, mode = gm.with_related(
                         frame[frame["unique_id"].isin(long_ids)], future, horizon, frequency)
                     global_frame = gm.trim(shaped, horizon, season, windows)
-                    calibration = gm.calibration_windows(int(sizes[long_ids].min()), horizon, windows, season)
+                    calibration = gm.calibration_windows(windows)
                     if related:
                         report.append(gm.describe(mode, _related_names(table, len(related))))
                     per_row = gm.probe_seconds_per_row(global_frame, frequency, season, horizon)

@@ -108,9 +108,9 @@ def global_alone(train: pd.DataFrame, frequency: str, h: int) -> tuple[pd.DataFr
     sizes = history.groupby("unique_id").size()
     season = season_for(frequency, int(sizes.max()))
     shaped, ahead, _ = gm.with_related(history, future, h, frequency)
-    shaped = gm.trim(shaped, h, season, 1)
-    # its quantiles need its errors on earlier windows: one window, calibrated on one before
-    _, residuals = gm.backtest(shaped, frequency, season, h, 1, [80], 1)
+    shaped = gm.trim(shaped, h, season, 2)
+    # its quantiles need its errors on past windows: two, as the search's backtest has
+    _, residuals = gm.backtest(shaped, frequency, season, h, 2, [80], gm.calibration_windows(2))
     out = gm.forecast(shaped, ahead, frequency, season, h, [80], residuals)
     seconds = time.monotonic() - started
     pred = pd.DataFrame({"item": out["unique_id"].astype(str), "ts": out["ds"], "p10": out[f"{gm.NAME}-lo-80"],
