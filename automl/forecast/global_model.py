@@ -1,6 +1,6 @@
 """The global gradient-boosted candidates: one XGBoost regressor over every item, on
 lag, rolling-mean and calendar features, through Nixtla's mlforecast (recursive
-multi-step forecasts, rolling-origin cross-validation, conformal intervals).
+multi-step forecasts, rolling-origin cross-validation) and conformal quantiles of its own.
 
 - Target: each item scaled by its own mean and deviation (LocalStandardScaler), so
   items of any size share one model; the Diff variant models first differences so.
