@@ -1,5 +1,6 @@
-"""The two native evaluators (TL2cgen's if/else code and the branch-free node
-arrays, see compiler/node_tables.py) against treelite.gtil and scikit-learn, on rows
+"""The three native evaluators (TL2cgen's if/else code, the branch-free node
+arrays of compiler/node_tables.py and the QuickScorer bitvectors of
+compiler/quick_scorer.py) against treelite.gtil and scikit-learn, on rows
 built to catch a wrong comparison: every split threshold and its float64 and float32
 neighbours, -0.0, NaN, huge and tiny values.
 
@@ -23,16 +24,17 @@ from .conftest import assert_equivalent
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in reduce:RuntimeWarning")
 
-EVALUATORS = {"tl2cgen": native.EVALUATOR_TL2CGEN, "node_arrays": native.EVALUATOR_NODE_ARRAYS}
+EVALUATORS = {"tl2cgen": native.EVALUATOR_TL2CGEN, "node_arrays": native.EVALUATOR_NODE_ARRAYS,
+              "quick_scorer": native.EVALUATOR_QUICK_SCORER}
 #: thresholds chosen to sit on awkward doubles
 THRESHOLDS = (0.0, -0.0, 1.5, -2.25, 1e-300, 5e-324, -1e300, 3.0000000000000004, 0.1)
 OPS = ("<", "<=", ">", ">=")
 
 
 def _build(n_out: int, vector_leaves: bool, *, n_trees: int = 6, n_features: int = 3, seed: int = 0,
-           average: bool = False) -> treelite.Model:
-    """Trees of depth 2-3 whose every split draws its operator, default direction,
-    feature and threshold from the lists above."""
+           average: bool = False, depth: int = 3, prune: float = 0.3) -> treelite.Model:
+    """Trees of depth `depth` (pruned at random above it) whose every split draws its
+    operator, default direction, feature and threshold from the lists above."""
     rng = np.random.default_rng(seed)
     if vector_leaves:
         class_id, post = [-1] * n_trees, "identity_multiclass"
@@ -56,19 +58,19 @@ def _build(n_out: int, vector_leaves: bool, *, n_trees: int = 6, n_features: int
     for _ in range(n_trees):
         nodes: list[tuple] = []  # pre-order: Treelite takes the first node as the root
 
-        def grow(depth: int) -> int:
+        def grow(d: int) -> int:
             me = len(nodes)
             nodes.append(())
-            if depth == 0 or (depth < 3 and rng.random() < 0.3):  # unbalanced on purpose
+            if d == 0 or (d < depth and rng.random() < prune):  # unbalanced on purpose
                 nodes[me] = ("leaf", leaf())
             else:
                 test = (int(rng.integers(n_features)), float(rng.choice(THRESHOLDS)), bool(rng.integers(2)),
                         str(rng.choice(OPS)))
-                left = grow(depth - 1)
-                nodes[me] = ("split", *test, left, grow(depth - 1))
+                left = grow(d - 1)
+                nodes[me] = ("split", *test, left, grow(d - 1))
             return me
 
-        grow(3)
+        grow(depth)
         _emit(builder, nodes)
     return builder.commit()
 
@@ -119,12 +121,14 @@ HAND_BUILT = {
     "regression": dict(n_out=1, vector_leaves=False, n_trees=23),  # lane groups of trees and a rest
     "vector_leaves_averaged": dict(n_out=3, vector_leaves=True, average=True),
     "per_class_scalar_leaves": dict(n_out=3, vector_leaves=False, n_trees=9),
+    # complete trees of 64 leaves: every bit of QuickScorer's 64-bit words is a leaf
+    "64_leaves": dict(n_out=1, vector_leaves=False, n_trees=12, depth=6, prune=0.0, n_features=4),
 }
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 @pytest.mark.parametrize("shape", sorted(HAND_BUILT))
-def test_hand_built_models_match_gtil_with_both_evaluators(shape, precision, tmp_path):
+def test_hand_built_models_match_gtil_with_every_evaluator(shape, precision, tmp_path):
     model = _build(**HAND_BUILT[shape])
     X = _adversarial(model)
     want = trees.gtil_margins(model, X, precision, nthread=1)
@@ -141,23 +145,26 @@ def test_hand_built_models_match_gtil_with_both_evaluators(shape, precision, tmp
         # lane groups give identical bits
         alone = np.vstack([lib.margins(X[r:r + 1], round32=precision == "float32") for r in range(40)])
         np.testing.assert_array_equal(alone, got[name][:40], err_msg=f"{shape} {name} one row at a time")
-    # the two libraries add the same leaves in the same order: identical bits
+    # the libraries add the same leaves in the same order: identical bits
     np.testing.assert_array_equal(got["node_arrays"], got["tl2cgen"])
+    np.testing.assert_array_equal(got["quick_scorer"], got["tl2cgen"])
 
 
+@pytest.mark.parametrize("evaluator", ["node_arrays", "quick_scorer"])
 @pytest.mark.parametrize("precision", ["float64", "float32"])
-def test_portable_walk_matches_the_x86_walk(precision, tmp_path, monkeypatch):
-    """The node-array walk is inline assembly on x86-64 and C elsewhere
-    (MLPX_PORTABLE_STEP forces the C here): both give GTIL's margins, bit for bit
-    the same, in lane groups and for single rows."""
-    model = _build(**HAND_BUILT["regression"])
+def test_portable_code_matches_the_x86_code(precision, evaluator, tmp_path, monkeypatch):
+    """The node-array walk is inline assembly on x86-64 and C elsewhere, and the
+    QuickScorer loop is compiled for AVX-512 and AVX2 next to plain C, picked at run
+    time (MLPX_PORTABLE_STEP forces the C here): all give GTIL's margins, bit for bit
+    the same, in groups of rows and for single rows."""
+    model = _build(**HAND_BUILT["64_leaves" if evaluator == "quick_scorer" else "regression"])
     X = _adversarial(model)
     round32 = precision == "float32"
-    _, lib = _library(model, precision, tmp_path, native.EVALUATOR_NODE_ARRAYS)
-    monkeypatch.setattr(native, "NODE_ARRAYS_COMPILE_OPTIONS", [*native.NODE_ARRAYS_COMPILE_OPTIONS,
-                                                                "-DMLPX_PORTABLE_STEP"])
+    _, lib = _library(model, precision, tmp_path, EVALUATORS[evaluator])
+    for options in ("NODE_ARRAYS_COMPILE_OPTIONS", "QUICK_SCORER_COMPILE_OPTIONS"):
+        monkeypatch.setattr(native, options, [*getattr(native, options), "-DMLPX_PORTABLE_STEP"])
     (tmp_path / "portable").mkdir()
-    _, portable = _library(model, precision, tmp_path / "portable", native.EVALUATOR_NODE_ARRAYS)
+    _, portable = _library(model, precision, tmp_path / "portable", EVALUATORS[evaluator])
     got = portable.margins(X, round32=round32)
     np.testing.assert_allclose(got, trees.gtil_margins(model, X, precision, nthread=1), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(got, lib.margins(X, round32=round32))
