@@ -311,6 +311,19 @@ static const uint32_t mlpx_qs_begin[MLPX_N_TREE + 1] = { @QS_BEGIN@ };
 static const uint32_t mlpx_qs_leaf[] = { @QS_LEAVES@ };
 static const uint32_t mlpx_qs_leaf_begin[MLPX_N_TREE] = { @QS_LEAF_BEGIN@ };
 
+#if MLPX_LEAF_WIDTH == 1
+/* scalar leaves: each tree's leaf values by position, one load less per row and tree */
+static const double mlpx_qs_value[] = { @QS_VALUES@ };
+#define MLPX_QS_ADD_LEAVES                                                                           \
+  {                                                                                                  \
+    const double* val = mlpx_qs_value + mlpx_qs_leaf_begin[t];                                       \
+    for (int k = 0; k < MLPX_QS_ROWS; ++k) out[(r + k) * MLPX_N_OUT + o] += val[__builtin_ctzll(v[k])]; \
+  }
+#else
+#define MLPX_QS_ADD_LEAVES                                                                           \
+  for (int k = 0; k < MLPX_QS_ROWS; ++k) mlpx_add_leaf(lf[__builtin_ctzll(v[k])], o, out + (r + k) * MLPX_N_OUT);
+#endif
+
 /* rows 0..n (a multiple of MLPX_QS_ROWS) of the row buffer xb, every tree */
 #define MLPX_QS_BODY                                                                                 \
   for (int t = 0; t < MLPX_N_TREE; ++t) {                                                            \
@@ -327,8 +340,7 @@ static const uint32_t mlpx_qs_leaf_begin[MLPX_N_TREE] = { @QS_LEAF_BEGIN@ };
         const uint64_t keep = p->keep;                                                               \
         for (int k = 0; k < MLPX_QS_ROWS; ++k) v[k] &= key < x[k] ? keep : ~UINT64_C(0);             \
       }                                                                                              \
-      for (int k = 0; k < MLPX_QS_ROWS; ++k)                                                         \
-        mlpx_add_leaf(lf[__builtin_ctzll(v[k])], o, out + (r + k) * MLPX_N_OUT);                     \
+      MLPX_QS_ADD_LEAVES                                                                             \
     }                                                                                                \
   }
 

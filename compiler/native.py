@@ -48,10 +48,10 @@ QUICK_SCORER_COMPILE_OPTIONS = ["-pthread", "-O2", "-ftree-vectorize", "-fvect-c
 NODE_ARRAYS_MAX_WASTE = 2.0
 #: QuickScorer is chosen (for trees of at most 64 leaves) unless its tests, which it
 #: applies to every row, outnumber the node-array walk's steps by more than this.
-#: Measured (CPU time, 1 thread, 1e5 rows, evaluator 3 against 2): 2.8 tests per
-#: step (HistGradientBoosting, 200 x 31 leaves) 1.72x, ~4.8 (300 x 63 leaves) 1.37x,
-#: ~10 (XGBoost 300 x depth 6) 1.02-1.06x; see docs/compiler.md.
-QUICK_SCORER_MAX_TESTS_PER_STEP = 10.0
+#: Measured (CPU time, 1 thread, 1e5 rows, 15 interleaved runs, evaluator 3 against
+#: 2): 2.8 tests per step (HistGradientBoosting 200 x 31 leaves) 1.72x, 4.5 (300 x
+#: 63 leaves) 1.48x, 6.3 (XGBoost 300 x depth 6) 0.92x: even at about 6, so 5.5.
+QUICK_SCORER_MAX_TESTS_PER_STEP = 5.5
 #: Rows per block: one translation unit runs over a whole block before the next
 #: unit. Measured: 1 row (TL2cgen's own order) 200-280k rows/s, 64 rows 400k,
 #: 512 rows 480-500k on a 200-iteration boosted model; little gain beyond 512.
@@ -161,6 +161,9 @@ def _quick_scorer_fields(tables: NodeTables, keys: np.ndarray) -> dict[str, str]
         "QS_BEGIN": _c_list([f"{v}u" for v in qs.begin], per_line=8),
         "QS_LEAVES": _c_list([f"{v}u" for v in qs.leaf_node.tolist() + [0]], per_line=8),
         "QS_LEAF_BEGIN": _c_list([f"{v}u" for v in qs.leaf_begin[:-1]], per_line=8),
+        # scalar leaves by position (plus one, as QS_LEAVES)
+        "QS_VALUES": _c_list([_c_double(tables.leaves[tables.leaf_of[i], 0]) for i in qs.leaf_node.tolist()]
+                             + ["0.0"]),
     }
 
 

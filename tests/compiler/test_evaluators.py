@@ -19,6 +19,7 @@ from treelite.model_builder import Metadata, ModelBuilder, PostProcessorFunc, Tr
 import compiler
 from compiler import native, trees, worker
 from compiler.node_tables import NodeTables, Unsuitable
+from compiler.quick_scorer import QuickScorerTables
 
 from .conftest import assert_equivalent
 
@@ -250,6 +251,50 @@ def test_unsuitable_models_go_to_tl2cgen():
     assert evaluator == native.EVALUATOR_TL2CGEN and "unbalanced" in why
 
 
+def test_quick_scorer_takes_trees_of_at_most_64_leaves(tmp_path, monkeypatch):
+    """64 leaves fill QuickScorer's word; a tree of 65 is refused to it (the model
+    then gets node arrays), and so is a model whose trees have many more tests than
+    a node-array walk has steps."""
+    small = _build(**HAND_BUILT["regression"])  # depth <= 3: at most 7 tests to 3 steps
+    evaluator, _, why = worker.choose_evaluator(small)
+    assert evaluator == native.EVALUATOR_QUICK_SCORER and "tests per node-array step" in why
+    full = _build(**HAND_BUILT["64_leaves"])  # 63 tests a tree to 6 steps
+    assert worker.choose_evaluator(full)[0] == native.EVALUATOR_NODE_ARRAYS
+    monkeypatch.setattr(native, "QUICK_SCORER_MAX_TESTS_PER_STEP", 63 / 6)
+    evaluator, _, why = worker.choose_evaluator(full)
+    assert evaluator == native.EVALUATOR_QUICK_SCORER and "at most 64 leaves" in why
+    monkeypatch.undo()
+
+    over = _regressor(1)  # 63 leaves at depth 6 and a chain of one split: 65 leaves
+    _emit(over, _broom(6, 1))
+    over = over.commit()
+    tables = NodeTables.of(over)
+    keys, _ = native.node_keys(tables, "float64", 1)
+    with pytest.raises(Unsuitable, match="65 leaves"):
+        QuickScorerTables.of(tables, keys)
+    evaluator, _, why = worker.choose_evaluator(over)
+    assert evaluator == native.EVALUATOR_NODE_ARRAYS
+    with pytest.raises(compiler.BuildError, match="65 leaves"):
+        _library(over, "float64", tmp_path, native.EVALUATOR_QUICK_SCORER)
+
+
+def test_quick_scorer_words_keep_the_leaves_a_failed_test_leaves_reachable():
+    """Leaves are numbered left to right; a test's `keep` clears exactly the leaves
+    under its first child, and a tree's tests are sorted by feature and key."""
+    model = _build(**HAND_BUILT["64_leaves"])
+    tables = NodeTables.of(model)
+    keys, _ = native.node_keys(tables, "float64", int(model.num_feature))
+    qs = QuickScorerTables.of(tables, keys)
+    assert np.all(np.diff(qs.leaf_begin) == 64) and np.all(np.diff(qs.begin) == 63)
+    for t in range(len(qs.begin) - 1):
+        order = [(int(tables.feature[i]), bool(tables.missing_second[i]), int(keys[i]))
+                 for i in qs.node[qs.begin[t]:qs.begin[t + 1]]]
+        assert order == sorted(order)
+        cleared = sorted(64 - bin(int(k)).count("1") for k in qs.keep[qs.begin[t]:qs.begin[t + 1]])
+        # a complete tree of depth 6: 32 tests clear 1 leaf, 16 clear 2, ... 1 clears 32
+        assert cleared == sorted([2**d for d in range(6) for _ in range(2**(5 - d))])
+
+
 def _broom(depth: int, chain: int) -> list[tuple]:
     """A complete tree of `depth` whose last leaf is replaced by a chain of splits."""
     nodes: list[tuple] = []
@@ -280,7 +325,7 @@ SKLEARN = ("sk_random_forest_multiclass", "sk_gradient_boosting_binary", "sk_his
 
 @pytest.mark.parametrize("evaluator", sorted(EVALUATORS))
 @pytest.mark.parametrize("name", SKLEARN)
-def test_sklearn_models_on_threshold_rows_with_both_evaluators(registry, name, evaluator, tmp_path):
+def test_sklearn_models_on_threshold_rows_with_every_evaluator(registry, name, evaluator, tmp_path):
     """The estimator itself is the reference here: rows at every threshold and one
     float64/float32 step either side (no NaN: the estimator sees imputed values)."""
     art = registry.artifact(name)
@@ -299,5 +344,6 @@ def test_sklearn_models_on_threshold_rows_with_both_evaluators(registry, name, e
 
 def test_chosen_evaluator_is_reported(registry):
     pred = registry.predictor("random_forest_binary")
-    assert pred.info["evaluator"] == "node_arrays"
-    assert "mean leaf depth" in pred.info["evaluator_reason"]
+    evaluator, _, why = worker.choose_evaluator(registry.artifact("random_forest_binary").treelite_model())
+    assert pred.info["evaluator"] == native.EVALUATOR_NAMES[evaluator]
+    assert pred.info["evaluator_reason"] == why and ("leaf depth" in why or "tests per" in why)
