@@ -357,11 +357,13 @@ __attribute__((target("avx2,bmi"))) static void mlpx_qs_avx2(const uint32_t* xb,
 
 static void mlpx_qs(const uint32_t* xb, int64_t n, double* out) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MLPX_PORTABLE_STEP)
+#ifndef MLPX_QS_NO_AVX512 /* (tests build with it to run the AVX2 code on AVX-512 machines) */
   if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("avx512dq")) {
     mlpx_qs_avx512(xb, n, out);
     return;
   }
+#endif
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi")) {
     mlpx_qs_avx2(xb, n, out);
     return;

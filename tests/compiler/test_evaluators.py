@@ -151,19 +151,22 @@ def test_hand_built_models_match_gtil_with_every_evaluator(shape, precision, tmp
     np.testing.assert_array_equal(got["quick_scorer"], got["tl2cgen"])
 
 
-@pytest.mark.parametrize("evaluator", ["node_arrays", "quick_scorer"])
+@pytest.mark.parametrize(("evaluator", "define"), [("node_arrays", "-DMLPX_PORTABLE_STEP"),
+                                                   ("quick_scorer", "-DMLPX_PORTABLE_STEP"),
+                                                   ("quick_scorer", "-DMLPX_QS_NO_AVX512")])
 @pytest.mark.parametrize("precision", ["float64", "float32"])
-def test_portable_code_matches_the_x86_code(precision, evaluator, tmp_path, monkeypatch):
+def test_portable_code_matches_the_x86_code(precision, evaluator, define, tmp_path, monkeypatch):
     """The node-array walk is inline assembly on x86-64 and C elsewhere, and the
     QuickScorer loop is compiled for AVX-512 and AVX2 next to plain C, picked at run
-    time (MLPX_PORTABLE_STEP forces the C here): all give GTIL's margins, bit for bit
-    the same, in groups of rows and for single rows."""
+    time (MLPX_PORTABLE_STEP forces the C here, MLPX_QS_NO_AVX512 the AVX2 code where
+    the CPU has both): all give GTIL's margins, bit for bit the same, in groups of
+    rows and for single rows."""
     model = _build(**HAND_BUILT["64_leaves" if evaluator == "quick_scorer" else "regression"])
     X = _adversarial(model)
     round32 = precision == "float32"
     _, lib = _library(model, precision, tmp_path, EVALUATORS[evaluator])
     for options in ("NODE_ARRAYS_COMPILE_OPTIONS", "QUICK_SCORER_COMPILE_OPTIONS"):
-        monkeypatch.setattr(native, options, [*getattr(native, options), "-DMLPX_PORTABLE_STEP"])
+        monkeypatch.setattr(native, options, [*getattr(native, options), define])
     (tmp_path / "portable").mkdir()
     _, portable = _library(model, precision, tmp_path / "portable", EVALUATORS[evaluator])
     got = portable.margins(X, round32=round32)
