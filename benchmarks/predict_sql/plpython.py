@@ -118,7 +118,17 @@ def postgres_server(bindir: Path, work: Path, settings: dict[str, str]) -> Itera
                                     *options], user=user, env=env, stdout=log, stderr=log)
     try:
         _wait_accepting("127.0.0.1", port, process, 30)
-        yield f"host={sockets} port={port} user=postgres dbname=postgres"
+        dsn = f"host={sockets} port={port} user=postgres dbname=postgres"
+        deadline = time.monotonic() + 60
+        while True:  # listening comes before accepting sessions ("starting up")
+            try:
+                psycopg.connect(dsn, connect_timeout=5).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield dsn
     finally:
         process.terminate()
         try:
@@ -130,11 +140,21 @@ def postgres_server(bindir: Path, work: Path, settings: dict[str, str]) -> Itera
 
 def run(pipeline: Any, rows: int, repeat: int, iterations: int, binary: bool, sample: int = 2_000) -> dict[str, Any]:
     """Part (e) on its own server; a dict for the benchmark's JSON (with "skipped"
-    and the reason when PL/Python is unavailable)."""
+    and the reason when PL/Python is unavailable, "failed" when its server or
+    functions fail, so parts (a)-(c) are still written)."""
     bindir, version = system_postgres_with_plpython()
     if bindir is None:
         print(f"(e) PL/Python skipped: {version}", flush=True)
         return {"skipped": version}
+    try:
+        return _run(bindir, version, pipeline, rows, repeat, iterations, binary, sample)
+    except (OSError, subprocess.SubprocessError, RuntimeError, psycopg.Error) as exc:
+        print(f"(e) PL/Python FAILED: {exc}", flush=True)
+        return {"failed": str(exc)}
+
+
+def _run(bindir: Path, version: str, pipeline: Any, rows: int, repeat: int, iterations: int, binary: bool,
+         sample: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="predict-sql-plpy-") as tmp, \
             postgres_server(bindir, Path(tmp), {"max_connections": "20", "shared_buffers": "256MB"}) as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -211,8 +231,8 @@ def _latency(dsn: str, rows: int, iterations: int) -> dict[str, Any]:
 
 
 def render(e: dict[str, Any]) -> str:
-    if "skipped" in e:
-        return f"(e) PL/Python: skipped ({e['skipped']})"
+    if "skipped" in e or "failed" in e:
+        return f"(e) PL/Python: {'skipped' if 'skipped' in e else 'FAILED'} ({e.get('skipped') or e['failed']})"
     s, b, lat = e["scalar"], e["batch"], e["latency"]
     return "\n".join([
         f"(e) PL/Python + scikit-learn in the database ({e['server']})",
