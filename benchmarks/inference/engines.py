@@ -202,9 +202,9 @@ def table(result: dict[str, Any]) -> str:
              f"{'engine':<34} {'rows/s (wall, best)':>20} {'rows/s (CPU)':>14}",
              f"{'ydf engine (QuickScorer, SIMD)':<34} {e['ydf_engine']['best']:>20,.0f} "
              f"{e['ydf_engine']['cpu_estimate']:>13,.0f}*",
-             f"{'ydf predict (numpy columns)':<34} {e['ydf_predict']['best']:>20,.0f} {e['ydf_predict']['cpu_best']:>14,.0f}",
-             f"{'compiled, QuickScorer':<34} {e['quick_scorer']['best']:>20,.0f} {e['quick_scorer']['cpu_best']:>14,.0f}",
-             f"{'compiled, node arrays':<34} {e['node_arrays']['best']:>20,.0f} {e['node_arrays']['cpu_best']:>14,.0f}",
+             *(f"{label:<34} {e[key]['best']:>20,.0f} {e[key]['cpu_best']:>14,.0f}"
+               for label, key in (("ydf predict (numpy columns)", "ydf_predict"),
+                                  ("compiled, QuickScorer", "quick_scorer"), ("compiled, node arrays", "node_arrays"))),
              f"QuickScorer / ydf engine: {r['quick_scorer_vs_ydf_engine']:.2f}x in wall time, "
              f"{r['quick_scorer_cpu_vs_ydf_engine_cpu_estimate']:.2f}x in CPU time*; node arrays / ydf engine: "
              f"{r['node_arrays_vs_ydf_engine']:.2f}x, {r['node_arrays_cpu_vs_ydf_engine_cpu_estimate']:.2f}x*; "
