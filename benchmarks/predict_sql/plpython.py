@@ -14,7 +14,8 @@ scikit-learn, the fitted pipeline of (c) pickled into a table and cached per ses
 Debian's PL/Python (`postgresql-plpython3-<version>`) builds against the system
 Postgres, not against the embedded one (pgserver's, a different major version), so
 this part runs on a Postgres of its own from the system binaries, started as the
-unprivileged user with the same table (same statement and seed). The server's Python
+unprivileged user with the same table (same statement and seed: checked identical on
+Postgres 15 and 16, every value; the JSON keeps its sum of y). The server's Python
 is the system python3; it imports this interpreter's scikit-learn through PYTHONPATH
 (same minor version needed), and OpenMP is limited to one thread (one core, as (c)
 and mlproxy predict). Nothing is installed here: without PL/Python the part is
