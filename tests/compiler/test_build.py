@@ -175,8 +175,8 @@ def test_self_test_rejects_a_library_that_disagrees_with_gtil(small, tmp_path, m
     renderer, edits = _BREAKAGE[evaluator]
     render = getattr(worker.native, renderer)
 
-    def broken(*args):
-        source = render(*args)
+    def broken(*args, **kwargs):
+        source = render(*args, **kwargs)
         applied = [old for old, _ in edits if old in source]
         assert applied
         for old, new in edits:
