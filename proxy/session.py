@@ -29,6 +29,7 @@ from . import errors, protocol
 from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
+from .observe.stats import STATS
 from .inference import workers
 from .inference.extended_session import relay_owed
 from .inference.rowscan import count_data_rows
@@ -131,6 +132,8 @@ class Session(asyncio.Protocol):
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.readies = 0  # ReadyForQuery messages relayed: statements, for proxy/observe/stats.py
+        self.console = False  # served by the admin console (proxy/observe/console.py)
         self.closed = asyncio.get_running_loop().create_future()
         self._buf = bytearray()  # startup packets, before the relay starts
         self._encryption_asked: set[int] = set()  # SSLRequest/GSSENCRequest codes answered
@@ -324,7 +327,10 @@ class Session(asyncio.Protocol):
             transport.close()
             return
         self.upstream = transport
-        self._pump_fds = _pump_descriptors(self.server.pump, self.client, transport)
+        console = self.server.console
+        if console is not None and console.claims(startup):  # the virtual database `mlproxy`
+            self.console, startup = True, console.upstream_login(startup)
+        self._pump_fds = None if self.console else _pump_descriptors(self.server.pump, self.client, transport)
         if self._pump_fds is not None:
             side.data_received = self._server_input
         log.info("connection opened session=%s peer=%s user=%s database=%s",
@@ -335,6 +341,10 @@ class Session(asyncio.Protocol):
         leftover = bytes(self._buf)
         self._buf.clear()
         self._resume_client_reading("connecting")
+        if self.console:  # it relays the login itself, then answers the commands
+            self.pending = 0
+            self._begin_handover(console, Frame(0, b""), [leftover])
+            return
         if leftover:
             self._client_relay(leftover)
 
@@ -504,6 +514,7 @@ class Session(asyncio.Protocol):
         self.txstatus = _STATUS[status]
         self.copy_in = False
         self.failed_since_sync = False
+        self.readies += count
         if not self.pending:
             return False
         self.pending = max(0, self.pending - count)
@@ -775,6 +786,7 @@ class Session(asyncio.Protocol):
 
     def _log_server_error(self, frame: Frame) -> None:
         fields = protocol.parse_fields(frame.body)
+        STATS.error("upstream", fields.get("C"))
         severity = fields.get("V", fields.get("S", ""))
         if severity in ("FATAL", "PANIC"):
             log.info("upstream fatal session=%s sqlstate=%s message=%s", self.id,
@@ -890,6 +902,7 @@ class Session(asyncio.Protocol):
             self.failed_since_sync = False
         self.bytes_in += record.bytes_client
         self.bytes_out += record.bytes_server
+        self.readies += record.readies
         if record.skip_client:
             self._cframer.pass_through(record.skip_client)
         if record.skip_server:
@@ -1168,6 +1181,7 @@ class Session(asyncio.Protocol):
                 fut.cancel()
         if not self.closed.done():
             self.closed.set_result(None)
+            STATS.session_closed(self)
             if self.startup is not None:
                 log.info("connection closed session=%s peer=%s seconds=%.3f bytes_in=%d bytes_out=%d",
                          self.id, self.peer, time.monotonic() - self.opened,
