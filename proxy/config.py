@@ -113,6 +113,12 @@ class Config:
     # Seconds between two looks for interrupted training jobs (a failed look is
     # retried sooner, with backoff).
     job_sweep_interval: float = 30.0
+    # The admin console (proxy/observe/console.py): roles that may use it, and the
+    # upstream database their logins are authenticated against.
+    admin_users: tuple[str, ...] = ()
+    admin_database: str = "postgres"
+    # Prometheus /metrics (proxy/observe/metrics.py): (host, port), or None: off.
+    metrics_listen: tuple[str, int] | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -125,7 +131,9 @@ class Config:
                      tls_required=values["tls_required"],
                      shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
                      training_workers=values["workers"], relay=values["relay"],
-                     job_sweep_interval=values["job_sweep"])
+                     job_sweep_interval=values["job_sweep"],
+                     admin_users=values["admin_users"], admin_database=values["admin_database"],
+                     metrics_listen=values["metrics_listen"])
         if values["upstream"]:
             config.upstream = Upstream.from_url(values["upstream"])
         return config

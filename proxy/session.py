@@ -328,22 +328,22 @@ class Session(asyncio.Protocol):
             return
         self.upstream = transport
         console = self.server.console
-        if console is not None and console.claims(startup):  # the virtual database `mlproxy`
-            self.console, startup = True, console.upstream_login(startup)
+        self.console = console is not None and console.claims(startup)  # the virtual database `mlproxy`
         self._pump_fds = None if self.console else _pump_descriptors(self.server.pump, self.client, transport)
         if self._pump_fds is not None:
             side.data_received = self._server_input
         log.info("connection opened session=%s peer=%s user=%s database=%s",
                  self.id, self.peer, startup.user, startup.database)
-        transport.write(startup.raw)
+        if not self.console:
+            transport.write(startup.raw)
         self.pending = 1  # the startup exchange ends with a ReadyForQuery
         self.state = State.RELAY
         leftover = bytes(self._buf)
         self._buf.clear()
         self._resume_client_reading("connecting")
-        if self.console:  # it relays the login itself, then answers the commands
+        if self.console:  # it sends the login upstream and relays it, then answers commands
             self.pending = 0
-            self._begin_handover(console, Frame(0, b""), [leftover])
+            self._begin_handover(console, Frame(0, console.upstream_login(startup).raw), [leftover])
             return
         if leftover:
             self._client_relay(leftover)

@@ -146,6 +146,7 @@ class Stats:
         self.jobs_started = 0
         self.jobs_ended: dict[str, Histogram] = {}  # outcome -> durations (seconds)
         self.server: Any = None  # the ProxyServer whose sessions are live (set at start)
+        self.jobs: Any = None  # the JobRunner (its jobs now, for /metrics)
 
     # -- fed by the relay ------------------------------------------------------------------
     def session_closed(self, session: "Session") -> None:
