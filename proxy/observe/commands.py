@@ -56,9 +56,12 @@ class Command:
     usage: str
     help: str
     columns: tuple[tuple[str, int], ...]
-    run_fn: Callable[[Commands], Awaitable[Result]]
+    run_fn: Callable[..., Awaitable[Result]]
+    takes_text: bool = False  # run_fn(commands, text)
 
-    async def run(self, commands: Commands) -> Result:
+    async def run(self, commands: Commands, text: str) -> Result:
+        if self.takes_text:
+            return await self.run_fn(commands, text)
         return await self.run_fn(commands)
 
 
@@ -206,6 +209,22 @@ async def _shutdown(c: Commands) -> Result:
     return Result((), tag="SHUTDOWN", after=c.shutdown)
 
 
+_SET = re.compile(r"set\s+(?:session\s+|local\s+)?([a-z_][a-z0-9_.]*)\s*(?:=|\s+to\s+|\s).*",
+                  re.IGNORECASE | re.DOTALL)
+
+
+async def _set(c: Commands, text: str) -> Result:
+    """Drivers set session parameters as they connect (pgjdbc: extra_float_digits,
+    application_name): the console has none, and accepts them as a no-op. A proxy
+    setting is not changed this way."""
+    from ..settings import BY_NAME
+    name = _SET.fullmatch(text).group(1).lower()
+    if name in BY_NAME:
+        raise PgError(errors.FEATURE_NOT_SUPPORTED, f"{name} is not changed with SET",
+                      hint="Change it in the config file (or its flag or variable) and RELOAD.")
+    return Result((), tag="SET")
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1e3, 4)
 
@@ -234,6 +253,9 @@ COMMANDS: tuple[Command, ...] = (
             "read the settings again and apply what can change (as SIGHUP)", (), _reload),
     Command(re.compile("shutdown", re.IGNORECASE), "SHUTDOWN",
             "stop the proxy (as SIGTERM: queries in flight get the grace period)", (), _shutdown),
+    Command(_SET, "SET name = value",
+            "accepted and ignored, for drivers that set session parameters as they connect",
+            (), _set, takes_text=True),
 )
 
 

@@ -227,7 +227,7 @@ class AdminConsole:
 
     async def _run(self, command: str) -> Result:
         found = find_command(command)
-        return await found.run(self.commands)
+        return await found.run(self.commands, command.strip().rstrip(";").strip())
 
     # -- extended protocol ---------------------------------------------------------------------
     async def _extended(self, msg: Frame, takeover: Takeover, state: _SessionState) -> None:

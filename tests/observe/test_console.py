@@ -56,7 +56,8 @@ def stats_row(proxy, database: str) -> dict[str, str]:
 def test_psql_show_commands_follow_the_traffic(console):
     help_rows = show(console, "SHOW HELP")
     assert [r[0] for r in help_rows] == ["SHOW HELP", "SHOW STATS", "SHOW SESSIONS", "SHOW MODELS",
-                                         "SHOW JOBS", "SHOW CONFIG", "RELOAD", "SHUTDOWN"]
+                                         "SHOW JOBS", "SHOW CONFIG", "RELOAD", "SHUTDOWN",
+                                         "SET name = value"]
     with psycopg.connect(console.dsn(), autocommit=True) as conn:
         def run(i: int) -> None:  # simple protocol: the session stays with the relay pump
             assert conn.pgconn.exec_(f"SELECT {i}".encode()).get_value(0, 0) == str(i).encode()
@@ -107,6 +108,12 @@ def test_psql_unknown_command_and_several_in_one_query(console):
     assert "42601" in done.stderr
     done = run_psql(console, "-c", "SHOW HELP; SHOW CONFIG", db="mlproxy")
     assert done.returncode == 0 and "admin_users" in done.stdout
+    # session parameters drivers set are accepted (and mean nothing here); settings are not
+    done = run_psql(console, "-c", "SET extra_float_digits = 3; SET application_name TO 'x'",
+                    db="mlproxy")
+    assert done.returncode == 0, done.stderr
+    done = run_psql(console, "-c", "SET workers = 4", db="mlproxy")
+    assert done.returncode == 1 and "workers is not changed with SET" in done.stderr
 
 
 def test_psycopg_extended_protocol_text_and_binary(console):
@@ -199,7 +206,7 @@ def test_extended_protocol_errors_skip_to_sync(console):
     conn.send(parse("", "SHOW HELP") + bind + describe + execute(3) + execute(0) + sync)
     got = conn.read_until_ready()
     kinds = [m[0] for m in got]
-    assert kinds == [b"1", b"2", b"T", b"D", b"D", b"D", b"s", *[b"D"] * 5, b"C", b"Z"], kinds
+    assert kinds == [b"1", b"2", b"T", b"D", b"D", b"D", b"s", *[b"D"] * 6, b"C", b"Z"], kinds
     assert got[-2][1] == p.cstr("SHOW")
     conn.send(p.message(b"X"))
     assert conn.is_closed()
