@@ -108,7 +108,7 @@ def test_garbage_is_never_a_fast_path_chunk_unless_it_frames(data, copy_in):
 # -- the fast path reports what the framed path would have done -------------------------------
 def _bookkeeping(copy_in: bool, pending: int = 0):
     return SimpleNamespace(pending=pending, unsynced=True, unsynced_kinds=[7], copy_in=copy_in,
-                           _terminating=False, txstatus=b"I")
+                           _terminating=False, txstatus=b"I", readies=0)
 
 
 @settings(max_examples=400)
@@ -157,6 +157,7 @@ def test_server_verdict_matches_message_by_message_notes(messages, pending):
     for m in messages:
         idle |= Session._note_server(framed, m[0], m)
     assert framed.pending == max(0, pending - len(ready))
+    assert framed.readies == len(ready)  # the statements counted (proxy/observe/stats.py)
     assert idle == bool(pending and ready and pending <= len(ready))
 
 
