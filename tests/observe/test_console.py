@@ -267,3 +267,20 @@ def test_reload_applies_the_config_file_and_shutdown_stops(fresh_proxy, upstream
         with pytest.raises(psycopg.OperationalError):
             relayed.execute("SELECT 1")
     assert "shutting down" in proxy.read_log()
+
+
+def test_admin_settings_in_the_config_file(tmp_path):
+    from proxy.settings import ConfigError, check_file
+    path = tmp_path / "mlproxy.toml"
+    path.write_text('workers = 1\nadmin_users = ["alice", " bob "]\nmetrics_listen = "0.0.0.0:9187"\n')
+    resolved = check_file(path)
+    assert resolved["admin_users"].value == ("alice", "bob")
+    assert resolved["metrics_listen"].value == ("0.0.0.0", 9187)
+    path.write_text('admin_users = "alice,bob"\n')
+    assert check_file(path)["admin_users"].value == ("alice", "bob")
+    path.write_text('workers = 1\nadmin_users = [1, 2]\n')
+    with pytest.raises(ConfigError, match=rf"{path}:2: bad value for 'admin_users': expected an array of strings"):
+        check_file(path)
+    path.write_text('metrics_listen = "localhost:99999"\n')
+    with pytest.raises(ConfigError, match=r":1: bad value for 'metrics_listen': port 99999 is out of range"):
+        check_file(path)
