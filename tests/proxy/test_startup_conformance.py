@@ -145,21 +145,6 @@ def test_tls_required_refuses_plaintext(fresh_proxy, cert):  # noqa: F811 - the 
         assert tls.execute("SELECT 'over tls'").fetchone() == ("over tls",)
 
 
-def test_plaintext_after_ssl_request_to_a_tls_proxy_is_answered_then_refused(fresh_proxy, cert):  # noqa: F811
-    """As Postgres with ssl=on: 'S', then the FATAL in plaintext, and the close."""
-    proxy = fresh_proxy("--tls-cert", str(cert[0]), "--tls-key", str(cert[1]))
-    conn = RawConn.to_proxy(proxy)
-    try:
-        conn.send(SSL_REQUEST + startup_packet())
-        assert conn.read_byte() == b"S"
-        fields = p.parse_fields(conn.read_message()[1])
-        assert (fields["S"], fields["C"], fields["M"]) == (
-            "FATAL", "08P01", "received unencrypted data after SSL request")
-        assert fields["D"] == UNENCRYPTED
-    finally:
-        conn.close()
-
-
 def test_tls_required_env_and_needs_a_certificate(fresh_proxy, cert):  # noqa: F811
     proxy = fresh_proxy("--tls-cert", str(cert[0]), "--tls-key", str(cert[1]),
                         env={"MLPROXY_TLS_REQUIRED": "1"})
