@@ -974,7 +974,8 @@ class Session(asyncio.Protocol):
         sent before `frame`, let the interceptor own the session."""
         held = bytes(self._cframer._carry)
         tail = b"".join(bytes(i.raw) if type(i) is Frame else bytes(i) for i in rest) + held
-        self._cframer = Framer(ALL, limits=SESSION_LIMITS,
+        # (a takeover from the login on, the admin console's, relays PasswordMessages)
+        self._cframer = Framer(ALL, limits=SESSION_LIMITS if self._authenticated else FRONTEND_LIMITS,
                                assemble_limit=protocol.LARGE_MESSAGE_LIMIT + 1)
         self._takeover = Takeover(self)
         self.state = State.HANDOVER
