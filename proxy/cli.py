@@ -67,7 +67,10 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
                     "under the data directory and used as the upstream. Each setting is "
                     "taken from its flag, else its MLPROXY_* environment variable, else "
                     "the --config file, else its default. SIGHUP reads them again and applies "
-                    "those marked 'reloaded on SIGHUP'; SIGINT/SIGTERM stop gracefully.")
+                    "those marked 'reloaded on SIGHUP'; SIGINT/SIGTERM stop gracefully. "
+                    "The admin console is the virtual database mlproxy on the same port "
+                    "(psql -d mlproxy, as a role in admin_users; SHOW HELP lists its "
+                    "commands); --metrics-listen serves Prometheus metrics.")
     add_arguments(serve_parser)
     serve_parser.set_defaults(run=run_serve)
 
