@@ -54,6 +54,7 @@ def test_pgbench_counted_while_relayed_natively(fresh_proxy, bench_db):
         # -S: one SELECT per transaction, simple protocol (the native pump relays it)
         done = subprocess.run(
             [program("pgbench"), "-n", "-S", "-c", str(CLIENTS), "-j", "2", "-t", str(TRANSACTIONS),
+             "-R", str(CLIENTS * TRANSACTIONS),  # paced over about a second: scraped mid-run
              "-h", proxy.host, "-p", str(proxy.port), "-U", "postgres", bench_db],
             capture_output=True, text=True, timeout=120, env=client_env())
     finally:

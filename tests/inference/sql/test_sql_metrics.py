@@ -51,6 +51,7 @@ def test_pgbench_model_calls_counted(suite, replica, tmp_path, mode):
         done = subprocess.run(
             [program("pgbench"), "-h", replica.host, "-p", str(replica.port), "-U", "postgres",
              "-n", "-M", mode, "-c", str(CLIENTS), "-j", "2", "-t", str(TRANSACTIONS),
+             "-R", str(CLIENTS * TRANSACTIONS),  # paced over about a second: scraped mid-run
              "-f", str(script), DATABASE],
             capture_output=True, text=True, timeout=120, env=client_env())
     finally:
