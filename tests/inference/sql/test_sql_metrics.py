@@ -87,3 +87,31 @@ def test_pgbench_model_calls_counted(suite, replica, tmp_path, mode):
     done = run_psql(replica, "-F", "\t", "-c", "SHOW STATS", db="mlproxy")
     stats = {r[0]: r for r in (line.split("\t") for line in done.stdout.splitlines())}
     assert stats[DATABASE][4:6] == [str(runs), str(runs)]
+
+
+@pytest.mark.timeout(300)
+def test_build_cache_miss_then_hit(suite, pg, tmp_path):
+    """A tree model's native library is built on a replica's first call (a miss; SHOW
+    MODELS says native, with its build seconds) and found by the next replica sharing
+    the data directory (a hit)."""
+    outcomes = []
+    for _ in range(2):
+        process = start_proxy(pg.uri, "--data-dir", str(tmp_path / "data"),
+                              "--metrics-listen", "127.0.0.1:0", "--admin-users", "postgres")
+        try:
+            url = metrics_url(process)
+            done = run_psql(process, "-c", "SELECT predict_churn(age, plan, usage, signup, promo) "
+                                           "FROM customers WHERE id <= 10", db=DATABASE)
+            assert done.returncode == 0 and len(done.stdout.split()) == 10, done.stderr
+            samples = scrape(url)
+            outcomes.append((value(samples, "mlproxy_build_cache_lookups_total", result="miss"),
+                             value(samples, "mlproxy_build_cache_lookups_total", result="hit")))
+            done = run_psql(process, "-F", "\t", "-c", "SHOW MODELS", db="mlproxy")
+            rows = [line.split("\t") for line in done.stdout.splitlines()]
+            assert [(r[0], r[2], r[7], r[8]) for r in rows] == [(DATABASE, "churn_model", "1", "10")]
+            assert rows[0][3].startswith("native")
+            assert rows[0][4] == ("miss" if len(outcomes) == 1 else "hit")
+            assert float(rows[0][5]) > 0  # the build's seconds, as recorded in the cache
+        finally:
+            process.stop()
+    assert outcomes == [(1, 0), (0, 1)]
