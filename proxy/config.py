@@ -113,6 +113,12 @@ class Config:
     # Seconds between two looks for interrupted training jobs (a failed look is
     # retried sooner, with backoff).
     job_sweep_interval: float = 30.0
+    # CREATE MODEL FROM 'path' reads model files only inside this directory (None: never).
+    import_dir: Path | None = None
+    # CREATE MODEL FROM 's3://...' reads only URLs that start with one of these.
+    import_urls: tuple[str, ...] = ()
+    # The largest model file CREATE MODEL imports.
+    import_max_bytes: int = 256 << 20
     # The admin console (proxy/observe/console.py): roles that may use it, and the
     # upstream database their logins are authenticated against.
     admin_users: tuple[str, ...] = ()
@@ -131,7 +137,8 @@ class Config:
                      tls_required=values["tls_required"],
                      shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
                      training_workers=values["workers"], relay=values["relay"],
-                     job_sweep_interval=values["job_sweep"],
+                     job_sweep_interval=values["job_sweep"], import_dir=values["import_dir"],
+                     import_urls=values["import_urls"], import_max_bytes=values["import_max_bytes"],
                      admin_users=values["admin_users"], admin_database=values["admin_database"],
                      metrics_listen=values["metrics_listen"])
         if values["upstream"]:
