@@ -7,6 +7,7 @@ own (case-insensitive, a trailing `;` allowed). An unknown command is 42601.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -166,7 +167,6 @@ async def _jobs(c: Commands) -> Result:
 
 def _progress(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
-        import json
         try:
             value = json.loads(value)
         except ValueError:
