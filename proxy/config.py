@@ -125,6 +125,12 @@ class Config:
     import_urls: tuple[str, ...] = ()
     # The largest model file CREATE MODEL imports.
     import_max_bytes: int = 256 << 20
+    # The admin console (proxy/observe/console.py): roles that may use it, and the
+    # upstream database their logins are authenticated against.
+    admin_users: tuple[str, ...] = ()
+    admin_database: str = "postgres"
+    # Prometheus /metrics (proxy/observe/metrics.py): (host, port), or None: off.
+    metrics_listen: tuple[str, int] | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -141,7 +147,9 @@ class Config:
                      import_urls=values["import_urls"], import_max_bytes=values["import_max_bytes"],
                      endpoints=dict(values["endpoint"]), allow_endpoint_urls=values["allow_endpoint_urls"],
                      endpoint_timeout=values["endpoint_timeout"],
-                     endpoint_connections=values["endpoint_connections"])
+                     endpoint_connections=values["endpoint_connections"],
+                     admin_users=values["admin_users"], admin_database=values["admin_database"],
+                     metrics_listen=values["metrics_listen"])
         if values["upstream"]:
             config.upstream = Upstream.from_url(values["upstream"])
         return config

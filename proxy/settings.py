@@ -92,6 +92,17 @@ def _upstream(value: Any) -> str:
     return text
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    """Role names: a comma-separated string (flag, environment, file) or a TOML array."""
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("expected an array of strings")
+        names = value
+    else:
+        names = _text(value).split(",")
+    return tuple(n.strip() for n in names if n.strip())
+
+
 def _masked_url(url: str) -> str:
     """The URL with its password (in the authority or as ?password=) hidden."""
     url = re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", url)
@@ -177,8 +188,8 @@ class Setting:
     @property
     def toml_types(self) -> tuple[type, ...]:
         """The TOML value types the file may give (a flag or variable is a string)."""
-        return {_int: (int,), _float: (int, float), _bool: (bool,), _endpoints: (str, list)}.get(
-            self.parse, (str,))
+        return {_int: (int,), _float: (int, float), _bool: (bool,), _endpoints: (str, list),
+                _names: (str, list)}.get(self.parse, (str,))
 
     def convert(self, value: Any) -> Any:
         parsed = self.parse(value)
@@ -262,6 +273,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("import_max_bytes", _int, 256 << 20,
             "largest model file CREATE MODEL imports (a path, an s3:// URL, a query's bytea; "
             "a model.tar.gz once decompressed)", metavar="BYTES", minimum=1),
+    Setting("admin_users", _names, (),
+            "roles that may use the admin console (connect to the virtual database mlproxy "
+            "and log in as one of them, authenticated by the upstream), comma-separated",
+            metavar="ROLE,...", on_change="reload", default_help="none: the console refuses "
+            "every role", display=", ".join),
+    Setting("admin_database", _text, "postgres",
+            "upstream database that authenticates admin console logins", metavar="DB",
+            on_change="reload"),
+    Setting("metrics_listen", _listen, None,
+            "serve Prometheus metrics at http://HOST:PORT/metrics", metavar="HOST:PORT",
+            default_help="off"),
     Setting("demo", _bool, False,
             "load the demo table `customers` (see `mlproxy demo`) before serving"),
 )

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..catalog.store import CatalogStore
 from ..ml_statements.literals import quote_identifier
+from ..observe.stats import STATS
 
 log = logging.getLogger("mlproxy.inference")
 
@@ -251,6 +253,7 @@ class ModelRegistry:
         assert sha is not None, "only READY models have predictors"
         cached = self._predictors.get(sha)
         if cached is not None:
+            STATS.predictor_used(database, entry)
             return cached
         lock = self._predictor_locks.setdefault(sha, asyncio.Lock())
         async with lock:
@@ -262,8 +265,11 @@ class ModelRegistry:
                 entry.model_id, sha)
             if row is None:
                 raise LookupError(f"model {entry.model_name} has no stored artifact")
+            started = time.perf_counter()
             predictor = await asyncio.to_thread(_load_predictor, bytes(row["artifact"]), sha,
                                                 self.cache_dir)
+            STATS.predictor_loaded(database, entry, getattr(predictor, "info", None),
+                                   time.perf_counter() - started)
             background = row["background"]
             if isinstance(background, str):
                 background = json.loads(background)
