@@ -113,6 +113,10 @@ class Config:
     # Seconds between two looks for interrupted training jobs (a failed look is
     # retried sooner, with backoff).
     job_sweep_interval: float = 30.0
+    # Where training snapshots go (None: the data directory), and a claimed job's
+    # lease in the catalog's queue (seconds).
+    snapshot_store: str | None = None
+    job_lease: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -125,7 +129,8 @@ class Config:
                      tls_required=values["tls_required"],
                      shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
                      training_workers=values["workers"], relay=values["relay"],
-                     job_sweep_interval=values["job_sweep"])
+                     job_sweep_interval=values["job_sweep"],
+                     snapshot_store=values["snapshot_store"], job_lease=values["job_lease"])
         if values["upstream"]:
             config.upstream = Upstream.from_url(values["upstream"])
         return config
