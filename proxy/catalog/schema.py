@@ -1534,7 +1534,8 @@ CREATE TABLE IF NOT EXISTS mlproxy.training_jobs (
     model_id        bigint PRIMARY KEY REFERENCES mlproxy.models (id) ON DELETE CASCADE,
     snapshot        text NOT NULL,
     enqueued_at     timestamptz NOT NULL DEFAULT now(),
-    claimed_by      text,
+    claimed_by      text,         -- who holds the lease (NULL: given back)
+    last_owner      text,         -- who claimed it last (a take-over says from whom)
     claimed_at      timestamptz,
     lease_until     timestamptz,
     attempts        integer NOT NULL DEFAULT 0
@@ -1568,7 +1569,7 @@ DECLARE
     j record;
 BEGIN
     PERFORM mlproxy.announce_training_proxy(p_instance, p_prefixes);
-    SELECT t.model_id, t.claimed_by INTO j
+    SELECT t.model_id, t.last_owner INTO j
       FROM mlproxy.training_jobs t JOIN mlproxy.models m ON m.id = t.model_id
      WHERE m.state = 'TRAINING'
        AND (t.lease_until IS NULL OR t.lease_until < now())
@@ -1580,10 +1581,10 @@ BEGIN
         RETURN;
     END IF;
     UPDATE mlproxy.training_jobs t
-       SET claimed_by = p_instance, claimed_at = now(), attempts = t.attempts + 1,
+       SET claimed_by = p_instance, last_owner = p_instance, claimed_at = now(), attempts = t.attempts + 1,
            lease_until = now() + make_interval(secs => p_lease_seconds)
      WHERE t.model_id = j.model_id
-    RETURNING t.model_id, t.snapshot, t.attempts, j.claimed_by
+    RETURNING t.model_id, t.snapshot, t.attempts, j.last_owner
       INTO job_model_id, job_snapshot, job_attempts, job_previous_owner;
     UPDATE mlproxy.models SET job_owner = p_instance, heartbeat = now(), updated_at = now(),
            progress = '{"phase": "claimed"}'
@@ -1621,7 +1622,7 @@ DECLARE
     r record;
     v_since timestamptz := now() - make_interval(secs => p_grace_seconds);
 BEGIN
-    FOR r IN SELECT t.model_id, t.snapshot, t.claimed_by
+    FOR r IN SELECT t.model_id, t.snapshot, t.last_owner
                FROM mlproxy.training_jobs t JOIN mlproxy.models m ON m.id = t.model_id
               WHERE m.state = 'TRAINING'
                 AND coalesce(t.lease_until, t.enqueued_at) < v_since
@@ -1632,7 +1633,7 @@ BEGIN
            SET state = 'FAILED', heartbeat = now(), updated_at = now(),
                failure_reason = format('training was interrupted%s and no running proxy can read its data '
                                        'snapshot at %s (for %s s); drop the model and create it again',
-                                       CASE WHEN r.claimed_by IS NOT NULL THEN format(' (last run by %s)', r.claimed_by)
+                                       CASE WHEN r.last_owner IS NOT NULL THEN format(' (last run by %s)', r.last_owner)
                                             ELSE '' END, r.snapshot, round(p_grace_seconds))
          WHERE id = r.model_id AND state = 'TRAINING';
         DELETE FROM mlproxy.training_jobs WHERE model_id = r.model_id;
