@@ -174,7 +174,8 @@ def _started(proxies) -> dict[int, list[int]]:
 
 def test_a_fleet_trains_each_job_on_exactly_one_proxy(pg, dataset_tables, tmp_path):
     proxies, store = _fleet(pg, tmp_path, 3)
-    names = [f"fleet_q{i}" for i in range(6)]
+    # (many jobs racing is the catalog test above; this one is kept to one round)
+    names = [f"fleet_q{i}" for i in range(3)]
     try:
         for i, name in enumerate(names):
             with psycopg.connect(proxies[i % 3].dsn(), autocommit=True) as conn:
