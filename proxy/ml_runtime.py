@@ -63,10 +63,23 @@ class MLRuntime:
         if await self.catalog.has_catalog(database):  # (a database without models keeps none)
             await self.jobs.recover_database(database)
 
+    async def _check_store(self) -> None:
+        """Say at startup when the snapshot store cannot be written (CREATE MODEL
+        will refuse until it can)."""
+        store = self.jobs.store
+        try:
+            await asyncio.to_thread(store.check_writable)
+        except OSError as exc:
+            log.warning("cannot write to the snapshot store %s: %s", store.describe(), exc)
+        else:
+            if store.shared:
+                log.info("snapshot store %s", store.describe())
+
     def start(self) -> None:
         """Resume interrupted training jobs now, and look again periodically (a
         failed look is logged and retried: see JobRunner.sweep_forever)."""
         async def run() -> None:
+            await self._check_store()
             await self.jobs.recover()
             await self.jobs.sweep_forever(self._sweep_interval)
         self._sweeper = asyncio.ensure_future(run())

@@ -237,3 +237,23 @@ def test_a_killed_proxy_s_job_is_resumed_by_another_from_the_shared_store(pg, da
         for p in (first, second):
             if p.alive():
                 p.stop()
+
+
+def test_create_model_fails_at_once_when_the_snapshot_store_is_not_writable(pg, dataset_tables, tmp_path):
+    # sysfs refuses to create anything, whoever asks (root included)
+    proxy = start_proxy(pg.uri, "--data-dir", str(tmp_path / "ro"),
+                        "--snapshot-store", "file:///sys/fs/mlproxy-store")
+    try:
+        with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.IoError) as raised:
+                conn.execute("CREATE MODEL ro_store FROM (SELECT f0, f1, species FROM iris) "
+                             "TARGET species FUNCTION predict_ro_store SETTINGS (MAX_RUNTIME 5)")
+            message = raised.value.diag.message_primary
+            assert "could not write to the snapshot store" in message and "/sys/fs/mlproxy-store" in message
+            assert "not permitted" in message or "denied" in message, message
+            assert "snapshot-store" in (raised.value.diag.message_hint or "")
+            assert "ro_store" not in [r[1] for r in conn.execute("SHOW MODEL ALL").fetchall()]
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert "cannot write to the snapshot store" in proxy.read_log()  # said at startup too
+    finally:
+        proxy.stop()
