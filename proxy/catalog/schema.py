@@ -1631,8 +1631,8 @@ BEGIN
                 FOR UPDATE OF t SKIP LOCKED LOOP
         UPDATE mlproxy.models
            SET state = 'FAILED', heartbeat = now(), updated_at = now(),
-               failure_reason = format('training was interrupted%s and no running proxy can read its data '
-                                       'snapshot at %s (for %s s); drop the model and create it again',
+               failure_reason = format('training was interrupted%s and its data snapshot is not available '
+                                       'to any running proxy (%s, for %s s); drop the model and create it again',
                                        CASE WHEN r.last_owner IS NOT NULL THEN format(' (last run by %s)', r.last_owner)
                                             ELSE '' END, r.snapshot, round(p_grace_seconds))
          WHERE id = r.model_id AND state = 'TRAINING';

@@ -188,6 +188,7 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
             "column_types": types, "rows_exported": rows, "sampled": sampled,
             # S3_GARBAGE_COLLECT OFF: the snapshot stays in the store after training
             "garbage_collect": settings.get("s3_garbage_collect", True),
+            "s3_bucket": bucket,
         })
         model_id = await _register(services, takeover, stmt, source, model_schema,
                                    function_schema, features, arg_types, return_type)

@@ -66,6 +66,7 @@ class JobRunner:
         self._slots = asyncio.Semaphore(self.workers)
         self._databases: set[str] = set()  # whose queues this proxy takes jobs from
         self._wake = asyncio.Event()
+        self._claiming: set[str] = set()  # databases with a claim in flight
         self._retired: list[asyncio.Task] = []  # slots taken out by set_workers
         self._tasks: dict[tuple[str, int], asyncio.Task] = {}
         self._procs: dict[tuple[str, int], asyncio.subprocess.Process] = {}
@@ -119,11 +120,14 @@ class JobRunner:
                 await self.catalog.announce(database, self.instance, prefixes)
                 return
             await self._slots.acquire()
+            self._claiming.add(database)
             try:
                 row = await self.catalog.claim_job(database, self.instance, self.lease, prefixes)
             except BaseException:
                 self._slots.release()
                 raise
+            finally:
+                self._claiming.discard(database)
             if row is None:
                 self._slots.release()
                 return
@@ -246,7 +250,7 @@ class JobRunner:
         self._databases.add(database)
         rows = await self.catalog.fetch(
             database,
-            "SELECT m.id, m.model_name, m.job_owner, extract(epoch FROM now() - m.heartbeat) AS idle,"
+            "SELECT m.id, m.model_name, job_owner, extract(epoch FROM now() - m.heartbeat) AS idle,"
             " t.model_id IS NOT NULL AS queued, t.claimed_by"
             " FROM mlproxy.models m LEFT JOIN mlproxy.training_jobs t ON t.model_id = m.id"
             " WHERE m.state = 'TRAINING'")
@@ -255,9 +259,13 @@ class JobRunner:
             if key in self._tasks:
                 continue
             if row["queued"]:
+                # leased to a dead proxy process of this host, or to this proxy though no
+                # task of it runs the job (it ended waiting for the catalog): free at once
                 owner = row["claimed_by"]
-                if owner is not None and owner != self.instance and self._owner_is_dead(owner):
-                    log.info("training job of a stopped proxy is free again model=%s id=%s owner=%s",
+                if owner == self.instance and database in self._claiming:
+                    continue  # just claimed: its task is about to start
+                if owner is not None and self._owner_is_dead(owner):
+                    log.info("training job without a runner is free again model=%s id=%s owner=%s",
                              row["model_name"], row["id"], owner)
                     await self.catalog.release_job(database, row["id"], owner)
                 continue
@@ -555,26 +563,43 @@ class JobRunner:
         if event.get("event") != "dropped" or not isinstance(model_id, int):
             return
         key = (database, model_id)
-        if key not in self._tasks or key in self._drop_checks:
-            return  # not our job, or a check of it already under way (a flood coalesces)
+        if key in self._drop_checks:
+            return  # a check of it already under way (a flood coalesces)
         self._drop_checks.add(key)
         task = asyncio.ensure_future(self._cancel_if_dropped(database, model_id))
         self._confirming.add(task)  # held until done (the loop keeps only weak references)
         task.add_done_callback(self._confirming.discard)
 
     async def _cancel_if_dropped(self, database: str, model_id: int) -> None:
+        """Our running job of a dropped model is stopped; the directory of a job
+        queued here (created through this proxy, not claimed yet) goes with its
+        snapshot in the store. Anything else is none of ours: the catalog is not
+        asked (a flood of forged notices costs a stat each)."""
         key = (database, model_id)
+        job = self.job_dir(database, model_id)
         try:
+            running = key in self._tasks
+            if not running and not await asyncio.to_thread(job.spec_file.exists):
+                return
             row = await self.catalog.fetchrow(
-                database, "SELECT 1 FROM mlproxy.models WHERE id = $1 AND state = 'TRAINING'",
-                model_id)
-        except Exception as exc:  # noqa: BLE001 - set_progress notices a drop anyway
+                database, "SELECT state FROM mlproxy.models WHERE id = $1", model_id)
+        except Exception as exc:  # noqa: BLE001 - renewing the lease notices a drop anyway
             log.warning("could not check a dropped-model notice model_id=%s error=%s", model_id, exc)
             return
         finally:
             self._drop_checks.discard(key)
-        if row is None:
-            self.cancel(database, model_id)
+        if key in self._tasks:
+            if row is None or row["state"] != "TRAINING":
+                self.cancel(database, model_id)
+                self._listeners.pop(key, None)
+        elif row is None:
+            model = await asyncio.to_thread(self._model, key, job)
+            spec = await asyncio.to_thread(job.read_json, job.spec_file) or {}
+            snapshot = self.store.url_for(database, model_id, spec.get("s3_bucket"))
+            log.info("training cancelled by DROP MODEL model=%s id=%s database=%s (queued)",
+                     model, model_id, database)
+            await asyncio.to_thread(self._collect, job, snapshot)
+            self._names.pop(key, None)
             self._listeners.pop(key, None)
 
 

@@ -4,7 +4,8 @@ A snapshot is a job's `job.json` and its data as Parquet (snapshot.py). The stor
 is one of:
 
 - the local data directory (the default, one machine): the job directory itself is
-  the snapshot, named `local://<host>/<path>`; proxies on that host can read it;
+  the snapshot, named `local://<host>/<path>`; a proxy on the same data directory
+  (restarted after a crash) resumes it;
 - a shared directory, `file:///shared/path`, or an object store, `s3://bucket/prefix`
   (through fsspec; s3 needs the `s3fs` package): CREATE MODEL uploads the snapshot
   to `<store>/<database>/<model id>/`, and for s3 `SETTINGS (S3_BUCKET 'b')` puts
@@ -88,9 +89,10 @@ class SnapshotStore:
         return f"{self.base_url(bucket)}/{_safe(database)}/{model_id}"
 
     def readable_prefixes(self) -> list[str]:
-        """Snapshot URLs this proxy can read: its host's local job directories (jobs of
-        a single-machine setup, and of earlier versions), and its shared store's."""
-        prefixes = [f"{LOCAL_SCHEME}://{self.host}/"]
+        """Snapshot URLs this proxy claims jobs of: its own data directory's (jobs of a
+        single-machine setup, as before: only a proxy on the same data directory
+        resumes them), and its shared store's."""
+        prefixes = [f"{self.local_url(self.data_dir / 'jobs')}/"]
         if self.scheme == "file":
             prefixes.append(self.url + "/")
         elif self.scheme == "s3":

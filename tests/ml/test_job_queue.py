@@ -145,7 +145,7 @@ def test_a_job_nobody_can_read_is_failed_with_the_reason(queue_db):
         state, reason = direct.execute("SELECT state, failure_reason FROM mlproxy.models WHERE id = %s",
                                        (model_id,)).fetchone()
         assert state == "FAILED"
-        assert "no running proxy can read its data snapshot at file:///gone-host/store/x" in reason
+        assert "its data snapshot is not available to any running proxy (file:///gone-host/store/x" in reason
         assert "last run by dead:1" in reason
         # a job a live proxy can read waits for it, however long it has been queued
         direct.execute("UPDATE mlproxy.training_jobs SET enqueued_at = now() - interval '1 hour'")
