@@ -282,16 +282,6 @@ class CatalogStore:
     async def model(self, database: str, model_id: int) -> asyncpg.Record | None:
         return await self.fetchrow(database, "SELECT * FROM mlproxy.models WHERE id = $1", model_id)
 
-    async def set_progress(self, database: str, model_id: int, progress: dict[str, Any],
-                           job_owner: str) -> bool:
-        """Record progress and a heartbeat; False when the model is gone (dropped)."""
-        status = await self.execute(
-            database,
-            "UPDATE mlproxy.models SET progress = $2::jsonb, heartbeat = now(), job_owner = $3,"
-            " updated_at = now() WHERE id = $1 AND state = 'TRAINING'",
-            model_id, json.dumps(progress), job_owner)
-        return status.endswith(" 1")
-
     # -- the training job queue (catalog migration 9) ------------------------------
     async def enqueue_job(self, database: str, model_id: int, snapshot: str) -> None:
         """Put the job of a TRAINING model in the queue (its snapshot published), and
