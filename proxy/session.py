@@ -36,7 +36,7 @@ from .inference.tracker import ResponseTracker, expectation_kind
 from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
 from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
-                       F_SYNC, F_TERMINATE, FRONTEND_LIMITS)
+                       F_SYNC, F_TERMINATE, COPY_IN_TYPES, FRONTEND_LIMITS, SESSION_LIMITS)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet, unsupported_protocol)
 from .upstream import UpstreamUnavailable, open_upstream
@@ -128,6 +128,10 @@ class Session(asyncio.Protocol):
         # An ErrorResponse came since the last ReadyForQuery: in the extended protocol
         # the server now ignores everything up to the next Sync.
         self.failed_since_sync = False
+        # An extended-protocol message failed with no request in flight and no Sync
+        # sent since: the server ignores the client's Query/FunctionCall until it
+        # reads a Sync, so they get no ReadyForQuery (and are not counted).
+        self.skipping_to_sync = False
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
@@ -225,6 +229,13 @@ class Session(asyncio.Protocol):
         while self.state is State.STARTUP:
             try:
                 packet, used = parse_first_packet(self._buf)
+            except ProtocolViolation as err:
+                if err.silent:  # a bad length: Postgres logs it and closes without a word
+                    log.info("closing session=%s peer=%s reason=%s", self.id, self.peer, err.message)
+                    self._finish()
+                else:
+                    self._fatal(err)
+                return
             except PgError as err:
                 self._fatal(err)
                 return
@@ -264,8 +275,7 @@ class Session(asyncio.Protocol):
         if self._buf:
             # Bytes sent before the answer could have been injected by a man in the
             # middle (CVE-2021-23214): Postgres answers, then refuses them.
-            if not tls:
-                self.client.write(b"N")
+            self.client.write(b"S" if tls else b"N")
             self._fatal(PgError(
                 errors.PROTOCOL_VIOLATION,
                 "received unencrypted data after "
@@ -341,7 +351,7 @@ class Session(asyncio.Protocol):
     # -- relay --------------------------------------------------------------------------
     def _client_relay(self, data: bytes) -> None:
         framer = self._cframer
-        if self.tracker is None and framer.at_boundary:
+        if self.tracker is None and framer.at_boundary and not self.skipping_to_sync:
             triggers = self._triggers.get(self.database)
             if triggers is None:
                 triggers = self.server.triggers_for(self.database)
@@ -396,10 +406,13 @@ class Session(asyncio.Protocol):
             out.append(item.raw)
         if violation is not None:
             self._relay_violation(out, violation)
-        elif self.tracker is not None or held_before or not framer.at_boundary:
+            return
+        if self.tracker is not None or held_before or not framer.at_boundary:
             self.upstream.writelines(out)
         else:
             self.upstream.write(data)
+        if self.copy_in and not framer.at_boundary:
+            self._check_copy_in_hold()
 
     def _relay_violation(self, out: list, violation: ProtocolViolation) -> None:
         """The client's stream broke (a bad message type or length): what came before
@@ -415,6 +428,19 @@ class Session(asyncio.Protocol):
         self.upstream.writelines(out)
 
     _client_broken = False
+    _authenticated = False
+
+    def _check_copy_in_hold(self) -> None:
+        """During COPY FROM STDIN Postgres judges a message by its type byte alone:
+        the start of one of another type, held until its length comes, goes on at
+        once, so that Postgres answers it (08P01, then FATAL) as it would directly."""
+        framer = self._cframer
+        held = framer.held_type
+        if held is None or held in COPY_IN_TYPES or self.state is not State.RELAY:
+            return
+        violation = ProtocolViolation(f"unexpected message type 0x{held:02X} during COPY from stdin")
+        violation.rest = framer.take_carry(held, protocol.LARGE_MESSAGE_LIMIT + 1) or b""
+        self._relay_violation([], violation)
 
     def _account(self, msg_type: int, first_byte: int = 0) -> None:
         """Bookkeeping for a client message on its way upstream: requests in flight
@@ -427,8 +453,11 @@ class Session(asyncio.Protocol):
         elif msg_type == F_SYNC:
             self.unsynced = False
             self.unsynced_kinds.clear()
+            self.skipping_to_sync = False
             if not self.copy_in:
                 self.pending += 1
+        elif self.skipping_to_sync and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL):
+            pass  # ignored by the server (see skipping_to_sync)
         elif msg_type == F_QUERY:
             self.unsynced = False
             self.unsynced_kinds.clear()
@@ -504,6 +533,9 @@ class Session(asyncio.Protocol):
         self.txstatus = _STATUS[status]
         self.copy_in = False
         self.failed_since_sync = False
+        if not self._authenticated:  # the startup exchange is over
+            self._authenticated = True
+            self._cframer.set_limits(SESSION_LIMITS)
         if not self.pending:
             return False
         self.pending = max(0, self.pending - count)
@@ -521,9 +553,13 @@ class Session(asyncio.Protocol):
             self.copy_in = True
             if self.state is State.HANDOVER:  # the statement waiting goes on as sent
                 self._wake_handover()
+            else:
+                self._check_copy_in_hold()
         elif msg_type == B_ERROR:
             self.copy_in = False
             self.failed_since_sync = True
+            if self.unsynced and not self.pending:
+                self.skipping_to_sync = True
             self._log_server_error(Frame(msg_type, raw))
         return False
 
@@ -934,7 +970,7 @@ class Session(asyncio.Protocol):
         sent before `frame`, let the interceptor own the session."""
         held = bytes(self._cframer._carry)
         tail = b"".join(bytes(i.raw) if type(i) is Frame else bytes(i) for i in rest) + held
-        self._cframer = Framer(ALL, limits=FRONTEND_LIMITS,
+        self._cframer = Framer(ALL, limits=SESSION_LIMITS,
                                assemble_limit=protocol.LARGE_MESSAGE_LIMIT + 1)
         self._takeover = Takeover(self)
         self.state = State.HANDOVER
@@ -1002,7 +1038,7 @@ class Session(asyncio.Protocol):
             backlog += violation.rest
             self._resume_client_reading("violation")
         self._cframer = Framer(_CLIENT_TRACKED if tracking else _CLIENT_WATCH,
-                               limits=FRONTEND_LIMITS,
+                               limits=SESSION_LIMITS,
                                assemble_limit=self.config.intercept_limit)
         self._takeover = None
         self.state = State.RELAY

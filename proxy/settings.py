@@ -276,11 +276,18 @@ def load_file(path: Path) -> dict[str, Value]:
     """The settings a TOML file gives, checked: ConfigError names the file, the
     line and the key of the first problem."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        raw_text = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        text = raw_text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw_text[:exc.start]
+        line, column = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
+        raise ConfigError(f"{path}:{line}: cannot read config file: not UTF-8 (byte "
+                          f"0x{raw_text[exc.start]:02x} at column {column})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -306,7 +313,8 @@ def load_file(path: Path) -> dict[str, Value]:
             raise ConfigError(f"{where}: unknown setting {key!r}{hint}; known settings: {known}")
         if isinstance(raw, bool) and bool not in setting.toml_types or \
                 not isinstance(raw, setting.toml_types):
-            wanted = " or ".join(_toml_type(t()) for t in setting.toml_types)
+            wanted = {_int: "an integer", _float: "a number", _bool: "a boolean"}.get(
+                setting.parse, "a string")
             raise ConfigError(f"{where}: bad type for {key!r}: expected {wanted}, got "
                               f"{_toml_type(raw)} ({tomllib_repr(raw)})")
         try:
