@@ -312,11 +312,15 @@ class CatalogStore:
             database, "SELECT mlproxy.renew_training_lease($1, $2, $3, $4::jsonb)",
             model_id, instance, lease, json.dumps(progress)))
 
-    async def release_job(self, database: str, model_id: int, instance: str) -> None:
-        """Give a claimed job back to the queue at once (this proxy cannot run it)."""
+    async def release_job(self, database: str, model_id: int, instance: str,
+                          graceful: bool = False) -> None:
+        """Give a job `instance` holds back to the queue at once (it cannot run it, or
+        it died). A `graceful` give-back (a proxy shutting down) does not count as an
+        interrupted attempt: rolling restarts of a fleet never fail a job."""
         await self.execute(
-            database, "UPDATE mlproxy.training_jobs SET lease_until = NULL, claimed_by = NULL"
-            " WHERE model_id = $1 AND claimed_by = $2", model_id, instance)
+            database, "UPDATE mlproxy.training_jobs SET lease_until = NULL, claimed_by = NULL,"
+            " attempts = CASE WHEN $3 THEN greatest(attempts - 1, 0) ELSE attempts END"
+            " WHERE model_id = $1 AND claimed_by = $2", model_id, instance, graceful)
         await self.notify(database, {"event": "queued", "id": model_id})
 
     async def job_snapshot(self, database: str, model_id: int) -> str | None:

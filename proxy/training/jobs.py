@@ -332,17 +332,21 @@ class JobRunner:
         for key, proc in list(self._procs.items()):
             if proc.returncode is None:
                 proc.terminate()  # the snapshot stays: the job is resumed from it
+        # the tasks are cancelled before anything is awaited: none may take its
+        # terminated worker for a failed job
+        held = list(self._tasks)
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
         # give the jobs back at once, rather than when their leases expire
-        releases = [self.catalog.release_job(database, model_id, self.instance)
-                    for database, model_id in list(self._tasks)]
+        releases = [self.catalog.release_job(database, model_id, self.instance, graceful=True)
+                    for database, model_id in held]
         if releases:
             try:
                 await asyncio.wait_for(asyncio.gather(*releases, return_exceptions=True), 2.0)
             except TimeoutError:
                 pass
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- the job lifecycle ---------------------------------------------------------------
     def _model(self, key: tuple[str, int], job: JobDir) -> str:

@@ -239,6 +239,42 @@ def test_a_killed_proxy_s_job_is_resumed_by_another_from_the_shared_store(pg, da
                 p.stop()
 
 
+def test_a_proxy_shutting_down_gives_its_job_back_at_once(pg, dataset_tables, tmp_path):
+    """SIGTERM: the job is released, not left to its (long) lease: another proxy takes
+    it over at once, and the give-back does not count as an interruption."""
+    (first, second), _store = _fleet(pg, tmp_path, 2, "--job-lease", "120")
+    try:
+        with psycopg.connect(first.dsn(), autocommit=True) as conn:
+            conn.execute("DROP MODEL IF EXISTS fleet_handed")
+            conn.execute("CREATE MODEL fleet_handed FROM (SELECT f0, f1, f2, f3, species FROM iris) "
+                         "TARGET species FUNCTION predict_fleet_handed MODEL_TYPE LINEAR_LEARNER "
+                         "SETTINGS (MAX_RUNTIME 4)")
+        deadline = time.monotonic() + 30
+        while not any("training started model=public.fleet_handed" in p.read_log() for p in (first, second)):
+            assert time.monotonic() < deadline, first.read_log() + second.read_log()
+            time.sleep(0.05)
+        if "training started model=public.fleet_handed" in second.read_log():
+            first, second = second, first
+        stopped = time.monotonic()
+        assert first.stop() == 0
+        assert second.wait_for_log("taking over training job model=public.fleet_handed", timeout=30), \
+            second.read_log()
+        assert time.monotonic() - stopped < 60, "waited for the lease instead of the give-back"
+        with psycopg.connect(pg.uri, autocommit=True) as direct:
+            attempts = direct.execute(
+                "SELECT j.attempts FROM mlproxy.training_jobs j JOIN mlproxy.models m ON m.id = j.model_id"
+                " WHERE m.model_name = 'fleet_handed'").fetchone()
+            assert attempts in (None, (1,)), attempts  # (None: already READY, the row gone)
+        with psycopg.connect(second.dsn(), autocommit=True) as conn:
+            info = wait_for_state(conn, "fleet_handed", timeout=120)
+            assert info["Model State"] == "READY", info
+            conn.execute("DROP MODEL fleet_handed")
+    finally:
+        for p in (first, second):
+            if p.alive():
+                p.stop()
+
+
 def test_create_model_fails_at_once_when_the_snapshot_store_is_not_writable(pg, dataset_tables, tmp_path):
     # sysfs refuses to create anything, whoever asks (root included)
     proxy = start_proxy(pg.uri, "--data-dir", str(tmp_path / "ro"),
