@@ -191,6 +191,7 @@ class JobRunner:
             try:
                 await self.recover_database(database)
                 await self.remove_leftovers(database)
+                await self.remove_stored_leftovers(database)
             except Exception as exc:  # noqa: BLE001 - retried, see sweep_forever
                 log.warning("job recovery failed database=%s: %s", database, describe_error(exc))
                 ok = False
@@ -241,6 +242,24 @@ class JobRunner:
             log.info("removing the job directory of a %s model database=%s id=%s",
                      "dropped" if state is None else "finished", database, model_id)
             await asyncio.to_thread(job.remove)
+
+    async def remove_stored_leftovers(self, database: str) -> None:
+        """Snapshots in the shared store whose model is gone (dropped while queued, its
+        creator gone too), unless S3_GARBAGE_COLLECT OFF keeps them."""
+        try:
+            ids = await asyncio.to_thread(self.store.stored, database)
+            if not ids:
+                return
+            rows = await self.catalog.fetch(
+                database, "SELECT id FROM mlproxy.models WHERE id = ANY($1::bigint[])", ids)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+            log.warning("snapshot store not checked database=%s: %s", database, describe_error(exc))
+            return
+        for model_id in set(ids) - {r["id"] for r in rows}:
+            url = self.store.url_for(database, model_id)
+            if not await asyncio.to_thread(self.store.kept, url):
+                log.info("removing the snapshot of a dropped model url=%s", url)
+                await asyncio.to_thread(self.store.remove, url)
 
     async def recover_database(self, database: str) -> None:
         """Take jobs from the queue of `database` from now on; queue the interrupted

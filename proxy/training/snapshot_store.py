@@ -20,6 +20,7 @@ IO: call it in a thread.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -181,6 +182,31 @@ class SnapshotStore:
                     fs.get_file(f"{path}/{name}", str(job.path / name))
         if not job.has_snapshot():
             raise FileNotFoundError(errno.ENOENT, "training data snapshot has no data file", url)
+
+    def stored(self, database: str) -> list[int]:
+        """The model ids with a snapshot of `database` in the shared store (its own
+        bucket; others that S3_BUCKET named are not listed)."""
+        if self.url is None:
+            return []
+        fs, path = self._fs_path(f"{self.url}/{_safe(database)}")
+        if fs is None:
+            root = Path(path)
+            names = [p.name for p in root.iterdir()] if root.is_dir() else []
+        else:
+            try:
+                names = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(path, detail=False)]
+            except FileNotFoundError:
+                names = []
+        return [int(n) for n in names if n.isdigit()]
+
+    def kept(self, url: str) -> bool:
+        """Whether the snapshot at `url` is to outlive its job (S3_GARBAGE_COLLECT OFF)."""
+        fs, path = self._fs_path(url)
+        try:
+            text = Path(path, "job.json").read_text() if fs is None else fs.cat_file(f"{path}/job.json").decode()
+            return json.loads(text).get("garbage_collect") is False
+        except (OSError, ValueError):
+            return False
 
     def remove(self, url: str) -> None:
         """Delete the snapshot at `url` (garbage collection once its model is trained)."""

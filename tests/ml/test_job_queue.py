@@ -275,6 +275,28 @@ def test_a_proxy_shutting_down_gives_its_job_back_at_once(pg, dataset_tables, tm
                 p.stop()
 
 
+def test_a_dropped_model_s_snapshot_leaves_the_store_when_its_creator_is_gone(pg, dataset_tables, tmp_path):
+    (creator, other), store = _fleet(pg, tmp_path, 2, "--job-lease", "60")
+    try:
+        with psycopg.connect(creator.dsn(), autocommit=True) as conn:
+            conn.execute("DROP MODEL IF EXISTS fleet_dropped")
+            conn.execute("CREATE MODEL fleet_dropped FROM (SELECT f0, f1, species FROM iris) "
+                         "TARGET species FUNCTION predict_fleet_dropped SETTINGS (MAX_RUNTIME 30)")
+        creator.stop(signal.SIGKILL)
+        assert len(list(store.rglob("data.parquet"))) == 1
+        with psycopg.connect(other.dsn(), autocommit=True) as conn:
+            conn.execute("DROP MODEL fleet_dropped")
+        deadline = time.monotonic() + 20
+        while any(store.rglob("job.json")):
+            assert time.monotonic() < deadline, other.read_log()
+            time.sleep(0.1)
+        assert other.wait_for_log("removing the snapshot of a dropped model")
+    finally:
+        for p in (creator, other):
+            if p.alive():
+                p.stop()
+
+
 def test_create_model_fails_at_once_when_the_snapshot_store_is_not_writable(pg, dataset_tables, tmp_path):
     # sysfs refuses to create anything, whoever asks (root included)
     proxy = start_proxy(pg.uri, "--data-dir", str(tmp_path / "ro"),
