@@ -267,6 +267,8 @@ class JobRunner:
         once the jobs of a dead proxy process of this host, and fail what nobody can
         resume."""
         self._databases.add(database)
+        # said first: a proxy back after a long stop must not fail the jobs it resumes
+        await self.catalog.announce(database, self.instance, self.store.readable_prefixes())
         rows = await self.catalog.fetch(
             database,
             "SELECT m.id, m.model_name, job_owner, extract(epoch FROM now() - m.heartbeat) AS idle,"

@@ -297,6 +297,33 @@ def test_a_dropped_model_s_snapshot_leaves_the_store_when_its_creator_is_gone(pg
                 p.stop()
 
 
+def test_a_proxy_back_after_a_long_stop_resumes_its_jobs(pg, dataset_tables, tmp_path):
+    """Default store (the data directory): the job waits for its proxy, however long
+    it was away (its snapshot is nowhere else), and is resumed, not failed."""
+    data_dir = tmp_path / "away"
+    proxy = start_proxy(pg.uri, "--data-dir", str(data_dir))
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        conn.execute("DROP MODEL IF EXISTS away_model")
+        conn.execute("CREATE MODEL away_model FROM (SELECT f0, f1, f2, f3, species FROM iris) "
+                     "TARGET species FUNCTION predict_away MODEL_TYPE LINEAR_LEARNER SETTINGS (MAX_RUNTIME 3)")
+    proxy.stop(signal.SIGKILL)
+    with psycopg.connect(pg.uri, autocommit=True) as admin:  # as if it was stopped an hour ago
+        admin.execute("UPDATE mlproxy.training_proxies SET seen = now() - interval '1 hour' WHERE instance IN"
+                      " (SELECT j.last_owner FROM mlproxy.training_jobs j JOIN mlproxy.models m"
+                      " ON m.id = j.model_id WHERE m.model_name = 'away_model')")
+        admin.execute("UPDATE mlproxy.training_jobs SET enqueued_at = now() - interval '1 hour',"
+                      " lease_until = now() - interval '1 hour' WHERE model_id ="
+                      " (SELECT id FROM mlproxy.models WHERE model_name = 'away_model')")
+    back = start_proxy(pg.uri, "--data-dir", str(data_dir))
+    try:
+        with psycopg.connect(back.dsn(), autocommit=True) as conn:
+            info = wait_for_state(conn, "away_model", timeout=120)
+            assert info["Model State"] == "READY", info
+            conn.execute("DROP MODEL away_model")
+    finally:
+        back.stop()
+
+
 def test_create_model_fails_at_once_when_the_snapshot_store_is_not_writable(pg, dataset_tables, tmp_path):
     # sysfs refuses to create anything, whoever asks (root included)
     proxy = start_proxy(pg.uri, "--data-dir", str(tmp_path / "ro"),
