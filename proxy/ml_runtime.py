@@ -35,7 +35,8 @@ class MLRuntime:
                               store=SnapshotStore(config.snapshot_store, data_dir),
                               workers=config.training_workers, lease=config.job_lease,
                               worker_threads=config.training_threads)
-        self.services = MLServices(self.catalog, self.jobs, config.data_dir)
+        self.services = MLServices(self.catalog, self.jobs, config.data_dir, import_dir=config.import_dir,
+                                   import_urls=config.import_urls, import_max_bytes=config.import_max_bytes)
         self.registry = ModelRegistry(self.catalog, cache_dir)
         self.services.models_changed = self.registry.reload
         # ML statements first: a CREATE MODEL's query may mention a model function.

@@ -62,7 +62,7 @@ class SnapshotStore:
                 import s3fs  # noqa: F401 - fsspec's s3 implementation
             except ImportError as exc:
                 raise SnapshotStoreError("snapshot store s3://: the s3fs package is not installed "
-                                         "(pip install 'mlproxy[s3]')") from exc
+                                         "(pip install s3fs)") from exc
 
     @property
     def shared(self) -> bool:
