@@ -246,7 +246,14 @@ async def serve(config: Config, upstream_url: str | None = None,
             if embedded:
                 await asyncio.to_thread(embedded.stop)
             return 1
-    ml = MLRuntime(config)
+    from .training.snapshot_store import SnapshotStoreError
+    try:
+        ml = MLRuntime(config)
+    except SnapshotStoreError as exc:
+        log.error("%s", exc)
+        if embedded:
+            await asyncio.to_thread(embedded.stop)
+        return 1
     server = ProxyServer(config, ml.interceptors)
     try:
         await server.start()

@@ -119,6 +119,10 @@ class Config:
     allow_endpoint_urls: bool = False
     endpoint_timeout: float = 30.0
     endpoint_connections: int = 4
+    # Where training snapshots go (None: the data directory), and a claimed job's
+    # lease in the catalog's queue (seconds).
+    snapshot_store: str | None = None
+    job_lease: float = 30.0
     # CREATE MODEL FROM 'path' reads model files only inside this directory (None: never).
     import_dir: Path | None = None
     # CREATE MODEL FROM 's3://...' reads only URLs that start with one of these.
@@ -149,7 +153,8 @@ class Config:
                      endpoint_timeout=values["endpoint_timeout"],
                      endpoint_connections=values["endpoint_connections"],
                      admin_users=values["admin_users"], admin_database=values["admin_database"],
-                     metrics_listen=values["metrics_listen"])
+                     metrics_listen=values["metrics_listen"],
+                     snapshot_store=values["snapshot_store"], job_lease=values["job_lease"])
         if values["upstream"]:
             config.upstream = Upstream.from_url(values["upstream"])
         return config
