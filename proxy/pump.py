@@ -32,10 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from .session import Session
+from typing import NamedTuple, Protocol
 
 try:
     import _mlproxy_pump as _native  # type: ignore[import-not-found]
@@ -71,6 +68,18 @@ class Record(NamedTuple):
     skip_server: int
     bytes_client: int  # bytes relayed from each side, for the session's totals
     bytes_server: int
+
+
+class Session(Protocol):
+    """What the pump needs of a session (proxy/session.py)."""
+
+    id: int
+    pending: int
+    copy_in: bool
+
+    def handed_back(self, record: Record) -> None: ...
+
+    def take_back(self, keep_input: bool = True) -> None: ...
 
 
 class RelayPump:

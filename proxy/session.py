@@ -21,7 +21,7 @@ import ssl
 import sys
 import time
 from enum import Enum, auto
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from . import errors, protocol
 from .errors import PgError
@@ -39,8 +39,25 @@ from .upstream import UpstreamUnavailable, open_upstream
 from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, READY_SHIFT, REQUEST_SHIFT,
                         UNSYNCED_CLEARED, client_chunk, message_kind, names_message, server_chunk)
 
-if TYPE_CHECKING:
-    from .server import ProxyServer
+
+class SessionHost(Protocol):
+    """What a session needs of the server that accepted it (server.ProxyServer),
+    passed in, so that the session's module need not know the server's."""
+
+    config: Any  # config.Config
+    interceptors: list  # intercept.Interceptor
+    triggers: dict[str, tuple[bytes, ...]]  # per database (see intercept.py)
+    pump: Any  # pump.RelayPump | None
+    ssl_context: ssl.SSLContext | None
+
+    def triggers_for(self, database: str) -> tuple[bytes, ...]: ...
+
+    def next_session_id(self) -> int: ...
+
+    def register(self, session: "Session") -> None: ...
+
+    def unregister(self, session: "Session") -> None: ...
+
 
 log = logging.getLogger("mlproxy.session")
 
@@ -90,7 +107,7 @@ class _UpstreamSide(asyncio.Protocol):
 class Session(asyncio.Protocol):
     """Protocol of a client socket, and the relay between it and the upstream."""
 
-    def __init__(self, server: "ProxyServer") -> None:
+    def __init__(self, server: SessionHost) -> None:
         self.server = server
         self.config = server.config
         self.id = server.next_session_id()
