@@ -67,6 +67,7 @@ _EXTENDED = frozenset((F_PARSE, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
 # While results are rewritten, every request and reply is matched (reply_rewrite.py).
 _CLIENT_TRACKED = _CLIENT_WATCH
+_RELEND_AFTER = 8  # requests answered after a parked rewrite woke, before lending again
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
 # ReadyForQuery's status byte as the bytes object the session keeps.
 _STATUS = [bytes([b]) for b in range(256)]
@@ -157,6 +158,10 @@ class Session(asyncio.Protocol):
         self.parked_rewrite: ReplyRewrite | None = None
         self._rewrite_names: tuple[bytes, ...] = ()
         self._rewrite_paused = False
+        # ReadyForQuery messages since the rewrite last woke: a parked one goes to the
+        # pump only after a few (each wake from the pump costs a thread hop and the
+        # lending again: a session mixing model calls and plain ones closely stays)
+        self._answered_since_wake = 0
         self.loop = asyncio.get_running_loop()
         self.inference_state: dict | None = None  # per-session caches of the inference interceptor
         # The relay pump (pump.py): the two sockets' descriptors when this session may
@@ -523,6 +528,7 @@ class Session(asyncio.Protocol):
         self.txstatus = _STATUS[status]
         self.copy_in = False
         self.failed_since_sync = False
+        self._answered_since_wake += count
         if not self.pending:
             return False
         self.pending = max(0, self.pending - count)
@@ -569,6 +575,7 @@ class Session(asyncio.Protocol):
         to what went upstream before (or untracked, while it was parked) come first."""
         self.parked_rewrite, self._rewrite_names = None, ()
         self.rewrite = rewrite
+        self._answered_since_wake = 0
         rewrite.wake(self.pending, self.unsynced_kinds)
         self._cframer.set_wanted(_CLIENT_TRACKED)
         self._sframer.set_wanted(ALL)
@@ -669,6 +676,7 @@ class Session(asyncio.Protocol):
                 or self.unsynced or self._client_pauses or self._upstream_paused
                 or self._async_out or self._idle_waiters or self._draining
                 or self._terminating or self._rewrite_paused
+                or (self.parked_rewrite is not None and self._answered_since_wake < _RELEND_AFTER)
                 or not self._cframer.at_boundary or not self._sframer.at_boundary
                 or self.client.get_write_buffer_size()
                 or self.upstream.get_write_buffer_size()):
