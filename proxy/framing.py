@@ -45,7 +45,7 @@ class ProtocolViolation(PgError):
         self.before: list = []
         self.rest = b""
         # Postgres only logs a bad length (COMMERROR) and closes: nothing is sent
-        self.silent = message.startswith("invalid message length")
+        self.silent = message.startswith(("invalid message length", "invalid length of"))
 
 
 ALL = None  # `wanted=ALL`: assemble every message
@@ -107,6 +107,15 @@ class Framer:
         self._carry = bytearray()
         self._carry_total = 0
         return bytes(carry)
+
+    @property
+    def held_type(self) -> int | None:
+        """The type byte of a message start held until more bytes come (None when
+        nothing is held, or the message in progress is being passed through)."""
+        return self._carry[0] if self._carry and not self._skip else None
+
+    def set_limits(self, limits: Mapping[int, int] | None) -> None:
+        self._limits = limits
 
     def pass_through(self, count: int) -> None:
         """Go on inside a message of which `count` bytes are still to come, passed

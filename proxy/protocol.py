@@ -85,6 +85,12 @@ def frontend_length_limit(msg_type: int) -> int:
 
 #: Frontend message type -> largest valid length field (types not here are invalid).
 FRONTEND_LIMITS: dict[int, int] = {t: frontend_length_limit(t) for t in FRONTEND_TYPES}
+#: The same once authentication is over: Postgres' main loop refuses a PasswordMessage
+#: ('p') by its type byte alone (FATAL "invalid frontend message type 112").
+SESSION_LIMITS: dict[int, int] = {t: n for t, n in FRONTEND_LIMITS.items() if t != F_PASSWORD}
+#: What Postgres reads during COPY FROM STDIN; any other type byte is refused on its
+#: own (08P01 "unexpected message type 0x.. during COPY from stdin", then FATAL).
+COPY_IN_TYPES = frozenset((F_COPY_DATA, F_COPY_DONE, F_COPY_FAIL, F_FLUSH, F_SYNC))
 
 _HEADER = struct.Struct("!cI")
 

@@ -32,7 +32,7 @@ from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
 from .reply_rewrite import ReplyRewrite
 from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
-                       F_SYNC, F_TERMINATE, FRONTEND_LIMITS)
+                       F_SYNC, F_TERMINATE, COPY_IN_TYPES, FRONTEND_LIMITS, SESSION_LIMITS)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet, unsupported_protocol)
 from .upstream import UpstreamUnavailable, open_upstream
@@ -231,6 +231,13 @@ class Session(asyncio.Protocol):
         while self.state is State.STARTUP:
             try:
                 packet, used = parse_first_packet(self._buf)
+            except ProtocolViolation as err:
+                if err.silent:  # a bad length: Postgres logs it and closes without a word
+                    log.info("closing session=%s peer=%s reason=%s", self.id, self.peer, err.message)
+                    self._finish()
+                else:
+                    self._fatal(err)
+                return
             except PgError as err:
                 self._fatal(err)
                 return
@@ -270,8 +277,7 @@ class Session(asyncio.Protocol):
         if self._buf:
             # Bytes sent before the answer could have been injected by a man in the
             # middle (CVE-2021-23214): Postgres answers, then refuses them.
-            if not tls:
-                self.client.write(b"N")
+            self.client.write(b"S" if tls else b"N")
             self._fatal(PgError(
                 errors.PROTOCOL_VIOLATION,
                 "received unencrypted data after "
@@ -419,10 +425,13 @@ class Session(asyncio.Protocol):
             out.append(item.raw)
         if violation is not None:
             self._relay_violation(out, violation)
-        elif self.rewrite is not None or held_before or not framer.at_boundary:
+            return
+        if self.rewrite is not None or held_before or not framer.at_boundary:
             self.upstream.writelines(out)
         else:
             self.upstream.write(data)
+        if self.copy_in and not framer.at_boundary:
+            self._check_copy_in_hold()
 
     def _relay_violation(self, out: list, violation: ProtocolViolation) -> None:
         """The client's stream broke (a bad message type or length): what came before
@@ -438,6 +447,19 @@ class Session(asyncio.Protocol):
         self.upstream.writelines(out)
 
     _client_broken = False
+    _authenticated = False
+
+    def _check_copy_in_hold(self) -> None:
+        """During COPY FROM STDIN Postgres judges a message by its type byte alone:
+        the start of one of another type, held until its length comes, goes on at
+        once, so that Postgres answers it (08P01, then FATAL) as it would directly."""
+        framer = self._cframer
+        held = framer.held_type
+        if held is None or held in COPY_IN_TYPES or self.state is not State.RELAY:
+            return
+        violation = ProtocolViolation(f"unexpected message type 0x{held:02X} during COPY from stdin")
+        violation.rest = framer.take_carry(held, protocol.LARGE_MESSAGE_LIMIT + 1) or b""
+        self._relay_violation([], violation)
 
     def _account(self, msg_type: int, first_byte: int = 0) -> None:
         """Bookkeeping for a client message on its way upstream: requests in flight
@@ -529,6 +551,9 @@ class Session(asyncio.Protocol):
         self.copy_in = False
         self.failed_since_sync = False
         self._answered_since_wake += count
+        if not self._authenticated:  # the startup exchange is over
+            self._authenticated = True
+            self._cframer.set_limits(SESSION_LIMITS)
         if not self.pending:
             return False
         self.pending = max(0, self.pending - count)
@@ -546,6 +571,8 @@ class Session(asyncio.Protocol):
             self.copy_in = True
             if self.state is State.HANDOVER:  # the statement waiting goes on as sent
                 self._wake_handover()
+            else:
+                self._check_copy_in_hold()
         elif msg_type == B_ERROR:
             self.copy_in = False
             self.failed_since_sync = True
@@ -775,7 +802,7 @@ class Session(asyncio.Protocol):
         sent before `frame`, let the interceptor own the session."""
         held = bytes(self._cframer._carry)
         tail = b"".join(bytes(i.raw) if type(i) is Frame else bytes(i) for i in rest) + held
-        self._cframer = Framer(ALL, limits=FRONTEND_LIMITS,
+        self._cframer = Framer(ALL, limits=SESSION_LIMITS,
                                assemble_limit=protocol.LARGE_MESSAGE_LIMIT + 1)
         self._takeover = Takeover(self)
         self.state = State.HANDOVER
@@ -843,7 +870,7 @@ class Session(asyncio.Protocol):
             backlog += violation.rest
             self._resume_client_reading("violation")
         self._cframer = Framer(_CLIENT_TRACKED if tracking else _CLIENT_WATCH,
-                               limits=FRONTEND_LIMITS,
+                               limits=SESSION_LIMITS,
                                assemble_limit=self.config.intercept_limit)
         self._takeover = None
         self.state = State.RELAY

@@ -496,7 +496,10 @@ class InferenceInterceptor:
         tracker = tracker_of(session)
         names = p.bind_names(frame.body)  # the tracker handed over a Bind it decoded
         prepared = tracker.statements.get(names[1]) if tracker is not None else None
-        if prepared is None:  # its Parse failed meanwhile: Postgres answers the Bind
+        if not isinstance(prepared, prepared_general.PreparedGeneral):
+            # its Parse failed meanwhile (Postgres answers the Bind), or a Close and a
+            # Parse of the same name in between made it another statement (the Bind
+            # is that statement's, relayed as any Bind of it)
             session.relay_frame(frame)
             return
         database = session.startup.database

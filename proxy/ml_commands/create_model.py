@@ -524,6 +524,13 @@ async def _check_allowed(services: MLServices, takeover: Takeover, stmt: CreateM
         checked.error.position = stmt.positions.get("name")
         checked.error.fields.pop("W", None)
         raise _Abort(checked.error)
+    await _check_names_free(services, stmt, database, model_schema, function_schema, arity, return_type)
+
+
+async def _check_names_free(services: MLServices, stmt: CreateModel, database: str, model_schema: str,
+                            function_schema: str, arity: int, return_type: str) -> None:
+    """A taken model name (42710), or model function name (42723), read from the
+    catalog on mlproxy's own connection."""
     exists = await services.catalog.fetchrow(
         database, "SELECT 1 FROM mlproxy.models WHERE schema_name = $1 AND model_name = $2",
         model_schema, stmt.name.name)
@@ -577,6 +584,11 @@ async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel,
            f"{sql_literal(services.jobs.instance)})")
     result = await collect(takeover, sql)
     _relay_notices(takeover, result.notices)
+    if result.error is not None and result.error.sqlstate == errors.UNIQUE_VIOLATION:
+        # a CREATE MODEL of the same name or function in another session won the race
+        # for the stubs (Postgres' own 23505 from pg_proc's index): say which name
+        await _check_names_free(services, stmt, takeover.session.startup.database, model_schema,
+                                function_schema, len(arg_types), return_type)
     if result.error is not None:
         if result.error.sqlstate == errors.DUPLICATE_OBJECT:
             result.error.position = stmt.positions.get("name")

@@ -230,6 +230,33 @@ def test_concurrent_create_model_from_several_sessions(dataset_tables):
             conn.execute(f"DROP MODEL conc_{i}")
 
 
+def test_sessions_racing_to_create_one_model_name_get_42710(dataset_tables):
+    """Several sessions CREATE MODEL the same name at once: one wins, every other
+    gets 42710 'already exists' (the race for the stubs was Postgres' own 23505)."""
+    for round_ in range(3):
+        outcomes: list[str] = []
+        barrier = threading.Barrier(3)
+
+        def create() -> None:
+            with connect(dataset_tables) as conn:
+                barrier.wait(10)
+                try:
+                    conn.execute("CREATE MODEL race_m FROM (SELECT f0, f1, species FROM iris) "
+                                 "TARGET species FUNCTION predict_race SETTINGS (MAX_RUNTIME 5)")
+                    outcomes.append("created")
+                except psycopg.Error as exc:
+                    outcomes.append(exc.sqlstate or repr(exc))
+
+        threads = [threading.Thread(target=create) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        with connect(dataset_tables) as conn:
+            conn.execute("DROP MODEL IF EXISTS race_m")
+        assert sorted(outcomes) == ["42710", "42710", "created"], (round_, outcomes)
+
+
 def test_the_outcome_notice_reaches_a_session_the_relay_pump_holds(dataset_tables):
     """The creating session goes quiet after CREATE MODEL (plain statements only, so
     the native relay holds it); the READY notice still reaches it, between requests."""

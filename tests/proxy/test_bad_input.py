@@ -76,14 +76,24 @@ def expect_fatal_08P01(conn: RawConn, text: str) -> None:
     assert conn.is_closed()
 
 
-@pytest.mark.parametrize("packet, text", [
-    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "invalid length of startup packet"),
-    (struct.pack("!I", 0x7FFFFFF0) + b"\x00\x03\x00\x00", "invalid length of startup packet"),
+@pytest.mark.parametrize("packet", [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    struct.pack("!I", 0x7FFFFFF0) + b"\x00\x03\x00\x00",
+    struct.pack("!II", 4, p.PROTOCOL_3_0),
+    struct.pack("!II", 12, p.CANCEL_REQUEST_CODE) + b"\x00\x00\x00\x01",
 ])
-def test_bad_startup_gets_error_and_close(proxy, packet, text):
+def test_bad_startup_length_closes_without_a_word_as_postgres_does(proxy, upstream, packet):
+    """Postgres only logs a startup packet of a bad length (COMMERROR) and closes."""
+    from .test_startup_conformance import same_as_postgres
+
+    replies, closed = same_as_postgres(proxy, upstream, [packet])
+    assert replies == [] and closed
+
+
+def test_bad_startup_layout_gets_error_and_close(proxy):
     conn = RawConn.to_proxy(proxy)
-    conn.send(packet)
-    expect_fatal_08P01(conn, text)
+    conn.send(struct.pack("!II", 17, p.PROTOCOL_3_0) + b"user\x00bob\x00\x00\x00")
+    expect_fatal_08P01(conn, "expected terminator as last byte")
 
 
 def test_unsupported_version_gets_0A000_and_close(proxy):

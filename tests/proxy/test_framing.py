@@ -177,3 +177,26 @@ def test_take_carry_leaves_other_messages_alone():
     assert framer.take_carry(p.B_DATA_ROW, 100) is None
     assert framer.take_carry(p.B_DATA_ROW, 1000) == ROWS[3][:100] and framer.at_boundary
     assert Framer(ALL).take_carry(p.B_DATA_ROW, 100) is None  # nothing held
+
+
+def test_password_message_is_a_lone_type_byte_violation_once_authenticated():
+    """Postgres' main loop refuses 'p' by its type byte alone, before any length."""
+    framer = client_framer()
+    assert framer.feed(b"p") == []  # during authentication it is a valid start
+    framer = client_framer()
+    framer.set_limits(p.SESSION_LIMITS)
+    with pytest.raises(ProtocolViolation) as info:
+        framer.feed(p.message(b"S") + b"p")
+    assert "invalid frontend message type 112" in info.value.message
+    assert bytes(b"".join(bytes(i.raw) if isinstance(i, Frame) else bytes(i) for i in info.value.before)) \
+        == p.message(b"S") and info.value.rest == b"p"
+
+
+def test_held_type_names_only_a_held_message_start():
+    framer = client_framer()
+    assert framer.held_type is None
+    framer.feed(b"B\x00")  # a Bind's first bytes: held until its length comes
+    assert framer.held_type == p.F_BIND and p.F_BIND not in p.COPY_IN_TYPES
+    assert framer.take_carry(p.F_BIND, 1 << 20) == b"B\x00" and framer.held_type is None
+    framer.feed(copy_data(100)[:50])  # passed through as it comes: nothing held
+    assert framer.held_type is None and not framer.at_boundary

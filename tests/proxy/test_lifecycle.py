@@ -56,6 +56,7 @@ def test_data_after_ssl_request_is_rejected(fresh_proxy, cert):
     proxy = fresh_proxy("--tls-cert", str(cert[0]), "--tls-key", str(cert[1]))
     conn = RawConn.to_proxy(proxy)
     conn.send(SSL_REQUEST + startup_packet())  # injected plaintext after SSLRequest
+    assert conn.read_byte() == b"S"  # as Postgres with ssl=on: the answer, then the FATAL
     msg = conn.read_message()
     assert msg[0] == b"E"
     fields = error_fields(msg)

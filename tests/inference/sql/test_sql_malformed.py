@@ -231,3 +231,22 @@ def test_general_statement_bound_twice_and_executed_twice_without_sync(suite):
         [b"2", b"D", b"C", b"2", b"D", b"C", b"Z"], [b"T", b"D", b"C", b"Z"]]
     assert {r[1][2:] for w in replies[:3] for r in w if r[0] == b"D"} == {b"\x00\x00\x00\x012"}
     assert not closed
+
+
+def test_bind_handed_to_a_refused_general_parse_is_the_streaming_statements(suite):
+    """Found by mutating sessions: a streaming statement, a general-path Parse of the
+    same name (Postgres refuses it with 42P05 and keeps the first) and a Bind of it,
+    in one write. The Bind was handed to the general path while the Parse was in
+    flight; when the 42P05 put the streaming statement back, the general path took
+    it for its own (AttributeError, XX000). It is the streaming statement's Bind."""
+    write = (parse(STREAMING, "s1") + SYNC + parse(GENERAL, "s1") + SYNC
+             + bind((), stmt="s1") + execute() + SYNC)
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        (replies, alive), closed = converse_per_write(via, [write, ALIVE], expect=[10, 4])
+    finally:
+        via.close()
+    assert [r[0] for r in replies] == [b"1", b"Z", b"E", b"Z", b"2", b"D", b"D", b"D", b"C", b"Z"]
+    assert [e[1] for e in errors_of(replies)] == ["42P05"] and not closed
+    assert [r[0] for r in alive] == [b"T", b"D", b"C", b"Z"]
