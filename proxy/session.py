@@ -67,7 +67,6 @@ _EXTENDED = frozenset((F_PARSE, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
 # While results are rewritten, every request and reply is matched (reply_rewrite.py).
 _CLIENT_TRACKED = _CLIENT_WATCH
-_RELEND_AFTER = 8  # requests answered after a parked rewrite woke, before lending again
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
 # ReadyForQuery's status byte as the bytes object the session keeps.
 _STATUS = [bytes([b]) for b in range(256)]
@@ -703,7 +702,8 @@ class Session(asyncio.Protocol):
                 or self.unsynced or self._client_pauses or self._upstream_paused
                 or self._async_out or self._idle_waiters or self._draining
                 or self._terminating or self._rewrite_paused
-                or (self.parked_rewrite is not None and self._answered_since_wake < _RELEND_AFTER)
+                or (self.parked_rewrite is not None
+                    and self._answered_since_wake < self.config.relend_after)
                 or not self._cframer.at_boundary or not self._sframer.at_boundary
                 or self.client.get_write_buffer_size()
                 or self.upstream.get_write_buffer_size()):

@@ -191,6 +191,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay", _text, "native",
             "who relays sessions with nothing to intercept: a native thread (when the "
             "extension is built) or the event loop", choices=("native", "python")),
+    Setting("relend_after", _int, 8,
+            "a session holding prepared model statements goes back to the native relay "
+            "this many requests after its last model call (0: at once)", metavar="N",
+            minimum=0),
     Setting("log_level", _text, "info", "log verbosity",
             choices=("debug", "info", "warning", "error"), on_change="reload"),
     Setting("demo", _bool, False,

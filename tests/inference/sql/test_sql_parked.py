@@ -34,6 +34,16 @@ def never_lent(suite, pg, tmp_path_factory):
     process.stop()
 
 
+@pytest.fixture(scope="module")
+def always_lent(suite, pg, tmp_path_factory):
+    """A proxy that lends a session holding model statements back to the pump as
+    soon as nothing of them is in flight."""
+    process = start_proxy(pg.uri, "--data-dir", str(tmp_path_factory.mktemp("always-lent")),
+                          "--workers", "2", "--relend-after", "0")
+    yield process
+    process.stop()
+
+
 _portal = st.sampled_from(["", "p1"])
 _row = st.integers(1, 6).map(lambda n: str(n).encode())
 _extended = st.one_of(
@@ -92,12 +102,14 @@ def _converse(proxy, writes: list[tuple[bytes, int]]) -> list[list[tuple[bytes, 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(_unit, min_size=1, max_size=3), min_size=1, max_size=6))
-def test_lent_or_not_the_client_gets_the_same_bytes(suite, never_lent, writes):
+def test_lent_or_not_the_client_gets_the_same_bytes(suite, always_lent, never_lent, writes):
     """Writes of pipelined units (extended messages up to a Sync, or a Query): plain
     and rewritten statements and portals, row limits (portal suspension), errors,
     Syncs inside and outside transaction blocks."""
     plan = [(SETUP, 1)] + [(b"".join(_bytes(u) for u in units), len(units)) for units in writes]
-    assert _converse(suite.proxy, plan) == _converse(never_lent, plan)
+    expected = _converse(never_lent, plan)
+    assert _converse(always_lent, plan) == expected
+    assert _converse(suite.proxy, plan) == expected
 
 
 def test_plain_statements_on_a_session_holding_a_model_statement(suite):
