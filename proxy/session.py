@@ -627,6 +627,11 @@ class Session(asyncio.Protocol):
     def in_takeover(self) -> bool:
         return self.state is State.TAKEOVER
 
+    @property
+    def relaying(self) -> bool:
+        """In the relay state (no takeover waiting or running)."""
+        return self.state is _RELAY
+
     def pause_upstream(self) -> None:
         """Stop reading the upstream for the rewrite (rows wait on the workers)."""
         if not self._rewrite_paused and self.upstream is not None:

@@ -21,7 +21,8 @@ from .conftest import DATABASE
 
 MODEL = "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id >= $1::int ORDER BY id LIMIT 3"
 PLAIN = "SELECT id, rooms, city FROM houses WHERE id >= $1::int ORDER BY id LIMIT 3"
-SETUP = (parse(MODEL, "m") + parse(PLAIN, "q") + parse("SELECT 10 / $1::int", "z")
+GENERAL = "SELECT id FROM houses WHERE id <= $1::int AND predict_price(rooms, area, city) > 0 ORDER BY id"
+SETUP = (parse(MODEL, "m") + parse(PLAIN, "q") + parse(GENERAL, "g") + parse("SELECT 10 / $1::int", "z")
          + parse("SELECT 1 WHERE $1::int > 0", "t") + SYNC)
 
 
@@ -47,7 +48,7 @@ def always_lent(suite, pg, tmp_path_factory):
 _portal = st.sampled_from(["", "p1"])
 _row = st.integers(1, 6).map(lambda n: str(n).encode())
 _extended = st.one_of(
-    st.tuples(st.just("bind"), _portal, st.sampled_from(["m", "q", "t"]), _row, st.sampled_from([0, 1, 2])),
+    st.tuples(st.just("bind"), _portal, st.sampled_from(["m", "q", "g", "t"]), _row, st.sampled_from([0, 1, 2])),
     st.tuples(st.just("again"), _portal, st.sampled_from([0, 1])),
     st.tuples(st.just("describe"), st.sampled_from([("S", "m"), ("S", "q"), ("P", ""), ("P", "p1")])),
     st.tuples(st.just("close"), st.sampled_from([("P", ""), ("P", "p1")])),
