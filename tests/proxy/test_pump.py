@@ -334,7 +334,8 @@ def test_many_sessions_interleaved(native):
 # -- the pump and the framed path together account like the framed path alone ----------------
 def _framed(pending: int = 0, copy_in: bool = False) -> SimpleNamespace:
     return SimpleNamespace(pending=pending, unsynced=False, unsynced_kinds=[], copy_in=copy_in,
-                           _terminating=False, txstatus=b"I")
+                           _terminating=False, txstatus=b"I", _authenticated=True,
+                           _answered_since_wake=0)
 
 
 def _account_all(state: SimpleNamespace, data: bytes) -> None:
