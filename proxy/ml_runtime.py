@@ -33,7 +33,8 @@ class MLRuntime:
         self.jobs = JobRunner(self.catalog, data_dir, cache_dir,
                               workers=config.training_workers,
                               worker_threads=config.training_threads)
-        self.services = MLServices(self.catalog, self.jobs, config.data_dir)
+        self.services = MLServices(self.catalog, self.jobs, config.data_dir, import_dir=config.import_dir,
+                                   import_urls=config.import_urls, import_max_bytes=config.import_max_bytes)
         self.registry = ModelRegistry(self.catalog, cache_dir)
         self.services.models_changed = self.registry.reload
         # ML statements first: a CREATE MODEL's query may mention a model function.

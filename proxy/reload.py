@@ -42,7 +42,7 @@ class Reloader:
             return
         changed = {s.name for s in SETTINGS if new[s.name].value != self.current[s.name].value}
         if not changed:
-            log.info("reload: no setting changed")
+            log.log(_outcome_level(), "reload: no setting changed")
             return
         applied: set[str] = set()
         for names, apply in self._hooks:
@@ -54,9 +54,10 @@ class Reloader:
                 log.error("reload: %s not changed: %s", ", ".join(names), exc)
                 continue
             applied.update(changed.intersection(names))
+        level = _outcome_level()  # after the hooks: log_level may have just changed
         for name in sorted(applied):
-            log.info("reload: %s=%s (from %s)", name, BY_NAME[name].show(new[name].value),
-                     new[name].source)
+            log.log(level, "reload: %s=%s (from %s)", name, BY_NAME[name].show(new[name].value),
+                    new[name].source)
             self.current[name] = new[name]
         restart = sorted(changed - applied - self._failed(changed, applied))
         if restart:
@@ -67,3 +68,10 @@ class Reloader:
         """Changed settings with a hook that refused them (already logged)."""
         hooked = {name for names, _ in self._hooks for name in names}
         return (changed & hooked) - applied
+
+
+def _outcome_level() -> int:
+    """What a reload did is logged whatever the log level (as Postgres logs a changed
+    parameter at LOG): at INFO, or at WARNING when INFO is not shown (a reload to
+    log_level = "warning" still says so)."""
+    return logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING

@@ -131,6 +131,10 @@ class Session(asyncio.Protocol):
         # An ErrorResponse came since the last ReadyForQuery: in the extended protocol
         # the server now ignores everything up to the next Sync.
         self.failed_since_sync = False
+        # An extended-protocol message failed with no request in flight and no Sync
+        # sent since: the server ignores the client's Query/FunctionCall until it
+        # reads a Sync, so they get no ReadyForQuery (and are not counted).
+        self.skipping_to_sync = False
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
@@ -352,7 +356,7 @@ class Session(asyncio.Protocol):
     # -- relay --------------------------------------------------------------------------
     def _client_relay(self, data: bytes) -> None:
         framer = self._cframer
-        if self.rewrite is None and framer.at_boundary:
+        if self.rewrite is None and framer.at_boundary and not self.skipping_to_sync:
             triggers = self._triggers.get(self.database)
             if triggers is None:
                 triggers = self.server.triggers_for(self.database)
@@ -419,7 +423,7 @@ class Session(asyncio.Protocol):
                 if raw is not item.raw:
                     item = Frame(msg_type, raw)
             self._account(msg_type, item.raw[5] if len(item.raw) > 5 else 0)
-            if msg_type == F_SYNC or msg_type == F_QUERY:
+            if not self.unsynced:  # a Sync or Query ended the pipeline
                 sent_open = False
             out.append(item.raw)
         if violation is not None:
@@ -471,8 +475,11 @@ class Session(asyncio.Protocol):
         elif msg_type == F_SYNC:
             self.unsynced = False
             self.unsynced_kinds.clear()
+            self.skipping_to_sync = False
             if not self.copy_in:
                 self.pending += 1
+        elif self.skipping_to_sync and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL):
+            pass  # ignored by the server (see skipping_to_sync)
         elif msg_type == F_QUERY:
             self.unsynced = False
             self.unsynced_kinds.clear()
@@ -575,6 +582,8 @@ class Session(asyncio.Protocol):
         elif msg_type == B_ERROR:
             self.copy_in = False
             self.failed_since_sync = True
+            if self.unsynced and not self.pending:
+                self.skipping_to_sync = True
             self._log_server_error(Frame(msg_type, raw))
         return False
 

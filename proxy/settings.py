@@ -98,6 +98,21 @@ def _masked_url(url: str) -> str:
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
+def _existing_dir(value: Any) -> Path:
+    path = _path(value)
+    if not path.is_dir():
+        raise ValueError(f"no such directory: {str(path)!r}")
+    return path
+
+
+def _url_prefixes(value: Any) -> tuple[str, ...]:
+    prefixes = tuple(part.strip() for part in _text(value).split(",") if part.strip())
+    for prefix in prefixes:
+        if not prefix.lower().startswith("s3://") or len(prefix) <= len("s3://"):
+            raise ValueError(f"expected s3://bucket/prefix, got {prefix!r}")
+    return prefixes
+
+
 def _existing_file(value: Any) -> Path:
     path = _path(value)
     if not path.is_file():
@@ -197,6 +212,18 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0),
     Setting("log_level", _text, "info", "log verbosity",
             choices=("debug", "info", "warning", "error"), on_change="reload"),
+    Setting("import_dir", _existing_dir, None,
+            "directory CREATE MODEL ... FROM 'path' may import model files from (bring your "
+            "own model); paths resolve inside it, symlinks and .. included", metavar="DIR",
+            default_help="none: importing from a path is refused"),
+    Setting("import_urls", _url_prefixes, (),
+            "object-store URL prefixes CREATE MODEL ... FROM 's3://...' may import from, comma "
+            "separated (s3://bucket/models/); read with the proxy's AWS credential chain",
+            metavar="PREFIXES", default_help="none: importing from URLs is refused",
+            display=lambda v: ",".join(v)),
+    Setting("import_max_bytes", _int, 256 << 20,
+            "largest model file CREATE MODEL imports (a path, an s3:// URL, a query's bytea; "
+            "a model.tar.gz once decompressed)", metavar="BYTES", minimum=1),
     Setting("demo", _bool, False,
             "load the demo table `customers` (see `mlproxy demo`) before serving"),
 )
@@ -265,11 +292,18 @@ def load_file(path: Path) -> dict[str, Value]:
     """The settings a TOML file gives, checked: ConfigError names the file, the
     line and the key of the first problem."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        raw_text = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        text = raw_text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw_text[:exc.start]
+        line, column = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
+        raise ConfigError(f"{path}:{line}: cannot read config file: not UTF-8 (byte "
+                          f"0x{raw_text[exc.start]:02x} at column {column})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -295,7 +329,8 @@ def load_file(path: Path) -> dict[str, Value]:
             raise ConfigError(f"{where}: unknown setting {key!r}{hint}; known settings: {known}")
         if isinstance(raw, bool) and bool not in setting.toml_types or \
                 not isinstance(raw, setting.toml_types):
-            wanted = " or ".join(_toml_type(t()) for t in setting.toml_types)
+            wanted = {_int: "an integer", _float: "a number", _bool: "a boolean"}.get(
+                setting.parse, "a string")
             raise ConfigError(f"{where}: bad type for {key!r}: expected {wanted}, got "
                               f"{_toml_type(raw)} ({tomllib_repr(raw)})")
         try:

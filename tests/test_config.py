@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import ssl
 import socket
@@ -22,8 +23,10 @@ import pytest
 from proxy import __version__, protocol as p
 from proxy.catalog.store import CatalogStore
 from proxy.config import Upstream
-from proxy.settings import SETTINGS, ConfigError, load_file, resolve
+from proxy.settings import SETTINGS, ConfigError, config_path, load_file, resolve
 from proxy.training.jobs import JobRunner
+
+from tests.support.clients import client_env, program
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +60,11 @@ def test_precedence_flag_env_file_default(tmp_path):
     assert got["tls_required"].value is False
     # Every setting is in the listing, each with its source.
     assert [row[0] for row in got.rows()] == [s.name for s in SETTINGS]
+    # Which file: --config over MLPROXY_CONFIG; an empty variable is no file.
+    env = {"MLPROXY_CONFIG": "/etc/mlproxy.toml"}
+    assert config_path(path, env) == path
+    assert config_path(None, env) == Path("/etc/mlproxy.toml")
+    assert config_path(None, {"MLPROXY_CONFIG": ""}) is None
 
 
 def test_serve_logs_each_setting_and_its_source(fresh_proxy, tmp_path):
@@ -111,15 +119,34 @@ BAD = [
      ":2: TOML syntax error: Invalid value (at end of file)"),
     ("tls_required without a certificate", 'tls_required = true\n',
      "tls_required (file {path}:1) needs tls_cert"),
+    ("tls_key without a certificate", 'workers = 1\ntls_key = "{path}"\n',
+     "tls_key (file {path}:2) needs tls_cert"),
+    ("string for bool", 'tls_required = "maybe"\n',
+     ":1: bad type for 'tls_required': expected a boolean, got a string (\"maybe\")"),
+    ("string for number", 'shutdown_grace = "soon"\n',
+     ":1: bad type for 'shutdown_grace': expected a number, got a string (\"soon\")"),
+    ("integer for string", 'log_level = 3\n',
+     ":1: bad type for 'log_level': expected a string, got an integer (3)"),
+    ("array", 'workers = [1]\n', ":1: bad type for 'workers': expected an integer, got an array"),
+    ("negative number", 'shutdown_grace = -1\n',
+     ":1: bad value for 'shutdown_grace': must be at least 0, got -1"),
+    ("fraction below minimum", 'job_sweep = 0.01\n',
+     ":1: bad value for 'job_sweep': must be at least 0.1, got 0.01"),
+    ("port out of range", 'listen = "127.0.0.1:70000"\n',
+     ":1: bad value for 'listen': port 70000 is out of range (0..65535)"),
+    ("empty path", 'data_dir = ""\n',
+     ":1: bad value for 'data_dir': expected a path, got an empty string"),
+    ("bad upstream port", 'upstream = "postgresql://db:notaport/app"\n',
+     ":1: bad value for 'upstream': bad port in upstream URL"),
 ]
 
 
 @pytest.mark.parametrize("text, expected", [(t, e) for _, t, e in BAD],
                          ids=[name for name, _, _ in BAD])
 def test_bad_config_is_named(tmp_path, text, expected):
-    path = write(tmp_path, text)
+    path = write(tmp_path, text.format(path=tmp_path / "mlproxy.toml"))
     expected = expected.format(path=path)
-    message = expected if expected.startswith("tls_required") else f"{path}{expected}"
+    message = expected if expected.startswith("tls_") else f"{path}{expected}"
     with pytest.raises(ConfigError) as info:
         resolve({}, {}, path)
     assert message in str(info.value)
@@ -140,6 +167,39 @@ def test_bad_config_stops_serve(tmp_path):
     bad_env = mlproxy("serve", "--listen", "127.0.0.1:0", env={"MLPROXY_WORKERS": "many"})
     assert bad_env.returncode == 2
     assert "environment MLPROXY_WORKERS: bad value for 'workers'" in bad_env.stderr
+
+
+def test_unreadable_config_is_named(tmp_path):
+    """A file that is not UTF-8 (the line and column of the first bad byte) or not a
+    file at all: check-config and serve both stop, naming it."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'workers = 1\n# caf\xe9\nlog_level = "info"\n')
+    for bad, message in (
+            (path, f"{path}:2: cannot read config file: not UTF-8 (byte 0xe9 at column 6)"),
+            (tmp_path, f"{tmp_path}: cannot read config file: [Errno 21] Is a directory")):
+        checked = mlproxy("check-config", str(bad))
+        assert checked.returncode == 1 and message in checked.stderr, checked
+        started = mlproxy("serve", "--config", str(bad), "--listen", "127.0.0.1:0")
+        assert started.returncode == 2 and f"mlproxy: {message}" in started.stderr, started
+
+
+def test_bad_flag_and_environment_values_stop_serve(tmp_path):
+    """A flag is checked by the same rules as the file (argparse names the flag), and
+    so is a variable; an empty variable counts as unset (the file decides)."""
+    flag = mlproxy("serve", "--workers", "0", "--listen", "127.0.0.1:0")
+    assert flag.returncode == 2
+    assert "argument --workers: must be at least 1, got '0'" in flag.stderr
+    for name, value, message in (
+            ("MLPROXY_TLS_REQUIRED", "maybe", "bad value for 'tls_required': expected true "
+                                              "or false, got 'maybe'"),
+            ("MLPROXY_JOB_SWEEP", "-3", "bad value for 'job_sweep': must be at least 0.1"),
+            ("MLPROXY_LISTEN", "here", "bad value for 'listen': expected HOST:PORT")):
+        started = mlproxy("serve", env={name: value})
+        assert started.returncode == 2, started
+        assert f"mlproxy: environment {name}: {message}" in started.stderr, started
+    path = write(tmp_path, 'relay = "python"\n')
+    got = resolve({}, {"MLPROXY_RELAY": ""}, path)
+    assert (got["relay"].value, got["relay"].source) == ("python", f"file {path}:1")
 
 
 def test_check_config_accepts_a_good_file(tmp_path):
@@ -236,6 +296,90 @@ def test_sighup_reloads_log_level_and_workers_under_load(fresh_proxy, tmp_path):
             time.sleep(0.3)
         assert sum(load.done) > before
     assert load.errors == [] and all(load.done), (load.errors, load.done)
+    assert proxy.alive()
+    assert "Traceback" not in proxy.read_log()
+
+
+PGBENCH_SCRIPT = """\
+\\set x random(1, 1000000)
+BEGIN;
+SELECT :x::int + 1;
+SELECT pg_backend_pid();
+END;
+"""
+
+
+def test_sighup_reloads_under_pgbench(fresh_proxy, tmp_path):
+    """pgbench through the proxy (prepared and simple sessions held for the whole run, and
+    a connection per transaction) while SIGHUP reloads six times: no client aborted, no
+    failed transaction, each reload in force (the log level shows in what is logged), a
+    restart-only setting changed in the file named as needing a restart, a bad file
+    refused as a whole."""
+    path = write(tmp_path, 'log_level = "info"\nworkers = 1\n')
+    proxy = fresh_proxy("--config", str(path))
+    script = write(tmp_path, PGBENCH_SCRIPT, "load.sql")
+    runs = [subprocess.Popen(
+        [program("pgbench"), "-h", proxy.host, "-p", str(proxy.port), "-U", "postgres", "-n",
+         "-M", mode, *extra, "-c", "3", "-j", "1", "-T", "10", "-f", str(script), "postgres"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=client_env())
+        for mode, extra in (("prepared", []), ("simple", []), ("extended", ["-C"]))]
+
+    def opened() -> int:  # pgbench -C opens connections all along, logged at INFO
+        return proxy.read_log().count("connection opened session=")
+
+    def reload(text: str, expected: str) -> None:
+        write(tmp_path, text)
+        hup(proxy, expected)
+        assert all(run.poll() is None for run in runs), "pgbench ended before the reloads did"
+
+    try:
+        with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+            pid = conn.info.backend_pid
+            deadline = time.monotonic() + 5
+            while opened() < 10 and time.monotonic() < deadline:  # the load is running
+                time.sleep(0.05)
+            reload('log_level = "debug"\nworkers = 2\n', "reload: workers=2")
+            assert f"reload: log_level=debug (from file {path}:1)" in proxy.read_log()
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("SELECT 1/0")
+            assert proxy.wait_for_log("upstream error session=")  # logged at DEBUG
+
+            reload('log_level = "warning"\nworkers = 3\n', "reload: workers=3")
+            assert "reload: log_level=warning" in proxy.read_log()  # said even at WARNING
+            time.sleep(0.3)  # records of connections before the change are written
+            quiet = opened()
+            time.sleep(0.7)
+            assert opened() == quiet  # connections go on, INFO is no longer logged
+
+            reload('log_level = "info"\nworkers = 1\nrelay = "python"\njob_sweep = 5\n',
+                   "reload: workers=1")
+            assert proxy.wait_for_log(
+                "reload: job_sweep, relay changed but need a restart to take effect")
+            deadline = time.monotonic() + 5
+            while opened() == quiet and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert opened() > quiet  # INFO again
+
+            # Until a restart, every reload says so again (as Postgres does).
+            restart = "reload: job_sweep, relay changed but need a restart"
+            before = proxy.read_log().count(restart)
+            proxy.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while proxy.read_log().count(restart) == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proxy.read_log().count(restart) == before + 1
+            reload('log_level = "debug"\nworkers = 0\n',
+                   f"reload: settings unchanged: {path}:2: bad value for 'workers'")
+            reload('log_level = "info"\nworkers = 4\n', "reload: workers=4")
+            assert conn.execute("SELECT pg_backend_pid()").fetchone() == (pid,)
+    finally:
+        outputs = [run.communicate(timeout=60) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, (out, err)
+        assert "aborted" not in out + err, (out, err)
+        assert re.search(r"number of failed transactions: 0\b", out), out
+        processed = re.search(r"number of transactions actually processed: (\d+)", out)
+        assert processed and int(processed.group(1)) > 0, out
     assert proxy.alive()
     assert "Traceback" not in proxy.read_log()
 

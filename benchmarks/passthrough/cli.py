@@ -22,7 +22,8 @@ from proxy.embedded import bin_dir
 
 from . import report
 from .pgbench import SCRIPTS, Run, initialise, measure
-from .servers import REPO, embedded_postgres, mlproxy, pgbouncer, pgbouncer_program
+from .servers import (PGBOUNCER_NOT_RUN, REPO, embedded_postgres, mlproxy, pgbouncer,
+                      pgbouncer_missing_banner, pgbouncer_program)
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(("select-only", "prepared"))
     use_bouncer = not args.no_pgbouncer and pgbouncer_program() is not None
     if not args.no_pgbouncer and not use_bouncer:
-        print("pgbouncer not installed: comparing with direct only", file=sys.stderr)
+        print(pgbouncer_missing_banner(), file=sys.stderr, flush=True)
     settings = {"max_connections": str(2 * max(clients) + 30), "shared_buffers": "256MB",
                 "synchronous_commit": "off"}
     meta = {
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_start": os.getloadavg()},
         "versions": {"pgbench": _version(str(bin_dir() / "pgbench"), "--version"),
                      "pgbouncer": _version(pgbouncer_program(), "--version")
-                     if use_bouncer else None,
+                     if use_bouncer else None if args.no_pgbouncer else PGBOUNCER_NOT_RUN,
                      "python": platform.python_version()},
         "targets": {"direct": "pgbench -> Postgres unix socket (the floor)",
                     "mlproxy": "pgbench -> 127.0.0.1 TCP -> mlproxy -> unix socket",
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.render(table))
     print(report.summary(table))
+    if not args.no_pgbouncer and not use_bouncer:
+        print(pgbouncer_missing_banner(), file=sys.stderr)
     output = args.output or RESULTS / ("passthrough-quick.json" if args.quick else "passthrough.json")
     report.write_json(output, meta, runs)
     print(f"wrote {output}")

@@ -55,6 +55,13 @@ def initialise(target: Target, scale: int) -> None:
 def measure(target: Target, script: str, clients: int, seconds: int,
             mode: str = "simple") -> Run:
     options, _ = SCRIPTS[script]
+    return measure_options(target, script, options, clients, seconds, mode)[0]
+
+
+def measure_options(target: Target, script: str, options: list[str], clients: int,
+                    seconds: int, mode: str = "simple") -> tuple[Run, str]:
+    """One pgbench run of `options` (e.g. ["-f", file]) labelled `script`: the Run
+    and pgbench's whole report (for what only some callers read, like -r's)."""
     cpu_before = cpu_seconds(target.pid) if target.pid else None
     out = pgbench(target, *options, "-M", mode, "-n", "-c", str(clients),
                   "-j", str(min(2, clients)), "-T", str(seconds), timeout=seconds + 120)
@@ -66,4 +73,5 @@ def measure(target: Target, script: str, clients: int, seconds: int,
     transactions = int(found[2].group(1))
     return Run(target.name, script, mode, clients, float(found[0].group(1)),
                float(found[1].group(1)), transactions, int(failed.group(1)) if failed else 0,
-               round(cpu * 1e6 / transactions, 1) if cpu is not None and transactions else None)
+               round(cpu * 1e6 / transactions, 1) if cpu is not None and transactions
+               else None), out

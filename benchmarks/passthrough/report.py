@@ -83,4 +83,11 @@ def summary(table: list[dict]) -> str:
         if worst is not None:
             parts.append(f"mlproxy {label}: worst {worst:.2f}x, median "
                          f"{statistics.median(r[key] for r in table if r.get(key)):.2f}x")
+    # CPU per transaction hardly moves with background load, unlike tps.
+    cpu = [row["mlproxy"]["cpu_us_per_tx"] / row["pgbouncer"]["cpu_us_per_tx"] for row in table
+           if (row.get("mlproxy") or {}).get("cpu_us_per_tx")
+           and (row.get("pgbouncer") or {}).get("cpu_us_per_tx")]
+    if cpu:
+        parts.append(f"relay CPU per transaction mlproxy/PgBouncer: median {statistics.median(cpu):.2f}x"
+                     f" (from {min(cpu):.2f}x to {max(cpu):.2f}x)")
     return "; ".join(parts)

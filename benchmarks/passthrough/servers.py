@@ -120,6 +120,19 @@ def pgbouncer_program() -> str | None:
         (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None)
 
 
+INSTALL_PGBOUNCER = REPO / "benchmarks" / "install-pgbouncer.sh"
+PGBOUNCER_NOT_RUN = "NOT RUN: pgbouncer is not installed (benchmarks/install-pgbouncer.sh installs it)"
+
+
+def pgbouncer_missing_banner() -> str:
+    """What a benchmark prints (at its start and under its table) when it cannot
+    compare with PgBouncer: loud, with the command that installs it."""
+    rule = "!" * 78
+    return (f"{rule}\nPgBouncer NOT RUN: pgbouncer is not installed, so this run has no\n"
+            f"mlproxy vs PgBouncer figure. Install it (Debian's package, as root) with\n"
+            f"    {INSTALL_PGBOUNCER.relative_to(REPO)}\nand run the benchmark again.\n{rule}")
+
+
 @contextlib.contextmanager
 def pgbouncer(upstream: Target, clients: int) -> Iterator[Target]:
     """PgBouncer in session mode, trust auth, one server connection per client."""
