@@ -335,7 +335,7 @@ def test_many_sessions_interleaved(native):
 def _framed(pending: int = 0, copy_in: bool = False) -> SimpleNamespace:
     return SimpleNamespace(pending=pending, unsynced=False, unsynced_kinds=[], copy_in=copy_in,
                            _terminating=False, txstatus=b"I", _authenticated=True,
-                           _answered_since_wake=0)
+                           _answered_since_wake=0, skipping_to_sync=False)
 
 
 def _account_all(state: SimpleNamespace, data: bytes) -> None:

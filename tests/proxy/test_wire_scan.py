@@ -165,7 +165,7 @@ def test_garbage_is_never_a_fast_path_chunk_unless_it_frames(data, copy_in):
 def _bookkeeping(copy_in: bool, pending: int = 0):
     return SimpleNamespace(pending=pending, unsynced=True, unsynced_kinds=[7], copy_in=copy_in,
                            _terminating=False, txstatus=b"I", _authenticated=True,
-                           _answered_since_wake=0)
+                           _answered_since_wake=0, skipping_to_sync=False)
 
 
 @settings(max_examples=400)
