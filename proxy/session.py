@@ -637,6 +637,13 @@ class Session(asyncio.Protocol):
         return self.state is State.TAKEOVER
 
     @property
+    def may_park(self) -> bool:
+        """Enough requests were answered since the rewrite last woke to park it
+        (`--relend-after`): a session mixing model calls and plain statements closely
+        stays tracked, as waking and parking at every call would cost more."""
+        return self._answered_since_wake >= self.config.relend_after
+
+    @property
     def relaying(self) -> bool:
         """In the relay state (no takeover waiting or running)."""
         return self.state is _RELAY

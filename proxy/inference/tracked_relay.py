@@ -265,7 +265,8 @@ class TrackedRelay:
         if not self.tracker.active:
             self._emit()
             session.detach_rewrite(park=False)
-        elif self._idle and session.pending == 0 and session.relaying and self.park_names() is not None:
+        elif self._idle and session.pending == 0 and session.relaying and session.may_park \
+                and self.park_names() is not None:
             # (not while a takeover waits: its interceptor may be this rewrite's own,
             # for a Bind of one of its statements)
             self._emit()
