@@ -24,8 +24,8 @@ static inline unsigned char lower(unsigned char c) {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
-/* Apply one whole frontend message of `type`. Returns 0, or -1 for Terminate, which
- * the session handles on its own path. (Query/Parse are checked for triggers by the
+/* Apply one whole frontend message of `type`. Returns 0, or -1 for Terminate and for
+ * a CopyDone/CopyFail outside COPY IN, which the session handles on its own path. (Query/Parse are checked for triggers by the
  * caller before this.) */
 static inline int client_rule(ClientRules *r, unsigned char type) {
     switch (type) {
@@ -46,6 +46,9 @@ static inline int client_rule(ClientRules *r, unsigned char type) {
         r->requests++;
         break;
     case 'c': case 'f':
+        /* outside COPY IN (the client ended a COPY before the server said it began, or
+         * a stray one): the session's own path matches it with its CopyInResponse */
+        if (!r->copy_in) return -1;
         r->copy_in = 0;
         r->copy_ended = 1;
         break;

@@ -53,6 +53,8 @@ class InterceptedSession(Protocol):
 
     def _resume_client_reading(self, reason: str | None = None) -> None: ...
 
+_READY_HEADER = b"Z\x00\x00\x00\x05"
+
 
 class Interceptor(Protocol):
     def triggers(self, database: str) -> tuple[bytes, ...]:
@@ -172,4 +174,6 @@ class Takeover:
         self.session._write_upstream(data)
 
     def send_client(self, data: bytes) -> None:
+        if data[-6:-1] == _READY_HEADER:  # an answered statement, for the statistics
+            self.session.readies += 1
         self.session._write_client(data)

@@ -27,6 +27,7 @@ from . import errors, protocol
 from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
+from .observe.stats import STATS
 from .owed_replies import relay_owed
 from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
 from .reply_rewrite import ReplyRewrite
@@ -49,6 +50,7 @@ class SessionHost(Protocol):
     triggers: dict[str, tuple[bytes, ...]]  # per database (see intercept.py)
     pump: Any  # pump.RelayPump | None
     ssl_context: ssl.SSLContext | None
+    console: Any  # observe.console's admin console, or None
 
     def triggers_for(self, database: str) -> tuple[bytes, ...]: ...
 
@@ -138,6 +140,8 @@ class Session(asyncio.Protocol):
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.readies = 0  # ReadyForQuery messages relayed: statements, for proxy/observe/stats.py
+        self.console = False  # served by the admin console (proxy/observe/console.py)
         self.closed = asyncio.get_running_loop().create_future()
         self._buf = bytearray()  # startup packets, before the relay starts
         self._encryption_asked: set[int] = set()  # SSLRequest/GSSENCRequest codes answered
@@ -339,17 +343,24 @@ class Session(asyncio.Protocol):
             transport.close()
             return
         self.upstream = transport
-        self._pump_fds = _pump_descriptors(self.server.pump, self.client, transport)
+        console = self.server.console
+        self.console = console is not None and console.claims(startup)  # the virtual database `mlproxy`
+        self._pump_fds = None if self.console else _pump_descriptors(self.server.pump, self.client, transport)
         if self._pump_fds is not None:
             side.data_received = self._server_input
         log.info("connection opened session=%s peer=%s user=%s database=%s",
                  self.id, self.peer, startup.user, startup.database)
-        transport.write(startup.raw)
+        if not self.console:
+            transport.write(startup.raw)
         self.pending = 1  # the startup exchange ends with a ReadyForQuery
         self.state = State.RELAY
         leftover = bytes(self._buf)
         self._buf.clear()
         self._resume_client_reading("connecting")
+        if self.console:  # it sends the login upstream and relays it, then answers commands
+            self.pending = 0
+            self._begin_handover(console, Frame(0, console.upstream_login(startup).raw), [leftover])
+            return
         if leftover:
             self._client_relay(leftover)
 
@@ -367,7 +378,7 @@ class Session(asyncio.Protocol):
                     if self.unsynced_kinds:
                         self.unsynced_kinds.clear()
                 if verdict & COPY_IN_CLEARED:
-                    self.copy_in = False
+                    self._copy_ended()
                 self.pending += verdict >> REQUEST_SHIFT
                 self.upstream.write(data)
                 return
@@ -451,6 +462,16 @@ class Session(asyncio.Protocol):
 
     _client_broken = False
     _authenticated = False
+    # CopyDone/CopyFail the client sent, with a request in flight, before the server
+    # said its COPY began (a pipelining client): that COPY is over in the client's
+    # stream, so its CopyInResponse does not put the session in COPY IN.
+    _copy_ends_ahead = 0
+
+    def _copy_ended(self) -> None:
+        if self.copy_in:
+            self.copy_in = False
+        elif self.pending:
+            self._copy_ends_ahead += 1
 
     def _check_copy_in_hold(self) -> None:
         """During COPY FROM STDIN Postgres judges a message by its type byte alone:
@@ -487,7 +508,7 @@ class Session(asyncio.Protocol):
         elif msg_type == F_FUNCTION_CALL:
             self.pending += 1
         elif msg_type == F_COPY_DONE or msg_type == F_COPY_FAIL:
-            self.copy_in = False
+            self._copy_ended()
         elif msg_type == F_TERMINATE:
             self._terminating = True
 
@@ -557,13 +578,18 @@ class Session(asyncio.Protocol):
         self.copy_in = False
         self.failed_since_sync = False
         self._answered_since_wake += count
+        self.readies += count
         if not self._authenticated:  # the startup exchange is over
             self._authenticated = True
             self._cframer.set_limits(SESSION_LIMITS)
         if not self.pending:
+            self._copy_ends_ahead = 0
             return False
         self.pending = max(0, self.pending - count)
-        return not self.pending
+        if self.pending:
+            return False
+        self._copy_ends_ahead = 0  # no request in flight: no COPY can still begin
+        return True
 
     def _note_server(self, msg_type: int, raw: bytes | memoryview) -> bool:
         """Bookkeeping for one watched server message (`raw` is the whole message):
@@ -574,6 +600,9 @@ class Session(asyncio.Protocol):
         if msg_type == B_COPY_IN:
             if self.rewrite is not None and self.rewrite.hidden_next:
                 return False  # the COPY of mlproxy's own deferred messages, not the client's
+            if self._copy_ends_ahead:  # the client ended this COPY before it began here
+                self._copy_ends_ahead -= 1
+                return False
             self.copy_in = True
             if self.state is State.HANDOVER:  # the statement waiting goes on as sent
                 self._wake_handover()
@@ -662,6 +691,7 @@ class Session(asyncio.Protocol):
 
     def _log_server_error(self, frame: Frame) -> None:
         fields = protocol.parse_fields(frame.body)
+        STATS.error("upstream", fields.get("C"))
         severity = fields.get("V", fields.get("S", ""))
         if severity in ("FATAL", "PANIC"):
             log.info("upstream fatal session=%s sqlstate=%s message=%s", self.id,
@@ -779,6 +809,7 @@ class Session(asyncio.Protocol):
             self.failed_since_sync = False
         self.bytes_in += record.bytes_client
         self.bytes_out += record.bytes_server
+        self.readies += record.readies
         if record.skip_client:
             self._cframer.pass_through(record.skip_client)
         if record.skip_server:
@@ -823,7 +854,8 @@ class Session(asyncio.Protocol):
         sent before `frame`, let the interceptor own the session."""
         held = bytes(self._cframer._carry)
         tail = b"".join(bytes(i.raw) if type(i) is Frame else bytes(i) for i in rest) + held
-        self._cframer = Framer(ALL, limits=SESSION_LIMITS,
+        # (a takeover from the login on, the admin console's, relays PasswordMessages)
+        self._cframer = Framer(ALL, limits=SESSION_LIMITS if self._authenticated else FRONTEND_LIMITS,
                                assemble_limit=protocol.LARGE_MESSAGE_LIMIT + 1)
         self._takeover = Takeover(self)
         self.state = State.HANDOVER
@@ -1057,6 +1089,7 @@ class Session(asyncio.Protocol):
                 fut.cancel()
         if not self.closed.done():
             self.closed.set_result(None)
+            STATS.session_closed(self)
             if self.startup is not None:
                 log.info("connection closed session=%s peer=%s seconds=%.3f bytes_in=%d bytes_out=%d",
                          self.id, self.peer, time.monotonic() - self.opened,

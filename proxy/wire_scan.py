@@ -13,8 +13,9 @@ client_chunk(data, limits, triggers, copy_in, names=()) -> int | None
     `data` holds only whole frontend messages, each of a known type within its
     length limit (`limits`: 256 big-endian uint32 maxima, 0 for unknown types), no
     Query/Parse contains a trigger (compared lower-cased), no message names one of
-    `names` (a parked reply rewrite's statements, see `names_message`), no
-    Terminate, and no extended-protocol message is left after the chunk's last
+    `names` (a parked reply rewrite's statements, see `names_message`), no Terminate,
+    no CopyDone or CopyFail outside COPY IN (the session matches those with their
+    CopyInResponse), and no extended-protocol message is left after the chunk's last
     Sync/Query. Then the
     result packs: bit 0 = a Sync or Query ended the pipeline (unsynced is cleared),
     bit 1 = CopyDone/CopyFail seen (copy_in is cleared), the rest (>> 2) = requests
@@ -124,6 +125,8 @@ def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
         elif msg_type == 0x46:  # FunctionCall
             requests += 1
         elif msg_type == 0x63 or msg_type == 0x66:  # CopyDone, CopyFail
+            if not copy_in:  # ended ahead of its CopyInResponse, or stray: Session._copy_ended
+                return None
             copy_in = False
             flags |= COPY_IN_CLEARED
         elif msg_type == 0x58:  # Terminate

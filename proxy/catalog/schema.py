@@ -1520,6 +1520,260 @@ GRANT EXECUTE ON FUNCTION mlproxy.forecast(text, text) TO PUBLIC;
 """
 MIGRATIONS.append(_MIGRATION_8)
 
+# 9: training jobs are a queue that every proxy of a fleet takes from. A job is a row
+# of `training_jobs` (its model's snapshot URL, who holds it and until when); a proxy
+# with a free worker claims the oldest job whose lease is free or expired and whose
+# snapshot it can read (FOR UPDATE SKIP LOCKED: two proxies never claim one job), and
+# renews the lease while it trains; a proxy that died leaves its lease to expire and
+# another takes the job over. Proxies record what snapshots they can read in
+# `training_proxies`, so that a job no running proxy can read is FAILED with the
+# reason instead of waiting forever. Only the service identity (the owner) reads or
+# writes these tables and runs these functions: PUBLIC has no privilege on them.
+_MIGRATION_9 = """
+CREATE TABLE IF NOT EXISTS mlproxy.training_jobs (
+    model_id        bigint PRIMARY KEY REFERENCES mlproxy.models (id) ON DELETE CASCADE,
+    snapshot        text NOT NULL,
+    enqueued_at     timestamptz NOT NULL DEFAULT now(),
+    claimed_by      text,         -- who holds the lease (NULL: given back)
+    last_owner      text,         -- who claimed it last (a take-over says from whom)
+    claimed_at      timestamptz,
+    lease_until     timestamptz,
+    attempts        integer NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS training_jobs_queue ON mlproxy.training_jobs (enqueued_at, model_id);
+REVOKE ALL ON mlproxy.training_jobs FROM PUBLIC;
+
+CREATE TABLE IF NOT EXISTS mlproxy.training_proxies (
+    instance          text PRIMARY KEY,
+    snapshot_prefixes text[] NOT NULL,
+    seen              timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON mlproxy.training_proxies FROM PUBLIC;
+
+-- A proxy says it is alive and which snapshot URLs it can read.
+CREATE OR REPLACE FUNCTION mlproxy.announce_training_proxy(p_instance text, p_prefixes text[])
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+    INSERT INTO mlproxy.training_proxies AS t (instance, snapshot_prefixes, seen)
+    VALUES (p_instance, p_prefixes, now())
+    ON CONFLICT (instance) DO UPDATE SET snapshot_prefixes = EXCLUDED.snapshot_prefixes, seen = now();
+    DELETE FROM mlproxy.training_proxies WHERE seen < now() - interval '1 day';
+$fn$;
+REVOKE EXECUTE ON FUNCTION mlproxy.announce_training_proxy(text, text[]) FROM PUBLIC;
+
+-- The next job for p_instance, leased for p_lease_seconds (no row: none free).
+CREATE OR REPLACE FUNCTION mlproxy.claim_training_job(p_instance text, p_lease_seconds double precision,
+                                                      p_prefixes text[])
+RETURNS TABLE (job_model_id bigint, job_snapshot text, job_attempts integer, job_previous_owner text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    j record;
+BEGIN
+    PERFORM mlproxy.announce_training_proxy(p_instance, p_prefixes);
+    SELECT t.model_id, t.last_owner INTO j
+      FROM mlproxy.training_jobs t JOIN mlproxy.models m ON m.id = t.model_id
+     WHERE m.state = 'TRAINING'
+       AND (t.lease_until IS NULL OR t.lease_until < now())
+       AND EXISTS (SELECT 1 FROM unnest(p_prefixes) AS x(prefix) WHERE starts_with(t.snapshot, x.prefix))
+     ORDER BY t.enqueued_at, t.model_id
+     LIMIT 1
+       FOR UPDATE OF t SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE mlproxy.training_jobs t
+       SET claimed_by = p_instance, last_owner = p_instance, claimed_at = now(), attempts = t.attempts + 1,
+           lease_until = now() + make_interval(secs => p_lease_seconds)
+     WHERE t.model_id = j.model_id
+    RETURNING t.model_id, t.snapshot, t.attempts, j.last_owner
+      INTO job_model_id, job_snapshot, job_attempts, job_previous_owner;
+    UPDATE mlproxy.models SET job_owner = p_instance, heartbeat = now(), updated_at = now(),
+           progress = '{"phase": "claimed"}'
+     WHERE id = j.model_id;
+    RETURN NEXT;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION mlproxy.claim_training_job(text, double precision, text[]) FROM PUBLIC;
+
+-- Renew p_instance's lease on a job and record its progress; false when the job is no
+-- longer p_instance's (another proxy took it over) or its model is gone or finished.
+CREATE OR REPLACE FUNCTION mlproxy.renew_training_lease(p_model_id bigint, p_instance text,
+                                                        p_lease_seconds double precision, p_progress jsonb)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    UPDATE mlproxy.training_jobs
+       SET lease_until = now() + make_interval(secs => p_lease_seconds)
+     WHERE model_id = p_model_id AND claimed_by = p_instance;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE mlproxy.models SET progress = p_progress, heartbeat = now(), job_owner = p_instance,
+           updated_at = now()
+     WHERE id = p_model_id AND state = 'TRAINING';
+    RETURN FOUND;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION mlproxy.renew_training_lease(bigint, text, double precision, jsonb) FROM PUBLIC;
+
+-- A job whose lease is free or expired for p_grace_seconds and whose snapshot no proxy
+-- seen in that time can read is FAILED, with the reason; returns the failed ids.
+CREATE OR REPLACE FUNCTION mlproxy.fail_unresumable_jobs(p_grace_seconds double precision)
+RETURNS SETOF bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    r record;
+    v_since timestamptz := now() - make_interval(secs => p_grace_seconds);
+BEGIN
+    FOR r IN SELECT t.model_id, t.snapshot, t.last_owner
+               FROM mlproxy.training_jobs t JOIN mlproxy.models m ON m.id = t.model_id
+              WHERE m.state = 'TRAINING'
+                AND coalesce(t.lease_until, t.enqueued_at) < v_since
+                AND NOT EXISTS (SELECT 1 FROM mlproxy.training_proxies p, unnest(p.snapshot_prefixes) AS x(prefix)
+                                 WHERE p.seen >= v_since AND starts_with(t.snapshot, x.prefix))
+                FOR UPDATE OF t SKIP LOCKED LOOP
+        UPDATE mlproxy.models
+           SET state = 'FAILED', heartbeat = now(), updated_at = now(),
+               failure_reason = format('training was interrupted%s and its data snapshot is not available '
+                                       'to any running proxy (%s, for %s s); drop the model and create it again',
+                                       CASE WHEN r.last_owner IS NOT NULL THEN format(' (last run by %s)', r.last_owner)
+                                            ELSE '' END, r.snapshot, round(p_grace_seconds))
+         WHERE id = r.model_id AND state = 'TRAINING';
+        DELETE FROM mlproxy.training_jobs WHERE model_id = r.model_id;
+        PERFORM pg_notify('@NOTIFY_CHANNEL@', json_build_object('event', 'failed', 'id', r.model_id)::text);
+        RETURN NEXT r.model_id;
+    END LOOP;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION mlproxy.fail_unresumable_jobs(double precision) FROM PUBLIC;
+"""
+MIGRATIONS.append(_MIGRATION_9.replace("@NOTIFY_CHANNEL@", NOTIFY_CHANNEL))
+
+
+# 10: SHOW MODEL of a FORECAST model tells its HORIZON, FREQUENCY and PERCENTILES as
+# keys of their own (Redshift's key spelling for a setting: 'Max Runtime' for
+# MAX_RUNTIME), after Max Runtime; other models are shown as before. The function is
+# migration 5's with these three rows added (derived from its text, so both stay one
+# definition); options -> 'forecast' is visible to every role that may see the model.
+def _show_model_with_forecast_keys() -> str:
+    start = _MIGRATION_5.index("CREATE FUNCTION mlproxy.show_model(")
+    end = _MIGRATION_5.index("$fn$;", start) + len("$fn$;")
+    body = _MIGRATION_5[start:end]
+    row = "               (25, 0, 'Max Runtime', m.max_runtime::text),\n"
+    if row not in body:
+        raise RuntimeError("migration 9: SHOW MODEL's Max Runtime row not found in migration 5")
+    keys = row + (
+        "               (25, 1, 'Horizon', m.options -> 'forecast' ->> 'horizon'),\n"
+        "               (25, 2, 'Frequency', m.options -> 'forecast' ->> 'frequency'),\n"
+        "               (25, 3, 'Percentiles', (SELECT pg_catalog.string_agg(x.p, ',' ORDER BY x.n)\n"
+        "                    FROM pg_catalog.jsonb_array_elements_text(m.options -> 'forecast' -> 'percentiles')\n"
+        "                         WITH ORDINALITY AS x(p, n))),\n")
+    return body.replace(row, keys).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+
+
+MIGRATIONS.append(_show_model_with_forecast_keys())
+
+
+# 11: BYOM remote inference (CREATE MODEL ... SAGEMAKER): a model whose rows an inference
+# endpoint scores. It is registered as every model is (register_model: the stubs as
+# the client, record_model's checks, a private model), then, in the same statement,
+# record_remote_model makes the row just recorded READY with its endpoint (the name
+# the operator maps to a URL, or a URL: the proxy checks it against its settings at
+# every call, so a row made by hand gains nothing). SHOW MODEL of such a model lists
+# what it has (show_any_model; SHOW MODEL calls it for every model).
+_MIGRATION_REMOTE = r"""
+ALTER TABLE mlproxy.models ADD COLUMN IF NOT EXISTS endpoint text;
+GRANT SELECT (endpoint) ON mlproxy.models TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION mlproxy.record_remote_model(p_id bigint, p_endpoint text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    m record;
+BEGIN
+    SELECT id, owner, state, target, source_query, created_at INTO m
+      FROM mlproxy.models WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model % does not exist', p_id USING ERRCODE = '42704';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = m.owner
+                    AND pg_has_role(session_user, r.oid, 'MEMBER')) THEN
+        RAISE EXCEPTION 'must be owner of model %', p_id USING ERRCODE = '42501';
+    END IF;
+    -- a row of no training data (no query, no target) that this transaction recorded
+    -- (record_model inserts in a subtransaction: its xmin is not the transaction's;
+    -- created_at is the transaction's start). The owner could drop and create it
+    -- again anyway: this keeps a training model's row from being made remote.
+    IF m.state <> 'TRAINING' OR m.target IS NOT NULL OR m.source_query <> ''
+       OR m.created_at <> now() THEN
+        RAISE EXCEPTION 'model % was not recorded by this CREATE MODEL', p_id USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(p_endpoint, '') = '' THEN
+        RAISE EXCEPTION 'a remote model needs an endpoint' USING ERRCODE = '22023';
+    END IF;
+    UPDATE mlproxy.models SET state = 'READY', endpoint = p_endpoint, progress = NULL,
+           heartbeat = NULL, job_owner = NULL, max_runtime = NULL, updated_at = now()
+     WHERE id = p_id;
+    RETURN p_id;
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION mlproxy.record_remote_model(bigint, text) TO PUBLIC;
+
+-- CREATE MODEL ... SAGEMAKER, on the client's session: stubs and row as for any
+-- model, READY with its endpoint, in one statement.
+CREATE OR REPLACE FUNCTION mlproxy.register_remote_model(
+    p_schema text, p_name text, p_fn_schema text, p_fn_name text,
+    p_arg_names text[], p_arg_types text[], p_return_type text,
+    p_statement text, p_options jsonb, p_endpoint text)
+RETURNS bigint LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+BEGIN
+    RETURN mlproxy.record_remote_model(
+        mlproxy.register_model(p_schema, p_name, p_fn_schema, p_fn_name, p_arg_names, p_arg_types,
+                               p_return_type, p_statement, p_options, '', NULL, NULL, NULL),
+        p_endpoint);
+END
+$fn$;
+
+-- SHOW MODEL name: a remote model's keys (Redshift's for BYOM remote inference), any
+-- other model's from show_model.
+CREATE OR REPLACE FUNCTION mlproxy.show_any_model(p_schema text, p_name text)
+RETURNS TABLE ("Key" text, "Value" text) LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v_id bigint := mlproxy.visible_model_id(p_schema, p_name);
+    v_endpoint text;
+    m record;
+BEGIN
+    SELECT x.endpoint INTO v_endpoint FROM mlproxy.models x WHERE x.id OPERATOR(pg_catalog.=) v_id;
+    IF v_endpoint IS NULL THEN
+        RETURN QUERY SELECT * FROM mlproxy.show_model(p_schema, p_name);
+        RETURN;
+    END IF;
+    SELECT * INTO m FROM mlproxy.visible_models x WHERE x.id OPERATOR(pg_catalog.=) v_id;
+    RETURN QUERY
+    SELECT kv.k, kv.v FROM (
+        VALUES (1, 'Model Name', m.model_name),
+               (2, 'Schema Name', m.schema_name),
+               (3, 'Owner', m.owner),
+               (4, 'Creation Time',
+                pg_catalog.to_char(m.created_at AT TIME ZONE 'UTC', 'Dy, DD.MM.YYYY HH24:MI:SS')),
+               (5, 'Model State', m.state),
+               (6, '', ''),
+               (7, 'PARAMETERS:', ''),
+               (8, 'Endpoint', pg_catalog.regexp_replace(v_endpoint, '(://)[^/@]*@', '***@')),
+               (9, 'Target Model', m.options -> 'given' ->> 'target_model'),
+               (10, 'Function Name', m.function_name),
+               (11, 'Inference Type', 'Remote'),
+               (12, 'Function Parameter Types', (
+                    SELECT pg_catalog.string_agg(coalesce(t.typname::text, a.x), ' ' ORDER BY a.n)
+                      FROM pg_catalog.unnest(m.arg_types) WITH ORDINALITY AS a(x, n)
+                      LEFT JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(a.x))),
+               (13, 'Function Return Type', m.return_type),
+               (14, 'IAM Role', m.options ->> 'iam_role'),
+               (15, 'Max Batch Rows', m.options -> 'given' ->> 'max_batch_rows')
+    ) AS kv(s, k, v)
+    WHERE kv.v IS NOT NULL
+    ORDER BY kv.s;
+END
+$fn$;
+"""
+MIGRATIONS.append(_MIGRATION_REMOTE)
+
 
 async def migrate(conn) -> int:
     """Bring the catalog schema to the newest version; returns that version.
