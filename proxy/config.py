@@ -106,6 +106,9 @@ class Config:
     # "native": sessions with nothing to intercept are relayed by the native pump
     # (pump.py) when it is built; "python": every chunk goes through the event loop.
     relay: str = "native"
+    # A session holding prepared model statements is lent to the pump again only
+    # after this many requests answered since its last model call (reply_rewrite.py).
+    relend_after: int = 8
     # Training jobs run in this many worker processes at once (CREATE MODEL).
     training_workers: int = 1
     # Threads each training job may use (None: all cores).
@@ -147,6 +150,7 @@ class Config:
                      tls_required=values["tls_required"],
                      shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
                      training_workers=values["workers"], relay=values["relay"],
+                     relend_after=values["relend_after"],
                      job_sweep_interval=values["job_sweep"], import_dir=values["import_dir"],
                      import_urls=values["import_urls"], import_max_bytes=values["import_max_bytes"],
                      endpoints=dict(values["endpoint"]), allow_endpoint_urls=values["allow_endpoint_urls"],

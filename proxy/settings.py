@@ -259,6 +259,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay", _text, "native",
             "who relays sessions with nothing to intercept: a native thread (when the "
             "extension is built) or the event loop", choices=("native", "python")),
+    Setting("relend_after", _int, 8,
+            "a session holding prepared model statements goes back to the native relay "
+            "this many requests after its last model call (0: at once)", metavar="N",
+            minimum=0),
     Setting("endpoint", _endpoints, (),
             "an inference endpoint that CREATE MODEL ... SAGEMAKER 'NAME' may use: rows are "
             "POSTed to URL/invocations as SageMaker's text/csv; mlflow+http://... for an MLflow "
