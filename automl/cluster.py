@@ -1,0 +1,288 @@
+"""Training on a Dask cluster (dask.distributed): the search's trials as tasks, and
+XGBoost's own Dask training for the winner's final fit on partitioned data.
+
+`ClusterTrials` is the search's trial pool (automl.search.TrialPool): the selection
+part's matrices, targets and folds are scattered to the cluster once, and each batch
+of trials the search hands it runs as one task per trial, side by side on the
+cluster's workers. The search itself (which trial comes next, the budget, the
+leaderboard) stays in the training process; it records a batch in the order it was
+submitted, so results do not depend on which worker finished first.
+
+What returns from the cluster is plain data, never a fitted estimator: Dask pickles
+task arguments and results, so a task returns a dict of floats and strings (the
+trial's score, seconds, threshold) plus, for XGBoost, the first fold's Booster as
+XGBoost's JSON model bytes, which the training process loads into a fresh Booster.
+The final model is fitted in the training process (or, for an XGBOOST winner, by
+xgboost.dask, whose Booster crosses as XGBoost's own UBJSON model bytes and is
+re-read from its JSON here), then goes through the same export and compiler as a
+local job: no executable object from the cluster reaches the catalog.
+
+Time: the search's deadline is a monotonic time in the training process; a task
+gets it as wall-clock time (cluster hosts are assumed NTP-synchronised) and turns it
+back into its own monotonic deadline.
+
+Faults: a task whose worker dies is re-run by the scheduler on another worker (up
+to `distributed.scheduler.allowed-failures`, then it fails as KilledWorker and
+the search goes on without that trial). A cluster that stops answering (no
+scheduler connection, or no workers, for LOST_AFTER seconds) raises ClusterLost;
+one that does not answer at the start raises ClusterUnavailable. Both are
+AutoMLErrors the proxy's worker turns into a local retry or a FAILED reason.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .errors import AutoMLError
+from .families import Context, Family, TrialInterrupted
+from .validation import Evaluator, TrialResult
+
+#: seconds to wait for the scheduler when connecting
+CONNECT_TIMEOUT = 10.0
+#: a cluster with no scheduler connection or no workers for this long is lost
+LOST_AFTER = 15.0
+#: after the search deadline, tasks still running get this long to notice it
+DEADLINE_GRACE = 5.0
+
+
+class ClusterUnavailable(AutoMLError):
+    """The training cluster does not answer."""
+
+    sqlstate = "08001"  # sqlclient_unable_to_establish_sqlconnection
+
+
+class ClusterLost(AutoMLError):
+    """The training cluster went away while training."""
+
+    sqlstate = "08006"  # connection_failure
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> Any:
+    """A dask.distributed Client for `address` (ClusterUnavailable if it does not
+    answer within `timeout` seconds)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ClusterUnavailable("training on a cluster needs dask.distributed",
+                                 hint="pip install 'mlproxy[cluster]'") from None
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterUnavailable(f"training cluster {address} does not answer: {exc or type(exc).__name__}") \
+            from None
+
+
+def describe(address: str, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
+    """The cluster's workers and threads (what `serve` checks at startup)."""
+    client = connect(address, timeout)
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        return {"workers": len(workers), "threads": sum(int(w.get("nthreads", 1)) for w in workers.values())}
+    finally:
+        client.close()
+
+
+def _threads(client: Any) -> int:
+    try:
+        return sum(client.nthreads().values())
+    except Exception:  # noqa: BLE001 - asked again in the wait loop
+        return 0
+
+
+class ClusterTrials:
+    """The search's trials as tasks on a Dask cluster (see the module's text)."""
+
+    def __init__(self, client: Any, evaluator: Evaluator) -> None:
+        self.client = client
+        self.evaluator = evaluator
+        self._matrices: dict[str, Any] = {}
+        # one future for the dict (a list or dict given to scatter is scattered by item)
+        self._common = client.scatter([{"y": evaluator.y, "folds": evaluator.folds}], hash=False)[0]
+        self.setup = {"objective": evaluator.objective, "problem_type": evaluator.problem_type,
+                      "n_classes": evaluator.n_classes, "seed": evaluator.seed}
+
+    def _matrix(self, encoding: str) -> Any:
+        if encoding not in self._matrices:
+            self._matrices[encoding] = self.client.scatter(self.evaluator.matrices[encoding], hash=False)
+        return self._matrices[encoding]
+
+    def run(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
+            deadline: float) -> list[TrialResult | Exception]:
+        if not trials:
+            return []
+        wall_deadline = time.time() + (deadline - time.monotonic())
+        futures = [self.client.submit(run_trial, self._matrix(fam.encoding), self._common, self.setup,
+                                      fam.model_type, params, ctx, fidelity, wall_deadline, pure=False)
+                   for fam, params, ctx, fidelity in trials]
+        try:
+            self._wait(futures, deadline + DEADLINE_GRACE)
+        except BaseException:
+            self._cancel(futures)
+            raise
+        out: list[TrialResult | Exception] = []
+        for future, (fam, params, ctx, fidelity) in zip(futures, trials):
+            out.append(self._outcome(future, fam, params, ctx))
+        self._cancel([f for f in futures if not f.done()])
+        return out
+
+    def _wait(self, futures: list[Any], give_up: float) -> None:
+        """Until every task is done or `give_up` (monotonic); ClusterLost if the
+        cluster stops answering meanwhile."""
+        from distributed import wait
+
+        lost_since: float | None = None
+        while time.monotonic() < give_up:
+            try:
+                wait(futures, timeout=0.5)
+                return
+            except TimeoutError:
+                pass
+            healthy = self.client.status == "running" and _threads(self.client) > 0
+            if healthy:
+                lost_since = None
+                continue
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > LOST_AFTER:
+                why = ("no connection to its scheduler" if self.client.status != "running"
+                       else "it has no workers")
+                raise ClusterLost(f"training cluster {self.client.scheduler.address} lost: {why} "
+                                  f"for {LOST_AFTER:g} s")
+
+    def _outcome(self, future: Any, fam: Family, params: dict[str, Any], ctx: Context) -> TrialResult | Exception:
+        if future.status == "finished":
+            data = future.result()
+            if data.get("interrupted"):
+                return TrialInterrupted()
+            if data.get("error"):
+                return ValueError(data["error"])
+            model = None
+            if data.get("xgboost_json") is not None:
+                model = load_xgboost(fam, params, ctx, data["xgboost_json"])
+            return TrialResult(float(data["score"]), float(data["seconds"]), data["threshold"], model,
+                               float(data["cost_units"]))
+        if future.status == "error":
+            exc = future.exception()
+            return RuntimeError(f"trial task failed on the cluster: {type(exc).__name__}: {exc}")
+        return TrialInterrupted()  # still running past the deadline
+
+    def _cancel(self, futures: list[Any]) -> None:
+        if futures:
+            try:
+                self.client.cancel(futures)
+            except Exception:  # noqa: BLE001 - a lost cluster has nothing left to cancel
+                pass
+
+
+def run_trial(X: np.ndarray, common: dict[str, Any], setup: dict[str, Any], model_type: str,
+              params: dict[str, Any], ctx: Context, fidelity: float, wall_deadline: float) -> dict[str, Any]:
+    """One trial on a cluster worker: the same Evaluator as a local trial, on the
+    scattered data; returns plain data only (see the module's text)."""
+    from .boosting import XGBModel
+    from .registry import FAMILIES
+    from .search import FIT_ERRORS
+
+    deadline = time.monotonic() + (wall_deadline - time.time())
+    evaluator = Evaluator({FAMILIES[model_type].encoding: X}, common["y"], common["folds"], setup["objective"],
+                          setup["problem_type"], setup["n_classes"], setup["seed"])
+    ctx = replace(ctx, n_jobs=_worker_threads())
+    try:
+        result = evaluator.run(FAMILIES[model_type], params, ctx, fidelity, deadline)
+    except TrialInterrupted:
+        return {"interrupted": True}
+    except FIT_ERRORS as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    model = result.model
+    return {"score": float(result.score), "seconds": float(result.seconds),
+            "threshold": None if result.threshold is None else float(result.threshold),
+            "cost_units": float(result.cost_units),
+            "xgboost_json": model.model_json() if isinstance(model, XGBModel) else None}
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def load_xgboost(fam: Family, params: dict[str, Any], ctx: Context, model_json: bytes) -> Any:
+    """An XGBModel of `params` whose Booster is read from XGBoost's JSON model."""
+    import xgboost as xgb
+
+    est = fam.build(params, ctx)
+    booster = xgb.Booster()
+    booster.load_model(bytearray(model_json))
+    est.booster = booster
+    return est
+
+
+# -- XGBoost's Dask interface: the final fit on partitioned data -------------------------------
+
+#: rows per partition of the final fit's data (at least two partitions per worker)
+PARTITION_ROWS = 250_000
+
+
+def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray, deadline: float,
+                            partitions: int | None = None) -> Any:
+    """Fit `est` (an XGBModel without early stopping) with xgboost.dask on `X`, `y`
+    cut into row partitions spread over the cluster's workers. The Booster comes back
+    as XGBoost's own model bytes and is re-read from its JSON. TrialInterrupted when
+    `deadline` (monotonic) stopped it before its last round."""
+    import dask.array as da
+    import xgboost as xgb
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    workers = max(1, len(client.nthreads()))
+    count = partitions or max(2 * workers, math.ceil(len(y) / PARTITION_ROWS))
+    bounds = np.linspace(0, len(y), count + 1).astype(np.int64)
+    weight = compute_sample_weight(est.class_weight, y) if est.class_weight else None
+
+    def parts(values: np.ndarray) -> Any:
+        futures = client.scatter([values[a:b] for a, b in zip(bounds[:-1], bounds[1:])], hash=False)
+        return da.concatenate([da.from_delayed(f, shape=(b - a, *values.shape[1:]), dtype=values.dtype)
+                               for f, a, b in zip(futures, bounds[:-1], bounds[1:])])
+
+    dtrain = xgb.dask.DaskDMatrix(client, parts(X), parts(y), weight=None if weight is None else parts(weight))
+    params = {**est.params, "nthread": _cluster_threads(client), "tree_method": est.params.get("tree_method", "hist")}
+    wall_deadline = time.time() + (deadline - time.monotonic())
+    try:
+        out = xgb.dask.train(client, params, dtrain, num_boost_round=est.num_round,
+                             callbacks=[WallDeadline(wall_deadline)])
+    except Exception as exc:
+        if client.status != "running" or not _threads(client):
+            raise ClusterLost(f"training cluster lost during the final fit: {type(exc).__name__}: {exc}") from None
+        raise
+    booster = xgb.Booster()
+    booster.load_model(bytearray(out["booster"].save_raw("json")))
+    if booster.num_boosted_rounds() < est.num_round:
+        raise TrialInterrupted()
+    est.booster = booster
+    return est
+
+
+def _cluster_threads(client: Any) -> int:
+    return max(1, min(client.nthreads().values(), default=1))
+
+
+try:
+    from xgboost.callback import TrainingCallback as _Callback
+except ImportError:  # pragma: no cover - xgboost is a dependency
+    _Callback = object  # type: ignore[assignment,misc]
+
+
+class WallDeadline(_Callback):  # type: ignore[misc,valid-type]
+    """Stops XGBoost's rounds at a wall-clock deadline (it runs on the workers)."""
+
+    def __init__(self, wall_deadline: float) -> None:
+        super().__init__()
+        self.wall_deadline = wall_deadline
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        return time.time() > self.wall_deadline
