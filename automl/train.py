@@ -274,16 +274,14 @@ def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarra
             report.append(f"refit on all {len(y)} selection rows with xgboost.dask on the training cluster "
                           "(row partitions across its workers)")
             return est
-        if fallback is None:
-            # the trial's model stayed on the cluster (only XGBoost's returns as data):
-            # the refit is the only model, so it is not cut short
-            est = fam.fit(est, X, y, float("inf"))
-            report.append(f"refit on all {len(y)} selection rows")
-            return est
         est = fam.fit(est, X, y, clock.hard_deadline - overhead)
         report.append(f"refit on all {len(y)} selection rows")
         return est
     except TrialInterrupted:
+        if fallback is None:
+            # the trial's model stayed on the cluster (only XGBoost's returns, as
+            # data): keep what the refit grew by the deadline, else fit it whole
+            return _grown_so_far(fam, est, X, y, report)
         report.append("time budget reached during the refit: kept the winning trial's model")
         return fallback
     except FIT_ERRORS as exc:
@@ -291,3 +289,22 @@ def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarra
             raise
         report.append(f"refit failed ({exc}): kept the winning trial's model")
         return fallback
+
+
+def _grown_so_far(fam: Family, est: Any, X: np.ndarray, y: np.ndarray, report: list[str]) -> Any:
+    """A refit the deadline stopped, when no trial's model is at hand: an ensemble
+    grown in chunks is a valid model with what it grew (fewer trees or epochs); one
+    stopped before its first chunk is fitted whole (over the budget, and said so)."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(est)
+    except (NotFittedError, TypeError):
+        est = fam.fit(est, X, y, float("inf"))
+        report.append("time budget reached before the refit could start: refitted past MAX_RUNTIME")
+        return est
+    grown = getattr(est, fam.grow_attr) if fam.grow_attr else None
+    est.set_params(warm_start=False)
+    report.append(f"time budget reached during the refit: kept the {grown} {fam.grow_attr} grown by then")
+    return est

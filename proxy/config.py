@@ -110,6 +110,10 @@ class Config:
     training_workers: int = 1
     # Threads each training job may use (None: all cores).
     training_threads: int | None = None
+    # Dask scheduler address the training jobs' search runs on (None: local only),
+    # and whether a cluster that does not answer or is lost means local training.
+    training_cluster: str | None = None
+    training_cluster_fallback: bool = False
     # Seconds between two looks for interrupted training jobs (a failed look is
     # retried sooner, with backoff).
     job_sweep_interval: float = 30.0
@@ -125,7 +129,9 @@ class Config:
                      tls_required=values["tls_required"],
                      shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
                      training_workers=values["workers"], relay=values["relay"],
-                     job_sweep_interval=values["job_sweep"])
+                     job_sweep_interval=values["job_sweep"],
+                     training_cluster=values["training_cluster"],
+                     training_cluster_fallback=values["training_cluster_fallback"])
         if values["upstream"]:
             config.upstream = Upstream.from_url(values["upstream"])
         return config

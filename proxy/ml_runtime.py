@@ -32,7 +32,10 @@ class MLRuntime:
         data_dir, cache_dir = self.directories(config)
         self.jobs = JobRunner(self.catalog, data_dir, cache_dir,
                               workers=config.training_workers,
-                              worker_threads=config.training_threads)
+                              worker_threads=config.training_threads,
+                              cluster=config.training_cluster and {
+                                  "address": config.training_cluster,
+                                  "fallback": config.training_cluster_fallback})
         self.services = MLServices(self.catalog, self.jobs, config.data_dir)
         self.registry = ModelRegistry(self.catalog, cache_dir)
         self.services.models_changed = self.registry.reload

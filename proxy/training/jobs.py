@@ -44,7 +44,7 @@ ProgressListener = Callable[[str, dict[str, Any]], None]
 class JobRunner:
     def __init__(self, catalog: CatalogStore, data_dir: Path, cache_dir: Path, *,
                  workers: int = 1, poll_interval: float = 1.0, orphan_after: float = 300.0,
-                 worker_threads: int | None = None) -> None:
+                 worker_threads: int | None = None, cluster: dict[str, Any] | None = None) -> None:
         self.catalog = catalog
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir)
@@ -52,6 +52,7 @@ class JobRunner:
         self.poll_interval = poll_interval
         self.orphan_after = orphan_after
         self.worker_threads = worker_threads
+        self.cluster = cluster  # {"address", "fallback"}: see proxy/training/cluster.py
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self._slots = asyncio.Semaphore(self.workers)
         self._retired: list[asyncio.Task] = []  # slots taken out by set_workers
@@ -301,6 +302,7 @@ class JobRunner:
         spec = job.read_json(job.spec_file) or {}
         spec["cache_dir"] = str(self.cache_dir)
         spec["n_jobs"] = self.worker_threads
+        spec["training_cluster"] = self.cluster
         job.write_json(job.spec_file, spec)
         log_path = job.path / "worker.log"
         with open(log_path, "ab") as log_file:
