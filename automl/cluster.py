@@ -261,6 +261,7 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
     if booster.num_boosted_rounds() < est.num_round:
         raise TrialInterrupted()
     est.booster = booster
+    est.partitions = count
     return est
 
 

@@ -272,7 +272,7 @@ def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarra
 
             est = fit_xgboost_partitioned(client, est, X, y, clock.hard_deadline - overhead)
             report.append(f"refit on all {len(y)} selection rows with xgboost.dask on the training cluster "
-                          "(row partitions across its workers)")
+                          f"({est.partitions} row partitions across its workers)")
             return est
         est = fam.fit(est, X, y, clock.hard_deadline - overhead)
         report.append(f"refit on all {len(y)} selection rows")

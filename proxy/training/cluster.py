@@ -18,7 +18,7 @@ from typing import Any
 log = logging.getLogger("mlproxy.training")
 
 #: seconds `serve` waits for the scheduler at startup
-STARTUP_TIMEOUT = 10.0
+STARTUP_TIMEOUT = 5.0
 
 
 def check_at_startup(address: str, fallback: bool, timeout: float = STARTUP_TIMEOUT) -> str | None:
