@@ -1,0 +1,1 @@
+"""Benchmark: training time and score with local workers vs a Dask LocalCluster."""
