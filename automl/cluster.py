@@ -234,6 +234,7 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
     `deadline` (monotonic) stopped it before its last round."""
     import dask.array as da
     import xgboost as xgb
+    from xgboost import dask as dxgb
     from sklearn.utils.class_weight import compute_sample_weight
 
     workers = max(1, len(client.nthreads()))
@@ -246,11 +247,13 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
         return da.concatenate([da.from_delayed(f, shape=(b - a, *values.shape[1:]), dtype=values.dtype)
                                for f, a, b in zip(futures, bounds[:-1], bounds[1:])])
 
-    dtrain = xgb.dask.DaskDMatrix(client, parts(X), parts(y), weight=None if weight is None else parts(weight))
     params = {**est.params, "nthread": _cluster_threads(client), "tree_method": est.params.get("tree_method", "hist")}
     wall_deadline = time.time() + (deadline - time.monotonic())
     try:
-        out = xgb.dask.train(client, params, dtrain, num_boost_round=est.num_round,
+        with client.as_current():  # the partitions' graph is computed by this client
+            dtrain = dxgb.DaskDMatrix(client, parts(X), parts(y),
+                                      weight=None if weight is None else parts(weight))
+            out = dxgb.train(client, params, dtrain, num_boost_round=est.num_round,
                              callbacks=[WallDeadline(wall_deadline)])
     except Exception as exc:
         if client.status != "running" or not _threads(client):

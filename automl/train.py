@@ -225,6 +225,10 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
                 objective: P.Objective, clock: Clock, opts: TrainOptions, fold_rows: int,
                 n_folds: int, n_sel: int, pool: Any = None) -> Search:
     overhead = min(5.0, 0.2 + 0.03 * clock.budget)
+    if pool is not None:
+        # on a cluster the final fit starts xgboost.dask's workers and scatters the
+        # partitions first: a fixed share of the budget is kept for that
+        overhead += min(3.0, 0.15 * clock.budget)
     holder: dict[str, Search] = {}
 
     def reserve() -> float:

@@ -31,7 +31,7 @@ from tests.support.servers import start_proxy
 distributed = pytest.importorskip("distributed")
 
 ROWS = 12_000  # selection part ~9.6k rows: the final fit is cut into 4 partitions (2 per worker)
-BUDGET = 8
+BUDGET = 10
 
 
 def _table(rows: int = ROWS, seed: int = 0) -> pa.Table:
@@ -81,7 +81,7 @@ def test_create_model_on_the_cluster_through_the_proxy(pg, cluster, tmp_path):
                          f"TARGET label FUNCTION dask_predict MODEL_TYPE XGBOOST "
                          f"SETTINGS (MAX_RUNTIME {BUDGET}, MAX_CELLS 1000000)")
             info = wait_for_state(conn, "dask_model", timeout=180)
-            assert info["Model State"] == "READY", info
+            assert info["Model State"] == "READY", (info, proxy.read_log()[-3000:])
             (artifact, details, metrics), = conn.execute(
                 "SELECT artifact, details, metrics FROM mlproxy.models WHERE model_name = 'dask_model'").fetchall()
             report = "\n".join(details["report"])
