@@ -88,10 +88,17 @@ def describe(address: str, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
 
 
 def _threads(client: Any) -> int:
+    """The cluster's worker threads as the client last heard (no call to the
+    scheduler, which may be gone)."""
     try:
-        return sum(client.nthreads().values())
+        workers = client.scheduler_info().get("workers", {})
+        return sum(int(w.get("nthreads", 1)) for w in workers.values())
     except Exception:  # noqa: BLE001 - asked again in the wait loop
         return 0
+
+
+def _lost(client: Any, exc: BaseException) -> ClusterLost:
+    return ClusterLost(f"training cluster {client.scheduler.address} lost: {type(exc).__name__}: {exc}")
 
 
 class ClusterTrials:
@@ -116,9 +123,14 @@ class ClusterTrials:
         if not trials:
             return []
         wall_deadline = time.time() + (deadline - time.monotonic())
-        futures = [self.client.submit(run_trial, self._matrix(fam.encoding), self._common, self.setup,
-                                      fam.model_type, params, ctx, fidelity, wall_deadline, pure=False)
-                   for fam, params, ctx, fidelity in trials]
+        try:
+            futures = [self.client.submit(run_trial, self._matrix(fam.encoding), self._common, self.setup,
+                                          fam.model_type, params, ctx, fidelity, wall_deadline, pure=False)
+                       for fam, params, ctx, fidelity in trials]
+        except Exception as exc:
+            if self.client.status != "running":
+                raise _lost(self.client, exc) from None
+            raise
         try:
             self._wait(futures, deadline + DEADLINE_GRACE)
         except BaseException:
@@ -257,7 +269,7 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
                              callbacks=[WallDeadline(wall_deadline)])
     except Exception as exc:
         if client.status != "running" or not _threads(client):
-            raise ClusterLost(f"training cluster lost during the final fit: {type(exc).__name__}: {exc}") from None
+            raise _lost(client, exc) from None
         raise
     booster = xgb.Booster()
     booster.load_model(bytearray(out["booster"].save_raw("json")))

@@ -78,7 +78,7 @@ def train(table: pa.Table, options: TrainOptions | Mapping[str, Any], *,
             return _train_supervised(table, opts, clock, jobs, client)
         finally:
             if client is not cluster:
-                client.close()
+                client.close(timeout=5)
 
 
 def _available_cores() -> int:

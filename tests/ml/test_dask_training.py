@@ -45,7 +45,17 @@ def _table(rows: int = ROWS, seed: int = 0) -> pa.Table:
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None, silence_logs=50) as local:
+        # as a long-running cluster is after its first job (or with `dask worker
+        # --preload automl.cluster`): the training modules imported
+        with distributed.Client(local, set_as_default=False) as client:
+            client.run(_preload)
         yield local
+
+
+def _preload() -> None:
+    import automl.cluster  # noqa: F401
+    import automl.train  # noqa: F401
+    import xgboost.dask  # noqa: F401
 
 
 def _worker_pids(client) -> list[int]:
@@ -104,25 +114,32 @@ def test_a_worker_killed_mid_search_the_search_goes_on(cluster):
     import automl
 
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
-        victim = _worker_pids(client)[0]
-        killed = threading.Event()
+        pids = client.run(os.getpid)  # worker address -> pid
+        killed: list[int] = []
 
-        def progress(info: dict) -> None:
-            # the first trial is back: others are running on both workers now
-            if info.get("phase") == "searching" and not killed.is_set():
-                os.kill(victim, signal.SIGKILL)
-                killed.set()
+        def kill_one_mid_trial() -> None:
+            # SIGKILL the first worker seen running a trial task (mid-fit)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                for address, keys in client.processing().items():
+                    if any("run_trial" in str(key) for key in keys):
+                        os.kill(pids[address], signal.SIGKILL)
+                        killed.append(pids[address])
+                        return
+                time.sleep(0.05)
 
-        model = automl.train(_table(4000, seed=1), {"target": "label", "max_runtime": BUDGET}, cluster=client,
-                             progress=progress)
-        assert killed.is_set()
+        killer = threading.Thread(target=kill_one_mid_trial)
+        killer.start()
+        model = automl.train(_table(4000, seed=1), {"target": "label", "max_runtime": BUDGET}, cluster=client)
+        killer.join()
+        assert killed, "no trial task was seen running"
         assert len(model.leaderboard) >= 4, model.report
         assert model.metrics["accuracy"] > 0.75
         # the nanny replaced the killed worker: the cluster has two again
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (len(client.nthreads()) < 2 or victim in _worker_pids(client)):
+        while time.monotonic() < deadline and (len(client.nthreads()) < 2 or killed[0] in _worker_pids(client)):
             time.sleep(0.5)
-        assert len(client.nthreads()) == 2 and victim not in _worker_pids(client)
+        assert len(client.nthreads()) == 2 and killed[0] not in _worker_pids(client)
 
 
 def test_cluster_lost_mid_job_retries_locally_or_fails_with_the_reason(monkeypatch):
