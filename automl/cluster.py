@@ -108,14 +108,18 @@ class ClusterTrials:
         self.client = client
         self.evaluator = evaluator
         self._matrices: dict[str, Any] = {}
-        # one future for the dict (a list or dict given to scatter is scattered by item)
-        self._common = client.scatter([{"y": evaluator.y, "folds": evaluator.folds}], hash=False)[0]
+        # one future for the dict (a list or dict given to scatter is scattered by item);
+        # scattered data has no lineage, so it is copied to every worker: a worker that
+        # dies takes no trial's input with it, and its tasks re-run on another
+        self._common = client.scatter([{"y": evaluator.y, "folds": evaluator.folds}], hash=False,
+                                      broadcast=True)[0]
         self.setup = {"objective": evaluator.objective, "problem_type": evaluator.problem_type,
                       "n_classes": evaluator.n_classes, "seed": evaluator.seed}
 
     def _matrix(self, encoding: str) -> Any:
         if encoding not in self._matrices:
-            self._matrices[encoding] = self.client.scatter(self.evaluator.matrices[encoding], hash=False)
+            self._matrices[encoding] = self.client.scatter(self.evaluator.matrices[encoding], hash=False,
+                                                           broadcast=True)
         return self._matrices[encoding]
 
     def run(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
@@ -177,6 +181,8 @@ class ClusterTrials:
         if future.status == "error":
             exc = future.exception()
             return RuntimeError(f"trial task failed on the cluster: {type(exc).__name__}: {exc}")
+        if future.done():  # cancelled, or its input lost with the workers that held it
+            return RuntimeError(f"trial task {future.status} on the cluster")
         return TrialInterrupted()  # still running past the deadline
 
     def _cancel(self, futures: list[Any]) -> None:

@@ -272,9 +272,16 @@ def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarra
     try:
         est = fam.build(winner.params, ctx)
         if client is not None and isinstance(est, XGBModel) and not est.early_stopping_rounds:
-            from .cluster import fit_xgboost_partitioned
+            from .cluster import ClusterLost, fit_xgboost_partitioned
 
-            est = fit_xgboost_partitioned(client, est, X, y, clock.hard_deadline - overhead)
+            try:
+                est = fit_xgboost_partitioned(client, est, X, y, clock.hard_deadline - overhead)
+            except (TrialInterrupted, ClusterLost):
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. a worker holding partitions died
+                report.append(f"the final fit on the cluster failed ({type(exc).__name__}: {exc}): "
+                              "kept the winning trial's model")
+                return fallback
             report.append(f"refit on all {len(y)} selection rows with xgboost.dask on the training cluster "
                           f"({est.partitions} row partitions across its workers)")
             return est
