@@ -101,6 +101,10 @@ def _lost(client: Any, exc: BaseException) -> ClusterLost:
     return ClusterLost(f"training cluster {client.scheduler.address} lost: {type(exc).__name__}: {exc}")
 
 
+class _TaskLost(Exception):
+    """A trial task cancelled on the cluster (not failed): run again once."""
+
+
 class ClusterTrials:
     """The search's trials as tasks on a Dask cluster (see the module's text)."""
 
@@ -108,13 +112,16 @@ class ClusterTrials:
         self.client = client
         self.evaluator = evaluator
         self._matrices: dict[str, Any] = {}
+        self._common = self._scatter_common()
+        self.setup = {"objective": evaluator.objective, "problem_type": evaluator.problem_type,
+                      "n_classes": evaluator.n_classes, "seed": evaluator.seed}
+
+    def _scatter_common(self) -> Any:
         # one future for the dict (a list or dict given to scatter is scattered by item);
         # scattered data has no lineage, so it is copied to every worker: a worker that
         # dies takes no trial's input with it, and its tasks re-run on another
-        self._common = client.scatter([{"y": evaluator.y, "folds": evaluator.folds}], hash=False,
-                                      broadcast=True)[0]
-        self.setup = {"objective": evaluator.objective, "problem_type": evaluator.problem_type,
-                      "n_classes": evaluator.n_classes, "seed": evaluator.seed}
+        return self.client.scatter([{"y": self.evaluator.y, "folds": self.evaluator.folds}], hash=False,
+                                   broadcast=True)[0]
 
     def _matrix(self, encoding: str) -> Any:
         if encoding not in self._matrices:
@@ -124,6 +131,21 @@ class ClusterTrials:
 
     def run(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
             deadline: float) -> list[TrialResult | Exception]:
+        outcomes = self._run_once(trials, deadline)
+        lost = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, _TaskLost)]
+        if lost:
+            # tasks cancelled with a worker (or their input lost with it): once the
+            # cluster answers again, their inputs are scattered anew and they run once more
+            self._until_healthy()
+            self._matrices.clear()
+            self._common = self._scatter_common()
+            again = self._run_once([trials[i] for i in lost], deadline)
+            for i, outcome in zip(lost, again):
+                outcomes[i] = RuntimeError(str(outcome)) if isinstance(outcome, _TaskLost) else outcome
+        return outcomes
+
+    def _run_once(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
+                  deadline: float) -> list[TrialResult | Exception]:
         if not trials:
             return []
         wall_deadline = time.time() + (deadline - time.monotonic())
@@ -146,25 +168,28 @@ class ClusterTrials:
         self._cancel([f for f in futures if not f.done()])
         return out
 
+    def _until_healthy(self) -> None:
+        """Return once the client is connected to a scheduler with workers; ClusterLost
+        after LOST_AFTER seconds without."""
+        since = time.monotonic()
+        while not (self.client.status == "running" and _threads(self.client) > 0):
+            if time.monotonic() - since > LOST_AFTER:
+                why = ("no connection to its scheduler" if self.client.status != "running"
+                       else "it has no workers")
+                raise ClusterLost(f"training cluster {self.client.scheduler.address} lost: {why} "
+                                  f"for {LOST_AFTER:g} s")
+            time.sleep(0.1)
+
     def _wait(self, futures: list[Any], give_up: float) -> None:
         """Until every task is done or `give_up` (monotonic); ClusterLost if the
         cluster stops answering meanwhile."""
-        lost_since: float | None = None
         while time.monotonic() < give_up:
             # the Client's own thread updates the futures; polling needs no default client
             if all(f.done() for f in futures):
                 return
             time.sleep(0.1)
-            healthy = self.client.status == "running" and _threads(self.client) > 0
-            if healthy:
-                lost_since = None
-                continue
-            lost_since = lost_since or time.monotonic()
-            if time.monotonic() - lost_since > LOST_AFTER:
-                why = ("no connection to its scheduler" if self.client.status != "running"
-                       else "it has no workers")
-                raise ClusterLost(f"training cluster {self.client.scheduler.address} lost: {why} "
-                                  f"for {LOST_AFTER:g} s")
+            if not (self.client.status == "running" and _threads(self.client) > 0):
+                self._until_healthy()
 
     def _outcome(self, future: Any, fam: Family, params: dict[str, Any], ctx: Context) -> TrialResult | Exception:
         if future.status == "finished":
@@ -182,7 +207,7 @@ class ClusterTrials:
             exc = future.exception()
             return RuntimeError(f"trial task failed on the cluster: {type(exc).__name__}: {exc}")
         if future.done():  # cancelled, or its input lost with the workers that held it
-            return RuntimeError(f"trial task {future.status} on the cluster")
+            return _TaskLost(f"trial task {future.status} on the cluster")
         return TrialInterrupted()  # still running past the deadline
 
     def _cancel(self, futures: list[Any]) -> None:

@@ -52,6 +52,11 @@ def train(table: Any, spec: dict[str, Any], progress: Callable[[dict[str, Any]],
     if cluster is None:
         return automl.train(table, spec["options"], progress=progress, n_jobs=spec.get("n_jobs"))
     try:
+        import dask.array  # noqa: F401 - imported before MAX_RUNTIME's clock starts, as automl is
+        import xgboost.dask  # noqa: F401
+    except ImportError:
+        pass  # automl.cluster.connect says what to install
+    try:
         return automl.train(table, spec["options"], progress=progress, n_jobs=spec.get("n_jobs"),
                             cluster=cluster["address"])
     except (ClusterUnavailable, ClusterLost) as exc:

@@ -52,7 +52,19 @@ def cluster():
         # --preload automl.cluster`): the training modules imported
         with distributed.Client(local, set_as_default=False) as client:
             client.run(_preload)
+            _warm_xgboost_dask(client)
         yield local
+
+
+def _warm_xgboost_dask(client) -> None:
+    """One tiny xgboost.dask fit: the first on a fresh cluster costs ~15 s here
+    (imports on the workers, XGBoost's tracker), once per cluster, not per job."""
+    from automl.boosting import XGBModel
+    from automl.cluster import fit_xgboost_partitioned
+
+    X = np.random.default_rng(0).normal(size=(400, 2))
+    fit_xgboost_partitioned(client, XGBModel({"objective": "binary:logistic"}, 2, 2), X,
+                            (X[:, 0] > 0).astype(float), time.monotonic() + 120)
 
 
 def _preload() -> None:
