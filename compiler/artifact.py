@@ -100,6 +100,12 @@ def dump(trained: Any) -> Artifact:
         manifest["kind"] = "tree"
         manifest["estimator"] = {"family": "XGBoost", "input_precision": precision}
         payload = model.serialize_bytes()
+    elif callable(getattr(estimator, "treelite_model", None)):
+        # a model trained elsewhere, already read by Treelite (compiler/imported.py)
+        model, precision, family = estimator.treelite_model()
+        manifest["kind"] = "tree"
+        manifest["estimator"] = {"family": family, "input_precision": precision}
+        payload = model.serialize_bytes()
     else:
         try:
             model, precision = trees.import_sklearn(estimator)

@@ -62,7 +62,8 @@ class FeatureOp:
     code that builds the matrix from its own decoding of the inputs (the proxy reads
     the inputs straight out of result rows) and must give the same bits.
 
-    kind "numeric": the input's value as float64, NULL and NaN replaced by `fill`,
+    kind "numeric": the input's value as float64, NULL and NaN replaced by `fill`
+    (NaN itself for a feature whose spec says "missing": the trees' missing value),
     then, when `scaled`, `(value - center) / scale` (two float64 operations).
     kind "key": `values[key]`, or `default` for NULL and for keys not in `values`,
     where a text input's key is the text itself.
@@ -98,7 +99,9 @@ class Preprocessor:
         self._scaled_src = [(f["input"], f.get("part")) for _, f in scaled]
         plain = all(part is None for _, part in self._scaled_src)
         self._scaled_names = [name for name, _ in self._scaled_src] if plain else None
-        self._fill = np.array([float(f.get("fill", 0.0)) for _, f in scaled])
+        # "missing": NULL stays NaN, the trees' own missing value (imported models)
+        self._fill = np.array([math.nan if f.get("missing") else float(f.get("fill", 0.0)) for _, f in scaled])
+        self._keeps_nan = bool(np.isnan(self._fill).any())
         self._center = np.array([float(f.get("center", 0.0)) for _, f in scaled])
         self._scale = np.array([float(f.get("scale", 1.0)) for _, f in scaled])
         self._unscaled = bool(np.all(self._center == 0.0) and np.all(self._scale == 1.0))
@@ -274,7 +277,7 @@ class Preprocessor:
                 return
         elif math.isfinite(matrix.sum()):  # math: 1 us less than np.isfinite on a scalar
             return
-        bad = ~np.isfinite(matrix)
+        bad = np.isinf(matrix) if self._keeps_nan else ~np.isfinite(matrix)
         if not bad.any():
             return
         row, col = (int(v) for v in np.argwhere(bad)[0])
@@ -500,6 +503,8 @@ def _check_spec(spec: Any) -> tuple[list[dict], list[dict]]:
             raise SpecError(f"feature {j} does not name one of the inputs: {f!r}")
         op = f.get("op")
         if op in ("numeric", "datetime_part"):
+            if "missing" in f and (f["missing"] is not True or op != "numeric" or "fill" in f):
+                raise SpecError(f"feature {j}: 'missing' is true on a numeric feature without 'fill'")
             for key in ("fill", "center", "scale"):
                 value = f.get(key, 1.0 if key == "scale" else 0.0)
                 if not _finite_number(value):

@@ -117,6 +117,12 @@ class Config:
     # Seconds between two looks for interrupted training jobs (a failed look is
     # retried sooner, with backoff).
     job_sweep_interval: float = 30.0
+    # CREATE MODEL FROM 'path' reads model files only inside this directory (None: never).
+    import_dir: Path | None = None
+    # CREATE MODEL FROM 's3://...' reads only URLs that start with one of these.
+    import_urls: tuple[str, ...] = ()
+    # The largest model file CREATE MODEL imports.
+    import_max_bytes: int = 256 << 20
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -129,7 +135,8 @@ class Config:
                      tls_required=values["tls_required"],
                      shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
                      training_workers=values["workers"], relay=values["relay"],
-                     job_sweep_interval=values["job_sweep"],
+                     job_sweep_interval=values["job_sweep"], import_dir=values["import_dir"],
+                     import_urls=values["import_urls"], import_max_bytes=values["import_max_bytes"],
                      training_cluster=values["training_cluster"],
                      training_cluster_fallback=values["training_cluster_fallback"])
         if values["upstream"]:

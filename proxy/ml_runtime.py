@@ -36,7 +36,8 @@ class MLRuntime:
                               cluster=config.training_cluster and {
                                   "address": config.training_cluster,
                                   "fallback": config.training_cluster_fallback})
-        self.services = MLServices(self.catalog, self.jobs, config.data_dir)
+        self.services = MLServices(self.catalog, self.jobs, config.data_dir, import_dir=config.import_dir,
+                                   import_urls=config.import_urls, import_max_bytes=config.import_max_bytes)
         self.registry = ModelRegistry(self.catalog, cache_dir)
         self.services.models_changed = self.registry.reload
         # ML statements first: a CREATE MODEL's query may mention a model function.

@@ -362,7 +362,7 @@ class Session(asyncio.Protocol):
                     if self.unsynced_kinds:
                         self.unsynced_kinds.clear()
                 if verdict & COPY_IN_CLEARED:
-                    self.copy_in = False
+                    self._copy_ended()
                 self.pending += verdict >> REQUEST_SHIFT
                 self.upstream.write(data)
                 return
@@ -429,6 +429,16 @@ class Session(asyncio.Protocol):
 
     _client_broken = False
     _authenticated = False
+    # CopyDone/CopyFail the client sent, with a request in flight, before the server
+    # said its COPY began (a pipelining client): that COPY is over in the client's
+    # stream, so its CopyInResponse does not put the session in COPY IN.
+    _copy_ends_ahead = 0
+
+    def _copy_ended(self) -> None:
+        if self.copy_in:
+            self.copy_in = False
+        elif self.pending:
+            self._copy_ends_ahead += 1
 
     def _check_copy_in_hold(self) -> None:
         """During COPY FROM STDIN Postgres judges a message by its type byte alone:
@@ -465,7 +475,7 @@ class Session(asyncio.Protocol):
         elif msg_type == F_FUNCTION_CALL:
             self.pending += 1
         elif msg_type == F_COPY_DONE or msg_type == F_COPY_FAIL:
-            self.copy_in = False
+            self._copy_ended()
         elif msg_type == F_TERMINATE:
             self._terminating = True
 
@@ -537,9 +547,13 @@ class Session(asyncio.Protocol):
             self._authenticated = True
             self._cframer.set_limits(SESSION_LIMITS)
         if not self.pending:
+            self._copy_ends_ahead = 0
             return False
         self.pending = max(0, self.pending - count)
-        return not self.pending
+        if self.pending:
+            return False
+        self._copy_ends_ahead = 0  # no request in flight: no COPY can still begin
+        return True
 
     def _note_server(self, msg_type: int, raw: bytes | memoryview) -> bool:
         """Bookkeeping for one watched server message (`raw` is the whole message):
@@ -550,6 +564,9 @@ class Session(asyncio.Protocol):
         if msg_type == B_COPY_IN:
             if self.tracker is not None and self.tracker.hidden_next:
                 return False  # the COPY of mlproxy's own deferred messages, not the client's
+            if self._copy_ends_ahead:  # the client ended this COPY before it began here
+                self._copy_ends_ahead -= 1
+                return False
             self.copy_in = True
             if self.state is State.HANDOVER:  # the statement waiting goes on as sent
                 self._wake_handover()

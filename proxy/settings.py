@@ -98,6 +98,21 @@ def _masked_url(url: str) -> str:
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
+def _existing_dir(value: Any) -> Path:
+    path = _path(value)
+    if not path.is_dir():
+        raise ValueError(f"no such directory: {str(path)!r}")
+    return path
+
+
+def _url_prefixes(value: Any) -> tuple[str, ...]:
+    prefixes = tuple(part.strip() for part in _text(value).split(",") if part.strip())
+    for prefix in prefixes:
+        if not prefix.lower().startswith("s3://") or len(prefix) <= len("s3://"):
+            raise ValueError(f"expected s3://bucket/prefix, got {prefix!r}")
+    return prefixes
+
+
 def _cluster(value: Any) -> str:
     """A Dask scheduler address: tcp://host:port, tls://host:port, or host:port."""
     text = _text(value).strip()
@@ -217,6 +232,18 @@ SETTINGS: tuple[Setting, ...] = (
             "extension is built) or the event loop", choices=("native", "python")),
     Setting("log_level", _text, "info", "log verbosity",
             choices=("debug", "info", "warning", "error"), on_change="reload"),
+    Setting("import_dir", _existing_dir, None,
+            "directory CREATE MODEL ... FROM 'path' may import model files from (bring your "
+            "own model); paths resolve inside it, symlinks and .. included", metavar="DIR",
+            default_help="none: importing from a path is refused"),
+    Setting("import_urls", _url_prefixes, (),
+            "object-store URL prefixes CREATE MODEL ... FROM 's3://...' may import from, comma "
+            "separated (s3://bucket/models/); read with the proxy's AWS credential chain",
+            metavar="PREFIXES", default_help="none: importing from URLs is refused",
+            display=lambda v: ",".join(v)),
+    Setting("import_max_bytes", _int, 256 << 20,
+            "largest model file CREATE MODEL imports (a path, an s3:// URL, a query's bytea; "
+            "a model.tar.gz once decompressed)", metavar="BYTES", minimum=1),
     Setting("demo", _bool, False,
             "load the demo table `customers` (see `mlproxy demo`) before serving"),
 )

@@ -1,13 +1,18 @@
-"""An AutoPredictor-like search: statistical models from Nixtla's statsforecast, one
-chosen for all items by the OBJECTIVE on rolling-origin backtests, within MAX_RUNTIME.
+"""An AutoPredictor-like search: statistical models from Nixtla's statsforecast and a
+global gradient-boosted model (global_model.py, Nixtla's mlforecast with XGBoost), one
+chosen for all items by the OBJECTIVE on the same rolling-origin backtests, within
+MAX_RUNTIME.
 
 Candidates, cheapest first: SeasonalNaive (the floor: always run), AutoTheta,
-AutoETS, AutoARIMA.  Before each candidate after the floor a probe on a few items
-projects its cost over every item and backtest window; a candidate that would not
-finish within what is left of MAX_RUNTIME is skipped (and the report says so).
-Backtest: `StatsForecast.cross_validation` with up to two windows of HORIZON steps.
-Quantiles come from the model's own prediction intervals (level 80 gives p10 and
-p90); p50 and 'mean' are the point forecast.  Items too short for a backtest
+AutoETS, GlobalXGBoost and GlobalXGBoostDiff (on levels and on first differences),
+AutoARIMA.  Before each candidate after the floor a probe
+(a few items; for the global model one fit on up to 20,000 rows) projects its cost
+over every item and backtest window; a candidate that would not finish within what
+is left of MAX_RUNTIME is skipped (and the report says so).
+Backtest: `cross_validation` with up to two windows of HORIZON steps.  Quantiles
+come from the statistical model's own prediction intervals (level 80 gives p10 and
+p90), or the global model's conformal quantiles; p50 and 'mean' are the point
+forecast.  Related time series are used by the global model only.  Items too short for a backtest
 (fewer than windows x HORIZON + two seasons or 2 x HORIZON steps) get the floor
 model, or Naive when shorter than a season, and the report counts them.
 """
@@ -25,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidOption, UnusableData
+from . import global_model as gm
 from . import metrics as m
-from .series import lengths, season_for, to_long_frame
+from .series import lengths, season_for, series_frames
 
 os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")  # numba's compiled code is reused across workers
 
@@ -63,6 +69,7 @@ def _candidates(season: int) -> list[tuple[str, Callable[[], Any]]]:
         floor,
         ("AutoTheta", lambda: AutoTheta(season_length=season)),
         ("AutoETS", lambda: AutoETS(season_length=small)),
+        *((name, lambda: None) for name in gm.VARIANTS),  # not statsforecast models: global_model.py
         ("AutoARIMA", lambda: AutoARIMA(season_length=small)),
     ]
 
@@ -120,9 +127,10 @@ def forecast(table: Any, options: dict[str, Any],
     def elapsed() -> float:
         return time.monotonic() - started
 
-    frame = to_long_frame(table, frequency)
+    frame, future = series_frames(table, frequency, horizon)
     if frame.empty:
         raise UnusableData("the training data has no rows with a timestamp")
+    related = gm.related_columns(frame)
     sizes = lengths(frame)
     season = season_for(frequency, int(sizes.max()))
     windows = 2 if int(sizes.max()) >= 2 * horizon + max(2 * season, 2 * horizon) else 1
@@ -135,10 +143,13 @@ def forecast(table: Any, options: dict[str, Any],
     freq = _pandas_freq(frequency)
     candidates = _candidates(season)
     floor_name = candidates[0][0]
+    univariate = frame[["unique_id", "ds", "y"]]
 
     chosen, leaderboard, best_scores = floor_name, [], {}
+    global_frame, global_future, calibration, per_row = None, None, 1, 0.0
+    residuals: dict[str, gm.Residuals] = {}
     if len(long_ids):
-        history = frame[frame["unique_id"].isin(long_ids)]
+        history = univariate[univariate["unique_id"].isin(long_ids)]
         position = history.groupby("unique_id").cumcount()
         size = history.groupby("unique_id")["y"].transform("size")
         train_part = history[position < size - windows * horizon]  # before the first backtest cutoff
@@ -152,20 +163,37 @@ def forecast(table: Any, options: dict[str, Any],
             if i > 0 and elapsed() >= budget:
                 report.append(f"{name} skipped: MAX_RUNTIME used up")
                 continue
-            if i > 0:
+            if name in gm.VARIANTS:
+                if global_frame is None:
+                    shaped, global_future, mode = gm.with_related(
+                        frame[frame["unique_id"].isin(long_ids)], future, horizon, frequency)
+                    global_frame = gm.trim(shaped, horizon, season, windows)
+                    calibration = gm.calibration_windows(windows)
+                    if related:
+                        report.append(gm.describe(mode, _related_names(table, len(related))))
+                    per_row = gm.probe_seconds_per_row(global_frame, frequency, season, horizon)
+                projected = per_row * len(global_frame) * gm.fit_count(windows, calibration)
+            elif i > 0:
                 t0 = time.monotonic()
                 StatsForecast(models=[make()], freq=freq, n_jobs=1).forecast(df=probe, h=horizon)
                 per_item = (time.monotonic() - t0) / max(1, probe["unique_id"].nunique())
                 projected = per_item * len(long_ids) * (windows + 1)
-                if elapsed() + projected > budget:
-                    report.append(f"{name} skipped: about {projected:.0f} s projected, "
-                                  f"{max(0.0, budget - elapsed()):.0f} s of MAX_RUNTIME left")
+            if i > 0 and elapsed() + projected > budget:
+                report.append(f"{name} skipped: about {projected:.0f} s projected, "
+                              f"{max(0.0, budget - elapsed()):.0f} s of MAX_RUNTIME left")
+                continue
+            if name in gm.VARIANTS:
+                try:
+                    cv, residuals[name] = gm.backtest(global_frame, frequency, season, horizon, windows, levels,
+                                                      calibration, gm.VARIANTS[name])
+                except ValueError as exc:  # mlforecast's refusal of too short series
+                    report.append(f"{name} skipped: {exc}")
                     continue
-            sf = StatsForecast(models=[make()], freq=freq, n_jobs=1)
-            cv = sf.cross_validation(df=history, h=horizon, n_windows=windows, step_size=horizon,
-                                     level=levels)
-            alias = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y") and "-lo-" not in c
-                     and "-hi-" not in c][0]
+            else:
+                sf = StatsForecast(models=[make()], freq=freq, n_jobs=1)
+                cv = sf.cross_validation(df=history, h=horizon, n_windows=windows, step_size=horizon,
+                                         level=levels)
+            alias = _alias(cv)
             scores = _scores(cv, alias, scale, score_percentiles)
             leaderboard.append({"model": name, **{k: _round(v) for k, v in scores.items()}})
             value = scores[objective]
@@ -184,13 +212,18 @@ def forecast(table: Any, options: dict[str, Any],
     tell({"phase": "forecasting", "model": chosen, "elapsed": round(elapsed(), 3), "trials": len(leaderboard)})
     makers = dict(candidates)
     parts = []
-    if len(long_ids):
-        parts.append(_predict(frame[frame["unique_id"].isin(long_ids)], makers[chosen](), freq, horizon, levels,
-                              percentiles))
+    if len(long_ids) and chosen in gm.VARIANTS:
+        ahead = None if global_future is None else global_future[global_future["unique_id"].isin(long_ids)]
+        out = gm.forecast(global_frame, ahead, frequency, season, horizon, levels, residuals[chosen],
+                          gm.VARIANTS[chosen])
+        parts.append(_rows(out, percentiles))
+    elif len(long_ids):
+        parts.append(_predict(univariate[univariate["unique_id"].isin(long_ids)], makers[chosen](), freq,
+                              horizon, levels, percentiles))
     if len(short_ids):
         from statsforecast.models import Naive
 
-        short = frame[frame["unique_id"].isin(short_ids)]
+        short = univariate[univariate["unique_id"].isin(short_ids)]
         seasonal = sizes[short_ids] >= season
         for ids, model in ((sizes[short_ids].index[seasonal], makers[floor_name]()),
                            (sizes[short_ids].index[~seasonal], Naive())):
@@ -207,13 +240,27 @@ def forecast(table: Any, options: dict[str, Any],
                     training_seconds=round(elapsed(), 3))
 
 
+def _alias(frame: pd.DataFrame) -> str:
+    return [c for c in frame.columns if c not in ("unique_id", "ds", "cutoff", "y") and "-lo-" not in c
+            and "-hi-" not in c][0]
+
+
+def _related_names(table: Any, count: int) -> list[str]:
+    names = list(getattr(table, "column_names", None) or list(table.columns))
+    return [f'"{n}"' for n in names[3:3 + count]]
+
+
 def _predict(frame: pd.DataFrame, model: Any, freq: str, horizon: int, levels: list[int],
              percentiles: list[str]) -> list[tuple[str, pd.Timestamp, list[float]]]:
     from statsforecast import StatsForecast
 
     out = StatsForecast(models=[model], freq=freq, n_jobs=1).forecast(df=frame, h=horizon, level=levels)
-    alias = [c for c in out.columns if c not in ("unique_id", "ds") and "-lo-" not in c and "-hi-" not in c][0]
-    values = _quantile_columns(out, alias, percentiles)
+    return _rows(out, percentiles)
+
+
+def _rows(out: pd.DataFrame, percentiles: list[str]) -> list[tuple[str, pd.Timestamp, list[float]]]:
+    """A forecast frame (statsforecast's shape) -> (item, time, one value per percentile)."""
+    values = _quantile_columns(out, _alias(out), percentiles)
     order = [i for i, p in sorted(enumerate(percentiles), key=lambda t: t[1] == "mean" and 2 or float(t[1]))
              if p != "mean"]
     if order:  # quantiles never cross: p10 <= p50 <= p90

@@ -1521,6 +1521,30 @@ GRANT EXECUTE ON FUNCTION mlproxy.forecast(text, text) TO PUBLIC;
 MIGRATIONS.append(_MIGRATION_8)
 
 
+# 9: SHOW MODEL of a FORECAST model tells its HORIZON, FREQUENCY and PERCENTILES as
+# keys of their own (Redshift's key spelling for a setting: 'Max Runtime' for
+# MAX_RUNTIME), after Max Runtime; other models are shown as before. The function is
+# migration 5's with these three rows added (derived from its text, so both stay one
+# definition); options -> 'forecast' is visible to every role that may see the model.
+def _show_model_with_forecast_keys() -> str:
+    start = _MIGRATION_5.index("CREATE FUNCTION mlproxy.show_model(")
+    end = _MIGRATION_5.index("$fn$;", start) + len("$fn$;")
+    body = _MIGRATION_5[start:end]
+    row = "               (25, 0, 'Max Runtime', m.max_runtime::text),\n"
+    if row not in body:
+        raise RuntimeError("migration 9: SHOW MODEL's Max Runtime row not found in migration 5")
+    keys = row + (
+        "               (25, 1, 'Horizon', m.options -> 'forecast' ->> 'horizon'),\n"
+        "               (25, 2, 'Frequency', m.options -> 'forecast' ->> 'frequency'),\n"
+        "               (25, 3, 'Percentiles', (SELECT pg_catalog.string_agg(x.p, ',' ORDER BY x.n)\n"
+        "                    FROM pg_catalog.jsonb_array_elements_text(m.options -> 'forecast' -> 'percentiles')\n"
+        "                         WITH ORDINALITY AS x(p, n))),\n")
+    return body.replace(row, keys).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+
+
+MIGRATIONS.append(_show_model_with_forecast_keys())
+
+
 async def migrate(conn) -> int:
     """Bring the catalog schema to the newest version; returns that version.
 

@@ -24,7 +24,7 @@ error aborts it as the client's own statement would have.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from .. import protocol as p
@@ -208,10 +208,11 @@ class Batch:
         takeover.send_server(b"".join(self._parts) + close_scratch())
         takeover.session.start_tracking().expect_hidden(2 * (len(self._tags) + 1), error)
 
-    async def send(self, takeover: Takeover, on_rows: Callable[[object, list[bytes]], None] | None = None
-                   ) -> Outcome:
+    async def send(self, takeover: Takeover,
+                   on_rows: Callable[[object, list[bytes]], Awaitable[None]] | None = None) -> Outcome:
         """Send the commands and read their replies. `on_rows(tag, rows)` gets the
-        DataRows of a command in runs as they come (else they are collected)."""
+        DataRows of a command in runs as they come, awaited before the next replies
+        are read (else they are collected)."""
         takeover.send_server(b"".join(self._parts) + close_scratch() + FLUSH)
         outcome = Outcome()
         closes, last = 0, 2 * (len(self._tags) + 1)
@@ -224,12 +225,12 @@ class Batch:
             if t == p.B_DATA_ROW:
                 rows.append(bytes(msg.raw))
                 if on_rows is not None and len(rows) >= 4096:
-                    on_rows(tag, rows)
+                    await on_rows(tag, rows)
                     rows = []
                 continue
             if rows:
                 if on_rows is not None:
-                    on_rows(tag, rows)
+                    await on_rows(tag, rows)
                 else:
                     outcome.rows.setdefault(tag, []).extend(rows)
                 rows = []

@@ -19,7 +19,6 @@ and then
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -41,7 +40,6 @@ from .registry import (EXPLAIN_SUFFIX, PROBABILITY_SUFFIXES, DatabaseModels, Mod
                        function_signature)
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
-from .workers import THREAD_MIN_ROWS
 from .tracker import format_codes, result_formats, statement_error
 
 log = logging.getLogger("mlproxy.inference")
@@ -355,12 +353,7 @@ class InferenceInterceptor:
                 if counted is not None:
                     counted[0] += len(rows)
                 try:
-                    if bound.kind == "explain" and len(rows) >= THREAD_MIN_ROWS:
-                        # Shapley values cost far more than predictions: off the loop
-                        copy.append(await asyncio.to_thread(prepared_general.predicted_copy, list(rows),
-                                                            step, bound))
-                    else:
-                        copy.append(prepared_general.predicted_copy(rows, step, bound))
+                    copy.append(await prepared_general.predicted_copy_off_loop(rows, step, bound))
                 except Exception as exc:  # noqa: BLE001 - reported as this statement's error
                     failure.append(exc)
             rows.clear()

@@ -48,6 +48,7 @@ call 0.04 / 0.05 ms.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,9 +70,19 @@ from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, 
 from .rewrite import ArgColumn, ExplainPlan, GeneralPlan, InferenceStep
 from .rows import DataRowBatch
 from .tracker import statement_error
+from .workers import THREAD_MIN_ROWS
 
 _ENSURE = "ensure"
 _COPY = "copy"
+
+
+async def predicted_copy_off_loop(rows: list[bytes], step: InferenceStep, bound: BoundModel) -> bytes:
+    """predicted_copy, on a worker thread when the run is long enough for the hand-off
+    to pay (the streaming path's rule, workers.THREAD_MIN_ROWS): the event loop never
+    computes a large batch of predictions or Shapley values itself."""
+    if len(rows) >= THREAD_MIN_ROWS:
+        return await asyncio.to_thread(predicted_copy, list(rows), step, bound)
+    return predicted_copy(rows, step, bound)
 
 
 def predicted_copy(rows: list[bytes], step: InferenceStep, bound: BoundModel) -> bytes:
@@ -272,14 +283,14 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
     failures: list[BaseException] = []
     copies: dict[object, list[bytes]] = {}
 
-    def on_rows(tag: object, rows: list[bytes]) -> None:
+    async def on_rows(tag: object, rows: list[bytes]) -> None:
         if failures or not isinstance(tag, int):
             return
         step = plan.steps[tag]
         predicted[0] += len(rows)
         try:
-            copies.setdefault(tag, []).append(
-                predicted_copy(rows, step, models[(step.function.model_id, step.function.kind)]))
+            copies.setdefault(tag, []).append(await predicted_copy_off_loop(
+                rows, step, models[(step.function.model_id, step.function.kind)]))
         except Exception as exc:  # noqa: BLE001 - this execution's error
             failures.append(exc)
 

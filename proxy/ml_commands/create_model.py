@@ -65,6 +65,11 @@ class MLServices:
     # Awaited after a committed CREATE/DROP MODEL with the database's name: brings
     # the proxy's own model registry up to date (set by MLRuntime).
     models_changed: Callable[[str], Awaitable[object]] | None = None
+    # Bring your own model: where FROM 'path' may read (None: nowhere), and how big
+    # a model file may be.
+    import_dir: Path | None = None
+    import_urls: tuple[str, ...] = ()
+    import_max_bytes: int = 256 << 20
 
 
 class _Abort(Exception):
@@ -78,7 +83,12 @@ class _Abort(Exception):
 async def create_model(services: MLServices, takeover: Takeover, stmt: CreateModel) -> bool:
     """Carry out CREATE MODEL; returns False after reporting an error to the client."""
     try:
-        await _create(services, takeover, stmt)
+        if stmt.imported:  # bring your own model: imported, not trained
+            from .import_model import import_model  # (it imports this module)
+
+            await import_model(services, takeover, stmt)
+        else:
+            await _create(services, takeover, stmt)
         return True
     except _Abort as abort:
         if abort.error is not None:

@@ -6,7 +6,8 @@ the second the timestamp (date or timestamp), then the TARGET (numeric); any oth
 column is a related time series and must be numeric too.  Then, on the data itself
 (one aggregate query as the client): rows must exist, no timestamp may be NULL, no
 (item, timestamp) pair may repeat, and HORIZON may be at most a third of the longest
-series (Amazon Forecast's own limit: the backtest needs history to spare).
+series (Amazon Forecast's own limit: the backtest needs history to spare), counting
+the steps with a non-NULL target.
 Every failure is 22023 at the clause it concerns.
 """
 
@@ -76,12 +77,16 @@ def check_columns(stmt: CreateModel, names: list[str], types: list[str]) -> None
 async def check_data(takeover: Takeover, stmt: CreateModel, source_sql: str, names: list[str]) -> None:
     """The data rules (module docstring), asked on the client's session."""
     item, ts = quote_identifier(names[0]), quote_identifier(names[1])
+    target = quote_identifier(stmt.target)
     horizon = int(stmt.options["forecast"]["horizon"])
-    sql = (f"WITH s AS (SELECT {item} AS i, {ts} AS t FROM ({source_sql}\n) AS mlproxy_source), "
-           "c AS (SELECT i, t, count(*) AS n FROM s GROUP BY i, t) "
+    # the history is the steps with a target; rows after it (target NULL) only give
+    # related series' future values, so they do not lengthen it
+    sql = (f"WITH s AS (SELECT {item} AS i, {ts} AS t, {target} IS NOT NULL AS known "
+           f"FROM ({source_sql}\n) AS mlproxy_source), "
+           "c AS (SELECT i, t, count(*) AS n, bool_or(known) AS known FROM s GROUP BY i, t) "
            "SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM s WHERE t IS NULL), "
            "(SELECT i::text || ', ' || t::text FROM c WHERE n > 1 AND t IS NOT NULL LIMIT 1), "
-           "(SELECT max(k) FROM (SELECT count(t) AS k FROM c GROUP BY i) AS per_item)")
+           "(SELECT max(k) FROM (SELECT count(t) FILTER (WHERE known) AS k FROM c GROUP BY i) AS per_item)")
     result = await collect(takeover, sql)
     if result.error is not None:
         result.error.position = stmt.positions.get("source")

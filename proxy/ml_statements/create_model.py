@@ -6,24 +6,38 @@ FORECAST takes no FUNCTION: its result is read with FORECAST(model)); TARGET is
 required unless MODEL_TYPE is KMEANS (checked with the options, which know the
 model type); SETTINGS is optional because its one Redshift-required key,
 S3_BUCKET, means nothing here.
+
+Bring your own model (local): `FROM 'location' FUNCTION f (type, ...) RETURNS type
+[IAM_ROLE ...] [SETTINGS (...)]` imports a model trained elsewhere, and so does
+`FROM ( query )` (the query returns the model file as one bytea value) when the
+statement has no TARGET, has FUNCTION's argument types and RETURNS, and none of
+AUTO, MODEL_TYPE, PROBLEM_TYPE, OBJECTIVE, PREPROCESSORS, HYPERPARAMETERS (see
+`is_import`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
-from proxy.errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgError
+from proxy.errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, SYNTAX_ERROR, PgError
 
 from . import options as opts
 from .lexer import IDENT, PUNCT, STRING, Token
 from .pg_parse import check_select
 from .reader import TokenReader
-from .statements import CreateModel, ModelFunction, ModelName, QualifiedName, SourceQuery, TableName
+from .statements import (CreateModel, ModelFunction, ModelLocation, ModelName, QualifiedName, SourceQuery,
+                         TableName)
 
 CLAUSES = (
     "from", "target", "function", "iam_role", "auto", "model_type", "problem_type",
     "objective", "preprocessors", "hyperparameters", "settings",
 )
+# Clauses of a training statement that a model imported rather than trained has no use for.
+_TRAINING_ONLY = ("auto", "model_type", "problem_type", "objective", "preprocessors", "hyperparameters")
+# A SageMaker training job's name, which Redshift's BYOM takes in FROM; no dot or slash,
+# so a file name or a path is never read as one.
+_JOB_NAME = re.compile(r"[A-Za-z0-9](?:-*[A-Za-z0-9]){0,62}")
 # Words that end a RETURNS type (the type itself may be several words).
 _CLAUSE_WORDS = frozenset(CLAUSES) | {"returns", "sagemaker"}
 
@@ -74,6 +88,8 @@ class _CreateModelParser:
             self.seen[word] = r.take()
             self.positions.setdefault(word, r.position(token))
             self.handlers[word]()
+        if self.is_import():
+            return self.imported(name)
         forecast = self.raw.model_type is not None and self.raw.model_type.value.upper() == "FORECAST"
         if forecast and "function" in self.seen:
             raise PgError(INVALID_PARAMETER_VALUE, "MODEL_TYPE FORECAST does not take FUNCTION",
@@ -100,6 +116,42 @@ class _CreateModelParser:
             positions=self.positions,
         )
 
+    # -- bring your own model ----------------------------------------------------------
+
+    def is_import(self) -> bool:
+        """Import rather than train: FROM 'location' always; FROM ( query ) when the
+        statement has no TARGET, a FUNCTION with argument types and RETURNS, and none
+        of the clauses only training has (a training statement without TARGET is
+        KMEANS, which needs MODEL_TYPE, so no statement that trained before is read
+        as an import; one that forgot its TARGET and lists no argument types still
+        hears that it needs TARGET)."""
+        if isinstance(self.source, ModelLocation):
+            return True
+        return (isinstance(self.source, SourceQuery) and "target" not in self.seen
+                and self.function is not None and self.function.arg_types is not None
+                and self.function.returns is not None
+                and not any(c in self.seen for c in _TRAINING_ONLY))
+
+    def imported(self, name: ModelName) -> CreateModel:
+        r = self.r
+        for clause in ("target", *_TRAINING_ONLY):
+            if clause in self.seen:
+                raise PgError(SYNTAX_ERROR, f"{clause.upper()} does not apply to a model imported FROM 'location'",
+                              position=r.position(self.seen[clause]),
+                              hint="A model trained elsewhere takes FROM, FUNCTION ... RETURNS, IAM_ROLE "
+                                   "and SETTINGS.")
+        function = self.function
+        if function is None or function.arg_types is None or function.returns is None:
+            at = self.positions.get("function") or r.position(r.peek())
+            raise PgError(SYNTAX_ERROR, "CREATE MODEL FROM 'location' requires FUNCTION name ( type [, ...] ) "
+                                        "RETURNS type", position=at,
+                          hint="Declare the model's arguments (one numeric type per feature) and its result.")
+        r.finish()
+        assert self.source is not None
+        return CreateModel(name=name, source=self.source, target=None, function=function,
+                           options=opts.imported_options(self.raw), text=r.sql, offset=r.offset,
+                           positions=self.positions, imported=True)
+
     def expected_clauses(self) -> str:
         left = [c.upper() for c in CLAUSES if c not in self.seen]
         return f"Expected one of {', '.join(left)}, or the end of the statement."
@@ -110,9 +162,9 @@ class _CreateModelParser:
         r = self.r
         token = r.peek()
         if token.kind == STRING:
-            raise PgError(FEATURE_NOT_SUPPORTED,
-                          "CREATE MODEL FROM 'job_name' (bring your own model) is not supported",
-                          position=r.position(token), hint="Train from a table or a ( SELECT ... ) query.")
+            self.source = _model_location(r.value(), r.position(token))
+            self.positions["source"] = r.position(token)
+            return
         opening = r.punct("(")
         if opening is None:
             self.source, name_token = r.qualified_name(TableName, "a table name or ( SELECT ... )")
@@ -181,3 +233,22 @@ class _CreateModelParser:
 
     def settings_clause(self) -> None:
         self.raw.settings = self.r.key_value_list("SETTINGS", allow_words=True, allow_empty=True)
+
+
+def _model_location(value: opts.RawValue, position: int) -> ModelLocation:
+    """FROM 'location': an object-store URL, or a path (under the operator's import
+    directory, checked when the statement runs). A SageMaker job name is Redshift's
+    and means nothing here."""
+    text = value.value
+    if "://" in text:
+        return ModelLocation(text, "url")
+    if _JOB_NAME.fullmatch(text):
+        raise PgError(FEATURE_NOT_SUPPORTED,
+                      f"CREATE MODEL FROM '{text}': SageMaker training jobs have no meaning here",
+                      position=position,
+                      hint="mlproxy imports a model file: FROM 'file.json' (under the proxy's --import-dir), "
+                           "FROM 's3://bucket/key', or FROM (SELECT model_bytes FROM ...).")
+    if not text.strip():
+        raise PgError(INVALID_PARAMETER_VALUE, "CREATE MODEL FROM '': the model location is empty",
+                      position=position)
+    return ModelLocation(text, "path")

@@ -12,6 +12,10 @@ Grammar (keywords case-insensitive, identifiers by Postgres' rules):
       [ PREPROCESSORS 'json' ]
       [ HYPERPARAMETERS DEFAULT [ EXCEPT ( key value [, ...] ) ] ]
       [ SETTINGS ( key value [, ...] ) ]
+    CREATE MODEL [schema.]name                -- bring your own model (imported, not trained)
+      FROM { 'location' | ( select returning one bytea ) }
+      FUNCTION [schema.]fn ( type [, ...] ) RETURNS type
+      [ IAM_ROLE { DEFAULT | 'arn' } ] [ SETTINGS ( key value [, ...] ) ]
     SHOW MODEL { ALL | [schema.]name }
     DROP MODEL [ IF EXISTS ] [schema.]name
     GRANT / REVOKE ... ON MODEL, GRANT / REVOKE CREATE MODEL  (see privileges.py)

@@ -168,6 +168,17 @@ def build_options(raw: RawOptions, *, target: RawValue | None, function_position
     return options
 
 
+def imported_options(raw: RawOptions) -> dict[str, Any]:
+    """The canonical options of a model imported rather than trained (bring your own
+    model): only IAM_ROLE and SETTINGS apply, and the grammar admits only those."""
+    return {
+        "iam_role": None if raw.iam_role is None else raw.iam_role.value,
+        "auto": False, "model_type": None, "problem_type": None, "objective": None,
+        "preprocessors": None, "hyperparameters": {}, "settings": _settings(raw.settings),
+        "given": _given(raw),
+    }
+
+
 def _forecast(raw: RawOptions, target: RawValue | None, position: int,
               settings_position: int | None) -> dict[str, Any]:
     assert raw.model_type is not None

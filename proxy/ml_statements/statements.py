@@ -47,6 +47,15 @@ class SourceQuery:
 
 
 @dataclass(frozen=True)
+class ModelLocation:
+    """`FROM 'location'` of a model trained elsewhere (bring your own model): a path
+    under the operator's import directory, or an object-store URL (`kind` "url")."""
+
+    text: str
+    kind: str  # "path" | "url"
+
+
+@dataclass(frozen=True)
 class ModelFunction:
     """The SQL function a model is called through.
 
@@ -72,13 +81,16 @@ class CreateModel:
     """
 
     name: ModelName
-    source: TableName | SourceQuery
+    source: TableName | SourceQuery | ModelLocation
     target: str | None
     function: ModelFunction | None  # None only for MODEL_TYPE FORECAST
     options: dict[str, Any]
     text: str = field(compare=False, repr=False)
     offset: int = field(default=0, compare=False, repr=False)
     positions: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    # bring your own model: import the model FROM a location or a query's bytea,
+    # rather than train one (create_model.py says how the two are told apart)
+    imported: bool = False
 
 
 @dataclass(frozen=True)

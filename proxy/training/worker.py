@@ -100,6 +100,10 @@ def _forecast_job(job: JobDir, spec: dict[str, Any], table: Any, progress: Any, 
 
     options = spec["options"]
     settings = options["forecast"]
+    names = list(table.column_names)
+    if options.get("target") in names[3:]:  # the forecaster reads item, time, target, related...
+        at = names.index(options["target"])
+        table = table.select([0, 1, at, *(i for i in range(2, len(names)) if i != at)])
     result = forecast(table, {"forecast": settings, "settings": {"max_runtime": options.get("max_runtime")}},
                       progress=progress)
     data, sha256 = encode(result, settings["frequency"], int(settings["horizon"]))

@@ -49,7 +49,11 @@ def test_horizon_longer_than_history_allows(conn):
     sql, err = create(conn, "(SELECT item, month, qty, promo FROM fc_sales)", settings="SETTINGS (HORIZON 5, FREQUENCY 'M')")
     assert err.sqlstate == "22023" and "HORIZON 5 is too long" in err.diag.message_primary
     assert int(err.diag.statement_position) == sql.index("SETTINGS") + 1
-    # 12 months: HORIZON 4 is the longest allowed
+    # 12 months: HORIZON 4 is the longest allowed; rows with a NULL target (related
+    # series' future values) do not lengthen the history
+    sql, err = create(conn, "(SELECT item, month, CASE WHEN month < date '2020-10-01' "
+                            "THEN qty END AS qty, promo FROM fc_sales)", settings="SETTINGS (HORIZON 4, FREQUENCY 'M')")
+    assert err.sqlstate == "22023" and "HORIZON 4 is too long" in err.diag.message_primary, err.diag.message_primary
 
 
 def test_grammar_errors_keep_the_session(conn):

@@ -62,10 +62,14 @@ def check_rows(rows):
 
 def test_show_model_tells_the_forecast(model):
     with psycopg.connect(model.dsn(user=OWNER), autocommit=True) as conn:
-        info = dict(conn.execute("SHOW MODEL fc_demand").fetchall())
+        rows = conn.execute("SHOW MODEL fc_demand").fetchall()
+    info = dict(rows)
     assert info["Model Type"] == "FORECAST" and info["Objective"] == "MASE"
     assert float(info["validation:MASE"]) < 1.5 and "validation:WAPE" in info, info
     assert any("HORIZON 4, FREQUENCY 'M', PERCENTILES '0.1,0.5,0.9'" in v for v in info.values()), info
+    assert (info["Horizon"], info["Frequency"], info["Percentiles"]) == ("4", "M", "0.1,0.5,0.9"), info
+    keys = [k for k, _ in rows]
+    assert keys.index("Max Runtime") < keys.index("Horizon") < keys.index("Frequency") < keys.index("Percentiles")
 
 
 @pytest.mark.parametrize("sql", ["SELECT FORECAST(fc_demand)", "SELECT * FROM FORECAST(public.fc_demand)",
@@ -167,3 +171,39 @@ def test_replicas_and_restart_read_the_same_forecast(fresh_proxy, tmp_path):
         cur = conn.execute("SELECT * FROM FORECAST(fc_replica) ORDER BY 1, 2")
         assert [c.name for c in cur.description] == ["id", "time", "mean"] and cur.fetchall() == expected
         conn.execute("DROP MODEL fc_replica")
+
+
+def test_related_series_over_the_horizon_feed_the_global_model(model):
+    """Columns after the target are related time series; rows after an item's last
+    target give their future values (the target NULL there), so the global model
+    forecasts the promo months; the target need not be the third column; SHOW
+    MODEL's keys tell a grantee the forecast's settings too."""
+    with psycopg.connect(model.dsn(user=OWNER), autocommit=True) as owner:
+        owner.execute("DROP MODEL IF EXISTS fc_promo")
+        owner.execute("DROP TABLE IF EXISTS fc_promo_data")
+        owner.execute("""CREATE TABLE fc_promo_data AS
+            SELECT 'item' || i AS item, (date '2021-01-01' + make_interval(months => m))::date AS month,
+                   ((m * m + 3 * i) % 7 = 0)::int AS promo,
+                   CASE WHEN m < 36 THEN 100 + 20 * i + 40 * ((m * m + 3 * i) % 7 = 0)::int
+                                         + 3 * sin(m * pi() / 6) END AS qty
+              FROM generate_series(0, 3) i, generate_series(0, 39) m""")
+        owner.execute("CREATE MODEL fc_promo FROM fc_promo_data TARGET qty MODEL_TYPE FORECAST OBJECTIVE 'WAPE' "
+                      "SETTINGS (HORIZON 4, FREQUENCY 'M', PERCENTILES '0.5,mean', MAX_RUNTIME 60)")
+        info = wait_for_state(owner, "fc_promo", timeout=180)
+        assert info["Model State"] == "READY", info
+        report = [v for v in info.values() if isinstance(v, str)]
+        assert any('GlobalXGBoost uses the related time series "promo"' in v for v in report), info
+        assert any("chose GlobalXGBoost" in v for v in report), report  # either variant
+        rows = owner.execute("SELECT f.id, f.time, f.p50, f.mean, d.promo, 100 + 20 * right(f.id, 1)::int "
+                             "+ 40 * d.promo + 3 * sin(extract(month FROM f.time - interval '1 month') "
+                             "* pi() / 6) FROM FORECAST(fc_promo) AS f JOIN fc_promo_data d "
+                             "ON d.item = f.id AND d.month = f.time ORDER BY 1, 2").fetchall()
+        assert len(rows) == 16 and any(r[4] for r in rows)
+        for item, time, p50, mean, promo, truth in rows:
+            assert p50 == mean and abs(p50 - truth) < (12 if promo else 30), (item, time, p50, truth)
+        owner.execute(f"GRANT EXECUTE ON MODEL fc_promo TO {GRANTEE}")
+    with psycopg.connect(model.dsn(user=GRANTEE), autocommit=True) as grantee:
+        shown = dict(grantee.execute("SHOW MODEL fc_promo").fetchall())
+        assert (shown["Horizon"], shown["Frequency"], shown["Percentiles"]) == ("4", "M", "0.5,mean")
+    with psycopg.connect(model.dsn(user=OWNER), autocommit=True) as owner:
+        owner.execute("DROP MODEL fc_promo")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import FEATURE_NOT_SUPPORTED, SYNTAX_ERROR, PgError
+from proxy.errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, SYNTAX_ERROR, PgError
 from proxy.ml_statements import (
     CreateModel,
     DropModel,
@@ -423,6 +423,32 @@ def test_from_query_errors_point_into_the_query():
     sql = "CREATE MODEL m FROM (SELECT 'é', x FORM t) TARGET a FUNCTION f"
     e = error(sql)
     assert (e.message, e.position) == ('syntax error at or near "t"', sql.index(" t)") + 2)
+
+
+def test_bring_your_own_model_is_told_apart_from_training():
+    from proxy.ml_statements import ModelLocation
+
+    stmt = parse_ml_statement("CREATE MODEL s.m FROM 'models/churn.json' FUNCTION s.f (real, int4, boolean) "
+                              "RETURNS float8 IAM_ROLE default SETTINGS (S3_BUCKET 'b')")
+    assert stmt.imported and stmt.source == ModelLocation("models/churn.json", "path")
+    assert stmt.function.arg_types == ("real", "integer", "boolean") and stmt.function.returns == "double precision"
+    assert stmt.options["iam_role"] == "default" and stmt.options["settings"] == {"s3_bucket": "b"}
+    assert stmt.target is None
+    url = parse_ml_statement("CREATE MODEL m FROM 's3://bucket/a/model.tar.gz' FUNCTION f (real) RETURNS int")
+    assert url.imported and url.source == ModelLocation("s3://bucket/a/model.tar.gz", "url")
+    # FROM ( query ): an import when there is no TARGET, there is RETURNS, and no training clause
+    query = parse_ml_statement("CREATE MODEL m FROM (SELECT b FROM models WHERE id = 1) FUNCTION f (real) RETURNS int")
+    assert query.imported and query.source == SourceQuery("SELECT b FROM models WHERE id = 1")
+    # ... and training exactly as before otherwise
+    for trained in ("CREATE MODEL m FROM (SELECT * FROM t) TARGET y FUNCTION f (real) RETURNS int",
+                    "CREATE MODEL m FROM t TARGET y FUNCTION f",
+                    "CREATE MODEL m FROM (SELECT a, b FROM t) FUNCTION f RETURNS int MODEL_TYPE KMEANS "
+                    "HYPERPARAMETERS DEFAULT EXCEPT (K '2')"):
+        assert not parse_ml_statement(trained).imported
+    assert error("CREATE MODEL m FROM t FUNCTION f (real) RETURNS int").sqlstate == SYNTAX_ERROR  # needs TARGET
+    forgot = error("CREATE MODEL m FROM (SELECT a, y FROM t) FUNCTION f RETURNS int")  # no argument types
+    assert (forgot.sqlstate, forgot.message) == (SYNTAX_ERROR, "CREATE MODEL requires TARGET unless MODEL_TYPE is KMEANS")
+    assert error("CREATE MODEL m FROM (SELECT 1) FUNCTION f (real) RETURNS int AUTO OFF").sqlstate == INVALID_PARAMETER_VALUE
 
 
 def test_unsupported_redshift_features():
