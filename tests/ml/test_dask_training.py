@@ -229,3 +229,17 @@ def test_a_scheduler_that_does_not_answer(pg, tmp_path, monkeypatch):
         assert proxy.wait_for_log("jobs train on the local workers")
     finally:
         proxy.stop()
+
+
+def test_the_settings_check_the_cluster_address():
+    from proxy.settings import ConfigError, resolve
+
+    ok = resolve({}, {"MLPROXY_TRAINING_CLUSTER": "scheduler:8786"}, None)
+    assert ok["training_cluster"].value == "tcp://scheduler:8786"
+    assert resolve({"training_cluster": "tls://10.0.0.5:8786"}, {}, None)["training_cluster"].value \
+        == "tls://10.0.0.5:8786"
+    for bad in ("http://scheduler:8786", "tcp://scheduler", "tcp://:8786", "tcp://scheduler:99999"):
+        with pytest.raises(ConfigError, match="training_cluster"):
+            resolve({}, {"MLPROXY_TRAINING_CLUSTER": bad}, None)
+    with pytest.raises(ConfigError, match="training_cluster_fallback .* needs training_cluster"):
+        resolve({}, {"MLPROXY_TRAINING_CLUSTER_FALLBACK": "on"}, None)
