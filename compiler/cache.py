@@ -66,6 +66,8 @@ def build_tag() -> str:
         "node_arrays": [native.LANES, native.NODE_BLOCK_ROWS, native.NODE_ARRAYS_COMPILE_OPTIONS,
                         native.NODE_ARRAYS_MAX_WASTE,
                         hashlib.sha256(native.walk_asm(native.LANES).encode()).hexdigest()],
+        # which evaluator a model gets, and how QuickScorer is compiled
+        "quick_scorer": [native.QUICK_SCORER_MAX_TESTS_PER_STEP, native.QUICK_SCORER_COMPILE_OPTIONS],
         "driver": hashlib.sha256(DRIVER_C.encode()).hexdigest(),
         "tl2cgen": tl2cgen.__version__,
         "treelite": treelite.__version__,

@@ -9,7 +9,9 @@ DRIVER_C = r"""/*
  * one of two ways (MLPX_EVALUATOR, chosen per model by compiler/worker.py):
  *   1  TL2cgen's generated if/else code (header.h, main.c, quantize.c, tu*.c);
  *   2  node arrays generated from the Treelite model (compiler/node_tables.py),
- *      walked without data-dependent branches.
+ *      walked without data-dependent branches;
+ *   3  QuickScorer bitvectors (compiler/quick_scorer.py) over groups of rows, with
+ *      the node arrays of 2 for the rows left over.
  *
  * Why not TL2cgen's own runtime: its Predictor copies the batch into a DMatrix, may
  * be used by one thread at a time, and walks every tree for one row before the next
@@ -40,7 +42,8 @@ DRIVER_C = r"""/*
 #define MLPX_BLOCK @BLOCK@
 #define MLPX_MIN_ROWS_PER_THREAD @MIN_ROWS_PER_THREAD@
 #define MLPX_MAX_THREADS 64
-/* 1: TL2cgen's generated if/else code; 2: node arrays walked without branches */
+/* 1: TL2cgen's generated if/else code; 2: node arrays walked without branches;
+   3: QuickScorer bitvectors, node arrays for rows left over */
 #define MLPX_EVALUATOR @EVALUATOR@
 
 /* Margin = sum / divisor (forests average their trees) + base score, per output. */
@@ -284,12 +287,103 @@ static inline void mlpx_add_leaf(mlpx_idx i, int32_t o, double* out) {
 #endif
 }
 
+#if MLPX_EVALUATOR == 3
+/* ---- QuickScorer bitvectors (compiler/quick_scorer.py) ----
+ * A tree's leaves, left to right, are the bits of a 64-bit word; a test that fails
+ * (the row goes to its second child: key < the row's key in the test's column, the
+ * node-array walk's compare) ANDs the word with `keep`, every leaf but those under
+ * its first child. The exit leaf is the lowest bit left. All of a tree's tests
+ * (sorted by feature and key) are applied to MLPX_QS_ROWS rows at once, selects
+ * rather than branches, which compilers turn into SIMD compares and masked ANDs;
+ * rows left over take the node-array walk below, which reaches the same leaves. */
+#define MLPX_QS_ROWS 16
+#define MLPX_N_TEST @N_TEST@
+typedef struct {
+  uint32_t col; /* offset of the row-buffer column the test reads (as the node's low half) */
+  uint32_t key;
+  uint64_t keep;
+} mlpx_qs_test;
+static const mlpx_qs_test mlpx_qs_tests[MLPX_N_TEST + 1] = { @QS_TESTS@ };
+static const uint32_t mlpx_qs_begin[MLPX_N_TREE + 1] = { @QS_BEGIN@ };
+/* per tree its leaves left to right (node ids, for mlpx_leaf); one more at the end:
+   a tree with fewer than 64 leaves always keeps its unused high bits, so even a word
+   that lost every leaf (impossible by construction) stays in bounds */
+static const uint32_t mlpx_qs_leaf[] = { @QS_LEAVES@ };
+static const uint32_t mlpx_qs_leaf_begin[MLPX_N_TREE] = { @QS_LEAF_BEGIN@ };
+
+#if MLPX_LEAF_WIDTH == 1
+/* scalar leaves: each tree's leaf values by position, one load less per row and tree */
+static const double mlpx_qs_value[] = { @QS_VALUES@ };
+#define MLPX_QS_ADD_LEAVES                                                                           \
+  {                                                                                                  \
+    const double* val = mlpx_qs_value + mlpx_qs_leaf_begin[t];                                       \
+    for (int k = 0; k < MLPX_QS_ROWS; ++k) out[(r + k) * MLPX_N_OUT + o] += val[__builtin_ctzll(v[k])]; \
+  }
+#else
+#define MLPX_QS_ADD_LEAVES                                                                           \
+  for (int k = 0; k < MLPX_QS_ROWS; ++k) mlpx_add_leaf(lf[__builtin_ctzll(v[k])], o, out + (r + k) * MLPX_N_OUT);
+#endif
+
+/* rows 0..n (a multiple of MLPX_QS_ROWS) of the row buffer xb, every tree */
+#define MLPX_QS_BODY                                                                                 \
+  for (int t = 0; t < MLPX_N_TREE; ++t) {                                                            \
+    const mlpx_qs_test* b = mlpx_qs_tests + mlpx_qs_begin[t];                                        \
+    const mlpx_qs_test* e = mlpx_qs_tests + mlpx_qs_begin[t + 1];                                    \
+    const uint32_t* lf = mlpx_qs_leaf + mlpx_qs_leaf_begin[t];                                       \
+    const int32_t o = mlpx_out[t];                                                                   \
+    for (int64_t r = 0; r < n; r += MLPX_QS_ROWS) {                                                  \
+      uint64_t v[MLPX_QS_ROWS];                                                                      \
+      for (int k = 0; k < MLPX_QS_ROWS; ++k) v[k] = ~UINT64_C(0);                                    \
+      for (const mlpx_qs_test* p = b; p < e; ++p) {                                                  \
+        const uint32_t* x = xb + p->col + r;                                                         \
+        const uint32_t key = p->key;                                                                 \
+        const uint64_t keep = p->keep;                                                               \
+        for (int k = 0; k < MLPX_QS_ROWS; ++k) v[k] &= key < x[k] ? keep : ~UINT64_C(0);             \
+      }                                                                                              \
+      MLPX_QS_ADD_LEAVES                                                                             \
+    }                                                                                                \
+  }
+
+static void mlpx_qs_portable(const uint32_t* xb, int64_t n, double* out) { MLPX_QS_BODY }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MLPX_PORTABLE_STEP)
+/* The same code for wider vectors, picked at run time, so a library stays portable
+   across CPUs of one architecture (the cache tag does not name the CPU model). */
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))) static void mlpx_qs_avx512(
+    const uint32_t* xb, int64_t n, double* out) { MLPX_QS_BODY }
+__attribute__((target("avx2,bmi"))) static void mlpx_qs_avx2(const uint32_t* xb, int64_t n, double* out) {
+  MLPX_QS_BODY
+}
+#endif
+
+static void mlpx_qs(const uint32_t* xb, int64_t n, double* out) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MLPX_PORTABLE_STEP)
+#ifndef MLPX_QS_NO_AVX512 /* (tests build with it to run the AVX2 code on AVX-512 machines) */
+  if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq")) {
+    mlpx_qs_avx512(xb, n, out);
+    return;
+  }
+#endif
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi")) {
+    mlpx_qs_avx2(xb, n, out);
+    return;
+  }
+#endif
+  mlpx_qs_portable(xb, n, out);
+}
+#endif
+
 static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int round32, void* scratch,
                        double* out) {
   uint32_t* xb = (uint32_t*)scratch;
   /* feature by feature: reads each input column (feature-major X) in order */
   for (int j = 0; j < MLPX_N_FEATURE; ++j)
     mlpx_keys(X + j * cs, rs, n, j, round32, xb + (2 * j) * MLPX_BLOCK, xb + (2 * j + 1) * MLPX_BLOCK);
+#if MLPX_EVALUATOR == 3
+  const int64_t rest = n % MLPX_QS_ROWS;
+  mlpx_qs(xb, n - rest, out);
+#else
+  const int64_t rest = n % MLPX_LANES;
   for (int t = 0; t < MLPX_N_TREE; ++t) {
     const mlpx_idx root = mlpx_root[t];
     const int32_t depth = mlpx_depth[t], o = mlpx_out[t];
@@ -317,7 +411,9 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
       MLPX_EACH_LANE(MLPX_ADD_DONE)
     }
   }
-  /* rows left over (fewer than a lane group, e.g. a one-row call): MLPX_LANES trees
+#endif
+  /* rows left over (fewer than a lane group or a QuickScorer group, e.g. a one-row
+     call): MLPX_LANES trees
      at a time for one row, walked to the deepest of them (leaves are fixed points),
      in groups of trees of similar depth (mlpx_tail_tree: the trees by depth) so that
      little of the walk is spent at leaves; the leaves reached are then added in tree
@@ -325,7 +421,7 @@ static void mlpx_block(const double* X, int64_t rs, int64_t cs, int64_t n, int r
   mlpx_idx* leaf = (mlpx_idx*)(xb + 2 * MLPX_N_FEATURE * MLPX_BLOCK);
 #define MLPX_TREE_ROOT(k) i[k] = mlpx_root[mlpx_tail_tree[g * MLPX_LANES + k]];
 #define MLPX_LEAF(k) leaf[mlpx_tail_tree[g * MLPX_LANES + k]] = i[k];
-  for (int64_t r = n - n % MLPX_LANES; r < n; ++r) {
+  for (int64_t r = n - rest; r < n; ++r) {
     const uint32_t* x = xb + r;
     double* o = out + r * MLPX_N_OUT;
     int g = 0;
@@ -400,7 +496,7 @@ int32_t mlpx_num_output(void) { return MLPX_N_OUT; }
 int32_t mlpx_predict_margins(const double* X, int64_t nrow, int64_t ncol, int64_t rs, int64_t cs,
                              int32_t round32, int32_t nthread, double* out) {
   if (ncol != MLPX_N_FEATURE || nrow < 0 || rs < 0 || cs < 0) return -1;
-#if MLPX_EVALUATOR == 2 && MLPX_KEYS == 1
+#if MLPX_EVALUATOR >= 2 && MLPX_KEYS == 1
   if (!round32) return -1; /* keys are float32 images: built for float32 inputs only */
 #endif
   if (nrow == 0) return 0;

@@ -24,7 +24,7 @@ import numpy as np
 import tl2cgen
 import treelite
 
-from . import cache, native, trees
+from . import cache, native, quick_scorer, trees
 from .artifact import Artifact, load
 from .errors import BuildError
 from .node_tables import NodeTables, Unsuitable
@@ -60,12 +60,21 @@ def build(artifact: Artifact, cache_dir: Path, *, toolchain: str, jobs: int) -> 
 
 
 def choose_evaluator(model: treelite.Model) -> tuple[int, NodeTables | None, str]:
-    """(evaluator, its node tables or None, why). See native.NODE_ARRAYS_MAX_WASTE."""
+    """(evaluator, its node tables or None, why). QuickScorer when every tree has at
+    most 64 leaves and its tests number at most QUICK_SCORER_MAX_TESTS_PER_STEP per
+    step of the node-array walk; else node arrays unless too unbalanced
+    (NODE_ARRAYS_MAX_WASTE); else TL2cgen. See docs/compiler.md."""
     try:
         tables = NodeTables.of(model)
     except Unsuitable as exc:
         return native.EVALUATOR_TL2CGEN, None, f"node arrays cannot express it: {exc}"
     waste = float(tables.depths.sum() / max(tables.mean_leaf_depths.sum(), 1e-9))
+    leaves = np.diff(np.searchsorted(np.flatnonzero(tables.first == np.arange(len(tables.first))),
+                                     np.append(tables.roots, len(tables.first))))
+    per_step = float((leaves - 1).sum() / max(int(tables.depths.sum()), 1))
+    if leaves.max() <= quick_scorer.MAX_LEAVES and per_step <= native.QUICK_SCORER_MAX_TESTS_PER_STEP:
+        return (native.EVALUATOR_QUICK_SCORER, tables,
+                f"at most {int(leaves.max())} leaves a tree, {per_step:.2f} tests per node-array step")
     if waste > native.NODE_ARRAYS_MAX_WASTE:
         return (native.EVALUATOR_TL2CGEN, None,
                 f"unbalanced trees: fixed-depth walks take {waste:.2f}x the mean leaf depth")
@@ -90,16 +99,19 @@ def compile_model(model: treelite.Model, precision: str, out: Path, *, toolchain
     chosen, tables, why = choose_evaluator(model)
     if evaluator is not None and evaluator != chosen:
         why = "requested"
-        tables = NodeTables.of(model) if evaluator == native.EVALUATOR_NODE_ARRAYS else None
-    evaluator = native.EVALUATOR_NODE_ARRAYS if tables is not None else native.EVALUATOR_TL2CGEN
+        tables = NodeTables.of(model) if evaluator != native.EVALUATOR_TL2CGEN else None
+    else:
+        evaluator = chosen
     units = choose_units(model, jobs) if evaluator == native.EVALUATOR_TL2CGEN else 1
     try:
         if tables is not None:
             src.mkdir()
-            (src / "mlpx_driver.c").write_text(native.render_node_driver(model, tables, precision))
+            quick = evaluator == native.EVALUATOR_QUICK_SCORER
+            (src / "mlpx_driver.c").write_text(native.render_node_driver(model, tables, precision,
+                                                                         quick_scorer=quick))
             recipe = {"target": "predictor", "sources": [{"name": "mlpx_driver", "length": 0}]}
             (src / "recipe.json").write_text(json.dumps(recipe))
-            options = native.NODE_ARRAYS_COMPILE_OPTIONS
+            options = native.QUICK_SCORER_COMPILE_OPTIONS if quick else native.NODE_ARRAYS_COMPILE_OPTIONS
             n_units = 1
         else:
             tl2cgen.generate_c_code(model, src, params={"quantize": 1, "parallel_comp": units})
@@ -113,7 +125,7 @@ def compile_model(model: treelite.Model, precision: str, out: Path, *, toolchain
         generated = time.perf_counter()
         built = tl2cgen.create_shared(toolchain, src, nthread=jobs, options=list(options),
                                       long_build_time_warning=False)
-    except (tl2cgen.TL2cgenError, treelite.TreeliteError, ValueError, OSError) as exc:
+    except (tl2cgen.TL2cgenError, treelite.TreeliteError, ValueError, OSError) as exc:  # Unsuitable too
         raise BuildError(f"native build with {toolchain!r} failed: {_tail(str(exc))}") from exc
     compiled = time.perf_counter()
     library = out / cache.LIBRARY_NAME

@@ -60,7 +60,7 @@ typedef struct Record {
     long long pending;
     int copy_in, ready_seen;
     unsigned char txstatus;
-    unsigned long long skip[2], bytes[2];
+    unsigned long long skip[2], bytes[2], readies;
     struct Record *next;
 } Record;
 
@@ -90,6 +90,7 @@ struct Pair {
     unsigned long long skip[2];   /* bytes of a streamed message still to pass, per source */
     Buf out[2];              /* unsent bytes for fd[i], written when it is writable */
     unsigned long long bytes[2];  /* bytes read and forwarded from each side */
+    unsigned long long readies;   /* ReadyForQuery messages forwarded (statements answered) */
     Record *record;          /* allocated at lend: coming back never needs memory */
     int dead;
     Pair *next_dead;
@@ -181,6 +182,7 @@ static Record *retire(Pump *p, Pair *a, int reason, const unsigned char *data, s
     r->skip[1] = a->skip[1];
     r->bytes[0] = a->bytes[0];
     r->bytes[1] = a->bytes[1];
+    r->readies = a->readies;
     for (int i = 0; i < 2; i++) {
         epoll_ctl(p->epfd, EPOLL_CTL_DEL, a->fd[i], NULL);
         close(a->fd[i]);
@@ -283,6 +285,7 @@ static size_t scan_server(Pair *a, const unsigned char *data, size_t n, int *sto
         if (type == 'Z') {
             if (length != 5 || n - pos < 6) break;
             a->ready_seen = 1;
+            a->readies++;
             a->txstatus = data[pos + 5];
             a->copy_in = 0;
             if (a->pending > 0) a->pending--;
@@ -429,12 +432,12 @@ static void lock_nogil(Pump *p) {
 
 static PyObject *record_tuple(Record *r) {
     return Py_BuildValue(
-        "(Liy#y#y#LiiiKKKK)", r->key, r->reason,
+        "(Liy#y#y#LiiiKKKKK)", r->key, r->reason,
         r->data.data ? r->data.data : "", (Py_ssize_t)r->data.len,
         r->out[CLIENT].data ? r->out[CLIENT].data : "", (Py_ssize_t)r->out[CLIENT].len,
         r->out[SERVER].data ? r->out[SERVER].data : "", (Py_ssize_t)r->out[SERVER].len,
         r->pending, r->copy_in, r->ready_seen, (int)r->txstatus,
-        r->skip[CLIENT], r->skip[SERVER], r->bytes[CLIENT], r->bytes[SERVER]);
+        r->skip[CLIENT], r->skip[SERVER], r->bytes[CLIENT], r->bytes[SERVER], r->readies);
 }
 
 static void record_free(Record *r) {
@@ -690,6 +693,36 @@ static PyObject *Pump_lent(Pump *p, PyObject *unused) {
     return PyLong_FromSsize_t(n);
 }
 
+/* counters() -> [(key, bytes_client, bytes_server, readies, pending)] of the sessions
+ * lent now, since their lending (for statistics: read under the lock, nothing moves) */
+static PyObject *Pump_counters(Pump *p, PyObject *unused) {
+    lock_nogil(p);
+    Py_ssize_t n = p->nlent;
+    unsigned long long (*rows)[5] = malloc((size_t)(n ? n : 1) * sizeof *rows);
+    if (!rows) {
+        pthread_mutex_unlock(&p->lock);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Pair *a = p->by_key[i];
+        rows[i][0] = (unsigned long long)a->key;
+        rows[i][1] = a->bytes[CLIENT];
+        rows[i][2] = a->bytes[SERVER];
+        rows[i][3] = a->readies;
+        rows[i][4] = (unsigned long long)(a->pending > 0 ? a->pending : 0);
+    }
+    pthread_mutex_unlock(&p->lock);
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list && i < n; i++) {
+        PyObject *t = Py_BuildValue("(LKKKK)", (long long)rows[i][0], rows[i][1], rows[i][2],
+                                    rows[i][3], rows[i][4]);
+        if (!t) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, i, t);
+    }
+    free(rows);
+    return list;
+}
+
 static PyObject *Pump_close(Pump *p, PyObject *unused) {
     stop_thread(p);
     Py_RETURN_NONE;
@@ -702,6 +735,8 @@ static PyMethodDef Pump_methods[] = {
     {"take", (PyCFunction)Pump_take, METH_NOARGS, "take() -> list of handed-back records"},
     {"fileno", (PyCFunction)Pump_fileno, METH_NOARGS, "the eventfd that signals records"},
     {"lent", (PyCFunction)Pump_lent, METH_NOARGS, "how many sessions the pump holds"},
+    {"counters", (PyCFunction)Pump_counters, METH_NOARGS,
+     "counters() -> [(key, bytes_client, bytes_server, readies, pending)] of the lent sessions"},
     {"close", (PyCFunction)Pump_close, METH_NOARGS, "stop the pump thread"},
     {NULL, NULL, 0, NULL},
 };

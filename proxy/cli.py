@@ -67,7 +67,10 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
                     "under the data directory and used as the upstream. Each setting is "
                     "taken from its flag, else its MLPROXY_* environment variable, else "
                     "the --config file, else its default. SIGHUP reads them again and applies "
-                    "those marked 'reloaded on SIGHUP'; SIGINT/SIGTERM stop gracefully.")
+                    "those marked 'reloaded on SIGHUP'; SIGINT/SIGTERM stop gracefully. "
+                    "The admin console is the virtual database mlproxy on the same port "
+                    "(psql -d mlproxy, as a role in admin_users; SHOW HELP lists its "
+                    "commands); --metrics-listen serves Prometheus metrics.")
     add_arguments(serve_parser)
     serve_parser.set_defaults(run=run_serve)
 
@@ -259,19 +262,29 @@ async def serve(config: Config, upstream_url: str | None = None,
             await asyncio.to_thread(embedded.stop)
         return 1
     ml.start()
+    stop = asyncio.Event()
+    console, metrics = _observe(config, server, ml, reloader, stop)
+    if metrics is None and config.metrics_listen is not None:
+        await server.shutdown()
+        await ml.close()
+        if embedded:
+            await asyncio.to_thread(embedded.stop)
+        return 1
     user, dbname = _connect_identity(upstream_url, embedded is not None)
     host = config.listen_host if config.listen_host not in ("0.0.0.0", "::") else "127.0.0.1"
     print(f"mlproxy ready: psql \"postgresql://{user}@{host}:{server.port}/{dbname}\"",
           flush=True)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if reloader is not None:
-        _reload_hooks(reloader, config, server, ml)
+        _reload_hooks(reloader, config, server, ml, console)
         loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     await stop.wait()
+    console.close()
     await server.shutdown()
+    if metrics is not None:
+        metrics.stop()
     await ml.close()
     if embedded:
         await asyncio.to_thread(embedded.stop)
@@ -283,8 +296,33 @@ def _early_hangup(signum: int, frame: object) -> None:
     log.warning("SIGHUP while starting: ignored (settings are read as the proxy starts)")
 
 
+def _observe(config: Config, server: ProxyServer, ml: MLRuntime, reloader: Reloader | None,
+             stop: asyncio.Event):
+    """The admin console (on the proxy's port) and, with --metrics-listen, the
+    Prometheus endpoint, both reading the one stats source; (console, metrics), metrics
+    None when it is off or could not listen (logged)."""
+    from .observe.commands import Commands
+    from .observe.console import AdminConsole
+    from .observe.stats import STATS
+    STATS.server, STATS.jobs = server, ml.jobs
+    console = AdminConsole(Commands(STATS, reloader, ml.catalog, stop.set),
+                           config.admin_users, config.admin_database)
+    server.console = console
+    metrics = None
+    if config.metrics_listen is not None:
+        from .observe.metrics import MetricsServer
+        host, port = config.metrics_listen
+        try:
+            metrics = MetricsServer.start(STATS, host, port)
+        except OSError as exc:
+            log.error("could not serve metrics on %s:%d: %s", host, port, exc)
+            return console, None
+        log.info("metrics on http://%s:%d/metrics", host, metrics.port)
+    return console, metrics
+
+
 def _reload_hooks(reloader: Reloader, config: Config, server: ProxyServer,
-                  ml: MLRuntime) -> None:
+                  ml: MLRuntime, console: Any = None) -> None:
     """What SIGHUP can change in a running proxy (proxy/reload.py)."""
     def log_level(new: dict[str, Any]) -> None:
         logging.getLogger().setLevel(getattr(logging, new["log_level"].upper()))
@@ -301,10 +339,28 @@ def _reload_hooks(reloader: Reloader, config: Config, server: ProxyServer,
     def shutdown_grace(new: dict[str, Any]) -> None:
         config.shutdown_grace = new["shutdown_grace"]
 
+    from .ml_runtime import endpoint_settings
+
+    def endpoints(new: dict[str, Any]) -> None:  # for statements from now on
+        config.endpoints = dict(new["endpoint"])
+        config.allow_endpoint_urls = new["allow_endpoint_urls"]
+        config.endpoint_timeout = new["endpoint_timeout"]
+        config.endpoint_connections = new["endpoint_connections"]
+        ml.endpoints.configure(endpoint_settings(config))
+
     reloader.hook(("log_level",), log_level)
+    reloader.hook(("endpoint", "allow_endpoint_urls", "endpoint_timeout", "endpoint_connections"),
+                  endpoints)
     reloader.hook(("workers",), workers)
     reloader.hook(("tls_cert", "tls_key"), tls)
     reloader.hook(("shutdown_grace",), shutdown_grace)
+
+    def admin(new: dict[str, Any]) -> None:  # for console logins from now on
+        config.admin_users, config.admin_database = new["admin_users"], new["admin_database"]
+        if console is not None:
+            console.admin_users, console.admin_database = config.admin_users, config.admin_database
+
+    reloader.hook(("admin_users", "admin_database"), admin)
 
 
 def _connect_identity(upstream_url: str | None, embedded: bool) -> tuple[str, str]:

@@ -117,12 +117,24 @@ class Config:
     # Seconds between two looks for interrupted training jobs (a failed look is
     # retried sooner, with backoff).
     job_sweep_interval: float = 30.0
+    # Inference endpoints of remote models (CREATE MODEL ... SAGEMAKER): name -> URL,
+    # whether a statement may give a URL, the request timeout, requests at once.
+    endpoints: dict[str, str] = field(default_factory=dict)
+    allow_endpoint_urls: bool = False
+    endpoint_timeout: float = 30.0
+    endpoint_connections: int = 4
     # CREATE MODEL FROM 'path' reads model files only inside this directory (None: never).
     import_dir: Path | None = None
     # CREATE MODEL FROM 's3://...' reads only URLs that start with one of these.
     import_urls: tuple[str, ...] = ()
     # The largest model file CREATE MODEL imports.
     import_max_bytes: int = 256 << 20
+    # The admin console (proxy/observe/console.py): roles that may use it, and the
+    # upstream database their logins are authenticated against.
+    admin_users: tuple[str, ...] = ()
+    admin_database: str = "postgres"
+    # Prometheus /metrics (proxy/observe/metrics.py): (host, port), or None: off.
+    metrics_listen: tuple[str, int] | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -137,6 +149,11 @@ class Config:
                      training_workers=values["workers"], relay=values["relay"],
                      job_sweep_interval=values["job_sweep"], import_dir=values["import_dir"],
                      import_urls=values["import_urls"], import_max_bytes=values["import_max_bytes"],
+                     endpoints=dict(values["endpoint"]), allow_endpoint_urls=values["allow_endpoint_urls"],
+                     endpoint_timeout=values["endpoint_timeout"],
+                     endpoint_connections=values["endpoint_connections"],
+                     admin_users=values["admin_users"], admin_database=values["admin_database"],
+                     metrics_listen=values["metrics_listen"],
                      training_cluster=values["training_cluster"],
                      training_cluster_fallback=values["training_cluster_fallback"])
         if values["upstream"]:

@@ -23,6 +23,8 @@ from .protocol import F_SYNC, ready_for_query
 if TYPE_CHECKING:
     from .session import Session
 
+_READY_HEADER = b"Z\x00\x00\x00\x05"
+
 
 class Interceptor(Protocol):
     def triggers(self, database: str) -> tuple[bytes, ...]:
@@ -142,4 +144,6 @@ class Takeover:
         self.session._write_upstream(data)
 
     def send_client(self, data: bytes) -> None:
+        if data[-6:-1] == _READY_HEADER:  # an answered statement, for the statistics
+            self.session.readies += 1
         self.session._write_client(data)

@@ -17,6 +17,7 @@ from .config import Config
 from .ml_commands.create_model import MLServices
 from .inference.interceptor import InferenceInterceptor
 from .inference.registry import ModelRegistry
+from .inference.remote import Endpoints, EndpointSettings
 from .ml_commands.interceptor import MLInterceptor
 from .ml_commands.forecast_results import ForecastInterceptor
 from .ml_commands.system_views import SystemViewInterceptor
@@ -38,7 +39,9 @@ class MLRuntime:
                                   "fallback": config.training_cluster_fallback})
         self.services = MLServices(self.catalog, self.jobs, config.data_dir, import_dir=config.import_dir,
                                    import_urls=config.import_urls, import_max_bytes=config.import_max_bytes)
-        self.registry = ModelRegistry(self.catalog, cache_dir)
+        self.endpoints = Endpoints(endpoint_settings(config))
+        self.services.endpoints = self.endpoints
+        self.registry = ModelRegistry(self.catalog, cache_dir, self.endpoints)
         self.services.models_changed = self.registry.reload
         # ML statements first: a CREATE MODEL's query may mention a model function.
         # The system views' names are qualified before model calls are looked for.
@@ -78,7 +81,13 @@ class MLRuntime:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.jobs.close()
+        await self.endpoints.close()
         await self.catalog.close()
+
+
+def endpoint_settings(config: Config) -> EndpointSettings:
+    return EndpointSettings(urls=dict(config.endpoints), allow_urls=config.allow_endpoint_urls,
+                            timeout=config.endpoint_timeout, connections=config.endpoint_connections)
 
 
 def _sweeper_done(task: asyncio.Task) -> None:

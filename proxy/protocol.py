@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import PROTOCOL_VIOLATION, PgError
+from .observe.stats import STATS
 
 # First-packet request codes (the int32 after the length in an untyped packet).
 PROTOCOL_3_0 = 196608  # 3 << 16
@@ -128,16 +129,19 @@ def no_data() -> bytes:
     return message(b"n")
 
 
-def row_description(columns: Sequence[tuple[str, int]]) -> bytes:
-    """RowDescription for (name, type oid) columns, all in text format."""
+def row_description(columns: Sequence[tuple[str, int]],
+                    formats: Sequence[int] | None = None) -> bytes:
+    """RowDescription for (name, type oid) columns, in text format unless `formats`
+    gives each column's format code."""
     body = [struct.pack("!h", len(columns))]
-    for name, oid in columns:
-        body.append(cstr(name) + struct.pack("!ihihih", 0, 0, oid, -1, -1, 0))
+    for index, (name, oid) in enumerate(columns):
+        code = formats[index] if formats else 0
+        body.append(cstr(name) + struct.pack("!ihihih", 0, 0, oid, -1, -1, code))
     return message(b"T", b"".join(body))
 
 
-def data_row(values: Iterable[str | None]) -> bytes:
-    """DataRow of text values (None is SQL NULL)."""
+def data_row(values: Iterable[str | bytes | None]) -> bytes:
+    """DataRow of text values, or of values already encoded (bytes); None is SQL NULL."""
     parts: list[bytes] = []
     count = 0
     for value in values:
@@ -145,7 +149,7 @@ def data_row(values: Iterable[str | None]) -> bytes:
         if value is None:
             parts.append(b"\xff\xff\xff\xff")
         else:
-            raw = value.encode()
+            raw = value if type(value) is bytes else value.encode()
             parts.append(struct.pack("!i", len(raw)) + raw)
     return message(b"D", struct.pack("!h", count) + b"".join(parts))
 
@@ -168,6 +172,7 @@ def error_fields(err: PgError) -> dict[str, str]:
 
 
 def error_response(err: PgError) -> bytes:
+    STATS.error("mlproxy", err.sqlstate)  # (every error mlproxy itself answers is built here)
     return message(b"E", _fields_body(error_fields(err)))
 
 

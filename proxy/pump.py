@@ -70,6 +70,7 @@ class Record(NamedTuple):
     skip_server: int
     bytes_client: int  # bytes relayed from each side, for the session's totals
     bytes_server: int
+    readies: int  # ReadyForQuery messages relayed (statements answered), for the statistics
 
 
 class RelayPump:
@@ -110,6 +111,12 @@ class RelayPump:
     def reclaim_all(self) -> None:
         for session in list(self._lent.values()):
             session.take_back()
+
+    def counters(self) -> dict[int, tuple[int, int, int, int]]:
+        """Per lent session id, (bytes from the client, bytes from the server,
+        ReadyForQuery messages, requests in flight) since it was lent: the statistics
+        of sessions the pump relays now (proxy/observe/stats.py), read on demand."""
+        return {key: tuple(rest) for key, *rest in self._native.counters()}
 
     @property
     def lent(self) -> int:

@@ -31,6 +31,9 @@ class ProxyServer:
             interceptor.subscribe(self._triggers_changed)
         self.sessions: set[Session] = set()
         self.pump: RelayPump | None = None  # started with the server (see pump.py)
+        # The admin console (proxy/observe/console.py): claims logins to its virtual
+        # database; None: every login is relayed.
+        self.console = None
         self.ssl_context = _server_ssl_context(config)
         self._ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None

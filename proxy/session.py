@@ -29,6 +29,7 @@ from . import errors, protocol
 from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
+from .observe.stats import STATS
 from .inference import workers
 from .inference.extended_session import relay_owed
 from .inference.rowscan import count_data_rows
@@ -135,6 +136,8 @@ class Session(asyncio.Protocol):
         self.opened = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.readies = 0  # ReadyForQuery messages relayed: statements, for proxy/observe/stats.py
+        self.console = False  # served by the admin console (proxy/observe/console.py)
         self.closed = asyncio.get_running_loop().create_future()
         self._buf = bytearray()  # startup packets, before the relay starts
         self._encryption_asked: set[int] = set()  # SSLRequest/GSSENCRequest codes answered
@@ -334,17 +337,24 @@ class Session(asyncio.Protocol):
             transport.close()
             return
         self.upstream = transport
-        self._pump_fds = _pump_descriptors(self.server.pump, self.client, transport)
+        console = self.server.console
+        self.console = console is not None and console.claims(startup)  # the virtual database `mlproxy`
+        self._pump_fds = None if self.console else _pump_descriptors(self.server.pump, self.client, transport)
         if self._pump_fds is not None:
             side.data_received = self._server_input
         log.info("connection opened session=%s peer=%s user=%s database=%s",
                  self.id, self.peer, startup.user, startup.database)
-        transport.write(startup.raw)
+        if not self.console:
+            transport.write(startup.raw)
         self.pending = 1  # the startup exchange ends with a ReadyForQuery
         self.state = State.RELAY
         leftover = bytes(self._buf)
         self._buf.clear()
         self._resume_client_reading("connecting")
+        if self.console:  # it sends the login upstream and relays it, then answers commands
+            self.pending = 0
+            self._begin_handover(console, Frame(0, console.upstream_login(startup).raw), [leftover])
+            return
         if leftover:
             self._client_relay(leftover)
 
@@ -543,6 +553,7 @@ class Session(asyncio.Protocol):
         self.txstatus = _STATUS[status]
         self.copy_in = False
         self.failed_since_sync = False
+        self.readies += count
         if not self._authenticated:  # the startup exchange is over
             self._authenticated = True
             self._cframer.set_limits(SESSION_LIMITS)
@@ -828,6 +839,7 @@ class Session(asyncio.Protocol):
 
     def _log_server_error(self, frame: Frame) -> None:
         fields = protocol.parse_fields(frame.body)
+        STATS.error("upstream", fields.get("C"))
         severity = fields.get("V", fields.get("S", ""))
         if severity in ("FATAL", "PANIC"):
             log.info("upstream fatal session=%s sqlstate=%s message=%s", self.id,
@@ -943,6 +955,7 @@ class Session(asyncio.Protocol):
             self.failed_since_sync = False
         self.bytes_in += record.bytes_client
         self.bytes_out += record.bytes_server
+        self.readies += record.readies
         if record.skip_client:
             self._cframer.pass_through(record.skip_client)
         if record.skip_server:
@@ -987,7 +1000,8 @@ class Session(asyncio.Protocol):
         sent before `frame`, let the interceptor own the session."""
         held = bytes(self._cframer._carry)
         tail = b"".join(bytes(i.raw) if type(i) is Frame else bytes(i) for i in rest) + held
-        self._cframer = Framer(ALL, limits=SESSION_LIMITS,
+        # (a takeover from the login on, the admin console's, relays PasswordMessages)
+        self._cframer = Framer(ALL, limits=SESSION_LIMITS if self._authenticated else FRONTEND_LIMITS,
                                assemble_limit=protocol.LARGE_MESSAGE_LIMIT + 1)
         self._takeover = Takeover(self)
         self.state = State.HANDOVER
@@ -1221,6 +1235,7 @@ class Session(asyncio.Protocol):
                 fut.cancel()
         if not self.closed.done():
             self.closed.set_result(None)
+            STATS.session_closed(self)
             if self.startup is not None:
                 log.info("connection closed session=%s peer=%s seconds=%.3f bytes_in=%d bytes_out=%d",
                          self.id, self.peer, time.monotonic() - self.opened,

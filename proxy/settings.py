@@ -92,10 +92,46 @@ def _upstream(value: Any) -> str:
     return text
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    """Role names: a comma-separated string (flag, environment, file) or a TOML array."""
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("expected an array of strings")
+        names = value
+    else:
+        names = _text(value).split(",")
+    return tuple(n.strip() for n in names if n.strip())
+
+
 def _masked_url(url: str) -> str:
     """The URL with its password (in the authority or as ?password=) hidden."""
     url = re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", url)
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
+def _endpoints(value: Any) -> tuple[tuple[str, str], ...]:
+    """Inference endpoints, `name=url` each: a flag (repeatable), a list in TOML, or
+    space- or comma-separated in the environment. A later name replaces an earlier."""
+    items: list[Any] = []
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(item, tuple):  # (name, url) pairs a flag already parsed
+            items.extend([item] if len(item) == 2 and isinstance(item[0], str) else list(item))
+        else:
+            items.extend(part for part in re.split(r"[\s,]+", _text(item)) if part)
+    out: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, tuple):
+            out[item[0]] = item[1]
+            continue
+        name, sep, url = item.partition("=")
+        if not sep or not name or not re.match(r"^(mlflow\+)?https?://[^/\s]+", url, re.IGNORECASE):
+            raise ValueError(f"expected NAME=[mlflow+]http(s)://host[:port][/path], got {item!r}")
+        out[name] = url
+    return tuple(out.items())
+
+
+def _show_endpoints(value: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{name}={_masked_url(url)}" for name, url in value)
 
 
 def _existing_dir(value: Any) -> Path:
@@ -152,6 +188,7 @@ class Setting:
     # in proxy/reload.py is registered for it), "restart" if it needs a restart.
     on_change: str = "restart"
     default_help: str | None = None  # --help's words for a default that is not a value
+    repeat: bool = False  # a flag that may be given several times (its values add up)
     display: Callable[[Any], str] | None = None  # how logs and listings show the value
 
     @property
@@ -165,7 +202,8 @@ class Setting:
     @property
     def toml_types(self) -> tuple[type, ...]:
         """The TOML value types the file may give (a flag or variable is a string)."""
-        return {_int: (int,), _float: (int, float), _bool: (bool,)}.get(self.parse, (str,))
+        return {_int: (int,), _float: (int, float), _bool: (bool,), _endpoints: (str, list),
+                _names: (str, list)}.get(self.parse, (str,))
 
     def convert(self, value: Any) -> Any:
         parsed = self.parse(value)
@@ -230,6 +268,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay", _text, "native",
             "who relays sessions with nothing to intercept: a native thread (when the "
             "extension is built) or the event loop", choices=("native", "python")),
+    Setting("endpoint", _endpoints, (),
+            "an inference endpoint that CREATE MODEL ... SAGEMAKER 'NAME' may use: rows are "
+            "POSTed to URL/invocations as SageMaker's text/csv; mlflow+http://... for an MLflow "
+            "scoring server, which needs a CSV header (repeatable; in a file a list of strings)",
+            metavar="NAME=URL", on_change="reload", default_help="none", display=_show_endpoints,
+            repeat=True),
+    Setting("allow_endpoint_urls", _bool, False,
+            "let CREATE MODEL ... SAGEMAKER name any http(s) URL, not only a configured endpoint "
+            "(a client then chooses which host the proxy calls)", on_change="reload"),
+    Setting("endpoint_timeout", _float, 30.0,
+            "how long one request to an inference endpoint may take; then the statement "
+            "fails with 08006", metavar="SECONDS", minimum=0.001, on_change="reload"),
+    Setting("endpoint_connections", _int, 4,
+            "requests one statement sends to an inference endpoint at once (and connections "
+            "per endpoint host)", metavar="N", minimum=1, on_change="reload"),
     Setting("log_level", _text, "info", "log verbosity",
             choices=("debug", "info", "warning", "error"), on_change="reload"),
     Setting("import_dir", _existing_dir, None,
@@ -244,6 +297,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("import_max_bytes", _int, 256 << 20,
             "largest model file CREATE MODEL imports (a path, an s3:// URL, a query's bytea; "
             "a model.tar.gz once decompressed)", metavar="BYTES", minimum=1),
+    Setting("admin_users", _names, (),
+            "roles that may use the admin console (connect to the virtual database mlproxy "
+            "and log in as one of them, authenticated by the upstream), comma-separated",
+            metavar="ROLE,...", on_change="reload", default_help="none: the console refuses "
+            "every role", display=", ".join),
+    Setting("admin_database", _text, "postgres",
+            "upstream database that authenticates admin console logins", metavar="DB",
+            on_change="reload"),
+    Setting("metrics_listen", _listen, None,
+            "serve Prometheus metrics at http://HOST:PORT/metrics", metavar="HOST:PORT",
+            default_help="off"),
     Setting("demo", _bool, False,
             "load the demo table `customers` (see `mlproxy demo`) before serving"),
 )
@@ -288,6 +352,9 @@ def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None 
         if s.parse is _bool:
             parser.add_argument(s.flag, dest=s.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=s.help + extra)
+        elif s.repeat:
+            parser.add_argument(s.flag, dest=s.name, default=None, metavar=s.metavar,
+                                action="append", type=_flag_type(s), help=s.help + extra)
         else:
             parser.add_argument(s.flag, dest=s.name, default=None, metavar=s.metavar,
                                 choices=s.choices, type=_flag_type(s), help=s.help + extra)
@@ -410,7 +477,8 @@ def resolve(flags: Mapping[str, Any], environ: Mapping[str, str],
     resolved = Resolved()
     for s in SETTINGS:
         if flags.get(s.name) is not None:
-            resolved[s.name] = Value(flags[s.name], f"flag {s.flag}")
+            value = s.convert(flags[s.name]) if s.repeat else flags[s.name]  # the flags' values together
+            resolved[s.name] = Value(value, f"flag {s.flag}")
         elif environ.get(s.env, "") != "":
             try:
                 resolved[s.name] = Value(s.convert(environ[s.env]), f"env {s.env}")

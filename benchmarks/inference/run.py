@@ -23,6 +23,9 @@ JSON to benchmarks/results/inference.json.
 
     python -m benchmarks.inference              # full run (1e3 .. 1e6 rows)
     python -m benchmarks.inference --quick      # up to 1e5 rows, fewer repeats
+
+YDF's QuickScorer against the compiled evaluators (QuickScorer, node arrays) on one
+model: `python -m benchmarks.inference.engines` (engines.py).
 """
 
 from __future__ import annotations

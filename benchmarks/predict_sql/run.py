@@ -51,6 +51,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.passthrough.servers import embedded_postgres, mlproxy  # noqa: E402
+from benchmarks.predict_sql import plpython  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 NUMERIC = [f"x{i}" for i in range(10)]
@@ -285,6 +286,7 @@ def run(direct_dsn: str, proxy_dsn: str, rows: int, repeat: int, iterations: int
                   "validation": {k: v for k, v in info.items() if k.startswith("validation:")}},
         "generate_seconds": round(generate_seconds, 2),
         "scan": scan, "latency": latency,
+        "plpython": plpython.run(pipeline, rows, repeat, iterations, not args.text),  # (e), prints its own table
         "targets": {"a_over_b": a / b, "a_over_c": a / c, "added_p50_us": latency["added_p50_us"],
                     "met": {"a_over_b<=1.3": a / b <= 1.3, "a_over_c<=0.5": a / c <= 0.5,
                             "added_p50<=200us": latency["added_p50_us"] <= 200}},

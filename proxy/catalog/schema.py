@@ -1545,6 +1545,110 @@ def _show_model_with_forecast_keys() -> str:
 MIGRATIONS.append(_show_model_with_forecast_keys())
 
 
+# BYOM remote inference (CREATE MODEL ... SAGEMAKER): a model whose rows an inference
+# endpoint scores. It is registered as every model is (register_model: the stubs as
+# the client, record_model's checks, a private model), then, in the same statement,
+# record_remote_model makes the row just recorded READY with its endpoint (the name
+# the operator maps to a URL, or a URL: the proxy checks it against its settings at
+# every call, so a row made by hand gains nothing). SHOW MODEL of such a model lists
+# what it has (show_any_model; SHOW MODEL calls it for every model).
+_MIGRATION_REMOTE = r"""
+ALTER TABLE mlproxy.models ADD COLUMN IF NOT EXISTS endpoint text;
+GRANT SELECT (endpoint) ON mlproxy.models TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION mlproxy.record_remote_model(p_id bigint, p_endpoint text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    m record;
+BEGIN
+    SELECT id, owner, state, target, source_query, created_at INTO m
+      FROM mlproxy.models WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model % does not exist', p_id USING ERRCODE = '42704';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = m.owner
+                    AND pg_has_role(session_user, r.oid, 'MEMBER')) THEN
+        RAISE EXCEPTION 'must be owner of model %', p_id USING ERRCODE = '42501';
+    END IF;
+    -- a row of no training data (no query, no target) that this transaction recorded
+    -- (record_model inserts in a subtransaction: its xmin is not the transaction's;
+    -- created_at is the transaction's start). The owner could drop and create it
+    -- again anyway: this keeps a training model's row from being made remote.
+    IF m.state <> 'TRAINING' OR m.target IS NOT NULL OR m.source_query <> ''
+       OR m.created_at <> now() THEN
+        RAISE EXCEPTION 'model % was not recorded by this CREATE MODEL', p_id USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(p_endpoint, '') = '' THEN
+        RAISE EXCEPTION 'a remote model needs an endpoint' USING ERRCODE = '22023';
+    END IF;
+    UPDATE mlproxy.models SET state = 'READY', endpoint = p_endpoint, progress = NULL,
+           heartbeat = NULL, job_owner = NULL, max_runtime = NULL, updated_at = now()
+     WHERE id = p_id;
+    RETURN p_id;
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION mlproxy.record_remote_model(bigint, text) TO PUBLIC;
+
+-- CREATE MODEL ... SAGEMAKER, on the client's session: stubs and row as for any
+-- model, READY with its endpoint, in one statement.
+CREATE OR REPLACE FUNCTION mlproxy.register_remote_model(
+    p_schema text, p_name text, p_fn_schema text, p_fn_name text,
+    p_arg_names text[], p_arg_types text[], p_return_type text,
+    p_statement text, p_options jsonb, p_endpoint text)
+RETURNS bigint LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+BEGIN
+    RETURN mlproxy.record_remote_model(
+        mlproxy.register_model(p_schema, p_name, p_fn_schema, p_fn_name, p_arg_names, p_arg_types,
+                               p_return_type, p_statement, p_options, '', NULL, NULL, NULL),
+        p_endpoint);
+END
+$fn$;
+
+-- SHOW MODEL name: a remote model's keys (Redshift's for BYOM remote inference), any
+-- other model's from show_model.
+CREATE OR REPLACE FUNCTION mlproxy.show_any_model(p_schema text, p_name text)
+RETURNS TABLE ("Key" text, "Value" text) LANGUAGE plpgsql STABLE SECURITY INVOKER AS $fn$
+DECLARE
+    v_id bigint := mlproxy.visible_model_id(p_schema, p_name);
+    v_endpoint text;
+    m record;
+BEGIN
+    SELECT x.endpoint INTO v_endpoint FROM mlproxy.models x WHERE x.id OPERATOR(pg_catalog.=) v_id;
+    IF v_endpoint IS NULL THEN
+        RETURN QUERY SELECT * FROM mlproxy.show_model(p_schema, p_name);
+        RETURN;
+    END IF;
+    SELECT * INTO m FROM mlproxy.visible_models x WHERE x.id OPERATOR(pg_catalog.=) v_id;
+    RETURN QUERY
+    SELECT kv.k, kv.v FROM (
+        VALUES (1, 'Model Name', m.model_name),
+               (2, 'Schema Name', m.schema_name),
+               (3, 'Owner', m.owner),
+               (4, 'Creation Time',
+                pg_catalog.to_char(m.created_at AT TIME ZONE 'UTC', 'Dy, DD.MM.YYYY HH24:MI:SS')),
+               (5, 'Model State', m.state),
+               (6, '', ''),
+               (7, 'PARAMETERS:', ''),
+               (8, 'Endpoint', pg_catalog.regexp_replace(v_endpoint, '(://)[^/@]*@', '***@')),
+               (9, 'Target Model', m.options -> 'given' ->> 'target_model'),
+               (10, 'Function Name', m.function_name),
+               (11, 'Inference Type', 'Remote'),
+               (12, 'Function Parameter Types', (
+                    SELECT pg_catalog.string_agg(coalesce(t.typname::text, a.x), ' ' ORDER BY a.n)
+                      FROM pg_catalog.unnest(m.arg_types) WITH ORDINALITY AS a(x, n)
+                      LEFT JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(a.x))),
+               (13, 'Function Return Type', m.return_type),
+               (14, 'IAM Role', m.options ->> 'iam_role'),
+               (15, 'Max Batch Rows', m.options -> 'given' ->> 'max_batch_rows')
+    ) AS kv(s, k, v)
+    WHERE kv.v IS NOT NULL
+    ORDER BY kv.s;
+END
+$fn$;
+"""
+MIGRATIONS.append(_MIGRATION_REMOTE)
+
+
 async def migrate(conn) -> int:
     """Bring the catalog schema to the newest version; returns that version.
 

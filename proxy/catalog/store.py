@@ -243,11 +243,18 @@ class CatalogStore:
                 explain = ("explain_signature" if await conn.fetchval(
                     "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'mlproxy.models'::regclass"
                     " AND attname = 'explain_signature' AND NOT attisdropped)") else "NULL::text")
+                # endpoint: BYOM remote inference (catalog migration "remote")
+                remote = ("endpoint, options -> 'given' ->> 'target_model' AS target_model,"
+                          " (options -> 'settings' ->> 'max_batch_rows')::bigint AS max_batch_rows"
+                          if await conn.fetchval(
+                              "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'mlproxy.models'::regclass"
+                              " AND attname = 'endpoint' AND NOT attisdropped)")
+                          else "NULL::text AS endpoint, NULL::text AS target_model, NULL::bigint AS max_batch_rows")
                 return await conn.fetch(
                     "SELECT id, schema_name, model_name, function_schema, function_name,"
                     " function_signature, arg_names, arg_types, return_type, state,"
                     " failure_reason, problem_type, artifact_sha256,"
-                    f" {explain} AS explain_signature FROM mlproxy.models"
+                    f" {explain} AS explain_signature, {remote} FROM mlproxy.models"
                     # a FORECAST model's stub is no model function: read through FORECAST(m)
                     " WHERE options->>'model_type' IS DISTINCT FROM 'FORECAST'")
 

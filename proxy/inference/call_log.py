@@ -18,6 +18,8 @@ import logging
 import time
 from collections.abc import Iterable
 
+from ..observe.stats import STATS
+
 log = logging.getLogger("mlproxy.inference.calls")
 
 
@@ -31,6 +33,7 @@ class CallLog:
 
     def finished(self, models: Iterable[str], rows: int, started: float, path: str) -> None:
         """A statement that called `models` ended (`started`: its time.perf_counter())."""
+        STATS.model_statement(path, rows, time.perf_counter() - started)
         if not log.isEnabledFor(logging.INFO):
             return
         now = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..observe.stats import STATS
 from .pgvalues import encode_values
 from .registry import ModelEntry
 from .rowdesc import parse_row_description, rewrite_row_description
@@ -38,6 +40,11 @@ class BoundModel:
     predictor: Any
     kind: str  # "predict", "prob" or "explain"
     background: Any = None  # kind "explain" of a linear model: its feature means (1 x features)
+
+
+def is_remote(bound: BoundModel) -> bool:
+    """Is this a remote model (remote.py), whose predictions wait for an endpoint?"""
+    return getattr(bound.predictor, "remote", False)
 
 
 def argument_columns(batch: DataRowBatch, args: Sequence[Any], entry: ModelEntry,
@@ -88,22 +95,30 @@ def typed_argument(arg: Any, values: np.ndarray) -> np.ndarray:
 
 def predict(bound: BoundModel, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """Labels/values (kind "predict") or jsonb texts of probabilities (kind "prob")."""
+    started = time.perf_counter()
     predictor = bound.predictor
     if bound.kind == "predict":
-        return np.asarray(predictor.predict(columns))
-    if bound.kind == "explain":
-        return explanations_jsonb(bound, predictor.preprocessor.transform(columns))
-    return probabilities_jsonb(predictor.classes, predictor.predict_proba(columns))
+        values = np.asarray(predictor.predict(columns))
+    elif bound.kind == "explain":
+        values = explanations_jsonb(bound, predictor.preprocessor.transform(columns))
+    else:
+        values = probabilities_jsonb(predictor.classes, predictor.predict_proba(columns))
+    STATS.predicted(bound.entry, len(values), time.perf_counter() - started)
+    return values
 
 
 def predict_matrix(bound: BoundModel, X: np.ndarray) -> np.ndarray:
     """`predict` for a feature matrix made by a FeaturePlan."""
+    started = time.perf_counter()
     predictor = bound.predictor
     if bound.kind == "predict":
-        return np.asarray(predictor.predict_matrix(X))
-    if bound.kind == "explain":
-        return explanations_jsonb(bound, X)
-    return probabilities_jsonb(predictor.classes, predictor.predict_proba_matrix(X))
+        values = np.asarray(predictor.predict_matrix(X))
+    elif bound.kind == "explain":
+        values = explanations_jsonb(bound, X)
+    else:
+        values = probabilities_jsonb(predictor.classes, predictor.predict_proba_matrix(X))
+    STATS.predicted(bound.entry, len(values), time.perf_counter() - started)
+    return values
 
 
 def probabilities_jsonb(classes: Any, proba: Any) -> np.ndarray:
@@ -207,6 +222,10 @@ class StreamingRewriter:
         self._columns = np.zeros(0, dtype=np.int64)  # their placeholder columns
         # for the log line of each finished statement (call_log.py)
         self.model_names = tuple(sorted({b.entry.model_name for b in models.values()}))
+        # a remote model's batches wait for its endpoint: always through
+        # workers.submit (tracker.holding_bytes), which awaits a few rows' answer on
+        # the loop and gives more to threads; never a plain call on the loop
+        self.remote = any(is_remote(b) for b in models.values())
 
     def row_description(self, raw: bytes) -> bytes:
         if self.plan.has_star:

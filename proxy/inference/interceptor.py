@@ -216,6 +216,10 @@ class InferenceInterceptor:
                 raise PgError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                               f'model "{entry.model_name}" is not ready: its state is {entry.state}',
                               detail=detail)
+            if function.kind == "prob" and entry.endpoint is not None:
+                raise PgError(errors.FEATURE_NOT_SUPPORTED,
+                              f"{function.name} is not defined for remote models; "
+                              f'model "{entry.model_name}" is served by an inference endpoint')
             if function.kind == "prob" and entry.problem_type not in _CLASSIFICATION:
                 raise PgError(errors.FEATURE_NOT_SUPPORTED,
                               f"{function.name} is only defined for classification models; "

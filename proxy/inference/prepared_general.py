@@ -64,7 +64,8 @@ from . import small_batch
 from .call_log import CALLS
 from .pgfloat import pg_float_text
 from .pgvalues import canonical_type
-from .evaluate import BoundModel, argument_columns, copy_data_messages, copy_rows, predict, typed_arguments
+from .evaluate import (BoundModel, argument_columns, copy_data_messages, copy_rows, is_remote, predict,
+                       typed_arguments)
 from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, relay_owed,
                                skip_to_sync)
 from .rewrite import ArgColumn, ExplainPlan, GeneralPlan, InferenceStep
@@ -79,8 +80,14 @@ _COPY = "copy"
 async def predicted_copy_off_loop(rows: list[bytes], step: InferenceStep, bound: BoundModel) -> bytes:
     """predicted_copy, on a worker thread when the run is long enough for the hand-off
     to pay (the streaming path's rule, workers.THREAD_MIN_ROWS): the event loop never
-    computes a large batch of predictions or Shapley values itself."""
-    if len(rows) >= THREAD_MIN_ROWS:
+    computes a large batch of predictions or Shapley values itself. A remote model's
+    rows wait for its endpoint: a few on the loop, awaited (remote.call_on_loop), more
+    on a thread."""
+    if is_remote(bound) and len(rows) <= small_batch.SMALL_BATCH:
+        from .remote import call_on_loop
+
+        return await call_on_loop(lambda: predicted_copy(rows, step, bound))
+    if len(rows) >= THREAD_MIN_ROWS or is_remote(bound):
         return await asyncio.to_thread(predicted_copy, list(rows), step, bound)
     return predicted_copy(rows, step, bound)
 

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..catalog.store import CatalogStore
 from ..ml_statements.literals import quote_identifier
+from ..observe.stats import STATS
 
 log = logging.getLogger("mlproxy.inference")
 
@@ -58,6 +60,11 @@ class ModelEntry:
     problem_type: str | None
     artifact_sha256: str | None
     explain_signature: str | None = None
+    # a remote model (CREATE MODEL ... SAGEMAKER): its endpoint, the model of a
+    # multi-model endpoint, rows per request (None: the default)
+    endpoint: str | None = None
+    target_model: str | None = None
+    max_batch_rows: int | None = None
 
 
 @dataclass
@@ -119,8 +126,9 @@ _CALL_REVERSED = re.compile(rb'\([ \t\n\r\f\v]*"?([A-Za-z0-9_$\x80-\xff]+)')
 
 
 class ModelRegistry:
-    def __init__(self, catalog: CatalogStore, cache_dir: Path) -> None:
+    def __init__(self, catalog: CatalogStore, cache_dir: Path, endpoints: Any = None) -> None:
         self.catalog = catalog
+        self.endpoints = endpoints  # remote.Endpoints: the predictors of remote models call them
         self.cache_dir = Path(cache_dir)
         self._databases: dict[str, DatabaseModels] = {}
         self._loading: dict[str, asyncio.Task] = {}
@@ -201,7 +209,8 @@ class ModelRegistry:
                 arg_types=tuple(r["arg_types"]), return_type=r["return_type"], state=r["state"],
                 failure_reason=r["failure_reason"], problem_type=r["problem_type"],
                 artifact_sha256=r["artifact_sha256"],
-                explain_signature=r["explain_signature"]) for r in rows]
+                explain_signature=r["explain_signature"], endpoint=r["endpoint"],
+                target_model=r["target_model"], max_batch_rows=r["max_batch_rows"]) for r in rows]
             oids = await self._function_oids(database, entries)
             self._publish(database, DatabaseModels.build(entries, oids))
             log.debug("model registry loaded database=%s models=%d", database, len(entries))
@@ -238,10 +247,13 @@ class ModelRegistry:
     # -- predictors -------------------------------------------------------------------
     async def predictor(self, database: str, entry: ModelEntry) -> Any:
         """The loaded predictor of a READY model (cached per artifact hash)."""
+        if entry.endpoint is not None:
+            return self._remote_predictor(entry)
         sha = entry.artifact_sha256
         assert sha is not None, "only READY models have predictors"
         cached = self._predictors.get(sha)
         if cached is not None:
+            STATS.predictor_used(database, entry)
             return cached
         lock = self._predictor_locks.setdefault(sha, asyncio.Lock())
         async with lock:
@@ -253,8 +265,11 @@ class ModelRegistry:
                 entry.model_id, sha)
             if row is None:
                 raise LookupError(f"model {entry.model_name} has no stored artifact")
+            started = time.perf_counter()
             predictor = await asyncio.to_thread(_load_predictor, bytes(row["artifact"]), sha,
                                                 self.cache_dir)
+            STATS.predictor_loaded(database, entry, getattr(predictor, "info", None),
+                                   time.perf_counter() - started)
             background = row["background"]
             if isinstance(background, str):
                 background = json.loads(background)
@@ -263,6 +278,22 @@ class ModelRegistry:
             log.info("predictor loaded model=%s sha=%s info=%s", entry.model_name, sha[:12],
                      getattr(predictor, "info", None))
             return predictor
+
+    def _remote_predictor(self, entry: ModelEntry) -> Any:
+        """A remote model's predictor: cheap to make (the endpoint is resolved at each
+        call), kept per model and endpoint."""
+        from .remote import RemotePredictor
+
+        if self.endpoints is None:
+            raise LookupError("this proxy has no inference endpoints")
+        self.endpoints.bind_loop()
+        key = f"remote:{entry.model_id}:{entry.endpoint}:{entry.target_model}:{entry.max_batch_rows}"
+        predictor = self._predictors.get(key)
+        if predictor is None:
+            predictor = self._predictors[key] = RemotePredictor(
+                self.endpoints, entry.endpoint, entry.target_model, entry.arg_names, entry.return_type,
+                entry.max_batch_rows)
+        return predictor
 
     def shap_background(self, entry: ModelEntry) -> Any:
         """The background of a loaded model's per-row Shapley values (None: none stored)."""

@@ -27,6 +27,7 @@ import numpy as np
 from .. import protocol as p
 from ..errors import PgError
 from .call_log import CALLS
+from .workers import THREAD_MIN_BYTES
 
 log = logging.getLogger("mlproxy.inference")
 
@@ -425,7 +426,13 @@ class ResponseTracker:
 
     @property
     def holding_bytes(self) -> int:
-        """The size of the DataRows held (a batch is bounded in bytes as well as rows)."""
+        """The size of the DataRows held (a batch is bounded in bytes as well as rows).
+        The rows of a remote model's result count as at least a worker thread's batch
+        (workers.THREAD_MIN_BYTES): the session then always hands them to
+        workers.submit, which awaits the model's endpoint (a plain call on the event
+        loop would wait for it)."""
+        if self._rows_for is not None and getattr(self._rows_for, "remote", False):
+            return max(self._row_bytes, THREAD_MIN_BYTES)
         return self._row_bytes
 
 

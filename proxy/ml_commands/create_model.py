@@ -70,6 +70,9 @@ class MLServices:
     import_dir: Path | None = None
     import_urls: tuple[str, ...] = ()
     import_max_bytes: int = 256 << 20
+    # The operator's inference endpoints (inference/remote.py): CREATE MODEL ...
+    # SAGEMAKER names one of them.
+    endpoints: Any = None
 
 
 class _Abort(Exception):

@@ -22,10 +22,11 @@ from .. import errors, protocol as p
 from ..errors import PgError
 from ..framing import Frame
 from ..intercept import Takeover
-from ..ml_statements import (CreateModel, DropModel, ModelPrivileges, ShowModel,
+from ..ml_statements import (CreateModel, CreateRemoteModel, DropModel, ModelPrivileges, ShowModel,
                              might_be_ml_statement, parse_statements)
 from .create_model import MLServices, create_model
 from .privileges import model_privileges
+from .remote_model import create_remote_model
 from .upstream_ops import relay, sql_literal
 
 log = logging.getLogger("mlproxy.ml")
@@ -34,7 +35,7 @@ log = logging.getLogger("mlproxy.ml")
 def show_sql(stmt: ShowModel) -> str:
     if stmt.is_all:
         return "SELECT * FROM mlproxy.show_models()"
-    return (f"SELECT * FROM mlproxy.show_model({sql_literal(stmt.name.schema)}, "
+    return (f"SELECT * FROM mlproxy.show_any_model({sql_literal(stmt.name.schema)}, "
             f"{sql_literal(stmt.name.name)})")
 
 
@@ -108,6 +109,8 @@ class MLInterceptor:
             return await model_privileges(takeover, stmt)
         if isinstance(stmt, CreateModel):
             ok = await create_model(self.services, takeover, stmt)
+        elif isinstance(stmt, CreateRemoteModel):
+            ok = await create_remote_model(self.services, takeover, stmt)
         else:
             ok = await relay(takeover, drop_sql(stmt), tag="DROP MODEL", rows=False,
                              hide_context=True)

@@ -21,6 +21,7 @@ from .prefilter import might_be_ml_statement
 from .splitter import StatementText, split_statements
 from .statements import (
     CreateModel,
+    CreateRemoteModel,
     DropModel,
     Grantee,
     MLStatement,
@@ -53,6 +54,7 @@ def parse_statements(
 
 __all__ = [
     "CreateModel",
+    "CreateRemoteModel",
     "DropModel",
     "Grantee",
     "MLStatement",

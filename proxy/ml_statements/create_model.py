@@ -26,6 +26,7 @@ from . import options as opts
 from .lexer import IDENT, PUNCT, STRING, Token
 from .pg_parse import check_select
 from .reader import TokenReader
+from .remote_model import remote_model, sagemaker_clause
 from .statements import (CreateModel, ModelFunction, ModelLocation, ModelName, QualifiedName, SourceQuery,
                          TableName)
 
@@ -56,6 +57,7 @@ class _CreateModelParser:
         self.source: TableName | SourceQuery | None = None
         self.target: opts.RawValue | None = None
         self.function: ModelFunction | None = None
+        self.endpoint: tuple[str, str | None] | None = None  # SAGEMAKER 'endpoint'[:'model']
         self.handlers: dict[str, Callable[[], None]] = {
             "from": self.from_clause,
             "target": self.target_clause,
@@ -77,10 +79,11 @@ class _CreateModelParser:
         while not r.at_end():
             token = r.peek()
             word = token.text.lower() if token.kind == IDENT else ""
-            if word == "sagemaker":
-                raise PgError(FEATURE_NOT_SUPPORTED, "CREATE MODEL ... SAGEMAKER is not supported",
-                              position=r.position(token),
-                              hint="Only models trained by CREATE MODEL itself are supported.")
+            if word == "sagemaker" and word not in self.seen:  # BYOM remote inference
+                self.seen[word] = r.take()
+                self.positions[word] = r.position(token)
+                self.endpoint = sagemaker_clause(r)
+                continue
             if word not in self.handlers:
                 raise r.error(token, self.expected_clauses())
             if word in self.seen:
@@ -88,6 +91,8 @@ class _CreateModelParser:
             self.seen[word] = r.take()
             self.positions.setdefault(word, r.position(token))
             self.handlers[word]()
+        if "sagemaker" in self.seen:
+            return remote_model(self, name)
         if self.is_import():
             return self.imported(name)
         forecast = self.raw.model_type is not None and self.raw.model_type.value.upper() == "FORECAST"

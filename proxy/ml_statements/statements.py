@@ -94,6 +94,29 @@ class CreateModel:
 
 
 @dataclass(frozen=True)
+class CreateRemoteModel:
+    """CREATE MODEL ... FUNCTION f (types) RETURNS type SAGEMAKER 'endpoint'[:'model']:
+    a model served by an inference endpoint (BYOM remote inference).
+
+    `endpoint` is the name the operator maps to a URL (or a URL, if the operator
+    allows them); `target_model` the model of a multi-model endpoint. `options`:
+    `iam_role` (accepted, ignored), `settings` (`max_batch_rows`, and Redshift's
+    S3/KMS/tag settings, accepted and ignored), `given` (the clauses as written).
+    """
+
+    name: ModelName
+    function: ModelFunction  # arg_types and returns always given
+    endpoint: str
+    target_model: str | None
+    options: dict[str, Any]
+    text: str = field(compare=False, repr=False)
+    offset: int = field(default=0, compare=False, repr=False)
+    positions: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    target = None  # (no target column: what create_model's shared checks read)
+
+
+@dataclass(frozen=True)
 class ShowModel:
     """SHOW MODEL name, or SHOW MODEL ALL (`name` is None)."""
 
@@ -160,4 +183,4 @@ class ModelPrivileges:
         return "GRANT" if self.is_grant else "REVOKE"
 
 
-MLStatement = Union[CreateModel, ShowModel, DropModel, ModelPrivileges]
+MLStatement = Union[CreateModel, CreateRemoteModel, ShowModel, DropModel, ModelPrivileges]

@@ -33,6 +33,7 @@ from typing import Any
 
 from .. import errors
 from ..catalog.store import Backoff, CatalogStore, CatalogUnavailable, describe_error
+from ..observe.stats import STATS
 from .snapshot import JobDir
 from .worker import PARENT_ENV
 
@@ -65,6 +66,7 @@ class JobRunner:
         self._staging_swept = False
         self._started_at = time.time()  # staging entries older than this are leftovers
         self._confirming: set[asyncio.Task] = set()
+        self._training_since: dict[tuple[str, int], float] = {}  # for the statistics
         catalog.subscribe(self._on_catalog_event)
 
     # -- public ---------------------------------------------------------------------
@@ -312,6 +314,8 @@ class JobRunner:
                 cwd=str(Path(__file__).resolve().parents[2]),
                 env={**os.environ, PARENT_ENV: str(os.getpid())})
         self._procs[key] = proc
+        self._training_since[key] = time.monotonic()
+        STATS.job_started()
         model = self._model(key, job)
         log.info("training started model=%s id=%s database=%s pid=%s", model, model_id, database, proc.pid)
         last_progress = None
@@ -386,6 +390,14 @@ class JobRunner:
                 log.debug("progress listener failed", exc_info=True)
         if kind in ("ready", "failed"):
             self._listeners.pop(key, None)
+            since = self._training_since.pop(key, None)
+            STATS.job_ended(kind, time.monotonic() - since if since is not None else 0.0)
+
+    def counts(self) -> dict[str, int]:
+        """This proxy's jobs now: running (a worker process) and queued (waiting for
+        a worker, or storing their outcome)."""
+        running = sum(1 for key in self._tasks if key in self._procs)
+        return {"running": running, "queued": len(self._tasks) - running}
 
     def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:
         """A notification is a hint (any role can send one): a job of ours is

@@ -163,6 +163,8 @@ _BREAKAGE = {
     # every input key one higher: "x <= t" becomes "x < t" (float32 images, ranks)
     "node_arrays": ("render_node_driver", [("| UINT32_C(0x80000000));", "| UINT32_C(0x80000000)) + 1;"),
                                            ("(uint32_t)b[k] + 1;", "(uint32_t)b[k] + 2;"), ("(uint32_t)b + 1;", "(uint32_t)b + 2;")]),
+    # the failed test's compare: key <= row key instead of key < row key
+    "quick_scorer": ("render_node_driver", [("v[k] &= key < x[k] ?", "v[k] &= key <= x[k] ?")]),
 }
 
 
@@ -173,8 +175,8 @@ def test_self_test_rejects_a_library_that_disagrees_with_gtil(small, tmp_path, m
     renderer, edits = _BREAKAGE[evaluator]
     render = getattr(worker.native, renderer)
 
-    def broken(*args):
-        source = render(*args)
+    def broken(*args, **kwargs):
+        source = render(*args, **kwargs)
         applied = [old for old, _ in edits if old in source]
         assert applied
         for old, new in edits:
@@ -182,6 +184,8 @@ def test_self_test_rejects_a_library_that_disagrees_with_gtil(small, tmp_path, m
         return source
 
     monkeypatch.setattr(worker.native, renderer, broken)
+    if evaluator != "quick_scorer":
+        monkeypatch.setattr(worker.native, "QUICK_SCORER_MAX_TESTS_PER_STEP", 0.0)
     if evaluator == "tl2cgen":
         monkeypatch.setattr(worker.native, "NODE_ARRAYS_MAX_WASTE", 0.0)
     assert worker.native.EVALUATOR_NAMES[worker.choose_evaluator(small.treelite_model())[0]] == evaluator

@@ -1,5 +1,6 @@
-"""The two native evaluators (TL2cgen's if/else code and the branch-free node
-arrays, see compiler/node_tables.py) against treelite.gtil and scikit-learn, on rows
+"""The three native evaluators (TL2cgen's if/else code, the branch-free node
+arrays of compiler/node_tables.py and the QuickScorer bitvectors of
+compiler/quick_scorer.py) against treelite.gtil and scikit-learn, on rows
 built to catch a wrong comparison: every split threshold and its float64 and float32
 neighbours, -0.0, NaN, huge and tiny values.
 
@@ -18,21 +19,23 @@ from treelite.model_builder import Metadata, ModelBuilder, PostProcessorFunc, Tr
 import compiler
 from compiler import native, trees, worker
 from compiler.node_tables import NodeTables, Unsuitable
+from compiler.quick_scorer import QuickScorerTables
 
 from .conftest import assert_equivalent
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in reduce:RuntimeWarning")
 
-EVALUATORS = {"tl2cgen": native.EVALUATOR_TL2CGEN, "node_arrays": native.EVALUATOR_NODE_ARRAYS}
+EVALUATORS = {"tl2cgen": native.EVALUATOR_TL2CGEN, "node_arrays": native.EVALUATOR_NODE_ARRAYS,
+              "quick_scorer": native.EVALUATOR_QUICK_SCORER}
 #: thresholds chosen to sit on awkward doubles
 THRESHOLDS = (0.0, -0.0, 1.5, -2.25, 1e-300, 5e-324, -1e300, 3.0000000000000004, 0.1)
 OPS = ("<", "<=", ">", ">=")
 
 
 def _build(n_out: int, vector_leaves: bool, *, n_trees: int = 6, n_features: int = 3, seed: int = 0,
-           average: bool = False) -> treelite.Model:
-    """Trees of depth 2-3 whose every split draws its operator, default direction,
-    feature and threshold from the lists above."""
+           average: bool = False, depth: int = 3, prune: float = 0.3) -> treelite.Model:
+    """Trees of depth `depth` (pruned at random above it) whose every split draws its
+    operator, default direction, feature and threshold from the lists above."""
     rng = np.random.default_rng(seed)
     if vector_leaves:
         class_id, post = [-1] * n_trees, "identity_multiclass"
@@ -56,19 +59,19 @@ def _build(n_out: int, vector_leaves: bool, *, n_trees: int = 6, n_features: int
     for _ in range(n_trees):
         nodes: list[tuple] = []  # pre-order: Treelite takes the first node as the root
 
-        def grow(depth: int) -> int:
+        def grow(d: int) -> int:
             me = len(nodes)
             nodes.append(())
-            if depth == 0 or (depth < 3 and rng.random() < 0.3):  # unbalanced on purpose
+            if d == 0 or (d < depth and rng.random() < prune):  # unbalanced on purpose
                 nodes[me] = ("leaf", leaf())
             else:
                 test = (int(rng.integers(n_features)), float(rng.choice(THRESHOLDS)), bool(rng.integers(2)),
                         str(rng.choice(OPS)))
-                left = grow(depth - 1)
-                nodes[me] = ("split", *test, left, grow(depth - 1))
+                left = grow(d - 1)
+                nodes[me] = ("split", *test, left, grow(d - 1))
             return me
 
-        grow(3)
+        grow(depth)
         _emit(builder, nodes)
     return builder.commit()
 
@@ -119,12 +122,14 @@ HAND_BUILT = {
     "regression": dict(n_out=1, vector_leaves=False, n_trees=23),  # lane groups of trees and a rest
     "vector_leaves_averaged": dict(n_out=3, vector_leaves=True, average=True),
     "per_class_scalar_leaves": dict(n_out=3, vector_leaves=False, n_trees=9),
+    # complete trees of 64 leaves: every bit of QuickScorer's 64-bit words is a leaf
+    "64_leaves": dict(n_out=1, vector_leaves=False, n_trees=12, depth=6, prune=0.0, n_features=4),
 }
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 @pytest.mark.parametrize("shape", sorted(HAND_BUILT))
-def test_hand_built_models_match_gtil_with_both_evaluators(shape, precision, tmp_path):
+def test_hand_built_models_match_gtil_with_every_evaluator(shape, precision, tmp_path):
     model = _build(**HAND_BUILT[shape])
     X = _adversarial(model)
     want = trees.gtil_margins(model, X, precision, nthread=1)
@@ -141,23 +146,29 @@ def test_hand_built_models_match_gtil_with_both_evaluators(shape, precision, tmp
         # lane groups give identical bits
         alone = np.vstack([lib.margins(X[r:r + 1], round32=precision == "float32") for r in range(40)])
         np.testing.assert_array_equal(alone, got[name][:40], err_msg=f"{shape} {name} one row at a time")
-    # the two libraries add the same leaves in the same order: identical bits
+    # the libraries add the same leaves in the same order: identical bits
     np.testing.assert_array_equal(got["node_arrays"], got["tl2cgen"])
+    np.testing.assert_array_equal(got["quick_scorer"], got["tl2cgen"])
 
 
+@pytest.mark.parametrize(("evaluator", "define"), [("node_arrays", "-DMLPX_PORTABLE_STEP"),
+                                                   ("quick_scorer", "-DMLPX_PORTABLE_STEP"),
+                                                   ("quick_scorer", "-DMLPX_QS_NO_AVX512")])
 @pytest.mark.parametrize("precision", ["float64", "float32"])
-def test_portable_walk_matches_the_x86_walk(precision, tmp_path, monkeypatch):
-    """The node-array walk is inline assembly on x86-64 and C elsewhere
-    (MLPX_PORTABLE_STEP forces the C here): both give GTIL's margins, bit for bit
-    the same, in lane groups and for single rows."""
-    model = _build(**HAND_BUILT["regression"])
+def test_portable_code_matches_the_x86_code(precision, evaluator, define, tmp_path, monkeypatch):
+    """The node-array walk is inline assembly on x86-64 and C elsewhere, and the
+    QuickScorer loop is compiled for AVX-512 and AVX2 next to plain C, picked at run
+    time (MLPX_PORTABLE_STEP forces the C here, MLPX_QS_NO_AVX512 the AVX2 code where
+    the CPU has both): all give GTIL's margins, bit for bit the same, in groups of
+    rows and for single rows."""
+    model = _build(**HAND_BUILT["64_leaves" if evaluator == "quick_scorer" else "regression"])
     X = _adversarial(model)
     round32 = precision == "float32"
-    _, lib = _library(model, precision, tmp_path, native.EVALUATOR_NODE_ARRAYS)
-    monkeypatch.setattr(native, "NODE_ARRAYS_COMPILE_OPTIONS", [*native.NODE_ARRAYS_COMPILE_OPTIONS,
-                                                                "-DMLPX_PORTABLE_STEP"])
+    _, lib = _library(model, precision, tmp_path, EVALUATORS[evaluator])
+    for options in ("NODE_ARRAYS_COMPILE_OPTIONS", "QUICK_SCORER_COMPILE_OPTIONS"):
+        monkeypatch.setattr(native, options, [*getattr(native, options), define])
     (tmp_path / "portable").mkdir()
-    _, portable = _library(model, precision, tmp_path / "portable", native.EVALUATOR_NODE_ARRAYS)
+    _, portable = _library(model, precision, tmp_path / "portable", EVALUATORS[evaluator])
     got = portable.margins(X, round32=round32)
     np.testing.assert_allclose(got, trees.gtil_margins(model, X, precision, nthread=1), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(got, lib.margins(X, round32=round32))
@@ -243,6 +254,50 @@ def test_unsuitable_models_go_to_tl2cgen():
     assert evaluator == native.EVALUATOR_TL2CGEN and "unbalanced" in why
 
 
+def test_quick_scorer_takes_trees_of_at_most_64_leaves(tmp_path, monkeypatch):
+    """64 leaves fill QuickScorer's word; a tree of 65 is refused to it (the model
+    then gets node arrays), and so is a model whose trees have many more tests than
+    a node-array walk has steps."""
+    small = _build(**HAND_BUILT["regression"])  # depth <= 3: at most 7 tests to 3 steps
+    evaluator, _, why = worker.choose_evaluator(small)
+    assert evaluator == native.EVALUATOR_QUICK_SCORER and "tests per node-array step" in why
+    full = _build(**HAND_BUILT["64_leaves"])  # 63 tests a tree to 6 steps
+    assert worker.choose_evaluator(full)[0] == native.EVALUATOR_NODE_ARRAYS
+    monkeypatch.setattr(native, "QUICK_SCORER_MAX_TESTS_PER_STEP", 63 / 6)
+    evaluator, _, why = worker.choose_evaluator(full)
+    assert evaluator == native.EVALUATOR_QUICK_SCORER and "at most 64 leaves" in why
+    monkeypatch.undo()
+
+    over = _regressor(1)  # 63 leaves at depth 6 and a chain of one split: 65 leaves
+    _emit(over, _broom(6, 1))
+    over = over.commit()
+    tables = NodeTables.of(over)
+    keys, _ = native.node_keys(tables, "float64", 1)
+    with pytest.raises(Unsuitable, match="65 leaves"):
+        QuickScorerTables.of(tables, keys)
+    evaluator, _, why = worker.choose_evaluator(over)
+    assert evaluator == native.EVALUATOR_NODE_ARRAYS
+    with pytest.raises(compiler.BuildError, match="65 leaves"):
+        _library(over, "float64", tmp_path, native.EVALUATOR_QUICK_SCORER)
+
+
+def test_quick_scorer_words_keep_the_leaves_a_failed_test_leaves_reachable():
+    """Leaves are numbered left to right; a test's `keep` clears exactly the leaves
+    under its first child, and a tree's tests are sorted by feature and key."""
+    model = _build(**HAND_BUILT["64_leaves"])
+    tables = NodeTables.of(model)
+    keys, _ = native.node_keys(tables, "float64", int(model.num_feature))
+    qs = QuickScorerTables.of(tables, keys)
+    assert np.all(np.diff(qs.leaf_begin) == 64) and np.all(np.diff(qs.begin) == 63)
+    for t in range(len(qs.begin) - 1):
+        order = [(int(tables.feature[i]), bool(tables.missing_second[i]), int(keys[i]))
+                 for i in qs.node[qs.begin[t]:qs.begin[t + 1]]]
+        assert order == sorted(order)
+        cleared = sorted(64 - bin(int(k)).count("1") for k in qs.keep[qs.begin[t]:qs.begin[t + 1]])
+        # a complete tree of depth 6: 32 tests clear 1 leaf, 16 clear 2, ... 1 clears 32
+        assert cleared == sorted([2**d for d in range(6) for _ in range(2**(5 - d))])
+
+
 def _broom(depth: int, chain: int) -> list[tuple]:
     """A complete tree of `depth` whose last leaf is replaced by a chain of splits."""
     nodes: list[tuple] = []
@@ -273,7 +328,7 @@ SKLEARN = ("sk_random_forest_multiclass", "sk_gradient_boosting_binary", "sk_his
 
 @pytest.mark.parametrize("evaluator", sorted(EVALUATORS))
 @pytest.mark.parametrize("name", SKLEARN)
-def test_sklearn_models_on_threshold_rows_with_both_evaluators(registry, name, evaluator, tmp_path):
+def test_sklearn_models_on_threshold_rows_with_every_evaluator(registry, name, evaluator, tmp_path):
     """The estimator itself is the reference here: rows at every threshold and one
     float64/float32 step either side (no NaN: the estimator sees imputed values)."""
     art = registry.artifact(name)
@@ -292,5 +347,6 @@ def test_sklearn_models_on_threshold_rows_with_both_evaluators(registry, name, e
 
 def test_chosen_evaluator_is_reported(registry):
     pred = registry.predictor("random_forest_binary")
-    assert pred.info["evaluator"] == "node_arrays"
-    assert "mean leaf depth" in pred.info["evaluator_reason"]
+    evaluator, _, why = worker.choose_evaluator(registry.artifact("random_forest_binary").treelite_model())
+    assert pred.info["evaluator"] == native.EVALUATOR_NAMES[evaluator]
+    assert pred.info["evaluator_reason"] == why and ("leaf depth" in why or "tests per" in why)

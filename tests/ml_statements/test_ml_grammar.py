@@ -453,7 +453,8 @@ def test_bring_your_own_model_is_told_apart_from_training():
 
 def test_unsupported_redshift_features():
     assert error("CREATE MODEL m FROM 'sagemaker-job-1' FUNCTION f").sqlstate == FEATURE_NOT_SUPPORTED
-    assert error(BASE + " SAGEMAKER 'endpoint'").sqlstate == FEATURE_NOT_SUPPORTED
+    # a remote model (SAGEMAKER) has no training data: FROM with it is a syntax error
+    assert error(BASE + " SAGEMAKER 'endpoint'").sqlstate == SYNTAX_ERROR
 
 
 def test_string_literal_forms():

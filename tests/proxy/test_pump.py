@@ -14,7 +14,7 @@ import select
 import socket
 import threading
 import time
-from types import SimpleNamespace
+from types import MethodType, SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -309,8 +309,11 @@ def test_many_sessions_interleaved(native):
 
 # -- the pump and the framed path together account like the framed path alone ----------------
 def _framed(pending: int = 0, copy_in: bool = False) -> SimpleNamespace:
-    return SimpleNamespace(pending=pending, unsynced=False, unsynced_kinds=[], copy_in=copy_in,
-                           _terminating=False, txstatus=b"I")
+    state = SimpleNamespace(pending=pending, unsynced=False, unsynced_kinds=[], copy_in=copy_in,
+                            _terminating=False, txstatus=b"I", skipping_to_sync=False,
+                            _copy_ends_ahead=0)
+    state._copy_ended = MethodType(Session._copy_ended, state)
+    return state
 
 
 def _account_all(state: SimpleNamespace, data: bytes) -> None:
