@@ -120,13 +120,19 @@ class ClusterTrials:
         # one future for the dict (a list or dict given to scatter is scattered by item);
         # scattered data has no lineage, so it is copied to every worker: a worker that
         # dies takes no trial's input with it, and its tasks re-run on another
-        return self.client.scatter([{"y": self.evaluator.y, "folds": self.evaluator.folds}], hash=False,
-                                   broadcast=True)[0]
+        return self._scatter([{"y": self.evaluator.y, "folds": self.evaluator.folds}])[0]
+
+    def _scatter(self, data: Any) -> Any:
+        """Copied to every worker, within LOST_AFTER seconds (a worker that is gone or
+        restarting must not hold the job: ClusterLost)."""
+        try:
+            return self.client.scatter(data, hash=False, broadcast=True, timeout=LOST_AFTER)
+        except (TimeoutError, OSError) as exc:
+            raise _lost(self.client, exc) from None
 
     def _matrix(self, encoding: str) -> Any:
         if encoding not in self._matrices:
-            self._matrices[encoding] = self.client.scatter(self.evaluator.matrices[encoding], hash=False,
-                                                           broadcast=True)
+            self._matrices[encoding] = self._scatter(self.evaluator.matrices[encoding])
         return self._matrices[encoding]
 
     def run(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
