@@ -83,6 +83,9 @@ struct Pair {
     Py_ssize_t ntriggers;
     unsigned char starts[256];   /* first bytes of the triggers */
     int any_empty_trigger;
+    unsigned char **names;       /* a parked reply rewrite's statement names */
+    size_t *name_len;
+    Py_ssize_t nnames;
     long long pending;       /* requests upstream whose ReadyForQuery has not come */
     int copy_in;
     int ready_seen;          /* a ReadyForQuery passed (then txstatus is its status) */
@@ -143,6 +146,9 @@ static void pair_free(Pair *a) {
     for (Py_ssize_t k = 0; k < a->ntriggers; k++) free(a->triggers[k]);
     free(a->triggers);
     free(a->trigger_len);
+    for (Py_ssize_t k = 0; k < a->nnames; k++) free(a->names[k]);
+    free(a->names);
+    free(a->name_len);
     buf_free(&a->out[0]);
     buf_free(&a->out[1]);
     free(a->record);
@@ -226,6 +232,18 @@ static int triggered(const Pair *a, const unsigned char *body, size_t n) {
     return 0;
 }
 
+/* Does the message name one of the session's names (or is it malformed there)? */
+static int names_hit(const Pair *a, unsigned char type, const unsigned char *body, size_t n) {
+    size_t start[2], len[2];
+    int count = message_names(type, body, n, start, len);
+    if (count < 0) return 1;
+    for (int k = 0; k < count; k++)
+        for (Py_ssize_t i = 0; i < a->nnames; i++)
+            if (a->name_len[i] == len[k] && memcmp(a->names[i], body + start[k], len[k]) == 0)
+                return 1;
+    return 0;
+}
+
 /* Client input: how many leading bytes to forward; *stop when the rest (from a
  * message boundary) goes back to Python. The bookkeeping of the forwarded part is
  * applied to `a`, only at points where no extended-protocol message awaits a Sync
@@ -252,6 +270,7 @@ static size_t scan_client(Pair *a, const unsigned char *data, size_t n, int *sto
             }
             break;
         }
+        if (a->nnames && names_hit(a, type, data + pos + 5, length - 4)) break;
         if ((type == 'Q' || type == 'P') && triggered(a, data + pos + 5, length - 4)) break;
         if (client_rule(&rules, type) < 0) break;  /* Terminate: the session's own path */
         pos = end;
@@ -514,15 +533,23 @@ static void Pump_dealloc(Pump *p) {
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
-/* lend(key, client_fd, server_fd, limits, triggers, pending, copy_in) */
+/* lend(key, client_fd, server_fd, limits, triggers, pending, copy_in, names=()) */
 static PyObject *Pump_lend(Pump *p, PyObject *args) {
     long long key, pending;
     int client_fd, server_fd, copy_in;
     Py_buffer limits;
-    PyObject *triggers;
-    if (!PyArg_ParseTuple(args, "Liiy*O!Lp", &key, &client_fd, &server_fd, &limits,
-                          &PyTuple_Type, &triggers, &pending, &copy_in))
+    PyObject *triggers, *names = NULL;
+    if (!PyArg_ParseTuple(args, "Liiy*O!Lp|O!", &key, &client_fd, &server_fd, &limits,
+                          &PyTuple_Type, &triggers, &pending, &copy_in, &PyTuple_Type, &names))
         return NULL;
+    Py_ssize_t nnames = names ? PyTuple_GET_SIZE(names) : 0;
+    for (Py_ssize_t k = 0; k < nnames; k++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(names, k))) {
+            PyBuffer_Release(&limits);
+            PyErr_SetString(PyExc_TypeError, "names must be bytes");
+            return NULL;
+        }
+    }
     if (limits.len != 1024) {
         PyBuffer_Release(&limits);
         PyErr_SetString(PyExc_ValueError, "limits must be 1024 bytes");
@@ -556,9 +583,23 @@ static PyObject *Pump_lend(Pump *p, PyObject *args) {
     a->triggers = calloc(ntrig ? ntrig : 1, sizeof *a->triggers);
     a->trigger_len = calloc(ntrig ? ntrig : 1, sizeof *a->trigger_len);
     a->record = calloc(1, sizeof *a->record);
-    if (!a->triggers || !a->trigger_len || !a->record) {
+    a->names = calloc(nnames ? nnames : 1, sizeof *a->names);
+    a->name_len = calloc(nnames ? nnames : 1, sizeof *a->name_len);
+    if (!a->triggers || !a->trigger_len || !a->record || !a->names || !a->name_len) {
         pair_free(a);
         return PyErr_NoMemory();
+    }
+    for (Py_ssize_t k = 0; k < nnames; k++) {
+        PyObject *t = PyTuple_GET_ITEM(names, k);
+        size_t m = (size_t)PyBytes_GET_SIZE(t);
+        a->names[k] = malloc(m ? m : 1);
+        if (!a->names[k]) {
+            pair_free(a);
+            return PyErr_NoMemory();
+        }
+        memcpy(a->names[k], PyBytes_AS_STRING(t), m);
+        a->name_len[k] = m;
+        a->nnames = k + 1;
     }
     for (Py_ssize_t k = 0; k < ntrig; k++) {
         PyObject *t = PyTuple_GET_ITEM(triggers, k);
@@ -730,7 +771,7 @@ static PyObject *Pump_close(Pump *p, PyObject *unused) {
 
 static PyMethodDef Pump_methods[] = {
     {"lend", (PyCFunction)Pump_lend, METH_VARARGS,
-     "lend(key, client_fd, server_fd, limits, triggers, pending, copy_in)"},
+     "lend(key, client_fd, server_fd, limits, triggers, pending, copy_in, names=())"},
     {"reclaim", (PyCFunction)Pump_reclaim, METH_O, "reclaim(key) -> record | None"},
     {"take", (PyCFunction)Pump_take, METH_NOARGS, "take() -> list of handed-back records"},
     {"fileno", (PyCFunction)Pump_fileno, METH_NOARGS, "the eventfd that signals records"},

@@ -6,6 +6,7 @@
 #define MLPROXY_WIRE_RULES_H
 
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
     long long requests;  /* requests sent that will each get a ReadyForQuery */
@@ -23,8 +24,8 @@ static inline unsigned char lower(unsigned char c) {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
-/* Apply one whole frontend message of `type`. Returns 0, or -1 for Terminate, which
- * the session handles on its own path. (Query/Parse are checked for triggers by the
+/* Apply one whole frontend message of `type`. Returns 0, or -1 for Terminate and for
+ * a CopyDone/CopyFail outside COPY IN, which the session handles on its own path. (Query/Parse are checked for triggers by the
  * caller before this.) */
 static inline int client_rule(ClientRules *r, unsigned char type) {
     switch (type) {
@@ -45,6 +46,9 @@ static inline int client_rule(ClientRules *r, unsigned char type) {
         r->requests++;
         break;
     case 'c': case 'f':
+        /* outside COPY IN (the client ended a COPY before the server said it began, or
+         * a stray one): the session's own path matches it with its CopyInResponse */
+        if (!r->copy_in) return -1;
         r->copy_in = 0;
         r->copy_ended = 1;
         break;
@@ -54,6 +58,45 @@ static inline int client_rule(ClientRules *r, unsigned char type) {
         break;
     }
     return 0;
+}
+
+/* The statement/portal names a message of `type` refers to (body[0:n], after the
+ * header): their offsets and lengths into `start`/`len` (at most 2, a Bind's portal
+ * and statement). Returns how many; 0 for a type that names none; -1 when a name is
+ * not terminated (the message is malformed: the framed path judges it). A Query
+ * names the unnamed statement and portal (it drops them): one empty name. Must match
+ * wire_scan.message_names. */
+static inline int message_names(unsigned char type, const unsigned char *body, size_t n,
+                                size_t start[2], size_t len[2]) {
+    size_t at = 0;
+    int count;
+    switch (type) {
+    case 'Q':
+        start[0] = 0;
+        len[0] = 0;
+        return 1;
+    case 'P': case 'E':
+        count = 1;
+        break;
+    case 'B':
+        count = 2;
+        break;
+    case 'D': case 'C':
+        if (n < 1) return -1;
+        at = 1;
+        count = 1;
+        break;
+    default:
+        return 0;
+    }
+    for (int k = 0; k < count; k++) {
+        const unsigned char *nul = at < n ? memchr(body + at, 0, n - at) : NULL;
+        if (!nul) return -1;
+        start[k] = at;
+        len[k] = (size_t)(nul - body) - at;
+        at += len[k] + 1;
+    }
+    return count;
 }
 
 #endif

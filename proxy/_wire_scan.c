@@ -44,13 +44,42 @@ static int triggered(const unsigned char *body, Py_ssize_t n, PyObject *triggers
     return 0;
 }
 
-/* client_chunk(data, limits, triggers, copy_in) -> int | None */
+/* Does the message name one of `names` (a tuple of bytes), or is it malformed
+ * there? (wire_scan.names_message) */
+static int names_hit(unsigned char type, const unsigned char *body, size_t n, PyObject *names) {
+    size_t start[2], len[2];
+    int count = message_names(type, body, n, start, len);
+    if (count < 0) return 1;
+    Py_ssize_t total = PyTuple_GET_SIZE(names);
+    for (int k = 0; k < count; k++) {
+        for (Py_ssize_t i = 0; i < total; i++) {
+            PyObject *name = PyTuple_GET_ITEM(names, i);
+            if ((size_t)PyBytes_GET_SIZE(name) == len[k]
+                    && memcmp(PyBytes_AS_STRING(name), body + start[k], len[k]) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* client_chunk(data, limits, triggers, copy_in, names=()) -> int | None */
 static PyObject *client_chunk(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])
-            || PyBytes_GET_SIZE(args[1]) != 256 * 4 || !PyTuple_Check(args[2])) {
+    if (nargs < 4 || nargs > 5 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])
+            || PyBytes_GET_SIZE(args[1]) != 256 * 4 || !PyTuple_Check(args[2])
+            || (nargs == 5 && !PyTuple_Check(args[4]))) {
         PyErr_SetString(PyExc_TypeError,
-                        "client_chunk(data: bytes, limits: bytes[1024], triggers: tuple, copy_in)");
+                        "client_chunk(data: bytes, limits: bytes[1024], triggers: tuple, copy_in, "
+                        "names: tuple = ())");
         return NULL;
+    }
+    PyObject *names = nargs == 5 && PyTuple_GET_SIZE(args[4]) ? args[4] : NULL;
+    if (names) {
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(names); k++) {
+            if (!PyBytes_Check(PyTuple_GET_ITEM(names, k))) {
+                PyErr_SetString(PyExc_TypeError, "names must be bytes");
+                return NULL;
+            }
+        }
     }
     Py_ssize_t ntrig = PyTuple_GET_SIZE(args[2]);
     for (Py_ssize_t k = 0; k < ntrig; k++) {
@@ -75,6 +104,8 @@ static PyObject *client_chunk(PyObject *self, PyObject *const *args, Py_ssize_t 
         if (length < 4 || length > limit) Py_RETURN_NONE;
         Py_ssize_t end = pos + 1 + (Py_ssize_t)length;
         if (end > n) Py_RETURN_NONE;
+        if (names && names_hit(type, data + pos + 5, (size_t)(end - pos - 5), names))
+            Py_RETURN_NONE;
         if ((type == 'Q' || type == 'P') && triggered(data + pos + 5, end - pos - 5, args[2]))
             Py_RETURN_NONE;
         if (client_rule(&rules, type) < 0) Py_RETURN_NONE;  /* Terminate: the session's path */
@@ -124,7 +155,7 @@ static PyObject *server_chunk(PyObject *self, PyObject *arg) {
 
 static PyMethodDef methods[] = {
     {"client_chunk", (PyCFunction)(void (*)(void))client_chunk, METH_FASTCALL,
-     "client_chunk(data, limits, triggers, copy_in) -> int | None"},
+     "client_chunk(data, limits, triggers, copy_in, names=()) -> int | None"},
     {"server_chunk", (PyCFunction)server_chunk, METH_O, "server_chunk(data) -> int | None"},
     {NULL, NULL, 0, NULL},
 };

@@ -205,6 +205,18 @@ def _not_writable(directory: Path) -> str | None:
     return None
 
 
+def _cause_in_one_line(record: logging.LogRecord) -> bool:
+    """asyncpg's pool logs each failed reconnection (an upstream restart, a backend
+    ended by an administrator) with a traceback of its own internals: the cause in
+    one line says as much, as mlproxy's own reconnection messages do."""
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+        record.args = None
+        record.exc_info = record.exc_text = None
+    return True
+
+
 def _setup_logging(level: str) -> logging.handlers.QueueListener:
     """Log records go through a queue to a thread that writes them, so a slow
     stderr (a full pipe, a stalled terminal) never blocks the event loop."""
@@ -215,6 +227,7 @@ def _setup_logging(level: str) -> logging.handlers.QueueListener:
     root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(getattr(logging, level.upper()))
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # chatty at INFO
+    logging.getLogger("asyncpg.pool").addFilter(_cause_in_one_line)
     listener = logging.handlers.QueueListener(records, handler)
     listener.start()
     return listener
@@ -252,7 +265,14 @@ async def serve(config: Config, upstream_url: str | None = None,
             if embedded:
                 await asyncio.to_thread(embedded.stop)
             return 1
-    ml = MLRuntime(config)
+    from .training.snapshot_store import SnapshotStoreError
+    try:
+        ml = MLRuntime(config)
+    except SnapshotStoreError as exc:
+        log.error("%s", exc)
+        if embedded:
+            await asyncio.to_thread(embedded.stop)
+        return 1
     server = ProxyServer(config, ml.interceptors)
     try:
         await server.start()

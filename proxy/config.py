@@ -106,6 +106,9 @@ class Config:
     # "native": sessions with nothing to intercept are relayed by the native pump
     # (pump.py) when it is built; "python": every chunk goes through the event loop.
     relay: str = "native"
+    # A session holding prepared model statements is lent to the pump again only
+    # after this many requests answered since its last model call (reply_rewrite.py).
+    relend_after: int = 8
     # Training jobs run in this many worker processes at once (CREATE MODEL).
     training_workers: int = 1
     # Threads each training job may use (None: all cores).
@@ -123,6 +126,10 @@ class Config:
     allow_endpoint_urls: bool = False
     endpoint_timeout: float = 30.0
     endpoint_connections: int = 4
+    # Where training snapshots go (None: the data directory), and a claimed job's
+    # lease in the catalog's queue (seconds).
+    snapshot_store: str | None = None
+    job_lease: float = 30.0
     # CREATE MODEL FROM 'path' reads model files only inside this directory (None: never).
     import_dir: Path | None = None
     # CREATE MODEL FROM 's3://...' reads only URLs that start with one of these.
@@ -147,6 +154,7 @@ class Config:
                      tls_required=values["tls_required"],
                      shutdown_grace=values["shutdown_grace"], log_level=values["log_level"],
                      training_workers=values["workers"], relay=values["relay"],
+                     relend_after=values["relend_after"],
                      job_sweep_interval=values["job_sweep"], import_dir=values["import_dir"],
                      import_urls=values["import_urls"], import_max_bytes=values["import_max_bytes"],
                      endpoints=dict(values["endpoint"]), allow_endpoint_urls=values["allow_endpoint_urls"],
@@ -154,6 +162,7 @@ class Config:
                      endpoint_connections=values["endpoint_connections"],
                      admin_users=values["admin_users"], admin_database=values["admin_database"],
                      metrics_listen=values["metrics_listen"],
+                     snapshot_store=values["snapshot_store"], job_lease=values["job_lease"],
                      training_cluster=values["training_cluster"],
                      training_cluster_fallback=values["training_cluster_fallback"])
         if values["upstream"]:

@@ -15,13 +15,43 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from .framing import Frame
 from .protocol import F_SYNC, ready_for_query
 
-if TYPE_CHECKING:
-    from .session import Session
+
+class InterceptedSession(Protocol):
+    """What of a session (proxy/session.py) an interceptor uses: its state and the
+    relay's own way of sending requests and replies on. (A protocol, so that this
+    module and the session's need not import each other.)"""
+
+    database: str
+    startup: Any  # startup.StartupMessage: user, database, parameters
+    txstatus: bytes  # the last ReadyForQuery's status (I/T/E)
+    pending: int
+    unsynced: bool  # extended-protocol messages were sent since the last Sync
+    unsynced_kinds: list[int]
+    failed_since_sync: bool
+    rewrite: Any  # the attached reply rewrite (reply_rewrite.py), or None
+
+    def relay_frame(self, frame: Frame) -> None: ...
+
+    def forward_request(self, raw: bytes) -> None: ...
+
+    def relay_server_frames(self, frames: list[Frame]) -> None: ...
+
+    async def relayed(self) -> None: ...
+
+    def send_async(self, data: bytes) -> None: ...
+
+    def _write_upstream(self, data: bytes) -> None: ...
+
+    def _write_client(self, data: bytes) -> None: ...
+
+    def _takeover_drained(self) -> None: ...
+
+    def _resume_client_reading(self, reason: str | None = None) -> None: ...
 
 _READY_HEADER = b"Z\x00\x00\x00\x05"
 
@@ -37,7 +67,7 @@ class Interceptor(Protocol):
         """Call `changed(database)` whenever `triggers(database)` may answer anew."""
         ...
 
-    def wants(self, frame: Frame, sql: bytes, session: "Session") -> bool:
+    def wants(self, frame: Frame, sql: bytes, session: InterceptedSession) -> bool:
         """Cheap test on a Query/Parse frame (`sql` is its statement text): take
         this statement over?"""
         ...
@@ -51,7 +81,7 @@ class Interceptor(Protocol):
 class Takeover:
     """Message-level access to both sides of a session, for one interception."""
 
-    def __init__(self, session: "Session") -> None:
+    def __init__(self, session: InterceptedSession) -> None:
         self.session = session
         self._client: deque[Frame] = deque()
         self._server: deque[Frame] = deque()

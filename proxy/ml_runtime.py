@@ -22,6 +22,7 @@ from .ml_commands.interceptor import MLInterceptor
 from .ml_commands.forecast_results import ForecastInterceptor
 from .ml_commands.system_views import SystemViewInterceptor
 from .training.jobs import JobRunner
+from .training.snapshot_store import SnapshotStore
 
 log = logging.getLogger("mlproxy.ml")
 
@@ -32,7 +33,8 @@ class MLRuntime:
         self.catalog = CatalogStore(config.upstream)
         data_dir, cache_dir = self.directories(config)
         self.jobs = JobRunner(self.catalog, data_dir, cache_dir,
-                              workers=config.training_workers,
+                              store=SnapshotStore(config.snapshot_store, data_dir),
+                              workers=config.training_workers, lease=config.job_lease,
                               worker_threads=config.training_threads,
                               cluster=config.training_cluster and {
                                   "address": config.training_cluster,
@@ -50,6 +52,7 @@ class MLRuntime:
                              SystemViewInterceptor(self.catalog, then=inference),
                              ForecastInterceptor(self.catalog, then=inference), inference]
         self._sweeper: asyncio.Task | None = None
+        self._claimer: asyncio.Task | None = None
         self._sweep_interval = config.job_sweep_interval
         # After a LISTEN connection comes back, notifications may have been missed:
         # the registry reloads that database's models and the runner re-checks its jobs.
@@ -67,19 +70,35 @@ class MLRuntime:
         if await self.catalog.has_catalog(database):  # (a database without models keeps none)
             await self.jobs.recover_database(database)
 
+    async def _check_store(self) -> None:
+        """Say at startup when the snapshot store cannot be written (CREATE MODEL
+        will refuse until it can)."""
+        store = self.jobs.store
+        try:
+            await asyncio.to_thread(store.check_writable)
+        except OSError as exc:
+            log.warning("cannot write to the snapshot store %s: %s", store.describe(), exc)
+        else:
+            if store.shared:
+                log.info("snapshot store %s", store.describe())
+
     def start(self) -> None:
         """Resume interrupted training jobs now, and look again periodically (a
         failed look is logged and retried: see JobRunner.sweep_forever)."""
         async def run() -> None:
+            await self._check_store()
             await self.jobs.recover()
             await self.jobs.sweep_forever(self._sweep_interval)
         self._sweeper = asyncio.ensure_future(run())
         self._sweeper.add_done_callback(_sweeper_done)
+        self._claimer = asyncio.ensure_future(self.jobs.claim_forever())
+        self._claimer.add_done_callback(_sweeper_done)
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._claimer):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.jobs.close()
         await self.endpoints.close()
         await self.catalog.close()

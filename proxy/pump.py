@@ -11,7 +11,8 @@ status), applying the same rules as the per-chunk fast path (wire_scan.py).
 
 The session comes back the moment it needs Python: the pump forwards what came
 before the first message it does not handle (a statement containing an
-interceptor's trigger, extended-protocol messages left before their Sync, an
+interceptor's trigger, a message naming a statement of the session's parked reply
+rewrite (reply_rewrite.py), extended-protocol messages left before their Sync, an
 ErrorResponse or CopyInResponse, Terminate, a message cut by the read other than a
 streamed one) and hands the session back with the rest, which the session's framed
 path then handles as if it had just been read. The session also takes itself back
@@ -31,10 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from .session import Session
+from typing import NamedTuple, Protocol
 
 try:
     import _mlproxy_pump as _native  # type: ignore[import-not-found]
@@ -73,6 +71,18 @@ class Record(NamedTuple):
     readies: int  # ReadyForQuery messages relayed (statements answered), for the statistics
 
 
+class Session(Protocol):
+    """What the pump needs of a session (proxy/session.py)."""
+
+    id: int
+    pending: int
+    copy_in: bool
+
+    def handed_back(self, record: Record) -> None: ...
+
+    def take_back(self, keep_input: bool = True) -> None: ...
+
+
 class RelayPump:
     """One server's pump: the native thread and the sessions lent to it."""
 
@@ -95,10 +105,12 @@ class RelayPump:
         return cls(asyncio.get_running_loop())
 
     def lend(self, session: "Session", client_fd: int, server_fd: int, limits: bytes,
-             triggers: tuple[bytes, ...]) -> None:
-        """Hand `session` to the pump. Its transports must be paused and idle."""
+             triggers: tuple[bytes, ...], names: tuple[bytes, ...] = ()) -> None:
+        """Hand `session` to the pump. Its transports must be paused and idle.
+        `names`: its parked reply rewrite's statements (a message naming one comes
+        back, as wire_scan.client_chunk says)."""
         self._native.lend(session.id, client_fd, server_fd, limits, triggers,
-                          session.pending, session.copy_in)
+                          session.pending, session.copy_in, names)
         self._lent[session.id] = session
 
     def reclaim(self, session: "Session") -> Record | None:

@@ -20,32 +20,46 @@ import logging
 import ssl
 import sys
 import time
-from collections import deque
-from concurrent.futures import Future
 from enum import Enum, auto
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from . import errors, protocol
 from .errors import PgError
 from .framing import ALL, Frame, Framer, ProtocolViolation
 from .intercept import Takeover
 from .observe.stats import STATS
-from .inference import workers
-from .inference.extended_session import relay_owed
-from .inference.rowscan import count_data_rows
-from .inference.tracker import ResponseTracker, expectation_kind
+from .owed_replies import relay_owed
 from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
-from .protocol import (B_COPY_IN, B_DATA_ROW, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
+from .reply_rewrite import ReplyRewrite
+from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
                        F_SYNC, F_TERMINATE, COPY_IN_TYPES, FRONTEND_LIMITS, SESSION_LIMITS)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet, unsupported_protocol)
 from .upstream import UpstreamUnavailable, open_upstream
-from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, ENDS_READY, READY_SHIFT, REQUEST_SHIFT,
-                        UNSYNCED_CLEARED, client_chunk, server_chunk)
+from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, READY_SHIFT, REQUEST_SHIFT,
+                        UNSYNCED_CLEARED, client_chunk, message_kind, names_message, server_chunk)
 
-if TYPE_CHECKING:
-    from .server import ProxyServer
+
+class SessionHost(Protocol):
+    """What a session needs of the server that accepted it (server.ProxyServer),
+    passed in, so that the session's module need not know the server's."""
+
+    config: Any  # config.Config
+    interceptors: list  # intercept.Interceptor
+    triggers: dict[str, tuple[bytes, ...]]  # per database (see intercept.py)
+    pump: Any  # pump.RelayPump | None
+    ssl_context: ssl.SSLContext | None
+    console: Any  # observe.console's admin console, or None
+
+    def triggers_for(self, database: str) -> tuple[bytes, ...]: ...
+
+    def next_session_id(self) -> int: ...
+
+    def register(self, session: "Session") -> None: ...
+
+    def unregister(self, session: "Session") -> None: ...
+
 
 log = logging.getLogger("mlproxy.session")
 
@@ -53,21 +67,11 @@ _CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINAT
                            F_COPY_DONE, F_COPY_FAIL, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _EXTENDED = frozenset((F_PARSE, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
-# While results are rewritten, every request and reply is matched (see tracker.py).
+# While results are rewritten, every request and reply is matched (reply_rewrite.py).
 _CLIENT_TRACKED = _CLIENT_WATCH
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
 # ReadyForQuery's status byte as the bytes object the session keeps.
 _STATUS = [bytes([b]) for b in range(256)]
-# Rewritten DataRows are held for one predictor call per batch, up to this many; a
-# smaller batch goes out at the end of a short read (the server is not streaming)
-# or, while batches are on the workers, when one of them is done.
-_ROW_BATCH = 16384
-_BATCH_BYTES = 4 << 20  # and at most about this many bytes of them (wide rows)
-# A DataRow cut by a read, up to this size, is read again whole with the next chunk
-# (bigger ones are assembled by the framer: a row that spans several reads would be
-# copied again at each of them).
-_REREAD_LIMIT = 1 << 13
-_SHORT_READ = 32768
 
 
 class State(Enum):
@@ -105,7 +109,7 @@ class _UpstreamSide(asyncio.Protocol):
 class Session(asyncio.Protocol):
     """Protocol of a client socket, and the relay between it and the upstream."""
 
-    def __init__(self, server: "ProxyServer") -> None:
+    def __init__(self, server: SessionHost) -> None:
         self.server = server
         self.config = server.config
         self.id = server.next_session_id()
@@ -155,15 +159,17 @@ class Session(asyncio.Protocol):
         self._tasks: set[asyncio.Task] = set()
         self._startup_timer: asyncio.TimerHandle | None = None
         self._async_out: list[bytes] = []
-        self.tracker: ResponseTracker | None = None  # set while results are rewritten
-        # Rewritten batches on the worker threads (in result order), the server's
-        # input that waits behind them, and what the tracked path has to write.
-        self._batches: deque[Future] = deque()
-        self._held_back: deque = deque()
-        self._batch_paused = False
-        self._tracked_out: list[bytes] = []
-        self._tracked_idle = False
-        self._loop = asyncio.get_running_loop()
+        # The reply rewrite (reply_rewrite.py) while replies are rewritten; or, parked,
+        # the one whose statements' names (`_rewrite_names`) wake it.
+        self.rewrite: ReplyRewrite | None = None
+        self.parked_rewrite: ReplyRewrite | None = None
+        self._rewrite_names: tuple[bytes, ...] = ()
+        self._rewrite_paused = False
+        # ReadyForQuery messages since the rewrite last woke: a parked one goes to the
+        # pump only after a few (each wake from the pump costs a thread hop and the
+        # lending again: a session mixing model calls and plain ones closely stays)
+        self._answered_since_wake = 0
+        self.loop = asyncio.get_running_loop()
         self.inference_state: dict | None = None  # per-session caches of the inference interceptor
         # The relay pump (pump.py): the two sockets' descriptors when this session may
         # be lent to it (plain sockets both sides), and whether it is lent now.
@@ -361,11 +367,11 @@ class Session(asyncio.Protocol):
     # -- relay --------------------------------------------------------------------------
     def _client_relay(self, data: bytes) -> None:
         framer = self._cframer
-        if self.tracker is None and framer.at_boundary and not self.skipping_to_sync:
+        if self.rewrite is None and framer.at_boundary and not self.skipping_to_sync:
             triggers = self._triggers.get(self.database)
             if triggers is None:
                 triggers = self.server.triggers_for(self.database)
-            verdict = client_chunk(data, CLIENT_LIMITS, triggers, self.copy_in)
+            verdict = client_chunk(data, CLIENT_LIMITS, triggers, self.copy_in, self._rewrite_names)
             if verdict is not None:  # whole messages, nothing to intercept
                 if verdict & UNSYNCED_CLEARED:
                     self.unsynced = False
@@ -388,6 +394,9 @@ class Session(asyncio.Protocol):
             self.upstream.write(data)
             return
         out: list = []
+        names = self._rewrite_names
+        # the current pipeline's first messages went upstream before this chunk
+        sent_open = self.unsynced
         for index, item in enumerate(items):
             if type(item) is not Frame:
                 out.append(item)
@@ -398,8 +407,20 @@ class Session(asyncio.Protocol):
                     and self._triggered(item.raw):
                 # (during COPY FROM STDIN Postgres refuses either: it goes on as sent)
                 interceptor = self._intercepting(item)
-            elif msg_type == F_BIND and self.tracker is not None:
-                interceptor = self.tracker.bind_interceptor(item.raw)
+            elif msg_type == F_BIND and self.rewrite is not None:
+                interceptor = self.rewrite.interceptor_for(item.raw)
+            if interceptor is None and names and not self.copy_in \
+                    and names_message(msg_type, item.raw, names):
+                # it names a statement of the parked rewrite: wake it here when the
+                # replies to what went upstream untracked are whole requests still
+                # to come; else inside a takeover, which relays them first
+                if sent_open or not self._sframer.at_boundary:
+                    interceptor = self.parked_rewrite.wake_interceptor()
+                else:
+                    self.attach_rewrite(self.parked_rewrite)
+                    names = ()
+                    if msg_type == F_BIND:
+                        interceptor = self.rewrite.interceptor_for(item.raw)
             if interceptor is not None:
                 if out:
                     self.upstream.writelines(out)
@@ -408,16 +429,18 @@ class Session(asyncio.Protocol):
                     rest.append(violation.rest)
                 self._begin_handover(interceptor, item, rest)
                 return
-            if self.tracker is not None:
-                raw = self.tracker.client_message(msg_type, bytes(item.raw))
+            if self.rewrite is not None:
+                raw = self.rewrite.client_message(msg_type, bytes(item.raw))
                 if raw is not item.raw:
                     item = Frame(msg_type, raw)
             self._account(msg_type, item.raw[5] if len(item.raw) > 5 else 0)
+            if not self.unsynced:  # a Sync or Query ended the pipeline
+                sent_open = False
             out.append(item.raw)
         if violation is not None:
             self._relay_violation(out, violation)
             return
-        if self.tracker is not None or held_before or not framer.at_boundary:
+        if self.rewrite is not None or held_before or not framer.at_boundary:
             self.upstream.writelines(out)
         else:
             self.upstream.write(data)
@@ -469,7 +492,7 @@ class Session(asyncio.Protocol):
         so that tracking started mid-pipeline knows whose replies come first)."""
         if msg_type in _EXTENDED:
             self.unsynced = True
-            self.unsynced_kinds.append(expectation_kind(msg_type, first_byte))
+            self.unsynced_kinds.append(message_kind(msg_type, first_byte))
         elif msg_type == F_SYNC:
             self.unsynced = False
             self.unsynced_kinds.clear()
@@ -513,8 +536,9 @@ class Session(asyncio.Protocol):
             if self.state is State.TAKEOVER:
                 self._server_takeover_data(data)
                 return
-            if self.tracker is not None:
-                self._server_tracked(data)
+            rewrite = self.rewrite
+            if rewrite is not None:
+                rewrite.server_data(data)
                 return
             framer = self._sframer
             if framer.at_boundary:
@@ -553,6 +577,7 @@ class Session(asyncio.Protocol):
         self.txstatus = _STATUS[status]
         self.copy_in = False
         self.failed_since_sync = False
+        self._answered_since_wake += count
         self.readies += count
         if not self._authenticated:  # the startup exchange is over
             self._authenticated = True
@@ -573,7 +598,7 @@ class Session(asyncio.Protocol):
         if msg_type == B_READY_FOR_QUERY:
             return self._ready(1, raw[5])
         if msg_type == B_COPY_IN:
-            if self.tracker is not None and self.tracker.hidden_next:
+            if self.rewrite is not None and self.rewrite.hidden_next:
                 return False  # the COPY of mlproxy's own deferred messages, not the client's
             if self._copy_ends_ahead:  # the client ended this COPY before it began here
                 self._copy_ends_ahead -= 1
@@ -591,251 +616,78 @@ class Session(asyncio.Protocol):
             self._log_server_error(Frame(msg_type, raw))
         return False
 
-    def _server_tracked(self, data: bytes) -> None:
-        """Relay with request/reply matching, rewriting the results of statements
-        with model calls. Runs of DataRows of a rewritten result are handed over as
-        slices of the chunk (no object per row); other messages one by one. What a
-        chunk produces goes to the client in one write, after the batches still on
-        the workers (replies behind them wait in `_held_back`)."""
-        if self._held_back:
-            self._held_back.append(data)
-        elif not self._plain_replies(data):
-            self._track_chunk(data)
-        self._emit_tracked()
-
-    def _plain_replies(self, data: bytes) -> bool:
-        """Relay a chunk of whole replies to requests none of which is rewritten (a
-        session that holds a prepared model statement runs others too) as the
-        untracked relay does: one scan for its ReadyForQuery messages, each of which
-        answers one awaited request, the chunk ending with one. False, and nothing
-        done, for anything else (an ErrorResponse, a reply to a rewritten request,
-        replies of a request not all there, a message cut)."""
-        tracker = self.tracker
-        if self._batches or self._tracked_out or not self._sframer.at_boundary:
-            return False
-        groups = tracker.plain_groups()
-        if groups < 0:
-            return False
-        verdict = server_chunk(data)
-        # ending with a ReadyForQuery, the chunk holds whole groups' replies
-        if verdict is None or not verdict & ENDS_READY or verdict >> READY_SHIFT > groups:
-            return False
-        tracker.answered_groups(verdict >> READY_SHIFT)
-        self.client.write(data)
-        if self._ready(verdict >> READY_SHIFT, verdict & 0xFF):
-            self._tracked_idle = True
-        if not tracker.active:
-            self._stop_tracking()
-        return True
-
-    def _track_chunk(self, data: bytes) -> None:
-        framer, tracker = self._sframer, self.tracker
-        short = len(data) < _SHORT_READ
-        if framer.bytes_to_boundary != 0 and tracker.wants_rows():
-            # Reads cut rows: read the one the last chunk ended in again with this
-            # chunk, so that the run is whole messages without a framing step
-            carried = framer.take_carry(B_DATA_ROW, _REREAD_LIMIT)
-            if carried is not None:
-                data = carried + data
-        n = len(data)
-        pos = 0
-        need = framer.bytes_to_boundary
-        if need:  # finish the message the last chunk ended in
-            if need > n:
-                self._track_frames(framer.feed(data) or (), short)
-                return
-            if not self._track_frames(framer.feed(data[:need]) or (), False, data, need):
-                return
-            pos = need
-        elif need is None:
-            self._track_frames(framer.feed(data) or (), short)
-            return
-        while pos < n and self.tracker is tracker:
-            if data[pos] == B_DATA_ROW and tracker.wants_rows():
-                count, stop = count_data_rows(data, pos)
-                if count:
-                    run = data if stop - pos == n else data[pos:stop]
-                    self._tracked_out.extend(tracker.add_rows(run, count))
-                    pos = stop
-                    continue
-            # the whole messages up to the next DataRow that may be wanted (a reply
-            # other than a row can change which rows are), in one call
-            frames: list[Frame] = []
-            end, changed = pos, False
-            while n - end >= 5:
-                msg_type = data[end]
-                if msg_type == B_DATA_ROW and changed:
-                    break
-                after = end + 1 + int.from_bytes(data[end + 1:end + 5], "big")
-                if after > n:
-                    break
-                frames.append(Frame(msg_type, data[end:after]))
-                changed |= msg_type != B_DATA_ROW
-                end = after
-            if frames:
-                if not self._track_frames(frames, False, data, end):
-                    return
-                pos = end
-                continue
-            self._track_frames(framer.feed(data[pos:]) or (), short)
-            return
-        if pos < n:  # tracking ended mid-chunk: the rest is plain relay
-            self._emit_tracked()
-            self._server_data(data[pos:])
-            return
-        self._track_frames((), short)
-
-    def _server_frames(self, frames, short_read: bool = True) -> None:
+    def _server_frames(self, frames) -> None:
         """Bookkeeping and output for complete server messages (the leftovers of a
         takeover, which precede anything the framer still holds)."""
-        self._track_frames(frames, short_read)
-        self._emit_tracked()
-
-    def _track_frames(self, frames, short_read: bool, rest: bytes = b"", rest_at: int = 0) -> bool:
-        """Bookkeeping and output (into `_tracked_out`) for complete server messages
-        (tracking mode, or a takeover's leftovers). A message that must wait for the
-        batches on the workers is held back with the ones after it and
-        `rest[rest_at:]`, the rest of the chunk; False then, or if the session ended."""
-        tracker = self.tracker
-        out = self._tracked_out
-        frames = frames if type(frames) is list else list(frames)
-        for index, item in enumerate(frames):
-            msg_type = item.type
-            if tracker is not None:
-                if msg_type == B_DATA_ROW and tracker.wants_rows():
-                    out.extend(tracker.add_rows(bytes(item.raw), 1))
-                    continue
-                if tracker.holding_rows:
-                    self._flush_rows()
-                if self._batches:
-                    held = [*frames[index:], *([rest[rest_at:]] if rest_at < len(rest) else [])]
-                    self._held_back.extendleft(reversed(held))
-                    self._batch_flow()
-                    return False
+        if self.rewrite is not None:
+            self.rewrite.server_frames(frames)
+            return
+        idle = False
+        out = []
+        for item in frames:
             raw = bytes(item.raw)
-            self._tracked_idle |= self._note_server(msg_type, raw)
-            if tracker is None:
-                out.append(raw)
-                continue
-            try:
-                out.extend(tracker.server_message(msg_type, raw))
-            except Exception as exc:  # noqa: BLE001 - a failed prediction ends the session
-                log.exception("rewriting results failed session=%s", self.id)
-                self._fatal(PgError(errors.INTERNAL_ERROR,
-                                    f"mlproxy could not evaluate a model: {exc}", severity="FATAL"))
-                return False
-        if tracker is not None:
-            held = tracker.holding_rows
-            # A drained socket flushes what is held, unless batches are still on the
-            # workers: their completion flushes it (_batches_done), and meanwhile
-            # the rows that arrive join it. Batches thus grow with the load instead
-            # of being one read each, whose fixed costs would dominate.
-            if held >= _ROW_BATCH or tracker.holding_bytes >= _BATCH_BYTES \
-                    or (held and short_read and not self._batches):
-                self._flush_rows()
-            if not tracker.active and not tracker.holding_rows and not self._batches \
-                    and self.state is not State.TAKEOVER:  # a takeover frames every message
-                self._stop_tracking()
-        return True
-
-    def _flush_rows(self) -> None:
-        """Rewrite the rows the tracker holds: a small batch here and now, a big one
-        (or any behind one) on a worker thread, its result written in order."""
-        tracker = self.tracker
-        if tracker.holding_rows < workers.THREAD_MIN_ROWS and tracker.holding_bytes < workers.THREAD_MIN_BYTES \
-                and not self._batches:
-            self._tracked_out.extend(tracker.flush())
-            return
-        rewriter, rows, count, starts = tracker.take_rows()
-        if self._tracked_out:  # what precedes the batch goes out now
-            self.client.writelines(self._tracked_out)
-            self._tracked_out = []
-        future = workers.submit(rewriter, rows, count, starts)
-        self._batches.append(future)
-        future.add_done_callback(self._batch_finished)
-        self._batch_flow()
-
-    def _batch_finished(self, _future) -> None:
-        """Worker thread: wake the event loop to write what is ready."""
-        try:
-            self._loop.call_soon_threadsafe(self._batches_done)
-        except RuntimeError:  # the loop is closed: the proxy is shutting down
-            pass
-
-    def _batches_done(self) -> None:
-        """Write the finished batches at the head of the line (in order), then the
-        replies that waited behind them."""
-        try:
-            self._write_batches()
-        except Exception:  # noqa: BLE001 - the last resort: see _internal_failure
-            self._internal_failure("writing rewritten results")
-
-    def _write_batches(self) -> None:
-        if self.state is State.CLOSED:
-            self._batches.clear()
-            self._held_back.clear()
-            return
-        batches = self._batches
-        while batches and batches[0].done():
-            future = batches.popleft()
-            try:
-                self._tracked_out.append(future.result())
-            except Exception as exc:  # noqa: BLE001 - the statement's error, in place of its rows
-                self._tracked_out.append(self.tracker.fail(exc))
-                for later in batches:  # later rows of the same result: dropped
-                    later.cancel()
-                batches.clear()
-        tracker = self.tracker
-        if tracker is not None and tracker.holding_rows and len(batches) < workers.WORKERS_PER_SESSION:
-            self._flush_rows()  # the rows that came in meanwhile (they precede _held_back)
-        self._emit_tracked()
-        while self._held_back and not batches and self.state is not State.CLOSED:
-            item = self._held_back.popleft()
-            if type(item) is Frame:
-                self._track_frames((item,), False)
-            elif self.tracker is not None:
-                self._track_chunk(item)
-            else:
-                self._server_data(item)
-            self._emit_tracked()
-        self._batch_flow()
-
-    def _batch_flow(self) -> None:
-        """Stop reading the upstream while enough batches are on the workers or
-        replies wait behind them; read again once they are done."""
-        want = len(self._batches) > workers.WORKERS_PER_SESSION or bool(self._held_back)
-        if want and not self._batch_paused and self.upstream is not None:
-            self._batch_paused = True
-            self.upstream.pause_reading()
-        elif not want and self._batch_paused:
-            self._batch_paused = False
-            if not self._upstream_paused and self.upstream is not None:
-                self.upstream.resume_reading()
-
-    def _emit_tracked(self) -> None:
-        out, idle = self._tracked_out, self._tracked_idle
+            idle |= self._note_server(item.type, raw)
+            out.append(raw)
         if out:
-            self._tracked_out = []
             self.client.writelines(out)
         if idle:
-            self._tracked_idle = False
             self._became_idle()
 
-    def start_tracking(self) -> ResponseTracker:
-        """Match requests and replies from now on (results are about to be rewritten)."""
-        if self.tracker is None:
-            self.tracker = ResponseTracker()
-            # replies to the pipeline sent before tracking began come first
-            self.tracker.expect_plain(self.unsynced_kinds)
-            self._cframer.set_wanted(_CLIENT_TRACKED)
-            self._sframer.set_wanted(ALL)
-            self._sframer.assemble_limit = protocol.LARGE_MESSAGE_LIMIT + 1
-        return self.tracker
+    # -- the reply rewrite (reply_rewrite.py) ------------------------------------------
+    def attach_rewrite(self, rewrite: ReplyRewrite) -> None:
+        """Every request and reply goes through `rewrite` from now on; the replies
+        to what went upstream before (or untracked, while it was parked) come first."""
+        self.parked_rewrite, self._rewrite_names = None, ()
+        self.rewrite = rewrite
+        self._answered_since_wake = 0
+        rewrite.wake(self.pending, self.unsynced_kinds)
+        self._cframer.set_wanted(_CLIENT_TRACKED)
+        self._sframer.set_wanted(ALL)
+        self._sframer.assemble_limit = protocol.LARGE_MESSAGE_LIMIT + 1
 
-    def _stop_tracking(self) -> None:
-        self.tracker = None
+    def detach_rewrite(self, park: bool) -> None:
+        """Relay untracked again; `park`: until a message names one of the
+        rewrite's statements (its park_names)."""
+        rewrite, self.rewrite = self.rewrite, None
+        names = rewrite.park_names() if park and rewrite is not None else None
+        if names:
+            self.parked_rewrite, self._rewrite_names = rewrite, names
+        else:
+            self.parked_rewrite, self._rewrite_names = None, ()
         self._cframer.set_wanted(_CLIENT_WATCH)
         self._sframer.set_wanted(_SERVER_WATCH)
+
+    @property
+    def server_framer(self) -> Framer:
+        return self._sframer
+
+    @property
+    def in_takeover(self) -> bool:
+        return self.state is State.TAKEOVER
+
+    @property
+    def may_park(self) -> bool:
+        """Enough requests were answered since the rewrite last woke to park it
+        (`--relend-after`): a session mixing model calls and plain statements closely
+        stays tracked, as waking and parking at every call would cost more."""
+        return self._answered_since_wake >= self.config.relend_after
+
+    @property
+    def relaying(self) -> bool:
+        """In the relay state (no takeover waiting or running)."""
+        return self.state is _RELAY
+
+    def pause_upstream(self) -> None:
+        """Stop reading the upstream for the rewrite (rows wait on the workers)."""
+        if not self._rewrite_paused and self.upstream is not None:
+            self._rewrite_paused = True
+            self.upstream.pause_reading()
+
+    def resume_upstream(self) -> None:
+        if self._rewrite_paused:
+            self._rewrite_paused = False
+            if not self._upstream_paused and self.upstream is not None:
+                self.upstream.resume_reading()
 
     def _log_server_error(self, frame: Frame) -> None:
         fields = protocol.parse_fields(frame.body)
@@ -896,11 +748,13 @@ class Session(asyncio.Protocol):
         their Sync, no flow control or pending writes of our own, both streams at a
         message boundary and both write buffers empty (so the pump's bytes cannot
         overtake ours)."""
-        if (self._lent or self.state is not _RELAY or self.tracker is not None
+        if (self._lent or self.state is not _RELAY or self.rewrite is not None
                 or self.client.is_closing() or self.upstream.is_closing()
                 or self.unsynced or self._client_pauses or self._upstream_paused
                 or self._async_out or self._idle_waiters or self._draining
-                or self._terminating or self._batches or self._held_back
+                or self._terminating or self._rewrite_paused
+                or (self.parked_rewrite is not None
+                    and self._answered_since_wake < self.config.relend_after)
                 or not self._cframer.at_boundary or not self._sframer.at_boundary
                 or self.client.get_write_buffer_size()
                 or self.upstream.get_write_buffer_size()):
@@ -911,7 +765,7 @@ class Session(asyncio.Protocol):
         self.client.pause_reading()
         self.upstream.pause_reading()
         try:
-            self.server.pump.lend(self, *self._pump_fds, CLIENT_LIMITS, triggers)
+            self.server.pump.lend(self, *self._pump_fds, CLIENT_LIMITS, triggers, self._rewrite_names)
         except OSError as exc:  # e.g. out of descriptors: relay this one in Python
             log.warning("relay pump refused session=%s error=%s", self.id, exc)
             self._pump_fds = None
@@ -1060,7 +914,7 @@ class Session(asyncio.Protocol):
         return True
 
     def _end_takeover(self, takeover: Takeover) -> None:
-        tracking = self.tracker is not None
+        tracking = self.rewrite is not None
         self._sframer.set_wanted(ALL if tracking else _SERVER_WATCH)
         backlog = b"".join(bytes(f.raw) for f in takeover._drain_client())
         backlog += bytes(self._cframer._carry)
@@ -1130,14 +984,14 @@ class Session(asyncio.Protocol):
         """Wait until the replies relayed so far have reached the client's stream
         (none is still being rewritten on a worker thread or held back behind one),
         so that what an interceptor writes next comes after them."""
-        while self._batches or self._held_back:
+        while self.rewrite is not None and self.rewrite.busy:
             await asyncio.sleep(0.001)
 
     def relay_frame(self, frame: Frame) -> None:
         """Send on a client message that an interceptor examined and left alone."""
         raw = bytes(frame.raw)
-        if self.tracker is not None:
-            raw = self.tracker.client_message(frame.type, raw)
+        if self.rewrite is not None:
+            raw = self.rewrite.client_message(frame.type, raw)
         self.forward_request(raw)
 
     def forward_request(self, raw: bytes) -> None:
@@ -1255,6 +1109,14 @@ class Session(asyncio.Protocol):
             raise
         except Exception:  # noqa: BLE001 - the last resort
             self._internal_failure("running a session task")
+
+    # What a reply rewrite (reply_rewrite.py) calls back.
+    ready = _ready
+    note_server = _note_server
+    became_idle = _became_idle
+    fatal = _fatal
+    internal_failure = _internal_failure
+    server_data = _server_data
 
 
 class _CancelSink(asyncio.Protocol):

@@ -134,6 +134,13 @@ def _show_endpoints(value: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{name}={_masked_url(url)}" for name, url in value)
 
 
+def _snapshot_store(value: Any) -> str:
+    text = _text(value).strip()
+    if not re.match(r"^(file:///.|s3://[^/]+)", text):
+        raise ValueError(f"expected file:///shared/path or s3://bucket/prefix, got {value!r}")
+    return text
+
+
 def _existing_dir(value: Any) -> Path:
     path = _path(value)
     if not path.is_dir():
@@ -265,9 +272,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("job_sweep", _float, 30.0,
             "how often to look for interrupted training jobs to resume or fail (a failed "
             "look is retried sooner)", metavar="SECONDS", minimum=0.1),
+    Setting("snapshot_store", _snapshot_store, None,
+            "where training snapshots (Parquet) go, for every proxy of a fleet to train "
+            "from: file:///shared/path or s3://bucket/prefix (needs s3fs; S3_BUCKET in "
+            "CREATE MODEL's SETTINGS picks the bucket)", metavar="URL",
+            default_help="the data directory (one machine)"),
+    Setting("job_lease", _float, 30.0,
+            "a claimed training job's lease, renewed while it trains: a job whose proxy "
+            "died is taken over by another once it expires", metavar="SECONDS", minimum=0.5),
     Setting("relay", _text, "native",
             "who relays sessions with nothing to intercept: a native thread (when the "
             "extension is built) or the event loop", choices=("native", "python")),
+    Setting("relend_after", _int, 8,
+            "a session holding prepared model statements goes back to the native relay "
+            "this many requests after its last model call (0: at once)", metavar="N",
+            minimum=0),
     Setting("endpoint", _endpoints, (),
             "an inference endpoint that CREATE MODEL ... SAGEMAKER 'NAME' may use: rows are "
             "POSTed to URL/invocations as SageMaker's text/csv; mlflow+http://... for an MLflow "

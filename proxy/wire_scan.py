@@ -9,11 +9,14 @@ case is decided here in one call: in C when the `_mlproxy_wire` extension is bui
 implementation below, which defines the results. None hands the chunk to the framed
 path (`framing.Framer`), which handles everything, including the precise errors.
 
-client_chunk(data, limits, triggers, copy_in) -> int | None
+client_chunk(data, limits, triggers, copy_in, names=()) -> int | None
     `data` holds only whole frontend messages, each of a known type within its
     length limit (`limits`: 256 big-endian uint32 maxima, 0 for unknown types), no
-    Query/Parse contains a trigger (compared lower-cased), no Terminate, and no
-    extended-protocol message is left after the chunk's last Sync/Query. Then the
+    Query/Parse contains a trigger (compared lower-cased), no message names one of
+    `names` (a parked reply rewrite's statements, see `names_message`), no Terminate,
+    no CopyDone or CopyFail outside COPY IN (the session matches those with their
+    CopyInResponse), and no extended-protocol message is left after the chunk's last
+    Sync/Query. Then the
     result packs: bit 0 = a Sync or Query ended the pipeline (unsynced is cleared),
     bit 1 = CopyDone/CopyFail seen (copy_in is cleared), the rest (>> 2) = requests
     sent that will each get a ReadyForQuery (Query, FunctionCall, and Sync when not
@@ -40,14 +43,50 @@ READY_SHIFT = 9
 
 _LEN = struct.Struct("!I").unpack_from
 _EXTENDED = frozenset(b"BDEC")
+_NAMING = frozenset(b"PBDEC")
 
 # 256 big-endian maxima for client_chunk (0: a type the frontend may not send).
 CLIENT_LIMITS = b"".join(min(FRONTEND_LIMITS.get(t, 0), 0xFFFFFFFF).to_bytes(4, "big")
                          for t in range(256))
 
 
+def message_kind(msg_type: int, first_byte: int) -> int:
+    """A client message's type and first body byte (a Describe's or Close's S/P)
+    as one int: what the session notes of unsynced extended-protocol messages."""
+    return msg_type << 8 | first_byte
+
+
+def message_names(msg_type: int, raw: bytes | memoryview) -> list[bytes] | None:
+    """The statement/portal names the whole client message `raw` refers to: a
+    Parse's statement, a Bind's portal and statement, a Describe's or Close's
+    target, an Execute's portal; a Query names the unnamed ones (it drops them).
+    None when a name is not terminated (malformed: the framed path judges it)."""
+    if msg_type == 0x51:  # Query
+        return [b""]
+    if msg_type not in _NAMING:
+        return []
+    body = bytes(raw[5:])
+    at = 1 if msg_type == 0x44 or msg_type == 0x43 else 0  # Describe, Close: S/P first
+    if at > len(body):
+        return None
+    found = []
+    for _ in range(2 if msg_type == 0x42 else 1):
+        end = body.find(b"\0", at)
+        if end < 0:
+            return None
+        found.append(body[at:end])
+        at = end + 1
+    return found
+
+
+def names_message(msg_type: int, raw: bytes | memoryview, names: tuple[bytes, ...]) -> bool:
+    """Does this client message name one of `names` (or is it malformed there)?"""
+    found = message_names(msg_type, raw)
+    return found is None or any(name in names for name in found)
+
+
 def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
-                    copy_in: bool) -> int | None:
+                    copy_in: bool, names: tuple[bytes, ...] = ()) -> int | None:
     """Reference implementation of client_chunk (the module docstring)."""
     n = len(data)
     if not n:
@@ -63,6 +102,8 @@ def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
             return None
         end = pos + 1 + length
         if end > n:
+            return None
+        if names and names_message(msg_type, data[pos:end], names):
             return None
         if msg_type == 0x51 or msg_type == 0x50:  # Query, Parse
             body = data[pos + 5:end].lower()
@@ -84,6 +125,8 @@ def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
         elif msg_type == 0x46:  # FunctionCall
             requests += 1
         elif msg_type == 0x63 or msg_type == 0x66:  # CopyDone, CopyFail
+            if not copy_in:  # ended ahead of its CopyInResponse, or stray: Session._copy_ended
+                return None
             copy_in = False
             flags |= COPY_IN_CLEARED
         elif msg_type == 0x58:  # Terminate

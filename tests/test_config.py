@@ -458,3 +458,24 @@ def test_passwords_are_not_shown(tmp_path):
     assert "s3cr" not in checked.stdout
     got = resolve({"upstream": "postgresql://svc@db/app?password=hush&sslmode=disable"}, {}, None)
     assert "hush" not in str(got.rows())
+
+
+def test_asyncpg_pool_reconnection_is_logged_in_one_line():
+    """asyncpg's pool logs a failed reconnection with a traceback of its internals;
+    the proxy's log has the cause in one line (and no 'Traceback' to alarm anyone)."""
+    import io
+    import logging
+
+    from proxy import cli
+
+    stream = io.StringIO()
+    logger = logging.getLogger("asyncpg.pool.test")
+    logger.addHandler(logging.StreamHandler(stream))
+    logger.addFilter(cli._cause_in_one_line)
+    logger.propagate = False
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed")
+    except ConnectionRefusedError:
+        logger.warning("error while connecting to %s to maintain the pool floor; retrying", "x", exc_info=True)
+    assert stream.getvalue() == ("error while connecting to x to maintain the pool floor; retrying: "
+                                 "ConnectionRefusedError: [Errno 111] Connect call failed\n")

@@ -15,6 +15,12 @@ benchmarks/results/.
     python -m benchmarks.automl                 # budgets 30 s and 120 s
     python -m benchmarks.automl --quick         # 10 s budget, for a smoke run
     python -m benchmarks.automl --budgets 30 --datasets iris wine
+    python -m benchmarks.automl --seeds 3      # 3 splits/search seeds: mean and spread per cell
+
+With --seeds N, each cell runs on N splits (seeds SEED .. SEED+N-1: each seed is both
+the 75/25 split's and the search's seed) and the table ends with the mean, the sample
+standard deviation and the min..max of each contestant per dataset and budget; N=1 (the
+default) is the single split of SEED, as before.
 
 FLAML comes with the `bench` extra (pip install '.[bench]'); its LightGBM/XGBoost
 learners are used when installed, otherwise its scikit-learn ones.
@@ -164,32 +170,34 @@ def run_baseline(X_tr, y_tr, X_te, problem, seed) -> tuple[np.ndarray, float]:
     return pred, time.monotonic() - start
 
 
-def bench(names: list[str], budgets: list[float], seed: int, n_jobs: int, with_flaml: bool,
-          compare_auto: bool = False) -> list[dict[str, Any]]:
+def bench(names: list[str], budgets: list[float], first_seed: int, n_jobs: int, with_flaml: bool,
+          compare_auto: bool = False, seeds: int = 1,
+          variants: tuple[str, ...] = ("mlproxy_hgb", "mlproxy_both")) -> list[dict[str, Any]]:
     rows = []
     for budget in budgets:
         for name in names:
-            X_tr, X_te, y_tr, y_te, problem, objective = split(name, seed)
-            row: dict[str, Any] = {"dataset": name, "budget": budget, "objective": objective,
-                                   "lower_is_better": objective == "MSE", "train_rows": len(y_tr),
-                                   "test_rows": len(y_te)}
-            pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
-            row.update(mlproxy=score(objective, y_te, pred), mlproxy_seconds=secs, mlproxy_model=winner)
-            if compare_auto:
-                for variant in ("mlproxy_hgb", "mlproxy_both"):
-                    pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
-                                                     AUTO_VARIANTS[variant])
-                    row.update({variant: score(objective, y_te, pred), f"{variant}_seconds": secs,
-                                f"{variant}_model": winner})
-                if budget == budgets[0]:
-                    row["auto_off_equals_xgboost_train"] = xgboost_equivalence(X_tr, y_tr, problem, seed)
-            if with_flaml:
-                pred, secs, winner = run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
-                row.update(flaml=score(objective, y_te, pred), flaml_seconds=secs, flaml_model=winner)
-            pred, secs = run_baseline(X_tr, y_tr, X_te, problem, seed)
-            row.update(baseline=score(objective, y_te, pred), baseline_seconds=secs)
-            rows.append(row)
-            print(_line(row), flush=True)
+            for seed in range(first_seed, first_seed + seeds):
+                X_tr, X_te, y_tr, y_te, problem, objective = split(name, seed)
+                row: dict[str, Any] = {"dataset": name, "budget": budget, "objective": objective,
+                                       "lower_is_better": objective == "MSE", "train_rows": len(y_tr),
+                                       "test_rows": len(y_te), "seed": seed}
+                pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
+                row.update(mlproxy=score(objective, y_te, pred), mlproxy_seconds=secs, mlproxy_model=winner)
+                if compare_auto:
+                    for variant in variants:
+                        pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
+                                                         AUTO_VARIANTS[variant])
+                        row.update({variant: score(objective, y_te, pred), f"{variant}_seconds": secs,
+                                    f"{variant}_model": winner})
+                    if budget == budgets[0]:
+                        row["auto_off_equals_xgboost_train"] = xgboost_equivalence(X_tr, y_tr, problem, seed)
+                if with_flaml:
+                    pred, secs, winner = run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
+                    row.update(flaml=score(objective, y_te, pred), flaml_seconds=secs, flaml_model=winner)
+                pred, secs = run_baseline(X_tr, y_tr, X_te, problem, seed)
+                row.update(baseline=score(objective, y_te, pred), baseline_seconds=secs)
+                rows.append(row)
+                print(_line(row), flush=True)
     return rows
 
 
@@ -207,9 +215,43 @@ def _line(r: dict[str, Any]) -> str:
         if variant in r:
             line += (f"\n{'':<14}{'':>7}  {variant:<10}{r[variant]:>10.4f}{'':>20}{r[variant + '_seconds']:>11.1f}"
                      f"{'':>9}  {r[variant + '_model']}")
+    if "seed" in r:
+        line += f"  (seed {r['seed']})"
     if "auto_off_equals_xgboost_train" in r:
         line += f"\n{'':<23}AUTO OFF XGBOOST == xgboost.train: {r['auto_off_equals_xgboost_train']}"
     return line
+
+
+CONTESTANTS = ("mlproxy", "mlproxy_hgb", "mlproxy_both", "flaml", "baseline")
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset and budget, each contestant's mean, sample standard deviation (0 for
+    one seed) and min..max over the seeds' rows, and the winners (model types) seen."""
+    cells: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["dataset"], r["budget"]), []).append(r)
+    out = []
+    for (name, budget), rs in cells.items():
+        cell: dict[str, Any] = {"dataset": name, "budget": budget, "objective": rs[0]["objective"],
+                                "lower_is_better": rs[0]["lower_is_better"], "seeds": [r["seed"] for r in rs]}
+        for c in CONTESTANTS:
+            vals = np.array([r[c] for r in rs if c in r], dtype=float)
+            if len(vals):
+                cell[c] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                           "min": float(vals.min()), "max": float(vals.max()),
+                           "models": [r[f"{c}_model"] for r in rs if f"{c}_model" in r]}
+        out.append(cell)
+    return out
+
+
+def _aggregate_line(cell: dict[str, Any]) -> str:
+    parts = [f"{cell['dataset']:<14}{cell['budget']:>7g}  {cell['objective']:<10}"]
+    for c in CONTESTANTS:
+        if c in cell:
+            v = cell[c]
+            parts.append(f"  {c} {v['mean']:.4f} ± {v['std']:.4f} [{v['min']:.4f}..{v['max']:.4f}]")
+    return "".join(parts)
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -236,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-auto", action="store_true",
                     help="also run AUTO with HistGradientBoosting instead of / besides XGBoost, and check "
                          "AUTO OFF XGBOOST against xgboost.train")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="splits per cell: seeds SEED..SEED+N-1 (split and search); N>1 adds mean ± std "
+                         "[min..max] per cell")
+    ap.add_argument("--auto-variants", nargs="+", choices=("mlproxy_hgb", "mlproxy_both"),
+                    default=["mlproxy_hgb", "mlproxy_both"],
+                    help="with --compare-auto: which other AUTOs to run (mlproxy_hgb: old AUTO, "
+                         "HistGradientBoosting in XGBoost's place; mlproxy_both: both families)")
     ap.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/results/automl-*.json)")
     args = ap.parse_args(argv)
     budgets = [10.0] if args.quick else args.budgets
@@ -247,11 +296,21 @@ def main(argv: list[str] | None = None) -> int:
             print("FLAML is not installed: pip install '.[bench]' (or pass --no-flaml)", file=sys.stderr)
             return 2
     print(_HEAD, flush=True)
-    rows = bench(args.datasets, budgets, args.seed, args.n_jobs, with_flaml, args.compare_auto)
+    if args.seeds < 1:
+        ap.error("--seeds must be at least 1")
+    rows = bench(args.datasets, budgets, args.seed, args.n_jobs, with_flaml, args.compare_auto, args.seeds,
+                 tuple(args.auto_variants))
+    cells = aggregate(rows)
+    if args.seeds > 1:
+        print(f"\nmean ± sample std [min..max] over seeds {args.seed}..{args.seed + args.seeds - 1}:")
+        for cell in cells:
+            print(_aggregate_line(cell))
     result = {"benchmark": "automl", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "n_jobs": args.n_jobs},
-              "seed": args.seed, "budgets": budgets, "rows": rows, "summary": summary(rows)}
-    out = args.out or RESULTS / f"automl-{'quick' if args.quick else '-'.join(f'{b:g}' for b in budgets)}.json"
+              "seed": args.seed, "seeds": args.seeds, "budgets": budgets, "rows": rows,
+              "cells": cells, "summary": summary(rows)}
+    name = "quick" if args.quick else "-".join(f"{b:g}" for b in budgets)
+    out = args.out or RESULTS / f"automl-{name}{f'-seeds{args.seeds}' if args.seeds > 1 else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nsummary: {result['summary']}\nwritten: {out}")

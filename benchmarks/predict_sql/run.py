@@ -20,6 +20,12 @@ Postgres' unix socket: its gap to without_model is the hop itself (a TCP connect
 and one more process to wake per round trip; a bare uvloop relay costs ~140 us of the
 ~200 us here), not the model call.
 
+(d) plain prepared statements (asyncpg, a primary-key select) on a session that
+holds a prepared model statement against a fresh session, both through mlproxy,
+p50 of `--plain-iterations` interleaved: the ratio fresh/holding (target >= 0.95;
+a session whose only tracked state is a prepared model statement is relayed by the
+native pump like any other, see proxy/reply_rewrite.py).
+
 Wall-clock figures: on a shared machine they move with the other load, which the
 JSON records (load average before and after). Prints a table and writes JSON under
 benchmarks/results/.
@@ -206,6 +212,49 @@ def latency_benchmark(proxy_dsn: str, direct_dsn: str, rows: int, iterations: in
     return out
 
 
+def plain_on_model_session(proxy_dsn: str, rows: int, iterations: int) -> dict[str, Any]:
+    """(d): asyncpg, a prepared plain primary-key select on a session that prepared
+    (and ran) a model statement vs on a fresh session, interleaved."""
+    import asyncio
+
+    import asyncpg
+
+    params = dict(item.split("=", 1) for item in proxy_dsn.split())
+
+    async def measure() -> dict[str, list[int]]:
+        connect = dict(host=params["host"], port=int(params["port"]), user=params["user"],
+                       database=params["dbname"], ssl=False)
+        fresh, holding = await asyncpg.connect(**connect), await asyncpg.connect(**connect)
+        try:
+            model = await holding.prepare(f"SELECT id, {CALL} FROM bench WHERE id = $1")
+            await model.fetch(1)
+            sql = "SELECT id, x0 FROM bench WHERE id = $1"
+            statements = {"fresh": await fresh.prepare(sql), "holding_model_statement": await holding.prepare(sql)}
+            samples: dict[str, list[int]] = {name: [] for name in statements}
+            rng = random.Random(1)
+            for step in range(iterations + 200):
+                row_id = rng.randint(1, rows)
+                for name, statement in statements.items():
+                    started = time.perf_counter_ns()
+                    await statement.fetchrow(row_id)
+                    if step >= 200:
+                        samples[name].append(time.perf_counter_ns() - started)
+            await model.fetch(2)  # the model statement is still there, and works
+            return samples
+        finally:
+            await fresh.close()
+            await holding.close()
+
+    samples = asyncio.run(measure())
+    out: dict[str, Any] = {}
+    for name, values in samples.items():
+        us = np.array(values) / 1000
+        out[name] = {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99))}
+    out["fresh_over_holding_p50"] = out["fresh"]["p50_us"] / out["holding_model_statement"]["p50_us"]
+    out["iterations"] = iterations
+    return out
+
+
 def render(result: dict[str, Any]) -> str:
     scan, lat = result["scan"], result["latency"]
     lines = [f"{scan['rows']:,} rows, {'text' if result['text'] else 'binary'} results, "
@@ -223,6 +272,14 @@ def render(result: dict[str, Any]) -> str:
     for name in ("without_model", "with_model", "direct_without_model"):
         lines.append(f"  {name:44}{lat[name]['p50_us']:>8.0f}{lat[name]['p99_us']:>10.0f}")
     lines.append(f"added by the model call at p50: {lat['added_p50_us']:.0f} us (target <= 200)")
+    plain = result.get("plain_on_model_session")
+    if plain is not None:
+        lines.append("")
+        lines.append(f"(d) plain prepared select, asyncpg, {plain['iterations']} interleaved"
+                     f"{'':6}p50 us    p99 us")
+        for name in ("fresh", "holding_model_statement"):
+            lines.append(f"  {name:44}{plain[name]['p50_us']:>8.0f}{plain[name]['p99_us']:>10.0f}")
+        lines.append(f"fresh / holding at p50: {plain['fresh_over_holding_p50']:.2f} (target >= 0.95)")
     lines.append(f"load average before {result['load_before']}, after {result['load_after']} "
                  f"on {os.cpu_count()} CPUs (shared machine: figures move with other work)")
     return "\n".join(lines)
@@ -235,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rows, one repeat, fewer iterations")
     parser.add_argument("--repeat", type=int, default=None, help="rounds of the scans (default 3; 1 with --quick)")
     parser.add_argument("--iterations", type=int, default=None, help="single-row iterations (default 2000)")
+    parser.add_argument("--plain-iterations", type=int, default=3000,
+                        help="(d) interleaved plain selects per session (default 3000)")
     parser.add_argument("--train-rows", type=int, default=20_000)
     parser.add_argument("--max-runtime", type=int, default=15, help="CREATE MODEL MAX_RUNTIME seconds")
     parser.add_argument("--trees", type=int, default=100, help="NUM_ROUND of the XGBOOST model")
@@ -276,6 +335,8 @@ def run(direct_dsn: str, proxy_dsn: str, rows: int, repeat: int, iterations: int
     scan = scan_benchmarks(direct_dsn, proxy_dsn, pipeline, not args.text, repeat)
     print("single-row latency ...", flush=True)
     latency = latency_benchmark(proxy_dsn, direct_dsn, rows, iterations)
+    print("plain statements on a session holding a model statement ...", flush=True)
+    plain = plain_on_model_session(proxy_dsn, rows, args.plain_iterations)
     load_after = [round(x, 2) for x in os.getloadavg()]
     a, b, c = (scan[name]["median"] for name in ("mlproxy", "floor", "diy"))
     return {
@@ -285,10 +346,12 @@ def run(direct_dsn: str, proxy_dsn: str, rows: int, repeat: int, iterations: int
                   "training_time": info.get("Training Time"),
                   "validation": {k: v for k, v in info.items() if k.startswith("validation:")}},
         "generate_seconds": round(generate_seconds, 2),
-        "scan": scan, "latency": latency,
+        "scan": scan, "latency": latency, "plain_on_model_session": plain,
         "plpython": plpython.run(pipeline, rows, repeat, iterations, not args.text),  # (e), prints its own table
         "targets": {"a_over_b": a / b, "a_over_c": a / c, "added_p50_us": latency["added_p50_us"],
+                    "plain_fresh_over_holding": plain["fresh_over_holding_p50"],
                     "met": {"a_over_b<=1.3": a / b <= 1.3, "a_over_c<=0.5": a / c <= 0.5,
+                            "plain_fresh_over_holding>=0.95": plain["fresh_over_holding_p50"] >= 0.95,
                             "added_p50<=200us": latency["added_p50_us"] <= 200}},
         "load_before": load_before, "load_after": load_after,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

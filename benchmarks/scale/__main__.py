@@ -1,3 +1,5 @@
-from .run import main
+import sys
 
-raise SystemExit(main())
+from .fleet import main
+
+sys.exit(main())

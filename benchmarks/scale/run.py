@@ -10,9 +10,9 @@ wall time, trials, held-out F1/AUC and the partitions of the final fit; and the
 per-partition cost: one fixed XGBoost fit (50 rounds, depth 6) on the largest
 size's selection rows, locally and with xgboost.dask at 2, 4, 8 partitions.
 
-    python -m benchmarks.scale                    # 1M cells only (bounded default)
-    python -m benchmarks.scale --full             # 1M, 10M and 50M cells
-    python -m benchmarks.scale --workers 2 --budget 60
+    python -m benchmarks.scale.run                 # 1M cells only (bounded default)
+    python -m benchmarks.scale.run --full             # 1M, 10M and 50M cells
+    python -m benchmarks.scale.run --workers 2 --budget 60
 
 Prints a table and writes JSON under benchmarks/results/ (scale-*.json).
 """

@@ -1520,8 +1520,134 @@ GRANT EXECUTE ON FUNCTION mlproxy.forecast(text, text) TO PUBLIC;
 """
 MIGRATIONS.append(_MIGRATION_8)
 
+# 9: training jobs are a queue that every proxy of a fleet takes from. A job is a row
+# of `training_jobs` (its model's snapshot URL, who holds it and until when); a proxy
+# with a free worker claims the oldest job whose lease is free or expired and whose
+# snapshot it can read (FOR UPDATE SKIP LOCKED: two proxies never claim one job), and
+# renews the lease while it trains; a proxy that died leaves its lease to expire and
+# another takes the job over. Proxies record what snapshots they can read in
+# `training_proxies`, so that a job no running proxy can read is FAILED with the
+# reason instead of waiting forever. Only the service identity (the owner) reads or
+# writes these tables and runs these functions: PUBLIC has no privilege on them.
+_MIGRATION_9 = """
+CREATE TABLE IF NOT EXISTS mlproxy.training_jobs (
+    model_id        bigint PRIMARY KEY REFERENCES mlproxy.models (id) ON DELETE CASCADE,
+    snapshot        text NOT NULL,
+    enqueued_at     timestamptz NOT NULL DEFAULT now(),
+    claimed_by      text,         -- who holds the lease (NULL: given back)
+    last_owner      text,         -- who claimed it last (a take-over says from whom)
+    claimed_at      timestamptz,
+    lease_until     timestamptz,
+    attempts        integer NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS training_jobs_queue ON mlproxy.training_jobs (enqueued_at, model_id);
+REVOKE ALL ON mlproxy.training_jobs FROM PUBLIC;
 
-# 9: SHOW MODEL of a FORECAST model tells its HORIZON, FREQUENCY and PERCENTILES as
+CREATE TABLE IF NOT EXISTS mlproxy.training_proxies (
+    instance          text PRIMARY KEY,
+    snapshot_prefixes text[] NOT NULL,
+    seen              timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON mlproxy.training_proxies FROM PUBLIC;
+
+-- A proxy says it is alive and which snapshot URLs it can read.
+CREATE OR REPLACE FUNCTION mlproxy.announce_training_proxy(p_instance text, p_prefixes text[])
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+    INSERT INTO mlproxy.training_proxies AS t (instance, snapshot_prefixes, seen)
+    VALUES (p_instance, p_prefixes, now())
+    ON CONFLICT (instance) DO UPDATE SET snapshot_prefixes = EXCLUDED.snapshot_prefixes, seen = now();
+    DELETE FROM mlproxy.training_proxies WHERE seen < now() - interval '1 day';
+$fn$;
+REVOKE EXECUTE ON FUNCTION mlproxy.announce_training_proxy(text, text[]) FROM PUBLIC;
+
+-- The next job for p_instance, leased for p_lease_seconds (no row: none free).
+CREATE OR REPLACE FUNCTION mlproxy.claim_training_job(p_instance text, p_lease_seconds double precision,
+                                                      p_prefixes text[])
+RETURNS TABLE (job_model_id bigint, job_snapshot text, job_attempts integer, job_previous_owner text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    j record;
+BEGIN
+    PERFORM mlproxy.announce_training_proxy(p_instance, p_prefixes);
+    SELECT t.model_id, t.last_owner INTO j
+      FROM mlproxy.training_jobs t JOIN mlproxy.models m ON m.id = t.model_id
+     WHERE m.state = 'TRAINING'
+       AND (t.lease_until IS NULL OR t.lease_until < now())
+       AND EXISTS (SELECT 1 FROM unnest(p_prefixes) AS x(prefix) WHERE starts_with(t.snapshot, x.prefix))
+     ORDER BY t.enqueued_at, t.model_id
+     LIMIT 1
+       FOR UPDATE OF t SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE mlproxy.training_jobs t
+       SET claimed_by = p_instance, last_owner = p_instance, claimed_at = now(), attempts = t.attempts + 1,
+           lease_until = now() + make_interval(secs => p_lease_seconds)
+     WHERE t.model_id = j.model_id
+    RETURNING t.model_id, t.snapshot, t.attempts, j.last_owner
+      INTO job_model_id, job_snapshot, job_attempts, job_previous_owner;
+    UPDATE mlproxy.models SET job_owner = p_instance, heartbeat = now(), updated_at = now(),
+           progress = '{"phase": "claimed"}'
+     WHERE id = j.model_id;
+    RETURN NEXT;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION mlproxy.claim_training_job(text, double precision, text[]) FROM PUBLIC;
+
+-- Renew p_instance's lease on a job and record its progress; false when the job is no
+-- longer p_instance's (another proxy took it over) or its model is gone or finished.
+CREATE OR REPLACE FUNCTION mlproxy.renew_training_lease(p_model_id bigint, p_instance text,
+                                                        p_lease_seconds double precision, p_progress jsonb)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    UPDATE mlproxy.training_jobs
+       SET lease_until = now() + make_interval(secs => p_lease_seconds)
+     WHERE model_id = p_model_id AND claimed_by = p_instance;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE mlproxy.models SET progress = p_progress, heartbeat = now(), job_owner = p_instance,
+           updated_at = now()
+     WHERE id = p_model_id AND state = 'TRAINING';
+    RETURN FOUND;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION mlproxy.renew_training_lease(bigint, text, double precision, jsonb) FROM PUBLIC;
+
+-- A job whose lease is free or expired for p_grace_seconds and whose snapshot no proxy
+-- seen in that time can read is FAILED, with the reason; returns the failed ids.
+CREATE OR REPLACE FUNCTION mlproxy.fail_unresumable_jobs(p_grace_seconds double precision)
+RETURNS SETOF bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    r record;
+    v_since timestamptz := now() - make_interval(secs => p_grace_seconds);
+BEGIN
+    FOR r IN SELECT t.model_id, t.snapshot, t.last_owner
+               FROM mlproxy.training_jobs t JOIN mlproxy.models m ON m.id = t.model_id
+              WHERE m.state = 'TRAINING'
+                AND coalesce(t.lease_until, t.enqueued_at) < v_since
+                AND NOT EXISTS (SELECT 1 FROM mlproxy.training_proxies p, unnest(p.snapshot_prefixes) AS x(prefix)
+                                 WHERE p.seen >= v_since AND starts_with(t.snapshot, x.prefix))
+                FOR UPDATE OF t SKIP LOCKED LOOP
+        UPDATE mlproxy.models
+           SET state = 'FAILED', heartbeat = now(), updated_at = now(),
+               failure_reason = format('training was interrupted%s and its data snapshot is not available '
+                                       'to any running proxy (%s, for %s s); drop the model and create it again',
+                                       CASE WHEN r.last_owner IS NOT NULL THEN format(' (last run by %s)', r.last_owner)
+                                            ELSE '' END, r.snapshot, round(p_grace_seconds))
+         WHERE id = r.model_id AND state = 'TRAINING';
+        DELETE FROM mlproxy.training_jobs WHERE model_id = r.model_id;
+        PERFORM pg_notify('@NOTIFY_CHANNEL@', json_build_object('event', 'failed', 'id', r.model_id)::text);
+        RETURN NEXT r.model_id;
+    END LOOP;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION mlproxy.fail_unresumable_jobs(double precision) FROM PUBLIC;
+"""
+MIGRATIONS.append(_MIGRATION_9.replace("@NOTIFY_CHANNEL@", NOTIFY_CHANNEL))
+
+
+# 10: SHOW MODEL of a FORECAST model tells its HORIZON, FREQUENCY and PERCENTILES as
 # keys of their own (Redshift's key spelling for a setting: 'Max Runtime' for
 # MAX_RUNTIME), after Max Runtime; other models are shown as before. The function is
 # migration 5's with these three rows added (derived from its text, so both stay one
@@ -1545,7 +1671,7 @@ def _show_model_with_forecast_keys() -> str:
 MIGRATIONS.append(_show_model_with_forecast_keys())
 
 
-# BYOM remote inference (CREATE MODEL ... SAGEMAKER): a model whose rows an inference
+# 11: BYOM remote inference (CREATE MODEL ... SAGEMAKER): a model whose rows an inference
 # endpoint scores. It is registered as every model is (register_model: the stubs as
 # the client, record_model's checks, a private model), then, in the same statement,
 # record_remote_model makes the row just recorded READY with its endpoint (the name

@@ -289,21 +289,66 @@ class CatalogStore:
     async def model(self, database: str, model_id: int) -> asyncpg.Record | None:
         return await self.fetchrow(database, "SELECT * FROM mlproxy.models WHERE id = $1", model_id)
 
-    async def set_progress(self, database: str, model_id: int, progress: dict[str, Any],
-                           job_owner: str) -> bool:
-        """Record progress and a heartbeat; False when the model is gone (dropped)."""
-        status = await self.execute(
+    # -- the training job queue (catalog migration 9) ------------------------------
+    async def enqueue_job(self, database: str, model_id: int, snapshot: str) -> None:
+        """Put the job of a TRAINING model in the queue (its snapshot published), and
+        wake the proxies that listen (a hint: they also look periodically)."""
+        await self.execute(
             database,
-            "UPDATE mlproxy.models SET progress = $2::jsonb, heartbeat = now(), job_owner = $3,"
-            " updated_at = now() WHERE id = $1 AND state = 'TRAINING'",
-            model_id, json.dumps(progress), job_owner)
-        return status.endswith(" 1")
+            "INSERT INTO mlproxy.training_jobs (model_id, snapshot) VALUES ($1, $2)"
+            " ON CONFLICT (model_id) DO NOTHING", model_id, snapshot)
+        await self.notify(database, {"event": "queued", "id": model_id})
+
+    async def claim_job(self, database: str, instance: str, lease: float,
+                        prefixes: list[str]) -> asyncpg.Record | None:
+        """The next queued job this proxy can read, leased to it for `lease` seconds:
+        (job_model_id, job_snapshot, job_attempts, job_previous_owner), or None."""
+        return await self.fetchrow(
+            database, "SELECT * FROM mlproxy.claim_training_job($1, $2, $3::text[])",
+            instance, lease, prefixes)
+
+    async def announce(self, database: str, instance: str, prefixes: list[str]) -> None:
+        await self.execute(database, "SELECT mlproxy.announce_training_proxy($1, $2::text[])",
+                           instance, prefixes)
+
+    async def renew_lease(self, database: str, model_id: int, instance: str, lease: float,
+                          progress: dict[str, Any]) -> bool:
+        """Renew this proxy's lease on a job and record its progress; False when the
+        job is not this proxy's any more (taken over, dropped or finished)."""
+        return bool(await self.fetchval(
+            database, "SELECT mlproxy.renew_training_lease($1, $2, $3, $4::jsonb)",
+            model_id, instance, lease, json.dumps(progress)))
+
+    async def release_job(self, database: str, model_id: int, instance: str,
+                          graceful: bool = False) -> None:
+        """Give a job `instance` holds back to the queue at once (it cannot run it, or
+        it died). A `graceful` give-back (a proxy shutting down) does not count as an
+        interrupted attempt: rolling restarts of a fleet never fail a job."""
+        await self.execute(
+            database, "UPDATE mlproxy.training_jobs SET lease_until = NULL, claimed_by = NULL,"
+            " attempts = CASE WHEN $3 THEN greatest(attempts - 1, 0) ELSE attempts END"
+            " WHERE model_id = $1 AND claimed_by = $2", model_id, instance, graceful)
+        await self.notify(database, {"event": "queued", "id": model_id})
+
+    async def job_snapshot(self, database: str, model_id: int) -> str | None:
+        return await self.fetchval(
+            database, "SELECT snapshot FROM mlproxy.training_jobs WHERE model_id = $1", model_id)
+
+    async def fail_unresumable(self, database: str, grace: float) -> list[int]:
+        rows = await self.fetch(database, "SELECT * FROM mlproxy.fail_unresumable_jobs($1)", grace)
+        return [r[0] for r in rows]
+
+    async def fetchval(self, database: str, sql: str, *args: Any) -> Any:
+        pool = await self.pool(database)
+        with self._reaching():
+            return await pool.fetchval(sql, *args)
 
     async def mark_ready(self, database: str, model_id: int, result: dict[str, Any],
                          artifact: bytes) -> bool:
         status = await self.execute(
             database,
-            """UPDATE mlproxy.models SET state = 'READY', failure_reason = NULL,
+            """WITH done AS (DELETE FROM mlproxy.training_jobs WHERE model_id = $1)
+               UPDATE mlproxy.models SET state = 'READY', failure_reason = NULL,
                    problem_type = $2, model_type = $3, objective = $4, metrics = $5::jsonb,
                    leaderboard = $6::jsonb, feature_importances = $7::jsonb, artifact = $8,
                    artifact_sha256 = $9, rows_used = $10, training_seconds = $11,
@@ -323,7 +368,8 @@ class CatalogStore:
     async def mark_failed(self, database: str, model_id: int, reason: str) -> bool:
         status = await self.execute(
             database,
-            "UPDATE mlproxy.models SET state = 'FAILED', failure_reason = $2, updated_at = now(),"
+            "WITH done AS (DELETE FROM mlproxy.training_jobs WHERE model_id = $1)"
+            " UPDATE mlproxy.models SET state = 'FAILED', failure_reason = $2, updated_at = now(),"
             " heartbeat = now() WHERE id = $1 AND state = 'TRAINING'", model_id, reason)
         if status.endswith(" 1"):
             await self.notify(database, {"event": "failed", "id": model_id})

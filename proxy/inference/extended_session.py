@@ -30,14 +30,12 @@ from dataclasses import dataclass, field
 from .. import protocol as p
 from ..errors import PgError
 from ..intercept import Takeover
+from ..owed_replies import FLUSH, relay_owed, skip_to_sync  # noqa: F401 - re-exported
 from ..ml_commands.upstream_ops import error_from_fields
+from .tracked_relay import start_tracking
 
 SCRATCH = b"__mlproxy_scratch"
-_MARKER = b"__mlproxy_marker"
-_MARKER_SQL = "SELECT $1::int2vector, $2::oidvector, $3::tid, $4::cid"
-_MARKER_TYPES = struct.pack("!h4I", 4, 22, 30, 27, 29)
 _NO_SUCH_STATEMENT = b"__mlproxy_absent"
-FLUSH = p.message(b"H")
 _ASYNC = (p.B_NOTIFICATION, p.B_PARAMETER_STATUS)
 
 
@@ -88,55 +86,6 @@ class BindValues:
     def select(self, numbers: Sequence[int]) -> tuple[list[int], list[bytes | None]]:
         """Formats and values of the client's parameters `numbers` (1-based), in order."""
         return [self.formats[n - 1] for n in numbers], [self.values[n - 1] for n in numbers]
-
-
-async def relay_owed(takeover: Takeover) -> bool:
-    """Relay the replies owed to the client's messages sent before this takeover.
-    False when the server skips to the client's Sync (one of them failed), so that
-    anything mlproxy sent would be ignored.
-
-    Which replies are still to come is not counted (some may have passed while the
-    session relayed bytes untracked): a *marker* follows them, a scratch statement
-    parsed and described, whose ParameterDescription no client statement has; the
-    message just before it is the marker's own ParseComplete."""
-    session = takeover.session
-    if session.failed_since_sync:
-        return False
-    if not session.unsynced:
-        return True
-    takeover.send_server(parse_message(_MARKER, _MARKER_SQL, ()) + p.message(b"D", b"S" + _MARKER + b"\x00")
-                         + p.message(b"C", b"S" + _MARKER + b"\x00") + FLUSH)
-    held = None
-    while True:
-        msg = await takeover.server_message()
-        if msg.type == p.B_PARAMETER_DESCRIPTION and bytes(msg.body) == _MARKER_TYPES:
-            break  # `held` is the marker's ParseComplete
-        if held is not None:
-            session.relay_server_frames([held])
-        if msg.type == p.B_ERROR:
-            session.relay_server_frames([msg])
-            await session.relayed()
-            return False
-        held = msg
-    while (await takeover.server_message()).type != p.B_CLOSE_COMPLETE:
-        pass  # the marker's RowDescription
-    await session.relayed()  # what mlproxy writes next comes after them
-    session.unsynced_kinds.clear()  # all answered: tracking started now owes nothing
-    tracker = session.tracker
-    if tracker is not None:
-        tracker.answered()
-        return not tracker.discarding
-    return True
-
-
-async def skip_to_sync(takeover: Takeover) -> None:
-    """Drop the client's messages up to its Sync (the server skips them too), then
-    send the Sync on: its ReadyForQuery comes back through the relay."""
-    while True:
-        msg = await takeover.client_message()
-        if msg.type == p.F_SYNC:
-            takeover.session.relay_frame(msg)
-            return
 
 
 async def fail(takeover: Takeover, err: PgError, *, server_failed: bool = False) -> None:
@@ -206,7 +155,7 @@ class Batch:
         ahead of the replies to what the client sends next (an error among them
         reaches the client as `error(raw)` makes it). The commands must return no rows."""
         takeover.send_server(b"".join(self._parts) + close_scratch())
-        takeover.session.start_tracking().expect_hidden(2 * (len(self._tags) + 1), error)
+        start_tracking(takeover.session).expect_hidden(2 * (len(self._tags) + 1), error)
 
     async def send(self, takeover: Takeover,
                    on_rows: Callable[[object, list[bytes]], Awaitable[None]] | None = None) -> Outcome:

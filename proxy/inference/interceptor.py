@@ -40,6 +40,7 @@ from .registry import (EXPLAIN_SUFFIX, PROBABILITY_SUFFIXES, DatabaseModels, Mod
                        function_signature)
 from .rewrite import ExplainPlan, GeneralPlan, ModelFunction, StreamingPlan, plan_query
 from .rowdesc import parse_row_description
+from .tracked_relay import start_tracking, tracker_of
 from .tracker import format_codes, result_formats, statement_error
 
 log = logging.getLogger("mlproxy.inference")
@@ -269,7 +270,7 @@ class InferenceInterceptor:
     async def _run_query(self, plan, models, takeover: Takeover, frame: Frame) -> None:
         session = takeover.session
         if isinstance(plan, StreamingPlan):
-            tracker = session.start_tracking()
+            tracker = start_tracking(session)
             tracker.add_query(StreamingRewriter(plan, models), map_position=plan.map_position)
             session.forward_request(p.message(b"Q", p.cstr(str(plan.sql))))
             return
@@ -431,7 +432,7 @@ class InferenceInterceptor:
                 plan = await self._resolve_star(plan, name, tail, takeover)
             if plan is None:
                 return
-        tracker = session.start_tracking()
+        tracker = start_tracking(session)
         tracker.add_statement(name, PreparedStreaming(plan, models), map_position=plan.map_position)
         session.forward_request(p.message(b"P", name + b"\x00" + p.cstr(str(plan.sql)) + tail))
 
@@ -489,7 +490,7 @@ class InferenceInterceptor:
         """A Bind of a prepared general-path statement: its models as they are now
         (one dropped or retrained since the Parse is this execution's error)."""
         session = takeover.session
-        tracker = session.tracker
+        tracker = tracker_of(session)
         names = p.bind_names(frame.body)  # the tracker handed over a Bind it decoded
         prepared = tracker.statements.get(names[1]) if tracker is not None else None
         if not isinstance(prepared, prepared_general.PreparedGeneral):

@@ -70,6 +70,7 @@ from .extended_session import (Batch, BindValues, Outcome, fail, parse_message, 
                                skip_to_sync)
 from .rewrite import ArgColumn, ExplainPlan, GeneralPlan, InferenceStep
 from .rows import DataRowBatch
+from .tracked_relay import start_tracking
 from .tracker import statement_error
 from .workers import THREAD_MIN_ROWS
 
@@ -248,7 +249,7 @@ def _bind_values(frame: Frame) -> BindValues | None:
 def _forward_parse(name: bytes, prepared: PreparedGeneral, takeover: Takeover) -> None:
     """The client's Parse, of the lookup form, under its name and typed."""
     plan = prepared.plan
-    tracker = takeover.session.start_tracking()
+    tracker = start_tracking(takeover.session)
     tracker.add_statement(name, prepared, map_position=plan.map_position)
     takeover.session.forward_request(parse_message(name, str(plan.sql), prepared.types))
 

@@ -38,6 +38,7 @@ _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
 PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION, HIDDEN = range(10)
 # the kinds whose request ends with a ReadyForQuery
 _GROUP_ENDS = frozenset((SYNC, QUERY, FUNCTION))
+_IDLE = ord("I")
 
 
 class RowRewriter(Protocol):
@@ -183,13 +184,29 @@ class ResponseTracker:
             return -1
         return groups
 
-    def answered_groups(self, count: int) -> None:
+    def answered_groups(self, count: int, status: int = 0) -> None:
         """`count` ReadyForQuery messages passed, without an ErrorResponse among the
-        replies: the first `count` plain groups (see `plain_groups`) are answered."""
+        replies, the last with transaction `status`: the first `count` plain groups
+        (see `plain_groups`) are answered."""
         queue = self.queue
         for _ in range(count):
             while queue.popleft().kind not in _GROUP_ENDS:
                 pass
+        self._ready(status)
+
+    def _ready(self, status: int) -> None:
+        """A ReadyForQuery with transaction `status` passed. Outside a transaction
+        block no portal is left (Postgres drops them all when a transaction ends):
+        once every request sent has been answered, none of the rewritten ones is."""
+        if status == _IDLE and not self.queue and self.portals:
+            self.portals.clear()
+
+    def park_names(self) -> tuple[bytes, ...] | None:
+        """Nothing awaited, held or open but prepared statements: their names (a
+        client message naming none of them needs no tracking). None otherwise."""
+        if self.queue or self._rows or self._failed or self.portals or not self.statements:
+            return None
+        return tuple(self.statements)
 
     def expect_plain(self, kinds: list[int]) -> None:
         """Replies to requests already sent, that need no rewriting, come first."""
@@ -282,6 +299,7 @@ class ResponseTracker:
                 self.queue.popleft()
             if self.queue:
                 self.queue.popleft()
+            self._ready(raw[5])
             return [raw]
         if msg_type == p.B_DATA_ROW:
             if self.wants_rows():
@@ -289,6 +307,8 @@ class ResponseTracker:
             return self.flush() + [raw]
         out = self.flush() if self._rows else []
         if msg_type in _ASYNC or not self.queue:
+            if msg_type == p.B_READY_FOR_QUERY:
+                self._ready(raw[5])
             out.append(raw)
             return out
         head = self.queue[0]
@@ -321,6 +341,7 @@ class ResponseTracker:
                 self.queue.popleft()
                 if head.rewriter is not None and not head.failed:
                     _log_call(head)
+                self._ready(raw[5])
         elif kind == DESCRIBE_STATEMENT:
             if msg_type != p.B_PARAMETER_DESCRIPTION:
                 if msg_type == p.B_ROW_DESCRIPTION and head.rewriter is not None:
@@ -337,6 +358,8 @@ class ResponseTracker:
                     _log_call(head)
         else:  # PARSE, BIND, CLOSE, SYNC: exactly one reply each
             self.queue.popleft()
+            if msg_type == p.B_READY_FOR_QUERY:
+                self._ready(raw[5])
         out.append(raw)
         return out
 

@@ -27,6 +27,7 @@ from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
 from ..training import precheck
 from ..training.snapshot import JobDir, base_type, convert_csv, export_expression
+from ..training.snapshot_store import SnapshotStore
 from . import forecast_checks
 from .upstream_ops import collect, error_from_fields, sql_literal, sql_text_array
 
@@ -177,6 +178,15 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     if not is_forecast:
         _check_training_data(stmt, counts, limit, len(names))
         _check_xgboost_objective(stmt, loss, counts, target_type)
+    settings = stmt.options.get("settings", {})
+    bucket = settings.get("s3_bucket")
+    store = services.jobs.store
+    try:  # a store the proxy cannot write to: said now, before any data is exported
+        await asyncio.to_thread(store.check_writable, bucket)
+    except OSError as exc:
+        error = errors.file_error(exc, "write to the snapshot store", store.base_url(bucket))
+        error.hint = "The proxy's --snapshot-store must be writable by the proxy's user."
+        raise _Abort(error) from exc
     staging = JobDir(services.data_dir / "jobs" / "staging" / uuid.uuid4().hex)
     options = _train_options(stmt)
     try:
@@ -189,20 +199,29 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
             "database": database, "model": stmt.name.name,
             "schema": model_schema, "options": options, "column_names": names,
             "column_types": types, "rows_exported": rows, "sampled": sampled,
+            # S3_GARBAGE_COLLECT OFF: the snapshot stays in the store after training
+            "garbage_collect": settings.get("s3_garbage_collect", True),
+            "s3_bucket": bucket,
         })
         model_id = await _register(services, takeover, stmt, source, model_schema,
                                    function_schema, features, arg_types, return_type)
         job = services.jobs.job_dir(database, model_id)
+        snapshot = store.url_for(database, model_id, bucket)
         try:
             await asyncio.to_thread(_promote, staging, job)
+            await asyncio.to_thread(_publish, store, job, snapshot)
         except _Abort:  # the job cannot be put in place: undo the registration
             await _unregister(takeover, model_schema, stmt)
+            await asyncio.to_thread(job.remove)
             raise
     except BaseException:
         await asyncio.to_thread(staging.remove)
         raise
     _notify_progress(services, takeover, database, model_id, stmt.name.name)
-    services.jobs.submit(database, model_id)
+    try:
+        await services.jobs.enqueue(database, model_id, snapshot)
+    except Exception as exc:  # noqa: BLE001 - the recovery sweep queues it from the job directory
+        log.warning("training job of model id=%s not queued yet: %s", model_id, exc)
     log.info("model created model=%s.%s id=%s rows=%s sampled=%s", model_schema,
              stmt.name.name, model_id, rows, sampled)
     note = f"model \"{stmt.name.name}\" is training in the background on {rows} rows"
@@ -625,6 +644,14 @@ def _promote(staging: JobDir, job: JobDir) -> None:
         os.replace(staging.path, job.path)
     except OSError as exc:
         raise _Abort(errors.file_error(exc, "rename file")) from exc
+
+
+def _publish(store: SnapshotStore, job: JobDir, url: str) -> None:
+    """Put the snapshot where every proxy can read it (--snapshot-store)."""
+    try:
+        store.publish(job, url)
+    except OSError as exc:
+        raise _Abort(errors.file_error(exc, "write to the snapshot store", url)) from exc
 
 
 async def _unregister(takeover: Takeover, model_schema: str, stmt: CreateModel) -> None:

@@ -32,8 +32,10 @@ Canonical form (every key always present):
 - `settings`: {lowercase key: value} for the keys given; `max_cells` and
   `max_runtime` are positive ints; so is `max_features` (mlproxy's own: how many
   feature columns CREATE MODEL takes, 256 unless raised).  Absent keys stay absent: defaults belong to the
-  training engine.  S3_BUCKET, KMS_KEY_ID, TAGS, S3_GARBAGE_COLLECT, MAX_BATCH_ROWS
-  are accepted and recorded but have no effect here; HORIZON, FREQUENCY and
+  training engine.  S3_BUCKET (the bucket of the model's snapshot when the proxy's
+  --snapshot-store is s3://) and S3_GARBAGE_COLLECT (OFF keeps the snapshot after
+  training) go to the job runner; KMS_KEY_ID, TAGS, MAX_BATCH_ROWS are accepted and
+  recorded but have no effect here; HORIZON, FREQUENCY and
   PERCENTILES are MODEL_TYPE FORECAST's (forecast_options.py) and ignored by others.
 """
 

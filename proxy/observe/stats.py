@@ -295,7 +295,7 @@ def session_relay(session: "Session", lent: dict[int, tuple[int, int, int, int]]
         pending = lent[session.id][3]
         kind = "native"
     else:
-        kind = "tracked" if session.tracker is not None else "python"
+        kind = "tracked" if session.rewrite is not None else "python"
     if name in ("HANDOVER", "TAKEOVER"):
         return "intercepted", kind
     return ("active" if pending else "idle"), kind

@@ -4,12 +4,15 @@ A job is a directory under `<data dir>/jobs/<database>/<model id>` holding:
 
 - `job.json`     what to train (options, column names and types, catalog ids)
 - `data.csv`     the training data as exported with COPY (CSV), then
-- `data.arrow`   the same data as an Arrow IPC file (the worker converts it once)
+- `data.parquet` the same data as Parquet (converted once, at CREATE MODEL or by the
+                 worker): the snapshot that the snapshot store keeps and shares
 - `progress.json` the latest progress report of the worker (atomically replaced)
 - `result.json` + `artifact.bin`  the outcome, or `error.json` on failure
 
 Everything is plain files, so a job outlives the proxy process that started it: a
-restarted proxy finds the directory and resumes (or stores a finished result).
+restarted proxy finds the directory and resumes (or stores a finished result). The
+snapshot (job.json + data.parquet) is also what the snapshot store
+(snapshot_store.py) publishes, for any proxy of a fleet to train from.
 """
 
 from __future__ import annotations
@@ -99,7 +102,12 @@ class JobDir:
         return self.path / "data.csv"
 
     @property
+    def parquet_file(self) -> Path:
+        return self.path / "data.parquet"
+
+    @property
     def arrow_file(self) -> Path:
+        """(Arrow IPC: what earlier versions converted to; still read.)"""
         return self.path / "data.arrow"
 
     @property
@@ -119,7 +127,13 @@ class JobDir:
         return self.path / "error.json"
 
     def has_snapshot(self) -> bool:
-        return self.spec_file.exists() and (self.arrow_file.exists() or self.csv_file.exists())
+        return self.spec_file.exists() and any(
+            f.exists() for f in (self.parquet_file, self.arrow_file, self.csv_file))
+
+    def snapshot_files(self) -> list[Path]:
+        """The files a snapshot consists of, as they are now (job.json first)."""
+        data = next((f for f in (self.parquet_file, self.arrow_file, self.csv_file) if f.exists()), None)
+        return [self.spec_file] + ([data] if data is not None else [])
 
     def read_json(self, path: Path) -> dict[str, Any] | None:
         try:
@@ -145,21 +159,24 @@ class JobDir:
 
 
 def load_table(job: JobDir) -> pa.Table:
-    """The snapshot as an Arrow table: converts data.csv to data.arrow once."""
+    """The snapshot as an Arrow table: converts data.csv to data.parquet once."""
     import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
 
-    if not job.arrow_file.exists():
-        spec = job.read_json(job.spec_file) or {}
-        return convert_csv(job, spec["column_names"], spec["column_types"])
-    with ipc.open_file(job.arrow_file) as reader:
-        return reader.read_all()
+    if job.parquet_file.exists():
+        return pq.read_table(job.parquet_file)
+    if job.arrow_file.exists():
+        with ipc.open_file(job.arrow_file) as reader:
+            return reader.read_all()
+    spec = job.read_json(job.spec_file) or {}
+    return convert_csv(job, spec["column_names"], spec["column_types"])
 
 
 def convert_csv(job: JobDir, names: list[str], type_names: list[str]) -> pa.Table:
-    """data.csv -> data.arrow (CREATE MODEL does it while checking the data, so the
-    worker reads Arrow); returns the table."""
+    """data.csv -> data.parquet (CREATE MODEL does it while checking the data, so the
+    worker reads Parquet); returns the table."""
     import pyarrow.csv as pacsv
-    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
 
     types = {n: arrow_type(t) for n, t in zip(names, type_names)}
     # COPY's CSV: NULL is an empty unquoted field, "" an empty string.
@@ -170,11 +187,10 @@ def convert_csv(job: JobDir, names: list[str], type_names: list[str]) -> pa.Tabl
         convert_options=pacsv.ConvertOptions(
             column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
             null_values=[""], true_values=["1", "t"], false_values=["0", "f"]))
-    tmp = job.arrow_file.with_suffix(".arrow.tmp")
-    with writing(job.arrow_file):
-        with ipc.new_file(tmp, table.schema) as writer:
-            writer.write_table(table)
-        os.replace(tmp, job.arrow_file)
+    tmp = job.parquet_file.with_suffix(".parquet.tmp")
+    with writing(job.parquet_file):
+        pq.write_table(table, tmp)
+        os.replace(tmp, job.parquet_file)
     job.csv_file.unlink(missing_ok=True)
     return table
 

@@ -146,8 +146,14 @@ def test_recovery_sweep_goes_on_after_a_catalog_error(upstream, tmp_path):
         conn.execute("CREATE MODEL abandoned_model FROM (SELECT a, b, label FROM points) "
                      "TARGET label FUNCTION predict_abandoned SETTINGS (MAX_RUNTIME 30)")
     creator.stop(signal.SIGKILL)
+    # as if it was an hour ago: the job queued and leased then, its proxy last seen then
+    # (the sweeper has a data directory of its own: the snapshot is not for it to read)
     upstream.psql("UPDATE mlproxy.models SET heartbeat = now() - interval '1 hour' "
                   "WHERE model_name = 'abandoned_model';"
+                  "UPDATE mlproxy.training_proxies SET seen = now() - interval '1 hour' WHERE instance IN"
+                  " (SELECT last_owner FROM mlproxy.training_jobs);"
+                  "UPDATE mlproxy.training_jobs SET enqueued_at = now() - interval '1 hour',"
+                  " lease_until = now() - interval '1 hour';"
                   "ALTER TABLE mlproxy.models RENAME COLUMN job_owner TO job_owner_away;")
     sweeper = start_proxy(upstream.uri, "--data-dir", str(tmp_path / "sweeper"), "--job-sweep", "1")
     try:

@@ -41,8 +41,8 @@ class Lent:
     """One session lent to a pump: `client`/`server` are the test's ends."""
 
     def __init__(self, native, key: int, *, triggers=TRIGGERS, pending: int = 0,
-                 copy_in: bool = False) -> None:
-        self.native, self.key = native, key
+                 copy_in: bool = False, names: tuple[bytes, ...] = ()) -> None:
+        self.native, self.key, self.names = native, key, names
         self.client, self._client_proxy = socket.socketpair()
         self._server_proxy, self.server = socket.socketpair()
         for sock in (self._client_proxy, self._server_proxy):
@@ -52,7 +52,7 @@ class Lent:
 
     def lend(self, pending: int, copy_in: bool) -> None:
         self.native.lend(self.key, self._client_proxy.fileno(), self._server_proxy.fileno(),
-                         CLIENT_LIMITS, self.triggers, pending, copy_in)
+                         CLIENT_LIMITS, self.triggers, pending, copy_in, self.names)
 
     def forward_to_server(self, data: bytes) -> None:
         """What the session's framed path does with client data handed back."""
@@ -132,6 +132,30 @@ def test_extended_messages_before_their_sync_come_back(native):
     (back,) = records(native)
     assert (back.reason, back.data, back.pending) == (pump.CLIENT_DATA, open_, 1)
     s.close()
+
+
+def test_a_parked_statement_hands_back_from_its_pipeline_start(native):
+    """A message naming one of the session's parked statements comes back with the
+    messages of its pipeline before it (they went nowhere): the session wakes its
+    reply rewrite with whole requests in flight only."""
+    s = Lent(native, 30, names=(b"model_stmt",))
+    plain = (p.message(b"B", b"\x00plain\x00\x00\x00\x00\x00\x00\x00") + p.message(b"E", b"\x00\x00\x00\x00\x00")
+             + p.message(b"S"))
+    call = (p.message(b"P", b"\x00select 1\x00\x00\x00")
+            + p.message(b"B", b"\x00model_stmt\x00\x00\x00\x00\x00\x00\x00") + p.message(b"S"))
+    s.client.sendall(plain + plain + call + plain)
+    assert recv_exactly(s.server, 2 * len(plain)) == plain + plain
+    (back,) = records(native)
+    assert (back.reason, back.data, back.pending) == (pump.CLIENT_DATA, call + plain, 2)
+    assert nothing_more(s.server)
+    s.close()
+    # a Query names the unnamed statement (it drops it), Close a named one
+    for key, names, message in ((31, (b"",), Q1), (32, (b"m",), p.message(b"C", b"Sm\x00"))):
+        s = Lent(native, key, names=names)
+        s.client.sendall(message + p.message(b"S"))
+        (back,) = records(native)
+        assert (back.reason, back.data, back.pending) == (pump.CLIENT_DATA, message + p.message(b"S"), 0)
+        s.close()
 
 
 @pytest.mark.parametrize("kind", [b"E", b"G"])
@@ -311,7 +335,8 @@ def test_many_sessions_interleaved(native):
 def _framed(pending: int = 0, copy_in: bool = False) -> SimpleNamespace:
     state = SimpleNamespace(pending=pending, unsynced=False, unsynced_kinds=[], copy_in=copy_in,
                             _terminating=False, txstatus=b"I", skipping_to_sync=False,
-                            _copy_ends_ahead=0)
+                            _copy_ends_ahead=0, _authenticated=True,
+                            _answered_since_wake=0, readies=0)
     state._copy_ended = MethodType(Session._copy_ended, state)
     return state
 

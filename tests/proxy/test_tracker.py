@@ -203,7 +203,7 @@ def _deliver(tracker: ResponseTracker, chunk: bytes, messages: list[bytes]) -> l
     groups = tracker.plain_groups()
     verdict = py_server_chunk(chunk) if chunk else None
     if groups >= 0 and verdict is not None and verdict & ENDS_READY and verdict >> READY_SHIFT <= groups:
-        tracker.answered_groups(verdict >> READY_SHIFT)
+        tracker.answered_groups(verdict >> READY_SHIFT, verdict & 0xFF)
         return [chunk]
     return replies(tracker, *messages)
 
@@ -224,3 +224,114 @@ def test_plain_groups_refuse_what_needs_matching():
     tracker.answered()
     tracker.expect_hidden(1, lambda raw: raw)
     assert tracker.plain_groups() == -1  # mlproxy's own replies are dropped
+
+
+# -- portals: the tracker never forgets a usable rewritten one, and drops them all ------
+# -- when a transaction ends (so that a session can be parked, see reply_rewrite.py) ----
+
+def _error(code: str) -> bytes:
+    return p.error_response(PgError(code, "refused"))
+
+
+class PortalServer:
+    """Postgres' lifetime of portals for the messages the test sends: a portal lives
+    until its Close or the end of its transaction (a Sync outside a block, COMMIT);
+    a Query drops the unnamed one; after an error the server skips to Sync, and a
+    failed block refuses everything until it ends."""
+
+    def __init__(self) -> None:
+        self.portals: dict[bytes, bool] = {}  # name -> rewritten
+        self.block = self.failed_block = self.skipping = False
+
+    def usable_rewritten(self) -> set[bytes]:
+        return set() if self.failed_block else {n for n, rw in self.portals.items() if rw}
+
+    def _fail(self, code: str) -> list[bytes]:
+        self.skipping = True
+        self.failed_block = self.block
+        return [_error(code)]
+
+    def answer(self, step: tuple) -> list[bytes]:
+        kind = step[0]
+        if kind in ("bind", "execute", "close") and self.skipping:
+            return []
+        if kind == "bind":
+            _, portal, rewritten = step
+            if self.failed_block:
+                return self._fail("25P02")
+            if portal and portal in self.portals:
+                return self._fail("42P03")
+            self.portals[portal] = rewritten
+            return [p.bind_complete()]
+        if kind == "execute":
+            if self.failed_block:
+                return self._fail("25P02")
+            if step[1] not in self.portals:
+                return self._fail("34000")
+            return [ROW, p.command_complete("SELECT 1")]
+        if kind == "close":
+            self.portals.pop(step[1], None)
+            return [p.message(b"3")]
+        if kind == "sync":
+            self.skipping = False
+            if not self.block:
+                self.portals.clear()
+            return [p.ready_for_query(b"E" if self.failed_block else b"T" if self.block else b"I")]
+        self.portals.pop(b"", None)  # a Query
+        if kind == "begin":
+            if self.failed_block:
+                return [_error("25P02"), p.ready_for_query(b"E")]
+            self.block = True
+            return [p.command_complete("BEGIN"), p.ready_for_query(b"T")]
+        self.portals.clear()  # COMMIT (a ROLLBACK in a failed block)
+        self.block = self.failed_block = False
+        return [p.command_complete("COMMIT"), p.ready_for_query(b"I")]
+
+
+def _client(step: tuple) -> bytes:
+    kind = step[0]
+    if kind == "bind":
+        return bind(step[1], b"s1" if step[2] else b"plain")
+    if kind == "execute":
+        return execute(step[1])
+    if kind == "close":
+        return p.message(b"C", b"P" + step[1] + b"\0")
+    if kind == "sync":
+        return SYNC
+    return p.message(b"Q", b"BEGIN\0" if kind == "begin" else b"COMMIT\0")
+
+
+_portal = st.sampled_from([b"", b"p1", b"p2"])
+_extended = st.one_of(st.tuples(st.just("bind"), _portal, st.booleans()),
+                      st.tuples(st.just("execute"), _portal), st.tuples(st.just("close"), _portal))
+_unit = st.one_of(st.lists(_extended, min_size=1, max_size=4).map(lambda m: [*m, ("sync",)]),
+                  st.sampled_from([[("begin",)], [("commit",)]]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_unit, st.booleans()), min_size=1, max_size=10))
+def test_portals_are_tracked_until_their_transaction_ends(units):
+    """Whatever the mix of rewritten and plain portals, transaction blocks, errors
+    and pipelining: every rewritten portal the client can still execute is known
+    to the tracker; once every request is answered outside a transaction block it
+    knows of none (Postgres has dropped them all), and only then, with nothing
+    else in flight, can the session be parked."""
+    tracker, server = ResponseTracker(), PortalServer()
+    tracker.add_statement(b"s1", Statement())
+    tracker.server_message(p.parse_complete()[0], p.parse_complete())
+    owed: list[bytes] = []
+    for unit, deliver in units:
+        for step in unit:
+            send(tracker, _client(step))
+            owed.extend(server.answer(step))
+        if deliver or unit is units[-1][0]:  # else pipelined behind the next unit
+            replies(tracker, *owed)
+            owed = []
+            assert not tracker.queue
+            assert server.usable_rewritten() <= set(tracker.portals)
+            if not server.block:
+                assert not tracker.portals and not server.portals
+            names = tracker.park_names()
+            assert (names is not None) == (not tracker.portals)
+            if names is not None:
+                assert names == (b"s1",) and not server.usable_rewritten()

@@ -21,6 +21,8 @@ from proxy.session import Session
 from proxy.wire_scan import CLIENT_LIMITS, py_client_chunk, py_server_chunk
 
 TRIGGERS = (b"model", b"predict_x", b"(")
+# a parked reply rewrite's statement names (the frontend_message strategy uses s1, name)
+NAMES = ((), (b"s1",), (b"name", b""), (b"",), (b"x", b"zz"))
 
 
 def test_the_c_extensions_are_built_where_they_can_be():
@@ -83,8 +85,62 @@ def _chunk(messages: list[bytes], cut: int | None) -> bytes:
        st.booleans())
 def test_client_implementations_agree(messages, cut, copy_in):
     data = _chunk(messages, cut)
+    for names in NAMES:
+        assert wire_scan.client_chunk(data, CLIENT_LIMITS, TRIGGERS, copy_in, names) == \
+            py_client_chunk(data, CLIENT_LIMITS, TRIGGERS, copy_in, names)
     assert wire_scan.client_chunk(data, CLIENT_LIMITS, TRIGGERS, copy_in) == \
         py_client_chunk(data, CLIENT_LIMITS, TRIGGERS, copy_in)
+
+
+_name = st.sampled_from([b"", b"s1", b"s", b"s11", b"name", b"\xffq"])
+
+
+@st.composite
+def naming_message(draw):
+    """A message that may name statements or portals, sometimes cut short."""
+    kind = draw(st.sampled_from(b"PBDECQSH"))
+    if kind == ord("P"):
+        body = draw(_name) + b"\x00select 1\x00\x00\x00"
+    elif kind == ord("B"):
+        body = draw(_name) + b"\x00" + draw(_name) + b"\x00\x00\x00\x00\x00\x00\x00"
+    elif kind in b"DC":
+        body = draw(st.sampled_from([b"S", b"P"])) + draw(_name) + b"\x00"
+    elif kind == ord("E"):
+        body = draw(_name) + b"\x00\x00\x00\x00\x00"
+    elif kind == ord("Q"):
+        body = b"select 1\x00"
+    else:
+        body = b""
+    if draw(st.booleans()) and body:  # a name without its terminator
+        body = body[:draw(st.integers(0, len(body) - 1))].replace(b"\x00", b"")
+    return p.message(bytes([kind]), body)
+
+
+@settings(max_examples=400)
+@given(st.lists(naming_message(), min_size=1, max_size=5), st.sampled_from(NAMES[1:]))
+def test_a_chunk_naming_a_parked_statement_goes_the_framed_way(messages, names):
+    """C == Python, and the chunk is refused exactly when a message names one of
+    `names` (or is cut where a name should end), as the framed path decides it."""
+    data = b"".join(messages)
+    verdict = wire_scan.client_chunk(data, CLIENT_LIMITS, (), False, names)
+    assert verdict == py_client_chunk(data, CLIENT_LIMITS, (), False, names)
+    unnamed = wire_scan.client_chunk(data, CLIENT_LIMITS, (), False)
+    named = any(wire_scan.names_message(m[0], m, names) for m in messages)
+    assert verdict == (None if named else unnamed)
+
+
+def test_what_names_a_statement():
+    names = (b"s1",)
+    bind = p.message(b"B", b"\x00s1\x00\x00\x00\x00\x00\x00\x00")
+    assert wire_scan.message_names(bind[0], bind) == [b"", b"s1"]
+    assert wire_scan.names_message(bind[0], bind, names)
+    assert not wire_scan.names_message(bind[0], bind, (b"s",))
+    assert wire_scan.names_message(ord("B"), bind, (b"",))  # the unnamed portal
+    close = p.message(b"C", b"Ss1\x00")
+    assert wire_scan.message_names(close[0], close) == [b"s1"]
+    assert wire_scan.message_names(ord("Q"), p.message(b"Q", b"select\x00")) == [b""]
+    assert wire_scan.message_names(ord("S"), p.message(b"S")) == []
+    assert wire_scan.message_names(ord("E"), p.message(b"E", b"p")) is None  # unterminated
 
 
 @settings(max_examples=400)
@@ -109,7 +165,8 @@ def test_garbage_is_never_a_fast_path_chunk_unless_it_frames(data, copy_in):
 def _bookkeeping(copy_in: bool, pending: int = 0):
     state = SimpleNamespace(pending=pending, unsynced=True, unsynced_kinds=[7], copy_in=copy_in,
                             _terminating=False, txstatus=b"I", readies=0,
-                            _authenticated=True, skipping_to_sync=False, _copy_ends_ahead=0)
+                            _authenticated=True, skipping_to_sync=False, _copy_ends_ahead=0,
+                            _answered_since_wake=0)
     state._copy_ended = MethodType(Session._copy_ended, state)
     return state
 
@@ -135,7 +192,8 @@ def test_client_verdict_matches_message_by_message_accounting(messages, copy_in)
         triggered = any(m[0] in b"QP" and any(t in m.lower() for t in TRIGGERS)
                         for m in messages)
         too_long = any(len(m) - 1 > p.FRONTEND_LIMITS[m[0]] for m in messages)
-        assert triggered or too_long or opened._terminating or opened.unsynced, messages
+        copy_end_outside = sum(m[0] in b"cf" for m in messages) > copy_in  # (the first ends it)
+        assert triggered or too_long or opened._terminating or opened.unsynced or copy_end_outside, messages
         return
     fast = _bookkeeping(copy_in)
     if verdict & wire_scan.UNSYNCED_CLEARED:
@@ -206,3 +264,7 @@ def test_bad_arguments_are_type_errors_not_crashes():
         wire_scan.client_chunk(b"Q", CLIENT_LIMITS, ("model",), False)
     with pytest.raises(TypeError):
         wire_scan.server_chunk("Z")
+    with pytest.raises(TypeError):
+        wire_scan.client_chunk(b"Q", CLIENT_LIMITS, TRIGGERS, False, ("s1",))
+    with pytest.raises(TypeError):
+        wire_scan.client_chunk(b"Q", CLIENT_LIMITS, TRIGGERS, False, [b"s1"])
