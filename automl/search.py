@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -121,7 +121,7 @@ class Search:
     def __init__(self, families: list[Family], contexts: dict[str, Context], evaluator: Evaluator,
                  objective: Objective, budget: Budget, seed: int,
                  on_trial: Callable[[Trial, Trial], None] | None = None,
-                 n_train_rows: int = 0, tune: bool = True) -> None:
+                 n_train_rows: int = 0, tune: bool = True, pool: TrialPool | None = None) -> None:
         self.families = families
         self.contexts = contexts
         self.evaluator = evaluator
@@ -131,6 +131,9 @@ class Search:
         self.on_trial = on_trial
         self.n_train_rows = n_train_rows
         self.tune = tune
+        #: None: trials run one after another in this process; else a pool (a Dask
+        #: cluster, automl/cluster.py) that runs each batch of trials side by side
+        self.pool = pool
         self.trials: list[Trial] = []
         self.best: Trial | None = None
         self.best_full: Trial | None = None  # best trial at fidelity 1
@@ -185,8 +188,8 @@ class Search:
         survivors = configs
         for r, fidelity in enumerate(rungs):
             scored = []
-            for fam, params in survivors:
-                trial = self._evaluate(fam, params, fidelity, "screen")
+            trials = self._evaluate_all([(fam, params, fidelity, "screen") for fam, params in survivors])
+            for trial, (fam, params) in zip(trials, survivors):
                 if trial is not None:
                     scored.append((trial, fam, params))
             if r < len(rungs) - 1:
@@ -215,12 +218,19 @@ class Search:
             states.append(_Local(fam, ctx, space, params, best, rng=np.random.default_rng([self.seed, 202, i])))
         since_improvement = 0
         while states and any(s.active for s in states):
-            for state in states:
-                if not state.active:
+            # one family's step at a time here; on a pool, one step of every active
+            # family at once (both directions of each), accepted in the same order
+            groups = [[s] for s in states] if self.pool is None else [states]
+            for group in groups:
+                group = [s for s in group if s.active]
+                if not group:
                     continue
                 before = self.best_full.score if self.best_full else None
                 ran = len(self.trials)
-                self._local_step(state)
+                if self.pool is None:
+                    self._local_step(group[0])
+                else:
+                    self._local_round(group)
                 after = self.best_full.score if self.best_full else None
                 if before is None or (after is not None and self._improved(after, before)):
                     since_improvement = 0
@@ -235,6 +245,34 @@ class Search:
         self.stop_reason = "local search converged"
 
     def _local_step(self, state: _Local) -> None:
+        improved = False
+        for params in self._moves(state):
+            state.trials += 1
+            trial = self._evaluate(state.family, params, 1.0, "tune")
+            if trial is None:
+                continue
+            if self._improved(trial.score, state.best):
+                state.incumbent, state.best, improved = params, trial.score, True
+                break
+        self._adapt_step(state, improved)
+
+    def _local_round(self, states: list[_Local]) -> None:
+        """Every state's moves (both directions) as one batch on the pool; each state
+        keeps its first improving move, as `_local_step` would."""
+        moves = [(state, self._moves(state)) for state in states]
+        batch = [(state.family, params, 1.0, "tune") for state, ms in moves for params in ms]
+        trials = iter(self._evaluate_all(batch))
+        for state, ms in moves:
+            state.trials += len(ms)
+            improved = False
+            for params, trial in zip(ms, [next(trials) for _ in ms]):
+                if not improved and trial is not None and self._improved(trial.score, state.best):
+                    state.incumbent, state.best, improved = params, trial.score, True
+            self._adapt_step(state, improved)
+
+    def _moves(self, state: _Local) -> list[dict[str, Any]]:
+        """The two candidate configurations of a local step: a seeded random direction
+        from the incumbent, forwards and backwards (maybe flipping one categorical)."""
         num = [p for p in state.space if p.choices is None]
         cat = [p for p in state.space if p.choices is not None]
         x = np.array([p.to_unit(state.incumbent[p.name]) for p in num])
@@ -245,18 +283,15 @@ class Search:
             p = cat[int(state.rng.integers(len(cat)))]
             others = [c for c in p.choices if c != state.incumbent.get(p.name)]
             flip = {p.name: others[int(state.rng.integers(len(others)))]}
-        improved = False
+        moves = []
         for sign in (1.0, -1.0):
             params = dict(state.incumbent)
             params.update({p.name: p.from_unit(v) for p, v in zip(num, x + sign * state.step * u)})
             params.update(flip)
-            state.trials += 1
-            trial = self._evaluate(state.family, params, 1.0, "tune")
-            if trial is None:
-                continue
-            if self._improved(trial.score, state.best):
-                state.incumbent, state.best, improved = params, trial.score, True
-                break
+            moves.append(params)
+        return moves
+
+    def _adapt_step(self, state: _Local, improved: bool) -> None:
         if improved:
             state.failures = 0
         else:
@@ -268,20 +303,7 @@ class Search:
     # -- trials ----------------------------------------------------------------------
 
     def _evaluate(self, fam: Family, params: dict[str, Any], fidelity: float, phase: str) -> Trial | None:
-        key = (fam.model_type, _freeze(params), fidelity)
-        if key in self._seen:
-            return None
-        self._seen.add(key)
-        rate = self._rate.get(fam.model_type)
-        from .validation import cost_units
-
-        predicted = rate * cost_units(fam, params, fidelity) if rate is not None else 0.0
-        if not self.budget.allows(0.0):
-            raise _OutOfTime()
-        if not self.budget.allows(predicted):
-            # only when the budget binds: a trial predicted not to fit is skipped and
-            # cheaper ones still run
-            self.skipped += 1
+        if not self._admit(fam, params, fidelity):
             return None
         try:
             result = self.evaluator.run(fam, params, self.contexts[fam.model_type], fidelity,
@@ -293,6 +315,54 @@ class Search:
             # cannot converge numerically) is a failed trial, not a failed job
             self.failures.append(f"{fam.model_type} {params}: {exc}")
             return None
+        return self._record(fam, params, fidelity, phase, result)
+
+    def _evaluate_all(self, batch: list[tuple[Family, dict[str, Any], float, str]]) -> list[Trial | None]:
+        """Evaluate (family, params, fidelity, phase) candidates: one after another
+        here, or side by side on the pool; either way recorded in the batch's order,
+        so the leaderboard does not depend on which task finished first."""
+        if self.pool is None:
+            return [self._evaluate(*candidate) for candidate in batch]
+        admitted = [i for i, (fam, params, fidelity, _) in enumerate(batch) if self._admit(fam, params, fidelity)]
+        outcomes = self.pool.run([(batch[i][0], batch[i][1], self.contexts[batch[i][0].model_type], batch[i][2])
+                                  for i in admitted], self.budget.search_deadline())
+        out: list[Trial | None] = [None] * len(batch)
+        interrupted = False
+        for i, outcome in zip(admitted, outcomes):
+            fam, params, fidelity, phase = batch[i]
+            if isinstance(outcome, TrialInterrupted):
+                interrupted = True
+            elif isinstance(outcome, Exception):
+                # failed on this data, or lost with a cluster worker: the search goes on
+                self.failures.append(f"{fam.model_type} {params}: {outcome}")
+            else:
+                out[i] = self._record(fam, params, fidelity, phase, outcome)
+        if interrupted:
+            raise _OutOfTime()
+        return out
+
+    def _admit(self, fam: Family, params: dict[str, Any], fidelity: float) -> bool:
+        """Whether a trial runs: not seen before, and predicted to fit in the time left
+        (raises _OutOfTime once the search deadline has passed)."""
+        key = (fam.model_type, _freeze(params), fidelity)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        rate = self._rate.get(fam.model_type)
+        from .validation import cost_units
+
+        predicted = rate * cost_units(fam, params, fidelity) if rate is not None else 0.0
+        if not self.budget.allows(0.0):
+            raise _OutOfTime()
+        if not self.budget.allows(predicted):
+            # only when the budget binds: a trial predicted not to fit is skipped and
+            # cheaper ones still run
+            self.skipped += 1
+            return False
+        return True
+
+    def _record(self, fam: Family, params: dict[str, Any], fidelity: float, phase: str,
+                result: TrialResult) -> Trial:
         units = result.cost_units
         self._rate[fam.model_type] = max(self._rate.get(fam.model_type, 0.0) * 0.5, result.seconds / units)
         trial = Trial(len(self.trials), fam.model_type, dict(params), fidelity, phase, result)
@@ -317,6 +387,16 @@ class Search:
         scores = [t.score for t in self.trials if t.family == family and t.fidelity == 1.0
                   and _freeze(t.params) == _freeze(params)]
         return scores[0]
+
+
+class TrialPool(Protocol):
+    """Runs a batch of trials side by side (automl/cluster.py's ClusterTrials)."""
+
+    def run(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
+            deadline: float) -> list[TrialResult | Exception]:
+        """One outcome per trial, in order: its result, TrialInterrupted (it ran into
+        `deadline`, monotonic) or the exception that ended it."""
+        ...
 
 
 class _OutOfTime(Exception):

@@ -24,7 +24,7 @@ from .dataset import Clock, Progress, check_columns, feature_infos, find_target,
 from .errors import InvalidOption, TimeBudgetExceeded, UnusableData
 from .families import PARALLEL_MIN_CELLS, Context, Family, TrialInterrupted
 from .registry import FAMILIES, families_for
-from .boosting import xgboost_fixed
+from .boosting import XGBModel, xgboost_fixed
 from .hyperparams import map_hyperparameters
 from .evaluation import classification_evaluation, regression_evaluation
 from .evaluation import trials as evaluation_trials
@@ -45,11 +45,16 @@ _BALANCE_OBJECTIVES = ("f1", "f1_macro", "balanced_accuracy", "auc", "recall", "
 
 
 def train(table: pa.Table, options: TrainOptions | Mapping[str, Any], *,
-          progress: Progress | None = None, n_jobs: int | None = None) -> TrainedModel:
+          progress: Progress | None = None, n_jobs: int | None = None, cluster: Any = None) -> TrainedModel:
     """Train the best model the budget allows for `options.target` from `table`.
 
     Feature columns are all other columns, in table order. Raises an AutoMLError
-    subclass (with `sqlstate`) for anything a SQL user has to fix."""
+    subclass (with `sqlstate`) for anything a SQL user has to fix.
+
+    `cluster`: a Dask scheduler address (or a dask.distributed Client) to run the
+    search's trials on, and an XGBOOST winner's final fit (automl/cluster.py); the
+    budget is then wall time across the cluster. A cluster that does not answer or
+    goes away raises ClusterUnavailable / ClusterLost."""
     clock = Clock(time.monotonic(), 0.0, progress)
     opts = TrainOptions.from_mapping(options)
     clock.budget = float(opts.max_runtime)
@@ -62,9 +67,18 @@ def train(table: pa.Table, options: TrainOptions | Mapping[str, Any], *,
     small = table.num_rows * max(1, table.num_columns) < PARALLEL_MIN_CELLS
     with threadpool_limits(limits=1 if small else jobs):
         clock.report(phase="preparing", trials=0)
-        if opts.model_type == "KMEANS":
+        if opts.model_type == "KMEANS":  # one fit, no search: trained here
             return train_kmeans(table, opts, clock, jobs)
-        return _train_supervised(table, opts, clock, jobs)
+        if cluster is None:
+            return _train_supervised(table, opts, clock, jobs)
+        from .cluster import connect
+
+        client = connect(cluster) if isinstance(cluster, str) else cluster
+        try:
+            return _train_supervised(table, opts, clock, jobs, client)
+        finally:
+            if client is not cluster:
+                client.close(timeout=5)
 
 
 def _available_cores() -> int:
@@ -77,7 +91,8 @@ def _available_cores() -> int:
 # -- supervised -------------------------------------------------------------------------
 
 
-def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: int) -> TrainedModel:
+def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: int,
+                      client: Any = None) -> TrainedModel:
     report: list[str] = []
     target_name = find_target(table, opts)
     features = [c for c in table.column_names if c != target_name]
@@ -127,13 +142,22 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     validation = (f"{len(folds)}-fold cross-validation" if len(folds) > 1 else "one holdout split")
     report.append(f"rows: {len(sel)} for training/selection ({validation}), {len(test)} held out for the metrics")
 
-    search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, len(folds), len(sel))
+    pool = None
+    if client is not None:
+        from .cluster import ClusterTrials
+
+        pool = ClusterTrials(client, evaluator)
+        threads = sum(client.nthreads().values())
+        report.append(f"training cluster {client.scheduler.address}: trials ran as tasks on "
+                      f"{len(client.nthreads())} workers ({threads} threads)")
+    search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, len(folds), len(sel),
+                         pool)
     winner = search.winner()
     fam = FAMILIES[winner.family]
     report.append(f"search: {len(search.trials)} trials, stopped: {search.stop_reason}")
     report.append(f"winner: {winner.family} {winner.params} (validation {objective.name} {winner.score:.6g})")
 
-    est = _refit(fam, winner, contexts[fam.model_type], matrices[fam.encoding], y_sel, clock, report)
+    est = _refit(fam, winner, contexts[fam.model_type], matrices[fam.encoding], y_sel, clock, report, client)
     spec = specs[fam.encoding]
     X_test = transform(spec, raw_test)
     threshold = winner.result.threshold
@@ -199,8 +223,12 @@ def _fit_specs(families: list[Family], opts: TrainOptions, infos: list[ColumnInf
 
 def _run_search(families: list[Family], contexts: dict[str, Context], evaluator: Evaluator,
                 objective: P.Objective, clock: Clock, opts: TrainOptions, fold_rows: int,
-                n_folds: int, n_sel: int) -> Search:
+                n_folds: int, n_sel: int, pool: Any = None) -> Search:
     overhead = min(5.0, 0.2 + 0.03 * clock.budget)
+    if pool is not None:
+        # on a cluster the final fit starts xgboost.dask's workers and scatters the
+        # partitions first: a fixed share of the budget is kept for that
+        overhead += min(3.0, 0.15 * clock.budget)
     holder: dict[str, Search] = {}
 
     def reserve() -> float:
@@ -219,7 +247,7 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
                      best_model_type=None if best is None else best.family, objective=objective.name)
 
     search = Search(families, contexts, evaluator, objective, Budget(clock.hard_deadline, reserve), opts.seed,
-                    on_trial=on_trial, n_train_rows=fold_rows, tune=opts.auto)
+                    on_trial=on_trial, n_train_rows=fold_rows, tune=opts.auto, pool=pool)
     holder["search"] = search
     search.run()
     if search.failures:
@@ -234,18 +262,60 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
 
 
 def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarray,
-           clock: Clock, report: list[str]) -> Any:
+           clock: Clock, report: list[str], client: Any = None) -> Any:
     """The winner fitted on the whole selection part, if the budget allows; else the
-    winner's own first-fold model (still never trained on the test part)."""
+    winner's own first-fold model (still never trained on the test part). On a
+    cluster, an XGBOOST winner is fitted by xgboost.dask on row partitions."""
     clock.report(phase="refitting", best_model_type=winner.family, best_score=winner.score)
     overhead = min(5.0, 0.2 + 0.03 * clock.budget) * 0.5
+    fallback = winner.result.model
     try:
-        est = fam.fit(fam.build(winner.params, ctx), X, y, clock.hard_deadline - overhead)
+        est = fam.build(winner.params, ctx)
+        if client is not None and isinstance(est, XGBModel) and not est.early_stopping_rounds:
+            from .cluster import ClusterLost, fit_xgboost_partitioned
+
+            try:
+                est = fit_xgboost_partitioned(client, est, X, y, clock.hard_deadline - overhead)
+            except (TrialInterrupted, ClusterLost):
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. a worker holding partitions died
+                report.append(f"the final fit on the cluster failed ({type(exc).__name__}: {exc}): "
+                              "kept the winning trial's model")
+                return fallback
+            report.append(f"refit on all {len(y)} selection rows with xgboost.dask on the training cluster "
+                          f"({est.partitions} row partitions across its workers)")
+            return est
+        est = fam.fit(est, X, y, clock.hard_deadline - overhead)
         report.append(f"refit on all {len(y)} selection rows")
         return est
     except TrialInterrupted:
+        if fallback is None:
+            # the trial's model stayed on the cluster (only XGBoost's returns, as
+            # data): keep what the refit grew by the deadline, else fit it whole
+            return _grown_so_far(fam, est, X, y, report)
         report.append("time budget reached during the refit: kept the winning trial's model")
-        return winner.result.model
+        return fallback
     except FIT_ERRORS as exc:
+        if fallback is None:
+            raise
         report.append(f"refit failed ({exc}): kept the winning trial's model")
-        return winner.result.model
+        return fallback
+
+
+def _grown_so_far(fam: Family, est: Any, X: np.ndarray, y: np.ndarray, report: list[str]) -> Any:
+    """A refit the deadline stopped, when no trial's model is at hand: an ensemble
+    grown in chunks is a valid model with what it grew (fewer trees or epochs); one
+    stopped before its first chunk is fitted whole (over the budget, and said so)."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(est)
+    except (NotFittedError, TypeError):
+        est = fam.fit(est, X, y, float("inf"))
+        report.append("time budget reached before the refit could start: refitted past MAX_RUNTIME")
+        return est
+    grown = getattr(est, fam.grow_attr) if fam.grow_attr else None
+    est.set_params(warm_start=False)
+    report.append(f"time budget reached during the refit: kept the {grown} {fam.grow_attr} grown by then")
+    return est

@@ -90,6 +90,7 @@ class Evaluator:
         self.objective = objective
         self.problem_type = problem_type
         self.n_classes = n_classes
+        self.seed = seed
         rng = np.random.default_rng(seed + 2)
         # fixed row order per fold, so a fidelity-f trial uses a prefix of it
         self.orders = [rng.permutation(tr) for tr, _ in folds]

@@ -100,6 +100,12 @@ def run_serve(args: argparse.Namespace) -> int:
                 print(f"mlproxy: directory {directory} is not writable: {problem}",
                       file=sys.stderr)
                 return 1
+        if config.training_cluster:
+            from .training.cluster import check_at_startup
+            problem = check_at_startup(config.training_cluster, config.training_cluster_fallback)
+            if problem is not None:
+                print(f"mlproxy: {problem}", file=sys.stderr)
+                return 1
         reloader = Reloader(lambda: resolve(flags, environ, path), resolved)
         return _run(serve(config, upstream_url=resolved["upstream"].value,
                           reloader=reloader, demo=resolved["demo"].value))

@@ -113,6 +113,10 @@ class Config:
     training_workers: int = 1
     # Threads each training job may use (None: all cores).
     training_threads: int | None = None
+    # Dask scheduler address the training jobs' search runs on (None: local only),
+    # and whether a cluster that does not answer or is lost means local training.
+    training_cluster: str | None = None
+    training_cluster_fallback: bool = False
     # Seconds between two looks for interrupted training jobs (a failed look is
     # retried sooner, with backoff).
     job_sweep_interval: float = 30.0
@@ -158,7 +162,9 @@ class Config:
                      endpoint_connections=values["endpoint_connections"],
                      admin_users=values["admin_users"], admin_database=values["admin_database"],
                      metrics_listen=values["metrics_listen"],
-                     snapshot_store=values["snapshot_store"], job_lease=values["job_lease"])
+                     snapshot_store=values["snapshot_store"], job_lease=values["job_lease"],
+                     training_cluster=values["training_cluster"],
+                     training_cluster_fallback=values["training_cluster_fallback"])
         if values["upstream"]:
             config.upstream = Upstream.from_url(values["upstream"])
         return config

@@ -35,7 +35,10 @@ class MLRuntime:
         self.jobs = JobRunner(self.catalog, data_dir, cache_dir,
                               store=SnapshotStore(config.snapshot_store, data_dir),
                               workers=config.training_workers, lease=config.job_lease,
-                              worker_threads=config.training_threads)
+                              worker_threads=config.training_threads,
+                              cluster=config.training_cluster and {
+                                  "address": config.training_cluster,
+                                  "fallback": config.training_cluster_fallback})
         self.services = MLServices(self.catalog, self.jobs, config.data_dir, import_dir=config.import_dir,
                                    import_urls=config.import_urls, import_max_bytes=config.import_max_bytes)
         self.endpoints = Endpoints(endpoint_settings(config))

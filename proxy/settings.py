@@ -156,6 +156,20 @@ def _url_prefixes(value: Any) -> tuple[str, ...]:
     return prefixes
 
 
+def _cluster(value: Any) -> str:
+    """A Dask scheduler address: tcp://host:port, tls://host:port, or host:port."""
+    text = _text(value).strip()
+    if "://" not in text:
+        text = "tcp://" + text
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("tcp", "tls", "ucx", "ws", "wss"):
+        raise ValueError(f"expected tcp://HOST:PORT (or tls://, ucx://, ws://, wss://), got {value!r}")
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"expected {scheme}://HOST:PORT, got {value!r}")
+    return text.rstrip("/")
+
+
 def _existing_file(value: Any) -> Path:
     path = _path(value)
     if not path.is_file():
@@ -245,6 +259,16 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0, on_change="reload"),
     Setting("workers", _int, 1, "training jobs that run at once, each in its own process",
             metavar="N", minimum=1, on_change="reload"),
+    Setting("training_cluster", _cluster, None,
+            "Dask scheduler to train on (dask.distributed, e.g. tcp://scheduler:8786): the "
+            "AutoML search's trials run as tasks on its workers and an XGBoost winner "
+            "trains with xgboost.dask; only plain data (scores, XGBoost JSON) comes back; "
+            "needs `pip install 'mlproxy[cluster]'`", metavar="URL",
+            default_help="none: train in local worker processes"),
+    Setting("training_cluster_fallback", _bool, False,
+            "when the training cluster does not answer at startup, or is lost during a "
+            "job, train on the local workers instead (without it: serve does not start, "
+            "and the job is FAILED with the reason)"),
     Setting("job_sweep", _float, 30.0,
             "how often to look for interrupted training jobs to resume or fail (a failed "
             "look is retried sooner)", metavar="SECONDS", minimum=0.1),
@@ -493,6 +517,9 @@ def check_together(resolved: Resolved) -> None:
         return resolved[name].source
     if resolved["tls_key"].value and not resolved["tls_cert"].value:
         raise ConfigError(f"tls_key ({where('tls_key')}) needs tls_cert")
+    if resolved["training_cluster_fallback"].value and not resolved["training_cluster"].value:
+        raise ConfigError(f"training_cluster_fallback ({where('training_cluster_fallback')}) "
+                          f"needs training_cluster")
     if resolved["tls_required"].value and not resolved["tls_cert"].value:
         raise ConfigError(f"tls_required ({where('tls_required')}) needs tls_cert "
                           f"(and tls_key, unless the certificate file holds the key)")

@@ -50,7 +50,7 @@ class JobRunner:
     def __init__(self, catalog: CatalogStore, data_dir: Path, cache_dir: Path, *,
                  store: SnapshotStore | None = None, workers: int = 1, poll_interval: float = 1.0,
                  orphan_after: float = 300.0, lease: float = 30.0, max_attempts: int = 3,
-                 worker_threads: int | None = None) -> None:
+                 worker_threads: int | None = None, cluster: dict[str, Any] | None = None) -> None:
         self.catalog = catalog
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir)
@@ -63,6 +63,7 @@ class JobRunner:
         # how often an idle proxy looks at the queue besides when it hears of a job
         self.claim_interval = max(0.2, min(5.0, lease / 3))
         self.worker_threads = worker_threads
+        self.cluster = cluster  # {"address", "fallback"}: see proxy/training/cluster.py
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self._slots = asyncio.Semaphore(self.workers)
         self._databases: set[str] = set()  # whose queues this proxy takes jobs from
@@ -490,6 +491,7 @@ class JobRunner:
         spec = job.read_json(job.spec_file) or {}
         spec["cache_dir"] = str(self.cache_dir)
         spec["n_jobs"] = self.worker_threads
+        spec["training_cluster"] = self.cluster
         job.write_json(job.spec_file, spec)
         log_path = job.path / "worker.log"
         with open(log_path, "ab") as log_file:

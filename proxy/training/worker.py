@@ -38,15 +38,15 @@ def run_job(job: JobDir) -> int:
         job.write_json(job.progress_file, {**info, "updated": time.time()})
 
     try:
-        import automl
         from compiler.artifact import dump
+
+        from . import cluster
 
         progress({"phase": "loading data", "elapsed": 0.0})
         table = load_table(job)
         if spec["options"].get("model_type") == "FORECAST":
             return _forecast_job(job, spec, table, progress, started)
-        trained = automl.train(table, spec["options"], progress=progress,
-                               n_jobs=spec.get("n_jobs"))
+        trained = cluster.train(table, spec, progress)
         progress({"phase": "compiling", "elapsed": round(time.monotonic() - started, 3),
                   "trials": len(trained.leaderboard)})
         artifact = dump(trained)

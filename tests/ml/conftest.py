@@ -135,3 +135,13 @@ def priv_world(ml_proxy, upstream) -> PrivWorld:
     yield world
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         _drop_world(admin)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--dask-full", action="store_true", default=False,
+                     help="also run the long Dask cluster tests (tests/ml/test_dask_training.py; "
+                          "or MLPROXY_DASK_FULL=1)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "dask_full: long Dask cluster test, run with --dask-full")

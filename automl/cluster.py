@@ -1,0 +1,338 @@
+"""Training on a Dask cluster (dask.distributed): the search's trials as tasks, and
+XGBoost's own Dask training for the winner's final fit on partitioned data.
+
+`ClusterTrials` is the search's trial pool (automl.search.TrialPool): the selection
+part's matrices, targets and folds are scattered to the cluster once, and each batch
+of trials the search hands it runs as one task per trial, side by side on the
+cluster's workers. The search itself (which trial comes next, the budget, the
+leaderboard) stays in the training process; it records a batch in the order it was
+submitted, so results do not depend on which worker finished first.
+
+What returns from the cluster is plain data, never a fitted estimator: Dask pickles
+task arguments and results, so a task returns a dict of floats and strings (the
+trial's score, seconds, threshold) plus, for XGBoost, the first fold's Booster as
+XGBoost's JSON model bytes, which the training process loads into a fresh Booster.
+The final model is fitted in the training process (or, for an XGBOOST winner, by
+xgboost.dask, whose Booster crosses as XGBoost's own UBJSON model bytes and is
+re-read from its JSON here), then goes through the same export and compiler as a
+local job: no executable object from the cluster reaches the catalog.
+
+Time: the search's deadline is a monotonic time in the training process; a task
+gets it as wall-clock time (cluster hosts are assumed NTP-synchronised) and turns it
+back into its own monotonic deadline.
+
+Faults: a task whose worker dies is re-run by the scheduler on another worker (up
+to `distributed.scheduler.allowed-failures`, then it fails as KilledWorker and
+the search goes on without that trial). A cluster that stops answering (no
+scheduler connection, or no workers, for LOST_AFTER seconds) raises ClusterLost;
+one that does not answer at the start raises ClusterUnavailable. Both are
+AutoMLErrors the proxy's worker turns into a local retry or a FAILED reason.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .errors import AutoMLError
+from .families import Context, Family, TrialInterrupted
+from .validation import Evaluator, TrialResult
+
+#: seconds to wait for the scheduler when connecting
+CONNECT_TIMEOUT = 10.0
+#: a cluster with no scheduler connection or no workers for this long is lost
+LOST_AFTER = 15.0
+#: after the search deadline, tasks still running get this long to notice it
+DEADLINE_GRACE = 5.0
+
+
+class ClusterUnavailable(AutoMLError):
+    """The training cluster does not answer."""
+
+    sqlstate = "08001"  # sqlclient_unable_to_establish_sqlconnection
+
+
+class ClusterLost(AutoMLError):
+    """The training cluster went away while training."""
+
+    sqlstate = "08006"  # connection_failure
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> Any:
+    """A dask.distributed Client for `address` (ClusterUnavailable if it does not
+    answer within `timeout` seconds)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ClusterUnavailable("training on a cluster needs dask.distributed",
+                                 hint="pip install 'mlproxy[cluster]'") from None
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterUnavailable(f"training cluster {address} does not answer: {exc or type(exc).__name__}") \
+            from None
+
+
+def describe(address: str, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
+    """The cluster's workers and threads (what `serve` checks at startup)."""
+    client = connect(address, timeout)
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        return {"workers": len(workers), "threads": sum(int(w.get("nthreads", 1)) for w in workers.values())}
+    finally:
+        client.close()
+
+
+def _threads(client: Any) -> int:
+    """The cluster's worker threads as the client last heard (no call to the
+    scheduler, which may be gone)."""
+    try:
+        workers = client.scheduler_info().get("workers", {})
+        return sum(int(w.get("nthreads", 1)) for w in workers.values())
+    except Exception:  # noqa: BLE001 - asked again in the wait loop
+        return 0
+
+
+def _lost(client: Any, exc: BaseException) -> ClusterLost:
+    return ClusterLost(f"training cluster {client.scheduler.address} lost: {type(exc).__name__}: {exc}")
+
+
+class _TaskLost(Exception):
+    """A trial task cancelled on the cluster (not failed): run again once."""
+
+
+class ClusterTrials:
+    """The search's trials as tasks on a Dask cluster (see the module's text)."""
+
+    def __init__(self, client: Any, evaluator: Evaluator) -> None:
+        self.client = client
+        self.evaluator = evaluator
+        self._matrices: dict[str, Any] = {}
+        self._common = self._scatter_common()
+        self.setup = {"objective": evaluator.objective, "problem_type": evaluator.problem_type,
+                      "n_classes": evaluator.n_classes, "seed": evaluator.seed}
+
+    def _scatter_common(self) -> Any:
+        # one future for the dict (a list or dict given to scatter is scattered by item);
+        # scattered data has no lineage, so it is copied to every worker: a worker that
+        # dies takes no trial's input with it, and its tasks re-run on another
+        return self._scatter([{"y": self.evaluator.y, "folds": self.evaluator.folds}])[0]
+
+    def _scatter(self, data: Any) -> Any:
+        """Copied to every worker, within LOST_AFTER seconds (a worker that is gone or
+        restarting must not hold the job: ClusterLost)."""
+        try:
+            return self.client.scatter(data, hash=False, broadcast=True, timeout=LOST_AFTER)
+        except (TimeoutError, OSError) as exc:
+            raise _lost(self.client, exc) from None
+
+    def _matrix(self, encoding: str) -> Any:
+        if encoding not in self._matrices:
+            self._matrices[encoding] = self._scatter(self.evaluator.matrices[encoding])
+        return self._matrices[encoding]
+
+    def run(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
+            deadline: float) -> list[TrialResult | Exception]:
+        outcomes = self._run_once(trials, deadline)
+        lost = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, _TaskLost)]
+        if lost:
+            # tasks cancelled with a worker (or their input lost with it): once the
+            # cluster answers again, their inputs are scattered anew and they run once more
+            self._until_healthy()
+            self._matrices.clear()
+            self._common = self._scatter_common()
+            again = self._run_once([trials[i] for i in lost], deadline)
+            for i, outcome in zip(lost, again):
+                outcomes[i] = RuntimeError(str(outcome)) if isinstance(outcome, _TaskLost) else outcome
+        return outcomes
+
+    def _run_once(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
+                  deadline: float) -> list[TrialResult | Exception]:
+        if not trials:
+            return []
+        wall_deadline = time.time() + (deadline - time.monotonic())
+        try:
+            futures = [self.client.submit(run_trial, self._matrix(fam.encoding), self._common, self.setup,
+                                          fam.model_type, params, ctx, fidelity, wall_deadline, pure=False)
+                       for fam, params, ctx, fidelity in trials]
+        except Exception as exc:
+            if self.client.status != "running":
+                raise _lost(self.client, exc) from None
+            raise
+        try:
+            self._wait(futures, deadline + DEADLINE_GRACE)
+        except BaseException:
+            self._cancel(futures)
+            raise
+        out: list[TrialResult | Exception] = []
+        for future, (fam, params, ctx, fidelity) in zip(futures, trials):
+            out.append(self._outcome(future, fam, params, ctx))
+        self._cancel([f for f in futures if not f.done()])
+        return out
+
+    def _until_healthy(self) -> None:
+        """Return once the client is connected to a scheduler with workers; ClusterLost
+        after LOST_AFTER seconds without."""
+        since = time.monotonic()
+        while not (self.client.status == "running" and _threads(self.client) > 0):
+            if time.monotonic() - since > LOST_AFTER:
+                why = ("no connection to its scheduler" if self.client.status != "running"
+                       else "it has no workers")
+                raise ClusterLost(f"training cluster {self.client.scheduler.address} lost: {why} "
+                                  f"for {LOST_AFTER:g} s")
+            time.sleep(0.1)
+
+    def _wait(self, futures: list[Any], give_up: float) -> None:
+        """Until every task is done or `give_up` (monotonic); ClusterLost if the
+        cluster stops answering meanwhile."""
+        while time.monotonic() < give_up:
+            # the Client's own thread updates the futures; polling needs no default client
+            if all(f.done() for f in futures):
+                return
+            time.sleep(0.1)
+            if not (self.client.status == "running" and _threads(self.client) > 0):
+                self._until_healthy()
+
+    def _outcome(self, future: Any, fam: Family, params: dict[str, Any], ctx: Context) -> TrialResult | Exception:
+        if future.status == "finished":
+            data = future.result()
+            if data.get("interrupted"):
+                return TrialInterrupted()
+            if data.get("error"):
+                return ValueError(data["error"])
+            model = None
+            if data.get("xgboost_json") is not None:
+                model = load_xgboost(fam, params, ctx, data["xgboost_json"])
+            return TrialResult(float(data["score"]), float(data["seconds"]), data["threshold"], model,
+                               float(data["cost_units"]))
+        if future.status == "error":
+            exc = future.exception()
+            return RuntimeError(f"trial task failed on the cluster: {type(exc).__name__}: {exc}")
+        if future.done():  # cancelled, or its input lost with the workers that held it
+            return _TaskLost(f"trial task {future.status} on the cluster")
+        return TrialInterrupted()  # still running past the deadline
+
+    def _cancel(self, futures: list[Any]) -> None:
+        if futures:
+            try:
+                self.client.cancel(futures)
+            except Exception:  # noqa: BLE001 - a lost cluster has nothing left to cancel
+                pass
+
+
+def run_trial(X: np.ndarray, common: dict[str, Any], setup: dict[str, Any], model_type: str,
+              params: dict[str, Any], ctx: Context, fidelity: float, wall_deadline: float) -> dict[str, Any]:
+    """One trial on a cluster worker: the same Evaluator as a local trial, on the
+    scattered data; returns plain data only (see the module's text)."""
+    from .boosting import XGBModel
+    from .registry import FAMILIES
+    from .search import FIT_ERRORS
+
+    deadline = time.monotonic() + (wall_deadline - time.time())
+    evaluator = Evaluator({FAMILIES[model_type].encoding: X}, common["y"], common["folds"], setup["objective"],
+                          setup["problem_type"], setup["n_classes"], setup["seed"])
+    ctx = replace(ctx, n_jobs=_worker_threads())
+    try:
+        result = evaluator.run(FAMILIES[model_type], params, ctx, fidelity, deadline)
+    except TrialInterrupted:
+        return {"interrupted": True}
+    except FIT_ERRORS as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    model = result.model
+    return {"score": float(result.score), "seconds": float(result.seconds),
+            "threshold": None if result.threshold is None else float(result.threshold),
+            "cost_units": float(result.cost_units),
+            "xgboost_json": model.model_json() if isinstance(model, XGBModel) else None}
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def load_xgboost(fam: Family, params: dict[str, Any], ctx: Context, model_json: bytes) -> Any:
+    """An XGBModel of `params` whose Booster is read from XGBoost's JSON model."""
+    import xgboost as xgb
+
+    est = fam.build(params, ctx)
+    booster = xgb.Booster()
+    booster.load_model(bytearray(model_json))
+    est.booster = booster
+    return est
+
+
+# -- XGBoost's Dask interface: the final fit on partitioned data -------------------------------
+
+#: rows per partition of the final fit's data (at least two partitions per worker)
+PARTITION_ROWS = 250_000
+
+
+def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray, deadline: float,
+                            partitions: int | None = None) -> Any:
+    """Fit `est` (an XGBModel without early stopping) with xgboost.dask on `X`, `y`
+    cut into row partitions spread over the cluster's workers. The Booster comes back
+    as XGBoost's own model bytes and is re-read from its JSON. TrialInterrupted when
+    `deadline` (monotonic) stopped it before its last round."""
+    import dask.array as da
+    import xgboost as xgb
+    from xgboost import dask as dxgb
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    workers = max(1, len(client.nthreads()))
+    count = partitions or max(2 * workers, math.ceil(len(y) / PARTITION_ROWS))
+    bounds = np.linspace(0, len(y), count + 1).astype(np.int64)
+    weight = compute_sample_weight(est.class_weight, y) if est.class_weight else None
+
+    def parts(values: np.ndarray) -> Any:
+        futures = client.scatter([values[a:b] for a, b in zip(bounds[:-1], bounds[1:])], hash=False)
+        return da.concatenate([da.from_delayed(f, shape=(b - a, *values.shape[1:]), dtype=values.dtype)
+                               for f, a, b in zip(futures, bounds[:-1], bounds[1:])])
+
+    params = {**est.params, "nthread": _cluster_threads(client), "tree_method": est.params.get("tree_method", "hist")}
+    wall_deadline = time.time() + (deadline - time.monotonic())
+    try:
+        with client.as_current():  # the partitions' graph is computed by this client
+            dtrain = dxgb.DaskDMatrix(client, parts(X), parts(y),
+                                      weight=None if weight is None else parts(weight))
+            out = dxgb.train(client, params, dtrain, num_boost_round=est.num_round,
+                             callbacks=[WallDeadline(wall_deadline)])
+    except Exception as exc:
+        if client.status != "running" or not _threads(client):
+            raise _lost(client, exc) from None
+        raise
+    booster = xgb.Booster()
+    booster.load_model(bytearray(out["booster"].save_raw("json")))
+    if booster.num_boosted_rounds() < est.num_round:
+        raise TrialInterrupted()
+    est.booster = booster
+    est.partitions = count
+    return est
+
+
+def _cluster_threads(client: Any) -> int:
+    return max(1, min(client.nthreads().values(), default=1))
+
+
+try:
+    from xgboost.callback import TrainingCallback as _Callback
+except ImportError:  # pragma: no cover - xgboost is a dependency
+    _Callback = object  # type: ignore[assignment,misc]
+
+
+class WallDeadline(_Callback):  # type: ignore[misc,valid-type]
+    """Stops XGBoost's rounds at a wall-clock deadline (it runs on the workers)."""
+
+    def __init__(self, wall_deadline: float) -> None:
+        super().__init__()
+        self.wall_deadline = wall_deadline
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        return time.time() > self.wall_deadline
