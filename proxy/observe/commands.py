@@ -144,20 +144,31 @@ SELECT schema_name, model_name, owner::text AS owner, progress, job_owner,
   FROM mlproxy.models WHERE state = 'TRAINING' ORDER BY created_at, id"""
 
 
+# A job's progress phase until a proxy claims it from the queue ("exported": its
+# snapshot written by CREATE MODEL, waiting for a free worker of any proxy).
+_WAITING_PHASES = (None, "queued", "exported")
+
+
+async def training_job_rows(catalog: Any) -> list[tuple]:
+    """Every database's training jobs from its catalog, SHOW JOBS' rows (its state
+    column, index 4, is "queued" or "running"); also what /metrics counts as queued."""
+    rows = []
+    for db in sorted(await catalog.databases_with_catalog()):
+        for r in await catalog.fetch(db, _JOBS_SQL):
+            progress = _progress(r["progress"])
+            phase = progress.get("phase")
+            rows.append((db, r["schema_name"], r["model_name"], r["owner"],
+                         "queued" if phase in _WAITING_PHASES else "running", phase,
+                         _progress_text(progress), round(r["elapsed"], 3), r["job_owner"],
+                         r["created"]))
+    return rows
+
+
 async def _jobs(c: Commands) -> Result:
     if c.catalog is None:
         return Result(JOBS_COLUMNS, [])
-    rows = []
     try:
-        databases = await c.catalog.databases_with_catalog()
-        for db in sorted(databases):
-            for r in await c.catalog.fetch(db, _JOBS_SQL):
-                progress = _progress(r["progress"])
-                phase = progress.get("phase")
-                rows.append((db, r["schema_name"], r["model_name"], r["owner"],
-                             "queued" if phase in (None, "queued") else "running", phase,
-                             _progress_text(progress), round(r["elapsed"], 3), r["job_owner"],
-                             r["created"]))
+        rows = await training_job_rows(c.catalog)
     except PgError:
         raise
     except Exception as exc:  # noqa: BLE001 - the catalog unreachable: the command's error

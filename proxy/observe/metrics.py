@@ -20,6 +20,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from prometheus_client.utils import floatToGoString
 
 from .stats import (BATCH_BOUNDS, PROMETHEUS_LATENCY_BOUNDS, Histogram, Stats, session_relay)
+from .commands import training_job_rows
 
 log = logging.getLogger("mlproxy.metrics")
 
@@ -53,7 +54,17 @@ class StatsCollector:
                        self.stats.snapshot(), jobs)
 
     async def _read_async(self) -> Reading:
-        return self._read()
+        reading = self._read()
+        runner = self.stats.jobs
+        catalog = getattr(runner, "catalog", None)
+        if catalog is not None:  # queued jobs wait in the catalog's queue, any proxy's to take
+            try:
+                rows = await training_job_rows(catalog)
+            except Exception:  # noqa: BLE001 - catalog unreachable: this proxy's own count stays
+                log.debug("metrics: training queue not read", exc_info=True)
+            else:
+                reading.jobs = {**reading.jobs, "queued": sum(1 for r in rows if r[4] == "queued")}
+        return reading
 
     def collect(self):  # on the HTTP server's thread
         reading = asyncio.run_coroutine_threadsafe(self._read_async(), self.loop).result(_SCRAPE_TIMEOUT)
@@ -125,7 +136,9 @@ def families(r: Reading):
         cache.add_metric([result], n)
     yield cache
 
-    jobs = GaugeMetricFamily("mlproxy_training_jobs", "This proxy's training jobs now, by state",
+    jobs = GaugeMetricFamily("mlproxy_training_jobs",
+                             "Training jobs now: queued in the catalog (any proxy's to take), "
+                             "running on this proxy",
                              labels=["state"])
     for state in ("queued", "running"):
         jobs.add_metric([state], r.jobs.get(state, 0))

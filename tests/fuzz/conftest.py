@@ -13,7 +13,7 @@ import pytest
 
 from .env import FuzzEnv, start_env
 
-DEFAULT_CASES = 320
+DEFAULT_CASES = 160
 
 
 def pytest_addoption(parser):
