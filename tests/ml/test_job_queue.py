@@ -287,10 +287,11 @@ def test_a_dropped_model_s_snapshot_leaves_the_store_when_its_creator_is_gone(pg
         with psycopg.connect(other.dsn(), autocommit=True) as conn:
             conn.execute("DROP MODEL fleet_dropped")
         deadline = time.monotonic() + 20
-        while any(store.rglob("job.json")):
+        while any(store.rglob("job.json")) or any(store.rglob("data.parquet")):
             assert time.monotonic() < deadline, other.read_log()
             time.sleep(0.1)
-        assert other.wait_for_log("removing the snapshot of a dropped model")
+        # (by the other proxy's sweep, or by its DROP MODEL's own clean-up of a queued
+        # job, whichever comes first: the full suite saw both)
     finally:
         for p in (creator, other):
             if p.alive():
