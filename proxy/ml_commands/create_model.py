@@ -21,7 +21,7 @@ from .. import errors, protocol as p
 from ..catalog.store import CatalogStore
 from ..errors import PgError
 from ..intercept import Takeover
-from ..ml_statements import CreateModel, DropModel, ModelName, SourceQuery
+from ..ml_statements import CreateModel, CreateRemoteModel, DropModel, ModelName, SourceQuery
 from ..ml_statements import hyperparameters as hp
 from ..ml_statements.literals import quote_identifier
 from ..training.jobs import JobRunner
@@ -84,10 +84,15 @@ class _Abort(Exception):
         self.error = error
 
 
-async def create_model(services: MLServices, takeover: Takeover, stmt: CreateModel) -> bool:
-    """Carry out CREATE MODEL; returns False after reporting an error to the client."""
+async def create_model(services: MLServices, takeover: Takeover, stmt: CreateModel | CreateRemoteModel) -> bool:
+    """Carry out CREATE MODEL (trained, imported, or remote); returns False after
+    reporting an error to the client."""
     try:
-        if stmt.imported:  # bring your own model: imported, not trained
+        if isinstance(stmt, CreateRemoteModel):  # an inference endpoint's model
+            from .remote_model import create_remote_model  # (it imports this module)
+
+            await create_remote_model(services, takeover, stmt)
+        elif stmt.imported:  # bring your own model: imported, not trained
             from .import_model import import_model  # (it imports this module)
 
             await import_model(services, takeover, stmt)
@@ -100,7 +105,9 @@ async def create_model(services: MLServices, takeover: Takeover, stmt: CreateMod
         return False
 
 
-async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -> None:
+async def begin_create(services: MLServices, takeover: Takeover, catalog_hint: str | None = None) -> str:
+    """What every CREATE MODEL checks first: no transaction block around it, and the
+    database's catalog reachable. Returns the database."""
     session = takeover.session
     if session.txstatus != b"I":
         raise _Abort(PgError(errors.ACTIVE_SQL_TRANSACTION,
@@ -109,8 +116,13 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     try:
         await services.catalog.pool(database)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the catalog
-        raise _catalog_unavailable(database, exc, hint="The proxy's service user needs CREATE "
-                                   "on the database to create schema mlproxy.") from exc
+        raise _catalog_unavailable(database, exc, hint=catalog_hint) from exc
+    return database
+
+
+async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -> None:
+    database = await begin_create(services, takeover, catalog_hint="The proxy's service user needs "
+                                  "CREATE on the database to create schema mlproxy.")
 
     source = _Source(stmt)
     columns, current_schema = await _describe(takeover, source)
@@ -160,13 +172,8 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     function_schema = stmt.function.name.schema or current_schema  # as CREATE FUNCTION's
     if function_schema is None:
         raise _Abort(PgError(errors.INVALID_SCHEMA_NAME, "no schema has been selected to create in"))
-    try:
-        await _check_allowed(services, takeover, stmt, database, model_schema, function_schema,
-                             len(features), return_type)
-    except _Abort:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the upstream went away, or the service login
-        raise _catalog_unavailable(database, exc) from exc
+    await _check_allowed(services, takeover, stmt, database, model_schema, function_schema,
+                         len(features), return_type)
 
     target_type = None if target is None else types[names.index(target)]
     loss = _xgboost_loss(stmt)
@@ -548,7 +555,19 @@ async def _check_allowed(services: MLServices, takeover: Takeover, stmt: CreateM
     """What registration would refuse, said before the data is exported: the CREATE
     MODEL privilege and CREATE on the schemas (asked on the client's session, as the
     client), a taken model name (42710), a function name another model's function
-    has with as many arguments (42723), a name too long for its _probabilities."""
+    has with as many arguments (42723), a name too long for its _probabilities.
+    A catalog it cannot read is the statement's error too."""
+    try:
+        await _refusals(services, takeover, stmt, database, model_schema, function_schema, arity,
+                        return_type)
+    except _Abort:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the upstream went away, or the service login
+        raise _catalog_unavailable(database, exc) from exc
+
+
+async def _refusals(services: MLServices, takeover: Takeover, stmt: CreateModel, database: str,
+                    model_schema: str, function_schema: str, arity: int, return_type: str) -> None:
     checked = await collect(takeover, "SELECT mlproxy.check_create_model(current_user, "
                             f"{sql_literal(model_schema)}, {sql_literal(function_schema)})")
     _relay_notices(takeover, checked.notices)

@@ -28,7 +28,7 @@ from .. import errors, protocol as p
 from ..errors import PgError
 from ..intercept import Takeover
 from ..ml_statements import CreateModel, ModelLocation
-from .create_model import (AUTOCOMMIT_HINT, MLServices, _Abort, _catalog_unavailable, _check_allowed,
+from .create_model import (MLServices, _Abort, _check_allowed, begin_create,
                            _describe, _register, _relay_notices, _Source, _unregister)
 from .model_bytes import bytea_query, bytea_rows, read_path, read_url
 from .upstream_ops import collect
@@ -55,15 +55,7 @@ class _Origin:
 
 async def import_model(services: MLServices, takeover: Takeover, stmt: CreateModel) -> None:
     """Carry out an importing CREATE MODEL; raises _Abort with the statement's error."""
-    session = takeover.session
-    if session.txstatus != b"I":
-        raise _Abort(PgError(errors.ACTIVE_SQL_TRANSACTION,
-                             "CREATE MODEL cannot run inside a transaction block", hint=AUTOCOMMIT_HINT))
-    database = session.startup.database
-    try:
-        await services.catalog.pool(database)
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the catalog
-        raise _catalog_unavailable(database, exc) from exc
+    database = await begin_create(services, takeover)
     assert stmt.function is not None and stmt.function.arg_types is not None and stmt.function.returns
     stmt = replace(stmt, target=IMPORTED_TARGET)
     arg_types = list(stmt.function.arg_types)
@@ -73,13 +65,8 @@ async def import_model(services: MLServices, takeover: Takeover, stmt: CreateMod
     function_schema = stmt.function.name.schema or schema
     if model_schema is None or function_schema is None:
         raise _Abort(PgError(errors.INVALID_SCHEMA_NAME, "no schema has been selected to create in"))
-    try:
-        await _check_allowed(services, takeover, stmt, database, model_schema, function_schema,
-                             len(arg_types), return_type)
-    except _Abort:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the upstream went away, or the service login
-        raise _catalog_unavailable(database, exc) from exc
+    await _check_allowed(services, takeover, stmt, database, model_schema, function_schema,
+                         len(arg_types), return_type)
 
     started = time.monotonic()
     data, origin = await _model_bytes(services, takeover, stmt)

@@ -26,7 +26,6 @@ from ..ml_statements import (CreateModel, CreateRemoteModel, DropModel, ModelPri
                              might_be_ml_statement, parse_statements)
 from .create_model import MLServices, create_model
 from .privileges import model_privileges
-from .remote_model import create_remote_model
 from .upstream_ops import relay, sql_literal
 
 log = logging.getLogger("mlproxy.ml")
@@ -107,10 +106,8 @@ class MLInterceptor:
         if isinstance(stmt, ModelPrivileges):
             # privileges are checked at every call: no model changed
             return await model_privileges(takeover, stmt)
-        if isinstance(stmt, CreateModel):
+        if isinstance(stmt, (CreateModel, CreateRemoteModel)):
             ok = await create_model(self.services, takeover, stmt)
-        elif isinstance(stmt, CreateRemoteModel):
-            ok = await create_remote_model(self.services, takeover, stmt)
         else:
             ok = await relay(takeover, drop_sql(stmt), tag="DROP MODEL", rows=False,
                              hide_context=True)

@@ -17,33 +17,16 @@ from ..errors import PgError
 from ..inference.remote import EndpointError, return_type_of
 from ..intercept import Takeover
 from ..ml_statements import CreateRemoteModel
-from .create_model import AUTOCOMMIT_HINT, MLServices, _Abort, _catalog_unavailable, _check_allowed, _relay_notices
+from .create_model import MLServices, _Abort, _check_allowed, _relay_notices, begin_create
 from .upstream_ops import collect, sql_literal, sql_text_array
 
 log = logging.getLogger("mlproxy.ml")
 
 
-async def create_remote_model(services: MLServices, takeover: Takeover, stmt: CreateRemoteModel) -> bool:
-    """Carry out CREATE MODEL ... SAGEMAKER; False after reporting an error."""
-    try:
-        await _create(services, takeover, stmt)
-        return True
-    except _Abort as abort:
-        if abort.error is not None:
-            takeover.send_client(p.error_response(abort.error))
-        return False
-
-
-async def _create(services: MLServices, takeover: Takeover, stmt: CreateRemoteModel) -> None:
-    session = takeover.session
-    if session.txstatus != b"I":
-        raise _Abort(PgError(errors.ACTIVE_SQL_TRANSACTION,
-                             "CREATE MODEL cannot run inside a transaction block", hint=AUTOCOMMIT_HINT))
-    database = session.startup.database
-    try:
-        await services.catalog.pool(database)
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the catalog
-        raise _catalog_unavailable(database, exc) from exc
+async def create_remote_model(services: MLServices, takeover: Takeover, stmt: CreateRemoteModel) -> None:
+    """Carry out CREATE MODEL ... SAGEMAKER; raises _Abort with the statement's error
+    (create_model.create_model reports it)."""
+    database = await begin_create(services, takeover)
     position = stmt.positions.get("sagemaker")
     if services.endpoints is None:
         raise _Abort(PgError(errors.FEATURE_NOT_SUPPORTED, "this proxy has no inference endpoints",
@@ -66,13 +49,8 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateRemoteMo
     if model_schema is None or function_schema is None:
         raise _Abort(PgError(errors.INVALID_SCHEMA_NAME, "no schema has been selected to create in"))
     arg_types = list(stmt.function.arg_types or ())
-    try:
-        await _check_allowed(services, takeover, stmt, database, model_schema, function_schema,
-                             len(arg_types), return_type)
-    except _Abort:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the upstream went away, or the service login
-        raise _catalog_unavailable(database, exc) from exc
+    await _check_allowed(services, takeover, stmt, database, model_schema, function_schema,
+                         len(arg_types), return_type)
     # the endpoint takes its inputs by position: the stub's arguments are named so
     arg_names = [f"arg{i}" for i in range(1, len(arg_types) + 1)]
     sql = ("SELECT mlproxy.register_remote_model("

@@ -5,14 +5,12 @@ is over the statements and bytes counted for its database are what pgbench did."
 from __future__ import annotations
 
 import subprocess
-import threading
-import time
 
 import psycopg
 import pytest
 
 from tests.support.clients import client_env, program
-from tests.support.metrics import metrics_url, scrape, value
+from tests.support.metrics import metrics_url, scrape, scraping, value
 
 DATABASE = "observe_bench"
 CLIENTS, TRANSACTIONS = 4, 1000
@@ -41,25 +39,13 @@ def test_pgbench_counted_while_relayed_natively(fresh_proxy, bench_db):
     proxy = fresh_proxy("--metrics-listen", "127.0.0.1:0")
     url = metrics_url(proxy)
     before = scrape(url)
-    scrapes: list[dict] = []
-    stop = threading.Event()
-
-    def scraper() -> None:
-        while not stop.is_set():
-            scrapes.append(scrape(url))
-            time.sleep(0.05)
-    thread = threading.Thread(target=scraper)
-    thread.start()
-    try:
+    with scraping(url) as scrapes:
         # -S: one SELECT per transaction, simple protocol (the native pump relays it)
         done = subprocess.run(
             [program("pgbench"), "-n", "-S", "-c", str(CLIENTS), "-j", "2", "-t", str(TRANSACTIONS),
              "-R", str(CLIENTS * TRANSACTIONS),  # paced over about a second: scraped mid-run
              "-h", proxy.host, "-p", str(proxy.port), "-U", "postgres", bench_db],
             capture_output=True, text=True, timeout=120, env=client_env())
-    finally:
-        stop.set()
-        thread.join()
     assert done.returncode == 0, done.stderr
     after = scrape(url)
     statements = value(after, "mlproxy_statements_total", database=bench_db) \

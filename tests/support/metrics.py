@@ -4,7 +4,11 @@ prometheus-client's own text parser."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,3 +39,23 @@ def value(samples: dict, name: str, **labels: str) -> float:
     """The sum of the samples of `name` whose labels include `labels` (0 if none)."""
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
+
+
+@contextmanager
+def scraping(url: str, every: float = 0.05) -> Iterator[list[dict]]:
+    """Scrape `url` on a thread every `every` seconds while the block runs (to see
+    a run from the middle); the list yielded fills with the scrapes as they come."""
+    scrapes: list[dict] = []
+    stop = threading.Event()
+
+    def scraper() -> None:
+        while not stop.is_set():
+            scrapes.append(scrape(url))
+            time.sleep(every)
+    thread = threading.Thread(target=scraper)
+    thread.start()
+    try:
+        yield scrapes
+    finally:
+        stop.set()
+        thread.join()

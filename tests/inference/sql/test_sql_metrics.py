@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
-import time
 
 import pytest
 
 from tests.support.clients import client_env, program, run_psql
-from tests.support.metrics import metrics_url, scrape, value
+from tests.support.metrics import metrics_url, scrape, scraping, value
 from tests.support.servers import start_proxy
 
 from .conftest import DATABASE
@@ -38,25 +36,13 @@ def test_pgbench_model_calls_counted(suite, replica, tmp_path, mode):
     url = metrics_url(replica)
     script = tmp_path / "predict.sql"
     script.write_text(SCRIPT)
-    scrapes: list[dict] = []
-    stop = threading.Event()
-
-    def scraper() -> None:
-        while not stop.is_set():
-            scrapes.append(scrape(url))
-            time.sleep(0.05)
-    thread = threading.Thread(target=scraper)
-    thread.start()
-    try:
+    with scraping(url) as scrapes:
         done = subprocess.run(
             [program("pgbench"), "-h", replica.host, "-p", str(replica.port), "-U", "postgres",
              "-n", "-M", mode, "-c", str(CLIENTS), "-j", "2", "-t", str(TRANSACTIONS),
              "-R", str(CLIENTS * TRANSACTIONS),  # paced over about a second: scraped mid-run
              "-f", str(script), DATABASE],
             capture_output=True, text=True, timeout=120, env=client_env())
-    finally:
-        stop.set()
-        thread.join()
     assert done.returncode == 0, done.stderr
     assert re.search(r"number of failed transactions: 0\b", done.stdout), done.stdout
     runs = CLIENTS * TRANSACTIONS
