@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from sklearn import datasets
 from sklearn import metrics as skm
@@ -51,6 +52,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import automl  # noqa: E402
 from automl import registry as automl_families  # noqa: E402
+from automl.columns import to_raw  # noqa: E402
+from benchmarks.automl import tables  # noqa: E402
 
 #: AUTO's families per variant (--compare-auto)
 AUTO_VARIANTS = {
@@ -78,18 +81,28 @@ def score(objective: str, y: np.ndarray, pred: np.ndarray) -> float:
     return float(skm.mean_squared_error(y, pred))
 
 
-def split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, str]:
-    loader, problem, objective = DATASETS[name]
-    X, y = loader(return_X_y=True)
+def split(name: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, str, str]:
+    """75/25 split (stratified for classification) of a toy set (columns f0..fN) or
+    of a realistic table (benchmarks/automl/tables.py), as DataFrames."""
+    if name in DATASETS:
+        loader, problem, objective = DATASETS[name]
+        X, y = loader(return_X_y=True)
+        frame = pd.DataFrame({f"f{i}": X[:, i] for i in range(X.shape[1])})
+    else:
+        df, target, problem, objective = tables.load(name)
+        frame, y = df.drop(columns=[target]), df[target].to_numpy()
     strat = y if problem != "REGRESSION" else None
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=seed, stratify=strat)
-    return X_tr, X_te, y_tr, y_te, problem, objective
+    X_tr, X_te, y_tr, y_te = train_test_split(frame, y, test_size=0.25, random_state=seed, stratify=strat)
+    return X_tr.reset_index(drop=True), X_te.reset_index(drop=True), y_tr, y_te, problem, objective
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
                 families: tuple[str, ...] | None = None) -> tuple[np.ndarray, float, str]:
-    cols = {f"f{i}": X_tr[:, i] for i in range(X_tr.shape[1])}
-    table = pa.table({**cols, "target": y_tr})
+    table = _arrow(X_tr.assign(target=y_tr))
     start = time.monotonic()
     saved = automl_families.AUTO_FAMILIES
     automl_families.AUTO_FAMILIES = families or saved
@@ -99,7 +112,8 @@ def run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
     finally:
         automl_families.AUTO_FAMILIES = saved
     seconds = time.monotonic() - start
-    pred = model.reference_predict({f"f{i}": X_te[:, i] for i in range(X_te.shape[1])})
+    test = _arrow(X_te)
+    pred = model.reference_predict({c: to_raw(test.column(c)) for c in test.column_names})
     return pred, seconds, model.model_type
 
 
@@ -131,6 +145,7 @@ def xgboost_equivalence(X_tr, y_tr, problem, seed) -> bool:
 
     from automl.validation import MAX_TEST_ROWS, TEST_FRACTION, stratified_split
 
+    X_tr = X_tr.to_numpy()
     cols = {f"f{i}": X_tr[:, i] for i in range(X_tr.shape[1])}
     table = pa.table({**cols, "target": y_tr})
     n_classes = len(np.unique(y_tr))
@@ -159,14 +174,32 @@ def xgboost_equivalence(X_tr, y_tr, problem, seed) -> bool:
     return bool(same_trees and np.array_equal(got.predict(d), want.predict(d)))
 
 
+def _hgb_matrix(frame: pd.DataFrame, categories: dict[str, Any] | None = None) -> tuple[pd.DataFrame, dict]:
+    """The frame as HistGradientBoosting takes it: text as pandas categories (the
+    training rows' categories), dates as epoch seconds."""
+    out = frame.copy()
+    categories = {} if categories is None else categories
+    fit = not categories
+    for c in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[c]):
+            out[c] = out[c].astype("int64") // 10**9
+        elif out[c].dtype == object:
+            if fit:
+                categories[c] = pd.Index(sorted(out[c].dropna().astype(str).unique()))
+            out[c] = pd.Categorical(out[c], categories=categories[c])
+    return out, categories
+
+
 def run_baseline(X_tr, y_tr, X_te, problem, seed) -> tuple[np.ndarray, float]:
     cls = HistGradientBoostingRegressor if problem == "REGRESSION" else HistGradientBoostingClassifier
     start = time.monotonic()
+    train, cats = _hgb_matrix(X_tr)
+    test, _ = _hgb_matrix(X_te, cats)
     # one thread: on these small sets OpenMP threads only add spin-waiting (the score
     # does not depend on the thread count)
     with threadpool_limits(limits=1):
-        est = cls(random_state=seed).fit(X_tr, y_tr)
-        pred = est.predict(X_te)
+        est = cls(random_state=seed, categorical_features="from_dtype").fit(train, y_tr)
+        pred = est.predict(test)
     return pred, time.monotonic() - start
 
 
@@ -183,6 +216,8 @@ def bench(names: list[str], budgets: list[float], first_seed: int, n_jobs: int, 
                                        "test_rows": len(y_te), "seed": seed}
                 pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
                 row.update(mlproxy=score(objective, y_te, pred), mlproxy_seconds=secs, mlproxy_model=winner)
+                if problem == "REGRESSION":
+                    row["mlproxy_r2"] = float(skm.r2_score(y_te, pred))
                 if compare_auto:
                     for variant in variants:
                         pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
@@ -194,6 +229,8 @@ def bench(names: list[str], budgets: list[float], first_seed: int, n_jobs: int, 
                 if with_flaml:
                     pred, secs, winner = run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
                     row.update(flaml=score(objective, y_te, pred), flaml_seconds=secs, flaml_model=winner)
+                    if problem == "REGRESSION":
+                        row["flaml_r2"] = float(skm.r2_score(y_te, pred))
                 pred, secs = run_baseline(X_tr, y_tr, X_te, problem, seed)
                 row.update(baseline=score(objective, y_te, pred), baseline_seconds=secs)
                 rows.append(row)
@@ -271,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budgets", type=float, nargs="+", default=[30.0, 120.0])
     ap.add_argument("--quick", action="store_true", help="one 10 s budget")
-    ap.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
+    ap.add_argument("--datasets", nargs="+", choices=sorted(DATASETS) + sorted(tables.TABLES),
+                    default=list(DATASETS), help="toy sets (the default) and/or realistic tables "
+                    "(benchmarks/automl/tables.py); --tables for all of the latter")
+    ap.add_argument("--tables", action="store_true", help="all realistic tables instead of the toy sets")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-flaml", action="store_true", help="skip FLAML (e.g. when it is not installed)")
@@ -298,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     print(_HEAD, flush=True)
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
-    rows = bench(args.datasets, budgets, args.seed, args.n_jobs, with_flaml, args.compare_auto, args.seeds,
+    names = list(tables.TABLES) if args.tables else args.datasets
+    rows = bench(names, budgets, args.seed, args.n_jobs, with_flaml, args.compare_auto, args.seeds,
                  tuple(args.auto_variants))
     cells = aggregate(rows)
     if args.seeds > 1:
