@@ -118,6 +118,8 @@ class Family:
     grow_chunk = 0
     #: warm-started fits count `grow_attr` in total (ensembles) or per call (MLP epochs)
     cumulative = True
+    #: False for a baseline: scored once at full fidelity, never screened or tuned
+    searched = True
 
     def space(self, ctx: Context) -> list[Param]:
         raise NotImplementedError
@@ -357,3 +359,71 @@ class KMeansFamily(Family):
 
     def export(self, est: Any) -> dict[str, Any]:
         return {"kind": "kmeans", "centroids": np.asarray(est.cluster_centers_, dtype=np.float64).tolist()}
+
+
+class ConstantModel:
+    """The simplest baseline: the training rows' class shares, or their mean."""
+
+    def __init__(self, problem_type: str, n_classes: int) -> None:
+        self.problem_type = problem_type
+        self.n_classes = n_classes
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ConstantModel:
+        self.n_features_in_ = X.shape[1]
+        if self.problem_type == REGRESSION:
+            self.value_ = float(np.mean(y))
+        else:
+            counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=self.n_classes).astype(np.float64)
+            self.shares_ = counts / counts.sum()
+            self.classes_ = np.arange(self.n_classes)
+        self.coef_ = np.zeros((1, self.n_features_in_))
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.tile(self._export_proba(), (len(X), 1))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.problem_type == REGRESSION:
+            return np.full(len(X), self.value_)
+        return np.full(len(X), int(np.argmax(self.shares_)))
+
+    def _export_proba(self) -> np.ndarray:
+        """The shares as the exported linear model computes them (its link of its
+        intercepts), so the reference and the compiled model agree to the last bit."""
+        from scipy.special import expit, softmax
+
+        b = self._intercept()
+        if self.n_classes == 2:
+            p = float(expit(b[0]))
+            return np.array([1.0 - p, p])
+        return softmax(b)
+
+    def _intercept(self) -> np.ndarray:
+        if self.problem_type == REGRESSION:
+            return np.array([self.value_])
+        p = np.clip(self.shares_, 1e-12, 1.0)
+        if self.n_classes == 2:
+            return np.array([float(np.log(p[1] / p[0]))])
+        return np.log(p)
+
+
+class Constant(Family):
+    """The constant baseline (class shares, or the mean): screened first in AUTO, never
+    tuned, so the model AUTO keeps is never worse in validation than predicting
+    without the inputs. Exported as a linear model with zero coefficients."""
+
+    model_type = "CONSTANT"
+    encoding = "dense"
+    searched = False
+
+    def space(self, ctx: Context) -> list[Param]:
+        return []
+
+    def build(self, params: dict[str, Any], ctx: Context) -> ConstantModel:
+        return ConstantModel(ctx.problem_type, ctx.n_classes if _classifier(ctx) else 0)
+
+    def export(self, est: ConstantModel) -> dict[str, Any]:
+        outputs = 1 if est.problem_type == REGRESSION or est.n_classes == 2 else est.n_classes
+        link = "identity" if est.problem_type == REGRESSION else ("logistic" if est.n_classes == 2 else "softmax")
+        return {"kind": "linear", "coef": np.zeros((outputs, est.n_features_in_)).tolist(),
+                "intercept": est._intercept().tolist(), "link": link}

@@ -96,6 +96,19 @@ MAPPINGS: dict[str, dict[str, tuple[str, Callable[[str, Any], Any]]]] = {
         "EARLY_STOPPING_ROUNDS": ("early_stopping_rounds", _int(1, 10000)),
         "SCALE_POS_WEIGHT": ("scale_pos_weight", _float(0.0, lo_open=True)),
     },
+    # LightGBM's parameter names (automl/lgbm.py), Redshift-style keys
+    "LIGHTGBM": {
+        "NUM_ROUND": ("num_round", _int(1, 10000)),
+        "ETA": ("learning_rate", _float(0.0, 1.0, lo_open=True)),
+        "MAX_LEAVES": ("num_leaves", _int(2, 131072)),
+        "MAX_DEPTH": ("max_depth", _int(0, zero_none=True)),
+        "MIN_CHILD_WEIGHT": ("min_child_samples", _int(1)),
+        "COLSAMPLE_BYTREE": ("colsample_bytree", _float(0.0, 1.0, lo_open=True)),
+        "ALPHA": ("reg_alpha", _float(0.0)),
+        "LAMBDA": ("reg_lambda", _float(0.0)),
+        "MAX_BIN": ("max_bin", _int(2, 65535)),
+    },
+    "CONSTANT": {},
     "RANDOM_FOREST": {**_TREES, "SUBSAMPLE": ("max_samples", _float(0.0, 1.0, lo_open=True))},
     "EXTRA_TREES": dict(_TREES),
     "LINEAR_LEARNER": {

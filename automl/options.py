@@ -24,7 +24,8 @@ DEFAULT_MAX_RUNTIME = 900.0
 DEFAULT_MAX_CELLS = 1_000_000
 
 PROBLEM_TYPES = ("REGRESSION", "BINARY_CLASSIFICATION", "MULTICLASS_CLASSIFICATION")
-MODEL_TYPES = ("XGBOOST", "LINEAR_LEARNER", "MLP", "KMEANS", "RANDOM_FOREST", "EXTRA_TREES")
+MODEL_TYPES = ("XGBOOST", "LINEAR_LEARNER", "MLP", "KMEANS", "RANDOM_FOREST", "EXTRA_TREES", "LIGHTGBM",
+               "CONSTANT")
 
 # Redshift settings that only make sense on AWS: accepted and ignored.
 _IGNORED = ("s3_bucket", "s3_garbage_collect", "kms_key_id", "iam_role", "function", "settings")

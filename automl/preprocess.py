@@ -5,9 +5,10 @@ Two encodings, chosen per estimator family, both expressed in the contract's JSO
 * `tree`: tree ensembles are invariant to scaling, so numbers pass through unscaled;
   NULL becomes a sentinel just below the column's minimum (trees can then split
   missing values off on their own); a categorical column becomes one `ordinal`
-  feature whose category order follows the smoothed target mean (or frequency for
-  multiclass), so a single threshold separates high-target from low-target
-  categories, and unseen/NULL values land where the overall mean would.
+  feature whose category order follows the smoothed target mean (for multiclass, one
+  such feature per class, each ordered by the smoothed rate of its class; frequency
+  order above MAX_CLASS_ORDERS classes), so a single threshold separates high-target
+  from low-target categories, and unseen/NULL values land where the overall mean would.
 * `dense`: linear models, MLPs and k-means need comparable scales: numbers are
   median-filled and standardised; categoricals become `one_hot` indicators for the
   frequent categories (unseen, rare and NULL values give all zeros).
@@ -30,6 +31,10 @@ MAX_ORDINAL_CATEGORIES = 1000
 MAX_ONE_HOT = 30
 #: smoothing weight (in rows) pulling a rare category's target mean to the prior
 TARGET_SMOOTHING = 10.0
+#: multiclass targets with at most this many classes get one target-ordered ordinal per
+#: class for each text column (tree encoding); more classes: one frequency-ordered
+MAX_CLASS_ORDERS = 8
+MULTICLASS_ORDERS = True
 DATETIME_CANDIDATES = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "epoch_days")
 
 
@@ -75,6 +80,13 @@ def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
     if info.role == "categorical":
         keys = as_keys(values)
         if encoding == "tree":
+            if target_kind == "multiclass" and y is not None and MULTICLASS_ORDERS:
+                classes = np.unique(np.asarray(y))
+                if len(classes) <= MAX_CLASS_ORDERS:
+                    # one ordinal per class, categories ordered by their smoothed rate of
+                    # that class: a frequency order separates nothing a class depends on
+                    return [ordinal_feature(info.name, keys, (np.asarray(y) == k).astype(np.float64), "binary")
+                            for k in classes]
             return [ordinal_feature(info.name, keys, y, target_kind)]
         return one_hot_features(info.name, keys, MAX_ONE_HOT)
     raise ValueError(f"cannot encode role {info.role!r}")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from .boosting import XGBoost
-from .families import ExtraTrees, Family, GradientBoosting, KMeansFamily, Linear, NeuralNet, RandomForest
+from .families import Constant, ExtraTrees, Family, GradientBoosting, KMeansFamily, Linear, NeuralNet, RandomForest
+from .lgbm import LightGBM
 
 FAMILIES: dict[str, Family] = {
-    f.model_type: f for f in (XGBoost(), GradientBoosting(), RandomForest(), ExtraTrees(), Linear(), NeuralNet(),
-                              KMeansFamily())
+    f.model_type: f for f in (XGBoost(), LightGBM(), GradientBoosting(), RandomForest(), ExtraTrees(), Linear(),
+                              NeuralNet(), KMeansFamily(), Constant())
 }
 #: AUTO searches these, cheapest first (the order trials start in).
-AUTO_FAMILIES = ("LINEAR_LEARNER", "XGBOOST", "EXTRA_TREES", "RANDOM_FOREST")
+AUTO_FAMILIES = ("CONSTANT", "LINEAR_LEARNER", "LIGHTGBM", "XGBOOST", "EXTRA_TREES", "RANDOM_FOREST")
 
 
 def families_for(model_type: str | None) -> list[Family]:

@@ -9,6 +9,8 @@ runs to its own end (convergence), so the same data and seed give the same
 leaderboard and winner on any normal machine.
 
 Schedule:
+0. Baselines (the constant model): scored once on all rows, never tuned; a model
+   kept must beat them in validation.
 1. Screening bracket (successive halving): for each family its strong, cheap start
    configuration plus a few seeded random ones. On large data they are first fitted
    on a small share of the training rows (low fidelity) and only the best third go
@@ -17,7 +19,9 @@ Schedule:
    configuration of the three leading families, seeded random directions in the
    normalised hyperparameter cube; a move is kept when it improves, the step halves
    after repeated failures. The search stops when the best score has not improved
-   for PATIENCE trials, when every family's step has shrunk away, or at MAX_TRIALS.
+   for PATIENCE trials (checked after each full round of the local families, so
+   each of them gets its step), when every family's step has shrunk away, or at
+   MAX_TRIALS.
 """
 
 from __future__ import annotations
@@ -172,11 +176,16 @@ class Search:
     # -- phases ----------------------------------------------------------------------
 
     def _screen(self) -> list[tuple[Family, dict[str, Any]]]:
+        # baselines (the constant model) first, once, on all rows: a model kept must
+        # beat them in validation
+        self._evaluate_all([(fam, fam.initial(self.contexts[fam.model_type]), 1.0, "screen")
+                            for fam in self.families if not fam.searched])
+        searched = [fam for fam in self.families if fam.searched]
         configs: list[tuple[Family, dict[str, Any]]] = []
-        for fam in self.families:
+        for fam in searched:
             configs.append((fam, fam.initial(self.contexts[fam.model_type])))
         if self.tune:
-            for i, fam in enumerate(self.families):
+            for i, fam in enumerate(searched):
                 ctx = self.contexts[fam.model_type]
                 rng = np.random.default_rng([self.seed, 101, i])
                 space = [p for p in fam.space(ctx) if p.name not in ctx.fixed]
@@ -198,13 +207,13 @@ class Search:
                 survivors = [(fam, params) for _, fam, params in scored[:keep]]
         # best full-fidelity configuration of each family, best families first
         per_family: dict[str, Trial] = {}
+        fams = {f.model_type: f for f in searched}
         for t in self.trials:
-            if t.fidelity == 1.0:
+            if t.fidelity == 1.0 and t.family in fams:
                 cur = per_family.get(t.family)
                 if cur is None or self.objective.better(t.score, cur.score):
                     per_family[t.family] = t
         ranked = sorted(per_family.values(), key=lambda t: (-self.objective.utility(t.score), t.index))
-        fams = {f.model_type: f for f in self.families}
         return [(fams[t.family], dict(t.params)) for t in ranked[:LOCAL_FAMILIES]]
 
     def _local_search(self, finalists: list[tuple[Family, dict[str, Any]]]) -> None:
@@ -236,12 +245,14 @@ class Search:
                     since_improvement = 0
                 else:
                     since_improvement += len(self.trials) - ran
-                if since_improvement >= PATIENCE:
-                    self.stop_reason = f"no improvement in {PATIENCE} trials"
-                    return
                 if len(self.trials) >= MAX_TRIALS:
                     self.stop_reason = f"trial limit ({MAX_TRIALS}) reached"
                     return
+            # patience is checked once per round, after every local family's step: a
+            # family's place in the round never decides whether it gets its step
+            if since_improvement >= PATIENCE:
+                self.stop_reason = f"no improvement in {since_improvement} trials"
+                return
         self.stop_reason = "local search converged"
 
     def _local_step(self, state: _Local) -> None:
@@ -376,8 +387,16 @@ class Search:
         return trial
 
     def winner(self) -> Trial | None:
-        """The best full-fidelity trial (the best low-fidelity one if none is full)."""
-        return self.best_full or self.best
+        """The best full-fidelity trial (the best low-fidelity one if none is full, or
+        if the only full one is a baseline it beats: its validation rows are the same)."""
+        full = self.best_full
+        if full is None or (self.best is not None and self.best is not full
+                            and not self._searched(full.family) and self._improved(self.best.score, full.score)):
+            return self.best
+        return full
+
+    def _searched(self, family: str) -> bool:
+        return next(f.searched for f in self.families if f.model_type == family)
 
     def _improved(self, new: float, old: float) -> bool:
         margin = REL_TOL * max(1e-12, abs(old))

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from . import problem as P
 from .clustering import train_kmeans
 from .custom import fit_custom_spec, parse
+from .diagnose import findings
 from .dataset import Clock, Progress, check_columns, feature_infos, find_target, prepare_target, sample_cells
 from .errors import InvalidOption, TimeBudgetExceeded, UnusableData
 from .families import PARALLEL_MIN_CELLS, Context, Family, TrialInterrupted
@@ -37,6 +38,10 @@ from .columns import ColumnInfo, to_raw
 from .spec import transform
 from .trained import TrainedModel
 from .validation import MAX_TEST_ROWS, TEST_FRACTION, Evaluator, make_folds, predict_proba, stratified_split
+
+#: AUTO ON: the model kept is the winner refitted on every row (the test part too); the
+#: metrics measure the winning trial's own model on the test part (docs/automl.md)
+REFIT_ALL_ROWS = True
 
 #: Imbalanced: the rarest class has less than this share of the majority class.
 IMBALANCE_RATIO = 0.5
@@ -141,6 +146,8 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     evaluator = Evaluator(matrices, y_sel, folds, objective, problem_type, n_classes, opts.seed)
     validation = (f"{len(folds)}-fold cross-validation" if len(folds) > 1 else "one holdout split")
     report.append(f"rows: {len(sel)} for training/selection ({validation}), {len(test)} held out for the metrics")
+    if opts.auto and "tree" in specs:
+        report.extend(findings(infos, specs["tree"], matrices["tree"], y_sel, problem_type, opts.seed))
 
     pool = None
     if client is not None:
@@ -150,26 +157,39 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         threads = sum(client.nthreads().values())
         report.append(f"training cluster {client.scheduler.address}: trials ran as tasks on "
                       f"{len(client.nthreads())} workers ({threads} threads)")
-    search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, len(folds), len(sel),
-                         pool)
+    search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, len(folds),
+                         n if REFIT_ALL_ROWS and opts.auto else len(sel), pool)
     winner = search.winner()
     fam = FAMILIES[winner.family]
     report.append(f"search: {len(search.trials)} trials, stopped: {search.stop_reason}")
     report.append(f"winner: {winner.family} {winner.params} (validation {objective.name} {winner.score:.6g})")
+    if not fam.searched:
+        report.append("no model beat the constant baseline in validation: the model predicts "
+                      + ("the mean" if problem_type == P.REGRESSION else "the class shares") + " whatever the inputs")
 
-    est = _refit(fam, winner, contexts[fam.model_type], matrices[fam.encoding], y_sel, clock, report, client)
     spec = specs[fam.encoding]
     X_test = transform(spec, raw_test)
+    refit_all = REFIT_ALL_ROWS and opts.auto and len(y_test) > 0
+    measured = winner.result.model if refit_all else None
+    if measured is not None:
+        # the winning trial's own model (trained on part of the selection rows, never
+        # on the test part) is what the metrics measure; the model kept is the same
+        # configuration refitted on every row, test part included
+        est = _refit(fam, winner, contexts[fam.model_type], np.vstack([matrices[fam.encoding], X_test]),
+                     np.concatenate([y_sel, y_test]), clock, report, client, what="rows (test part included)")
+    else:
+        est = measured = _refit(fam, winner, contexts[fam.model_type], matrices[fam.encoding], y_sel, clock,
+                                report, client)
     threshold = winner.result.threshold
     if is_class:
-        proba = predict_proba(est, X_test, n_classes)
+        proba = predict_proba(measured, X_test, n_classes)
         metrics = classification_metrics(y_test, proba, problem_type, threshold)
         evaluation = classification_evaluation(y_test, proba, classes, problem_type, threshold)
     else:
-        pred = np.asarray(est.predict(X_test), dtype=np.float64)
+        pred = np.asarray(measured.predict(X_test), dtype=np.float64)
         metrics = regression_metrics(y_test, pred)
         evaluation = regression_evaluation(y_test, pred, opts.seed)
-    importances = feature_importances(fam, est, spec, infos, X_test, y_test, problem_type, n_classes,
+    importances = feature_importances(fam, measured, spec, infos, X_test, y_test, problem_type, n_classes,
                                       opts.seed, clock.hard_deadline)
     exported = fam.export(est)
     leaderboard = [t.entry() for t in search.trials]
@@ -262,10 +282,10 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
 
 
 def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarray,
-           clock: Clock, report: list[str], client: Any = None) -> Any:
-    """The winner fitted on the whole selection part, if the budget allows; else the
-    winner's own first-fold model (still never trained on the test part). On a
-    cluster, an XGBOOST winner is fitted by xgboost.dask on row partitions."""
+           clock: Clock, report: list[str], client: Any = None, what: str = "selection rows") -> Any:
+    """The winner fitted on `X` (every row, or the whole selection part), if the
+    budget allows; else the winner's own first-fold model (never trained on the test
+    part). On a cluster, an XGBOOST winner is fitted by xgboost.dask on row partitions."""
     clock.report(phase="refitting", best_model_type=winner.family, best_score=winner.score)
     overhead = min(5.0, 0.2 + 0.03 * clock.budget) * 0.5
     fallback = winner.result.model
@@ -282,11 +302,11 @@ def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarra
                 report.append(f"the final fit on the cluster failed ({type(exc).__name__}: {exc}): "
                               "kept the winning trial's model")
                 return fallback
-            report.append(f"refit on all {len(y)} selection rows with xgboost.dask on the training cluster "
+            report.append(f"refit on all {len(y)} {what} with xgboost.dask on the training cluster "
                           f"({est.partitions} row partitions across its workers)")
             return est
         est = fam.fit(est, X, y, clock.hard_deadline - overhead)
-        report.append(f"refit on all {len(y)} selection rows")
+        report.append(f"refit on all {len(y)} {what}")
         return est
     except TrialInterrupted:
         if fallback is None:

@@ -29,6 +29,7 @@ learners are used when installed, otherwise its scikit-learn ones.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -52,6 +53,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import automl  # noqa: E402
 from automl import registry as automl_families  # noqa: E402
+automl_train = importlib.import_module("automl.train")  # the module, for VARIANT_SETTINGS
+automl.train = automl_train.train  # importing the submodule bound automl.train to it (see automl/__init__.py)
 from automl.columns import to_raw  # noqa: E402
 from benchmarks.automl import tables  # noqa: E402
 
@@ -60,6 +63,14 @@ AUTO_VARIANTS = {
     "mlproxy": automl_families.AUTO_FAMILIES,
     "mlproxy_hgb": tuple("HIST_GRADIENT_BOOSTING" if f == "XGBOOST" else f for f in automl_families.AUTO_FAMILIES),
     "mlproxy_both": automl_families.AUTO_FAMILIES + ("HIST_GRADIENT_BOOSTING",),
+    "mlproxy_nolgbm": tuple(f for f in automl_families.AUTO_FAMILIES if f != "LIGHTGBM"),
+    "mlproxy_noxgb": tuple(f for f in automl_families.AUTO_FAMILIES if f != "XGBOOST"),
+    # the final model refitted on the selection part only (the test part held out), as before
+    "mlproxy_heldout": automl_families.AUTO_FAMILIES,
+}
+#: module settings a variant changes for its run: {variant: {(module, name): value}}
+VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
+    "mlproxy_heldout": {(automl_train, "REFIT_ALL_ROWS"): False},
 }
 
 DATASETS = {
@@ -101,16 +112,22 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
 
 
 def run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
-                families: tuple[str, ...] | None = None) -> tuple[np.ndarray, float, str]:
+                families: tuple[str, ...] | None = None,
+                settings: dict[tuple[Any, str], Any] | None = None) -> tuple[np.ndarray, float, str]:
     table = _arrow(X_tr.assign(target=y_tr))
     start = time.monotonic()
     saved = automl_families.AUTO_FAMILIES
     automl_families.AUTO_FAMILIES = families or saved
+    saved_settings = {key: getattr(*key) for key in (settings or {})}
+    for (module, name), value in (settings or {}).items():
+        setattr(module, name, value)
     try:
         model = automl.train(table, {"target": "target", "problem_type": problem, "objective": objective,
                                      "max_runtime": budget, "seed": seed}, n_jobs=n_jobs)
     finally:
         automl_families.AUTO_FAMILIES = saved
+        for (module, name), value in saved_settings.items():
+            setattr(module, name, value)
     seconds = time.monotonic() - start
     test = _arrow(X_te)
     pred = model.reference_predict({c: to_raw(test.column(c)) for c in test.column_names})
@@ -136,6 +153,22 @@ def run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs) -> tup
         model.fit(X_tr, y_tr, **settings)
     seconds = time.monotonic() - start
     return np.asarray(model.predict(X_te)), seconds, str(model.best_estimator)
+
+
+def run_autogluon(python: str, X_tr, y_tr, X_te, problem, objective, budget, seed,
+                  n_jobs) -> tuple[np.ndarray, float, str]:
+    """AutoGluon-Tabular, tree models only, in its own environment (autogluon_run.py)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlproxy-ag-") as tmp:
+        X_tr.assign(target=y_tr).to_parquet(Path(tmp) / "train.parquet")
+        X_te.to_parquet(Path(tmp) / "test.parquet")
+        subprocess.run([python, str(Path(__file__).with_name("autogluon_run.py")), tmp, str(budget), str(n_jobs),
+                        str(seed), problem, objective], check=True)
+        pred = pd.read_parquet(Path(tmp) / "pred.parquet")["pred"].to_numpy()
+        info = json.loads((Path(tmp) / "info.json").read_text())
+    return pred, float(info["seconds"]), str(info["model"])
 
 
 def xgboost_equivalence(X_tr, y_tr, problem, seed) -> bool:
@@ -205,7 +238,8 @@ def run_baseline(X_tr, y_tr, X_te, problem, seed) -> tuple[np.ndarray, float]:
 
 def bench(names: list[str], budgets: list[float], first_seed: int, n_jobs: int, with_flaml: bool,
           compare_auto: bool = False, seeds: int = 1,
-          variants: tuple[str, ...] = ("mlproxy_hgb", "mlproxy_both")) -> list[dict[str, Any]]:
+          variants: tuple[str, ...] = ("mlproxy_hgb", "mlproxy_both"), with_mlproxy: bool = True,
+          autogluon: str | None = None) -> list[dict[str, Any]]:
     rows = []
     for budget in budgets:
         for name in names:
@@ -214,23 +248,30 @@ def bench(names: list[str], budgets: list[float], first_seed: int, n_jobs: int, 
                 row: dict[str, Any] = {"dataset": name, "budget": budget, "objective": objective,
                                        "lower_is_better": objective == "MSE", "train_rows": len(y_tr),
                                        "test_rows": len(y_te), "seed": seed}
-                pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
-                row.update(mlproxy=score(objective, y_te, pred), mlproxy_seconds=secs, mlproxy_model=winner)
-                if problem == "REGRESSION":
-                    row["mlproxy_r2"] = float(skm.r2_score(y_te, pred))
+                if with_mlproxy:
+                    pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
+                    row.update(mlproxy=score(objective, y_te, pred), mlproxy_seconds=secs, mlproxy_model=winner)
+                    if problem == "REGRESSION":
+                        row["mlproxy_r2"] = float(skm.r2_score(y_te, pred))
                 if compare_auto:
                     for variant in variants:
                         pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
-                                                         AUTO_VARIANTS[variant])
+                                                         AUTO_VARIANTS[variant], VARIANT_SETTINGS.get(variant))
                         row.update({variant: score(objective, y_te, pred), f"{variant}_seconds": secs,
                                     f"{variant}_model": winner})
-                    if budget == budgets[0]:
+                    if budget == budgets[0] and name in DATASETS:
                         row["auto_off_equals_xgboost_train"] = xgboost_equivalence(X_tr, y_tr, problem, seed)
                 if with_flaml:
                     pred, secs, winner = run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
                     row.update(flaml=score(objective, y_te, pred), flaml_seconds=secs, flaml_model=winner)
                     if problem == "REGRESSION":
                         row["flaml_r2"] = float(skm.r2_score(y_te, pred))
+                if autogluon:
+                    pred, secs, winner = run_autogluon(autogluon, X_tr, y_tr, X_te, problem, objective, budget, seed,
+                                                       n_jobs)
+                    row.update(autogluon=score(objective, y_te, pred), autogluon_seconds=secs, autogluon_model=winner)
+                    if problem == "REGRESSION":
+                        row["autogluon_r2"] = float(skm.r2_score(y_te, pred))
                 pred, secs = run_baseline(X_tr, y_tr, X_te, problem, seed)
                 row.update(baseline=score(objective, y_te, pred), baseline_seconds=secs)
                 rows.append(row)
@@ -238,20 +279,17 @@ def bench(names: list[str], budgets: list[float], first_seed: int, n_jobs: int, 
     return rows
 
 
-_HEAD = (f"{'dataset':<14}{'budget':>7}  {'objective':<10}{'mlproxy':>10}{'FLAML':>10}{'baseline':>10}"
-         f"{'mlproxy s':>11}{'FLAML s':>9}  mlproxy model / FLAML model")
+_HEAD = "dataset        budget  objective   contestant: score (seconds, winner) ..."
 
 
 def _line(r: dict[str, Any]) -> str:
-    fl = f"{r['flaml']:>10.4f}" if "flaml" in r else f"{'-':>10}"
-    fs = f"{r['flaml_seconds']:>9.1f}" if "flaml" in r else f"{'-':>9}"
     obj = r["objective"] + (" (low)" if r["lower_is_better"] else "")
-    line = (f"{r['dataset']:<14}{r['budget']:>7g}  {obj:<10}{r['mlproxy']:>10.4f}{fl}{r['baseline']:>10.4f}"
-            f"{r['mlproxy_seconds']:>11.1f}{fs}  {r['mlproxy_model']} / {r.get('flaml_model', '-')}")
-    for variant in ("mlproxy_hgb", "mlproxy_both"):
-        if variant in r:
-            line += (f"\n{'':<14}{'':>7}  {variant:<10}{r[variant]:>10.4f}{'':>20}{r[variant + '_seconds']:>11.1f}"
-                     f"{'':>9}  {r[variant + '_model']}")
+    parts = [f"{r['dataset']:<14}{r['budget']:>7g}  {obj:<10}"]
+    for c in CONTESTANTS:
+        if c in r:
+            secs = f"{r[c + '_seconds']:.1f} s"
+            parts.append(f"  {c} {r[c]:.4f} ({secs}{', ' + str(r[c + '_model']) if c + '_model' in r else ''})")
+    line = "".join(parts)
     if "seed" in r:
         line += f"  (seed {r['seed']})"
     if "auto_off_equals_xgboost_train" in r:
@@ -259,7 +297,7 @@ def _line(r: dict[str, Any]) -> str:
     return line
 
 
-CONTESTANTS = ("mlproxy", "mlproxy_hgb", "mlproxy_both", "flaml", "baseline")
+CONTESTANTS = (*AUTO_VARIANTS, "flaml", "autogluon", "baseline")
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -293,10 +331,10 @@ def _aggregate_line(cell: dict[str, Any]) -> str:
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
     """Wins/ties/losses of mlproxy vs FLAML and the baseline (tie: within 1% relative)."""
-    out = {"vs_flaml_not_worse": 0, "vs_flaml_worse": 0, "vs_baseline_not_worse": 0, "vs_baseline_worse": 0}
+    out = {f"vs_{o}_{w}": 0 for o in ("flaml", "autogluon", "baseline") for w in ("not_worse", "worse")}
     for r in rows:
-        for other in ("flaml", "baseline"):
-            if other not in r:
+        for other in ("flaml", "autogluon", "baseline"):
+            if other not in r or "mlproxy" not in r:
                 continue
             sign = -1 if r["lower_is_better"] else 1
             gap = sign * (r["mlproxy"] - r[other]) / max(1e-12, abs(r[other]))
@@ -321,10 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1,
                     help="splits per cell: seeds SEED..SEED+N-1 (split and search); N>1 adds mean ± std "
                          "[min..max] per cell")
-    ap.add_argument("--auto-variants", nargs="+", choices=("mlproxy_hgb", "mlproxy_both"),
+    ap.add_argument("--auto-variants", nargs="+", choices=tuple(v for v in AUTO_VARIANTS if v != "mlproxy"),
                     default=["mlproxy_hgb", "mlproxy_both"],
                     help="with --compare-auto: which other AUTOs to run (mlproxy_hgb: old AUTO, "
                          "HistGradientBoosting in XGBoost's place; mlproxy_both: both families)")
+    ap.add_argument("--no-mlproxy", action="store_true", help="skip mlproxy (e.g. to add a contestant later)")
+    ap.add_argument("--autogluon-python", default=None,
+                    help="the python of an environment with autogluon.tabular: adds AutoGluon (tree models)")
     ap.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/results/automl-*.json)")
     args = ap.parse_args(argv)
     budgets = [10.0] if args.quick else args.budgets
@@ -340,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--seeds must be at least 1")
     names = list(tables.TABLES) if args.tables else args.datasets
     rows = bench(names, budgets, args.seed, args.n_jobs, with_flaml, args.compare_auto, args.seeds,
-                 tuple(args.auto_variants))
+                 tuple(args.auto_variants), not args.no_mlproxy, args.autogluon_python)
     cells = aggregate(rows)
     if args.seeds > 1:
         print(f"\nmean ± sample std [min..max] over seeds {args.seed}..{args.seed + args.seeds - 1}:")

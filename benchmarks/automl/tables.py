@@ -6,7 +6,7 @@ datasets. Both are in the `bench` extra.
 
 Each table is a pandas DataFrame with the target column; `load(name)` returns
 (frame, target, problem type, objective). Binary targets are 0/1 with 1 the class
-F1 scores (the "yes"/event class), so mlproxy (classes sorted, positive = the
+F1 scores (the rarer, event class), so mlproxy (classes sorted, positive = the
 second) and FLAML score the same class. Columns that would leak the target
 (follow-up time and cause of death beside death; the goals beside the match result)
 are left out. Numeric-looking codes (student and lecturer ids, state codes) are
@@ -18,7 +18,7 @@ AutoML system's job, as in Redshift's documentation.
 | hdma | 2,381 | binary, 12% positive | mortgage denial (Ecdat); yes/no text columns, a few NULLs |
 | flchain | 7,874 | binary, 28% positive | death in a serum free light chain cohort (survival); missing creatinine, text sex |
 | titanic | 1,316 | binary, 38% positive | all-categorical (COUNT) |
-| benefits | 4,877 | binary, 68% positive | unemployment insurance take-up (Ecdat); integer state codes, text columns |
+| benefits | 4,877 | binary, 32% positive | unemployment insurance not claimed (Ecdat); integer state codes, text columns |
 | chile | 2,532 | multiclass (4) | 1988 plebiscite vote intention (car); text region/education, missing income/age |
 | bundesliga | 14,018 | multiclass (3) | home win / draw / away win (vcd); 52 team names, a timestamp column |
 | seattle_weather | 1,461 | multiclass (5), imbalanced | weather of the day (vega_datasets); a date column |
@@ -69,8 +69,10 @@ def titanic() -> tuple[pd.DataFrame, str, str]:
 
 def benefits() -> tuple[pd.DataFrame, str, str]:
     df = _rdata("Benefits")
-    df["ui"] = _yes(df["ui"])
-    return df, "ui", BINARY
+    # the event F1 scores is not applying (32%): with "applied" (68%) as the positive
+    # class, predicting it for everyone already scores F1 0.81
+    df["no_ui"] = (df.pop("ui") == "no").astype(np.int64)
+    return df, "no_ui", BINARY
 
 
 def chile() -> tuple[pd.DataFrame, str, str]:

@@ -20,4 +20,5 @@ def test_summary_counts_ties_within_one_percent():
         {"lower_is_better": True, "mlproxy": 110.0, "flaml": 100.0, "baseline": 120.0},
     ]
     assert summary(rows) == {"vs_flaml_not_worse": 1, "vs_flaml_worse": 1,
+                             "vs_autogluon_not_worse": 0, "vs_autogluon_worse": 0,
                              "vs_baseline_not_worse": 2, "vs_baseline_worse": 0}

@@ -137,6 +137,12 @@ CASES: dict[str, AutomlCase | SklearnCase] = {
            ("hinge", "binary", "binary:hinge", {"ALPHA": "1", "LAMBDA": "3"}),
            ("softmax", "multiclass", "multi:softmax", {"NUM_CLASS": "3", "COLSAMPLE_BYNODE": "0.5"}),
        )},
+    # LightGBM (an AUTO family), through Treelite's LightGBM frontend
+    "lightgbm_binary": AutomlCase("LIGHTGBM", "binary", {"NUM_ROUND": "20", "MAX_LEAVES": "8"}),
+    "lightgbm_multiclass": AutomlCase("LIGHTGBM", "multiclass", {"NUM_ROUND": "8", "MAX_LEAVES": "8"}),
+    # AUTO's constant baseline: a linear model with zero coefficients
+    "constant_binary": AutomlCase("CONSTANT", "binary"),
+    "constant_multiclass": AutomlCase("CONSTANT", "multiclass"),
     "random_forest_binary": AutomlCase("RANDOM_FOREST", "binary", {"NUM_ROUND": "12", "MAX_LEAVES": "32"}),
     "random_forest_regression": AutomlCase("RANDOM_FOREST", "regression", {"NUM_ROUND": "12", "MAX_LEAVES": "32"}),
     "extra_trees_multiclass": AutomlCase("EXTRA_TREES", "multiclass", {"NUM_ROUND": "12", "MAX_LEAVES": "32"}),

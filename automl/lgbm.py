@@ -1,0 +1,131 @@
+"""LIGHTGBM: LightGBM's leaf-wise gradient boosting, a family of AUTO (not a Redshift
+MODEL_TYPE).
+
+Trained with `lightgbm.train` on the tree encoding's matrix (no NaN reaches it: the
+encoding fills NULL with a sentinel below the column's minimum), searched over a
+space in the spirit of FLAML's LightGBM learner (leaves, learning rate down to 0.01,
+minimum leaf size, column sampling, L1/L2), starting from LightGBM's defaults.
+
+`LGBModel` is the fitted model: the Booster, LightGBM's own predict and
+predict_proba (the oracle the compiler's equivalence tests compare against), and
+`treelite_model()`, which hands the compiler the Booster through Treelite's LightGBM
+frontend (docs/model-contract.md). LightGBM compares float64 features with float64
+thresholds, so the input precision is float64.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from sklearn.utils.class_weight import compute_sample_weight
+
+from .families import PARALLEL_MIN_CELLS, Context, Family, Param, TrialInterrupted
+from .problem import REGRESSION
+
+
+class _Deadline(Exception):
+    pass
+
+
+class LGBModel:
+    """A LightGBM model being configured or fitted: `params` for lightgbm.train,
+    `num_round` rounds, and after `fit` the Booster."""
+
+    def __init__(self, params: dict[str, Any], num_round: int, n_classes: int,
+                 class_weight: str | None = None) -> None:
+        self.params = params
+        self.num_round = num_round
+        self.n_classes = n_classes
+        self.class_weight = class_weight
+        self.n_jobs = 1
+        self.booster: Any = None
+        self.classes_ = np.arange(n_classes) if n_classes else None
+
+    def fit(self, X: np.ndarray, y: np.ndarray, deadline: float | None = None, nthread: int = 1) -> LGBModel:
+        import lightgbm as lgb
+
+        params = {**self.params, "num_threads": nthread}
+        weight = compute_sample_weight(self.class_weight, y) if self.class_weight else None
+        train = lgb.Dataset(X, label=y, weight=weight, params={"verbose": -1, "max_bin": params.get("max_bin", 255)},
+                            free_raw_data=True)
+
+        def stop(env: Any) -> None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise _Deadline()
+
+        try:
+            self.booster = lgb.train(params, train, num_boost_round=self.num_round, callbacks=[stop])
+        except _Deadline:
+            raise TrialInterrupted() from None
+        return self
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.n_classes:
+            return np.argmax(self.predict_proba(X), axis=1)
+        return self.predict_raw(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = self.predict_raw(X)
+        if self.n_classes == 2:
+            return np.column_stack([1.0 - p, p])
+        return p.reshape(len(X), self.n_classes)
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        return np.asarray(self.booster.feature_importance("gain"), dtype=np.float64)
+
+    def treelite_model(self) -> tuple[Any, str, str]:
+        """(Treelite model, input precision, family) for compiler/artifact.py."""
+        import treelite
+
+        return treelite.frontend.from_lightgbm(self.booster), "float64", "LightGBM"
+
+
+class LightGBM(Family):
+    """Leaf-wise gradient-boosted trees by LightGBM (AUTO only)."""
+
+    model_type = "LIGHTGBM"
+    grow_attr = "num_round"
+
+    def space(self, ctx: Context) -> list[Param]:
+        leaf_hi = max(4, min(1024, ctx.n_rows // 4))
+        child_hi = max(2, min(200, ctx.n_rows // 10))
+        return [
+            Param("num_round", 100, 20, 2000, log=True, integer=True),
+            Param("learning_rate", 0.1, 0.01, 0.5, log=True),
+            Param("num_leaves", min(31, leaf_hi), 4, leaf_hi, log=True, integer=True),
+            Param("min_child_samples", min(20, child_hi), 2, child_hi, log=True, integer=True),
+            Param("colsample_bytree", 1.0, 0.4, 1.0),
+            Param("reg_alpha", 1e-3, 1e-3, 10.0, log=True),
+            Param("reg_lambda", 1e-3, 1e-3, 10.0, log=True),
+            *self.class_weight_param(ctx),
+        ]
+
+    def build(self, params: dict[str, Any], ctx: Context) -> LGBModel:
+        if ctx.problem_type == REGRESSION:
+            kw: dict[str, Any] = {"objective": "regression"}
+            n_classes = 0
+        elif ctx.n_classes == 2:
+            kw, n_classes = {"objective": "binary"}, 2
+        else:
+            kw, n_classes = {"objective": "multiclass", "num_class": ctx.n_classes}, ctx.n_classes
+        kw.update({k: v for k, v in params.items() if k not in ("num_round", "class_weight")})
+        if "max_depth" in kw and kw["max_depth"] is None:  # MAX_DEPTH 0: no limit
+            kw["max_depth"] = -1
+        kw.update(seed=ctx.seed, deterministic=True, force_row_wise=True, verbose=-1)
+        est = LGBModel(kw, int(params.get("num_round", 100)), n_classes, class_weight=params.get("class_weight"))
+        est.n_jobs = ctx.n_jobs
+        return est
+
+    def fit(self, est: LGBModel, X: np.ndarray, y: np.ndarray, deadline: float) -> LGBModel:
+        nthread = 1 if X.size < PARALLEL_MIN_CELLS else est.n_jobs
+        return est.fit(X, y, deadline, nthread)
+
+    def export(self, est: LGBModel) -> Any:
+        """The fitted model itself: compiler reads it through treelite_model()."""
+        return est
