@@ -218,8 +218,14 @@ def _hgb_matrix(frame: pd.DataFrame, categories: dict[str, Any] | None = None) -
             out[c] = out[c].astype("int64") // 10**9
         elif out[c].dtype == object:
             if fit:
-                categories[c] = pd.Index(sorted(out[c].dropna().astype(str).unique()))
-            out[c] = pd.Categorical(out[c], categories=categories[c])
+                cats = pd.Index(sorted(out[c].dropna().astype(str).unique()))
+                # HistGradientBoosting takes at most 255 categories: an untuned
+                # baseline leaves a column with more (movies' titles) out
+                categories[c] = cats if len(cats) <= 255 else None
+            if categories[c] is None:
+                out = out.drop(columns=[c])
+            else:
+                out[c] = pd.Categorical(out[c], categories=categories[c])
     return out, categories
 
 
@@ -239,7 +245,7 @@ def run_baseline(X_tr, y_tr, X_te, problem, seed) -> tuple[np.ndarray, float]:
 def bench(names: list[str], budgets: list[float], first_seed: int, n_jobs: int, with_flaml: bool,
           compare_auto: bool = False, seeds: int = 1,
           variants: tuple[str, ...] = ("mlproxy_hgb", "mlproxy_both"), with_mlproxy: bool = True,
-          autogluon: str | None = None) -> list[dict[str, Any]]:
+          autogluon: str | None = None, partial: Path | None = None) -> list[dict[str, Any]]:
     rows = []
     for budget in budgets:
         for name in names:
@@ -276,6 +282,8 @@ def bench(names: list[str], budgets: list[float], first_seed: int, n_jobs: int, 
                 row.update(baseline=score(objective, y_te, pred), baseline_seconds=secs)
                 rows.append(row)
                 print(_line(row), flush=True)
+                if partial is not None:
+                    partial.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
     return rows
 
 
@@ -381,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--seeds must be at least 1")
     names = list(tables.TABLES) if args.tables else args.datasets
     rows = bench(names, budgets, args.seed, args.n_jobs, with_flaml, args.compare_auto, args.seeds,
-                 tuple(args.auto_variants), not args.no_mlproxy, args.autogluon_python)
+                 tuple(args.auto_variants), not args.no_mlproxy, args.autogluon_python,
+                 args.out.with_suffix(".partial.json") if args.out else None)
     cells = aggregate(rows)
     if args.seeds > 1:
         print(f"\nmean ± sample std [min..max] over seeds {args.seed}..{args.seed + args.seeds - 1}:")
