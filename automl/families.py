@@ -184,6 +184,11 @@ class Family:
     def fit_kwargs(self, est: Any, y: np.ndarray) -> dict[str, Any]:
         return {}
 
+    def size(self, params: dict[str, Any]) -> float:
+        """How much work a configuration is, relative to others of the family (the
+        search predicts a trial's seconds from it and skips one that cannot fit)."""
+        return float(params.get(self.grow_attr, 100)) if self.grow_attr else 100.0
+
     def stopped_early(self, est: Any, done: int) -> bool:
         return False
 

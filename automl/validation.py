@@ -160,6 +160,6 @@ def predict_proba(est: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def cost_units(family: Family, params: dict[str, Any], fidelity: float) -> float:
-    """Relative cost of a trial: rows used times the ensemble size / epochs."""
-    size = params.get(family.grow_attr, 100) if family.grow_attr else 100
-    return max(1e-6, fidelity * float(size))
+    """Relative cost of a trial: rows used times the family's size of the
+    configuration (ensemble size, epochs; LightGBM: rounds times leaves)."""
+    return max(1e-6, fidelity * float(family.size(params)))

@@ -3,8 +3,8 @@
     python -m benchmarks.automl.markdown "before=results/a.json:mlproxy" \
         "after=results/b.json:mlproxy" "FLAML=results/a.json:flaml"
 
-Each column is LABEL=FILE:CONTESTANT (a contestant of that run's rows: mlproxy, a
-variant, flaml, autogluon, baseline). A cell is the mean ± sample standard deviation
+Each column is LABEL=FILE[+FILE...]:CONTESTANT (a contestant of those runs' rows:
+mlproxy, a variant, flaml, autogluon, baseline). A cell is the mean ± sample standard deviation
 over the seeds the run has for that table and budget (R2 beside MSE when present);
 the best mean of a row is in bold.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 
-def cells(columns: list[tuple[str, Path, str]]) -> tuple[list[tuple[str, float, str, bool]], dict]:
+def cells(columns: list[tuple[str, list[Path], str]]) -> tuple[list[tuple[str, float, str, bool]], dict]:
     table: dict[tuple[str, float], dict[str, list[tuple[float, float | None]]]] = {}
     meta: dict[tuple[str, float], tuple[str, bool]] = {}
-    for label, path, contestant in columns:
-        for r in json.loads(path.read_text())["rows"]:
+    for label, paths, contestant in columns:
+        for r in (r for path in paths for r in json.loads(path.read_text())["rows"]):
             if contestant not in r:
                 continue
             key = (r["dataset"], r["budget"])
@@ -32,7 +32,7 @@ def cells(columns: list[tuple[str, Path, str]]) -> tuple[list[tuple[str, float, 
     return [(k[0], k[1], *meta[k]) for k in keys], table
 
 
-def render(columns: list[tuple[str, Path, str]]) -> str:
+def render(columns: list[tuple[str, list[Path], str]]) -> str:
     rows, table = cells(columns)
     labels = [c[0] for c in columns]
     out = ["| table | budget | objective | " + " | ".join(labels) + " |",
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     for spec in argv:
         label, rest = spec.split("=", 1)
         path, contestant = rest.rsplit(":", 1)
-        columns.append((label, Path(path), contestant))
+        columns.append((label, [Path(p) for p in path.split("+")], contestant))
     print(render(columns))
     return 0
 
