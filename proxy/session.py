@@ -382,6 +382,14 @@ class Session(asyncio.Protocol):
                 self.pending += verdict >> REQUEST_SHIFT
                 self.upstream.write(data)
                 return
+        elif self.rewrite is not None and framer.at_boundary and not self.skipping_to_sync \
+                and not self.copy_in:
+            # a prepared model statement's request, whole (tracker.client_pipeline)
+            forward = self.rewrite.client_chunk(data)
+            if forward is not None:
+                self._account(F_SYNC)  # the request's net effect: one more, its pipeline ended
+                self.upstream.write(forward)
+                return
         held_before = not framer.at_boundary
         violation = None
         try:

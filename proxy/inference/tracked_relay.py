@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from .. import errors, protocol
 from ..errors import PgError
 from ..framing import Frame
-from ..protocol import B_DATA_ROW
+from ..protocol import B_DATA_ROW, B_READY_FOR_QUERY
 from ..owed_replies import relay_owed, skip_to_sync
 from ..wire_scan import ENDS_READY, READY_SHIFT, server_chunk
 from . import workers
@@ -80,6 +80,9 @@ class TrackedRelay:
     def client_message(self, msg_type: int, raw: bytes) -> bytes:
         return self.tracker.client_message(msg_type, raw)
 
+    def client_chunk(self, data: bytes) -> bytes | None:
+        return self.tracker.client_pipeline(data)
+
     def interceptor_for(self, raw):
         return self.tracker.bind_interceptor(raw)
 
@@ -114,7 +117,7 @@ class TrackedRelay:
         slices of the chunk (no object per row); other messages one by one."""
         if self._held_back:
             self._held_back.append(data)
-        elif not self._plain_replies(data):
+        elif not self._plain_replies(data) and not self._pipeline_reply(data):
             self._track_chunk(data)
         self._emit()
 
@@ -144,6 +147,27 @@ class TrackedRelay:
         session.client.write(data)
         if session.ready(verdict >> READY_SHIFT, verdict & 0xFF):
             self._idle = True
+        self._maybe_stop()
+        return True
+
+    def _pipeline_reply(self, data: bytes) -> bool:
+        """Relay the whole reply to a prepared model statement's request in one pass
+        (tracker.pipeline_reply): the same bytes as _track_chunk, without its
+        framing and per-message steps. False, nothing done, for anything else."""
+        session = self.session
+        if self._batches or self._out or not session.server_framer.at_boundary:
+            return False
+        try:
+            done = self.tracker.pipeline_reply(data)
+        except Exception as exc:  # noqa: BLE001 - as _track_frames: the session ends
+            log.exception("rewriting results failed session=%s", session.id)
+            session.fatal(PgError(errors.INTERNAL_ERROR,
+                                  f"mlproxy could not evaluate a model: {exc}", severity="FATAL"))
+            return True
+        if done is None:
+            return False
+        self._out, ready = done
+        self._idle |= session.note_server(B_READY_FOR_QUERY, ready)
         self._maybe_stop()
         return True
 

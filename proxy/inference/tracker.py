@@ -39,6 +39,9 @@ PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, F
 # the kinds whose request ends with a ReadyForQuery
 _GROUP_ENDS = frozenset((SYNC, QUERY, FUNCTION))
 _IDLE = ord("I")
+# pipeline_reply takes at most this many rows (a lookup: the rows are rewritten on
+# the event loop, as a flush of so few would be)
+_PIPELINE_ROWS = 32
 
 
 class RowRewriter(Protocol):
@@ -240,6 +243,71 @@ class ResponseTracker:
             self.queue.append(Expectation(kind if kind is not None else expectation_kind(msg_type, first)))
             return raw
 
+    def client_pipeline(self, data: bytes) -> bytes | None:
+        """The common request of a prepared model statement, as one chunk: a Bind of a
+        statement the proxy rewrites with streaming calls, a Describe of its portal
+        (or none), an Execute of that portal, a Sync. Noted as `client_message` notes
+        each of them; returns the bytes to forward (the Bind rewritten). None, with
+        nothing noted, for anything else (a malformed message too: the general path
+        then lets Postgres judge it). Reads the Bind as decode_bind does, without the
+        objects: drivers send this at every execution."""
+        n = len(data)
+        if n > p.SMALL_MESSAGE_LIMIT or n < 5 or data[0] != 0x42:  # B
+            return None
+        end = 1 + int.from_bytes(data[1:5], "big")
+        if end + 15 > n or end < 5:  # an Execute and a Sync at least must follow
+            return None
+        z1 = data.find(b"\x00", 5, end)
+        z2 = data.find(b"\x00", z1 + 1, end) if z1 >= 0 else -1
+        if z2 < 0:
+            return None
+        plan = self.statements.get(data[z1 + 1:z2])
+        bind_section = getattr(plan, "bind_section", None)  # PreparedStreaming's
+        if bind_section is None:
+            return None
+        pos = z2 + 3 + 2 * int.from_bytes(data[z2 + 1:z2 + 3], "big")
+        formats = (pos - z2 - 3) >> 1
+        if pos + 2 > end:
+            return None
+        count = int.from_bytes(data[pos:pos + 2], "big")
+        if formats > 1 and formats != count:
+            return None
+        pos += 2
+        for _ in range(count):
+            size = int.from_bytes(data[pos:pos + 4], "big", signed=True)
+            pos += 4 if size == -1 else 4 + size
+            if size < -1 or pos > end:
+                return None
+        if pos + 2 > end or pos + 2 + 2 * int.from_bytes(data[pos:pos + 2], "big") != end:
+            return None
+        section = pos
+        portal = data[5:z1]
+        named = portal + b"\x00"
+        # the Describe of the portal, if any, then its Execute, then Sync: exactly
+        describe = data[end] == 0x44 and data[end + 5] == 0x50  # D, P
+        if describe:
+            after = end + 6 + len(named)
+            if int.from_bytes(data[end + 1:end + 5], "big") != 5 + len(named) or data[end + 6:after] != named:
+                return None
+        else:
+            after = end
+        if after + 5 > n or data[after] != 0x45:  # E
+            return None
+        stop = after + 1 + int.from_bytes(data[after + 1:after + 5], "big")
+        if stop != after + 9 + len(named) or data[after + 5:stop - 4] != named \
+                or data[stop:] != b"S\x00\x00\x00\x04":
+            return None
+        new_section, rewriter = bind_section(data[section:end])
+        self.portals[portal] = rewriter
+        queue = self.queue
+        queue.append(Expectation(BIND))
+        if describe:
+            queue.append(Expectation(DESCRIBE_PORTAL, rewriter))
+        queue.append(Expectation(EXECUTE, rewriter, started=time.perf_counter()))
+        queue.append(Expectation(SYNC))
+        return b"".join((b"B", (section - 1 + len(new_section)).to_bytes(4, "big"), data[5:section],
+                         new_section, data[end:]))
+
     def _client_message(self, msg_type: int, raw: bytes) -> bytes:
         body = memoryview(raw)[5:]
         if msg_type == p.F_PARSE:
@@ -362,6 +430,64 @@ class ResponseTracker:
                 self._ready(raw[5])
         out.append(raw)
         return out
+
+    def pipeline_reply(self, data: bytes) -> tuple[list[bytes], bytes] | None:
+        """The replies to a `client_pipeline` request, when `data` is all of them and
+        nothing else: BindComplete, the RowDescription if it was described, a few
+        DataRows (a lookup), CommandComplete, ReadyForQuery. Noted and rewritten in
+        one pass, with the bytes `server_message` would give message by message (a
+        batch flushed at the CommandComplete; a failed one is its ErrorResponse and
+        the CommandComplete dropped): (the bytes to send, the ReadyForQuery). None,
+        nothing done, for anything else: an error, a notice, a suspended portal,
+        more rows, a remote model's (whose rows go to workers.submit)."""
+        queue = self.queue
+        if self._failed or self._rows or not 3 <= len(queue) <= 4 or queue[0].kind != BIND \
+                or queue[-1].kind != SYNC:
+            return None
+        execute = queue[-2]
+        rewriter = execute.rewriter
+        described = len(queue) == 4
+        if execute.kind != EXECUTE or rewriter is None or getattr(rewriter, "remote", False) \
+                or (described and (queue[1].kind != DESCRIBE_PORTAL or queue[1].rewriter is not rewriter)):
+            return None
+        n = len(data)
+        if n > THREAD_MIN_BYTES or data[:5] != b"2\x00\x00\x00\x04":
+            return None
+        pos = 5
+        if described:
+            if data[5] != 0x54:  # T
+                return None
+            pos = 6 + int.from_bytes(data[6:10], "big")
+            description = data[5:pos]
+        rows_at, count = pos, 0
+        while data[pos:pos + 1] == b"D" and count <= _PIPELINE_ROWS:
+            pos += 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
+            count += 1
+        rows_end = pos
+        if count > _PIPELINE_ROWS or data[pos:pos + 1] != b"C":
+            return None
+        pos += 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
+        ready = data[pos:]
+        if len(ready) != 6 or ready[:5] != b"Z\x00\x00\x00\x05":
+            return None
+        out = [data[:5]]
+        if described:
+            out.append(rewriter.row_description(description))
+        queue.clear()  # (the whole queue is this request's)
+        failed = False
+        if count:
+            execute.rows += count
+            try:
+                out.append(rewriter.data_rows(data[rows_at:rows_end], count, None))
+            except Exception as exc:  # noqa: BLE001 - any failure is this statement's error
+                out.append(p.error_response(statement_error(exc)))
+                failed = True
+        if not failed:
+            out.append(data[rows_end:pos])
+            _log_call(execute)
+        self._ready(ready[5])
+        out.append(ready)
+        return out, ready
 
     def _skip_to_sync(self) -> None:
         """The server skips the requests up to Sync: the Parses among them made
