@@ -166,7 +166,8 @@ class TrackedRelay:
             return True
         if done is None:
             return False
-        self._out, ready = done
+        out, ready = done
+        self._out = [b"".join(out)]  # one buffer: the transport's write of a list costs more
         self._idle |= session.note_server(B_READY_FOR_QUERY, ready)
         self._maybe_stop()
         return True
