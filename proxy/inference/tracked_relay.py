@@ -27,7 +27,7 @@ from ..owed_replies import relay_owed, skip_to_sync
 from ..wire_scan import ENDS_READY, READY_SHIFT, server_chunk
 from . import workers
 from .rowscan import count_data_rows
-from .tracker import QUERY, ResponseTracker, expectation_kind
+from .tracker import FAIL_BLOCK_QUERY, QUERY, ResponseTracker, expectation_kind
 
 log = logging.getLogger("mlproxy.session")
 
@@ -166,8 +166,11 @@ class TrackedRelay:
             return True
         if done is None:
             return False
-        out, ready = done
+        out, ready, failed = done
         self._out = [b"".join(out)]  # one buffer: the transport's write of a list costs more
+        if failed:  # the end of a failed result: as any (_track_frames)
+            self._track_frames([Frame(B_READY_FOR_QUERY, ready)], False)
+            return True
         self._idle |= session.note_server(B_READY_FOR_QUERY, ready)
         self._maybe_stop()
         return True
@@ -256,6 +259,13 @@ class TrackedRelay:
                     self._batch_flow()
                     return False
             raw = bytes(item.raw)
+            if msg_type == B_READY_FOR_QUERY and attached and tracker.discarding \
+                    and tracker.fail_block(raw):
+                # the proxy failed a result Postgres ran, in a transaction block: a
+                # statement of Postgres' own fails the block, as Postgres' error
+                # would have; its ReadyForQuery (E) is relayed in this one's place
+                session.upstream.write(FAIL_BLOCK_QUERY)
+                continue
             self._idle |= session.note_server(msg_type, raw)
             if not attached:
                 out.append(raw)

@@ -35,10 +35,17 @@ _FIRST = (0,)  # the offsets of a run of one message
 _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
 
 # Expectation kinds
-PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION, HIDDEN = range(10)
+PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION, HIDDEN, FAIL_BLOCK = \
+    range(11)
 # the kinds whose request ends with a ReadyForQuery
 _GROUP_ENDS = frozenset((SYNC, QUERY, FUNCTION))
 _IDLE = ord("I")
+_IN_BLOCK = ord("T")
+#: What fails the client's transaction block upstream when the proxy failed a result
+#: Postgres itself ran (see fail_block): an error of Postgres' own, in its log with
+#: this text; the client never sees it.
+FAIL_BLOCK_QUERY = p.message(
+    b"Q", b"SELECT 'mlproxy: a model call failed in this transaction block; it is aborted'::int\x00")
 # pipeline_reply takes at most this many rows (a lookup: the rows are rewritten on
 # the event loop, as a flush of so few would be)
 _PIPELINE_ROWS = 32
@@ -134,7 +141,7 @@ class ResponseTracker:
         of mlproxy's own messages, nor the rest of a failed result to drop): the
         session can go back to plain relaying."""
         return bool(self.statements or self.portals or self._failed or
-                    any(e.rewriter is not None or e.kind == HIDDEN for e in self.queue))
+                    any(e.rewriter is not None or e.kind >= HIDDEN for e in self.queue))
 
     # -- client -> server ----------------------------------------------------------
     def bind_interceptor(self, raw: bytes | memoryview):
@@ -180,7 +187,7 @@ class ResponseTracker:
             return -1
         groups = 0
         for expectation in self.queue:
-            if expectation.rewriter is not None or expectation.kind == HIDDEN:
+            if expectation.rewriter is not None or expectation.kind >= HIDDEN:
                 return -1
             groups += expectation.kind in _GROUP_ENDS
         if self.queue and self.queue[-1].kind not in _GROUP_ENDS:
@@ -390,6 +397,12 @@ class ResponseTracker:
                 if not head.closes:
                     self.queue.popleft()
             return out
+        if kind == FAIL_BLOCK:  # its error is dropped; its ReadyForQuery (E) is the client's
+            if msg_type == p.B_READY_FOR_QUERY:
+                self.queue.popleft()
+                self._ready(raw[5])
+                out.append(raw)
+            return out
         if msg_type == p.B_ERROR:
             if head.map_position is not None or head.rewriter is not None:
                 raw = _map_error(raw, head.map_position)
@@ -431,13 +444,35 @@ class ResponseTracker:
         out.append(raw)
         return out
 
-    def pipeline_reply(self, data: bytes) -> tuple[list[bytes], bytes] | None:
+    def fail_block(self, raw: bytes) -> bool:
+        """At the ReadyForQuery `raw` that ends a failed result (`discarding`): Postgres
+        ran the statement, so a transaction block it is in goes on (status T), where
+        Postgres' own error would have failed it. When nothing else is awaited, the
+        caller sends FAIL_BLOCK_QUERY upstream instead of relaying `raw`: the failed
+        request is done, and that statement's replies are expected, its error dropped
+        and its ReadyForQuery (E) relayed in place of this one. True then; False (and
+        `raw` goes on as server_message says) otherwise: outside a block, or with
+        requests pipelined behind this one (they ran in the block; a known limit)."""
+        if not self._failed or raw[5] != _IN_BLOCK:
+            return False
+        queue = self.queue
+        if not queue or queue[-1].kind not in (SYNC, QUERY) \
+                or any(e.kind in (SYNC, QUERY) for e in list(queue)[:-1]):
+            return False
+        self._failed = False
+        queue.clear()
+        queue.append(Expectation(FAIL_BLOCK))
+        return True
+
+    def pipeline_reply(self, data: bytes) -> tuple[list[bytes], bytes, bool] | None:
         """The replies to a `client_pipeline` request, when `data` is all of them and
         nothing else: BindComplete, the RowDescription if it was described, a few
         DataRows (a lookup), CommandComplete, ReadyForQuery. Noted and rewritten in
         one pass, with the bytes `server_message` would give message by message (a
-        batch flushed at the CommandComplete; a failed one is its ErrorResponse and
-        the CommandComplete dropped): (the bytes to send, the ReadyForQuery). None,
+        batch flushed at the CommandComplete): (the bytes to send, the ReadyForQuery,
+        False). A failed batch is its ErrorResponse, the CommandComplete dropped, and
+        the ReadyForQuery left to the caller (True), to pass on as the end of a failed
+        result (fail_block, server_message). None,
         nothing done, for anything else: an error, a notice, a suspended portal,
         more rows, a remote model's (whose rows go to workers.submit)."""
         queue = self.queue
@@ -473,21 +508,24 @@ class ResponseTracker:
         out = [data[:5]]
         if described:
             out.append(rewriter.row_description(description))
-        queue.clear()  # (the whole queue is this request's)
-        failed = False
         if count:
             execute.rows += count
             try:
                 out.append(rewriter.data_rows(data[rows_at:rows_end], count, None))
             except Exception as exc:  # noqa: BLE001 - any failure is this statement's error
+                # as message by message: the batch is its error, the CommandComplete
+                # dropped, and the ReadyForQuery the caller's to pass on (fail_block)
                 out.append(p.error_response(statement_error(exc)))
-                failed = True
-        if not failed:
-            out.append(data[rows_end:pos])
-            _log_call(execute)
+                self._failed = True
+                while queue[0] is not execute:
+                    queue.popleft()
+                return out, ready, True
+        queue.clear()  # (the whole queue is this request's)
+        out.append(data[rows_end:pos])
+        _log_call(execute)
         self._ready(ready[5])
         out.append(ready)
-        return out, ready
+        return out, ready, False
 
     def _skip_to_sync(self) -> None:
         """The server skips the requests up to Sync: the Parses among them made
