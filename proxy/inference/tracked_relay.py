@@ -27,7 +27,7 @@ from ..owed_replies import relay_owed, skip_to_sync
 from ..wire_scan import ENDS_READY, READY_SHIFT, server_chunk
 from . import workers
 from .rowscan import count_data_rows
-from .tracker import FAIL_BLOCK_QUERY, QUERY, ResponseTracker, expectation_kind
+from .tracker import EXECUTE, FAIL_BLOCK_QUERY, QUERY, ResponseTracker, expectation_kind
 
 log = logging.getLogger("mlproxy.session")
 
@@ -52,6 +52,7 @@ def start_tracking(session) -> ResponseTracker:
         if rewrite is None:
             rewrite = TrackedRelay(session)
         session.attach_rewrite(rewrite)
+    session.rewritten_request()
     return rewrite.tracker
 
 
@@ -78,10 +79,18 @@ class TrackedRelay:
 
     # -- ReplyRewrite ----------------------------------------------------------------
     def client_message(self, msg_type: int, raw: bytes) -> bytes:
-        return self.tracker.client_message(msg_type, raw)
+        tracker = self.tracker
+        forwarded = tracker.client_message(msg_type, raw)
+        queue = tracker.queue
+        if queue and queue[-1].rewriter is not None and queue[-1].kind == EXECUTE:
+            self.session.rewritten_request()
+        return forwarded
 
     def client_chunk(self, data: bytes) -> bytes | None:
-        return self.tracker.client_pipeline(data)
+        forwarded = self.tracker.client_pipeline(data)
+        if forwarded is not None:
+            self.session.rewritten_request()
+        return forwarded
 
     def interceptor_for(self, raw):
         return self.tracker.bind_interceptor(raw)
