@@ -55,6 +55,7 @@ import automl  # noqa: E402
 from automl import registry as automl_families  # noqa: E402
 automl_train = importlib.import_module("automl.train")  # the module, for VARIANT_SETTINGS
 automl.train = automl_train.train  # importing the submodule bound automl.train to it (see automl/__init__.py)
+automl_preprocess = importlib.import_module("automl.preprocess")
 from automl.columns import to_raw  # noqa: E402
 from benchmarks.automl import tables  # noqa: E402
 
@@ -67,10 +68,13 @@ AUTO_VARIANTS = {
     "mlproxy_noxgb": tuple(f for f in automl_families.AUTO_FAMILIES if f != "XGBOOST"),
     # the final model refitted on the selection part only (the test part held out), as before
     "mlproxy_heldout": automl_families.AUTO_FAMILIES,
+    # multiclass text columns as one frequency-ordered ordinal, as before
+    "mlproxy_freqorder": automl_families.AUTO_FAMILIES,
 }
 #: module settings a variant changes for its run: {variant: {(module, name): value}}
 VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
     "mlproxy_heldout": {(automl_train, "REFIT_ALL_ROWS"): False},
+    "mlproxy_freqorder": {(automl_preprocess, "MULTICLASS_ORDERS"): False},
 }
 
 DATASETS = {
