@@ -101,6 +101,31 @@ def _lost(client: Any, exc: BaseException) -> ClusterLost:
     return ClusterLost(f"training cluster {client.scheduler.address} lost: {type(exc).__name__}: {exc}")
 
 
+def until_healthy(client: Any) -> None:
+    """Return once the client is connected to a scheduler with workers; ClusterLost
+    after LOST_AFTER seconds without."""
+    since = time.monotonic()
+    while not (client.status == "running" and _threads(client) > 0):
+        if time.monotonic() - since > LOST_AFTER:
+            why = "no connection to its scheduler" if client.status != "running" else "it has no workers"
+            raise ClusterLost(f"training cluster {client.scheduler.address} lost: {why} for {LOST_AFTER:g} s")
+        time.sleep(0.1)
+
+
+def wait_all(client: Any, futures: list[Any], give_up: float) -> bool:
+    """Until every task is done (True) or `give_up` (monotonic; False); ClusterLost
+    if the cluster stops answering meanwhile. Every wait on the cluster goes through
+    here or has its own timeout: nothing waits on a cluster without a bound."""
+    while time.monotonic() < give_up:
+        # the Client's own thread updates the futures; polling needs no default client
+        if all(f.done() for f in futures):
+            return True
+        time.sleep(0.1)
+        if not (client.status == "running" and _threads(client) > 0):
+            until_healthy(client)
+    return all(f.done() for f in futures)
+
+
 class _TaskLost(Exception):
     """A trial task cancelled on the cluster (not failed): run again once."""
 
@@ -175,27 +200,10 @@ class ClusterTrials:
         return out
 
     def _until_healthy(self) -> None:
-        """Return once the client is connected to a scheduler with workers; ClusterLost
-        after LOST_AFTER seconds without."""
-        since = time.monotonic()
-        while not (self.client.status == "running" and _threads(self.client) > 0):
-            if time.monotonic() - since > LOST_AFTER:
-                why = ("no connection to its scheduler" if self.client.status != "running"
-                       else "it has no workers")
-                raise ClusterLost(f"training cluster {self.client.scheduler.address} lost: {why} "
-                                  f"for {LOST_AFTER:g} s")
-            time.sleep(0.1)
+        until_healthy(self.client)
 
     def _wait(self, futures: list[Any], give_up: float) -> None:
-        """Until every task is done or `give_up` (monotonic); ClusterLost if the
-        cluster stops answering meanwhile."""
-        while time.monotonic() < give_up:
-            # the Client's own thread updates the futures; polling needs no default client
-            if all(f.done() for f in futures):
-                return
-            time.sleep(0.1)
-            if not (self.client.status == "running" and _threads(self.client) > 0):
-                self._until_healthy()
+        wait_all(self.client, futures, give_up)
 
     def _outcome(self, future: Any, fam: Family, params: dict[str, Any], ctx: Context) -> TrialResult | Exception:
         if future.status == "finished":
@@ -273,6 +281,9 @@ def load_xgboost(fam: Family, params: dict[str, Any], ctx: Context, model_json: 
 
 #: rows per partition of the final fit's data (at least two partitions per worker)
 PARTITION_ROWS = 250_000
+#: how long reading the snapshot's partitions on the workers may take, at most, when
+#: the job's deadline is later (a store that does not answer must not hold the job)
+READ_TIMEOUT = 600.0
 
 
 def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray, deadline: float,
@@ -282,8 +293,6 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
     as XGBoost's own model bytes and is re-read from its JSON. TrialInterrupted when
     `deadline` (monotonic) stopped it before its last round."""
     import dask.array as da
-    import xgboost as xgb
-    from xgboost import dask as dxgb
     from sklearn.utils.class_weight import compute_sample_weight
 
     workers = max(1, len(client.nthreads()))
@@ -292,16 +301,30 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
     weight = compute_sample_weight(est.class_weight, y) if est.class_weight else None
 
     def parts(values: np.ndarray) -> Any:
-        futures = client.scatter([values[a:b] for a, b in zip(bounds[:-1], bounds[1:])], hash=False)
+        futures = client.scatter([values[a:b] for a, b in zip(bounds[:-1], bounds[1:])], hash=False,
+                                 timeout=LOST_AFTER)
         return da.concatenate([da.from_delayed(f, shape=(b - a, *values.shape[1:]), dtype=values.dtype)
                                for f, a, b in zip(futures, bounds[:-1], bounds[1:])])
+
+    try:
+        data = (parts(X), parts(y), None if weight is None else parts(weight))
+    except (TimeoutError, OSError) as exc:
+        raise _lost(client, exc) from None
+    est = _train_dask(client, est, *data, deadline)
+    est.partitions = count
+    return est
+
+
+def _train_dask(client: Any, est: Any, X: Any, y: Any, weight: Any, deadline: float) -> Any:
+    """xgboost.dask.train of `est` on dask arrays; the Booster re-read from its JSON."""
+    import xgboost as xgb
+    from xgboost import dask as dxgb
 
     params = {**est.params, "nthread": _cluster_threads(client), "tree_method": est.params.get("tree_method", "hist")}
     wall_deadline = time.time() + (deadline - time.monotonic())
     try:
         with client.as_current():  # the partitions' graph is computed by this client
-            dtrain = dxgb.DaskDMatrix(client, parts(X), parts(y),
-                                      weight=None if weight is None else parts(weight))
+            dtrain = dxgb.DaskDMatrix(client, X, y, weight=weight)
             out = dxgb.train(client, params, dtrain, num_boost_round=est.num_round,
                              callbacks=[WallDeadline(wall_deadline)])
     except Exception as exc:
@@ -313,8 +336,93 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
     if booster.num_boosted_rounds() < est.num_round:
         raise TrialInterrupted()
     est.booster = booster
-    est.partitions = count
     return est
+
+
+# -- data read where it is: the snapshot's partitions on the workers ---------------------------
+
+
+class SourceUnreadable(AutoMLError):
+    """The cluster's workers cannot read the snapshot (e.g. a data directory that is
+    not shared with them): the job reads it itself."""
+
+    sqlstate = "58030"  # io_error
+
+
+def _gathered(client: Any, futures: list[Any], give_up: float, what: str) -> list[Any]:
+    """The results of `futures`, waited for until `give_up` (monotonic) at most."""
+    try:
+        if not wait_all(client, futures, give_up):
+            raise SourceUnreadable(f"{what} took longer than the time left")
+        failed = [f for f in futures if f.status == "error"]
+        if failed:
+            exc = failed[0].exception()
+            raise SourceUnreadable(f"{what} failed on the cluster: {type(exc).__name__}: {exc}")
+        if any(f.status != "finished" for f in futures):
+            raise SourceUnreadable(f"{what}: a task was {next(f.status for f in futures if f.status != 'finished')}")
+        return client.gather(futures)
+    except BaseException:
+        _cancel_all(client, futures)
+        raise
+
+
+def _cancel_all(client: Any, futures: list[Any]) -> None:
+    try:
+        client.cancel(futures)
+    except Exception:  # noqa: BLE001 - a lost cluster has nothing left to cancel
+        pass
+
+
+def sample_source(client: Any, source: Any, plan: Any, deadline: float) -> tuple[Any, np.ndarray]:
+    """The test and sample rows of every partition, drawn on the workers (one task per
+    partition), concatenated in partition order: (table, is_test)."""
+    import pyarrow as pa
+
+    from .partitioned import sample_task
+
+    futures = [client.submit(sample_task, source, plan, a, b, pure=False) for a, b in plan.partitions]
+    parts = _gathered(client, futures, min(deadline, time.monotonic() + READ_TIMEOUT), "reading the snapshot")
+    tables = [t for t, _ in parts]
+    return pa.concat_tables(tables), np.concatenate([m for _, m in parts])
+
+
+def fit_xgboost_source(client: Any, est: Any, source: Any, plan: Any, features: list[str],
+                       spec: dict[str, Any], target: Any, deadline: float) -> Any:
+    """Fit `est` with xgboost.dask on every non-test row of the snapshot: each
+    partition is read and preprocessed (`spec`) on a worker and stays there; only
+    its row count comes back. `est.rows` and `est.unseen` tell how many rows the fit
+    used and how many were left out for a target class the sample had not seen."""
+    import operator
+
+    import dask.array as da
+
+    from .partitioned import training_partition
+
+    # (the partitions' data leaves the workers when these futures are released, at
+    # the return; cancelling them would also cancel the getitem tasks built on them)
+    futures = [client.submit(training_partition, source, plan, a, b, features, spec, target, pure=False)
+               for a, b in plan.partitions]
+    counts = _gathered(client, [client.submit(_counts, f) for f in futures],
+                       min(deadline, time.monotonic() + READ_TIMEOUT), "reading the snapshot's partitions")
+    n_features = len(spec["features"])
+
+    def column(index: int, dtype: Any, shape: Any) -> Any:
+        return da.concatenate([
+            da.from_delayed(client.submit(operator.getitem, f, index), shape=shape(rows), dtype=dtype)
+            for f, (rows, _) in zip(futures, counts) if rows])
+
+    X = column(0, np.float64, lambda rows: (rows, n_features))
+    y = column(1, np.float64, lambda rows: (rows,))
+    weight = column(2, np.float64, lambda rows: (rows,)) if target.weights is not None else None
+    est = _train_dask(client, est, X, y, weight, deadline)
+    est.partitions = len(futures)
+    est.rows = sum(rows for rows, _ in counts)
+    est.unseen = sum(unseen for _, unseen in counts)
+    return est
+
+
+def _counts(part: tuple[Any, ...]) -> tuple[int, int]:
+    return len(part[1]), int(part[3])
 
 
 def _cluster_threads(client: Any) -> int:

@@ -111,7 +111,11 @@ def test_create_model_on_the_cluster_through_the_proxy(pg, cluster, tmp_path):
                 "SELECT artifact, details, metrics FROM mlproxy.models WHERE model_name = 'dask_model'").fetchall()
             report = "\n".join(details["report"])
             assert f"training cluster {cluster.scheduler_address}: trials ran as tasks on 2 workers" in report
-            assert "with xgboost.dask on the training cluster (4 row partitions" in report, report
+            # the workers read the snapshot in the data directory themselves (the job
+            # process held only the search's rows and the held-out ones)
+            assert "training data read where it is: 12000 rows in 4 partitions" in report, report
+            assert "with xgboost.dask on the training cluster (4 row partitions read by its workers)" in report, \
+                report
             # predictions through SQL equal the offline predictor of the stored artifact
             rows = conn.execute(f"SELECT {', '.join(cols)}, dask_predict({', '.join(cols)}) FROM dask_points "
                                 "ORDER BY id").fetchall()
@@ -125,6 +129,78 @@ def test_create_model_on_the_cluster_through_the_proxy(pg, cluster, tmp_path):
         assert abs(metrics["f1"] - local.metrics["f1"]) < 0.03, (metrics, local.metrics)
     finally:
         proxy.stop()
+
+
+def _mixed_table(rows: int, seed: int = 3) -> pa.Table:
+    """Numbers with NULLs, a text column with NULLs, a text target of 3 classes."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 3))
+    cat = rng.integers(0, 4, rows)
+    score = X[:, 0] + 0.8 * X[:, 1] * X[:, 2] + (cat == 2) - 0.7 * (cat == 0) + rng.normal(0, 0.5, rows)
+    label = np.where(score < -0.5, "low", np.where(score < 0.7, "mid", "high")).astype(object)
+    label[rng.random(rows) < 0.02] = None  # NULL targets: left out everywhere
+    f0 = X[:, 0].copy()
+    f0[rng.random(rows) < 0.05] = np.nan
+    return pa.table({"f0": pa.array(f0, from_pandas=True), "f1": X[:, 1], "f2": X[:, 2],
+                     "c": pa.array(np.array(["a", "b", "c", None], dtype=object)[cat], pa.string()),
+                     "label": pa.array(label, pa.string())})
+
+
+def test_the_workers_read_the_snapshot_and_the_search_runs_on_a_sample(cluster, tmp_path, monkeypatch):
+    """A snapshot larger than the search's sample: the job process gets only the
+    sample and the held-out rows (drawn on the workers); the XGBoost final fit reads
+    every other row on the workers, preprocessed there with the sample's spec."""
+    import pyarrow.parquet as pq
+
+    import automl
+    from automl.partitioned import ParquetData, Plan, row_uniforms
+    from automl.validation import MAX_TEST_ROWS, TEST_FRACTION
+
+    rows = 9000
+    table = _mixed_table(rows)
+    path = tmp_path / "data.parquet"
+    pq.write_table(table, path, row_group_size=1000)
+    monkeypatch.setattr("automl.partitioned.SAMPLE_CELLS", 2000 * table.num_columns)  # ~2000 rows
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        model = automl.train(ParquetData(str(path)), {"target": "label", "model_type": "XGBOOST", "auto": False,
+                                                      "hyperparameters": {"NUM_ROUND": "30", "MAX_DEPTH": "4"},
+                                                      "max_runtime": BUDGET}, cluster=client)
+    report = "\n".join(model.report)
+    plan = Plan.make(rows, table.num_columns, 0, 2, TEST_FRACTION, MAX_TEST_ROWS)
+    u = row_uniforms(0, 0, rows)
+    known = table.column("label").is_valid().to_numpy(zero_copy_only=False)
+    sample = int(((u >= plan.test_share) & (u < plan.test_share + plan.sample_share) & known).sum())
+    test = int(((u < plan.test_share) & known).sum())
+    fit = int(((u >= plan.test_share) & known).sum())
+    assert 1500 < sample < 2500 and fit > 3 * sample, (sample, fit)
+    assert (f"training data read where it is: {rows} rows in 4 partitions read by the cluster's workers; "
+            f"the search ran on a sample of {sample} rows") in report, report
+    assert f"refit on all {fit} non-test rows of the snapshot with xgboost.dask" in report, report
+    assert model.rows_used == fit + test
+    assert model.classes == ["high", "low", "mid"] and model.metrics["accuracy"] > 0.7, model.metrics
+    # the spec was fitted on the sample; the model predicts the raw columns through it
+    spec_inputs = [f["input"] for f in model.preprocessing["features"]]
+    assert "c" in spec_inputs and model.preprocessing["features"][spec_inputs.index("c")]["op"] == "ordinal"
+
+
+def test_workers_that_cannot_read_the_snapshot_get_it_from_the_job(cluster, tmp_path):
+    """A store the workers do not share (a path only the job's host has): the job
+    reads its own copy and sends the search's data, as before; never a failed job."""
+    import pyarrow.parquet as pq
+
+    import automl
+    from automl.partitioned import ParquetData
+
+    path = tmp_path / "data.parquet"
+    pq.write_table(_table(3000, seed=4), path, row_group_size=1000)
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        model = automl.train(ParquetData(str(tmp_path / "not-shared" / "data.parquet"), local=str(path)),
+                             {"target": "label", "model_type": "XGBOOST", "auto": False,
+                              "hyperparameters": {"NUM_ROUND": "20"}, "max_runtime": BUDGET}, cluster=client)
+    assert "the cluster's workers could not read the snapshot (reading the snapshot failed on the cluster: " \
+           "FileNotFoundError" in model.report[0], model.report
+    assert any("refit on all" in line and "xgboost.dask" in line for line in model.report), model.report
+    assert model.metrics["accuracy"] > 0.75
 
 
 def test_a_worker_killed_mid_search_the_search_goes_on(cluster):
