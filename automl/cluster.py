@@ -32,6 +32,7 @@ AutoMLErrors the proxy's worker turns into a local retry or a FAILED reason.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -207,7 +208,13 @@ class ClusterTrials:
 
     def _outcome(self, future: Any, fam: Family, params: dict[str, Any], ctx: Context) -> TrialResult | Exception:
         if future.status == "finished":
-            data = future.result()
+            try:
+                # fetched from the worker that holds it; one that died meanwhile
+                # loses it: the task runs again (bounded, never a hang)
+                data = future.result(timeout=LOST_AFTER)
+            except TimeoutError:
+                return _TaskLost("trial result not fetched from the cluster within "
+                                 f"{LOST_AFTER:g} s")
             if data.get("interrupted"):
                 return TrialInterrupted()
             if data.get("error"):
@@ -218,7 +225,7 @@ class ClusterTrials:
             return TrialResult(float(data["score"]), float(data["seconds"]), data["threshold"], model,
                                float(data["cost_units"]))
         if future.status == "error":
-            exc = future.exception()
+            exc = future.exception(timeout=LOST_AFTER)
             return RuntimeError(f"trial task failed on the cluster: {type(exc).__name__}: {exc}")
         if future.done():  # cancelled, or its input lost with the workers that held it
             return _TaskLost(f"trial task {future.status} on the cluster")
@@ -315,18 +322,36 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
     return est
 
 
+class FinalFitStuck(RuntimeError):
+    """xgboost.dask did not end in time (e.g. a worker it had pinned a task to died:
+    its task waits for that worker forever). The job keeps the winning trial's model."""
+
+
 def _train_dask(client: Any, est: Any, X: Any, y: Any, weight: Any, deadline: float) -> Any:
-    """xgboost.dask.train of `est` on dask arrays; the Booster re-read from its JSON."""
+    """xgboost.dask.train of `est` on dask arrays; the Booster re-read from its JSON.
+    Bounded: it runs in a thread the job waits for until `deadline` plus the
+    cluster's grace (FinalFitStuck after that), and XGBoost's own collective
+    operations on the workers time out as well."""
     import xgboost as xgb
+    from xgboost import collective
     from xgboost import dask as dxgb
 
     params = {**est.params, "nthread": _cluster_threads(client), "tree_method": est.params.get("tree_method", "hist")}
-    wall_deadline = time.time() + (deadline - time.monotonic())
-    try:
+    left = max(0.0, deadline - time.monotonic())
+    wall_deadline = time.time() + left
+    wait = left + DEADLINE_GRACE + LOST_AFTER
+
+    def fit() -> Any:
         with client.as_current():  # the partitions' graph is computed by this client
             dtrain = dxgb.DaskDMatrix(client, X, y, weight=weight)
-            out = dxgb.train(client, params, dtrain, num_boost_round=est.num_round,
-                             callbacks=[WallDeadline(wall_deadline)])
+            return dxgb.train(client, params, dtrain, num_boost_round=est.num_round,
+                              callbacks=[WallDeadline(wall_deadline)],
+                              coll_cfg=collective.Config(timeout=int(min(max(60.0, wait), 86_400.0))))
+
+    try:
+        out = _bounded(fit, wait, "the final fit with xgboost.dask")
+    except FinalFitStuck:
+        raise
     except Exception as exc:
         if client.status != "running" or not _threads(client):
             raise _lost(client, exc) from None
@@ -360,7 +385,10 @@ def _gathered(client: Any, futures: list[Any], give_up: float, what: str) -> lis
             raise SourceUnreadable(f"{what} failed on the cluster: {type(exc).__name__}: {exc}")
         if any(f.status != "finished" for f in futures):
             raise SourceUnreadable(f"{what}: a task was {next(f.status for f in futures if f.status != 'finished')}")
-        return client.gather(futures)
+        return [f.result(timeout=LOST_AFTER) for f in futures]
+    except TimeoutError:
+        raise SourceUnreadable(f"{what}: a result was not fetched from the cluster within {LOST_AFTER:g} s") \
+            from None
     except BaseException:
         _cancel_all(client, futures)
         raise
@@ -423,6 +451,27 @@ def fit_xgboost_source(client: Any, est: Any, source: Any, plan: Any, features: 
 
 def _counts(part: tuple[Any, ...]) -> tuple[int, int]:
     return len(part[1]), int(part[3])
+
+
+def _bounded(fn: Any, seconds: float, what: str) -> Any:
+    """fn() in a daemon thread, waited for `seconds` at most (FinalFitStuck after:
+    the thread is left behind, and ends with the process)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name="mlproxy-bounded")
+    thread.start()
+    thread.join(seconds if math.isfinite(seconds) else None)
+    if thread.is_alive():
+        raise FinalFitStuck(f"{what} did not end within {seconds:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _cluster_threads(client: Any) -> int:

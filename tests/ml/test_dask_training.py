@@ -73,6 +73,31 @@ def _preload() -> None:
     import xgboost.dask  # noqa: F401
 
 
+def _within(seconds: float, call):
+    """call() in a thread, waited for `seconds` at most: a training that does not
+    return fails the test saying where it waits (its thread's stack), never hangs it."""
+    import sys
+    import traceback
+
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name="training")
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        stack = "".join(traceback.format_stack(sys._current_frames()[thread.ident]))
+        pytest.fail(f"training did not return within {seconds:g} s; it waits in:\n{stack}")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def _worker_pids(client) -> list[int]:
     return sorted(client.run(os.getpid).values())
 
@@ -223,8 +248,11 @@ def test_a_worker_killed_mid_search_the_search_goes_on(cluster):
 
         killer = threading.Thread(target=kill_one_mid_trial)
         killer.start()
-        model = automl.train(_table(4000, seed=1), {"target": "label", "max_runtime": BUDGET}, cluster=client)
-        killer.join()
+        model = _within(4 * BUDGET + 30, lambda: automl.train(_table(4000, seed=1),
+                                                              {"target": "label", "max_runtime": BUDGET},
+                                                              cluster=client))
+        killer.join(70)
+        assert not killer.is_alive(), "the killer thread did not end"
         assert killed, "no trial task was seen running"
         # the killed worker's trial re-ran on the other (its input was copied to both)
         assert len(model.leaderboard) >= 2 and not any("trials failed" in line for line in model.report), \
