@@ -2,7 +2,8 @@
 XGBoost's own Dask training for the winner's final fit on partitioned data.
 
 `ClusterTrials` is the search's trial pool (automl.search.TrialPool): the selection
-part's matrices, targets and folds are scattered to the cluster once, and each batch
+part's matrices, targets and folds are sent to the cluster once (as tasks that carry
+them, so that a worker's death loses none), and each batch
 of trials the search hands it runs as one task per trial, side by side on the
 cluster's workers. The search itself (which trial comes next, the budget, the
 leaderboard) stays in the training process; it records a batch in the order it was
@@ -138,27 +139,28 @@ class ClusterTrials:
         self.client = client
         self.evaluator = evaluator
         self._matrices: dict[str, Any] = {}
-        self._common = self._scatter_common()
+        self._common = self._common_input()
         self.setup = {"objective": evaluator.objective, "problem_type": evaluator.problem_type,
                       "n_classes": evaluator.n_classes, "seed": evaluator.seed}
 
-    def _scatter_common(self) -> Any:
-        # one future for the dict (a list or dict given to scatter is scattered by item);
-        # scattered data has no lineage, so it is copied to every worker: a worker that
-        # dies takes no trial's input with it, and its tasks re-run on another
-        return self._scatter([{"y": self.evaluator.y, "folds": self.evaluator.folds}])[0]
+    def _common_input(self) -> Any:
+        return self._hold({"y": self.evaluator.y, "folds": self.evaluator.folds})
 
-    def _scatter(self, data: Any) -> Any:
-        """Copied to every worker, within LOST_AFTER seconds (a worker that is gone or
-        restarting must not hold the job: ClusterLost)."""
-        try:
-            return self.client.scatter(data, hash=False, broadcast=True, timeout=LOST_AFTER)
-        except (TimeoutError, OSError) as exc:
-            raise _lost(self.client, exc) from None
+    def _hold(self, data: Any) -> Any:
+        """A future of `data` with lineage: the data travels in its task, which the
+        scheduler keeps, so a worker that dies holding it takes nothing with it (the
+        task runs again on another worker). (A broadcast scatter had to reach every
+        worker the scheduler knew, and waited on one just killed: the job was lost.)
+        Sending never blocks: the client's thread ships it."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Sending large graph": it is meant to travel once
+            return self.client.submit(_value, data, pure=False)
 
     def _matrix(self, encoding: str) -> Any:
         if encoding not in self._matrices:
-            self._matrices[encoding] = self._scatter(self.evaluator.matrices[encoding])
+            self._matrices[encoding] = self._hold(self.evaluator.matrices[encoding])
         return self._matrices[encoding]
 
     def run(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
@@ -167,10 +169,10 @@ class ClusterTrials:
         lost = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, _TaskLost)]
         if lost:
             # tasks cancelled with a worker (or their input lost with it): once the
-            # cluster answers again, their inputs are scattered anew and they run once more
+            # cluster answers again, their inputs are sent anew and they run once more
             self._until_healthy()
             self._matrices.clear()
-            self._common = self._scatter_common()
+            self._common = self._common_input()
             again = self._run_once([trials[i] for i in lost], deadline)
             for i, outcome in zip(lost, again):
                 outcomes[i] = RuntimeError(str(outcome)) if isinstance(outcome, _TaskLost) else outcome
@@ -237,6 +239,11 @@ class ClusterTrials:
                 self.client.cancel(futures)
             except Exception:  # noqa: BLE001 - a lost cluster has nothing left to cancel
                 pass
+
+
+def _value(data: Any) -> Any:
+    """A trial input's task: the data it carries (see ClusterTrials._hold)."""
+    return data
 
 
 def run_trial(X: np.ndarray, common: dict[str, Any], setup: dict[str, Any], model_type: str,

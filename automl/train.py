@@ -219,7 +219,13 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         threads = sum(client.nthreads().values())
         report.append(f"training cluster {client.scheduler.address}: trials ran as tasks on "
                       f"{len(client.nthreads())} workers ({threads} threads)")
-    search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, len(folds), len(sel),
+    refit_rows = len(sel)
+    if partitioned is not None and "XGBOOST" in model_types:
+        # the final fit reads every non-test row, spread over the cluster's threads
+        # (a trial task uses one worker's): the search keeps the time for that
+        plan = partitioned.plan
+        refit_rows = max(len(sel), int(plan.rows * (1 - plan.test_share) / max(1, threads)))
+    search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, len(folds), refit_rows,
                          pool)
     winner = search.winner()
     fam = FAMILIES[winner.family]
