@@ -217,9 +217,15 @@ def main(argv: list[str] | None = None) -> int:
             budget = args.budget_50m if size == "50M" and args.budget_50m else args.budget
             for mode in ("local", "cluster"):
                 row = {"cells": size, "rows": n, "mode": mode if mode == "local" else f"cluster x{args.workers}",
-                       "budget": budget,
-                       **_child(["--one", paths[size], mode, str(SIZES[size]), str(budget),
-                                 "--scheduler", cluster.scheduler_address])}
+                       "budget": budget}
+                try:
+                    row.update(_child(["--one", paths[size], mode, str(SIZES[size]), str(budget),
+                                       "--scheduler", cluster.scheduler_address]))
+                except RuntimeError as exc:  # e.g. MAX_RUNTIME too short for one trial: said, not fatal
+                    row["error"] = str(exc).splitlines()[-1]
+                    rows.append(row)
+                    print(f"{size:>6} {row['mode']:<12} failed: {row['error']}", flush=True)
+                    continue
                 rows.append(row)
                 print(f"{size:>6} {row['mode']:<12} {row['seconds']:>8.1f} {row['trials']:>6} {row['f1']:>7.4f} "
                       f"{row['auc']:>7.4f} {row['peak_rss_mb']:>7}  {row['final_fit']}", flush=True)
