@@ -219,14 +219,15 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         threads = sum(client.nthreads().values())
         report.append(f"training cluster {client.scheduler.address}: trials ran as tasks on "
                       f"{len(client.nthreads())} workers ({threads} threads)")
-    refit_rows = len(sel)
+    refit_rows, refit_share = len(sel), 1 / 3
     if partitioned is not None and "XGBOOST" in model_types:
         # the final fit reads every non-test row, spread over the cluster's threads
         # (a trial task uses one worker's): the search keeps the time for that
         plan = partitioned.plan
         refit_rows = max(len(sel), int(plan.rows * (1 - plan.test_share) / max(1, threads)))
+        refit_share = 1 / 2
     search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, len(folds), refit_rows,
-                         pool)
+                         pool, refit_share)
     winner = search.winner()
     fam = FAMILIES[winner.family]
     report.append(f"search: {len(search.trials)} trials, stopped: {search.stop_reason}")
@@ -313,7 +314,7 @@ def _fit_specs(families: list[Family], opts: TrainOptions, infos: list[ColumnInf
 
 def _run_search(families: list[Family], contexts: dict[str, Context], evaluator: Evaluator,
                 objective: P.Objective, clock: Clock, opts: TrainOptions, fold_rows: int,
-                n_folds: int, n_sel: int, pool: Any = None) -> Search:
+                n_folds: int, n_sel: int, pool: Any = None, refit_share: float = 1 / 3) -> Search:
     overhead = min(5.0, 0.2 + 0.03 * clock.budget)
     if pool is not None:
         # on a cluster the final fit starts xgboost.dask's workers and scatters the
@@ -328,8 +329,9 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
             return overhead
         per_fit = best.result.seconds / n_folds / max(best.fidelity, 1e-3)
         # the refit can be cut short (the trial's own model is the fallback), so the
-        # search never gives up more than a third of the budget for it
-        return overhead + min(per_fit * n_sel / max(1, fold_rows), clock.budget / 3)
+        # search never gives up more than a third of the budget for it (half, when
+        # the final fit is the one that reads every partition of a snapshot)
+        return overhead + min(per_fit * n_sel / max(1, fold_rows), clock.budget * refit_share)
 
     def on_trial(trial: Trial, best: Trial | None) -> None:
         clock.report(phase="searching", trials=len(holder["search"].trials),

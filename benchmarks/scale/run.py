@@ -89,18 +89,20 @@ def run_one(path: str, mode: str, cells: int, budget: float, scheduler: str | No
     import automl
     from automl.partitioned import ParquetData
 
-    started = time.monotonic()
     if mode == "local":
         import pyarrow.parquet as pq
 
+        started = time.monotonic()
         data: Any = pq.read_table(path)  # what the local worker's load_table does
         model = automl.train(data, _options(cells, budget))
+        seconds = time.monotonic() - started
     else:
         from distributed import Client
 
         with Client(scheduler, set_as_default=False) as client:
+            started = time.monotonic()
             model = automl.train(ParquetData(path), _options(cells, budget), cluster=client)
-    seconds = time.monotonic() - started
+            seconds = time.monotonic() - started
     final = next((line for line in model.report if line.startswith("refit") or "kept" in line), "")
     sample = next((line for line in model.report if line.startswith("training data read where it is")), None)
     return {"seconds": round(seconds, 2), "trials": len(model.leaderboard),
