@@ -172,6 +172,59 @@ def _warm(scheduler: str) -> None:
                                 (X[:, 0] > 0).astype(float), time.monotonic() + 300)
 
 
+def convert_memory(csv_path: str, how: str) -> dict[str, Any]:
+    """The proxy's side of the export: COPY's CSV of the table -> the snapshot's
+    Parquet, as CREATE MODEL does it now (`streamed`: snapshot.convert_csv, keeping
+    the check's 2M-cell sample) or as it did before (`whole`: read whole, written
+    whole). In a fresh process: its peak RSS."""
+    import shutil
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from automl.partitioned import SAMPLE_CELLS
+    from proxy.training.snapshot import JobDir, convert_csv
+
+    names = [*(f"f{i}" for i in range(FEATURES)), "label"]
+    types = ["double precision"] * FEATURES + ["boolean"]
+    job = JobDir(Path(csv_path).parent / f"job-{how}")
+    job.path.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(csv_path, job.csv_file)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    rows = sum(1 for _ in open(job.csv_file, "rb"))
+    if how == "streamed":
+        kept = convert_csv(job, names, types, keep=min(1.0, SAMPLE_CELLS / (rows * len(names)))).num_rows
+    else:
+        table = pacsv.read_csv(job.csv_file, read_options=pacsv.ReadOptions(column_names=names),
+                               convert_options=pacsv.ConvertOptions(column_types={n: pa.float64() for n in names[:-1]}
+                                                                    | {"label": pa.bool_()},
+                                                                    true_values=["1"], false_values=["0"]))
+        pq.write_table(table, job.parquet_file)
+        kept = table.num_rows
+    seconds = time.monotonic() - started
+    groups = pq.read_metadata(job.parquet_file).num_row_groups
+    job.remove()
+    return {"how": how, "rows": rows, "kept_in_memory": kept, "row_groups": groups, "seconds": round(seconds, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "rss_before_mb": round(base / 1024)}
+
+
+def write_csv(parquet: str, csv_path: str) -> None:
+    """The snapshot's table as COPY (FORMAT csv) writes it: booleans as 1/0."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(parquet)
+    with pacsv.CSVWriter(csv_path, pf.schema_arrow.remove(pf.schema_arrow.get_field_index("label"))
+                         .append(pa.field("label", pa.int8())),
+                         write_options=pacsv.WriteOptions(include_header=False)) as writer:
+        for g in range(pf.num_row_groups):
+            t = pf.read_row_group(g)
+            writer.write_table(t.set_column(t.schema.get_field_index("label"), "label",
+                                            t.column("label").cast(pa.int8())))
+
+
 def _child(args: list[str]) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.scale.run", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=3600)
@@ -193,7 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one", nargs=4, metavar=("PATH", "MODE", "CELLS", "BUDGET"), help=argparse.SUPPRESS)
     ap.add_argument("--costs", metavar="PATH", help=argparse.SUPPRESS)
     ap.add_argument("--scheduler", help=argparse.SUPPRESS)
+    ap.add_argument("--convert", nargs=2, metavar=("CSV", "HOW"), help=argparse.SUPPRESS)
+    ap.add_argument("--convert-only", action="store_true",
+                    help="only the proxy's side: COPY's CSV -> Parquet, streamed vs read whole (peak RSS)")
     args = ap.parse_args(argv)
+    if args.convert:
+        print(json.dumps(convert_memory(*args.convert)))
+        return 0
     if args.one:
         path, mode, cells, budget = args.one
         print(json.dumps(run_one(path, mode, int(cells), float(budget), args.scheduler)))
@@ -202,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(partition_costs(args.costs, args.scheduler)))
         return 0
     sizes = args.sizes or (list(SIZES) if args.full else ["1M"])
+    if args.convert_only:
+        return _convert_only(sizes, args.out)
     from distributed import LocalCluster
 
     rows = []
@@ -245,6 +306,28 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written: {out}")
+    return 0
+
+
+def _convert_only(sizes: list[str], out: Path | None) -> int:
+    results = []
+    print(f"{'cells':>6} {'how':<9} {'seconds':>8} {'RSS MB':>7}  kept in memory, row groups", flush=True)
+    with tempfile.TemporaryDirectory(prefix="mlproxy-convert-") as tmp:
+        for size in sizes:
+            parquet, csv_path = str(Path(tmp) / "t.parquet"), str(Path(tmp) / "t.csv")
+            write_snapshot(SIZES[size], Path(parquet))
+            write_csv(parquet, csv_path)
+            os.unlink(parquet)
+            for how in ("whole", "streamed"):
+                row = {"cells": size, **_child(["--convert", csv_path, how])}
+                results.append(row)
+                print(f"{size:>6} {how:<9} {row['seconds']:>8.1f} {row['peak_rss_mb']:>7}  {row['kept_in_memory']} "
+                      f"of {row['rows']} rows, {row['row_groups']} row groups", flush=True)
+            os.unlink(csv_path)
+    path = out or RESULTS / f"scale-convert-{'-'.join(sizes)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": "scale-convert", "rows": results}, indent=2) + "\n")
+    print(f"written: {path}")
     return 0
 
 

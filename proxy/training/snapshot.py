@@ -179,12 +179,32 @@ def load_table(job: JobDir) -> pa.Table:
 ROW_GROUP_CELLS = 1_000_000
 
 
+#: CSV block sizes the conversion tries: small blocks keep Arrow's streaming reader
+#: small (8 MB blocks peaked at ~170 MB of buffers, 1 MB at ~60 MB); a row longer than
+#: a block (a huge text value) is read again with larger ones
+CSV_BLOCK_SIZES = (1 << 20, 8 << 20, 64 << 20)
+
+
 def convert_csv(job: JobDir, names: list[str], type_names: list[str], keep: float = 1.0) -> pa.Table:
-    """data.csv -> data.parquet, streamed: memory holds one row group (ROW_GROUP_CELLS)
-    and what is returned. CREATE MODEL does it while checking the data, so the worker
-    reads Parquet. Returns the rows kept: all of them (`keep` 1), or a uniform
-    sample, each row kept with probability `keep` (seeded: the same data gives the
-    same sample), for a check whose memory must not grow with MAX_CELLS."""
+    """data.csv -> data.parquet, streamed: memory holds one row group (ROW_GROUP_CELLS),
+    a few CSV blocks and what is returned. CREATE MODEL does it while checking the
+    data, so the worker reads Parquet. Returns the rows kept: all of them (`keep` 1),
+    or a uniform sample, each row kept with probability `keep` (seeded: the same data
+    gives the same sample), for a check whose memory must not grow with MAX_CELLS."""
+    import pyarrow as pa
+
+    for block_size in CSV_BLOCK_SIZES:
+        try:
+            kept = _convert(job, names, type_names, keep, block_size)
+            break
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or block_size == CSV_BLOCK_SIZES[-1]:
+                raise
+    job.csv_file.unlink(missing_ok=True)
+    return kept
+
+
+def _convert(job: JobDir, names: list[str], type_names: list[str], keep: float, block_size: int) -> pa.Table:
     import numpy as np
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -193,7 +213,7 @@ def convert_csv(job: JobDir, names: list[str], type_names: list[str], keep: floa
     # COPY's CSV: NULL is an empty unquoted field, "" an empty string.
     reader = pacsv.open_csv(
         job.csv_file,
-        read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
+        read_options=pacsv.ReadOptions(column_names=names, block_size=block_size),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
@@ -223,5 +243,4 @@ def convert_csv(job: JobDir, names: list[str], type_names: list[str], keep: floa
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    job.csv_file.unlink(missing_ok=True)
     return pa.Table.from_batches(kept, schema)

@@ -56,3 +56,13 @@ def test_the_check_keeps_a_bounded_uniform_sample(tmp_path, monkeypatch):
     ns = sample.column("n").to_pylist()
     assert ns == sorted(ns) and max(ns) > 18_000 and min(ns) < 2_000  # spread over the whole table
     assert samples[1].equals(sample)  # seeded: the same data gives the same sample
+
+
+def test_a_value_longer_than_a_csv_block_is_read_with_larger_blocks(tmp_path):
+    job = JobDir(tmp_path / "job")
+    job.path.mkdir()
+    long = "x" * (3 << 20)  # longer than the first block size (1 MB)
+    job.csv_file.write_text(f'1,0.5,1,"{long}"\n2,,0,short\n')
+    table = convert_csv(job, NAMES, TYPES)
+    assert table.column("word").to_pylist() == [long, "short"]
+    assert pq.read_table(job.parquet_file).equals(table)
