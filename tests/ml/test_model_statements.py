@@ -214,7 +214,7 @@ def test_concurrent_create_model_from_several_sessions(dataset_tables):
             with connect(dataset_tables) as conn:
                 conn.execute(f"DROP MODEL IF EXISTS conc_{i}")
                 conn.execute(f"CREATE MODEL conc_{i} FROM (SELECT f0, f1, f2, species FROM iris) "
-                             f"TARGET species FUNCTION predict_conc_{i} SETTINGS (MAX_RUNTIME 5)")
+                             f"TARGET species FUNCTION predict_conc_{i} SETTINGS (MAX_RUNTIME 2)")
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 

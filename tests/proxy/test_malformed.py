@@ -45,6 +45,11 @@ def converse(conn: RawConn, writes: list[bytes], settle: float = 0.5,
     return [r for per_write in replies for r in per_write], closed
 
 
+#: after the replies a write is known to get, how long a silence shows nothing more comes
+#: (an extra message the proxy sends comes right behind the expected ones)
+EXTRA_SETTLE = 0.2
+
+
 def converse_per_write(conn: RawConn, writes: list[bytes], settle: float = 0.5,
                        expect: list[int] | None = None) -> tuple[list[list], bool]:
     replies: list[list] = []
@@ -62,7 +67,8 @@ def converse_per_write(conn: RawConn, writes: list[bytes], settle: float = 0.5,
             if msg is None:
                 break
             got.append(msg)
-        got += conn.read_all(settle)
+        known = expect is not None and index < len(expect)
+        got += conn.read_all(min(settle, EXTRA_SETTLE) if known else settle)
         replies.append(comparable(got))
     return replies, conn.is_closed(0.2)
 
