@@ -1,7 +1,8 @@
 """The training worker: runs in its own process, one job directory at a time.
 
 `python -m proxy.training.worker JOB_DIR` (what the job runner starts) loads the
-snapshot, trains with automl, turns the winner into a portable artifact and builds
+snapshot (or, on a training cluster, hands automl where the cluster's workers read
+it: the process then holds only the search's sample), trains with automl, turns the winner into a portable artifact and builds
 its native library into the local cache with compiler, and leaves the outcome in
 the job directory (result.json + artifact.bin, or error.json). Progress goes to
 progress.json. Nothing here talks to the database: the proxy stores the outcome.
