@@ -281,6 +281,8 @@ class NativeLibrary:
                        ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p]
         self._lib = lib  # keeps the library mapped as long as this object lives
         self._fn = fn
+        #: mlpx_predict_margins' address, for callers in C (valid while this lives)
+        self.function_address = ctypes.cast(fn, ctypes.c_void_p).value
         self.n_features = n_features
         self.n_outputs = n_outputs
 

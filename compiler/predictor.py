@@ -105,6 +105,23 @@ class Predictor:
         `preprocessor.feature_ops()` describes (float64, either order), on one thread."""
         return self._predictions(self._scores(X, 1))
 
+    def library_entry(self) -> tuple[int, int, bool] | None:
+        """For a caller that makes the feature matrix in C and calls the compiled
+        library itself (a few rows: proxy/inference/features.py): the address of the
+        library's `mlpx_predict_margins`, its outputs, and its round32 argument; then
+        `predictions_from_margins` of the margins it wrote is what `predict_matrix`
+        gives for a matrix of finite values. None when predictions need more (no
+        compiled library, or outputs that can overflow)."""
+        scorer = self.scorer
+        library = getattr(scorer, "library", None)
+        if library is None or scorer.can_overflow:
+            return None
+        return library.function_address, library.n_outputs, scorer.round32
+
+    def predictions_from_margins(self, margins: np.ndarray) -> np.ndarray:
+        """`predict_matrix`'s result from the library's margins (see library_entry)."""
+        return self._predictions(self.scorer.layout.outputs(margins, self.problem_type))
+
     def predict_proba_matrix(self, X: np.ndarray) -> np.ndarray:
         """`predict_proba` for a feature matrix (see predict_matrix)."""
         if not self.is_classifier:

@@ -30,6 +30,13 @@ class ReplyRewrite(Protocol):
         """A client message on its way upstream (noted): the bytes to forward."""
         ...
 
+    def client_chunk(self, data: bytes) -> bytes | None:
+        """A chunk of client messages, starting at a message boundary, that the
+        rewrite takes whole: one request ending with its Sync (none of it for an
+        interceptor), noted; the bytes to forward. None: the session goes message by
+        message (client_message)."""
+        ...
+
     def interceptor_for(self, raw: bytes | memoryview) -> Any:
         """The interceptor that must see this Bind before it goes upstream, or None."""
         ...

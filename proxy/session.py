@@ -382,6 +382,14 @@ class Session(asyncio.Protocol):
                 self.pending += verdict >> REQUEST_SHIFT
                 self.upstream.write(data)
                 return
+        elif self.rewrite is not None and framer.at_boundary and not self.skipping_to_sync \
+                and not self.copy_in:
+            # a prepared model statement's request, whole (tracker.client_pipeline)
+            forward = self.rewrite.client_chunk(data)
+            if forward is not None:
+                self._account(F_SYNC)  # the request's net effect: one more, its pipeline ended
+                self.upstream.write(forward)
+                return
         held_before = not framer.at_boundary
         violation = None
         try:
@@ -667,10 +675,16 @@ class Session(asyncio.Protocol):
 
     @property
     def may_park(self) -> bool:
-        """Enough requests were answered since the rewrite last woke to park it
-        (`--relend-after`): a session mixing model calls and plain statements closely
-        stays tracked, as waking and parking at every call would cost more."""
+        """Enough requests were answered since the rewrite last woke or rewrote a
+        request's replies to park it (`--relend-after`): a session mixing model calls
+        and plain statements closely stays tracked, as waking and parking at every
+        call would cost more."""
         return self._answered_since_wake >= self.config.relend_after
+
+    def rewritten_request(self) -> None:
+        """A request whose replies the rewrite rewrites went upstream: the count of
+        requests before it may park (`may_park`) starts again."""
+        self._answered_since_wake = 0
 
     @property
     def relaying(self) -> bool:

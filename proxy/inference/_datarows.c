@@ -7,6 +7,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -519,11 +520,77 @@ static PyObject *plan_fill_rows(MatrixPlan *self, PyObject *args) {
     return PyLong_FromSsize_t(result);
 }
 
+/* The model library's batch entry point (compiler/driver_source.py). */
+typedef int32_t (*margins_fn)(const double *X, int64_t nrow, int64_t ncol, int64_t rs, int64_t cs,
+                              int32_t round32, int32_t nthread, double *out);
+
+/* plan.predict_rows(buf, n, fn, round32, outputs, out) -> fill_rows' result, or PREDICT_GENERAL:
+ * fill_rows into a matrix of its own, then the library function at address `fn`
+ * (mlpx_predict_margins of a library of n_features features) writes the n rows'
+ * margins into `out` (float64, n x outputs), on this thread: a few rows' lookup
+ * without numpy arrays or a ctypes call. PREDICT_GENERAL, nothing written, when a
+ * feature is not finite (Preprocessor.check_finite's to judge) or the library refuses
+ * the batch: the caller takes the general route, which says why. */
+#define PREDICT_GENERAL (-1000)
+static PyObject *plan_predict_rows(MatrixPlan *self, PyObject *args) {
+    PyObject *buf_obj, *out_obj;
+    Py_ssize_t n;
+    Py_ssize_t outputs;
+    unsigned long long address;
+    int round32;
+    if (!PyArg_ParseTuple(args, "OnKpnO", &buf_obj, &n, &address, &round32, &outputs, &out_obj)) return NULL;
+    if (n < 0 || outputs < 1 || !address) {
+        PyErr_SetString(PyExc_ValueError, "predict_rows: n < 0, no outputs or no function");
+        return NULL;
+    }
+    Py_buffer v[2];
+    if (readable(buf_obj, &v[0], 0, "buf") < 0) return NULL;
+    if (writable(out_obj, &v[1], 8 * n * outputs, "out") < 0) {
+        PyBuffer_Release(&v[0]);
+        return NULL;
+    }
+    Py_ssize_t upto = self->n_columns, nf = self->n_features;
+    int64_t *pos = PyMem_Malloc((size_t)((upto + 1) * n + 1) * 8);
+    int32_t *lens = PyMem_Malloc((size_t)(upto * n + 1) * 4);
+    double *X = PyMem_Malloc((size_t)(nf * n + 1) * 8);
+    Py_ssize_t result;
+    if (!pos || !lens || !X) {
+        PyMem_Free(pos);
+        PyMem_Free(lens);
+        PyMem_Free(X);
+        release_all(v, 2);
+        return PyErr_NoMemory();
+    }
+    int code = walk_rows(v[0].buf, v[0].len, n, upto, pos, lens);
+    result = code ? -1 - code : fill_all(self, v[0].buf, pos, lens, X, n);
+    if (result == -1) {
+        for (Py_ssize_t i = 0; i < nf * n; i++) {
+            if (!isfinite(X[i])) {
+                result = PREDICT_GENERAL;
+                break;
+            }
+        }
+    }
+    if (result == -1) {
+        /* X is feature-major: row i's feature f at X[f * n + i] */
+        margins_fn fn = (margins_fn)(uintptr_t)address;
+        if (fn(X, n, nf, 1, n, (int32_t)round32, 1, v[1].buf) != 0)
+            result = PREDICT_GENERAL;
+    }
+    PyMem_Free(pos);
+    PyMem_Free(lens);
+    PyMem_Free(X);
+    release_all(v, 2);
+    return PyLong_FromSsize_t(result);
+}
+
 static PyMethodDef plan_methods[] = {
     {"fill", (PyCFunction)plan_fill, METH_VARARGS,
      "fill(buf, field_pos, field_len, n, X) -> -1, or the position of a numeric column with a bad width"},
     {"fill_rows", (PyCFunction)plan_fill_rows, METH_VARARGS,
      "fill_rows(buf, n, X) -> -1, the position of a bad numeric column, or -1 - a parse error code"},
+    {"predict_rows", (PyCFunction)plan_predict_rows, METH_VARARGS,
+     "predict_rows(buf, n, fn, round32, outputs, out) -> fill_rows' result, or -1000: take the general route"},
     {NULL, NULL, 0, NULL},
 };
 

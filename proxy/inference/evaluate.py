@@ -219,6 +219,7 @@ class StreamingRewriter:
         self._feature_plan: Any = None  # the plan _features were made for
         self._features: list[FeaturePlan | None] = []  # per call (binary arguments only)
         self._by_column: list[tuple[Any, FeaturePlan | None]] = []
+        self._entries: list[tuple[int, int, bool] | None] = []  # (see _library_entry)
         self._columns = np.zeros(0, dtype=np.int64)  # their placeholder columns
         # for the log line of each finished statement (call_log.py)
         self.model_names = tuple(sorted({b.entry.model_name for b in models.values()}))
@@ -265,9 +266,17 @@ class StreamingRewriter:
         from the rows, values encoded one by one, and the rows spliced, with no parsed
         batch and no array set-up (their fixed costs are most of a one-row query's)."""
         lengths, payloads = [], []
-        for call, matrix_plan in self._by_column:
+        for (call, matrix_plan), entry in zip(self._by_column, self._entries):
             bound = self.models[(call.function.model_id, call.function.kind)]
-            values = predict_matrix(bound, matrix_plan.rows_matrix(rows, count))
+            values = None
+            if entry is not None:  # the matrix and the library in one C call
+                started = time.perf_counter()
+                margins = matrix_plan.predict_rows(rows, count, entry)
+                if margins is not None:
+                    values = bound.predictor.predictions_from_margins(margins)
+                    STATS.predicted(bound.entry, count, time.perf_counter() - started)
+            if values is None:
+                values = predict_matrix(bound, matrix_plan.rows_matrix(rows, count))
             length, payload = small_batch.encode_packed(values, call.function.return_type, self._format(call.column))
             lengths.append(length)
             payloads.append(payload)
@@ -285,8 +294,16 @@ class StreamingRewriter:
             # the calls by placeholder column, the order splice takes them in
             self._by_column = sorted(zip(plan.calls, self._features), key=lambda pair: pair[0].column)
             self._columns = np.array([call.column for call, _ in self._by_column], dtype=np.int64)
+            self._entries = [self._library_entry(call) for call, _ in self._by_column]
             self._feature_plan = plan
         return self._features
+
+    def _library_entry(self, call: Any) -> tuple[int, int, bool] | None:
+        """Predictor.library_entry of a predicting call (its features from the rows in
+        C): _few_rows then calls the library from C, with no arrays of its own."""
+        bound = self.models[(call.function.model_id, call.function.kind)]
+        entry = getattr(bound.predictor, "library_entry", None)
+        return entry() if entry is not None and bound.kind == "predict" else None
 
     def _feature_plan_of(self, call: Any) -> FeaturePlan | None:
         if not self.binary_args:

@@ -28,6 +28,8 @@ from .rowscan import TextNotUtf8, native
 # argument kinds read from their binary words, with the word's width (an epoch is
 # read too, but the model wants its datetime parts: the general route)
 _WIDTHS = {kind: width for kind, (width, _) in BINARY_WORDS.items() if kind != "epoch"}
+# MatrixPlan.predict_rows: the rows need the general route
+_TAKE_GENERAL = -1000
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,20 @@ class FeaturePlan:
         X = np.empty((count, self.n_features), dtype=np.float64, order="F")
         self._check(self._native.fill_rows(rows, count, X.T))
         return X
+
+    def predict_rows(self, rows: bytes, count: int, entry: tuple[int, int, bool]) -> np.ndarray | None:
+        """The model's margins for the `count` DataRows that make up `rows`, the
+        matrix made and the compiled library called in one C call (`entry`:
+        Predictor.library_entry); None when the general route must be taken (a
+        feature that is not finite, whose error or NaN handling is the predictor's).
+        Raises as rows_matrix does."""
+        address, outputs, round32 = entry
+        out = np.empty((count, outputs), dtype=np.float64)
+        code = self._native.predict_rows(rows, count, address, round32, outputs, out)
+        if code == _TAKE_GENERAL:
+            return None
+        self._check(code)
+        return out
 
     def _check(self, code: int) -> None:
         if code >= len(self._sources):  # a text argument's field that is not UTF-8

@@ -20,6 +20,7 @@ and then
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from dataclasses import replace
 from typing import Any
@@ -71,15 +72,21 @@ class PreparedStreaming:
         self._binds: dict[bytes, tuple[bytes, StreamingRewriter]] = {}
 
     def bind(self, bind_body: bytes) -> tuple[bytes, StreamingRewriter]:
-        start, codes, end = result_formats(bind_body)
-        section = bind_body[start:end]
+        start, _, end = result_formats(bind_body)
+        new_section, rewriter = self.bind_section(bind_body[start:end])
+        return bind_body[:start] + new_section + bind_body[end:], rewriter
+
+    def bind_section(self, section: bytes) -> tuple[bytes, StreamingRewriter]:
+        """For a Bind's result-format section (count and codes, well formed): the
+        section to send instead, and the portal's rewriter (tracker.client_pipeline
+        finds the section itself)."""
         known = self._binds.get(section)
         if known is None:
             if len(self._binds) >= _BIND_FORMATS_CACHED:
                 self._binds.clear()
+            codes = list(struct.unpack_from(f"!{len(section) // 2 - 1}h", section, 2))
             known = self._binds[section] = self._formats(codes)
-        new_section, rewriter = known
-        return bind_body[:start] + new_section + bind_body[end:], rewriter
+        return known
 
     def _formats(self, codes: list[int]) -> tuple[bytes, StreamingRewriter]:
         users = self.plan.user_columns

@@ -22,12 +22,12 @@ from concurrent.futures import Future
 from .. import errors, protocol
 from ..errors import PgError
 from ..framing import Frame
-from ..protocol import B_DATA_ROW
+from ..protocol import B_DATA_ROW, B_READY_FOR_QUERY
 from ..owed_replies import relay_owed, skip_to_sync
 from ..wire_scan import ENDS_READY, READY_SHIFT, server_chunk
 from . import workers
 from .rowscan import count_data_rows
-from .tracker import QUERY, ResponseTracker, expectation_kind
+from .tracker import EXECUTE, FAIL_BLOCK_QUERY, QUERY, ResponseTracker, expectation_kind
 
 log = logging.getLogger("mlproxy.session")
 
@@ -52,6 +52,7 @@ def start_tracking(session) -> ResponseTracker:
         if rewrite is None:
             rewrite = TrackedRelay(session)
         session.attach_rewrite(rewrite)
+    session.rewritten_request()
     return rewrite.tracker
 
 
@@ -78,7 +79,18 @@ class TrackedRelay:
 
     # -- ReplyRewrite ----------------------------------------------------------------
     def client_message(self, msg_type: int, raw: bytes) -> bytes:
-        return self.tracker.client_message(msg_type, raw)
+        tracker = self.tracker
+        forwarded = tracker.client_message(msg_type, raw)
+        queue = tracker.queue
+        if queue and queue[-1].rewriter is not None and queue[-1].kind == EXECUTE:
+            self.session.rewritten_request()
+        return forwarded
+
+    def client_chunk(self, data: bytes) -> bytes | None:
+        forwarded = self.tracker.client_pipeline(data)
+        if forwarded is not None:
+            self.session.rewritten_request()
+        return forwarded
 
     def interceptor_for(self, raw):
         return self.tracker.bind_interceptor(raw)
@@ -114,7 +126,7 @@ class TrackedRelay:
         slices of the chunk (no object per row); other messages one by one."""
         if self._held_back:
             self._held_back.append(data)
-        elif not self._plain_replies(data):
+        elif not self._plain_replies(data) and not self._pipeline_reply(data):
             self._track_chunk(data)
         self._emit()
 
@@ -144,6 +156,31 @@ class TrackedRelay:
         session.client.write(data)
         if session.ready(verdict >> READY_SHIFT, verdict & 0xFF):
             self._idle = True
+        self._maybe_stop()
+        return True
+
+    def _pipeline_reply(self, data: bytes) -> bool:
+        """Relay the whole reply to a prepared model statement's request in one pass
+        (tracker.pipeline_reply): the same bytes as _track_chunk, without its
+        framing and per-message steps. False, nothing done, for anything else."""
+        session = self.session
+        if self._batches or self._out or not session.server_framer.at_boundary:
+            return False
+        try:
+            done = self.tracker.pipeline_reply(data)
+        except Exception as exc:  # noqa: BLE001 - as _track_frames: the session ends
+            log.exception("rewriting results failed session=%s", session.id)
+            session.fatal(PgError(errors.INTERNAL_ERROR,
+                                  f"mlproxy could not evaluate a model: {exc}", severity="FATAL"))
+            return True
+        if done is None:
+            return False
+        out, ready, failed = done
+        self._out = [b"".join(out)]  # one buffer: the transport's write of a list costs more
+        if failed:  # the end of a failed result: as any (_track_frames)
+            self._track_frames([Frame(B_READY_FOR_QUERY, ready)], False)
+            return True
+        self._idle |= session.note_server(B_READY_FOR_QUERY, ready)
         self._maybe_stop()
         return True
 
@@ -231,6 +268,13 @@ class TrackedRelay:
                     self._batch_flow()
                     return False
             raw = bytes(item.raw)
+            if msg_type == B_READY_FOR_QUERY and attached and tracker.discarding \
+                    and tracker.fail_block(raw):
+                # the proxy failed a result Postgres ran, in a transaction block: a
+                # statement of Postgres' own fails the block, as Postgres' error
+                # would have; its ReadyForQuery (E) is relayed in this one's place
+                session.upstream.write(FAIL_BLOCK_QUERY)
+                continue
             self._idle |= session.note_server(msg_type, raw)
             if not attached:
                 out.append(raw)

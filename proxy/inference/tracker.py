@@ -35,10 +35,20 @@ _FIRST = (0,)  # the offsets of a run of one message
 _ASYNC = frozenset((p.B_NOTICE, p.B_NOTIFICATION, p.B_PARAMETER_STATUS))
 
 # Expectation kinds
-PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION, HIDDEN = range(10)
+PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION, HIDDEN, FAIL_BLOCK = \
+    range(11)
 # the kinds whose request ends with a ReadyForQuery
 _GROUP_ENDS = frozenset((SYNC, QUERY, FUNCTION))
 _IDLE = ord("I")
+_IN_BLOCK = ord("T")
+#: What fails the client's transaction block upstream when the proxy failed a result
+#: Postgres itself ran (see fail_block): an error of Postgres' own, in its log with
+#: this text; the client never sees it.
+FAIL_BLOCK_QUERY = p.message(
+    b"Q", b"SELECT 'mlproxy: a model call failed in this transaction block; it is aborted'::int\x00")
+# pipeline_reply takes at most this many rows (a lookup: the rows are rewritten on
+# the event loop, as a flush of so few would be)
+_PIPELINE_ROWS = 32
 
 
 class RowRewriter(Protocol):
@@ -131,7 +141,7 @@ class ResponseTracker:
         of mlproxy's own messages, nor the rest of a failed result to drop): the
         session can go back to plain relaying."""
         return bool(self.statements or self.portals or self._failed or
-                    any(e.rewriter is not None or e.kind == HIDDEN for e in self.queue))
+                    any(e.rewriter is not None or e.kind >= HIDDEN for e in self.queue))
 
     # -- client -> server ----------------------------------------------------------
     def bind_interceptor(self, raw: bytes | memoryview):
@@ -177,7 +187,7 @@ class ResponseTracker:
             return -1
         groups = 0
         for expectation in self.queue:
-            if expectation.rewriter is not None or expectation.kind == HIDDEN:
+            if expectation.rewriter is not None or expectation.kind >= HIDDEN:
                 return -1
             groups += expectation.kind in _GROUP_ENDS
         if self.queue and self.queue[-1].kind not in _GROUP_ENDS:
@@ -239,6 +249,71 @@ class ResponseTracker:
                 msg_type, None)
             self.queue.append(Expectation(kind if kind is not None else expectation_kind(msg_type, first)))
             return raw
+
+    def client_pipeline(self, data: bytes) -> bytes | None:
+        """The common request of a prepared model statement, as one chunk: a Bind of a
+        statement the proxy rewrites with streaming calls, a Describe of its portal
+        (or none), an Execute of that portal, a Sync. Noted as `client_message` notes
+        each of them; returns the bytes to forward (the Bind rewritten). None, with
+        nothing noted, for anything else (a malformed message too: the general path
+        then lets Postgres judge it). Reads the Bind as decode_bind does, without the
+        objects: drivers send this at every execution."""
+        n = len(data)
+        if n > p.SMALL_MESSAGE_LIMIT or n < 5 or data[0] != 0x42:  # B
+            return None
+        end = 1 + int.from_bytes(data[1:5], "big")
+        if end + 15 > n or end < 5:  # an Execute and a Sync at least must follow
+            return None
+        z1 = data.find(b"\x00", 5, end)
+        z2 = data.find(b"\x00", z1 + 1, end) if z1 >= 0 else -1
+        if z2 < 0:
+            return None
+        plan = self.statements.get(data[z1 + 1:z2])
+        bind_section = getattr(plan, "bind_section", None)  # PreparedStreaming's
+        if bind_section is None:
+            return None
+        pos = z2 + 3 + 2 * int.from_bytes(data[z2 + 1:z2 + 3], "big")
+        formats = (pos - z2 - 3) >> 1
+        if pos + 2 > end:
+            return None
+        count = int.from_bytes(data[pos:pos + 2], "big")
+        if formats > 1 and formats != count:
+            return None
+        pos += 2
+        for _ in range(count):
+            size = int.from_bytes(data[pos:pos + 4], "big", signed=True)
+            pos += 4 if size == -1 else 4 + size
+            if size < -1 or pos > end:
+                return None
+        if pos + 2 > end or pos + 2 + 2 * int.from_bytes(data[pos:pos + 2], "big") != end:
+            return None
+        section = pos
+        portal = data[5:z1]
+        named = portal + b"\x00"
+        # the Describe of the portal, if any, then its Execute, then Sync: exactly
+        describe = data[end] == 0x44 and data[end + 5] == 0x50  # D, P
+        if describe:
+            after = end + 6 + len(named)
+            if int.from_bytes(data[end + 1:end + 5], "big") != 5 + len(named) or data[end + 6:after] != named:
+                return None
+        else:
+            after = end
+        if after + 5 > n or data[after] != 0x45:  # E
+            return None
+        stop = after + 1 + int.from_bytes(data[after + 1:after + 5], "big")
+        if stop != after + 9 + len(named) or data[after + 5:stop - 4] != named \
+                or data[stop:] != b"S\x00\x00\x00\x04":
+            return None
+        new_section, rewriter = bind_section(data[section:end])
+        self.portals[portal] = rewriter
+        queue = self.queue
+        queue.append(Expectation(BIND))
+        if describe:
+            queue.append(Expectation(DESCRIBE_PORTAL, rewriter))
+        queue.append(Expectation(EXECUTE, rewriter, started=time.perf_counter()))
+        queue.append(Expectation(SYNC))
+        return b"".join((b"B", (section - 1 + len(new_section)).to_bytes(4, "big"), data[5:section],
+                         new_section, data[end:]))
 
     def _client_message(self, msg_type: int, raw: bytes) -> bytes:
         body = memoryview(raw)[5:]
@@ -322,6 +397,12 @@ class ResponseTracker:
                 if not head.closes:
                     self.queue.popleft()
             return out
+        if kind == FAIL_BLOCK:  # its error is dropped; its ReadyForQuery (E) is the client's
+            if msg_type == p.B_READY_FOR_QUERY:
+                self.queue.popleft()
+                self._ready(raw[5])
+                out.append(raw)
+            return out
         if msg_type == p.B_ERROR:
             if head.map_position is not None or head.rewriter is not None:
                 raw = _map_error(raw, head.map_position)
@@ -362,6 +443,89 @@ class ResponseTracker:
                 self._ready(raw[5])
         out.append(raw)
         return out
+
+    def fail_block(self, raw: bytes) -> bool:
+        """At the ReadyForQuery `raw` that ends a failed result (`discarding`): Postgres
+        ran the statement, so a transaction block it is in goes on (status T), where
+        Postgres' own error would have failed it. When nothing else is awaited, the
+        caller sends FAIL_BLOCK_QUERY upstream instead of relaying `raw`: the failed
+        request is done, and that statement's replies are expected, its error dropped
+        and its ReadyForQuery (E) relayed in place of this one. True then; False (and
+        `raw` goes on as server_message says) otherwise: outside a block, or with
+        requests pipelined behind this one (they ran in the block; a known limit)."""
+        if not self._failed or raw[5] != _IN_BLOCK:
+            return False
+        queue = self.queue
+        if not queue or queue[-1].kind not in (SYNC, QUERY) \
+                or any(e.kind in (SYNC, QUERY) for e in list(queue)[:-1]):
+            return False
+        self._failed = False
+        queue.clear()
+        queue.append(Expectation(FAIL_BLOCK))
+        return True
+
+    def pipeline_reply(self, data: bytes) -> tuple[list[bytes], bytes, bool] | None:
+        """The replies to a `client_pipeline` request, when `data` is all of them and
+        nothing else: BindComplete, the RowDescription if it was described, a few
+        DataRows (a lookup), CommandComplete, ReadyForQuery. Noted and rewritten in
+        one pass, with the bytes `server_message` would give message by message (a
+        batch flushed at the CommandComplete): (the bytes to send, the ReadyForQuery,
+        False). A failed batch is its ErrorResponse, the CommandComplete dropped, and
+        the ReadyForQuery left to the caller (True), to pass on as the end of a failed
+        result (fail_block, server_message). None,
+        nothing done, for anything else: an error, a notice, a suspended portal,
+        more rows, a remote model's (whose rows go to workers.submit)."""
+        queue = self.queue
+        if self._failed or self._rows or not 3 <= len(queue) <= 4 or queue[0].kind != BIND \
+                or queue[-1].kind != SYNC:
+            return None
+        execute = queue[-2]
+        rewriter = execute.rewriter
+        described = len(queue) == 4
+        if execute.kind != EXECUTE or rewriter is None or getattr(rewriter, "remote", False) \
+                or (described and (queue[1].kind != DESCRIBE_PORTAL or queue[1].rewriter is not rewriter)):
+            return None
+        n = len(data)
+        if n > THREAD_MIN_BYTES or data[:5] != b"2\x00\x00\x00\x04":
+            return None
+        pos = 5
+        if described:
+            if data[5] != 0x54:  # T
+                return None
+            pos = 6 + int.from_bytes(data[6:10], "big")
+            description = data[5:pos]
+        rows_at, count = pos, 0
+        while data[pos:pos + 1] == b"D" and count <= _PIPELINE_ROWS:
+            pos += 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
+            count += 1
+        rows_end = pos
+        if count > _PIPELINE_ROWS or data[pos:pos + 1] != b"C":
+            return None
+        pos += 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
+        ready = data[pos:]
+        if len(ready) != 6 or ready[:5] != b"Z\x00\x00\x00\x05":
+            return None
+        out = [data[:5]]
+        if described:
+            out.append(rewriter.row_description(description))
+        if count:
+            execute.rows += count
+            try:
+                out.append(rewriter.data_rows(data[rows_at:rows_end], count, None))
+            except Exception as exc:  # noqa: BLE001 - any failure is this statement's error
+                # as message by message: the batch is its error, the CommandComplete
+                # dropped, and the ReadyForQuery the caller's to pass on (fail_block)
+                out.append(p.error_response(statement_error(exc)))
+                self._failed = True
+                while queue[0] is not execute:
+                    queue.popleft()
+                return out, ready, True
+        queue.clear()  # (the whole queue is this request's)
+        out.append(data[rows_end:pos])
+        _log_call(execute)
+        self._ready(ready[5])
+        out.append(ready)
+        return out, ready, False
 
     def _skip_to_sync(self) -> None:
         """The server skips the requests up to Sync: the Parses among them made

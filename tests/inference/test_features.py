@@ -257,3 +257,58 @@ def test_a_text_field_that_is_no_category_must_be_utf8(raw):
         assert err.value.sqlstate == "22021"
         with pytest.raises(TextNotUtf8):  # the batch route too
             plan.matrix(batch_of([[raw]]))
+
+
+# -- a few rows' predictions in one C call (FeaturePlan.predict_rows) ---------------------
+
+@pytest.fixture(scope="module")
+def predictors(tmp_path_factory):
+    """Compiled tree models (scikit-learn cases: five float8 inputs), built once."""
+    import compiler
+    from tests.compiler.cases import CASES
+
+    cache = tmp_path_factory.mktemp("predict-rows")
+    return {name: compiler.load_predictor(compiler.dump(CASES[name].train()), cache)
+            for name in ("sk_gradient_boosting_binary", "sk_random_forest_multiclass")}
+
+
+_loose = st.none() | st.floats(width=64) | st.sampled_from([0.0, -0.0, 1e308, -1e308, math.inf, math.nan])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["sk_gradient_boosting_binary", "sk_random_forest_multiclass"]),
+       st.lists(st.tuples(*[_loose] * 5), min_size=1, max_size=32))
+def test_predict_rows_is_the_predictors_route(predictors, name, values):
+    """predict_rows (the matrix and the library in one C call) then
+    predictions_from_margins gives predict_matrix's predictions of rows_matrix's
+    matrix, bit for bit; it declines (None) exactly when a feature is not finite,
+    where the predictor's own checks decide (an error, or NaN taken as missing)."""
+    predictor = predictors[name]
+    entry = predictor.library_entry()
+    assert entry is not None
+    names = [i.name for i in predictor.preprocessor.inputs]
+    args = [ArgColumn(2 + j, "float", "double precision") for j in range(5)]
+    plan = FeaturePlan.of(args, names, predictor.preprocessor)
+    rows = b"".join(ref_row([b"\x00" * 8, None, *(binary_field("float", v) for v in row)]) for row in values)
+    matrix = plan.rows_matrix(rows, len(values))
+    margins = plan.predict_rows(rows, len(values), entry)
+    if margins is None:
+        assert not np.isfinite(matrix).all()
+        return
+    assert np.isfinite(matrix).all()
+    got = predictor.predictions_from_margins(margins)
+    want = predictor.predict_matrix(matrix)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert (got == want).all() if got.dtype.kind in "OUSb" else same_bits(got, want)
+
+
+def test_predict_rows_refuses_what_rows_matrix_refuses(predictors):
+    predictor = predictors["sk_gradient_boosting_binary"]
+    names = [i.name for i in predictor.preprocessor.inputs]
+    plan = FeaturePlan.of([ArgColumn(2 + j, "float", "double precision") for j in range(5)], names,
+                          predictor.preprocessor)
+    short = ref_row([b"\x00" * 8, None, b"\x00" * 4, *([b"\x00" * 8] * 4)])  # a 4-byte float8
+    with pytest.raises(RowFormatError, match="not 8 bytes"):
+        plan.predict_rows(short, 1, predictor.library_entry())
+    with pytest.raises(RowFormatError):
+        plan.predict_rows(short[:-3], 1, predictor.library_entry())

@@ -335,3 +335,226 @@ def test_portals_are_tracked_until_their_transaction_ends(units):
             assert (names is not None) == (not tracker.portals)
             if names is not None:
                 assert names == (b"s1",) and not server.usable_rewritten()
+
+
+# -- the one-pass request and reply of a prepared model statement -----------------------
+# -- (client_pipeline, pipeline_reply): what message-by-message tracking gives ----------
+
+class SectionStatement(Statement):
+    """A StatementPlan as PreparedStreaming is one: `bind` is the result-format
+    section found by decode_bind, then `bind_section` (which client_pipeline calls
+    with the section it found itself)."""
+
+    def __init__(self, fail_rows: bool = False) -> None:
+        super().__init__()
+        self.rewriter = Failing() if fail_rows else Recorder()
+        self.sections: list[bytes] = []
+
+    def bind(self, body: bytes):
+        start, _, end = result_formats(body)
+        section, rewriter = self.bind_section(body[start:end])
+        return body[:start] + section + body[end:], rewriter
+
+    def bind_section(self, section: bytes):
+        self.sections.append(section)
+        return section + struct.pack("!h", 1), self.rewriter
+
+
+class Failing(Recorder):
+    def data_rows(self, rows: bytes, count: int, starts=None) -> bytes:
+        raise PgError("22023", "the model cannot take this value")
+
+
+_name = st.sampled_from([b"", b"p1", b"s1", b"\xc3\xa4"])
+_value = st.none() | st.binary(max_size=9)
+
+
+@st.composite
+def _bind_body(draw, statement: bytes) -> bytes:
+    """A Bind body, mostly well formed, sometimes cut, padded or with a bad count."""
+    portal = draw(_name)
+    values = draw(st.lists(_value, max_size=4))
+    formats = draw(st.sampled_from([[], [0], [1], [0] * len(values), [1, 0, 1]]))
+    results = draw(st.lists(st.integers(0, 1), max_size=3))
+    body = portal + b"\0" + statement + b"\0" + struct.pack(f"!h{len(formats)}h", len(formats), *formats)
+    body += struct.pack("!h", len(values))
+    for value in values:
+        body += struct.pack("!i", -1) if value is None else struct.pack("!i", len(value)) + value
+    body += struct.pack(f"!h{len(results)}h", len(results), *results)
+    damage = draw(st.sampled_from(["none"] * 6 + ["cut", "pad", "negative", "count"]))
+    if damage == "cut":
+        body = body[:draw(st.integers(0, len(body) - 1))]
+    elif damage == "pad":
+        body += b"\0"
+    elif damage == "negative" and values:
+        at = body.index(struct.pack("!h", len(values)), len(portal) + len(statement) + 2) + 2
+        body = body[:at] + struct.pack("!i", -7) + body[at + 4:]
+    elif damage == "count":
+        body = body[:-2 * len(results) - 2] + struct.pack("!h", len(results) + 1) + body[-2 * len(results):]
+    return body
+
+
+@st.composite
+def _pipelines(draw):
+    """What a driver sends for one execution of a prepared statement, or something
+    close to it that client_pipeline must leave to the general path."""
+    statement = draw(st.sampled_from([b"s1", b"s1", b"plain", b"general"]))
+    body = draw(_bind_body(statement))
+    portal = body[:body.index(b"\0")] if b"\0" in body else b""
+    messages = [p.message(b"B", body)]
+    shape = draw(st.sampled_from(["describe", "plain", "plain", "statement", "other_portal", "limit",
+                                  "flush", "no_sync", "two", "long_describe"]))
+    if shape in ("describe", "long_describe"):
+        messages.append(describe(b"P", portal) if shape == "describe" else
+                        p.message(b"D", b"P" + portal + b"\0\0"))
+    elif shape == "statement":
+        messages.append(describe(b"S", b"s1"))
+    messages.append(execute(b"zz" if shape == "other_portal" else portal) if shape != "limit" else
+                    p.message(b"E", portal + b"\0" + struct.pack("!i", 5)))
+    if shape == "flush":
+        messages.append(p.message(b"H"))
+    if shape != "no_sync":
+        messages.append(SYNC)
+    if shape == "two":
+        messages += [bind(b"", b"s1"), execute(), SYNC]
+    return messages
+
+
+class Plain:
+    """A prepared statement the tracker knows but that has no bind_section (the
+    general path's, e.g. PreparedGeneral)."""
+
+    def __init__(self) -> None:
+        self.rewriter = Recorder()
+
+    def bind(self, body: bytes):
+        return body, self.rewriter
+
+    def describe(self):
+        return self.rewriter
+
+
+def _tracker_pair():
+    out = []
+    for _ in range(2):
+        tracker = ResponseTracker()
+        tracker.add_statement(b"s1", SectionStatement())
+        tracker.add_statement(b"general", Plain())
+        tracker.server_message(p.parse_complete()[0], p.parse_complete())
+        tracker.server_message(p.parse_complete()[0], p.parse_complete())
+        out.append(tracker)
+    return out
+
+
+def _state(tracker: ResponseTracker):
+    rewriters = {id(r): i for i, r in enumerate(
+        [tracker.statements[b"s1"].rewriter, tracker.statements[b"general"].rewriter])}
+    return ([(e.kind, rewriters.get(id(e.rewriter), e.rewriter)) for e in tracker.queue],
+            {name: rewriters.get(id(r), r) for name, r in tracker.portals.items()})
+
+
+@settings(max_examples=400, deadline=None)
+@given(_pipelines())
+def test_client_pipeline_is_message_by_message_tracking(messages):
+    """client_pipeline forwards what client_message forwards message by message,
+    and leaves the tracker where it does; it declines (None, nothing noted) whatever
+    is not exactly Bind of a statement with bind_section, Describe of its portal or
+    none, Execute of it, Sync."""
+    reference, tracker = _tracker_pair()
+    chunk = b"".join(messages)
+    expected = b"".join(send(reference, *messages))
+    before = _state(tracker)
+    forwarded = tracker.client_pipeline(chunk)
+    if forwarded is None:
+        assert _state(tracker) == before
+        forwarded = b"".join(send(tracker, *messages))
+    assert forwarded == expected
+    assert _state(tracker) == _state(reference)
+    assert tracker.statements[b"s1"].sections == reference.statements[b"s1"].sections
+
+
+def test_client_pipeline_takes_what_drivers_send():
+    _, tracker = _tracker_pair()
+    for messages in ([bind(b"", b"s1"), describe(b"P", b""), execute(), SYNC],  # psycopg, pgjdbc
+                     [bind(b"p1", b"s1", (1, 1)), execute(b"p1"), SYNC]):  # asyncpg
+        assert tracker.client_pipeline(b"".join(messages)) is not None
+    assert tracker.client_pipeline(b"".join([bind(b"", b"general"), execute(), SYNC])) is None
+
+
+@st.composite
+def _replies(draw):
+    """The replies a request of client_pipeline may get, mostly the common shape."""
+    rows = draw(st.integers(0, 36))
+    out = [p.bind_complete()]
+    described = draw(st.booleans())
+    if described:
+        out.append(p.message(b"T", b"t"))
+    row = draw(st.sampled_from([ROW, p.data_row(["12", None, "x" * 40])]))
+    out += [row] * rows
+    end = draw(st.sampled_from(["complete"] * 6 + ["suspended", "error", "notice", "empty", "bind_error"]))
+    if end == "bind_error":
+        out = [ERR]
+    elif end == "error":
+        out.append(ERR)
+    elif end == "suspended":
+        out.append(p.message(b"s"))
+    elif end == "notice":
+        out.insert(draw(st.integers(1, len(out))), p.notice_response("n"))
+    elif end == "empty":
+        out = out[:1 + described] + [p.message(b"I")]
+    if end not in ("error", "bind_error", "suspended"):
+        out.append(p.command_complete(f"SELECT {rows}"))
+    out.append(p.ready_for_query(draw(st.sampled_from([b"I", b"T", b"E"]))))
+    if draw(st.integers(0, 9)) == 0:  # the start of the next request's replies too
+        out.append(p.bind_complete())
+    return described, out
+
+
+def _relayed(tracker: ResponseTracker, messages: list[bytes]) -> list[bytes]:
+    """TrackedRelay's general path for a short read: rows held, flushed at the next
+    other message or the end, every other message through server_message."""
+    out = []
+    for m in messages:
+        if m[0] == p.B_DATA_ROW and tracker.wants_rows():
+            out.extend(tracker.add_rows(m, 1))
+            continue
+        if tracker.holding_rows:
+            out.extend(tracker.flush())
+        out.extend(tracker.server_message(m[0], m))
+    return out + tracker.flush()
+
+
+@settings(max_examples=400, deadline=None)
+@given(_replies(), st.booleans(), st.sampled_from([b"", b"p1"]))
+def test_pipeline_reply_is_message_by_message_tracking(replies_of, fail_rows, portal):
+    """pipeline_reply gives, for a chunk of the whole replies of a client_pipeline
+    request, the bytes message-by-message tracking gives (a failed batch is its
+    ErrorResponse, the rest dropped up to the ReadyForQuery) and leaves the tracker
+    where it does; anything else it declines, nothing done."""
+    described, messages = replies_of
+    trackers = []
+    for _ in range(2):
+        tracker = ResponseTracker()
+        tracker.add_statement(b"s1", SectionStatement(fail_rows))
+        tracker.server_message(p.parse_complete()[0], p.parse_complete())
+        sent = [bind(portal, b"s1")] + ([describe(b"P", portal)] if described else []) + [execute(portal), SYNC]
+        assert tracker.client_pipeline(b"".join(sent)) is not None
+        trackers.append(tracker)
+    reference, tracker = trackers
+    expected = _relayed(reference, messages)
+    done = tracker.pipeline_reply(b"".join(messages))
+    if done is None:
+        got = _relayed(tracker, messages)
+    else:
+        got, ready, failed = done
+        assert ready == messages[-1] and ready[0] == p.B_READY_FOR_QUERY
+        assert len(messages) >= 3 and messages[-2][0] == ord("C")
+        assert failed == (fail_rows and len(messages) > 3 + described)
+        if failed:  # the end of the failed result is the caller's to pass on
+            assert tracker.discarding
+            got = got + _relayed(tracker, [ready])
+    assert b"".join(got) == b"".join(expected)
+    assert [e.kind for e in tracker.queue] == [e.kind for e in reference.queue]
+    assert set(tracker.portals) == set(reference.portals)
+    assert tracker.discarding == reference.discarding and not tracker.holding_rows
+    assert tracker.statements[b"s1"].rewriter.batches == reference.statements[b"s1"].rewriter.batches

@@ -344,6 +344,38 @@ def test_value_the_model_cannot_take_is_an_error_not_a_lost_session(suite, sql):
             assert_usable(conn, "SELECT predict_price(3, 42.5, 'paris')")
 
 
+@pytest.mark.parametrize("mode", ["simple-text", "extended-binary", "prepared-text"])
+def test_value_the_model_cannot_take_fails_the_transaction_block(suite, mode):
+    """Inside BEGIN, the streaming statement Postgres ran but the proxy could not
+    evaluate fails the block as Postgres' own error would: the client's session is
+    in the aborted state (25P02 until ROLLBACK), and a COMMIT rolls back what the
+    block did before (the upstream transaction failed too)."""
+    sql = "SELECT id, predict_price(rooms, 'Infinity'::float8, city) FROM houses WHERE id <= 3"
+    table = f"block_{mode.replace('-', '_')}"
+    with suite.connect() as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(f"CREATE TABLE {table} (n int)")
+        try:
+            for ending in ("rollback", "commit"):
+                conn.execute("BEGIN")
+                conn.execute(f"INSERT INTO {table} VALUES (1)")
+                fetch(conn, "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id <= 2", mode)
+                with pytest.raises(psycopg.Error) as err:
+                    fetch(conn, sql, mode)
+                assert err.value.sqlstate.startswith("22"), (err.value.sqlstate, str(err.value))
+                assert "area" in err.value.diag.message_primary
+                assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+                for probe in ("SELECT 1", sql):
+                    with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+                        fetch(conn, probe, mode)
+                conn.execute(ending.upper())  # a COMMIT of a failed block is a ROLLBACK
+                assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+            assert_usable(conn, "SELECT predict_price(3, 42.5, 'paris')")
+        finally:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 def test_explain_names_the_path(suite):
     notices: list[str] = []
     with suite.connect() as conn:
