@@ -90,8 +90,10 @@ def describe(address: str, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
 
 
 def _threads(client: Any) -> int:
-    """The cluster's worker threads as the client last heard (no call to the
-    scheduler, which may be gone)."""
+    """The cluster's worker threads (0 when the scheduler cannot say). A
+    synchronous client asks the scheduler (dask.distributed 2026: scheduler_info
+    is a call); a scheduler that is gone fails it at once, one that does not answer
+    within distributed's TCP timeout (30 s) too."""
     try:
         workers = client.scheduler_info().get("workers", {})
         return sum(int(w.get("nthreads", 1)) for w in workers.values())
