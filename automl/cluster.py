@@ -2,7 +2,8 @@
 XGBoost's own Dask training for the winner's final fit on partitioned data.
 
 `ClusterTrials` is the search's trial pool (automl.search.TrialPool): the selection
-part's matrices, targets and folds are scattered to the cluster once, and each batch
+part's matrices, targets and folds are sent to the cluster once (as tasks that carry
+them, so that a worker's death loses none), and each batch
 of trials the search hands it runs as one task per trial, side by side on the
 cluster's workers. The search itself (which trial comes next, the budget, the
 leaderboard) stays in the training process; it records a batch in the order it was
@@ -32,6 +33,7 @@ AutoMLErrors the proxy's worker turns into a local retry or a FAILED reason.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -88,8 +90,10 @@ def describe(address: str, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
 
 
 def _threads(client: Any) -> int:
-    """The cluster's worker threads as the client last heard (no call to the
-    scheduler, which may be gone)."""
+    """The cluster's worker threads (0 when the scheduler cannot say). A
+    synchronous client asks the scheduler (dask.distributed 2026: scheduler_info
+    is a call); a scheduler that is gone fails it at once, one that does not answer
+    within distributed's TCP timeout (30 s) too."""
     try:
         workers = client.scheduler_info().get("workers", {})
         return sum(int(w.get("nthreads", 1)) for w in workers.values())
@@ -99,6 +103,31 @@ def _threads(client: Any) -> int:
 
 def _lost(client: Any, exc: BaseException) -> ClusterLost:
     return ClusterLost(f"training cluster {client.scheduler.address} lost: {type(exc).__name__}: {exc}")
+
+
+def until_healthy(client: Any) -> None:
+    """Return once the client is connected to a scheduler with workers; ClusterLost
+    after LOST_AFTER seconds without."""
+    since = time.monotonic()
+    while not (client.status == "running" and _threads(client) > 0):
+        if time.monotonic() - since > LOST_AFTER:
+            why = "no connection to its scheduler" if client.status != "running" else "it has no workers"
+            raise ClusterLost(f"training cluster {client.scheduler.address} lost: {why} for {LOST_AFTER:g} s")
+        time.sleep(0.1)
+
+
+def wait_all(client: Any, futures: list[Any], give_up: float) -> bool:
+    """Until every task is done (True) or `give_up` (monotonic; False); ClusterLost
+    if the cluster stops answering meanwhile. Every wait on the cluster goes through
+    here or has its own timeout: nothing waits on a cluster without a bound."""
+    while time.monotonic() < give_up:
+        # the Client's own thread updates the futures; polling needs no default client
+        if all(f.done() for f in futures):
+            return True
+        time.sleep(0.1)
+        if not (client.status == "running" and _threads(client) > 0):
+            until_healthy(client)
+    return all(f.done() for f in futures)
 
 
 class _TaskLost(Exception):
@@ -112,27 +141,28 @@ class ClusterTrials:
         self.client = client
         self.evaluator = evaluator
         self._matrices: dict[str, Any] = {}
-        self._common = self._scatter_common()
+        self._common = self._common_input()
         self.setup = {"objective": evaluator.objective, "problem_type": evaluator.problem_type,
                       "n_classes": evaluator.n_classes, "seed": evaluator.seed}
 
-    def _scatter_common(self) -> Any:
-        # one future for the dict (a list or dict given to scatter is scattered by item);
-        # scattered data has no lineage, so it is copied to every worker: a worker that
-        # dies takes no trial's input with it, and its tasks re-run on another
-        return self._scatter([{"y": self.evaluator.y, "folds": self.evaluator.folds}])[0]
+    def _common_input(self) -> Any:
+        return self._hold({"y": self.evaluator.y, "folds": self.evaluator.folds})
 
-    def _scatter(self, data: Any) -> Any:
-        """Copied to every worker, within LOST_AFTER seconds (a worker that is gone or
-        restarting must not hold the job: ClusterLost)."""
-        try:
-            return self.client.scatter(data, hash=False, broadcast=True, timeout=LOST_AFTER)
-        except (TimeoutError, OSError) as exc:
-            raise _lost(self.client, exc) from None
+    def _hold(self, data: Any) -> Any:
+        """A future of `data` with lineage: the data travels in its task, which the
+        scheduler keeps, so a worker that dies holding it takes nothing with it (the
+        task runs again on another worker). (A broadcast scatter had to reach every
+        worker the scheduler knew, and waited on one just killed: the job was lost.)
+        Sending never blocks: the client's thread ships it."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Sending large graph": it is meant to travel once
+            return self.client.submit(_value, data, pure=False)
 
     def _matrix(self, encoding: str) -> Any:
         if encoding not in self._matrices:
-            self._matrices[encoding] = self._scatter(self.evaluator.matrices[encoding])
+            self._matrices[encoding] = self._hold(self.evaluator.matrices[encoding])
         return self._matrices[encoding]
 
     def run(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
@@ -141,10 +171,10 @@ class ClusterTrials:
         lost = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, _TaskLost)]
         if lost:
             # tasks cancelled with a worker (or their input lost with it): once the
-            # cluster answers again, their inputs are scattered anew and they run once more
+            # cluster answers again, their inputs are sent anew and they run once more
             self._until_healthy()
             self._matrices.clear()
-            self._common = self._scatter_common()
+            self._common = self._common_input()
             again = self._run_once([trials[i] for i in lost], deadline)
             for i, outcome in zip(lost, again):
                 outcomes[i] = RuntimeError(str(outcome)) if isinstance(outcome, _TaskLost) else outcome
@@ -175,31 +205,20 @@ class ClusterTrials:
         return out
 
     def _until_healthy(self) -> None:
-        """Return once the client is connected to a scheduler with workers; ClusterLost
-        after LOST_AFTER seconds without."""
-        since = time.monotonic()
-        while not (self.client.status == "running" and _threads(self.client) > 0):
-            if time.monotonic() - since > LOST_AFTER:
-                why = ("no connection to its scheduler" if self.client.status != "running"
-                       else "it has no workers")
-                raise ClusterLost(f"training cluster {self.client.scheduler.address} lost: {why} "
-                                  f"for {LOST_AFTER:g} s")
-            time.sleep(0.1)
+        until_healthy(self.client)
 
     def _wait(self, futures: list[Any], give_up: float) -> None:
-        """Until every task is done or `give_up` (monotonic); ClusterLost if the
-        cluster stops answering meanwhile."""
-        while time.monotonic() < give_up:
-            # the Client's own thread updates the futures; polling needs no default client
-            if all(f.done() for f in futures):
-                return
-            time.sleep(0.1)
-            if not (self.client.status == "running" and _threads(self.client) > 0):
-                self._until_healthy()
+        wait_all(self.client, futures, give_up)
 
     def _outcome(self, future: Any, fam: Family, params: dict[str, Any], ctx: Context) -> TrialResult | Exception:
         if future.status == "finished":
-            data = future.result()
+            try:
+                # fetched from the worker that holds it; one that died meanwhile
+                # loses it: the task runs again (bounded, never a hang)
+                data = future.result(timeout=LOST_AFTER)
+            except TimeoutError:
+                return _TaskLost("trial result not fetched from the cluster within "
+                                 f"{LOST_AFTER:g} s")
             if data.get("interrupted"):
                 return TrialInterrupted()
             if data.get("error"):
@@ -210,7 +229,7 @@ class ClusterTrials:
             return TrialResult(float(data["score"]), float(data["seconds"]), data["threshold"], model,
                                float(data["cost_units"]))
         if future.status == "error":
-            exc = future.exception()
+            exc = future.exception(timeout=LOST_AFTER)
             return RuntimeError(f"trial task failed on the cluster: {type(exc).__name__}: {exc}")
         if future.done():  # cancelled, or its input lost with the workers that held it
             return _TaskLost(f"trial task {future.status} on the cluster")
@@ -222,6 +241,11 @@ class ClusterTrials:
                 self.client.cancel(futures)
             except Exception:  # noqa: BLE001 - a lost cluster has nothing left to cancel
                 pass
+
+
+def _value(data: Any) -> Any:
+    """A trial input's task: the data it carries (see ClusterTrials._hold)."""
+    return data
 
 
 def run_trial(X: np.ndarray, common: dict[str, Any], setup: dict[str, Any], model_type: str,
@@ -273,6 +297,9 @@ def load_xgboost(fam: Family, params: dict[str, Any], ctx: Context, model_json: 
 
 #: rows per partition of the final fit's data (at least two partitions per worker)
 PARTITION_ROWS = 250_000
+#: how long reading the snapshot's partitions on the workers may take, at most, when
+#: the job's deadline is later (a store that does not answer must not hold the job)
+READ_TIMEOUT = 600.0
 
 
 def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray, deadline: float,
@@ -282,8 +309,6 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
     as XGBoost's own model bytes and is re-read from its JSON. TrialInterrupted when
     `deadline` (monotonic) stopped it before its last round."""
     import dask.array as da
-    import xgboost as xgb
-    from xgboost import dask as dxgb
     from sklearn.utils.class_weight import compute_sample_weight
 
     workers = max(1, len(client.nthreads()))
@@ -292,18 +317,50 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
     weight = compute_sample_weight(est.class_weight, y) if est.class_weight else None
 
     def parts(values: np.ndarray) -> Any:
-        futures = client.scatter([values[a:b] for a, b in zip(bounds[:-1], bounds[1:])], hash=False)
+        futures = client.scatter([values[a:b] for a, b in zip(bounds[:-1], bounds[1:])], hash=False,
+                                 timeout=LOST_AFTER)
         return da.concatenate([da.from_delayed(f, shape=(b - a, *values.shape[1:]), dtype=values.dtype)
                                for f, a, b in zip(futures, bounds[:-1], bounds[1:])])
 
-    params = {**est.params, "nthread": _cluster_threads(client), "tree_method": est.params.get("tree_method", "hist")}
-    wall_deadline = time.time() + (deadline - time.monotonic())
     try:
+        data = (parts(X), parts(y), None if weight is None else parts(weight))
+    except (TimeoutError, OSError) as exc:
+        raise _lost(client, exc) from None
+    est = _train_dask(client, est, *data, deadline)
+    est.partitions = count
+    return est
+
+
+class FinalFitStuck(RuntimeError):
+    """xgboost.dask did not end in time (e.g. a worker it had pinned a task to died:
+    its task waits for that worker forever). The job keeps the winning trial's model."""
+
+
+def _train_dask(client: Any, est: Any, X: Any, y: Any, weight: Any, deadline: float) -> Any:
+    """xgboost.dask.train of `est` on dask arrays; the Booster re-read from its JSON.
+    Bounded: it runs in a thread the job waits for until `deadline` plus the
+    cluster's grace (FinalFitStuck after that), and XGBoost's own collective
+    operations on the workers time out as well."""
+    import xgboost as xgb
+    from xgboost import collective
+    from xgboost import dask as dxgb
+
+    params = {**est.params, "nthread": _cluster_threads(client), "tree_method": est.params.get("tree_method", "hist")}
+    left = max(0.0, deadline - time.monotonic())
+    wall_deadline = time.time() + left
+    wait = left + DEADLINE_GRACE + LOST_AFTER
+
+    def fit() -> Any:
         with client.as_current():  # the partitions' graph is computed by this client
-            dtrain = dxgb.DaskDMatrix(client, parts(X), parts(y),
-                                      weight=None if weight is None else parts(weight))
-            out = dxgb.train(client, params, dtrain, num_boost_round=est.num_round,
-                             callbacks=[WallDeadline(wall_deadline)])
+            dtrain = dxgb.DaskDMatrix(client, X, y, weight=weight)
+            return dxgb.train(client, params, dtrain, num_boost_round=est.num_round,
+                              callbacks=[WallDeadline(wall_deadline)],
+                              coll_cfg=collective.Config(timeout=int(min(max(60.0, wait), 86_400.0))))
+
+    try:
+        out = _bounded(fit, wait, "the final fit with xgboost.dask")
+    except FinalFitStuck:
+        raise
     except Exception as exc:
         if client.status != "running" or not _threads(client):
             raise _lost(client, exc) from None
@@ -313,8 +370,117 @@ def fit_xgboost_partitioned(client: Any, est: Any, X: np.ndarray, y: np.ndarray,
     if booster.num_boosted_rounds() < est.num_round:
         raise TrialInterrupted()
     est.booster = booster
-    est.partitions = count
     return est
+
+
+# -- data read where it is: the snapshot's partitions on the workers ---------------------------
+
+
+class SourceUnreadable(AutoMLError):
+    """The cluster's workers cannot read the snapshot (e.g. a data directory that is
+    not shared with them): the job reads it itself."""
+
+    sqlstate = "58030"  # io_error
+
+
+def _gathered(client: Any, futures: list[Any], give_up: float, what: str) -> list[Any]:
+    """The results of `futures`, waited for until `give_up` (monotonic) at most."""
+    try:
+        if not wait_all(client, futures, give_up):
+            raise SourceUnreadable(f"{what} took longer than the time left")
+        failed = [f for f in futures if f.status == "error"]
+        if failed:
+            exc = failed[0].exception()
+            raise SourceUnreadable(f"{what} failed on the cluster: {type(exc).__name__}: {exc}")
+        if any(f.status != "finished" for f in futures):
+            raise SourceUnreadable(f"{what}: a task was {next(f.status for f in futures if f.status != 'finished')}")
+        return [f.result(timeout=LOST_AFTER) for f in futures]
+    except TimeoutError:
+        raise SourceUnreadable(f"{what}: a result was not fetched from the cluster within {LOST_AFTER:g} s") \
+            from None
+    except BaseException:
+        _cancel_all(client, futures)
+        raise
+
+
+def _cancel_all(client: Any, futures: list[Any]) -> None:
+    try:
+        client.cancel(futures)
+    except Exception:  # noqa: BLE001 - a lost cluster has nothing left to cancel
+        pass
+
+
+def sample_source(client: Any, source: Any, plan: Any, deadline: float) -> tuple[Any, np.ndarray]:
+    """The test and sample rows of every partition, drawn on the workers (one task per
+    partition), concatenated in partition order: (table, is_test)."""
+    import pyarrow as pa
+
+    from .partitioned import sample_task
+
+    futures = [client.submit(sample_task, source, plan, a, b, pure=False) for a, b in plan.partitions]
+    parts = _gathered(client, futures, min(deadline, time.monotonic() + READ_TIMEOUT), "reading the snapshot")
+    tables = [t for t, _ in parts]
+    return pa.concat_tables(tables), np.concatenate([m for _, m in parts])
+
+
+def fit_xgboost_source(client: Any, est: Any, source: Any, plan: Any, features: list[str],
+                       spec: dict[str, Any], target: Any, deadline: float) -> Any:
+    """Fit `est` with xgboost.dask on every non-test row of the snapshot: each
+    partition is read and preprocessed (`spec`) on a worker and stays there; only
+    its row count comes back. `est.rows` and `est.unseen` tell how many rows the fit
+    used and how many were left out for a target class the sample had not seen."""
+    import operator
+
+    import dask.array as da
+
+    from .partitioned import training_partition
+
+    # (the partitions' data leaves the workers when these futures are released, at
+    # the return; cancelling them would also cancel the getitem tasks built on them)
+    futures = [client.submit(training_partition, source, plan, a, b, features, spec, target, pure=False)
+               for a, b in plan.partitions]
+    counts = _gathered(client, [client.submit(_counts, f) for f in futures],
+                       min(deadline, time.monotonic() + READ_TIMEOUT), "reading the snapshot's partitions")
+    n_features = len(spec["features"])
+
+    def column(index: int, dtype: Any, shape: Any) -> Any:
+        return da.concatenate([
+            da.from_delayed(client.submit(operator.getitem, f, index), shape=shape(rows), dtype=dtype)
+            for f, (rows, _) in zip(futures, counts) if rows])
+
+    X = column(0, np.float64, lambda rows: (rows, n_features))
+    y = column(1, np.float64, lambda rows: (rows,))
+    weight = column(2, np.float64, lambda rows: (rows,)) if target.weights is not None else None
+    est = _train_dask(client, est, X, y, weight, deadline)
+    est.partitions = len(futures)
+    est.rows = sum(rows for rows, _ in counts)
+    est.unseen = sum(unseen for _, unseen in counts)
+    return est
+
+
+def _counts(part: tuple[Any, ...]) -> tuple[int, int]:
+    return len(part[1]), int(part[3])
+
+
+def _bounded(fn: Any, seconds: float, what: str) -> Any:
+    """fn() in a daemon thread, waited for `seconds` at most (FinalFitStuck after:
+    the thread is left behind, and ends with the process)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name="mlproxy-bounded")
+    thread.start()
+    thread.join(seconds if math.isfinite(seconds) else None)
+    if thread.is_alive():
+        raise FinalFitStuck(f"{what} did not end within {seconds:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _cluster_threads(client: Any) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,10 +35,12 @@ from .metrics import classification_metrics, regression_metrics
 from .options import TrainOptions
 from .preprocess import fit_spec
 from .search import FIT_ERRORS, Budget, Search, Trial
-from .columns import ColumnInfo, to_raw
+from .columns import ColumnInfo, kind_of, to_raw
+from .partitioned import MIN_PARTITIONED_ROWS, ParquetData, Plan, TargetCoding
 from .spec import transform
 from .trained import TrainedModel
-from .validation import MAX_TEST_ROWS, TEST_FRACTION, Evaluator, make_folds, predict_proba, stratified_split
+from .validation import MAX_TEST_ROWS, MIN_ROWS, TEST_FRACTION, Evaluator, make_folds, predict_proba, \
+    stratified_split
 
 #: AUTO ON: the model kept is the winner refitted on every row (the test part too); the
 #: metrics measure the winning trial's own model on the test part (docs/automl.md)
@@ -49,7 +52,7 @@ IMBALANCE_RATIO = 0.5
 _BALANCE_OBJECTIVES = ("f1", "f1_macro", "balanced_accuracy", "auc", "recall", "recall_macro", "precision_macro")
 
 
-def train(table: pa.Table, options: TrainOptions | Mapping[str, Any], *,
+def train(table: pa.Table | ParquetData, options: TrainOptions | Mapping[str, Any], *,
           progress: Progress | None = None, n_jobs: int | None = None, cluster: Any = None) -> TrainedModel:
     """Train the best model the budget allows for `options.target` from `table`.
 
@@ -59,17 +62,30 @@ def train(table: pa.Table, options: TrainOptions | Mapping[str, Any], *,
     `cluster`: a Dask scheduler address (or a dask.distributed Client) to run the
     search's trials on, and an XGBOOST winner's final fit (automl/cluster.py); the
     budget is then wall time across the cluster. A cluster that does not answer or
-    goes away raises ClusterUnavailable / ClusterLost."""
+    goes away raises ClusterUnavailable / ClusterLost.
+
+    `table` may be a ParquetData (automl/partitioned.py): with a cluster, its
+    workers read it in partitions, the search runs on a sample of it drawn on the
+    workers, and an XGBoost winner's final fit reads every partition there; this
+    process never holds the whole table. Without a cluster it is read here."""
     clock = Clock(time.monotonic(), 0.0, progress)
     opts = TrainOptions.from_mapping(options)
     clock.budget = float(opts.max_runtime)
+    source = table if isinstance(table, ParquetData) else None
+    if source is not None and (cluster is None or opts.model_type == "KMEANS"):
+        table, source = source.read_all(), None
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    if not isinstance(table, pa.Table):
+    if source is not None:
+        meta = source.open(here=True).metadata
+        rows, columns = meta.num_rows, meta.num_columns
+    elif isinstance(table, pa.Table):
+        rows, columns = table.num_rows, table.num_columns
+    else:
         raise InvalidOption(f"training data must be a pyarrow Table, not {type(table).__name__}")
     jobs = n_jobs or _available_cores()
     # small jobs run single-threaded throughout (see families.PARALLEL_MIN_CELLS)
-    small = table.num_rows * max(1, table.num_columns) < PARALLEL_MIN_CELLS
+    small = rows * max(1, columns) < PARALLEL_MIN_CELLS
     with threadpool_limits(limits=1 if small else jobs):
         clock.report(phase="preparing", trials=0)
         if opts.model_type == "KMEANS":  # one fit, no search: trained here
@@ -80,6 +96,8 @@ def train(table: pa.Table, options: TrainOptions | Mapping[str, Any], *,
 
         client = connect(cluster) if isinstance(cluster, str) else cluster
         try:
+            if source is not None:
+                return _train_from_source(source, rows, opts, clock, jobs, client)
             return _train_supervised(table, opts, clock, jobs, client)
         finally:
             if client is not cluster:
@@ -96,15 +114,50 @@ def _available_cores() -> int:
 # -- supervised -------------------------------------------------------------------------
 
 
+@dataclass
+class _Partitioned:
+    """A table that is the test and sample rows of a snapshot the workers read
+    (automl/partitioned.py): which of its rows are test rows, and what to read."""
+
+    source: ParquetData
+    plan: Plan
+    is_test: np.ndarray
+
+
+def _train_from_source(source: ParquetData, rows: int, opts: TrainOptions, clock: Clock, jobs: int,
+                       client: Any) -> TrainedModel:
+    """Supervised training on a snapshot the cluster's workers read (see train)."""
+    from .cluster import SourceUnreadable, sample_source
+
+    schema = source.open(here=True).schema_arrow
+    find_target(schema.empty_table(), opts)  # a missing target is said before any reading
+    if rows < MIN_PARTITIONED_ROWS:
+        return _train_supervised(source.read_all(), opts, clock, jobs, client)
+    plan = Plan.make(rows, len(schema), opts.seed, len(client.nthreads()), TEST_FRACTION, MAX_TEST_ROWS)
+    clock.report(phase="sampling", trials=0)
+    try:
+        table, is_test = sample_source(client, source, plan, clock.hard_deadline)
+    except SourceUnreadable as exc:
+        if source.local is None:
+            raise
+        # e.g. a data directory the workers do not share: read here, as before
+        return _train_supervised(source.read_all(), opts, clock, jobs, client,
+                                 notes=[f"the cluster's workers could not read the snapshot ({exc}): "
+                                        "the job read it and sent the search's data to them"])
+    return _train_supervised(table, opts, clock, jobs, client, partitioned=_Partitioned(source, plan, is_test))
+
+
 def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: int,
-                      client: Any = None) -> TrainedModel:
-    report: list[str] = []
+                      client: Any = None, partitioned: _Partitioned | None = None,
+                      notes: list[str] | None = None) -> TrainedModel:
+    report: list[str] = list(notes or [])
     target_name = find_target(table, opts)
     features = [c for c in table.column_names if c != target_name]
     if not features:
         raise UnusableData("the training data has no input columns besides the target")
     check_columns(table, features)
-    table = sample_cells(table, opts, report)
+    if partitioned is None:  # (a snapshot read in partitions is what the export kept within MAX_CELLS)
+        table = sample_cells(table, opts, report)
     target = prepare_target(table, target_name, opts, report)
     problem_type, objective, y, classes, rows = (target.problem_type, target.objective, target.y,
                                                  target.classes, target.rows)
@@ -117,7 +170,23 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         fixed = xgboost_fixed(fixed, target.loss, problem_type, n_classes, opts.model_type == "XGBOOST", report)
 
     is_class = problem_type != P.REGRESSION
-    sel, test = stratified_split(y if is_class else None, n, TEST_FRACTION, opts.seed, cap=MAX_TEST_ROWS)
+    sel = test = None
+    if partitioned is not None:
+        # the rows' own parts (automl/partitioned.py): the final fit on the workers
+        # leaves out exactly these test rows
+        held = partitioned.is_test[rows]
+        sel, test = np.flatnonzero(~held), np.flatnonzero(held)
+        plan = partitioned.plan
+        report.append(f"training data read where it is: {plan.rows} rows in {len(plan.partitions)} partitions "
+                      f"read by the cluster's workers; the search ran on "
+                      + (f"a sample of {len(sel)} rows (SAMPLE_CELLS {plan.sample_cells}) drawn on the workers"
+                         if plan.sampled else f"all {len(sel)} non-test rows")
+                      + f", {len(test)} rows held out")
+        if len(test) == 0 or len(sel) < MIN_ROWS:
+            partitioned, sel = None, None
+            report.append("too few rows for the held-out split by row: split the sample as a local job does")
+    if sel is None:
+        sel, test = stratified_split(y if is_class else None, n, TEST_FRACTION, opts.seed, cap=MAX_TEST_ROWS)
     raw = {name: to_raw(table.column(name))[rows] for name in features}
     infos = feature_infos(table, features, sel, raw, report)
     raw_sel = {k: v[sel] for k, v in raw.items()}
@@ -157,8 +226,17 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         threads = sum(client.nthreads().values())
         report.append(f"training cluster {client.scheduler.address}: trials ran as tasks on "
                       f"{len(client.nthreads())} workers ({threads} threads)")
-    search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, len(folds),
-                         n if REFIT_ALL_ROWS and opts.auto else len(sel), pool)
+    refit_rows, refit_share = len(sel), 1 / 3
+    if partitioned is not None and "XGBOOST" in model_types:
+        # the final fit reads every non-test row, spread over the cluster's threads
+        # (a trial task uses one worker's): the search keeps the time for that
+        plan = partitioned.plan
+        refit_rows = max(len(sel), int(plan.rows * (1 - plan.test_share) / max(1, threads)))
+        refit_share = 1 / 2
+    elif partitioned is None and REFIT_ALL_ROWS and opts.auto:
+        refit_rows = n  # the final fit is on every row (see below)
+    search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, len(folds), refit_rows,
+                         pool, refit_share)
     winner = search.winner()
     fam = FAMILIES[winner.family]
     report.append(f"search: {len(search.trials)} trials, stopped: {search.stop_reason}")
@@ -168,18 +246,31 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
                       + ("the mean" if problem_type == P.REGRESSION else "the class shares") + " whatever the inputs")
 
     spec = specs[fam.encoding]
+    read_fit = None
+    if partitioned is not None:
+        coding = TargetCoding(target.name, kind_of(table.schema.field(target.name).type) == "text",
+                              None if classes is None else tuple(classes), _class_weights(y_sel, n_classes))
+        src = partitioned
+
+        def read_fit(est: Any, deadline: float) -> Any:
+            from .cluster import fit_xgboost_source
+
+            weighed = coding if est.class_weight else replace(coding, weights=None)
+            return fit_xgboost_source(client, est, src.source, src.plan, features, spec, weighed, deadline)
+
     X_test = transform(spec, raw_test)
-    refit_all = REFIT_ALL_ROWS and opts.auto and len(y_test) > 0
+    # AUTO ON (table in memory): the model kept is the winner refitted on every row;
+    # the metrics measure the winning trial's own model (never trained on the test part)
+    refit_all = REFIT_ALL_ROWS and opts.auto and partitioned is None and len(y_test) > 0
     measured = winner.result.model if refit_all else None
     if measured is not None:
-        # the winning trial's own model (trained on part of the selection rows, never
-        # on the test part) is what the metrics measure; the model kept is the same
-        # configuration refitted on every row, test part included
         est = _refit(fam, winner, contexts[fam.model_type], np.vstack([matrices[fam.encoding], X_test]),
                      np.concatenate([y_sel, y_test]), clock, report, client, what="rows (test part included)")
     else:
         est = measured = _refit(fam, winner, contexts[fam.model_type], matrices[fam.encoding], y_sel, clock,
-                                report, client)
+                                report, client, read_fit)
+        if getattr(est, "rows", None) is not None:
+            n = int(est.rows) + len(test)  # the final fit's rows and the held-out rows
     threshold = winner.result.threshold
     if is_class:
         proba = predict_proba(measured, X_test, n_classes)
@@ -243,7 +334,7 @@ def _fit_specs(families: list[Family], opts: TrainOptions, infos: list[ColumnInf
 
 def _run_search(families: list[Family], contexts: dict[str, Context], evaluator: Evaluator,
                 objective: P.Objective, clock: Clock, opts: TrainOptions, fold_rows: int,
-                n_folds: int, n_sel: int, pool: Any = None) -> Search:
+                n_folds: int, n_sel: int, pool: Any = None, refit_share: float = 1 / 3) -> Search:
     overhead = min(5.0, 0.2 + 0.03 * clock.budget)
     if pool is not None:
         # on a cluster the final fit starts xgboost.dask's workers and scatters the
@@ -258,8 +349,9 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
             return overhead
         per_fit = best.result.seconds / n_folds / max(best.fidelity, 1e-3)
         # the refit can be cut short (the trial's own model is the fallback), so the
-        # search never gives up more than a third of the budget for it
-        return overhead + min(per_fit * n_sel / max(1, fold_rows), clock.budget / 3)
+        # search never gives up more than a third of the budget for it (half, when
+        # the final fit is the one that reads every partition of a snapshot)
+        return overhead + min(per_fit * n_sel / max(1, fold_rows), clock.budget * refit_share)
 
     def on_trial(trial: Trial, best: Trial | None) -> None:
         clock.report(phase="searching", trials=len(holder["search"].trials),
@@ -281,11 +373,22 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
     return search
 
 
+def _class_weights(y: np.ndarray, n_classes: int) -> tuple[float, ...] | None:
+    """Balanced class weights as scikit-learn's ('balanced'), from the sample's
+    class counts (the final fit on the workers weighs its rows by them)."""
+    if not n_classes:
+        return None
+    counts = np.maximum(np.bincount(y, minlength=n_classes), 1)
+    return tuple(float(v) for v in len(y) / (n_classes * counts))
+
+
 def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarray,
-           clock: Clock, report: list[str], client: Any = None, what: str = "selection rows") -> Any:
-    """The winner fitted on `X` (every row, or the whole selection part), if the
-    budget allows; else the winner's own first-fold model (never trained on the test
-    part). On a cluster, an XGBOOST winner is fitted by xgboost.dask on row partitions."""
+           clock: Clock, report: list[str], client: Any = None, read_fit: Any = None,
+           what: str = "selection rows") -> Any:
+    """The winner fitted on `X` (the whole selection part, or every row), if the
+    budget allows; else the winner's own first-fold model (still never trained on the
+    test part). On a cluster, an XGBOOST winner is fitted by xgboost.dask on row
+    partitions: with `read_fit`, on every partition of the snapshot, read on the workers."""
     clock.report(phase="refitting", best_model_type=winner.family, best_score=winner.score)
     overhead = min(5.0, 0.2 + 0.03 * clock.budget) * 0.5
     fallback = winner.result.model
@@ -295,18 +398,29 @@ def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarra
             from .cluster import ClusterLost, fit_xgboost_partitioned
 
             try:
-                est = fit_xgboost_partitioned(client, est, X, y, clock.hard_deadline - overhead)
+                if read_fit is not None:
+                    est = read_fit(est, clock.hard_deadline - overhead)
+                else:
+                    est = fit_xgboost_partitioned(client, est, X, y, clock.hard_deadline - overhead)
             except (TrialInterrupted, ClusterLost):
                 raise
             except Exception as exc:  # noqa: BLE001 - e.g. a worker holding partitions died
                 report.append(f"the final fit on the cluster failed ({type(exc).__name__}: {exc}): "
                               "kept the winning trial's model")
                 return fallback
-            report.append(f"refit on all {len(y)} {what} with xgboost.dask on the training cluster "
-                          f"({est.partitions} row partitions across its workers)")
+            if read_fit is not None:
+                report.append(f"refit on all {est.rows} non-test rows of the snapshot with xgboost.dask on the "
+                              f"training cluster ({est.partitions} row partitions read by its workers)"
+                              + (f"; {est.unseen} rows of a target class the sample lacked left out"
+                                 if est.unseen else ""))
+            else:
+                report.append(f"refit on all {len(y)} {what} with xgboost.dask on the training cluster "
+                              f"({est.partitions} row partitions across its workers)")
             return est
         est = fam.fit(est, X, y, clock.hard_deadline - overhead)
-        report.append(f"refit on all {len(y)} {what}")
+        report.append(f"refit on all {len(y)} {what}"
+                      + (" (of the search's sample: only an XGBoost final fit reads every partition)"
+                         if read_fit is not None else ""))
         return est
     except TrialInterrupted:
         if fallback is None:

@@ -261,8 +261,9 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="N", minimum=1, on_change="reload"),
     Setting("training_cluster", _cluster, None,
             "Dask scheduler to train on (dask.distributed, e.g. tcp://scheduler:8786): the "
-            "AutoML search's trials run as tasks on its workers and an XGBoost winner "
-            "trains with xgboost.dask; only plain data (scores, XGBoost JSON) comes back; "
+            "AutoML search's trials run as tasks on its workers, which read the snapshot's "
+            "partitions from the snapshot store, and an XGBoost winner trains with "
+            "xgboost.dask on all of them; only plain data (scores, XGBoost JSON) comes back; "
             "needs `pip install 'mlproxy[cluster]'`", metavar="URL",
             default_help="none: train in local worker processes"),
     Setting("training_cluster_fallback", _bool, False,

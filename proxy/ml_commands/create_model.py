@@ -199,7 +199,7 @@ async def _create(services: MLServices, takeover: Takeover, stmt: CreateModel) -
     try:
         rows, sampled = await _export(takeover, source, stmt, names, types, staging, counts.rows, limit)
         if not is_forecast:
-            await _check_features(stmt, staging, names, types, features)
+            await _check_features(stmt, staging, names, types, features, rows)
         # The whole job is on disk before the model is registered: a snapshot that
         # cannot be written (read-only or full data directory) leaves no model behind.
         await _write_spec(staging, {
@@ -456,12 +456,18 @@ def _check_training_data(stmt: CreateModel, counts: _Counts, limit: int, columns
 
 
 async def _check_features(stmt: CreateModel, staging: JobDir, names: list[str], types: list[str],
-                          features: list[str]) -> None:
-    """Convert the exported CSV to Arrow (work the worker would do) in a thread and
+                          features: list[str], rows: int) -> None:
+    """Convert the exported CSV to Parquet (work the worker would do) in a thread and
     put it to the trainer's rules (training/precheck.py): what it would refuse is
-    the statement's error now, at the clause it is about."""
+    the statement's error now, at the clause it is about. The conversion streams;
+    the check sees all rows up to SAMPLE_CELLS cells, a uniform sample of that size
+    beyond (what a training cluster's search sees), so the proxy's memory does not
+    grow with MAX_CELLS."""
+    from automl.partitioned import SAMPLE_CELLS
+
+    keep = min(1.0, SAMPLE_CELLS / max(1, rows * len(names)))
     try:
-        table = await asyncio.to_thread(convert_csv, staging, names, types)
+        table = await asyncio.to_thread(convert_csv, staging, names, types, keep)
     except OSError as exc:  # a read-only or full data directory: the statement's error
         raise _Abort(errors.file_error(exc, "write file")) from exc
     except Exception:  # noqa: BLE001 - the worker converts (and reports) it then

@@ -492,6 +492,8 @@ class JobRunner:
         spec["cache_dir"] = str(self.cache_dir)
         spec["n_jobs"] = self.worker_threads
         spec["training_cluster"] = self.cluster
+        # a cluster's workers read the data from the store themselves (worker.py)
+        spec["data_url"] = self.store.data_url(snapshot, job) if self.cluster else None
         job.write_json(job.spec_file, spec)
         log_path = job.path / "worker.log"
         with open(log_path, "ab") as log_file:

@@ -1,7 +1,8 @@
 """What the trainer would refuse, asked before a job starts.
 
-CREATE MODEL converts the exported snapshot to Arrow (snapshot.convert_csv, in a
-thread) and puts it to the trainer's own rules, so data no model can be trained on
+CREATE MODEL converts the exported snapshot to Parquet (snapshot.convert_csv, in a
+thread, streamed) and puts it (all of it up to 2M cells, a uniform 2M-cell sample
+beyond: automl.partitioned.SAMPLE_CELLS) to the trainer's own rules, so data no model can be trained on
 is an error of the statement, not a FAILED model minutes later: the column roles
 (automl.columns: constant, all NULL, ID-like), PREPROCESSORS' columns and
 transformers (automl.custom), the problem type the target supports

@@ -113,6 +113,17 @@ class SnapshotStore:
             self._fs = fsspec.filesystem("s3")
         return self._fs, f"{parts.netloc}{parts.path}"
 
+    def data_url(self, url: str, job: JobDir) -> str:
+        """Where a training cluster's workers read the Parquet data of the snapshot at
+        `url`: the job directory's file for the local store (workers on this host, or
+        sharing its path), the store's copy for a shared directory or object store."""
+        parts = urlsplit(url)
+        if parts.scheme == LOCAL_SCHEME:
+            return str(job.parquet_file)
+        if parts.scheme == "file":
+            return f"{parts.path.rstrip('/')}/{job.parquet_file.name}"
+        return f"{url.rstrip('/')}/{job.parquet_file.name}"
+
     # -- IO (blocking) ----------------------------------------------------------
     def check_writable(self, bucket: str | None = None) -> None:
         """Raise OSError unless a snapshot can be written to the store now (a probe

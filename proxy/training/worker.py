@@ -1,7 +1,8 @@
 """The training worker: runs in its own process, one job directory at a time.
 
 `python -m proxy.training.worker JOB_DIR` (what the job runner starts) loads the
-snapshot, trains with automl, turns the winner into a portable artifact and builds
+snapshot (or, on a training cluster, hands automl where the cluster's workers read
+it: the process then holds only the search's sample), trains with automl, turns the winner into a portable artifact and builds
 its native library into the local cache with compiler, and leaves the outcome in
 the job directory (result.json + artifact.bin, or error.json). Progress goes to
 progress.json. Nothing here talks to the database: the proxy stores the outcome.
@@ -43,7 +44,7 @@ def run_job(job: JobDir) -> int:
         from . import cluster
 
         progress({"phase": "loading data", "elapsed": 0.0})
-        table = load_table(job)
+        table = _training_data(job, spec)
         if spec["options"].get("model_type") == "FORECAST":
             return _forecast_job(job, spec, table, progress, started)
         trained = cluster.train(table, spec, progress)
@@ -91,6 +92,20 @@ def run_job(job: JobDir) -> int:
                                         "hint": getattr(exc, "hint", None),
                                         "traceback": traceback.format_exc()})
         return 1
+
+
+def _training_data(job: JobDir, spec: dict[str, Any]) -> Any:
+    """The snapshot as a table in this process; or, for a supervised job on a
+    training cluster, where the cluster's workers read it (automl.partitioned), so
+    that this process never holds the whole table (the local copy is what it falls
+    back to when the workers cannot read the store)."""
+    options = spec["options"]
+    if (spec.get("training_cluster") and options.get("target") is not None
+            and options.get("model_type") not in ("FORECAST", "KMEANS") and job.parquet_file.exists()):
+        from automl.partitioned import ParquetData
+
+        return ParquetData(spec.get("data_url") or str(job.parquet_file), local=str(job.parquet_file))
+    return load_table(job)
 
 
 def _forecast_job(job: JobDir, spec: dict[str, Any], table: Any, progress: Any, started: float) -> int:
