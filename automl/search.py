@@ -22,6 +22,13 @@ Schedule:
    for PATIENCE trials (checked after each full round of the local families, so
    each of them gets its step), when every family's step has shrunk away, or at
    MAX_TRIALS.
+3. Restarts (long budgets only): a converged local search leaves most of a long
+   budget unused, so it starts again, with the step reset and new seeded directions,
+   from the best configuration of each of the (then) three leading families. One
+   restart per full RESTART_SECONDS of MAX_RUNTIME, at most MAX_RESTARTS, each with
+   MAX_TRIALS // 2 more trials; the first restart that does not improve the best
+   score ends the search. The number of restarts depends on MAX_RUNTIME, not on the
+   clock, so the schedule stays a function of the seed, the scores and the budget.
 """
 
 from __future__ import annotations
@@ -48,6 +55,10 @@ MAX_LOCAL_TRIALS_PER_FAMILY = 30
 INITIAL_STEP = 0.3
 MIN_STEP = 0.02
 REL_TOL = 1e-4
+#: one restart of the local search per this many seconds of MAX_RUNTIME ...
+RESTART_SECONDS = 60.0
+#: ... and never more than this many (the proxy's default MAX_RUNTIME is 5400 s)
+MAX_RESTARTS = 6
 #: exceptions a fit may raise on awkward data or parameters; other errors are bugs
 FIT_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 
@@ -94,6 +105,12 @@ class Budget:
 
     hard_deadline: float
     reserve: Callable[[], float]
+    #: the whole budget (MAX_RUNTIME) in seconds: it sets how many restarts the
+    #: search may make (0: none)
+    seconds: float = 0.0
+
+    def restarts(self) -> int:
+        return min(MAX_RESTARTS, int(self.seconds // RESTART_SECONDS))
 
     def search_deadline(self) -> float:
         return self.hard_deadline - self.reserve()
@@ -145,6 +162,7 @@ class Search:
         self._rate: dict[str, float] = {}  # seconds per cost unit, per family
         self.stopped_by_budget = False
         self.stop_reason = ""
+        self.restarts_done = 0
         self.skipped = 0
         self.failures: list[str] = []
 
@@ -155,6 +173,7 @@ class Search:
             finalists = self._screen()
             if self.tune:
                 self._local_search(finalists)
+                self._restarts()
             if not self.stop_reason:
                 self.stop_reason = "search converged"
             if self.skipped:
@@ -216,7 +235,39 @@ class Search:
         ranked = sorted(per_family.values(), key=lambda t: (-self.objective.utility(t.score), t.index))
         return [(fams[t.family], dict(t.params)) for t in ranked[:LOCAL_FAMILIES]]
 
-    def _local_search(self, finalists: list[tuple[Family, dict[str, Any]]]) -> None:
+    def _restarts(self) -> None:
+        """Restart the local search (step reset, new directions) from the best
+        configuration of each of the leading families, while restarts improve the
+        best score and the budget allows them (Budget.restarts)."""
+        allowed = self.budget.restarts()
+        if not allowed or self.best_full is None or self.stop_reason.startswith("trial limit"):
+            return
+        first = self.stop_reason
+        for restart in range(1, allowed + 1):
+            before = self.best_full.score
+            self._local_search(self._leaders(), stream=restart, trial_limit=len(self.trials) + MAX_TRIALS // 2)
+            self.restarts_done = restart
+            if not self._improved(self.best_full.score, before):
+                self.stop_reason = f"{first}; {restart} restarts, the last did not improve"
+                return
+        self.stop_reason = f"{first}; {allowed} restarts (the most MAX_RUNTIME allows), the last improved"
+
+    def _leaders(self) -> list[tuple[Family, dict[str, Any]]]:
+        """The best full-fidelity configuration of each searched family, best
+        families first, the LOCAL_FAMILIES leading ones."""
+        fams = {f.model_type: f for f in self.families if f.searched}
+        per_family: dict[str, Trial] = {}
+        for t in self.trials:
+            if t.fidelity == 1.0 and t.family in fams:
+                cur = per_family.get(t.family)
+                if cur is None or self._improved(t.score, cur.score):
+                    per_family[t.family] = t
+        ranked = sorted(per_family.values(), key=lambda t: (-self.objective.utility(t.score), t.index))
+        return [(fams[t.family], dict(t.params)) for t in ranked[:LOCAL_FAMILIES]]
+
+    def _local_search(self, finalists: list[tuple[Family, dict[str, Any]]], stream: int = 0,
+                      trial_limit: int | None = None) -> None:
+        trial_limit = MAX_TRIALS if trial_limit is None else trial_limit
         states = []
         for i, (fam, params) in enumerate(finalists):
             ctx = self.contexts[fam.model_type]
@@ -224,7 +275,8 @@ class Search:
             if not space:
                 continue
             best = self._best_score(fam.model_type, params)
-            states.append(_Local(fam, ctx, space, params, best, rng=np.random.default_rng([self.seed, 202, i])))
+            rng = np.random.default_rng([self.seed, 202, i] if stream == 0 else [self.seed, 202, i, stream])
+            states.append(_Local(fam, ctx, space, params, best, rng=rng))
         since_improvement = 0
         while states and any(s.active for s in states):
             # one family's step at a time here; on a pool, one step of every active
@@ -245,8 +297,8 @@ class Search:
                     since_improvement = 0
                 else:
                     since_improvement += len(self.trials) - ran
-                if len(self.trials) >= MAX_TRIALS:
-                    self.stop_reason = f"trial limit ({MAX_TRIALS}) reached"
+                if len(self.trials) >= trial_limit:
+                    self.stop_reason = f"trial limit ({trial_limit}) reached"
                     return
             # patience is checked once per round, after every local family's step: a
             # family's place in the round never decides whether it gets its step

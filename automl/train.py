@@ -358,7 +358,8 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
                      best_score=None if best is None else best.score,
                      best_model_type=None if best is None else best.family, objective=objective.name)
 
-    search = Search(families, contexts, evaluator, objective, Budget(clock.hard_deadline, reserve), opts.seed,
+    budget = Budget(clock.hard_deadline, reserve, float(opts.max_runtime))
+    search = Search(families, contexts, evaluator, objective, budget, opts.seed,
                     on_trial=on_trial, n_train_rows=fold_rows, tune=opts.auto, pool=pool)
     holder["search"] = search
     search.run()
