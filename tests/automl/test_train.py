@@ -207,3 +207,20 @@ def test_auto_search_is_deterministic_when_the_budget_is_ample(monkeypatch):
     assert len({e["family"] for e in a.leaderboard}) == len(automl.registry.AUTO_FAMILIES)
     assert (a.model_type, a.metrics, a.feature_importances) == (b.model_type, b.metrics, b.feature_importances)
     assert any("trial limit" in line for line in a.report)
+
+
+def test_long_budgets_restart_the_converged_search_and_stay_deterministic(monkeypatch):
+    # a short patience so each local run converges in a few trials; the budget never
+    # binds: restarts come from MAX_RUNTIME (one per 60 s), not from the clock
+    monkeypatch.setattr("automl.search.PATIENCE", 4)
+    table = bundled("iris")
+    strip = lambda lb: [(e["family"], e["params"], e["score"], e["fidelity"], e["phase"]) for e in lb]  # noqa: E731
+    short = automl.train(table, {"target": "target", "max_runtime": 59, "seed": 5})
+    long_a = automl.train(table, {"target": "target", "max_runtime": 180, "seed": 5})
+    # the restarts continue the same schedule (the short search is its beginning), and
+    # they depend on MAX_RUNTIME and the scores, not on the clock
+    assert len(long_a.leaderboard) > len(short.leaderboard)
+    assert strip(long_a.leaderboard)[:len(short.leaderboard)] == strip(short.leaderboard)
+    assert not any("restart" in line for line in short.report)
+    stop = next(line for line in long_a.report if line.startswith("search:"))
+    assert "restarts" in stop and "time budget" not in stop
