@@ -165,7 +165,21 @@ def _deadline_callback(deadline: float) -> Any:
     return Deadline()
 
 
-class XGBoost(Family):
+class BoostedTrees(Family):
+    """A family whose estimator (XGBModel, lgbm.LGBModel) trains a booster itself,
+    in `nthread` threads, stopping at the deadline; compiler/ reads the fitted model
+    itself (XGBoost's JSON, or a Treelite model)."""
+
+    def fit(self, est: Any, X: np.ndarray, y: np.ndarray, deadline: float) -> Any:
+        # one thread for small matrices, as the other families (see Family.fit)
+        nthread = 1 if X.size < PARALLEL_MIN_CELLS else est.n_jobs
+        return est.fit(X, y, deadline, nthread)
+
+    def export(self, est: Any) -> Any:
+        return est
+
+
+class XGBoost(BoostedTrees):
     """Gradient-boosted trees by XGBoost: Redshift's XGBOOST model type. Searched over
     Redshift's hyperparameters within Redshift's ranges; parameter names are
     XGBoost's (the leaderboard shows them)."""
@@ -222,14 +236,6 @@ class XGBoost(Family):
         est.n_jobs = ctx.n_jobs
         return est
 
-    def fit(self, est: XGBModel, X: np.ndarray, y: np.ndarray, deadline: float) -> XGBModel:
-        # one thread for small matrices, as the other families (see Family.fit)
-        nthread = 1 if X.size < PARALLEL_MIN_CELLS else est.n_jobs
-        return est.fit(X, y, deadline, nthread)
-
-    def export(self, est: XGBModel) -> Any:
-        """The fitted model itself: compiler reads its Booster's JSON (model_json)."""
-        return est
 
 
 _NOT_PARAMS = ("num_round", "early_stopping_rounds", "class_weight", "num_class", "objective")

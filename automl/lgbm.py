@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from sklearn.utils.class_weight import compute_sample_weight
 
-from .families import PARALLEL_MIN_CELLS, Context, Family, Param, TrialInterrupted
+from .boosting import BoostedTrees
+from .families import Context, Param, TrialInterrupted
 from .problem import REGRESSION
 
 
@@ -86,7 +87,7 @@ class LGBModel:
         return treelite.frontend.from_lightgbm(self.booster), "float64", "LightGBM"
 
 
-class LightGBM(Family):
+class LightGBM(BoostedTrees):
     """Leaf-wise gradient-boosted trees by LightGBM (AUTO only)."""
 
     model_type = "LIGHTGBM"
@@ -126,12 +127,4 @@ class LightGBM(Family):
         kw.update(seed=ctx.seed, deterministic=True, force_row_wise=True, verbose=-1)
         est = LGBModel(kw, int(params.get("num_round", 100)), n_classes, class_weight=params.get("class_weight"))
         est.n_jobs = ctx.n_jobs
-        return est
-
-    def fit(self, est: LGBModel, X: np.ndarray, y: np.ndarray, deadline: float) -> LGBModel:
-        nthread = 1 if X.size < PARALLEL_MIN_CELLS else est.n_jobs
-        return est.fit(X, y, deadline, nthread)
-
-    def export(self, est: LGBModel) -> Any:
-        """The fitted model itself: compiler reads it through treelite_model()."""
         return est
