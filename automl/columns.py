@@ -2,7 +2,8 @@
 
 Arrow types from Postgres map to four kinds (numeric, boolean, text, datetime); each
 column then gets a role: `numeric`, `boolean`, `categorical`, `datetime`, or `dropped`
-(constant, all NULL, or ID-like). Columns are also converted here to the same raw
+(constant, all NULL, or ID-like); with the target known, automl/codes.py makes an
+integer column that behaves as a code (an id, a state code) a `code`. Columns are also converted here to the same raw
 numpy form the compiled predictor receives (float64 with NaN, object with None,
 datetime64 with NaT), so training goes through exactly the inference-time path.
 """
@@ -31,7 +32,7 @@ class ColumnInfo:
     name: str
     pg_type: str     # Postgres type name, for the preprocessing spec's `inputs`
     kind: str        # numeric | boolean | text | datetime
-    role: str        # numeric | boolean | categorical | datetime | dropped
+    role: str        # numeric | boolean | categorical | datetime | dropped | code (automl/codes.py)
     reason: str      # why this role (shown in the training report)
     distinct: int
     null_share: float

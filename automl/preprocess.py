@@ -28,6 +28,10 @@ from .spec import as_datetime, as_float, as_keys, datetime_part
 
 SPEC_VERSION = 1
 MAX_ORDINAL_CATEGORIES = 1000
+#: an integer code (automl/codes.py) keeps this many of its most frequent values as
+#: categories: ids outnumber a text column's categories (a rating table's thousands of
+#: students), and each carries its own effect
+MAX_CODE_CATEGORIES = 5000
 MAX_ONE_HOT = 30
 #: smoothing weight (in rows) pulling a rare category's target mean to the prior
 TARGET_SMOOTHING = 10.0
@@ -68,6 +72,12 @@ def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
     if info.role in ("numeric", "boolean"):
         x = as_float(values)
         return [numeric_feature(info.name, "numeric", x, encoding)]
+    if info.role == "code":
+        # an integer code (automl/codes.py): its value, and for trees its categories too
+        value = numeric_feature(info.name, "numeric", as_float(values), encoding)
+        if encoding != "tree":
+            return [value]
+        return [value, *category_features(info.name, as_keys(values), y, target_kind, MAX_CODE_CATEGORIES)]
     if info.role == "datetime":
         out = []
         for part, x in datetime_series(info, values):
@@ -80,16 +90,24 @@ def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
     if info.role == "categorical":
         keys = as_keys(values)
         if encoding == "tree":
-            if target_kind == "multiclass" and y is not None and MULTICLASS_ORDERS:
-                classes = np.unique(np.asarray(y))
-                if len(classes) <= MAX_CLASS_ORDERS:
-                    # one ordinal per class, categories ordered by their smoothed rate of
-                    # that class: a frequency order separates nothing a class depends on
-                    return [ordinal_feature(info.name, keys, (np.asarray(y) == k).astype(np.float64), "binary")
-                            for k in classes]
-            return [ordinal_feature(info.name, keys, y, target_kind)]
+            return category_features(info.name, keys, y, target_kind, MAX_ORDINAL_CATEGORIES)
         return one_hot_features(info.name, keys, MAX_ONE_HOT)
     raise ValueError(f"cannot encode role {info.role!r}")
+
+
+def category_features(name: str, keys: np.ndarray, y: np.ndarray | None, target_kind: str,
+                      limit: int) -> list[dict[str, Any]]:
+    """The tree encoding of a category: one target-ordered ordinal (binary,
+    regression), one per class for a multiclass target (up to MAX_CLASS_ORDERS), else
+    one frequency-ordered; the `limit` most frequent categories kept."""
+    if target_kind == "multiclass" and y is not None and MULTICLASS_ORDERS:
+        classes = np.unique(np.asarray(y))
+        if len(classes) <= MAX_CLASS_ORDERS:
+            # one ordinal per class, categories ordered by their smoothed rate of
+            # that class: a frequency order separates nothing a class depends on
+            return [ordinal_feature(name, keys, (np.asarray(y) == k).astype(np.float64), "binary", limit=limit)
+                    for k in classes]
+    return [ordinal_feature(name, keys, y, target_kind, limit=limit)]
 
 
 def datetime_series(info: ColumnInfo, values: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -136,9 +154,9 @@ def category_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ordinal_feature(name: str, keys: np.ndarray, y: np.ndarray | None, target_kind: str,
-                    order: str = "auto") -> dict[str, Any]:
+                    order: str = "auto", limit: int = MAX_ORDINAL_CATEGORIES) -> dict[str, Any]:
     cats, counts = category_counts(keys)
-    cats, counts = cats[:MAX_ORDINAL_CATEGORIES], counts[:MAX_ORDINAL_CATEGORIES]
+    cats, counts = cats[:limit], counts[:limit]
     unknown = float(len(cats))
     if order == "auto" and y is not None and target_kind in ("regression", "binary") and len(cats):
         yf = np.asarray(y, dtype=np.float64)

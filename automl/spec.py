@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 _US_PER_DAY = 86_400_000_000
+#: SQL types whose values are keyed as float64 (a category code kept as an integer)
+NUMERIC_TYPES = frozenset(("smallint", "integer", "bigint", "real", "double precision", "numeric"))
 
 
 def transform(spec: Mapping[str, Any], columns: Mapping[str, Any]) -> np.ndarray:
@@ -23,18 +25,20 @@ def transform(spec: Mapping[str, Any], columns: Mapping[str, Any]) -> np.ndarray
     n = _row_count(spec, columns)
     out = np.empty((n, len(features)), dtype=np.float64)
     cache: dict[tuple[str, str], Any] = {}
+    numeric = {i["name"] for i in spec.get("inputs", []) if i.get("type") in NUMERIC_TYPES}
     for j, feat in enumerate(features):
         name = feat["input"]
         op = feat["op"]
         raw = columns[name]
+        if op in ("ordinal", "one_hot"):
+            # a number's key is its float64 text, however the column came (3 -> "3.0")
+            keys = _cached(cache, name, "key", lambda: as_keys(as_float(raw) if name in numeric else raw))
         if op == "numeric":
             x = _cached(cache, name, "num", lambda: as_float(raw))
             out[:, j] = _fill_scale(x, feat)
         elif op == "ordinal":
-            keys = _cached(cache, name, "key", lambda: as_keys(raw))
             out[:, j] = _ordinal(keys, feat["categories"], float(feat["unknown"]))
         elif op == "one_hot":
-            keys = _cached(cache, name, "key", lambda: as_keys(raw))
             out[:, j] = (keys == feat["category"]).astype(np.float64)
         elif op == "datetime_part":
             t = _cached(cache, name, "dt", lambda: as_datetime(raw))
@@ -102,11 +106,17 @@ _key_ufunc = np.frompyfunc(_key, 1, 1)
 
 
 def as_keys(values: Any) -> np.ndarray:
-    """Values -> object array of comparison strings (contract: str(value)); NULL -> None."""
+    """Values -> object array of comparison strings (contract: str(value), numbers as
+    float64 print them, 3 as "3.0"); NULL -> None."""
     arr = np.asarray(values)
     if arr.dtype.kind == "b":
         return np.where(arr, "true", "false").astype(object)
-    return _key_ufunc(arr.astype(object)) if arr.size else arr.astype(object)
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.float64)
+    if not arr.size:
+        return arr.astype(object)
+    with np.errstate(invalid="ignore"):  # NaN's comparison with itself, in _key
+        return _key_ufunc(arr.astype(object))
 
 
 def _ordinal(keys: np.ndarray, categories: list[str], unknown: float) -> np.ndarray:

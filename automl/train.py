@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from . import problem as P
 from .clustering import train_kmeans
+from .codes import mark_codes
 from .custom import fit_custom_spec, parse
 from .diagnose import findings
 from .dataset import Clock, Progress, check_columns, feature_infos, find_target, prepare_target, sample_cells
@@ -192,6 +193,8 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     raw_sel = {k: v[sel] for k, v in raw.items()}
     raw_test = {k: v[test] for k, v in raw.items()}
     y_sel, y_test = y[sel], y[test]
+    infos, code_lines = mark_codes(infos, raw_sel, y_sel, n_classes, opts.seed)
+    report.extend(code_lines)
 
     target_kind = {P.REGRESSION: "regression", P.BINARY: "binary"}.get(problem_type, "multiclass")
     families = [FAMILIES[m] for m in model_types]

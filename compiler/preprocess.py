@@ -30,6 +30,8 @@ _US_PER_DAY = 86_400_000_000
 _US_PER_HOUR = 3_600_000_000
 
 #: numpy dtype kinds accepted per role (b=bool, i/u=int, f=float, O=object, U=str, M=datetime)
+#: SQL types whose values are keyed as float64 (a category code kept as an integer)
+NUMERIC_TYPES = frozenset(("smallint", "integer", "bigint", "real", "double precision", "numeric"))
 _NUMERIC_KINDS = "biufO"
 _KEY_KINDS = "biufOU"
 _DATETIME_KINDS = "MO"
@@ -205,12 +207,12 @@ class Preprocessor:
         keys: dict[str, Any] = {}
         for j, name, table, unknown in self._ordinal:
             if name not in keys:
-                keys[name] = as_keys(arrays[name])
+                keys[name] = as_keys(self._key_values(name, arrays))
             idx = table.lookup(*keys[name])
             out[:, j] = np.where(idx >= 0, idx, unknown)
         for name, cols, which, table in self._onehot:
             if name not in keys:
-                keys[name] = as_keys(arrays[name])
+                keys[name] = as_keys(self._key_values(name, arrays))
             idx = table.lookup(*keys[name])
             out[:, cols] = idx[:, None] == which
         return out
@@ -245,6 +247,14 @@ class Preprocessor:
                 raw -= self._center
                 raw /= self._scale
         return raw
+
+    def _key_values(self, name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """The values whose keys an ordinal/one_hot feature looks up: an input of a
+        numeric SQL type as float64 (its key is the float's text, 3 -> "3.0", whether
+        it came as int64, float64 or objects), any other as given."""
+        if self._by_name[name].pg_type in NUMERIC_TYPES:
+            return self._float(name, arrays)
+        return arrays[name]
 
     def _float(self, name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
         return _as_float(name, arrays[name], self._by_name[name])
@@ -369,7 +379,7 @@ def _first_unconvertible(arr: np.ndarray, null: np.ndarray) -> Any:
 
 def _as_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """Values -> (str keys, NULL mask) with the contract's comparison rule: str(value),
-    booleans as "true"/"false", floats as Python prints them."""
+    booleans as "true"/"false", numbers as Python prints them as floats (3 -> "3.0")."""
     arr = np.asarray(values)
     null = _null_mask(arr)
     kind = arr.dtype.kind
@@ -381,7 +391,8 @@ def _as_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:
         # numpy's float64 -> str is the shortest round-trip repr, as Python's str()
         return arr.astype(np.float64).astype(str), null
     if kind in "iu":
-        return arr.astype(str), null
+        # a number's key is its float64 form (3 -> "3.0"), as the proxy delivers it
+        return arr.astype(np.float64).astype(str), null
     keys = np.where(null, "", arr).astype(str)
     # Python bools inside object arrays: str() gives "True"; the contract says "true".
     # A key "True" from a real string stays, since "True" == True is False.
@@ -429,10 +440,13 @@ def _many_keys(values: Any) -> tuple[Any, np.ndarray | None]:
 
 def _few_keys(values: Any) -> tuple[list[str | None], None]:
     """`_as_keys` for a few rows, value by value: (keys with None for NULL, None).
-    The same rule: str(value), booleans as "true"/"false", NULL for None and NaN
+    The same rule: str(value), booleans as "true"/"false", integer arrays as floats, NULL for None and NaN
     (`tolist` gives Python scalars, whose str is what numpy's astype(str) prints)."""
     keys: list[str | None] = []
-    for value in np.asarray(values).tolist():
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.float64)
+    for value in arr.tolist():
         if value is None or value != value:
             keys.append(None)
         elif isinstance(value, bool):

@@ -29,6 +29,8 @@ class AutomlCase:
     hyperparameters: dict[str, str] = field(default_factory=dict)
     seed: int = 1
     objective: str | None = None
+    #: the table has integer codes (mixed_table's `store`)
+    codes: bool = False
 
     def train(self) -> Any:
         import automl
@@ -40,11 +42,11 @@ class AutomlCase:
             options["k"] = 3
             return automl.train(mixed_table(TRAIN_ROWS, self.seed, "none"), options)
         options["target"] = "label"
-        return automl.train(mixed_table(TRAIN_ROWS, self.seed, self.target), options)
+        return automl.train(mixed_table(TRAIN_ROWS, self.seed, self.target, self.codes), options)
 
     def test_columns(self) -> dict[str, np.ndarray]:
         """Held-out rows: same generator, another seed."""
-        return raw_columns(mixed_table(TEST_ROWS, self.seed + 1000, "regression"))
+        return raw_columns(mixed_table(TEST_ROWS, self.seed + 1000, "regression", self.codes))
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,10 @@ CASES: dict[str, AutomlCase | SklearnCase] = {
     # LightGBM (an AUTO family), through Treelite's LightGBM frontend
     "lightgbm_binary": AutomlCase("LIGHTGBM", "binary", {"NUM_ROUND": "20", "MAX_LEAVES": "8"}),
     "lightgbm_multiclass": AutomlCase("LIGHTGBM", "multiclass", {"NUM_ROUND": "8", "MAX_LEAVES": "8"}),
+    # integer codes: the value and a target-ordered ordinal (one per class) of one input
+    "lightgbm_regression_codes": AutomlCase("LIGHTGBM", "regression", {"NUM_ROUND": "20"}, codes=True),
+    "xgboost_multiclass_codes": AutomlCase("XGBOOST", "multiclass", {"NUM_ROUND": "8"}, codes=True),
+    "random_forest_binary_codes": AutomlCase("RANDOM_FOREST", "binary", {"NUM_ROUND": "12"}, codes=True),
     # AUTO's constant baseline: a linear model with zero coefficients
     "constant_binary": AutomlCase("CONSTANT", "binary"),
     "constant_multiclass": AutomlCase("CONSTANT", "multiclass"),

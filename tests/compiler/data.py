@@ -17,11 +17,18 @@ PLANS = np.array(["basic", "pro", "team", "enterprise"], dtype=object)
 SEGMENTS = np.array(["north", "south", "east"], dtype=object)
 
 
-def mixed_table(n: int, seed: int, target: str) -> pa.Table:
+#: the `store` column's codes and the effect of each (the same for every seed)
+STORES = np.arange(4100, 4120, dtype=np.int64)
+STORE_EFFECT = np.random.default_rng(404).normal(0.0, 2.0, len(STORES))
+
+
+def mixed_table(n: int, seed: int, target: str, codes: bool = False) -> pa.Table:
     """A table with a text category (with NULLs), a double with NULLs, a date, a
     boolean, a numeric (Decimal) and an integer, plus one target:
     `binary` (boolean), `multiclass` (text, 3 classes), `regression` (double),
-    `positive` (double > 0) or `unit` (double in [0, 1])."""
+    `positive` (double > 0) or `unit` (double in [0, 1]). With `codes`, also `store`:
+    integer codes (20 stores, some NULL), each with its own effect on the target, which
+    automl encodes by value and as a category (automl/codes.py)."""
     rng = np.random.default_rng(seed)
     plan = rng.choice(np.append(PLANS, None), n, p=[0.4, 0.3, 0.15, 0.1, 0.05])
     age = rng.normal(40, 12, n)
@@ -33,6 +40,9 @@ def mixed_table(n: int, seed: int, target: str) -> pa.Table:
     visits = rng.poisson(5, n).astype(np.int64)
     score = ((plan == "basic") * 1.5 - (plan == "enterprise") * 1.0 + np.nan_to_num(age, nan=40.0) / 12
              + (day > 1200) * 0.8 - paid * 0.7 + visits * 0.2 + rng.normal(0, 0.6, n))
+    store = rng.integers(0, len(STORES), n)
+    if codes:
+        score = score + STORE_EFFECT[store]
     cols = {
         "plan": pa.array(list(plan), type=pa.string()),
         "age": pa.array(age, from_pandas=True),
@@ -41,6 +51,8 @@ def mixed_table(n: int, seed: int, target: str) -> pa.Table:
         "price": pa.array(price, type=pa.decimal128(10, 2)),
         "visits": pa.array(visits),
     }
+    if codes:
+        cols["store"] = pa.array(STORES[store], mask=rng.random(n) < 0.05)
     if target == "binary":
         cols["label"] = pa.array(score > np.quantile(score, 0.6))
     elif target == "multiclass":

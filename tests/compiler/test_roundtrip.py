@@ -148,3 +148,30 @@ def test_thresholds_are_compared_like_scikit_learn(registry):
         if pred.is_classifier:
             assert_equivalent(pred.predict_proba(cols), est.predict_proba(trained.transform(cols)),
                               what=f"{name} threshold probabilities")
+
+
+CODE_CASES = sorted(name for name, case in CASES.items() if getattr(case, "codes", False))
+
+
+@pytest.mark.parametrize("name", CODE_CASES)
+def test_integer_codes_are_keyed_as_the_proxy_hands_them_over(registry, name):
+    """An integer code feeds a numeric feature and (trees) ordinals whose keys are the
+    float64 form of the value; int64, float64 and object batches give the same bits,
+    few rows or many."""
+    trained = registry.trained(name)
+    ops = [f["op"] for f in trained.preprocessing["features"] if f["input"] == "store"]
+    assert ops[0] == "numeric" and ops[1:] and set(ops[1:]) == {"ordinal"}, ops
+    cats = next(f["categories"] for f in trained.preprocessing["features"] if f["op"] == "ordinal"
+                and f["input"] == "store")
+    assert all(c.endswith(".0") and 4100 <= float(c) < 4120 for c in cats), cats[:5]
+    assert any("behaves as a code" in line for line in trained.report), trained.report
+    pred = registry.predictor(name)
+    columns = CASES[name].test_columns()
+    present = ~np.isnan(columns["store"])
+    ints = {**take(columns, present), "store": columns["store"][present].astype(np.int64)}
+    for rows in (slice(None), slice(0, 3)):
+        got = take(ints, rows)
+        want = take(take(columns, present), rows)
+        assert_equivalent(pred.predict(got), pred.predict(want), what=f"{name} int64 codes", atol=0.0)
+        assert_equivalent(trained.reference_predict(got), trained.reference_predict(want),
+                          what=f"{name} int64 codes (reference)", atol=0.0)

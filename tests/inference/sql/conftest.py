@@ -10,6 +10,8 @@ are trained once per run, concurrently, through the proxy:
 - price_model  -> predict_price(rooms int, area float8, city text) RETURNS float8;
                   regression, LINEAR_LEARNER (the numpy backend)
 - species_model -> predict_species(f0..f3 float8) RETURNS text; multiclass (iris)
+- store_model -> predict_store(store int, visits int) RETURNS float8; regression,
+                  XGBOOST, the store an integer code (value and category features)
 - doomed_model -> predict_doomed(rooms int, area float8); for the test that drops it
 
 Each comes with an offline oracle (oracle.Model) built from the catalog's artifact.
@@ -51,6 +53,14 @@ SELECT g, rooms, area, city,
                (ARRAY['paris', 'lyon', 'nice', 'lille'])[1 + (g * 13) % 4] AS city
           FROM generate_series(1, 500) g) s;
 
+-- sales by store: the store is an integer code whose effect has no order (automl
+-- encodes it by value and as a category, automl/codes.py)
+CREATE TABLE sales (id int PRIMARY KEY, store int, visits int, amount double precision);
+INSERT INTO sales
+SELECT g, 7001 + (g * 37) % 30, g % 20,
+       10 * (((7001 + (g * 37) % 30) * 7919) % 17 - 8) + 2 * (g % 20) + (g * 13) % 7
+  FROM generate_series(1, 900) g;
+
 CREATE TABLE labels (value boolean PRIMARY KEY, label text);
 INSERT INTO labels VALUES (true, 'leaves'), (false, 'stays');
 """
@@ -64,6 +74,9 @@ MODELS = {
                    "MODEL_TYPE LINEAR_LEARNER SETTINGS (MAX_RUNTIME 5)",
     "species_model": "CREATE MODEL species_model FROM (SELECT f0, f1, f2, f3, species FROM iris) "
                      "TARGET species FUNCTION predict_species SETTINGS (MAX_RUNTIME 5)",
+    "store_model": "CREATE MODEL store_model FROM (SELECT store, visits, amount FROM sales) "
+                   "TARGET amount FUNCTION predict_store PROBLEM_TYPE REGRESSION "
+                   "MODEL_TYPE XGBOOST SETTINGS (MAX_RUNTIME 5)",
     # dropped by a test while a prepared statement uses it
     "doomed_model": "CREATE MODEL doomed_model FROM (SELECT rooms, area, price FROM houses) "
                     "TARGET price FUNCTION predict_doomed PROBLEM_TYPE REGRESSION "
@@ -102,6 +115,10 @@ class SqlSuite:
     @property
     def species(self) -> Model:
         return self.models["species_model"]
+
+    @property
+    def store(self) -> Model:
+        return self.models["store_model"]
 
 
 @pytest.fixture(scope="session")

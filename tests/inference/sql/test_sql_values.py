@@ -37,6 +37,10 @@ INSERT INTO customers_odd VALUES
   (10, 40, 'Pro', 5.5, '2031-06-30', false),
   (11, 2000000000, 'basic', 999.99, '2020-01-01', true),
   (12, -5, E'tab\\there', -1, '2020-01-01', false);
+CREATE TABLE sales_odd (id int PRIMARY KEY, store int, visits int);
+INSERT INTO sales_odd VALUES
+  (1, 7001, 3), (2, 7017, 19), (3, NULL, 3), (4, 9999, 3), (5, -7001, 3), (6, 0, NULL),
+  (7, 2000000000, 1), (8, 7030, 0), (9, NULL, NULL);
 CREATE TABLE houses_odd (id int PRIMARY KEY, rooms int, area double precision, city text);
 INSERT INTO houses_odd VALUES
   (1, NULL, 80, 'paris'), (2, 3, 'NaN', 'lyon'), (3, 3, NULL, 'nice'),
@@ -45,17 +49,18 @@ INSERT INTO houses_odd VALUES
 """
 
 ODD = [("customers_odd", "churn", "age, plan, usage, signup, promo"),
-       ("houses_odd", "price", "rooms, area, city")]
+       ("houses_odd", "price", "rooms, area, city"),
+       ("sales_odd", "store", "store, visits")]
 
 
 @pytest.fixture(scope="module")
 def odd_tables(suite):
     with suite.direct() as d:
-        d.execute("DROP TABLE IF EXISTS customers_odd, houses_odd")
+        d.execute("DROP TABLE IF EXISTS customers_odd, houses_odd, sales_odd")
         d.execute(ODD_CUSTOMERS)
     yield
     with suite.direct() as d:
-        d.execute("DROP TABLE IF EXISTS customers_odd, houses_odd")
+        d.execute("DROP TABLE IF EXISTS customers_odd, houses_odd, sales_odd")
 
 
 def _query(call: str, table: str, mode: str) -> tuple[str, str]:
@@ -80,6 +85,26 @@ def test_null_nan_and_unseen_values_predict_from_imputation(suite, odd_tables, t
         got = fetch(conn, sql, mode)
     assert all(v is not None for _, v in got)
     assert got == expected
+
+
+@pytest.mark.parametrize("mode", ["simple-text", "extended-binary", "prepared-text", "general"])
+def test_integer_codes_predict_as_offline_one_row_or_many(suite, mode):
+    """A model whose integer input is also a category (automl/codes.py): every
+    protocol path, a batch or one row at a time, gives the offline predictor's
+    answer, whose keys are the integers' float64 text."""
+    spec = suite.store.predictor.preprocessor.spec
+    ops = [f["op"] for f in spec["features"] if f["input"] == "store"]
+    assert ops == ["numeric", "ordinal"], spec["features"]
+    with suite.direct() as d:
+        expected = sorted(suite.store.by_id(d, "SELECT id, store, visits FROM sales").items())
+    sql, run_mode = _query("predict_store(store, visits)", "sales", mode)
+    with suite.connect() as conn:
+        assert fetch(conn, sql, run_mode) == expected
+        one = "SELECT predict_store(%s, %s)" if mode != "general" else \
+            "SELECT p FROM (SELECT predict_store(%s, %s) AS p) s"
+        for store, visits in ((7001, 3), (7030, 0), (9999, 3), (None, 3)):
+            got = conn.execute(one, (store, visits), prepare=mode == "prepared-text").fetchone()[0]
+            assert got == suite.store.predict([(store, visits)])[0], (store, visits)
 
 
 # Calls whose resolution Postgres decides: (FROM clause, call). Postgres's answer for
