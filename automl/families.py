@@ -39,6 +39,9 @@ from .problem import CLUSTERING, REGRESSION
 #: capped in trees and leaves (no effect on small data, where trees are smaller).
 MAX_FOREST_TREES = 300
 MAX_FOREST_LEAVES = 8192
+#: a budget (MAX_RUNTIME) of at least this many seconds is long: the search restarts
+#: (automl/search.py) and LightGBM's rounds range widens (automl/lgbm.py)
+LONG_BUDGET_SECONDS = 60.0
 #: matrices smaller than this are fitted single-threaded (see Family.fit)
 PARALLEL_MIN_CELLS = 500_000
 
@@ -104,6 +107,9 @@ class Context:
     #: the HYPERPARAMETERS table of the model type as plain data ({KEY: {"low", "high",
     #: "default", ...}}), when the job was given one: searched ranges stay inside it
     table: dict[str, Any] | None = None
+    #: MAX_RUNTIME in seconds (0: not known); from LONG_BUDGET_SECONDS on, a family
+    #: may search a wider space (automl/lgbm.py: more rounds)
+    budget: float = 0.0
 
 
 class Family:

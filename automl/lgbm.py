@@ -22,8 +22,15 @@ import numpy as np
 from sklearn.utils.class_weight import compute_sample_weight
 
 from .boosting import BoostedTrees
-from .families import Context, Param, TrialInterrupted
+from .families import LONG_BUDGET_SECONDS, Context, Param, TrialInterrupted
 from .problem import REGRESSION
+
+
+#: the rounds range's top; a long budget (MAX_RUNTIME of LONG_BUDGET_SECONDS or more)
+#: searches up to LONG_ROUNDS (docs/automl.md, "What each lever did": more rounds at
+#: a lower learning rate is where FLAML's long searches led on diamonds)
+ROUNDS = 1000
+LONG_ROUNDS = 4000
 
 
 class _Deadline(Exception):
@@ -96,8 +103,9 @@ class LightGBM(BoostedTrees):
     def space(self, ctx: Context) -> list[Param]:
         leaf_hi = max(4, min(256, ctx.n_rows // 4))
         child_hi = max(2, min(200, ctx.n_rows // 10))
+        rounds_hi = LONG_ROUNDS if ctx.budget >= LONG_BUDGET_SECONDS else ROUNDS
         return [
-            Param("num_round", 100, 20, 1000, log=True, integer=True),
+            Param("num_round", 100, 20, rounds_hi, log=True, integer=True),
             Param("learning_rate", 0.1, 0.01, 0.5, log=True),
             Param("num_leaves", min(31, leaf_hi), 4, leaf_hi, log=True, integer=True),
             Param("min_child_samples", min(20, child_hi), 2, child_hi, log=True, integer=True),

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .families import Context, Family, Param, TrialInterrupted
+from .families import LONG_BUDGET_SECONDS, Context, Family, Param, TrialInterrupted
 from .problem import Objective
 from .validation import Evaluator, TrialResult
 
@@ -55,8 +55,9 @@ MAX_LOCAL_TRIALS_PER_FAMILY = 30
 INITIAL_STEP = 0.3
 MIN_STEP = 0.02
 REL_TOL = 1e-4
-#: one restart of the local search per this many seconds of MAX_RUNTIME ...
-RESTART_SECONDS = 60.0
+#: one restart of the local search per this many seconds of MAX_RUNTIME (a long
+#: budget's first restart) ...
+RESTART_SECONDS = LONG_BUDGET_SECONDS
 #: ... and never more than this many (the proxy's default MAX_RUNTIME is 5400 s)
 MAX_RESTARTS = 6
 #: exceptions a fit may raise on awkward data or parameters; other errors are bugs

@@ -213,7 +213,8 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
                                         opts.seed, jobs, imbalanced=imbalanced, balance_by_default=balance,
                                         fixed=dict(fixed) if fam.model_type == (opts.model_type or "") else
                                         {k: v for k, v in fixed.items() if k == "objective"},
-                                        table=opts.hyperparameter_table if fam.model_type == opts.model_type else None)
+                                        table=opts.hyperparameter_table if fam.model_type == opts.model_type else None,
+                                        budget=float(opts.max_runtime))
                 for fam in families}
     evaluator = Evaluator(matrices, y_sel, folds, objective, problem_type, n_classes, opts.seed)
     validation = (f"{len(folds)}-fold cross-validation" if len(folds) > 1 else "one holdout split")
