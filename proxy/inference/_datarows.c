@@ -213,9 +213,14 @@ static int walk_rows(const unsigned char *buf, int64_t len, Py_ssize_t n, Py_ssi
     return at == len ? PARSE_OK : PARSE_UNFILLED;
 }
 
-/* One text argument's categories, as MatrixPlan keeps them (see fill_all). */
+/* One argument's categories, as MatrixPlan keeps them (see fill_all): a text
+ * argument's fields are looked up as they are; a number's (width 8: a binary float8
+ * field) by its text as Python prints the float, which for the integral values below
+ * 1e16 that integer codes hold is "%.0f" plus ".0" (features.py keeps a table of
+ * any other categories off this route, so a value outside that band is no category). */
 typedef struct {
     Py_ssize_t column, m, k; /* DataRow column; categories; features set from it */
+    int width;               /* 0: text; 8: float8, looked up by its text */
     unsigned char *blob;     /* the categories' bytes, concatenated in ascending byte order */
     int64_t *bounds;         /* m + 1: category j is blob[bounds[j]:bounds[j + 1]] */
     int64_t *targets;        /* k matrix columns */
@@ -320,9 +325,15 @@ static int plan_init(MatrixPlan *self, PyObject *args, PyObject *kwds) {
     for (Py_ssize_t t = 0; t < n_tables; t++) {
         KeyTable *table = &self->tables[t];
         PyObject *blob, *bounds, *targets, *values;
-        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(tables, t), "nOOOO;a key table is (column, keys, bounds, targets, values)",
-                              &table->column, &blob, &bounds, &targets, &values))
+        table->width = 0;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(tables, t),
+                              "nOOOO|i;a key table is (column, keys, bounds, targets, values[, width])",
+                              &table->column, &blob, &bounds, &targets, &values, &table->width))
             return -1;
+        if (table->width != 0 && table->width != 8) {
+            PyErr_SetString(PyExc_ValueError, "MatrixPlan: a key table's width is 0 (text) or 8 (float8)");
+            return -1;
+        }
         Py_ssize_t blob_len = -1, n_bounds = -1, n_values;
         table->k = -1;
         if (!(table->blob = copy_words(blob, &blob_len, 1, "keys")) ||
@@ -404,11 +415,27 @@ static int valid_utf8(const unsigned char *s, size_t n) {
     return 1;
 }
 
+/* The position among a number table's categories of a binary float8 field (NULL,
+ * NaN and values of 1e16 or more in magnitude: the default's). The argument is an
+ * integer (the transport casts it so); a fraction is cut toward zero, as the
+ * general route's int64 cast does. */
+static inline Py_ssize_t number_code(const KeyTable *table, const unsigned char *word, int32_t size) {
+    if (size < 0) return table->m;
+    double value = read_f8(word);
+    if (!(fabs(value) < 1e16)) return table->m;
+    value = trunc(value) + 0.0; /* + 0.0: no "-0" */
+    char text[32];
+    int n = snprintf(text, sizeof text, "%.0f.0", value);
+    if (n <= 0 || n >= (int)sizeof text) return table->m;
+    return key_code(table, (const unsigned char *)text, n);
+}
+
 /* The n rows into X (float64, feature-major), a feature at a time: column c of row
  * i is the field whose length word is at buf + field_pos[c * n + i] and reads
  * field_len[c * n + i]. Returns -1, or the position in `sources` of a numeric
  * column whose non-NULL field is not `width` bytes, or n_numeric + t when a field
- * of table t's column is none of its categories and not UTF-8. */
+ * of table t's column is none of its categories and not UTF-8, or n_numeric +
+ * n_tables + t when table t reads numbers and a field is not 8 bytes. */
 static Py_ssize_t fill_all(const MatrixPlan *p, const unsigned char *buf, const int64_t *field_pos,
                            const int32_t *field_len, double *X, Py_ssize_t n) {
     Py_ssize_t bad = -1;
@@ -442,12 +469,22 @@ static Py_ssize_t fill_all(const MatrixPlan *p, const unsigned char *buf, const 
         const Py_ssize_t k = table->k, stride = table->m + 1;
         const int64_t *targets = table->targets;
         const double *values = table->values;
+        const int numbers = table->width == 8;
         for (Py_ssize_t i = 0; i < n; i++) {
             const unsigned char *field = buf + pos[i] + 4;
-            Py_ssize_t code = key_code(table, field, len[i]);
-            if (code == table->m && len[i] > 0 && !valid_utf8(field, (size_t)len[i])) {
-                bad = p->n_numeric + t;
-                break;
+            Py_ssize_t code;
+            if (numbers) {
+                if (len[i] >= 0 && len[i] != 8) {
+                    bad = p->n_numeric + p->n_tables + t;
+                    break;
+                }
+                code = number_code(table, field, len[i]);
+            } else {
+                code = key_code(table, field, len[i]);
+                if (code == table->m && len[i] > 0 && !valid_utf8(field, (size_t)len[i])) {
+                    bad = p->n_numeric + t;
+                    break;
+                }
             }
             for (Py_ssize_t j = 0; j < k; j++) X[targets[j] * n + i] = values[j * stride + code];
         }

@@ -10,12 +10,13 @@ filled and scaled numbers, text categories), `FeaturePlan.matrix` writes the
 matrix in a few calls of `_mlproxy_rows` instead, each one loop without the GIL:
 numbers are read from their float8/int4 words, filled and scaled in place; each text
 argument's fields are looked up among its categories once per row, which sets
-every feature made from it. The bits are those of `transform` (the tests
+every feature made from it (an integer code's float8 fields by their text, "7001.0"). The bits are those of `transform` (the tests
 compare the two on the same rows); anything else keeps the general route.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +33,14 @@ _WIDTHS = {kind: width for kind, (width, _) in BINARY_WORDS.items() if kind != "
 _TAKE_GENERAL = -1000
 
 
+#: the keys a number table can hold: the text of an integral float64 below 1e16, as
+#: Python prints it (what the C lookup writes for a float8 field: "%.0f" and ".0")
+_NUMBER_KEY = re.compile(r"-?(0|[1-9][0-9]{0,15})\.0")
+
+
 @dataclass(frozen=True)
 class _Keys:
-    """One text argument's categories: sorted UTF-8 bytes, and per feature made from
+    """One argument's categories: sorted UTF-8 bytes, and per feature made from
     it, the value of each category (the default last, for NULL and the unseen)."""
 
     column: int  # in the DataRows
@@ -42,6 +48,9 @@ class _Keys:
     bounds: np.ndarray  # int64, len(categories) + 1
     targets: np.ndarray  # int64, the matrix column of each feature
     values: np.ndarray  # float64, (features, len(categories) + 1)
+    #: 0: a text argument, looked up as it is; 8: a number (float8) of a numeric
+    #: input, looked up by its float64 text (an integer code, automl/codes.py)
+    width: int = 0
 
 
 class FeaturePlan:
@@ -59,7 +68,9 @@ class FeaturePlan:
             np.array([op.fill for *_, op in numeric], dtype=np.float64),
             np.array([op.center for *_, op in numeric], dtype=np.float64),
             np.array([op.scale for *_, op in numeric], dtype=np.float64), scaled,
-            tuple((k.column, k.keys, k.bounds, k.targets, k.values) for k in keys))
+            tuple((k.column, k.keys, k.bounds, k.targets, k.values, k.width) for k in keys))
+        #: DataRow column of each key table that reads float8 numbers (for errors)
+        self._number_columns = [k.column if k.width else -1 for k in keys]
 
     @classmethod
     def of(cls, args: Sequence[Any], arg_names: Sequence[str], preprocessor: Any) -> FeaturePlan | None:
@@ -67,8 +78,8 @@ class FeaturePlan:
         column and kind) feed the inputs `arg_names` of a model's `preprocessor`
         (compiler.preprocess.Preprocessor), or None when the general route must be
         taken: no C extension, a feature without a plain form, or an argument the
-        plan cannot read as the model needs it (a date, or a number or boolean
-        used as a category, whose key is its text)."""
+        plan cannot read as the model needs it (a date, a boolean used as a category,
+        or a number used as one whose categories are not all integers below 1e16)."""
         ops = preprocessor.feature_ops() if native is not None and preprocessor is not None else None
         if ops is None or len(ops) != preprocessor.n_features:
             return None
@@ -81,14 +92,15 @@ class FeaturePlan:
                 return None
             if op.kind == "numeric" and arg.kind in _WIDTHS:
                 numeric.append((arg.index, _WIDTHS[arg.kind], op.column, op))
-            elif op.kind == "key" and arg.kind == "text":
+            elif op.kind == "key" and (arg.kind == "text" or (arg.kind == "float" and _number_keys(op, preprocessor))):
                 by_input.setdefault(op.input, []).append(op)
             else:
                 return None
         scaled = {op.scaled for *_, op in numeric}
         if len(scaled) > 1:
             return None  # transform scales all of them or none
-        keys = [_key_table(by_name[name].index, key_ops) for name, key_ops in by_input.items()]
+        keys = [_key_table(by_name[name].index, key_ops, 8 if by_name[name].kind == "float" else 0)
+                for name, key_ops in by_input.items()]
         return cls(preprocessor.n_features, numeric, scaled.pop() if scaled else False, keys)
 
     def matrix(self, batch: DataRowBatch) -> np.ndarray:
@@ -123,6 +135,10 @@ class FeaturePlan:
         return out
 
     def _check(self, code: int) -> None:
+        tables = len(self._number_columns)
+        if code >= len(self._sources) + tables:  # a number table's field of the wrong size
+            column = self._number_columns[code - len(self._sources) - tables]
+            raise RowFormatError(f"column {column}: a binary f8 field is not 8 bytes")
         if code >= len(self._sources):  # a text argument's field that is not UTF-8
             raise TextNotUtf8()
         if code >= 0:  # the position of a numeric feature's column with a wrong field
@@ -133,8 +149,17 @@ class FeaturePlan:
             raise RowFormatError(PARSE_ERRORS[-1 - code])
 
 
-def _key_table(column: int, ops: Sequence[Any]) -> _Keys:
-    """The categories of every feature made from one text argument, in one table."""
+def _number_keys(op: Any, preprocessor: Any) -> bool:
+    """Can the C lookup key a float8 argument as `op`'s input does: a numeric SQL type
+    (its key is the float64's text) whose categories are all integral below 1e16?"""
+    from compiler.preprocess import NUMERIC_TYPES
+
+    inputs = {i.name: i.pg_type for i in preprocessor.inputs}
+    return inputs.get(op.input) in NUMERIC_TYPES and all(_NUMBER_KEY.fullmatch(key) for key in op.values)
+
+
+def _key_table(column: int, ops: Sequence[Any], width: int = 0) -> _Keys:
+    """The categories of every feature made from one argument, in one table."""
     encoded: dict[bytes, str] = {}
     for op in ops:
         for key in op.values:
@@ -147,4 +172,5 @@ def _key_table(column: int, ops: Sequence[Any]) -> _Keys:
     np.cumsum([len(key) for key in ordered], out=bounds[1:])
     values = np.array([[op.values.get(encoded[key], op.default) for key in ordered] + [op.default]
                        for op in ops], dtype=np.float64)
-    return _Keys(column, b"".join(ordered), bounds, np.array([op.column for op in ops], dtype=np.int64), values)
+    return _Keys(column, b"".join(ordered), bounds, np.array([op.column for op in ops], dtype=np.int64), values,
+                 width)
