@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import platform
 import sys
@@ -56,6 +57,8 @@ from automl import registry as automl_families  # noqa: E402
 automl_train = importlib.import_module("automl.train")  # the module, for VARIANT_SETTINGS
 automl.train = automl_train.train  # importing the submodule bound automl.train to it (see automl/__init__.py)
 automl_preprocess = importlib.import_module("automl.preprocess")
+automl_codes = importlib.import_module("automl.codes")
+automl_lgbm = importlib.import_module("automl.lgbm")
 from automl.columns import to_raw  # noqa: E402
 from benchmarks.automl import tables  # noqa: E402
 
@@ -70,11 +73,17 @@ AUTO_VARIANTS = {
     "mlproxy_heldout": automl_families.AUTO_FAMILIES,
     # multiclass text columns as one frequency-ordered ordinal, as before
     "mlproxy_freqorder": automl_families.AUTO_FAMILIES,
+    # integer columns by value only (no code is detected, automl/codes.py), as before
+    "mlproxy_nocodes": automl_families.AUTO_FAMILIES,
+    # LightGBM's short rounds range (20-1000) at every budget, as before
+    "mlproxy_shortrounds": automl_families.AUTO_FAMILIES,
 }
 #: module settings a variant changes for its run: {variant: {(module, name): value}}
 VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
     "mlproxy_heldout": {(automl_train, "REFIT_ALL_ROWS"): False},
     "mlproxy_freqorder": {(automl_preprocess, "MULTICLASS_ORDERS"): False},
+    "mlproxy_nocodes": {(automl_codes, "CODE_GAIN"): math.inf},
+    "mlproxy_shortrounds": {(automl_lgbm, "LONG_ROUNDS"): automl_lgbm.ROUNDS},
 }
 
 DATASETS = {
