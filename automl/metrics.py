@@ -95,17 +95,38 @@ def tune_threshold(objective: Objective, y: np.ndarray, proba: np.ndarray) -> fl
     single validation rows."""
     if objective.metric not in THRESHOLD_TUNED:
         return None
-    p = proba[:, 1]
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+    values = threshold_scores(objective.metric, np.asarray(y), np.asarray(proba)[:, 1], grid)
     best_t, best = 0.5, -np.inf
-    for t in np.round(np.arange(0.05, 0.951, 0.025), 3):
-        pred = (p >= t).astype(np.int64)
-        if objective.metric == "f1":
-            value = skm.f1_score(y, pred, zero_division=0)
-        elif objective.metric == "f1_macro":
-            value = skm.f1_score(y, pred, average="macro", zero_division=0)
-        else:
-            value = _balanced_accuracy(y, pred, np.arange(2))
+    for t, value in zip(grid.tolist(), values.tolist()):
         # ties go to the threshold nearest 0.5
         if value > best + 1e-12 or (abs(value - best) <= 1e-12 and abs(t - 0.5) < abs(best_t - 0.5)):
             best_t, best = float(t), float(value)
     return best_t
+
+
+def threshold_scores(metric: str, y: np.ndarray, p: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """`metric` ("f1", "f1_macro", "balanced_accuracy") of predicting class 1 where
+    p >= t, for every t of `grid` at once: the confusion counts come from the sorted
+    scores of each class (the search tunes a threshold for every binary trial).
+    Tested equal to scikit-learn's f1_score and _balanced_accuracy per threshold."""
+    pos, neg = np.sort(p[y == 1]), np.sort(p[y != 1])
+    tp = (len(pos) - np.searchsorted(pos, grid, side="left")).astype(np.float64)
+    fp = (len(neg) - np.searchsorted(neg, grid, side="left")).astype(np.float64)
+    fn, tn = len(pos) - tp, len(neg) - fp
+
+    def f1(hit: np.ndarray, miss: np.ndarray) -> np.ndarray:
+        den = 2 * hit + miss
+        return np.where(den > 0, 2 * hit / np.where(den > 0, den, 1.0), 0.0)
+
+    if metric == "f1":
+        return f1(tp, fp + fn)
+    if metric == "f1_macro":
+        # over the labels in y or in the predictions, as scikit-learn's average
+        one = (len(pos) > 0) | (tp + fp > 0)
+        zero = (len(neg) > 0) | (tn + fn > 0)
+        total = np.where(one, f1(tp, fp + fn), 0.0) + np.where(zero, f1(tn, fn + fp), 0.0)
+        count = one.astype(np.float64) + zero
+        return np.where(count > 0, total / np.maximum(count, 1.0), 0.0)
+    recalls = [r for r, n in ((tp / max(len(pos), 1), len(pos)), (tn / max(len(neg), 1), len(neg))) if n]
+    return np.mean(recalls, axis=0) if recalls else np.zeros(len(grid))

@@ -5,10 +5,10 @@ Two encodings, chosen per estimator family, both expressed in the contract's JSO
 * `tree`: tree ensembles are invariant to scaling, so numbers pass through unscaled;
   NULL becomes a sentinel just below the column's minimum (trees can then split
   missing values off on their own); a categorical column becomes one `ordinal`
-  feature whose category order follows the smoothed target mean (for multiclass, one
-  such feature per class, each ordered by the smoothed rate of its class; frequency
-  order above MAX_CLASS_ORDERS classes), so a single threshold separates high-target
-  from low-target categories, and unseen/NULL values land where the overall mean would.
+  feature whose category order follows the smoothed target mean (for multiclass, the
+  categories' frequency order; MULTICLASS_ORDERS gives one feature per class instead),
+  so a single threshold separates high-target from low-target categories, and
+  unseen/NULL values land where the overall mean would.
 * `dense`: linear models, MLPs and k-means need comparable scales: numbers are
   median-filled and standardised; categoricals become `one_hot` indicators for the
   frequent categories (unseen, rare and NULL values give all zeros).
@@ -35,10 +35,14 @@ MAX_CODE_CATEGORIES = 5000
 MAX_ONE_HOT = 30
 #: smoothing weight (in rows) pulling a rare category's target mean to the prior
 TARGET_SMOOTHING = 10.0
-#: multiclass targets with at most this many classes get one target-ordered ordinal per
-#: class for each text column (tree encoding); more classes: one frequency-ordered
+#: with MULTICLASS_ORDERS, multiclass targets with at most this many classes get one
+#: target-ordered ordinal per class for each category (tree encoding); else one
+#: frequency-ordered. Off: measured worse at 30 s, seeds 0-2 (docs/automl.md, "What
+#: each lever did": chile 0.6693 frequency vs 0.6614 per class, bundesliga 0.5236 vs
+#: 0.5200; the orders are fitted on the rows the folds validate on, so more of them
+#: overfit); the benchmark's variant mlproxy_classorders turns it on
 MAX_CLASS_ORDERS = 8
-MULTICLASS_ORDERS = True
+MULTICLASS_ORDERS = False
 DATETIME_CANDIDATES = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "epoch_days")
 
 
@@ -98,8 +102,9 @@ def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
 def category_features(name: str, keys: np.ndarray, y: np.ndarray | None, target_kind: str,
                       limit: int) -> list[dict[str, Any]]:
     """The tree encoding of a category: one target-ordered ordinal (binary,
-    regression), one per class for a multiclass target (up to MAX_CLASS_ORDERS), else
-    one frequency-ordered; the `limit` most frequent categories kept."""
+    regression), one frequency-ordered for a multiclass target (one per class with
+    MULTICLASS_ORDERS, up to MAX_CLASS_ORDERS classes); the `limit` most frequent
+    categories kept."""
     if target_kind == "multiclass" and y is not None and MULTICLASS_ORDERS:
         classes = np.unique(np.asarray(y))
         if len(classes) <= MAX_CLASS_ORDERS:

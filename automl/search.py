@@ -60,6 +60,9 @@ REL_TOL = 1e-4
 RESTART_SECONDS = LONG_BUDGET_SECONDS
 #: ... and never more than this many (the proxy's default MAX_RUNTIME is 5400 s)
 MAX_RESTARTS = 6
+#: the validation predictions of each family's this many best full-fidelity trials
+#: are kept (the candidates of an ensemble, automl/ensemble.py); others are dropped
+OOF_KEPT = 6
 #: exceptions a fit may raise on awkward data or parameters; other errors are bugs
 FIT_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 
@@ -431,6 +434,7 @@ class Search:
         self._rate[fam.model_type] = max(self._rate.get(fam.model_type, 0.0) * 0.5, result.seconds / units)
         trial = Trial(len(self.trials), fam.model_type, dict(params), fidelity, phase, result)
         self.trials.append(trial)
+        self._keep_best_oof(trial)
         if self.best is None or self._improved(trial.score, self.best.score):
             self.best = trial
         if fidelity == 1.0 and (self.best_full is None or self._improved(trial.score, self.best_full.score)):
@@ -438,6 +442,19 @@ class Search:
         if self.on_trial is not None:
             self.on_trial(trial, self.winner())
         return trial
+
+    def _keep_best_oof(self, trial: Trial) -> None:
+        """Drop the validation predictions of all but the OOF_KEPT best full-fidelity
+        trials of `trial`'s family (low-fidelity ones keep none): memory stays
+        bounded however long the search runs."""
+        if trial.fidelity != 1.0:
+            trial.result.oof = None
+            return
+        kept = [t for t in self.trials if t.family == trial.family and t.result.oof is not None]
+        if len(kept) > OOF_KEPT:
+            kept.sort(key=lambda t: (-self.objective.utility(t.score), t.index))
+            for t in kept[OOF_KEPT:]:
+                t.result.oof = None
 
     def winner(self) -> Trial | None:
         """The best full-fidelity trial (the best low-fidelity one if none is full, or

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from . import problem as P
 from .clustering import train_kmeans
+from . import ensemble
 from .codes import mark_codes
 from .custom import fit_custom_spec, parse
 from .diagnose import findings
@@ -267,7 +268,24 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     # the metrics measure the winning trial's own model (never trained on the test part)
     refit_all = REFIT_ALL_ROWS and opts.auto and partitioned is None and len(y_test) > 0
     measured = winner.result.model if refit_all else None
-    if measured is not None:
+    threshold = winner.result.threshold
+    blend = None
+    if opts.auto and pool is None and partitioned is None:
+        selection = ensemble.select(search.trials, winner, y_sel[evaluator.validation_rows()], objective,
+                                    problem_type, n_classes)
+        if selection is not None:
+            fam = FAMILIES[ensemble.FAMILY]
+            spec = specs[fam.encoding]
+            X_test = transform(spec, raw_test)
+            X_all, y_all = ((np.vstack([matrices[fam.encoding], X_test]), np.concatenate([y_sel, y_test]))
+                            if refit_all else (matrices[fam.encoding], y_sel))
+            report.append(selection.describe(winner.score, objective.name))
+            blend = _fit_blend(selection, fam, contexts[fam.model_type], X_all, y_all, n_classes, clock, report)
+            threshold = selection.threshold
+    if blend is not None:
+        est, first_fold = blend
+        measured = first_fold if refit_all else est
+    elif measured is not None:
         est = _refit(fam, winner, contexts[fam.model_type], np.vstack([matrices[fam.encoding], X_test]),
                      np.concatenate([y_sel, y_test]), clock, report, client, what="rows (test part included)")
     else:
@@ -275,7 +293,6 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
                                 report, client, read_fit)
         if getattr(est, "rows", None) is not None:
             n = int(est.rows) + len(test)  # the final fit's rows and the held-out rows
-    threshold = winner.result.threshold
     if is_class:
         proba = predict_proba(measured, X_test, n_classes)
         metrics = classification_metrics(y_test, proba, problem_type, threshold)
@@ -385,6 +402,30 @@ def _class_weights(y: np.ndarray, n_classes: int) -> tuple[float, ...] | None:
         return None
     counts = np.maximum(np.bincount(y, minlength=n_classes), 1)
     return tuple(float(v) for v in len(y) / (n_classes * counts))
+
+
+def _fit_blend(selection: ensemble.Selection, fam: Family, ctx: Context, X: np.ndarray, y: np.ndarray,
+               n_classes: int, clock: Clock, report: list[str]) -> tuple[Any, Any]:
+    """(the ensemble refitted on `X`, the ensemble of its members' first-fold models:
+    what the metrics measure). A refit predicted not to fit in the time left, or
+    running into the deadline, keeps the first-fold ensemble (never trained on the
+    test part), as `_refit` keeps the winning trial's model."""
+    measured = ensemble.LGBBlend([t.result.model for t in selection.members], selection.weights, n_classes)
+    overhead = min(5.0, 0.2 + 0.03 * clock.budget) * 0.5
+    # a trial fits each fold on part of the rows, folds side by side on small data:
+    # twice its seconds bounds one fit on every row
+    predicted = sum(2.0 * t.result.seconds for t in selection.members)
+    if time.monotonic() + predicted > clock.hard_deadline - overhead:
+        report.append("ensemble: kept its members' first-fold models (refitting them would not fit in the time left)")
+        return measured, measured
+    clock.report(phase="refitting", best_model_type=fam.model_type, best_score=selection.score)
+    try:
+        members = [fam.fit(fam.build(t.params, ctx), X, y, clock.hard_deadline - overhead) for t in selection.members]
+    except TrialInterrupted:
+        report.append("ensemble: time budget reached during the refit: kept its members' first-fold models")
+        return measured, measured
+    report.append(f"ensemble: each member refit on all {len(y)} rows")
+    return ensemble.LGBBlend(members, selection.weights, n_classes), measured
 
 
 def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarray,

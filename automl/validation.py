@@ -76,6 +76,10 @@ class TrialResult:
     threshold: float | None
     model: Any          # fitted on the first fold's training rows
     cost_units: float
+    #: the predictions on the validation rows (Evaluator.validation_rows, in row
+    #: order: values, or class probabilities), for an ensemble (automl/ensemble.py);
+    #: the search keeps them for each family's best few trials only
+    oof: np.ndarray | None = None
 
 
 class Evaluator:
@@ -98,6 +102,14 @@ class Evaluator:
     @property
     def is_cv(self) -> bool:
         return len(self.folds) > 1
+
+    def validation_rows(self) -> np.ndarray:
+        """The rows a trial is scored on (every row under CV), in row order: what
+        TrialResult.oof holds the predictions of."""
+        seen = np.zeros(len(self.y), dtype=bool)
+        for _, val in self.folds:
+            seen[val] = True
+        return np.flatnonzero(seen)
 
     def subset(self, fold: int, fidelity: float) -> np.ndarray:
         order = self.orders[fold]
@@ -140,7 +152,7 @@ class Evaluator:
         threshold = tune_threshold(self.objective, y, pred) if self.problem_type == BINARY else None
         value = score(self.objective, y, pred, self.problem_type, threshold)
         seconds = time.monotonic() - start
-        return TrialResult(value, seconds, threshold, first, cost_units(family, params, fidelity))
+        return TrialResult(value, seconds, threshold, first, cost_units(family, params, fidelity), pred)
 
     def predict(self, est: Any, X: np.ndarray) -> np.ndarray:
         if self.problem_type == REGRESSION:

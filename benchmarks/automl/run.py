@@ -59,6 +59,7 @@ automl.train = automl_train.train  # importing the submodule bound automl.train 
 automl_preprocess = importlib.import_module("automl.preprocess")
 automl_codes = importlib.import_module("automl.codes")
 automl_lgbm = importlib.import_module("automl.lgbm")
+automl_ensemble = importlib.import_module("automl.ensemble")
 from automl.columns import to_raw  # noqa: E402
 from benchmarks.automl import tables  # noqa: E402
 
@@ -71,8 +72,11 @@ AUTO_VARIANTS = {
     "mlproxy_noxgb": tuple(f for f in automl_families.AUTO_FAMILIES if f != "XGBOOST"),
     # the final model refitted on the selection part only (the test part held out), as before
     "mlproxy_heldout": automl_families.AUTO_FAMILIES,
-    # multiclass text columns as one frequency-ordered ordinal, as before
-    "mlproxy_freqorder": automl_families.AUTO_FAMILIES,
+    # multiclass text columns as one target-ordered ordinal per class (the default
+    # before the codes and ensemble levers)
+    "mlproxy_classorders": automl_families.AUTO_FAMILIES,
+    # no ensemble of LightGBM configurations (the search's single best model)
+    "mlproxy_noensemble": automl_families.AUTO_FAMILIES,
     # integer columns by value only (no code is detected, automl/codes.py), as before
     "mlproxy_nocodes": automl_families.AUTO_FAMILIES,
     # LightGBM's short rounds range (20-1000) at every budget, as before
@@ -81,7 +85,8 @@ AUTO_VARIANTS = {
 #: module settings a variant changes for its run: {variant: {(module, name): value}}
 VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
     "mlproxy_heldout": {(automl_train, "REFIT_ALL_ROWS"): False},
-    "mlproxy_freqorder": {(automl_preprocess, "MULTICLASS_ORDERS"): False},
+    "mlproxy_classorders": {(automl_preprocess, "MULTICLASS_ORDERS"): True},
+    "mlproxy_noensemble": {(automl_ensemble, "MAX_STEPS"): 1},
     "mlproxy_nocodes": {(automl_codes, "CODE_GAIN"): math.inf},
     "mlproxy_shortrounds": {(automl_lgbm, "LONG_ROUNDS"): automl_lgbm.ROUNDS},
 }

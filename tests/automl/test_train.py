@@ -213,6 +213,9 @@ def test_long_budgets_restart_the_converged_search_and_stay_deterministic(monkey
     # a short patience so each local run converges in a few trials; the budget never
     # binds: restarts come from MAX_RUNTIME (one per 60 s), not from the clock
     monkeypatch.setattr("automl.search.PATIENCE", 4)
+    # a long budget also widens LightGBM's rounds range (tests/automl/test_lightgbm.py):
+    # one space for both budgets here, so the schedules can be compared
+    monkeypatch.setattr("automl.lgbm.LONG_ROUNDS", 1000)
     table = bundled("iris")
     strip = lambda lb: [(e["family"], e["params"], e["score"], e["fidelity"], e["phase"]) for e in lb]  # noqa: E731
     short = automl.train(table, {"target": "target", "max_runtime": 59, "seed": 5})

@@ -92,6 +92,30 @@ class SklearnCase:
         return self.data(TEST_ROWS, self.seed + 1000)[0]
 
 
+@dataclass(frozen=True)
+class BlendCase:
+    """automl's ensemble (automl/ensemble.py): LightGBM models of one table, trained
+    by automl with different hyperparameters, blended with weights into one model,
+    in a TrainedModel otherwise the first member's."""
+
+    target: str
+    members: tuple[dict[str, str], ...]
+    weights: tuple[float, ...]
+    seed: int = 1
+
+    def train(self) -> Any:
+        from dataclasses import replace
+
+        from automl.ensemble import LGBBlend
+
+        trained = [AutomlCase("LIGHTGBM", self.target, h, seed=self.seed).train() for h in self.members]
+        n_classes = 0 if self.target == "regression" else len(trained[0].classes)
+        return replace(trained[0], estimator=LGBBlend([t.estimator for t in trained], self.weights, n_classes))
+
+    def test_columns(self) -> dict[str, np.ndarray]:
+        return raw_columns(mixed_table(TEST_ROWS, self.seed + 1000, "regression"))
+
+
 @dataclass
 class SklearnTrained:
     """TrainedModel's attributes and reference methods around a fitted estimator."""
@@ -122,7 +146,10 @@ class SklearnTrained:
         return np.asarray(self.classes)[idx]
 
 
-CASES: dict[str, AutomlCase | SklearnCase] = {
+_BLEND_MEMBERS = ({"NUM_ROUND": "20", "MAX_LEAVES": "8"}, {"NUM_ROUND": "12", "MAX_LEAVES": "16", "ETA": "0.3"},
+                  {"NUM_ROUND": "30", "MAX_LEAVES": "4", "ETA": "0.05"})
+
+CASES: dict[str, AutomlCase | SklearnCase | BlendCase] = {
     "xgboost_binary": AutomlCase("XGBOOST", "binary", {"NUM_ROUND": "20", "MAX_LEAVES": "8"}),
     "xgboost_multiclass": AutomlCase("XGBOOST", "multiclass", {"NUM_ROUND": "8", "MAX_LEAVES": "8"}),
     "xgboost_regression": AutomlCase("XGBOOST", "regression", {"NUM_ROUND": "20", "MAX_LEAVES": "8"}),
@@ -146,6 +173,10 @@ CASES: dict[str, AutomlCase | SklearnCase] = {
     "lightgbm_regression_codes": AutomlCase("LIGHTGBM", "regression", {"NUM_ROUND": "20"}, codes=True),
     "xgboost_multiclass_codes": AutomlCase("XGBOOST", "multiclass", {"NUM_ROUND": "8"}, codes=True),
     "random_forest_binary_codes": AutomlCase("RANDOM_FOREST", "binary", {"NUM_ROUND": "12"}, codes=True),
+    # AUTO's ensemble of LightGBM configurations: one Treelite model
+    "ensemble_binary": BlendCase("binary", _BLEND_MEMBERS, (0.5, 0.3, 0.2)),
+    "ensemble_multiclass": BlendCase("multiclass", _BLEND_MEMBERS[:2], (0.75, 0.25)),
+    "ensemble_regression": BlendCase("regression", _BLEND_MEMBERS, (0.2, 0.2, 0.6)),
     # AUTO's constant baseline: a linear model with zero coefficients
     "constant_binary": AutomlCase("CONSTANT", "binary"),
     "constant_multiclass": AutomlCase("CONSTANT", "multiclass"),

@@ -1,0 +1,121 @@
+"""The ensemble of LightGBM configurations (automl/ensemble.py): greedy selection on
+the trials' validation predictions, kept only when it beats the best single model,
+and a blend that is one tree model (the compiler's round trip: tests/compiler,
+cases ensemble_*)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+
+import automl
+from automl import ensemble
+from automl.problem import BINARY, REGRESSION, resolve_objective
+from automl.search import OOF_KEPT
+
+from .data import columns_of
+
+
+def _trial(index: int, score: float, oof: np.ndarray, family: str = "LIGHTGBM", fidelity: float = 1.0):
+    return SimpleNamespace(index=index, family=family, fidelity=fidelity, score=score,
+                           result=SimpleNamespace(oof=oof))
+
+
+def test_two_models_with_independent_errors_blend_and_a_dominant_one_stays_alone():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=2000)
+    a, b = y + rng.normal(size=2000), y + rng.normal(size=2000)
+    mse = resolve_objective("MSE", REGRESSION)
+    trials = [_trial(0, float(np.mean((a - y) ** 2)), a), _trial(1, float(np.mean((b - y) ** 2)), b),
+              _trial(2, 0.5, y + 0.7 * rng.normal(size=2000), family="XGBOOST")]
+    chosen = ensemble.select(trials, trials[0], y, mse, REGRESSION, 0)
+    assert chosen is not None and {t.index for t in chosen.members} == {0, 1}
+    assert abs(sum(chosen.weights) - 1.0) < 1e-12 and chosen.score < 0.6 * trials[0].score
+    # a winner of another family that the blend does not beat: no ensemble
+    xgb = _trial(3, 0.3, y + 0.5 * rng.normal(size=2000), family="XGBOOST")
+    assert ensemble.select(trials + [xgb], xgb, y, mse, REGRESSION, 0) is None
+    # one LightGBM model far ahead of the rest: the blend is that model alone
+    good = _trial(4, 0.01, y + 0.1 * rng.normal(size=2000))
+    assert ensemble.select(trials[:2] + [good], good, y, mse, REGRESSION, 0) is None
+    # low-fidelity trials and trials whose predictions were dropped are no candidates
+    assert ensemble.select([_trial(0, 1.0, a, fidelity=1 / 3), _trial(1, 1.0, None)], trials[0], y, mse,
+                           REGRESSION, 0) is None
+
+
+def test_class_probabilities_blend_as_margins_with_a_tuned_threshold():
+    rng = np.random.default_rng(1)
+    y = (rng.random(3000) < 0.3).astype(np.int64)
+    logit = np.where(y == 1, 0.8, -0.8)
+    probs = [1 / (1 + np.exp(-(logit + rng.normal(scale=1.5, size=3000)))) for _ in range(3)]
+    oofs = [np.column_stack([1 - p, p]) for p in probs]
+    f1 = resolve_objective("F1", BINARY)
+    from automl.metrics import score, tune_threshold
+
+    singles = [score(f1, y, o, BINARY, tune_threshold(f1, y, o)) for o in oofs]
+    trials = [_trial(i, s, o) for i, (s, o) in enumerate(zip(singles, oofs))]
+    best = max(trials, key=lambda t: t.score)
+    chosen = ensemble.select(trials, best, y, f1, BINARY, 2)
+    assert chosen is not None and len(chosen.members) >= 2 and chosen.score > best.score
+    assert chosen.threshold is not None and 0.05 <= chosen.threshold <= 0.95
+
+
+def _noisy_prices(n: int, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6))
+    y = 3 * X[:, 0] + np.sin(3 * X[:, 1]) * 2 + X[:, 2] * X[:, 3] + np.abs(X[:, 4]) + rng.normal(scale=1.5, size=n)
+    return pa.table({**{f"x{i}": X[:, i] for i in range(6)}, "y": y})
+
+
+def test_auto_keeps_an_ensemble_that_beats_the_best_single_model(monkeypatch):
+    """Only LightGBM and the baseline searched (a short search): the blend of its
+    best configurations wins, is refitted on every row, and predicts fresh rows
+    better than the best single configuration's model."""
+    monkeypatch.setattr("automl.registry.AUTO_FAMILIES", ("LIGHTGBM",))
+    train, test = _noisy_prices(3000), _noisy_prices(3000, seed=1)
+    model = automl.train(train, {"target": "y", "max_runtime": 8, "seed": 0}, n_jobs=1)
+    lines = [line for line in model.report if line.startswith("ensemble:")]
+    assert lines and "LightGBM configurations" in lines[0], model.report
+    assert isinstance(model.estimator, ensemble.LGBBlend) and len(model.estimator.members) >= 2
+    assert len(model.estimator.members) <= OOF_KEPT
+    assert model.model_type == "LIGHTGBM"
+    y = test.column("y").to_numpy()
+    blend_mse = float(np.mean((model.reference_predict(columns_of(test, "y")) - y) ** 2))
+    monkeypatch.setattr(ensemble, "MAX_STEPS", 1)  # the greedy selection's first step: the best single model
+    single = automl.train(train, {"target": "y", "max_runtime": 8, "seed": 0}, n_jobs=1)
+    assert not any(line.startswith("ensemble:") for line in single.report)
+    single_mse = float(np.mean((single.reference_predict(columns_of(test, "y")) - y) ** 2))
+    assert blend_mse < single_mse, (blend_mse, single_mse)
+
+
+def _tuned_by_sklearn(metric: str, y: np.ndarray, p: np.ndarray) -> list[float]:
+    """The definition threshold_scores is tested equal to: per threshold, scikit-learn."""
+    from sklearn import metrics as skm
+
+    from automl.metrics import _balanced_accuracy
+
+    out = []
+    for t in np.round(np.arange(0.05, 0.951, 0.025), 3):
+        pred = (p >= t).astype(np.int64)
+        if metric == "f1":
+            out.append(skm.f1_score(y, pred, zero_division=0))
+        elif metric == "f1_macro":
+            out.append(skm.f1_score(y, pred, average="macro", zero_division=0))
+        else:
+            out.append(_balanced_accuracy(y, pred, np.arange(2)))
+    return out
+
+
+def test_threshold_scores_equal_scikit_learns_per_threshold():
+    from automl.metrics import threshold_scores
+
+    rng = np.random.default_rng(3)
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+    for n, share in ((500, 0.3), (50, 0.02), (40, 0.0), (40, 1.0), (1, 1.0)):
+        y = (rng.random(n) < share).astype(np.int64)
+        # scores on the grid's own values too (p >= t at equality)
+        p = np.where(rng.random(n) < 0.3, rng.choice(grid, n), rng.random(n))
+        for metric in ("f1", "f1_macro", "balanced_accuracy"):
+            got = threshold_scores(metric, y, p, grid)
+            assert np.allclose(got, _tuned_by_sklearn(metric, y, p), rtol=0, atol=1e-15), (metric, n, share)
