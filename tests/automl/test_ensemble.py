@@ -73,17 +73,23 @@ def test_auto_keeps_an_ensemble_that_beats_the_best_single_model(monkeypatch):
     best configurations wins, is refitted on every row, and predicts fresh rows
     better than the best single configuration's model."""
     monkeypatch.setattr("automl.registry.AUTO_FAMILIES", ("LIGHTGBM",))
-    train, test = _noisy_prices(3000), _noisy_prices(3000, seed=1)
-    model = automl.train(train, {"target": "y", "max_runtime": 8, "seed": 0}, n_jobs=1)
+    # a short search that converges long before MAX_RUNTIME, so the members' refits
+    # fit on any machine (else the single winner is kept, and the report says so)
+    monkeypatch.setattr("automl.search.PATIENCE", 4)
+    monkeypatch.setattr("automl.search.MAX_TRIALS", 16)
+    train, test = _noisy_prices(2000), _noisy_prices(3000, seed=1)
+    options = {"target": "y", "max_runtime": 50, "seed": 0}  # below 60 s: no restarts, short rounds
+    model = automl.train(train, options, n_jobs=1)
     lines = [line for line in model.report if line.startswith("ensemble:")]
     assert lines and "LightGBM configurations" in lines[0], model.report
+    assert "each member refit on all" in lines[-1], model.report
     assert isinstance(model.estimator, ensemble.LGBBlend) and len(model.estimator.members) >= 2
     assert len(model.estimator.members) <= OOF_KEPT
     assert model.model_type == "LIGHTGBM"
     y = test.column("y").to_numpy()
     blend_mse = float(np.mean((model.reference_predict(columns_of(test, "y")) - y) ** 2))
     monkeypatch.setattr(ensemble, "MAX_STEPS", 1)  # the greedy selection's first step: the best single model
-    single = automl.train(train, {"target": "y", "max_runtime": 8, "seed": 0}, n_jobs=1)
+    single = automl.train(train, options, n_jobs=1)
     assert not any(line.startswith("ensemble:") for line in single.report)
     single_mse = float(np.mean((single.reference_predict(columns_of(test, "y")) - y) ** 2))
     assert blend_mse < single_mse, (blend_mse, single_mse)
