@@ -14,7 +14,8 @@ forward selection with replacement on their validation predictions (the search's
 own folds, so no row is scored by a model that trained on it), blending margins
 (logits of the probabilities: their weighted mean is the margin blend's, exactly
 for softmax up to each row's constant); the best prefix of MAX_STEPS steps gives
-the weights. It is kept only if it has two distinct members and beats the search's
+the weights. It holds at most MAX_LEAVES leaves (no more than the largest single
+model), and is kept only if it has two distinct members and beats the search's
 winner in validation by more than the search's own tolerance.
 """
 
@@ -35,6 +36,10 @@ FAMILY = "LIGHTGBM"
 MAX_STEPS = 10
 #: relative improvement over the winner's validation score an ensemble must make
 REL_TOL = 1e-4
+#: the most leaves (rounds x leaves per tree, summed over distinct members) an
+#: ensemble may hold: the largest single model LightGBM's long space allows (4000
+#: rounds of 256 leaves), so compiling and explaining it costs no more than one could
+MAX_LEAVES = 4000 * 256
 _EPS = 1e-12
 
 
@@ -66,11 +71,17 @@ def select(trials: Sequence[Any], winner: Any, y: np.ndarray, objective: Objecti
     total = np.zeros_like(margins[0])
     counts = np.zeros(len(candidates), dtype=np.int64)
     best: tuple[float, np.ndarray, float | None] | None = None
+    sizes = [_leaves(t.params) for t in candidates]
     for step in range(1, MAX_STEPS + 1):
         tried = []
+        held = sum(size for size, k in zip(sizes, counts) if k)
         for i, z in enumerate(margins):
+            if not counts[i] and held + sizes[i] > MAX_LEAVES:
+                continue
             value, threshold = _score((total + z) / step, y, objective, problem_type)
             tried.append((objective.utility(value), -i, value, threshold))
+        if not tried:
+            break
         _, neg_i, value, threshold = max(tried)
         counts[-neg_i] += 1
         total += margins[-neg_i]
@@ -84,6 +95,11 @@ def select(trials: Sequence[Any], winner: Any, y: np.ndarray, objective: Objecti
     weights = chosen[members] / chosen.sum()
     return Selection(tuple(candidates[i] for i in members), tuple(float(w) for w in weights), float(value),
                      threshold)
+
+
+def _leaves(params: dict[str, Any]) -> int:
+    """A configuration's most leaves per class: rounds times leaves per tree."""
+    return int(params.get("num_round", 100)) * int(params.get("num_leaves", 31))
 
 
 def _margin(pred: np.ndarray, problem_type: str) -> np.ndarray:

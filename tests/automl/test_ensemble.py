@@ -19,7 +19,7 @@ from .data import columns_of
 
 
 def _trial(index: int, score: float, oof: np.ndarray, family: str = "LIGHTGBM", fidelity: float = 1.0):
-    return SimpleNamespace(index=index, family=family, fidelity=fidelity, score=score,
+    return SimpleNamespace(index=index, family=family, fidelity=fidelity, score=score, params={},
                            result=SimpleNamespace(oof=oof))
 
 
@@ -125,3 +125,18 @@ def test_threshold_scores_equal_scikit_learns_per_threshold():
         for metric in ("f1", "f1_macro", "balanced_accuracy"):
             got = threshold_scores(metric, y, p, grid)
             assert np.allclose(got, _tuned_by_sklearn(metric, y, p), rtol=0, atol=1e-15), (metric, n, share)
+
+
+def test_an_ensemble_holds_no_more_leaves_than_the_largest_single_model():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=1000)
+    mse = resolve_objective("MSE", REGRESSION)
+    big = {"num_round": 4000, "num_leaves": 200}
+    trials = [_trial(i, 2.0, y + rng.normal(size=1000)) for i in range(3)]
+    for t in trials:
+        t.params = big
+    assert ensemble.select(trials, trials[0], y, mse, REGRESSION, 0) is None  # two would exceed MAX_LEAVES
+    for t in trials:
+        t.params = {"num_round": 1000, "num_leaves": 256}
+    chosen = ensemble.select(trials, trials[0], y, mse, REGRESSION, 0)
+    assert chosen is not None and len(chosen.members) == 3
