@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .lgbm import LabelsFromScores
 from .metrics import score, tune_threshold
 from .problem import BINARY, REGRESSION, Objective
 
@@ -128,7 +129,7 @@ def _score(z: np.ndarray, y: np.ndarray, objective: Objective, problem_type: str
     return score(objective, y, out, problem_type, threshold), threshold
 
 
-class LGBBlend:
+class LGBBlend(LabelsFromScores):
     """LightGBM models (lgbm.LGBModel, fitted) averaged in margin space with
     `weights`: predict/predict_proba as the search's evaluator calls them, and
     `treelite_model()`, the members' trees with leaf values scaled by their weights,
@@ -153,17 +154,6 @@ class LGBBlend:
             e = np.exp(z - z.max(axis=1, keepdims=True))
             return e / e.sum(axis=1, keepdims=True)
         return z
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.n_classes:
-            return np.argmax(self.predict_proba(X), axis=1)
-        return self.predict_raw(X)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        p = self.predict_raw(X)
-        if self.n_classes == 2:
-            return np.column_stack([1.0 - p, p])
-        return p
 
     @property
     def feature_importances_(self) -> np.ndarray:

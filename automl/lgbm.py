@@ -37,7 +37,29 @@ class _Deadline(Exception):
     pass
 
 
-class LGBModel:
+class LabelsFromScores:
+    """predict / predict_proba of a model whose `predict_raw` gives values
+    (regression), P(class 1) (binary) or class probabilities (multiclass), as
+    LightGBM's predict does; `n_classes` is 0 for regression."""
+
+    n_classes: int
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.n_classes:
+            return np.argmax(self.predict_proba(X), axis=1)
+        return self.predict_raw(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = self.predict_raw(X)
+        if self.n_classes == 2:
+            return np.column_stack([1.0 - p, p])
+        return p.reshape(len(X), self.n_classes)
+
+
+class LGBModel(LabelsFromScores):
     """A LightGBM model being configured or fitted: `params` for lightgbm.train,
     `num_round` rounds, and after `fit` the Booster."""
 
@@ -71,17 +93,6 @@ class LGBModel:
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.n_classes:
-            return np.argmax(self.predict_proba(X), axis=1)
-        return self.predict_raw(X)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        p = self.predict_raw(X)
-        if self.n_classes == 2:
-            return np.column_stack([1.0 - p, p])
-        return p.reshape(len(X), self.n_classes)
 
     @property
     def feature_importances_(self) -> np.ndarray:
