@@ -29,7 +29,7 @@ import numpy as np
 
 from .lgbm import LabelsFromScores
 from .metrics import score, tune_threshold
-from .problem import BINARY, REGRESSION, Objective
+from .problem import BINARY, Objective
 
 #: the family whose trials can be blended (see the module docstring)
 FAMILY = "LIGHTGBM"
@@ -68,7 +68,7 @@ def select(trials: Sequence[Any], winner: Any, y: np.ndarray, objective: Objecti
     if len(candidates) < 2:
         return None
     candidates.sort(key=lambda t: (-objective.utility(t.score), t.index))
-    margins = [_margin(t.result.oof, problem_type) for t in candidates]
+    margins = [_margin(t.result.oof, n_classes) for t in candidates]
     total = np.zeros_like(margins[0])
     counts = np.zeros(len(candidates), dtype=np.int64)
     best: tuple[float, np.ndarray, float | None] | None = None
@@ -79,7 +79,7 @@ def select(trials: Sequence[Any], winner: Any, y: np.ndarray, objective: Objecti
         for i, z in enumerate(margins):
             if not counts[i] and held + sizes[i] > MAX_LEAVES:
                 continue
-            value, threshold = _score((total + z) / step, y, objective, problem_type)
+            value, threshold = _score((total + z) / step, y, objective, problem_type, n_classes)
             tried.append((objective.utility(value), -i, value, threshold))
         if not tried:
             break
@@ -103,28 +103,32 @@ def _leaves(params: dict[str, Any]) -> int:
     return int(params.get("num_round", 100)) * int(params.get("num_leaves", 31))
 
 
-def _margin(pred: np.ndarray, problem_type: str) -> np.ndarray:
+def _margin(pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Validation predictions in the margin space the blend averages in."""
-    if problem_type == REGRESSION:
+    if not n_classes:
         return np.asarray(pred, dtype=np.float64)
     p = np.clip(np.asarray(pred, dtype=np.float64), _EPS, 1.0 - _EPS)
-    if problem_type == BINARY:
+    if n_classes == 2:
         return np.log(p[:, 1]) - np.log(p[:, 0])
     return np.log(p)
 
 
-def _link(z: np.ndarray, problem_type: str) -> np.ndarray:
-    if problem_type == REGRESSION:
-        return z
-    if problem_type == BINARY:
-        p = 1.0 / (1.0 + np.exp(-z))
-        return np.column_stack([1.0 - p, p])
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+def _from_margin(z: np.ndarray, n_classes: int) -> np.ndarray:
+    """Blended margins -> values (regression), P(class 1) (binary) or class
+    probabilities: what LightGBM's own predict gives (LabelsFromScores' input)."""
+    if n_classes == 2:
+        return 1.0 / (1.0 + np.exp(-z))
+    if n_classes:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return z
 
 
-def _score(z: np.ndarray, y: np.ndarray, objective: Objective, problem_type: str) -> tuple[float, float | None]:
-    out = _link(z, problem_type)
+def _score(z: np.ndarray, y: np.ndarray, objective: Objective, problem_type: str,
+           n_classes: int) -> tuple[float, float | None]:
+    out = _from_margin(z, n_classes)
+    if n_classes == 2:
+        out = np.column_stack([1.0 - out, out])
     threshold = tune_threshold(objective, y, out) if problem_type == BINARY else None
     return score(objective, y, out, problem_type, threshold), threshold
 
@@ -147,13 +151,7 @@ class LGBBlend(LabelsFromScores):
         return z if self.n_classes <= 2 else z.reshape(len(X), self.n_classes)
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
-        z = self.margin(X)
-        if self.n_classes == 2:
-            return 1.0 / (1.0 + np.exp(-z))
-        if self.n_classes:
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
-        return z
+        return _from_margin(self.margin(X), self.n_classes)
 
     @property
     def feature_importances_(self) -> np.ndarray:

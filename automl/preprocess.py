@@ -78,10 +78,12 @@ def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
         return [numeric_feature(info.name, "numeric", x, encoding)]
     if info.role == "code":
         # an integer code (automl/codes.py): its value, and for trees its categories too
-        value = numeric_feature(info.name, "numeric", as_float(values), encoding)
+        x = as_float(values)
+        value = numeric_feature(info.name, "numeric", x, encoding)
         if encoding != "tree":
             return [value]
-        return [value, *category_features(info.name, as_keys(values), y, target_kind, MAX_CODE_CATEGORIES)]
+        # keyed by the float64's text, as spec.transform keys a numeric input
+        return [value, *category_features(info.name, as_keys(x), y, target_kind, MAX_CODE_CATEGORIES)]
     if info.role == "datetime":
         out = []
         for part, x in datetime_series(info, values):

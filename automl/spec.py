@@ -106,13 +106,12 @@ _key_ufunc = np.frompyfunc(_key, 1, 1)
 
 
 def as_keys(values: Any) -> np.ndarray:
-    """Values -> object array of comparison strings (contract: str(value), numbers as
-    float64 print them, 3 as "3.0"); NULL -> None."""
+    """Values -> object array of comparison strings (contract: str(value); an input of
+    a numeric SQL type comes here as float64, so 3 is "3.0": see `transform`); NULL ->
+    None."""
     arr = np.asarray(values)
     if arr.dtype.kind == "b":
         return np.where(arr, "true", "false").astype(object)
-    if arr.dtype.kind in "iu":
-        arr = arr.astype(np.float64)
     if not arr.size:
         return arr.astype(object)
     with np.errstate(invalid="ignore"):  # NaN's comparison with itself, in _key

@@ -276,9 +276,10 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     if selection is not None:
         report.append(selection.describe(winner.score, objective.name))
         if _blend_fits(selection, clock, report):
-            fam = FAMILIES[ensemble.FAMILY]
-            spec = specs[fam.encoding]
-            X_test = transform(spec, raw_test)
+            blend_fam = FAMILIES[ensemble.FAMILY]
+            if blend_fam.encoding != fam.encoding:  # the test rows as the blend's matrix
+                X_test = transform(specs[blend_fam.encoding], raw_test)
+            fam, spec = blend_fam, specs[blend_fam.encoding]
             X_all, y_all = ((np.vstack([matrices[fam.encoding], X_test]), np.concatenate([y_sel, y_test]))
                             if refit_all else (matrices[fam.encoding], y_sel))
             blend = _fit_blend(selection, fam, contexts[fam.model_type], X_all, y_all, n_classes, clock, report)

@@ -379,7 +379,8 @@ def _first_unconvertible(arr: np.ndarray, null: np.ndarray) -> Any:
 
 def _as_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """Values -> (str keys, NULL mask) with the contract's comparison rule: str(value),
-    booleans as "true"/"false", numbers as Python prints them as floats (3 -> "3.0")."""
+    booleans as "true"/"false", floats as Python prints them (an input of a numeric
+    SQL type comes here as float64: `Preprocessor._key_values`)."""
     arr = np.asarray(values)
     null = _null_mask(arr)
     kind = arr.dtype.kind
@@ -391,8 +392,7 @@ def _as_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:
         # numpy's float64 -> str is the shortest round-trip repr, as Python's str()
         return arr.astype(np.float64).astype(str), null
     if kind in "iu":
-        # a number's key is its float64 form (3 -> "3.0"), as the proxy delivers it
-        return arr.astype(np.float64).astype(str), null
+        return arr.astype(str), null
     keys = np.where(null, "", arr).astype(str)
     # Python bools inside object arrays: str() gives "True"; the contract says "true".
     # A key "True" from a real string stays, since "True" == True is False.
@@ -440,13 +440,10 @@ def _many_keys(values: Any) -> tuple[Any, np.ndarray | None]:
 
 def _few_keys(values: Any) -> tuple[list[str | None], None]:
     """`_as_keys` for a few rows, value by value: (keys with None for NULL, None).
-    The same rule: str(value), booleans as "true"/"false", integer arrays as floats, NULL for None and NaN
+    The same rule: str(value), booleans as "true"/"false", NULL for None and NaN
     (`tolist` gives Python scalars, whose str is what numpy's astype(str) prints)."""
     keys: list[str | None] = []
-    arr = np.asarray(values)
-    if arr.dtype.kind in "iu":
-        arr = arr.astype(np.float64)
-    for value in arr.tolist():
+    for value in np.asarray(values).tolist():
         if value is None or value != value:
             keys.append(None)
         elif isinstance(value, bool):

@@ -83,7 +83,10 @@ class FeaturePlan:
         ops = preprocessor.feature_ops() if native is not None and preprocessor is not None else None
         if ops is None or len(ops) != preprocessor.n_features:
             return None
+        from compiler.preprocess import NUMERIC_TYPES  # imported lazily, as the proxy imports compiler
+
         by_name = dict(zip(arg_names, args))
+        numeric_inputs = {i.name for i in preprocessor.inputs if i.pg_type in NUMERIC_TYPES}
         numeric: list[tuple[int, int, int, Any]] = []
         by_input: dict[str, list[Any]] = {}
         for op in ops:
@@ -92,7 +95,7 @@ class FeaturePlan:
                 return None
             if op.kind == "numeric" and arg.kind in _WIDTHS:
                 numeric.append((arg.index, _WIDTHS[arg.kind], op.column, op))
-            elif op.kind == "key" and (arg.kind == "text" or (arg.kind == "float" and _number_keys(op, preprocessor))):
+            elif op.kind == "key" and (arg.kind == "text" or (arg.kind == "float" and _number_keys(op, numeric_inputs))):
                 by_input.setdefault(op.input, []).append(op)
             else:
                 return None
@@ -149,13 +152,11 @@ class FeaturePlan:
             raise RowFormatError(PARSE_ERRORS[-1 - code])
 
 
-def _number_keys(op: Any, preprocessor: Any) -> bool:
-    """Can the C lookup key a float8 argument as `op`'s input does: a numeric SQL type
-    (its key is the float64's text) whose categories are all integral below 1e16?"""
-    from compiler.preprocess import NUMERIC_TYPES
-
-    inputs = {i.name: i.pg_type for i in preprocessor.inputs}
-    return inputs.get(op.input) in NUMERIC_TYPES and all(_NUMBER_KEY.fullmatch(key) for key in op.values)
+def _number_keys(op: Any, numeric: set[str]) -> bool:
+    """Can the C lookup key a float8 argument as `op`'s input does: an input of a
+    numeric SQL type (`numeric`: its key is the float64's text) whose categories are
+    all integral below 1e16?"""
+    return op.input in numeric and all(_NUMBER_KEY.fullmatch(key) for key in op.values)
 
 
 def _key_table(column: int, ops: Sequence[Any], width: int = 0) -> _Keys:
