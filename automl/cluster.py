@@ -140,7 +140,7 @@ class ClusterTrials:
     def __init__(self, client: Any, evaluator: Evaluator) -> None:
         self.client = client
         self.evaluator = evaluator
-        self._matrices: dict[str, Any] = {}
+        self._inputs: dict[str, Any] = {}
         self._common = self._common_input()
         self.setup = {"objective": evaluator.objective, "problem_type": evaluator.problem_type,
                       "n_classes": evaluator.n_classes, "seed": evaluator.seed}
@@ -160,10 +160,10 @@ class ClusterTrials:
             warnings.simplefilter("ignore")  # "Sending large graph": it is meant to travel once
             return self.client.submit(_value, data, pure=False)
 
-    def _matrix(self, encoding: str) -> Any:
-        if encoding not in self._matrices:
-            self._matrices[encoding] = self._hold(self.evaluator.matrices[encoding])
-        return self._matrices[encoding]
+    def _encoded(self, encoding: str) -> Any:
+        if encoding not in self._inputs:
+            self._inputs[encoding] = self._hold(self.evaluator.inputs(encoding))
+        return self._inputs[encoding]
 
     def run(self, trials: list[tuple[Family, dict[str, Any], Context, float]],
             deadline: float) -> list[TrialResult | Exception]:
@@ -173,7 +173,7 @@ class ClusterTrials:
             # tasks cancelled with a worker (or their input lost with it): once the
             # cluster answers again, their inputs are sent anew and they run once more
             self._until_healthy()
-            self._matrices.clear()
+            self._inputs.clear()
             self._common = self._common_input()
             again = self._run_once([trials[i] for i in lost], deadline)
             for i, outcome in zip(lost, again):
@@ -186,7 +186,7 @@ class ClusterTrials:
             return []
         wall_deadline = time.time() + (deadline - time.monotonic())
         try:
-            futures = [self.client.submit(run_trial, self._matrix(fam.encoding), self._common, self.setup,
+            futures = [self.client.submit(run_trial, self._encoded(fam.encoding), self._common, self.setup,
                                           fam.model_type, params, ctx, fidelity, wall_deadline, pure=False)
                        for fam, params, ctx, fidelity in trials]
         except Exception as exc:
@@ -248,8 +248,9 @@ def _value(data: Any) -> Any:
     return data
 
 
-def run_trial(X: np.ndarray, common: dict[str, Any], setup: dict[str, Any], model_type: str,
-              params: dict[str, Any], ctx: Context, fidelity: float, wall_deadline: float) -> dict[str, Any]:
+def run_trial(inputs: tuple[np.ndarray, list[np.ndarray] | None], common: dict[str, Any], setup: dict[str, Any],
+              model_type: str, params: dict[str, Any], ctx: Context, fidelity: float,
+              wall_deadline: float) -> dict[str, Any]:
     """One trial on a cluster worker: the same Evaluator as a local trial, on the
     scattered data; returns plain data only (see the module's text)."""
     from .boosting import XGBModel
@@ -257,8 +258,11 @@ def run_trial(X: np.ndarray, common: dict[str, Any], setup: dict[str, Any], mode
     from .search import FIT_ERRORS
 
     deadline = time.monotonic() + (wall_deadline - time.time())
-    evaluator = Evaluator({FAMILIES[model_type].encoding: X}, common["y"], common["folds"], setup["objective"],
-                          setup["problem_type"], setup["n_classes"], setup["seed"])
+    encoding = FAMILIES[model_type].encoding
+    X, per_fold = inputs
+    evaluator = Evaluator({encoding: X}, common["y"], common["folds"], setup["objective"],
+                          setup["problem_type"], setup["n_classes"], setup["seed"],
+                          fold_matrices={encoding: per_fold} if per_fold else None)
     ctx = replace(ctx, n_jobs=_worker_threads())
     try:
         result = evaluator.run(FAMILIES[model_type], params, ctx, fidelity, deadline)

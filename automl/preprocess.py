@@ -117,6 +117,38 @@ def category_features(name: str, keys: np.ndarray, y: np.ndarray | None, target_
     return [ordinal_feature(name, keys, y, target_kind, limit=limit)]
 
 
+def learns_from_target(infos: Sequence[ColumnInfo], encoding: str, target_kind: str) -> bool:
+    """Whether `fit_spec` reads the target for this encoding: the tree encoding orders
+    categories (text columns and integer codes) by their target mean. Validation
+    must not score rows whose own target placed their category: such a spec's orders
+    are fitted again on each fold's training rows (`refit_orders`)."""
+    ordered = target_kind in ("regression", "binary") or (target_kind == "multiclass" and MULTICLASS_ORDERS)
+    return encoding == "tree" and ordered and any(i.role in ("categorical", "code") for i in infos)
+
+
+def refit_orders(spec: dict[str, Any], infos: Sequence[ColumnInfo], raw: Mapping[str, np.ndarray],
+                 y: np.ndarray, target_kind: str, keep: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """`spec` with every category order fitted again from these rows (a fold's
+    training rows) and their target: the same features in the same places (so the
+    matrix keeps its columns), only which category gets which ordinal changes.
+    Columns in `keep` (a PREPROCESSORS plan's own, lexically ordered) stay as they are."""
+    infos_by_name = {i.name: i for i in infos}
+    refitted: dict[str, Any] = {}
+    features = []
+    for feat in spec["features"]:
+        info = infos_by_name.get(feat["input"])
+        if feat["op"] != "ordinal" or info is None or info.name in keep or info.role not in ("categorical", "code"):
+            features.append(feat)
+            continue
+        if info.name not in refitted:
+            values = raw[info.name]
+            keys, limit = ((as_keys(as_float(values)), MAX_CODE_CATEGORIES) if info.role == "code"
+                           else (as_keys(values), MAX_ORDINAL_CATEGORIES))
+            refitted[info.name] = iter(category_features(info.name, keys, y, target_kind, limit))
+        features.append(next(refitted[info.name]))
+    return {**spec, "features": features}
+
+
 def datetime_series(info: ColumnInfo, values: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(part, float values) for every calendar part that applies to the column's type."""
     t = as_datetime(values)

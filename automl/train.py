@@ -35,7 +35,7 @@ from .evaluation import trials as evaluation_trials
 from .importance import feature_importances
 from .metrics import classification_metrics, regression_metrics
 from .options import TrainOptions
-from .preprocess import fit_spec
+from .preprocess import fit_spec, learns_from_target, refit_orders
 from .search import FIT_ERRORS, Budget, Search, Trial
 from .columns import ColumnInfo, kind_of, to_raw
 from .partitioned import MIN_PARTITIONED_ROWS, ParquetData, Plan, TargetCoding
@@ -203,6 +203,7 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     matrices = {enc: transform(spec, raw_sel) for enc, spec in specs.items()}
 
     folds = make_folds(y_sel if is_class else None, len(y_sel), opts.seed)
+    fold_matrices = _fold_matrices(specs, opts, infos, raw_sel, y_sel, target_kind, folds)
     counts = np.bincount(y_sel, minlength=n_classes) if is_class else np.array([])
     imbalanced = bool(is_class and counts.min() < IMBALANCE_RATIO * counts.max())
     if imbalanced:
@@ -217,7 +218,7 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
                                         table=opts.hyperparameter_table if fam.model_type == opts.model_type else None,
                                         budget=float(opts.max_runtime))
                 for fam in families}
-    evaluator = Evaluator(matrices, y_sel, folds, objective, problem_type, n_classes, opts.seed)
+    evaluator = Evaluator(matrices, y_sel, folds, objective, problem_type, n_classes, opts.seed, fold_matrices)
     validation = (f"{len(folds)}-fold cross-validation" if len(folds) > 1 else "one holdout split")
     report.append(f"rows: {len(sel)} for training/selection ({validation}), {len(test)} held out for the metrics")
     if opts.auto and "tree" in specs:
@@ -353,6 +354,21 @@ def _fit_specs(families: list[Family], opts: TrainOptions, infos: list[ColumnInf
         else:
             specs[enc] = fit_spec(infos, raw, y, enc, target_kind)
     return specs
+
+
+def _fold_matrices(specs: dict[str, dict[str, Any]], opts: TrainOptions, infos: list[ColumnInfo],
+                   raw: dict[str, np.ndarray], y: np.ndarray, target_kind: str,
+                   folds: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """For each encoding whose spec learns from the target (category orders), every
+    selection row through each fold's own spec, its orders fitted on that fold's
+    training rows: what validation scores (automl/validation.py Evaluator)."""
+    keep = frozenset(parse(opts.preprocessors, infos)) if opts.preprocessors else frozenset()
+    out = {}
+    for enc, spec in specs.items():
+        if learns_from_target(infos, enc, target_kind):
+            out[enc] = [transform(refit_orders(spec, infos, {k: v[tr] for k, v in raw.items()}, y[tr],
+                                              target_kind, keep), raw) for tr, _ in folds]
+    return out
 
 
 def _run_search(families: list[Family], contexts: dict[str, Context], evaluator: Evaluator,

@@ -87,8 +87,14 @@ class Evaluator:
 
     def __init__(self, matrices: dict[str, np.ndarray], y: np.ndarray,
                  folds: list[tuple[np.ndarray, np.ndarray]], objective: Objective,
-                 problem_type: str, n_classes: int, seed: int) -> None:
+                 problem_type: str, n_classes: int, seed: int,
+                 fold_matrices: dict[str, list[np.ndarray]] | None = None) -> None:
         self.matrices = matrices
+        #: per encoding whose spec learns from the target, one matrix per fold: all
+        #: rows through that fold's spec (fitted on its training rows only), so no
+        #: validation row is scored through an encoding that has seen its target
+        #: (automl/preprocess.py refit_orders); other encodings use `matrices`
+        self.fold_matrices = fold_matrices or {}
         self.y = y
         self.folds = folds
         self.objective = objective
@@ -111,6 +117,10 @@ class Evaluator:
             seen[val] = True
         return np.flatnonzero(seen)
 
+    def inputs(self, encoding: str) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """An encoding's matrix and its per-fold matrices (None: the one serves every fold)."""
+        return self.matrices[encoding], self.fold_matrices.get(encoding)
+
     def subset(self, fold: int, fidelity: float) -> np.ndarray:
         order = self.orders[fold]
         m = max(1, int(math.ceil(fidelity * len(order))))
@@ -126,14 +136,15 @@ class Evaluator:
     def run(self, family: Family, params: dict[str, Any], ctx: Context, fidelity: float,
             deadline: float) -> TrialResult:
         start = time.monotonic()
-        X = self.matrices[family.encoding]
+        X, per_fold = self.inputs(family.encoding)
+        Xs = per_fold or [X] * len(self.folds)
         n = len(self.y)
         out = np.zeros((n, self.n_classes)) if self.problem_type != REGRESSION else np.zeros(n)
         seen = np.zeros(n, dtype=bool)
 
         def fold(f: int) -> Any:
             rows = self.subset(f, fidelity)
-            return family.fit(family.build(params, ctx), X[rows], self.y[rows], deadline)
+            return family.fit(family.build(params, ctx), Xs[f][rows], self.y[rows], deadline)
 
         workers = min(len(self.folds), ctx.n_jobs) if X.size < PARALLEL_MIN_CELLS else 1
         if workers > 1:
@@ -144,8 +155,8 @@ class Evaluator:
                 models = list(pool.map(fold, range(len(self.folds))))
         else:
             models = [fold(f) for f in range(len(self.folds))]
-        for est, (_, val) in zip(models, self.folds):
-            out[val] = self.predict(est, X[val])
+        for est, Xf, (_, val) in zip(models, Xs, self.folds):
+            out[val] = self.predict(est, Xf[val])
             seen[val] = True
         first = models[0]
         y, pred = self.y[seen], out[seen]

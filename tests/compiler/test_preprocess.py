@@ -29,7 +29,9 @@ numbers = st.one_of(
 keys = st.one_of(
     st.none(),
     st.sampled_from(["a", "b", "c", "", "True", "false", "1", "1.0", "ünï"]),
-    st.text(max_size=5),
+    # a Postgres text value never holds NUL (numpy's fixed-width strings would drop a
+    # trailing one: "\x00" and "" are one key there, which no table can show)
+    st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=5),
     st.booleans(),
     st.integers(-3, 3),
     st.floats(allow_nan=True, allow_infinity=False).filter(lambda f: f == f or True),
