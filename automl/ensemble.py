@@ -14,9 +14,10 @@ forward selection with replacement on their validation predictions (the search's
 own folds, so no row is scored by a model that trained on it), blending margins
 (logits of the probabilities: their weighted mean is the margin blend's, exactly
 for softmax up to each row's constant); the best prefix of MAX_STEPS steps gives
-the weights. It holds at most MAX_LEAVES leaves (no more than the largest single
-model), and is kept only if it has two distinct members and beats the search's
-winner in validation by more than the search's own tolerance.
+the weights. Its distinct members hold at most lgbm.MAX_MODEL_LEAVES leaves in all
+(as one configuration may, so compiling and explaining it costs no more), and it
+is kept only if it has two distinct members and beats the search's winner in
+validation by more than the search's own tolerance.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .lgbm import LabelsFromScores
+from . import lgbm
+from .lgbm import LabelsFromScores, model_leaves
 from .metrics import score, tune_threshold
 from .problem import BINARY, Objective
 
@@ -37,10 +39,6 @@ FAMILY = "LIGHTGBM"
 MAX_STEPS = 10
 #: relative improvement over the winner's validation score an ensemble must make
 REL_TOL = 1e-4
-#: the most leaves (rounds x leaves per tree, summed over distinct members) an
-#: ensemble may hold: the largest single model LightGBM's long space allows (4000
-#: rounds of 256 leaves), so compiling and explaining it costs no more than one could
-MAX_LEAVES = 4000 * 256
 _EPS = 1e-12
 
 
@@ -72,12 +70,12 @@ def select(trials: Sequence[Any], winner: Any, y: np.ndarray, objective: Objecti
     total = np.zeros_like(margins[0])
     counts = np.zeros(len(candidates), dtype=np.int64)
     best: tuple[float, np.ndarray, float | None] | None = None
-    sizes = [_leaves(t.params) for t in candidates]
+    sizes = [model_leaves(t.params, n_classes) for t in candidates]
     for step in range(1, MAX_STEPS + 1):
         tried = []
         held = sum(size for size, k in zip(sizes, counts) if k)
         for i, z in enumerate(margins):
-            if not counts[i] and held + sizes[i] > MAX_LEAVES:
+            if not counts[i] and held + sizes[i] > lgbm.MAX_MODEL_LEAVES:
                 continue
             value, threshold = _score((total + z) / step, y, objective, problem_type, n_classes)
             tried.append((objective.utility(value), -i, value, threshold))
@@ -88,6 +86,8 @@ def select(trials: Sequence[Any], winner: Any, y: np.ndarray, objective: Objecti
         total += margins[-neg_i]
         if best is None or objective.utility(value) > objective.utility(best[0]):
             best = (value, counts.copy(), threshold)
+    if best is None:  # no candidate within the size limit
+        return None
     value, chosen, threshold = best
     members = np.flatnonzero(chosen)
     gain = objective.utility(value) - objective.utility(winner.score)
@@ -96,11 +96,6 @@ def select(trials: Sequence[Any], winner: Any, y: np.ndarray, objective: Objecti
     weights = chosen[members] / chosen.sum()
     return Selection(tuple(candidates[i] for i in members), tuple(float(w) for w in weights), float(value),
                      threshold)
-
-
-def _leaves(params: dict[str, Any]) -> int:
-    """A configuration's most leaves per class: rounds times leaves per tree."""
-    return int(params.get("num_round", 100)) * int(params.get("num_leaves", 31))
 
 
 def _margin(pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -139,6 +139,11 @@ class Family:
         params.update(ctx.fixed)
         return params
 
+    def within_limits(self, params: dict[str, Any], ctx: Context) -> bool:
+        """Whether the model this configuration makes is small enough to keep (the
+        search never runs one that is not; automl/lgbm.py bounds its leaves)."""
+        return True
+
     def class_weight_param(self, ctx: Context) -> list[Param]:
         if ctx.problem_type in (REGRESSION, CLUSTERING) or not ctx.imbalanced:
             return []

@@ -31,6 +31,18 @@ from .problem import REGRESSION
 #: a lower learning rate is where FLAML's long searches led on diamonds)
 ROUNDS = 1000
 LONG_ROUNDS = 4000
+#: the most leaves a model may hold over all its trees (a LightGBM configuration, or
+#: an ensemble of them: automl/ensemble.py), so its artifact (the catalog row every
+#: proxy loads) stays near 40 MB and its build near 11 s: 4000 rounds of 256 leaves,
+#: a million leaves, made a 164 MB artifact and a 44 s build (docs/automl.md)
+MAX_MODEL_LEAVES = 2 ** 18
+
+
+def model_leaves(params: dict[str, Any], n_classes: int) -> int:
+    """The leaves of a configuration's model: rounds x leaves per tree x trees per
+    round (one per class for a multiclass target)."""
+    per_round = n_classes if n_classes > 2 else 1
+    return int(params.get("num_round", 100)) * int(params.get("num_leaves", 31)) * per_round
 
 
 class _Deadline(Exception):
@@ -126,6 +138,9 @@ class LightGBM(BoostedTrees):
             Param("reg_lambda", 1e-3, 1e-3, 10.0, log=True),
             *self.class_weight_param(ctx),
         ]
+
+    def within_limits(self, params: dict[str, Any], ctx: Context) -> bool:
+        return model_leaves(params, ctx.n_classes) <= MAX_MODEL_LEAVES
 
     def size(self, params: dict[str, Any]) -> float:
         """Rounds times leaves (per 31 leaves, the default): a random configuration of

@@ -409,12 +409,15 @@ class Search:
         return out
 
     def _admit(self, fam: Family, params: dict[str, Any], fidelity: float) -> bool:
-        """Whether a trial runs: not seen before, and predicted to fit in the time left
-        (raises _OutOfTime once the search deadline has passed)."""
+        """Whether a trial runs: not seen before, its model within the family's size
+        limits, and predicted to fit in the time left (raises _OutOfTime once the
+        search deadline has passed)."""
         key = (fam.model_type, _freeze(params), fidelity)
         if key in self._seen:
             return False
         self._seen.add(key)
+        if self.tune and not fam.within_limits(params, self.contexts[fam.model_type]):
+            return False  # (AUTO OFF trains what the statement asked for)
         rate = self._rate.get(fam.model_type)
         from .validation import cost_units
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 import automl
-from automl import ensemble
+from automl import ensemble, lgbm
 from automl.problem import BINARY, REGRESSION, resolve_objective
 from automl.search import OOF_KEPT
 
@@ -131,12 +131,15 @@ def test_an_ensemble_holds_no_more_leaves_than_the_largest_single_model():
     rng = np.random.default_rng(2)
     y = rng.normal(size=1000)
     mse = resolve_objective("MSE", REGRESSION)
-    big = {"num_round": 4000, "num_leaves": 200}
+    limit = lgbm.MAX_MODEL_LEAVES
     trials = [_trial(i, 2.0, y + rng.normal(size=1000)) for i in range(3)]
     for t in trials:
-        t.params = big
-    assert ensemble.select(trials, trials[0], y, mse, REGRESSION, 0) is None  # two would exceed MAX_LEAVES
+        t.params = {"num_round": limit // 128 + 1, "num_leaves": 64}  # over half the limit
+    assert ensemble.select(trials, trials[0], y, mse, REGRESSION, 0) is None  # two would exceed it
     for t in trials:
-        t.params = {"num_round": 1000, "num_leaves": 256}
+        t.params = {"num_round": limit // 256 + 1, "num_leaves": 256}  # over the limit alone
+    assert ensemble.select(trials, trials[0], y, mse, REGRESSION, 0) is None
+    for t in trials:
+        t.params = {"num_round": limit // 1024, "num_leaves": 256}  # a quarter each
     chosen = ensemble.select(trials, trials[0], y, mse, REGRESSION, 0)
     assert chosen is not None and len(chosen.members) == 3

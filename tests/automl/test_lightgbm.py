@@ -23,3 +23,36 @@ def test_a_long_budget_searches_more_rounds_from_the_same_start():
     # the cost the search predicts a trial's seconds from grows with the rounds
     fam = LightGBM()
     assert fam.size({"num_round": LONG_ROUNDS, "num_leaves": 31}) == 4 * fam.size({"num_round": ROUNDS, "num_leaves": 31})
+
+
+def test_the_search_runs_no_configuration_whose_model_exceeds_the_leaf_limit(monkeypatch):
+    """rounds x leaves x trees per round is bounded (lgbm.MAX_MODEL_LEAVES): the
+    search skips a larger configuration, AUTO OFF trains what it was asked for."""
+    import numpy as np
+    import pyarrow as pa
+
+    import automl
+    from automl import lgbm
+
+    ctx = Context(REGRESSION, 40_000, 9, 0, seed=0, n_jobs=1, budget=120.0)
+    fam = LightGBM()
+    at_limit = {"num_round": lgbm.MAX_MODEL_LEAVES // 256, "num_leaves": 256}
+    assert fam.within_limits(at_limit, ctx)
+    assert not fam.within_limits({**at_limit, "num_round": at_limit["num_round"] + 1}, ctx)
+    assert not fam.within_limits(at_limit, replace(ctx, n_classes=3))  # a tree per class and round
+    assert fam.within_limits(at_limit, replace(ctx, n_classes=2))
+
+    monkeypatch.setattr(lgbm, "MAX_MODEL_LEAVES", 2000)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 3))
+    table = pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "y": x[:, 0] * 2 + np.sin(3 * x[:, 1])})
+    model = automl.train(table, {"target": "y", "model_type": "LIGHTGBM", "max_runtime": 8, "seed": 0}, n_jobs=1)
+    sizes = [lgbm.model_leaves(t["params"], 0) for t in model.leaderboard if t["family"] == "LIGHTGBM"]
+    assert len(sizes) > 3 and max(sizes) <= 2000, sizes
+    import json
+
+    trees = json.loads(model.estimator.treelite_model()[0].dump_as_json(pretty_print=False))["trees"]
+    assert sum(1 for tree in trees for node in tree["nodes"] if "leaf_value" in node) <= 2000  # a blend too
+    off = automl.train(table, {"target": "y", "model_type": "LIGHTGBM", "auto": False, "seed": 0,
+                               "hyperparameters": {"NUM_ROUND": "100", "MAX_LEAVES": "31"}}, n_jobs=1)
+    assert off.estimator.booster.num_trees() == 100  # 3,100 leaves asked for, above this limit
