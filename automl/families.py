@@ -39,8 +39,8 @@ from .problem import CLUSTERING, REGRESSION
 #: capped in trees and leaves (no effect on small data, where trees are smaller).
 MAX_FOREST_TREES = 300
 MAX_FOREST_LEAVES = 8192
-#: a budget (MAX_RUNTIME) of at least this many seconds is long: the search restarts
-#: (automl/search.py) and LightGBM's rounds range widens (automl/lgbm.py)
+#: a budget (MAX_RUNTIME) of at least this many seconds is long: LightGBM's rounds
+#: range widens (automl/lgbm.py)
 LONG_BUDGET_SECONDS = 60.0
 #: matrices smaller than this are fitted single-threaded (see Family.fit)
 PARALLEL_MIN_CELLS = 500_000

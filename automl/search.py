@@ -22,12 +22,12 @@ Schedule:
    for PATIENCE trials (checked after each full round of the local families, so
    each of them gets its step), when every family's step has shrunk away, or at
    MAX_TRIALS.
-3. Restarts (long budgets only): a converged local search leaves most of a long
-   budget unused, so it starts again, with the step reset and new seeded directions,
-   from the best configuration of each of the (then) three leading families. One
-   restart per full RESTART_SECONDS of MAX_RUNTIME, at most MAX_RESTARTS, each with
-   MAX_TRIALS // 2 more trials; the first restart that does not improve the best
-   score ends the search. The number of restarts depends on MAX_RUNTIME, not on the
+3. Restarts: a converged local search can leave most of the budget unused, so it
+   starts again, with the step reset and new seeded directions, from the best
+   configuration of each of the (then) three leading families. One restart per full
+   RESTART_SECONDS of MAX_RUNTIME, at most MAX_RESTARTS, each with MAX_TRIALS // 2
+   more trials; RESTART_PATIENCE restarts in a row that do not improve the best
+   score end the search. The number of restarts depends on MAX_RUNTIME, not on the
    clock, so the schedule stays a function of the seed, the scores and the budget.
 """
 
@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .families import LONG_BUDGET_SECONDS, Context, Family, Param, TrialInterrupted
+from .families import Context, Family, Param, TrialInterrupted
 from .problem import Objective
 from .validation import Evaluator, TrialResult
 
@@ -55,11 +55,13 @@ MAX_LOCAL_TRIALS_PER_FAMILY = 30
 INITIAL_STEP = 0.3
 MIN_STEP = 0.02
 REL_TOL = 1e-4
-#: one restart of the local search per this many seconds of MAX_RUNTIME (a long
-#: budget's first restart) ...
-RESTART_SECONDS = LONG_BUDGET_SECONDS
-#: ... and never more than this many (the proxy's default MAX_RUNTIME is 5400 s)
+#: one restart of the local search per this many seconds of MAX_RUNTIME (two at
+#: 30 s: a search converged after 10 of them left the rest unused) ...
+RESTART_SECONDS = 15
+#: ... and never more than this many (the proxy's default MAX_RUNTIME is 5400 s) ...
 MAX_RESTARTS = 6
+#: ... and this many restarts in a row that do not improve the best score end it
+RESTART_PATIENCE = 2
 #: the validation predictions of each family's this many best full-fidelity trials
 #: are kept (the candidates of an ensemble, automl/ensemble.py); others are dropped
 OOF_KEPT = 6
@@ -241,20 +243,24 @@ class Search:
 
     def _restarts(self) -> None:
         """Restart the local search (step reset, new directions) from the best
-        configuration of each of the leading families, while restarts improve the
-        best score and the budget allows them (Budget.restarts)."""
+        configuration of each of the leading families, until RESTART_PATIENCE
+        restarts in a row do not improve the best score or MAX_RUNTIME allows no
+        more (Budget.restarts)."""
         allowed = self.budget.restarts()
         if not allowed or self.best_full is None or self.stop_reason.startswith("trial limit"):
             return
         first = self.stop_reason
+        fruitless = 0
         for restart in range(1, allowed + 1):
             before = self.best_full.score
             self._local_search(self._leaders(), stream=restart, trial_limit=len(self.trials) + MAX_TRIALS // 2)
             self.restarts_done = restart
-            if not self._improved(self.best_full.score, before):
-                self.stop_reason = f"{first}; {restart} restarts, the last did not improve"
+            fruitless = 0 if self._improved(self.best_full.score, before) else fruitless + 1
+            if fruitless >= RESTART_PATIENCE:
+                self.stop_reason = f"{first}; {restart} restarts, the last {fruitless} did not improve"
                 return
-        self.stop_reason = f"{first}; {allowed} restarts (the most MAX_RUNTIME allows), the last improved"
+        last = "improved" if not fruitless else "did not improve"
+        self.stop_reason = f"{first}; {allowed} restarts (the most MAX_RUNTIME allows), the last {last}"
 
     def _leaders(self) -> list[tuple[Family, dict[str, Any]]]:
         """The best full-fidelity configuration of each searched family, best

@@ -78,7 +78,7 @@ def test_auto_keeps_an_ensemble_that_beats_the_best_single_model(monkeypatch):
     monkeypatch.setattr("automl.search.PATIENCE", 4)
     monkeypatch.setattr("automl.search.MAX_TRIALS", 16)
     train, test = _noisy_prices(2000), _noisy_prices(3000, seed=1)
-    options = {"target": "y", "max_runtime": 50, "seed": 0}  # below 60 s: no restarts, short rounds
+    options = {"target": "y", "max_runtime": 50, "seed": 0}  # below 60 s: short rounds
     model = automl.train(train, options, n_jobs=1)
     lines = [line for line in model.report if line.startswith("ensemble:")]
     assert lines and "LightGBM configurations" in lines[0], model.report

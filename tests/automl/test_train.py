@@ -211,14 +211,14 @@ def test_auto_search_is_deterministic_when_the_budget_is_ample(monkeypatch):
 
 def test_long_budgets_restart_the_converged_search_and_stay_deterministic(monkeypatch):
     # a short patience so each local run converges in a few trials; the budget never
-    # binds: restarts come from MAX_RUNTIME (one per 60 s), not from the clock
+    # binds: restarts come from MAX_RUNTIME (one per 15 s), not from the clock
     monkeypatch.setattr("automl.search.PATIENCE", 4)
     # a long budget also widens LightGBM's rounds range (tests/automl/test_lightgbm.py):
     # one space for both budgets here, so the schedules can be compared
     monkeypatch.setattr("automl.lgbm.LONG_ROUNDS", 1000)
     table = bundled("iris")
     strip = lambda lb: [(e["family"], e["params"], e["score"], e["fidelity"], e["phase"]) for e in lb]  # noqa: E731
-    short = automl.train(table, {"target": "target", "max_runtime": 59, "seed": 5})
+    short = automl.train(table, {"target": "target", "max_runtime": 14, "seed": 5})
     long_a = automl.train(table, {"target": "target", "max_runtime": 180, "seed": 5})
     # the restarts continue the same schedule (the short search is its beginning), and
     # they depend on MAX_RUNTIME and the scores, not on the clock
