@@ -203,7 +203,8 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     matrices = {enc: transform(spec, raw_sel) for enc, spec in specs.items()}
 
     folds = make_folds(y_sel if is_class else None, len(y_sel), opts.seed)
-    fold_matrices = _fold_matrices(specs, opts, infos, raw_sel, y_sel, target_kind, folds)
+    fold_specs = _fold_specs(specs, opts, infos, raw_sel, y_sel, target_kind, folds)
+    fold_matrices = {enc: [transform(s, raw_sel) for s in per_fold] for enc, per_fold in fold_specs.items()}
     counts = np.bincount(y_sel, minlength=n_classes) if is_class else np.array([])
     imbalanced = bool(is_class and counts.min() < IMBALANCE_RATIO * counts.max())
     if imbalanced:
@@ -296,15 +297,24 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
                                 report, client, read_fit)
         if getattr(est, "rows", None) is not None:
             n = int(est.rows) + len(test)  # the final fit's rows and the held-out rows
+    # a first-fold model (the winning trial's, a blend of them; what the metrics
+    # measure, or what a refit cut by the deadline keeps) reads its inputs through
+    # the first fold's spec, where category orders were fitted on that fold alone
+    first_fold = {id(winner.result.model), id(blend[1]) if blend is not None else None}
+    fold_spec = fold_specs[fam.encoding][0] if fam.encoding in fold_specs else spec
+    X_measured = transform(fold_spec, raw_test) if id(measured) in first_fold and fold_spec is not spec else X_test
+    if id(est) in first_fold:
+        spec = fold_spec
+        X_test = X_measured
     if is_class:
-        proba = predict_proba(measured, X_test, n_classes)
+        proba = predict_proba(measured, X_measured, n_classes)
         metrics = classification_metrics(y_test, proba, problem_type, threshold)
         evaluation = classification_evaluation(y_test, proba, classes, problem_type, threshold)
     else:
-        pred = np.asarray(measured.predict(X_test), dtype=np.float64)
+        pred = np.asarray(measured.predict(X_measured), dtype=np.float64)
         metrics = regression_metrics(y_test, pred)
         evaluation = regression_evaluation(y_test, pred, opts.seed)
-    importances = feature_importances(fam, measured, spec, infos, X_test, y_test, problem_type, n_classes,
+    importances = feature_importances(fam, measured, spec, infos, X_measured, y_test, problem_type, n_classes,
                                       opts.seed, clock.hard_deadline)
     exported = fam.export(est)
     leaderboard = [t.entry() for t in search.trials]
@@ -356,19 +366,17 @@ def _fit_specs(families: list[Family], opts: TrainOptions, infos: list[ColumnInf
     return specs
 
 
-def _fold_matrices(specs: dict[str, dict[str, Any]], opts: TrainOptions, infos: list[ColumnInfo],
-                   raw: dict[str, np.ndarray], y: np.ndarray, target_kind: str,
-                   folds: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[np.ndarray]]:
-    """For each encoding whose spec learns from the target (category orders), every
-    selection row through each fold's own spec, its orders fitted on that fold's
-    training rows: what validation scores (automl/validation.py Evaluator)."""
+def _fold_specs(specs: dict[str, dict[str, Any]], opts: TrainOptions, infos: list[ColumnInfo],
+                raw: dict[str, np.ndarray], y: np.ndarray, target_kind: str,
+                folds: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[dict[str, Any]]]:
+    """For each encoding whose spec learns from the target (category orders), each
+    fold's own spec, its orders fitted on that fold's training rows: validation
+    scores the selection rows through them (automl/validation.py Evaluator), and a
+    trial's model (fitted on the first fold) reads its inputs through the first."""
     keep = frozenset(parse(opts.preprocessors, infos)) if opts.preprocessors else frozenset()
-    out = {}
-    for enc, spec in specs.items():
-        if learns_from_target(infos, enc, target_kind):
-            out[enc] = [transform(refit_orders(spec, infos, {k: v[tr] for k, v in raw.items()}, y[tr],
-                                              target_kind, keep), raw) for tr, _ in folds]
-    return out
+    return {enc: [refit_orders(spec, infos, {k: v[tr] for k, v in raw.items()}, y[tr], target_kind, keep)
+                  for tr, _ in folds]
+            for enc, spec in specs.items() if learns_from_target(infos, enc, target_kind)}
 
 
 def _run_search(families: list[Family], contexts: dict[str, Context], evaluator: Evaluator,

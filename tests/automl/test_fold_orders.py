@@ -96,3 +96,37 @@ def test_the_fold_orders_reach_the_search_and_the_model_keeps_the_full_spec():
     line = next(r for r in model.report if r.startswith("winner:"))
     validation = float(line.rsplit("validation MSE ", 1)[1].rstrip(")"))
     assert validation > 0.85 * model.metrics["mse"], (line, model.metrics)
+
+
+def _strong_ids(n: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 60, n)
+    effect = np.random.default_rng(9).normal(0, 2.0, 60)
+    return pa.table({"who": pa.array([f"id{i}" for i in ids]), "x": pa.array(rng.normal(size=n)),
+                     "y": effect[ids] + 0.3 * rng.normal(size=n)})
+
+
+def test_a_first_fold_model_kept_reads_its_inputs_through_its_own_orders(monkeypatch):
+    """When the refit is cut by the deadline the winning trial's model is kept; it
+    was fitted through the first fold's category orders, so the model's spec is that
+    fold's (through the orders fitted on every row, its splits would fall on the
+    wrong categories), and the metrics read the test rows the same way."""
+    import importlib
+
+    train = automl.train  # the function (automl/__init__.py binds it on first use) ...
+    train_module = importlib.import_module("automl.train")  # ... and its module
+
+    options = {"target": "y", "model_type": "LIGHTGBM", "max_runtime": 20, "seed": 0}
+    table, fresh = _strong_ids(3000, 0), _strong_ids(4000, 1)
+    monkeypatch.setattr("automl.registry.AUTO_FAMILIES", ("LIGHTGBM",))
+    monkeypatch.setattr("automl.ensemble.select", lambda *a, **k: None)
+    refitted = train(table, options, n_jobs=1)
+    monkeypatch.setattr(train_module, "_refit", lambda fam, winner, *a, **k: winner.result.model)
+    kept = train(table, options, n_jobs=1)
+    assert kept.preprocessing["features"][0]["categories"] != refitted.preprocessing["features"][0]["categories"]
+    y = fresh.column("y").to_numpy()
+    rows = {c: to_raw(fresh.column(c)) for c in ("who", "x")}
+    mse = {name: float(np.mean((m.reference_predict(rows) - y) ** 2)) for name, m in
+           (("kept", kept), ("refitted", refitted))}
+    assert mse["kept"] < 0.2, mse  # the ids' effects (variance 4) are found: noise is 0.09
+    assert kept.metrics["mse"] < 0.2 and refitted.metrics["mse"] < 0.2, (kept.metrics, refitted.metrics)
