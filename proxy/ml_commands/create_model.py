@@ -641,9 +641,10 @@ async def _register(services: MLServices, takeover: Takeover, stmt: CreateModel,
            f"{sql_literal(services.jobs.instance)})")
     result = await collect(takeover, sql)
     _relay_notices(takeover, result.notices)
-    if result.error is not None and result.error.sqlstate == errors.UNIQUE_VIOLATION:
+    if result.error is not None and result.error.sqlstate in (errors.UNIQUE_VIOLATION, errors.DUPLICATE_FUNCTION):
         # a CREATE MODEL of the same name or function in another session won the race
-        # for the stubs (Postgres' own 23505 from pg_proc's index): say which name
+        # for the stubs (Postgres' own 23505 from pg_proc's index while it ran, or its
+        # 42723 once it had committed): say which name, the model's first
         await _check_names_free(services, stmt, takeover.session.startup.database, model_schema,
                                 function_schema, len(arg_types), return_type)
     if result.error is not None:
