@@ -111,6 +111,15 @@ class XGBModel:
         self.booster = booster
         return self
 
+    def gain_importances(self) -> np.ndarray:
+        """Each feature's total split gain (XGBoost's 'total_gain'): the importances
+        when the deadline leaves no time for permutation importances
+        (automl/importance.py). Features are f0..fn-1: the matrix is a numpy array."""
+        out = np.zeros(self.booster.num_features())
+        for name, value in self.booster.get_score(importance_type="total_gain").items():
+            out[int(name[1:])] = value
+        return out
+
     def margin(self, X: np.ndarray) -> np.ndarray:
         import xgboost as xgb
 

@@ -53,7 +53,10 @@ def _per_feature(fam: Family, est: Any, X: np.ndarray, y: np.ndarray | None, inp
         return (sizes[:, None] * (centers - mean) ** 2).sum(axis=0)
     if y is None or len(y) < 2:
         return None
-    return _permutation(est, X, y, inputs, problem_type, n_classes, seed, deadline)
+    permuted = _permutation(est, X, y, inputs, problem_type, n_classes, seed, deadline)
+    if permuted is None and hasattr(est, "gain_importances"):
+        return est.gain_importances()  # the deadline came first: the booster's own gains
+    return permuted
 
 
 def _permutation(est: Any, X: np.ndarray, y: np.ndarray, inputs: list[str], problem_type: str,

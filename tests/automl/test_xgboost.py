@@ -114,3 +114,26 @@ def test_what_xgboost_would_reject_is_invalid_option(table, options, words):
     assert err.value.sqlstate == "22023"
     for word in words:
         assert word in str(err.value), (word, str(err.value))
+
+
+def test_importances_cut_by_the_deadline_are_the_boosters_gains_not_uniform():
+    """Permutation importances need time after the refit; when the deadline has
+    passed, an XGBoost model's importances are its total split gains (they were all
+    alike, so the report's top input was whichever came first: a CI failure)."""
+    from automl.boosting import XGBModel
+    from automl.columns import describe
+    from automl.importance import feature_importances
+    from automl.registry import FAMILIES
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 4))
+    y = (X[:, 2] + 0.2 * rng.normal(size=500) > 0).astype(np.int64)
+    model = XGBModel({"objective": "binary:logistic", "max_depth": 3, "eta": 0.3}, 20, 2).fit(X, y)
+    gains = model.gain_importances()
+    assert gains.shape == (4,) and int(np.argmax(gains)) == 2
+    infos = [describe(f"x{j}", pa.float64(), X[:, j]) for j in range(4)]
+    spec = {"features": [{"input": f"x{j}", "op": "numeric"} for j in range(4)]}
+    late = feature_importances(FAMILIES["XGBOOST"], model, spec, infos, X, y, "BINARY_CLASSIFICATION", 2, 0,
+                               deadline=0.0)
+    assert max(late, key=late.get) == "x2" and late["x2"] > 0.5, late
+    assert sum(late.values()) == pytest.approx(1.0)
