@@ -34,10 +34,9 @@ LONG_ROUNDS = 4000
 #: the most leaves a model may hold over all its trees (a LightGBM configuration, or
 #: an ensemble of them: automl/ensemble.py; a multiclass model has a tree per class
 #: and round): the long space's largest single-output model, 4000 rounds of 256
-#: leaves, a 164 MB artifact and a 44 s build (docs/automl.md). A quarter of that
-#: (2^18) measured worse at 120 s: diamonds' searches, refused their larger
-#: configurations, converged after 18-22 s at 299,473 / 293,764 MSE (seeds 0-1)
-#: against 286,354 / 273,242 without it
+#: leaves, a 164 MB artifact and a 44 s build (docs/automl.md); a quarter of that
+#: (2^18) is a candidate the benchmark has not settled (docs/automl.md, "What each
+#: lever did")
 MAX_MODEL_LEAVES = LONG_ROUNDS * 256
 
 
