@@ -82,8 +82,8 @@ def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
         value = numeric_feature(info.name, "numeric", x, encoding)
         if encoding != "tree":
             return [value]
-        # keyed by the float64's text, as spec.transform keys a numeric input
-        return [value, *category_features(info.name, as_keys(x), y, target_kind, MAX_CODE_CATEGORIES)]
+        keys, limit = _category_keys(info, values)
+        return [value, *category_features(info.name, keys, y, target_kind, limit)]
     if info.role == "datetime":
         out = []
         for part, x in datetime_series(info, values):
@@ -94,11 +94,20 @@ def fit_column(info: ColumnInfo, values: np.ndarray, y: np.ndarray | None,
                 out.append(feat)
         return out
     if info.role == "categorical":
-        keys = as_keys(values)
         if encoding == "tree":
-            return category_features(info.name, keys, y, target_kind, MAX_ORDINAL_CATEGORIES)
-        return one_hot_features(info.name, keys, MAX_ONE_HOT)
+            keys, limit = _category_keys(info, values)
+            return category_features(info.name, keys, y, target_kind, limit)
+        return one_hot_features(info.name, as_keys(values), MAX_ONE_HOT)
     raise ValueError(f"cannot encode role {info.role!r}")
+
+
+def _category_keys(info: ColumnInfo, values: np.ndarray) -> tuple[np.ndarray, int]:
+    """A tree category's keys and how many categories it keeps: an integer code is
+    keyed by its float64 text (as spec.transform keys a numeric input), a text
+    column by its value."""
+    if info.role == "code":
+        return as_keys(as_float(values)), MAX_CODE_CATEGORIES
+    return as_keys(values), MAX_ORDINAL_CATEGORIES
 
 
 def category_features(name: str, keys: np.ndarray, y: np.ndarray | None, target_kind: str,
@@ -141,9 +150,7 @@ def refit_orders(spec: dict[str, Any], infos: Sequence[ColumnInfo], raw: Mapping
             features.append(feat)
             continue
         if info.name not in refitted:
-            values = raw[info.name]
-            keys, limit = ((as_keys(as_float(values)), MAX_CODE_CATEGORIES) if info.role == "code"
-                           else (as_keys(values), MAX_ORDINAL_CATEGORIES))
+            keys, limit = _category_keys(info, raw[info.name])
             refitted[info.name] = iter(category_features(info.name, keys, y, target_kind, limit))
         features.append(next(refitted[info.name]))
     return {**spec, "features": features}
