@@ -227,7 +227,7 @@ class ClusterTrials:
             if data.get("xgboost_json") is not None:
                 model = load_xgboost(fam, params, ctx, data["xgboost_json"])
             return TrialResult(float(data["score"]), float(data["seconds"]), data["threshold"], model,
-                               float(data["cost_units"]))
+                               float(data["cost_units"]), fit_seconds=float(data["fit_seconds"]))
         if future.status == "error":
             exc = future.exception(timeout=LOST_AFTER)
             return RuntimeError(f"trial task failed on the cluster: {type(exc).__name__}: {exc}")
@@ -272,6 +272,7 @@ def run_trial(inputs: tuple[np.ndarray, list[np.ndarray] | None], common: dict[s
         return {"error": f"{type(exc).__name__}: {exc}"}
     model = result.model
     return {"score": float(result.score), "seconds": float(result.seconds),
+            "fit_seconds": float(result.fit_seconds),
             "threshold": None if result.threshold is None else float(result.threshold),
             "cost_units": float(result.cost_units),
             "xgboost_json": model.model_json() if isinstance(model, XGBModel) else None}

@@ -58,11 +58,17 @@ class Selection:
                 f"{metric} {self.score:.6g} against the best single model's {winner_score:.6g}")
 
 
+def candidates_of(trials: Sequence[Any]) -> list[Any]:
+    """The trials an ensemble is selected from: full-fidelity LightGBM trials whose
+    validation predictions the search kept (its OOF_KEPT best)."""
+    return [t for t in trials if t.family == FAMILY and t.fidelity == 1.0 and t.result.oof is not None]
+
+
 def select(trials: Sequence[Any], winner: Any, y: np.ndarray, objective: Objective, problem_type: str,
            n_classes: int) -> Selection | None:
     """The ensemble of LightGBM trials (Search.trials, with validation predictions
     in `result.oof` for the rows whose targets are `y`) that beats `winner`, or None."""
-    candidates = [t for t in trials if t.family == FAMILY and t.fidelity == 1.0 and t.result.oof is not None]
+    candidates = candidates_of(trials)
     if len(candidates) < 2:
         return None
     candidates.sort(key=lambda t: (-objective.utility(t.score), t.index))

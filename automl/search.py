@@ -418,6 +418,9 @@ class Search:
         """Whether a trial runs: not seen before, its model within the family's size
         limits, and predicted to fit in the time left (raises _OutOfTime once the
         search deadline has passed)."""
+        if not self.budget.allows(0.0):
+            # first: a search whose moves are all seen before still ends on time
+            raise _OutOfTime()
         key = (fam.model_type, _freeze(params), fidelity)
         if key in self._seen:
             return False
@@ -428,8 +431,6 @@ class Search:
         from .validation import cost_units
 
         predicted = rate * cost_units(fam, params, fidelity) if rate is not None else 0.0
-        if not self.budget.allows(0.0):
-            raise _OutOfTime()
         if not self.budget.allows(predicted):
             # only when the budget binds: a trial predicted not to fit is skipped and
             # cheaper ones still run

@@ -80,6 +80,9 @@ class TrialResult:
     #: order: values, or class probabilities), for an ensemble (automl/ensemble.py);
     #: the search keeps them for each family's best few trials only
     oof: np.ndarray | None = None
+    #: the slowest fold's fit, in seconds (0: not measured; `seconds` stands in):
+    #: what a fit of the configuration on more rows is predicted from
+    fit_seconds: float = 0.0
 
 
 class Evaluator:
@@ -142,9 +145,14 @@ class Evaluator:
         out = np.zeros((n, self.n_classes)) if self.problem_type != REGRESSION else np.zeros(n)
         seen = np.zeros(n, dtype=bool)
 
+        fit_seconds = [0.0] * len(self.folds)
+
         def fold(f: int) -> Any:
             rows = self.subset(f, fidelity)
-            return family.fit(family.build(params, ctx), Xs[f][rows], self.y[rows], deadline)
+            began = time.monotonic()
+            est = family.fit(family.build(params, ctx), Xs[f][rows], self.y[rows], deadline)
+            fit_seconds[f] = time.monotonic() - began
+            return est
 
         workers = min(len(self.folds), ctx.n_jobs) if X.size < PARALLEL_MIN_CELLS else 1
         if workers > 1:
@@ -163,7 +171,8 @@ class Evaluator:
         threshold = tune_threshold(self.objective, y, pred) if self.problem_type == BINARY else None
         value = score(self.objective, y, pred, self.problem_type, threshold)
         seconds = time.monotonic() - start
-        return TrialResult(value, seconds, threshold, first, cost_units(family, params, fidelity), pred)
+        return TrialResult(value, seconds, threshold, first, cost_units(family, params, fidelity), pred,
+                           max(fit_seconds))
 
     def predict(self, est: Any, X: np.ndarray) -> np.ndarray:
         if self.problem_type == REGRESSION:

@@ -81,6 +81,8 @@ AUTO_VARIANTS = {
     "mlproxy_nocodes": automl_families.AUTO_FAMILIES,
     # LightGBM's short rounds range (20-1000) at every budget, as before
     "mlproxy_shortrounds": automl_families.AUTO_FAMILIES,
+    # the search keeping time only for the winner's refit, not an ensemble's
+    "mlproxy_noblendtime": automl_families.AUTO_FAMILIES,
 }
 #: module settings a variant changes for its run: {variant: {(module, name): value}}
 VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
@@ -89,6 +91,7 @@ VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
     "mlproxy_noensemble": {(automl_ensemble, "MAX_STEPS"): 1},
     "mlproxy_nocodes": {(automl_codes, "CODE_GAIN"): math.inf},
     "mlproxy_shortrounds": {(automl_lgbm, "LONG_ROUNDS"): automl_lgbm.ROUNDS},
+    "mlproxy_noblendtime": {(automl_train, "BLEND_TIME"): False},
 }
 
 DATASETS = {

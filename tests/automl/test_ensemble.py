@@ -95,6 +95,25 @@ def test_auto_keeps_an_ensemble_that_beats_the_best_single_model(monkeypatch):
     assert blend_mse < single_mse, (blend_mse, single_mse)
 
 
+def test_a_search_the_budget_cuts_short_keeps_time_to_refit_its_ensemble(monkeypatch):
+    """A search that never converges (it runs until the budget stops it) keeps time
+    for refitting its ensemble's members, not only the winner's: the ensemble it
+    found is kept. (Before, such a search spent that time and the report said
+    'ensemble: not kept: refitting its members ... would not fit'.)"""
+    monkeypatch.setattr("automl.registry.AUTO_FAMILIES", ("LIGHTGBM",))
+    for name, value in (("PATIENCE", 10**6), ("MAX_TRIALS", 10**6), ("MAX_LOCAL_TRIALS_PER_FAMILY", 10**6),
+                        ("RESTART_SECONDS", 1), ("MAX_RESTARTS", 10**6),
+                        ("RESTART_PATIENCE", 10**6)):
+        monkeypatch.setattr(f"automl.search.{name}", value)
+    model = automl.train(_noisy_prices(3000), {"target": "y", "max_runtime": 12, "seed": 0}, n_jobs=1)
+    assert any(line.startswith("search:") and "time budget reached" in line for line in model.report), model.report
+    lines = [line for line in model.report if line.startswith("ensemble:")]
+    assert lines and "LightGBM configurations" in lines[0], model.report
+    # refitted on every row, or (a machine slower than predicted) its first-fold models
+    assert "each member refit on all" in lines[-1] or "time budget reached during the refit" in lines[-1], lines
+    assert isinstance(model.estimator, ensemble.LGBBlend) and len(model.estimator.members) >= 2
+
+
 def _tuned_by_sklearn(metric: str, y: np.ndarray, p: np.ndarray) -> list[float]:
     """The definition threshold_scores is tested equal to: per threshold, scikit-learn."""
     from sklearn import metrics as skm

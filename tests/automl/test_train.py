@@ -209,6 +209,24 @@ def test_auto_search_is_deterministic_when_the_budget_is_ample(monkeypatch):
     assert any("trial limit" in line for line in a.report)
 
 
+def test_a_search_whose_moves_were_all_tried_before_still_ends_at_its_deadline(monkeypatch):
+    """A local search with no step floor ends up proposing configurations it has
+    already run; the deadline is checked before that (it was checked after, so such
+    a search ran on past MAX_RUNTIME: 25 s over a 12 s budget)."""
+    monkeypatch.setattr("automl.registry.AUTO_FAMILIES", ("LIGHTGBM",))
+    for name, value in (("PATIENCE", 10**6), ("MAX_TRIALS", 10**6), ("MAX_LOCAL_TRIALS_PER_FAMILY", 10**6),
+                        ("MIN_STEP", 0.0)):
+        monkeypatch.setattr(f"automl.search.{name}", value)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 4))
+    table = pa.table({**{f"x{i}": X[:, i] for i in range(4)}, "y": X[:, 0] + rng.normal(size=2000)})
+    budget = 6
+    start = time.monotonic()
+    model = automl.train(table, {"target": "y", "max_runtime": budget, "seed": 0}, n_jobs=1)
+    took = time.monotonic() - start
+    assert took < budget + 3 and model.training_seconds <= budget + 1, (took, model.report)
+
+
 def test_long_budgets_restart_the_converged_search_and_stay_deterministic(monkeypatch):
     # a short patience so each local run converges in a few trials; the budget never
     # binds: restarts come from MAX_RUNTIME (one per 15 s), not from the clock
