@@ -41,8 +41,8 @@ from .columns import ColumnInfo, kind_of, to_raw
 from .partitioned import MIN_PARTITIONED_ROWS, ParquetData, Plan, TargetCoding
 from .spec import transform
 from .trained import TrainedModel
-from .validation import MAX_TEST_ROWS, MIN_ROWS, TEST_FRACTION, Evaluator, make_folds, predict_proba, \
-    stratified_split
+from .validation import MAX_TEST_ROWS, MIN_ROWS, TEST_FRACTION, Evaluator, cross_validates, make_folds, \
+    predict_proba, stratified_split
 
 #: AUTO ON: the model kept is the winner refitted on every row (the test part too); the
 #: metrics measure the winning trial's own model on the test part (docs/automl.md)
@@ -210,7 +210,11 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     specs = _fit_specs(families, opts, infos, raw_sel, y_sel, target_kind)
     matrices = {enc: transform(spec, raw_sel) for enc, spec in specs.items()}
 
-    folds = make_folds(y_sel if is_class else None, len(y_sel), opts.seed)
+    # cells of the matrix the tree families' trials fit (integer codes count twice);
+    # AUTO OFF fits the one configuration it is given: more folds would only cost
+    width = matrices["tree"].shape[1] if "tree" in matrices else len(features)
+    folds = make_folds(y_sel if is_class else None, len(y_sel), opts.seed,
+                       cross_validates(len(y_sel), width, float(opts.max_runtime)) if opts.auto else None)
     fold_specs = _fold_specs(specs, opts, infos, raw_sel, y_sel, target_kind, folds)
     fold_matrices = {enc: [transform(s, raw_sel) for s in per_fold] for enc, per_fold in fold_specs.items()}
     counts = np.bincount(y_sel, minlength=n_classes) if is_class else np.array([])

@@ -60,6 +60,7 @@ automl_preprocess = importlib.import_module("automl.preprocess")
 automl_codes = importlib.import_module("automl.codes")
 automl_lgbm = importlib.import_module("automl.lgbm")
 automl_ensemble = importlib.import_module("automl.ensemble")
+automl_validation = importlib.import_module("automl.validation")
 from automl.columns import to_raw  # noqa: E402
 from benchmarks.automl import tables  # noqa: E402
 
@@ -83,6 +84,8 @@ AUTO_VARIANTS = {
     "mlproxy_shortrounds": automl_families.AUTO_FAMILIES,
     # the search keeping time only for the winner's refit, not an ensemble's
     "mlproxy_noblendtime": automl_families.AUTO_FAMILIES,
+    # one holdout split above 5,000 selection rows whatever the budget
+    "mlproxy_holdout": automl_families.AUTO_FAMILIES,
 }
 #: module settings a variant changes for its run: {variant: {(module, name): value}}
 VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
@@ -92,6 +95,7 @@ VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
     "mlproxy_nocodes": {(automl_codes, "CODE_GAIN"): math.inf},
     "mlproxy_shortrounds": {(automl_lgbm, "LONG_ROUNDS"): automl_lgbm.ROUNDS},
     "mlproxy_noblendtime": {(automl_train, "BLEND_TIME"): False},
+    "mlproxy_holdout": {(automl_validation, "CV_CELLS_PER_SECOND"): 0.0},
 }
 
 DATASETS = {
