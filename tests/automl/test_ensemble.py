@@ -105,7 +105,7 @@ def test_a_search_the_budget_cuts_short_keeps_time_to_refit_its_ensemble(monkeyp
                         ("RESTART_SECONDS", 1), ("MAX_RESTARTS", 10**6),
                         ("RESTART_PATIENCE", 10**6)):
         monkeypatch.setattr(f"automl.search.{name}", value)
-    model = automl.train(_noisy_prices(3000), {"target": "y", "max_runtime": 12, "seed": 0}, n_jobs=1)
+    model = automl.train(_noisy_prices(3000), {"target": "y", "max_runtime": 8, "seed": 0}, n_jobs=1)
     assert any(line.startswith("search:") and "time budget reached" in line for line in model.report), model.report
     lines = [line for line in model.report if line.startswith("ensemble:")]
     assert lines and "LightGBM configurations" in lines[0], model.report
