@@ -4,8 +4,8 @@ The data is split once into a *selection* part and a *test* part (stratified for
 classification). The test part is never seen by the search: it only measures the
 final model. Inside the selection part, trials are scored by k-fold
 cross-validation on small data and on larger data the budget affords (a single
-split is too noisy to rank models), else by a single holdout split. All splits are seeded permutations, so the same
-data and seed give the same rows everywhere.
+split is too noisy to rank models), else by a single holdout split. All splits are
+seeded permutations, so the same data and seed give the same rows everywhere.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ MAX_TEST_ROWS = 50_000
 CV_MAX_ROWS = 5_000
 #: ... and above it, up to CV_HOLDOUT_ROWS, while the cells the trials fit (rows x
 #: columns of the search's tree matrix) are at most this many per second of
-#: MAX_RUNTIME: FLAML's rule (10 million cells an hour). One 20% holdout of a large table ranks close configurations by
-#: noise (diamonds, 6,473 validation rows: the rank correlation of validation and
-#: held-out MSE over the 12 best configurations was -0.71 and 0.07 on seeds 0 and 1)
+#: MAX_RUNTIME: FLAML's rule (10 million cells an hour). One 20% holdout of a large
+#: table ranks close configurations by noise (diamonds, 6,473 validation rows: the
+#: rank correlation of validation and held-out MSE over the 12 best configurations
+#: was -0.71 and 0.07 on seeds 0 and 1)
 CV_CELLS_PER_SECOND = 10_000_000 / 3600
 CV_HOLDOUT_ROWS = 100_000
 HOLDOUT_FRACTION = 0.2
