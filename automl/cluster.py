@@ -226,8 +226,8 @@ class ClusterTrials:
             model = None
             if data.get("xgboost_json") is not None:
                 model = load_xgboost(fam, params, ctx, data["xgboost_json"])
-            return TrialResult(float(data["score"]), float(data["seconds"]), data["threshold"], model,
-                               float(data["cost_units"]), fit_seconds=float(data["fit_seconds"]))
+            return TrialResult(float(data["score"]), float(data["seconds"]), float(data["fit_seconds"]),
+                               data["threshold"], model, float(data["cost_units"]))
         if future.status == "error":
             exc = future.exception(timeout=LOST_AFTER)
             return RuntimeError(f"trial task failed on the cluster: {type(exc).__name__}: {exc}")

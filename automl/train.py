@@ -211,10 +211,11 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     matrices = {enc: transform(spec, raw_sel) for enc, spec in specs.items()}
 
     # cells of the matrix the tree families' trials fit (integer codes count twice);
-    # AUTO OFF fits the one configuration it is given: more folds would only cost
+    # AUTO OFF fits the one configuration it is given: more folds would only cost, so
+    # no budget for them beyond the row limit
     width = matrices["tree"].shape[1] if "tree" in matrices else len(features)
     folds = make_folds(y_sel if is_class else None, len(y_sel), opts.seed,
-                       cross_validates(len(y_sel), width, float(opts.max_runtime)) if opts.auto else None)
+                       cross_validates(len(y_sel), width, float(opts.max_runtime) if opts.auto else 0.0))
     fold_specs = _fold_specs(specs, opts, infos, raw_sel, y_sel, target_kind, folds)
     fold_matrices = {enc: [transform(s, raw_sel) for s in per_fold] for enc, per_fold in fold_specs.items()}
     counts = np.bincount(y_sel, minlength=n_classes) if is_class else np.array([])
@@ -469,8 +470,7 @@ def _refit_seconds(trial: Trial, rows: int, fold_rows: int) -> float:
     """The predicted seconds of fitting a trial's configuration on `rows` rows: its
     slowest fold's fit (on `fold_rows` times its fidelity) scaled by the rows, with
     REFIT_MARGIN to spare."""
-    fit = trial.result.fit_seconds or trial.result.seconds
-    return REFIT_MARGIN * fit * rows / max(1.0, trial.fidelity * fold_rows)
+    return REFIT_MARGIN * trial.result.fit_seconds * rows / max(1.0, trial.fidelity * fold_rows)
 
 
 def _blend_seconds(members: Sequence[Trial], rows: int, fold_rows: int) -> float:

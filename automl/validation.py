@@ -68,10 +68,10 @@ def cross_validates(rows: int, columns: int, budget: float) -> bool:
 
 
 def make_folds(y: np.ndarray | None, n: int, seed: int,
-               cross_validate: bool | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """k-fold CV (k=5 up to 1000 rows, else 3) or one holdout split; by default CV
-    up to CV_MAX_ROWS rows (`cross_validates` decides from the budget too)."""
-    if not (n <= CV_MAX_ROWS if cross_validate is None else cross_validate):
+               cross_validate: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k-fold CV (k=5 up to 1000 rows, else 3) or one holdout split, as
+    `cross_validates` decided."""
+    if not cross_validate:
         train, val = stratified_split(y, n, HOLDOUT_FRACTION, seed + 1)
         return [(train, val)]
     k = 5 if n <= 1000 else 3
@@ -89,6 +89,9 @@ def make_folds(y: np.ndarray | None, n: int, seed: int,
 class TrialResult:
     score: float
     seconds: float
+    #: the slowest fold's fit, in seconds: what a fit of the configuration on more
+    #: rows is predicted from (train._refit_seconds)
+    fit_seconds: float
     threshold: float | None
     model: Any          # fitted on the first fold's training rows
     cost_units: float
@@ -96,9 +99,6 @@ class TrialResult:
     #: order: values, or class probabilities), for an ensemble (automl/ensemble.py);
     #: the search keeps them for each family's best few trials only
     oof: np.ndarray | None = None
-    #: the slowest fold's fit, in seconds (0: not measured; `seconds` stands in):
-    #: what a fit of the configuration on more rows is predicted from
-    fit_seconds: float = 0.0
 
 
 class Evaluator:
@@ -187,8 +187,8 @@ class Evaluator:
         threshold = tune_threshold(self.objective, y, pred) if self.problem_type == BINARY else None
         value = score(self.objective, y, pred, self.problem_type, threshold)
         seconds = time.monotonic() - start
-        return TrialResult(value, seconds, threshold, first, cost_units(family, params, fidelity), pred,
-                           max(fit_seconds))
+        return TrialResult(value, seconds, max(fit_seconds), threshold, first, cost_units(family, params, fidelity),
+                           pred)
 
     def predict(self, est: Any, X: np.ndarray) -> np.ndarray:
         if self.problem_type == REGRESSION:

@@ -16,7 +16,7 @@ from automl.families import Context
 from automl.problem import resolve_objective
 from automl.registry import FAMILIES
 from automl.spec import transform
-from automl.validation import Evaluator, make_folds
+from automl.validation import CV_MAX_ROWS, Evaluator, make_folds
 
 
 def _noise_ids(n: int, levels: int, seed: int = 0) -> tuple[list, dict[str, np.ndarray], np.ndarray]:
@@ -58,7 +58,7 @@ def test_what_learns_from_the_target():
 def test_a_category_of_noise_shows_no_signal_in_validation(n):
     infos, raw, y = _noise_ids(n, n // 3)
     spec = preprocess.fit_spec(infos, raw, y, "tree", "regression")
-    folds = make_folds(None, n, 0)
+    folds = make_folds(None, n, 0, n <= CV_MAX_ROWS)
     # what automl/train.py's _fold_matrices gives the Evaluator for this spec
     fold_matrices = {"tree": [transform(preprocess.refit_orders(spec, infos, {k: v[tr] for k, v in raw.items()},
                                                                 y[tr], "regression"), raw) for tr, _ in folds]}
