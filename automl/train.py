@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from . import problem as P
 from .clustering import train_kmeans
-from . import ensemble
+from . import confirm, ensemble
 from .codes import mark_codes
 from .custom import fit_custom_spec, parse
 from .diagnose import findings
@@ -55,6 +55,10 @@ BLEND_TIME = True
 #: 40-44k rows, refitted in 1.34 s and 3.05 s against 1.47 s and 3.22 s predicted
 #: without it; the margin is for a machine busier during the refit than the search)
 REFIT_MARGIN = 1.25
+#: AUTO ON, a search on one holdout split: its finalists are cross-validated with the
+#: time it leaves (automl/confirm.py); off, the holdout's ranking stands (benchmarks'
+#: mlproxy_noconfirm)
+CONFIRM = True
 
 #: Imbalanced: the rarest class has less than this share of the majority class.
 IMBALANCE_RATIO = 0.5
@@ -258,9 +262,23 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     blends = opts.auto and pool is None and partitioned is None and ensemble.FAMILY in model_types
     search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, refit_rows, pool,
                          refit_share, blends)
-    winner = search.winner()
-    fam = FAMILIES[winner.family]
+    winner, trials = search.winner(), search.trials
     report.append(f"search: {len(search.trials)} trials, stopped: {search.stop_reason}")
+    confirmation = None
+    if opts.auto and CONFIRM and pool is None and partitioned is None and not evaluator.is_cv:
+        more = confirm.more_folds(folds[0], y_sel if is_class else None, opts.seed)
+
+        def confirming() -> Evaluator:
+            per_fold = {enc: [transform(s, raw_sel) for s in per_fold]
+                        for enc, per_fold in _fold_specs(specs, opts, infos, raw_sel, y_sel, target_kind,
+                                                         more).items()}
+            return Evaluator(matrices, y_sel, more, objective, problem_type, n_classes, opts.seed, per_fold)
+
+        confirmation = confirm.confirm(search, more, confirming,
+                                       lambda t, fits: _refit_seconds(t, fits * fold_rows, fold_rows), report)
+        if confirmation is not None:
+            winner, trials = confirmation.trials[0], confirm.merged(search.trials, confirmation)
+    fam = FAMILIES[winner.family]
     report.append(f"winner: {winner.family} {winner.params} (validation {objective.name} {winner.score:.6g})")
     if not fam.searched:
         report.append("no model beat the constant baseline in validation: the model predicts "
@@ -286,8 +304,10 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     measured = winner.result.model if refit_all else None
     threshold = winner.result.threshold
     blend = None
-    selection = (ensemble.select(search.trials, winner, y_sel[evaluator.validation_rows()], objective,
-                                 problem_type, n_classes)
+    # an ensemble of confirmed trials is selected on all their validation predictions
+    candidates, rows = ((confirmation.trials, confirmation.rows) if confirmation is not None
+                        else (search.trials, evaluator.validation_rows()))
+    selection = (ensemble.select(candidates, winner, y_sel[rows], objective, problem_type, n_classes)
                  if blends else None)
     if selection is not None:
         report.append(selection.describe(winner.score, objective.name))
@@ -331,7 +351,7 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     importances = feature_importances(fam, measured, spec, infos, X_measured, y_test, problem_type, n_classes,
                                       opts.seed, clock.hard_deadline)
     exported = fam.export(est)
-    leaderboard = [t.entry() for t in search.trials]
+    leaderboard = [t.entry() for t in trials]
     result = TrainedModel(
         problem_type=problem_type,
         model_type=fam.model_type,
@@ -348,7 +368,7 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         rows_used=n,
         threshold=threshold if problem_type == P.BINARY else None,
         report=report,
-        top_trials=_top_trials(search, winner, objective),
+        top_trials=_top_trials(trials, winner, objective),
         evaluation={**evaluation, "trials": evaluation_trials(leaderboard),
                     "greater_is_better": objective.greater_is_better},
         sklearn_model=est if exported is not est else None,
@@ -359,11 +379,12 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     return result
 
 
-def _top_trials(search: Search, winner: Trial, objective: P.Objective, count: int = 5) -> list[dict[str, Any]]:
-    """The leaderboard's top `count` entries, best first: the winner, then full-fidelity
-    trials, then the rest, each by score."""
-    others = sorted((t for t in search.trials if t is not winner),
-                    key=lambda t: (t.fidelity >= 1.0, objective.utility(t.score)), reverse=True)
+def _top_trials(trials: list[Trial], winner: Trial, objective: P.Objective, count: int = 5) -> list[dict[str, Any]]:
+    """The leaderboard's top `count` entries, best first: the winner, then confirmed
+    trials (automl/confirm.py), then full-fidelity ones, then the rest, each by score."""
+    others = sorted((t for t in trials if t is not winner),
+                    key=lambda t: (t.phase == confirm.PHASE, t.fidelity >= 1.0, objective.utility(t.score)),
+                    reverse=True)
     return [t.entry() for t in [winner, *others][:count]]
 
 

@@ -85,6 +85,24 @@ def make_folds(y: np.ndarray | None, n: int, seed: int,
     return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
 
 
+def folds_around(holdout: tuple[np.ndarray, np.ndarray], y: np.ndarray | None, seed: int,
+                 k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k-fold CV whose first fold is `holdout` (train, validation): its training
+    rows split into k - 1 more validation parts (per class when `y` is given), so a
+    configuration already scored on the holdout is cross-validated by k - 1 more
+    fits of the same size (automl/confirm.py)."""
+    train, val = holdout
+    rng = np.random.default_rng(seed + 3)
+    part_of = np.empty(len(y) if y is not None else len(train) + len(val), dtype=np.int64)
+    part_of[val] = 0
+    offset = 0
+    for idx in _class_groups(None if y is None else y[train], len(train)):
+        rows = train[rng.permutation(idx)]
+        part_of[rows] = 1 + (np.arange(len(rows)) + offset) % (k - 1)
+        offset += len(rows)
+    return [(train, val)] + [(np.flatnonzero(part_of != f), np.flatnonzero(part_of == f)) for f in range(1, k)]
+
+
 @dataclass
 class TrialResult:
     score: float
@@ -183,12 +201,18 @@ class Evaluator:
             out[val] = self.predict(est, Xf[val])
             seen[val] = True
         first = models[0]
-        y, pred = self.y[seen], out[seen]
-        threshold = tune_threshold(self.objective, y, pred) if self.problem_type == BINARY else None
-        value = score(self.objective, y, pred, self.problem_type, threshold)
+        pred = out[seen]
+        value, threshold = self.scored(seen, pred)
         seconds = time.monotonic() - start
         return TrialResult(value, seconds, max(fit_seconds), threshold, first, cost_units(family, params, fidelity),
                            pred)
+
+    def scored(self, rows: np.ndarray, pred: np.ndarray) -> tuple[float, float | None]:
+        """(score, decision threshold: binary only, tuned on them) of the predictions
+        `pred` of the targets of `rows` (indices or a mask; a row may come twice)."""
+        y = self.y[rows]
+        threshold = tune_threshold(self.objective, y, pred) if self.problem_type == BINARY else None
+        return score(self.objective, y, pred, self.problem_type, threshold), threshold
 
     def predict(self, est: Any, X: np.ndarray) -> np.ndarray:
         if self.problem_type == REGRESSION:

@@ -86,6 +86,8 @@ AUTO_VARIANTS = {
     "mlproxy_noblendtime": automl_families.AUTO_FAMILIES,
     # one holdout split above 5,000 selection rows whatever the budget
     "mlproxy_holdout": automl_families.AUTO_FAMILIES,
+    # a holdout search's ranking as it is (its finalists not cross-validated after it)
+    "mlproxy_noconfirm": automl_families.AUTO_FAMILIES,
 }
 #: module settings a variant changes for its run: {variant: {(module, name): value}}
 VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
@@ -96,6 +98,7 @@ VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
     "mlproxy_shortrounds": {(automl_lgbm, "LONG_ROUNDS"): automl_lgbm.ROUNDS},
     "mlproxy_noblendtime": {(automl_train, "BLEND_TIME"): False},
     "mlproxy_holdout": {(automl_validation, "CV_CELLS_PER_SECOND"): 0.0},
+    "mlproxy_noconfirm": {(automl_train, "CONFIRM"): False},
 }
 
 DATASETS = {

@@ -37,6 +37,7 @@ def test_training_says_which_validation_it_used():
     model = automl.train(table, {"target": "y", "max_runtime": 5, "seed": 0}, n_jobs=1)
     assert any(line.startswith("rows: 6000 for training/selection (3-fold cross-validation)")
                for line in model.report), model.report
+    assert not any(line.startswith("confirmation") for line in model.report)  # (a holdout search's only)
     short = automl.train(table, {"target": "y", "max_runtime": 3, "seed": 0}, n_jobs=1)
     assert any(line.startswith("rows: 6000 for training/selection (one holdout split)")
                for line in short.report), short.report

@@ -1,0 +1,81 @@
+"""Confirmation (automl/confirm.py): a search on one holdout split has its
+finalists cross-validated with the time it leaves, the holdout being one fold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import automl
+from automl import confirm, validation
+from automl.families import Context
+from automl.problem import REGRESSION, resolve_objective
+from automl.registry import FAMILIES
+from automl.validation import Evaluator, folds_around, make_folds
+
+
+def test_the_confirming_folds_keep_the_holdout_as_the_first_and_split_its_training_rows():
+    rng = np.random.default_rng(0)
+    y = (rng.random(9000) < 0.1).astype(np.int64)  # a 10% class: each part keeps its share
+    holdout = make_folds(y, len(y), 0, cross_validate=False)[0]
+    folds = folds_around(holdout, y, 0, 5)
+    assert len(folds) == 5
+    assert all(np.array_equal(a, b) for a, b in zip(folds[0], holdout))
+    val = np.concatenate([v for _, v in folds])
+    assert sorted(val.tolist()) == list(range(len(y)))  # every row validated exactly once
+    for train, v in folds:
+        assert len(np.intersect1d(train, v)) == 0 and len(train) + len(v) == len(y)
+        assert abs(len(v) - len(y) / 5) <= 2
+        assert abs(y[v].mean() - y.mean()) < 0.002
+    # regression (no classes): the same partition, by rows alone
+    plain = folds_around(make_folds(None, 1001, 3, cross_validate=False)[0], None, 3, 5)
+    assert sorted(np.concatenate([v for _, v in plain]).tolist()) == list(range(1001))
+
+
+def test_a_holdout_result_and_the_other_folds_combined_equal_the_cross_validation_from_scratch():
+    rng = np.random.default_rng(1)
+    n = 3000
+    X = rng.normal(size=(n, 4))
+    y = X[:, 0] * 2 - X[:, 1] + rng.normal(size=n)
+    objective = resolve_objective(None, REGRESSION)
+    fam = FAMILIES["LIGHTGBM"]
+    ctx = Context(REGRESSION, int(0.8 * n), 4, 0, 0, 1)
+    params = {**fam.initial(ctx), "num_round": 60}
+    holdout = make_folds(None, n, 0, cross_validate=False)
+    matrices = {fam.encoding: X}
+    searched = Evaluator(matrices, y, holdout, objective, REGRESSION, 0, 0)
+    known = searched.run(fam, params, ctx, 1.0, float("inf"))
+    more = confirm.more_folds(holdout[0], None, 0)
+    assert len(more) == confirm.FOLDS - 1
+    extra = Evaluator(matrices, y, more, objective, REGRESSION, 0, 0)
+    combined = confirm.combine(known, searched.validation_rows(), extra.run(fam, params, ctx, 1.0, float("inf")),
+                               extra)
+    scratch = Evaluator(matrices, y, holdout + more, objective, REGRESSION, 0, 0).run(fam, params, ctx, 1.0,
+                                                                                    float("inf"))
+    assert combined.model is known.model  # the search's model stays the trial's
+    rows = np.concatenate([searched.validation_rows(), extra.validation_rows()])
+    assert sorted(rows.tolist()) == list(range(n))
+    np.testing.assert_allclose(combined.oof[np.argsort(rows)], scratch.oof)
+    assert combined.score == pytest.approx(scratch.score, rel=1e-12) and combined.score != known.score
+
+
+def test_a_search_on_one_holdout_confirms_its_finalists_and_the_winner_is_the_best_of_them(monkeypatch):
+    monkeypatch.setattr(validation, "CV_CELLS_PER_SECOND", 0.0)  # one holdout above 5,000 rows, whatever the budget
+    rng = np.random.default_rng(2)
+    n = 7000
+    cat = rng.choice(np.array(["a", "b", "c", "d", "e"]), size=n)  # category orders fitted per fold
+    x = rng.normal(size=(n, 2))
+    effect = {"a": 0.0, "b": 1.0, "c": -1.0, "d": 2.0, "e": 0.5}
+    y = x[:, 0] + np.vectorize(effect.get)(cat) + rng.normal(size=n)
+    table = pa.table({"c": cat, "x0": x[:, 0], "x1": x[:, 1], "y": y})
+    # the search converges after about 4 s of 8 (0 restarts below 15 s): the rest confirms
+    model = automl.train(table, {"target": "y", "max_runtime": 8, "seed": 0}, n_jobs=1)
+    assert any(line.startswith("rows: 5600 for training/selection (one holdout split)") for line in model.report)
+    line = next((line for line in model.report if line.startswith("confirmation: ") and "scored again" in line), None)
+    assert line is not None, model.report
+    confirmed = [e for e in model.leaderboard if e["phase"] == confirm.PHASE]
+    assert len(confirmed) >= confirm.MIN_CONFIRMED and f"{len(confirmed)} best configurations" in line
+    best = min(confirmed, key=lambda e: e["score"])
+    assert model.top_trials[0]["trial"] == best["trial"]  # the winner: the best by cross-validation
+    assert model.training_seconds <= 8
