@@ -61,6 +61,7 @@ automl_codes = importlib.import_module("automl.codes")
 automl_lgbm = importlib.import_module("automl.lgbm")
 automl_ensemble = importlib.import_module("automl.ensemble")
 automl_validation = importlib.import_module("automl.validation")
+automl_search = importlib.import_module("automl.search")
 from automl.columns import to_raw  # noqa: E402
 from benchmarks.automl import tables  # noqa: E402
 
@@ -88,6 +89,11 @@ AUTO_VARIANTS = {
     "mlproxy_holdout": automl_families.AUTO_FAMILIES,
     # a holdout search's ranking as it is (its finalists not cross-validated after it)
     "mlproxy_noconfirm": automl_families.AUTO_FAMILIES,
+    # the same with one holdout split above 5,000 rows whatever the budget (so both
+    # arms search on one holdout: the confirmation measured where the search converges)
+    "mlproxy_holdout_noconfirm": automl_families.AUTO_FAMILIES,
+    # one restart of the converged local search per 5 s of MAX_RUNTIME (6 at 30 s), not per 15 s
+    "mlproxy_restarts5": automl_families.AUTO_FAMILIES,
 }
 #: module settings a variant changes for its run: {variant: {(module, name): value}}
 VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
@@ -99,6 +105,8 @@ VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
     "mlproxy_noblendtime": {(automl_train, "BLEND_TIME"): False},
     "mlproxy_holdout": {(automl_validation, "CV_CELLS_PER_SECOND"): 0.0},
     "mlproxy_noconfirm": {(automl_train, "CONFIRM"): False},
+    "mlproxy_holdout_noconfirm": {(automl_validation, "CV_CELLS_PER_SECOND"): 0.0, (automl_train, "CONFIRM"): False},
+    "mlproxy_restarts5": {(automl_search, "RESTART_SECONDS"): 5},
 }
 
 DATASETS = {
@@ -141,7 +149,10 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
 
 def run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
                 families: tuple[str, ...] | None = None,
-                settings: dict[tuple[Any, str], Any] | None = None) -> tuple[np.ndarray, float, str]:
+                settings: dict[tuple[Any, str], Any] | None = None) -> tuple[np.ndarray, float, str, list[str]]:
+    """(test predictions, seconds, model type, the report's lines on the validation,
+    the search, its confirmation and the ensemble: what each variant's JSON row keeps
+    as `_report`)."""
     table = _arrow(X_tr.assign(target=y_tr))
     start = time.monotonic()
     saved = automl_families.AUTO_FAMILIES
@@ -159,7 +170,11 @@ def run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
     seconds = time.monotonic() - start
     test = _arrow(X_te)
     pred = model.reference_predict({c: to_raw(test.column(c)) for c in test.column_names})
-    return pred, seconds, model.model_type
+    lines = [line for line in model.report if line.startswith(_REPORTED)]
+    return pred, seconds, model.model_type, lines
+
+
+_REPORTED = ("rows:", "search:", "confirmation:", "ensemble:")
 
 
 def run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs) -> tuple[np.ndarray, float, str]:
@@ -283,16 +298,19 @@ def bench(names: list[str], budgets: list[float], first_seed: int, n_jobs: int, 
                                        "lower_is_better": objective == "MSE", "train_rows": len(y_tr),
                                        "test_rows": len(y_te), "seed": seed}
                 if with_mlproxy:
-                    pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs)
-                    row.update(mlproxy=score(objective, y_te, pred), mlproxy_seconds=secs, mlproxy_model=winner)
+                    pred, secs, winner, lines = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed,
+                                                            n_jobs)
+                    row.update(mlproxy=score(objective, y_te, pred), mlproxy_seconds=secs, mlproxy_model=winner,
+                               mlproxy_report=lines)
                     if problem == "REGRESSION":
                         row["mlproxy_r2"] = float(skm.r2_score(y_te, pred))
                 if compare_auto:
                     for variant in variants:
-                        pred, secs, winner = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
-                                                         AUTO_VARIANTS[variant], VARIANT_SETTINGS.get(variant))
+                        pred, secs, winner, lines = run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed,
+                                                                n_jobs, AUTO_VARIANTS[variant],
+                                                                VARIANT_SETTINGS.get(variant))
                         row.update({variant: score(objective, y_te, pred), f"{variant}_seconds": secs,
-                                    f"{variant}_model": winner})
+                                    f"{variant}_model": winner, f"{variant}_report": lines})
                     if budget == budgets[0] and name in DATASETS:
                         row["auto_off_equals_xgboost_train"] = xgboost_equivalence(X_tr, y_tr, problem, seed)
                 if with_flaml:
