@@ -19,8 +19,8 @@ selection row. A confirmed trial keeps its own model (the holdout's), so the
 metrics, and a refit cut short, use the model and spec they would have used.
 
 A cross-validated search is not confirmed: a second k-fold cross-validation on new
-folds (measured on the small tables at 30 s) changed 5 of 17 results, 2 for the
-better and 3 for the worse (docs/automl.md, "What each lever did").
+folds for its finalists (measured on the small tables at 30 s) changed 6 of 18
+results, 3 for the better and 3 for the worse (docs/automl.md, "What each lever did").
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ class Evaluator:
 
     def scored(self, rows: np.ndarray, pred: np.ndarray) -> tuple[float, float | None]:
         """(score, decision threshold: binary only, tuned on them) of the predictions
-        `pred` of the targets of `rows` (indices or a mask; a row may come twice)."""
+        `pred` of the targets of `rows` (indices or a mask)."""
         y = self.y[rows]
         threshold = tune_threshold(self.objective, y, pred) if self.problem_type == BINARY else None
         return score(self.objective, y, pred, self.problem_type, threshold), threshold
