@@ -5,8 +5,7 @@ on one holdout split, and its noise ranks close configurations: on diamonds (6,4
 validation rows) the rank correlation of holdout and held-out MSE over the 12 best
 configurations was -0.71 and 0.07 on two seeds. A search that converges before
 MAX_RUNTIME leaves time unused. With it, the best FINALISTS distinct full-fidelity
-configurations whose validation predictions the search kept, best first, are fitted
-on the other FOLDS - 1 folds of a FOLDS-fold cross-validation whose first fold is
+configurations, best first, are fitted on the other FOLDS - 1 folds of a FOLDS-fold cross-validation whose first fold is
 the holdout itself (validation.folds_around): FOLDS - 1 fits of the size the trial
 made, and every selection row is predicted once.
 
@@ -26,7 +25,7 @@ results, 3 for the better and 3 for the worse (docs/automl.md, "What each lever 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,15 +63,13 @@ def more_folds(holdout: tuple[np.ndarray, np.ndarray], y: np.ndarray | None, see
 
 
 def finalists(search: Search) -> list[Trial]:
-    """The search's best FINALISTS distinct full-fidelity trials of searched families
-    with validation predictions kept, best first (none when no searched family beat
-    the baseline)."""
+    """The search's best FINALISTS distinct full-fidelity trials of searched families,
+    best first (none when no searched family beat the baseline)."""
     winner = search.winner()
     if winner is None or not FAMILIES[winner.family].searched:
         return []
     objective = search.objective
-    ranked = sorted((t for t in search.trials if t.fidelity == 1.0 and t.result.oof is not None
-                     and FAMILIES[t.family].searched),
+    ranked = sorted((t for t in search.trials if t.fidelity == 1.0 and FAMILIES[t.family].searched),
                     key=lambda t: (-objective.utility(t.score), t.index))
     out, seen = [], set()
     for t in ranked:
@@ -111,7 +108,10 @@ def confirm(search: Search, folds: Folds, evaluator: Callable[[], Evaluator],
             break
         except FIT_ERRORS:
             continue
-        result = combine(trial.result, searched_rows, more, extra)
+        searched = trial.result
+        if searched.oof is None:  # dropped by the search (automl/search.py OOF_KEPT): predicted again
+            searched = replace(searched, oof=search.evaluator.first_fold_predictions(fam, searched.model))
+        result = combine(searched, searched_rows, more, extra)
         confirmed.append(Trial(trial.index, trial.family, dict(trial.params), 1.0, PHASE, result))
     if len(confirmed) < MIN_CONFIRMED:
         if confirmed or ended:

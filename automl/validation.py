@@ -207,6 +207,12 @@ class Evaluator:
         return TrialResult(value, seconds, max(fit_seconds), threshold, first, cost_units(family, params, fidelity),
                            pred)
 
+    def first_fold_predictions(self, family: Family, model: Any) -> np.ndarray:
+        """A first-fold model's predictions of that fold's validation rows (a holdout
+        trial's `TrialResult.oof`, when the search dropped it)."""
+        X, per_fold = self.inputs(family.encoding)
+        return self.predict(model, (per_fold[0] if per_fold else X)[self.folds[0][1]])
+
     def scored(self, rows: np.ndarray, pred: np.ndarray) -> tuple[float, float | None]:
         """(score, decision threshold: binary only, tuned on them) of the predictions
         `pred` of the targets of `rows` (indices or a mask)."""
