@@ -4,10 +4,10 @@ A table the budget cannot cross-validate (validation.cross_validates) is searche
 on one holdout split, and its noise ranks close configurations: on diamonds (6,473
 validation rows) the rank correlation of holdout and held-out MSE over the 12 best
 configurations was -0.71 and 0.07 on two seeds. A search that converges before
-MAX_RUNTIME leaves time unused. With it, the best FINALISTS distinct full-fidelity
-configurations, best first, are fitted on the other FOLDS - 1 folds of a FOLDS-fold cross-validation whose first fold is
-the holdout itself (validation.folds_around): FOLDS - 1 fits of the size the trial
-made, and every selection row is predicted once.
+MAX_RUNTIME leaves time unused. With it, the best FINALISTS full-fidelity
+configurations, best first, are fitted on the other FOLDS - 1 folds of a FOLDS-fold
+cross-validation whose first fold is the holdout itself (validation.folds_around):
+FOLDS - 1 fits of the size the trial made, and every selection row is predicted once.
 
 A finalist's score is computed on all its predictions together (the holdout's and
 the new folds'); it runs when its fits, predicted from its trial's measured fit,
@@ -32,7 +32,7 @@ import numpy as np
 from .families import TrialInterrupted
 from .problem import Objective
 from .registry import FAMILIES
-from .search import FIT_ERRORS, Search, Trial, freeze
+from .search import FIT_ERRORS, Search, Trial
 from .validation import Evaluator, TrialResult, folds_around
 
 #: at most this many configurations are confirmed, best first
@@ -63,43 +63,41 @@ def more_folds(holdout: tuple[np.ndarray, np.ndarray], y: np.ndarray | None, see
 
 
 def finalists(search: Search) -> list[Trial]:
-    """The search's best FINALISTS distinct full-fidelity trials of searched families,
-    best first (none when no searched family beat the baseline)."""
+    """The search's best FINALISTS full-fidelity trials of searched families, best
+    first (none when no searched family beat the baseline). They are distinct
+    configurations: the search never runs one twice at a fidelity (Search._admit)."""
     winner = search.winner()
     if winner is None or not FAMILIES[winner.family].searched:
         return []
     objective = search.objective
     ranked = sorted((t for t in search.trials if t.fidelity == 1.0 and FAMILIES[t.family].searched),
                     key=lambda t: (-objective.utility(t.score), t.index))
-    out, seen = [], set()
-    for t in ranked:
-        key = (t.family, freeze(t.params))
-        if key not in seen:
-            seen.add(key)
-            out.append(t)
-    return out[:FINALISTS]
+    return ranked[:FINALISTS]
 
 
-def confirm(search: Search, folds: Folds, evaluator: Callable[[], Evaluator],
-            predicted: Callable[[Trial, int], float], report: list[str]) -> Confirmation | None:
-    """The finalists of a search on one holdout split fitted on `folds` (more_folds)
-    in the time left; None when fewer than MIN_CONFIRMED were. `evaluator()` builds
-    the Evaluator of `folds` (called once, when a finalist first fits in time);
-    `predicted(trial, fits)` is the seconds `fits` fits of the trial's configuration
-    are predicted to take."""
+def confirm(search: Search, evaluator: Callable[[], Evaluator], predicted: Callable[[Trial], float],
+            report: list[str]) -> Confirmation | None:
+    """The finalists of a search on one holdout split fitted on more folds
+    (`more_folds`) in the time left; None when fewer than MIN_CONFIRMED were.
+    `evaluator()` builds the Evaluator of those folds (called once, when a finalist
+    first fits in time); `predicted(trial)` is the seconds its FOLDS - 1 fits are
+    predicted to take."""
     candidates = finalists(search)
     if len(candidates) < MIN_CONFIRMED:
         return None
     budget, objective = search.budget, search.objective
-    searched_rows = search.evaluator.validation_rows()
     extra: Evaluator | None = None
+    rows = np.empty(0, dtype=np.int64)
     confirmed: list[Trial] = []
     ended = ""
     for trial in candidates:
-        if not budget.allows(predicted(trial, len(folds))):
+        if not budget.allows(predicted(trial)):
             ended = ended or "the time left"
             continue
-        extra = extra or evaluator()
+        if extra is None:
+            extra = evaluator()
+            # the holdout's validation rows, then the new folds': what each finalist's predictions are of
+            rows = np.concatenate([search.evaluator.validation_rows(), extra.validation_rows()])
         fam = FAMILIES[trial.family]
         try:
             more = extra.run(fam, trial.params, search.contexts[fam.model_type], 1.0, budget.search_deadline())
@@ -111,7 +109,7 @@ def confirm(search: Search, folds: Folds, evaluator: Callable[[], Evaluator],
         searched = trial.result
         if searched.oof is None:  # dropped by the search (automl/search.py OOF_KEPT): predicted again
             searched = replace(searched, oof=search.evaluator.first_fold_predictions(fam, searched.model))
-        result = combine(searched, searched_rows, more, extra)
+        result = combine(searched, more, rows, extra)
         confirmed.append(Trial(trial.index, trial.family, dict(trial.params), 1.0, PHASE, result))
     if len(confirmed) < MIN_CONFIRMED:
         if confirmed or ended:
@@ -120,14 +118,15 @@ def confirm(search: Search, folds: Folds, evaluator: Callable[[], Evaluator],
         return None
     confirmed.sort(key=lambda t: (-objective.utility(t.score), t.index))
     report.append(_describe(confirmed, candidates, objective))
-    return Confirmation(confirmed, np.concatenate([searched_rows, extra.validation_rows()]))
+    return Confirmation(confirmed, rows)
 
 
-def combine(searched: TrialResult, searched_rows: np.ndarray, more: TrialResult, extra: Evaluator) -> TrialResult:
+def combine(searched: TrialResult, more: TrialResult, rows: np.ndarray, extra: Evaluator) -> TrialResult:
     """A trial's result on its search's validation rows and on more folds' (`extra`),
-    as one: scored on all the predictions together, the search's model kept."""
+    as one, `rows` being the rows of their predictions together: scored on all of
+    them, the search's model kept."""
     pred = np.concatenate([searched.oof, more.oof])
-    value, threshold = extra.scored(np.concatenate([searched_rows, extra.validation_rows()]), pred)
+    value, threshold = extra.scored(rows, pred)
     return TrialResult(value, searched.seconds + more.seconds, max(searched.fit_seconds, more.fit_seconds),
                        threshold, searched.model, searched.cost_units, pred)
 

@@ -421,7 +421,7 @@ class Search:
         if not self.budget.allows(0.0):
             # first: a search whose moves are all seen before still ends on time
             raise _OutOfTime()
-        key = (fam.model_type, freeze(params), fidelity)
+        key = (fam.model_type, _freeze(params), fidelity)
         if key in self._seen:
             return False
         self._seen.add(key)
@@ -484,7 +484,7 @@ class Search:
 
     def _best_score(self, family: str, params: dict[str, Any]) -> float:
         scores = [t.score for t in self.trials if t.family == family and t.fidelity == 1.0
-                  and freeze(t.params) == freeze(params)]
+                  and _freeze(t.params) == _freeze(params)]
         return scores[0]
 
 
@@ -508,6 +508,5 @@ def _sample(p: Param, rng: np.random.Generator) -> Any:
     return p.from_unit(float(rng.random()))
 
 
-def freeze(params: dict[str, Any]) -> tuple:
-    """A configuration as a hashable key (the same parameters give the same key)."""
+def _freeze(params: dict[str, Any]) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in params.items()))

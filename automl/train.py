@@ -274,8 +274,8 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
                                                          more).items()}
             return Evaluator(matrices, y_sel, more, objective, problem_type, n_classes, opts.seed, per_fold)
 
-        confirmation = confirm.confirm(search, more, confirming,
-                                       lambda t, fits: _refit_seconds(t, fits * fold_rows, fold_rows), report)
+        confirmation = confirm.confirm(search, confirming,
+                                       lambda t: _refit_seconds(t, len(more) * fold_rows, fold_rows), report)
         if confirmation is not None:
             winner, trials = confirmation.trials[0], confirm.merged(search.trials, confirmation)
     fam = FAMILIES[winner.family]

@@ -49,14 +49,13 @@ def test_a_holdout_result_and_the_other_folds_combined_equal_the_cross_validatio
     more = confirm.more_folds(holdout[0], None, 0)
     assert len(more) == confirm.FOLDS - 1
     extra = Evaluator(matrices, y, more, objective, REGRESSION, 0, 0)
-    combined = confirm.combine(known, searched.validation_rows(), extra.run(fam, params, ctx, 1.0, float("inf")),
-                               extra)
+    rows = np.concatenate([searched.validation_rows(), extra.validation_rows()])
+    combined = confirm.combine(known, extra.run(fam, params, ctx, 1.0, float("inf")), rows, extra)
     scratch = Evaluator(matrices, y, holdout + more, objective, REGRESSION, 0, 0).run(fam, params, ctx, 1.0,
                                                                                     float("inf"))
     assert combined.model is known.model  # the search's model stays the trial's
     # a trial whose predictions the search dropped has them predicted again, the same
     np.testing.assert_array_equal(searched.first_fold_predictions(fam, known.model), known.oof)
-    rows = np.concatenate([searched.validation_rows(), extra.validation_rows()])
     assert sorted(rows.tolist()) == list(range(n))
     np.testing.assert_allclose(combined.oof[np.argsort(rows)], scratch.oof)
     assert combined.score == pytest.approx(scratch.score, rel=1e-12) and combined.score != known.score
