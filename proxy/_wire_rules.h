@@ -24,12 +24,16 @@ static inline unsigned char lower(unsigned char c) {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
-/* Apply one whole frontend message of `type`. Returns 0, or -1 for Terminate and for
- * a CopyDone/CopyFail outside COPY IN, which the session handles on its own path. (Query/Parse are checked for triggers by the
+/* Apply one whole frontend message of `type`. Returns 0, or -1 for what the session
+ * handles on its own path: Terminate; a CopyDone/CopyFail outside COPY IN; a Query or
+ * FunctionCall after an extended-protocol message with no Sync between, which Postgres
+ * skips, with no ReadyForQuery, when one of those messages fails (Session._query_turn
+ * waits for their replies to know). (Query/Parse are checked for triggers by the
  * caller before this.) */
 static inline int client_rule(ClientRules *r, unsigned char type) {
     switch (type) {
     case 'Q':
+        if (r->extended_open) return -1;
         r->requests++;
         r->extended_open = 0;
         r->synced = 1;
@@ -43,6 +47,7 @@ static inline int client_rule(ClientRules *r, unsigned char type) {
         r->synced = 1;
         break;
     case 'F':
+        if (r->extended_open) return -1;
         r->requests++;
         break;
     case 'c': case 'f':

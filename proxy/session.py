@@ -367,7 +367,9 @@ class Session(asyncio.Protocol):
     # -- relay --------------------------------------------------------------------------
     def _client_relay(self, data: bytes) -> None:
         framer = self._cframer
-        if self.rewrite is None and framer.at_boundary and not self.skipping_to_sync:
+        if self.rewrite is None and framer.at_boundary and not self.skipping_to_sync and not self.unsynced:
+            # (a pipeline the last chunk left open goes framed: a Query or FunctionCall
+            # in it takes its turn, see below)
             triggers = self._triggers.get(self.database)
             if triggers is None:
                 triggers = self.server.triggers_for(self.database)
@@ -429,6 +431,12 @@ class Session(asyncio.Protocol):
                     names = ()
                     if msg_type == F_BIND:
                         interceptor = self.rewrite.interceptor_for(item.raw)
+            if interceptor is None and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL) \
+                    and self.unsynced and not self.skipping_to_sync and not self.copy_in:
+                # after extended-protocol messages with no Sync between, Postgres runs it
+                # only if none of them fails (else it skips it, with no ReadyForQuery):
+                # it waits for their replies (_query_turn)
+                interceptor = _TAKES_ITS_TURN
             if interceptor is not None:
                 if out:
                     self.upstream.writelines(out)
@@ -912,13 +920,15 @@ class Session(asyncio.Protocol):
         self._end_takeover(takeover)
 
     async def _query_turn(self, frame: Frame, takeover: Takeover) -> bool:
-        """Whether Postgres would run this Query now. One sent after extended-protocol
-        messages with no Sync between runs once their replies are out (they are
-        relayed first, so that no reply owed to the client is lost or read as the
-        interceptor's own), and ends their batch as a Sync would; after an error
-        among them Postgres is skipping to the client's Sync and ignores the Query:
-        so does the proxy (False)."""
-        if frame.type != F_QUERY or not (self.unsynced or self.failed_since_sync):
+        """Whether Postgres would run this Query or FunctionCall now. One sent after
+        extended-protocol messages with no Sync between runs once their replies are
+        out (they are relayed first, so that no reply owed to the client is lost or
+        read as the interceptor's own), and ends their batch as a Sync would; after
+        an error among them Postgres is skipping to the client's Sync and ignores
+        it, with no ReadyForQuery: so does the proxy (False), so that no request is
+        counted in flight that never will be answered."""
+        if (frame.type != F_QUERY and frame.type != F_FUNCTION_CALL) \
+                or not (self.unsynced or self.failed_since_sync):
             return True
         if not await relay_owed(takeover):
             log.debug("query ignored while skipping to Sync session=%s", self.id)
@@ -1131,6 +1141,18 @@ class Session(asyncio.Protocol):
     fatal = _fatal
     internal_failure = _internal_failure
     server_data = _server_data
+
+
+class _TakesItsTurn:
+    """The handover of a Query or FunctionCall that is no interceptor's, sent while
+    extended-protocol messages await their Sync: once Session._query_turn has
+    relayed their replies and found that Postgres runs it, it goes on as sent."""
+
+    async def handle(self, frame: Frame, takeover: Takeover) -> None:
+        takeover.session.relay_frame(frame)
+
+
+_TAKES_ITS_TURN = _TakesItsTurn()
 
 
 class _CancelSink(asyncio.Protocol):

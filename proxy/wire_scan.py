@@ -15,7 +15,10 @@ client_chunk(data, limits, triggers, copy_in, names=()) -> int | None
     Query/Parse contains a trigger (compared lower-cased), no message names one of
     `names` (a parked reply rewrite's statements, see `names_message`), no Terminate,
     no CopyDone or CopyFail outside COPY IN (the session matches those with their
-    CopyInResponse), and no extended-protocol message is left after the chunk's last
+    CopyInResponse), no Query or FunctionCall after an extended-protocol message with
+    no Sync between (Postgres skips it, with no ReadyForQuery, when one of those
+    messages fails: the session's Session._query_turn waits for their replies to
+    know), and no extended-protocol message is left after the chunk's last
     Sync/Query. Then the
     result packs: bit 0 = a Sync or Query ended the pipeline (unsynced is cleared),
     bit 1 = CopyDone/CopyFail seen (copy_in is cleared), the rest (>> 2) = requests
@@ -110,6 +113,8 @@ def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
             if any(trigger in body for trigger in triggers):
                 return None
             if msg_type == 0x51:
+                if extended_open:
+                    return None
                 requests += 1
                 extended_open = False
                 flags |= UNSYNCED_CLEARED
@@ -123,6 +128,8 @@ def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
             extended_open = False
             flags |= UNSYNCED_CLEARED
         elif msg_type == 0x46:  # FunctionCall
+            if extended_open:
+                return None
             requests += 1
         elif msg_type == 0x63 or msg_type == 0x66:  # CopyDone, CopyFail
             if not copy_in:  # ended ahead of its CopyInResponse, or stray: Session._copy_ended

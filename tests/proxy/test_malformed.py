@@ -113,6 +113,43 @@ def test_malformed_like_postgres(name, writes, proxy, upstream):
     same_as_postgres(RawConn.to_proxy(proxy), RawConn.to_upstream(upstream), writes)
 
 
+#: abs(-5) by FunctionCall (pg_proc oid 1397, one text argument, a text result)
+FUNCTION_CALL = p.message(b"F", struct.pack("!IhhI", 1397, 0, 1, 2) + b"-5" + struct.pack("!h", 0))
+#: a Bind of `SELECT 1` with a parameter it does not take: 08P01, then Postgres skips to Sync
+BAD_BIND = bind((b"1",))
+PIPELINE = parse("SELECT 1") + bind() + execute()
+#: a statement the proxy answers itself: it waits until every earlier request has been
+#: answered, so that one counted in flight that Postgres never answers would hang it
+INTERCEPTED = query("show model nosuch_model")
+
+
+@pytest.mark.parametrize("name, writes", [
+    # Postgres runs a Query or FunctionCall sent after extended-protocol messages with no
+    # Sync between once their replies are out; after an error among them it skips it,
+    # with no ReadyForQuery, up to the Sync
+    ("bad_bind_then_function_call", [parse("SELECT 1") + BAD_BIND + execute() + FUNCTION_CALL + SYNC]),
+    ("bad_bind_then_query", [parse("SELECT 1") + BAD_BIND + execute() + query("SELECT 2") + SYNC]),
+    ("pipeline_then_function_call", [PIPELINE + FUNCTION_CALL + SYNC]),
+    ("pipeline_then_query", [PIPELINE + query("SELECT 2") + SYNC]),
+    ("pipeline_then_function_call_in_the_next_write", [PIPELINE, FUNCTION_CALL + SYNC]),
+    ("pipeline_then_query_in_the_next_write", [PIPELINE, query("SELECT 2") + SYNC]),
+    ("bad_bind_then_function_call_in_the_next_write", [parse("SELECT 1") + BAD_BIND, FUNCTION_CALL + SYNC]),
+])
+def test_query_or_function_call_in_a_pipeline_like_postgres(name, writes, proxy, upstream):
+    """What Postgres answers, and the session stays in sync: a statement the proxy
+    answers itself comes next and is answered (the session had counted the skipped
+    request in flight, and waited for its ReadyForQuery forever)."""
+    same_as_postgres(RawConn.to_proxy(proxy), RawConn.to_upstream(upstream), writes + [ALIVE])
+    conn = RawConn.to_proxy(proxy)
+    conn.login()
+    try:
+        replies, closed = converse(conn, writes + [INTERCEPTED, ALIVE])
+    finally:
+        conn.close()
+    assert ("ERROR", "42704", 'model "nosuch_model" does not exist') in errors_of(replies)
+    assert replies[-1] == (b"Z", b"I") and not closed
+
+
 def test_bad_parse_in_one_write_is_08P01_after_the_first_result(proxy, upstream):
     replies = same_as_postgres(RawConn.to_proxy(proxy), RawConn.to_upstream(upstream),
                                [query("select 1") + NO_NUL_PARSE + query("select 2") + TERMINATE])

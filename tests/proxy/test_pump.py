@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(
 TRIGGERS = (b"predict_x", b"model")
 Q1 = p.message(b"Q", b"select 1\x00")
 Z_IDLE, Z_TX = p.message(b"Z", b"I"), p.message(b"Z", b"T")
+SYNC = p.message(b"S")
 
 
 class Lent:
@@ -193,6 +194,22 @@ def test_terminate_and_overlong_messages_come_back(native):
         assert recv_exactly(s.server, len(Q1)) == Q1
         (back,) = records(native)
         assert (back.reason, back.data) == (pump.CLIENT_DATA, bad)
+    assert nothing_more(s.server)
+    s.close()
+
+
+def test_a_query_or_function_call_in_an_unsynced_pipeline_comes_back(native):
+    # Postgres skips it, with no ReadyForQuery, when a message before it fails: the
+    # session's own path waits for their replies (Session._query_turn)
+    s = Lent(native, 8)
+    parse = p.message(b"P", b"\x00SELECT 2\x00\x00\x00")
+    call = p.message(b"F", b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01")
+    for after in (Q1, call):
+        s.client.sendall(Q1 + parse + after + SYNC)
+        assert recv_exactly(s.server, len(Q1)) == Q1
+        (back,) = records(native)
+        assert (back.reason, back.data, back.pending) == (pump.CLIENT_DATA, parse + after + SYNC, 1)
+        s.lend(0, False)
     assert nothing_more(s.server)
     s.close()
 
