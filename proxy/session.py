@@ -971,6 +971,8 @@ class Session(asyncio.Protocol):
         takeover = self._takeover
         for item in items or ():
             takeover._push_client(item)  # ALL framer: every item is a Frame
+        if violation is not None and any(item.type == F_TERMINATE for item in items or ()):
+            violation.silent = True  # Postgres ends the session at the Terminate: it never reads them
         if violation is not None:
             # the interceptor gets the messages before the bad header, then the
             # client's end; if it does not need them, the relay gets the bad bytes
