@@ -32,6 +32,7 @@ from ..errors import CHARACTER_NOT_IN_REPERTOIRE, UTF8_HINT, PgError
 from ..framing import Frame
 from ..intercept import Takeover
 from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
+from ..ml_statements.literals import quote_identifier
 from . import prepared_general
 from .call_log import CALLS
 from .explain_model import original_position, qualify_explain_model
@@ -187,7 +188,7 @@ class InferenceInterceptor:
             await self._check_privileges(takeover, entries)
         bound = await self._load(database, entries)
         if isinstance(plan, StreamingPlan):
-            plan = _guarded(plan, entries, self.registry.models(database))
+            plan = _guarded(plan, entries)
         return plan, bound
 
     async def _planned(self, frame: Frame, takeover: Takeover, models: DatabaseModels):
@@ -429,7 +430,9 @@ class InferenceInterceptor:
         if not isinstance(plan, StreamingPlan):
             entries = {f: models[(f.model_id, f.kind)].entry for f in _called(plan)}
             check = _check_execute(entries) if plan.steps else None
-            await prepared_general.prepare(self, frame, plan, models, check, takeover)
+            granted = prepared_general.Granted(_granted(entries), _session_state(session)["privileges"])
+            await prepared_general.prepare(self, frame, plan, models, check, takeover,
+                                           granted if check is not None else None)
             return
         name, _sql, tail = p.parse_message_parts(frame.body)
         if plan.has_star:
@@ -590,25 +593,19 @@ def _text_array(values: list[str]) -> str:
     return "ARRAY[" + ", ".join(sql_literal(v) for v in values) + "]::text[]"
 
 
-def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry],
-             models: DatabaseModels | None) -> StreamingPlan:
+def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry]) -> StreamingPlan:
     """The plan with Postgres checking EXECUTE on the model functions at every
-    execution: the rewritten SELECT becomes a subquery with one more column, a
-    scalar subquery (an InitPlan, run once per execution) that raises 42501 as a
-    call of the function itself would. Prepared statements, SET ROLE and a REVOKE
-    in another session are all covered, with no round trip of the proxy's own."""
-    oids = models.function_oids if models is not None else {}
-    # the function that raises is called only when a privilege is missing: a plain
-    # has_function_privilege() costs Postgres far less per execution than a call,
-    # by OID less than by signature text (which Postgres parses at every execution).
-    # An OID no longer there (the function was recreated since) reads as not
-    # granted, so that check_execute decides by signature.
-    granted = " AND ".join(
-        f"coalesce(has_function_privilege({oids[sig]}::oid, 'EXECUTE'), false)" if sig in oids
-        else f"has_function_privilege({sql_literal(sig)}, 'EXECUTE')"
-        for sig in (_signature(f, e) for f, e in entries.items()))
-    prefix = (f"SELECT *, (SELECT {_check_execute(entries)} "
-              f"WHERE NOT ({granted})) AS \"__mlproxy_check\" FROM (\n")
+    execution, where and as it checks a call of them: the rewritten SELECT becomes a
+    subquery with one more column, a scalar subquery (an InitPlan) that holds a call
+    of each function under a condition that is never true. Postgres never calls
+    them, but it checks EXECUTE on every function of a plan when the executor starts
+    (at the Bind of a prepared statement, before any row), with its own 42501 and
+    words. The condition reads a column of an OFFSET 0 subquery, so that the planner
+    cannot fold it, and the calls with it, away. Prepared statements, SET ROLE and a
+    REVOKE in another session are all covered, with no round trip of the proxy's own."""
+    calls = " AND ".join(f"{_never_called(f, e)} IS NULL" for f, e in entries.items())
+    prefix = (f"SELECT *, (SELECT CASE WHEN __mlproxy_never THEN {calls} END "
+              f"FROM (SELECT false AS __mlproxy_never OFFSET 0) AS __mlproxy_guard) AS \"__mlproxy_check\" FROM (\n")
     suffix = "\n) AS __mlproxy_rewritten"
     sql = plan.sql
     shift = len(prefix)
@@ -634,6 +631,13 @@ def _without_final_semicolon(sql: str) -> str:
     return sql
 
 
+def _granted(entries: dict[ModelFunction, ModelEntry]) -> str:
+    """An expression true when the current role may execute every one of these
+    model functions (false, not an error, for one that is not there)."""
+    return " AND ".join(f"coalesce(has_function_privilege(to_regprocedure({sql_literal(_signature(f, e))}), "
+                        "'EXECUTE'), false)" for f, e in entries.items())
+
+
 def _check_execute(entries: dict[ModelFunction, ModelEntry]) -> str:
     """A call that raises 42501, as a call of a stub would, unless the current role
     may execute every one of these model functions."""
@@ -644,3 +648,11 @@ def _check_execute(entries: dict[ModelFunction, ModelEntry]) -> str:
 
 def _signature(function: ModelFunction, entry: ModelEntry) -> str:
     return function_signature(entry, function.name)
+
+
+def _never_called(function: ModelFunction, entry: ModelEntry) -> str:
+    """A call of the model function with NULL of each argument type: it resolves to
+    the stub itself (no other overload), and a stub is not STRICT, so the planner
+    keeps it."""
+    args = ", ".join(f"NULL::{t}" for t in entry.arg_types)
+    return f"{quote_identifier(entry.function_schema)}.{quote_identifier(function.name)}({args})"

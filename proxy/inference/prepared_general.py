@@ -28,7 +28,9 @@ replies ahead of the client's. Everything runs in the client's transaction (its
 block, or the implicit one its Sync ends): an error in mlproxy's part is the error
 of the client's Bind, and the server skips to Sync as it would. A Bind of the
 unnamed statement that came with its Parse is served in the Parse's takeover (one
-batch: the input queries are described and run together).
+batch: the input queries are described and run together), once the session knows
+its role may execute the model functions (asked once per role: for a role that may
+not, Postgres answers the Parse and fails the Bind, and so does mlproxy).
 
 Why not at Parse, or on a connection of mlproxy's own: the inputs depend on the
 parameters and on the data when the statement runs, and they must be read with the
@@ -76,6 +78,19 @@ from .workers import THREAD_MIN_ROWS
 
 _ENSURE = "ensure"
 _COPY = "copy"
+_GRANTED = "granted"
+
+
+@dataclass
+class Granted:
+    """Whether the session's role may execute a statement's model functions, as the
+    served Bind needs to know before its batch (see `prepare`): `sql`, an expression
+    that says so without an error, and `cache`, the session's answers (only yes is
+    kept; the interceptor empties it when a statement may change the role or a
+    privilege)."""
+
+    sql: str
+    cache: dict[str, bool]
 
 
 async def predicted_copy_off_loop(rows: list[bytes], step: InferenceStep, bound: BoundModel) -> bytes:
@@ -197,7 +212,8 @@ def client_error(plan: GeneralPlan | ExplainPlan, outcome: Outcome) -> PgError:
 
 
 async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | ExplainPlan,
-                  models: dict[tuple[int, str], BoundModel], check: str | None, takeover: Takeover) -> None:
+                  models: dict[tuple[int, str], BoundModel], check: str | None, takeover: Takeover,
+                  granted: Granted | None = None) -> None:
     """A client's Parse of a general-path statement (see the module docstring).
 
     When the client's Bind of the unnamed statement has come with the Parse (drivers
@@ -205,7 +221,10 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
     execution is served here too: its input queries are parsed, described and run
     in the same batch, saving a takeover and two round trips. (Not for a named
     statement: if that execution fails, the statement must exist all the same, as
-    Postgres would have prepared it before the Bind failed.)"""
+    Postgres would have prepared it before the Bind failed. Nor for a role that may
+    not execute the model functions (`granted`, asked once per role): Postgres
+    answers its Parse and fails its Bind, so the Parse goes upstream first and the
+    Bind fails in its own takeover, with the check before any prediction.)"""
     session = takeover.session
     parsed = p.decode_parse(frame.body)
     name, declared = parsed.name, list(parsed.types)
@@ -217,7 +236,11 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
     bind = takeover.peek_client() if not name else None
     values = _bind_values(bind) if bind is not None and bind.type == p.F_BIND else None
     if values is not None:  # (a Bind Postgres would refuse is left for it to answer)
-        if values.statement == name and len(values.values) == len(types):
+        may = (values.statement == name and len(values.values) == len(types)
+               and await _may_execute(granted, takeover))
+        if may is None:
+            return  # the question failed: its error is the client's, and the server skips to Sync
+        if may:
             await takeover.client_message()  # the Bind, served now
             if await _fill(prepared, models, values, takeover, describe=True):
                 _forward_parse(name, prepared, takeover)
@@ -235,6 +258,29 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
         return
     prepared.learn_types(outcome)
     _forward_parse(name, prepared, takeover)
+
+
+async def _may_execute(granted: Granted | None, takeover: Takeover) -> bool | None:
+    """Whether the session's role may execute the model functions (always, with no
+    check to make): asked in a batch of its own (no Sync: the client's pipeline and
+    transaction go on) unless the session already knows it may. None when asking
+    failed (the client has the error)."""
+    if granted is None or granted.cache.get(granted.sql):
+        return True
+    batch = Batch()
+    batch.run(_GRANTED, f"SELECT {granted.sql}")
+    outcome = await batch.send(takeover)
+    if outcome.error is not None:
+        err = outcome.error
+        err.position = None
+        err.fields.pop("W", None)
+        await fail(takeover, err, server_failed=True)
+        return None
+    rows = outcome.rows.get(_GRANTED) or []
+    yes = len(rows) == 1 and bytes(rows[0]).endswith(b"\x00\x00\x00\x01t")
+    if yes:
+        granted.cache[granted.sql] = True
+    return yes
 
 
 def _bind_values(frame: Frame) -> BindValues | None:

@@ -79,14 +79,9 @@ class DatabaseModels:
     # pglast and costs milliseconds, and drivers send the same statements again and
     # again. A reload of the models starts an empty cache.
     plans: dict[tuple[str, tuple[str, ...]], object] = field(default_factory=dict)
-    # OID of each model function's stub by signature (function_signature()), as it
-    # was when the models were loaded: rewritten statements check EXECUTE by OID,
-    # which costs Postgres far less per execution than reading a signature text
-    function_oids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, entries: list[ModelEntry],
-              function_oids: dict[str, int] | None = None) -> "DatabaseModels":
+    def build(cls, entries: list[ModelEntry]) -> "DatabaseModels":
         by_function: dict[str, list[ModelEntry]] = {}
         for entry in entries:
             by_function.setdefault(entry.function_name, []).append(entry)
@@ -95,7 +90,7 @@ class DatabaseModels:
             if entry.explain_signature is not None:
                 by_function.setdefault(entry.function_name + EXPLAIN_SUFFIX, []).append(entry)
         names = frozenset(n.encode().lower() for n in (*by_function, "explain_model"))
-        return cls({e.model_id: e for e in entries}, by_function, names, function_oids=function_oids or {})
+        return cls({e.model_id: e for e in entries}, by_function, names)
 
     def mentions_call(self, sql: bytes) -> bool:
         """True if `sql` (a statement's bytes, any ASCII-compatible encoding) has an
@@ -211,30 +206,12 @@ class ModelRegistry:
                 artifact_sha256=r["artifact_sha256"],
                 explain_signature=r["explain_signature"], endpoint=r["endpoint"],
                 target_model=r["target_model"], max_batch_rows=r["max_batch_rows"]) for r in rows]
-            oids = await self._function_oids(database, entries)
-            self._publish(database, DatabaseModels.build(entries, oids))
+            self._publish(database, DatabaseModels.build(entries))
             log.debug("model registry loaded database=%s models=%d", database, len(entries))
         except Exception as exc:  # noqa: BLE001 - no models is the safe reading
             log.warning("model registry could not load database=%s error=%s", database, exc)
             if database not in self._databases:
                 self._publish(database, DatabaseModels.build([]))
-
-    async def _function_oids(self, database: str, entries: list[ModelEntry]) -> dict[str, int]:
-        """The stubs' OIDs by signature (a function not there, or all of them if the
-        lookup fails, is left out: its check goes by signature)."""
-        if not entries:
-            return {}
-        signatures = [function_signature(e, name) for e in entries
-                      for name in (e.function_name, *(e.function_name + s for s in PROBABILITY_SUFFIXES),
-                                   *((e.function_name + EXPLAIN_SUFFIX,) if e.explain_signature else ()))]
-        try:
-            pool = await self.catalog.pool(database, migrate_catalog=False)
-            rows = await pool.fetch("SELECT s, to_regprocedure(s)::oid AS oid FROM unnest($1::text[]) AS s",
-                                    signatures)
-        except Exception as exc:  # noqa: BLE001 - the checks then go by signature
-            log.warning("model function OIDs not resolved database=%s error=%s", database, exc)
-            return {}
-        return {r["s"]: r["oid"] for r in rows if r["oid"] is not None}
 
     def _on_catalog_event(self, database: str, event: dict[str, Any]) -> None:
         """A notification is only a hint to read the catalog again (its content is
