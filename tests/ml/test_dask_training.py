@@ -19,6 +19,7 @@ import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psycopg
@@ -368,16 +369,20 @@ def test_a_scheduler_that_does_not_answer(pg, tmp_path, monkeypatch):
         automl.train(_table(500), {"target": "label", "max_runtime": 5}, cluster=address)
     assert f"training cluster {address} does not answer" in str(exc.value)
     env = {"MLPROXY_TRAINING_CLUSTER": address}
-    with pytest.raises(RuntimeError) as refused:
-        start_proxy(pg.uri, "--data-dir", str(tmp_path / "a"), env=env, timeout=60)
-    text = str(refused.value)
-    assert f"training cluster {address} does not answer" in text and "--training-cluster-fallback" in text
-    proxy = start_proxy(pg.uri, "--data-dir", str(tmp_path / "b"), "--training-cluster-fallback", env=env,
-                        timeout=60)
-    try:
-        assert proxy.wait_for_log("jobs train on the local workers")
-    finally:
-        proxy.stop()
+    # the two proxies side by side: each waits the cluster's connect timeout (10 s)
+    with ThreadPoolExecutor(2) as pool:
+        refusing = pool.submit(start_proxy, pg.uri, "--data-dir", str(tmp_path / "a"), env=env, timeout=60)
+        falling_back = pool.submit(start_proxy, pg.uri, "--data-dir", str(tmp_path / "b"),
+                                   "--training-cluster-fallback", env=env, timeout=60)
+        proxy = falling_back.result()
+        try:
+            with pytest.raises(RuntimeError) as refused:
+                refusing.result()
+            text = str(refused.value)
+            assert f"training cluster {address} does not answer" in text and "--training-cluster-fallback" in text
+            assert proxy.wait_for_log("jobs train on the local workers")
+        finally:
+            proxy.stop()
 
 
 def test_the_settings_check_the_cluster_address():
