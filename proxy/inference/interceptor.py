@@ -31,7 +31,7 @@ from .. import errors, protocol as p
 from ..errors import CHARACTER_NOT_IN_REPERTOIRE, UTF8_HINT, PgError
 from ..framing import Frame
 from ..intercept import Takeover
-from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal
+from ..ml_commands.upstream_ops import collect, error_from_fields, relay, sql_literal, sql_text_array
 from ..ml_statements.literals import quote_identifier
 from . import prepared_general
 from .call_log import CALLS
@@ -429,10 +429,11 @@ class InferenceInterceptor:
             return
         if not isinstance(plan, StreamingPlan):
             entries = {f: models[(f.model_id, f.kind)].entry for f in _called(plan)}
-            check = _check_execute(entries) if plan.steps else None
-            granted = prepared_general.Granted(_granted(entries), _session_state(session)["privileges"])
-            await prepared_general.prepare(self, frame, plan, models, check, takeover,
-                                           granted if check is not None else None)
+            check = granted = None
+            if plan.steps:
+                check = _check_execute(entries)
+                granted = prepared_general.Granted(_granted(entries), _session_state(session)["privileges"])
+            await prepared_general.prepare(self, frame, plan, models, check, takeover, granted)
             return
         name, _sql, tail = p.parse_message_parts(frame.body)
         if plan.has_star:
@@ -589,10 +590,6 @@ def _called(plan) -> list[ModelFunction]:
     return list(dict.fromkeys(functions))
 
 
-def _text_array(values: list[str]) -> str:
-    return "ARRAY[" + ", ".join(sql_literal(v) for v in values) + "]::text[]"
-
-
 def _guarded(plan: StreamingPlan, entries: dict[ModelFunction, ModelEntry]) -> StreamingPlan:
     """The plan with Postgres checking EXECUTE on the model functions at every
     execution, where and as it checks a call of them: the rewritten SELECT becomes a
@@ -643,7 +640,7 @@ def _check_execute(entries: dict[ModelFunction, ModelEntry]) -> str:
     may execute every one of these model functions."""
     sigs = [_signature(f, e) for f, e in entries.items()]
     names = [f.name for f in entries]
-    return f"mlproxy.check_execute({_text_array(sigs)}, {_text_array(names)})"
+    return f"mlproxy.check_execute({sql_text_array(sigs)}, {sql_text_array(names)})"
 
 
 def _signature(function: ModelFunction, entry: ModelEntry) -> str:

@@ -61,7 +61,7 @@ from .. import errors, protocol as p
 from ..errors import PgError
 from ..framing import Frame
 from ..intercept import Takeover
-from ..ml_commands.upstream_ops import error_from_fields, sql_literal
+from ..ml_commands.upstream_ops import decode_data_row, error_from_fields, sql_literal
 from . import small_batch
 from .call_log import CALLS
 from .pgfloat import pg_float_text
@@ -237,7 +237,7 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
     values = _bind_values(bind) if bind is not None and bind.type == p.F_BIND else None
     if values is not None:  # (a Bind Postgres would refuse is left for it to answer)
         may = (values.statement == name and len(values.values) == len(types)
-               and await _may_execute(granted, takeover))
+               and await _may_execute(granted, plan, takeover))
         if may is None:
             return  # the question failed: its error is the client's, and the server skips to Sync
         if may:
@@ -260,7 +260,7 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
     _forward_parse(name, prepared, takeover)
 
 
-async def _may_execute(granted: Granted | None, takeover: Takeover) -> bool | None:
+async def _may_execute(granted: Granted | None, plan: GeneralPlan | ExplainPlan, takeover: Takeover) -> bool | None:
     """Whether the session's role may execute the model functions (always, with no
     check to make): asked in a batch of its own (no Sync: the client's pipeline and
     transaction go on) unless the session already knows it may. None when asking
@@ -271,13 +271,10 @@ async def _may_execute(granted: Granted | None, takeover: Takeover) -> bool | No
     batch.run(_GRANTED, f"SELECT {granted.sql}")
     outcome = await batch.send(takeover)
     if outcome.error is not None:
-        err = outcome.error
-        err.position = None
-        err.fields.pop("W", None)
-        await fail(takeover, err, server_failed=True)
+        await fail(takeover, client_error(plan, outcome), server_failed=True)
         return None
     rows = outcome.rows.get(_GRANTED) or []
-    yes = len(rows) == 1 and bytes(rows[0]).endswith(b"\x00\x00\x00\x01t")
+    yes = len(rows) == 1 and decode_data_row(rows[0][5:]) == ["t"]
     if yes:
         granted.cache[granted.sql] = True
     return yes
