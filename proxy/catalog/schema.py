@@ -1774,6 +1774,20 @@ $fn$;
 """
 MIGRATIONS.append(_MIGRATION_REMOTE)
 
+# A stub's message names its function: as RAISE's format string, a function named
+# with a % (legal, quoted) made a body plpgsql refuses ("too few parameters specified
+# for RAISE"), so CREATE MODEL failed. The message now goes in USING MESSAGE, which is
+# not a format. Stubs made before keep their body (none can have a %); record_model's
+# checks compare a new stub with this function, in the same transaction.
+MIGRATIONS.append("""
+CREATE OR REPLACE FUNCTION mlproxy.stub_body(p_fn_name text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT format('BEGIN RAISE EXCEPTION USING MESSAGE = %L, ERRCODE = %L, HINT = %L; END',
+                  format('model function %s can only be evaluated through mlproxy', p_fn_name),
+                  '0A000', 'Connect through the mlproxy port to use model functions.')
+$fn$;
+""")
+
 
 async def migrate(conn) -> int:
     """Bring the catalog schema to the newest version; returns that version.
