@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .framing import Frame
-from .protocol import F_SYNC, ready_for_query
+from .protocol import F_SYNC, F_TERMINATE, ready_for_query
 
 
 class InterceptedSession(Protocol):
@@ -160,15 +160,25 @@ class Takeover:
         """Give a client message back: it will be relayed after the takeover."""
         self._client.appendleft(frame)
 
+    async def skip_until_sync(self) -> Frame | None:
+        """Drop the client's messages up to its Sync and return the Sync, as Postgres
+        skips them after an error in the extended protocol. A Terminate ends the
+        skipping as Postgres' does (it closes the session there): it is given back,
+        to be relayed after the takeover, and None is returned."""
+        while True:
+            msg = await self.client_message()
+            if msg.type == F_SYNC:
+                return msg
+            if msg.type == F_TERMINATE:
+                self.unread_client(msg)
+                return None
+
     async def discard_until_sync(self) -> None:
         """After an error in the extended protocol the server skips the client's
         messages up to Sync; an interceptor that answered the error does the same,
         then says ReadyForQuery with the session's real transaction status."""
-        while True:
-            msg = await self.client_message()
-            if msg.type == F_SYNC:
-                self.send_client(ready_for_query(self.session.txstatus))
-                return
+        if await self.skip_until_sync() is not None:
+            self.send_client(ready_for_query(self.session.txstatus))
 
     def send_server(self, data: bytes) -> None:
         self.session._write_upstream(data)

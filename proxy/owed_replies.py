@@ -62,9 +62,8 @@ async def relay_owed(takeover: Takeover) -> bool:
 
 async def skip_to_sync(takeover: Takeover) -> None:
     """Drop the client's messages up to its Sync (the server skips them too), then
-    send the Sync on: its ReadyForQuery comes back through the relay."""
-    while True:
-        msg = await takeover.client_message()
-        if msg.type == p.F_SYNC:
-            takeover.session.relay_frame(msg)
-            return
+    send the Sync on: its ReadyForQuery comes back through the relay. (A Terminate
+    first goes on after the takeover: Postgres ends the session there.)"""
+    sync = await takeover.skip_until_sync()
+    if sync is not None:
+        takeover.session.relay_frame(sync)

@@ -445,7 +445,9 @@ class Session(asyncio.Protocol):
                     rest.append(violation.rest)
                 self._begin_handover(interceptor, item, rest)
                 return
-            if self.rewrite is not None:
+            if self.rewrite is not None and not (
+                    self.skipping_to_sync and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL)):
+                # (one Postgres ignores, skipping to Sync, has no reply to track)
                 raw = self.rewrite.client_message(msg_type, bytes(item.raw))
                 if raw is not item.raw:
                     item = Frame(msg_type, raw)

@@ -81,7 +81,8 @@ class Expectation:
     map_position: Callable[[int], int] | None = None
     statement: bytes | None = None  # the statement a Parse creates
     # PARSE: the proxy's record of that name before (None: none), put back if
-    # Postgres refuses or skips the Parse (a name in use stays what it was: 42P05)
+    # Postgres refuses or skips the Parse (a name in use stays what it was: 42P05);
+    # QUERY: the unnamed statement it drops, put back if Postgres skips it
     replaced: Any = None
     # HIDDEN: the replies of mlproxy's own messages, dropped up to the `closes`-th
     # CloseComplete; an error among them is shown as `hidden_error(raw)` makes it
@@ -234,8 +235,17 @@ class ResponseTracker:
     def add_query(self, rewriter: RowRewriter | None,
                   map_position: Callable[[int], int] | None = None) -> None:
         """A simple Query is sent (rewritten, if `rewriter`)."""
-        self.queue.append(Expectation(QUERY, rewriter, map_position,
-                                      started=time.perf_counter() if rewriter else 0.0))
+        self._query_sent(Expectation(QUERY, rewriter, map_position,
+                                     started=time.perf_counter() if rewriter else 0.0))
+
+    def _query_sent(self, expectation: Expectation) -> None:
+        """Postgres drops the unnamed statement and portal when it runs a Query
+        (exec_simple_query): a later Bind of either gets its 26000 / 34000, not
+        the rewritten statement's handling. (Put back if the Query is skipped, as a
+        skipped Parse's name is: `_parse_undone`.)"""
+        self.portals.pop(b"", None)
+        expectation.replaced = self.statements.pop(b"", None)
+        self.queue.append(expectation)
 
     def client_message(self, msg_type: int, raw: bytes) -> bytes:
         """Note a client message on its way upstream; returns the bytes to forward.
@@ -356,8 +366,7 @@ class ResponseTracker:
         elif msg_type == p.F_SYNC:
             self.queue.append(Expectation(SYNC))
         elif msg_type == p.F_QUERY:
-            self.portals.pop(b"", None)
-            self.queue.append(Expectation(QUERY))
+            self._query_sent(Expectation(QUERY))
         elif msg_type == p.F_FUNCTION_CALL:
             self.queue.append(Expectation(FUNCTION))
         return raw
@@ -538,8 +547,13 @@ class ResponseTracker:
 
     def _parse_undone(self, expectation: Expectation, failed: bool) -> None:
         """A Parse Postgres refused (`failed`) or skipped: the name is what it was
-        before, except the unnamed statement, which a failed Parse leaves undefined."""
+        before, except the unnamed statement, which a failed Parse leaves undefined.
+        A Query Postgres skipped dropped no unnamed statement."""
         name = expectation.statement
+        if expectation.kind == QUERY:  # a skipped Query dropped nothing
+            if not failed and expectation.replaced is not None:
+                self.statements[b""] = expectation.replaced
+            return
         if expectation.kind != PARSE or name is None:
             return
         if expectation.replaced is None or (failed and name == b""):

@@ -37,14 +37,14 @@ def grantee_sql(grantee: Grantee) -> str:
     return quote_identifier(grantee.name)
 
 
-def privilege_statements(stmt: ModelPrivileges, functions: list[str]) -> str:
+def privilege_statements(stmt: ModelPrivileges, functions: list[str]) -> list[str]:
     """The GRANT or REVOKE statement(s) for `stmt` on `functions` (signatures)."""
     targets = ", ".join(functions)
     if not stmt.is_grant:
         option = "GRANT OPTION FOR " if stmt.grant_option_for else ""
         behaviour = " CASCADE" if stmt.cascade else ""
         roles = ", ".join(dict.fromkeys(grantee_sql(g) for g in stmt.grantees))
-        return f"REVOKE {option}EXECUTE ON FUNCTION {targets} FROM {roles}{behaviour}"
+        return [f"REVOKE {option}EXECUTE ON FUNCTION {targets} FROM {roles}{behaviour}"]
     statements = []
     for with_option in (False, True):
         roles = ", ".join(dict.fromkeys(grantee_sql(g) for g in stmt.grantees
@@ -52,7 +52,7 @@ def privilege_statements(stmt: ModelPrivileges, functions: list[str]) -> str:
         if roles:
             tail = " WITH GRANT OPTION" if with_option else ""
             statements.append(f"GRANT EXECUTE ON FUNCTION {targets} TO {roles}{tail}")
-    return "; ".join(statements)
+    return statements
 
 
 async def model_privileges(takeover: Takeover, stmt: ModelPrivileges) -> bool:

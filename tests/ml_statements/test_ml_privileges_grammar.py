@@ -75,9 +75,9 @@ def test_errors(sql, code, position):
 def test_statements_quote_every_name():
     stmt = parse('GRANT EXECUTE ON MODEL m TO "a""b", "select", plain WITH GRANT OPTION, PUBLIC')
     sql = privilege_statements(stmt, ['public."f x"(integer)', "public.g(integer)"])
-    assert sql == ('GRANT EXECUTE ON FUNCTION public."f x"(integer), public.g(integer) TO "a""b", '
-                   '"select", PUBLIC; GRANT EXECUTE ON FUNCTION public."f x"(integer), '
-                   'public.g(integer) TO plain WITH GRANT OPTION')
+    assert sql == ['GRANT EXECUTE ON FUNCTION public."f x"(integer), public.g(integer) TO "a""b", '
+                   '"select", PUBLIC', 'GRANT EXECUTE ON FUNCTION public."f x"(integer), '
+                   'public.g(integer) TO plain WITH GRANT OPTION']
     revoke = parse("REVOKE GRANT OPTION FOR ALL ON MODEL m FROM CURRENT_USER, \"Bob\" CASCADE")
-    assert privilege_statements(revoke, ["s.f()"]) == (
-        'REVOKE GRANT OPTION FOR EXECUTE ON FUNCTION s.f() FROM CURRENT_USER, "Bob" CASCADE')
+    assert privilege_statements(revoke, ["s.f()"]) == [
+        'REVOKE GRANT OPTION FOR EXECUTE ON FUNCTION s.f() FROM CURRENT_USER, "Bob" CASCADE']

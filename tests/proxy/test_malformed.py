@@ -193,6 +193,26 @@ def test_utility_statement_of_the_proxy_refuses_what_postgres_refuses(bad, proxy
     assert not got[1]
 
 
+@pytest.mark.parametrize("bad", [raw_message(b"B", b"\x00m1"), raw_message(b"E", b"\x00\x00\x00")])
+def test_terminate_while_skipping_to_sync_ends_the_session_like_postgres(bad, proxy, upstream):
+    """Postgres ends the session at a Terminate even while it skips to Sync after an
+    error: so does the proxy when it answered the error itself (DROP MODEL prepared
+    through it; corpus terminate_after_bad_string_then_cut_stream is the case of an
+    error of Postgres' during a takeover). The proxy had dropped the Terminate with
+    the skipped messages and waited for a Sync that never came."""
+    via, direct = RawConn.to_proxy(proxy), RawConn.to_upstream(upstream)
+    via.login()
+    direct.login()
+    try:
+        expected = converse(direct, [parse("select 1", "m1") + bad + execute() + TERMINATE])
+        got = converse(via, [parse("drop model if exists nosuch_model", "m1") + bad + execute() + TERMINATE])
+    finally:
+        via.close()
+        direct.close()
+    assert errors_of(got[0]) == errors_of(expected[0]) and errors_of(got[0])[0][1] == "08P01"
+    assert expected[1] and got[1]  # both closed
+
+
 def test_bad_type_after_an_intercepted_statement(proxy):
     """The statement the proxy answers itself is answered, then the bad type byte
     gets Postgres' FATAL and the connection closes (as Postgres does after it

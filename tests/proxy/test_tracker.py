@@ -229,6 +229,32 @@ def test_plain_groups_refuse_what_needs_matching():
 # -- portals: the tracker never forgets a usable rewritten one, and drops them all ------
 # -- when a transaction ends (so that a session can be parked, see reply_rewrite.py) ----
 
+def test_a_query_drops_the_unnamed_statement_unless_it_is_skipped():
+    """Postgres drops the unnamed statement when it runs a Query (a later Bind of it
+    gets 26000 from Postgres, not the rewritten statement's handling); a Query it
+    skips, after an error in the pipeline in front of it, drops nothing."""
+    tracker, stmt = ResponseTracker(), Statement()
+    tracker.add_statement(b"", stmt)
+    replies(tracker, p.parse_complete())
+    send(tracker, p.message(b"Q", b"SET ROLE r\0"))
+    assert b"" not in tracker.statements
+    unnamed_bind = bind(b"", b"")
+    assert send(tracker, unnamed_bind) == [unnamed_bind] and not stmt.binds  # as sent
+    replies(tracker, p.command_complete("SET"), p.ready_for_query(), _error("26000"))
+    send(tracker, SYNC)
+    replies(tracker, p.ready_for_query())
+    assert not tracker.queue and not tracker.active
+
+    tracker.add_statement(b"", stmt)
+    replies(tracker, p.parse_complete())
+    send(tracker, bind(b"", b"missing"), p.message(b"Q", b"SET ROLE r\0"), SYNC)
+    assert b"" not in tracker.statements  # (until Postgres says whether it ran it)
+    replies(tracker, _error("26000"), p.ready_for_query())
+    assert tracker.statements[b""] is stmt and not tracker.queue
+    send(tracker, bind(b"", b""))
+    assert len(stmt.binds) == 1  # still the rewritten statement's
+
+
 def _error(code: str) -> bytes:
     return p.error_response(PgError(code, "refused"))
 

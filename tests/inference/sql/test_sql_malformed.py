@@ -146,6 +146,26 @@ def test_model_query_while_skipping_to_sync_is_ignored_like_postgres(sql, split,
 
 
 @pytest.mark.parametrize("sql, rows", [(STREAMING, 3), (GENERAL.replace("$1", "2"), 1)])
+def test_unnamed_model_statement_outlives_a_query_skipped_to_sync(sql, rows, suite):
+    """A Query Postgres ignores while skipping to Sync (its error already out)
+    drops nothing: the unnamed model statement is still served after the Sync. The
+    proxy had noted the ignored Query as run, forgot the statement it drops, and
+    awaited a reply that never came."""
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, [
+            parse(sql) + SYNC, execute("no_such_portal"), query("SELECT 2") + SYNC,
+            bind() + execute() + SYNC, ALIVE])
+    finally:
+        via.close()
+    assert [[r[0] for r in per_write] for per_write in replies] == [
+        [b"1", b"Z"], [b"E"], [b"Z"], [b"2"] + [b"D"] * rows + [b"C", b"Z"], [b"T", b"D", b"C", b"Z"]]
+    assert errors_of(replies[1]) == [("ERROR", "34000", 'portal "no_such_portal" does not exist')]
+    assert not closed
+
+
+@pytest.mark.parametrize("sql, rows", [(STREAMING, 3), (GENERAL.replace("$1", "2"), 1)])
 def test_model_query_after_unsynced_messages_comes_after_their_replies(sql, rows, suite, upstream):
     """The replies owed to the batch (here binary rows, which mlproxy's own queries
     once read as theirs) reach the client first, exactly as Postgres sends them; then
@@ -250,3 +270,16 @@ def test_bind_handed_to_a_refused_general_parse_is_the_streaming_statements(suit
     assert [r[0] for r in replies] == [b"1", b"Z", b"E", b"Z", b"2", b"D", b"D", b"D", b"C", b"Z"]
     assert [e[1] for e in errors_of(replies)] == ["42P05"] and not closed
     assert [r[0] for r in alive] == [b"T", b"D", b"C", b"Z"]
+
+
+
+@pytest.mark.parametrize("sql", [STREAMING, GENERAL])
+def test_the_proxys_own_queries_leave_the_unnamed_statement_alone(sql, suite, upstream):
+    """The first model statement a session prepares has the proxy ask Postgres its
+    search_path, on the client's session: asked by a simple Query, that dropped the
+    client's unnamed statement (exec_simple_query), and a later Bind of it got 26000
+    where Postgres runs it."""
+    writes = [parse("SELECT 41 + 1") + SYNC, parse(sql, "s9") + SYNC, bind() + execute() + SYNC, ALIVE]
+    replies = compare(suite, upstream, writes)
+    assert [r[0] for r in replies[:8]] == [b"1", b"Z", b"1", b"Z", b"2", b"D", b"C", b"Z"]
+    assert replies[5] == (b"D", b"\x00\x01\x00\x00\x00\x0242")
