@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import protocol as p
 from ..errors import PgError
+from ..ml_commands.upstream_ops import own_query
 from .call_log import CALLS
 from .workers import THREAD_MIN_BYTES
 
@@ -44,8 +45,9 @@ _IN_BLOCK = ord("T")
 #: What fails the client's transaction block upstream when the proxy failed a result
 #: Postgres itself ran (see fail_block): an error of Postgres' own, in its log with
 #: this text; the client never sees it.
-FAIL_BLOCK_QUERY = p.message(
-    b"Q", b"SELECT 'mlproxy: a model call failed in this transaction block; it is aborted'::int\x00")
+#: (mlproxy's own query, which leaves the client's unnamed statement alone: own_query)
+FAIL_BLOCK_QUERY = own_query(
+    "SELECT 'mlproxy: a model call failed in this transaction block; it is aborted'::int")
 # pipeline_reply takes at most this many rows (a lookup: the rows are rewritten on
 # the event loop, as a flush of so few would be)
 _PIPELINE_ROWS = 32

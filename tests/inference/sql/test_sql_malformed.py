@@ -283,3 +283,23 @@ def test_the_proxys_own_queries_leave_the_unnamed_statement_alone(sql, suite, up
     replies = compare(suite, upstream, writes)
     assert [r[0] for r in replies[:8]] == [b"1", b"Z", b"1", b"Z", b"2", b"D", b"C", b"Z"]
     assert replies[5] == (b"D", b"\x00\x01\x00\x00\x00\x0242")
+
+
+def test_unnamed_model_statement_outlives_the_failed_block_it_failed(suite, upstream):
+    """A streaming statement Postgres ran and the proxy could not evaluate (a value
+    the model cannot take) fails the client's transaction block upstream by a query
+    of mlproxy's own: as Postgres' own error would, it leaves the unnamed statement,
+    so its next Bind gets 25P02 (the block is aborted), not 26000."""
+    failing = "SELECT id, predict_price(rooms, 'Infinity'::float8, city) FROM houses WHERE id <= 3"
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, [
+            query("BEGIN"), parse(failing) + bind() + execute() + SYNC, bind() + execute() + SYNC,
+            query("ROLLBACK"), ALIVE])
+    finally:
+        via.close()
+    assert errors_of(replies[1])[0][1].startswith("22") and replies[1][-1] == (b"Z", b"E")
+    assert errors_of(replies[2]) == [("ERROR", "25P02", "current transaction is aborted, "
+                                      "commands ignored until end of transaction block")]
+    assert replies[4][-1] == (b"Z", b"I") and not closed
