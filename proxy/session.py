@@ -32,8 +32,8 @@ from .owed_replies import relay_owed
 from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
 from .reply_rewrite import ReplyRewrite
 from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
-                       F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FUNCTION_CALL, F_PARSE, F_QUERY,
-                       F_SYNC, F_TERMINATE, COPY_IN_TYPES, FRONTEND_LIMITS, SESSION_LIMITS)
+                       F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FLUSH, F_FUNCTION_CALL, F_PARSE,
+                       F_QUERY, F_SYNC, F_TERMINATE, COPY_IN_TYPES, FRONTEND_LIMITS, SESSION_LIMITS)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet, unsupported_protocol)
 from .upstream import UpstreamUnavailable, open_upstream
@@ -63,7 +63,7 @@ class SessionHost(Protocol):
 
 log = logging.getLogger("mlproxy.session")
 
-_CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINATE,
+_CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINATE, F_FLUSH,
                            F_COPY_DONE, F_COPY_FAIL, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _EXTENDED = frozenset((F_PARSE, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
@@ -451,7 +451,7 @@ class Session(asyncio.Protocol):
                 raw = self.rewrite.client_message(msg_type, bytes(item.raw))
                 if raw is not item.raw:
                     item = Frame(msg_type, raw)
-            self._account(msg_type, item.raw[5] if len(item.raw) > 5 else 0)
+            self._account(msg_type, item.raw[5] if len(item.raw) > 5 else 0, len(item.raw) - 1)
             if not self.unsynced:  # a Sync or Query ended the pipeline
                 sent_open = False
             out.append(item.raw)
@@ -503,12 +503,15 @@ class Session(asyncio.Protocol):
         violation.rest = framer.take_carry(held, protocol.LARGE_MESSAGE_LIMIT + 1) or b""
         self._relay_violation([], violation)
 
-    def _account(self, msg_type: int, first_byte: int = 0) -> None:
-        """Bookkeeping for a client message on its way upstream: requests in flight
-        (each Query, FunctionCall and Sync gets a ReadyForQuery), COPY state, and the
-        extended-protocol messages that await their Sync (`unsynced`; their kinds,
-        so that tracking started mid-pipeline knows whose replies come first)."""
-        if msg_type in _EXTENDED:
+    def _account(self, msg_type: int, first_byte: int = 0, length: int = 4) -> None:
+        """Bookkeeping for a client message on its way upstream (`length`: its length
+        field): requests in flight (each Query, FunctionCall and Sync gets a
+        ReadyForQuery), COPY state, and the extended-protocol messages that await
+        their Sync (`unsynced`; their kinds, so that tracking started mid-pipeline
+        knows whose replies come first)."""
+        if msg_type in _EXTENDED or (msg_type == F_FLUSH and length != 4 and not self.copy_in):
+            # (a Flush with a body is an extended-protocol message that fails: Postgres'
+            # 08P01, then it skips to the next Sync; a Sync with one fails as a Sync)
             self.unsynced = True
             self.unsynced_kinds.append(message_kind(msg_type, first_byte))
         elif msg_type == F_SYNC:
@@ -1025,7 +1028,7 @@ class Session(asyncio.Protocol):
     def forward_request(self, raw: bytes) -> None:
         """Send a (possibly rewritten) client request upstream as the relay would:
         a Query or Sync counts as in flight until its ReadyForQuery."""
-        self._account(raw[0], raw[5] if len(raw) > 5 else 0)
+        self._account(raw[0], raw[5] if len(raw) > 5 else 0, len(raw) - 1)
         self._write_upstream(raw)
 
     def _write_upstream(self, data: bytes) -> None:

@@ -48,8 +48,12 @@ _LEN = struct.Struct("!I").unpack_from
 _EXTENDED = frozenset(b"BDEC")
 _NAMING = frozenset(b"PBDEC")
 
-# 256 big-endian maxima for client_chunk (0: a type the frontend may not send).
-CLIENT_LIMITS = b"".join(min(FRONTEND_LIMITS.get(t, 0), 0xFFFFFFFF).to_bytes(4, "big")
+# 256 big-endian maxima for client_chunk (0: a type the frontend may not send). A
+# Flush has no body: one with a body is Postgres' 08P01, after which it skips to the
+# next Sync, as after any extended-protocol message's error: the session's framed
+# path counts it so. (A Sync with a body fails as a Sync: its error, then its
+# ReadyForQuery; Postgres' SocketBackend starts no skip for it.)
+CLIENT_LIMITS = b"".join(min(4 if t == 0x48 else FRONTEND_LIMITS.get(t, 0), 0xFFFFFFFF).to_bytes(4, "big")
                          for t in range(256))
 
 

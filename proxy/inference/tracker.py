@@ -253,6 +253,10 @@ class ResponseTracker:
         """Note a client message on its way upstream; returns the bytes to forward.
         A message Postgres would refuse goes on as sent (Postgres answers it with its
         own error, then skips to Sync as it does): only its reply is expected."""
+        if msg_type == p.F_FLUSH and len(raw) != 5:
+            # a body: Postgres refuses it, then skips to the next Sync (session._account)
+            self.queue.append(Expectation(CLOSE))
+            return raw
         try:
             return self._client_message(msg_type, raw)
         except p.MalformedMessage:

@@ -134,6 +134,12 @@ INTERCEPTED = query("show model nosuch_model")
     ("pipeline_then_function_call_in_the_next_write", [PIPELINE, FUNCTION_CALL + SYNC]),
     ("pipeline_then_query_in_the_next_write", [PIPELINE, query("SELECT 2") + SYNC]),
     ("bad_bind_then_function_call_in_the_next_write", [parse("SELECT 1") + BAD_BIND, FUNCTION_CALL + SYNC]),
+    # a Flush with a body is refused (08P01) like a failing extended message, then
+    # skipped to the next Sync; a Sync with a body fails as a Sync (its ReadyForQuery)
+    ("flush_with_body_then_query", [raw_message(b"H", b"x") + query("SELECT 2") + SYNC]),
+    ("sync_with_body_then_query", [raw_message(b"S", b"x") + query("SELECT 2") + SYNC]),
+    ("sync_with_body_then_query_in_the_next_write", [raw_message(b"S", b"x"), query("SELECT 2") + SYNC]),
+    ("pipeline_then_flush_with_body", [PIPELINE + raw_message(b"H", b"xy"), FUNCTION_CALL + SYNC]),
 ])
 def test_query_or_function_call_in_a_pipeline_like_postgres(name, writes, proxy, upstream):
     """What Postgres answers, and the session stays in sync: a statement the proxy
