@@ -662,9 +662,19 @@ class Session(asyncio.Protocol):
         self.rewrite = rewrite
         self._answered_since_wake = 0
         rewrite.wake(self.pending, self.unsynced_kinds)
-        self._cframer.set_wanted(_CLIENT_TRACKED)
-        self._sframer.set_wanted(ALL)
         self._sframer.assemble_limit = protocol.LARGE_MESSAGE_LIMIT + 1
+        self._set_wanted(_CLIENT_TRACKED, ALL)
+
+    def _set_wanted(self, client: frozenset, server: frozenset | None) -> None:
+        """What the relay's framers frame, except a framer a takeover owns (it frames
+        everything; _end_takeover sets it for the relay): the client's from the
+        handover on, the server's during the takeover itself. (A rewrite attached or
+        detached by an interceptor, or by replies relayed in a takeover, had the
+        takeover's framers pass bytes where it takes messages.)"""
+        if self._takeover is None:
+            self._cframer.set_wanted(client)
+        if self.state is not State.TAKEOVER:
+            self._sframer.set_wanted(server)
 
     def detach_rewrite(self, park: bool) -> None:
         """Relay untracked again; `park`: until a message names one of the
@@ -675,8 +685,7 @@ class Session(asyncio.Protocol):
             self.parked_rewrite, self._rewrite_names = rewrite, names
         else:
             self.parked_rewrite, self._rewrite_names = None, ()
-        self._cframer.set_wanted(_CLIENT_WATCH)
-        self._sframer.set_wanted(_SERVER_WATCH)
+        self._set_wanted(_CLIENT_WATCH, _SERVER_WATCH)
 
     @property
     def server_framer(self) -> Framer:
