@@ -55,6 +55,32 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, problem_type: str,
     return out
 
 
+def row_losses(metric: str, y: np.ndarray, output: np.ndarray, problem_type: str,
+               threshold: float | None = None) -> np.ndarray | None:
+    """Each row's loss, where the objective (its metric key) is the mean of them or
+    ranks as that mean (MSE, RMSE and R2: the squared error; MAE; Accuracy: the 0/1
+    error; log loss); None for the others (F1, AUC, balanced or macro scores)."""
+    if problem_type == REGRESSION:
+        if metric not in ("mse", "rmse", "r2", "mae"):
+            return None
+        err = np.asarray(output, dtype=np.float64) - y
+        return np.abs(err) if metric == "mae" else err * err
+    if metric == "accuracy":
+        return (labels_from_proba(output, problem_type, threshold) != y).astype(np.float64)
+    if metric == "log_loss":
+        return -np.log(np.clip(output[np.arange(len(y)), y], 1e-15, 1.0))
+    return None
+
+
+def relative_standard_error(losses: np.ndarray) -> float:
+    """The standard error of the mean of `losses`, relative to that mean: how closely
+    a validation score made of them is measured (0 for no loss at all)."""
+    mean = float(np.mean(losses)) if len(losses) else 0.0
+    if len(losses) < 2 or mean <= 0.0:
+        return 0.0
+    return float(np.std(losses, ddof=1) / mean / np.sqrt(len(losses)))
+
+
 def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, labels: np.ndarray) -> float:
     recalls = [np.mean(pred[y == c] == c) for c in labels if np.any(y == c)]
     return float(np.mean(recalls)) if recalls else 0.0

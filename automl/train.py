@@ -59,6 +59,13 @@ REFIT_MARGIN = 1.25
 #: time it leaves (automl/confirm.py); off, the holdout's ranking stands (benchmarks'
 #: mlproxy_noconfirm)
 CONFIRM = True
+#: AUTO ON, a search on one holdout split: once its first local search has converged
+#: with no trial skipped for time, if the holdout's score is loose (search.WIDEN_ERROR),
+#: it goes on with WIDEN_FOLDS folds of confirmation's cross-validation around the
+#: holdout (automl/search.py Search._widen); off, on the holdout to the end
+#: (benchmarks' mlproxy_nowiden)
+WIDEN = True
+WIDEN_FOLDS = 3
 
 #: Imbalanced: the rarest class has less than this share of the majority class.
 IMBALANCE_RATIO = 0.5
@@ -260,19 +267,31 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     elif partitioned is None and REFIT_ALL_ROWS and opts.auto:
         refit_rows = n  # the final fit is on every row (see below)
     blends = opts.auto and pool is None and partitioned is None and ensemble.FAMILY in model_types
+    holdout = opts.auto and pool is None and partitioned is None and not evaluator.is_cv
+    more = confirm.more_folds(folds[0], y_sel if is_class else None, opts.seed) if holdout else []
+
+    def more_matrices(extra: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[np.ndarray]]:
+        return {enc: [transform(s, raw_sel) for s in per_fold]
+                for enc, per_fold in _fold_specs(specs, opts, infos, raw_sel, y_sel, target_kind, extra).items()}
+
+    def widening() -> Evaluator:
+        # the holdout and the first folds of confirmation's cross-validation around it
+        extra = more[:WIDEN_FOLDS - 1]
+        per_fold = {enc: [fold_matrices[enc][0], *m] for enc, m in more_matrices(extra).items()}
+        return Evaluator(matrices, y_sel, [folds[0], *extra], objective, problem_type, n_classes, opts.seed,
+                         per_fold)
+
     search = _run_search(families, contexts, evaluator, objective, clock, opts, fold_rows, refit_rows, pool,
-                         refit_share, blends)
+                         refit_share, blends, widening if holdout and WIDEN else None)
     winner, trials = search.winner(), search.trials
     report.append(f"search: {len(search.trials)} trials, stopped: {search.stop_reason}")
+    if search.widened:
+        report.append(search.widened)
     confirmation = None
-    if opts.auto and CONFIRM and pool is None and partitioned is None and not evaluator.is_cv:
-        more = confirm.more_folds(folds[0], y_sel if is_class else None, opts.seed)
+    if holdout and CONFIRM and not search.evaluator.is_cv:
 
         def confirming() -> Evaluator:
-            per_fold = {enc: [transform(s, raw_sel) for s in per_fold]
-                        for enc, per_fold in _fold_specs(specs, opts, infos, raw_sel, y_sel, target_kind,
-                                                         more).items()}
-            return Evaluator(matrices, y_sel, more, objective, problem_type, n_classes, opts.seed, per_fold)
+            return Evaluator(matrices, y_sel, more, objective, problem_type, n_classes, opts.seed, more_matrices(more))
 
         confirmation = confirm.confirm(search, confirming,
                                        lambda t: _refit_seconds(t, len(more) * fold_rows, fold_rows), report)
@@ -306,7 +325,7 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     blend = None
     # an ensemble of confirmed trials is selected on all their validation predictions
     candidates, rows = ((confirmation.trials, confirmation.rows) if confirmation is not None
-                        else (search.trials, evaluator.validation_rows()))
+                        else (search.current(), search.evaluator.validation_rows()))
     selection = (ensemble.select(candidates, winner, y_sel[rows], objective, problem_type, n_classes)
                  if blends else None)
     if selection is not None:
@@ -368,7 +387,8 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         rows_used=n,
         threshold=threshold if problem_type == P.BINARY else None,
         report=report,
-        top_trials=_top_trials(trials, winner, objective),
+        # (a widened search's: the trials scored on its folds, comparable with each other)
+        top_trials=_top_trials(trials if confirmation is not None else search.current(), winner, objective),
         evaluation={**evaluation, "trials": evaluation_trials(leaderboard),
                     "greater_is_better": objective.greater_is_better},
         sklearn_model=est if exported is not est else None,
@@ -416,7 +436,8 @@ def _fold_specs(specs: dict[str, dict[str, Any]], opts: TrainOptions, infos: lis
 
 def _run_search(families: list[Family], contexts: dict[str, Context], evaluator: Evaluator,
                 objective: P.Objective, clock: Clock, opts: TrainOptions, fold_rows: int, n_sel: int,
-                pool: Any = None, refit_share: float = 1 / 3, blends: bool = False) -> Search:
+                pool: Any = None, refit_share: float = 1 / 3, blends: bool = False,
+                widen: Any = None) -> Search:
     overhead = min(5.0, 0.2 + 0.03 * clock.budget)
     if pool is not None:
         # on a cluster the final fit starts xgboost.dask's workers and scatters the
@@ -438,7 +459,7 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
             # an ensemble refits each of its members: time for that is kept too
             # (when it fits under the cap), or a search the budget cuts short would
             # find a better ensemble and then drop it for want of the time it spent
-            together = _blend_seconds(ensemble.candidates_of(s.trials), n_sel, fold_rows)
+            together = _blend_seconds(ensemble.candidates_of(s.current()), n_sel, fold_rows)
             if together <= cap:
                 refit = max(refit, together)
         return overhead + min(refit, cap)
@@ -450,7 +471,8 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
 
     budget = Budget(clock.hard_deadline, reserve, float(opts.max_runtime))
     search = Search(families, contexts, evaluator, objective, budget, opts.seed,
-                    on_trial=on_trial, n_train_rows=fold_rows, tune=opts.auto, pool=pool)
+                    on_trial=on_trial, n_train_rows=fold_rows, tune=opts.auto, pool=pool, widen=widen,
+                    widen_folds=WIDEN_FOLDS)
     holder["search"] = search
     search.run()
     if search.failures:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .families import PARALLEL_MIN_CELLS, Context, Family, quiet
-from .metrics import score, tune_threshold
+from .metrics import relative_standard_error, row_losses, score, tune_threshold
 from .problem import BINARY, REGRESSION, Objective
 
 TEST_FRACTION = 0.2
@@ -206,6 +206,31 @@ class Evaluator:
         seconds = time.monotonic() - start
         return TrialResult(value, seconds, max(fit_seconds), threshold, first, cost_units(family, params, fidelity),
                            pred)
+
+    def without_first(self) -> Evaluator:
+        """The same evaluation without the first fold (a holdout already scored:
+        automl/search.py Search._widen fits only the others)."""
+        return Evaluator(self.matrices, self.y, self.folds[1:], self.objective, self.problem_type, self.n_classes,
+                         self.seed, {enc: per_fold[1:] for enc, per_fold in self.fold_matrices.items()})
+
+    def joined(self, first: TrialResult, first_oof: np.ndarray, others: TrialResult) -> TrialResult:
+        """A configuration's result on every fold from its result on the first
+        (`first`, its predictions `first_oof`) and on the others (`others`, from
+        `without_first()`): scored on all their predictions, the first fold's model kept."""
+        rows = np.concatenate([self.folds[0][1], np.sort(np.concatenate([val for _, val in self.folds[1:]]))])
+        order = np.argsort(rows, kind="stable")
+        pred = np.concatenate([first_oof, others.oof])[order]
+        value, threshold = self.scored(rows[order], pred)
+        return TrialResult(value, first.seconds + others.seconds, max(first.fit_seconds, others.fit_seconds),
+                           threshold, first.model, first.cost_units, pred)
+
+    def score_error(self, oof: np.ndarray, threshold: float | None) -> float | None:
+        """The relative standard error of a score made of the predictions `oof` of the
+        validation rows (metrics.relative_standard_error of their row losses); None
+        when the objective is not a mean of row losses (metrics.row_losses)."""
+        rows = self.validation_rows()
+        losses = row_losses(self.objective.metric, self.y[rows], oof, self.problem_type, threshold)
+        return None if losses is None else relative_standard_error(losses)
 
     def first_fold_predictions(self, family: Family, model: Any) -> np.ndarray:
         """A first-fold model's predictions of that fold's validation rows (a holdout

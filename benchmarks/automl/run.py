@@ -94,6 +94,9 @@ AUTO_VARIANTS = {
     "mlproxy_holdout_noconfirm": automl_families.AUTO_FAMILIES,
     # one restart of the converged local search per 5 s of MAX_RUNTIME (6 at 30 s), not per 15 s
     "mlproxy_restarts5": automl_families.AUTO_FAMILIES,
+    # a holdout search kept on its holdout to the end (not widened to cross-validation
+    # once its first local search converges)
+    "mlproxy_nowiden": automl_families.AUTO_FAMILIES,
 }
 #: module settings a variant changes for its run: {variant: {(module, name): value}}
 VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
@@ -107,6 +110,7 @@ VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
     "mlproxy_noconfirm": {(automl_train, "CONFIRM"): False},
     "mlproxy_holdout_noconfirm": {(automl_validation, "CV_CELLS_PER_SECOND"): 0.0, (automl_train, "CONFIRM"): False},
     "mlproxy_restarts5": {(automl_search, "RESTART_SECONDS"): 5},
+    "mlproxy_nowiden": {(automl_train, "WIDEN"): False},
 }
 
 DATASETS = {
@@ -174,7 +178,7 @@ def run_mlproxy(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs,
     return pred, seconds, model.model_type, lines
 
 
-_REPORTED = ("rows:", "search:", "confirmation:", "ensemble:")
+_REPORTED = ("rows:", "search:", "search widened", "confirmation:", "ensemble:")
 
 
 def run_flaml(X_tr, y_tr, X_te, problem, objective, budget, seed, n_jobs) -> tuple[np.ndarray, float, str]:

@@ -3,16 +3,19 @@ finalists cross-validated with the time it leaves, the holdout being one fold.""
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
-import automl
 from automl import confirm, validation
 from automl.families import Context
 from automl.problem import REGRESSION, resolve_objective
 from automl.registry import FAMILIES
 from automl.validation import Evaluator, folds_around, make_folds
+
+train_module = importlib.import_module("automl.train")  # the module (automl.train is its function)
 
 
 def test_the_confirming_folds_keep_the_holdout_as_the_first_and_split_its_training_rows():
@@ -63,6 +66,7 @@ def test_a_holdout_result_and_the_other_folds_combined_equal_the_cross_validatio
 
 def test_a_search_on_one_holdout_confirms_its_finalists_and_the_winner_is_the_best_of_them(monkeypatch):
     monkeypatch.setattr(validation, "CV_CELLS_PER_SECOND", 0.0)  # one holdout above 5,000 rows, whatever the budget
+    monkeypatch.setattr(train_module, "WIDEN", False)  # the search stays on its holdout (tests/automl/test_widen.py)
     rng = np.random.default_rng(2)
     n = 7000
     cat = rng.choice(np.array(["a", "b", "c", "d", "e"]), size=n)  # category orders fitted per fold
@@ -71,7 +75,7 @@ def test_a_search_on_one_holdout_confirms_its_finalists_and_the_winner_is_the_be
     y = x[:, 0] + np.vectorize(effect.get)(cat) + rng.normal(size=n)
     table = pa.table({"c": cat, "x0": x[:, 0], "x1": x[:, 1], "y": y})
     # the search converges after about 4 s of 8 (0 restarts below 15 s): the rest confirms
-    model = automl.train(table, {"target": "y", "max_runtime": 8, "seed": 0}, n_jobs=1)
+    model = train_module.train(table, {"target": "y", "max_runtime": 8, "seed": 0}, n_jobs=1)
     assert any(line.startswith("rows: 5600 for training/selection (one holdout split)") for line in model.report)
     line = next((line for line in model.report if line.startswith("confirmation: ") and "scored again" in line), None)
     assert line is not None, model.report
