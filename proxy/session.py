@@ -366,6 +366,8 @@ class Session(asyncio.Protocol):
 
     # -- relay --------------------------------------------------------------------------
     def _client_relay(self, data: bytes) -> None:
+        if self._terminating:  # the client's Terminate went upstream: nothing more is read
+            return
         framer = self._cframer
         if self.rewrite is None and framer.at_boundary and not self.skipping_to_sync and not self.unsynced:
             # (a pipeline the last chunk left open goes framed: a Query or FunctionCall
@@ -455,6 +457,12 @@ class Session(asyncio.Protocol):
             if not self.unsynced:  # a Sync or Query ended the pipeline
                 sent_open = False
             out.append(item.raw)
+            if msg_type == F_TERMINATE:
+                # Postgres ends the session here and reads nothing after it: neither
+                # does the proxy (a model statement after it was taken over)
+                violation = None
+                held_before = True  # (what follows in `data` is not sent)
+                break
         if violation is not None:
             self._relay_violation(out, violation)
             return

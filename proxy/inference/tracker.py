@@ -422,9 +422,9 @@ class ResponseTracker:
             if head.map_position is not None or head.rewriter is not None:
                 raw = _map_error(raw, head.map_position)
             out.append(raw)
-            if kind == QUERY:
+            if kind == QUERY or kind == FUNCTION:
                 head.failed = True
-                return out  # the query goes on to its ReadyForQuery
+                return out  # the query (or function call) goes on to its ReadyForQuery
             if kind == PARSE:  # the failed Parse made nothing
                 self.queue.popleft()
                 self._parse_undone(head, failed=True)

@@ -229,6 +229,23 @@ def test_plain_groups_refuse_what_needs_matching():
 # -- portals: the tracker never forgets a usable rewritten one, and drops them all ------
 # -- when a transaction ends (so that a session can be parked, see reply_rewrite.py) ----
 
+def test_a_failed_function_call_ends_with_its_own_ready_for_query():
+    """A FunctionCall's error is followed by its ReadyForQuery, as a Query's is (it
+    starts no skip to Sync): the requests behind it keep their replies. It skipped
+    the client's Sync, and every later reply was matched one request off (a model
+    statement's RowDescription went out unrewritten: corpus
+    function_call_error_in_a_pipeline_then_model_describe)."""
+    tracker, stmt = ResponseTracker(), Statement()
+    tracker.add_statement(b"s1", stmt)
+    replies(tracker, p.parse_complete())
+    send(tracker, p.message(b"F", b"\0\0\0\0\0\0\0\0\0\0"), SYNC, bind(b"", b"s1"), describe(b"P", b""),
+         execute(), SYNC)
+    out = replies(tracker, _error("42883"), p.ready_for_query(), p.ready_for_query(), p.bind_complete(),
+                  p.message(b"T", b"orig"), ROW, p.command_complete("SELECT 1"), p.ready_for_query())
+    assert out[4] == p.message(b"T", b"rewritten") and stmt.rewriter.batches == [1]
+    assert not tracker.queue
+
+
 def test_a_query_drops_the_unnamed_statement_unless_it_is_skipped():
     """Postgres drops the unnamed statement when it runs a Query (a later Bind of it
     gets 26000 from Postgres, not the rewritten statement's handling); a Query it
