@@ -68,7 +68,7 @@ def converse_per_write(conn: RawConn, writes: list[bytes], settle: float = 0.5,
                 break
             got.append(msg)
         known = expect is not None and index < len(expect)
-        got += conn.read_all(min(settle, EXTRA_SETTLE) if known else settle)
+        got += conn.read_all(min(settle, EXTRA_SETTLE) if known else settle, then=EXTRA_SETTLE)
         replies.append(comparable(got))
     return replies, conn.is_closed(0.2)
 

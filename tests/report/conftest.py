@@ -25,14 +25,14 @@ HOSTILE_CLASS = "</td><script>alert(2)</script>"
 MODELS = {
     "binary": (f'CREATE MODEL "{HOSTILE_MODEL}" FROM (SELECT f0 AS "{HOSTILE_COLUMN}", f1, f2, '
                f"CASE WHEN diagnosis = 'benign' THEN '{HOSTILE_CLASS}' ELSE diagnosis END AS diagnosis "
-               "FROM cancer) TARGET diagnosis FUNCTION rep_binary SETTINGS (MAX_RUNTIME 6)"),
+               "FROM cancer) TARGET diagnosis FUNCTION rep_binary SETTINGS (MAX_RUNTIME 4)"),
     "multiclass": ("CREATE MODEL rep_iris FROM iris TARGET species FUNCTION rep_iris "
-                   "MODEL_TYPE XGBOOST SETTINGS (MAX_RUNTIME 6)"),
+                   "MODEL_TYPE XGBOOST SETTINGS (MAX_RUNTIME 4)"),
     "regression": ("CREATE MODEL rep_diabetes FROM diabetes TARGET progression FUNCTION rep_diabetes "
-                   "SETTINGS (MAX_RUNTIME 6)"),
+                   "SETTINGS (MAX_RUNTIME 4)"),
     "kmeans": ("CREATE MODEL rep_clusters FROM (SELECT f0, f1, f2, f3 FROM iris) FUNCTION rep_clusters "
                "AUTO OFF MODEL_TYPE KMEANS PREPROCESSORS 'none' HYPERPARAMETERS DEFAULT EXCEPT (K '3') "
-               "SETTINGS (MAX_RUNTIME 6)"),
+               "SETTINGS (MAX_RUNTIME 4)"),
 }
 NAMES = {"binary": f'"{HOSTILE_MODEL}"', "multiclass": "public.rep_iris",
          "regression": "rep_diabetes", "kmeans": "rep_clusters"}

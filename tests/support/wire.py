@@ -80,13 +80,17 @@ class RawConn:
                 count -= 1
         return out
 
-    def read_all(self, settle: float = 0.3) -> list[tuple[bytes, bytes]]:
-        """Read messages until EOF or `settle` seconds of silence."""
+    def read_all(self, settle: float = 0.3, then: float | None = None) -> list[tuple[bytes, bytes]]:
+        """Read messages until EOF or `settle` seconds of silence (`then` seconds,
+        if given, once a first message has come: a server's replies to one write
+        come together, so a shorter silence after them ends the read as surely)."""
         out = []
         self.sock.settimeout(settle)
         try:
             while (msg := self.read_message()) is not None:
                 out.append(msg)
+                if then is not None and len(out) == 1:
+                    self.sock.settimeout(then)
         except (socket.timeout, ConnectionResetError):
             pass
         finally:
