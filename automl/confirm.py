@@ -125,10 +125,7 @@ def combine(searched: TrialResult, more: TrialResult, rows: np.ndarray, extra: E
     """A trial's result on its search's validation rows and on more folds' (`extra`),
     as one, `rows` being the rows of their predictions together: scored on all of
     them, the search's model kept."""
-    pred = np.concatenate([searched.oof, more.oof])
-    value, threshold = extra.scored(rows, pred)
-    return TrialResult(value, searched.seconds + more.seconds, max(searched.fit_seconds, more.fit_seconds),
-                       threshold, searched.model, searched.cost_units, pred)
+    return extra.combined(searched, more, rows, np.concatenate([searched.oof, more.oof]))
 
 
 def merged(trials: list[Trial], confirmation: Confirmation) -> list[Trial]:

@@ -219,8 +219,14 @@ class Evaluator:
         `without_first()`): scored on all their predictions, the first fold's model kept."""
         rows = np.concatenate([self.folds[0][1], np.sort(np.concatenate([val for _, val in self.folds[1:]]))])
         order = np.argsort(rows, kind="stable")
-        pred = np.concatenate([first_oof, others.oof])[order]
-        value, threshold = self.scored(rows[order], pred)
+        return self.combined(first, others, rows[order], np.concatenate([first_oof, others.oof])[order])
+
+    def combined(self, first: TrialResult, others: TrialResult, rows: np.ndarray,
+                 pred: np.ndarray) -> TrialResult:
+        """One configuration's result from two of its evaluations (`first`, whose
+        model it keeps, and `others`), `pred` being their predictions of `rows`
+        together: scored by this evaluator on all of them (joined; confirm.combine)."""
+        value, threshold = self.scored(rows, pred)
         return TrialResult(value, first.seconds + others.seconds, max(first.fit_seconds, others.fit_seconds),
                            threshold, first.model, first.cost_units, pred)
 

@@ -36,17 +36,21 @@ def test_the_confirming_folds_keep_the_holdout_as_the_first_and_split_its_traini
     assert sorted(np.concatenate([v for _, v in plain]).tolist()) == list(range(1001))
 
 
-def test_a_holdout_result_and_the_other_folds_combined_equal_the_cross_validation_from_scratch():
+def holdout_case(n: int = 3000):
+    """A regression table searched on one holdout split with LightGBM: (matrices, y,
+    objective, family, context, params, holdout folds). Also tests/automl/test_widen.py's."""
     rng = np.random.default_rng(1)
-    n = 3000
     X = rng.normal(size=(n, 4))
     y = X[:, 0] * 2 - X[:, 1] + rng.normal(size=n)
-    objective = resolve_objective(None, REGRESSION)
     fam = FAMILIES["LIGHTGBM"]
     ctx = Context(REGRESSION, int(0.8 * n), 4, 0, 0, 1)
-    params = {**fam.initial(ctx), "num_round": 60}
-    holdout = make_folds(None, n, 0, cross_validate=False)
-    matrices = {fam.encoding: X}
+    return ({fam.encoding: X}, y, resolve_objective(None, REGRESSION), fam, ctx,
+            {**fam.initial(ctx), "num_round": 60}, make_folds(None, n, 0, cross_validate=False))
+
+
+def test_a_holdout_result_and_the_other_folds_combined_equal_the_cross_validation_from_scratch():
+    n = 3000
+    matrices, y, objective, fam, ctx, params, holdout = holdout_case(n)
     searched = Evaluator(matrices, y, holdout, objective, REGRESSION, 0, 0)
     known = searched.run(fam, params, ctx, 1.0, float("inf"))
     more = confirm.more_folds(holdout[0], None, 0)

@@ -10,25 +10,17 @@ import pyarrow as pa
 import pytest
 
 from automl import metrics, search, validation
-from automl.families import Context
 from automl.problem import BINARY, REGRESSION, resolve_objective
-from automl.registry import FAMILIES
 from automl.validation import Evaluator, folds_around, make_folds
+
+from .test_confirm import holdout_case
 
 train_module = importlib.import_module("automl.train")  # the module (automl.train is its function)
 
 
 def test_a_holdout_result_joined_with_the_other_folds_equals_the_cross_validation_from_scratch():
-    rng = np.random.default_rng(1)
     n = 3000
-    X = rng.normal(size=(n, 4))
-    y = X[:, 0] * 2 - X[:, 1] + rng.normal(size=n)
-    objective = resolve_objective(None, REGRESSION)
-    fam = FAMILIES["LIGHTGBM"]
-    ctx = Context(REGRESSION, int(0.8 * n), 4, 0, 0, 1)
-    params = {**fam.initial(ctx), "num_round": 60}
-    holdout = make_folds(None, n, 0, cross_validate=False)
-    matrices = {fam.encoding: X}
+    matrices, y, objective, fam, ctx, params, holdout = holdout_case(n)
     known = Evaluator(matrices, y, holdout, objective, REGRESSION, 0, 0).run(fam, params, ctx, 1.0, float("inf"))
     wide = Evaluator(matrices, y, folds_around(holdout[0], None, 0, 5)[:3], objective, REGRESSION, 0, 0)
     more = wide.without_first()
