@@ -409,6 +409,7 @@ class Session(asyncio.Protocol):
         names = self._rewrite_names
         # the current pipeline's first messages went upstream before this chunk
         sent_open = self.unsynced
+        ended = False  # a Terminate was read: nothing after it goes on
         for index, item in enumerate(items):
             if type(item) is not Frame:
                 out.append(item)
@@ -461,12 +462,12 @@ class Session(asyncio.Protocol):
                 # Postgres ends the session here and reads nothing after it: neither
                 # does the proxy (a model statement after it was taken over)
                 violation = None
-                held_before = True  # (what follows in `data` is not sent)
+                ended = True  # (what follows in `data` is not sent)
                 break
         if violation is not None:
             self._relay_violation(out, violation)
             return
-        if self.rewrite is not None or held_before or not framer.at_boundary:
+        if self.rewrite is not None or held_before or ended or not framer.at_boundary:
             self.upstream.writelines(out)
         else:
             self.upstream.write(data)

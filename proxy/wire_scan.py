@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import struct
 
-from .protocol import FRONTEND_LIMITS
+from .protocol import F_FLUSH, FRONTEND_LIMITS
 
 UNSYNCED_CLEARED = 1
 COPY_IN_CLEARED = 2
@@ -53,7 +53,7 @@ _NAMING = frozenset(b"PBDEC")
 # next Sync, as after any extended-protocol message's error: the session's framed
 # path counts it so. (A Sync with a body fails as a Sync: its error, then its
 # ReadyForQuery; Postgres' SocketBackend starts no skip for it.)
-CLIENT_LIMITS = b"".join(min(4 if t == 0x48 else FRONTEND_LIMITS.get(t, 0), 0xFFFFFFFF).to_bytes(4, "big")
+CLIENT_LIMITS = b"".join(min(4 if t == F_FLUSH else FRONTEND_LIMITS.get(t, 0), 0xFFFFFFFF).to_bytes(4, "big")
                          for t in range(256))
 
 
