@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .framing import Frame
-from .protocol import F_SYNC, F_TERMINATE, ready_for_query
+from .protocol import (B_CLOSE_COMPLETE, B_ERROR, B_READY_FOR_QUERY, F_SYNC, F_TERMINATE,
+                       FAIL_BLOCK_QUERY, message, ready_for_query)
 
 
 class InterceptedSession(Protocol):
@@ -54,6 +55,9 @@ class InterceptedSession(Protocol):
     def _resume_client_reading(self, reason: str | None = None) -> None: ...
 
 _READY_HEADER = b"Z\x00\x00\x00\x05"
+#: Close of the unnamed statement, and a Flush: see Takeover.query_begins
+_CLOSE_UNNAMED = message(b"C", b"S\x00")
+_FLUSH = message(b"H")
 
 
 class Interceptor(Protocol):
@@ -90,6 +94,63 @@ class Takeover:
         self.client_closed = False
         self.server_closed = False
         self._server_bytes = 0
+        # a client's Query (query_begins): nothing sent upstream yet for it; an error
+        # answered; its ReadyForQuery, held back for query_ends
+        self._query = self._query_begins = self._query_failed = self._query_ready = False
+        self._hidden_closes = 0  # CloseCompletes of query_begins' Close, still to come
+
+    # -- a client's Query ----------------------------------------------------------
+    def query_begins(self) -> None:
+        """The takeover answers a client's Query; two things Postgres does for any
+        Query are done here for all of them, whatever the interceptor sends:
+
+        - Postgres drops the unnamed statement as a Query begins, one that fails too
+          (exec_simple_query): a later Bind of it gets 26000. What mlproxy sends
+          upstream for the Query may be no Query at all (its own queries leave the
+          unnamed statement alone: protocol.own_query), or nothing: so the first
+          thing it sends that is not a Query is preceded by a Close of the unnamed
+          statement, whose CloseComplete the takeover drops (`server_message`), and
+          `query_ends` sends that Close if nothing went upstream.
+        - An error fails the transaction block the Query ran in. One that mlproxy
+          answered without Postgres failing (a model not ready, an ML statement it
+          refused itself) leaves the block going on upstream: `query_ends` then fails
+          it with FAIL_BLOCK_QUERY, and the Query's ReadyForQuery, held back until
+          then, says E."""
+        self._query = self._query_begins = True
+
+    def _upstream(self, data: bytes) -> bytes:
+        """`data` as the session writes it upstream during the takeover."""
+        if self._query_begins:
+            self._query_begins = False
+            if data[:1] != b"Q":  # a simple Query drops the statement itself
+                self._hidden_closes += 1
+                return _CLOSE_UNNAMED + data
+        return data
+
+    async def query_ends(self) -> None:
+        """The client's Query is answered (see query_begins): the unnamed statement
+        dropped upstream and the block failed if they are not yet, then the
+        ReadyForQuery."""
+        self._query = False
+        if self._query_failed and self.session.txstatus == b"T":
+            self.send_server(FAIL_BLOCK_QUERY)  # its error is not the client's
+            while (await self.server_message()).type != B_READY_FOR_QUERY:
+                pass
+        elif self._query_begins:
+            self.send_server(_FLUSH)
+        while self._hidden_closes:  # the first CloseComplete to come: replies come in order
+            for i, frame in enumerate(self._server):
+                if frame.type == B_CLOSE_COMPLETE:
+                    del self._server[i]
+                    self._server_bytes -= len(frame.raw)
+                    self._hidden_closes -= 1
+                    break
+            else:
+                await self._server_arrives()
+        if not self._server:
+            self.session._takeover_drained()
+        if self._query_ready:
+            self.session._write_client(ready_for_query(self.session.txstatus))
 
     # -- fed by the session ------------------------------------------------------
     def _push_client(self, frame: Frame) -> None:
@@ -129,18 +190,26 @@ class Takeover:
         return frames
 
     # -- used by interceptors ----------------------------------------------------
+    async def _server_arrives(self) -> None:
+        if self.server_closed:
+            raise ConnectionResetError("upstream connection closed")
+        self._server_ready.clear()
+        await self._server_ready.wait()
+
     async def server_message(self) -> Frame:
-        """Next complete message from the upstream."""
-        while not self._server:
-            if self.server_closed:
-                raise ConnectionResetError("upstream connection closed")
-            self._server_ready.clear()
-            await self._server_ready.wait()
-        frame = self._server.popleft()
-        self._server_bytes -= len(frame.raw)
-        if not self._server:
-            self.session._takeover_drained()
-        return frame
+        """Next complete message from the upstream (not the CloseComplete of
+        query_begins' Close)."""
+        while True:
+            while not self._server:
+                await self._server_arrives()
+            frame = self._server.popleft()
+            self._server_bytes -= len(frame.raw)
+            if not self._server:
+                self.session._takeover_drained()
+            if self._hidden_closes and frame.type == B_CLOSE_COMPLETE:
+                self._hidden_closes -= 1
+                continue
+            return frame
 
     async def client_message(self) -> Frame:
         """Next complete message from the client (e.g. Bind after an intercepted Parse)."""
@@ -186,4 +255,20 @@ class Takeover:
     def send_client(self, data: bytes) -> None:
         if data[-6:-1] == _READY_HEADER:  # an answered statement, for the statistics
             self.session.readies += 1
-        self.session._write_client(data)
+            if self._query:  # see query_begins
+                self._query_ready = True
+                data = data[:-6]
+        if self._query and not self._query_failed:
+            self._query_failed = _has_error(data)
+        if data:
+            self.session._write_client(data)
+
+
+def _has_error(data: bytes) -> bool:
+    """Do the whole messages `data` hold an ErrorResponse?"""
+    pos, end = 0, len(data) - 5
+    while pos <= end:
+        if data[pos] == B_ERROR:
+            return True
+        pos += 1 + int.from_bytes(data[pos + 1:pos + 5], "big")
+    return False

@@ -105,6 +105,39 @@ def cstr(text: str) -> bytes:
     return text.encode() + b"\x00"
 
 
+#: the statement and portal of mlproxy's own queries (upstream_ops.collect)
+_OWN = cstr("__mlproxy_collect")
+_CLOSE_OWN = message(b"C", b"S" + _OWN) + message(b"C", b"P" + _OWN)
+
+
+def own_query(statements: str | Sequence[str]) -> bytes:
+    """The messages that run `statements` (one SQL statement each) for mlproxy, in
+    one implicit transaction as one simple Query of them would run: Parse, Bind,
+    Describe, Execute of each under a name of mlproxy's own, then one Sync. Not a
+    simple Query, which would drop the client's unnamed statement and portal
+    (exec_simple_query). Each name is closed before use (a failure left it open:
+    Postgres skips to the Sync) and after."""
+    if isinstance(statements, str):
+        statements = (statements,)
+    out = [_CLOSE_OWN]
+    for sql in statements:
+        out += (message(b"P", _OWN + cstr(sql) + b"\x00\x00"),
+                message(b"B", _OWN + _OWN + b"\x00\x00\x00\x00\x00\x00"),
+                message(b"D", b"P" + _OWN), message(b"E", _OWN + b"\x00\x00\x00\x00"),
+                _CLOSE_OWN)
+    out.append(message(b"S"))
+    return b"".join(out)
+
+
+#: What fails the client's transaction block upstream when mlproxy failed a statement
+#: of the block where Postgres did not (a model call's result, tracker.fail_block; an
+#: error mlproxy answered a Query with, Takeover.query_ends): an error of Postgres'
+#: own, in its log with this text; the client never sees it. (A query of mlproxy's
+#: own, which leaves the client's unnamed statement alone.)
+FAIL_BLOCK_QUERY = own_query(
+    "SELECT 'mlproxy: a statement failed in this transaction block; it is aborted'::int")
+
+
 def ready_for_query(status: bytes = b"I") -> bytes:
     return message(b"Z", status)
 

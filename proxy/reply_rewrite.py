@@ -69,6 +69,11 @@ class ReplyRewrite(Protocol):
         wake the rewrite (parked); None while it must stay attached."""
         ...
 
+    def unnamed_dropped(self) -> None:
+        """A client's Query, taken over, dropped the unnamed statement and portal
+        upstream (as every Query does) without going through `client_message`."""
+        ...
+
     def wake(self, pending: int, unsynced_kinds: Sequence[int]) -> None:
         """Attached again: `pending` requests, each answered up to a ReadyForQuery,
         and the extended messages `unsynced_kinds` (wire_scan.message_kind) went

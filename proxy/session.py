@@ -927,7 +927,12 @@ class Session(asyncio.Protocol):
                 # turn its close into a reset that loses its error on the way.
                 takeover.unread_client(frame)
             elif await self._query_turn(frame, takeover):
+                if frame.type == F_QUERY:
+                    takeover.query_begins()
+                    self._unnamed_dropped()
                 await interceptor.handle(frame, takeover)
+                if frame.type == F_QUERY and self.state is not State.CLOSED:
+                    await takeover.query_ends()
         except ConnectionResetError:
             violation = self._takeover_violation
             if violation is not None and not violation.silent:
@@ -959,6 +964,19 @@ class Session(asyncio.Protocol):
         self.unsynced = False
         self.unsynced_kinds.clear()
         return True
+
+    def _unnamed_dropped(self) -> None:
+        """A taken-over Query drops the unnamed statement (Takeover.query_begins):
+        so does the reply rewrite's record of it, parked or not."""
+        if self.rewrite is not None:
+            self.rewrite.unnamed_dropped()
+        elif self.parked_rewrite is not None:
+            self.parked_rewrite.unnamed_dropped()
+            names = self.parked_rewrite.park_names()
+            if names:
+                self._rewrite_names = names
+            else:
+                self.parked_rewrite, self._rewrite_names = None, ()
 
     def _end_takeover(self, takeover: Takeover) -> None:
         tracking = self.rewrite is not None
@@ -1050,6 +1068,8 @@ class Session(asyncio.Protocol):
         self._write_upstream(raw)
 
     def _write_upstream(self, data: bytes) -> None:
+        if self._takeover is not None:
+            data = self._takeover._upstream(data)
         if self.upstream is not None and not self.upstream.is_closing():
             self.upstream.write(data)
 

@@ -27,7 +27,7 @@ from ..owed_replies import relay_owed, skip_to_sync
 from ..wire_scan import ENDS_READY, READY_SHIFT, server_chunk
 from . import workers
 from .rowscan import count_data_rows
-from .tracker import EXECUTE, FAIL_BLOCK_QUERY, QUERY, ResponseTracker, expectation_kind
+from .tracker import EXECUTE, QUERY, ResponseTracker, expectation_kind
 
 log = logging.getLogger("mlproxy.session")
 
@@ -111,6 +111,9 @@ class TrackedRelay:
         if self._batches or self._held_back or self._out:
             return None
         return self.tracker.park_names()
+
+    def unnamed_dropped(self) -> None:
+        self.tracker.unnamed_dropped()
 
     def wake(self, pending: int, unsynced_kinds: Sequence[int]) -> None:
         tracker = self.tracker
@@ -273,7 +276,7 @@ class TrackedRelay:
                 # the proxy failed a result Postgres ran, in a transaction block: a
                 # statement of Postgres' own fails the block, as Postgres' error
                 # would have; its ReadyForQuery (E) is relayed in this one's place
-                session.upstream.write(FAIL_BLOCK_QUERY)
+                session.upstream.write(protocol.FAIL_BLOCK_QUERY)
                 continue
             self._idle |= session.note_server(msg_type, raw)
             if not attached:

@@ -26,7 +26,6 @@ import numpy as np
 
 from .. import protocol as p
 from ..errors import PgError
-from ..ml_commands.upstream_ops import own_query
 from .call_log import CALLS
 from .workers import THREAD_MIN_BYTES
 
@@ -42,12 +41,6 @@ PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, F
 _GROUP_ENDS = frozenset((SYNC, QUERY, FUNCTION))
 _IDLE = ord("I")
 _IN_BLOCK = ord("T")
-#: What fails the client's transaction block upstream when the proxy failed a result
-#: Postgres itself ran (see fail_block): an error of Postgres' own, in its log with
-#: this text; the client never sees it.
-#: (mlproxy's own query, which leaves the client's unnamed statement alone: own_query)
-FAIL_BLOCK_QUERY = own_query(
-    "SELECT 'mlproxy: a model call failed in this transaction block; it is aborted'::int")
 # pipeline_reply takes at most this many rows (a lookup: the rows are rewritten on
 # the event loop, as a flush of so few would be)
 _PIPELINE_ROWS = 32
@@ -245,9 +238,14 @@ class ResponseTracker:
         (exec_simple_query): a later Bind of either gets its 26000 / 34000, not
         the rewritten statement's handling. (Put back if the Query is skipped, as a
         skipped Parse's name is: `_parse_undone`.)"""
-        self.portals.pop(b"", None)
-        expectation.replaced = self.statements.pop(b"", None)
+        expectation.replaced = self.unnamed_dropped()
         self.queue.append(expectation)
+
+    def unnamed_dropped(self) -> StatementPlan | None:
+        """A Query ran: the unnamed statement and portal are gone. The statement's
+        plan, if it was one of the tracker's."""
+        self.portals.pop(b"", None)
+        return self.statements.pop(b"", None)
 
     def client_message(self, msg_type: int, raw: bytes) -> bytes:
         """Note a client message on its way upstream; returns the bytes to forward.

@@ -71,34 +71,10 @@ class QueryResult:
     notices: list[bytes] = field(default_factory=list)
 
 
-#: the statement and portal of mlproxy's own queries (`collect`)
-_OWN = p.cstr("__mlproxy_collect")
-_CLOSE_OWN = p.message(b"C", b"S" + _OWN) + p.message(b"C", b"P" + _OWN)
-
-
-def own_query(statements: str | Sequence[str]) -> bytes:
-    """The messages that run `statements` (one SQL statement each) for mlproxy, in
-    one implicit transaction as one simple Query of them would run: Parse, Bind,
-    Describe, Execute of each under a name of mlproxy's own, then one Sync. Not a
-    simple Query, which would drop the client's unnamed statement and portal
-    (exec_simple_query). Each name is closed before use (a failure left it open:
-    Postgres skips to the Sync) and after."""
-    if isinstance(statements, str):
-        statements = (statements,)
-    out = [_CLOSE_OWN]
-    for sql in statements:
-        out += (p.message(b"P", _OWN + p.cstr(sql) + b"\x00\x00"),
-                p.message(b"B", _OWN + _OWN + b"\x00\x00\x00\x00\x00\x00"),
-                p.message(b"D", b"P" + _OWN), p.message(b"E", _OWN + b"\x00\x00\x00\x00"),
-                _CLOSE_OWN)
-    out.append(p.message(b"S"))
-    return b"".join(out)
-
-
 async def collect(takeover: Takeover, statements: str | Sequence[str]) -> QueryResult:
-    """Run `statements` (`own_query`) and collect the result (the last one's);
+    """Run `statements` (`protocol.own_query`) and collect the result (the last one's);
     notices are kept to relay later. Reads through the ReadyForQuery."""
-    takeover.send_server(own_query(statements))
+    takeover.send_server(p.own_query(statements))
     result = QueryResult()
     while True:
         msg = await takeover.server_message()

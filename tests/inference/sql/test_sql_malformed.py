@@ -303,3 +303,47 @@ def test_unnamed_model_statement_outlives_the_failed_block_it_failed(suite, upst
     assert errors_of(replies[2]) == [("ERROR", "25P02", "current transaction is aborted, "
                                       "commands ignored until end of transaction block")]
     assert replies[4][-1] == (b"Z", b"I") and not closed
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE MODEL",  # refused by mlproxy itself: nothing of it goes upstream
+    "SHOW MODEL ALL",  # answered by a Query of mlproxy's
+    GENERAL.replace("$1", "2"),  # mlproxy's own queries first, then the rewritten Query
+    f"BEGIN; {GENERAL.replace('$1', '2')}; COMMIT",
+])
+def test_a_query_the_proxy_answers_drops_the_unnamed_statement(statement, suite):
+    """Postgres drops the unnamed statement as any Query begins, one that fails too
+    (exec_simple_query): a later Bind of it gets 26000. So does a Query the proxy
+    takes over, whatever it sends upstream for it, if anything."""
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, [
+            parse("SELECT 41 + 1") + SYNC, query(statement), bind() + execute() + SYNC, ALIVE])
+    finally:
+        via.close()
+    assert [r[0] for r in replies[0]] == [b"1", b"Z"]
+    assert replies[1][-1] == (b"Z", b"I") and b"3" not in [r[0] for r in replies[1]]
+    assert replies[2] == [(b"E", "ERROR", "26000", "unnamed prepared statement does not exist"),
+                          (b"Z", b"I")]
+    assert replies[3][-1] == (b"Z", b"I") and not closed
+
+
+@pytest.mark.parametrize("statement", ["CREATE MODEL", "SELECT 1; CREATE MODEL m FROM"])
+def test_an_error_the_proxy_answers_a_query_with_fails_the_block(statement, suite):
+    """An error fails the transaction block it happens in, as on Postgres (and
+    Redshift): one that mlproxy answered itself too (here an ML statement it
+    refused, with nothing sent upstream), so the block's next statement gets 25P02
+    and its COMMIT rolls back."""
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, [
+            query("BEGIN"), query(statement), query("SELECT 1"), query("COMMIT"), ALIVE])
+    finally:
+        via.close()
+    assert errors_of(replies[1])[0][1] == "42601" and replies[1][-1] == (b"Z", b"E")
+    assert replies[2] == [(b"E", "ERROR", "25P02", "current transaction is aborted, "
+                           "commands ignored until end of transaction block"), (b"Z", b"E")]
+    assert replies[3] == [(b"C", b"ROLLBACK\x00"), (b"Z", b"I")]
+    assert replies[4][-1] == (b"Z", b"I") and not closed
