@@ -499,7 +499,7 @@ async def _export(takeover: Takeover, source: _Source, stmt: CreateModel, names:
         handle = await asyncio.to_thread(open, staging.csv_file, "wb")
     except OSError as exc:
         raise _Abort(errors.file_error(exc, "create file")) from exc
-    takeover.send_server(p.message(b"Q", p.cstr(copy_sql)))
+    takeover.send_server(p.own_query(copy_sql))  # (the client's unnamed statement stays)
     error: PgError | None = None
     # A write that fails (full disk) ends the snapshot, not the session: the rest of
     # the COPY is read and dropped, so the session stays in step with its server.

@@ -99,7 +99,7 @@ class MLInterceptor:
             return await relay(takeover, show_sql(stmt), tag="SHOW", hide_context=True)
         return await self._change(stmt, takeover)
 
-    async def _change(self, stmt, takeover: Takeover) -> bool:
+    async def _change(self, stmt, takeover: Takeover, *, extended: bool = False) -> bool:
         """CREATE or DROP MODEL; once committed, this proxy's own model registry is
         brought up to date before the client hears back, so its next statement sees
         the model function (other replicas learn of it by NOTIFY)."""
@@ -110,7 +110,7 @@ class MLInterceptor:
             ok = await create_model(self.services, takeover, stmt)
         else:
             ok = await relay(takeover, drop_sql(stmt), tag="DROP MODEL", rows=False,
-                             hide_context=True)
+                             hide_context=True, extended=extended)
         session = takeover.session
         if ok and session.txstatus == b"I" and self.services.models_changed is not None:
             await self.services.models_changed(session.startup.database)
@@ -171,7 +171,7 @@ class MLInterceptor:
                     takeover.send_client(p.message(b"t", b"\x00\x00"))  # no parameters
                 takeover.send_client(p.no_data())
             elif t == p.F_EXECUTE:
-                ok = await self._change(stmt, takeover)
+                ok = await self._change(stmt, takeover, extended=True)
                 if not ok:
                     await takeover.discard_until_sync()
                     return

@@ -95,23 +95,31 @@ async def collect(takeover: Takeover, statements: str | Sequence[str]) -> QueryR
             takeover.send_server(p.message(b"f", p.cstr("mlproxy does not send COPY data here")))
 
 
+#: the replies to own_query's messages themselves, not to its statement
+_OWN_QUERY_REPLIES = frozenset((p.B_PARSE_COMPLETE, p.B_BIND_COMPLETE, p.B_CLOSE_COMPLETE, p.B_NO_DATA))
+
+
 async def relay(takeover: Takeover, sql: str, *, tag: str | None = None,
                 rows: bool = True, position: Callable[[int], int] | None = None,
-                hide_context: bool = False) -> bool:
+                hide_context: bool = False, extended: bool = False) -> bool:
     """Run `sql` and relay its replies to the client (not the ReadyForQuery).
 
     `tag` replaces the CommandComplete tag, `rows=False` drops the result rows (a
     utility-statement reply), `position` maps error positions into the client's text,
     `hide_context` drops the error context (it would show mlproxy's internals).
-    Returns False when the statement failed.
+    `extended`: for a client's extended-protocol statement (one SQL statement), sent
+    as `own_query`, not as a simple Query, which would drop the client's unnamed
+    statement. Returns False when the statement failed.
     """
-    takeover.send_server(p.message(b"Q", p.cstr(sql)))
+    takeover.send_server(p.own_query(sql) if extended else p.message(b"Q", p.cstr(sql)))
     ok = True
     while True:
         msg = await takeover.server_message()
         t = msg.type
         if t == p.B_READY_FOR_QUERY:
             return ok
+        if extended and t in _OWN_QUERY_REPLIES:
+            continue
         if t == p.B_ERROR:
             ok = False
             if position is not None or hide_context:

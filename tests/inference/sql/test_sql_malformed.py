@@ -347,3 +347,25 @@ def test_an_error_the_proxy_answers_a_query_with_fails_the_block(statement, suit
                            "commands ignored until end of transaction block"), (b"Z", b"E")]
     assert replies[3] == [(b"C", b"ROLLBACK\x00"), (b"Z", b"I")]
     assert replies[4][-1] == (b"Z", b"I") and not closed
+
+
+def test_an_ml_statement_in_the_extended_protocol_leaves_the_unnamed_statement_alone(suite):
+    """DROP MODEL prepared and executed by the extended protocol (under a name of
+    its own) runs as a query of mlproxy's, not as a simple Query, which would drop
+    the client's unnamed statement: its later Bind runs it, as on Postgres for any
+    statement so executed."""
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, [
+            parse("SELECT 41 + 1") + SYNC,
+            parse("DROP MODEL IF EXISTS no_such_model", "s9") + bind(stmt="s9") + execute() + SYNC,
+            bind() + execute() + SYNC, ALIVE])
+    finally:
+        via.close()
+    # (the NOTICE: the model does not exist, skipping)
+    assert [r[0] for r in replies[1]] == [b"1", b"2", b"N", b"C", b"Z"]
+    assert replies[1][3] == (b"C", b"DROP MODEL\x00")
+    assert replies[2] == [(b"2", b""), (b"D", b"\x00\x01\x00\x00\x00\x0242"), (b"C", b"SELECT 1\x00"),
+                          (b"Z", b"I")]
+    assert replies[3][-1] == (b"Z", b"I") and not closed
