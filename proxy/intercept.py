@@ -100,7 +100,7 @@ class Takeover:
         self._hidden_closes = 0  # CloseCompletes of query_begins' Close, still to come
 
     # -- a client's Query ----------------------------------------------------------
-    def query_begins(self) -> None:
+    def query_begins(self, *, drops_unnamed: bool = True) -> None:
         """The takeover answers a client's Query; two things Postgres does for any
         Query are done here for all of them, whatever the interceptor sends:
 
@@ -115,8 +115,12 @@ class Takeover:
           answered without Postgres failing (a model not ready, an ML statement it
           refused itself) leaves the block going on upstream: `query_ends` then fails
           it with FAIL_BLOCK_QUERY, and the Query's ReadyForQuery, held back until
-          then, says E."""
-        self._query = self._query_begins = True
+          then, says E.
+
+        `drops_unnamed` False: a Query Postgres refuses as it reads the message
+        (protocol.query_runs) drops nothing."""
+        self._query = True
+        self._query_begins = drops_unnamed
 
     def _upstream(self, data: bytes) -> bytes:
         """`data` as the session writes it upstream during the takeover."""

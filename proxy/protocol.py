@@ -339,6 +339,18 @@ def decode_query(body: bytes | memoryview) -> bytes:
     return text
 
 
+def query_runs(raw: bytes | memoryview) -> bool:
+    """Does Postgres run this whole Query message (exec_simple_query, which drops the
+    unnamed statement first)? Not one it refuses as it reads it (PostgresMain): a
+    malformed body (08P01), or text not valid in the client encoding (22021; taken
+    to be UTF-8, as mlproxy's parsing of statements does)."""
+    try:
+        decode_query(memoryview(raw)[5:]).decode()
+    except (MalformedMessage, UnicodeDecodeError):
+        return False
+    return True
+
+
 def decode_parse(body: bytes | memoryview) -> ParseMessage:
     """Parse: statement name, text, parameter type OIDs (as exec_parse_message reads them)."""
     reader = MessageReader(body)

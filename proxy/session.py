@@ -33,7 +33,8 @@ from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
 from .reply_rewrite import ReplyRewrite
 from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FLUSH, F_FUNCTION_CALL, F_PARSE,
-                       F_QUERY, F_SYNC, F_TERMINATE, COPY_IN_TYPES, FRONTEND_LIMITS, SESSION_LIMITS)
+                       F_QUERY, F_SYNC, F_TERMINATE, COPY_IN_TYPES, FRONTEND_LIMITS, SESSION_LIMITS,
+                       query_runs)
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet, unsupported_protocol)
 from .upstream import UpstreamUnavailable, open_upstream
@@ -928,8 +929,10 @@ class Session(asyncio.Protocol):
                 takeover.unread_client(frame)
             elif await self._query_turn(frame, takeover):
                 if frame.type == F_QUERY:
-                    takeover.query_begins()
-                    self._unnamed_dropped()
+                    runs = query_runs(frame.raw)
+                    takeover.query_begins(drops_unnamed=runs)
+                    if runs:
+                        self._unnamed_dropped()
                 await interceptor.handle(frame, takeover)
                 if frame.type == F_QUERY and self.state is not State.CLOSED:
                     await takeover.query_ends()

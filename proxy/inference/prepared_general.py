@@ -282,11 +282,15 @@ async def _may_execute(granted: Granted | None, plan: GeneralPlan | ExplainPlan,
 
 def _bind_values(frame: Frame) -> BindValues | None:
     """The client's Bind, or None if Postgres would refuse it: it then goes upstream
-    as sent, for Postgres' own error (the statement there has the same parameters)."""
+    as sent, for Postgres' own error (the statement there has the same parameters),
+    after the ParseComplete of a Parse that came with it. Refused: a malformed
+    message, or a parameter format code other than text (0) and binary (1) (22023
+    "unsupported format code", exec_bind_message)."""
     try:
-        return BindValues.parse(frame.body)
+        values = BindValues.parse(frame.body)
     except p.MalformedMessage:
         return None
+    return values if all(f == 0 or f == 1 for f in values.formats) else None
 
 
 def _forward_parse(name: bytes, prepared: PreparedGeneral, takeover: Takeover) -> None:

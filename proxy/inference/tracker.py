@@ -233,12 +233,14 @@ class ResponseTracker:
         self._query_sent(Expectation(QUERY, rewriter, map_position,
                                      started=time.perf_counter() if rewriter else 0.0))
 
-    def _query_sent(self, expectation: Expectation) -> None:
+    def _query_sent(self, expectation: Expectation, runs: bool = True) -> None:
         """Postgres drops the unnamed statement and portal when it runs a Query
         (exec_simple_query): a later Bind of either gets its 26000 / 34000, not
         the rewritten statement's handling. (Put back if the Query is skipped, as a
-        skipped Parse's name is: `_parse_undone`.)"""
-        expectation.replaced = self.unnamed_dropped()
+        skipped Parse's name is: `_parse_undone`.) Not a Query Postgres refuses as it
+        reads the message (`runs` False: protocol.query_runs)."""
+        if runs:
+            expectation.replaced = self.unnamed_dropped()
         self.queue.append(expectation)
 
     def unnamed_dropped(self) -> StatementPlan | None:
@@ -370,7 +372,7 @@ class ResponseTracker:
         elif msg_type == p.F_SYNC:
             self.queue.append(Expectation(SYNC))
         elif msg_type == p.F_QUERY:
-            self._query_sent(Expectation(QUERY))
+            self._query_sent(Expectation(QUERY), runs=p.query_runs(raw))
         elif msg_type == p.F_FUNCTION_CALL:
             self.queue.append(Expectation(FUNCTION))
         return raw

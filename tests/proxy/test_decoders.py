@@ -155,3 +155,13 @@ def test_statement_text_only_raises_the_protocol_error(msg_type, body):
         p.statement_text(msg_type, p.message(bytes((msg_type,)), body))
     except p.MalformedMessage:
         pass
+
+
+def test_a_query_postgres_refuses_as_it_reads_it_does_not_run():
+    """protocol.query_runs: only a Query that reaches exec_simple_query drops the
+    unnamed statement (a malformed one, or one not valid UTF-8, never gets there)."""
+    assert p.query_runs(p.message(b"Q", b"select 1\x00"))
+    assert p.query_runs(p.message(b"Q", b"\x00"))  # the empty query runs
+    assert not p.query_runs(p.message(b"Q", b"select 1"))  # no NUL: invalid string
+    assert not p.query_runs(p.message(b"Q", b"\x00select 1\x00"))  # bytes after: invalid format
+    assert not p.query_runs(p.message(b"Q", b"select '\xc3('\x00"))  # 22021
