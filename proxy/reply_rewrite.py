@@ -38,7 +38,8 @@ class ReplyRewrite(Protocol):
         ...
 
     def interceptor_for(self, raw: bytes | memoryview) -> Any:
-        """The interceptor that must see this Bind before it goes upstream, or None."""
+        """The interceptor that must see this Bind, or Describe of a statement, before
+        it goes upstream, or None."""
         ...
 
     def server_data(self, data: bytes) -> None:

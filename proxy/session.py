@@ -421,7 +421,7 @@ class Session(asyncio.Protocol):
                     and self._triggered(item.raw):
                 # (during COPY FROM STDIN Postgres refuses either: it goes on as sent)
                 interceptor = self._intercepting(item)
-            elif msg_type == F_BIND and self.rewrite is not None:
+            elif (msg_type == F_BIND or msg_type == F_DESCRIBE) and self.rewrite is not None:
                 interceptor = self.rewrite.interceptor_for(item.raw)
             if interceptor is None and names and not self.copy_in \
                     and names_message(msg_type, item.raw, names):
@@ -433,7 +433,7 @@ class Session(asyncio.Protocol):
                 else:
                     self.attach_rewrite(self.parked_rewrite)
                     names = ()
-                    if msg_type == F_BIND:
+                    if msg_type == F_BIND or msg_type == F_DESCRIBE:
                         interceptor = self.rewrite.interceptor_for(item.raw)
             if interceptor is None and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL) \
                     and self.unsynced and not self.skipping_to_sync and not self.copy_in:

@@ -136,6 +136,9 @@ class InferenceInterceptor:
         if frame.type == p.F_BIND:  # of a prepared statement on the general path
             await self._bind_general(frame, takeover)
             return
+        if frame.type == p.F_DESCRIBE:  # of a prepared statement on the general path
+            await self._describe_general(frame, takeover)
+            return
         try:
             outcome = await self._prepare(frame, takeover)
         except PgError as err:
@@ -524,6 +527,18 @@ class InferenceInterceptor:
         except PgError as err:
             bound = err
         await prepared_general.execute(prepared, bound, frame, takeover)
+
+
+    @staticmethod
+    async def _describe_general(frame: Frame, takeover: Takeover) -> None:
+        """A Describe of a prepared general-path statement (see prepared_general.describe)."""
+        session = takeover.session
+        tracker = tracker_of(session)
+        prepared = tracker.statements.get(p.decode_target(frame.body)[1]) if tracker is not None else None
+        if not isinstance(prepared, prepared_general.PreparedGeneral):
+            session.relay_frame(frame)  # it became another statement meanwhile
+            return
+        await prepared_general.describe(prepared, frame, takeover)
 
 
 def _statement_sql(frame: Frame) -> str:

@@ -38,7 +38,8 @@ client's role, snapshot, temporary tables and uncommitted rows.
 
 The tables are named per statement text and stay for the session (emptied with
 DELETE at each execution: a portal still open keeps seeing the rows of its own
-snapshot). Cursor plans (DECLARE) make them ON COMMIT DROP; the next execution makes
+snapshot), unless the transaction that made them fails or rolls back: a Bind makes
+them again, and so does a Describe of the statement (`describe`). Cursor plans (DECLARE) make them ON COMMIT DROP; the next execution makes
 them again, and Postgres re-plans the prepared statement against the new tables.
 
 Figures (pgbench, one client, 2000 transactions of `SELECT id FROM houses WHERE
@@ -319,6 +320,28 @@ async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], Bound
         return
     if await _fill(prepared, models, values, takeover):
         session.relay_frame(frame)
+
+
+async def describe(prepared: PreparedGeneral, frame: Frame, takeover: Takeover) -> None:
+    """A client's Describe of a general-path statement: its tables made again first
+    if they are gone. They were made in the client's transaction (at the Parse or an
+    execution), and a transaction that failed or rolled back since took them; the
+    statement stays, and Postgres, describing it, plans it again against tables that
+    do not exist (42P01 where Postgres describes the client's own statement). Not in
+    a failed block, where Postgres refuses to describe it anyway (25P02)."""
+    session = takeover.session
+    if not await relay_owed(takeover):
+        await skip_to_sync(takeover)
+        return
+    ensure = ensure_tables(prepared.plan.steps, None)
+    if ensure is not None and session.txstatus != b"E":
+        batch = Batch()
+        batch.run(_ENSURE, ensure)
+        outcome = await batch.send(takeover)
+        if outcome.error is not None:
+            await fail(takeover, client_error(prepared.plan, outcome), server_failed=True)
+            return
+    session.relay_frame(frame)
 
 
 async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundModel], values: BindValues,

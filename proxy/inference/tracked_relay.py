@@ -93,7 +93,7 @@ class TrackedRelay:
         return forwarded
 
     def interceptor_for(self, raw):
-        return self.tracker.bind_interceptor(raw)
+        return self.tracker.interceptor_for(raw)
 
     @property
     def busy(self) -> bool:
@@ -413,8 +413,8 @@ class _Wake:
             await skip_to_sync(takeover)
             return
         tracker = start_tracking(session)
-        if frame.type == protocol.F_BIND:
-            interceptor = tracker.bind_interceptor(frame.raw)
+        if frame.type == protocol.F_BIND or frame.type == protocol.F_DESCRIBE:
+            interceptor = tracker.interceptor_for(frame.raw)
             if interceptor is not None:
                 await interceptor.handle(frame, takeover)
                 return

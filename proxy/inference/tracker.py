@@ -130,27 +130,49 @@ class ResponseTracker:
         # After a result could not be rewritten (a value the model cannot take), the
         # client has its ErrorResponse: the rest up to the ReadyForQuery is dropped.
         self._failed = False
+        # An error's skip to Sync went past every message noted so far (`_skip_to_sync`):
+        # Postgres ignores the client's next messages up to its Sync, so they are not
+        # noted (no reply comes for them)
+        self._skipping = False
 
     @property
     def active(self) -> bool:
         """False once nothing rewritten is prepared, open or awaited (nor the replies
         of mlproxy's own messages, nor the rest of a failed result to drop): the
         session can go back to plain relaying."""
-        return bool(self.statements or self.portals or self._failed or
+        return bool(self.statements or self.portals or self._failed or self._skipping or
                     any(e.rewriter is not None or e.kind >= HIDDEN for e in self.queue))
 
     # -- client -> server ----------------------------------------------------------
-    def bind_interceptor(self, raw: bytes | memoryview):
-        """The interceptor that must see this Bind before it goes upstream (a prepared
-        statement whose model predictions are computed per execution), or None."""
+    def interceptor_for(self, raw: bytes | memoryview):
+        """The interceptor that must see this Bind, or Describe of a statement, before
+        it goes upstream (a prepared statement whose model predictions are computed
+        per execution, prepared_general), or None."""
         body = memoryview(raw)[5:]
         try:
+            if raw[0] == p.F_DESCRIBE:
+                kind, name = p.decode_target(body)
+                if kind != b"S" or self._parsed_in_this_pipeline(name):
+                    return None  # (its tables are there: see prepared_general.describe)
+                return getattr(self.statements.get(name), "interceptor", None)
             interceptor = getattr(self.statements.get(p.bind_names(body)[1]), "interceptor", None)
             if interceptor is not None:
                 p.decode_bind(body)
         except p.MalformedMessage:
             return None  # goes upstream as sent: Postgres refuses it with its own error
         return interceptor
+
+    def _parsed_in_this_pipeline(self, name: bytes) -> bool:
+        """Is the Parse of statement `name` still unanswered with no Sync, Query or
+        FunctionCall behind it? A message sent now runs in the Parse's transaction,
+        or is skipped if it failed (a driver's Parse and Describe sent together)."""
+        parsed = False
+        for expectation in self.queue:
+            if expectation.kind == PARSE and expectation.statement == name:
+                parsed = True
+            elif expectation.kind in _GROUP_ENDS:
+                parsed = False
+        return parsed
 
     @property
     def discarding(self) -> bool:
@@ -210,18 +232,24 @@ class ResponseTracker:
     def park_names(self) -> tuple[bytes, ...] | None:
         """Nothing awaited, held or open but prepared statements: their names (a
         client message naming none of them needs no tracking). None otherwise."""
-        if self.queue or self._rows or self._failed or self.portals or not self.statements:
+        if self.queue or self._rows or self._failed or self._skipping or self.portals \
+                or not self.statements:
             return None
         return tuple(self.statements)
 
     def expect_plain(self, kinds: list[int]) -> None:
         """Replies to requests already sent, that need no rewriting, come first."""
+        if SYNC in kinds:
+            self._skipping = False
         self.queue.extend(Expectation(kind) for kind in kinds)
 
     def add_statement(self, name: bytes, plan: StatementPlan,
                       map_position: Callable[[int], int] | None = None) -> None:
         """A rewritten Parse is sent for statement `name`. (Recorded now, for the
-        Binds pipelined behind it; put back as it was if the Parse fails.)"""
+        Binds pipelined behind it; put back as it was if the Parse fails. Not while
+        Postgres skips to Sync: it ignores the Parse.)"""
+        if self._skipping:
+            return
         replaced = self.statements.get(name)
         self.statements[name] = plan
         self.queue.append(Expectation(PARSE, map_position=map_position, statement=name,
@@ -253,6 +281,10 @@ class ResponseTracker:
         """Note a client message on its way upstream; returns the bytes to forward.
         A message Postgres would refuse goes on as sent (Postgres answers it with its
         own error, then skips to Sync as it does): only its reply is expected."""
+        if self._skipping:  # Postgres ignores it, up to the Sync
+            if msg_type != p.F_SYNC:
+                return raw
+            self._skipping = False
         if msg_type == p.F_FLUSH and len(raw) != 5:
             # a body: Postgres refuses it, then skips to the next Sync (session._account)
             self.queue.append(Expectation(CLOSE))
@@ -275,7 +307,7 @@ class ResponseTracker:
         then lets Postgres judge it). Reads the Bind as decode_bind does, without the
         objects: drivers send this at every execution."""
         n = len(data)
-        if n > p.SMALL_MESSAGE_LIMIT or n < 5 or data[0] != 0x42:  # B
+        if n > p.SMALL_MESSAGE_LIMIT or n < 5 or data[0] != 0x42 or self._skipping:  # B
             return None
         end = 1 + int.from_bytes(data[1:5], "big")
         if end + 15 > n or end < 5:  # an Execute and a Sync at least must follow
@@ -544,10 +576,13 @@ class ResponseTracker:
 
     def _skip_to_sync(self) -> None:
         """The server skips the requests up to Sync: the Parses among them made
-        nothing (undone last first)."""
+        nothing (undone last first). If the client's Sync is not noted yet, the
+        messages noted before it are skipped too (`_skipping`): an error can come back
+        before the rest of its pipeline is noted (a takeover relays it later)."""
         skipped = []
         while self.queue and self.queue[0].kind != SYNC:
             skipped.append(self.queue.popleft())
+        self._skipping = not self.queue  # the Sync is still to come
         for expectation in reversed(skipped):
             self._parse_undone(expectation, failed=False)
 

@@ -103,7 +103,7 @@ def test_tracker_never_raises_on_client_messages(messages):
     for msg_type, body in messages:
         raw = p.message(bytes((msg_type,)), body)
         assert tracker.client_message(msg_type, raw) == raw
-        tracker.bind_interceptor(raw)
+        tracker.interceptor_for(raw)
     assert len(tracker.queue) == sum(1 for t, body in messages if t in b"PBDECSQF" or (t == 0x48 and body))
 
 

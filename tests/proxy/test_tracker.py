@@ -246,6 +246,27 @@ def test_a_failed_function_call_ends_with_its_own_ready_for_query():
     assert not tracker.queue
 
 
+def test_an_error_back_before_the_rest_of_its_pipeline_is_noted_skips_that_rest():
+    """An error can come back before the client's later messages of its pipeline are
+    noted (a takeover relays them after it). Postgres skips them up to the Sync, so
+    they get no replies, and the requests after the Sync keep theirs. Before, the
+    Sync's ReadyForQuery was matched to a skipped message, and a model statement's
+    RowDescription went out unrewritten, with mlproxy's internal columns (corpus
+    named_model_statement_after_an_empty_describe_runs_untracked)."""
+    tracker, stmt = ResponseTracker(), Statement()
+    send(tracker, describe(b"S", b"missing"))
+    replies(tracker, _error("26000"))  # the skip to Sync: nothing else noted yet
+    skipped = [bind(b"", b"missing"), describe(b"P", b""), execute()]
+    assert send(tracker, *skipped, SYNC) == [*skipped, SYNC]
+    assert replies(tracker, p.ready_for_query()) == [p.ready_for_query()] and not tracker.queue
+    tracker.add_statement(b"s1", stmt)
+    send(tracker, SYNC, bind(b"", b"s1"), describe(b"P", b""), execute(), SYNC)
+    out = replies(tracker, p.parse_complete(), p.ready_for_query(), p.bind_complete(), p.message(b"T", b"orig"),
+                  ROW, p.command_complete("SELECT 1"), p.ready_for_query())
+    assert out[3] == p.message(b"T", b"rewritten") and stmt.rewriter.batches == [1]
+    assert not tracker.queue and tracker.statements == {b"s1": stmt}
+
+
 def test_a_query_drops_the_unnamed_statement_unless_it_is_skipped():
     """Postgres drops the unnamed statement when it runs a Query (a later Bind of it
     gets 26000 from Postgres, not the rewritten statement's handling); a Query it
