@@ -117,7 +117,11 @@ class GeneralPlanner:
         types = [arg_type(t) for t in function.arg_types]
         columns = [f"a{i} {t.sql_type}" for i, t in enumerate(types)] + [f"p {function.return_type}"]
         key = f"ARRAY[{', '.join(f'a{i}::text' for i in range(len(types)))}]" if types else "ARRAY[]::text[]"
-        create = (f"CREATE TEMPORARY TABLE {table} ({', '.join(columns)}){self.on_commit}",)
+        # every role of the session may use it (a SET ROLE after a prepared statement's
+        # Parse made it: the role a Bind runs as is not always its maker's); no other
+        # session can read a temporary table, whatever its privileges
+        create = (f"CREATE TEMPORARY TABLE {table} ({', '.join(columns)}){self.on_commit}",
+                  f"GRANT ALL ON TABLE {table} TO PUBLIC")
         drop = (f"DROP TABLE IF EXISTS {table}",)
         if any(c.ordinal in self.lookups.by_function for c in members):
             create += (f"CREATE OR REPLACE FUNCTION {table}_lookup(text[]) RETURNS {function.return_type} LANGUAGE sql STABLE "

@@ -377,3 +377,24 @@ def test_error_flushed_before_a_model_statement_in_the_pipeline(suite, prices, s
         assert conn.execute("SELECT id, predict_price(rooms, area, city) FROM houses WHERE id = %s",
                             (8,)).fetchone() == (8, prices[8])
         assert_usable(conn, PROBE)
+
+
+def test_a_role_set_after_the_prepare_executes_the_statement(suite, houses, prices):
+    """A general-path statement's tables are made by the role current at its first
+    execution; a role the session sets afterwards, with EXECUTE on the model and
+    SELECT on the table, runs it as on Postgres (before: 42501 for mlproxy's
+    temporary table, which only its maker could empty)."""
+    role = "general_path_reader"
+    with suite.direct() as d:
+        d.execute(f"DO $$BEGIN CREATE ROLE {role}; EXCEPTION WHEN duplicate_object THEN NULL; END$$")
+        d.execute(f"GRANT SELECT ON houses TO {role}")
+    with suite.connect() as conn:
+        conn.execute(f"GRANT EXECUTE ON MODEL price_model TO {role}")
+        sql = _pyformat(SHIFTED)
+        args = (0.0, 300.0, 40)
+        expected = shifted(suite, houses, prices, *args)
+        assert [r[0] for r in conn.execute(sql, args, prepare=True)] == expected
+        conn.execute(f"SET ROLE {role}")
+        assert [r[0] for r in conn.execute(sql, args, prepare=True)] == expected
+        conn.execute("RESET ROLE")
+        conn.execute(f"REVOKE EXECUTE ON MODEL price_model FROM {role}")
