@@ -690,12 +690,17 @@ class Session(asyncio.Protocol):
         """Relay untracked again; `park`: until a message names one of the
         rewrite's statements (its park_names)."""
         rewrite, self.rewrite = self.rewrite, None
-        names = rewrite.park_names() if park and rewrite is not None else None
+        self._park(rewrite if park else None)
+        self._set_wanted(_CLIENT_WATCH, _SERVER_WATCH)
+
+    def _park(self, rewrite: ReplyRewrite | None) -> None:
+        """Park `rewrite` under its statements' names (its park_names); with none to
+        wake it (or no rewrite), nothing stays parked."""
+        names = rewrite.park_names() if rewrite is not None else None
         if names:
             self.parked_rewrite, self._rewrite_names = rewrite, names
         else:
             self.parked_rewrite, self._rewrite_names = None, ()
-        self._set_wanted(_CLIENT_WATCH, _SERVER_WATCH)
 
     @property
     def server_framer(self) -> Framer:
@@ -975,11 +980,7 @@ class Session(asyncio.Protocol):
             self.rewrite.unnamed_dropped()
         elif self.parked_rewrite is not None:
             self.parked_rewrite.unnamed_dropped()
-            names = self.parked_rewrite.park_names()
-            if names:
-                self._rewrite_names = names
-            else:
-                self.parked_rewrite, self._rewrite_names = None, ()
+            self._park(self.parked_rewrite)
 
     def _end_takeover(self, takeover: Takeover) -> None:
         tracking = self.rewrite is not None

@@ -39,8 +39,9 @@ client's role, snapshot, temporary tables and uncommitted rows.
 The tables are named per statement text and stay for the session (emptied with
 DELETE at each execution: a portal still open keeps seeing the rows of its own
 snapshot), unless the transaction that made them fails or rolls back: a Bind makes
-them again, and so does a Describe of the statement (`describe`). Cursor plans (DECLARE) make them ON COMMIT DROP; the next execution makes
-them again, and Postgres re-plans the prepared statement against the new tables.
+them again, and so does a Describe of the statement (`describe`). Cursor plans
+(DECLARE) make them ON COMMIT DROP; the next execution makes them again, and
+Postgres re-plans the prepared statement against the new tables.
 
 Figures (pgbench, one client, 2000 transactions of `SELECT id FROM houses WHERE
 id = :id AND predict_price(...) > 0`, proxy CPU from /proc, load average ~3.7):
