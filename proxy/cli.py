@@ -286,7 +286,7 @@ async def serve(config: Config, upstream_url: str | None = None,
     console, metrics = _observe(config, server, ml, reloader, stop)
     if metrics is None and config.metrics_listen is not None:
         await server.shutdown()
-        await ml.close()
+        await _close_ml(ml)
         if embedded:
             await asyncio.to_thread(embedded.stop)
         return 1
@@ -305,11 +305,27 @@ async def serve(config: Config, upstream_url: str | None = None,
     await server.shutdown()
     if metrics is not None:
         metrics.stop()
-    await ml.close()
+    await _close_ml(ml)
     if embedded:
         await asyncio.to_thread(embedded.stop)
     log.info("stopped")
     return 0
+
+
+#: how long the ML runtime (jobs, endpoints, catalog pools and listeners) may take to
+#: close once the sessions are gone, before the proxy exits without waiting further
+ML_CLOSE_SECONDS = 10.0
+
+
+async def _close_ml(ml) -> None:
+    """Close the ML runtime, within ML_CLOSE_SECONDS: a stop must end the process.
+    (Seen under load in the test suite: a SIGTERM right after start, while the
+    catalogs of several databases were still opening, left the close waiting and
+    the process running; the cause is not found yet.)"""
+    try:
+        await asyncio.wait_for(ml.close(), ML_CLOSE_SECONDS)
+    except TimeoutError:
+        log.warning("the ML runtime did not close within %.0f s: exiting without it", ML_CLOSE_SECONDS)
 
 
 def _early_hangup(signum: int, frame: object) -> None:
