@@ -1,7 +1,7 @@
 """Many clients at once through one proxy process: connections, and cancels.
 
 Needs the upstream to allow well over 200 connections (tests/support/servers.py
-raises the embedded Postgres' max_connections to 300).
+raises the embedded Postgres' max_connections to 500).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ AUTH_ROLES = {
 }
 
 
-MAX_CONNECTIONS = 300
+MAX_CONNECTIONS = 500  # 200 clients of test_concurrency beside the worker's long-lived proxies' catalog pools
 
 
 def start_embedded(data_dir: Path) -> EmbeddedPostgres:
