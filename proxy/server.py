@@ -106,7 +106,8 @@ class ProxyServer:
         for session in list(self.sessions):
             session.begin_shutdown()
         try:
-            await asyncio.wait_for(self._empty.wait(), grace)
+            async with asyncio.timeout(grace):
+                await self._empty.wait()
         except TimeoutError:
             log.warning("grace period over: closing %d busy sessions", len(self.sessions))
             for session in list(self.sessions):

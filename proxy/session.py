@@ -1216,7 +1216,8 @@ class _CancelSink(asyncio.Protocol):
 
     async def wait_closed(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._closed)
         except TimeoutError:
             pass
 

@@ -146,7 +146,8 @@ class CatalogStore:
             # so no change falls between a read and the first notification; if it
             # takes too long, its connection counts as a reconnection (resync).
             try:
-                await asyncio.wait_for(ready.wait(), CONNECT_TIMEOUT)
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await ready.wait()
             except TimeoutError:
                 ready.set()
         if migrate_catalog and database not in self._migrated:

@@ -177,7 +177,8 @@ async def _run_importer(data: bytes, declared: dict[str, Any], limit: int, out: 
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=env, cwd=package_root)
     try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(data), IMPORT_TIMEOUT)
+        async with asyncio.timeout(IMPORT_TIMEOUT):
+            stdout, stderr = await proc.communicate(data)
     except TimeoutError:
         proc.kill()
         await proc.wait()

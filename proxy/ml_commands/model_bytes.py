@@ -139,7 +139,8 @@ async def read_url(url: str, allowed: tuple[str, ...], limit: int, position: int
                       f"CREATE MODEL FROM '{url}': the URL is outside the prefixes this proxy imports from",
                       position=position, hint="The proxy's operator allows URL prefixes with --import-urls.")
     try:
-        return await asyncio.wait_for(asyncio.to_thread(_read_url, url, limit), URL_TIMEOUT)
+        async with asyncio.timeout(URL_TIMEOUT):
+            return await asyncio.to_thread(_read_url, url, limit)
     except TimeoutError:
         raise PgError(errors.IO_ERROR, f"reading \"{url}\" took longer than {URL_TIMEOUT:g} s",
                       position=position) from None

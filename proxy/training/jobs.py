@@ -103,7 +103,8 @@ class JobRunner:
         silently). Nothing the catalog does ends this loop."""
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.claim_interval)
+                async with asyncio.timeout(self.claim_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -367,7 +368,8 @@ class JobRunner:
                     for database, model_id in held]
         if releases:
             try:
-                await asyncio.wait_for(asyncio.gather(*releases, return_exceptions=True), 2.0)
+                async with asyncio.timeout(2.0):
+                    await asyncio.gather(*releases, return_exceptions=True)
             except TimeoutError:
                 pass
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -512,7 +514,8 @@ class JobRunner:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(proc.wait(), self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await proc.wait()
                     break
                 except TimeoutError:
                     pass
