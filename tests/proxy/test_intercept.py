@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import psycopg
 import pytest
@@ -50,11 +51,40 @@ class EchoUpper:
                 return
 
 
+class TracksInItsTakeover:
+    """Test interceptor: `/*track*/ SELECT ...` starts matching replies inside its
+    takeover (as a general-path Parse does when it forwards the client's Parse), then
+    waits for the client's next message before it runs the query."""
+
+    MARK = b"/*track*/"
+
+    def triggers(self, database: str) -> tuple[bytes, ...]:
+        return (self.MARK,)
+
+    def subscribe(self, changed) -> None:
+        pass
+
+    def wants(self, frame: Frame, sql: bytes, session) -> bool:
+        return frame.type == p.F_QUERY and self.MARK in sql[:64]
+
+    async def handle(self, frame: Frame, takeover: Takeover) -> None:
+        from proxy.inference.tracked_relay import start_tracking
+
+        start_tracking(takeover.session)
+        takeover.unread_client(await takeover.client_message())  # relayed after the takeover
+        takeover.send_server(frame.raw)
+        while True:
+            msg = await takeover.server_message()
+            takeover.send_client(msg.raw)
+            if msg.type == p.B_READY_FOR_QUERY:
+                return
+
+
 @pytest.fixture(scope="module")
 def intercepting_proxy(upstream):
     interceptor = EchoUpper()
     loop = asyncio.new_event_loop()
-    server = ProxyServer(Config(listen_port=0, upstream=upstream), [interceptor])
+    server = ProxyServer(Config(listen_port=0, upstream=upstream), [interceptor, TracksInItsTakeover()])
     loop.run_until_complete(server.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -93,6 +123,24 @@ def test_intercepted_and_relayed_statements_keep_order(intercepting_proxy):
     assert len(found) == 3
     assert b"first" in found[0] and b"SECOND" in found[1] and b"third" in found[2]
     assert intercepting_proxy.handled == before + 1
+
+
+def test_a_message_the_relay_does_not_frame_reaches_a_takeover_that_started_tracking(intercepting_proxy):
+    """A takeover's framer frames every message, also after its interceptor started
+    matching replies (attach_rewrite sets the relay's framers): the CopyData that
+    arrives then (Postgres ignores one outside COPY) came to the takeover as bytes,
+    and the session failed with an internal error as the takeover ended."""
+    conn = RawConn.to_proxy(intercepting_proxy)
+    conn.login()
+    try:
+        conn.send(query("/*track*/ SELECT 'first'"))
+        time.sleep(0.2)  # the takeover is tracking and waits for the client
+        conn.send(p.message(b"d", b"ignored") + query("SELECT 'second'"))
+        replies = conn.read_until_ready(2)
+    finally:
+        conn.close()
+    assert [t for t, _ in replies] == [b"T", b"D", b"C", b"Z", b"T", b"D", b"C", b"Z"]
+    assert b"first" in rows(replies)[0] and b"second" in rows(replies)[1]
 
 
 def test_drivers_see_intercepted_results(intercepting_proxy):
