@@ -139,6 +139,17 @@ class Family:
         params.update(ctx.fixed)
         return params
 
+    def refit_configs(self, configs: list[dict[str, Any]], ctx: Context, rows: int) -> list[dict[str, Any]]:
+        """The configurations a searched model's refit on `rows` rows trains (an
+        ensemble's members together), after they were validated on folds of
+        `ctx.n_rows` rows: as they are."""
+        return configs
+
+    def refit_growth(self, rows: int, ctx: Context) -> float:
+        """How many times longer each fit of `refit_configs` takes than a fold's
+        fit, beyond the rows themselves (the search keeps the time)."""
+        return 1.0
+
     def within_limits(self, params: dict[str, Any], ctx: Context) -> bool:
         """Whether the model this configuration makes is small enough to keep (the
         search never runs one that is not; automl/lgbm.py bounds its leaves)."""

@@ -38,6 +38,10 @@ LONG_ROUNDS = 4000
 #: (2^18) is a candidate the benchmark has not settled (docs/automl.md, "What each
 #: lever did")
 MAX_MODEL_LEAVES = LONG_ROUNDS * 256
+#: a refit on more rows than a trial's fold grows its rounds in proportion, at the
+#: same learning rate (`LightGBM.refit_configs`; docs/automl.md, "What each lever
+#: did"); the benchmark's variant mlproxy_nogrowth turns it off
+REFIT_GROWS_ROUNDS = True
 
 
 def model_leaves(params: dict[str, Any], n_classes: int) -> int:
@@ -140,6 +144,23 @@ class LightGBM(BoostedTrees):
             Param("reg_lambda", 1e-3, 1e-3, 10.0, log=True),
             *self.class_weight_param(ctx),
         ]
+
+    def refit_configs(self, configs: list[dict[str, Any]], ctx: Context, rows: int) -> list[dict[str, Any]]:
+        """Rounds grown by rows / fold rows (a fold's model stopped where its rows
+        called for; more rows carry more rounds at the same learning rate), all the
+        configurations together within MAX_MODEL_LEAVES. Not a NUM_ROUND the
+        statement gave."""
+        factor = self.refit_growth(rows, ctx)
+        if factor <= 1.0:
+            return configs
+        total = sum(model_leaves(p, ctx.n_classes) for p in configs)
+        factor = min(factor, MAX_MODEL_LEAVES / max(1, total))
+        return [{**p, "num_round": max(1, int(int(p.get("num_round", 100)) * factor))} for p in configs]
+
+    def refit_growth(self, rows: int, ctx: Context) -> float:
+        if not REFIT_GROWS_ROUNDS or "num_round" in ctx.fixed or rows <= ctx.n_rows:
+            return 1.0
+        return rows / ctx.n_rows
 
     def within_limits(self, params: dict[str, Any], ctx: Context) -> bool:
         return model_leaves(params, ctx.n_classes) <= MAX_MODEL_LEAVES

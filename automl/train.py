@@ -330,7 +330,7 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
                  if blends else None)
     if selection is not None:
         report.append(selection.describe(winner.score, objective.name))
-        if _blend_fits(selection, refit_rows, fold_rows, clock, report):
+        if _blend_fits(selection, refit_rows, fold_rows, contexts, clock, report):
             blend_fam = FAMILIES[ensemble.FAMILY]
             if blend_fam.encoding != fam.encoding:  # the test rows as the blend's matrix
                 X_test = transform(specs[blend_fam.encoding], raw_test)
@@ -344,10 +344,11 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
         measured = first_fold if refit_all else est
     elif measured is not None:
         est = _refit(fam, winner, contexts[fam.model_type], np.vstack([matrices[fam.encoding], X_test]),
-                     np.concatenate([y_sel, y_test]), clock, report, client, what="rows (test part included)")
+                     np.concatenate([y_sel, y_test]), clock, report, client, what="rows (test part included)",
+                     grow=True)
     else:
         est = measured = _refit(fam, winner, contexts[fam.model_type], matrices[fam.encoding], y_sel, clock,
-                                report, client, read_fit)
+                                report, client, read_fit, grow=opts.auto)
         if getattr(est, "rows", None) is not None:
             n = int(est.rows) + len(test)  # the final fit's rows and the held-out rows
     # a first-fold model (the winning trial's, a blend of them; what the metrics
@@ -454,12 +455,13 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
         # search never gives up more than a third of the budget for it (half, when
         # the final fit is the one that reads every partition of a snapshot)
         cap = clock.budget * refit_share
-        refit = _refit_seconds(best, n_sel, fold_rows)
+        grown = contexts if opts.auto else None
+        refit = _refit_seconds(best, n_sel, fold_rows, grown)
         if blends and BLEND_TIME:
             # an ensemble refits each of its members: time for that is kept too
             # (when it fits under the cap), or a search the budget cuts short would
             # find a better ensemble and then drop it for want of the time it spent
-            together = _blend_seconds(ensemble.candidates_of(s.current()), n_sel, fold_rows)
+            together = _blend_seconds(ensemble.candidates_of(s.current()), n_sel, fold_rows, grown)
             if together <= cap:
                 refit = max(refit, together)
         return overhead + min(refit, cap)
@@ -495,13 +497,13 @@ def _class_weights(y: np.ndarray, n_classes: int) -> tuple[float, ...] | None:
     return tuple(float(v) for v in len(y) / (n_classes * counts))
 
 
-def _blend_fits(selection: ensemble.Selection, rows: int, fold_rows: int, clock: Clock,
-                report: list[str]) -> bool:
+def _blend_fits(selection: ensemble.Selection, rows: int, fold_rows: int, contexts: dict[str, Context],
+                clock: Clock, report: list[str]) -> bool:
     """Whether refitting the ensemble's members on `rows` rows is predicted to fit in
     the time left. If not, the single winner, refitted on every row, is kept:
     measured on diamonds, a blend of first-fold models, which saw two thirds of the
     rows, did worse than the winner refitted."""
-    predicted = _blend_seconds(selection.members, rows, fold_rows)
+    predicted = _blend_seconds(selection.members, rows, fold_rows, contexts)
     if time.monotonic() + predicted <= clock.hard_deadline - _refit_overhead(clock):
         return True
     report.append(f"ensemble: not kept: refitting its members (~{predicted:.0f} s) would not fit in the time "
@@ -509,17 +511,27 @@ def _blend_fits(selection: ensemble.Selection, rows: int, fold_rows: int, clock:
     return False
 
 
-def _refit_seconds(trial: Trial, rows: int, fold_rows: int) -> float:
+def _refit_seconds(trial: Trial, rows: int, fold_rows: int, contexts: dict[str, Context] | None = None) -> float:
     """The predicted seconds of fitting a trial's configuration on `rows` rows: its
     slowest fold's fit (on `fold_rows` times its fidelity) scaled by the rows, with
-    REFIT_MARGIN to spare."""
-    return REFIT_MARGIN * trial.result.fit_seconds * rows / max(1.0, trial.fidelity * fold_rows)
+    REFIT_MARGIN to spare; with `contexts`, a refit of the kept model, also by what
+    its family's `refit_configs` adds (LightGBM's rounds)."""
+    growth = FAMILIES[trial.family].refit_growth(rows, contexts[trial.family]) if contexts else 1.0
+    return REFIT_MARGIN * trial.result.fit_seconds * growth * rows / max(1.0, trial.fidelity * fold_rows)
 
 
-def _blend_seconds(members: Sequence[Trial], rows: int, fold_rows: int) -> float:
+def _blend_seconds(members: Sequence[Trial], rows: int, fold_rows: int,
+                   contexts: dict[str, Context] | None = None) -> float:
     """The predicted seconds of refitting an ensemble's members on `rows` rows (none
     for fewer than two: no ensemble)."""
-    return sum(_refit_seconds(t, rows, fold_rows) for t in members) if len(members) > 1 else 0.0
+    return sum(_refit_seconds(t, rows, fold_rows, contexts) for t in members) if len(members) > 1 else 0.0
+
+
+def _grown(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """The report's words for rounds a refit grew (LightGBM.refit_configs)."""
+    if after.get("num_round") == before.get("num_round"):
+        return ""
+    return f", rounds grown in proportion ({before.get('num_round')} -> {after.get('num_round')})"
 
 
 def _refit_overhead(clock: Clock) -> float:
@@ -536,26 +548,29 @@ def _fit_blend(selection: ensemble.Selection, fam: Family, ctx: Context, X: np.n
     overhead = _refit_overhead(clock)
     clock.report(phase="refitting", best_model_type=fam.model_type, best_score=selection.score)
     try:
-        members = [fam.fit(fam.build(t.params, ctx), X, y, clock.hard_deadline - overhead) for t in selection.members]
+        configs = fam.refit_configs([t.params for t in selection.members], ctx, len(y))
+        members = [fam.fit(fam.build(params, ctx), X, y, clock.hard_deadline - overhead) for params in configs]
     except TrialInterrupted:
         report.append("ensemble: time budget reached during the refit: kept its members' first-fold models")
         return measured, measured
-    report.append(f"ensemble: each member refit on all {len(y)} rows")
+    report.append(f"ensemble: each member refit on all {len(y)} rows{_grown(selection.members[0].params, configs[0])}")
     return ensemble.LGBBlend(members, selection.weights, n_classes), measured
 
 
 def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarray,
            clock: Clock, report: list[str], client: Any = None, read_fit: Any = None,
-           what: str = "selection rows") -> Any:
+           what: str = "selection rows", grow: bool = False) -> Any:
     """The winner fitted on `X` (the whole selection part, or every row), if the
     budget allows; else the winner's own first-fold model (still never trained on the
     test part). On a cluster, an XGBOOST winner is fitted by xgboost.dask on row
-    partitions: with `read_fit`, on every partition of the snapshot, read on the workers."""
+    partitions: with `read_fit`, on every partition of the snapshot, read on the workers.
+    `grow` (AUTO ON): the family's `refit_configs` for the rows (LightGBM: more rounds)."""
     clock.report(phase="refitting", best_model_type=winner.family, best_score=winner.score)
     overhead = _refit_overhead(clock)
     fallback = winner.result.model
     try:
-        est = fam.build(winner.params, ctx)
+        params = fam.refit_configs([winner.params], ctx, len(y))[0] if grow else winner.params
+        est = fam.build(params, ctx)
         if client is not None and isinstance(est, XGBModel) and not est.early_stopping_rounds:
             from .cluster import ClusterLost, fit_xgboost_partitioned
 
@@ -580,7 +595,7 @@ def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarra
                               f"({est.partitions} row partitions across its workers)")
             return est
         est = fam.fit(est, X, y, clock.hard_deadline - overhead)
-        report.append(f"refit on all {len(y)} {what}"
+        report.append(f"refit on all {len(y)} {what}{_grown(winner.params, params)}"
                       + (" (of the search's sample: only an XGBoost final fit reads every partition)"
                          if read_fit is not None else ""))
         return est

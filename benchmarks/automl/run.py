@@ -97,6 +97,8 @@ AUTO_VARIANTS = {
     # a holdout search kept on its holdout to the end (not widened to cross-validation
     # once its first local search converges)
     "mlproxy_nowiden": automl_families.AUTO_FAMILIES,
+    # LightGBM refitted with the rounds its trials validated, not grown with the rows
+    "mlproxy_nogrowth": automl_families.AUTO_FAMILIES,
 }
 #: module settings a variant changes for its run: {variant: {(module, name): value}}
 VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
@@ -111,6 +113,7 @@ VARIANT_SETTINGS: dict[str, dict[tuple[Any, str], Any]] = {
     "mlproxy_holdout_noconfirm": {(automl_validation, "CV_CELLS_PER_SECOND"): 0.0, (automl_train, "CONFIRM"): False},
     "mlproxy_restarts5": {(automl_search, "RESTART_SECONDS"): 5},
     "mlproxy_nowiden": {(automl_train, "WIDEN"): False},
+    "mlproxy_nogrowth": {(automl_lgbm, "REFIT_GROWS_ROUNDS"): False},
 }
 
 DATASETS = {

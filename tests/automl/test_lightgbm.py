@@ -56,3 +56,26 @@ def test_the_search_runs_no_configuration_whose_model_exceeds_the_leaf_limit(mon
     off = automl.train(table, {"target": "y", "model_type": "LIGHTGBM", "auto": False, "seed": 0,
                                "hyperparameters": {"NUM_ROUND": "100", "MAX_LEAVES": "31"}}, n_jobs=1)
     assert off.estimator.booster.num_trees() == 100  # 3,100 leaves asked for, above this limit
+
+
+def test_a_refit_on_more_rows_grows_the_rounds_within_the_leaf_limit(monkeypatch):
+    """The kept model is refitted on more rows than its trials' folds had: its rounds
+    grow in proportion (an ensemble's members together), never past the leaf limit,
+    and never a NUM_ROUND the statement gave."""
+    from automl import lgbm
+
+    ctx = Context(REGRESSION, 20_000, 9, 0, seed=0, n_jobs=1, budget=30.0)
+    fam = LightGBM()
+    a = {"num_round": 100, "num_leaves": 31, "learning_rate": 0.1}
+    b = {"num_round": 300, "num_leaves": 63, "learning_rate": 0.05}
+    assert fam.refit_growth(30_000, ctx) == 1.5
+    assert fam.refit_configs([a, b], ctx, 30_000) == [{**a, "num_round": 150}, {**b, "num_round": 450}]
+    assert fam.refit_configs([a], ctx, 20_000) == [a]  # no more rows than a fold's
+    given = replace(ctx, fixed={"num_round": 100})
+    assert fam.refit_growth(30_000, given) == 1.0 and fam.refit_configs([a], given, 30_000) == [a]
+    monkeypatch.setattr(lgbm, "MAX_MODEL_LEAVES", 100 * 31 + 300 * 63 + 1_000)
+    grown = fam.refit_configs([a, b], ctx, 30_000)
+    assert [p["num_round"] for p in grown] == [104, 313]  # 1.045 times, not 1.5
+    assert sum(lgbm.model_leaves(p, 0) for p in grown) <= lgbm.MAX_MODEL_LEAVES
+    monkeypatch.setattr(lgbm, "REFIT_GROWS_ROUNDS", False)
+    assert fam.refit_configs([a, b], ctx, 30_000) == [a, b]
