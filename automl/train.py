@@ -445,6 +445,7 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
         # partitions first: a fixed share of the budget is kept for that
         overhead += min(3.0, 0.15 * clock.budget)
     holder: dict[str, Search] = {}
+    grown = contexts if opts.auto else None  # AUTO ON refits grow (LightGBM.refit_configs)
 
     def reserve() -> float:
         s = holder.get("search")
@@ -455,7 +456,6 @@ def _run_search(families: list[Family], contexts: dict[str, Context], evaluator:
         # search never gives up more than a third of the budget for it (half, when
         # the final fit is the one that reads every partition of a snapshot)
         cap = clock.budget * refit_share
-        grown = contexts if opts.auto else None
         refit = _refit_seconds(best, n_sel, fold_rows, grown)
         if blends and BLEND_TIME:
             # an ensemble refits each of its members: time for that is kept too
