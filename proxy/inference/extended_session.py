@@ -110,6 +110,7 @@ class Outcome:
     parameter_types: dict[object, list[int]] = field(default_factory=dict)
     error: PgError | None = None
     failed: object = None  # the tag of the command that failed
+    parsed: set = field(default_factory=set)  # the tags whose statement Postgres parsed
 
 
 class Batch:
@@ -150,6 +151,12 @@ class Batch:
                         p.message(b"D", b"S" + SCRATCH + b"\x00")]
         self._tags.append(tag)
 
+    def prepare(self, tag: object, name: bytes, sql: str, types: Sequence[int]) -> None:
+        """Parse `sql` as the client's statement `name` (its ParseComplete is not the
+        client's: the client had it already, see prepared_general)."""
+        self._parts += [close_scratch(), parse_message(name, sql, types)]
+        self._tags.append(tag)
+
     def defer(self, takeover: Takeover, error: Callable[[bytes], bytes]) -> None:
         """Send the commands without waiting for their replies: the tracker drops them
         ahead of the replies to what the client sends next (an error among them
@@ -187,6 +194,8 @@ class Batch:
                 closes += 1
                 if closes == last:
                     return outcome
+            elif t == p.B_PARSE_COMPLETE:
+                outcome.parsed.add(tag)
             elif t == p.B_PARAMETER_DESCRIPTION:
                 body = bytes(msg.body)
                 (count,) = struct.unpack_from("!h", body)
@@ -197,5 +206,5 @@ class Batch:
                 return outcome
             elif t in _ASYNC:
                 takeover.send_client(bytes(msg.raw))
-            # ParseComplete, BindComplete, CommandComplete, CopyInResponse, RowDescription,
+            # BindComplete, CommandComplete, CopyInResponse, RowDescription,
             # NoData and the notices of mlproxy's own statements are not the client's

@@ -30,7 +30,12 @@ of the client's Bind, and the server skips to Sync as it would. A Bind of the
 unnamed statement that came with its Parse is served in the Parse's takeover (one
 batch: the input queries are described and run together), once the session knows
 its role may execute the model functions (asked once per role: for a role that may
-not, Postgres answers the Parse and fails the Bind, and so does mlproxy).
+not, Postgres answers the Parse and fails the Bind, and so does mlproxy). If that
+execution fails once the input queries have parsed (a parameter value Postgres
+refuses, an error as they run), Postgres would have made the statement and failed
+only the Bind: the client gets the ParseComplete before the error, and the Parse,
+which the server skipped to Sync, goes upstream before the statement's next Bind or
+Describe (`_parse_later`), in whatever transaction that is.
 
 Why not at Parse, or on a connection of mlproxy's own: the inputs depend on the
 parameters and on the data when the statement runs, and they must be read with the
@@ -81,6 +86,7 @@ from .workers import THREAD_MIN_ROWS
 _ENSURE = "ensure"
 _COPY = "copy"
 _GRANTED = "granted"
+_PARSE = "parse"
 
 
 @dataclass
@@ -172,6 +178,9 @@ class PreparedGeneral:
     plan: GeneralPlan | ExplainPlan
     types: list[int]  # the parameter types the statement was prepared with
     check: str | None  # SQL that raises 42501 unless the role may execute the calls
+    # False while the server has not had the statement's Parse, which mlproxy answered
+    # (see _fill): it goes upstream before the statement's next Bind or Describe
+    on_server: bool = True
 
     @property
     def fill(self) -> bool:
@@ -206,6 +215,10 @@ def client_error(plan: GeneralPlan | ExplainPlan, outcome: Outcome) -> PgError:
             err.position = plan.map_position(err.position, tag)
         if err.sqlstate == errors.UNDEFINED_COLUMN and not err.hint:
             err.hint = plan.steps[tag].hint
+        return err
+    if tag == _PARSE:  # the client's statement, its calls replaced by lookups
+        if err.position is not None:
+            err.position = plan.map_position(err.position)
         return err
     err.position = None
     if isinstance(tag, tuple) and tag[0] == _COPY:
@@ -244,10 +257,19 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
             return  # the question failed: its error is the client's, and the server skips to Sync
         if may:
             await takeover.client_message()  # the Bind, served now
-            if await _fill(prepared, models, values, takeover, describe=True):
-                _forward_parse(name, prepared, takeover)
+            if await _fill(prepared, models, values, takeover, parse=name):
                 session.relay_frame(bind)
             return
+    if await _describe_inputs(prepared, takeover):
+        _forward_parse(name, prepared, takeover)
+
+
+async def _describe_inputs(prepared: PreparedGeneral, takeover: Takeover) -> bool:
+    """The statement's tables made, and its input queries parsed and described with
+    the parameter types known so far: Postgres checks the calls as it would check
+    the client's statement, and says which types the other parameters have. False:
+    the client has the error, as its Parse's."""
+    plan, types = prepared.plan, prepared.types
     batch = Batch()
     ensure = ensure_tables(plan.steps, None)
     if ensure is not None:
@@ -257,9 +279,9 @@ async def prepare(interceptor: object, frame: Frame, plan: GeneralPlan | Explain
     outcome = await batch.send(takeover) if batch else Outcome()
     if outcome.error is not None:
         await fail(takeover, client_error(plan, outcome), server_failed=True)
-        return
+        return False
     prepared.learn_types(outcome)
-    _forward_parse(name, prepared, takeover)
+    return True
 
 
 async def _may_execute(granted: Granted | None, plan: GeneralPlan | ExplainPlan, takeover: Takeover) -> bool | None:
@@ -303,6 +325,35 @@ def _forward_parse(name: bytes, prepared: PreparedGeneral, takeover: Takeover) -
     takeover.session.forward_request(parse_message(name, str(plan.sql), prepared.types))
 
 
+def _parse_later(name: bytes, prepared: PreparedGeneral, takeover: Takeover) -> None:
+    """The client's Parse of `name`, served with an execution that failed after the
+    input queries parsed: Postgres would have made the statement, then failed the
+    Bind. The client has the ParseComplete (the caller sends it); the server, which
+    skipped to Sync, gets the Parse before the statement's next use
+    (`_parse_upstream`). It replaces the session's statement of that name, as a
+    Parse does."""
+    prepared.on_server = False
+    start_tracking(takeover.session).add_unsent_statement(name, prepared)
+
+
+async def _parse_upstream(name: bytes, prepared: PreparedGeneral, takeover: Takeover) -> bool:
+    """The Parse `_parse_later` kept, sent now, in the client's transaction: the
+    tables made and the input queries described (the parameter types, as at a
+    Parse), then the Parse itself, its ParseComplete mlproxy's. False: the client
+    has the error (as this Bind's or Describe's; 25P02 in a failed block, where
+    Postgres refuses both) and the session skips to Sync."""
+    if not await _describe_inputs(prepared, takeover):
+        return False
+    batch = Batch()
+    batch.prepare(_PARSE, name, str(prepared.plan.sql), prepared.types)
+    outcome = await batch.send(takeover)
+    if outcome.error is not None:
+        await fail(takeover, client_error(prepared.plan, outcome), server_failed=True)
+        return False
+    prepared.on_server = True
+    return True
+
+
 async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundModel] | PgError,
                   frame: Frame, takeover: Takeover) -> None:
     """A client's Bind of a general-path statement: the predictions for its
@@ -314,6 +365,8 @@ async def execute(prepared: PreparedGeneral, models: dict[tuple[int, str], Bound
         return
     if isinstance(models, PgError):
         await fail(takeover, models)
+        return
+    if not prepared.on_server and not await _parse_upstream(p.bind_names(frame.body)[1], prepared, takeover):
         return
     values = _bind_values(frame)
     if values is None or len(values.values) != len(prepared.types):
@@ -334,6 +387,10 @@ async def describe(prepared: PreparedGeneral, frame: Frame, takeover: Takeover) 
     if not await relay_owed(takeover):
         await skip_to_sync(takeover)
         return
+    if not prepared.on_server:  # (its tables made on the way)
+        if await _parse_upstream(p.decode_target(frame.body)[1], prepared, takeover):
+            session.relay_frame(frame)
+        return
     ensure = ensure_tables(prepared.plan.steps, None)
     if ensure is not None and session.txstatus != b"E":
         batch = Batch()
@@ -346,12 +403,29 @@ async def describe(prepared: PreparedGeneral, frame: Frame, takeover: Takeover) 
 
 
 async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundModel], values: BindValues,
-                takeover: Takeover, *, describe: bool = False) -> bool:
+                takeover: Takeover, *, parse: bytes | None = None) -> bool:
     """Predictions for one execution into the tables (the last COPY deferred: its
     replies come ahead of the client's). False: the client has its error and the
-    session skips to Sync. `describe`: the statement is not prepared yet, learn the
-    parameter types from the input queries (run with the client's declared ones)."""
+    session skips to Sync.
+
+    `parse`: the client's Parse of the statement, under this name, came with this
+    execution (`prepare`): the input queries run with the client's declared
+    parameter types and say what the others are, and the Parse goes upstream, typed
+    so, ahead of the last COPY. If the execution fails once the input queries have
+    parsed, Postgres would have made the statement and failed the Bind: the client
+    gets the ParseComplete before the error, and the server gets the Parse later
+    (`_parse_later`). (A failure before a later step's input query has parsed is
+    taken as the Bind's, not the Parse's.)"""
     plan = prepared.plan
+    describe = parse is not None
+
+    async def failed(err: PgError, *, parsed: bool, server_failed: bool = True) -> bool:
+        if parse is not None and parsed:
+            takeover.send_client(p.parse_complete())
+            _parse_later(parse, prepared, takeover)
+        await fail(takeover, err, server_failed=server_failed)
+        return False
+
     started, predicted = time.perf_counter(), [0]
     if prepared.notice:
         takeover.send_client(p.notice_response(prepared.notice))
@@ -378,12 +452,12 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
         batch.run(k, str(step.input), [prepared.types[n - 1] for n in step.input.params], formats, params,
                   describe=describe)
         outcome = await batch.send(takeover, on_rows)
-        if outcome.error is not None:
-            await fail(takeover, client_error(plan, outcome), server_failed=True)
-            return False
+        if outcome.error is not None:  # after its input query parsed, or a COPY's
+            tag = outcome.failed
+            return await failed(client_error(plan, outcome),
+                                parsed=tag in outcome.parsed if isinstance(tag, int) else tag != _ENSURE)
         if failures:
-            await fail(takeover, statement_error(failures[0]))
-            return False
+            return await failed(statement_error(failures[0]), parsed=True, server_failed=False)
         prepared.learn_types(outcome)
         batch = Batch()
         data = b"".join(copies.pop(k, ()))
@@ -394,15 +468,16 @@ async def _fill(prepared: PreparedGeneral, models: dict[tuple[int, str], BoundMo
             batch.describe(k, str(step.input), [prepared.types[n - 1] for n in step.input.params])
         outcome = await batch.send(takeover)
         if outcome.error is not None:
-            await fail(takeover, client_error(plan, outcome), server_failed=True)
-            return False
+            return await failed(client_error(plan, outcome), parsed=False)
         prepared.learn_types(outcome)
         batch = Batch()
+    if parse is not None:
+        _forward_parse(parse, prepared, takeover)
     if batch:
 
         def error(raw: bytes) -> bytes:
-            failed = Outcome(error=error_from_fields(p.parse_fields(memoryview(raw)[5:])), failed=batch.first)
-            return p.error_response(client_error(plan, failed))
+            failure = Outcome(error=error_from_fields(p.parse_fields(memoryview(raw)[5:])), failed=batch.first)
+            return p.error_response(client_error(plan, failure))
 
         batch.defer(takeover, error)
     if prepared.fill:  # predictions made (the rows then pass through as Postgres sends them)

@@ -255,6 +255,12 @@ class ResponseTracker:
         self.queue.append(Expectation(PARSE, map_position=map_position, statement=name,
                                       replaced=replaced))
 
+    def add_unsent_statement(self, name: bytes, plan: StatementPlan) -> None:
+        """Statement `name` exists for the client (mlproxy answered its Parse) but not
+        upstream yet: `plan` sends it there before its first use. It replaces what
+        the name was, as a Parse does."""
+        self.statements[name] = plan
+
     def add_query(self, rewriter: RowRewriter | None,
                   map_position: Callable[[int], int] | None = None) -> None:
         """A simple Query is sent (rewritten, if `rewriter`)."""

@@ -293,6 +293,30 @@ def test_a_query_drops_the_unnamed_statement_unless_it_is_skipped():
     assert len(stmt.binds) == 1  # still the rewritten statement's
 
 
+def test_a_statement_added_unsent_awaits_no_reply_and_holds_its_name():
+    """prepared_general answers a Parse itself when the execution served with it
+    failed (the server skipped the Parse, up to the Sync the tracker may not have seen
+    yet): the statement holds the name at once, no reply is awaited for it, and it
+    goes as a Parse's would: replaced by a Parse of the name, dropped by a Query."""
+    tracker, stmt, other = ResponseTracker(), Statement(), Statement()
+    tracker.add_statement(b"", other)
+    replies(tracker, p.parse_complete())
+    send(tracker, bind(b"", b"missing"))
+    replies(tracker, _error("26000"))  # skipping to a Sync not sent yet
+    tracker.add_unsent_statement(b"", stmt)
+    send(tracker, SYNC)
+    replies(tracker, p.ready_for_query())
+    assert tracker.statements[b""] is stmt and not tracker.queue and tracker.active
+    send(tracker, bind(b"", b""), execute(), SYNC)
+    assert len(stmt.binds) == 1 and not other.binds
+    replies(tracker, p.bind_complete(), p.command_complete("SELECT 0"), p.ready_for_query())
+    send(tracker, PLAIN_PARSE, SYNC)
+    assert b"" not in tracker.statements
+    tracker.add_unsent_statement(b"", stmt)
+    send(tracker, p.message(b"Q", b"SELECT 1\0"))
+    assert b"" not in tracker.statements
+
+
 def _error(code: str) -> bytes:
     return p.error_response(PgError(code, "refused"))
 
