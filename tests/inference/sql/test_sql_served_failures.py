@@ -23,6 +23,10 @@ from .test_sql_malformed import ALIVE, GENERAL, side_by_side
 
 REFUSED = parse(GENERAL) + bind((b"abc",)) + execute() + SYNC  # $1 is compared with an integer
 AT_PLANNING = parse(GENERAL.replace("id = $1", "id = 10 / $1::int")) + bind((b"0",)) + execute() + SYNC
+# two steps: the inner call's predictions, then the outer's; the first fails
+NESTED = parse(GENERAL.replace("predict_price(rooms, area, city)",
+                               "predict_price(rooms, predict_price(rooms, area, city), city)")) \
+    + bind((b"abc",)) + execute() + SYNC
 NOT_PARSED = parse(GENERAL.replace("area, city", "area")) + bind((b"abc",)) + execute() + SYNC
 # (a simple Query would drop the unnamed statement: ROLLBACK goes as a named one)
 ROLLBACK = parse("ROLLBACK", "rollback") + bind(stmt="rollback") + execute() + SYNC
@@ -43,8 +47,8 @@ def kinds(replies: list[list]) -> list[list[bytes]]:
     return [[r[0] for r in per_write] for per_write in replies]
 
 
-@pytest.mark.parametrize("failing, sqlstate", [(REFUSED, "22P02"), (AT_PLANNING, "22012")],
-                         ids=["value_refused", "at_planning"])
+@pytest.mark.parametrize("failing, sqlstate", [(REFUSED, "22P02"), (AT_PLANNING, "22012"), (NESTED, "22P02")],
+                         ids=["value_refused", "at_planning", "nested"])
 def test_parse_complete_before_the_bind_error_like_postgres(failing, sqlstate, suite, upstream):
     """ParseComplete, the error, ReadyForQuery; then a Describe of the statement
     answers as Postgres's (the proxy sends the Parse it kept, with the parameter
