@@ -406,6 +406,9 @@ class Session(asyncio.Protocol):
         if items is None:
             self.upstream.write(data)
             return
+        ahead, sent = None, 0  # a Frame whose first `sent` bytes went upstream ahead of it
+        if self._sent_ahead and (items or violation is not None):
+            items, ahead, sent = self._rest_of_sent_ahead(items, violation)
         out: list = []
         names = self._rewrite_names
         # the current pipeline's first messages went upstream before this chunk
@@ -417,13 +420,15 @@ class Session(asyncio.Protocol):
                 continue
             msg_type = item.type
             interceptor = None
-            if (msg_type == F_QUERY or msg_type == F_PARSE) and not self.copy_in \
+            if item is ahead:  # on its way already: the relay's bookkeeping only
+                pass
+            elif (msg_type == F_QUERY or msg_type == F_PARSE) and not self.copy_in \
                     and self._triggered(item.raw):
                 # (during COPY FROM STDIN Postgres refuses either: it goes on as sent)
                 interceptor = self._intercepting(item)
             elif (msg_type == F_BIND or msg_type == F_DESCRIBE) and self.rewrite is not None:
                 interceptor = self.rewrite.interceptor_for(item.raw)
-            if interceptor is None and names and not self.copy_in \
+            if interceptor is None and names and not self.copy_in and item is not ahead \
                     and names_message(msg_type, item.raw, names):
                 # it names a statement of the parked rewrite: wake it here when the
                 # replies to what went upstream untracked are whole requests still
@@ -436,7 +441,7 @@ class Session(asyncio.Protocol):
                     if msg_type == F_BIND or msg_type == F_DESCRIBE:
                         interceptor = self.rewrite.interceptor_for(item.raw)
             if interceptor is None and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL) \
-                    and self.unsynced and not self.skipping_to_sync and not self.copy_in:
+                    and self.unsynced and not self.skipping_to_sync and not self.copy_in and item is not ahead:
                 # after extended-protocol messages with no Sync between, Postgres runs it
                 # only if none of them fails (else it skips it, with no ReadyForQuery):
                 # it waits for their replies (_query_turn)
@@ -458,7 +463,7 @@ class Session(asyncio.Protocol):
             self._account(msg_type, item.raw[5] if len(item.raw) > 5 else 0, len(item.raw) - 1)
             if not self.unsynced:  # a Sync or Query ended the pipeline
                 sent_open = False
-            out.append(item.raw)
+            out.append(item.raw if item is not ahead else memoryview(item.raw)[sent:])
             if msg_type == F_TERMINATE:
                 # Postgres ends the session here and reads nothing after it: neither
                 # does the proxy (a model statement after it was taken over)
@@ -501,17 +506,49 @@ class Session(asyncio.Protocol):
         elif self.pending:
             self._copy_ends_ahead += 1
 
+    # How many bytes of the message the client framer holds went upstream ahead of it
+    # (_check_copy_in_hold); the rest follows when it comes (_rest_of_sent_ahead).
+    _sent_ahead = 0
+
     def _check_copy_in_hold(self) -> None:
         """During COPY FROM STDIN Postgres judges a message by its type byte alone:
-        the start of one of another type, held until its length comes, goes on at
-        once, so that Postgres answers it (08P01, then FATAL) as it would directly."""
+        the start of one of another type, held until the rest of it comes, goes
+        upstream at once, so that Postgres answers it (08P01, then FATAL) as it would
+        directly. The proxy cannot know yet whether Postgres is still in the COPY:
+        the error of a CopyData sent before may have ended it, and then Postgres
+        reads the message as any other, so its rest follows as it comes and the
+        client is read on. (A session with statements the proxy rewrites, whose
+        message may need rewriting, stops reading the client instead: the message's
+        start goes on as the violation Postgres would see.)"""
         framer = self._cframer
         held = framer.held_type
-        if held is None or held in COPY_IN_TYPES or self.state is not State.RELAY:
+        if held is None or held in COPY_IN_TYPES or self.state is not State.RELAY or self._sent_ahead:
+            return
+        if self.rewrite is None and not self._rewrite_names:
+            start = framer.held_bytes
+            self._sent_ahead = len(start)
+            self.upstream.write(start)
             return
         violation = ProtocolViolation(f"unexpected message type 0x{held:02X} during COPY from stdin")
         violation.rest = framer.take_carry(held, protocol.LARGE_MESSAGE_LIMIT + 1) or b""
         self._relay_violation([], violation)
+
+    def _rest_of_sent_ahead(self, items: list, violation: ProtocolViolation | None
+                            ) -> tuple[list, Frame | None, int]:
+        """The framer's `items` once the message whose start went upstream ahead
+        (_check_copy_in_hold) came whole (the first item), or passes through, or
+        broke the stream (`violation`, no items): that start is not sent again.
+        Returns the items, the Frame of that message if it is one (already on its
+        way, it is not intercepted; its bookkeeping is the relay's), and how many of
+        its bytes went ahead."""
+        count, self._sent_ahead = self._sent_ahead, 0
+        if not items:
+            violation.rest = violation.rest[count:]
+            return items, None, 0
+        first = items[0]
+        if type(first) is Frame:
+            return items, first, count
+        return [memoryview(first)[count:], *items[1:]], None, 0
 
     def _account(self, msg_type: int, first_byte: int = 0, length: int = 4) -> None:
         """Bookkeeping for a client message on its way upstream (`length`: its length

@@ -94,6 +94,10 @@ def errors_of(replies: list) -> list[tuple]:
 NO_NUL_PARSE = raw_message(b"P", b"set search_path = public")
 
 
+COPY_REFUSED = (query("CREATE TEMP TABLE fz_copy (a int)") + query("COPY fz_copy FROM STDIN")
+                + p.message(b"d", b"not a number\n"))
+
+
 @pytest.mark.parametrize("name, writes", [
     # the reproduction: one write, Postgres answers the Query, then 08P01 for
     # the Parse, and skips the rest (the Query and the Terminate) waiting for a Sync
@@ -108,6 +112,12 @@ NO_NUL_PARSE = raw_message(b"P", b"set search_path = public")
     ("bad_type_after_query", [query("select 1") + b"Y\x00\x00\x00\x04"]),
     ("bad_length_after_query", [query("select 1") + b"Q" + struct.pack("!I", 2) + b"xx"]),
     ("huge_describe_after_parse", [parse("select 1 -- model") + b"D" + struct.pack("!I", 20000)]),
+    # (found by the fuzzer: psql_copy#72665) a CopyData Postgres refuses ends the COPY
+    # before it reads the next message, the start of a Query the next write completes:
+    # Postgres runs it. The proxy, which cannot know that yet, had judged the Query
+    # a message during COPY, sent its start on and stopped reading the client: a hang
+    *((f"copy_data_refused_then_query_cut_at_{cut}",
+       [COPY_REFUSED + query("SELECT 2")[:cut], query("SELECT 2")[cut:] + TERMINATE]) for cut in (1, 3, 7)),
 ])
 def test_malformed_like_postgres(name, writes, proxy, upstream):
     same_as_postgres(RawConn.to_proxy(proxy), RawConn.to_upstream(upstream), writes)
