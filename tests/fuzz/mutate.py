@@ -4,7 +4,8 @@ A seed is a client's byte stream after its startup packet: v3 messages, each a t
 byte, a length that counts itself, and a body. Mutations know that framing (cut a
 message, lose or add a string's NUL, move a length, make a count huge or negative,
 change a type, splice a message from another seed, put garbage between messages,
-cut the stream) and a few are blind byte flips. A case also says how the bytes are
+cut the stream), one gives a Bind a parameter value its type may refuse (the
+message well formed), and a few are blind byte flips. A case also says how the bytes are
 split into writes. `mutate(seed, seeds, rng)` returns a Case; the same rng seed
 always gives the same case.
 """
@@ -177,8 +178,48 @@ def m_flip(msgs, rng, others):
     return f"flip byte {j} of #{i} {chr(msgs[i].type)}"
 
 
+# Parameter values Postgres may refuse for their type, in text or in binary (where
+# most are the wrong size): the message stays well formed, the value does not.
+ODD_VALUES = (b"abc", b"", b"\xff\xfe", b"1e999", b"99999999999999999999", b"NaN", b"-", b" 7 ",
+              b"1.5", b"\x00", b"\x00\x00\x00\x00\x00\x00\x00\x01")
+
+
+def _bind_value_spans(body: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each non-NULL parameter value in a Bind's body."""
+    spans: list[tuple[int, int]] = []
+    try:
+        pos = _cstr_end(body, _cstr_end(body, 0))
+        n = struct.unpack_from("!h", body, pos)[0]
+        pos += 2 + 2 * max(n, 0)
+        n = struct.unpack_from("!h", body, pos)[0]
+        pos += 2
+        for _ in range(max(n, 0)):
+            size = struct.unpack_from("!i", body, pos)[0]
+            pos += 4
+            if size >= 0:
+                if pos + size > len(body):
+                    break
+                spans.append((pos, pos + size))
+                pos += size
+    except struct.error:
+        pass
+    return spans
+
+
+def m_value(msgs, rng, others):
+    candidates = [(i, span) for i, m in enumerate(msgs) if m.type == ord("B")
+                  for span in _bind_value_spans(m.body)]
+    if not candidates:
+        return None
+    i, (start, end) = rng.choice(candidates)
+    body, new = msgs[i].body, rng.choice(ODD_VALUES)
+    msgs[i].body = body[:start - 4] + struct.pack("!i", len(new)) + new + body[end:]
+    return f"value {body[start:end][:20]!r} -> {new!r} in #{i} B"
+
+
 MESSAGE_MUTATIONS = [(m_truncate, 3), (m_drop_nul, 4), (m_add_nul, 2), (m_count, 5),
-                     (m_type, 2), (m_splice, 2), (m_dup, 1), (m_delete, 1), (m_flip, 3)]
+                     (m_type, 2), (m_splice, 2), (m_dup, 1), (m_delete, 1), (m_flip, 3),
+                     (m_value, 3)]
 
 
 # -- mutations of the encoded stream -------------------------------------------------
