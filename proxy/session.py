@@ -68,6 +68,11 @@ _CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINAT
                            F_COPY_DONE, F_COPY_FAIL, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _EXTENDED = frozenset((F_PARSE, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
+# Messages that may go upstream ahead of their whole (_check_copy_in_hold) in a session
+# with statements the proxy rewrites: it never rewrites them, and they name none of
+# those statements (a Query drops the unnamed one: a parked record of it stays, and
+# its next Bind gets the 26000 Postgres gives it)
+_AHEAD_WHILE_REWRITING = frozenset((F_QUERY, F_FUNCTION_CALL, F_TERMINATE))
 # While results are rewritten, every request and reply is matched (reply_rewrite.py).
 _CLIENT_TRACKED = _CLIENT_WATCH
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
@@ -420,7 +425,8 @@ class Session(asyncio.Protocol):
                 continue
             msg_type = item.type
             interceptor = None
-            if item is ahead:  # on its way already: the relay's bookkeeping only
+            was_ahead = item is ahead
+            if was_ahead:  # on its way already: the relay's bookkeeping only
                 pass
             elif (msg_type == F_QUERY or msg_type == F_PARSE) and not self.copy_in \
                     and self._triggered(item.raw):
@@ -428,7 +434,7 @@ class Session(asyncio.Protocol):
                 interceptor = self._intercepting(item)
             elif (msg_type == F_BIND or msg_type == F_DESCRIBE) and self.rewrite is not None:
                 interceptor = self.rewrite.interceptor_for(item.raw)
-            if interceptor is None and names and not self.copy_in and item is not ahead \
+            if interceptor is None and names and not self.copy_in and not was_ahead \
                     and names_message(msg_type, item.raw, names):
                 # it names a statement of the parked rewrite: wake it here when the
                 # replies to what went upstream untracked are whole requests still
@@ -441,7 +447,7 @@ class Session(asyncio.Protocol):
                     if msg_type == F_BIND or msg_type == F_DESCRIBE:
                         interceptor = self.rewrite.interceptor_for(item.raw)
             if interceptor is None and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL) \
-                    and self.unsynced and not self.skipping_to_sync and not self.copy_in and item is not ahead:
+                    and self.unsynced and not self.skipping_to_sync and not self.copy_in and not was_ahead:
                 # after extended-protocol messages with no Sync between, Postgres runs it
                 # only if none of them fails (else it skips it, with no ReadyForQuery):
                 # it waits for their replies (_query_turn)
@@ -463,7 +469,7 @@ class Session(asyncio.Protocol):
             self._account(msg_type, item.raw[5] if len(item.raw) > 5 else 0, len(item.raw) - 1)
             if not self.unsynced:  # a Sync or Query ended the pipeline
                 sent_open = False
-            out.append(item.raw if item is not ahead else memoryview(item.raw)[sent:])
+            out.append(memoryview(item.raw)[sent:] if was_ahead else item.raw)
             if msg_type == F_TERMINATE:
                 # Postgres ends the session here and reads nothing after it: neither
                 # does the proxy (a model statement after it was taken over)
@@ -517,14 +523,15 @@ class Session(asyncio.Protocol):
         directly. The proxy cannot know yet whether Postgres is still in the COPY:
         the error of a CopyData sent before may have ended it, and then Postgres
         reads the message as any other, so its rest follows as it comes and the
-        client is read on. (A session with statements the proxy rewrites, whose
-        message may need rewriting, stops reading the client instead: the message's
-        start goes on as the violation Postgres would see.)"""
+        client is read on. (In a session with statements the proxy rewrites, a
+        message that may need rewriting or names one of them, such as a Bind, stops
+        the reading of the client instead: its start goes on as the violation
+        Postgres would see.)"""
         framer = self._cframer
         held = framer.held_type
         if held is None or held in COPY_IN_TYPES or self.state is not State.RELAY or self._sent_ahead:
             return
-        if self.rewrite is None and not self._rewrite_names:
+        if (self.rewrite is None and not self._rewrite_names) or held in _AHEAD_WHILE_REWRITING:
             start = framer.held_bytes
             self._sent_ahead = len(start)
             self.upstream.write(start)

@@ -190,6 +190,31 @@ def test_model_query_after_unsynced_messages_comes_after_their_replies(sql, rows
     assert [r[0] for r in alive] == [b"T", b"D", b"C", b"Z"] and not closed
 
 
+@pytest.mark.parametrize("prepared, run", [
+    (parse(STREAMING, "s1"), bind(stmt="s1") + execute() + SYNC),
+    (parse(GENERAL, "g1"), bind((b"2",), stmt="g1") + execute() + SYNC)], ids=["streaming", "general"])
+def test_query_cut_after_a_refused_copy_data_in_a_rewriting_session(prepared, run, suite, upstream):
+    """A CopyData Postgres refuses ends the COPY before Postgres reads the next
+    message, a Query the next write completes: Postgres runs it, and so it does
+    through a session with a model statement prepared (found by the fuzzer in a
+    plain session: the proxy judged the Query a message during COPY and stopped
+    reading the client). The statement is still served after it."""
+    copy = (query("CREATE TEMP TABLE fz_copy (a int)") + query("COPY fz_copy FROM STDIN")
+            + p.message(b"d", b"not a number\n"))
+    cut = query("SELECT 2")
+    writes = [prepared + SYNC, copy + cut[:3], cut[3:]]
+    got, _ = side_by_side(suite, upstream, writes + [ALIVE])
+    assert [r[0] for r in got[1] + got[2]] == [b"C", b"Z", b"G", b"E", b"Z", b"T", b"D", b"C", b"Z"]
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, writes + [run])
+    finally:
+        via.close()
+    kinds = [r[0] for r in replies[3]]
+    assert kinds[0] == b"2" and set(kinds[1:-2]) == {b"D"} and kinds[-2:] == [b"C", b"Z"] and not closed
+
+
 def test_model_query_during_copy_in_fails_the_copy_like_postgres(suite, upstream):
     """A model-call Query sent (in the same write) behind COPY FROM STDIN reaches
     Postgres during the COPY: 08P01 and the connection closed, as directly."""
