@@ -38,6 +38,19 @@ def side_by_side(suite, upstream, writes: list[bytes]) -> tuple:
     return got
 
 
+def via_proxy(suite, writes: list[bytes], expect: list[int] | None = None) -> list[list]:
+    """What the proxy answers to each write (`expect`: how many replies each gets, as
+    converse_per_write takes it); the session must not have closed."""
+    via = RawConn.to_proxy(suite.proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, writes, expect=expect)
+    finally:
+        via.close()
+    assert not closed
+    return replies
+
+
 def compare(suite, upstream, writes: list[bytes]) -> list:
     got = side_by_side(suite, upstream, writes)
     assert not got[1]  # the session goes on
@@ -205,14 +218,8 @@ def test_query_cut_after_a_refused_copy_data_in_a_rewriting_session(prepared, ru
     writes = [prepared + SYNC, copy + cut[:3], cut[3:]]
     got, _ = side_by_side(suite, upstream, writes + [ALIVE])
     assert [r[0] for r in got[1] + got[2]] == [b"C", b"Z", b"G", b"E", b"Z", b"T", b"D", b"C", b"Z"]
-    via = RawConn.to_proxy(suite.proxy)
-    via.login(database=DATABASE)
-    try:
-        replies, closed = converse_per_write(via, writes + [run])
-    finally:
-        via.close()
-    kinds = [r[0] for r in replies[3]]
-    assert kinds[0] == b"2" and set(kinds[1:-2]) == {b"D"} and kinds[-2:] == [b"C", b"Z"] and not closed
+    kinds = [r[0] for r in via_proxy(suite, writes + [run])[3]]
+    assert kinds[0] == b"2" and set(kinds[1:-2]) == {b"D"} and kinds[-2:] == [b"C", b"Z"]
 
 
 def test_model_query_during_copy_in_fails_the_copy_like_postgres(suite, upstream):

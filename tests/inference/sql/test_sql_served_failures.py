@@ -15,11 +15,9 @@ from __future__ import annotations
 import pytest
 
 from tests.proxy.test_conformance import SYNC, bind, describe, execute, parse, query
-from tests.proxy.test_malformed import converse_per_write, errors_of
-from tests.support.wire import RawConn
+from tests.proxy.test_malformed import errors_of
 
-from .conftest import DATABASE
-from .test_sql_malformed import ALIVE, GENERAL, side_by_side
+from .test_sql_malformed import ALIVE, GENERAL, side_by_side, via_proxy
 
 REFUSED = parse(GENERAL) + bind((b"abc",)) + execute() + SYNC  # $1 is compared with an integer
 AT_PLANNING = parse(GENERAL.replace("id = $1", "id = 10 / $1::int")) + bind((b"0",)) + execute() + SYNC
@@ -30,17 +28,6 @@ NESTED = parse(GENERAL.replace("predict_price(rooms, area, city)",
 NOT_PARSED = parse(GENERAL.replace("area, city", "area")) + bind((b"abc",)) + execute() + SYNC
 # (a simple Query would drop the unnamed statement: ROLLBACK goes as a named one)
 ROLLBACK = parse("ROLLBACK", "rollback") + bind(stmt="rollback") + execute() + SYNC
-
-
-def replies_via_proxy(suite, writes: list[bytes], expect: list[int]) -> list[list]:
-    via = RawConn.to_proxy(suite.proxy)
-    via.login(database=DATABASE)
-    try:
-        replies, closed = converse_per_write(via, writes, expect=expect)
-    finally:
-        via.close()
-    assert not closed
-    return replies
 
 
 def kinds(replies: list[list]) -> list[list[bytes]]:
@@ -83,7 +70,7 @@ def test_the_next_bind_runs_the_statement_that_failed(shape, suite):
     writes = [earlier, REFUSED, run, ALIVE]
     expect = [4, 3, 4, 4]
     if shape == "one_write":
-        replies = replies_via_proxy(suite, [earlier + REFUSED + run, ALIVE], [11, 4])
+        replies = via_proxy(suite, [earlier + REFUSED + run, ALIVE], [11, 4])
         assert kinds(replies) == [[b"1", b"2", b"C", b"Z", b"1", b"E", b"Z", b"2", b"D", b"C", b"Z"],
                                   [b"T", b"D", b"C", b"Z"]]
         return
@@ -91,7 +78,7 @@ def test_the_next_bind_runs_the_statement_that_failed(shape, suite):
     if in_block:
         writes = [query("BEGIN"), earlier, REFUSED, run, ROLLBACK, run, ALIVE]
         expect = [2, 4, 3, 2, 4, 4, 4]
-    replies = replies_via_proxy(suite, writes, expect)
+    replies = via_proxy(suite, writes, expect)
     assert kinds(replies)[-2:] == [[b"2", b"D", b"C", b"Z"], [b"T", b"D", b"C", b"Z"]]
     assert replies[-2][1][1][2:] == b"\x00\x00\x00\x012"  # house 2: its prediction is > 0
     if in_block:
