@@ -345,7 +345,7 @@ def _train_supervised(table: pa.Table, opts: TrainOptions, clock: Clock, jobs: i
     elif measured is not None:
         est = _refit(fam, winner, contexts[fam.model_type], np.vstack([matrices[fam.encoding], X_test]),
                      np.concatenate([y_sel, y_test]), clock, report, client, what="rows (test part included)",
-                     grow=True)
+                     grow=opts.auto)
     else:
         est = measured = _refit(fam, winner, contexts[fam.model_type], matrices[fam.encoding], y_sel, clock,
                                 report, client, read_fit, grow=opts.auto)
