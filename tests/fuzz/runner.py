@@ -311,6 +311,9 @@ class Report:
                       "|---|---|---|"]
             for cause, rs in sorted(examples.items(), key=lambda kv: -len(kv[1])):
                 lines.append(f"| {cause} | {len(rs)} | `{rs[0].reproduce()}` |")
+        if self.flaky:  # (named, so that one can be replayed under load or alone)
+            lines += ["", "| went away when run again: first seen as | a reproduction |", "|---|---|"]
+            lines += [f"| {r.klass} | `{r.reproduce()}` |" for r in sorted(self.flaky, key=lambda r: (r.seed, r.case))]
         by_seed = Counter(r.seed for r in self.failures)
         if by_seed:
             lines += ["", "| seed | differing cases |", "|---|---|"]
