@@ -20,26 +20,36 @@ def ml_proxy(pg, tmp_path_factory) -> ProxyProcess:
     process.stop()
 
 
+DATASETS = {"breast_cancer": (datasets.load_breast_cancer, "diagnosis"),
+            "iris": (datasets.load_iris, "species"),
+            "diabetes": (datasets.load_diabetes, "progression")}
+
+
+def load_dataset(conn: psycopg.Connection, name: str) -> None:
+    """(Re)create table `name` from its scikit-learn dataset: columns f0..fN and the
+    target (text labels; double precision for diabetes)."""
+    loader, target = DATASETS[name]
+    data = loader()
+    cols = [f"f{i}" for i in range(data.data.shape[1])]
+    target_type = "double precision" if name == "diabetes" else "text"
+    conn.execute(f"DROP TABLE IF EXISTS {name}")
+    conn.execute(f"CREATE TABLE {name} (id serial, "
+                 + ", ".join(f"{c} double precision" for c in cols)
+                 + f", {target} {target_type})")
+    labels = (data.target if name == "diabetes"
+              else [str(data.target_names[t]) for t in data.target])
+    with conn.cursor().copy(f"COPY {name} ({', '.join(cols)}, {target}) FROM STDIN") as copy:
+        for row, label in zip(data.data, labels):
+            copy.write_row([*map(float, row), label])
+
+
 @pytest.fixture(scope="session")
 def dataset_tables(ml_proxy):
     """breast_cancer (binary), iris (multiclass) and diabetes (regression) as tables,
     plus a customers/plans pair for FROM (query) with a join."""
     with psycopg.connect(ml_proxy.dsn(), autocommit=True) as conn:
-        for name, loader, target in (("breast_cancer", datasets.load_breast_cancer, "diagnosis"),
-                                     ("iris", datasets.load_iris, "species"),
-                                     ("diabetes", datasets.load_diabetes, "progression")):
-            data = loader()
-            cols = [f"f{i}" for i in range(data.data.shape[1])]
-            target_type = "double precision" if name == "diabetes" else "text"
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
-            conn.execute(f"CREATE TABLE {name} (id serial, "
-                         + ", ".join(f"{c} double precision" for c in cols)
-                         + f", {target} {target_type})")
-            labels = (data.target if name == "diabetes"
-                      else [str(data.target_names[t]) for t in data.target])
-            with conn.cursor().copy(f"COPY {name} ({', '.join(cols)}, {target}) FROM STDIN") as copy:
-                for row, label in zip(data.data, labels):
-                    copy.write_row([*map(float, row), label])
+        for name in DATASETS:
+            load_dataset(conn, name)
         conn.execute("DROP TABLE IF EXISTS customers, plans")
         conn.execute("CREATE TABLE plans (plan_id int PRIMARY KEY, plan text, price numeric(8,2))")
         conn.execute("INSERT INTO plans VALUES (1, 'basic', 9.99), (2, 'pro', 29.5), (3, 'team', 99)")

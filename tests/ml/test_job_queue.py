@@ -16,8 +16,9 @@ import psycopg
 import pytest
 
 from proxy.catalog.schema import migrate
+from proxy.embedded import EmbeddedPostgres
 from tests.inference.sql.oracle import Model
-from tests.ml.conftest import wait_for_state
+from tests.ml.conftest import load_dataset, wait_for_state
 from tests.support.servers import start_proxy
 
 QUEUE_DB = "mlqueue"
@@ -137,10 +138,13 @@ def test_a_job_nobody_can_read_is_failed_with_the_reason(queue_db):
     with psycopg.connect(f"host={upstream.host} port={upstream.port} user=postgres dbname={QUEUE_DB}",
                          autocommit=True) as direct:
         model_id = direct.execute("SELECT min(model_id) FROM mlproxy.training_jobs").fetchone()[0]
-        direct.execute("UPDATE mlproxy.training_jobs SET snapshot = 'file:///gone-host/store/x',"
-                       " claimed_by = 'dead:1', last_owner = 'dead:1', lease_until = now() - interval '1 hour' WHERE model_id = %s",
-                       (model_id,))
-        failed = [r[0] for r in direct.execute("SELECT * FROM mlproxy.fail_unresumable_jobs(60)")]
+        # in one transaction: the row stays locked, so no running proxy's sweep (they
+        # all sweep this database too) fails it before the call under test does
+        with direct.transaction():
+            direct.execute("UPDATE mlproxy.training_jobs SET snapshot = 'file:///gone-host/store/x',"
+                           " claimed_by = 'dead:1', last_owner = 'dead:1', lease_until = now() - interval '1 hour'"
+                           " WHERE model_id = %s", (model_id,))
+            failed = [r[0] for r in direct.execute("SELECT * FROM mlproxy.fail_unresumable_jobs(60)")]
         assert model_id in failed
         state, reason = direct.execute("SELECT state, failure_reason FROM mlproxy.models WHERE id = %s",
                                        (model_id,)).fetchone()
@@ -148,9 +152,13 @@ def test_a_job_nobody_can_read_is_failed_with_the_reason(queue_db):
         assert "its data snapshot is not available to any running proxy (file:///gone-host/store/x" in reason
         assert "last run by dead:1" in reason
         # a job a live proxy can read waits for it, however long it has been queued
-        direct.execute("UPDATE mlproxy.training_jobs SET enqueued_at = now() - interval '1 hour'")
+        # (announced first, so that no other sweep fails them in between either)
         direct.execute("SELECT mlproxy.announce_training_proxy('alive:2', ARRAY[%s])", (PREFIX,))
+        waiting = direct.execute("UPDATE mlproxy.training_jobs SET enqueued_at = now() - interval '1 hour'"
+                                 " WHERE lease_until IS NULL").rowcount
+        assert waiting == JOBS - 1
         assert direct.execute("SELECT count(*) FROM mlproxy.fail_unresumable_jobs(60)").fetchone()[0] == 0
+        assert direct.execute("SELECT count(*) FROM mlproxy.models WHERE state = 'TRAINING'").fetchone()[0] == waiting
 
 
 # -- real proxies ------------------------------------------------------------------------
@@ -298,31 +306,42 @@ def test_a_dropped_model_s_snapshot_leaves_the_store_when_its_creator_is_gone(pg
                 p.stop()
 
 
-def test_a_proxy_back_after_a_long_stop_resumes_its_jobs(pg, dataset_tables, tmp_path):
+def test_a_proxy_back_after_a_long_stop_resumes_its_jobs(tmp_path):
     """Default store (the data directory): the job waits for its proxy, however long
-    it was away (its snapshot is nowhere else), and is resumed, not failed."""
-    data_dir = tmp_path / "away"
-    proxy = start_proxy(pg.uri, "--data-dir", str(data_dir))
-    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
-        conn.execute("DROP MODEL IF EXISTS away_model")
-        conn.execute("CREATE MODEL away_model FROM (SELECT f0, f1, f2, f3, species FROM iris) "
-                     "TARGET species FUNCTION predict_away MODEL_TYPE LINEAR_LEARNER SETTINGS (MAX_RUNTIME 3)")
-    proxy.stop(signal.SIGKILL)
-    with psycopg.connect(pg.uri, autocommit=True) as admin:  # as if it was stopped an hour ago
-        admin.execute("UPDATE mlproxy.training_proxies SET seen = now() - interval '1 hour' WHERE instance IN"
-                      " (SELECT j.last_owner FROM mlproxy.training_jobs j JOIN mlproxy.models m"
-                      " ON m.id = j.model_id WHERE m.model_name = 'away_model')")
-        admin.execute("UPDATE mlproxy.training_jobs SET enqueued_at = now() - interval '1 hour',"
-                      " lease_until = now() - interval '1 hour' WHERE model_id ="
-                      " (SELECT id FROM mlproxy.models WHERE model_name = 'away_model')")
-    back = start_proxy(pg.uri, "--data-dir", str(data_dir))
+    it was away (its snapshot is nowhere else), and is resumed, not failed.
+
+    On a Postgres of its own: this is a single proxy's setup. Any other proxy in front
+    of the database rightly fails the job once no running proxy could read its snapshot
+    for `orphan_after` (the worker's shared proxies did, when their sweep fell between
+    the ageing below and this proxy's start: CI of the seventeenth session)."""
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    pg.start()
     try:
-        with psycopg.connect(back.dsn(), autocommit=True) as conn:
-            info = wait_for_state(conn, "away_model", timeout=120)
-            assert info["Model State"] == "READY", info
-            conn.execute("DROP MODEL away_model")
+        with psycopg.connect(pg.uri, autocommit=True) as admin:
+            load_dataset(admin, "iris")
+        data_dir = tmp_path / "away"
+        proxy = start_proxy(pg.uri, "--data-dir", str(data_dir))
+        try:
+            with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE MODEL away_model FROM (SELECT f0, f1, f2, f3, species FROM iris) "
+                             "TARGET species FUNCTION predict_away MODEL_TYPE LINEAR_LEARNER"
+                             " SETTINGS (MAX_RUNTIME 3)")
+        finally:
+            proxy.stop(signal.SIGKILL)
+        with psycopg.connect(pg.uri, autocommit=True) as admin:  # as if it was stopped an hour ago
+            admin.execute("UPDATE mlproxy.training_proxies SET seen = now() - interval '1 hour'")
+            aged = admin.execute("UPDATE mlproxy.training_jobs SET enqueued_at = now() - interval '1 hour',"
+                                 " lease_until = now() - interval '1 hour'").rowcount
+            assert aged == 1
+        back = start_proxy(pg.uri, "--data-dir", str(data_dir))
+        try:
+            with psycopg.connect(back.dsn(), autocommit=True) as conn:
+                info = wait_for_state(conn, "away_model", timeout=120)
+                assert info["Model State"] == "READY", info.get("Failure Reason", info)
+        finally:
+            back.stop()
     finally:
-        back.stop()
+        pg.stop()
 
 
 def test_create_model_fails_at_once_when_the_snapshot_store_is_not_writable(pg, dataset_tables, tmp_path):
