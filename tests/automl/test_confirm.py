@@ -4,6 +4,7 @@ finalists cross-validated with the time it leaves, the holdout being one fold.""
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -84,7 +85,11 @@ def test_a_search_on_one_holdout_confirms_its_finalists_and_the_winner_is_the_be
     line = next((line for line in model.report if line.startswith("confirmation: ") and "scored again" in line), None)
     assert line is not None, model.report
     confirmed = [e for e in model.leaderboard if e["phase"] == confirm.PHASE]
-    assert len(confirmed) >= confirm.MIN_CONFIRMED and f"{len(confirmed)} best configurations" in line
+    # all the finalists, or as many as the time left allowed ("6 of the 8": a loaded
+    # machine, as a CI run of the eighteenth session)
+    said = re.match(r"confirmation: (?:(\d+) of )?the (\d+) best configurations scored again", line)
+    assert said is not None, line
+    assert len(confirmed) == int(said[1] or said[2]) >= confirm.MIN_CONFIRMED, (line, len(confirmed))
     best = min(confirmed, key=lambda e: e["score"])
     assert model.top_trials[0]["trial"] == best["trial"]  # the winner: the best by cross-validation
     assert model.training_seconds <= 8
