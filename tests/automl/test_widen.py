@@ -13,7 +13,7 @@ from automl import metrics, search, validation
 from automl.problem import BINARY, REGRESSION, resolve_objective
 from automl.validation import Evaluator, folds_around, make_folds
 
-from .test_confirm import holdout_case
+from .test_confirm import HOLDOUT_BUDGET, holdout_case
 
 train_module = importlib.import_module("automl.train")  # the module (automl.train is its function)
 
@@ -68,12 +68,12 @@ def test_a_converged_holdout_search_goes_on_with_cross_validation_and_its_winner
     monkeypatch.setattr(train_module, "WIDEN", case != "off")
     # this table's holdout MSE (normal noise) has a standard error of about 4% of itself
     monkeypatch.setattr(search, "WIDEN_ERROR", 0.5 if case == "a quiet holdout" else 0.02)
-    # the first local search converges after about 3 s of 8: the rest is cross-validated
-    model = train_module.train(_table(), {"target": "y", "max_runtime": 8, "seed": 0}, n_jobs=1)
+    # the first local search converges after about 3 s: the rest is cross-validated
+    model = train_module.train(_table(), {"target": "y", "max_runtime": HOLDOUT_BUDGET, "seed": 0}, n_jobs=1)
     assert any(line.startswith("rows: 5600 for training/selection (one holdout split)") for line in model.report)
     line = next((line for line in model.report if line.startswith("search widened to 3-fold")), None)
     widened = [e for e in model.leaderboard if e["phase"] == "widen"]
-    assert model.training_seconds <= 8
+    assert model.training_seconds <= HOLDOUT_BUDGET
     if case != "widened":
         assert line is None and not widened, model.report
         # the search stays on its holdout, and its finalists are confirmed (automl/confirm.py)
