@@ -105,6 +105,8 @@ class XGBModel:
                             early_stopping_rounds=self.early_stopping_rounds, verbose_eval=False,
                             callbacks=callbacks)
         if callbacks and callbacks[0].stopped:
+            # the rounds grown by the deadline stay (BoostedTrees.stopped_fit)
+            self.booster, self.num_round = booster, booster.num_boosted_rounds()
             raise TrialInterrupted()
         if self.early_stopping_rounds and booster.best_iteration + 1 < booster.num_boosted_rounds():
             booster = booster[: booster.best_iteration + 1]
@@ -183,6 +185,11 @@ class BoostedTrees(Family):
         # one thread for small matrices, as the other families (see Family.fit)
         nthread = 1 if X.size < PARALLEL_MIN_CELLS else est.n_jobs
         return est.fit(X, y, deadline, nthread)
+
+    def stopped_fit(self, est: Any) -> Any | None:
+        # the estimator keeps the booster of the rounds grown by the deadline, and
+        # num_round counts them (not a scikit-learn estimator: no check_is_fitted)
+        return est if est.booster is not None else None
 
     def export(self, est: Any) -> Any:
         return est

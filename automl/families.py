@@ -214,6 +214,20 @@ class Family:
     def stopped_early(self, est: Any, done: int) -> bool:
         return False
 
+    def stopped_fit(self, est: Any) -> Any | None:
+        """`est` after `fit` raised TrialInterrupted at its deadline: the model with
+        what it grew by then (`grow_attr` counting it), or None if it grew nothing.
+        Here, a scikit-learn estimator warm-started in chunks (fit above)."""
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+
+        try:
+            check_is_fitted(est)
+        except (NotFittedError, TypeError):
+            return None
+        est.set_params(warm_start=False)
+        return est
+
     def export(self, est: Any) -> Any:
         """What compiler/ reads: tree ensembles as they are."""
         return est

@@ -51,10 +51,6 @@ def model_leaves(params: dict[str, Any], n_classes: int) -> int:
     return int(params.get("num_round", 100)) * int(params.get("num_leaves", 31)) * per_round
 
 
-class _Deadline(Exception):
-    pass
-
-
 class LabelsFromScores:
     """predict / predict_proba of a model whose `predict_raw` gives values
     (regression), P(class 1) (binary) or class probabilities (multiclass), as
@@ -99,14 +95,18 @@ class LGBModel(LabelsFromScores):
         train = lgb.Dataset(X, label=y, weight=weight, params={"verbose": -1, "max_bin": params.get("max_bin", 255)},
                             free_raw_data=True)
 
+        stopped: list[int] = []
+
         def stop(env: Any) -> None:
             if deadline is not None and time.monotonic() > deadline:
-                raise _Deadline()
+                stopped.append(env.iteration + 1)
+                # lgb.train ends there and returns the rounds grown so far
+                raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
 
-        try:
-            self.booster = lgb.train(params, train, num_boost_round=self.num_round, callbacks=[stop])
-        except _Deadline:
-            raise TrialInterrupted() from None
+        self.booster = lgb.train(params, train, num_boost_round=self.num_round, callbacks=[stop])
+        if stopped:
+            self.num_round = stopped[0]  # (BoostedTrees.stopped_fit)
+            raise TrialInterrupted()
         return self
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:

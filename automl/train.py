@@ -615,18 +615,15 @@ def _refit(fam: Family, winner: Trial, ctx: Context, X: np.ndarray, y: np.ndarra
 
 def _grown_so_far(fam: Family, est: Any, X: np.ndarray, y: np.ndarray, report: list[str]) -> Any:
     """A refit the deadline stopped, when no trial's model is at hand: an ensemble
-    grown in chunks is a valid model with what it grew (fewer trees or epochs); one
-    stopped before its first chunk is fitted whole (over the budget, and said so)."""
-    from sklearn.exceptions import NotFittedError
-    from sklearn.utils.validation import check_is_fitted
-
-    try:
-        check_is_fitted(est)
-    except (NotFittedError, TypeError):
+    grown in chunks or rounds is a valid model with what it grew (fewer trees, rounds
+    or epochs: Family.stopped_fit); one that grew nothing is fitted whole (over the
+    budget, and said so)."""
+    kept = fam.stopped_fit(est)
+    if kept is None:
         est = fam.fit(est, X, y, float("inf"))
         report.append("time budget reached before the refit could start: refitted past MAX_RUNTIME")
         return est
+    est = kept
     grown = getattr(est, fam.grow_attr) if fam.grow_attr else None
-    est.set_params(warm_start=False)
     report.append(f"time budget reached during the refit: kept the {grown} {fam.grow_attr} grown by then")
     return est
