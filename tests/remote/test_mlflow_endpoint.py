@@ -10,7 +10,9 @@ first; MLflow answers JSON, {"predictions": [...]}.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,11 +57,15 @@ def mlflow_model(tmp_path_factory):
     mlflow.sklearn.save_model(model, str(path), signature=infer_signature(X, y),
                               skops_trusted_types=["numpy.dtype"])  # (the imputer keeps a dtype)
     port = _free_port()
-    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    bin_dir = str(Path(sys.executable).parent)
+    mlflow = shutil.which("mlflow", path=bin_dir) or "mlflow"
     log = open(path.parent / "serve.log", "wb")
+    # (its backend runs `exec uvicorn` in a shell: the environment's bin first, so
+    # that a run of this interpreter without its venv activated finds it too)
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
     server = subprocess.Popen([mlflow, "models", "serve", "-m", str(path), "--env-manager", "local",
                                "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
@@ -75,8 +81,6 @@ def mlflow_model(tmp_path_factory):
                         + (path.parent / "serve.log").read_text(errors="replace")[-2000:])
         time.sleep(0.5)
     yield model, url
-    import os
-    import signal
     os.killpg(server.pid, signal.SIGTERM)  # its own session: the server and its workers
     try:
         server.wait(30)
