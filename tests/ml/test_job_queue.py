@@ -16,10 +16,9 @@ import psycopg
 import pytest
 
 from proxy.catalog.schema import migrate
-from proxy.embedded import EmbeddedPostgres
 from tests.inference.sql.oracle import Model
 from tests.ml.conftest import load_dataset, wait_for_state
-from tests.support.servers import start_proxy
+from tests.support.servers import OwnedPostgres, start_proxy
 
 QUEUE_DB = "mlqueue"
 JOBS = 60
@@ -314,7 +313,7 @@ def test_a_proxy_back_after_a_long_stop_resumes_its_jobs(tmp_path):
     of the database rightly fails the job once no running proxy could read its snapshot
     for `orphan_after` (the worker's shared proxies did, when their sweep fell between
     the ageing below and this proxy's start: CI of the seventeenth session)."""
-    pg = EmbeddedPostgres(tmp_path / "pg")
+    pg = OwnedPostgres.create()
     pg.start()
     try:
         with psycopg.connect(pg.uri, autocommit=True) as admin:
@@ -342,6 +341,7 @@ def test_a_proxy_back_after_a_long_stop_resumes_its_jobs(tmp_path):
             back.stop()
     finally:
         pg.stop()
+        pg.remove()
 
 
 def test_create_model_fails_at_once_when_the_snapshot_store_is_not_writable(pg, dataset_tables, tmp_path):
