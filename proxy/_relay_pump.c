@@ -735,16 +735,20 @@ static PyObject *Pump_lent(Pump *p, PyObject *unused) {
 }
 
 /* counters() -> [(key, bytes_client, bytes_server, readies, pending)] of the sessions
- * lent now, since their lending (for statistics: read under the lock, nothing moves) */
+ * lent now, since their lending, and of those handed back whose records `take` has not
+ * collected yet (their counts reach the session only then: without them a reading in
+ * between would miss what an earlier one counted). Read under the lock: nothing moves. */
 static PyObject *Pump_counters(Pump *p, PyObject *unused) {
     lock_nogil(p);
     Py_ssize_t n = p->nlent;
+    for (Record *r = p->records; r; r = r->next) n++;
     unsigned long long (*rows)[5] = malloc((size_t)(n ? n : 1) * sizeof *rows);
     if (!rows) {
         pthread_mutex_unlock(&p->lock);
         return PyErr_NoMemory();
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t i = 0;
+    for (; i < p->nlent; i++) {
         Pair *a = p->by_key[i];
         rows[i][0] = (unsigned long long)a->key;
         rows[i][1] = a->bytes[CLIENT];
@@ -752,9 +756,16 @@ static PyObject *Pump_counters(Pump *p, PyObject *unused) {
         rows[i][3] = a->readies;
         rows[i][4] = (unsigned long long)(a->pending > 0 ? a->pending : 0);
     }
+    for (Record *r = p->records; r; r = r->next, i++) {
+        rows[i][0] = (unsigned long long)r->key;
+        rows[i][1] = r->bytes[CLIENT];
+        rows[i][2] = r->bytes[SERVER];
+        rows[i][3] = r->readies;
+        rows[i][4] = (unsigned long long)(r->pending > 0 ? r->pending : 0);
+    }
     pthread_mutex_unlock(&p->lock);
     PyObject *list = PyList_New(n);
-    for (Py_ssize_t i = 0; list && i < n; i++) {
+    for (i = 0; list && i < n; i++) {
         PyObject *t = Py_BuildValue("(LKKKK)", (long long)rows[i][0], rows[i][1], rows[i][2],
                                     rows[i][3], rows[i][4]);
         if (!t) Py_CLEAR(list);
@@ -777,7 +788,8 @@ static PyMethodDef Pump_methods[] = {
     {"fileno", (PyCFunction)Pump_fileno, METH_NOARGS, "the eventfd that signals records"},
     {"lent", (PyCFunction)Pump_lent, METH_NOARGS, "how many sessions the pump holds"},
     {"counters", (PyCFunction)Pump_counters, METH_NOARGS,
-     "counters() -> [(key, bytes_client, bytes_server, readies, pending)] of the lent sessions"},
+     "counters() -> [(key, bytes_client, bytes_server, readies, pending)] of the lent sessions "
+     "and of those handed back but not taken yet"},
     {"close", (PyCFunction)Pump_close, METH_NOARGS, "stop the pump thread"},
     {NULL, NULL, 0, NULL},
 };

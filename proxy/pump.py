@@ -127,7 +127,9 @@ class RelayPump:
     def counters(self) -> dict[int, tuple[int, int, int, int]]:
         """Per lent session id, (bytes from the client, bytes from the server,
         ReadyForQuery messages, requests in flight) since it was lent: the statistics
-        of sessions the pump relays now (proxy/observe/stats.py), read on demand."""
+        of sessions the pump relays now (proxy/observe/stats.py), read on demand. A
+        session handed back stays here until `_collect` gives it its record, whose
+        counts it adds to its own then: a reading on the event loop counts each once."""
         return {key: tuple(rest) for key, *rest in self._native.counters()}
 
     @property

@@ -892,6 +892,10 @@ class Session(asyncio.Protocol):
 
     def _resume(self, record: Record, keep_input: bool) -> None:
         self._lent = False
+        # counted first: a reading while the pump held the session counted them already
+        self.bytes_in += record.bytes_client
+        self.bytes_out += record.bytes_server
+        self.readies += record.readies
         if record.reason == FAILED:
             log.error("relay pump out of memory session=%s: closing it", self.id)
             if keep_input:  # else the session is ending already
@@ -902,9 +906,6 @@ class Session(asyncio.Protocol):
         if record.ready_seen:
             self.txstatus = _STATUS[record.txstatus]
             self.failed_since_sync = False
-        self.bytes_in += record.bytes_client
-        self.bytes_out += record.bytes_server
-        self.readies += record.readies
         if record.skip_client:
             self._cframer.pass_through(record.skip_client)
         if record.skip_server:

@@ -310,6 +310,39 @@ def test_reclaim_takes_a_record_not_yet_collected(native):
     s.close()
 
 
+def test_counters_keep_a_session_handed_back_until_its_record_is_taken(native):
+    """counters() (what /metrics and SHOW STATS add for the sessions the pump holds)
+    still has a session the pump handed back until take() or reclaim() collects its
+    record, which carries the same counts into the session: a reading in between
+    neither misses them (a Prometheus counter going down) nor counts them twice."""
+    s, t = Lent(native, 16), Lent(native, 17)
+    reply = p.message(b"C", b"SELECT 1\x00") + Z_IDLE
+    for lent in (s, t):
+        lent.client.sendall(Q1)
+        recv_exactly(lent.server, len(Q1))
+        lent.server.sendall(reply)
+        recv_exactly(lent.client, len(reply))
+    counted = (len(Q1), len(reply), 1, 0)
+    assert sorted(native.counters()) == [(16, *counted), (17, *counted)]
+    for lent in (s, t):
+        lent.client.sendall(p.message(b"Q", b"select model\x00"))
+    deadline = time.monotonic() + 5
+    while native.lent() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert native.lent() == 0
+    # the statement with the trigger came back unsent: the counts are as they were
+    held = counted
+    assert sorted(native.counters()) == [(16, *held), (17, *held)]
+    back = pump.Record(*native.reclaim(16))
+    assert (back.bytes_client, back.bytes_server, back.readies, back.pending) == held
+    assert native.counters() == [(17, *held)]
+    (taken,) = [pump.Record(*r) for r in native.take()]
+    assert (taken.key, taken.bytes_client, taken.bytes_server, taken.readies) == (17, *held[:3])
+    assert native.counters() == []
+    s.close()
+    t.close()
+
+
 def test_the_reasons_are_the_extensions_own():
     import _mlproxy_pump
 
