@@ -8,7 +8,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from proxy import protocol as p
 from proxy.framing import ALL, Frame, Framer, ProtocolViolation
@@ -109,6 +109,7 @@ def test_tracker_never_raises_on_client_messages(messages):
 
 @PROPERTY
 @given(st.binary(max_size=200), st.lists(st.integers(1, 200), max_size=5))
+@example(data=b"B\x01\x00\x00\x00", cuts=[1])
 def test_framer_violation_carries_what_came_before(data, cuts):
     """A violation hands back the whole messages in front of the bad header, and the
     bytes from it on: together, all that was fed in this chunk."""
@@ -128,7 +129,9 @@ def test_framer_violation_carries_what_came_before(data, cuts):
             assert (before + err.rest).endswith(chunk)
             return
         for item in items:
-            assert type(item) is Frame
+            # whole messages as Frames; one longer than the framer assembles (a Bind
+            # of 16 MiB announced by b"B\x01\x00\x00\x00") streams through as bytes
+            assert type(item) is Frame or framer.oversized_frames, (item, framer.oversized_frames)
 
 
 def test_framer_violation_after_valid_messages():
