@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from automl import confirm, validation
+from automl import confirm, search, validation
 from automl.families import Context
 from automl.problem import REGRESSION, resolve_objective
 from automl.registry import FAMILIES
@@ -18,11 +18,18 @@ from automl.validation import Evaluator, folds_around, make_folds
 
 train_module = importlib.import_module("automl.train")  # the module (automl.train is its function)
 
-# MAX_RUNTIME of the searches on one holdout here and in test_widen: they converge
-# after 3-4 s on an idle machine and end after 5-6; the rest is room for a loaded one
-# (at 8 s, 3 busy processes on this machine's 2 cores left no time to confirm or
-# widen), below the 15 s of a first restart (automl/search.py RESTART_SECONDS)
-HOLDOUT_BUDGET = 14
+# MAX_RUNTIME of the searches on one holdout here and in test_widen, with no restart
+# (`no_restarts`: the first would come at 15 s, automl/search.py RESTART_SECONDS):
+# they converge after 3-4 s on an idle machine and end after 5-6; the rest is room
+# for a loaded one (at 8 s, 3 busy processes on this machine's 2 cores left no time to
+# confirm or widen; at 14 s, 2 busy processes beside the suite's 2 workers left no
+# time to widen, a nineteenth-session run)
+HOLDOUT_BUDGET = 30
+
+
+def no_restarts(monkeypatch) -> None:
+    """The converged search ends (no restart): what HOLDOUT_BUDGET's searches test."""
+    monkeypatch.setattr(search, "MAX_RESTARTS", 0)
 
 
 def test_the_confirming_folds_keep_the_holdout_as_the_first_and_split_its_training_rows():
@@ -78,6 +85,7 @@ def test_a_holdout_result_and_the_other_folds_combined_equal_the_cross_validatio
 def test_a_search_on_one_holdout_confirms_its_finalists_and_the_winner_is_the_best_of_them(monkeypatch):
     monkeypatch.setattr(validation, "CV_CELLS_PER_SECOND", 0.0)  # one holdout above 5,000 rows, whatever the budget
     monkeypatch.setattr(train_module, "WIDEN", False)  # the search stays on its holdout (tests/automl/test_widen.py)
+    no_restarts(monkeypatch)
     rng = np.random.default_rng(2)
     n = 7000
     cat = rng.choice(np.array(["a", "b", "c", "d", "e"]), size=n)  # category orders fitted per fold
@@ -85,7 +93,7 @@ def test_a_search_on_one_holdout_confirms_its_finalists_and_the_winner_is_the_be
     effect = {"a": 0.0, "b": 1.0, "c": -1.0, "d": 2.0, "e": 0.5}
     y = x[:, 0] + np.vectorize(effect.get)(cat) + rng.normal(size=n)
     table = pa.table({"c": cat, "x0": x[:, 0], "x1": x[:, 1], "y": y})
-    # the search converges after about 4 s (0 restarts below 15 s): the rest confirms
+    # the search converges after about 4 s: the rest confirms
     model = train_module.train(table, {"target": "y", "max_runtime": HOLDOUT_BUDGET, "seed": 0}, n_jobs=1)
     assert any(line.startswith("rows: 5600 for training/selection (one holdout split)") for line in model.report)
     line = next((line for line in model.report if line.startswith("confirmation: ") and "scored again" in line), None)

@@ -13,7 +13,7 @@ from automl import metrics, search, validation
 from automl.problem import BINARY, REGRESSION, resolve_objective
 from automl.validation import Evaluator, folds_around, make_folds
 
-from .test_confirm import HOLDOUT_BUDGET, holdout_case
+from .test_confirm import HOLDOUT_BUDGET, holdout_case, no_restarts
 
 train_module = importlib.import_module("automl.train")  # the module (automl.train is its function)
 
@@ -66,6 +66,7 @@ def test_a_score_made_of_heavy_tailed_row_losses_has_a_large_standard_error():
 def test_a_converged_holdout_search_goes_on_with_cross_validation_and_its_winner_is_scored_so(monkeypatch, case):
     monkeypatch.setattr(validation, "CV_CELLS_PER_SECOND", 0.0)  # one holdout above 5,000 rows, whatever the budget
     monkeypatch.setattr(train_module, "WIDEN", case != "off")
+    no_restarts(monkeypatch)
     # this table's holdout MSE (normal noise) has a standard error of about 4% of itself
     monkeypatch.setattr(search, "WIDEN_ERROR", 0.5 if case == "a quiet holdout" else 0.02)
     # the first local search converges after about 3 s: the rest is cross-validated
