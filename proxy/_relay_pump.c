@@ -738,6 +738,15 @@ static PyObject *Pump_lent(Pump *p, PyObject *unused) {
  * lent now, since their lending, and of those handed back whose records `take` has not
  * collected yet (their counts reach the session only then: without them a reading in
  * between would miss what an earlier one counted). Read under the lock: nothing moves. */
+static void counter_row(unsigned long long row[5], long long key, const unsigned long long bytes[2],
+                        unsigned long long readies, long long pending) {
+    row[0] = (unsigned long long)key;
+    row[1] = bytes[CLIENT];
+    row[2] = bytes[SERVER];
+    row[3] = readies;
+    row[4] = (unsigned long long)(pending > 0 ? pending : 0);
+}
+
 static PyObject *Pump_counters(Pump *p, PyObject *unused) {
     lock_nogil(p);
     Py_ssize_t n = p->nlent;
@@ -750,19 +759,10 @@ static PyObject *Pump_counters(Pump *p, PyObject *unused) {
     Py_ssize_t i = 0;
     for (; i < p->nlent; i++) {
         Pair *a = p->by_key[i];
-        rows[i][0] = (unsigned long long)a->key;
-        rows[i][1] = a->bytes[CLIENT];
-        rows[i][2] = a->bytes[SERVER];
-        rows[i][3] = a->readies;
-        rows[i][4] = (unsigned long long)(a->pending > 0 ? a->pending : 0);
+        counter_row(rows[i], a->key, a->bytes, a->readies, a->pending);
     }
-    for (Record *r = p->records; r; r = r->next, i++) {
-        rows[i][0] = (unsigned long long)r->key;
-        rows[i][1] = r->bytes[CLIENT];
-        rows[i][2] = r->bytes[SERVER];
-        rows[i][3] = r->readies;
-        rows[i][4] = (unsigned long long)(r->pending > 0 ? r->pending : 0);
-    }
+    for (Record *r = p->records; r; r = r->next, i++)
+        counter_row(rows[i], r->key, r->bytes, r->readies, r->pending);
     pthread_mutex_unlock(&p->lock);
     PyObject *list = PyList_New(n);
     for (i = 0; list && i < n; i++) {

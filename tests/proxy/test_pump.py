@@ -331,13 +331,12 @@ def test_counters_keep_a_session_handed_back_until_its_record_is_taken(native):
         time.sleep(0.01)
     assert native.lent() == 0
     # the statement with the trigger came back unsent: the counts are as they were
-    held = counted
-    assert sorted(native.counters()) == [(16, *held), (17, *held)]
+    assert sorted(native.counters()) == [(16, *counted), (17, *counted)]
     back = pump.Record(*native.reclaim(16))
-    assert (back.bytes_client, back.bytes_server, back.readies, back.pending) == held
-    assert native.counters() == [(17, *held)]
+    assert (back.bytes_client, back.bytes_server, back.readies, back.pending) == counted
+    assert native.counters() == [(17, *counted)]
     (taken,) = [pump.Record(*r) for r in native.take()]
-    assert (taken.key, taken.bytes_client, taken.bytes_server, taken.readies) == (17, *held[:3])
+    assert (taken.key, taken.bytes_client, taken.bytes_server, taken.readies) == (17, *counted[:3])
     assert native.counters() == []
     s.close()
     t.close()
