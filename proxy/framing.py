@@ -114,12 +114,6 @@ class Framer:
         nothing is held, or the message in progress is being passed through)."""
         return self._carry[0] if self._carry and not self._skip else None
 
-    @property
-    def held_bytes(self) -> bytes:
-        """The start of the message `held_type` names (b"" when it is None); the
-        framer keeps holding it."""
-        return bytes(self._carry) if self._carry and not self._skip else b""
-
     def set_limits(self, limits: Mapping[int, int] | None) -> None:
         self._limits = limits
 

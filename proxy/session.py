@@ -68,11 +68,6 @@ _CLIENT_WATCH = frozenset((F_QUERY, F_PARSE, F_SYNC, F_FUNCTION_CALL, F_TERMINAT
                            F_COPY_DONE, F_COPY_FAIL, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _EXTENDED = frozenset((F_PARSE, F_BIND, F_DESCRIBE, F_EXECUTE, F_CLOSE))
 _SERVER_WATCH = frozenset((B_READY_FOR_QUERY, B_ERROR, B_COPY_IN))
-# Messages that may go upstream ahead of their whole (_check_copy_in_hold) in a session
-# with statements the proxy rewrites: it never rewrites them, and they name none of
-# those statements (a Query drops the unnamed one: a parked record of it stays, and
-# its next Bind gets the 26000 Postgres gives it)
-_AHEAD_WHILE_REWRITING = frozenset((F_QUERY, F_FUNCTION_CALL, F_TERMINATE))
 # While results are rewritten, every request and reply is matched (reply_rewrite.py).
 _CLIENT_TRACKED = _CLIENT_WATCH
 _TAKEOVER_QUEUE_LIMIT = 4 << 20  # stop reading the client beyond this much queued
@@ -426,8 +421,16 @@ class Session(asyncio.Protocol):
             msg_type = item.type
             interceptor = None
             was_ahead = item is ahead
-            if was_ahead:  # on its way already: the relay's bookkeeping only
-                pass
+            if was_ahead:
+                # its type byte is on its way already (_check_copy_in_hold): not
+                # intercepted, but rewritten as any message (a rewrite keeps the type)
+                if not self._relays_ahead(item, sent_open):
+                    self._fatal(PgError(
+                        errors.PROTOCOL_VIOLATION,
+                        f"message type 0x{msg_type:02X} sent during COPY from stdin names a "
+                        "statement mlproxy serves by its own messages", severity="FATAL"))
+                    return
+                names = self._rewrite_names
             elif (msg_type == F_QUERY or msg_type == F_PARSE) and not self.copy_in \
                     and self._triggered(item.raw):
                 # (during COPY FROM STDIN Postgres refuses either: it goes on as sent)
@@ -513,32 +516,41 @@ class Session(asyncio.Protocol):
             self._copy_ends_ahead += 1
 
     # How many bytes of the message the client framer holds went upstream ahead of it
-    # (_check_copy_in_hold); the rest follows when it comes (_rest_of_sent_ahead).
+    # (_check_copy_in_hold: its type byte); the rest follows when it comes
+    # (_rest_of_sent_ahead).
     _sent_ahead = 0
 
     def _check_copy_in_hold(self) -> None:
         """During COPY FROM STDIN Postgres judges a message by its type byte alone:
-        the start of one of another type, held until the rest of it comes, goes
-        upstream at once, so that Postgres answers it (08P01, then FATAL) as it would
-        directly. The proxy cannot know yet whether Postgres is still in the COPY:
-        the error of a CopyData sent before may have ended it, and then Postgres
-        reads the message as any other, so its rest follows as it comes and the
-        client is read on. (In a session with statements the proxy rewrites, a
-        message that may need rewriting or names one of them, such as a Bind, stops
-        the reading of the client instead: its start goes on as the violation
-        Postgres would see.)"""
-        framer = self._cframer
-        held = framer.held_type
+        the type byte of one of another type, whose rest the framer holds until it
+        comes, goes upstream at once, so that Postgres answers it (08P01, then FATAL)
+        as it would directly. The proxy cannot know yet whether Postgres is still in
+        the COPY: the error of a CopyData sent before may have ended it, and then
+        Postgres reads the message as any other, so its rest follows as it comes and
+        the client is read on. Only the type byte goes ahead because the rest may be
+        rewritten (a Bind of a statement the proxy rewrites), which keeps the type;
+        the message is not intercepted (its start is upstream already)."""
+        held = self._cframer.held_type
         if held is None or held in COPY_IN_TYPES or self.state is not State.RELAY or self._sent_ahead:
             return
-        if (self.rewrite is None and not self._rewrite_names) or held in _AHEAD_WHILE_REWRITING:
-            start = framer.held_bytes
-            self._sent_ahead = len(start)
-            self.upstream.write(start)
-            return
-        violation = ProtocolViolation(f"unexpected message type 0x{held:02X} during COPY from stdin")
-        violation.rest = framer.take_carry(held, protocol.LARGE_MESSAGE_LIMIT + 1) or b""
-        self._relay_violation([], violation)
+        self._sent_ahead = 1
+        self.upstream.write(bytes((held,)))
+
+    def _relays_ahead(self, frame: Frame, sent_open: bool) -> bool:
+        """Whether the message whose type byte went upstream ahead of it
+        (_check_copy_in_hold), now whole, can follow it as a relayed message: a
+        parked rewrite it names is attached first. False when serving it takes
+        messages of mlproxy's own ahead of it, which that byte rules out: a Bind or
+        Describe of a statement served per execution (Postgres' statement would
+        read predictions never made), or waking the rewrite while replies to
+        untracked messages are on the way (a takeover relays them first)."""
+        names = self._rewrite_names
+        if names and names_message(frame.type, frame.raw, names):
+            if sent_open or not self._sframer.at_boundary:
+                return False
+            self.attach_rewrite(self.parked_rewrite)
+        return not ((frame.type == F_BIND or frame.type == F_DESCRIBE) and self.rewrite is not None
+                    and self.rewrite.interceptor_for(frame.raw) is not None)
 
     def _rest_of_sent_ahead(self, items: list, violation: ProtocolViolation | None
                             ) -> tuple[list, Frame | None, int]:

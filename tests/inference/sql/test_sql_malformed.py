@@ -203,23 +203,68 @@ def test_model_query_after_unsynced_messages_comes_after_their_replies(sql, rows
     assert [r[0] for r in alive] == [b"T", b"D", b"C", b"Z"] and not closed
 
 
-@pytest.mark.parametrize("prepared, run", [
-    (parse(STREAMING, "s1"), bind(stmt="s1") + execute() + SYNC),
-    (parse(GENERAL, "g1"), bind((b"2",), stmt="g1") + execute() + SYNC)], ids=["streaming", "general"])
-def test_query_cut_after_a_refused_copy_data_in_a_rewriting_session(prepared, run, suite, upstream):
+PREPARED = [(parse(STREAMING, "s1"), bind(stmt="s1") + execute() + SYNC),
+            (parse(GENERAL, "g1"), bind((b"2",), stmt="g1") + execute() + SYNC)]
+REFUSED_COPY = (query("CREATE TEMP TABLE fz_copy (a int)") + query("COPY fz_copy FROM STDIN")
+                + p.message(b"d", b"not a number\n"))
+
+
+@pytest.mark.parametrize("cut, replies", [
+    (query("SELECT 2"), [b"T", b"D", b"C", b"Z"]),
+    (parse("SELECT 2") + bind() + execute() + SYNC, [b"1", b"2", b"D", b"C", b"Z"])],
+    ids=["query", "extended"])
+@pytest.mark.parametrize("prepared, run", PREPARED, ids=["streaming", "general"])
+def test_message_cut_after_a_refused_copy_data_in_a_rewriting_session(prepared, run, cut, replies,
+                                                                      suite, upstream):
     """A CopyData Postgres refuses ends the COPY before Postgres reads the next
-    message, a Query the next write completes: Postgres runs it, and so it does
+    message, which the next write completes: Postgres runs it, and so it does
     through a session with a model statement prepared (found by the fuzzer in a
-    plain session: the proxy judged the Query a message during COPY and stopped
-    reading the client). The statement is still served after it."""
-    copy = (query("CREATE TEMP TABLE fz_copy (a int)") + query("COPY fz_copy FROM STDIN")
-            + p.message(b"d", b"not a number\n"))
-    cut = query("SELECT 2")
-    writes = [prepared + SYNC, copy + cut[:3], cut[3:]]
+    plain session, for a Query: the proxy judged it a message during COPY and
+    stopped reading the client; a Parse, which the proxy may rewrite, kept doing
+    so in a rewriting session). The statement is still served after it."""
+    writes = [prepared + SYNC, REFUSED_COPY + cut[:3], cut[3:]]
     got, _ = side_by_side(suite, upstream, writes + [ALIVE])
-    assert [r[0] for r in got[1] + got[2]] == [b"C", b"Z", b"G", b"E", b"Z", b"T", b"D", b"C", b"Z"]
+    assert [r[0] for r in got[1] + got[2]] == [b"C", b"Z", b"G", b"E", b"Z", *replies]
     kinds = [r[0] for r in via_proxy(suite, writes + [run])[3]]
     assert kinds[0] == b"2" and set(kinds[1:-2]) == {b"D"} and kinds[-2:] == [b"C", b"Z"]
+
+
+@pytest.mark.parametrize("at", [1, 7])
+def test_streaming_model_bind_cut_after_a_refused_copy_data_is_served(at, suite):
+    """The model statement's own Bind, cut there: its type byte went upstream alone
+    (Postgres judges a message during COPY by it), and the rest follows rewritten, so
+    the execution is served as any other: the same rows and predictions."""
+    prepared, run = PREPARED[0]
+    served = via_proxy(suite, [prepared + SYNC, run])[1]
+    assert [r[0] for r in served] == [b"2", b"D", b"D", b"D", b"C", b"Z"]
+    got = via_proxy(suite, [prepared + SYNC, REFUSED_COPY + run[:at], run[at:], ALIVE])
+    assert got[2] == served
+
+
+def ends_on_the_cut_bind(proxy, writes: list[bytes]) -> None:
+    """`writes` end with a refused COPY and a Bind cut after it (the last two): the
+    session ends at the Bind's rest with 08P01, since serving it would take
+    mlproxy's own messages ahead of the type byte already upstream."""
+    via = RawConn.to_proxy(proxy)
+    via.login(database=DATABASE)
+    try:
+        replies, closed = converse_per_write(via, writes)
+    finally:
+        via.close()
+    assert [r[0] for r in replies[-2]] == [b"C", b"Z", b"G", b"E", b"Z"]
+    assert errors_of(replies[-1]) == [
+        ("FATAL", "08P01", "message type 0x42 sent during COPY from stdin names a statement "
+                           "mlproxy serves by its own messages")]
+    assert closed
+
+
+def test_general_model_bind_cut_after_a_refused_copy_data_ends_the_session(suite):
+    """A statement served per execution takes mlproxy's own messages before its
+    Bind, which the type byte already upstream rules out: the session ends with
+    08P01 rather than run Postgres' statement, which reads predictions never made
+    (it answered 0 rows)."""
+    prepared, run = PREPARED[1]
+    ends_on_the_cut_bind(suite.proxy, [prepared + SYNC, REFUSED_COPY + run[:3], run[3:]])
 
 
 def test_model_query_during_copy_in_fails_the_copy_like_postgres(suite, upstream):

@@ -18,6 +18,7 @@ from tests.support.servers import start_proxy
 from tests.support.wire import RawConn
 
 from .conftest import DATABASE
+from .test_sql_malformed import REFUSED_COPY, ends_on_the_cut_bind
 
 MODEL = "SELECT id, predict_price(rooms, area, city) FROM houses WHERE id >= $1::int ORDER BY id LIMIT 3"
 PLAIN = "SELECT id, rooms, city FROM houses WHERE id >= $1::int ORDER BY id LIMIT 3"
@@ -139,3 +140,24 @@ def test_plain_statements_on_a_session_holding_a_model_statement(suite):
             await fresh.close()
 
     asyncio.run(run())
+
+
+def test_model_bind_cut_after_a_refused_copy_data_wakes_the_parked_rewrite(suite, always_lent, never_lent):
+    """A Bind of a parked statement cut after a CopyData Postgres refused: its type
+    byte went upstream alone (Postgres judges a message during COPY by it) and the
+    rest, when it comes, wakes the rewrite as any naming message does, so the
+    execution is served with the same bytes as on a session never lent."""
+    run = bind((b"2",), stmt="m") + execute() + SYNC
+    plan = [(SETUP, 1), (REFUSED_COPY + run[:3], 2), (run[3:], 1)]
+    expected = _converse(never_lent, plan)
+    assert [r[0] for r in expected[2]] == [b"2", b"D", b"D", b"D", b"C", b"Z"]
+    assert _converse(always_lent, plan) == expected
+
+
+def test_model_bind_cut_after_a_refused_copy_data_in_an_open_pipeline_ends_the_session(always_lent):
+    """The same Bind behind a Parse with no Sync between: waking the parked rewrite
+    then takes a takeover that relays the replies owed to that Parse first, which the
+    type byte already upstream rules out, so the session ends with 08P01 (a session
+    never lent, whose rewrite tracks the Parse, serves it)."""
+    run = bind((b"2",), stmt="m") + execute() + SYNC
+    ends_on_the_cut_bind(always_lent, [SETUP, REFUSED_COPY + parse("SELECT 1") + run[:3], run[3:]])
