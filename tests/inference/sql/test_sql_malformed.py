@@ -229,6 +229,30 @@ def test_message_cut_after_a_refused_copy_data_in_a_rewriting_session(prepared, 
     assert kinds[0] == b"2" and set(kinds[1:-2]) == {b"D"} and kinds[-2:] == [b"C", b"Z"]
 
 
+@pytest.mark.parametrize("prepared, run", PREPARED, ids=["streaming", "general"])
+def test_model_bind_cut_in_a_copy_postgres_is_still_in_fails_it_like_postgres(prepared, run, suite, upstream):
+    """The same cut Bind after a CopyData Postgres takes: Postgres is still in the
+    COPY and answers the type byte that went ahead (08P01, then FATAL), as directly.
+    (The proxy closes the client's socket with nothing unread, so the last write
+    still goes out where Postgres' reset refused it: the replies are compared.)"""
+    copy = (query("CREATE TEMP TABLE fz_copy (a int)") + query("COPY fz_copy FROM STDIN")
+            + p.message(b"d", b"1\n"))
+    writes = [prepared + SYNC, copy + run[:3], run[3:]]
+    direct, via = RawConn.to_upstream(upstream), RawConn.to_proxy(suite.proxy)
+    try:
+        direct.login(database=DATABASE)
+        via.login(database=DATABASE)
+        expected, _ = converse_per_write(direct, writes)
+        got, closed = converse_per_write(via, writes)
+    finally:
+        direct.close()
+        via.close()
+    assert [r for per_write in got for r in per_write] == [r for per_write in expected for r in per_write]
+    assert errors_of(got[1]) == [("ERROR", "08P01", "unexpected message type 0x42 during COPY from stdin"),
+                                 ("FATAL", "08P01", "terminating connection because protocol synchronization was lost")]
+    assert closed
+
+
 @pytest.mark.parametrize("at", [1, 7])
 def test_streaming_model_bind_cut_after_a_refused_copy_data_is_served(at, suite):
     """The model statement's own Bind, cut there: its type byte went upstream alone
