@@ -431,9 +431,11 @@ class Session(asyncio.Protocol):
                         "statement mlproxy serves by its own messages", severity="FATAL"))
                     return
                 names = self._rewrite_names
-            elif (msg_type == F_QUERY or msg_type == F_PARSE) and not self.copy_in \
-                    and self._triggered(item.raw):
-                # (during COPY FROM STDIN Postgres refuses either: it goes on as sent)
+            elif self.copy_in:
+                # during COPY FROM STDIN Postgres refuses any of these: it goes on as sent
+                # (the statement a takeover gave back when the COPY began, among them)
+                pass
+            elif (msg_type == F_QUERY or msg_type == F_PARSE) and self._triggered(item.raw):
                 interceptor = self._intercepting(item)
             elif (msg_type == F_BIND or msg_type == F_DESCRIBE) and self.rewrite is not None:
                 interceptor = self.rewrite.interceptor_for(item.raw)

@@ -34,6 +34,9 @@ def main(argv: list[str]) -> int:
                         help="differing cases to run again alone, to tie log tracebacks to them")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--seed", help="run one case of this seed (with --case)")
+    parser.add_argument("--only", nargs="+", metavar="SEED",
+                        help="spread the cases over these seeds only (mutations still splice "
+                             "from every seed, so a case replays with --seed/--case)")
     parser.add_argument("--case", type=int, default=-1)
     parser.add_argument("--summary", type=Path, help="write the summary (markdown) here")
     parser.add_argument("--failures", type=Path, help="write the failing cases (JSON) here")
@@ -123,7 +126,12 @@ def _triage(env, args) -> int:
 
 def _many(env, args) -> int:
     fuzzer = Fuzzer(env)
-    cases = schedule(fuzzer.seeds, args.cases, args.start)
+    unknown = set(args.only or ()) - set(fuzzer.seeds)
+    if unknown:
+        print(f"no such seed: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    seeds = {name: fuzzer.seeds[name] for name in args.only} if args.only else fuzzer.seeds
+    cases = schedule(seeds, args.cases, args.start)
     deadline = time.monotonic() + args.time_limit if args.time_limit else None
     started = time.monotonic()
 

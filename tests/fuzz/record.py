@@ -170,6 +170,25 @@ def model_psycopg_pipeline(relay: RecordingRelay) -> None:
         c1.fetchall(), c2.fetchall(), c3.fetchall()
 
 
+def model_psycopg_copy(relay: RecordingRelay) -> None:
+    """Model statements prepared on the session (rewritten, then parked) around COPY
+    FROM STDIN: mutations cut and garble messages inside and after the COPY."""
+    with psycopg.connect(relay.dsn(), autocommit=True) as conn:
+        select = f"SELECT id, {FUNCTION}(rooms, area) FROM fz_houses WHERE id <= %s ORDER BY id"
+        where = (f"SELECT id FROM fz_houses WHERE {FUNCTION}(rooms, area) > %s "
+                 "AND id <= 4 ORDER BY id")
+        conn.execute(select, (2,), prepare=True).fetchall()
+        conn.execute(where, (-1e9,), prepare=True).fetchall()
+        conn.execute("CREATE TEMP TABLE fz_copy (a int, b text)")
+        with conn.cursor().copy("COPY fz_copy FROM STDIN") as copy:
+            for row in ((1, "one"), (2, "two")):
+                copy.write_row(row)
+        conn.execute(select, (3,), prepare=True).fetchall()
+        with conn.cursor().copy("COPY fz_copy FROM STDIN") as copy:
+            copy.write_row((3, None))
+        conn.execute(where, (-1e9,), prepare=True).fetchall()
+
+
 def asyncpg_run(body):
     def run(relay: RecordingRelay) -> None:
         async def main():
@@ -222,6 +241,7 @@ SCENARIOS = {
     "model_psycopg_select": model_psycopg_select,
     "model_psycopg_where": model_psycopg_where,
     "model_psycopg_pipeline": model_psycopg_pipeline,
+    "model_psycopg_copy": model_psycopg_copy,
     "model_asyncpg": asyncpg_run(_asyncpg_model),
     "ml_psql_show": psql("SHOW MODEL fz_price;\nSHOW MODEL ALL;\nSELECT 'after';\n"),
     "ml_psql_create_drop": psql(
