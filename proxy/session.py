@@ -421,26 +421,20 @@ class Session(asyncio.Protocol):
             msg_type = item.type
             interceptor = None
             was_ahead = item is ahead
-            if was_ahead:
-                # its type byte is on its way already (_check_copy_in_hold): not
-                # intercepted, but rewritten as any message (a rewrite keeps the type)
-                if not self._relays_ahead(item, sent_open):
-                    self._fatal(PgError(
-                        errors.PROTOCOL_VIOLATION,
-                        f"message type 0x{msg_type:02X} sent during COPY from stdin names a "
-                        "statement mlproxy serves by its own messages", severity="FATAL"))
-                    return
-                names = self._rewrite_names
-            elif self.copy_in:
-                # during COPY FROM STDIN Postgres refuses any of these: it goes on as sent
-                # (the statement a takeover gave back when the COPY began, among them)
+            # During COPY FROM STDIN Postgres refuses any of these: it goes on as sent
+            # (the statement a takeover gave back when the COPY began, among them).
+            # One whose type byte went ahead (_check_copy_in_hold) Postgres may run
+            # as any other (a CopyData it refused ended the COPY): it is judged so,
+            # but, its start being upstream, it is not taken over (below)
+            may_run = was_ahead or not self.copy_in
+            if not may_run:
                 pass
-            elif (msg_type == F_QUERY or msg_type == F_PARSE) and self._triggered(item.raw):
+            elif (msg_type == F_QUERY or msg_type == F_PARSE) and not was_ahead \
+                    and self._triggered(item.raw):
                 interceptor = self._intercepting(item)
             elif (msg_type == F_BIND or msg_type == F_DESCRIBE) and self.rewrite is not None:
                 interceptor = self.rewrite.interceptor_for(item.raw)
-            if interceptor is None and names and not self.copy_in and not was_ahead \
-                    and names_message(msg_type, item.raw, names):
+            if interceptor is None and names and may_run and names_message(msg_type, item.raw, names):
                 # it names a statement of the parked rewrite: wake it here when the
                 # replies to what went upstream untracked are whole requests still
                 # to come; else inside a takeover, which relays them first
@@ -458,6 +452,15 @@ class Session(asyncio.Protocol):
                 # it waits for their replies (_query_turn)
                 interceptor = _TAKES_ITS_TURN
             if interceptor is not None:
+                if was_ahead:
+                    # serving it takes messages of mlproxy's own ahead of it (a Bind or
+                    # Describe of a statement served per execution, or waking the
+                    # rewrite inside a takeover), which the byte upstream rules out
+                    self._fatal(PgError(
+                        errors.PROTOCOL_VIOLATION,
+                        f"message type 0x{msg_type:02X} sent during COPY from stdin names a "
+                        "statement mlproxy serves by its own messages", severity="FATAL"))
+                    return
                 if out:
                     self.upstream.writelines(out)
                 rest = items[index + 1:]
@@ -531,28 +534,12 @@ class Session(asyncio.Protocol):
         Postgres reads the message as any other, so its rest follows as it comes and
         the client is read on. Only the type byte goes ahead because the rest may be
         rewritten (a Bind of a statement the proxy rewrites), which keeps the type;
-        the message is not intercepted (its start is upstream already)."""
+        the message is not taken over (its start is upstream already: _client_relay)."""
         held = self._cframer.held_type
         if held is None or held in COPY_IN_TYPES or self.state is not State.RELAY or self._sent_ahead:
             return
         self._sent_ahead = 1
         self.upstream.write(bytes((held,)))
-
-    def _relays_ahead(self, frame: Frame, sent_open: bool) -> bool:
-        """Whether the message whose type byte went upstream ahead of it
-        (_check_copy_in_hold), now whole, can follow it as a relayed message: a
-        parked rewrite it names is attached first. False when serving it takes
-        messages of mlproxy's own ahead of it, which that byte rules out: a Bind or
-        Describe of a statement served per execution (Postgres' statement would
-        read predictions never made), or waking the rewrite while replies to
-        untracked messages are on the way (a takeover relays them first)."""
-        names = self._rewrite_names
-        if names and names_message(frame.type, frame.raw, names):
-            if sent_open or not self._sframer.at_boundary:
-                return False
-            self.attach_rewrite(self.parked_rewrite)
-        return not ((frame.type == F_BIND or frame.type == F_DESCRIBE) and self.rewrite is not None
-                    and self.rewrite.interceptor_for(frame.raw) is not None)
 
     def _rest_of_sent_ahead(self, items: list, violation: ProtocolViolation | None
                             ) -> tuple[list, Frame | None, int]:
