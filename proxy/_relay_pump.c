@@ -58,7 +58,7 @@ typedef struct Record {
     Buf data;
     Buf out[2];
     long long pending;
-    int copy_in, ready_seen;
+    int ends_kind, copy_in, ready_seen;
     unsigned char txstatus;
     unsigned long long skip[2], bytes[2], readies;
     struct Record *next;
@@ -87,6 +87,7 @@ struct Pair {
     size_t *name_len;
     Py_ssize_t nnames;
     long long pending;       /* requests upstream whose ReadyForQuery has not come */
+    int ends_kind;           /* their kind, all one (REQUEST_QUERY or REQUEST_SYNC) */
     int copy_in;
     int ready_seen;          /* a ReadyForQuery passed (then txstatus is its status) */
     unsigned char txstatus;
@@ -181,6 +182,7 @@ static Record *retire(Pump *p, Pair *a, int reason, const unsigned char *data, s
     a->out[0].data = a->out[1].data = NULL;
     a->out[0].len = a->out[1].len = 0;
     r->pending = a->pending;
+    r->ends_kind = a->pending > 0 ? a->ends_kind : 0;
     r->copy_in = a->copy_in;
     r->ready_seen = a->ready_seen;
     r->txstatus = a->txstatus;
@@ -275,8 +277,14 @@ static size_t scan_client(Pair *a, const unsigned char *data, size_t n, int *sto
         if (client_rule(&rules, type) < 0) break;  /* Terminate: the session's own path */
         pos = end;
         if (!rules.extended_open) {  /* a safe point: what came so far counts */
+            int kinds = (a->pending > 0 ? a->ends_kind : 0) | rules.kinds;
+            /* Queries and Syncs in flight together: the session keeps their order
+             * (a Sync Postgres reads inside a COPY gets no ReadyForQuery) */
+            if (kinds == (REQUEST_QUERY | REQUEST_SYNC)) break;
             a->pending += rules.requests;
+            a->ends_kind = kinds;
             rules.requests = 0;
+            rules.kinds = 0;
             a->copy_in = rules.copy_in;
             safe = pos;
         }
@@ -451,11 +459,11 @@ static void lock_nogil(Pump *p) {
 
 static PyObject *record_tuple(Record *r) {
     return Py_BuildValue(
-        "(Liy#y#y#LiiiKKKKK)", r->key, r->reason,
+        "(Liy#y#y#LiiiiKKKKK)", r->key, r->reason,
         r->data.data ? r->data.data : "", (Py_ssize_t)r->data.len,
         r->out[CLIENT].data ? r->out[CLIENT].data : "", (Py_ssize_t)r->out[CLIENT].len,
         r->out[SERVER].data ? r->out[SERVER].data : "", (Py_ssize_t)r->out[SERVER].len,
-        r->pending, r->copy_in, r->ready_seen, (int)r->txstatus,
+        r->pending, r->ends_kind, r->copy_in, r->ready_seen, (int)r->txstatus,
         r->skip[CLIENT], r->skip[SERVER], r->bytes[CLIENT], r->bytes[SERVER], r->readies);
 }
 
@@ -533,14 +541,15 @@ static void Pump_dealloc(Pump *p) {
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
-/* lend(key, client_fd, server_fd, limits, triggers, pending, copy_in, names=()) */
+/* lend(key, client_fd, server_fd, limits, triggers, pending, ends_kind, copy_in, names=()) */
 static PyObject *Pump_lend(Pump *p, PyObject *args) {
     long long key, pending;
-    int client_fd, server_fd, copy_in;
+    int client_fd, server_fd, ends_kind, copy_in;
     Py_buffer limits;
     PyObject *triggers, *names = NULL;
-    if (!PyArg_ParseTuple(args, "Liiy*O!Lp|O!", &key, &client_fd, &server_fd, &limits,
-                          &PyTuple_Type, &triggers, &pending, &copy_in, &PyTuple_Type, &names))
+    if (!PyArg_ParseTuple(args, "Liiy*O!Lip|O!", &key, &client_fd, &server_fd, &limits,
+                          &PyTuple_Type, &triggers, &pending, &ends_kind, &copy_in,
+                          &PyTuple_Type, &names))
         return NULL;
     Py_ssize_t nnames = names ? PyTuple_GET_SIZE(names) : 0;
     for (Py_ssize_t k = 0; k < nnames; k++) {
@@ -549,6 +558,11 @@ static PyObject *Pump_lend(Pump *p, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "names must be bytes");
             return NULL;
         }
+    }
+    if (ends_kind != 0 && ends_kind != REQUEST_QUERY && ends_kind != REQUEST_SYNC) {
+        PyBuffer_Release(&limits);
+        PyErr_SetString(PyExc_ValueError, "ends_kind must be 0, 1 (queries) or 2 (syncs)");
+        return NULL;
     }
     if (limits.len != 1024) {
         PyBuffer_Release(&limits);
@@ -577,6 +591,7 @@ static PyObject *Pump_lend(Pump *p, PyObject *args) {
     memcpy(a->limits, limits.buf, 1024);
     PyBuffer_Release(&limits);
     a->pending = pending;
+    a->ends_kind = ends_kind;
     a->copy_in = copy_in;
     a->fd[0] = a->fd[1] = -1;
     a->ntriggers = ntrig;
@@ -782,7 +797,7 @@ static PyObject *Pump_close(Pump *p, PyObject *unused) {
 
 static PyMethodDef Pump_methods[] = {
     {"lend", (PyCFunction)Pump_lend, METH_VARARGS,
-     "lend(key, client_fd, server_fd, limits, triggers, pending, copy_in, names=())"},
+     "lend(key, client_fd, server_fd, limits, triggers, pending, ends_kind, copy_in, names=())"},
     {"reclaim", (PyCFunction)Pump_reclaim, METH_O, "reclaim(key) -> record | None"},
     {"take", (PyCFunction)Pump_take, METH_NOARGS, "take() -> list of handed-back records"},
     {"fileno", (PyCFunction)Pump_fileno, METH_NOARGS, "the eventfd that signals records"},

@@ -14,7 +14,15 @@ typedef struct {
     int extended_open;   /* an extended-protocol message since the last Sync/Query */
     int synced;          /* a Sync or Query ended the pipeline */
     int copy_ended;      /* CopyDone/CopyFail seen */
+    int kinds;           /* the kinds of the requests counted: REQUEST_QUERY | REQUEST_SYNC */
 } ClientRules;
+
+/* The kinds of request (proxy/request_ends.py): a Query or FunctionCall is always
+ * answered; a Sync is not when Postgres reads it inside a COPY FROM STDIN, which the
+ * session learns later (its CopyInResponse), so the order of the two must be kept:
+ * the fast paths count requests of one kind at a time. */
+#define REQUEST_QUERY 1
+#define REQUEST_SYNC 2
 
 static inline uint32_t read_len(const unsigned char *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -35,6 +43,7 @@ static inline int client_rule(ClientRules *r, unsigned char type) {
     case 'Q':
         if (r->extended_open) return -1;
         r->requests++;
+        r->kinds |= REQUEST_QUERY;
         r->extended_open = 0;
         r->synced = 1;
         break;
@@ -42,13 +51,16 @@ static inline int client_rule(ClientRules *r, unsigned char type) {
         r->extended_open = 1;
         break;
     case 'S':
-        if (!r->copy_in) r->requests++;
+        if (r->copy_in) break;  /* Postgres ignores it inside a COPY */
+        r->requests++;
+        r->kinds |= REQUEST_SYNC;
         r->extended_open = 0;
         r->synced = 1;
         break;
     case 'F':
         if (r->extended_open) return -1;
         r->requests++;
+        r->kinds |= REQUEST_QUERY;
         break;
     case 'c': case 'f':
         /* outside COPY IN (the client ended a COPY before the server said it began, or

@@ -14,7 +14,8 @@
 
 #define UNSYNCED_CLEARED 1
 #define COPY_IN_CLEARED 2
-#define REQUEST_SHIFT 2
+#define SYNC_ENDS 4
+#define REQUEST_SHIFT 3
 
 /* Does `body[0:n]`, lower-cased, contain any of `triggers` (lower-case bytes)?
  * One pass over the body: a position is compared only where some trigger starts
@@ -112,7 +113,9 @@ static PyObject *client_chunk(PyObject *self, PyObject *const *args, Py_ssize_t 
         pos = end;
     }
     if (rules.extended_open) Py_RETURN_NONE;  /* their replies await a Sync: the framed path */
+    if (rules.kinds == (REQUEST_QUERY | REQUEST_SYNC)) Py_RETURN_NONE;  /* their order: the framed path */
     return PyLong_FromLongLong((rules.requests << REQUEST_SHIFT)
+                               | (rules.kinds == REQUEST_SYNC ? SYNC_ENDS : 0)
                                | (rules.synced ? UNSYNCED_CLEARED : 0)
                                | (rules.copy_ended ? COPY_IN_CLEARED : 0));
 }

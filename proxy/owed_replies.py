@@ -54,6 +54,7 @@ async def relay_owed(takeover: Takeover) -> bool:
         pass  # the marker's RowDescription
     await session.relayed()  # what mlproxy writes next comes after them
     session.unsynced_kinds.clear()  # all answered: tracking started now owes nothing
+    session.ends.pipeline_answered()  # (a CopyDone kept for an Execute there ended no COPY)
     rewrite = session.rewrite
     if rewrite is not None:
         return rewrite.answered()

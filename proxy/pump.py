@@ -34,6 +34,8 @@ import asyncio
 import logging
 from typing import NamedTuple, Protocol
 
+from .request_ends import RequestEnds
+
 try:
     import _mlproxy_pump as _native  # type: ignore[import-not-found]
 except ImportError:  # not built: every session relays in Python
@@ -61,6 +63,7 @@ class Record(NamedTuple):
     to_client: bytes  # forwarded by the pump but not yet written: goes out first
     to_server: bytes
     pending: int  # requests in flight (Session.pending)
+    ends_kind: int  # their kind, all one (request_ends.QUERY or SYNC; 0: none)
     copy_in: int
     ready_seen: int  # a ReadyForQuery passed: txstatus is the last one's status
     txstatus: int
@@ -77,6 +80,7 @@ class Session(Protocol):
     id: int
     pending: int
     copy_in: bool
+    ends: RequestEnds
 
     def handed_back(self, record: Record) -> None: ...
 
@@ -108,9 +112,10 @@ class RelayPump:
              triggers: tuple[bytes, ...], names: tuple[bytes, ...] = ()) -> None:
         """Hand `session` to the pump. Its transports must be paused and idle.
         `names`: its parked reply rewrite's statements (a message naming one comes
-        back, as wire_scan.client_chunk says)."""
+        back, as wire_scan.client_chunk says). Its requests in flight must be of
+        one kind (`session.ends.kind`), as the pump keeps them."""
         self._native.lend(session.id, client_fd, server_fd, limits, triggers,
-                          session.pending, session.copy_in, names)
+                          session.pending, session.ends.kind, session.copy_in, names)
         self._lent[session.id] = session
 
     def reclaim(self, session: "Session") -> Record | None:

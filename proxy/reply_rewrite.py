@@ -81,6 +81,12 @@ class ReplyRewrite(Protocol):
         upstream untracked; their replies come first, unchanged."""
         ...
 
+    def requests_ignored(self, first: int, count: int) -> None:
+        """Postgres ignores `count` of the requests in flight, from the `first` on
+        (Syncs it read inside a COPY FROM STDIN: request_ends.py): no reply comes
+        for them."""
+        ...
+
     def wake_interceptor(self) -> Any:
         """An interceptor that wakes the rewrite inside a takeover (for a naming
         message sent when untracked messages' replies may be partly relayed)."""

@@ -31,6 +31,7 @@ from .observe.stats import STATS
 from .owed_replies import relay_owed
 from .pump import CLIENT_DATA, FAILED, SERVER_DATA, Record
 from .reply_rewrite import ReplyRewrite
+from .request_ends import QUERY, SYNC, RequestEnds
 from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F_COPY_DONE,
                        F_COPY_FAIL, F_DESCRIBE, F_EXECUTE, F_FLUSH, F_FUNCTION_CALL, F_PARSE,
                        F_QUERY, F_SYNC, F_TERMINATE, COPY_IN_TYPES, FRONTEND_LIMITS, SESSION_LIMITS,
@@ -38,7 +39,7 @@ from .protocol import (B_COPY_IN, B_ERROR, B_READY_FOR_QUERY, F_BIND, F_CLOSE, F
 from .startup import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                       parse_first_packet, unsupported_protocol)
 from .upstream import UpstreamUnavailable, open_upstream
-from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, READY_SHIFT, REQUEST_SHIFT,
+from .wire_scan import (CLIENT_LIMITS, COPY_IN_CLEARED, READY_SHIFT, REQUEST_SHIFT, SYNC_ENDS,
                         UNSYNCED_CLEARED, client_chunk, message_kind, names_message, server_chunk)
 
 
@@ -122,10 +123,13 @@ class Session(asyncio.Protocol):
         self.database = ""
         self.parameters: dict[str, str] = {}
         self.txstatus = b"I"
-        self.pending = 0  # requests sent upstream whose ReadyForQuery has not come back
-        # The server ignores Sync while in COPY IN (from CopyInResponse until the
-        # client's CopyDone/CopyFail, or until it gives up with an error): such a
-        # Sync gets no ReadyForQuery, so it must not count as a request.
+        # requests sent upstream whose ReadyForQuery has not come back, in order
+        # (`pending`: how many): the server ignores a Sync it reads inside a COPY
+        # FROM STDIN, which the session learns only at the CopyInResponse
+        self.ends = RequestEnds()
+        # In COPY IN: from the CopyInResponse until the client's CopyDone/CopyFail,
+        # or until the server gives up with an error. A Sync sent now gets no
+        # ReadyForQuery, so it is not counted as a request.
         self.copy_in = False
         # Extended-protocol messages were sent since the last Sync: their replies may
         # be held by the server until that Sync, so no round trip of our own fits in.
@@ -353,13 +357,13 @@ class Session(asyncio.Protocol):
                  self.id, self.peer, startup.user, startup.database)
         if not self.console:
             transport.write(startup.raw)
-        self.pending = 1  # the startup exchange ends with a ReadyForQuery
+        self.ends.reset(QUERY, 1)  # the startup exchange ends with a ReadyForQuery
         self.state = State.RELAY
         leftover = bytes(self._buf)
         self._buf.clear()
         self._resume_client_reading("connecting")
         if self.console:  # it sends the login upstream and relays it, then answers commands
-            self.pending = 0
+            self.ends.reset(QUERY, 0)
             self._begin_handover(console, Frame(0, console.upstream_login(startup).raw), [leftover])
             return
         if leftover:
@@ -384,7 +388,8 @@ class Session(asyncio.Protocol):
                         self.unsynced_kinds.clear()
                 if verdict & COPY_IN_CLEARED:
                     self._copy_ended()
-                self.pending += verdict >> REQUEST_SHIFT
+                if verdict >> REQUEST_SHIFT:
+                    self.ends.add(SYNC if verdict & SYNC_ENDS else QUERY, verdict >> REQUEST_SHIFT)
                 self.upstream.write(data)
                 return
         elif self.rewrite is not None and framer.at_boundary and not self.skipping_to_sync \
@@ -509,16 +514,20 @@ class Session(asyncio.Protocol):
 
     _client_broken = False
     _authenticated = False
-    # CopyDone/CopyFail the client sent, with a request in flight, before the server
-    # said its COPY began (a pipelining client): that COPY is over in the client's
-    # stream, so its CopyInResponse does not put the session in COPY IN.
-    _copy_ends_ahead = 0
+
+    @property
+    def pending(self) -> int:
+        """Requests sent upstream whose ReadyForQuery has not come back."""
+        return self.ends.count
 
     def _copy_ended(self) -> None:
+        """The client sent a CopyDone or CopyFail. Outside COPY IN it may end a COPY
+        whose CopyInResponse is still to come (a pipelining client): kept in its
+        place among the requests in flight (RequestEnds.copy_ended_ahead)."""
         if self.copy_in:
             self.copy_in = False
-        elif self.pending:
-            self._copy_ends_ahead += 1
+        else:
+            self.ends.copy_ended_ahead(any(kind >> 8 == F_EXECUTE for kind in self.unsynced_kinds))
 
     # How many bytes of the message the client framer holds went upstream ahead of it
     # (_check_copy_in_hold: its type byte); the rest follows when it comes
@@ -570,19 +579,19 @@ class Session(asyncio.Protocol):
             self.unsynced = True
             self.unsynced_kinds.append(message_kind(msg_type, first_byte))
         elif msg_type == F_SYNC:
-            self.unsynced = False
-            self.unsynced_kinds.clear()
-            self.skipping_to_sync = False
-            if not self.copy_in:
-                self.pending += 1
+            if not self.copy_in:  # (inside a COPY Postgres ignores it)
+                self.unsynced = False
+                self.unsynced_kinds.clear()
+                self.skipping_to_sync = False
+                self.ends.add(SYNC)
         elif self.skipping_to_sync and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL):
             pass  # ignored by the server (see skipping_to_sync)
         elif msg_type == F_QUERY:
             self.unsynced = False
             self.unsynced_kinds.clear()
-            self.pending += 1
+            self.ends.add(QUERY)
         elif msg_type == F_FUNCTION_CALL:
-            self.pending += 1
+            self.ends.add(QUERY)
         elif msg_type == F_COPY_DONE or msg_type == F_COPY_FAIL:
             self._copy_ended()
         elif msg_type == F_TERMINATE:
@@ -658,14 +667,7 @@ class Session(asyncio.Protocol):
         if not self._authenticated:  # the startup exchange is over
             self._authenticated = True
             self._cframer.set_limits(SESSION_LIMITS)
-        if not self.pending:
-            self._copy_ends_ahead = 0
-            return False
-        self.pending = max(0, self.pending - count)
-        if self.pending:
-            return False
-        self._copy_ends_ahead = 0  # no request in flight: no COPY can still begin
-        return True
+        return self.ends.ready(count)
 
     def _note_server(self, msg_type: int, raw: bytes | memoryview) -> bool:
         """Bookkeeping for one watched server message (`raw` is the whole message):
@@ -674,10 +676,18 @@ class Session(asyncio.Protocol):
         if msg_type == B_READY_FOR_QUERY:
             return self._ready(1, raw[5])
         if msg_type == B_COPY_IN:
-            if self.rewrite is not None and self.rewrite.hidden_next:
+            rewrite = self.rewrite
+            if rewrite is not None and rewrite.hidden_next:
                 return False  # the COPY of mlproxy's own deferred messages, not the client's
-            if self._copy_ends_ahead:  # the client ended this COPY before it began here
-                self._copy_ends_ahead -= 1
+            began = self.ends.copy_began()
+            if began.ignored and rewrite is not None:
+                rewrite.requests_ignored(began.first, began.ignored)
+            if began.pipeline_open and not self.unsynced:
+                # the Sync that ended the Execute's pipeline was read inside its COPY:
+                # Postgres' pipeline goes on after the COPY, up to the next Sync
+                self.unsynced = True
+                self.unsynced_kinds.append(message_kind(F_EXECUTE, 0))
+            if not began.copy_in:  # the client ended this COPY before it began here
                 return False
             self.copy_in = True
             if self.state is State.HANDOVER:  # the statement waiting goes on as sent
@@ -846,7 +856,7 @@ class Session(asyncio.Protocol):
         overtake ours)."""
         if (self._lent or self.state is not _RELAY or self.rewrite is not None
                 or self.client.is_closing() or self.upstream.is_closing()
-                or self.unsynced or self._client_pauses or self._upstream_paused
+                or self.unsynced or self.ends.kind < 0 or self._client_pauses or self._upstream_paused
                 or self._async_out or self._idle_waiters or self._draining
                 or self._terminating or self._rewrite_paused
                 or (self.parked_rewrite is not None
@@ -902,7 +912,7 @@ class Session(asyncio.Protocol):
             if keep_input:  # else the session is ending already
                 self._finish()
             return
-        self.pending = record.pending
+        self.ends.reset(record.ends_kind, record.pending)
         self.copy_in = bool(record.copy_in)
         if record.ready_seen:
             self.txstatus = _STATUS[record.txstatus]
@@ -963,7 +973,9 @@ class Session(asyncio.Protocol):
     async def _run_takeover(self, interceptor, frame: Frame) -> None:
         takeover = self._takeover
         try:
-            if self.pending:
+            # (a CopyInResponse that came before this task ran woke no waiter: the
+            # statement goes on as sent, below)
+            if self.pending and not self.copy_in:
                 fut = asyncio.get_running_loop().create_future()
                 self._idle_waiters.append(fut)
                 await fut

@@ -18,12 +18,14 @@ client_chunk(data, limits, triggers, copy_in, names=()) -> int | None
     CopyInResponse), no Query or FunctionCall after an extended-protocol message with
     no Sync between (Postgres skips it, with no ReadyForQuery, when one of those
     messages fails: the session's Session._query_turn waits for their replies to
-    know), and no extended-protocol message is left after the chunk's last
-    Sync/Query. Then the
+    know), no extended-protocol message is left after the chunk's last
+    Sync/Query, and the requests counted are of one kind (Syncs, or Queries and
+    FunctionCalls: the session keeps their order, request_ends.py). Then the
     result packs: bit 0 = a Sync or Query ended the pipeline (unsynced is cleared),
-    bit 1 = CopyDone/CopyFail seen (copy_in is cleared), the rest (>> 2) = requests
-    sent that will each get a ReadyForQuery (Query, FunctionCall, and Sync when not
-    in COPY IN, tracked through the chunk).
+    bit 1 = CopyDone/CopyFail seen (copy_in is cleared), bit 2 = the requests
+    counted are Syncs, the rest (>> 3) = requests sent that will each get a
+    ReadyForQuery (Query, FunctionCall, and Sync when not in COPY IN, tracked
+    through the chunk).
 
 server_chunk(data) -> int | None
     `data` holds only whole backend messages and no ErrorResponse or
@@ -37,10 +39,12 @@ from __future__ import annotations
 import struct
 
 from .protocol import F_FLUSH, FRONTEND_LIMITS
+from .request_ends import QUERY, SYNC
 
 UNSYNCED_CLEARED = 1
 COPY_IN_CLEARED = 2
-REQUEST_SHIFT = 2
+SYNC_ENDS = 4
+REQUEST_SHIFT = 3
 ENDS_READY = 0x100
 READY_SHIFT = 9
 
@@ -99,6 +103,7 @@ def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
     if not n:
         return None
     pos = requests = flags = 0
+    kinds = 0  # request_ends.QUERY | request_ends.SYNC
     extended_open = False
     while pos < n:
         if n - pos < 5:
@@ -120,21 +125,24 @@ def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
                 if extended_open:
                     return None
                 requests += 1
+                kinds |= QUERY
                 extended_open = False
                 flags |= UNSYNCED_CLEARED
             else:
                 extended_open = True
         elif msg_type in _EXTENDED:
             extended_open = True
-        elif msg_type == 0x53:  # Sync
+        elif msg_type == 0x53:  # Sync (Postgres ignores it inside a COPY)
             if not copy_in:
                 requests += 1
-            extended_open = False
-            flags |= UNSYNCED_CLEARED
+                kinds |= SYNC
+                extended_open = False
+                flags |= UNSYNCED_CLEARED
         elif msg_type == 0x46:  # FunctionCall
             if extended_open:
                 return None
             requests += 1
+            kinds |= QUERY
         elif msg_type == 0x63 or msg_type == 0x66:  # CopyDone, CopyFail
             if not copy_in:  # ended ahead of its CopyInResponse, or stray: Session._copy_ended
                 return None
@@ -143,9 +151,9 @@ def py_client_chunk(data: bytes, limits: bytes, triggers: tuple[bytes, ...],
         elif msg_type == 0x58:  # Terminate
             return None
         pos = end
-    if extended_open:
+    if extended_open or kinds == QUERY | SYNC:
         return None
-    return requests << REQUEST_SHIFT | flags
+    return requests << REQUEST_SHIFT | (SYNC_ENDS if kinds == SYNC else 0) | flags
 
 
 def py_server_chunk(data: bytes) -> int | None:

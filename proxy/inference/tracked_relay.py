@@ -120,6 +120,9 @@ class TrackedRelay:
         tracker.expect_plain([QUERY] * pending)
         tracker.expect_plain([expectation_kind(k >> 8, k & 0xFF) for k in unsynced_kinds])
 
+    def requests_ignored(self, first: int, count: int) -> None:
+        self.tracker.requests_ignored(first, count)
+
     def wake_interceptor(self):
         return _WAKE
 

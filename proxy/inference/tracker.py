@@ -39,6 +39,9 @@ PARSE, BIND, DESCRIBE_STATEMENT, DESCRIBE_PORTAL, EXECUTE, CLOSE, SYNC, QUERY, F
     range(11)
 # the kinds whose request ends with a ReadyForQuery
 _GROUP_ENDS = frozenset((SYNC, QUERY, FUNCTION))
+# the requests the session counts in flight (FAIL_BLOCK: a Query of its own in place
+# of the client's, whose ReadyForQuery is the client's)
+_REQUESTS = _GROUP_ENDS | {FAIL_BLOCK}
 _IDLE = ord("I")
 _IN_BLOCK = ord("T")
 # pipeline_reply takes at most this many rows (a lookup: the rows are rewritten on
@@ -242,6 +245,20 @@ class ResponseTracker:
         if SYNC in kinds:
             self._skipping = False
         self.queue.extend(Expectation(kind) for kind in kinds)
+
+    def requests_ignored(self, first: int, count: int) -> None:
+        """Postgres ignores `count` of the requests awaited, from the `first` on
+        (Syncs it read inside a COPY FROM STDIN): they get no ReadyForQuery."""
+        index = -1
+        kept = deque()
+        for expectation in self.queue:
+            if expectation.kind in _REQUESTS:
+                index += 1
+                if first <= index < first + count:
+                    continue
+            kept.append(expectation)
+        self.queue.clear()
+        self.queue.extend(kept)
 
     def add_statement(self, name: bytes, plan: StatementPlan,
                       map_position: Callable[[int], int] | None = None) -> None:

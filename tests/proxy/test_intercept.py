@@ -16,7 +16,8 @@ from proxy.config import Config
 from proxy.framing import Frame
 from proxy.intercept import Takeover
 from proxy.server import ProxyServer
-from tests.support.wire import RawConn
+from proxy.session import Session
+from tests.support.wire import RawConn, error_fields
 from tests.proxy.test_conformance import SCENARIOS as SCENARIOS_BEFORE_INTERCEPT, run
 
 
@@ -162,3 +163,37 @@ def test_session_knows_when_idle_after_any_exchange(intercepting_proxy, name):
     conn.send(query("/*upper*/ SELECT 'after'"))
     assert any(b"AFTER" in r for r in rows(conn.read_until_ready()))
     conn.close()
+
+
+def test_a_statement_behind_a_copy_whose_copy_in_response_came_before_its_takeover_ran(
+        intercepting_proxy, upstream, monkeypatch):
+    """A statement the proxy takes over, sent behind a COPY FROM STDIN in the same
+    write, waits for the COPY's ReadyForQuery, which comes only once the COPY ends:
+    the CopyInResponse wakes it instead, and it goes on as sent, so that Postgres
+    refuses it as during any COPY. When the event loop handles the CopyInResponse
+    before the takeover's task first runs (both arrive in one turn), that woke no
+    waiter: the task must see the COPY begun, not wait for a ReadyForQuery that
+    never comes (found by the fuzzer: its corpus cases hung in 1 of 10 runs)."""
+    run_takeover = Session._run_takeover
+
+    async def after_the_copy_began(self, interceptor, frame):
+        if EchoUpper.MARK in bytes(frame.raw):
+            for _ in range(500):
+                if self.copy_in:
+                    break
+                await asyncio.sleep(0.01)
+        await run_takeover(self, interceptor, frame)
+
+    monkeypatch.setattr(Session, "_run_takeover", after_the_copy_began)
+    writes = (query("CREATE TEMP TABLE copied (a int)") + query("COPY copied FROM STDIN")
+              + p.message(b"d", b"1\n") + query("/*upper*/ SELECT 'x'"))
+    answers = []
+    for conn in (RawConn.to_proxy(intercepting_proxy), RawConn.to_upstream(upstream)):
+        conn.login()
+        conn.send(writes)
+        answers.append([(t, error_fields((t, body)).get("C") if t == b"E" else None)
+                        for t, body in conn.read_all(settle=5, then=1)])
+        assert conn.is_closed(), "Postgres ends the session: protocol synchronization was lost"
+        conn.close()
+    assert answers[0] == answers[1] == [(b"C", None), (b"Z", None), (b"G", None),
+                                        (b"E", "08P01"), (b"E", "08P01")]

@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from proxy import protocol as p
 from proxy import pump
 from proxy.framing import Framer
+from proxy import request_ends
+from proxy.request_ends import QUERY, RequestEnds
 from proxy.session import Session
 from proxy.wire_scan import CLIENT_LIMITS
 
@@ -42,18 +44,20 @@ class Lent:
     """One session lent to a pump: `client`/`server` are the test's ends."""
 
     def __init__(self, native, key: int, *, triggers=TRIGGERS, pending: int = 0,
-                 copy_in: bool = False, names: tuple[bytes, ...] = ()) -> None:
+                 copy_in: bool = False, names: tuple[bytes, ...] = (), kind: int = QUERY) -> None:
         self.native, self.key, self.names = native, key, names
         self.client, self._client_proxy = socket.socketpair()
         self._server_proxy, self.server = socket.socketpair()
         for sock in (self._client_proxy, self._server_proxy):
             sock.setblocking(False)
         self.triggers = triggers
-        self.lend(pending, copy_in)
+        self.lend(pending, copy_in, kind)
 
-    def lend(self, pending: int, copy_in: bool) -> None:
+    def lend(self, pending: int, copy_in: bool, kind: int = QUERY) -> None:
+        """`kind`: that of the `pending` requests (request_ends.QUERY or SYNC)."""
         self.native.lend(self.key, self._client_proxy.fileno(), self._server_proxy.fileno(),
-                         CLIENT_LIMITS, self.triggers, pending, copy_in, self.names)
+                         CLIENT_LIMITS, self.triggers, pending, kind if pending else 0, copy_in,
+                         self.names)
 
     def forward_to_server(self, data: bytes) -> None:
         """What the session's framed path does with client data handed back."""
@@ -243,16 +247,22 @@ def test_coming_back_mid_message_says_how_much_of_it_is_left(native):
 def test_copy_in_data_streams_and_copy_done_ends_it(native):
     s = Lent(native, 9, pending=1, copy_in=True)
     data = p.message(b"d", b"1\t2\n" * 500_000)
-    done = p.message(b"c") + p.message(b"S")  # the Sync inside COPY IN gets no reply
-    sender = threading.Thread(target=s.client.sendall, args=(data + done,))
-    sender.start()
-    got = recv_exactly(s.server, len(data) + len(done))
-    sender.join()
-    assert got == data + done
-    back = pump.Record(*native.reclaim(9))
+    done = p.message(b"c")
+    got = []
+    reader = threading.Thread(target=lambda: got.append(recv_exactly(s.server, len(data) + len(done))))
+    reader.start()
+    s.client.sendall(data + done + SYNC)
+    # the Sync after the COPY's end is answered, but with the COPY's Query in
+    # flight the session keeps their order (request_ends.py): it comes back, with
+    # what the pump had not written yet (Session._resume writes it first)
+    (back,) = records(native)
+    s.forward_to_server(back.to_server)
+    reader.join()
+    assert got == [data + done]
+    assert (back.reason, back.data, back.copy_in, back.pending) == (pump.CLIENT_DATA, SYNC, 0, 1)
     framed = _framed(pending=1, copy_in=True)
     _account_all(framed, data + done)
-    assert (back.copy_in, back.pending) == (framed.copy_in, framed.pending) == (False, 2)
+    assert (back.copy_in, back.pending) == (framed.copy_in, framed.ends.count) == (False, 1)
     s.close()
 
 
@@ -354,11 +364,13 @@ def test_lend_refuses_bad_arguments_and_double_lending(native):
     with pytest.raises(ValueError):
         s.lend(0, False)
     with pytest.raises(ValueError):
-        native.lend(15, 0, 1, CLIENT_LIMITS[:100], (), 0, False)
+        native.lend(15, 0, 1, CLIENT_LIMITS[:100], (), 0, 0, False)
     with pytest.raises(TypeError):
-        native.lend(15, 0, 1, CLIENT_LIMITS, ("model",), 0, False)
+        native.lend(15, 0, 1, CLIENT_LIMITS, ("model",), 0, 0, False)
+    with pytest.raises(ValueError):  # Queries and Syncs in flight together: their order is the session's
+        native.lend(15, 0, 1, CLIENT_LIMITS, (), 2, QUERY | request_ends.SYNC, False)
     with pytest.raises(OSError):
-        native.lend(15, 10_000, 10_001, CLIENT_LIMITS, (), 0, False)
+        native.lend(15, 10_000, 10_001, CLIENT_LIMITS, (), 0, 0, False)
     assert native.lent() == 1
     s.close()
 
@@ -381,11 +393,12 @@ def test_many_sessions_interleaved(native):
 
 
 # -- the pump and the framed path together account like the framed path alone ----------------
-def _framed(pending: int = 0, copy_in: bool = False) -> SimpleNamespace:
-    state = SimpleNamespace(pending=pending, unsynced=False, unsynced_kinds=[], copy_in=copy_in,
+def _framed(pending: int = 0, copy_in: bool = False, kind: int = QUERY) -> SimpleNamespace:
+    ends = RequestEnds()
+    ends.reset(kind, pending)
+    state = SimpleNamespace(ends=ends, unsynced=False, unsynced_kinds=[], copy_in=copy_in,
                             _terminating=False, txstatus=b"I", skipping_to_sync=False,
-                            _copy_ends_ahead=0, _authenticated=True,
-                            _answered_since_wake=0, readies=0)
+                            _authenticated=True, _answered_since_wake=0, readies=0)
     state._copy_ended = MethodType(Session._copy_ended, state)
     return state
 
@@ -431,19 +444,20 @@ def test_client_streams_arrive_whole_and_accounted(native, pieces, copy_in):
                 if native.fileno() in ready:
                     for back in (pump.Record(*r) for r in native.take()):
                         assert back.reason == pump.CLIENT_DATA and back.key == key
-                        ours = _framed(back.pending, bool(back.copy_in))
+                        ours = _framed(back.pending, bool(back.copy_in), back.ends_kind)
                         s.forward_to_server(back.data)
                         _account_all(ours, back.data)
-            if ours is not None and not ours.unsynced and not ours._terminating:
-                s.lend(ours.pending, ours.copy_in)  # what Session._lend_if_quiet does
+            if ours is not None and not ours.unsynced and not ours._terminating and ours.ends.kind >= 0:
+                # what Session._lend_if_quiet does
+                s.lend(ours.ends.count, ours.copy_in, ours.ends.kind)
                 ours = None
         assert bytes(received) == sent
         if ours is None:
             back = pump.Record(*native.reclaim(key))
-            ours = _framed(back.pending, bool(back.copy_in))
+            ours = _framed(back.pending, bool(back.copy_in), back.ends_kind)
         else:
             assert native.reclaim(key) is None
-        assert (ours.pending, ours.copy_in) == (expected.pending, expected.copy_in)
+        assert (repr(ours.ends), ours.copy_in) == (repr(expected.ends), expected.copy_in)
     finally:
         s.close()
 

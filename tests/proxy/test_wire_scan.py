@@ -17,6 +17,7 @@ from proxy import protocol as p
 from proxy import pump, wire_scan
 from proxy.inference import rowscan
 from proxy.framing import Framer
+from proxy.request_ends import QUERY, SYNC, RequestEnds
 from proxy.session import Session
 from proxy.wire_scan import CLIENT_LIMITS, py_client_chunk, py_server_chunk
 
@@ -163,9 +164,11 @@ def test_garbage_is_never_a_fast_path_chunk_unless_it_frames(data, copy_in):
 
 # -- the fast path reports what the framed path would have done -------------------------------
 def _bookkeeping(copy_in: bool, pending: int = 0):
-    state = SimpleNamespace(pending=pending, unsynced=True, unsynced_kinds=[7], copy_in=copy_in,
+    ends = RequestEnds()
+    ends.reset(QUERY, pending)
+    state = SimpleNamespace(ends=ends, unsynced=True, unsynced_kinds=[7], copy_in=copy_in,
                             _terminating=False, txstatus=b"I", readies=0,
-                            _authenticated=True, skipping_to_sync=False, _copy_ends_ahead=0,
+                            _authenticated=True, skipping_to_sync=False,
                             _answered_since_wake=0)
     state._copy_ended = MethodType(Session._copy_ended, state)
     return state
@@ -173,7 +176,7 @@ def _bookkeeping(copy_in: bool, pending: int = 0):
 
 def _fields(state) -> dict:
     """The stand-in's bookkeeping values (its bound methods left out)."""
-    return {k: v for k, v in vars(state).items() if not callable(v)}
+    return {k: repr(v) if k == "ends" else v for k, v in vars(state).items() if not callable(v)}
 
 
 @settings(max_examples=400)
@@ -193,15 +196,17 @@ def test_client_verdict_matches_message_by_message_accounting(messages, copy_in)
                         for m in messages)
         too_long = any(len(m) - 1 > p.FRONTEND_LIMITS[m[0]] for m in messages)
         copy_end_outside = sum(m[0] in b"cf" for m in messages) > copy_in  # (the first ends it)
+        both_kinds = opened.ends.kind < 0  # Queries and Syncs: their order is the session's
         assert (triggered or too_long or opened._terminating or opened.unsynced or copy_end_outside
-                or _takes_its_turn(messages)), messages
+                or both_kinds or _takes_its_turn(messages)), messages
         return
     fast = _bookkeeping(copy_in)
     if verdict & wire_scan.UNSYNCED_CLEARED:
         fast.unsynced, fast.unsynced_kinds = False, []
     if verdict & wire_scan.COPY_IN_CLEARED:
         fast.copy_in = False
-    fast.pending += verdict >> wire_scan.REQUEST_SHIFT
+    if verdict >> wire_scan.REQUEST_SHIFT:
+        fast.ends.add(SYNC if verdict & wire_scan.SYNC_ENDS else QUERY, verdict >> wire_scan.REQUEST_SHIFT)
     assert _fields(fast) == _fields(framed)
 
 
@@ -234,31 +239,35 @@ def test_server_verdict_matches_message_by_message_notes(messages, pending):
     idle = False
     for m in messages:
         idle |= Session._note_server(framed, m[0], m)
-    assert framed.pending == max(0, pending - len(ready))
+    assert framed.ends.count == max(0, pending - len(ready))
     assert framed.readies == len(ready)  # the statements counted (proxy/observe/stats.py)
     assert idle == bool(pending and ready and pending <= len(ready))
 
 
 def test_what_the_fast_path_leaves_to_the_framed_path():
     q = p.message(b"Q", b"SELECT 1\x00")
-    assert wire_scan.client_chunk(q, CLIENT_LIMITS, TRIGGERS, False) == 1 << 2 | 1
+    assert wire_scan.client_chunk(q, CLIENT_LIMITS, TRIGGERS, False) == 1 << 3 | 1
     # A trigger, upper or lower case, anywhere in a Query or Parse.
     assert wire_scan.client_chunk(p.message(b"Q", b"SHOW MODEL m\x00"), CLIENT_LIMITS,
                                   TRIGGERS, False) is None
     # Extended messages whose Sync has not come yet.
     parse = p.message(b"P", b"\x00SELECT 2\x00\x00\x00")
     assert wire_scan.client_chunk(parse + p.message(b"H"), CLIENT_LIMITS, TRIGGERS, False) is None
-    assert wire_scan.client_chunk(parse + p.message(b"S"), CLIENT_LIMITS, TRIGGERS, False) == 1 << 2 | 1
+    assert wire_scan.client_chunk(parse + p.message(b"S"), CLIENT_LIMITS, TRIGGERS, False) == 1 << 3 | 4 | 1
     # a Query or FunctionCall in an unsynced pipeline: Postgres skips it after an error
     # there, with no ReadyForQuery, so the session waits for the replies (Session._query_turn)
     call = p.message(b"F", b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01")
     for implementation in (wire_scan.client_chunk, py_client_chunk):
         assert implementation(parse + q, CLIENT_LIMITS, TRIGGERS, False) is None
         assert implementation(parse + call + p.message(b"S"), CLIENT_LIMITS, TRIGGERS, False) is None
-        assert implementation(parse + p.message(b"S") + call + q, CLIENT_LIMITS, TRIGGERS, False) == 3 << 2 | 1
+        assert implementation(call + q, CLIENT_LIMITS, TRIGGERS, False) == 2 << 3 | 1
+        assert implementation(parse + p.message(b"S") * 2, CLIENT_LIMITS, TRIGGERS, False) == 2 << 3 | 4 | 1
+        # Syncs and Queries (or FunctionCalls) in one chunk: the session keeps their
+        # order (a Sync Postgres reads inside a COPY gets no ReadyForQuery)
+        assert implementation(parse + p.message(b"S") + call + q, CLIENT_LIMITS, TRIGGERS, False) is None
     # A Sync in COPY IN gets no ReadyForQuery; CopyDone ends COPY IN mid-chunk.
     copy = p.message(b"d", b"1\n") + p.message(b"S") + p.message(b"c") + p.message(b"S")
-    assert wire_scan.client_chunk(copy, CLIENT_LIMITS, TRIGGERS, True) == 1 << 2 | 3
+    assert wire_scan.client_chunk(copy, CLIENT_LIMITS, TRIGGERS, True) == 1 << 3 | 4 | 3
     # Cut messages, oversized lengths, unknown types, Terminate, empty chunks.
     assert wire_scan.client_chunk(q[:-1], CLIENT_LIMITS, TRIGGERS, False) is None
     assert wire_scan.client_chunk(b"S\x7f\xff\xff\xff", CLIENT_LIMITS, TRIGGERS, False) is None
