@@ -81,10 +81,10 @@ class ReplyRewrite(Protocol):
         upstream untracked; their replies come first, unchanged."""
         ...
 
-    def requests_ignored(self, first: int, count: int) -> None:
+    def ignored_in_copy(self, first: int, count: int, flushes: int) -> None:
         """Postgres ignores `count` of the requests in flight, from the `first` on
-        (Syncs it read inside a COPY FROM STDIN: request_ends.py): no reply comes
-        for them."""
+        (Syncs), and the first `flushes` Flushes with a body in flight: it read them
+        inside a COPY FROM STDIN (request_ends.py), so no reply comes for them."""
         ...
 
     def wake_interceptor(self) -> Any:

@@ -4,25 +4,29 @@ Each Query, FunctionCall and Sync the client sends is a request that Postgres en
 with a ReadyForQuery, except a Sync that Postgres reads inside a COPY FROM STDIN:
 it ignores it there, "for the convenience of client libraries (such as libpq) that
 may send those without noticing that the command they just sent was COPY"
-(copyfromparse.c). The proxy counts a request when it relays it, and learns that a
-COPY began only when the server's CopyInResponse comes back, by which time the
-client may have sent such Syncs: libpq's PQexecParams sends Parse, Bind, Execute
-and Sync together, and a pipelining client sends the data, CopyDone and more
-requests behind them. So the order of what is in flight is kept, and a COPY's
-beginning (`copy_began`) takes back the Syncs Postgres ignores:
+(copyfromparse.c), and so it ignores a Flush, which outside a COPY it refuses when
+the Flush has a body (08P01, then it skips to the next Sync). The proxy notes a
+message when it relays it, and learns that a COPY began only when the server's
+CopyInResponse comes back, by which time the client may have sent such messages:
+libpq's PQexecParams sends Parse, Bind, Execute and Sync together, and a pipelining
+client sends the data, CopyDone and more requests behind them. So the order of
+what is in flight is kept, and a COPY's beginning (`copy_began`) takes back what
+Postgres ignores:
 
 - the COPY began in the first request in flight (every one before it is answered):
   a Query, or an Execute of the pipeline that the first Sync in flight ends, and
   then that Sync is read inside the COPY, so it is ignored;
-- every Sync after it is ignored too, up to the client's CopyDone or CopyFail, if
-  the client sent one already (then the COPY is over in the client's stream, and
-  the session is not in COPY IN); Postgres answers the Syncs after that.
+- every Sync and Flush with a body after it is ignored too, up to the client's
+  CopyDone or CopyFail, if the client sent one already (then the COPY is over in
+  the client's stream, and the session is not in COPY IN); Postgres reads what
+  follows as usual.
 
-A CopyDone or CopyFail the client sends outside a COPY the server has said began is
-kept in place (`copy_ended_ahead`): it may end the COPY of the request before it,
-or of an Execute in the pipeline still open (whose Sync comes after it). With
-neither, Postgres ignores it, and so does this record. (Postgres ignores it too
-when that request began no COPY: it is dropped when the request is answered.)
+A CopyDone, CopyFail or Flush with a body that the client sends outside a COPY the
+server has said began is kept in place (`copy_ended_ahead`, `flush_refused`): it
+may belong to the COPY of the request before it, or of an Execute in the pipeline
+still open (whose Sync comes after it). With neither, Postgres cannot read it inside
+a COPY, and this record keeps nothing. One kept for the request before it is
+dropped when that request is answered (it began no COPY then).
 
 Only where an error ends a COPY before the client's CopyDone is this not exact:
 Postgres answers the Syncs it reads after the error (they are no longer inside the
@@ -30,7 +34,8 @@ COPY), and which those are depends on when Postgres read them. docs/relay.md say
 what follows from that.
 
 The relay's fast paths (wire_scan.client_chunk, the relay pump) count requests of
-one kind at a time (QUERY or SYNC, their bits); `kind` says whether the record is
+one kind at a time (QUERY or SYNC, their bits) and leave CopyDone, CopyFail and a
+Flush with a body outside COPY IN to the session; `kind` says whether the record is
 one run of one kind they can continue.
 """
 
@@ -41,16 +46,26 @@ from typing import NamedTuple
 # Request kinds, the bits the fast paths use (wire_scan.SYNC_ENDS, _wire_rules.h)
 QUERY = 1  # a Query or FunctionCall (or the startup exchange): always answered
 SYNC = 2  # a Sync: ignored by Postgres inside a COPY FROM STDIN
-# A CopyDone/CopyFail sent outside a COPY the server said began, which may end
-_ENDS_BEFORE = 4  # the COPY of the request before it
-_ENDS_NEXT = 8  # the COPY of an Execute whose pipeline's request comes after it
+# Kept in place, sent outside a COPY the server said began: a CopyDone or CopyFail
+# (which may end a COPY) and a Flush with a body (which Postgres refuses, unless it
+# reads it inside a COPY), each for the COPY of the request before it (BEFORE) or of
+# an Execute whose pipeline's request comes after it (NEXT)
+_ENDS_BEFORE = 4
+_ENDS_NEXT = 8
+_FLUSH_BEFORE = 16
+_FLUSH_NEXT = 32
+_ENDS = _ENDS_BEFORE | _ENDS_NEXT
+_FLUSHES = _FLUSH_BEFORE | _FLUSH_NEXT
+_BEFORE = _ENDS_BEFORE | _FLUSH_BEFORE
 
 
 class CopyBegan(NamedTuple):
-    """What a CopyInResponse means for the requests in flight (RequestEnds.copy_began)."""
+    """What a CopyInResponse means for what is in flight (RequestEnds.copy_began)."""
 
     first: int  # Postgres ignores `ignored` requests in flight from the `first` on,
     ignored: int  # all Syncs, now taken out of the record
+    flushes: int  # and the first `flushes` Flushes with a body kept (it refuses none),
+    flushes_since_sync: int  # of which these came after the last Sync or Query sent
     copy_in: bool  # in COPY IN now (False: the client ended this COPY already)
     # the COPY is an Execute's and the Sync that ended its pipeline was read inside
     # it: Postgres' pipeline goes on after the COPY, and no Sync was sent after it
@@ -58,7 +73,8 @@ class CopyBegan(NamedTuple):
 
 
 class RequestEnds:
-    """Requests in flight (`count`), in order, and the client's COPY ends among them."""
+    """Requests in flight (`count`), in order, and what the client sent among them
+    that a COPY may make Postgres ignore or end."""
 
     __slots__ = ("count", "_runs")
 
@@ -82,8 +98,8 @@ class RequestEnds:
 
     @property
     def kind(self) -> int:
-        """QUERY or SYNC when every request in flight is of that kind and no COPY end
-        is kept among them (0: none in flight); -1 otherwise."""
+        """QUERY or SYNC when every request in flight is of that kind and nothing is
+        kept among them (0: none in flight); -1 otherwise."""
         runs = self._runs
         if not runs:
             return 0
@@ -98,17 +114,19 @@ class RequestEnds:
     def copy_ended_ahead(self, execute_open: bool) -> None:
         """The client sent a CopyDone or CopyFail with no COPY begun as far as the
         server said; `execute_open`: an Execute was sent since the last Sync."""
-        if execute_open:
-            self._push(_ENDS_NEXT, 1)
-        elif self.count:
-            self._push(_ENDS_BEFORE, 1)
+        self._keep(_ENDS_NEXT if execute_open else _ENDS_BEFORE)
+
+    def flush_refused(self, execute_open: bool) -> None:
+        """The client sent a Flush with a body with no COPY begun as far as the
+        server said: Postgres refuses it, unless it reads it inside a COPY."""
+        self._keep(_FLUSH_NEXT if execute_open else _FLUSH_BEFORE)
 
     def pipeline_answered(self) -> None:
         """Every reply to the extended-protocol messages since the last Sync came
-        (owed_replies.relay_owed): a COPY end kept for an Execute among them ended
-        no COPY (its CopyInResponse would have come first), and Postgres ignored it."""
+        (owed_replies.relay_owed): what was kept for an Execute among them met no
+        COPY (its CopyInResponse would have come first)."""
         runs = self._runs
-        if runs and runs[-1][0] == _ENDS_NEXT:
+        while runs and runs[-1][0] & (_ENDS_NEXT | _FLUSH_NEXT):
             runs.pop()
 
     def ready(self, n: int) -> bool:
@@ -118,7 +136,7 @@ class RequestEnds:
             return False
         runs = self._runs
         while n and self.count:
-            while runs[0][0] > SYNC:  # its request is answered: they end no COPY now
+            while runs[0][0] > SYNC:  # its request is answered: they met no COPY
                 runs.pop(0)
             run = runs[0]
             take = min(n, run[1])
@@ -127,100 +145,72 @@ class RequestEnds:
             self.count -= take
             if not run[1]:
                 runs.pop(0)
-        while runs and runs[0][0] == _ENDS_BEFORE:  # those of the request answered
+        while runs and runs[0][0] & _BEFORE:  # those of the request answered
             runs.pop(0)
         return not self.count
 
     def copy_began(self) -> CopyBegan:
-        """The server's CopyInResponse came: the Syncs Postgres reads inside this
-        COPY are taken out of the record."""
-        runs = self._runs
-        if not runs:  # an Execute whose Sync is still to come
-            return CopyBegan(0, 0, True, False)
-        if runs[0][0] > SYNC:  # the COPY of an Execute, ended before its Sync
-            self._take(0, 1)
-            return CopyBegan(0, 0, False, False)
-        of_execute = runs[0][0] == SYNC  # (a Query's own ReadyForQuery comes)
-        first = 0 if of_execute else 1
-        at, skip = 0, first  # position (run, offset) of the first request after `first`
-        if skip and skip == runs[0][1]:
-            at, skip = 1, 0
-        ignored, ended, after = 0, False, False
-        while at < len(runs):
-            kind, n = runs[at]
-            if kind == SYNC:
-                ignored += n - skip
-            elif kind == QUERY:
-                after = True
-                break  # Postgres reads it during the COPY: 08P01, and it closes
+        """The server's CopyInResponse came: what Postgres reads inside this COPY
+        and ignores is taken out of the record."""
+        items = [kind for kind, n in self._runs for _ in range(n)]
+        at, flushes, ended = 0, 0, None
+        # what is kept before the first request: for an Execute of its pipeline
+        while at < len(items) and items[at] > SYNC and ended is None:
+            if items[at] & _FLUSHES:
+                flushes += 1
             else:
-                ended = True
-                after = any(kind <= SYNC for kind, _ in runs[at + 1:])
-                break
-            at, skip = at + 1, 0
-        if ignored:
-            self._drop_syncs(first, ignored)
-        if ended:
-            self._take_marker()
-        return CopyBegan(first, ignored, not ended, of_execute and not after)
+                ended = at
+            at += 1
+        flushed = list(range(at - (ended is not None)))
+        dropped = set(range(at))  # (with the CopyDone, if one ended the COPY)
+        of_execute = first = ignored = 0
+        if ended is None and at < len(items):
+            # the COPY began in this request: a Query's own ReadyForQuery comes; an
+            # Execute's pipeline ends with this Sync, read inside the COPY
+            of_execute = items[at] == SYNC
+            first = 0 if of_execute else 1
+            if of_execute:
+                dropped.add(at)
+                ignored += 1
+            at += 1
+            while at < len(items):
+                kind = items[at]
+                if kind == QUERY:
+                    break  # Postgres reads it during the COPY: 08P01, and it closes
+                if kind & _ENDS:
+                    ended = at
+                    dropped.add(at)
+                    at += 1
+                    while at < len(items) and items[at] == _ENDS_BEFORE:
+                        dropped.add(at)  # strays: Postgres ignores them too
+                        at += 1
+                    break
+                dropped.add(at)
+                if kind == SYNC:
+                    ignored += 1
+                else:
+                    flushes += 1
+                    flushed.append(at)
+                at += 1
+        after = any(kind <= SYNC for kind in items[at:])
+        last_request = max((i for i, kind in enumerate(items) if kind <= SYNC), default=-1)
+        self._runs = []
+        for index, kind in enumerate(items):
+            if index not in dropped:
+                self._push(kind, 1)
+        self.count -= ignored
+        return CopyBegan(first, ignored, flushes, sum(i > last_request for i in flushed),
+                         ended is None, bool(of_execute) and not after)
 
     # -- the runs --------------------------------------------------------------------
+    def _keep(self, kind: int) -> None:
+        """Keep a message of `kind` in place, when it may meet a COPY at all."""
+        if kind & (_ENDS_NEXT | _FLUSH_NEXT) or self.count:
+            self._push(kind, 1)
+
     def _push(self, kind: int, n: int) -> None:
         runs = self._runs
         if runs and runs[-1][0] == kind:
             runs[-1][1] += n
         else:
             runs.append([kind, n])
-
-    def _take(self, index: int, n: int) -> None:
-        run = self._runs[index]
-        run[1] -= n
-        if not run[1]:
-            del self._runs[index]
-            self._merge(index)
-
-    def _merge(self, index: int) -> None:
-        runs = self._runs
-        if 0 < index < len(runs) and runs[index - 1][0] == runs[index][0]:
-            runs[index - 1][1] += runs.pop(index)[1]
-
-    def _drop_syncs(self, first: int, n: int) -> None:
-        """Take out `n` Syncs, all of them requests from the `first` on."""
-        runs = self._runs
-        index, seen = 0, 0
-        while True:  # the run holding request `first`
-            kind, count = runs[index]
-            if kind <= SYNC:
-                if seen + count > first:
-                    break
-                seen += count
-            index += 1
-        offset = first - seen
-        while n:
-            kind, count = runs[index]
-            if kind != SYNC:
-                index += 1
-                continue
-            take = min(n, count - offset)
-            runs[index][1] -= take
-            self.count -= take
-            n -= take
-            if not runs[index][1]:
-                del runs[index]
-                self._merge(index)
-            else:
-                index += 1
-            offset = 0
-
-    def _take_marker(self) -> None:
-        """Drop the first COPY end kept, the one that ended the COPY just begun, and
-        the others of the request before it: Postgres ignores them (the COPY is over
-        and no request between began another)."""
-        for index, (kind, _) in enumerate(self._runs):
-            if kind == _ENDS_BEFORE:
-                del self._runs[index]
-                self._merge(index)
-                return
-            if kind == _ENDS_NEXT:  # (another may end a later Execute's COPY)
-                self._take(index, 1)
-                return

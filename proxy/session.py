@@ -474,8 +474,10 @@ class Session(asyncio.Protocol):
                 self._begin_handover(interceptor, item, rest)
                 return
             if self.rewrite is not None and not (
-                    self.skipping_to_sync and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL)):
-                # (one Postgres ignores, skipping to Sync, has no reply to track)
+                    self.skipping_to_sync and (msg_type == F_QUERY or msg_type == F_FUNCTION_CALL)) \
+                    and not (self.copy_in and (msg_type == F_SYNC or msg_type == F_FLUSH)):
+                # (one Postgres ignores, skipping to Sync or inside a COPY, has no
+                # reply to track)
                 raw = self.rewrite.client_message(msg_type, bytes(item.raw))
                 if raw is not item.raw:
                     item = Frame(msg_type, raw)
@@ -527,7 +529,23 @@ class Session(asyncio.Protocol):
         if self.copy_in:
             self.copy_in = False
         else:
-            self.ends.copy_ended_ahead(any(kind >> 8 == F_EXECUTE for kind in self.unsynced_kinds))
+            self.ends.copy_ended_ahead(self._execute_unsynced())
+
+    def _execute_unsynced(self) -> bool:
+        """An Execute was sent since the last Sync (its COPY may begin still)."""
+        return any(kind >> 8 == F_EXECUTE for kind in self.unsynced_kinds)
+
+    def _flushes_ignored(self, count: int) -> None:
+        """The first `count` Flushes with a body sent since the last Sync were read
+        inside a COPY, where Postgres ignores them: they opened nothing to skip."""
+        kinds = self.unsynced_kinds
+        for _ in range(count):
+            index = next((i for i, kind in enumerate(kinds) if kind >> 8 == F_FLUSH), None)
+            if index is None:  # (relay_owed forgot them: all answered since)
+                break
+            del kinds[index]
+        if not kinds:
+            self.unsynced = False
 
     # How many bytes of the message the client framer holds went upstream ahead of it
     # (_check_copy_in_hold: its type byte); the rest follows when it comes
@@ -575,7 +593,10 @@ class Session(asyncio.Protocol):
         knows whose replies come first)."""
         if msg_type in _EXTENDED or (msg_type == F_FLUSH and length != 4 and not self.copy_in):
             # (a Flush with a body is an extended-protocol message that fails: Postgres'
-            # 08P01, then it skips to the next Sync; a Sync with one fails as a Sync)
+            # 08P01, then it skips to the next Sync, unless a COPY began meanwhile:
+            # RequestEnds keeps it; a Sync with one fails as a Sync)
+            if msg_type == F_FLUSH:
+                self.ends.flush_refused(self._execute_unsynced())
             self.unsynced = True
             self.unsynced_kinds.append(message_kind(msg_type, first_byte))
         elif msg_type == F_SYNC:
@@ -680,8 +701,10 @@ class Session(asyncio.Protocol):
             if rewrite is not None and rewrite.hidden_next:
                 return False  # the COPY of mlproxy's own deferred messages, not the client's
             began = self.ends.copy_began()
-            if began.ignored and rewrite is not None:
-                rewrite.requests_ignored(began.first, began.ignored)
+            if (began.ignored or began.flushes) and rewrite is not None:
+                rewrite.ignored_in_copy(began.first, began.ignored, began.flushes)
+            if began.flushes_since_sync:  # they opened no pipeline Postgres skips
+                self._flushes_ignored(began.flushes_since_sync)
             if began.pipeline_open and not self.unsynced:
                 # the Sync that ended the Execute's pipeline was read inside its COPY:
                 # Postgres' pipeline goes on after the COPY, up to the next Sync

@@ -120,8 +120,8 @@ class TrackedRelay:
         tracker.expect_plain([QUERY] * pending)
         tracker.expect_plain([expectation_kind(k >> 8, k & 0xFF) for k in unsynced_kinds])
 
-    def requests_ignored(self, first: int, count: int) -> None:
-        self.tracker.requests_ignored(first, count)
+    def ignored_in_copy(self, first: int, count: int, flushes: int) -> None:
+        self.tracker.ignored_in_copy(first, count, flushes)
 
     def wake_interceptor(self):
         return _WAKE

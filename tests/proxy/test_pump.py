@@ -400,6 +400,7 @@ def _framed(pending: int = 0, copy_in: bool = False, kind: int = QUERY) -> Simpl
                             _terminating=False, txstatus=b"I", skipping_to_sync=False,
                             _authenticated=True, _answered_since_wake=0, readies=0)
     state._copy_ended = MethodType(Session._copy_ended, state)
+    state._execute_unsynced = MethodType(Session._execute_unsynced, state)
     return state
 
 

@@ -171,6 +171,7 @@ def _bookkeeping(copy_in: bool, pending: int = 0):
                             _authenticated=True, skipping_to_sync=False,
                             _answered_since_wake=0)
     state._copy_ended = MethodType(Session._copy_ended, state)
+    state._execute_unsynced = MethodType(Session._execute_unsynced, state)
     return state
 
 

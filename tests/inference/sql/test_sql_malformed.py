@@ -288,6 +288,28 @@ def test_model_query_after_an_extended_protocol_copy_that_fails_as_it_begins(sui
     assert [r[0] for r in replies[3]] == [b"T", b"D", b"D", b"D", b"C", b"Z"]
 
 
+@pytest.mark.parametrize("ignored", [p.message(b"H", b"1\n"), SYNC], ids=["flush_with_a_body", "sync"])
+@pytest.mark.parametrize("copy_began", [False, True], ids=["before_it_began", "after_it_began"])
+def test_what_postgres_ignores_inside_a_copy_leaves_model_statements_served(ignored, copy_began, suite):
+    """Postgres ignores a Sync and a Flush inside a COPY FROM STDIN (a Flush with a
+    body it refuses elsewhere, then skips to the next Sync). Sent before the
+    CopyInResponse reaches the proxy or after, they get no reply, and the model
+    statement executed after the COPY is served as on a fresh session. Before, the
+    reply rewrite took each for a request with a reply to come, and matched the
+    statement's replies one off: its RowDescription went out unrewritten, with
+    mlproxy's internal columns (found by the fuzzer's model_psycopg_copy seed)."""
+    prepared, run = PREPARED[0]
+    served = via_proxy(suite, [prepared + SYNC, run])[1]
+    copy = query("CREATE TEMP TABLE fz_copy (a int)") + query("COPY fz_copy FROM STDIN")
+    rest = ignored + p.message(b"d", b"1\n") + ignored + p.message(b"c") + run + ALIVE
+    writes = [prepared + SYNC, copy, rest] if copy_began else [prepared + SYNC, copy + rest]
+    got = via_proxy(suite, writes)[-1]
+    copied = ([] if copy_began else [b"C", b"Z", b"G"]) + [b"C", b"Z"]  # (COPY 1)
+    assert [r[0] for r in got[:len(copied)]] == copied
+    assert got[len(copied):-4] == served
+    assert [r[0] for r in got[-4:]] == [b"T", b"D", b"C", b"Z"]
+
+
 @pytest.mark.parametrize("at", [1, 7])
 def test_streaming_model_bind_cut_after_a_refused_copy_data_is_served(at, suite):
     """The model statement's own Bind, cut there: its type byte went upstream alone
