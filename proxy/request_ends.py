@@ -176,7 +176,11 @@ class RequestEnds:
             while at < len(items):
                 kind = items[at]
                 if kind == QUERY:
-                    break  # Postgres reads it during the COPY: 08P01, and it closes
+                    # Postgres reads it after an error ended the COPY, or inside the
+                    # COPY (then 08P01, and it closes): either way nothing after it
+                    # is read inside this COPY
+                    ended = at
+                    break
                 if kind & _ENDS:
                     ended = at
                     dropped.add(at)

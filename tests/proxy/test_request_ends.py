@@ -257,6 +257,21 @@ def test_a_copy_done_sent_before_its_copy_began():
     assert repr(ends) == "RequestEnds([])"
 
 
+def test_a_query_sent_behind_a_copy_is_read_after_it():
+    """A Query the client sent behind the COPY's start, before its CopyDone: Postgres
+    reads it once an error ended the COPY (a refused CopyData), or inside the COPY,
+    and then closes (08P01). Either way the messages after it are not read inside
+    the COPY: the session is not in COPY IN (a model statement behind it waits for
+    its turn as usual; it went on as sent, and Postgres ran mlproxy's statement
+    without the client's privilege check: the fuzzer's model_psycopg_copy seed)."""
+    ends = RequestEnds()
+    ends.add(QUERY, 2)
+    ends.copy_ended_ahead(False)
+    assert ends.copy_began() == (1, 0, 0, 0, False, False)
+    assert ends.count == 2 and not ends.ready(1) and ends.ready(1)
+    assert repr(ends) == "RequestEnds([])"
+
+
 def test_more_ready_for_query_than_requests_answer_nothing():
     ends = RequestEnds()
     assert not ends.ready(1)
