@@ -153,15 +153,15 @@ class RequestEnds:
         """The server's CopyInResponse came: what Postgres reads inside this COPY
         and ignores is taken out of the record."""
         items = [kind for kind, n in self._runs for _ in range(n)]
-        at, flushes, ended = 0, 0, None
+        at, ended = 0, None
+        flushed = []  # the Flushes with a body read inside the COPY
         # what is kept before the first request: for an Execute of its pipeline
         while at < len(items) and items[at] > SYNC and ended is None:
             if items[at] & _FLUSHES:
-                flushes += 1
+                flushed.append(at)
             else:
                 ended = at
             at += 1
-        flushed = list(range(at - (ended is not None)))
         dropped = set(range(at))  # (with the CopyDone, if one ended the COPY)
         of_execute = first = ignored = 0
         if ended is None and at < len(items):
@@ -193,7 +193,6 @@ class RequestEnds:
                 if kind == SYNC:
                     ignored += 1
                 else:
-                    flushes += 1
                     flushed.append(at)
                 at += 1
         after = any(kind <= SYNC for kind in items[at:])
@@ -203,7 +202,7 @@ class RequestEnds:
             if index not in dropped:
                 self._push(kind, 1)
         self.count -= ignored
-        return CopyBegan(first, ignored, flushes, sum(i > last_request for i in flushed),
+        return CopyBegan(first, ignored, len(flushed), sum(i > last_request for i in flushed),
                          ended is None, bool(of_execute) and not after)
 
     # -- the runs --------------------------------------------------------------------
